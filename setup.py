@@ -40,6 +40,7 @@ def extensions() -> list[Extension]:
     ext = Extension(
         "dtls13._fast",
         ["dtls13/_fast.pyx"],
+        depends=["dtls13/_fast_record.pxi", "dtls13/_fast_handshake.pxi"],
         extra_compile_args=["-O2"],
     )
     return cythonize(

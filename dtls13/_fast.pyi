@@ -186,3 +186,7 @@ class Buffer:
     ) -> None: ...
 
 def live_pools() -> list[SlabPool]: ...
+
+# --- record layer (dtls13/_fast_record.pxi) ---
+
+# --- handshake (dtls13/_fast_handshake.pxi) ---

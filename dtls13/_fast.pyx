@@ -1048,3 +1048,16 @@ cdef class Buffer:
         with self.push_block(length_size):
             for item in items:
                 func(self, item)
+
+
+# ---------------------------------------------------------------------------
+# Record layer hot paths (unified header, record numbers, replay window)
+# ---------------------------------------------------------------------------
+
+include "_fast_record.pxi"
+
+# ---------------------------------------------------------------------------
+# Handshake hot paths (fragment coverage for reassembly)
+# ---------------------------------------------------------------------------
+
+include "_fast_handshake.pxi"

@@ -1,0 +1,1 @@
+# Handshake hot paths, included into _fast.pyx.

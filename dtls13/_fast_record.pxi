@@ -1,0 +1,1 @@
+# Record-layer hot paths, included into _fast.pyx.
