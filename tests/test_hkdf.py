@@ -17,19 +17,24 @@ def h(text: str) -> bytes:
 
 
 EARLY = h(
-    "33 ad 0a 1c 60 7e c0 3b 09 e6 cd 98 93 68 0c e2 10 ad f3 00 aa 1f 26 60 e1 b2 2e 10 f1 70 f9 2a"
+    "33 ad 0a 1c 60 7e c0 3b 09 e6 cd 98 93 68 0c e2"
+    " 10 ad f3 00 aa 1f 26 60 e1 b2 2e 10 f1 70 f9 2a"
 )
 EMPTY_HASH = h(
-    "e3 b0 c4 42 98 fc 1c 14 9a fb f4 c8 99 6f b9 24 27 ae 41 e4 64 9b 93 4c a4 95 99 1b 78 52 b8 55"
+    "e3 b0 c4 42 98 fc 1c 14 9a fb f4 c8 99 6f b9 24"
+    " 27 ae 41 e4 64 9b 93 4c a4 95 99 1b 78 52 b8 55"
 )
 DERIVED = h(
-    "6f 26 15 a1 08 c7 02 c5 67 8f 54 fc 9d ba b6 97 16 c0 76 18 9c 48 25 0c eb ea c3 57 6c 36 11 ba"
+    "6f 26 15 a1 08 c7 02 c5 67 8f 54 fc 9d ba b6 97"
+    " 16 c0 76 18 9c 48 25 0c eb ea c3 57 6c 36 11 ba"
 )
 ECDHE = h(
-    "8b d4 05 4f b5 5b 9d 63 fd fb ac f9 f0 4b 9f 0d 35 e6 d6 3f 53 75 63 ef d4 62 72 90 0f 89 49 2d"
+    "8b d4 05 4f b5 5b 9d 63 fd fb ac f9 f0 4b 9f 0d"
+    " 35 e6 d6 3f 53 75 63 ef d4 62 72 90 0f 89 49 2d"
 )
 HANDSHAKE = h(
-    "1d c8 26 e9 36 06 aa 6f dc 0a ad c1 2f 74 1b 01 04 6a a6 b9 9f 69 1e d2 21 a9 f0 ca 04 3f be ac"
+    "1d c8 26 e9 36 06 aa 6f dc 0a ad c1 2f 74 1b 01"
+    " 04 6a a6 b9 9f 69 1e d2 21 a9 f0 ca 04 3f be ac"
 )
 
 
