@@ -1,0 +1,100 @@
+"""Wire constants of the TLS 1.3 handshake as DTLS 1.3 uses it (IANA registry names)."""
+
+from __future__ import annotations
+
+import enum
+
+# RFC 9147 §5.3: legacy_version is {254, 253} (DTLS 1.2); supported_versions carries
+# {254, 252} for DTLS 1.3.
+DTLS_LEGACY_VERSION = 0xFEFD
+DTLS13_VERSION = 0xFEFC
+DTLS12_VERSION = 0xFEFD
+DTLS10_VERSION = 0xFEFF
+
+
+class HandshakeType(enum.IntEnum):
+    client_hello = 1
+    server_hello = 2
+    new_session_ticket = 4
+    end_of_early_data = 5
+    encrypted_extensions = 8
+    request_connection_id = 9
+    new_connection_id = 10
+    certificate = 11
+    certificate_request = 13
+    certificate_verify = 15
+    finished = 20
+    key_update = 24
+    message_hash = 254
+
+
+class ExtensionType(enum.IntEnum):
+    server_name = 0
+    max_fragment_length = 1
+    status_request = 5
+    supported_groups = 10
+    ec_point_formats = 11
+    signature_algorithms = 13
+    use_srtp = 14
+    heartbeat = 15
+    application_layer_protocol_negotiation = 16
+    signed_certificate_timestamp = 18
+    padding = 21
+    encrypt_then_mac = 22
+    extended_master_secret = 23
+    record_size_limit = 28
+    session_ticket = 35
+    pre_shared_key = 41
+    early_data = 42
+    supported_versions = 43
+    cookie = 44
+    psk_key_exchange_modes = 45
+    certificate_authorities = 47
+    oid_filters = 48
+    post_handshake_auth = 49
+    signature_algorithms_cert = 50
+    key_share = 51
+    connection_id = 54
+    renegotiation_info = 0xFF01
+
+
+class NamedGroup(enum.IntEnum):
+    secp256r1 = 0x0017
+    secp384r1 = 0x0018
+    secp521r1 = 0x0019
+    x25519 = 0x001D
+    x448 = 0x001E
+    ffdhe2048 = 0x0100
+    SecP256r1MLKEM768 = 0x11EB
+    X25519MLKEM768 = 0x11EC
+    SecP384r1MLKEM1024 = 0x11ED
+
+
+class SignatureScheme(enum.IntEnum):
+    rsa_pkcs1_sha256 = 0x0401
+    rsa_pkcs1_sha384 = 0x0501
+    rsa_pkcs1_sha512 = 0x0601
+    ecdsa_secp256r1_sha256 = 0x0403
+    ecdsa_secp384r1_sha384 = 0x0503
+    ecdsa_secp521r1_sha512 = 0x0603
+    rsa_pss_rsae_sha256 = 0x0804
+    rsa_pss_rsae_sha384 = 0x0805
+    rsa_pss_rsae_sha512 = 0x0806
+    ed25519 = 0x0807
+    ed448 = 0x0808
+    rsa_pss_pss_sha256 = 0x0809
+    rsa_pss_pss_sha384 = 0x080A
+    rsa_pss_pss_sha512 = 0x080B
+    mldsa44 = 0x0904
+    mldsa65 = 0x0905
+    mldsa87 = 0x0906
+
+
+class PskKeyExchangeMode(enum.IntEnum):
+    psk_ke = 0
+    psk_dhe_ke = 1
+
+
+class KeyUpdateRequest(enum.IntEnum):
+    update_not_requested = 0
+    update_requested = 1
