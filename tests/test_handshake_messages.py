@@ -48,6 +48,7 @@ from dtls13.handshake.messages import (
     push_message,
     transcript_header,
 )
+from dtls13.memory import PoolSet
 
 needs_rfc = pytest.mark.skipif(not RFC8448.exists(), reason="RFC 8448 text not available")
 
@@ -329,6 +330,9 @@ def test_server_hello_defaults_and_hrr() -> None:
     assert body[:2] == b"\xfe\xfd" and body[34:38] == b"\x00\x13\x01\x00"
     back = pull_message(msg_type, body)
     assert isinstance(back, ServerHello) and back.is_hello_retry_request and back == sh
+    assert not back.has_downgrade_sentinel
+    assert ServerHello(bytes(24) + b"DOWNGRD\x01", 0x1301, ()).has_downgrade_sentinel
+    assert ServerHello(bytes(24) + b"DOWNGRD\x00", 0x1301, ()).has_downgrade_sentinel
 
 
 def test_other_messages_round_trip() -> None:
@@ -426,8 +430,13 @@ def _decode_only_decode_error(msg_type: int, body: bytes) -> None:
 def test_every_truncation_and_trailing_bytes() -> None:
     for msg_type, body in _samples():
         for n in range(len(body)):
-            with pytest.raises(DecodeError):
-                pull_message(msg_type, body[:n])
+            try:
+                msg = pull_message(msg_type, body[:n])
+            except DecodeError:
+                continue
+            # Only a hello cut right before its extensions block parses (the pre-1.3 form).
+            assert push_message(msg)[1] == body[:n] + b"\x00\x00"
+            assert msg_type in (HandshakeType.client_hello, HandshakeType.server_hello)
         with pytest.raises(DecodeError):
             pull_message(msg_type, body + b"\x00")
 
@@ -502,3 +511,68 @@ def test_extension_codecs_random_input(index: int, data: bytes) -> None:
     pull = _EXTENSION_SAMPLES[index][0]
     with contextlib.suppress(DecodeError):
         ex.decode(data, pull)
+
+
+def test_legacy_hellos_without_extensions() -> None:
+    # A DTLS 1.2 ClientHello after HelloVerifyRequest: a cookie, no extensions block.
+    body = b"\xfe\xfd" + bytes(32) + b"\x00" + b"\x02ck" + b"\x00\x02\xc0\x2b" + b"\x01\x00"
+    ch = pull_message(HandshakeType.client_hello, body)
+    assert isinstance(ch, ClientHello)
+    assert ch.extensions == () and ch.legacy_cookie == b"ck"
+    assert ch.extension(ExtensionType.supported_versions) is None
+    sh_body = b"\xfe\xfd" + bytes(32) + b"\x00" + b"\xc0\x2b\x00"
+    sh = pull_message(HandshakeType.server_hello, sh_body)
+    assert isinstance(sh, ServerHello) and sh.extensions == ()
+
+
+def test_parse_in_place_from_a_pooled_lease() -> None:
+    pools = PoolSet()
+    msg_type, body = push_message(_dtls_client_hello())
+    lease = pools.acquire(12 + len(body))
+    try:
+        header = HandshakeHeader(msg_type, len(body), 0, 0, len(body))
+        buf = Buffer(lease)
+        try:
+            push_handshake_header(buf, header)
+            buf.push_bytes(body)
+        finally:
+            buf.close()
+        lease.length = 12 + len(body)
+        view = lease.view(0, 12)
+        hb = Buffer(view)
+        try:
+            assert pull_handshake_header(hb) == header
+        finally:
+            hb.close()
+        view.release()
+        body_view = lease.view(12, 12 + len(body))
+        msg = pull_message(msg_type, body_view)
+        body_view.release()
+        assert msg == _dtls_client_hello()
+    finally:
+        lease.release()  # raises if a decoder kept an export of the lease alive
+    assert pools.in_use == 0
+
+
+def test_handshake_header_truncation_and_fuzz() -> None:
+    data = bytes.fromhex("0100001000000000000000000010")[:12]
+    for n in range(12):
+        b = Buffer(data[:n])
+        try:
+            with pytest.raises(DecodeError):
+                pull_handshake_header(b)
+        finally:
+            b.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=12))
+def test_handshake_header_random(data: bytes) -> None:
+    b = Buffer(data)
+    try:
+        h = pull_handshake_header(b)
+        assert h.fragment_offset + h.fragment_length <= h.length
+    except DecodeError:
+        pass
+    finally:
+        b.close()

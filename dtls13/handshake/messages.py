@@ -26,6 +26,12 @@ HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
     "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 )
 
+# RFC 8446 §4.1.3 (and RFC 9147 §5.3 for DTLS 1.2 / 1.0): the last 8 bytes of a ServerHello
+# random when a 1.3-capable server negotiates an older version; a 1.3 client that sees one
+# aborts with illegal_parameter.
+DOWNGRADE_SENTINEL_12 = b"DOWNGRD\x01"
+DOWNGRADE_SENTINEL_10 = b"DOWNGRD\x00"
+
 
 class UnexpectedHandshakeType(DecodeError):
     """A handshake type DTLS 1.3 does not carry here; callers answer unexpected_message."""
@@ -123,7 +129,9 @@ def pull_client_hello(buf: Buffer, *, dtls: bool = True) -> ClientHello:
     compression = buf.pull_vector(1)
     if not compression:
         raise DecodeError("empty legacy_compression_methods")
-    extensions = pull_extensions(buf)
+    # A pre-1.3 ClientHello may end here with no extensions block at all; it then has no
+    # supported_versions and the caller answers protocol_version (RFC 8446 §4.1.2).
+    extensions = pull_extensions(buf) if not buf.eof() else ()
     return ClientHello(
         random=random,
         cipher_suites=suites,
@@ -161,6 +169,10 @@ class ServerHello(_HasExtensions):
     def is_hello_retry_request(self) -> bool:
         return self.random == HELLO_RETRY_REQUEST_RANDOM
 
+    @property
+    def has_downgrade_sentinel(self) -> bool:
+        return self.random[-8:] in (DOWNGRADE_SENTINEL_12, DOWNGRADE_SENTINEL_10)
+
 
 def pull_server_hello(buf: Buffer) -> ServerHello:
     legacy_version = buf.pull_uint16()
@@ -170,7 +182,7 @@ def pull_server_hello(buf: Buffer) -> ServerHello:
         raise DecodeError("legacy_session_id_echo longer than 32 bytes")
     suite = buf.pull_uint16()
     compression = buf.pull_uint8()
-    extensions = pull_extensions(buf)
+    extensions = pull_extensions(buf) if not buf.eof() else ()  # a DTLS 1.2 ServerHello
     return ServerHello(
         random=random,
         cipher_suite=suite,
