@@ -39,6 +39,7 @@ from dtls13.handshake.messages import (
     RequestConnectionId,
     ServerHello,
     UnexpectedHandshakeType,
+    binder_prefix,
     encode_transcript_message,
     pull_client_hello,
     pull_handshake_header,
@@ -46,6 +47,7 @@ from dtls13.handshake.messages import (
     push_client_hello,
     push_handshake_header,
     push_message,
+    replace_binders,
     transcript_header,
 )
 from dtls13.memory import PoolSet
@@ -225,7 +227,9 @@ def test_rfc8448_pre_shared_key_client_hello() -> None:
     assert isinstance(nst, NewSessionTicket) and offered.identities[0].identity == nst.ticket
     assert ex.encode(ex.push_pre_shared_key_client, offered) == ch.extensions[-1].data
     n = ex.binders_length(len(b) for b in offered.binders)
-    assert whole[:-n] == trace(4, "client", "calculate PSK binder", "ClientHello prefix")
+    prefix = trace(4, "client", "calculate PSK binder", "ClientHello prefix")
+    assert whole[:-n] == prefix
+    assert binder_prefix(ch, dtls=False) == prefix
     assert ex.encode(ex.push_early_data_ticket, 7) == b"\x00\x00\x00\x07"
     sh = pull_message(*message(4, "server", "ServerHello"))
     assert isinstance(sh, ServerHello)
@@ -576,3 +580,22 @@ def test_handshake_header_random(data: bytes) -> None:
         pass
     finally:
         b.close()
+
+
+def test_binder_prefix_and_replace_binders() -> None:
+    ch = _dtls_client_hello()
+    msg_type, body = push_message(ch)
+    whole = transcript_header(msg_type, len(body)) + body
+    prefix = binder_prefix(ch)
+    assert whole.startswith(prefix) and whole[len(prefix) :] == b"\x00\x21\x20" + b"b" * 32
+    real = replace_binders(ch, (b"R" * 32,))
+    assert binder_prefix(real) == prefix  # the prefix does not depend on the binders
+    assert push_message(real)[1].endswith(b"\x20" + b"R" * 32)
+    with pytest.raises(ValueError):
+        replace_binders(ch, (b"R" * 48,))
+    no_psk = ClientHello(ch.random, ch.cipher_suites, ch.extensions[:-1])
+    with pytest.raises(DecodeError):
+        binder_prefix(no_psk)
+    not_last = ClientHello(ch.random, ch.cipher_suites, (ch.extensions[-1], *ch.extensions[:-1]))
+    with pytest.raises(DecodeError):
+        binder_prefix(not_last)

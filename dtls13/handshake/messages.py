@@ -14,8 +14,20 @@ from typing import Any, TypeAlias
 
 from dtls13._fast import Buffer, DecodeError
 
-from .constants import DTLS_LEGACY_VERSION, HandshakeType
-from .extensions import Extensions, find_extension, pull_extensions, push_extensions
+from .constants import DTLS_LEGACY_VERSION, ExtensionType, HandshakeType
+from .extensions import (
+    Extension,
+    Extensions,
+    OfferedPsks,
+    binders_length,
+    decode,
+    encode,
+    find_extension,
+    pull_extensions,
+    pull_pre_shared_key_client,
+    push_extensions,
+    push_pre_shared_key_client,
+)
 
 HANDSHAKE_HEADER_LENGTH = 12
 TRANSCRIPT_HEADER_LENGTH = 4
@@ -485,3 +497,50 @@ def encode_transcript_message(msg: HandshakeMessage) -> bytes:
     """The message as the transcript hashes it: 4-byte TLS header + body."""
     msg_type, body = push_message(msg)
     return transcript_header(msg_type, len(body)) + body
+
+
+# -- PSK binders (RFC 8446 §4.2.11.2) ---------------------------------------------------------
+
+
+def _offered_psks(msg: ClientHello) -> OfferedPsks:
+    # "The "pre_shared_key" extension MUST be the last extension in the ClientHello"
+    # (§4.2.11); the caller answers a DecodeError here with illegal_parameter.
+    if not msg.extensions or msg.extensions[-1].type != ExtensionType.pre_shared_key:
+        raise DecodeError("pre_shared_key is not the last ClientHello extension")
+    return decode(msg.extensions[-1].data, pull_pre_shared_key_client)
+
+
+def binder_prefix(msg: ClientHello, *, dtls: bool = True) -> bytes:
+    """The ClientHello as the transcript hashes it (4-byte header, full length) cut before
+    the binders list: what each binder's Transcript-Hash covers after any earlier messages.
+    """
+    offered = _offered_psks(msg)
+    buf = Buffer(capacity=512)
+    try:
+        push_client_hello(buf, msg, dtls=dtls)
+        body = buf.data
+    finally:
+        buf.close()
+    whole = transcript_header(HandshakeType.client_hello, len(body)) + body
+    return whole[: -binders_length(len(b) for b in offered.binders)]
+
+
+def replace_binders(msg: ClientHello, binders: tuple[bytes, ...]) -> ClientHello:
+    """The same ClientHello with its PSK binders replaced by ones of the same lengths (a
+    client computes them over ``binder_prefix`` of the ClientHello with placeholders)."""
+    offered = _offered_psks(msg)
+    if [len(b) for b in binders] != [len(b) for b in offered.binders]:
+        raise ValueError("binders must keep their lengths")
+    ext = Extension(
+        ExtensionType.pre_shared_key,
+        encode(push_pre_shared_key_client, OfferedPsks(offered.identities, binders)),
+    )
+    return ClientHello(
+        random=msg.random,
+        cipher_suites=msg.cipher_suites,
+        extensions=(*msg.extensions[:-1], ext),
+        legacy_session_id=msg.legacy_session_id,
+        legacy_cookie=msg.legacy_cookie,
+        legacy_compression_methods=msg.legacy_compression_methods,
+        legacy_version=msg.legacy_version,
+    )
