@@ -599,3 +599,59 @@ def test_binder_prefix_and_replace_binders() -> None:
     not_last = ClientHello(ch.random, ch.cipher_suites, (ch.extensions[-1], *ch.extensions[:-1]))
     with pytest.raises(DecodeError):
         binder_prefix(not_last)
+
+
+# -- property: every message a peer could send survives encode/decode --------------------------
+
+_u16 = st.integers(0, 0xFFFF)
+_exts = st.lists(st.tuples(_u16, st.binary(max_size=20)), max_size=5, unique_by=lambda t: t[0]).map(
+    lambda items: tuple(Extension(t, d) for t, d in items)
+)
+_messages = st.one_of(
+    st.builds(
+        ClientHello,
+        random=st.binary(min_size=32, max_size=32),
+        cipher_suites=st.lists(_u16, min_size=1, max_size=5).map(tuple),
+        extensions=_exts,
+        legacy_session_id=st.binary(max_size=32),
+        legacy_cookie=st.binary(max_size=10),
+        legacy_compression_methods=st.binary(min_size=1, max_size=3),
+        legacy_version=_u16,
+    ),
+    st.builds(
+        ServerHello,
+        random=st.binary(min_size=32, max_size=32),
+        cipher_suite=_u16,
+        extensions=_exts,
+        legacy_session_id_echo=st.binary(max_size=32),
+        legacy_compression_method=st.integers(0, 255),
+        legacy_version=_u16,
+    ),
+    st.builds(EncryptedExtensions, _exts),
+    st.builds(CertificateRequest, st.binary(max_size=10), _exts),
+    st.builds(
+        Certificate,
+        st.binary(max_size=10),
+        st.lists(st.builds(CertificateEntry, st.binary(min_size=1, max_size=30), _exts)).map(tuple),
+    ),
+    st.builds(CertificateVerify, _u16, st.binary(max_size=100)),
+    st.builds(Finished, st.binary(max_size=64)),
+    st.builds(
+        NewSessionTicket,
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1),
+        st.binary(max_size=10),
+        st.binary(min_size=1, max_size=40),
+        _exts,
+    ),
+    st.builds(KeyUpdate, st.integers(0, 255)),
+    st.builds(RequestConnectionId, st.integers(0, 255)),
+    st.builds(NewConnectionId, st.lists(st.binary(max_size=20)).map(tuple), st.integers(0, 255)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_messages)
+def test_random_messages_round_trip(msg: Any) -> None:
+    msg_type, body = push_message(msg)
+    assert pull_message(msg_type, body) == msg
