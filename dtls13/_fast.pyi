@@ -233,4 +233,40 @@ class ReplayWindow:
     def check(self, seq: int) -> bool: ...
     def update(self, seq: int) -> None: ...
 
+OPEN_AUTH_FAILED: int
+OPEN_REPLAY: int
+OPEN_BAD_CONTENT_TYPE: int
+
+class RecordCipher:
+    tag_length: int
+    chacha: bool
+    def __init__(
+        self, aead: object, iv: _BufferLike, sn_key: _BufferLike, tag_length: int, ecb: object = ...
+    ) -> None: ...
+    def nonce(self, seq: int) -> bytearray: ...
+    def mask(self, data: _BufferLike, offset: int) -> bytearray: ...
+    def inner_length(self, payload_length: int, padding: int) -> int: ...
+    def seal_into(
+        self,
+        buf: _BufferLike,
+        pos: int,
+        epoch: int,
+        seq: int,
+        seq_bits: int,
+        cid: bytes | None,
+        with_length: bool,
+        content_type: int,
+        payload: _BufferLike,
+        padding: int,
+    ) -> int: ...
+    def open_untrusted(
+        self,
+        data: _BufferLike,
+        offset: int,
+        header_length: int,
+        length: int,
+        window: ReplayWindow,
+        lease: _BufferLike,
+    ) -> tuple[int, int, int]: ...
+
 # --- handshake (dtls13/_fast_handshake.pxi) ---

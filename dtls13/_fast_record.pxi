@@ -477,3 +477,279 @@ def zero_fill(buf, Py_ssize_t offset, Py_ssize_t count):
         memset(<uint8_t *>v.buf + offset, 0, count)
     finally:
         PyBuffer_Release(&v)
+
+
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.string cimport memmove
+
+from cryptography.exceptions import InvalidTag as _InvalidTag
+
+cdef enum:
+    _MASK_SAMPLE = 16
+    _MAX_HEADER = 1 + 255 + 2 + 2
+
+# open_untrusted() outcomes besides success (a content-type index >= 0).
+cpdef enum:
+    OPEN_AUTH_FAILED = -1
+    OPEN_REPLAY = -2
+    OPEN_BAD_CONTENT_TYPE = -3
+
+
+@cython.final
+cdef class RecordCipher:
+    """One epoch's record protection in one direction: AEAD, nonce, record-number mask.
+
+    `aead` is a cryptography AEAD object (its encrypt_into/decrypt_into are
+    called with views straight into the datagram and the plaintext lease);
+    `ecb` an AES-ECB encryptor under sn_key, or None for ChaCha20 masks,
+    which are computed here from `sn_key` (RFC 9147 §4.2.3).
+    """
+
+    cdef object _encrypt_into
+    cdef object _decrypt_into
+    cdef object _ecb_update_into
+    cdef readonly Py_ssize_t tag_length
+    cdef readonly bint chacha
+    cdef unsigned char _iv[12]
+    cdef unsigned char _sn_key[32]
+    cdef bytearray _nonce
+    cdef bytearray _mask
+    cdef object _mask_view
+    cdef bytearray _aad
+
+    def __cinit__(self, aead, iv, sn_key, Py_ssize_t tag_length, ecb=None):
+        cdef Py_buffer v
+        _get_read(iv, &v)
+        try:
+            if v.len != 12:
+                raise ValueError("the record IV must be 12 bytes")
+            memcpy(self._iv, v.buf, 12)
+        finally:
+            PyBuffer_Release(&v)
+        self.chacha = ecb is None
+        memset(self._sn_key, 0, 32)
+        if self.chacha:
+            _get_read(sn_key, &v)
+            try:
+                if v.len != 32:
+                    raise ValueError("a ChaCha20 sn_key must be 32 bytes")
+                memcpy(self._sn_key, v.buf, 32)
+            finally:
+                PyBuffer_Release(&v)
+            self._ecb_update_into = None
+        else:
+            self._ecb_update_into = ecb.update_into
+        if not 1 <= tag_length <= 16:
+            raise ValueError("tag length must be 1..16")
+        self.tag_length = tag_length
+        self._encrypt_into = aead.encrypt_into
+        self._decrypt_into = aead.decrypt_into
+        self._nonce = bytearray(12)
+        # A whole ChaCha20 block, and more than AES-ECB update_into's 31-byte minimum.
+        self._mask = bytearray(64)
+        self._mask_view = memoryview(self._mask)
+        self._aad = bytearray(_MAX_HEADER)
+
+    def __dealloc__(self):
+        dtls13_secure_zero(self._sn_key, 32)
+        dtls13_secure_zero(self._iv, 12)
+
+    cdef inline void _make_nonce(self, uint64_t seq):
+        # RFC 8446 §5.3: the 64-bit record sequence number, left-padded, XOR the IV
+        # (RFC 9147 §4: "unlike DTLS 1.2, the epoch is not included").
+        cdef unsigned char *p = <unsigned char *>PyByteArray_AS_STRING(self._nonce)
+        cdef int k
+        memcpy(p, self._iv, 12)
+        for k in range(8):
+            p[11 - k] ^= <unsigned char>(seq >> (8 * k))
+
+    cdef int _compute_mask(self, const unsigned char *sample) except -1:
+        if self.chacha:
+            # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])"
+            dtls13_chacha20_block(self._sn_key, sample,
+                                  <unsigned char *>PyByteArray_AS_STRING(self._mask))
+        else:
+            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])"
+            self._ecb_update_into(
+                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ),
+                self._mask_view)
+        return 0
+
+    def nonce(self, uint64_t seq):
+        """The per-record nonce (a buffer reused by the next call)."""
+        self._make_nonce(seq)
+        return self._nonce
+
+    def mask(self, data, Py_ssize_t offset):
+        """The mask for the ciphertext at data[offset:] (a buffer reused by the next call)."""
+        cdef Py_buffer v
+        _get_read(data, &v)
+        try:
+            if offset < 0 or v.len - offset < _MASK_SAMPLE:
+                raise ValueError("fewer than 16 ciphertext bytes for the mask")
+            self._compute_mask(<const unsigned char *>v.buf + offset)
+        finally:
+            PyBuffer_Release(&v)
+        return self._mask
+
+    cpdef Py_ssize_t inner_length(self, Py_ssize_t payload_length, Py_ssize_t padding):
+        """TLSInnerPlaintext length for a payload: content, type, padding to a
+        multiple of `padding` (if > 1) and at least up to the mask sample."""
+        cdef Py_ssize_t inner = payload_length + 1
+        if padding > 1 and inner % padding:
+            inner += padding - inner % padding
+        if inner + self.tag_length < _MASK_SAMPLE:
+            # §4.2.3: "Senders MUST pad short plaintexts out".
+            inner = _MASK_SAMPLE - self.tag_length
+        return inner
+
+    def seal_into(self, buf, Py_ssize_t pos, uint64_t epoch, uint64_t seq, int seq_bits, cid,
+                  bint with_length, int content_type, payload, Py_ssize_t padding):
+        """Write one protected DTLSCiphertext record at buf[pos:].
+
+        Header (AAD before record-number encryption, RFC 9147 §4), inner plaintext
+        encrypted in place, then the sequence number masked. Returns the record's
+        length, or -1 (nothing written) when it does not fit.
+        """
+        cdef Py_buffer b, pl, c
+        cdef unsigned char *p
+        cdef unsigned char *body
+        cdef const unsigned char *mask
+        cdef Py_ssize_t cl = 0, plen, inner, hl, total, i, seq_pos
+        cdef unsigned char first = 0x20 | <unsigned char>(epoch & 3)
+        if seq_bits != 8 and seq_bits != 16:
+            raise EncodeError("seq_bits must be 8 or 16")
+        if seq >= _SEQ_LIMIT:
+            raise EncodeError("sequence number beyond 2^48-1")
+        if not 0 <= content_type <= 255:
+            raise EncodeError("content type out of range")
+        if cid is not None:
+            cl = len(cid)
+            if cl > 255:
+                raise EncodeError("connection ID longer than 255 bytes")
+        _get_read(payload, &pl)
+        try:
+            plen = pl.len
+            if plen > _MAX_PLAINTEXT:
+                raise EncodeError("payload longer than 2^14")
+            inner = self.inner_length(plen, padding)
+            hl = unified_header_length(cl, seq_bits, with_length)
+            total = hl + inner + self.tag_length
+            _get_write(buf, &b)
+            try:
+                if pos < 0 or pos + total > b.len:
+                    return -1
+                p = <unsigned char *>b.buf + pos
+                if cl > 0:
+                    first |= 0x10
+                    _get_read(cid, &c)
+                    memcpy(p + 1, c.buf, cl)
+                    PyBuffer_Release(&c)
+                if seq_bits == 16:
+                    first |= 0x08
+                if with_length:
+                    first |= 0x04
+                p[0] = first
+                i = 1 + cl
+                seq_pos = i
+                if seq_bits == 16:
+                    p[i] = <unsigned char>(seq >> 8)
+                    i += 1
+                p[i] = <unsigned char>seq
+                i += 1
+                if with_length:
+                    p[i] = <unsigned char>((inner + self.tag_length) >> 8)
+                    p[i + 1] = <unsigned char>(inner + self.tag_length)
+                body = p + hl
+                memmove(body, pl.buf, plen)
+                body[plen] = <unsigned char>content_type
+                memset(body + plen + 1, 0, inner - plen - 1)
+                self._make_nonce(seq)
+                # In place: the ciphertext overwrites the inner plaintext it came from.
+                self._encrypt_into(
+                    self._nonce,
+                    PyMemoryView_FromMemory(<char *>body, inner, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>p, hl, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>body, inner + self.tag_length, PyBUF_WRITE))
+                self._compute_mask(body)
+                mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+                p[seq_pos] ^= mask[0]
+                if seq_bits == 16:
+                    p[seq_pos + 1] ^= mask[1]
+            finally:
+                PyBuffer_Release(&b)
+        finally:
+            PyBuffer_Release(&pl)
+        return total
+
+    def open_untrusted(self, data, Py_ssize_t offset, Py_ssize_t header_length,
+                       Py_ssize_t length, ReplayWindow window, lease):
+        """Deprotect the DTLSCiphertext record at data[offset:] into `lease`.
+
+        `header_length`/`length` come from parse_header_untrusted; `lease` holds
+        exactly length - tag_length bytes. Returns ``(seq, index, content_type)``:
+        `index` >= 0 is the content type's position (the payload is lease[:index]);
+        OPEN_AUTH_FAILED, OPEN_REPLAY or OPEN_BAD_CONTENT_TYPE otherwise. The
+        replay window is checked after deprotection and updated only on success
+        (RFC 9147 §4.5.1).
+        """
+        cdef Py_buffer d, l
+        cdef const unsigned char *p
+        cdef unsigned char *aad
+        cdef const unsigned char *mask
+        cdef const unsigned char *q
+        cdef Py_ssize_t seq_len, seq_pos, i
+        cdef uint64_t low = 0, seq
+        cdef int first, ctype
+        _get_read(data, &d)
+        try:
+            if (offset < 0 or header_length < 2 or header_length > _MAX_HEADER
+                    or length < _MASK_SAMPLE or length < self.tag_length
+                    or offset + header_length + length > d.len):
+                raise ValueError("record outside the datagram")
+            p = <const unsigned char *>d.buf + offset
+            first = p[0]
+            if (first & 0xE0) != 0x20:
+                raise ValueError("not a unified header")
+            seq_len = 2 if first & 0x08 else 1
+            seq_pos = header_length - seq_len - (2 if first & 0x04 else 0)
+            if seq_pos < 1:
+                raise ValueError("header too short for its flags")
+            self._compute_mask(p + header_length)
+            mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+            # The AAD is the header "prior to record number encryption" (§4).
+            aad = <unsigned char *>PyByteArray_AS_STRING(self._aad)
+            memcpy(aad, p, header_length)
+            for i in range(seq_len):
+                aad[seq_pos + i] ^= mask[i]
+                low = (low << 8) | aad[seq_pos + i]
+            seq = reconstruct_sequence(window._top, low, <int>(8 * seq_len))
+            self._make_nonce(seq)
+            try:
+                self._decrypt_into(
+                    self._nonce,
+                    PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
+                    lease)
+            except _InvalidTag:
+                return (seq, OPEN_AUTH_FAILED, 0)
+        finally:
+            PyBuffer_Release(&d)
+        if not window.check(seq):
+            return (seq, OPEN_REPLAY, 0)
+        _get_read(lease, &l)
+        try:
+            q = <const unsigned char *>l.buf
+            i = l.len - 1
+            while i >= 0 and q[i] == 0:
+                i -= 1
+            ctype = q[i] if i >= 0 else 0
+        finally:
+            PyBuffer_Release(&l)
+        # RFC 9147 Figure 5: alert, handshake, application data, ACK (no heartbeat).
+        if ctype != 21 and ctype != 22 and ctype != 23 and ctype != 26:
+            return (seq, OPEN_BAD_CONTENT_TYPE, ctype)
+        window.update(seq)
+        return (seq, i, ctype)

@@ -516,6 +516,8 @@ def test_writer_abort_and_close_release(pools: PoolSet) -> None:
     w2.new_datagram()
     w2.add(0, 22, b"z")
     a.close()
+    assert pools.in_use == 2
+    w2.abort()
     with pytest.raises(LocalProtocolError):
         a.datagram_writer(1000)
 
@@ -528,8 +530,13 @@ def test_api_misuse(pools: PoolSet) -> None:
     a.install_write_epoch(3, suite, secret_for(suite))
     with pytest.raises(LocalProtocolError):
         a.install_write_epoch(2, suite, secret_for(suite))
+    with a.datagram_writer(30000) as w:
+        with pytest.raises(LocalProtocolError):
+            w.add(3, 23, bytes(20000))
+        with pytest.raises(LocalProtocolError):
+            w.add(0, 22, bytes(20000))
     with pytest.raises(LocalProtocolError):
-        a.datagram_writer(100000).add(3, 23, bytes(20000))
+        a.datagram_writer(100000)
     with pytest.raises(LocalProtocolError):
         RecordLayer(pools, seq_bits=12)
     assert a.write_epoch == 3 and a.write_epochs() == [0, 3]

@@ -8,27 +8,22 @@ counted by reason, never raised (§4.5.2).
 
 from __future__ import annotations
 
-import weakref
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
 from typing_extensions import Buffer as BufferLike
 
 from .._fast import (
+    OPEN_AUTH_FAILED,
+    OPEN_REPLAY,
     DecodeError,
+    EncodeError,
     Lease,
     MemoryBudgetExceeded,
     Owner,
     ReplayWindow,
     encode_plaintext_header,
-    encode_unified_header,
-    inner_content_type,
     parse_header_untrusted,
-    reconstruct_sequence,
     unified_header_length,
-    unmask_header_into,
-    xor_into,
-    zero_fill,
 )
 from ..alerts import LocalProtocolError
 from ..crypto.suites import CipherSuite
@@ -181,9 +176,6 @@ class RecordLayer:
         self._plaintext_readable = True
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
-        self._aad = bytearray(1 + 255 + 2 + 2)
-        self._aad_views: dict[int, memoryview] = {}
-        self._writers: weakref.WeakSet[DatagramWriter] = weakref.WeakSet()
         self.closed = False
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.records_received = 0
@@ -306,9 +298,7 @@ class RecordLayer:
     def datagram_writer(self, mtu: int) -> DatagramWriter:
         """A writer packing records into pooled datagrams of at most `mtu` bytes."""
         self._check_open()
-        writer = DatagramWriter(self, mtu)
-        self._writers.add(writer)
-        return writer
+        return DatagramWriter(self, mtu)
 
     def record_overhead(self, epoch: int, *, with_length: bool = True) -> int:
         """Bytes a record of `epoch` adds to its payload, before padding."""
@@ -359,9 +349,7 @@ class RecordLayer:
                 if first < 0x20:
                     record = self._read_plaintext(view, first, epoch, seq, start, length)
                 else:
-                    record = self._read_ciphertext(
-                        view, offset, first, epoch, seq, hl, start, length, now
-                    )
+                    record = self._read_ciphertext(view, offset, epoch, hl, length, now)
                 if record is not None:
                     out.append(record)
                 offset = start + length
@@ -388,16 +376,7 @@ class RecordLayer:
         return InboundRecord(0, seq, _CONTENT_TYPES[ctype], lease.view(0, length), lease)
 
     def _read_ciphertext(
-        self,
-        view: memoryview,
-        offset: int,
-        first: int,
-        bits: int,
-        masked_seq: int,
-        hl: int,
-        start: int,
-        length: int,
-        now: float,
+        self, view: memoryview, offset: int, bits: int, hl: int, length: int, now: float
     ) -> InboundRecord | None:
         drops = self.drops
         state = self._read_by_bits.get(bits)
@@ -416,47 +395,25 @@ class RecordLayer:
             drops["integrity_limit"] += 1
             return None
         keys = state.keys
-        seq_len = 2 if first & 0x08 else 1
-        seq_pos = hl - seq_len - (2 if first & 0x04 else 0)
-        aad = self._aad
-        low = unmask_header_into(aad, view, offset, hl, seq_pos, seq_len, keys.mask(view, start))
-        window = state.window
-        seq = reconstruct_sequence(window.expected, low, 8 * seq_len)
-        plain_length = length - keys.tag_length
         try:
-            lease = self._acquire(plain_length, self._owner)
+            lease = self._acquire(length - keys.tag_length, self._owner)
         except MemoryBudgetExceeded:
             drops["budget"] += 1
             return None
-        aad_view = self._aad_views.get(hl)
-        if aad_view is None:
-            aad_view = self._aad_views[hl] = memoryview(aad)[:hl]
-        try:
-            # cryptography's stubs name only bytes-like builtins; a Lease is a writable buffer.
-            keys.aead.decrypt_into(
-                keys.nonce(seq),
-                view[start : start + length],
-                aad_view,
-                lease,  # type: ignore[arg-type]
-            )
-        except InvalidTag:
+        seq, index, ctype = keys.cipher.open_untrusted(
+            view, offset, hl, length, state.window, lease
+        )
+        if index < 0:
             lease.release()
-            # §4.5.3: "count the number of received packets that fail authentication".
-            state.failures += 1
-            drops["auth_failed"] += 1
+            if index == OPEN_AUTH_FAILED:
+                # §4.5.3: "count the number of received packets that fail authentication".
+                state.failures += 1
+                drops["auth_failed"] += 1
+            elif index == OPEN_REPLAY:
+                drops["replay"] += 1
+            else:
+                drops["bad_content_type"] += 1
             return None
-        # §4.5.1: the replay check comes after deprotection, and the window is
-        # updated only for records that deprotected.
-        if not window.check(seq):
-            lease.release()
-            drops["replay"] += 1
-            return None
-        index, ctype = inner_content_type(lease, plain_length)
-        if ctype not in _INNER_TYPES:
-            lease.release()
-            drops["bad_content_type"] += 1
-            return None
-        window.update(seq)
         if state.epoch > self._newest_used:
             self._used(state.epoch, now)
         return InboundRecord(state.epoch, seq, _CONTENT_TYPES[ctype], lease.view(0, index), lease)
@@ -476,10 +433,12 @@ class RecordLayer:
         }
 
     def close(self) -> None:
-        """Release unfinished datagrams of open writers and forget all keys."""
-        for writer in list(self._writers):
-            writer.abort()
-        self._writers.clear()
+        """Forget all keys; later datagrams are ignored and writers refused.
+
+        The layer holds no leases itself: received records belong to the caller
+        until released, and unfinished writers release theirs with `abort()` (or
+        on leaving their `with` block); `pools.release_owner(owner)` reclaims all.
+        """
         self._write.clear()
         self._write[0] = _WriteEpoch(0, None, SEQUENCE_LIMIT)
         self._read.clear()
@@ -500,11 +459,11 @@ class DatagramWriter:
     datagrams; the caller sends each (`len(lease)` bytes) and releases it.
     """
 
-    __slots__ = ("__weakref__", "_datagrams", "_layer", "_lease", "_mtu", "_pos", "_view")
+    __slots__ = ("_datagrams", "_layer", "_lease", "_mtu", "_pos", "_view")
 
     def __init__(self, layer: RecordLayer, mtu: int) -> None:
-        if mtu < PLAINTEXT_HEADER_LENGTH + 1:
-            raise LocalProtocolError(f"MTU {mtu} is too small for any record")
+        if not PLAINTEXT_HEADER_LENGTH + 1 <= mtu <= 65535:
+            raise LocalProtocolError(f"MTU {mtu} is outside {PLAINTEXT_HEADER_LENGTH + 1}..65535")
         self._layer = layer
         self._mtu = mtu
         self._datagrams: list[Lease] = []
@@ -561,9 +520,6 @@ class DatagramWriter:
         state = layer._write.get(epoch)
         if state is None:
             raise LocalProtocolError(f"no write keys for epoch {epoch}")
-        plen = memoryview(payload).nbytes
-        if plen > MAX_PLAINTEXT:
-            raise LocalProtocolError(f"payload of {plen} bytes exceeds 2^14")
         seq = state.next_seq
         if seq >= SEQUENCE_LIMIT:
             # §4.2.1: "abandon an association or rekey prior to allowing the
@@ -573,6 +529,9 @@ class DatagramWriter:
         remaining = self._mtu - pos
         keys = state.keys
         if keys is None:
+            plen = memoryview(payload).nbytes
+            if plen > MAX_PLAINTEXT:
+                raise LocalProtocolError(f"payload of {plen} bytes exceeds 2^14")
             total = PLAINTEXT_HEADER_LENGTH + plen
             if total > remaining:
                 return None
@@ -580,38 +539,24 @@ class DatagramWriter:
             encode_plaintext_header(view, pos, content_type, 0, seq, plen)
             view[pos + PLAINTEXT_HEADER_LENGTH : pos + total] = payload
         else:
-            tag = keys.tag_length
-            inner = plen + 1
-            padding = layer.padding
-            if padding > 1 and inner % padding:
-                inner += padding - inner % padding
-            if inner + tag < MASK_SAMPLE:
-                # §4.2.3: "Senders MUST pad short plaintexts out".
-                inner = MASK_SAMPLE - tag
             with_length = not (last and layer.omit_last_length)
-            cid = layer.write_cid
-            hl = unified_header_length(len(cid) if cid else 0, layer.seq_bits, with_length)
-            total = hl + inner + tag
-            if total > remaining:
+            try:
+                total = keys.cipher.seal_into(
+                    self._ensure(),
+                    pos,
+                    epoch,
+                    seq,
+                    layer.seq_bits,
+                    layer.write_cid,
+                    with_length,
+                    content_type,
+                    payload,
+                    layer.padding,
+                )
+            except EncodeError as exc:
+                raise LocalProtocolError(str(exc)) from None
+            if total < 0:
                 return None
-            view = self._ensure()
-            encode_unified_header(
-                view, pos, epoch, seq, layer.seq_bits, cid, inner + tag if with_length else -1
-            )
-            body = pos + hl
-            view[body : body + plen] = payload
-            view[body + plen] = content_type
-            zero_fill(view, body + plen + 1, inner - plen - 1)
-            # In place: the ciphertext overwrites the inner plaintext it came from.
-            # The AAD is the header before record-number encryption (§4).
-            keys.aead.encrypt_into(
-                keys.nonce(seq),
-                view[body : body + inner],
-                view[pos : pos + hl],
-                view[body : body + inner + tag],
-            )
-            seq_pos = hl - (2 if with_length else 0) - (2 if layer.seq_bits == 16 else 1)
-            xor_into(view, pos + seq_pos, keys.mask(view, body), layer.seq_bits // 8)
             state.protected += 1
         state.next_seq = seq + 1
         self._pos = pos + total

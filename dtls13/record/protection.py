@@ -7,12 +7,12 @@ one epoch, all derived from the traffic secret with HKDF-Expand-Label and the
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from typing_extensions import Buffer as BufferLike
 
-from .._fast import chacha20_mask_into, make_nonce_into
+from .._fast import RecordCipher
 from ..crypto.hkdf import hkdf_expand_label
-from ..crypto.suites import AEAD, SUITES, CipherSuite, SuiteParams
+from ..crypto.suites import SUITES, CipherSuite, SuiteParams
 
 # RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
 MASK_SAMPLE = 16
@@ -51,20 +51,12 @@ def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes,
 
 
 class EpochKeys:
-    """AEAD, per-record nonce and record-number mask for one epoch and direction."""
+    """AEAD, per-record nonce and record-number mask for one epoch and direction.
 
-    __slots__ = (
-        "_ecb",
-        "_mask",
-        "_nonce",
-        "_sn_key",
-        "aead",
-        "epoch",
-        "iv",
-        "params",
-        "suite",
-        "tag_length",
-    )
+    `cipher` (compiled) does the per-record work: `seal_into` and `open_untrusted`.
+    """
+
+    __slots__ = ("cipher", "epoch", "params", "suite", "tag_length")
 
     def __init__(self, epoch: int, suite: CipherSuite, secret: bytes) -> None:
         params: SuiteParams = SUITES[suite]
@@ -73,35 +65,21 @@ class EpochKeys:
         self.suite = suite
         self.params = params
         self.tag_length = params.tag_length
-        self.aead: AEAD = params.aead(key)
-        self.iv = iv
-        self._nonce = bytearray(len(iv))
-        # 64 bytes: a whole ChaCha20 block, or AES-ECB's update_into minimum (31).
-        self._mask = bytearray(64)
-        self._sn_key = sn_key
-        self._ecb: CipherContext | None = None
-        if not params.chacha:
-            # One encryptor reused for every record of the epoch (ECB keeps no state).
-            self._ecb = Cipher(algorithms.AES(sn_key), modes.ECB()).encryptor()
+        # AES suites: one ECB encryptor reused for every record of the epoch
+        # (ECB keeps no state between blocks); ChaCha20 masks are computed in _fast.
+        ecb = None if params.chacha else Cipher(algorithms.AES(sn_key), modes.ECB()).encryptor()
+        self.cipher = RecordCipher(params.aead(key), iv, sn_key, params.tag_length, ecb)
 
     def nonce(self, sequence_number: int) -> bytearray:
         """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch).
 
         The returned buffer is reused by the next call.
         """
-        make_nonce_into(self._nonce, self.iv, sequence_number)
-        return self._nonce
+        return self.cipher.nonce(sequence_number)
 
     def mask(self, data: BufferLike, offset: int) -> bytearray:
-        """The record-number mask for the ciphertext starting at data[offset] (§4.2.3).
+        """The record-number mask for the 16 ciphertext bytes at data[offset:] (§4.2.3).
 
-        The caller has checked that 16 ciphertext bytes are there. The returned
-        buffer is reused by the next call.
+        The returned buffer is reused by the next call.
         """
-        if self._ecb is None:
-            # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])".
-            chacha20_mask_into(self._sn_key, data, offset, self._mask)
-        else:
-            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])".
-            self._ecb.update_into(memoryview(data)[offset : offset + MASK_SAMPLE], self._mask)
-        return self._mask
+        return self.cipher.mask(data, offset)
