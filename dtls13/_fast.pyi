@@ -189,4 +189,84 @@ def live_pools() -> list[SlabPool]: ...
 
 # --- record layer (dtls13/_fast_record.pxi) ---
 
+def parse_header_untrusted(
+    data: _BufferLike, offset: int, cid_length: int = 0
+) -> tuple[int, int, int, int, int]: ...
+def encode_plaintext_header(
+    buf: _BufferLike, offset: int, content_type: int, epoch: int, seq: int, length: int
+) -> int: ...
+def unified_header_length(cid_length: int, seq_bits: int, with_length: bool) -> int: ...
+def encode_unified_header(
+    buf: _BufferLike,
+    offset: int,
+    epoch: int,
+    seq: int,
+    seq_bits: int,
+    cid: _BufferLike | None,
+    length: int,
+) -> int: ...
+def reconstruct_sequence(expected: int, low: int, bits: int) -> int: ...
+def xor_into(buf: _BufferLike, offset: int, mask: _BufferLike, count: int) -> None: ...
+def make_nonce_into(out: _BufferLike, iv: _BufferLike, seq: int) -> None: ...
+def chacha20_mask_into(
+    key: _BufferLike, sample: _BufferLike, offset: int, out: _BufferLike
+) -> None: ...
+def inner_content_type(buf: _BufferLike, length: int) -> tuple[int, int]: ...
+def unmask_header_into(
+    out: _BufferLike,
+    data: _BufferLike,
+    offset: int,
+    header_length: int,
+    seq_pos: int,
+    seq_len: int,
+    mask: _BufferLike,
+) -> int: ...
+def zero_fill(buf: _BufferLike, offset: int, count: int) -> None: ...
+
+class ReplayWindow:
+    size: int
+    def __init__(self, size: int = 256) -> None: ...
+    @property
+    def highest(self) -> int: ...
+    @property
+    def expected(self) -> int: ...
+    def check(self, seq: int) -> bool: ...
+    def update(self, seq: int) -> None: ...
+
+OPEN_AUTH_FAILED: int
+OPEN_REPLAY: int
+OPEN_BAD_CONTENT_TYPE: int
+
+class RecordCipher:
+    tag_length: int
+    chacha: bool
+    def __init__(
+        self, aead: object, iv: _BufferLike, sn_key: _BufferLike, tag_length: int, ecb: object = ...
+    ) -> None: ...
+    def nonce(self, seq: int) -> bytearray: ...
+    def mask(self, data: _BufferLike, offset: int) -> bytearray: ...
+    def inner_length(self, payload_length: int, padding: int) -> int: ...
+    def seal_into(
+        self,
+        buf: _BufferLike,
+        pos: int,
+        epoch: int,
+        seq: int,
+        seq_bits: int,
+        cid: bytes | None,
+        with_length: bool,
+        content_type: int,
+        payload: _BufferLike,
+        padding: int,
+    ) -> int: ...
+    def open_untrusted(
+        self,
+        data: _BufferLike,
+        offset: int,
+        header_length: int,
+        length: int,
+        window: ReplayWindow,
+        lease: _BufferLike,
+    ) -> tuple[int, int, int]: ...
+
 # --- handshake (dtls13/_fast_handshake.pxi) ---
