@@ -544,3 +544,18 @@ def test_garbage_raises_only_alerts(
         _drain(r)
     r.close()
     assert pools.in_use == 0
+
+
+def test_release_while_a_buffer_still_reads_the_body(pools: PoolSet) -> None:
+    r = Reassembler(pools, None)
+    _feed(r, 11, 0, b"q" * 600, fragment_message(11, 0, b"q" * 600, 250))
+    m = r.next_message()
+    assert m is not None
+    reader = Buffer(m.body)  # exports the body view
+    assert reader.pull_bytes(3) == b"qqq"
+    assert r.next_message() is None  # releases m: must not raise
+    assert pools.in_use == 1  # the slot waits for the reader
+    reader.close()
+    m.release()  # idempotent; now the view can go too
+    assert pools.in_use == 0
+    r.close()

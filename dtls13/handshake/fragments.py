@@ -15,6 +15,7 @@ fragment's bytes are written once at their offset (coverage tracked by
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -172,8 +173,12 @@ class ReassembledMessage:
         return tls_handshake_header(self.msg_type, len(self.body))
 
     def release(self) -> None:
-        """Give the body's memory back (idempotent)."""
-        self.body.release()
+        """Give the body's memory back (idempotent).
+
+        Views still exported from `body` (a `Buffer` reading it, slices) keep
+        the slot out of its pool until they are gone; nothing is overwritten.
+        """
+        _release_view(self.body)
         if self._lease is not None:
             lease, self._lease = self._lease, None
             lease.release()
@@ -196,6 +201,12 @@ class ReassembledMessage:
         )
 
 
+def _release_view(view: memoryview) -> None:
+    # Still exported (e.g. a Buffer reading it): the slot is freed when that goes.
+    with contextlib.suppress(BufferError):
+        view.release()
+
+
 class _Partial:
     """A message being reassembled (or complete and waiting to be delivered)."""
 
@@ -215,7 +226,7 @@ class _Partial:
 
     def discard(self) -> None:
         if self.view is not None:
-            self.view.release()
+            _release_view(self.view)
             self.view = None
         if self.lease is not None:
             self.lease.release()
