@@ -134,6 +134,7 @@ def make_ca(
     not_before: datetime.datetime = NOW - 365 * DAY,
     not_after: datetime.datetime = NOW + 3650 * DAY,
     slot: int = 0,
+    key_cert_sign: bool = True,
 ) -> Issued:
     """A root CA (self-signed) or, with `issuer`, an intermediate CA."""
     key = cached_key(kind, slot)
@@ -155,7 +156,7 @@ def make_ca(
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=key_cert_sign,
                 crl_sign=True,
                 encipher_only=False,
                 decipher_only=False,
@@ -344,3 +345,71 @@ class TestPKI:
         path = directory / name
         path.write_bytes(self.root_pem)
         return path
+
+
+def make_self_signed(
+    kind: str = "ec256",
+    *,
+    dns_names: Sequence[str] = ("localhost",),
+    ips: Sequence[str] = ("127.0.0.1",),
+    slot: int = 0,
+) -> Issued:
+    """A certificate like `openssl req -x509` makes: self-signed, cA=TRUE, a SAN, no EKU."""
+    key = cached_key(kind, slot)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + 3650 * DAY)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, _sign_hash(key))
+    )
+    return Issued(cert, key, [cert])
+
+
+def make_wolfssl_like(slot: int = 60) -> tuple[Issued, Issued]:
+    """A root and leaf shaped like wolfSSL's certs/ca-cert.pem and server-cert.pem.
+
+    Both carry cA=TRUE (non-critical in the leaf), an authorityKeyIdentifier with
+    issuer name and serial, a subjectAltName and an EKU for server and client.
+    """
+    root_key = cached_key("rsa2048", slot)
+    leaf_key = cached_key("rsa2048", slot + 1)
+    root_name = _name("www.wolfssl.com")
+    root_serial = x509.random_serial_number()
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("example.com"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
+    aki = x509.AuthorityKeyIdentifier(ski.digest, [x509.DirectoryName(root_name)], root_serial)
+
+    def build(subject: x509.Name, key: Any, serial: int, critical_ca: bool) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(root_name)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(NOW - 30 * DAY)
+            .not_valid_after(NOW + 365 * DAY)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(aki, False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical_ca)
+            .add_extension(san, False)
+            .add_extension(eku, False)
+            .sign(root_key, hashes.SHA256())
+        )
+
+    root = build(root_name, root_key, root_serial, True)
+    leaf = build(_name("wolfSSL server"), leaf_key, 1, False)
+    return Issued(root, root_key, []), Issued(leaf, leaf_key, [leaf])

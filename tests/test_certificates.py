@@ -20,6 +20,8 @@ from pki import (
     key_pem,
     make_ca,
     make_leaf,
+    make_self_signed,
+    make_wolfssl_like,
 )
 
 from dtls13.alerts import (
@@ -554,3 +556,32 @@ def test_system_trust_store() -> None:
     assert system_trust_store() is system  # read once
     with_extra = load_trust_store([make_ca().cert], use_system=True)
     assert len(with_extra) == len(system) + 1
+
+
+def test_self_signed_certificate_trusted_directly() -> None:
+    # `openssl req -x509` certificates (cA=TRUE, used as their own trust anchor),
+    # as the interop peers use them.
+    cert = make_self_signed("ec256", slot=70)
+    store = load_trust_store(cert_pem(cert.cert))
+    assert verify_server_chain(cert.chain, store, "localhost", NOW) == [cert.cert]
+    assert verify_server_chain(cert.chain, store, "127.0.0.1", NOW) == [cert.cert]
+    assert verify_client_chain(cert.chain, store, NOW) == [cert.cert]
+    with pytest.raises(BadCertificate):
+        verify_server_chain(cert.chain, store, "example.com", NOW)
+    with pytest.raises(UnknownCa):
+        verify_server_chain(cert.chain, load_trust_store([make_ca().cert]), "localhost", NOW)
+
+
+def test_wolfssl_shaped_certificates() -> None:
+    root, leaf = make_wolfssl_like()
+    store = load_trust_store([root.cert])
+    assert verify_server_chain(leaf.chain, store, "example.com", NOW)[-1] == root.cert
+    assert verify_client_chain(leaf.chain, store, NOW)[-1] == root.cert
+
+
+def test_ca_without_key_cert_sign_is_refused() -> None:
+    pki = TestPKI.create(slot=80)
+    inter = make_ca("no keyCertSign", issuer=pki.root, key_cert_sign=False, slot=82)
+    leaf = make_leaf(inter, slot=83)
+    with pytest.raises(UnknownCa, match="keyCertSign"):
+        verify_server_chain(leaf.chain, load_trust_store([pki.root.cert]), "localhost", NOW)

@@ -692,7 +692,7 @@ def verify_server_chain(
     when = _validation_time(now)
     subject = server_name_subject(server_name)
     _precheck_leaf(chain[0], when)
-    builder = PolicyBuilder().store(_store_of(store)).time(when)
+    builder = _builder(store, when, client=False)
     try:
         with _lenient():
             return list(builder.build_server_verifier(subject).verify(chain[0], list(chain[1:])))
@@ -700,11 +700,43 @@ def verify_server_chain(
         raise _alert_for(err, chain, store) from None
 
 
-def _client_ee_policy() -> ExtensionPolicy:
-    # Client certificates need no subjectAltName (RFC 8446 sets no such rule and
-    # many client certificates carry only a subject DN).
-    return ExtensionPolicy.webpki_defaults_ee().may_be_present(
-        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+def _ee_policy(client: bool) -> ExtensionPolicy:
+    """The web PKI end-entity profile, relaxed where TLS peers commonly differ.
+
+    Self-signed test certificates (``openssl req -x509``) and wolfSSL's test
+    certificates assert cA=TRUE in the leaf, and self-signed ones may lack an
+    authorityKeyIdentifier; OpenSSL accepts both, so we do. Client
+    certificates need no subjectAltName (RFC 8446 sets no such rule).
+    """
+    policy = (
+        ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+    )
+    if client:
+        policy = policy.may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    return policy
+
+
+def _ca_key_usage(policy: object, cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("a CA certificate's keyUsage must allow keyCertSign")
+
+
+def _ca_policy() -> ExtensionPolicy:
+    """The web PKI CA profile, but keyUsage may be absent (wolfSSL's test CA has none;
+    OpenSSL does not require it). When present it must allow keyCertSign."""
+    return ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage
+    )
+
+
+def _builder(store: TrustStore | Store, when: datetime.datetime, client: bool) -> PolicyBuilder:
+    return (
+        PolicyBuilder()
+        .store(_store_of(store))
+        .time(when)
+        .extension_policies(ca_policy=_ca_policy(), ee_policy=_ee_policy(client))
     )
 
 
@@ -723,14 +755,7 @@ def verify_client_chain(
         raise CertificateRequired("the client sent no certificate")
     when = _validation_time(now)
     _precheck_leaf(chain[0], when)
-    builder = (
-        PolicyBuilder()
-        .store(_store_of(store))
-        .time(when)
-        .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_client_ee_policy()
-        )
-    )
+    builder = _builder(store, when, client=True)
     try:
         with _lenient():
             return list(builder.build_client_verifier().verify(chain[0], list(chain[1:])).chain)
