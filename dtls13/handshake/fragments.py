@@ -1,0 +1,451 @@
+"""Handshake message fragmentation and reassembly (RFC 9147 §5.2, §5.5).
+
+Outgoing: `fragment_message()` splits a message body into contiguous,
+non-overlapping fragments; it is a pure function, so a retransmission at the
+same fragment size produces identical bytes ("Senders MUST NOT change
+handshake message bytes upon retransmission", §5.5).
+
+Incoming: `Reassembler` turns fragments (in any order, duplicated,
+overlapping) into whole messages delivered strictly in message_seq order.
+A message that arrives whole as the next expected one is used in place;
+otherwise one pooled lease of the message's length is taken and each
+fragment's bytes are written once at their offset (coverage tracked by
+`_fast.FragmentCoverage`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NamedTuple
+
+from .._fast import (
+    FRAGMENT_MISMATCH,
+    FRAGMENT_TOO_SCATTERED,
+    Buffer,
+    FragmentCoverage,
+    Lease,
+    MemoryBudgetExceeded,
+    Owner,
+)
+from ..alerts import DecodeErrorAlert, IllegalParameter
+from ..memory import PoolSet
+
+HANDSHAKE_HEADER_LENGTH = 12
+TLS_HANDSHAKE_HEADER_LENGTH = 4
+MAX_UINT24 = 0xFFFFFF
+MAX_MESSAGE_SEQ = 0xFFFF
+
+
+# -- the 12-byte DTLS handshake header (RFC 9147 §5.2) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeHeader:
+    """DTLSHandshake header: msg_type, length, message_seq, fragment_offset/length."""
+
+    msg_type: int
+    length: int
+    message_seq: int
+    fragment_offset: int
+    fragment_length: int
+
+
+def pull_handshake_header(buf: Buffer) -> HandshakeHeader:
+    """Read a 12-byte DTLS handshake header (raises DecodeError when truncated)."""
+    return HandshakeHeader(
+        msg_type=buf.pull_uint8(),
+        length=buf.pull_uint24(),
+        message_seq=buf.pull_uint16(),
+        fragment_offset=buf.pull_uint24(),
+        fragment_length=buf.pull_uint24(),
+    )
+
+
+def push_handshake_header(buf: Buffer, header: HandshakeHeader) -> None:
+    """Write a 12-byte DTLS handshake header."""
+    buf.push_uint8(header.msg_type)
+    buf.push_uint24(header.length)
+    buf.push_uint16(header.message_seq)
+    buf.push_uint24(header.fragment_offset)
+    buf.push_uint24(header.fragment_length)
+
+
+def handshake_header_bytes(header: HandshakeHeader) -> bytes:
+    """The header as 12 bytes."""
+    buf = Buffer(capacity=HANDSHAKE_HEADER_LENGTH)
+    push_handshake_header(buf, header)
+    return buf.data
+
+
+def tls_handshake_header(msg_type: int, length: int) -> bytes:
+    """The TLS-style 4-byte header the transcript is computed over (RFC 9147 §5.2)."""
+    if not 0 <= length <= MAX_UINT24:
+        raise ValueError(f"handshake message length {length} does not fit 24 bits")
+    return bytes((msg_type, length >> 16, (length >> 8) & 0xFF, length & 0xFF))
+
+
+# -- outgoing ----------------------------------------------------------------
+
+
+class OutgoingFragment(NamedTuple):
+    """One fragment to send: its 12-byte header and the body range it carries."""
+
+    header: bytes
+    offset: int
+    length: int
+
+
+def fragment_message(
+    msg_type: int,
+    message_seq: int,
+    body: bytes | bytearray | memoryview | int,
+    max_fragment_body: int,
+    *,
+    start: int = 0,
+    end: int | None = None,
+) -> list[OutgoingFragment]:
+    """Split a message into fragments of at most `max_fragment_body` body bytes.
+
+    `body` is the message body or just its length. `start`/`end` limit the
+    split to a byte range (to resend only unacknowledged parts); by default
+    the whole body. Fragments are contiguous and never overlap; a zero-length
+    range gives one empty fragment (§5.5: "An unfragmented message is a
+    degenerate case with fragment_offset=0 and fragment_length=length").
+    """
+    length = body if isinstance(body, int) else len(body)
+    if not 0 <= length <= MAX_UINT24:
+        raise ValueError(f"handshake message length {length} does not fit 24 bits")
+    if not 0 <= message_seq <= MAX_MESSAGE_SEQ:
+        raise ValueError(f"message_seq {message_seq} does not fit 16 bits")
+    if not 0 <= msg_type <= 0xFF:
+        raise ValueError(f"msg_type {msg_type} does not fit 8 bits")
+    if max_fragment_body < 1:
+        raise ValueError("max_fragment_body must be at least 1")
+    stop = length if end is None else end
+    if not 0 <= start <= stop <= length:
+        raise ValueError(f"range [{start}, {stop}) outside a message of {length} bytes")
+    fragments = []
+    offset = start
+    while True:
+        n = min(max_fragment_body, stop - offset)
+        header = HandshakeHeader(msg_type, length, message_seq, offset, n)
+        fragments.append(OutgoingFragment(handshake_header_bytes(header), offset, n))
+        offset += n
+        if offset >= stop:
+            return fragments
+
+
+# -- incoming ----------------------------------------------------------------
+
+
+class ReassembledMessage:
+    """A complete handshake message handed out by `Reassembler.next_message()`.
+
+    Unpacks as ``msg_type, message_seq, body``. `body` stays valid until
+    `release()`, the reassembler's next `next_message()` call or its
+    `close()`, whichever comes first; copy what must outlive that.
+    """
+
+    __slots__ = ("_lease", "body", "message_seq", "msg_type")
+
+    def __init__(
+        self, msg_type: int, message_seq: int, body: memoryview, lease: Lease | None
+    ) -> None:
+        self.msg_type = msg_type
+        self.message_seq = message_seq
+        self.body = body
+        self._lease = lease
+
+    def __iter__(self) -> Iterator[int | memoryview]:
+        return iter((self.msg_type, self.message_seq, self.body))
+
+    @property
+    def in_place(self) -> bool:
+        """True when the body is a view of the caller's fragment (no copy made)."""
+        return self._lease is None
+
+    @property
+    def transcript_header(self) -> bytes:
+        """The 4-byte TLS-style header that precedes the body in the transcript."""
+        return tls_handshake_header(self.msg_type, len(self.body))
+
+    def release(self) -> None:
+        """Give the body's memory back (idempotent).
+
+        Views still exported from `body` (a `Buffer` reading it, slices) keep
+        the slot out of its pool until they are gone; nothing is overwritten.
+        """
+        _release_view(self.body)
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            lease.release()
+
+    def __enter__(self) -> ReassembledMessage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ReassembledMessage type={self.msg_type} seq={self.message_seq} "
+            f"{'in place' if self.in_place else 'pooled'}>"
+        )
+
+
+def _release_view(view: memoryview) -> None:
+    # Still exported (e.g. a Buffer reading it): the slot is freed when that goes.
+    with contextlib.suppress(BufferError):
+        view.release()
+
+
+class _Partial:
+    """A message being reassembled (or complete and waiting to be delivered)."""
+
+    __slots__ = ("coverage", "lease", "length", "msg_type", "view")
+
+    def __init__(self, msg_type: int, length: int) -> None:
+        self.msg_type = msg_type
+        self.length = length
+        self.lease: Lease | None = None
+        self.coverage: FragmentCoverage | None = None
+        # A complete message's body: a view of the lease or of the caller's fragment.
+        self.view: memoryview | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.view is not None
+
+    def discard(self) -> None:
+        if self.view is not None:
+            _release_view(self.view)
+            self.view = None
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+
+COUNTER_NAMES = (
+    "fragments",  # fragments offered
+    "messages",  # messages completed
+    "in_place",  # messages used straight from the caller's fragment
+    "reassembled",  # messages assembled in a pooled lease
+    "duplicates",  # fragments adding no new byte to a buffered message
+    "old",  # fragments of messages already complete (message_seq < next expected)
+    "too_far_ahead",  # message_seq beyond the messages-ahead bound
+    "over_budget",  # MemoryBudgetExceeded when taking a lease
+    "too_scattered",  # fragment would split a message into too many ranges
+)
+
+
+class Reassembler:
+    """Reassembles incoming handshake fragments into messages in message_seq order.
+
+    `add_fragment_untrusted()` raises only `Alert` subclasses:
+    `DecodeErrorAlert` for fields that contradict each other (a fragment
+    past the message's length, a length or msg_type that differs from
+    earlier fragments of the same message_seq) and `IllegalParameter` for
+    overlapping fragments whose bytes differ (RFC 9147 §5.5 says SHOULD abort
+    with illegal_parameter) or for a message longer than `max_message_size`
+    (OpenSSL answers an excessive message size with illegal_parameter too; a
+    silent drop would leave the peer retransmitting until the handshake
+    times out). Everything else is dropped and counted in `counters`: old
+    message_seq (§5.2: "MUST be discarded"), too far ahead (§5.2: "MAY
+    discard"), duplicates, budget refusals and over-scattered messages.
+
+    Memory: each buffered message takes one lease charged to a child owner
+    of `owner` whose limit is `max_bytes_buffered` (counted in slot bytes).
+    A message that arrives whole as the next expected one is not copied:
+    its body is a view of `fragment_bytes`, which therefore must stay
+    unchanged until the message is released (the connection drains
+    `next_message()` after each record; a view keeps a pooled datagram
+    slot out of its pool until then, so reuse is impossible anyway).
+    """
+
+    def __init__(
+        self,
+        pools: PoolSet,
+        owner: Owner | None,
+        *,
+        max_message_size: int = 65536,
+        max_messages_ahead: int = 8,
+        max_bytes_buffered: int = 256 * 1024,
+        max_fragment_ranges: int = 256,
+        first_message_seq: int = 0,
+    ) -> None:
+        if max_message_size < 1 or max_message_size > MAX_UINT24:
+            raise ValueError("max_message_size must be in 1..2^24-1")
+        if max_messages_ahead < 0:
+            raise ValueError("max_messages_ahead must not be negative")
+        if max_bytes_buffered < 0:
+            raise ValueError("max_bytes_buffered must not be negative")
+        if max_fragment_ranges < 1:
+            raise ValueError("max_fragment_ranges must be at least 1")
+        if not 0 <= first_message_seq <= MAX_MESSAGE_SEQ:
+            raise ValueError("first_message_seq must fit 16 bits")
+        self._pools = pools
+        self._owner = pools.owner("reassembly", id(self), max_bytes_buffered, owner)
+        self.max_message_size = max_message_size
+        self.max_messages_ahead = max_messages_ahead
+        self.max_fragment_ranges = max_fragment_ranges
+        # Every message_seq below _next_expected is complete; those from
+        # _deliver_seq up are waiting in _messages for next_message().
+        self._next_expected = first_message_seq
+        self._deliver_seq = first_message_seq
+        self._messages: dict[int, _Partial] = {}
+        self._handed_out: ReassembledMessage | None = None
+        self._closed = False
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    @property
+    def next_expected_seq(self) -> int:
+        """The lowest message_seq not yet completely received (next_receive_seq)."""
+        return self._next_expected
+
+    @property
+    def bytes_buffered(self) -> int:
+        """Slot bytes currently held for buffered messages."""
+        return self._owner.in_use
+
+    @property
+    def pending(self) -> int:
+        """Messages buffered (partial, or complete and not yet delivered)."""
+        return len(self._messages)
+
+    def add_fragment_untrusted(
+        self,
+        msg_type: int,
+        length: int,
+        message_seq: int,
+        frag_offset: int,
+        frag_length: int,
+        fragment_bytes: bytes | bytearray | memoryview,
+    ) -> None:
+        """Take one fragment from the network (header fields already parsed)."""
+        if self._closed:
+            return
+        self.counters["fragments"] += 1
+        if frag_offset + frag_length > length:
+            raise DecodeErrorAlert(
+                f"handshake fragment [{frag_offset}, {frag_offset + frag_length}) "
+                f"past the message length {length}"
+            )
+        if len(fragment_bytes) != frag_length:
+            raise DecodeErrorAlert(
+                f"fragment_length {frag_length} but {len(fragment_bytes)} bytes present"
+            )
+        if message_seq < self._next_expected:
+            self.counters["old"] += 1
+            return
+        if message_seq > self._next_expected + self.max_messages_ahead:
+            self.counters["too_far_ahead"] += 1
+            return
+        if length > self.max_message_size:
+            raise IllegalParameter(
+                f"handshake message of {length} bytes exceeds the limit of "
+                f"{self.max_message_size} bytes"
+            )
+        partial = self._messages.get(message_seq)
+        if partial is not None:
+            if partial.msg_type != msg_type or partial.length != length:
+                raise DecodeErrorAlert(
+                    f"fragments of message_seq {message_seq} disagree: type "
+                    f"{partial.msg_type}/{msg_type}, length {partial.length}/{length}"
+                )
+        elif message_seq == self._next_expected and frag_length == length:
+            # §5.5: "An unfragmented message is a degenerate case with
+            # fragment_offset=0 and fragment_length=length": use it in place.
+            partial = _Partial(msg_type, length)
+            partial.view = memoryview(fragment_bytes).cast("B")
+            self._messages[message_seq] = partial
+            self.counters["in_place"] += 1
+            self._completed(message_seq)
+            return
+        else:
+            partial = _Partial(msg_type, length)
+            try:
+                partial.lease = self._pools.acquire(length, self._owner)
+            except MemoryBudgetExceeded:
+                self.counters["over_budget"] += 1
+                return
+            partial.coverage = FragmentCoverage(length, self.max_fragment_ranges)
+            self._messages[message_seq] = partial
+        self._merge(message_seq, partial, frag_offset, fragment_bytes)
+
+    def _merge(
+        self,
+        message_seq: int,
+        partial: _Partial,
+        frag_offset: int,
+        fragment_bytes: bytes | bytearray | memoryview,
+    ) -> None:
+        coverage = partial.coverage
+        lease = partial.lease
+        assert coverage is not None and lease is not None
+        fresh = coverage.write_fragment(lease, frag_offset, fragment_bytes)
+        if fresh == FRAGMENT_MISMATCH:
+            raise IllegalParameter(f"retransmitted bytes of message_seq {message_seq} changed")
+        if fresh == FRAGMENT_TOO_SCATTERED:
+            self.counters["too_scattered"] += 1
+            return
+        if partial.complete:
+            self.counters["duplicates"] += 1
+            return
+        if fresh == 0 and len(fragment_bytes):
+            self.counters["duplicates"] += 1
+        if coverage.complete:
+            partial.view = lease.view(0, partial.length)
+            self.counters["reassembled"] += 1
+            self._completed(message_seq)
+
+    def _completed(self, message_seq: int) -> None:
+        self.counters["messages"] += 1
+        if message_seq == self._next_expected:
+            seq = message_seq + 1
+            while (p := self._messages.get(seq)) is not None and p.complete:
+                seq += 1
+            self._next_expected = seq
+
+    def next_message(self) -> ReassembledMessage | None:
+        """The next complete message in message_seq order, or None.
+
+        Releases the message handed out by the previous call.
+        """
+        if self._handed_out is not None:
+            self._handed_out.release()
+            self._handed_out = None
+        partial = self._messages.get(self._deliver_seq)
+        if partial is None or partial.view is None:
+            return None
+        del self._messages[self._deliver_seq]
+        msg = ReassembledMessage(partial.msg_type, self._deliver_seq, partial.view, partial.lease)
+        self._deliver_seq += 1
+        self._handed_out = msg
+        return msg
+
+    def close(self) -> None:
+        """Release every buffered message and the last one handed out."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._handed_out is not None:
+            self._handed_out.release()
+            self._handed_out = None
+        for partial in self._messages.values():
+            partial.discard()
+        self._messages.clear()
+        self._pools.release_owner(self._owner)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Reassembler next={self._next_expected} pending={len(self._messages)} "
+            f"buffered={self.bytes_buffered} B>"
+        )
