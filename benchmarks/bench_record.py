@@ -90,7 +90,13 @@ def main() -> None:
         data = os.urandom(size)
         out = bytearray(size + 16)
 
-        def bare(aead: AESGCM = aead, data: bytes = data, out: bytearray = out) -> None:
+        def bare(
+            aead: AESGCM = aead,
+            nonce: bytes = nonce,
+            data: bytes = data,
+            aad: bytes = aad,
+            out: bytearray = out,
+        ) -> None:
             aead.encrypt_into(nonce, data, aad, out)
 
         cases[f"bare AESGCM.encrypt_into {size} B"] = bare

@@ -753,3 +753,49 @@ cdef class RecordCipher:
             return (seq, OPEN_BAD_CONTENT_TYPE, ctype)
         window.update(seq)
         return (seq, i, ctype)
+
+
+@cython.final
+@cython.freelist(256)
+cdef class RecordNumber:
+    """RFC 9147 §4: the unpacked (epoch, sequence_number) of a record.
+
+    An immutable value (like a frozen dataclass: equality, ordering, hash),
+    compiled because one is made for every record sent and received.
+    """
+
+    cdef readonly uint64_t epoch
+    cdef readonly uint64_t sequence_number
+
+    def __cinit__(self, uint64_t epoch, uint64_t sequence_number):
+        self.epoch = epoch
+        self.sequence_number = sequence_number
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, RecordNumber):
+            return NotImplemented
+        cdef RecordNumber o = <RecordNumber>other
+        a = (self.epoch, self.sequence_number)
+        b = (o.epoch, o.sequence_number)
+        if op == 0:
+            return a < b
+        if op == 1:
+            return a <= b
+        if op == 2:
+            return a == b
+        if op == 3:
+            return a != b
+        if op == 4:
+            return a > b
+        return a >= b
+
+    def __hash__(self):
+        return hash((self.epoch, self.sequence_number))
+
+    def __repr__(self):
+        return f"RecordNumber(epoch={self.epoch}, sequence_number={self.sequence_number})"
+
+    def __reduce__(self):
+        return (RecordNumber, (self.epoch, self.sequence_number))
+
+    __match_args__ = ("epoch", "sequence_number")

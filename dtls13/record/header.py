@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from .._fast import (
+    RecordNumber,
     encode_plaintext_header,
     encode_unified_header,
     parse_header_untrusted,
@@ -56,14 +56,6 @@ class ContentType(enum.IntEnum):
     application_data = 23
     tls12_cid = 25
     ack = 26
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class RecordNumber:
-    """RFC 9147 §4: the unpacked (epoch, sequence_number) of a record."""
-
-    epoch: int
-    sequence_number: int
 
 
 def is_unified_header(first_byte: int) -> bool:

@@ -459,7 +459,7 @@ class DatagramWriter:
     datagrams; the caller sends each (`len(lease)` bytes) and releases it.
     """
 
-    __slots__ = ("_datagrams", "_layer", "_lease", "_mtu", "_pos", "_view")
+    __slots__ = ("_datagrams", "_layer", "_lease", "_mtu", "_pos")
 
     def __init__(self, layer: RecordLayer, mtu: int) -> None:
         if not PLAINTEXT_HEADER_LENGTH + 1 <= mtu <= 65535:
@@ -468,7 +468,6 @@ class DatagramWriter:
         self._mtu = mtu
         self._datagrams: list[Lease] = []
         self._lease: Lease | None = None
-        self._view: memoryview | None = None
         self._pos = 0
 
     @property
@@ -525,30 +524,30 @@ class DatagramWriter:
             # §4.2.1: "abandon an association or rekey prior to allowing the
             # sequence number to wrap".
             raise LocalProtocolError(f"sequence numbers of epoch {epoch} are exhausted")
+        lease = self._lease
+        if lease is None:
+            lease = self._lease = layer._acquire(self._mtu, layer._owner)
         pos = self._pos
-        remaining = self._mtu - pos
         keys = state.keys
         if keys is None:
             plen = memoryview(payload).nbytes
             if plen > MAX_PLAINTEXT:
                 raise LocalProtocolError(f"payload of {plen} bytes exceeds 2^14")
             total = PLAINTEXT_HEADER_LENGTH + plen
-            if total > remaining:
+            if total > self._mtu - pos:
                 return None
-            view = self._ensure()
-            encode_plaintext_header(view, pos, content_type, 0, seq, plen)
-            view[pos + PLAINTEXT_HEADER_LENGTH : pos + total] = payload
+            encode_plaintext_header(lease, pos, content_type, 0, seq, plen)
+            lease.write(pos + PLAINTEXT_HEADER_LENGTH, payload)
         else:
-            with_length = not (last and layer.omit_last_length)
             try:
                 total = keys.cipher.seal_into(
-                    self._ensure(),
+                    lease,
                     pos,
                     epoch,
                     seq,
                     layer.seq_bits,
                     layer.write_cid,
-                    with_length,
+                    not (last and layer.omit_last_length),
                     content_type,
                     payload,
                     layer.padding,
@@ -565,29 +564,18 @@ class DatagramWriter:
             self.new_datagram()
         return RecordNumber(epoch, seq)
 
-    def _ensure(self) -> memoryview:
-        view = self._view
-        if view is None:
-            lease = self._layer._acquire(self._mtu, self._layer._owner)
-            self._lease = lease
-            view = self._view = memoryview(lease)
-        return view
-
     def new_datagram(self) -> None:
         """Close the current datagram (if it holds anything); later records go to a new one."""
         lease = self._lease
         if lease is None:
             return
-        if self._view is not None:
-            self._view.release()
-        self._view = None
         self._lease = None
         if self._pos:
             lease.length = self._pos
             self._datagrams.append(lease)
+            self._pos = 0
         else:
             lease.release()
-        self._pos = 0
 
     def finish(self) -> list[Lease]:
         """The datagrams built so far; the caller sends and releases each."""
