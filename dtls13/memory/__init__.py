@@ -15,6 +15,7 @@ from .pools import (
     DATAGRAM_SLOT,
     RECORD_SLOT,
     PoolSet,
+    default_pool_set,
     live_pool_sets,
     size_classes,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PoolStats",
     "SizingPolicy",
     "SlabPool",
+    "default_pool_set",
     "live_pool_sets",
     "live_pools",
     "policy_named",

@@ -175,6 +175,17 @@ class PoolSet:
         )
 
 
+_default: PoolSet | None = None
+
+
+def default_pool_set() -> PoolSet:
+    """The process-wide PoolSet used when a connection is given none."""
+    global _default
+    if _default is None:
+        _default = PoolSet()
+    return _default
+
+
 def live_pool_sets() -> list[PoolSet]:
     """Every PoolSet alive in this process."""
     return list(_all_sets)

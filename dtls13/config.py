@@ -1,0 +1,198 @@
+"""Client and server configuration; bad values raise at once with a clear message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+
+from .crypto.suites import DEFAULT_SUITES, CipherSuite
+from .handshake.constants import NamedGroup, SignatureScheme
+
+KeyLog = Callable[[str], None]
+PathOrData = str | os.PathLike[str] | bytes
+
+DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.X25519MLKEM768,
+    NamedGroup.secp384r1,
+    NamedGroup.x448,
+)
+# Key shares a client sends in its first ClientHello (the rest are offered for HRR).
+DEFAULT_KEY_SHARES: tuple[NamedGroup, ...] = (NamedGroup.x25519,)
+
+DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
+    SignatureScheme.ecdsa_secp256r1_sha256,
+    SignatureScheme.ecdsa_secp384r1_sha384,
+    SignatureScheme.ed25519,
+    SignatureScheme.rsa_pss_rsae_sha256,
+    SignatureScheme.rsa_pss_rsae_sha384,
+    SignatureScheme.rsa_pss_rsae_sha512,
+    SignatureScheme.ed448,
+    SignatureScheme.ecdsa_secp521r1_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    # Certificates signed with PKCS#1 v1.5 are still common; only for signatures in
+    # certificates (signature_algorithms_cert), never for CertificateVerify.
+    SignatureScheme.rsa_pkcs1_sha256,
+    SignatureScheme.rsa_pkcs1_sha384,
+    SignatureScheme.rsa_pkcs1_sha512,
+)
+
+
+def _names_to(enum_type: Any, values: Sequence[Any], what: str) -> tuple[Any, ...]:
+    """Accept enum members, their numbers or their IANA names."""
+    out = []
+    for v in values:
+        if isinstance(v, enum_type):
+            out.append(v)
+        elif isinstance(v, int):
+            try:
+                out.append(enum_type(v))
+            except ValueError:
+                raise ValueError(f"unknown {what} 0x{v:04x}") from None
+        elif isinstance(v, str):
+            match = {m.name.lower(): m for m in enum_type}.get(v.lower())
+            if match is None:
+                names = ", ".join(m.name for m in enum_type)
+                raise ValueError(f"unknown {what} {v!r}; known: {names}")
+            out.append(match)
+        else:
+            raise TypeError(f"{what} must be a name, a number or an enum member, not {v!r}")
+    if not out:
+        raise ValueError(f"at least one {what} is needed")
+    if len(set(out)) != len(out):
+        raise ValueError(f"duplicate {what} in {values!r}")
+    return tuple(out)
+
+
+@dataclass(kw_only=True)
+class _Common:
+    cipher_suites: Sequence[CipherSuite | str | int] = DEFAULT_SUITES
+    groups: Sequence[NamedGroup | str | int] = DEFAULT_GROUPS
+    signature_schemes: Sequence[SignatureScheme | str | int] = DEFAULT_SIGNATURE_SCHEMES
+    alpn_protocols: Sequence[str] = ()
+    certificate_chain: PathOrData | Sequence[x509.Certificate] | None = None
+    private_key: Any = None
+    private_key_password: bytes | None = None
+    mtu: int = 1200
+    retransmit_initial: float = 1.0
+    retransmit_max: float = 60.0
+    handshake_timeout: float = 120.0
+    max_handshake_message: int = 65536
+    max_messages_ahead: int = 8
+    max_bytes_buffered: int = 256 * 1024
+    record_padding: int = 0
+    keylog: str | os.PathLike[str] | KeyLog | None = None
+    random_bytes: Callable[[int], bytes] = os.urandom
+    debug: bool = False
+    # Normalised and loaded forms, filled in by __post_init__.
+    suites: tuple[CipherSuite, ...] = field(default=(), init=False)
+    group_order: tuple[NamedGroup, ...] = field(default=(), init=False)
+    schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
+    chain: tuple[x509.Certificate, ...] = field(default=(), init=False)
+    key: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
+        self.group_order = _names_to(NamedGroup, self.groups, "group")
+        self.schemes = _names_to(SignatureScheme, self.signature_schemes, "signature scheme")
+        for proto in self.alpn_protocols:
+            if not 1 <= len(proto.encode()) <= 255:
+                raise ValueError(f"ALPN protocol {proto!r} must be 1 to 255 bytes")
+        if not 256 <= self.mtu <= 65535:
+            raise ValueError(f"mtu must be between 256 and 65535, not {self.mtu}")
+        if not 0 < self.retransmit_initial <= self.retransmit_max:
+            raise ValueError("need 0 < retransmit_initial <= retransmit_max")
+        if self.handshake_timeout <= 0:
+            raise ValueError("handshake_timeout must be positive")
+        if not 1024 <= self.max_handshake_message <= 1 << 24:
+            raise ValueError("max_handshake_message must be between 1024 and 2**24")
+        if self.max_messages_ahead < 1 or self.max_bytes_buffered < self.max_handshake_message:
+            raise ValueError(
+                "max_messages_ahead must be >= 1 and max_bytes_buffered >= max_handshake_message"
+            )
+        if not 0 <= self.record_padding <= 16384:
+            raise ValueError("record_padding must be between 0 and 16384")
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ValueError("certificate_chain and private_key go together: give both or neither")
+        if self.certificate_chain is not None:
+            from .handshake.certificates import (
+                check_key_matches_certificate,
+                load_certificate_chain,
+                load_private_key,
+            )
+
+            self.chain = tuple(load_certificate_chain(self.certificate_chain))
+            self.key = load_private_key(self.private_key, self.private_key_password)
+            check_key_matches_certificate(self.key, self.chain[0])
+
+    def keylog_callback(self) -> KeyLog | None:
+        """A function that appends one NSS key log line, or None."""
+        if self.keylog is None:
+            return None
+        if callable(self.keylog):
+            return self.keylog
+        path = Path(self.keylog)
+
+        def write(line: str) -> None:
+            with path.open("a", encoding="ascii") as f:
+                f.write(line + "\n")
+
+        return write
+
+
+@dataclass(kw_only=True)
+class ClientConfig(_Common):
+    """What a client needs: whom to trust and which name to check."""
+
+    server_name: str | None = None
+    cafile: str | os.PathLike[str] | bytes | Sequence[x509.Certificate] | None = None
+    cadir: str | os.PathLike[str] | None = None
+    verify: bool = True
+    key_share_groups: Sequence[NamedGroup | str | int] = DEFAULT_KEY_SHARES
+    share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
+    trust: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.share_groups = _names_to(NamedGroup, self.key_share_groups, "key share group")
+        missing = [g.name for g in self.share_groups if g not in self.group_order]
+        if missing:
+            raise ValueError(f"key share groups {missing} are not among the configured groups")
+        if self.verify:
+            from .handshake.certificates import load_trust_store
+
+            self.trust = load_trust_store(self.cafile, self.cadir)
+            if self.server_name is None:
+                raise ValueError(
+                    "server_name is required when verifying certificates "
+                    "(or pass verify=False to skip verification)"
+                )
+
+
+@dataclass(kw_only=True)
+class ServerConfig(_Common):
+    """What a server needs: its certificate and key, and its client-auth policy."""
+
+    client_auth: Literal["none", "optional", "required"] = "none"
+    cafile: str | os.PathLike[str] | bytes | Sequence[x509.Certificate] | None = None
+    cadir: str | os.PathLike[str] | None = None
+    trust: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.certificate_chain is None:
+            raise ValueError("a server needs certificate_chain and private_key")
+        if self.client_auth not in ("none", "optional", "required"):
+            raise ValueError("client_auth must be 'none', 'optional' or 'required'")
+        if self.client_auth != "none":
+            from .handshake.certificates import load_trust_store
+
+            self.trust = load_trust_store(self.cafile, self.cadir)

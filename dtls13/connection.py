@@ -1,0 +1,1192 @@
+"""The sans-IO DTLS 1.3 connection: datagrams in, datagrams out, one timer.
+
+Shaped like aioquic's ``QuicConnection``: ``connect(addr, now)``,
+``receive_datagram(data, addr, now)``, ``datagrams_to_send(now)``, ``get_timer()``,
+``handle_timer(now)``, ``next_event()``, ``send(data)``, ``key_update()``, ``close()``.
+No sockets, no clock, no trio: time comes in as ``now``.
+
+Every buffer the connection holds (datagrams, records, reassembly, flights) is a lease
+charged to this connection's owner in the pools; ``close()`` (or a fatal error) gives
+everything back.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ._fast import Buffer, DecodeError, Lease, MemoryBudgetExceeded
+from .alerts import (
+    Alert,
+    AlertDescription,
+    AlertLevel,
+    BadCertificate,
+    CertificateRequired,
+    DecodeErrorAlert,
+    DecryptError,
+    HandshakeFailure,
+    IllegalParameter,
+    InternalError,
+    LocalProtocolError,
+    MissingExtension,
+    NoApplicationProtocol,
+    ProtocolVersion,
+    UnexpectedMessage,
+    alert_for,
+)
+from .config import ClientConfig, ServerConfig
+from .crypto.suites import SUITES, CipherSuite, SuiteParams
+from .events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HandshakeCompleted,
+    KeyUpdated,
+    NewSessionTicketReceived,
+)
+from .handshake import certificates as certs
+from .handshake import extensions as ext
+from .handshake import groups
+from .handshake import messages as msgs
+from .handshake.constants import (
+    DTLS13_VERSION,
+    ExtensionType,
+    HandshakeType,
+    KeyUpdateRequest,
+    NamedGroup,
+    SignatureScheme,
+)
+from .handshake.flights import Flight
+from .handshake.fragments import Reassembler, pull_handshake_header
+from .handshake.key_schedule import KeySchedule, Transcript
+from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
+from .memory import PoolSet, default_pool_set
+from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
+
+Address = Any
+Config = ClientConfig | ServerConfig
+
+# Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
+_NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
+MIN_MTU = 256
+
+
+def _now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Connection:
+    """One DTLS 1.3 association, client or server (by the config's type)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        pools: PoolSet | None = None,
+        peer_address: Address = None,
+        owner_parent: Any = None,
+        memory_limit: int | None = 1024 * 1024,
+        wall_clock: Callable[[], datetime.datetime] = _now_utc,
+    ) -> None:
+        if not isinstance(config, ClientConfig | ServerConfig):
+            raise TypeError("config must be a ClientConfig or a ServerConfig")
+        self.config = config
+        self.is_client = isinstance(config, ClientConfig)
+        self.pools = pools if pools is not None else default_pool_set()
+        self.peer_address = peer_address
+        self._wall_clock = wall_clock
+        self.owner = self.pools.owner(
+            "connection",
+            peer_address if peer_address is not None else id(self),
+            memory_limit,
+            owner_parent,
+        )
+        self._records = RecordLayer(self.pools, self.owner, padding=config.record_padding)
+        self._reassembler = Reassembler(
+            self.pools,
+            self.owner,
+            max_message_size=config.max_handshake_message,
+            max_messages_ahead=config.max_messages_ahead,
+            max_bytes_buffered=config.max_bytes_buffered,
+        )
+        self._keylog = config.keylog_callback()
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
+        self._events: deque[Event] = deque()
+        self._outbox: list[tuple[Lease, Address]] = []
+        self.mtu = config.mtu
+        # handshake
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._suite: CipherSuite | None = None
+        self._group: NamedGroup | None = None
+        self._scheme: SignatureScheme | None = None
+        self._alpn: str | None = None
+        self._peer_chain: tuple[x509.Certificate, ...] = ()
+        self._random = config.random_bytes(32)
+        self._client_random = self._random if self.is_client else b""
+        self._key_shares: dict[int, groups.KeyExchange] = {}
+        self._hrr_done = False
+        self._hrr_cookie: bytes | None = None
+        self._client_hello: msgs.ClientHello | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._send_seq = 0
+        self._peer_finished = False
+        # reliability
+        self._flight: Flight | None = None
+        self._rto = config.retransmit_initial
+        self._retransmit_at: float | None = None
+        self._timeouts = 0
+        self._handshake_deadline: float | None = None
+        self._ack_list: list[RecordNumber] = []
+        self._ack_at: float | None = None
+        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._retransmitted_this_input = False
+        # key update
+        self._key_update_pending = False
+        self._read_secret = b""
+        self._write_secret = b""
+        # statistics
+        self.stats: dict[str, int] = {
+            "datagrams_in": 0,
+            "datagrams_out": 0,
+            "records_in": 0,
+            "app_bytes_in": 0,
+            "app_bytes_out": 0,
+            "retransmissions": 0,
+            "acks_sent": 0,
+            "acks_received": 0,
+            "dropped_handshake_fragments": 0,
+            "dropped_app_data_early": 0,
+            "dropped_malformed_plaintext": 0,
+            "dropped_unexpected_content": 0,
+            "key_updates_sent": 0,
+            "key_updates_received": 0,
+        }
+        self.handshake_started: float | None = None
+        self.handshake_completed_at: float | None = None
+        self.terminated: ConnectionTerminated | None = None
+        self._now = 0.0  # the latest time the caller gave us
+
+    # -- public API ---------------------------------------------------------------------
+
+    def connect(self, addr: Address, now: float) -> None:
+        """Start the handshake (client)."""
+        if not self.is_client:
+            raise LocalProtocolError("connect() is for clients")
+        if self.state is not State.START:
+            raise LocalProtocolError("connect() called twice")
+        self.peer_address = addr
+        self._now = now
+        self.handshake_started = now
+        self._handshake_deadline = now + self.config.handshake_timeout
+        self._guard(now, lambda: self._send_client_hello(now))
+
+    def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
+        """Take one datagram from the network; never raises for bad network input."""
+        if self.state is State.CLOSED:
+            return
+        if self.peer_address is None:
+            self.peer_address = addr
+        if self.handshake_started is None:
+            self.handshake_started = now
+            self._handshake_deadline = now + self.config.handshake_timeout
+        self.stats["datagrams_in"] += 1
+        self._retransmitted_this_input = False
+        self._now = now
+        records = self._records.receive_datagram_untrusted(data, now)
+        try:
+            for record in records:
+                if self.closed:
+                    break
+                self.stats["records_in"] += 1
+                if not self._guard(now, partial(self._handle_record, record, now)):
+                    break
+        finally:
+            for record in records:
+                record.release()
+        if not self.closed and self._records.integrity_limit_reached:
+            self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[Lease, Address]]:
+        """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
+        if self._ack_at is not None and now >= self._ack_at:
+            self._guard(now, lambda: self._send_ack(now))
+        out, self._outbox = self._outbox, []
+        self.stats["datagrams_out"] += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` should be called next, or None."""
+        if self.state is State.CLOSED:
+            return None
+        times = [t for t in (self._retransmit_at, self._ack_at) if t is not None]
+        if self.state is not State.CONNECTED and self._handshake_deadline is not None:
+            times.append(self._handshake_deadline)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit, send a delayed ACK or give up the handshake, as the timer says."""
+        if self.state is State.CLOSED:
+            return
+        self._now = now
+        if (
+            self.state is not State.CONNECTED
+            and self._handshake_deadline is not None
+            and now >= self._handshake_deadline
+        ):
+            self._terminate(None, "handshake timed out", by_peer=False, now=now)
+            return
+        if self._ack_at is not None and now >= self._ack_at:
+            self._guard(now, lambda: self._send_ack(now))
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            self._timeouts += 1
+            self._rto = min(self._rto * 2, self.config.retransmit_max)
+            # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU.
+            if self._timeouts >= 2 and self.mtu > 576:
+                self.mtu = max(576, self.mtu * 3 // 4)
+            self._guard(now, lambda: self._retransmit(now))
+
+    def next_event(self) -> Event | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Send one application data record."""
+        if self.state is not State.CONNECTED:
+            raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
+        epoch = self._records.write_epoch
+        with self._records.datagram_writer(self.mtu) as w:
+            if len(data) > w.space(epoch):
+                raise ValueError(
+                    f"{len(data)} bytes do not fit one record at MTU {self.mtu} "
+                    f"(at most {w.space(epoch)})"
+                )
+            w.add(epoch, ContentType.application_data, data)
+            self._queue(w.finish())
+        self.stats["app_bytes_out"] += len(data)
+        if self._records.key_update_due and not self._key_update_pending:
+            self.key_update(request_peer=False)
+
+    def get_cleartext_mtu(self) -> int:
+        """The largest application data record that fits one datagram now."""
+        epoch = self._records.write_epoch
+        with self._records.datagram_writer(self.mtu) as w:
+            return max(0, w.space(epoch))
+
+    def set_ciphertext_mtu(self, mtu: int) -> None:
+        if not MIN_MTU <= mtu <= 65535:
+            raise ValueError(f"MTU must be between {MIN_MTU} and 65535")
+        self.mtu = mtu
+
+    def key_update(self, request_peer: bool = True) -> None:
+        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8."""
+        if self.state is not State.CONNECTED:
+            raise LocalProtocolError("key_update() needs an established connection")
+        if self._key_update_pending:
+            return
+        request = (
+            KeyUpdateRequest.update_requested
+            if request_peer
+            else KeyUpdateRequest.update_not_requested
+        )
+        self._key_update_pending = True
+        self._start_flight()
+        self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
+        self._emit_flight(None)
+        self.stats["key_updates_sent"] += 1
+
+    def close(self) -> None:
+        """Send close_notify (if anything was established) and release everything."""
+        if self.state is State.CLOSED:
+            return
+        if self._records.write_epoch >= 2 or self.state is State.CONNECTED:
+            self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
+        self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.state is State.CONNECTED
+
+    @property
+    def cipher_suite(self) -> CipherSuite | None:
+        return self._suite
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        return self._alpn
+
+    @property
+    def peer_certificates(self) -> tuple[x509.Certificate, ...]:
+        return self._peer_chain
+
+    def statistics(self) -> dict[str, object]:
+        """Counters of this connection, its record layer's drops and its pool use."""
+        return {
+            **self.stats,
+            "record_drops": dict(self._records.drops),
+            "reassembly": dict(self._reassembler.counters),
+            "memory_in_use": self.owner.in_use,
+            "memory_high_water": self.owner.high_water,
+            "leases_live": self.owner.live,
+        }
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _guard(self, now: float | None, action: Callable[[], None]) -> bool:
+        """Run `action`; turn an Alert (or a bug) into a fatal alert. False if it failed."""
+        try:
+            action()
+            return True
+        except Alert as alert:
+            self._fail(alert, now)
+        except MemoryBudgetExceeded as exc:
+            self._fail(InternalError(f"memory budget: {exc}"), now)
+        except Exception as exc:
+            if self.config.debug:
+                raise
+            self._fail(InternalError(f"{type(exc).__name__}: {exc}"), now)
+        return False
+
+    def _fail(self, alert: Alert, now: float | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        try:
+            self._send_alert(AlertLevel.FATAL, alert.description)
+        except Exception:  # the alert is best effort; the connection ends regardless
+            if self.config.debug:
+                raise
+        self._terminate(alert.description, alert.reason, by_peer=False, now=now)
+
+    def _terminate(
+        self, alert: AlertDescription | None, reason: str, *, by_peer: bool, now: float | None
+    ) -> None:
+        self.state = State.CLOSED
+        self.terminated = ConnectionTerminated(alert, reason, by_peer)
+        self._events.append(self.terminated)
+        self._retransmit_at = self._ack_at = None
+        if self._flight is not None:
+            self._flight.release()
+            self._flight = None
+        self._reassembler.close()
+        self._records.close()
+
+    def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        epoch = self._records.write_epoch
+        with self._records.datagram_writer(self.mtu) as w:
+            w.add(epoch, ContentType.alert, bytes([level, description]))
+            self._queue(w.finish())
+
+    # -- output helpers -----------------------------------------------------------------
+
+    def _queue(self, datagrams: list[Lease]) -> None:
+        addr = self.peer_address
+        self._outbox.extend((d, addr) for d in datagrams)
+
+    def _start_flight(self) -> None:
+        """Begin a new flight; the previous one is implicitly acknowledged."""
+        if self._flight is not None:
+            self._flight.release()
+        self._flight = Flight(self.pools, self.owner)
+        self._timeouts = 0
+
+    def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+        msg_type, body = msgs.push_message(msg)
+        if transcript:
+            self._transcript.add(msg_type, body)
+        assert self._flight is not None
+        self._flight.add(epoch, msg_type, self._send_seq, body)
+        self._send_seq += 1
+        return body
+
+    def _emit_flight(self, now: float | None, *, with_ack: bool = False) -> None:
+        """Send the current flight's unacknowledged fragments and arm the timer."""
+        flight = self._flight
+        if flight is None:
+            return
+        with self._records.datagram_writer(self.mtu) as w:
+            flight.emit(w)
+            self._queue(w.finish())
+        self._retransmit_at = (self._now if now is None else now) + self._rto
+
+    def _retransmit(self, now: float) -> None:
+        flight = self._flight
+        if flight is None or flight.acknowledged:
+            self._retransmit_at = None
+            return
+        self.stats["retransmissions"] += 1
+        self._retransmitted_this_input = True
+        with self._records.datagram_writer(self.mtu) as w:
+            flight.emit(w)
+            self._queue(w.finish())
+        self._retransmit_at = now + self._rto
+
+    def _send_ack(self, now: float) -> None:
+        self._ack_at = None
+        numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+        self._send_ack_for(numbers)
+
+    def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
+        buf = Buffer(capacity=2 + 16 * len(numbers))
+        push_ack(buf, numbers)
+        epoch = self._records.write_epoch
+        with self._records.datagram_writer(self.mtu) as w:
+            w.add(epoch, ContentType.ack, buf.data)
+            self._queue(w.finish())
+        self.stats["acks_sent"] += 1
+
+    # -- input --------------------------------------------------------------------------
+
+    def _handle_record(self, record: Any, now: float) -> None:
+        ct = record.content_type
+        if ct == ContentType.handshake:
+            self._handle_handshake_record(record, now)
+        elif ct == ContentType.ack:
+            self._handle_ack(record, now)
+        elif ct == ContentType.alert:
+            self._handle_alert(record, now)
+        elif ct == ContentType.application_data:
+            if record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
+                data = record.tobytes()
+                self.stats["app_bytes_in"] += len(data)
+                self._events.append(DataReceived(data))
+            else:
+                # RFC 9147 §5.8.1: discard application data before the peer's Finished.
+                self.stats["dropped_app_data_early"] += 1
+        else:
+            self.stats["dropped_unexpected_content"] += 1
+
+    def _handle_alert(self, record: Any, now: float) -> None:
+        payload = record.payload
+        if record.epoch == 0 and self._records.write_epoch >= 2:
+            # Unauthenticated alerts once keys exist: ignore (off-path injection).
+            self.stats["dropped_malformed_plaintext"] += 1
+            return
+        if len(payload) != 2:
+            if record.epoch == 0:
+                self.stats["dropped_malformed_plaintext"] += 1
+                return
+            raise DecodeErrorAlert("alert record of the wrong length")
+        level, desc = payload[0], payload[1]
+        try:
+            description = AlertDescription(desc)
+        except ValueError:
+            description = AlertDescription.internal_error
+        if description is AlertDescription.close_notify:
+            self._terminate(description, "peer sent close_notify", by_peer=True, now=now)
+        elif level == AlertLevel.FATAL or description is not AlertDescription.user_canceled:
+            self._terminate(description, f"peer sent {description.name}", by_peer=True, now=now)
+
+    def _handle_ack(self, record: Any, now: float) -> None:
+        try:
+            buf = Buffer(record.payload)
+            numbers = pull_ack(buf)
+            buf.close()
+        except DecodeError:
+            if record.epoch == 0:
+                self.stats["dropped_malformed_plaintext"] += 1
+                return
+            raise DecodeErrorAlert("malformed ACK") from None
+        self.stats["acks_received"] += 1
+        flight = self._flight
+        if flight is None:
+            return
+        if flight.on_ack(numbers):
+            self._retransmit_at = None
+            self._on_flight_acknowledged(now)
+        elif any(flight.carried(n) for n in numbers) and not self._retransmitted_this_input:
+            # RFC 9147 §7.2: a partial ACK: send what is missing at once.
+            self._retransmit(now)
+
+    def _on_flight_acknowledged(self, now: float) -> None:
+        flight = self._flight
+        assert flight is not None
+        key_update = any(m.msg_type == HandshakeType.key_update for m in flight.messages)
+        flight.release()
+        self._flight = None
+        self._rto = self.config.retransmit_initial
+        if key_update:
+            # RFC 9147 §8: switch sending keys only once the KeyUpdate is acknowledged.
+            self._key_update_pending = False
+            assert self._schedule is not None
+            self._write_secret = self._schedule.next_application_traffic_secret(self._write_secret)
+            epoch = self._records.write_epoch + 1
+            assert self._suite is not None
+            self._records.install_write_epoch(epoch, self._suite, self._write_secret)
+            self._events.append(KeyUpdated(sending=True, epoch=epoch))
+
+    def _handle_handshake_record(self, record: Any, now: float) -> None:
+        plaintext = record.epoch == 0
+        buf = Buffer(record.payload)
+        ackable = False
+        repeat = False
+        try:
+            while not buf.eof():
+                try:
+                    header = pull_handshake_header(buf)
+                    fragment = buf.pull_view(header.fragment_length)
+                except DecodeError:
+                    if plaintext:
+                        self.stats["dropped_malformed_plaintext"] += 1
+                        return
+                    raise DecodeErrorAlert("malformed handshake fragment") from None
+                try:
+                    expected_epoch = MESSAGE_EPOCH.get(header.msg_type, 3)
+                    if (record.epoch >= 3) != (expected_epoch >= 3) or (
+                        expected_epoch < 3 and record.epoch != expected_epoch
+                    ):
+                        self.stats["dropped_handshake_fragments"] += 1
+                        continue
+                    if header.message_seq < self._reassembler.next_expected_seq:
+                        repeat = True
+                        ackable = ackable or self.state is State.CONNECTED
+                        continue
+                    before = sum(self._reassembler.counters[k] for k in _NOT_BUFFERED)
+                    self._reassembler.add_fragment_untrusted(
+                        header.msg_type,
+                        header.length,
+                        header.message_seq,
+                        header.fragment_offset,
+                        header.fragment_length,
+                        fragment,
+                    )
+                    if sum(self._reassembler.counters[k] for k in _NOT_BUFFERED) == before:
+                        ackable = True
+                    else:
+                        self.stats["dropped_handshake_fragments"] += 1
+                finally:
+                    if "fragment" in locals():
+                        fragment.release()
+        except Alert:
+            if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
+                self.stats["dropped_malformed_plaintext"] += 1
+                return
+            raise
+        finally:
+            buf.close()
+        if ackable:
+            self._ack_list.append(record.record_number)
+        progressed = self._process_messages(now)
+        if repeat:
+            self._on_peer_repeat(now)
+        elif ackable and not progressed and self.state is not State.CLOSED:
+            # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
+            if self.state is State.CONNECTED:
+                self._ack_at = now
+            elif self._ack_at is None:
+                self._ack_at = now + self._rto / 4
+
+    def _on_peer_repeat(self, now: float) -> None:
+        """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
+        if self.state is State.CONNECTED and self._final_acks:
+            self._send_ack_for(self._final_acks)
+        elif self.state is State.CONNECTED and self._ack_list:
+            self._send_ack(now)
+        elif (
+            self._flight is not None
+            and not self._flight.acknowledged
+            and not self._retransmitted_this_input
+        ):
+            self._retransmit(now)
+
+    def _process_messages(self, now: float) -> bool:
+        """Handle every complete message in order; True if any was handled."""
+        handled = False
+        while self.state is not State.CLOSED:
+            message = self._reassembler.next_message()
+            if message is None:
+                break
+            handled = True
+            msg_type = message.msg_type
+            if msg_type not in ACCEPTS[self.state]:
+                raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+            try:
+                parsed = msgs.pull_message(msg_type, message.body)
+            except msgs.UnexpectedHandshakeType:
+                raise UnexpectedMessage(f"handshake type {msg_type}") from None
+            except ext.DuplicateExtensionError:
+                raise IllegalParameter("duplicate extension") from None
+            except DecodeError as exc:
+                raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
+            self._dispatch(msg_type, parsed, bytes(message.body), now)
+        return handled
+
+    def _dispatch(self, msg_type: int, msg: Any, body: bytes, now: float) -> None:
+        s = self.state
+        if s is State.WAIT_CLIENT_HELLO:
+            self._server_on_client_hello(msg, body, now)
+        elif s is State.WAIT_SERVER_HELLO:
+            self._client_on_server_hello(msg, body, now)
+        elif s is State.WAIT_ENCRYPTED_EXTENSIONS:
+            self._client_on_encrypted_extensions(msg, body)
+        elif (
+            s is State.WAIT_CERTIFICATE_OR_REQUEST and msg_type == HandshakeType.certificate_request
+        ):
+            self._client_on_certificate_request(msg, body)
+        elif s in (State.WAIT_CERTIFICATE_OR_REQUEST, State.WAIT_CERTIFICATE):
+            self._on_certificate(msg, body)
+            self.state = State.WAIT_CERTIFICATE_VERIFY
+        elif s is State.WAIT_CERTIFICATE_VERIFY:
+            self._on_certificate_verify(msg, body)
+            self.state = State.WAIT_FINISHED
+        elif s is State.WAIT_FINISHED:
+            self._client_on_finished(msg, body, now)
+        elif s is State.WAIT_CLIENT_CERTIFICATE:
+            self._server_on_client_certificate(msg, body)
+        elif s is State.WAIT_CLIENT_CERTIFICATE_VERIFY:
+            self._on_certificate_verify(msg, body)
+            self.state = State.WAIT_CLIENT_FINISHED
+        elif s is State.WAIT_CLIENT_FINISHED:
+            self._server_on_finished(msg, body, now)
+        elif s is State.CONNECTED:
+            self._on_post_handshake(msg_type, msg, now)
+        else:  # pragma: no cover - ACCEPTS already refused it
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {s.value}")
+
+    # -- client handshake ---------------------------------------------------------------
+
+    def _send_client_hello(self, now: float) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig)
+        if not self._key_shares:
+            for group in cfg.share_groups:
+                self._key_shares[group] = groups.generate(group)
+        extensions = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_client,
+                [DTLS13_VERSION],
+            ),
+        ]
+        # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
+        if self._hrr_cookie is not None:
+            extensions.append(
+                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
+            )
+        extensions += [
+            ext.make_extension(
+                ExtensionType.supported_groups, ext.push_supported_groups, list(cfg.group_order)
+            ),
+            ext.make_extension(
+                ExtensionType.key_share,
+                ext.push_key_share_client,
+                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._key_shares.items()],
+            ),
+            ext.make_extension(
+                ExtensionType.signature_algorithms,
+                ext.push_signature_algorithms,
+                [s for s in cfg.schemes if not _pkcs1(s)],
+            ),
+            ext.make_extension(
+                ExtensionType.signature_algorithms_cert,
+                ext.push_signature_algorithms,
+                list(cfg.schemes),
+            ),
+        ]
+        if cfg.server_name and not _is_ip(cfg.server_name):
+            extensions.append(
+                ext.make_extension(ExtensionType.server_name, ext.push_server_name, cfg.server_name)
+            )
+        if cfg.alpn_protocols:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.application_layer_protocol_negotiation,
+                    ext.push_alpn,
+                    [p.encode() for p in cfg.alpn_protocols],
+                )
+            )
+        hello = msgs.ClientHello(
+            random=self._random,
+            cipher_suites=tuple(int(s) for s in cfg.suites),
+            extensions=tuple(extensions),
+        )
+        self._client_hello = hello
+        self._start_flight()
+        self._add_message(hello, 0)
+        self.state = State.WAIT_SERVER_HELLO
+        self._emit_flight(now)
+
+    def _client_on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig)
+        versions = sh.extension(ExtensionType.supported_versions)
+        if versions is None:
+            raise ProtocolVersion("the server does not speak DTLS 1.3 (no supported_versions)")
+        if _decode(versions, ext.pull_supported_versions_server) != DTLS13_VERSION:
+            raise IllegalParameter("server selected a version other than DTLS 1.3")
+        if sh.legacy_version != 0xFEFD or sh.legacy_session_id_echo != b"":
+            raise IllegalParameter("bad legacy_version or legacy_session_id_echo")
+        if sh.legacy_compression_method != 0:
+            raise IllegalParameter("non-zero compression method")
+        if sh.cipher_suite not in cfg.suites:
+            raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        suite = CipherSuite(sh.cipher_suite)
+        if self._suite is not None and suite != self._suite:
+            raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
+        self._suite = suite
+        self._params = SUITES[suite]
+        if sh.is_hello_retry_request:
+            self._client_on_hello_retry(sh, body, now)
+            return
+        if self._transcript.hash_name is None:
+            self._transcript.select(self._params.hash_name)
+        key_share = sh.extension(ExtensionType.key_share)
+        if key_share is None:
+            raise MissingExtension("ServerHello without key_share")
+        entry = _decode(key_share, ext.pull_key_share_entry)
+        kx = self._key_shares.get(entry.group)
+        if kx is None:
+            raise IllegalParameter("server key share for a group we did not send")
+        shared = kx.shared_secret(entry.key_exchange)
+        self._group = NamedGroup(entry.group)
+        self._key_shares.clear()
+        self._transcript.add(HandshakeType.server_hello, body)
+        self._start_flight_release_only()
+        self._derive_handshake_secrets(shared, now)
+        self.state = State.WAIT_ENCRYPTED_EXTENSIONS
+
+    def _client_on_hello_retry(self, hrr: msgs.ServerHello, body: bytes, now: float) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig) and self._params is not None
+        if self._hrr_done:
+            raise UnexpectedMessage("second HelloRetryRequest")
+        self._hrr_done = True
+        self._transcript.select(self._params.hash_name)
+        self._transcript.restart_with_message_hash()
+        self._transcript.add(HandshakeType.server_hello, body)
+        changed = False
+        cookie = hrr.extension(ExtensionType.cookie)
+        if cookie is not None:
+            self._hrr_cookie = _decode(cookie, ext.pull_cookie)
+            changed = True
+        group_data = hrr.extension(ExtensionType.key_share)
+        if group_data is not None:
+            group = _decode(group_data, ext.pull_key_share_hrr)
+            if group not in cfg.group_order or group in self._key_shares:
+                raise IllegalParameter("HelloRetryRequest selected an unusable group")
+            self._key_shares = {group: groups.generate(group)}
+            changed = True
+        if not changed:
+            # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
+            raise IllegalParameter("HelloRetryRequest changes nothing")
+        self._send_client_hello(now)
+
+    def _client_on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes) -> None:
+        cfg = self.config
+        alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
+        if alpn is not None:
+            names = _decode(alpn, ext.pull_alpn)
+            if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
+                raise IllegalParameter("server selected an ALPN protocol we did not offer")
+            self._alpn = names[0].decode("latin-1")
+        self._transcript.add(HandshakeType.encrypted_extensions, body)
+        self.state = State.WAIT_CERTIFICATE_OR_REQUEST
+
+    def _client_on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes) -> None:
+        if cr.certificate_request_context != b"":
+            raise IllegalParameter("non-empty certificate_request_context in the handshake")
+        if cr.extension(ExtensionType.signature_algorithms) is None:
+            raise MissingExtension("CertificateRequest without signature_algorithms")
+        self._cert_request = cr
+        self._transcript.add(HandshakeType.certificate_request, body)
+        self.state = State.WAIT_CERTIFICATE
+
+    def _on_certificate(self, msg: msgs.Certificate, body: bytes) -> None:
+        cfg = self.config
+        if msg.certificate_request_context != b"":
+            raise IllegalParameter("non-empty certificate_request_context")
+        if not msg.certificate_list:
+            if self.is_client:
+                raise DecodeErrorAlert("server sent an empty Certificate")
+            raise CertificateRequired("client sent no certificate")
+        try:
+            chain = tuple(x509.load_der_x509_certificate(e.cert_data) for e in msg.certificate_list)
+        except ValueError as exc:
+            raise BadCertificate(f"unparsable certificate: {exc}") from None
+        now = self._wall_clock()
+        if isinstance(cfg, ClientConfig):
+            if cfg.verify:
+                assert cfg.server_name is not None  # the config requires it with verify
+                certs.verify_server_chain(list(chain), cfg.trust, cfg.server_name, now)
+        else:
+            certs.verify_client_chain(list(chain), cfg.trust, now)
+        self._peer_chain = chain
+        self._transcript.add(HandshakeType.certificate, body)
+
+    def _on_certificate_verify(self, cv: msgs.CertificateVerify, body: bytes) -> None:
+        cfg = self.config
+        offered = [s for s in cfg.schemes if not _pkcs1(s)]
+        if cv.algorithm not in offered:
+            raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
+        scheme = SignatureScheme(cv.algorithm)
+        certs.verify_certificate_verify(
+            self._peer_chain[0].public_key(),
+            scheme,
+            cv.signature,
+            self._transcript.digest(),
+            is_server=self.is_client,
+        )
+        if self.is_client:
+            self._scheme = scheme
+        self._transcript.add(HandshakeType.certificate_verify, body)
+
+    def _client_on_finished(self, fin: msgs.Finished, body: bytes, now: float) -> None:
+        ks = self._schedule
+        assert ks is not None and self._suite is not None
+        if self._cert_request is None and not self._peer_chain:
+            raise UnexpectedMessage("Finished before the server authenticated")
+        if not ks.check_verify_data(self._s_hs, self._transcript.digest(), fin.verify_data):
+            raise DecryptError("server Finished does not verify")
+        self._transcript.add(HandshakeType.finished, body)
+        self._peer_finished = True
+        self._derive_application_secrets()
+        self._records.install_read_epoch(3, self._suite, self._s_app, now)
+        # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
+        self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        self._ack_list.clear()
+        self._ack_at = None
+        if self._cert_request is not None:
+            self._send_own_certificate(self._cert_request)
+        self._add_message(msgs.Finished(ks.verify_data(self._c_hs, self._transcript.digest())), 2)
+        self._records.install_write_epoch(3, self._suite, self._c_app)
+        self._emit_flight(now)
+        self._complete(now)
+
+    # -- server handshake ---------------------------------------------------------------
+
+    def _server_on_client_hello(self, ch: msgs.ClientHello, body: bytes, now: float) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        versions = ch.extension(ExtensionType.supported_versions)
+        if versions is None or DTLS13_VERSION not in _decode(
+            versions, ext.pull_supported_versions_client
+        ):
+            raise ProtocolVersion("the client does not offer DTLS 1.3 (DTLS 1.2 is not supported)")
+        if ch.legacy_cookie:
+            # RFC 9147 §5.3: a non-empty legacy_cookie in a DTLS 1.3 ClientHello.
+            raise IllegalParameter("non-empty legacy_cookie")
+        if ch.legacy_version != 0xFEFD:
+            raise ProtocolVersion("legacy_version is not DTLS 1.2")
+        if b"\x00" not in ch.legacy_compression_methods:
+            raise IllegalParameter("null compression not offered")
+        suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
+        if suite is None:
+            raise HandshakeFailure("no cipher suite in common")
+        sig = ch.extension(ExtensionType.signature_algorithms)
+        if sig is None:
+            raise MissingExtension("ClientHello without signature_algorithms")
+        supported = ch.extension(ExtensionType.supported_groups)
+        shares_data = ch.extension(ExtensionType.key_share)
+        if supported is None or shares_data is None:
+            raise MissingExtension("ClientHello without supported_groups or key_share")
+        client_groups = _decode(supported, ext.pull_supported_groups)
+        shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
+        if self._hrr_done:
+            self._check_second_client_hello(ch, suite)
+        else:
+            self._transcript.select(SUITES[suite].hash_name)
+        group = next((g for g in cfg.group_order if g in shares), None)
+        if group is None:
+            retry = next((g for g in cfg.group_order if g in client_groups), None)
+            if retry is None or self._hrr_done:
+                raise HandshakeFailure("no key-exchange group in common")
+            self._send_hello_retry(ch, body, suite, retry, now)
+            return
+        schemes = _decode(sig, ext.pull_signature_algorithms)
+        self._scheme = certs.choose_scheme(cfg.key, schemes)
+        self._alpn = self._choose_alpn(ch)
+        self._suite = suite
+        self._params = SUITES[suite]
+        self._group = NamedGroup(group)
+        self._client_random = ch.random
+        self._transcript.add(HandshakeType.client_hello, body)
+        server_share, shared = groups.encapsulate(group, shares[group])
+
+        self._start_flight()
+        self._ack_list.clear()
+        sh = msgs.ServerHello(
+            random=self._random,
+            cipher_suite=suite,
+            extensions=(
+                ext.make_extension(
+                    ExtensionType.supported_versions,
+                    ext.push_supported_versions_server,
+                    DTLS13_VERSION,
+                ),
+                ext.make_extension(
+                    ExtensionType.key_share,
+                    ext.push_key_share_entry,
+                    ext.KeyShareEntry(group, server_share),
+                ),
+            ),
+        )
+        self._add_message(sh, 0)
+        self._derive_handshake_secrets(shared, now)
+        ee_ext = []
+        if self._alpn is not None:
+            ee_ext.append(
+                ext.make_extension(
+                    ExtensionType.application_layer_protocol_negotiation,
+                    ext.push_alpn,
+                    [self._alpn.encode("latin-1")],
+                )
+            )
+        self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
+        if cfg.client_auth != "none":
+            request = msgs.CertificateRequest(
+                b"",
+                (
+                    ext.make_extension(
+                        ExtensionType.signature_algorithms,
+                        ext.push_signature_algorithms,
+                        [s for s in cfg.schemes if not _pkcs1(s)],
+                    ),
+                ),
+            )
+            self._cert_request = request
+            self._add_message(request, 2)
+        self._send_certificate_and_verify(self._scheme, is_server=True)
+        ks = self._schedule
+        assert ks is not None
+        self._add_message(msgs.Finished(ks.verify_data(self._s_hs, self._transcript.digest())), 2)
+        self._derive_application_secrets()
+        self._records.install_write_epoch(3, suite, self._s_app)
+        self.state = (
+            State.WAIT_CLIENT_CERTIFICATE
+            if cfg.client_auth != "none"
+            else State.WAIT_CLIENT_FINISHED
+        )
+        self._emit_flight(now)
+
+    def _send_hello_retry(
+        self, ch: msgs.ClientHello, body: bytes, suite: int, group: int, now: float
+    ) -> None:
+        self._transcript.add(HandshakeType.client_hello, body)
+        self._transcript.restart_with_message_hash()
+        self._hrr_done = True
+        self._suite = CipherSuite(suite)
+        self._hrr_group = group
+        hrr = msgs.ServerHello(
+            random=msgs.HELLO_RETRY_REQUEST_RANDOM,
+            cipher_suite=suite,
+            extensions=(
+                ext.make_extension(
+                    ExtensionType.supported_versions,
+                    ext.push_supported_versions_server,
+                    DTLS13_VERSION,
+                ),
+                ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group),
+            ),
+        )
+        self._start_flight()
+        self._add_message(hrr, 0)
+        # Like a stateless server, do not retransmit the HRR on a timer: a repeated
+        # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
+        with self._records.datagram_writer(self.mtu) as w:
+            assert self._flight is not None
+            self._flight.emit(w)
+            self._queue(w.finish())
+
+    def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
+        first = self._client_hello_first
+        if suite != self._suite or (first is not None and ch.random != first.random):
+            raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
+        if self._flight is not None:
+            self._flight.release()
+            self._flight = None
+
+    @property
+    def _client_hello_first(self) -> msgs.ClientHello | None:
+        return self._client_hello
+
+    def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
+        cfg = self.config
+        data = ch.extension(ExtensionType.application_layer_protocol_negotiation)
+        if data is None or not cfg.alpn_protocols:
+            return None
+        offered = [n.decode("latin-1") for n in _decode(data, ext.pull_alpn)]
+        for proto in cfg.alpn_protocols:
+            if proto in offered:
+                return proto
+        raise NoApplicationProtocol("no ALPN protocol in common")
+
+    def _server_on_client_certificate(self, msg: msgs.Certificate, body: bytes) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if not msg.certificate_list:
+            if cfg.client_auth == "required":
+                raise CertificateRequired("client sent no certificate")
+            self._transcript.add(HandshakeType.certificate, body)
+            self.state = State.WAIT_CLIENT_FINISHED
+            return
+        self._on_certificate(msg, body)
+        self.state = State.WAIT_CLIENT_CERTIFICATE_VERIFY
+
+    def _server_on_finished(self, fin: msgs.Finished, body: bytes, now: float) -> None:
+        ks = self._schedule
+        assert ks is not None and self._suite is not None
+        if not ks.check_verify_data(self._c_hs, self._transcript.digest(), fin.verify_data):
+            raise DecryptError("client Finished does not verify")
+        self._transcript.add(HandshakeType.finished, body)
+        self._peer_finished = True
+        self._records.install_read_epoch(3, self._suite, self._c_app, now)
+        # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
+        if self._flight is not None:
+            self._flight.release()
+            self._flight = None
+        self._retransmit_at = None
+        self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+        self._ack_list.clear()
+        self._ack_at = None
+        self._send_ack_for(self._final_acks)
+        self._complete(now)
+
+    # -- both sides ---------------------------------------------------------------------
+
+    def _start_flight_release_only(self) -> None:
+        """The peer's answer implicitly acknowledged our flight: stop retransmitting it."""
+        if self._flight is not None:
+            self._flight.release()
+            self._flight = None
+        self._retransmit_at = None
+        self._ack_list.clear()
+        self._ack_at = None
+
+    def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
+        cfg = self.config
+        if not cfg.chain:
+            self._add_message(msgs.Certificate(b"", ()), 2)
+            return
+        sig = request.extension(ExtensionType.signature_algorithms)
+        schemes = _decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
+        scheme = certs.choose_scheme(cfg.key, schemes)
+        self._send_certificate_and_verify(scheme, is_server=False)
+
+    def _send_certificate_and_verify(self, scheme: SignatureScheme, *, is_server: bool) -> None:
+        cfg = self.config
+        entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in cfg.chain)
+        self._add_message(msgs.Certificate(b"", entries), 2)
+        signature = certs.sign_certificate_verify(
+            cfg.key, scheme, self._transcript.digest(), is_server=is_server
+        )
+        self._add_message(msgs.CertificateVerify(scheme, signature), 2)
+
+    def _derive_handshake_secrets(self, shared: bytes, now: float) -> None:
+        assert self._params is not None and self._suite is not None
+        ks = KeySchedule(self._params)
+        ks.handshake(shared)
+        self._schedule = ks
+        hello_hash = self._transcript.digest()
+        self._c_hs = ks.client_handshake_traffic_secret(hello_hash)
+        self._s_hs = ks.server_handshake_traffic_secret(hello_hash)
+        mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
+        self._records.install_write_epoch(2, self._suite, mine)
+        self._records.install_read_epoch(2, self._suite, theirs, now)
+        self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
+        self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+
+    def _derive_application_secrets(self) -> None:
+        ks = self._schedule
+        assert ks is not None
+        ks.master()
+        finished_hash = self._transcript.digest()
+        self._c_app = ks.client_application_traffic_secret(finished_hash)
+        self._s_app = ks.server_application_traffic_secret(finished_hash)
+        self._write_secret, self._read_secret = (
+            (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
+        )
+        self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
+        self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
+        self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+
+    def _log_secret(self, label: str, secret: bytes) -> None:
+        if self._keylog is not None:
+            self._keylog(f"{label} {self._client_random.hex()} {secret.hex()}")
+
+    def _complete(self, now: float) -> None:
+        assert self._suite is not None
+        self.state = State.CONNECTED
+        self.handshake_completed_at = now
+        self._events.append(
+            HandshakeCompleted(
+                version="DTLSv1.3",
+                cipher_suite=self._suite,
+                group=self._group,
+                signature_scheme=self._scheme,
+                alpn_protocol=self._alpn,
+                peer_certificates=self._peer_chain,
+                resumed=False,
+            )
+        )
+
+    def _on_post_handshake(self, msg_type: int, msg: Any, now: float) -> None:
+        # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
+        self._ack_at = now
+        if msg_type == HandshakeType.new_session_ticket:
+            if not self.is_client:
+                raise UnexpectedMessage("NewSessionTicket sent to a server")
+            self._events.append(
+                NewSessionTicketReceived(
+                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce
+                )
+            )
+        elif msg_type == HandshakeType.key_update:
+            if msg.request_update not in (0, 1):
+                raise IllegalParameter("bad KeyUpdate request_update")
+            self.stats["key_updates_received"] += 1
+            assert self._schedule is not None and self._suite is not None
+            self._read_secret = self._schedule.next_application_traffic_secret(self._read_secret)
+            epoch = max(self._records.read_epochs()) + 1
+            self._records.install_read_epoch(epoch, self._suite, self._read_secret, now)
+            self._events.append(KeyUpdated(sending=False, epoch=epoch))
+            if msg.request_update == KeyUpdateRequest.update_requested:
+                self._send_ack(now)
+                self.key_update(request_peer=False)
+
+
+def _decode(data: bytes, pull: Any) -> Any:
+    try:
+        return ext.decode(data, pull)
+    except DecodeError as exc:
+        raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+
+
+def _pkcs1(scheme: SignatureScheme) -> bool:
+    return scheme in (
+        SignatureScheme.rsa_pkcs1_sha256,
+        SignatureScheme.rsa_pkcs1_sha384,
+        SignatureScheme.rsa_pkcs1_sha512,
+    )
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return HandshakeType(msg_type).name
+    except ValueError:
+        return f"handshake type {msg_type}"
+
+
+__all__ = ["Connection"]

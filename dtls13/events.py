@@ -1,0 +1,63 @@
+"""Events the sans-IO connection reports through ``Connection.next_event()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from .alerts import AlertDescription
+from .crypto.suites import CipherSuite
+from .handshake.constants import NamedGroup, SignatureScheme
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every connection event."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeCompleted(Event):
+    """The handshake finished; application data may flow."""
+
+    version: str
+    cipher_suite: CipherSuite
+    group: NamedGroup | None
+    signature_scheme: SignatureScheme | None
+    alpn_protocol: str | None
+    peer_certificates: tuple[x509.Certificate, ...]
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived(Event):
+    """Application data from the peer (one record's worth)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdated(Event):
+    """A traffic key changed (``sending`` True for our own keys)."""
+
+    sending: bool
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewSessionTicketReceived(Event):
+    """The server sent a ticket (resumption itself is a later feature)."""
+
+    ticket: bytes
+    lifetime: int
+    age_add: int
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(Event):
+    """The connection ended: by close_notify, an alert (sent or received) or a timeout."""
+
+    alert: AlertDescription | None
+    reason: str
+    by_peer: bool

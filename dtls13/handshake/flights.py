@@ -1,0 +1,173 @@
+"""Outgoing handshake flights: fragmentation into records, ACK tracking, retransmission.
+
+RFC 9147 §5.5 (fragments never overlap within one transmission and bytes never change),
+§5.8 (flights and the retransmission timer) and §7.2 (an ACKed fragment is not sent again).
+Message bodies are held in pooled leases until the flight is acknowledged or replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._fast import Lease, Owner
+from ..memory import PoolSet
+from ..record import RecordNumber
+
+HANDSHAKE_HEADER = 12
+# Below this many bytes of room a fragment is not worth a record: start a new datagram.
+MIN_FRAGMENT = 16
+CONTENT_HANDSHAKE = 22
+
+
+class RecordWriter(Protocol):
+    """The part of the record layer's datagram writer a flight needs."""
+
+    def space(self, epoch: int, *, last: bool = False) -> int: ...
+    def add(
+        self, epoch: int, content_type: int, payload: Any, *, last: bool = False
+    ) -> RecordNumber | None: ...
+    def new_datagram(self) -> None: ...
+
+
+def handshake_fragment(
+    msg_type: int, length: int, message_seq: int, offset: int, body: memoryview | bytes
+) -> bytes:
+    """One DTLSHandshake fragment: the 12-byte header (RFC 9147 §5.2) and its bytes."""
+    n = len(body)
+    return (
+        bytes([msg_type])
+        + length.to_bytes(3, "big")
+        + message_seq.to_bytes(2, "big")
+        + offset.to_bytes(3, "big")
+        + n.to_bytes(3, "big")
+        + bytes(body)
+    )
+
+
+@dataclass
+class OutgoingMessage:
+    """One handshake message of a flight, its body in a pooled lease."""
+
+    epoch: int
+    msg_type: int
+    message_seq: int
+    body: Lease
+    acked: list[tuple[int, int]] = field(default_factory=list)  # merged [start, end)
+
+    @property
+    def length(self) -> int:
+        return len(self.body)
+
+    def unacked(self) -> Iterator[tuple[int, int]]:
+        """Byte ranges [start, end) not yet acknowledged (one empty range for empty bodies)."""
+        if self.length == 0:
+            if not self.acked:
+                yield (0, 0)
+            return
+        pos = 0
+        for start, end in self.acked:
+            if start > pos:
+                yield (pos, start)
+            pos = max(pos, end)
+        if pos < self.length:
+            yield (pos, self.length)
+
+    def ack(self, start: int, end: int) -> None:
+        ranges = sorted([*self.acked, (start, end)])
+        merged: list[tuple[int, int]] = []
+        for s, e in ranges:
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        self.acked = merged
+
+    @property
+    def complete(self) -> bool:
+        return next(self.unacked(), None) is None
+
+
+class Flight:
+    """The messages of one flight and which record carried which fragment."""
+
+    def __init__(self, pools: PoolSet, owner: Owner | None) -> None:
+        self._pools = pools
+        self._owner = owner
+        self.messages: list[OutgoingMessage] = []
+        self._records: dict[RecordNumber, list[tuple[int, int, int]]] = {}
+        self.transmissions = 0
+        self.needs_ack = False  # the flight is only ACKed explicitly (RFC 9147 §7.1)
+
+    def add(self, epoch: int, msg_type: int, message_seq: int, body: bytes) -> None:
+        """Queue a message; its body is copied once into a pooled lease."""
+        lease = self._pools.acquire(len(body), self._owner)
+        if body:
+            lease.write(0, body)
+        self.messages.append(OutgoingMessage(epoch, msg_type, message_seq, lease))
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.messages) and all(m.complete for m in self.messages)
+
+    def emit(self, writer: RecordWriter) -> int:
+        """Write every unacknowledged fragment into records; returns records written.
+
+        Fragment boundaries depend only on the room left in each datagram, so the same MTU
+        gives the same fragments; after a smaller MTU the pieces are smaller but the bytes
+        are the same (RFC 9147 §5.5).
+        """
+        written = 0
+        self.transmissions += 1
+        for index, msg in enumerate(self.messages):
+            for start, end in list(msg.unacked()):
+                pos = start
+                while True:
+                    room = writer.space(msg.epoch) - HANDSHAKE_HEADER
+                    if room < MIN_FRAGMENT and room < end - pos:
+                        writer.new_datagram()
+                        room = writer.space(msg.epoch) - HANDSHAKE_HEADER
+                        if room < 1 and end > pos:
+                            raise ValueError("MTU too small for any handshake fragment")
+                    piece = min(end - pos, room)
+                    view = msg.body.view(pos, pos + piece)
+                    try:
+                        payload = handshake_fragment(
+                            msg.msg_type, msg.length, msg.message_seq, pos, view
+                        )
+                    finally:
+                        view.release()
+                    number = writer.add(msg.epoch, CONTENT_HANDSHAKE, payload)
+                    if number is None:
+                        writer.new_datagram()
+                        continue
+                    self._records.setdefault(number, []).append((index, pos, pos + piece))
+                    written += 1
+                    pos += piece
+                    if pos >= end:
+                        break
+        return written
+
+    def on_ack(self, record_numbers: list[RecordNumber]) -> bool:
+        """Mark what the ACKed records carried; True when the whole flight is acknowledged."""
+        for number in record_numbers:
+            for index, start, end in self._records.get(number, ()):
+                msg = self.messages[index]
+                if start == end:
+                    msg.acked.append((0, 0))
+                else:
+                    msg.ack(start, end)
+        return self.acknowledged
+
+    def carried(self, number: RecordNumber) -> bool:
+        """Whether a record of ours with this number belongs to this flight."""
+        return number in self._records
+
+    def release(self) -> None:
+        """Give every body back to the pools."""
+        for msg in self.messages:
+            if not msg.body.released:
+                msg.body.release()
+        self.messages.clear()
+        self._records.clear()
