@@ -201,17 +201,19 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         self._now = now
-        records = self._records.receive_datagram_untrusted(data, now)
+        records = self._records.iter_datagram_untrusted(data, now)
         try:
             for record in records:
+                try:
+                    self.stats["records_in"] += 1
+                    if not self._guard(now, partial(self._handle_record, record, now)):
+                        break
+                finally:
+                    record.release()
                 if self.closed:
                     break
-                self.stats["records_in"] += 1
-                if not self._guard(now, partial(self._handle_record, record, now)):
-                    break
         finally:
-            for record in records:
-                record.release()
+            records.close()
         if not self.closed and self._records.integrity_limit_reached:
             self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
 

@@ -8,6 +8,7 @@ counted by reason, never raised (§4.5.2).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Final
 
 from typing_extensions import Buffer as BufferLike
@@ -313,8 +314,19 @@ class RecordLayer:
 
     def receive_datagram_untrusted(self, data: BufferLike, now: float) -> list[InboundRecord]:
         """Every valid record of a datagram, in order; invalid ones are dropped and counted."""
+        return list(self.iter_datagram_untrusted(data, now))
+
+    def iter_datagram_untrusted(
+        self, data: BufferLike, now: float
+    ) -> Generator[InboundRecord, None, None]:
+        """Like `receive_datagram_untrusted`, one record at a time.
+
+        Each record is deprotected only when the consumer asks for it, so keys the
+        consumer installs while handling a record (a ServerHello followed by epoch-2
+        records in the same datagram) apply to the records after it.
+        """
         if self.closed:
-            return []
+            return
         self.expire(now)
         self.datagrams_received += 1
         try:
@@ -323,8 +335,7 @@ class RecordLayer:
                 view = view.cast("B")
         except (TypeError, ValueError):
             self.drops["bad_header"] += 1
-            return []
-        out: list[InboundRecord] = []
+            return
         with view:
             n = view.nbytes
             offset = 0
@@ -350,11 +361,12 @@ class RecordLayer:
                     record = self._read_plaintext(view, first, epoch, seq, start, length)
                 else:
                     record = self._read_ciphertext(view, offset, epoch, hl, length, now)
-                if record is not None:
-                    out.append(record)
                 offset = start + length
-        self.records_received += len(out)
-        return out
+                if record is not None:
+                    self.records_received += 1
+                    yield record
+                    if self.closed:
+                        return
 
     def _read_plaintext(
         self, view: memoryview, ctype: int, epoch: int, seq: int, start: int, length: int
