@@ -605,8 +605,9 @@ cdef class RecordCipher:
             inner = _MASK_SAMPLE - self.tag_length
         return inner
 
-    def seal_into(self, buf, Py_ssize_t pos, uint64_t epoch, uint64_t seq, int seq_bits, cid,
-                  bint with_length, int content_type, payload, Py_ssize_t padding):
+    cpdef Py_ssize_t seal_into(self, buf, Py_ssize_t pos, uint64_t epoch, uint64_t seq,
+                               int seq_bits, cid, bint with_length, int content_type, payload,
+                               Py_ssize_t padding) except -2:
         """Write one protected DTLSCiphertext record at buf[pos:].
 
         Header (AAD before record-number encryption, RFC 9147 §4), inner plaintext
@@ -799,3 +800,198 @@ cdef class RecordNumber:
         return (RecordNumber, (self.epoch, self.sequence_number))
 
     __match_args__ = ("epoch", "sequence_number")
+
+
+@cython.final
+cdef class WriteEpoch:
+    """Send state of one epoch: its cipher (None for plaintext epoch 0), the next
+    sequence number, records protected so far and the confidentiality limit."""
+
+    cdef readonly uint64_t epoch
+    cdef readonly RecordCipher cipher
+    cdef public uint64_t next_seq
+    cdef public uint64_t protected
+    cdef public uint64_t limit
+
+    def __cinit__(self, uint64_t epoch, RecordCipher cipher, uint64_t limit):
+        self.epoch = epoch
+        self.cipher = cipher
+        self.limit = limit
+
+    def __repr__(self):
+        return f"<WriteEpoch {self.epoch} next_seq={self.next_seq} protected={self.protected}>"
+
+
+@cython.final
+cdef class DatagramWriter:
+    """Packs records into pooled datagram leases of at most `mtu` bytes.
+
+    Made by RecordLayer.datagram_writer(mtu), which snapshots the layer's
+    sending options. `add()` returns the record's RecordNumber, or None when
+    the record does not fit the current datagram (call `new_datagram()` and
+    retry). `finish()` hands the datagrams over: the caller sends `len(lease)`
+    bytes of each and releases it. `abort()` (or leaving a `with` block)
+    releases whatever was not handed over.
+    """
+
+    cdef dict _epochs
+    cdef object _acquire
+    cdef object _owner
+    cdef object _error
+    cdef readonly Py_ssize_t mtu
+    cdef Py_ssize_t _pos
+    cdef Lease _lease
+    cdef list _datagrams
+    cdef int _seq_bits
+    cdef object _cid
+    cdef Py_ssize_t _cid_length
+    cdef bint _omit_last_length
+    cdef Py_ssize_t _padding
+
+    def __cinit__(self, dict epochs, acquire, owner, Py_ssize_t mtu, int seq_bits, cid,
+                  bint omit_last_length, Py_ssize_t padding, error):
+        if seq_bits != 8 and seq_bits != 16:
+            raise error("seq_bits must be 8 or 16")
+        if not _PLAINTEXT_HEADER + 1 <= mtu <= 65535:
+            raise error(f"MTU {mtu} is outside {_PLAINTEXT_HEADER + 1}..65535")
+        self._epochs = epochs
+        self._acquire = acquire
+        self._owner = owner
+        self._error = error
+        self.mtu = mtu
+        self._datagrams = []
+        self._seq_bits = seq_bits
+        self._cid = cid if cid else None
+        self._cid_length = len(cid) if cid else 0
+        self._omit_last_length = omit_last_length
+        self._padding = padding
+
+    @property
+    def remaining(self):
+        """Bytes left in the current datagram."""
+        return self.mtu - self._pos
+
+    @property
+    def datagram_count(self):
+        """Datagrams holding at least one record so far."""
+        return len(self._datagrams) + (1 if self._pos else 0)
+
+    cdef WriteEpoch _state(self, epoch):
+        cdef object st = self._epochs.get(epoch)
+        if st is None:
+            raise self._error(f"no write keys for epoch {epoch}")
+        return <WriteEpoch>st
+
+    def space(self, epoch, *, bint last=False):
+        """The largest payload one record of `epoch` can carry in this datagram (0 if none)."""
+        cdef WriteEpoch st = self._state(epoch)
+        cdef Py_ssize_t remaining = self.mtu - self._pos, avail, tag
+        if st.cipher is None:
+            avail = remaining - _PLAINTEXT_HEADER
+        else:
+            tag = st.cipher.tag_length
+            avail = remaining - unified_header_length(
+                self._cid_length, self._seq_bits, not (last and self._omit_last_length)) - tag
+            if avail < _MASK_SAMPLE - tag:
+                return 0
+            if self._padding > 1:
+                avail -= avail % self._padding
+            avail -= 1  # the content type byte
+        if avail < 0:
+            return 0
+        return avail if avail < _MAX_PLAINTEXT else _MAX_PLAINTEXT
+
+    def add(self, epoch, int content_type, payload, *, bint last=False):
+        """Append one record; None if it does not fit the current datagram.
+
+        `last=True` ends the datagram after this record (and omits its length
+        field when the layer's `omit_last_length` is set). Raises
+        MemoryBudgetExceeded when no datagram lease can be had, and the layer's
+        LocalProtocolError for an unknown epoch, an oversized payload or
+        exhausted sequence numbers (RFC 9147 §4.2.1: rekey before they wrap).
+        """
+        cdef WriteEpoch st = self._state(epoch)
+        cdef uint64_t seq = st.next_seq
+        cdef Py_ssize_t total
+        if seq >= _SEQ_LIMIT:
+            raise self._error(f"sequence numbers of epoch {epoch} are exhausted")
+        if self._lease is None:
+            self._lease = self._acquire(self.mtu, self._owner)
+        try:
+            if st.cipher is None:
+                total = _write_plaintext(self._lease, self._pos, content_type, seq, payload)
+            else:
+                total = st.cipher.seal_into(
+                    self._lease, self._pos, st.epoch, seq, self._seq_bits, self._cid,
+                    not (last and self._omit_last_length), content_type, payload,
+                    self._padding)
+        except EncodeError as exc:
+            raise self._error(str(exc)) from None
+        if total < 0:
+            return None
+        if st.cipher is not None:
+            st.protected += 1
+        st.next_seq = seq + 1
+        self._pos += total
+        if last:
+            self.new_datagram()
+        return RecordNumber(st.epoch, seq)
+
+    def new_datagram(self):
+        """Close the current datagram (if it holds anything); later records go to a new one."""
+        cdef Lease lease = self._lease
+        if lease is None:
+            return
+        self._lease = None
+        if self._pos:
+            lease.length = self._pos
+            self._datagrams.append(lease)
+            self._pos = 0
+        else:
+            lease.release()
+
+    def finish(self):
+        """The datagrams built so far (a list of leases); the caller sends and releases each."""
+        self.new_datagram()
+        out = self._datagrams
+        self._datagrams = []
+        return out
+
+    def abort(self):
+        """Release everything this writer holds without handing it over."""
+        for lease in self.finish():
+            lease.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.abort()
+        return False
+
+
+cdef Py_ssize_t _write_plaintext(Lease lease, Py_ssize_t pos, int content_type, uint64_t seq,
+                                 payload) except -2:
+    """A DTLSPlaintext record (epoch 0) at lease[pos:]; -1 if it does not fit."""
+    cdef Py_buffer pl, b
+    cdef Py_ssize_t total
+    _get_read(payload, &pl)
+    try:
+        if pl.len > _MAX_PLAINTEXT:
+            raise EncodeError(f"payload of {pl.len} bytes exceeds 2^14")
+        total = _PLAINTEXT_HEADER + pl.len
+        _get_write(lease, &b)
+        try:
+            if pos + total > b.len:
+                return -1
+        finally:
+            PyBuffer_Release(&b)
+        encode_plaintext_header(lease, pos, content_type, 0, seq, pl.len)
+        _get_write(lease, &b)
+        try:
+            memmove(<unsigned char *>b.buf + pos + _PLAINTEXT_HEADER, pl.buf, pl.len)
+        finally:
+            PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&pl)
+    return total

@@ -16,13 +16,13 @@ from typing_extensions import Buffer as BufferLike
 from .._fast import (
     OPEN_AUTH_FAILED,
     OPEN_REPLAY,
+    DatagramWriter,
     DecodeError,
-    EncodeError,
     Lease,
     MemoryBudgetExceeded,
     Owner,
     ReplayWindow,
-    encode_plaintext_header,
+    WriteEpoch,
     parse_header_untrusted,
     unified_header_length,
 )
@@ -30,7 +30,6 @@ from ..alerts import LocalProtocolError
 from ..crypto.suites import CipherSuite
 from ..memory import PoolSet
 from .header import (
-    MAX_PLAINTEXT,
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
     ContentType,
@@ -101,17 +100,6 @@ class InboundRecord:
         )
 
 
-class _WriteEpoch:
-    __slots__ = ("epoch", "keys", "limit", "next_seq", "protected")
-
-    def __init__(self, epoch: int, keys: EpochKeys | None, limit: int) -> None:
-        self.epoch = epoch
-        self.keys = keys
-        self.next_seq = 0
-        self.protected = 0
-        self.limit = limit
-
-
 class _ReadEpoch:
     __slots__ = ("epoch", "failures", "keys", "limit", "retire_at", "window")
 
@@ -170,7 +158,7 @@ class RecordLayer:
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
-        self._write: dict[int, _WriteEpoch] = {0: _WriteEpoch(0, None, SEQUENCE_LIMIT)}
+        self._write: dict[int, WriteEpoch] = {0: WriteEpoch(0, None, SEQUENCE_LIMIT)}
         self._read: dict[int, _ReadEpoch] = {}
         self._read_by_bits: dict[int, _ReadEpoch] = {}
         self._retired_bits: dict[int, int] = {}
@@ -180,7 +168,7 @@ class RecordLayer:
         self.closed = False
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.records_received = 0
-        self.records_sent = 0
+        self._retired_sent = 0
         self.datagrams_received = 0
 
     # -- epochs -------------------------------------------------------------
@@ -193,13 +181,16 @@ class RecordLayer:
         if epoch <= self.write_epoch:
             raise LocalProtocolError(f"write epoch {epoch} is not newer than {self.write_epoch}")
         limit = self.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
-        self._write[epoch] = _WriteEpoch(epoch, EpochKeys(epoch, suite, traffic_secret), limit)
+        keys = EpochKeys(epoch, suite, traffic_secret)
+        self._write[epoch] = WriteEpoch(epoch, keys.cipher, limit)
 
     def retire_write_epoch(self, epoch: int) -> None:
         """Forget an older write epoch (once nothing needs retransmitting in it)."""
         if epoch == self.write_epoch:
             raise LocalProtocolError("cannot retire the current write epoch")
-        self._write.pop(epoch, None)
+        state = self._write.pop(epoch, None)
+        if state is not None:
+            self._retired_sent += state.next_seq
 
     @property
     def write_epoch(self) -> int:
@@ -276,7 +267,7 @@ class RecordLayer:
     def key_update_due(self) -> bool:
         """The current write key reached its confidentiality limit (RFC 9147 §4.5.3)."""
         state = self._write[self.write_epoch]
-        return state.keys is not None and state.protected >= state.limit
+        return state.cipher is not None and state.protected >= state.limit
 
     @property
     def integrity_limit_reached(self) -> bool:
@@ -296,19 +287,34 @@ class RecordLayer:
 
     # -- sending ------------------------------------------------------------
 
+    @property
+    def records_sent(self) -> int:
+        """Records written by all writers, in every epoch so far."""
+        return self._retired_sent + sum(s.next_seq for s in self._write.values())
+
     def datagram_writer(self, mtu: int) -> DatagramWriter:
         """A writer packing records into pooled datagrams of at most `mtu` bytes."""
         self._check_open()
-        return DatagramWriter(self, mtu)
+        return DatagramWriter(
+            self._write,
+            self._acquire,
+            self._owner,
+            mtu,
+            self.seq_bits,
+            self.write_cid,
+            self.omit_last_length,
+            self.padding,
+            LocalProtocolError,
+        )
 
     def record_overhead(self, epoch: int, *, with_length: bool = True) -> int:
         """Bytes a record of `epoch` adds to its payload, before padding."""
         state = self._write[epoch]
-        if state.keys is None:
+        if state.cipher is None:
             return PLAINTEXT_HEADER_LENGTH
         cid = len(self.write_cid) if self.write_cid else 0
         hl = unified_header_length(cid, self.seq_bits, with_length)
-        return hl + 1 + state.keys.tag_length
+        return hl + 1 + state.cipher.tag_length
 
     # -- receiving ----------------------------------------------------------
 
@@ -451,8 +457,9 @@ class RecordLayer:
         until released, and unfinished writers release theirs with `abort()` (or
         on leaving their `with` block); `pools.release_owner(owner)` reclaims all.
         """
+        self._retired_sent = self.records_sent
         self._write.clear()
-        self._write[0] = _WriteEpoch(0, None, SEQUENCE_LIMIT)
+        self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
         self._read.clear()
         self._read_by_bits.clear()
         self._plaintext_readable = False
@@ -461,149 +468,3 @@ class RecordLayer:
     def _check_open(self) -> None:
         if self.closed:
             raise LocalProtocolError("record layer is closed")
-
-
-class DatagramWriter:
-    """Packs records into pooled datagram leases of at most `mtu` bytes.
-
-    `add()` returns the record's number, or None when it does not fit the current
-    datagram (call `new_datagram()` and retry). `finish()` hands over the
-    datagrams; the caller sends each (`len(lease)` bytes) and releases it.
-    """
-
-    __slots__ = ("_datagrams", "_layer", "_lease", "_mtu", "_pos")
-
-    def __init__(self, layer: RecordLayer, mtu: int) -> None:
-        if not PLAINTEXT_HEADER_LENGTH + 1 <= mtu <= 65535:
-            raise LocalProtocolError(f"MTU {mtu} is outside {PLAINTEXT_HEADER_LENGTH + 1}..65535")
-        self._layer = layer
-        self._mtu = mtu
-        self._datagrams: list[Lease] = []
-        self._lease: Lease | None = None
-        self._pos = 0
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def remaining(self) -> int:
-        """Bytes left in the current datagram."""
-        return self._mtu - self._pos
-
-    @property
-    def datagram_count(self) -> int:
-        """Datagrams holding at least one record so far."""
-        return len(self._datagrams) + (1 if self._pos else 0)
-
-    def space(self, epoch: int, *, last: bool = False) -> int:
-        """The largest payload one record of `epoch` can carry in this datagram (0 if none)."""
-        layer = self._layer
-        state = layer._write.get(epoch)
-        if state is None:
-            raise LocalProtocolError(f"no write keys for epoch {epoch}")
-        remaining = self._mtu - self._pos
-        keys = state.keys
-        if keys is None:
-            return max(0, min(remaining - PLAINTEXT_HEADER_LENGTH, MAX_PLAINTEXT))
-        with_length = not (last and layer.omit_last_length)
-        cid = len(layer.write_cid) if layer.write_cid else 0
-        avail = remaining - unified_header_length(cid, layer.seq_bits, with_length)
-        avail -= keys.tag_length
-        if avail < MASK_SAMPLE - keys.tag_length:
-            return 0
-        if layer.padding > 1:
-            avail -= avail % layer.padding
-        return max(0, min(avail - 1, MAX_PLAINTEXT))
-
-    def add(
-        self, epoch: int, content_type: int, payload: BufferLike, *, last: bool = False
-    ) -> RecordNumber | None:
-        """Append one record; None if it does not fit the current datagram.
-
-        `last=True` ends the datagram after this record (and omits its length
-        field when the layer's `omit_last_length` is set). Raises
-        MemoryBudgetExceeded when no datagram lease can be had, and
-        LocalProtocolError for an unknown epoch, an oversized payload or
-        exhausted sequence numbers (rekey first).
-        """
-        layer = self._layer
-        state = layer._write.get(epoch)
-        if state is None:
-            raise LocalProtocolError(f"no write keys for epoch {epoch}")
-        seq = state.next_seq
-        if seq >= SEQUENCE_LIMIT:
-            # §4.2.1: "abandon an association or rekey prior to allowing the
-            # sequence number to wrap".
-            raise LocalProtocolError(f"sequence numbers of epoch {epoch} are exhausted")
-        lease = self._lease
-        if lease is None:
-            lease = self._lease = layer._acquire(self._mtu, layer._owner)
-        pos = self._pos
-        keys = state.keys
-        if keys is None:
-            plen = memoryview(payload).nbytes
-            if plen > MAX_PLAINTEXT:
-                raise LocalProtocolError(f"payload of {plen} bytes exceeds 2^14")
-            total = PLAINTEXT_HEADER_LENGTH + plen
-            if total > self._mtu - pos:
-                return None
-            encode_plaintext_header(lease, pos, content_type, 0, seq, plen)
-            lease.write(pos + PLAINTEXT_HEADER_LENGTH, payload)
-        else:
-            try:
-                total = keys.cipher.seal_into(
-                    lease,
-                    pos,
-                    epoch,
-                    seq,
-                    layer.seq_bits,
-                    layer.write_cid,
-                    not (last and layer.omit_last_length),
-                    content_type,
-                    payload,
-                    layer.padding,
-                )
-            except EncodeError as exc:
-                raise LocalProtocolError(str(exc)) from None
-            if total < 0:
-                return None
-            state.protected += 1
-        state.next_seq = seq + 1
-        self._pos = pos + total
-        layer.records_sent += 1
-        if last:
-            self.new_datagram()
-        return RecordNumber(epoch, seq)
-
-    def new_datagram(self) -> None:
-        """Close the current datagram (if it holds anything); later records go to a new one."""
-        lease = self._lease
-        if lease is None:
-            return
-        self._lease = None
-        if self._pos:
-            lease.length = self._pos
-            self._datagrams.append(lease)
-            self._pos = 0
-        else:
-            lease.release()
-
-    def finish(self) -> list[Lease]:
-        """The datagrams built so far; the caller sends and releases each."""
-        self.new_datagram()
-        out = self._datagrams
-        self._datagrams = []
-        return out
-
-    def abort(self) -> None:
-        """Release everything this writer holds without handing it over."""
-        for lease in self.finish():
-            lease.release()
-
-    def __enter__(self) -> DatagramWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # Datagrams not taken with finish() are released.
-        self.abort()
