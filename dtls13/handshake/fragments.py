@@ -25,6 +25,7 @@ from .._fast import (
     FRAGMENT_MISMATCH,
     FRAGMENT_TOO_SCATTERED,
     Buffer,
+    DecodeError,
     FragmentCoverage,
     Lease,
     MemoryBudgetExceeded,
@@ -97,6 +98,20 @@ class OutgoingFragment(NamedTuple):
     offset: int
     length: int
 
+    @property
+    def size(self) -> int:
+        """Bytes on the wire: header plus fragment body."""
+        return HANDSHAKE_HEADER_LENGTH + self.length
+
+
+def push_fragment(
+    buf: Buffer, fragment: OutgoingFragment, body: bytes | bytearray | memoryview
+) -> None:
+    """Write `fragment` (header, then its range of `body`) into `buf`."""
+    buf.push_bytes(fragment.header)
+    with memoryview(body) as view:
+        buf.push_bytes(view[fragment.offset : fragment.offset + fragment.length])
+
 
 def fragment_message(
     msg_type: int,
@@ -139,6 +154,27 @@ def fragment_message(
 
 
 # -- incoming ----------------------------------------------------------------
+
+
+def pull_handshake_fragments_untrusted(
+    data: bytes | bytearray | memoryview,
+) -> list[tuple[HandshakeHeader, memoryview]]:
+    """Split a handshake record's plaintext into (header, fragment body view) pairs.
+
+    Views point into `data` (no copy). Raises DecodeErrorAlert when a header or
+    a body is cut short (RFC 9147 §5.2 framing).
+    """
+    out = []
+    buf = Buffer(data)
+    try:
+        while not buf.eof():
+            header = pull_handshake_header(buf)
+            out.append((header, buf.pull_view(header.fragment_length)))
+    except DecodeError as err:
+        raise DecodeErrorAlert(f"truncated handshake fragment: {err}") from None
+    finally:
+        buf.close()
+    return out
 
 
 class ReassembledMessage:
@@ -379,6 +415,18 @@ class Reassembler:
             partial.coverage = FragmentCoverage(length, self.max_fragment_ranges)
             self._messages[message_seq] = partial
         self._merge(message_seq, partial, frag_offset, fragment_bytes)
+
+    def add_record_untrusted(self, data: bytes | bytearray | memoryview) -> int:
+        """Feed every fragment of a handshake record's plaintext; returns how many.
+
+        Bodies are views of `data` (see the class note on in-place messages).
+        """
+        fragments = pull_handshake_fragments_untrusted(data)
+        for h, body in fragments:
+            self.add_fragment_untrusted(
+                h.msg_type, h.length, h.message_seq, h.fragment_offset, h.fragment_length, body
+            )
+        return len(fragments)
 
     def _merge(
         self,
