@@ -585,3 +585,23 @@ def test_ca_without_key_cert_sign_is_refused() -> None:
     leaf = make_leaf(inter, slot=83)
     with pytest.raises(UnknownCa, match="keyCertSign"):
         verify_server_chain(leaf.chain, load_trust_store([pki.root.cert]), "localhost", NOW)
+
+
+def test_default_signature_schemes_cover_every_key_type() -> None:
+    from dtls13.handshake.certificates import DEFAULT_SIGNATURE_SCHEMES
+
+    for kind in [*KEY_KINDS, "ec521"]:
+        assert set(schemes_for_key(cached_key(kind))) <= set(DEFAULT_SIGNATURE_SCHEMES)
+        # Any key can pick a scheme from what we offer.
+        choose_scheme(cached_key(kind), DEFAULT_SIGNATURE_SCHEMES)
+    # PKCS#1 only for certificates: listed last, never chosen for CertificateVerify.
+    assert DEFAULT_SIGNATURE_SCHEMES[-3:] == (
+        S.rsa_pkcs1_sha256,
+        S.rsa_pkcs1_sha384,
+        S.rsa_pkcs1_sha512,
+    )
+    assert choose_scheme(cached_key("rsa2048"), DEFAULT_SIGNATURE_SCHEMES[::-1]) in (
+        S.rsa_pss_rsae_sha512,
+        S.rsa_pss_rsae_sha384,
+        S.rsa_pss_rsae_sha256,
+    )

@@ -118,6 +118,32 @@ _HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
 }
 MIN_RSA_BITS = 2048
 
+# What we offer in signature_algorithms, most preferred first. The rsa_pkcs1_*
+# entries come last and "refer solely to signatures which appear in
+# certificates" (RFC 8446 §4.2.3): many chains are PKCS#1-signed, and peers such as
+# OpenSSL check the chain against this list; CertificateVerify never uses them.
+DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
+    SignatureScheme.ecdsa_secp256r1_sha256,
+    SignatureScheme.ecdsa_secp384r1_sha384,
+    SignatureScheme.ecdsa_secp521r1_sha512,
+    SignatureScheme.ed25519,
+    SignatureScheme.ed448,
+    SignatureScheme.rsa_pss_rsae_sha256,
+    SignatureScheme.rsa_pss_rsae_sha384,
+    SignatureScheme.rsa_pss_rsae_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    *(
+        (SignatureScheme.mldsa44, SignatureScheme.mldsa65, SignatureScheme.mldsa87)
+        if HAVE_MLDSA
+        else ()
+    ),
+    SignatureScheme.rsa_pkcs1_sha256,
+    SignatureScheme.rsa_pkcs1_sha384,
+    SignatureScheme.rsa_pkcs1_sha512,
+)
+
 
 # -- loading (programmer input: raise at once) -------------------------------------
 
