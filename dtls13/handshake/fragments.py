@@ -143,11 +143,13 @@ def fragment_message(
     if not 0 <= start <= stop <= length:
         raise ValueError(f"range [{start}, {stop}) outside a message of {length} bytes")
     fragments = []
+    prefix = bytes((msg_type,)) + length.to_bytes(3, "big") + message_seq.to_bytes(2, "big")
     offset = start
     while True:
         n = min(max_fragment_body, stop - offset)
-        header = HandshakeHeader(msg_type, length, message_seq, offset, n)
-        fragments.append(OutgoingFragment(handshake_header_bytes(header), offset, n))
+        # The bytes of push_handshake_header(), built directly: this runs per fragment.
+        header = prefix + offset.to_bytes(3, "big") + n.to_bytes(3, "big")
+        fragments.append(OutgoingFragment(header, offset, n))
         offset += n
         if offset >= stop:
             return fragments
