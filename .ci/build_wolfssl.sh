@@ -58,14 +58,16 @@ fi
 
 # The Debian mirror already configured in /etc/apt (deb822 or one-line format).
 find_mirror() {
-  local f
+  local f m
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
            /etc/apt/sources.list.d/*.sources; do
     [[ -f "$f" ]] || continue
-    grep -vE '^[[:space:]]*#' "$f" \
-      | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
-      | tr -d '[:space:]' | sed 's:/*$::' | head -n1
-  done | head -n1
+    m="$(grep -vE '^[[:space:]]*#' "$f" \
+          | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
+          | head -n1 | tr -d '[:space:]' | sed 's:/*$::' || true)"
+    if [[ -n "$m" ]]; then echo "$m"; return 0; fi
+  done
+  return 0
 }
 MIRROR="${WOLFSSL_DEBIAN_MIRROR:-$(find_mirror)}"
 if [[ -z "$MIRROR" ]]; then

@@ -1,1 +1,801 @@
 # Record-layer hot paths, included into _fast.pyx.
+#
+# RFC 9147 §4: DTLSPlaintext and unified-header (DTLSCiphertext) codecs, record
+# number reconstruction (§4.2.2), the ChaCha20 block function for record-number
+# masks (§4.2.3), per-record nonces (RFC 8446 §5.3) and the anti-replay window
+# (§4.5.1). Functions reading network bytes end in `_untrusted` and raise only
+# DecodeError.
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #define DTLS13_ROTL(v, c) (((v) << (c)) | ((v) >> (32 - (c))))
+    #define DTLS13_QR(a, b, c, d) \
+        a += b; d ^= a; d = DTLS13_ROTL(d, 16); \
+        c += d; b ^= c; b = DTLS13_ROTL(b, 12); \
+        a += b; d ^= a; d = DTLS13_ROTL(d, 8);  \
+        c += d; b ^= c; b = DTLS13_ROTL(b, 7);
+    static uint32_t dtls13_le32(const unsigned char *p) {
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+               | ((uint32_t)p[3] << 24);
+    }
+    /* One ChaCha20 block (RFC 8439 §2.3): key 32 bytes, in16 = 32-bit
+       little-endian block counter followed by the 96-bit nonce; out 64 bytes. */
+    static void dtls13_chacha20_block(const unsigned char *key, const unsigned char *in16,
+                                      unsigned char *out) {
+        uint32_t s[16], x[16];
+        int i;
+        s[0] = 0x61707865u; s[1] = 0x3320646eu; s[2] = 0x79622d32u; s[3] = 0x6b206574u;
+        for (i = 0; i < 8; i++) s[4 + i] = dtls13_le32(key + 4 * i);
+        for (i = 0; i < 4; i++) s[12 + i] = dtls13_le32(in16 + 4 * i);
+        for (i = 0; i < 16; i++) x[i] = s[i];
+        for (i = 0; i < 10; i++) {
+            DTLS13_QR(x[0], x[4], x[8], x[12]) DTLS13_QR(x[1], x[5], x[9], x[13])
+            DTLS13_QR(x[2], x[6], x[10], x[14]) DTLS13_QR(x[3], x[7], x[11], x[15])
+            DTLS13_QR(x[0], x[5], x[10], x[15]) DTLS13_QR(x[1], x[6], x[11], x[12])
+            DTLS13_QR(x[2], x[7], x[8], x[13]) DTLS13_QR(x[3], x[4], x[9], x[14])
+        }
+        for (i = 0; i < 16; i++) {
+            uint32_t v = x[i] + s[i];
+            out[4 * i] = (unsigned char)v; out[4 * i + 1] = (unsigned char)(v >> 8);
+            out[4 * i + 2] = (unsigned char)(v >> 16); out[4 * i + 3] = (unsigned char)(v >> 24);
+        }
+    }
+    """
+    void dtls13_chacha20_block(const unsigned char *key, const unsigned char *in16,
+                               unsigned char *out) nogil
+
+
+# Content types that mark a DTLSPlaintext record (RFC 9147 §4.1).
+cdef enum:
+    _CT_ALERT = 21
+    _CT_HANDSHAKE = 22
+    _CT_ACK = 26
+    _PLAINTEXT_HEADER = 13
+    _MAX_PLAINTEXT = 16384
+    _MAX_CIPHERTEXT = 16384 + 256
+
+cdef uint64_t _SEQ_LIMIT = (<uint64_t>1) << 48
+
+
+cdef inline void _get_read(object obj, Py_buffer *view) except *:
+    PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+
+
+cdef inline void _get_write(object obj, Py_buffer *view) except *:
+    PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+
+
+def parse_header_untrusted(data, Py_ssize_t offset, Py_ssize_t cid_length=0):
+    """Parse the record header at `offset` of a datagram.
+
+    Returns ``(first, epoch, seq, header_length, fragment_length)``:
+    for a DTLSPlaintext record `first` is its content type and `epoch`/`seq`
+    are the full 16/48-bit fields; for a unified header `first` is the
+    0b001CSLEE byte, `epoch` its two low epoch bits and `seq` the 8 or 16
+    sequence-number bits as on the wire (still encrypted). A missing length
+    means the record runs to the end of the datagram. `cid_length` > 0 is
+    the length of the connection ID this receiver issued; 0 means none.
+    Raises DecodeError (and nothing else) on anything malformed.
+    """
+    cdef Py_buffer v
+    cdef const uint8_t *p
+    cdef Py_ssize_t n, hl, length, o = offset
+    cdef uint64_t seq
+    cdef int first, epoch
+    try:
+        _get_read(data, &v)
+    except (TypeError, BufferError) as exc:
+        raise DecodeError(f"not a byte buffer: {exc}") from None
+    try:
+        p = <const uint8_t *>v.buf
+        n = v.len
+        if o < 0 or o >= n:
+            raise DecodeError("no record at this offset")
+        first = p[o]
+        if first == _CT_ALERT or first == _CT_HANDSHAKE or first == _CT_ACK:
+            if n - o < _PLAINTEXT_HEADER:
+                raise DecodeError("truncated DTLSPlaintext header")
+            # legacy_record_version (p[o+1..o+2]) "MUST be ignored for all purposes".
+            epoch = (p[o + 3] << 8) | p[o + 4]
+            seq = ((<uint64_t>p[o + 5] << 40) | (<uint64_t>p[o + 6] << 32)
+                   | (<uint64_t>p[o + 7] << 24) | (<uint64_t>p[o + 8] << 16)
+                   | (<uint64_t>p[o + 9] << 8) | <uint64_t>p[o + 10])
+            length = (p[o + 11] << 8) | p[o + 12]
+            if length > n - o - _PLAINTEXT_HEADER:
+                raise DecodeError("DTLSPlaintext record overruns the datagram")
+            if length > _MAX_PLAINTEXT:
+                raise DecodeError("DTLSPlaintext record longer than 2^14")
+            return (first, epoch, seq, _PLAINTEXT_HEADER, length)
+        if (first & 0xE0) != 0x20:
+            raise DecodeError(f"first byte {first:#04x} is neither DTLSPlaintext nor 0b001CSLEE")
+        hl = 1
+        if first & 0x10:
+            if cid_length <= 0:
+                raise DecodeError("connection ID present but none was issued")
+            hl += cid_length
+        elif cid_length > 0:
+            raise DecodeError("connection ID missing")
+        if first & 0x08:
+            if n - o < hl + 2:
+                raise DecodeError("truncated unified header")
+            seq = (p[o + hl] << 8) | p[o + hl + 1]
+            hl += 2
+        else:
+            if n - o < hl + 1:
+                raise DecodeError("truncated unified header")
+            seq = p[o + hl]
+            hl += 1
+        if first & 0x04:
+            if n - o < hl + 2:
+                raise DecodeError("truncated unified header")
+            length = (p[o + hl] << 8) | p[o + hl + 1]
+            hl += 2
+            if length > n - o - hl:
+                raise DecodeError("DTLSCiphertext record overruns the datagram")
+        else:
+            length = n - o - hl
+        if length > _MAX_CIPHERTEXT:
+            raise DecodeError("DTLSCiphertext record longer than 2^14 + 256")
+        return (first, first & 3, seq, hl, length)
+    finally:
+        PyBuffer_Release(&v)
+
+
+def encode_plaintext_header(buf, Py_ssize_t offset, int content_type, int epoch,
+                            uint64_t seq, Py_ssize_t length):
+    """Write a 13-byte DTLSPlaintext header (legacy version 0xfefd); returns 13."""
+    cdef Py_buffer v
+    cdef uint8_t *p
+    if seq >= _SEQ_LIMIT or not 0 <= epoch <= 0xFFFF or not 0 <= length <= 0xFFFF:
+        raise EncodeError("DTLSPlaintext field out of range")
+    if not 0 <= content_type <= 255:
+        raise EncodeError("content type out of range")
+    _get_write(buf, &v)
+    try:
+        if offset < 0 or v.len - offset < _PLAINTEXT_HEADER:
+            raise EncodeError("no room for a DTLSPlaintext header")
+        p = <uint8_t *>v.buf + offset
+        p[0] = <uint8_t>content_type
+        p[1] = 0xFE
+        p[2] = 0xFD
+        p[3] = <uint8_t>(epoch >> 8)
+        p[4] = <uint8_t>epoch
+        p[5] = <uint8_t>(seq >> 40)
+        p[6] = <uint8_t>(seq >> 32)
+        p[7] = <uint8_t>(seq >> 24)
+        p[8] = <uint8_t>(seq >> 16)
+        p[9] = <uint8_t>(seq >> 8)
+        p[10] = <uint8_t>seq
+        p[11] = <uint8_t>(length >> 8)
+        p[12] = <uint8_t>length
+    finally:
+        PyBuffer_Release(&v)
+    return _PLAINTEXT_HEADER
+
+
+cpdef Py_ssize_t unified_header_length(Py_ssize_t cid_length, int seq_bits, bint with_length):
+    """Bytes of a unified header with these options."""
+    return 1 + (cid_length if cid_length > 0 else 0) + (2 if seq_bits == 16 else 1) + (
+        2 if with_length else 0)
+
+
+def encode_unified_header(buf, Py_ssize_t offset, uint64_t epoch, uint64_t seq, int seq_bits,
+                          cid, Py_ssize_t length):
+    """Write a unified header (sequence number not yet encrypted); returns its length.
+
+    `seq_bits` is 8 or 16; `cid` is None or the peer's connection ID (bytes);
+    `length` < 0 omits the length field (the record then ends the datagram).
+    """
+    cdef Py_buffer v, c
+    cdef uint8_t *p
+    cdef Py_ssize_t cl = 0, hl, i
+    cdef uint8_t first = 0x20 | <uint8_t>(epoch & 3)
+    cdef const uint8_t *cp = NULL
+    if seq_bits != 8 and seq_bits != 16:
+        raise EncodeError("seq_bits must be 8 or 16")
+    if seq >= _SEQ_LIMIT or length > 0xFFFF:
+        raise EncodeError("unified header field out of range")
+    if cid is not None:
+        _get_read(cid, &c)
+        cl = c.len
+        cp = <const uint8_t *>c.buf
+    try:
+        if cl > 255:
+            raise EncodeError("connection ID longer than 255 bytes")
+        if cl > 0:
+            first |= 0x10
+        if seq_bits == 16:
+            first |= 0x08
+        if length >= 0:
+            first |= 0x04
+        hl = unified_header_length(cl, seq_bits, length >= 0)
+        _get_write(buf, &v)
+        try:
+            if offset < 0 or v.len - offset < hl:
+                raise EncodeError("no room for a unified header")
+            p = <uint8_t *>v.buf + offset
+            p[0] = first
+            i = 1
+            if cl > 0:
+                memcpy(p + 1, cp, cl)
+                i += cl
+            if seq_bits == 16:
+                p[i] = <uint8_t>(seq >> 8)
+                i += 1
+            p[i] = <uint8_t>seq
+            i += 1
+            if length >= 0:
+                p[i] = <uint8_t>(length >> 8)
+                p[i + 1] = <uint8_t>length
+        finally:
+            PyBuffer_Release(&v)
+    finally:
+        if cid is not None:
+            PyBuffer_Release(&c)
+    return hl
+
+
+cpdef uint64_t reconstruct_sequence(uint64_t expected, uint64_t low, int bits) except? 0xFFFFFFFFFFFFFFFF:
+    """The full sequence number with these `bits` low bits closest to `expected`.
+
+    RFC 9147 §4.2.2: "the full sequence number which is numerically closest to
+    one plus the sequence number of the highest successfully deprotected record"
+    (`expected` is that value). Ties go to the lower candidate; the result
+    never exceeds 2^48 - 1.
+    """
+    if bits <= 0 or bits > 48:
+        raise ValueError("bits must be 1..48")
+    cdef uint64_t span = (<uint64_t>1) << bits
+    cdef uint64_t mask = span - 1
+    cdef uint64_t cand = (expected & ~mask) | (low & mask)
+    cdef uint64_t best = cand
+    cdef uint64_t dist = cand - expected if cand >= expected else expected - cand
+    cdef uint64_t alt, d
+    if cand >= span:
+        alt = cand - span
+        d = expected - alt  # alt < expected whenever cand - span is considered
+        if alt <= expected and d <= dist:
+            best = alt
+            dist = d
+    alt = cand + span
+    if alt < _SEQ_LIMIT and alt > expected:
+        d = alt - expected
+        if d < dist:
+            best = alt
+            dist = d
+    if best >= _SEQ_LIMIT:
+        best = _SEQ_LIMIT - 1
+    return best
+
+
+def xor_into(buf, Py_ssize_t offset, mask, Py_ssize_t count):
+    """buf[offset:offset+count] ^= mask[:count] (record-number encryption, §4.2.3)."""
+    cdef Py_buffer v, m
+    cdef Py_ssize_t i
+    cdef uint8_t *p
+    cdef const uint8_t *q
+    _get_write(buf, &v)
+    try:
+        _get_read(mask, &m)
+        try:
+            if offset < 0 or count < 0 or offset + count > v.len or count > m.len:
+                raise ValueError("xor outside the buffers")
+            p = <uint8_t *>v.buf + offset
+            q = <const uint8_t *>m.buf
+            for i in range(count):
+                p[i] ^= q[i]
+        finally:
+            PyBuffer_Release(&m)
+    finally:
+        PyBuffer_Release(&v)
+
+
+def make_nonce_into(out, iv, uint64_t seq):
+    """out = iv XOR the 64-bit sequence number, left-padded (RFC 8446 §5.3)."""
+    cdef Py_buffer o, i
+    cdef Py_ssize_t k, n
+    cdef uint8_t *p
+    _get_write(out, &o)
+    try:
+        _get_read(iv, &i)
+        try:
+            n = i.len
+            if n < 8 or o.len != n:
+                raise ValueError("nonce and IV must have the same length, at least 8 bytes")
+            p = <uint8_t *>o.buf
+            memcpy(p, i.buf, n)
+            for k in range(8):
+                p[n - 1 - k] ^= <uint8_t>(seq >> (8 * k))
+        finally:
+            PyBuffer_Release(&i)
+    finally:
+        PyBuffer_Release(&o)
+
+
+def chacha20_mask_into(key, sample, Py_ssize_t offset, out):
+    """out[:64] = ChaCha20 block(key, counter = LE32 sample[offset:+4], nonce = next 12).
+
+    RFC 9147 §4.2.3: "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])".
+    """
+    cdef Py_buffer k, s, o
+    _get_read(key, &k)
+    try:
+        _get_read(sample, &s)
+        try:
+            _get_write(out, &o)
+            try:
+                if k.len != 32 or offset < 0 or s.len - offset < 16 or o.len < 64:
+                    raise ValueError("ChaCha20 mask needs a 32-byte key, 16 sample bytes, 64 out")
+                dtls13_chacha20_block(<const unsigned char *>k.buf,
+                                      <const unsigned char *>s.buf + offset,
+                                      <unsigned char *>o.buf)
+            finally:
+                PyBuffer_Release(&o)
+        finally:
+            PyBuffer_Release(&s)
+    finally:
+        PyBuffer_Release(&k)
+
+
+def inner_content_type(buf, Py_ssize_t length):
+    """(index, value) of the content type in a TLSInnerPlaintext of `length` bytes.
+
+    RFC 8446 §5.4: the content type is the last non-zero byte; all zeros
+    (no content type) gives (-1, 0), which the caller turns into a drop.
+    """
+    cdef Py_buffer v
+    cdef const uint8_t *p
+    cdef Py_ssize_t i
+    _get_read(buf, &v)
+    try:
+        if length < 0 or length > v.len:
+            raise ValueError("length outside the buffer")
+        p = <const uint8_t *>v.buf
+        i = length - 1
+        while i >= 0 and p[i] == 0:
+            i -= 1
+        return (i, p[i] if i >= 0 else 0)
+    finally:
+        PyBuffer_Release(&v)
+
+
+@cython.final
+cdef class ReplayWindow:
+    """Anti-replay sliding window of RFC 9147 §4.5.1 (RFC 4303 §3.4.3 bitmap).
+
+    `size` (rounded up to a multiple of 64) records below the highest one
+    accepted are tracked in a ring bitmap. `check()` never changes state;
+    `update()` is called only after a record deprotected successfully.
+    """
+
+    cdef uint64_t *_bits
+    cdef Py_ssize_t _words
+    cdef readonly Py_ssize_t size
+    cdef uint64_t _top  # highest accepted + 1; 0 before the first record
+
+    def __cinit__(self, Py_ssize_t size=256):
+        if size < 1:
+            raise ValueError("replay window size must be positive")
+        self._words = (size + 63) // 64
+        self.size = self._words * 64
+        self._bits = <uint64_t *>realloc(NULL, sizeof(uint64_t) * self._words)
+        if self._bits == NULL:
+            raise MemoryError()
+        memset(self._bits, 0, sizeof(uint64_t) * self._words)
+        self._top = 0
+
+    def __dealloc__(self):
+        if self._bits != NULL:
+            free(self._bits)
+            self._bits = NULL
+
+    @property
+    def highest(self):
+        """The highest sequence number accepted, or -1 before the first."""
+        return <long long>self._top - 1
+
+    @property
+    def expected(self):
+        """One plus the highest accepted (the reconstruction target of §4.2.2)."""
+        return self._top
+
+    cpdef bint check(self, uint64_t seq):
+        """True if `seq` is new: right of the window, or inside it and unseen."""
+        cdef uint64_t pos
+        if seq >= self._top:
+            return True
+        if self._top - seq > <uint64_t>self.size:
+            return False
+        pos = seq % <uint64_t>self.size
+        return not (self._bits[pos >> 6] >> (pos & 63)) & 1
+
+    cpdef void update(self, uint64_t seq):
+        """Mark `seq` received, sliding the window right if it is the newest."""
+        cdef uint64_t s, pos, size = <uint64_t>self.size
+        if seq >= self._top:
+            if seq - self._top >= size:
+                memset(self._bits, 0, sizeof(uint64_t) * self._words)
+            else:
+                s = self._top
+                while s <= seq:
+                    pos = s % size
+                    self._bits[pos >> 6] &= ~((<uint64_t>1) << (pos & 63))
+                    s += 1
+            self._top = seq + 1
+        elif self._top - seq > size:
+            return
+        pos = seq % size
+        self._bits[pos >> 6] |= (<uint64_t>1) << (pos & 63)
+
+    def __repr__(self):
+        return f"<ReplayWindow size={self.size} highest={self.highest}>"
+
+
+def unmask_header_into(out, data, Py_ssize_t offset, Py_ssize_t header_length,
+                       Py_ssize_t seq_pos, int seq_len, mask):
+    """Copy a unified header into `out` with its sequence number decrypted.
+
+    The copy is the AEAD additional data (RFC 9147 §4: the header "prior to
+    record number encryption"); returns the decrypted low sequence bits.
+    """
+    cdef Py_buffer o, d, m
+    cdef uint8_t *p
+    cdef uint64_t low = 0
+    cdef int i
+    _get_write(out, &o)
+    try:
+        _get_read(data, &d)
+        try:
+            _get_read(mask, &m)
+            try:
+                if (offset < 0 or header_length < 0 or offset + header_length > d.len
+                        or header_length > o.len or seq_len < 1 or seq_len > 2
+                        or seq_pos < 1 or seq_pos + seq_len > header_length or m.len < seq_len):
+                    raise ValueError("header outside the buffers")
+                p = <uint8_t *>o.buf
+                memcpy(p, <const uint8_t *>d.buf + offset, header_length)
+                for i in range(seq_len):
+                    p[seq_pos + i] ^= (<const uint8_t *>m.buf)[i]
+                    low = (low << 8) | p[seq_pos + i]
+            finally:
+                PyBuffer_Release(&m)
+        finally:
+            PyBuffer_Release(&d)
+    finally:
+        PyBuffer_Release(&o)
+    return low
+
+
+def zero_fill(buf, Py_ssize_t offset, Py_ssize_t count):
+    """buf[offset:offset+count] = zeros (record padding)."""
+    cdef Py_buffer v
+    _get_write(buf, &v)
+    try:
+        if offset < 0 or count < 0 or offset + count > v.len:
+            raise ValueError("fill outside the buffer")
+        memset(<uint8_t *>v.buf + offset, 0, count)
+    finally:
+        PyBuffer_Release(&v)
+
+
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.string cimport memmove
+
+from cryptography.exceptions import InvalidTag as _InvalidTag
+
+cdef enum:
+    _MASK_SAMPLE = 16
+    _MAX_HEADER = 1 + 255 + 2 + 2
+
+# open_untrusted() outcomes besides success (a content-type index >= 0).
+cpdef enum:
+    OPEN_AUTH_FAILED = -1
+    OPEN_REPLAY = -2
+    OPEN_BAD_CONTENT_TYPE = -3
+
+
+@cython.final
+cdef class RecordCipher:
+    """One epoch's record protection in one direction: AEAD, nonce, record-number mask.
+
+    `aead` is a cryptography AEAD object (its encrypt_into/decrypt_into are
+    called with views straight into the datagram and the plaintext lease);
+    `ecb` an AES-ECB encryptor under sn_key, or None for ChaCha20 masks,
+    which are computed here from `sn_key` (RFC 9147 §4.2.3).
+    """
+
+    cdef object _encrypt_into
+    cdef object _decrypt_into
+    cdef object _ecb_update_into
+    cdef readonly Py_ssize_t tag_length
+    cdef readonly bint chacha
+    cdef unsigned char _iv[12]
+    cdef unsigned char _sn_key[32]
+    cdef bytearray _nonce
+    cdef bytearray _mask
+    cdef object _mask_view
+    cdef bytearray _aad
+
+    def __cinit__(self, aead, iv, sn_key, Py_ssize_t tag_length, ecb=None):
+        cdef Py_buffer v
+        _get_read(iv, &v)
+        try:
+            if v.len != 12:
+                raise ValueError("the record IV must be 12 bytes")
+            memcpy(self._iv, v.buf, 12)
+        finally:
+            PyBuffer_Release(&v)
+        self.chacha = ecb is None
+        memset(self._sn_key, 0, 32)
+        if self.chacha:
+            _get_read(sn_key, &v)
+            try:
+                if v.len != 32:
+                    raise ValueError("a ChaCha20 sn_key must be 32 bytes")
+                memcpy(self._sn_key, v.buf, 32)
+            finally:
+                PyBuffer_Release(&v)
+            self._ecb_update_into = None
+        else:
+            self._ecb_update_into = ecb.update_into
+        if not 1 <= tag_length <= 16:
+            raise ValueError("tag length must be 1..16")
+        self.tag_length = tag_length
+        self._encrypt_into = aead.encrypt_into
+        self._decrypt_into = aead.decrypt_into
+        self._nonce = bytearray(12)
+        # A whole ChaCha20 block, and more than AES-ECB update_into's 31-byte minimum.
+        self._mask = bytearray(64)
+        self._mask_view = memoryview(self._mask)
+        self._aad = bytearray(_MAX_HEADER)
+
+    def __dealloc__(self):
+        dtls13_secure_zero(self._sn_key, 32)
+        dtls13_secure_zero(self._iv, 12)
+
+    cdef inline void _make_nonce(self, uint64_t seq):
+        # RFC 8446 §5.3: the 64-bit record sequence number, left-padded, XOR the IV
+        # (RFC 9147 §4: "unlike DTLS 1.2, the epoch is not included").
+        cdef unsigned char *p = <unsigned char *>PyByteArray_AS_STRING(self._nonce)
+        cdef int k
+        memcpy(p, self._iv, 12)
+        for k in range(8):
+            p[11 - k] ^= <unsigned char>(seq >> (8 * k))
+
+    cdef int _compute_mask(self, const unsigned char *sample) except -1:
+        if self.chacha:
+            # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])"
+            dtls13_chacha20_block(self._sn_key, sample,
+                                  <unsigned char *>PyByteArray_AS_STRING(self._mask))
+        else:
+            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])"
+            self._ecb_update_into(
+                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ),
+                self._mask_view)
+        return 0
+
+    def nonce(self, uint64_t seq):
+        """The per-record nonce (a buffer reused by the next call)."""
+        self._make_nonce(seq)
+        return self._nonce
+
+    def mask(self, data, Py_ssize_t offset):
+        """The mask for the ciphertext at data[offset:] (a buffer reused by the next call)."""
+        cdef Py_buffer v
+        _get_read(data, &v)
+        try:
+            if offset < 0 or v.len - offset < _MASK_SAMPLE:
+                raise ValueError("fewer than 16 ciphertext bytes for the mask")
+            self._compute_mask(<const unsigned char *>v.buf + offset)
+        finally:
+            PyBuffer_Release(&v)
+        return self._mask
+
+    cpdef Py_ssize_t inner_length(self, Py_ssize_t payload_length, Py_ssize_t padding):
+        """TLSInnerPlaintext length for a payload: content, type, padding to a
+        multiple of `padding` (if > 1) and at least up to the mask sample."""
+        cdef Py_ssize_t inner = payload_length + 1
+        if padding > 1 and inner % padding:
+            inner += padding - inner % padding
+        if inner + self.tag_length < _MASK_SAMPLE:
+            # §4.2.3: "Senders MUST pad short plaintexts out".
+            inner = _MASK_SAMPLE - self.tag_length
+        return inner
+
+    def seal_into(self, buf, Py_ssize_t pos, uint64_t epoch, uint64_t seq, int seq_bits, cid,
+                  bint with_length, int content_type, payload, Py_ssize_t padding):
+        """Write one protected DTLSCiphertext record at buf[pos:].
+
+        Header (AAD before record-number encryption, RFC 9147 §4), inner plaintext
+        encrypted in place, then the sequence number masked. Returns the record's
+        length, or -1 (nothing written) when it does not fit.
+        """
+        cdef Py_buffer b, pl, c
+        cdef unsigned char *p
+        cdef unsigned char *body
+        cdef const unsigned char *mask
+        cdef Py_ssize_t cl = 0, plen, inner, hl, total, i, seq_pos
+        cdef unsigned char first = 0x20 | <unsigned char>(epoch & 3)
+        if seq_bits != 8 and seq_bits != 16:
+            raise EncodeError("seq_bits must be 8 or 16")
+        if seq >= _SEQ_LIMIT:
+            raise EncodeError("sequence number beyond 2^48-1")
+        if not 0 <= content_type <= 255:
+            raise EncodeError("content type out of range")
+        if cid is not None:
+            cl = len(cid)
+            if cl > 255:
+                raise EncodeError("connection ID longer than 255 bytes")
+        _get_read(payload, &pl)
+        try:
+            plen = pl.len
+            if plen > _MAX_PLAINTEXT:
+                raise EncodeError("payload longer than 2^14")
+            inner = self.inner_length(plen, padding)
+            hl = unified_header_length(cl, seq_bits, with_length)
+            total = hl + inner + self.tag_length
+            _get_write(buf, &b)
+            try:
+                if pos < 0 or pos + total > b.len:
+                    return -1
+                p = <unsigned char *>b.buf + pos
+                if cl > 0:
+                    first |= 0x10
+                    _get_read(cid, &c)
+                    memcpy(p + 1, c.buf, cl)
+                    PyBuffer_Release(&c)
+                if seq_bits == 16:
+                    first |= 0x08
+                if with_length:
+                    first |= 0x04
+                p[0] = first
+                i = 1 + cl
+                seq_pos = i
+                if seq_bits == 16:
+                    p[i] = <unsigned char>(seq >> 8)
+                    i += 1
+                p[i] = <unsigned char>seq
+                i += 1
+                if with_length:
+                    p[i] = <unsigned char>((inner + self.tag_length) >> 8)
+                    p[i + 1] = <unsigned char>(inner + self.tag_length)
+                body = p + hl
+                memmove(body, pl.buf, plen)
+                body[plen] = <unsigned char>content_type
+                memset(body + plen + 1, 0, inner - plen - 1)
+                self._make_nonce(seq)
+                # In place: the ciphertext overwrites the inner plaintext it came from.
+                self._encrypt_into(
+                    self._nonce,
+                    PyMemoryView_FromMemory(<char *>body, inner, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>p, hl, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>body, inner + self.tag_length, PyBUF_WRITE))
+                self._compute_mask(body)
+                mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+                p[seq_pos] ^= mask[0]
+                if seq_bits == 16:
+                    p[seq_pos + 1] ^= mask[1]
+            finally:
+                PyBuffer_Release(&b)
+        finally:
+            PyBuffer_Release(&pl)
+        return total
+
+    def open_untrusted(self, data, Py_ssize_t offset, Py_ssize_t header_length,
+                       Py_ssize_t length, ReplayWindow window, lease):
+        """Deprotect the DTLSCiphertext record at data[offset:] into `lease`.
+
+        `header_length`/`length` come from parse_header_untrusted; `lease` holds
+        exactly length - tag_length bytes. Returns ``(seq, index, content_type)``:
+        `index` >= 0 is the content type's position (the payload is lease[:index]);
+        OPEN_AUTH_FAILED, OPEN_REPLAY or OPEN_BAD_CONTENT_TYPE otherwise. The
+        replay window is checked after deprotection and updated only on success
+        (RFC 9147 §4.5.1).
+        """
+        cdef Py_buffer d, l
+        cdef const unsigned char *p
+        cdef unsigned char *aad
+        cdef const unsigned char *mask
+        cdef const unsigned char *q
+        cdef Py_ssize_t seq_len, seq_pos, i
+        cdef uint64_t low = 0, seq
+        cdef int first, ctype
+        _get_read(data, &d)
+        try:
+            if (offset < 0 or header_length < 2 or header_length > _MAX_HEADER
+                    or length < _MASK_SAMPLE or length < self.tag_length
+                    or offset + header_length + length > d.len):
+                raise ValueError("record outside the datagram")
+            p = <const unsigned char *>d.buf + offset
+            first = p[0]
+            if (first & 0xE0) != 0x20:
+                raise ValueError("not a unified header")
+            seq_len = 2 if first & 0x08 else 1
+            seq_pos = header_length - seq_len - (2 if first & 0x04 else 0)
+            if seq_pos < 1:
+                raise ValueError("header too short for its flags")
+            self._compute_mask(p + header_length)
+            mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+            # The AAD is the header "prior to record number encryption" (§4).
+            aad = <unsigned char *>PyByteArray_AS_STRING(self._aad)
+            memcpy(aad, p, header_length)
+            for i in range(seq_len):
+                aad[seq_pos + i] ^= mask[i]
+                low = (low << 8) | aad[seq_pos + i]
+            seq = reconstruct_sequence(window._top, low, <int>(8 * seq_len))
+            self._make_nonce(seq)
+            try:
+                self._decrypt_into(
+                    self._nonce,
+                    PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
+                    PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
+                    lease)
+            except _InvalidTag:
+                return (seq, OPEN_AUTH_FAILED, 0)
+        finally:
+            PyBuffer_Release(&d)
+        if not window.check(seq):
+            return (seq, OPEN_REPLAY, 0)
+        _get_read(lease, &l)
+        try:
+            q = <const unsigned char *>l.buf
+            i = l.len - 1
+            while i >= 0 and q[i] == 0:
+                i -= 1
+            ctype = q[i] if i >= 0 else 0
+        finally:
+            PyBuffer_Release(&l)
+        # RFC 9147 Figure 5: alert, handshake, application data, ACK (no heartbeat).
+        if ctype != 21 and ctype != 22 and ctype != 23 and ctype != 26:
+            return (seq, OPEN_BAD_CONTENT_TYPE, ctype)
+        window.update(seq)
+        return (seq, i, ctype)
+
+
+@cython.final
+@cython.freelist(256)
+cdef class RecordNumber:
+    """RFC 9147 §4: the unpacked (epoch, sequence_number) of a record.
+
+    An immutable value (like a frozen dataclass: equality, ordering, hash),
+    compiled because one is made for every record sent and received.
+    """
+
+    cdef readonly uint64_t epoch
+    cdef readonly uint64_t sequence_number
+
+    def __cinit__(self, uint64_t epoch, uint64_t sequence_number):
+        self.epoch = epoch
+        self.sequence_number = sequence_number
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, RecordNumber):
+            return NotImplemented
+        cdef RecordNumber o = <RecordNumber>other
+        a = (self.epoch, self.sequence_number)
+        b = (o.epoch, o.sequence_number)
+        if op == 0:
+            return a < b
+        if op == 1:
+            return a <= b
+        if op == 2:
+            return a == b
+        if op == 3:
+            return a != b
+        if op == 4:
+            return a > b
+        return a >= b
+
+    def __hash__(self):
+        return hash((self.epoch, self.sequence_number))
+
+    def __repr__(self):
+        return f"RecordNumber(epoch={self.epoch}, sequence_number={self.sequence_number})"
+
+    def __reduce__(self):
+        return (RecordNumber, (self.epoch, self.sequence_number))
+
+    __match_args__ = ("epoch", "sequence_number")

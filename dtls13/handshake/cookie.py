@@ -1,0 +1,139 @@
+"""Stateless HelloRetryRequest cookies (RFC 9147 §5.1, RFC 8446 §4.2.2).
+
+The server keeps nothing between the two ClientHellos: the cookie carries what it needs to
+rebuild the transcript (the hash of ClientHello1, and in ``extra`` whatever it chose in the
+HelloRetryRequest, e.g. suite and group), protected by an HMAC over a time tick and the
+client's address. The current and the previous secret are accepted, so cookies survive one
+rotation ("the server can have a limited window during which it accepts both secrets").
+
+Layout: ``tick(4) || hash_len(1) || ch1_hash || extra_len(2) || extra || mac(32)``, where
+``mac = HMAC-SHA256(secret, label || everything before the mac || address)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_LABEL = b"dtls13 hrr cookie"
+_MAC_LENGTH = 32
+_TICK_MASK = 0xFFFFFFFF
+_MIN_LENGTH = 4 + 1 + 2 + _MAC_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class CookieContents:
+    """What a valid cookie tells the server."""
+
+    tick: int
+    ch1_hash: bytes
+    extra: bytes
+
+
+def _address_bytes(address: object) -> bytes:
+    # (host, port[, flowinfo, scope_id]): host and port identify the return path.
+    if isinstance(address, tuple) and len(address) >= 2:
+        return repr((address[0], address[1])).encode()
+    return repr(address).encode()
+
+
+class CookieJar:
+    """Makes and checks cookies; ``rotate`` changes the secret, keeping the previous one."""
+
+    __slots__ = (
+        "_current",
+        "_last_rotation",
+        "_previous",
+        "_random",
+        "lifetime",
+        "rotation_interval",
+    )
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        lifetime: float = 60.0,
+        rotation_interval: float | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        """`lifetime`: seconds a cookie stays valid. `rotation_interval`: when set, the
+        secret rotates by itself that often (checked on each make/check)."""
+        if secret is not None and len(secret) < 16:
+            raise ValueError("cookie secret must be at least 16 bytes")
+        if lifetime <= 0:
+            raise ValueError("cookie lifetime must be positive")
+        self._random = random_bytes
+        self._current = secret if secret is not None else random_bytes(32)
+        self._previous: bytes | None = None
+        self._last_rotation: float | None = None
+        self.lifetime = lifetime
+        self.rotation_interval = rotation_interval
+
+    def rotate(self, now: float | None = None) -> None:
+        """New current secret; the old one stays valid until the next rotation."""
+        self._previous = self._current
+        self._current = self._random(32)
+        self._last_rotation = now
+
+    def _maybe_rotate(self, now: float) -> None:
+        if self.rotation_interval is None:
+            return
+        if self._last_rotation is None:
+            self._last_rotation = now
+        elif now - self._last_rotation >= self.rotation_interval:
+            self.rotate(now)
+
+    @staticmethod
+    def _mac(secret: bytes, body: bytes, address: bytes) -> bytes:
+        return hmac.digest(secret, _LABEL + body + address, "sha256")
+
+    def make(
+        self, now: float, client_address: object, ch1_hash: bytes, extra: bytes = b""
+    ) -> bytes:
+        """A cookie for this client binding the ClientHello1 hash and `extra`."""
+        if len(ch1_hash) > 255 or len(extra) > 0xFFFF - 300:
+            raise ValueError("cookie contents too long")
+        self._maybe_rotate(now)
+        tick = int(now) & _TICK_MASK
+        body = (
+            struct.pack("!IB", tick, len(ch1_hash))
+            + ch1_hash
+            + struct.pack("!H", len(extra))
+            + extra
+        )
+        return body + self._mac(self._current, body, _address_bytes(client_address))
+
+    def check(self, cookie: bytes, now: float, client_address: object) -> CookieContents | None:
+        """The contents of a valid, unexpired cookie from this address, else None.
+
+        Never raises on malformed input: whatever the network sent gives None.
+        """
+        self._maybe_rotate(now)
+        if len(cookie) < _MIN_LENGTH:
+            return None
+        tick, hash_len = struct.unpack_from("!IB", cookie, 0)
+        extra_at = 5 + hash_len
+        if extra_at + 2 + _MAC_LENGTH > len(cookie):
+            return None
+        (extra_len,) = struct.unpack_from("!H", cookie, extra_at)
+        body_len = extra_at + 2 + extra_len
+        if body_len + _MAC_LENGTH != len(cookie):
+            return None
+        body, mac = cookie[:body_len], cookie[body_len:]
+        address = _address_bytes(client_address)
+        # Compute both MACs whatever the outcome so timing says nothing about which secret.
+        ok = hmac.compare_digest(self._mac(self._current, body, address), mac)
+        if self._previous is not None:
+            ok |= hmac.compare_digest(self._mac(self._previous, body, address), mac)
+        if not ok:
+            return None
+        age = (int(now) - tick) & _TICK_MASK  # a tick from the future wraps to a huge age
+        if age > self.lifetime:
+            return None
+        return CookieContents(
+            tick, bytes(cookie[5:extra_at]), bytes(cookie[extra_at + 2 : body_len])
+        )

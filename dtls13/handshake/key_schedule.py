@@ -1,0 +1,288 @@
+"""The TLS 1.3 key schedule (RFC 8446 §7.1) with DTLS 1.3's "dtls13" labels (RFC 9147 §5.9),
+and the handshake transcript (RFC 8446 §4.4.1, RFC 9147 §5.2).
+
+The label prefix is a parameter so the RFC 8448 traces ("tls13 ") can check this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dtls13.alerts import LocalProtocolError
+from dtls13.crypto.hkdf import DTLS13_PREFIX, derive_secret, hkdf_expand_label, hkdf_extract
+from dtls13.crypto.suites import SuiteParams
+
+from .constants import HandshakeType
+from .messages import transcript_header
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+
+def hash_length(hash_name: str) -> int:
+    return hashlib.new(hash_name).digest_size
+
+
+def empty_hash(hash_name: str) -> bytes:
+    """Transcript-Hash("") for the "derived" steps."""
+    return hashlib.new(hash_name).digest()
+
+
+class KeySchedule:
+    """Early, handshake and master secrets and everything derived from them.
+
+    Usage: ``ks = KeySchedule(params)`` (early secret from no PSK, or ``psk=...``);
+    ``ks.handshake(shared_secret)`` once the (EC)DHE/KEM secret is known; ``ks.master()``
+    after the server Finished is in the transcript. Each ``*_secret`` method takes the
+    transcript hash it is defined over.
+    """
+
+    __slots__ = (
+        "early_secret",
+        "handshake_secret",
+        "hash_len",
+        "hash_name",
+        "master_secret",
+        "prefix",
+    )
+
+    def __init__(
+        self,
+        suite: SuiteParams | str,
+        psk: bytes | None = None,
+        *,
+        prefix: bytes = DTLS13_PREFIX,
+    ) -> None:
+        self.hash_name = suite if isinstance(suite, str) else suite.hash_name
+        self.hash_len = hash_length(self.hash_name)
+        self.prefix = prefix
+        # RFC 8446 §7.1: "If a given secret is not available, then the 0-value consisting
+        # of a string of Hash.length bytes set to zeros is used."
+        zeros = bytes(self.hash_len)
+        self.early_secret = hkdf_extract(self.hash_name, zeros, psk if psk else zeros)
+        self.handshake_secret: bytes | None = None
+        self.master_secret: bytes | None = None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def derive(self, secret: bytes, label: bytes, transcript_hash: bytes) -> bytes:
+        """Derive-Secret(secret, label, Messages) given Transcript-Hash(Messages)."""
+        return derive_secret(self.hash_name, secret, label, transcript_hash, self.prefix)
+
+    def expand_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        return hkdf_expand_label(self.hash_name, secret, label, context, length, self.prefix)
+
+    def _derived(self, secret: bytes) -> bytes:
+        return self.derive(secret, b"derived", empty_hash(self.hash_name))
+
+    def _need_handshake(self) -> bytes:
+        if self.handshake_secret is None:
+            raise LocalProtocolError("handshake secret not derived yet")
+        return self.handshake_secret
+
+    def _need_master(self) -> bytes:
+        if self.master_secret is None:
+            raise LocalProtocolError("master secret not derived yet")
+        return self.master_secret
+
+    # -- early secret -----------------------------------------------------------------------
+
+    def binder_key(self, external: bool = False) -> bytes:
+        """``ext binder`` for external PSKs, ``res binder`` for resumption (§7.1)."""
+        label = b"ext binder" if external else b"res binder"
+        return self.derive(self.early_secret, label, empty_hash(self.hash_name))
+
+    def client_early_traffic_secret(self, client_hello_hash: bytes) -> bytes:
+        return self.derive(self.early_secret, b"c e traffic", client_hello_hash)
+
+    def early_exporter_master_secret(self, client_hello_hash: bytes) -> bytes:
+        return self.derive(self.early_secret, b"e exp master", client_hello_hash)
+
+    def binder(self, binder_key: bytes, partial_client_hello_hash: bytes) -> bytes:
+        """PSK binder (§4.2.11.2): a Finished MAC over the truncated ClientHello."""
+        return self.verify_data(binder_key, partial_client_hello_hash)
+
+    # -- handshake secret ----------------------------------------------------------------------
+
+    def handshake(self, shared_secret: bytes | None) -> bytes:
+        """Extract the handshake secret from the (EC)DHE/KEM secret (None for psk_ke)."""
+        ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
+        self.handshake_secret = hkdf_extract(self.hash_name, self._derived(self.early_secret), ikm)
+        return self.handshake_secret
+
+    def client_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
+        """``c hs traffic`` over ClientHello...ServerHello."""
+        return self.derive(self._need_handshake(), b"c hs traffic", hello_hash)
+
+    def server_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
+        """``s hs traffic`` over ClientHello...ServerHello."""
+        return self.derive(self._need_handshake(), b"s hs traffic", hello_hash)
+
+    # -- master secret ---------------------------------------------------------------------------
+
+    def master(self) -> bytes:
+        self.master_secret = hkdf_extract(
+            self.hash_name, self._derived(self._need_handshake()), bytes(self.hash_len)
+        )
+        return self.master_secret
+
+    def client_application_traffic_secret(self, server_finished_hash: bytes) -> bytes:
+        """``c ap traffic`` over ClientHello...server Finished."""
+        return self.derive(self._need_master(), b"c ap traffic", server_finished_hash)
+
+    def server_application_traffic_secret(self, server_finished_hash: bytes) -> bytes:
+        """``s ap traffic`` over ClientHello...server Finished."""
+        return self.derive(self._need_master(), b"s ap traffic", server_finished_hash)
+
+    def exporter_master_secret(self, server_finished_hash: bytes) -> bytes:
+        return self.derive(self._need_master(), b"exp master", server_finished_hash)
+
+    def resumption_master_secret(self, client_finished_hash: bytes) -> bytes:
+        """``res master`` over ClientHello...client Finished."""
+        return self.derive(self._need_master(), b"res master", client_finished_hash)
+
+    # -- Finished, KeyUpdate, tickets --------------------------------------------------------------
+
+    def finished_key(self, base_key: bytes) -> bytes:
+        """§4.4.4: HKDF-Expand-Label(BaseKey, "finished", "", Hash.length)."""
+        return self.expand_label(base_key, b"finished", b"", self.hash_len)
+
+    def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
+        """§4.4.4: HMAC(finished_key, Transcript-Hash(...))."""
+        return hmac.digest(self.finished_key(base_key), transcript_hash, self.hash_name)
+
+    def check_verify_data(self, base_key: bytes, transcript_hash: bytes, received: bytes) -> bool:
+        """Constant-time comparison of a received Finished (or binder) value."""
+        return hmac.compare_digest(self.verify_data(base_key, transcript_hash), received)
+
+    def next_application_traffic_secret(self, secret: bytes) -> bytes:
+        """§7.2: application_traffic_secret_N+1 ("traffic upd")."""
+        return self.expand_label(secret, b"traffic upd", b"", self.hash_len)
+
+    def resumption_psk(self, resumption_master_secret: bytes, ticket_nonce: bytes) -> bytes:
+        """§4.6.1: the PSK a NewSessionTicket with `ticket_nonce` stands for."""
+        return self.expand_label(
+            resumption_master_secret, b"resumption", ticket_nonce, self.hash_len
+        )
+
+    def exporter(
+        self, exporter_master_secret: bytes, label: bytes, context: bytes, length: int
+    ) -> bytes:
+        """§7.5: TLS-Exporter(label, context_value, key_length)."""
+        secret = self.derive(exporter_master_secret, label, empty_hash(self.hash_name))
+        return self.expand_label(
+            secret, b"exporter", hashlib.new(self.hash_name, context).digest(), length
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficKeys:
+    """Record protection keys of one traffic secret (§7.3; ``sn`` per RFC 9147 §4.2.3)."""
+
+    key: bytes
+    iv: bytes
+    sn_key: bytes
+
+
+def traffic_keys(
+    params: SuiteParams, secret: bytes, *, prefix: bytes = DTLS13_PREFIX
+) -> TrafficKeys:
+    """``key``, ``iv`` and the record-number encryption key ``sn`` from a traffic secret."""
+    h = params.hash_name
+    return TrafficKeys(
+        key=hkdf_expand_label(h, secret, b"key", b"", params.key_length, prefix),
+        iv=hkdf_expand_label(h, secret, b"iv", b"", params.iv_length, prefix),
+        sn_key=hkdf_expand_label(h, secret, b"sn", b"", params.key_length, prefix),
+    )
+
+
+# The hashes any TLS 1.3 suite uses: a transcript started before the suite is known runs
+# them all until ``select``.
+TRANSCRIPT_HASHES: tuple[str, ...] = ("sha256", "sha384")
+
+
+class Transcript:
+    """Running Transcript-Hash over TLS-style handshake messages (RFC 9147 §5.2).
+
+    Messages enter as (type, body) and are hashed behind the 4-byte TLS header, never the
+    12-byte DTLS one. Until the suite is known (``select``) every candidate hash runs.
+    """
+
+    __slots__ = ("_hashes", "hash_name")
+
+    def __init__(
+        self, hash_name: str | None = None, candidates: Iterable[str] = TRANSCRIPT_HASHES
+    ) -> None:
+        names = (hash_name,) if hash_name is not None else tuple(candidates)
+        self._hashes: dict[str, _Hash] = {name: hashlib.new(name) for name in names}
+        self.hash_name = hash_name
+
+    @classmethod
+    def from_message_hash(cls, hash_name: str, client_hello1_hash: bytes) -> Transcript:
+        """A transcript that starts with message_hash(ClientHello1) (§4.4.1): the stateless
+        server's view when a second ClientHello brings back the cookie."""
+        transcript = cls(hash_name)
+        transcript.add(HandshakeType.message_hash, client_hello1_hash)
+        return transcript
+
+    def select(self, hash_name: str) -> None:
+        """Keep only `hash_name` (the negotiated suite's hash)."""
+        if hash_name not in self._hashes:
+            raise LocalProtocolError(f"transcript does not run {hash_name}")
+        self._hashes = {hash_name: self._hashes[hash_name]}
+        self.hash_name = hash_name
+
+    def add(self, msg_type: int, body: bytes | memoryview) -> None:
+        """Hash one whole message given its type and body."""
+        header = transcript_header(msg_type, len(body))
+        for h in self._hashes.values():
+            h.update(header)
+            h.update(body)
+
+    def add_raw(self, data: bytes | memoryview) -> None:
+        """Hash bytes already in TLS form (header + body), e.g. a truncated ClientHello."""
+        for h in self._hashes.values():
+            h.update(data)
+
+    def digest(self, hash_name: str | None = None) -> bytes:
+        """Transcript-Hash of everything so far."""
+        return self._running(hash_name).copy().digest()
+
+    def digest_with(self, data: bytes | memoryview, hash_name: str | None = None) -> bytes:
+        """Transcript-Hash of everything so far followed by `data` (which is not kept):
+        for PSK binders over a partial ClientHello."""
+        h = self._running(hash_name).copy()
+        h.update(data)
+        return h.digest()
+
+    def restart_with_message_hash(self) -> None:
+        """Replace ClientHello1 by message_hash (RFC 8446 §4.4.1), on HelloRetryRequest.
+
+        Call after ``select`` and after ClientHello1 was added, before adding the HRR.
+        """
+        name = self._selected()
+        ch1_hash = self._hashes[name].digest()
+        self._hashes = {name: hashlib.new(name)}
+        self.add(HandshakeType.message_hash, ch1_hash)
+
+    def copy(self) -> Transcript:
+        other = Transcript.__new__(Transcript)
+        other._hashes = {name: h.copy() for name, h in self._hashes.items()}
+        other.hash_name = self.hash_name
+        return other
+
+    def _selected(self) -> str:
+        if self.hash_name is None:
+            raise LocalProtocolError("transcript hash not selected yet")
+        return self.hash_name
+
+    def _running(self, hash_name: str | None) -> _Hash:
+        name = hash_name if hash_name is not None else self._selected()
+        try:
+            return self._hashes[name]
+        except KeyError:
+            raise LocalProtocolError(f"transcript does not run {name}") from None

@@ -1,0 +1,85 @@
+"""Per-epoch record protection (RFC 9147 §4.2.3, §4.5.3; RFC 8446 §5.2-§5.3).
+
+`EpochKeys` holds one direction's AEAD, IV and record-number mask state for
+one epoch, all derived from the traffic secret with HKDF-Expand-Label and the
+"dtls13" prefix (RFC 9147 §5.9).
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing_extensions import Buffer as BufferLike
+
+from .._fast import RecordCipher
+from ..crypto.hkdf import hkdf_expand_label
+from ..crypto.suites import SUITES, CipherSuite, SuiteParams
+
+# RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
+MASK_SAMPLE = 16
+
+# Records protected per key before a KeyUpdate is due: RFC 8446 §5.5 (AES-GCM
+# 2^24.5; for ChaCha20-Poly1305 the sequence number runs out first) and RFC 9147
+# §4.5.3 / Appendix B.1 (AES-CCM and CCM-8: 2^23).
+CONFIDENTIALITY_LIMITS: dict[CipherSuite, int] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: int(2**24.5),
+    CipherSuite.TLS_AES_256_GCM_SHA384: int(2**24.5),
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 1 << 48,
+    CipherSuite.TLS_AES_128_CCM_SHA256: 1 << 23,
+    CipherSuite.TLS_AES_128_CCM_8_SHA256: 1 << 23,
+}
+
+# Records failing authentication per key before the connection must close:
+# RFC 9147 §4.5.3 (2^36 for GCM and ChaCha20-Poly1305, 2^23.5 for CCM) and
+# Appendix B.3 (2^7 for CCM-8).
+INTEGRITY_LIMITS: dict[CipherSuite, int] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: 1 << 36,
+    CipherSuite.TLS_AES_256_GCM_SHA384: 1 << 36,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 1 << 36,
+    CipherSuite.TLS_AES_128_CCM_SHA256: int(2**23.5),
+    CipherSuite.TLS_AES_128_CCM_8_SHA256: 1 << 7,
+}
+
+
+def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes, bytes]:
+    """(key, iv, sn_key) for a traffic secret (RFC 8446 §7.3, RFC 9147 §4.2.3)."""
+    params = SUITES[suite]
+    h = params.hash_name
+    key = hkdf_expand_label(h, secret, b"key", b"", params.key_length)
+    iv = hkdf_expand_label(h, secret, b"iv", b"", params.iv_length)
+    sn_key = hkdf_expand_label(h, secret, b"sn", b"", params.key_length)
+    return key, iv, sn_key
+
+
+class EpochKeys:
+    """AEAD, per-record nonce and record-number mask for one epoch and direction.
+
+    `cipher` (compiled) does the per-record work: `seal_into` and `open_untrusted`.
+    """
+
+    __slots__ = ("cipher", "epoch", "params", "suite", "tag_length")
+
+    def __init__(self, epoch: int, suite: CipherSuite, secret: bytes) -> None:
+        params: SuiteParams = SUITES[suite]
+        key, iv, sn_key = derive_record_keys(suite, secret)
+        self.epoch = epoch
+        self.suite = suite
+        self.params = params
+        self.tag_length = params.tag_length
+        # AES suites: one ECB encryptor reused for every record of the epoch
+        # (ECB keeps no state between blocks); ChaCha20 masks are computed in _fast.
+        ecb = None if params.chacha else Cipher(algorithms.AES(sn_key), modes.ECB()).encryptor()
+        self.cipher = RecordCipher(params.aead(key), iv, sn_key, params.tag_length, ecb)
+
+    def nonce(self, sequence_number: int) -> bytearray:
+        """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch).
+
+        The returned buffer is reused by the next call.
+        """
+        return self.cipher.nonce(sequence_number)
+
+    def mask(self, data: BufferLike, offset: int) -> bytearray:
+        """The record-number mask for the 16 ciphertext bytes at data[offset:] (§4.2.3).
+
+        The returned buffer is reused by the next call.
+        """
+        return self.cipher.mask(data, offset)
