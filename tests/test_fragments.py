@@ -599,10 +599,17 @@ def test_truncated_record_is_decode_error(pools: PoolSet) -> None:
         if cut in ends:
             pull_handshake_fragments_untrusted(record[:cut])
             continue
-        with pytest.raises(DecodeErrorAlert, match="truncated"):
+        with pytest.raises(DecodeErrorAlert, match="malformed"):
             pull_handshake_fragments_untrusted(record[:cut])
     r = Reassembler(pools, None)
     with pytest.raises(DecodeErrorAlert):
         r.add_record_untrusted(record[:-1])
     r.close()
     assert pools.in_use == 0
+
+
+def test_fragment_past_its_message_in_a_record_is_decode_error() -> None:
+    header = HandshakeHeader(11, 10, 0, 8, 4)
+    record = handshake_header_bytes(header) + b"abcd"
+    with pytest.raises(DecodeErrorAlert, match="malformed"):
+        pull_handshake_fragments_untrusted(record)

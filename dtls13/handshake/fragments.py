@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
@@ -33,6 +32,28 @@ from .._fast import (
 )
 from ..alerts import DecodeErrorAlert, IllegalParameter
 from ..memory import PoolSet
+from .messages import (
+    HandshakeHeader,
+    pull_handshake_header,
+    push_handshake_header,
+    transcript_header,
+)
+
+__all__ = [
+    "COUNTER_NAMES",
+    "HANDSHAKE_HEADER_LENGTH",
+    "HandshakeHeader",
+    "OutgoingFragment",
+    "ReassembledMessage",
+    "Reassembler",
+    "fragment_message",
+    "handshake_header_bytes",
+    "pull_handshake_fragments_untrusted",
+    "pull_handshake_header",
+    "push_fragment",
+    "push_handshake_header",
+    "tls_handshake_header",
+]
 
 HANDSHAKE_HEADER_LENGTH = 12
 TLS_HANDSHAKE_HEADER_LENGTH = 4
@@ -41,37 +62,8 @@ MAX_MESSAGE_SEQ = 0xFFFF
 
 
 # -- the 12-byte DTLS handshake header (RFC 9147 §5.2) ---------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeHeader:
-    """DTLSHandshake header: msg_type, length, message_seq, fragment_offset/length."""
-
-    msg_type: int
-    length: int
-    message_seq: int
-    fragment_offset: int
-    fragment_length: int
-
-
-def pull_handshake_header(buf: Buffer) -> HandshakeHeader:
-    """Read a 12-byte DTLS handshake header (raises DecodeError when truncated)."""
-    return HandshakeHeader(
-        msg_type=buf.pull_uint8(),
-        length=buf.pull_uint24(),
-        message_seq=buf.pull_uint16(),
-        fragment_offset=buf.pull_uint24(),
-        fragment_length=buf.pull_uint24(),
-    )
-
-
-def push_handshake_header(buf: Buffer, header: HandshakeHeader) -> None:
-    """Write a 12-byte DTLS handshake header."""
-    buf.push_uint8(header.msg_type)
-    buf.push_uint24(header.length)
-    buf.push_uint16(header.message_seq)
-    buf.push_uint24(header.fragment_offset)
-    buf.push_uint24(header.fragment_length)
+# HandshakeHeader and its codec pair live with the other message codecs
+# (messages.py); re-exported here for the fragment layer's callers.
 
 
 def handshake_header_bytes(header: HandshakeHeader) -> bytes:
@@ -83,9 +75,7 @@ def handshake_header_bytes(header: HandshakeHeader) -> bytes:
 
 def tls_handshake_header(msg_type: int, length: int) -> bytes:
     """The TLS-style 4-byte header the transcript is computed over (RFC 9147 §5.2)."""
-    if not 0 <= length <= MAX_UINT24:
-        raise ValueError(f"handshake message length {length} does not fit 24 bits")
-    return bytes((msg_type, length >> 16, (length >> 8) & 0xFF, length & 0xFF))
+    return transcript_header(msg_type, length)
 
 
 # -- outgoing ----------------------------------------------------------------
@@ -164,7 +154,7 @@ def pull_handshake_fragments_untrusted(
     """Split a handshake record's plaintext into (header, fragment body view) pairs.
 
     Views point into `data` (no copy). Raises DecodeErrorAlert when a header or
-    a body is cut short (RFC 9147 §5.2 framing).
+    a body is cut short or a fragment reaches past its message (RFC 9147 §5.2).
     """
     out = []
     buf = Buffer(data)
@@ -173,7 +163,7 @@ def pull_handshake_fragments_untrusted(
             header = pull_handshake_header(buf)
             out.append((header, buf.pull_view(header.fragment_length)))
     except DecodeError as err:
-        raise DecodeErrorAlert(f"truncated handshake fragment: {err}") from None
+        raise DecodeErrorAlert(f"malformed handshake fragment: {err}") from None
     finally:
         buf.close()
     return out
