@@ -163,7 +163,6 @@ def test_rsa_pss_salt_is_the_digest_length() -> None:
     [
         ("rsa2048", S.rsa_pkcs1_sha256),  # PKCS#1 v1.5 never in TLS 1.3 CertificateVerify
         ("rsa2048", S.ecdsa_secp256r1_sha256),
-        ("rsa2048", S.rsa_pss_pss_sha256),  # rsaEncryption key: only rsa_pss_rsae_*
         ("ec256", S.ecdsa_secp384r1_sha384),  # the curve is bound to the scheme
         ("ec384", S.ecdsa_secp256r1_sha256),
         ("ec256", S.ed25519),
@@ -585,3 +584,61 @@ def test_ca_without_key_cert_sign_is_refused() -> None:
     leaf = make_leaf(inter, slot=83)
     with pytest.raises(UnknownCa, match="keyCertSign"):
         verify_server_chain(leaf.chain, load_trust_store([pki.root.cert]), "localhost", NOW)
+
+
+def test_default_signature_schemes_cover_every_key_type() -> None:
+    from dtls13.handshake.certificates import DEFAULT_SIGNATURE_SCHEMES
+
+    for kind in [*KEY_KINDS, "ec521"]:
+        assert set(schemes_for_key(cached_key(kind))) <= set(DEFAULT_SIGNATURE_SCHEMES)
+        # Any key can pick a scheme from what we offer.
+        choose_scheme(cached_key(kind), DEFAULT_SIGNATURE_SCHEMES)
+    # PKCS#1 only for certificates: listed last, never chosen for CertificateVerify.
+    assert DEFAULT_SIGNATURE_SCHEMES[-3:] == (
+        S.rsa_pkcs1_sha256,
+        S.rsa_pkcs1_sha384,
+        S.rsa_pkcs1_sha512,
+    )
+    assert choose_scheme(cached_key("rsa2048"), DEFAULT_SIGNATURE_SCHEMES[::-1]) in (
+        S.rsa_pss_rsae_sha512,
+        S.rsa_pss_rsae_sha384,
+        S.rsa_pss_rsae_sha256,
+    )
+
+
+def test_rsa_pss_pss_binding() -> None:
+    """rsa_pss_rsae_* fits rsaEncryption keys, rsa_pss_pss_* keys with the RSASSA-PSS OID."""
+    from pki import _der_tlv, swap_public_key
+
+    from dtls13.handshake.certificates import schemes_for_certificate
+
+    pki = TestPKI.create(slot=90)
+    leaf = pki.leaf("rsa2048")
+    pkcs1 = leaf.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+    )
+    rsassa_pss = bytes.fromhex("06092a864886f70d01010a")  # OID 1.2.840.113549.1.1.10
+    spki = _der_tlv(0x30, _der_tlv(0x30, rsassa_pss) + _der_tlv(0x03, b"\x00" + pkcs1))
+
+    class PssKey:
+        def public_bytes(self, *args: object) -> bytes:
+            return spki
+
+    pss_cert = swap_public_key(leaf.cert, PssKey(), pki.issuer.key)
+    assert schemes_for_certificate(pss_cert) == [
+        S.rsa_pss_pss_sha256,
+        S.rsa_pss_pss_sha384,
+        S.rsa_pss_pss_sha512,
+    ]
+    assert schemes_for_certificate(leaf.cert) == EXPECTED_SCHEMES["rsa2048"]
+    scheme = choose_scheme(leaf.key, [S.rsa_pss_rsae_sha256, S.rsa_pss_pss_sha384], None, pss_cert)
+    assert scheme == S.rsa_pss_pss_sha384
+    sig = sign_certificate_verify(leaf.key, scheme, TRANSCRIPT, True)
+    verify_certificate_verify(pss_cert, scheme, sig, TRANSCRIPT, True)
+    with pytest.raises(IllegalParameter):
+        verify_certificate_verify(pss_cert, S.rsa_pss_rsae_sha384, sig, TRANSCRIPT, True)
+    with pytest.raises(IllegalParameter):
+        verify_certificate_verify(leaf.cert, S.rsa_pss_pss_sha384, sig, TRANSCRIPT, True)
+    # The chain still verifies: the OID only binds the key to PSS.
+    store = load_trust_store([pki.root.cert])
+    verify_server_chain([pss_cert, *leaf.chain[1:]], store, "localhost", NOW)

@@ -24,7 +24,9 @@ from dtls13.handshake.fragments import (
     Reassembler,
     fragment_message,
     handshake_header_bytes,
+    pull_handshake_fragments_untrusted,
     pull_handshake_header,
+    push_fragment,
     push_handshake_header,
     tls_handshake_header,
 )
@@ -559,3 +561,55 @@ def test_release_while_a_buffer_still_reads_the_body(pools: PoolSet) -> None:
     m.release()  # idempotent; now the view can go too
     assert pools.in_use == 0
     r.close()
+
+
+def test_records_of_fragments_round_trip(pools: PoolSet) -> None:
+    """push_fragment() output, packed several per record, parsed back and reassembled."""
+    msgs = _messages(4, seed=9)
+    records = []
+    for seq, (t, body) in enumerate(msgs):
+        frags = fragment_message(t, seq, body, 700)
+        for i in range(0, len(frags), 2):  # two fragments per record
+            buf = Buffer(capacity=2000)
+            for f in frags[i : i + 2]:
+                push_fragment(buf, f, body)
+                assert f.size == 12 + f.length
+            records.append(buf.data)
+    parsed = pull_handshake_fragments_untrusted(records[0])
+    assert [h.message_seq for h, _ in parsed] == [0] * len(parsed)
+    assert bytes(parsed[0][1]) == msgs[0][1][: parsed[0][0].fragment_length]
+    r = Reassembler(pools, None)
+    random.Random(3).shuffle(records)
+    for rec in records:
+        assert r.add_record_untrusted(rec) in (1, 2)
+    assert _drain(r) == [(t, seq, body) for seq, (t, body) in enumerate(msgs)]
+    r.close()
+    assert pools.in_use == 0
+
+
+def test_truncated_record_is_decode_error(pools: PoolSet) -> None:
+    body = b"abcdefgh" * 10
+    buf = Buffer(capacity=200)
+    for f in fragment_message(11, 0, body, 50):
+        push_fragment(buf, f, body)
+    record = buf.data
+    assert pull_handshake_fragments_untrusted(b"") == []
+    ends = {0, 12 + 50, len(record)}
+    for cut in range(len(record) + 1):
+        if cut in ends:
+            pull_handshake_fragments_untrusted(record[:cut])
+            continue
+        with pytest.raises(DecodeErrorAlert, match="malformed"):
+            pull_handshake_fragments_untrusted(record[:cut])
+    r = Reassembler(pools, None)
+    with pytest.raises(DecodeErrorAlert):
+        r.add_record_untrusted(record[:-1])
+    r.close()
+    assert pools.in_use == 0
+
+
+def test_fragment_past_its_message_in_a_record_is_decode_error() -> None:
+    header = HandshakeHeader(11, 10, 0, 8, 4)
+    record = handshake_header_bytes(header) + b"abcd"
+    with pytest.raises(DecodeErrorAlert, match="malformed"):
+        pull_handshake_fragments_untrusted(record)

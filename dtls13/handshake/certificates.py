@@ -118,6 +118,32 @@ _HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
 }
 MIN_RSA_BITS = 2048
 
+# What we offer in signature_algorithms, most preferred first. The rsa_pkcs1_*
+# entries come last and "refer solely to signatures which appear in
+# certificates" (RFC 8446 §4.2.3): many chains are PKCS#1-signed, and peers such as
+# OpenSSL check the chain against this list; CertificateVerify never uses them.
+DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
+    SignatureScheme.ecdsa_secp256r1_sha256,
+    SignatureScheme.ecdsa_secp384r1_sha384,
+    SignatureScheme.ecdsa_secp521r1_sha512,
+    SignatureScheme.ed25519,
+    SignatureScheme.ed448,
+    SignatureScheme.rsa_pss_rsae_sha256,
+    SignatureScheme.rsa_pss_rsae_sha384,
+    SignatureScheme.rsa_pss_rsae_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    *(
+        (SignatureScheme.mldsa44, SignatureScheme.mldsa65, SignatureScheme.mldsa87)
+        if HAVE_MLDSA
+        else ()
+    ),
+    SignatureScheme.rsa_pkcs1_sha256,
+    SignatureScheme.rsa_pkcs1_sha384,
+    SignatureScheme.rsa_pkcs1_sha512,
+)
+
 
 # -- loading (programmer input: raise at once) -------------------------------------
 
@@ -434,10 +460,8 @@ def _schemes_for_peer(key_or_cert: object) -> tuple[PublicKey, list[SignatureSch
             raise UnsupportedCertificate(
                 f"cannot use the certificate's public key: {err}"
             ) from None
-        # RFC 8446 §4.2.3: rsa_pss_pss_* for keys with the RSASSA-PSS OID, rsa_pss_rsae_* for
-        # rsaEncryption keys.
         if key_or_cert.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
-            return cast("PublicKey", public_key), list(_PSS_SCHEMES)
+            return cast("PublicKey", public_key), schemes_for_certificate(key_or_cert)
         key_or_cert = public_key
     schemes = schemes_for_key(key_or_cert)
     if not schemes:
@@ -447,17 +471,31 @@ def _schemes_for_peer(key_or_cert: object) -> tuple[PublicKey, list[SignatureSch
     return cast("PublicKey", key_or_cert), schemes
 
 
+def schemes_for_certificate(cert: x509.Certificate) -> list[SignatureScheme]:
+    """The CertificateVerify schemes that fit `cert`'s key (RSASSA-PSS OID: rsa_pss_pss_*)."""
+    if cert.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        # RFC 8446 §4.2.3: rsa_pss_pss_* for public keys with the RSASSA-PSS OID,
+        # rsa_pss_rsae_* for rsaEncryption keys.
+        return list(_PSS_SCHEMES)
+    try:
+        return schemes_for_key(cert.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        return []
+
+
 def choose_scheme(
     key: PrivateKey,
     peer_schemes: Iterable[int],
     allowed: Iterable[int] | None = None,
+    certificate: x509.Certificate | None = None,
 ) -> SignatureScheme:
     """The first scheme in the peer's preference order that `key` can sign with.
 
-    `allowed` (our configured list) filters further. Raises HandshakeFailure
-    when there is none (RFC 8446 §4.4.2.2).
+    `allowed` (our configured list) filters further; with `certificate` (our
+    leaf) the schemes are those of its key's OID. Raises HandshakeFailure when
+    there is none (RFC 8446 §4.4.2.2).
     """
-    mine = schemes_for_key(key)
+    mine = schemes_for_key(key) if certificate is None else schemes_for_certificate(certificate)
     permitted = set(mine if allowed is None else (s for s in mine if s in set(allowed)))
     offered = list(peer_schemes)
     for value in offered:
@@ -494,7 +532,10 @@ def sign_certificate_verify(
     key: PrivateKey, scheme: int, transcript_hash: bytes, is_server: bool
 ) -> bytes:
     """Sign a CertificateVerify. Raises LocalProtocolError if `scheme` does not fit `key`."""
-    if scheme not in schemes_for_key(key):
+    usable = schemes_for_key(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        usable += _PSS_SCHEMES  # the same signature, for a certificate with the PSS OID
+    if scheme not in usable:
         raise LocalProtocolError(
             f"signature scheme {_scheme_name(scheme)} cannot be used with a {_key_name(key)} key"
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
@@ -25,6 +24,7 @@ from .._fast import (
     FRAGMENT_MISMATCH,
     FRAGMENT_TOO_SCATTERED,
     Buffer,
+    DecodeError,
     FragmentCoverage,
     Lease,
     MemoryBudgetExceeded,
@@ -32,6 +32,28 @@ from .._fast import (
 )
 from ..alerts import DecodeErrorAlert, IllegalParameter
 from ..memory import PoolSet
+from .messages import (
+    HandshakeHeader,
+    pull_handshake_header,
+    push_handshake_header,
+    transcript_header,
+)
+
+__all__ = [
+    "COUNTER_NAMES",
+    "HANDSHAKE_HEADER_LENGTH",
+    "HandshakeHeader",
+    "OutgoingFragment",
+    "ReassembledMessage",
+    "Reassembler",
+    "fragment_message",
+    "handshake_header_bytes",
+    "pull_handshake_fragments_untrusted",
+    "pull_handshake_header",
+    "push_fragment",
+    "push_handshake_header",
+    "tls_handshake_header",
+]
 
 HANDSHAKE_HEADER_LENGTH = 12
 TLS_HANDSHAKE_HEADER_LENGTH = 4
@@ -40,37 +62,8 @@ MAX_MESSAGE_SEQ = 0xFFFF
 
 
 # -- the 12-byte DTLS handshake header (RFC 9147 §5.2) ---------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeHeader:
-    """DTLSHandshake header: msg_type, length, message_seq, fragment_offset/length."""
-
-    msg_type: int
-    length: int
-    message_seq: int
-    fragment_offset: int
-    fragment_length: int
-
-
-def pull_handshake_header(buf: Buffer) -> HandshakeHeader:
-    """Read a 12-byte DTLS handshake header (raises DecodeError when truncated)."""
-    return HandshakeHeader(
-        msg_type=buf.pull_uint8(),
-        length=buf.pull_uint24(),
-        message_seq=buf.pull_uint16(),
-        fragment_offset=buf.pull_uint24(),
-        fragment_length=buf.pull_uint24(),
-    )
-
-
-def push_handshake_header(buf: Buffer, header: HandshakeHeader) -> None:
-    """Write a 12-byte DTLS handshake header."""
-    buf.push_uint8(header.msg_type)
-    buf.push_uint24(header.length)
-    buf.push_uint16(header.message_seq)
-    buf.push_uint24(header.fragment_offset)
-    buf.push_uint24(header.fragment_length)
+# HandshakeHeader and its codec pair live with the other message codecs
+# (messages.py); re-exported here for the fragment layer's callers.
 
 
 def handshake_header_bytes(header: HandshakeHeader) -> bytes:
@@ -82,9 +75,7 @@ def handshake_header_bytes(header: HandshakeHeader) -> bytes:
 
 def tls_handshake_header(msg_type: int, length: int) -> bytes:
     """The TLS-style 4-byte header the transcript is computed over (RFC 9147 §5.2)."""
-    if not 0 <= length <= MAX_UINT24:
-        raise ValueError(f"handshake message length {length} does not fit 24 bits")
-    return bytes((msg_type, length >> 16, (length >> 8) & 0xFF, length & 0xFF))
+    return transcript_header(msg_type, length)
 
 
 # -- outgoing ----------------------------------------------------------------
@@ -96,6 +87,20 @@ class OutgoingFragment(NamedTuple):
     header: bytes
     offset: int
     length: int
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire: header plus fragment body."""
+        return HANDSHAKE_HEADER_LENGTH + self.length
+
+
+def push_fragment(
+    buf: Buffer, fragment: OutgoingFragment, body: bytes | bytearray | memoryview
+) -> None:
+    """Write `fragment` (header, then its range of `body`) into `buf`."""
+    buf.push_bytes(fragment.header)
+    with memoryview(body) as view:
+        buf.push_bytes(view[fragment.offset : fragment.offset + fragment.length])
 
 
 def fragment_message(
@@ -128,17 +133,40 @@ def fragment_message(
     if not 0 <= start <= stop <= length:
         raise ValueError(f"range [{start}, {stop}) outside a message of {length} bytes")
     fragments = []
+    prefix = bytes((msg_type,)) + length.to_bytes(3, "big") + message_seq.to_bytes(2, "big")
     offset = start
     while True:
         n = min(max_fragment_body, stop - offset)
-        header = HandshakeHeader(msg_type, length, message_seq, offset, n)
-        fragments.append(OutgoingFragment(handshake_header_bytes(header), offset, n))
+        # The bytes of push_handshake_header(), built directly: this runs per fragment.
+        header = prefix + offset.to_bytes(3, "big") + n.to_bytes(3, "big")
+        fragments.append(OutgoingFragment(header, offset, n))
         offset += n
         if offset >= stop:
             return fragments
 
 
 # -- incoming ----------------------------------------------------------------
+
+
+def pull_handshake_fragments_untrusted(
+    data: bytes | bytearray | memoryview,
+) -> list[tuple[HandshakeHeader, memoryview]]:
+    """Split a handshake record's plaintext into (header, fragment body view) pairs.
+
+    Views point into `data` (no copy). Raises DecodeErrorAlert when a header or
+    a body is cut short or a fragment reaches past its message (RFC 9147 §5.2).
+    """
+    out = []
+    buf = Buffer(data)
+    try:
+        while not buf.eof():
+            header = pull_handshake_header(buf)
+            out.append((header, buf.pull_view(header.fragment_length)))
+    except DecodeError as err:
+        raise DecodeErrorAlert(f"malformed handshake fragment: {err}") from None
+    finally:
+        buf.close()
+    return out
 
 
 class ReassembledMessage:
@@ -379,6 +407,18 @@ class Reassembler:
             partial.coverage = FragmentCoverage(length, self.max_fragment_ranges)
             self._messages[message_seq] = partial
         self._merge(message_seq, partial, frag_offset, fragment_bytes)
+
+    def add_record_untrusted(self, data: bytes | bytearray | memoryview) -> int:
+        """Feed every fragment of a handshake record's plaintext; returns how many.
+
+        Bodies are views of `data` (see the class note on in-place messages).
+        """
+        fragments = pull_handshake_fragments_untrusted(data)
+        for h, body in fragments:
+            self.add_fragment_untrusted(
+                h.msg_type, h.length, h.message_seq, h.fragment_offset, h.fragment_length, body
+            )
+        return len(fragments)
 
     def _merge(
         self,
