@@ -379,7 +379,7 @@ def make_self_signed(
 def make_wolfssl_like(slot: int = 60) -> tuple[Issued, Issued]:
     """A root and leaf shaped like wolfSSL's certs/ca-cert.pem and server-cert.pem.
 
-    Both carry cA=TRUE (non-critical in the leaf), an authorityKeyIdentifier with
+    Both carry a non-critical cA=TRUE basicConstraints, an authorityKeyIdentifier with
     issuer name and serial, a subjectAltName and an EKU for server and client.
     """
     root_key = cached_key("rsa2048", slot)
@@ -410,6 +410,6 @@ def make_wolfssl_like(slot: int = 60) -> tuple[Issued, Issued]:
             .sign(root_key, hashes.SHA256())
         )
 
-    root = build(root_name, root_key, root_serial, True)
+    root = build(root_name, root_key, root_serial, False)
     leaf = build(_name("wolfSSL server"), leaf_key, 1, False)
     return Issued(root, root_key, []), Issued(leaf, leaf_key, [leaf])

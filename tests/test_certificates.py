@@ -642,3 +642,11 @@ def test_rsa_pss_pss_binding() -> None:
     # The chain still verifies: the OID only binds the key to PSS.
     store = load_trust_store([pki.root.cert])
     verify_server_chain([pss_cert, *leaf.chain[1:]], store, "localhost", NOW)
+
+
+def test_issuer_without_ca_flag_is_refused_even_with_relaxed_criticality() -> None:
+    pki = TestPKI.create(slot=84)
+    not_a_ca = make_leaf(pki.root, slot=86)  # basicConstraints cA=FALSE
+    leaf = make_leaf(not_a_ca, slot=87)
+    with pytest.raises(UnknownCa):
+        verify_server_chain(leaf.chain, load_trust_store([pki.root.cert]), "localhost", NOW)

@@ -764,11 +764,22 @@ def _ca_key_usage(policy: object, cert: x509.Certificate, ku: x509.KeyUsage | No
         raise ValueError("a CA certificate's keyUsage must allow keyCertSign")
 
 
+def _ca_basic_constraints(
+    policy: object, cert: x509.Certificate, bc: x509.BasicConstraints
+) -> None:
+    if not bc.ca:
+        raise ValueError("an issuer must assert cA=TRUE in basicConstraints")
+
+
 def _ca_policy() -> ExtensionPolicy:
     """The web PKI CA profile, but keyUsage may be absent (wolfSSL's test CA has none;
-    OpenSSL does not require it). When present it must allow keyCertSign."""
-    return ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage
+    OpenSSL does not require it; when present it must allow keyCertSign) and
+    basicConstraints may be non-critical (wolfSSL's test CA; OpenSSL accepts it) though
+    it must still say cA=TRUE."""
+    return (
+        ExtensionPolicy.webpki_defaults_ca()
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage)
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ca_basic_constraints)
     )
 
 
