@@ -184,7 +184,13 @@ class ServerConfig(_Common):
     client_auth: Literal["none", "optional", "required"] = "none"
     cafile: str | os.PathLike[str] | bytes | Sequence[x509.Certificate] | None = None
     cadir: str | os.PathLike[str] | None = None
+    # HelloRetryRequest with a stateless cookie before any handshake (RFC 9147 §5.1).
+    require_cookie: bool = False
+    cookie_secret: bytes | None = None  # share it between processes that share a port
+    cookie_lifetime: float = 60.0
+    cookie_rotation: float | None = 300.0
     trust: Any = field(default=None, init=False)
+    cookie_jar: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -192,6 +198,14 @@ class ServerConfig(_Common):
             raise ValueError("a server needs certificate_chain and private_key")
         if self.client_auth not in ("none", "optional", "required"):
             raise ValueError("client_auth must be 'none', 'optional' or 'required'")
+        from .handshake.cookie import CookieJar
+
+        self.cookie_jar = CookieJar(
+            self.cookie_secret,
+            lifetime=self.cookie_lifetime,
+            rotation_interval=self.cookie_rotation,
+            random_bytes=self.random_bytes,
+        )
         if self.client_auth != "none":
             from .handshake.certificates import load_trust_store
 

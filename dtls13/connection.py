@@ -13,6 +13,8 @@ everything back.
 from __future__ import annotations
 
 import datetime
+import hmac
+import struct
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -134,6 +136,7 @@ class Connection:
         self._key_shares: dict[int, groups.KeyExchange] = {}
         self._hrr_done = False
         self._hrr_cookie: bytes | None = None
+        self._hrr_group: int | None = None
         self._client_hello: msgs.ClientHello | None = None
         self._cert_request: msgs.CertificateRequest | None = None
         self._c_hs = self._s_hs = self._c_app = self._s_app = b""
@@ -169,6 +172,8 @@ class Connection:
             "dropped_unexpected_content": 0,
             "key_updates_sent": 0,
             "key_updates_received": 0,
+            "hello_retry_requests_sent": 0,
+            "hello_retry_requests_received": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
@@ -764,6 +769,7 @@ class Connection:
         if self._hrr_done:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._hrr_done = True
+        self.stats["hello_retry_requests_received"] += 1
         self._transcript.select(self._params.hash_name)
         self._transcript.restart_with_message_hash()
         self._transcript.add(HandshakeType.server_hello, body)
@@ -897,16 +903,23 @@ class Connection:
         client_groups = _decode(supported, ext.pull_supported_groups)
         shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
         if self._hrr_done:
-            self._check_second_client_hello(ch, suite)
+            self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
         group = next((g for g in cfg.group_order if g in shares), None)
+        retry_group: int | None = None
         if group is None:
-            retry = next((g for g in cfg.group_order if g in client_groups), None)
-            if retry is None or self._hrr_done:
+            retry_group = next((g for g in cfg.group_order if g in client_groups), None)
+            if retry_group is None or self._hrr_done:
                 raise HandshakeFailure("no key-exchange group in common")
-            self._send_hello_retry(ch, body, suite, retry, now)
+        if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
+            self._hrr_group = retry_group
+            self._send_hello_retry(ch, body, suite, retry_group, now)
             return
+        assert group is not None
+        if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+            # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
+            raise IllegalParameter("second ClientHello ignores the group the HRR selected")
         schemes = _decode(sig, ext.pull_signature_algorithms)
         self._scheme = certs.choose_scheme(cfg.key, schemes)
         self._alpn = self._choose_alpn(ch)
@@ -974,24 +987,41 @@ class Connection:
         self._emit_flight(now)
 
     def _send_hello_retry(
-        self, ch: msgs.ClientHello, body: bytes, suite: int, group: int, now: float
+        self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
     ) -> None:
+        """HelloRetryRequest for a group, a cookie or both (RFC 8446 §4.1.4, RFC 9147 §5.1)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
         self._transcript.add(HandshakeType.client_hello, body)
+        ch1_hash = self._transcript.digest()
         self._transcript.restart_with_message_hash()
         self._hrr_done = True
+        self.stats["hello_retry_requests_sent"] += 1
+        self._client_hello = ch
         self._suite = CipherSuite(suite)
-        self._hrr_group = group
+        extensions = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_server,
+                DTLS13_VERSION,
+            )
+        ]
+        if group is not None:
+            extensions.append(
+                ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
+            )
+        if cfg.require_cookie:
+            # The cookie carries what a stateless server needs to rebuild this HRR and the
+            # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
+            extra = struct.pack("!HH", suite, group or 0)
+            self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
+            extensions.append(
+                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
+            )
         hrr = msgs.ServerHello(
             random=msgs.HELLO_RETRY_REQUEST_RANDOM,
             cipher_suite=suite,
-            extensions=(
-                ext.make_extension(
-                    ExtensionType.supported_versions,
-                    ext.push_supported_versions_server,
-                    DTLS13_VERSION,
-                ),
-                ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group),
-            ),
+            extensions=tuple(extensions),
         )
         self._start_flight()
         self._add_message(hrr, 0)
@@ -1002,17 +1032,25 @@ class Connection:
             self._flight.emit(w)
             self._queue(w.finish())
 
-    def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
-        first = self._client_hello_first
+    def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int, now: float) -> None:
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        first = self._client_hello
         if suite != self._suite or (first is not None and ch.random != first.random):
             raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
+        if self._hrr_cookie is not None:
+            data = ch.extension(ExtensionType.cookie)
+            if data is None:
+                raise MissingExtension("second ClientHello without the cookie")
+            cookie = _decode(data, ext.pull_cookie)
+            if (
+                not hmac.compare_digest(cookie, self._hrr_cookie)
+                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
+            ):
+                raise IllegalParameter("cookie does not match or has expired")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
-
-    @property
-    def _client_hello_first(self) -> msgs.ClientHello | None:
-        return self._client_hello
 
     def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
         cfg = self.config

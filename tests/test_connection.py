@@ -14,3 +14,37 @@ def test_handshake_completes_and_data_flows_both_ways() -> None:
     pair.net.run(lambda: pair.received("client") == [b"pong"])
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_server_demanding_a_cookie_sends_hello_retry_and_completes() -> None:
+    pair = make_pair(server={"require_cookie": True})
+    assert pair.handshake()
+    assert pair.server.stats["hello_retry_requests_sent"] == 1
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    pair.client.send(b"after cookie")
+    pair.net.run(lambda: pair.received("server") == [b"after cookie"])
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_hello_retry_for_a_group_the_client_did_not_share() -> None:
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1"]},
+    )
+    assert pair.handshake()
+    pair.drain()
+    done = [e for e in pair.client_events if type(e).__name__ == "HandshakeCompleted"]
+    assert done[0].group.name == "secp384r1"
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    pair.close()
+
+
+def test_hello_retry_with_group_and_cookie_together() -> None:
+    pair = make_pair(
+        client={"groups": ["x25519", "secp256r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp256r1"], "require_cookie": True},
+    )
+    assert pair.handshake()
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    pair.close()
