@@ -95,7 +95,10 @@ class Connection:
         owner_parent: Any = None,
         memory_limit: int | None = 1024 * 1024,
         wall_clock: Callable[[], datetime.datetime] = _now_utc,
+        first_message_seq: int = 0,
     ) -> None:
+        """`first_message_seq=1` makes a server that starts at a second ClientHello
+        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1)."""
         if not isinstance(config, ClientConfig | ServerConfig):
             raise TypeError("config must be a ClientConfig or a ServerConfig")
         self.config = config
@@ -116,6 +119,7 @@ class Connection:
             max_message_size=config.max_handshake_message,
             max_messages_ahead=config.max_messages_ahead,
             max_bytes_buffered=config.max_bytes_buffered,
+            first_message_seq=first_message_seq,
         )
         self._keylog = config.keylog_callback()
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -902,7 +906,10 @@ class Connection:
             raise MissingExtension("ClientHello without supported_groups or key_share")
         client_groups = _decode(supported, ext.pull_supported_groups)
         shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
-        if self._hrr_done:
+        if not self._hrr_done and self._reassembler.next_expected_seq > 1:
+            # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
+            suite = self._resume_from_cookie(ch, now)
+        elif self._hrr_done:
             self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
@@ -999,38 +1006,50 @@ class Connection:
         self.stats["hello_retry_requests_sent"] += 1
         self._client_hello = ch
         self._suite = CipherSuite(suite)
-        extensions = [
-            ext.make_extension(
-                ExtensionType.supported_versions,
-                ext.push_supported_versions_server,
-                DTLS13_VERSION,
-            )
-        ]
-        if group is not None:
-            extensions.append(
-                ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
-            )
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
-            extensions.append(
-                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
-            )
-        hrr = msgs.ServerHello(
-            random=msgs.HELLO_RETRY_REQUEST_RANDOM,
-            cipher_suite=suite,
-            extensions=tuple(extensions),
-        )
         self._start_flight()
-        self._add_message(hrr, 0)
+        self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
         with self._records.datagram_writer(self.mtu) as w:
             assert self._flight is not None
             self._flight.emit(w)
             self._queue(w.finish())
+
+    def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
+        """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
+
+        RFC 9147 §5.1: ClientHello1 enters the transcript as message_hash, so its hash
+        is enough; the HRR is rebuilt byte for byte from the suite and group.
+        """
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            raise MissingExtension("ClientHello with message_seq 1 but no cookie")
+        cookie = _decode(data, ext.pull_cookie)
+        contents = cfg.cookie_jar.check(cookie, now, self.peer_address)
+        if contents is None or len(contents.extra) != 4:
+            raise IllegalParameter("invalid or expired cookie")
+        suite_code, group = (int(v) for v in struct.unpack("!HH", contents.extra))
+        if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
+            raise IllegalParameter("cookie names a suite no longer offered")
+        suite = CipherSuite(suite_code)
+        params = SUITES[suite]
+        self._transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
+        hrr = hello_retry_request(suite, group or None, cookie)
+        msg_type, hrr_body = msgs.push_message(hrr)
+        self._transcript.add(msg_type, hrr_body)
+        self._hrr_done = True
+        self._hrr_cookie = cookie
+        self._hrr_group = group or None
+        self._suite = suite
+        self._send_seq = 1  # the HRR was message 0
+        return suite
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int, now: float) -> None:
         cfg = self.config
@@ -1195,6 +1214,24 @@ class Connection:
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)
+
+
+def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
+    """The HelloRetryRequest for these choices; the same inputs give the same bytes."""
+    extensions = [
+        ext.make_extension(
+            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+        )
+    ]
+    if group is not None:
+        extensions.append(
+            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
+        )
+    if cookie is not None:
+        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
+    return msgs.ServerHello(
+        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
+    )
 
 
 def _decode(data: bytes, pull: Any) -> Any:

@@ -48,3 +48,51 @@ def test_hello_retry_with_group_and_cookie_together() -> None:
     assert pair.handshake()
     assert pair.client.stats["hello_retry_requests_received"] == 1
     pair.close()
+
+
+def test_second_client_hello_completes_on_a_server_that_kept_no_state() -> None:
+    """RFC 9147 §5.1: everything the server needs after its HRR travels in the cookie."""
+    from dtls_pair import SERVER_ADDR, wall_clock
+
+    from dtls13.connection import Connection
+
+    secret = b"s" * 32
+    pair = make_pair(server={"require_cookie": True, "cookie_secret": secret})
+    pair.client.connect(SERVER_ADDR, pair.net.now)
+    # Let ClientHello1 reach the first server and its HRR come back, then replace the
+    # server with a fresh one that shares only the cookie secret.
+    assert pair.net.run(lambda: pair.client.stats["hello_retry_requests_received"] == 1)
+    fresh = Connection(
+        pair.server.config, pools=pair.pools, wall_clock=wall_clock, first_message_seq=1
+    )
+    pair.server.close()
+    pair.net.flush()
+    pair.server = fresh
+    pair.net.add(SERVER_ADDR, fresh)
+    assert pair.net.run(pair.completed)
+    pair.client.send(b"stateless")
+    pair.net.run(lambda: pair.received("server") == [b"stateless"])
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_second_client_hello_with_a_forged_cookie_is_refused() -> None:
+    from dtls_pair import SERVER_ADDR, configs, wall_clock
+
+    from dtls13.connection import Connection
+
+    pair = make_pair(server={"require_cookie": True})
+    pair.client.connect(SERVER_ADDR, pair.net.now)
+    assert pair.net.run(lambda: pair.client.stats["hello_retry_requests_received"] == 1)
+    # A server with another secret cannot have issued this cookie.
+    _, other = configs(server={"require_cookie": True})
+    fresh = Connection(other, pools=pair.pools, wall_clock=wall_clock, first_message_seq=1)
+    pair.server.close()
+    pair.net.flush()
+    pair.server = fresh
+    pair.net.add(SERVER_ADDR, fresh)
+    pair.net.run(lambda: pair.terminated("server") is not None)
+    ended = pair.terminated("server")
+    assert ended is not None and ended.alert is not None
+    assert ended.alert.name == "illegal_parameter"
+    pair.close()
