@@ -77,6 +77,7 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
 def _now_utc() -> datetime.datetime:
@@ -620,6 +621,9 @@ class Connection:
                 break
             handled = True
             msg_type = message.msg_type
+            if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
+                # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
+                raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
             if msg_type not in ACCEPTS[self.state]:
                 raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
             try:

@@ -96,3 +96,43 @@ def test_second_client_hello_with_a_forged_cookie_is_refused() -> None:
     assert ended is not None and ended.alert is not None
     assert ended.alert.name == "illegal_parameter"
     pair.close()
+
+
+def _plaintext_handshake(msg_type: int, body: bytes, seq: int = 0) -> bytes:
+    """A DTLS 1.2-style plaintext record with one whole handshake message."""
+    n = len(body)
+    hs = bytes([msg_type]) + n.to_bytes(3, "big") + seq.to_bytes(2, "big") + bytes(3)
+    hs += n.to_bytes(3, "big") + body
+    return b"\x16\xfe\xfd" + bytes(8) + len(hs).to_bytes(2, "big") + hs
+
+
+def test_dtls12_hello_verify_request_ends_with_protocol_version() -> None:
+    from dtls_pair import SERVER_ADDR
+
+    pair = make_pair()
+    pair.client.connect(SERVER_ADDR, 0.0)
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        lease.release()
+    hvr = _plaintext_handshake(3, b"\xfe\xfd\x04abcd")  # HelloVerifyRequest, RFC 6347
+    pair.client.receive_datagram(hvr, SERVER_ADDR, 0.1)
+    ended = pair.terminated("client")
+    assert ended is not None and ended.alert is not None
+    assert ended.alert.name == "protocol_version"
+    for lease, _ in pair.client.datagrams_to_send(0.1):
+        assert bytes(lease)[0] == 0x15  # the alert goes out in plaintext
+        lease.release()
+    pair.close()
+
+
+def test_dtls12_client_hello_gets_protocol_version() -> None:
+    from dtls_pair import CLIENT_ADDR
+
+    pair = make_pair()
+    body = (
+        b"\xfe\xfd" + bytes(32) + b"\x00" + b"\x00" + b"\x00\x02\xc0\x2b" + b"\x01\x00"
+    )  # DTLS 1.2 ClientHello: no extensions at all
+    pair.server.receive_datagram(_plaintext_handshake(1, body), CLIENT_ADDR, 0.0)
+    ended = pair.terminated("server")
+    assert ended is not None and ended.alert is not None
+    assert ended.alert.name == "protocol_version"
+    pair.close()
