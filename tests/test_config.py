@@ -61,7 +61,7 @@ def test_server_needs_certificate_and_key() -> None:
 
 def test_missing_certificate_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
-    with pytest.raises(FileNotFoundError, match="nope.pem"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pem"):
         ServerConfig(certificate_chain=str(missing), private_key=str(missing))
 
 
