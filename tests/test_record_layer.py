@@ -290,7 +290,8 @@ def test_non_buffer_and_odd_inputs(pools: PoolSet) -> None:
     assert b.receive_datagram_untrusted(b"", 0.0) == []
     assert b.receive_datagram_untrusted(memoryview(b"\x00" * 8).cast("B", (2, 4)), 0.0) == []
     assert b.receive_datagram_untrusted(b"\x17\xfe\xfd" + bytes(10), 0.0) == []
-    assert b.drops["bad_header"] == 2
+    assert b.receive_datagram_untrusted(12345, 0.0) == []  # type: ignore[arg-type]
+    assert b.drops["bad_header"] == 4
 
 
 def test_random_datagrams_never_raise(pools: PoolSet) -> None:

@@ -36,10 +36,10 @@ peers that want them); receivers accept every header form.
 
 from __future__ import annotations
 
-from .._fast import DatagramWriter
+from .._fast import DatagramWriter, InboundRecord
 from .ack import pull_ack, push_ack
 from .header import ContentType, RecordNumber, epoch_from_bits
-from .layer import DROP_REASONS, InboundRecord, RecordLayer
+from .layer import DROP_REASONS, RecordLayer
 from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, EpochKeys, derive_record_keys
 
 __all__ = [

@@ -13,16 +13,12 @@ from typing import Final
 from typing_extensions import Buffer as BufferLike
 
 from .._fast import (
-    OPEN_AUTH_FAILED,
-    OPEN_REPLAY,
     DatagramWriter,
-    DecodeError,
-    Lease,
-    MemoryBudgetExceeded,
+    InboundRecord,
     Owner,
-    ReplayWindow,
+    ReadEpoch,
     WriteEpoch,
-    parse_header_untrusted,
+    read_datagram_untrusted,
     unified_header_length,
 )
 from ..alerts import LocalProtocolError
@@ -32,9 +28,8 @@ from .header import (
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
     ContentType,
-    RecordNumber,
 )
-from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, MASK_SAMPLE, EpochKeys
+from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, EpochKeys
 
 DROP_REASONS: Final = (
     "bad_header",  # unparsable header: the rest of the datagram is discarded too
@@ -56,59 +51,6 @@ _INNER_TYPES: Final = frozenset({21, 22, 23, 26})
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
 DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
-
-
-class InboundRecord:
-    """A record received and deprotected; `payload` is a view into a pooled lease.
-
-    Call `release()` exactly once when done with the payload.
-    """
-
-    __slots__ = ("_lease", "content_type", "epoch", "payload", "sequence_number")
-
-    def __init__(
-        self,
-        epoch: int,
-        sequence_number: int,
-        content_type: ContentType,
-        payload: memoryview,
-        lease: Lease,
-    ) -> None:
-        self.epoch = epoch
-        self.sequence_number = sequence_number
-        self.content_type = content_type
-        self.payload = payload
-        self._lease = lease
-
-    @property
-    def record_number(self) -> RecordNumber:
-        return RecordNumber(self.epoch, self.sequence_number)
-
-    def tobytes(self) -> bytes:
-        return self.payload.tobytes()
-
-    def release(self) -> None:
-        """Give the payload's lease back to its pool (once)."""
-        self.payload.release()
-        self._lease.release()
-
-    def __repr__(self) -> str:
-        return (
-            f"<InboundRecord {self.content_type.name} epoch={self.epoch} "
-            f"seq={self.sequence_number} {len(self.payload)} B>"
-        )
-
-
-class _ReadEpoch:
-    __slots__ = ("epoch", "failures", "keys", "limit", "retire_at", "window")
-
-    def __init__(self, epoch: int, keys: EpochKeys, window: int, limit: int) -> None:
-        self.epoch = epoch
-        self.keys = keys
-        self.window = ReplayWindow(window)
-        self.failures = 0
-        self.limit = limit
-        self.retire_at: float | None = None
 
 
 class RecordLayer:
@@ -158,8 +100,8 @@ class RecordLayer:
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
         self._write: dict[int, WriteEpoch] = {0: WriteEpoch(0, None, SEQUENCE_LIMIT)}
-        self._read: dict[int, _ReadEpoch] = {}
-        self._read_by_bits: dict[int, _ReadEpoch] = {}
+        self._read: dict[int, ReadEpoch] = {}
+        self._read_by_bits: dict[int, ReadEpoch] = {}
         self._retired_bits: dict[int, int] = {}
         self._plaintext_readable = True
         self._plaintext_retire_at: float | None = None
@@ -214,9 +156,8 @@ class RecordLayer:
             # Only two epoch bits are on the wire: at most four epochs can be live.
             self._retire(clash)
         limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
-        state = _ReadEpoch(
-            epoch, EpochKeys(epoch, suite, traffic_secret), self.replay_window, limit
-        )
+        keys = EpochKeys(epoch, suite, traffic_secret)
+        state = ReadEpoch(epoch, keys.cipher, self.replay_window, limit)
         self._read[epoch] = state
         self._read_by_bits[epoch & 3] = state
         self._retired_bits.pop(epoch & 3, None)
@@ -235,7 +176,7 @@ class RecordLayer:
         if state is not None:
             self._retire(state)
 
-    def _retire(self, state: _ReadEpoch) -> None:
+    def _retire(self, state: ReadEpoch) -> None:
         del self._read[state.epoch]
         if self._read_by_bits.get(state.epoch & 3) is state:
             del self._read_by_bits[state.epoch & 3]
@@ -318,111 +259,29 @@ class RecordLayer:
     # -- receiving ----------------------------------------------------------
 
     def receive_datagram_untrusted(self, data: BufferLike, now: float) -> list[InboundRecord]:
-        """Every valid record of a datagram, in order; invalid ones are dropped and counted."""
+        """Every valid record of a datagram, in order; invalid ones are dropped and counted.
+
+        Each record's `content_type` is a ContentType; release each record when done.
+        """
         if self.closed:
             return []
         self.expire(now)
         self.datagrams_received += 1
-        try:
-            view = memoryview(data)
-            if view.ndim != 1 or view.itemsize != 1:
-                view = view.cast("B")
-        except (TypeError, ValueError):
-            self.drops["bad_header"] += 1
-            return []
-        out: list[InboundRecord] = []
-        with view:
-            n = view.nbytes
-            offset = 0
-            cid_length = self.read_cid_length
-            first_cid: memoryview | None = None
-            while offset < n:
-                try:
-                    first, epoch, seq, hl, length = parse_header_untrusted(view, offset, cid_length)
-                except DecodeError:
-                    # Later records cannot be located: the rest goes too.
-                    self.drops["bad_header"] += 1
-                    break
-                if cid_length > 0 and first >= 0x20:
-                    cid = view[offset + 1 : offset + 1 + cid_length]
-                    if first_cid is None:
-                        first_cid = cid
-                    elif cid != first_cid:
-                        # §4: "the rest of the datagram MUST be discarded".
-                        self.drops["bad_cid"] += 1
-                        break
-                start = offset + hl
-                if first < 0x20:
-                    record = self._read_plaintext(view, first, epoch, seq, start, length)
-                else:
-                    record = self._read_ciphertext(view, offset, epoch, hl, length, now)
-                if record is not None:
-                    out.append(record)
-                offset = start + length
-        self.records_received += len(out)
-        return out
-
-    def _read_plaintext(
-        self, view: memoryview, ctype: int, epoch: int, seq: int, start: int, length: int
-    ) -> InboundRecord | None:
-        if epoch != 0:
-            self.drops["unknown_epoch"] += 1
-            return None
-        if not self._plaintext_readable:
-            self.drops["retired_epoch"] += 1
-            return None
-        # Unauthenticated: no replay window (an attacker could only poison it);
-        # the handshake layer discards duplicates by message_seq.
-        try:
-            lease = self._acquire(length, self._owner)
-        except MemoryBudgetExceeded:
-            self.drops["budget"] += 1
-            return None
-        lease.write(0, view[start : start + length])
-        return InboundRecord(0, seq, _CONTENT_TYPES[ctype], lease.view(0, length), lease)
-
-    def _read_ciphertext(
-        self, view: memoryview, offset: int, bits: int, hl: int, length: int, now: float
-    ) -> InboundRecord | None:
-        drops = self.drops
-        state = self._read_by_bits.get(bits)
-        if state is None:
-            if bits in self._retired_bits:
-                drops["retired_epoch"] += 1
-            else:
-                drops["unknown_epoch"] += 1
-            return None
-        # §4.2.3: "Receivers MUST reject shorter records as if they had failed
-        # deprotection" (this also guarantees room for the tag).
-        if length < MASK_SAMPLE:
-            drops["too_short"] += 1
-            return None
-        if state.failures >= state.limit:
-            drops["integrity_limit"] += 1
-            return None
-        keys = state.keys
-        try:
-            lease = self._acquire(length - keys.tag_length, self._owner)
-        except MemoryBudgetExceeded:
-            drops["budget"] += 1
-            return None
-        seq, index, ctype = keys.cipher.open_untrusted(
-            view, offset, hl, length, state.window, lease
+        records, newest = read_datagram_untrusted(
+            data,
+            self.read_cid_length,
+            self._read_by_bits,
+            self._retired_bits,
+            self._plaintext_readable,
+            self._acquire,
+            self._owner,
+            self.drops,
+            _CONTENT_TYPES,
         )
-        if index < 0:
-            lease.release()
-            if index == OPEN_AUTH_FAILED:
-                # §4.5.3: "count the number of received packets that fail authentication".
-                state.failures += 1
-                drops["auth_failed"] += 1
-            elif index == OPEN_REPLAY:
-                drops["replay"] += 1
-            else:
-                drops["bad_content_type"] += 1
-            return None
-        if state.epoch > self._newest_used:
-            self._used(state.epoch, now)
-        return InboundRecord(state.epoch, seq, _CONTENT_TYPES[ctype], lease.view(0, index), lease)
+        if newest > self._newest_used:
+            self._used(newest, now)
+        self.records_received += len(records)
+        return records
 
     # -- lifecycle ----------------------------------------------------------
 
