@@ -7,11 +7,13 @@ import os
 
 import pytest
 import record_reference as ref
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dtls13.alerts import LocalProtocolError
 from dtls13.crypto.suites import CipherSuite
 from dtls13.memory import MemoryBudgetExceeded, PoolSet
-from dtls13.record import ContentType, InboundRecord, RecordLayer, RecordNumber
+from dtls13.record import DROP_REASONS, ContentType, InboundRecord, RecordLayer, RecordNumber
 
 SUITES = list(CipherSuite)
 EPOCHS = [1, 2, 3, 4, 7]
@@ -543,3 +545,70 @@ def test_api_misuse(pools: PoolSet) -> None:
     assert a.write_epoch == 3 and a.write_epochs() == [0, 3]
     a.retire_write_epoch(0)
     assert a.write_epochs() == [3]
+
+
+# -- fuzzing the network-facing entry point ------------------------------------------------
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_datagrams_never_raise(pools: PoolSet, data: st.DataObject) -> None:
+    suite = data.draw(st.sampled_from(SUITES))
+    secret = secret_for(suite)
+    cid = data.draw(st.sampled_from([b"", b"\x01\x02"]))
+    b = RecordLayer(pools, read_cid_length=len(cid), replay_window=64)
+    b.install_read_epoch(2, suite, secret, 0.0)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    parts = [
+        ref.plaintext(22, 1, b"hello"),
+        ref.protect(suite, secret, 2, 7, 22, b"handshake bytes", cid=cid),
+        ref.protect(suite, secret, 3, 300, 23, b"app" * 5, seq_bits=8, cid=cid),
+        ref.protect(suite, secret, 3, 301, 23, b"last" * 3, with_length=False, cid=cid),
+    ]
+    datagram = bytearray(b"".join(parts))
+    for _ in range(data.draw(st.integers(0, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(0, len(datagram) - 1)))
+        if kind == "flip" and datagram:
+            datagram[pos] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del datagram[pos:]
+        else:
+            datagram[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    got = take(b.receive_datagram_untrusted(bytes(datagram), 0.0))
+    assert len(got) + sum(b.drops.values()) >= 1
+    b.close()
+
+
+def test_statistics_and_counters(pools: PoolSet) -> None:
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    a, b = make_pair(pools, suite, 3, secret_for(suite))
+    (d,) = send(a, [(0, 22, b"ch"), (3, 23, b"one"), (3, 23, b"two")])
+    assert a.records_sent == 3 and a.next_sequence_number(3) == 2
+    assert a.record_overhead(0) == 13 and a.record_overhead(3) == 5 + 1 + 16
+    take(b.receive_datagram_untrusted(d, 0.0))
+    take(b.receive_datagram_untrusted(d, 0.0))
+    stats = b.stats
+    # The plaintext record has no replay window; the protected copies are replays.
+    assert stats["records_received"] == 4 and stats["datagrams_received"] == 2
+    assert stats["drops"] == {**dict.fromkeys(DROP_REASONS, 0), "replay": 2}
+    assert stats["read_epochs"] == [0, 3]
+    a.retire_write_epoch(0)
+    assert a.records_sent == 3
+
+
+def test_space_with_omitted_length(pools: PoolSet) -> None:
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    a, b = make_pair(pools, suite, 3, secret_for(suite), omit_last_length=True)
+    with a.datagram_writer(200) as w:
+        full = w.space(3)
+        last = w.space(3, last=True)
+        assert last == full + 2
+        assert w.add(3, 23, bytes(last), last=True) is not None
+        (lease,) = w.finish()
+        assert len(lease) == 200
+        got = take(b.receive_datagram_untrusted(lease, 0.0))
+        lease.release()
+    assert got == [(3, 0, 23, bytes(last))]

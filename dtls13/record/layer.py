@@ -285,6 +285,11 @@ class RecordLayer:
 
     # -- lifecycle ----------------------------------------------------------
 
+    @property
+    def stats(self) -> dict[str, object]:
+        """Same as statistics()."""
+        return self.statistics()
+
     def statistics(self) -> dict[str, object]:
         """Counters for diagnostics: records, datagrams, drops by reason, epochs."""
         return {
