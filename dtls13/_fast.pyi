@@ -357,6 +357,8 @@ def read_datagram_untrusted(
     owner: Owner | None,
     drops: dict[str, int],
     content_types: dict[int, Any],
+    pending: list[Lease] | None = None,
+    max_pending: int = 0,
 ) -> tuple[list[InboundRecord], int]: ...
 
 # --- handshake (dtls13/_fast_handshake.pxi) ---

@@ -1113,14 +1113,17 @@ cdef inline void _count(dict drops, str reason):
 
 def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict retired_bits,
                             bint plaintext_readable, acquire, owner, dict drops,
-                            dict content_types):
+                            dict content_types, list pending=None, Py_ssize_t max_pending=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
     `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` holds
     bits of retired epochs (their records count as "retired_epoch");
     `content_types` maps a content type value to the object put in the
-    record. Returns ``(records, newest epoch that deprotected a record or -1)``.
-    Never raises for anything in `data`.
+    record. Records of an epoch neither live nor retired (its keys may come
+    next) are copied whole into leases appended to `pending`, up to
+    `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
+    ``(records, newest epoch that deprotected a record or -1)``. Never raises
+    for anything in `data`.
     """
     cdef Py_buffer v
     cdef list out = []
@@ -1175,8 +1178,18 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict reti
                     break
             obj = by_bits.get(<int>h.epoch)
             if obj is None:
-                _count(drops, "retired_epoch" if <int>h.epoch in retired_bits
-                       else "unknown_epoch")
+                if (pending is not None and len(pending) < max_pending
+                        and h.length >= _MASK_SAMPLE and <int>h.epoch not in retired_bits):
+                    try:
+                        lease = acquire(h.header_length + h.length, owner)
+                    except MemoryBudgetExceeded:
+                        _count(drops, "budget")
+                    else:
+                        memcpy(lease._ptr, p + o, h.header_length + h.length)
+                        pending.append(lease)
+                else:
+                    _count(drops, "retired_epoch" if <int>h.epoch in retired_bits
+                           else "unknown_epoch")
                 o = start + h.length
                 continue
             st = <ReadEpoch>obj

@@ -15,6 +15,7 @@ from typing_extensions import Buffer as BufferLike
 from .._fast import (
     DatagramWriter,
     InboundRecord,
+    Lease,
     Owner,
     ReadEpoch,
     WriteEpoch,
@@ -42,6 +43,7 @@ DROP_REASONS: Final = (
     "replay",  # sequence number already seen or left of the window (§4.5.1)
     "bad_content_type",  # no or unknown inner content type
     "budget",  # no pooled memory for the plaintext
+    "pending_expired",  # buffered for keys that did not come in time
 )
 
 # RFC 9147 §4.1: content types a DTLSPlaintext record may carry.
@@ -64,6 +66,9 @@ class RecordLayer:
     `write_cid`: the peer's connection ID, put in every record we send (None: none).
     `read_cid_length`: the length of the connection ID we issued (0: none).
     `retire_after`: seconds an older read epoch stays usable after a newer one is used.
+    `max_pending` / `pending_lifetime`: records of an epoch whose keys are not installed
+    yet (e.g. encrypted handshake records in the datagram of ServerHello) are kept, at
+    most this many for at most this many seconds, until `receive_pending()`.
     `confidentiality_limit` / `integrity_limit`: override the per-suite limits of §4.5.3.
     """
 
@@ -79,6 +84,8 @@ class RecordLayer:
         write_cid: bytes | None = None,
         read_cid_length: int = 0,
         retire_after: float = DEFAULT_RETIRE_AFTER,
+        max_pending: int = 16,
+        pending_lifetime: float = 10.0,
         confidentiality_limit: int | None = None,
         integrity_limit: int | None = None,
     ) -> None:
@@ -96,6 +103,10 @@ class RecordLayer:
         self.write_cid = write_cid
         self.read_cid_length = read_cid_length
         self.retire_after = retire_after
+        self.max_pending = max_pending
+        self.pending_lifetime = pending_lifetime
+        self._pending: list[Lease] = []
+        self._pending_times: list[float] = []
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
@@ -183,7 +194,17 @@ class RecordLayer:
         self._retired_bits[state.epoch & 3] = state.epoch
 
     def expire(self, now: float) -> None:
-        """Retire older read epochs whose grace period has passed."""
+        """Retire older read epochs whose grace period has passed; drop stale pending records."""
+        if self._pending_times and now - self._pending_times[0] > self.pending_lifetime:
+            keep = [
+                i for i, t in enumerate(self._pending_times) if now - t <= self.pending_lifetime
+            ]
+            self.drops["pending_expired"] += len(self._pending) - len(keep)
+            for i, lease in enumerate(self._pending):
+                if i not in keep:
+                    lease.release()
+            self._pending = [self._pending[i] for i in keep]
+            self._pending_times = [self._pending_times[i] for i in keep]
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_readable = False
             self._plaintext_retire_at = None
@@ -277,11 +298,48 @@ class RecordLayer:
             self._owner,
             self.drops,
             _CONTENT_TYPES,
+            self._pending,
+            self.max_pending,
         )
+        if len(self._pending_times) < len(self._pending):
+            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
         if newest > self._newest_used:
             self._used(newest, now)
         self.records_received += len(records)
         return records
+
+    @property
+    def pending_count(self) -> int:
+        """Records kept for read keys not installed yet."""
+        return len(self._pending)
+
+    def receive_pending(self, now: float) -> list[InboundRecord]:
+        """Deprotect the kept records with the read keys installed since (call after
+        install_read_epoch); those still without keys are dropped and counted."""
+        self.expire(now)
+        pending, self._pending, self._pending_times = self._pending, [], []
+        out: list[InboundRecord] = []
+        try:
+            for lease in pending:
+                records, newest = read_datagram_untrusted(
+                    lease,
+                    self.read_cid_length,
+                    self._read_by_bits,
+                    self._retired_bits,
+                    self._plaintext_readable,
+                    self._acquire,
+                    self._owner,
+                    self.drops,
+                    _CONTENT_TYPES,
+                )
+                if newest > self._newest_used:
+                    self._used(newest, now)
+                out += records
+        finally:
+            for lease in pending:
+                lease.release()
+        self.records_received += len(out)
+        return out
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -300,15 +358,19 @@ class RecordLayer:
             "write_epochs": self.write_epochs(),
             "read_epochs": self.read_epochs(),
             "auth_failures": {e: s.failures for e, s in self._read.items()},
+            "pending": len(self._pending),
         }
 
     def close(self) -> None:
         """Forget all keys; later datagrams are ignored and writers refused.
 
-        The layer holds no leases itself: received records belong to the caller
+        Pending records are released. Received records belong to the caller
         until released, and unfinished writers release theirs with `abort()` (or
         on leaving their `with` block); `pools.release_owner(owner)` reclaims all.
         """
+        for lease in self._pending:
+            lease.release()
+        self._pending, self._pending_times = [], []
         self._retired_sent = self.records_sent
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
