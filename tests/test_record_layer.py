@@ -652,3 +652,54 @@ def test_space_with_omitted_length(pools: PoolSet) -> None:
         got = take(b.receive_datagram_untrusted(lease, 0.0))
         lease.release()
     assert got == [(3, 0, 23, bytes(last))]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    suite=st.sampled_from(SUITES),
+    seq_bits=st.sampled_from([8, 16]),
+    padding=st.sampled_from([0, 1, 7, 32]),
+    cid=st.sampled_from([b"", b"\xaa", b"12345678"]),
+    omit=st.booleans(),
+    mtu=st.integers(60, 1500),
+    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+)
+def test_packed_datagrams_round_trip(
+    pools: PoolSet,
+    suite: CipherSuite,
+    seq_bits: int,
+    padding: int,
+    cid: bytes,
+    omit: bool,
+    mtu: int,
+    payloads: list[bytes],
+) -> None:
+    secret = secret_for(suite, 1)
+    a = RecordLayer(
+        pools, seq_bits=seq_bits, padding=padding, write_cid=cid or None, omit_last_length=omit
+    )
+    b = RecordLayer(pools, read_cid_length=len(cid))
+    a.install_write_epoch(3, suite, secret)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    sent = []
+    with a.datagram_writer(mtu) as w:
+        for i, payload in enumerate(payloads):
+            epoch = 0 if i % 3 == 2 else 3
+            space = w.space(epoch)
+            part = payload[:space] if space < len(payload) else payload
+            last = i == len(payloads) - 1
+            if space < len(part) or w.add(epoch, 23 if epoch else 22, part, last=last) is None:
+                w.new_datagram()
+                part = part[: w.space(epoch, last=last)]
+                assert w.add(epoch, 23 if epoch else 22, part, last=last) is not None
+            sent.append((epoch, 23 if epoch else 22, part))
+        leases = w.finish()
+        got = []
+        for lease in leases:
+            assert len(lease) <= mtu
+            got += [(e, t, p) for e, _s, t, p in take(b.receive_datagram_untrusted(lease, 0.0))]
+            lease.release()
+    assert got == sent
+    assert sum(b.drops.values()) == 0

@@ -46,10 +46,8 @@ DROP_REASONS: Final = (
     "pending_expired",  # buffered for keys that did not come in time
 )
 
-# RFC 9147 §4.1: content types a DTLSPlaintext record may carry.
-_PLAINTEXT_TYPES: Final = frozenset({21, 22, 26})
-# Figure 5: decrypted content types we process (heartbeat is not supported).
-_INNER_TYPES: Final = frozenset({21, 22, 23, 26})
+# Content types are checked in _fast: DTLSPlaintext carries alert, handshake or
+# ack (RFC 9147 §4.1); protected records also application data (Figure 5).
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
 DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
