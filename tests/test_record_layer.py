@@ -703,3 +703,24 @@ def test_packed_datagrams_round_trip(
             lease.release()
     assert got == sent
     assert sum(b.drops.values()) == 0
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
+def test_bad_inner_content_types_and_minimal_forgeries(pools: PoolSet, suite: CipherSuite) -> None:
+    secret = secret_for(suite)
+    b = RecordLayer(pools)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    # Heartbeat (24) is not processed; all-zero TLSInnerPlaintext has no type (RFC 8446 §5.4).
+    assert b.receive_datagram_untrusted(ref.protect(suite, secret, 3, 0, 24, b"hb" * 8), 0) == []
+    assert (
+        b.receive_datagram_untrusted(ref.protect(suite, secret, 3, 1, 0, b"", padding=16), 0) == []
+    )
+    assert b.drops["bad_content_type"] == 2
+    # Forgeries of exactly the mask sample size and around it fail authentication.
+    for n in (16, 17, 24):
+        assert b.receive_datagram_untrusted(bytes([0x2F, 0, 0, 0, n]) + bytes(n), 0) == []
+    assert b.drops["auth_failed"] == 3
+    assert b.receive_datagram_untrusted(bytes([0x2F, 0, 0, 0, 15]) + bytes(15), 0) == []
+    assert b.drops["too_short"] == 1
+    alert = ref.protect(suite, secret, 3, 0, 21, b"\x01\x00", padding=8)
+    assert take(b.receive_datagram_untrusted(alert, 0)) == [(3, 0, 21, b"\x01\x00")]
