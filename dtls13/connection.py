@@ -211,21 +211,31 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         self._now = now
-        records = self._records.iter_datagram_untrusted(data, now)
-        try:
-            for record in records:
-                try:
-                    self.stats["records_in"] += 1
-                    if not self._guard(now, partial(self._handle_record, record, now)):
-                        break
-                finally:
-                    record.release()
-                if self.closed:
-                    break
-        finally:
-            records.close()
+        records = self._records.receive_datagram_untrusted(data, now)
+        while records:
+            epochs = len(self._records.read_epochs())
+            self._handle_records(records, now)
+            # Records that came ahead of their keys (a ServerHello and epoch-2 records in
+            # one datagram) are read once handling the earlier ones installed the keys.
+            if self.closed or not self._records.pending_count:
+                break
+            if len(self._records.read_epochs()) == epochs:
+                break
+            records = self._records.receive_pending(now)
         if not self.closed and self._records.integrity_limit_reached:
             self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+
+    def _handle_records(self, records: list[Any], now: float) -> None:
+        try:
+            for record in records:
+                if self.closed:
+                    break
+                self.stats["records_in"] += 1
+                if not self._guard(now, partial(self._handle_record, record, now)):
+                    break
+        finally:
+            for record in records:
+                record.release()
 
     def datagrams_to_send(self, now: float) -> list[tuple[Lease, Address]]:
         """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
