@@ -538,7 +538,8 @@ def test_writer_space_is_exact(pools: PoolSet) -> None:
             w = a.datagram_writer(300)
             assert w.add(3, 23, b"q" * 50) is not None
             for epoch in (0, 3):
-                space = max(w.space(epoch), 0)
+                space = w.space(epoch)
+                assert space > 0
                 assert w.add(epoch, 23, b"q" * (space + 1)) is None
                 assert w.add(epoch, 23, b"q" * space) is not None
                 assert w.remaining >= 0
