@@ -66,6 +66,7 @@ from .handshake.constants import (
 )
 from .handshake.flights import Flight
 from .handshake.fragments import Reassembler, pull_handshake_header
+from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .memory import PoolSet, default_pool_set
@@ -1228,24 +1229,6 @@ class Connection:
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)
-
-
-def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
-    """The HelloRetryRequest for these choices; the same inputs give the same bytes."""
-    extensions = [
-        ext.make_extension(
-            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
-        )
-    ]
-    if group is not None:
-        extensions.append(
-            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
-        )
-    if cookie is not None:
-        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
-    return msgs.ServerHello(
-        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
-    )
 
 
 def _decode(data: bytes, pull: Any) -> Any:
