@@ -1,0 +1,271 @@
+"""DTLSChannel: one DTLS 1.3 association over a DTLSEndpoint's socket, as a trio Channel."""
+
+from __future__ import annotations
+
+from abc import ABCMeta
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+import trio
+from cryptography import x509
+
+from ..alerts import AlertDescription, alert_for
+from ..connection import Connection
+from ..crypto.suites import CipherSuite
+from ..events import ConnectionTerminated, DataReceived, HandshakeCompleted
+from ..handshake.constants import NamedGroup, SignatureScheme
+
+if TYPE_CHECKING:
+    from .endpoint import DTLSEndpoint
+
+_T = TypeVar("_T")
+
+
+class _NoPublicConstructor(ABCMeta):
+    """Instances only through ``cls._create(...)`` (as trio's own DTLSChannel)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__} has no public constructor")
+
+    def _create(cls: type[_T], *args: Any, **kwargs: Any) -> _T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class DTLSChannelStatistics:
+    """Counters of one channel (a snapshot)."""
+
+    incoming_packets_dropped_in_trio: int  # trio's name: receive-queue overflows
+    datagrams_in: int
+    datagrams_out: int
+    records_in: int
+    app_records_out: int
+    app_bytes_in: int
+    app_bytes_out: int
+    retransmissions: int
+    handshake_time: float | None
+    drops: dict[str, int] = field(default_factory=dict)
+    memory_in_use: int = 0
+    memory_high_water: int = 0
+    leases_live: int = 0
+
+
+@final
+class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
+    """A DTLS 1.3 connection; get one from `DTLSEndpoint.connect` or `DTLSEndpoint.serve`.
+
+    ``send``/``receive`` carry one datagram's worth of application data each and run the
+    handshake first if it has not been done. Cancelling any of them loses nothing: the
+    handshake and data already handed over go on in the endpoint's tasks.
+    """
+
+    def __init__(
+        self, endpoint: DTLSEndpoint, conn: Connection, peer_address: Any, *, server: bool
+    ) -> None:
+        self.endpoint = endpoint
+        self.peer_address = peer_address
+        self._conn = conn
+        self._server = server
+        self._connect_sent = server
+        self._queue: deque[bytes] = deque()
+        self._queue_limit = endpoint.incoming_packets_buffer
+        self._lot = trio.lowlevel.ParkingLot()
+        self._handshake: HandshakeCompleted | None = None
+        self._terminated: ConnectionTerminated | None = None
+        self._closed = False
+        self._dropped = 0
+        self._app_records_out = 0
+        self._owns_endpoint = False
+        self._announced = False  # handed to the serve() loop
+        self._buried = False  # scheduled for removal from the endpoint
+
+    # -- called by the endpoint -------------------------------------------------------
+
+    def _process_events(self) -> None:
+        conn = self._conn
+        while (ev := conn.next_event()) is not None:
+            if isinstance(ev, DataReceived):
+                if len(self._queue) >= self._queue_limit:
+                    self._dropped += 1
+                else:
+                    self._queue.append(ev.data)
+            elif isinstance(ev, HandshakeCompleted):
+                self._handshake = ev
+            elif isinstance(ev, ConnectionTerminated):
+                self._terminated = ev
+        self._lot.unpark_all()
+
+    def _endpoint_closed(self) -> None:
+        self._closed = True
+        self._lot.unpark_all()
+
+    def _error(self) -> BaseException:
+        """What a use of a finished channel raises."""
+        if self._closed:
+            return trio.ClosedResourceError("this DTLS channel was closed")
+        t = self._terminated
+        assert t is not None
+        exc = trio.BrokenResourceError(f"DTLS connection ended: {t.reason}")
+        if t.alert is not None and t.alert is not AlertDescription.close_notify:
+            exc.__cause__ = alert_for(t.alert, t.reason)
+        return exc
+
+    # -- the Channel API --------------------------------------------------------------
+
+    async def do_handshake(self) -> None:
+        """Run the handshake (or wait for it); raises BrokenResourceError if it fails."""
+        await trio.lowlevel.checkpoint()
+        if self._handshake is not None:
+            return
+        if self._closed:
+            raise self._error()
+        if not self._connect_sent:
+            self._connect_sent = True
+            self.endpoint._start_client(self)
+        while self._handshake is None:
+            if self._closed or self._terminated is not None:
+                raise self._error()
+            await self._lot.park()
+
+    async def send(self, value: bytes | bytearray | memoryview) -> None:
+        """Send one message as one record; waits until its datagram left the socket."""
+        if not value:
+            raise ValueError("empty DTLS messages are not sent (as in trio)")
+        await self.do_handshake()
+        if self._closed or self._terminated is not None:
+            raise self._error()
+        # ValueError (too big for one record at the MTU) comes from here, before anything
+        # is queued; from here on the message is in the endpoint's hands.
+        self._conn.send(value)
+        self._app_records_out += 1
+        target = self.endpoint._after(self)
+        await self.endpoint._wait_sent(target)
+
+    async def receive(self) -> bytes:
+        """The next message; EndOfChannel after the peer's close_notify."""
+        await self.do_handshake()
+        while not self._queue:
+            if self._closed:
+                raise self._error()
+            t = self._terminated
+            if t is not None:
+                if t.by_peer and t.alert is AlertDescription.close_notify:
+                    raise trio.EndOfChannel
+                raise self._error()
+            await self._lot.park()
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """Close without close_notify (what trio's sync ``close()`` does); see ``aclose``."""
+        if self._closed:
+            return
+        self.endpoint._close_channel(self, notify=False)
+        self._closed = True
+        self._lot.unpark_all()
+        if self._owns_endpoint:
+            self.endpoint.close()
+
+    async def aclose(self) -> None:
+        """Send close_notify (if the handshake got that far) and close the channel."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        target = self.endpoint._close_channel(self, notify=True)
+        self._closed = True
+        self._lot.unpark_all()
+        # Shielded and bounded: close_notify goes out even when aclose runs under cancel.
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1.0):
+                await self.endpoint._wait_sent(target)
+            if self._owns_endpoint:
+                await self.endpoint.aclose()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> DTLSChannel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- MTU, parameters, figures -----------------------------------------------------
+
+    def set_ciphertext_mtu(self, new_mtu: int) -> None:
+        """Largest UDP payload to send to this peer (handshake flights and records)."""
+        self._conn.set_ciphertext_mtu(new_mtu)
+
+    def get_cleartext_mtu(self) -> int:
+        """Largest ``send()`` that fits one datagram at the current MTU."""
+        if self._handshake is None:
+            raise trio.NeedHandshakeError("the handshake has not completed")
+        return self._conn.get_cleartext_mtu()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._terminated is not None
+
+    @property
+    def handshake_info(self) -> HandshakeCompleted | None:
+        """Everything negotiated, once the handshake completed."""
+        return self._handshake
+
+    @property
+    def cipher_suite(self) -> CipherSuite | None:
+        return self._handshake.cipher_suite if self._handshake else None
+
+    @property
+    def group(self) -> NamedGroup | None:
+        return self._handshake.group if self._handshake else None
+
+    @property
+    def signature_scheme(self) -> SignatureScheme | None:
+        return self._handshake.signature_scheme if self._handshake else None
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        return self._handshake.alpn_protocol if self._handshake else None
+
+    @property
+    def peer_certificates(self) -> tuple[x509.Certificate, ...]:
+        return self._handshake.peer_certificates if self._handshake else ()
+
+    @property
+    def terminated(self) -> ConnectionTerminated | None:
+        """How the connection ended (close_notify, an alert, a timeout), or None."""
+        return self._terminated
+
+    def statistics(self) -> DTLSChannelStatistics:
+        s = self._conn.statistics()
+        stats = self._conn.stats
+        drops: dict[str, int] = {"receive_queue_full": self._dropped}
+        for key in ("record_drops", "reassembly"):
+            sub = s.get(key)
+            if isinstance(sub, dict):
+                drops.update({k: v for k, v in sub.items() if isinstance(v, int)})
+        drops.update({k: v for k, v in stats.items() if k.startswith("dropped_")})
+        started, done = self._conn.handshake_started, self._conn.handshake_completed_at
+        return DTLSChannelStatistics(
+            incoming_packets_dropped_in_trio=self._dropped,
+            datagrams_in=stats["datagrams_in"],
+            datagrams_out=stats["datagrams_out"],
+            records_in=stats["records_in"],
+            app_records_out=self._app_records_out,
+            app_bytes_in=stats["app_bytes_in"],
+            app_bytes_out=stats["app_bytes_out"],
+            retransmissions=stats["retransmissions"],
+            handshake_time=None if started is None or done is None else done - started,
+            drops=drops,
+            memory_in_use=self._conn.owner.in_use,
+            memory_high_water=self._conn.owner.high_water,
+            leases_live=self._conn.owner.live,
+        )
+
+    def __repr__(self) -> str:
+        role = "server" if self._server else "client"
+        return f"<DTLSChannel {role} peer={self.peer_address!r} closed={self.closed}>"

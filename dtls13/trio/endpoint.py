@@ -1,0 +1,665 @@
+"""DTLSEndpoint: DTLS 1.3 connections over one trio UDP socket, shaped like trio.DTLSEndpoint.
+
+Three background tasks per endpoint (trio system tasks, holding only a weak reference so
+an endpoint nobody closed can still be collected and warn):
+
+- the receive task: ``recvfrom_into`` a pooled lease, hand it to the sans-IO core, release it;
+- the send task: the only writer of the socket; it sends queued datagrams in order and
+  releases each lease once sent, so a cancelled ``send()`` never loses a datagram;
+- the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import math
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, final
+
+import trio
+
+from ..config import ClientConfig, ServerConfig
+from ..connection import Connection
+from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
+from .channel import DTLSChannel
+
+if TYPE_CHECKING:
+    from ..endpoint import DoSProtectionConfig, ServerEndpoint
+
+MAX_DATAGRAM = 65536
+SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
+
+Handler = Callable[..., Awaitable[object]]
+
+
+def _key(address: Any) -> tuple[str, int]:
+    """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
+    host, port = address[0], address[1]
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).compressed, int(port)
+    except (ValueError, AttributeError):
+        raise ValueError(
+            f"{address!r}: connect() takes an IP address; resolve host names first "
+            "(open_dtls_client does)"
+        ) from None
+
+
+@final
+class DTLSEndpoint:
+    """DTLS 1.3 over one bound trio UDP socket: serve clients, connect to servers, or both.
+
+    Usable as ``async with`` (close_notify to every peer, then close) or plain ``with``
+    (closes at once, as trio's). The endpoint owns the socket and closes it.
+    """
+
+    def __init__(
+        self,
+        socket: trio.socket.SocketType,
+        *,
+        pools: PoolSet | None = None,
+        incoming_packets_buffer: int = 10,
+        dos: DoSProtectionConfig | None = None,
+        cookie_policy: str = "under_load",
+        max_datagram_size: int = MAX_DATAGRAM,
+    ) -> None:
+        self._initialized = False
+        if socket.type != trio.socket.SOCK_DGRAM:
+            raise ValueError("DTLS requires a SOCK_DGRAM socket")
+        if incoming_packets_buffer < 1:
+            raise ValueError("incoming_packets_buffer must be at least 1")
+        if cookie_policy not in ("always", "under_load", "never"):
+            raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        self.socket = socket
+        self.pools = pools if pools is not None else default_pool_set()
+        self.incoming_packets_buffer = incoming_packets_buffer
+        self.dos = dos
+        self.cookie_policy = cookie_policy
+        self._recv_size = min(max_datagram_size, self.pools.largest_class)
+        self._token = trio.lowlevel.current_trio_token()
+        self._owner = self.pools.owner("endpoint", f"trio:{id(self):x}")
+        self._clients: dict[tuple[str, int], DTLSChannel] = {}
+        self._server: ServerEndpoint | None = None
+        self._server_channels: dict[int, DTLSChannel] = {}  # id(Connection) -> channel
+        self._incoming: deque[DTLSChannel] = deque()
+        self._incoming_lot = trio.lowlevel.ParkingLot()
+        # Outgoing datagrams: the send task sends them in order; `_queued` and `_sent`
+        # count them so callers can wait for theirs.
+        self._outq: deque[tuple[Lease, Any]] = deque()
+        self._queued = 0
+        self._sent = 0
+        self._progress = trio.lowlevel.ParkingLot()
+        self._send_wakeup = trio.Event()
+        self._timer_wakeup = trio.Event()
+        # Connections to forget once the datagrams queued before their end have gone.
+        self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
+        self._loops_started = False
+        self._closed = False
+        self.counters: dict[str, int] = {
+            "datagrams_in": 0,
+            "datagrams_out": 0,
+            "dropped_no_connection": 0,
+            "dropped_memory_budget": 0,
+            "send_errors": 0,
+            "receive_errors": 0,
+            "internal_errors": 0,
+        }
+        self.last_internal_error: BaseException | None = None
+        self._initialized = True
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def __del__(self) -> None:
+        if not getattr(self, "_initialized", False) or self._closed:
+            return
+        try:
+            self._token.run_sync_soon(self.close)
+        except RuntimeError:  # the trio run is over: release what we can right here
+            self.close()
+        warnings.warn(
+            f"unclosed DTLS endpoint {self!r}", ResourceWarning, source=self, stacklevel=1
+        )
+
+    def __enter__(self) -> DTLSEndpoint:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> DTLSEndpoint:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close every connection and the socket now (close_notify not awaited)."""
+        if self._closed:
+            return
+        self._closed = True
+        channels = [*self._clients.values(), *self._server_channels.values()]
+        for ch in channels:
+            ch._conn.close()
+            ch._endpoint_closed()
+        for lease, _ in self._outq:
+            if not lease.released:
+                lease.release()
+        self._outq.clear()
+        for ch in self._clients.values():
+            self._drop_output(ch._conn)
+        while self._graveyard:
+            self._forget(self._graveyard.popleft()[1])
+        for ch in list(self._clients.values()):
+            self._forget(ch)
+        self._stop_server()
+        self.pools.release_owner(self._owner)
+        self.socket.close()
+        self._send_wakeup.set()
+        self._timer_wakeup.set()
+        self._progress.unpark_all()
+        self._incoming_lot.unpark_all()
+
+    async def aclose(self) -> None:
+        """close_notify to every peer (waiting up to a second for it to go), then close."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        for ch in [*self._clients.values(), *self._server_channels.values()]:
+            if not ch.closed:
+                self._close_channel(ch, notify=True)
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+            await self._wait_sent(self._queued)
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this DTLS endpoint was closed")
+
+    # -- client side ------------------------------------------------------------------
+
+    def connect(self, address: tuple[str, int], config: ClientConfig) -> DTLSChannel:
+        """A channel to `address` (an IP literal and port); the handshake starts on first use.
+
+        Synchronous as in trio: nothing is sent until ``do_handshake``, ``send`` or
+        ``receive``, so the MTU can be set first. A channel already open to the same
+        address is closed (close_notify) and replaced.
+        """
+        self._check_closed()
+        if not isinstance(config, ClientConfig):
+            raise TypeError("connect() needs a ClientConfig")
+        key = _key(address)
+        old = self._clients.get(key)
+        if old is not None:
+            self._close_channel(old, notify=True)
+            old._endpoint_closed()
+        conn = Connection(config, pools=self.pools, peer_address=address, owner_parent=self._owner)
+        channel: DTLSChannel = DTLSChannel._create(self, conn, address, server=False)
+        self._clients[key] = channel
+        self._ensure_loops()
+        return channel
+
+    def _start_client(self, channel: DTLSChannel) -> None:
+        self._check_closed()
+        channel._conn.connect(channel.peer_address, trio.current_time())
+        self._after(channel)
+
+    # -- server side ------------------------------------------------------------------
+
+    async def serve(
+        self,
+        config: ServerConfig,
+        handler: Handler,
+        *args: Any,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections and run ``await handler(channel, *args)`` for each.
+
+        The handler starts once the handshake has completed; when it returns the channel
+        is closed with close_notify. Runs until cancelled or the endpoint is closed.
+        """
+        from ..endpoint import ServerEndpoint
+
+        self._check_closed()
+        if not isinstance(config, ServerConfig):
+            raise TypeError("serve() needs a ServerConfig")
+        if self._server is not None:
+            raise trio.BusyResourceError("another task is already serving on this endpoint")
+        try:
+            if self.socket.getsockname()[1] == 0:
+                raise OSError
+        except OSError:
+            raise RuntimeError("the DTLS socket must be bound before it can serve") from None
+        kwargs: dict[str, Any] = {"pools": self.pools, "cookie_policy": self.cookie_policy}
+        if self.dos is not None:
+            kwargs["dos"] = self.dos
+        self._server = ServerEndpoint(config, **kwargs)
+        self._ensure_loops()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    while not self._incoming and not self._closed:
+                        await self._incoming_lot.park()
+                    if self._closed:
+                        break
+                    channel = self._incoming.popleft()
+                    nursery.start_soon(_run_handler, handler, channel, args)
+        finally:
+            if self._server is not None and not self._closed:
+                for ch in list(self._server_channels.values()):
+                    if not ch.closed:
+                        self._close_channel(ch, notify=True)
+                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                    await self._wait_sent(self._queued)
+            self._stop_server()
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for ch in self._server_channels.values():
+            ch._endpoint_closed()
+        server.close()
+        for lease, _ in server.datagrams_to_send(0.0):
+            lease.release()
+        # This releases the connections' memory, datagrams still in our queue included;
+        # the send task skips released leases.
+        server.release()
+        self._server_channels.clear()
+        self._incoming.clear()
+        self._graveyard = deque(g for g in self._graveyard if not g[1]._server)
+
+    # -- the core's input and output --------------------------------------------------
+
+    def _on_datagram(self, data: Any, addr: Any) -> None:
+        now = trio.current_time()
+        self.counters["datagrams_in"] += 1
+        channel = self._clients.get((addr[0], addr[1]))
+        if channel is not None:
+            channel._conn.receive_datagram(data, addr, now)
+            self._after(channel)
+            return
+        server = self._server
+        if server is None:
+            self.counters["dropped_no_connection"] += 1
+            return
+        conn = server.receive_datagram(data, addr, now)
+        for new in server.new_connections():
+            self._server_channels[id(new)] = DTLSChannel._create(
+                self, new, new.peer_address, server=True
+            )
+        if conn is not None:
+            channel = self._server_channels.get(id(conn))
+            if channel is not None:
+                self._after(channel)
+                return
+        self._collect_server_output(now)
+        self._timer_wakeup.set()
+
+    def _after(self, channel: DTLSChannel) -> int:
+        """Events and output after the core ran; returns the count to wait for in `_sent`."""
+        now = trio.current_time()
+        channel._process_events()
+        if channel._server:
+            self._collect_server_output(now)
+            if channel._handshake is not None and not channel._announced:
+                channel._announced = True
+                self._incoming.append(channel)
+                self._incoming_lot.unpark_all()
+        else:
+            self._enqueue(channel._conn.datagrams_to_send(now))
+        if channel._terminated is not None and not channel._buried:
+            self._bury(channel)
+        self._timer_wakeup.set()
+        return self._queued
+
+    def _collect_server_output(self, now: float) -> None:
+        if self._server is not None:
+            self._enqueue(self._server.datagrams_to_send(now))
+
+    def _enqueue(self, datagrams: list[tuple[Lease, Any]]) -> None:
+        if not datagrams:
+            return
+        if self._closed:
+            for lease, _ in datagrams:
+                lease.release()
+            return
+        self._outq.extend(datagrams)
+        self._queued += len(datagrams)
+        self._send_wakeup.set()
+
+    def _drop_output(self, conn: Connection) -> None:
+        for lease, _ in conn.datagrams_to_send(0.0):
+            lease.release()
+
+    def _bury(self, channel: DTLSChannel) -> None:
+        channel._buried = True
+        if not channel._server:
+            key = _key(channel.peer_address)
+            if self._clients.get(key) is channel:
+                del self._clients[key]
+        if self._sent >= self._queued:
+            self._forget(channel)
+        else:
+            self._graveyard.append((self._queued, channel))
+
+    def _forget(self, channel: DTLSChannel) -> None:
+        """Give a finished connection's memory back (its datagrams have gone)."""
+        conn = channel._conn
+        if channel._server:
+            self._server_channels.pop(id(conn), None)
+            if self._server is not None:
+                self._server.remove(conn)
+        else:
+            self._drop_output(conn)
+            self.pools.release_owner(conn.owner)
+
+    def _close_channel(self, channel: DTLSChannel, *, notify: bool) -> int:
+        """Close the connection (close_notify queued when `notify`); returns the send target."""
+        if self._closed:
+            return self._queued
+        conn = channel._conn
+        if not conn.closed:
+            conn.close()
+        if not notify:
+            if channel._server:
+                self._collect_server_output(trio.current_time())
+            else:
+                self._drop_output(conn)
+        return self._after(channel)
+
+    async def _wait_sent(self, target: int) -> None:
+        """Backpressure: wait until the send task has sent the first `target` datagrams."""
+        while self._sent < target and not self._closed:
+            await self._progress.park()
+
+    def _run_timers(self) -> None:
+        now = trio.current_time()
+        for channel in list(self._clients.values()):
+            t = channel._conn.get_timer()
+            if t is not None and t <= now:
+                channel._conn.handle_timer(now)
+                self._after(channel)
+        server = self._server
+        if server is not None:
+            t = server.get_timer()
+            if t is not None and t <= now:
+                server.handle_timer(now)
+            # A sweep: timeouts, shed handshakes and replaced connections end here.
+            for channel in list(self._server_channels.values()):
+                channel._process_events()
+                if channel._terminated is not None and not channel._buried:
+                    self._collect_server_output(now)
+                    self._bury(channel)
+            self._collect_server_output(now)
+
+    def _next_deadline(self) -> float:
+        times = [t for ch in self._clients.values() if (t := ch._conn.get_timer()) is not None]
+        if self._server is not None:
+            t = self._server.get_timer()
+            if t is not None:
+                times.append(t)
+            # Sweep the server's connections now and then even with no timer due.
+            times.append(trio.current_time() + 0.5)
+        return min(times) if times else math.inf
+
+    def _on_sent(self) -> None:
+        self._sent += 1
+        while self._graveyard and self._graveyard[0][0] <= self._sent:
+            self._forget(self._graveyard.popleft()[1])
+        self._progress.unpark_all()
+
+    # -- background tasks -------------------------------------------------------------
+
+    def _ensure_loops(self) -> None:
+        if self._loops_started:
+            return
+        self._loops_started = True
+        ref = weakref.ref(self)
+        trio.lowlevel.spawn_system_task(_receive_loop, ref, self.socket, self.pools)
+        trio.lowlevel.spawn_system_task(_send_loop, ref, self.socket)
+        trio.lowlevel.spawn_system_task(_timer_loop, ref)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.counters["internal_errors"] += 1
+        self.last_internal_error = exc
+
+    def statistics(self) -> dict[str, object]:
+        """Endpoint counters, the server's admission counters and pool figures."""
+        return {
+            **self.counters,
+            "connections": len(self._clients) + len(self._server_channels),
+            "queued_datagrams": len(self._outq),
+            "server": self._server.statistics() if self._server is not None else None,
+            "memory_in_use": self.pools.in_use_bytes,
+        }
+
+    def __repr__(self) -> str:
+        try:
+            where = self.socket.getsockname()
+        except OSError:
+            where = "closed socket"
+        return f"<DTLSEndpoint {where} closed={self._closed}>"
+
+
+async def _run_handler(handler: Handler, channel: DTLSChannel, args: tuple[Any, ...]) -> None:
+    try:
+        await handler(channel, *args)
+    finally:
+        await channel.aclose()
+
+
+async def _receive_loop(
+    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType, pools: PoolSet
+) -> None:
+    while True:
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        size = ep._recv_size
+        del ep
+        try:
+            lease = pools.acquire(size)
+        except MemoryBudgetExceeded:
+            # Leave the datagrams in the kernel's queue until memory frees up.
+            ep = ref()
+            if ep is None:
+                return
+            ep.counters["dropped_memory_budget"] += 1
+            del ep
+            await trio.sleep(0.01)
+            continue
+        try:
+            try:
+                n, addr = await sock.recvfrom_into(lease)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    return
+                ep = ref()
+                if ep is not None:
+                    ep.counters["receive_errors"] += 1  # e.g. ICMP port unreachable
+                del ep
+                continue
+            ep = ref()
+            if ep is None or ep._closed:
+                return
+            lease.length = n
+            try:
+                with memoryview(lease) as view:
+                    ep._on_datagram(view, addr)
+            except Exception as exc:  # the core never raises for input; a bug must not kill us
+                ep._internal_error(exc)
+            del ep
+        finally:
+            if not lease.released:
+                lease.release()
+
+
+async def _send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType) -> None:
+    while True:
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        if not ep._outq:
+            if ep._send_wakeup.is_set():
+                ep._send_wakeup = trio.Event()
+            wakeup = ep._send_wakeup
+            del ep
+            await wakeup.wait()
+            continue
+        lease, addr = ep._outq.popleft()
+        if lease.released:  # its connection's memory was reclaimed (server shut down)
+            ep._on_sent()
+            del ep
+            continue
+        try:
+            try:
+                await sock.sendto(lease, addr)
+                ep.counters["datagrams_out"] += 1
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    return
+                ep.counters["send_errors"] += 1
+        finally:
+            if not lease.released:
+                lease.release()
+        try:
+            ep._on_sent()
+        except Exception as exc:
+            ep._internal_error(exc)
+        del ep
+
+
+async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
+    while True:
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        if ep._timer_wakeup.is_set():
+            ep._timer_wakeup = trio.Event()
+        wakeup = ep._timer_wakeup
+        try:
+            deadline = ep._next_deadline()
+        except Exception as exc:
+            ep._internal_error(exc)
+            deadline = trio.current_time() + 0.1
+        del ep
+        with trio.move_on_at(deadline):
+            await wakeup.wait()
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        try:
+            ep._run_timers()
+        except Exception as exc:
+            ep._internal_error(exc)
+        del ep
+
+
+async def _bound_socket(host: str | None, port: int) -> trio.socket.SocketType:
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_DGRAM, flags=trio.socket.AI_PASSIVE
+    )
+    if not infos:  # pragma: no cover - getaddrinfo raises instead
+        raise OSError(f"cannot resolve {host!r}")
+    family, _, _, _, addr = infos[0]
+    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    try:
+        if family == trio.socket.AF_INET6:
+            sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+        await sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_dtls_client(
+    host: str,
+    port: int,
+    config: ClientConfig,
+    *,
+    local_address: tuple[str, int] | None = None,
+    pools: PoolSet | None = None,
+    incoming_packets_buffer: int = 10,
+) -> DTLSChannel:
+    """Resolve `host`, bind a socket, connect and complete the handshake.
+
+    The channel owns its endpoint: closing the channel closes the socket too.
+    """
+    infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    if local_address is None:
+        local_address = ("::", 0) if family == trio.socket.AF_INET6 else ("0.0.0.0", 0)
+    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    try:
+        await sock.bind(local_address)
+        endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        channel = endpoint.connect((addr[0], addr[1]), config)
+        channel._owns_endpoint = True
+        await channel.do_handshake()
+    except BaseException:
+        endpoint.close()
+        raise
+    return channel
+
+
+async def serve_dtls(
+    handler: Handler,
+    port: int,
+    config: ServerConfig,
+    *,
+    host: str | None = None,
+    pools: PoolSet | None = None,
+    incoming_packets_buffer: int = 10,
+    dos: DoSProtectionConfig | None = None,
+    cookie_policy: str = "under_load",
+    task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
+
+    With ``nursery.start`` it reports the running `DTLSEndpoint` (its ``socket`` tells the
+    port when `port` is 0). `host` None means every IPv4 interface.
+    """
+    sock = await _bound_socket("0.0.0.0" if host is None else host, port)
+    try:
+        endpoint = DTLSEndpoint(
+            sock,
+            pools=pools,
+            incoming_packets_buffer=incoming_packets_buffer,
+            dos=dos,
+            cookie_policy=cookie_policy,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    async with endpoint, trio.open_nursery() as nursery:
+        await nursery.start(endpoint.serve, config, handler)
+        task_status.started(endpoint)
