@@ -180,6 +180,7 @@ class Connection:
             "key_updates_received": 0,
             "hello_retry_requests_sent": 0,
             "hello_retry_requests_received": 0,
+            "alerts_unsent": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
@@ -334,6 +335,15 @@ class Connection:
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
         self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
 
+    def abandon(self, reason: str = "abandoned by the endpoint") -> None:
+        """End at once without sending anything (a superseded or shed association)."""
+        if self.state is State.CLOSED:
+            return
+        self._terminate(None, reason, by_peer=False, now=None)
+        for lease, _ in self._outbox:
+            lease.release()
+        self._outbox = []
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -406,10 +416,14 @@ class Connection:
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        """Best effort: with no memory left for it the alert is counted, not sent."""
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.alert, bytes([level, description]))
-            self._queue(w.finish())
+        try:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.alert, bytes([level, description]))
+                self._queue(w.finish())
+        except MemoryBudgetExceeded:
+            self.stats["alerts_unsent"] += 1
 
     # -- output helpers -----------------------------------------------------------------
 
