@@ -65,7 +65,7 @@ from .handshake.constants import (
     SignatureScheme,
 )
 from .handshake.flights import Flight
-from .handshake.fragments import Reassembler, pull_handshake_header
+from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
@@ -180,6 +180,7 @@ class Connection:
             "key_updates_received": 0,
             "hello_retry_requests_sent": 0,
             "hello_retry_requests_received": 0,
+            "alerts_unsent": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
@@ -334,6 +335,15 @@ class Connection:
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
         self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
 
+    def abandon(self, reason: str = "abandoned by the endpoint") -> None:
+        """End at once without sending anything (a superseded or shed association)."""
+        if self.state is State.CLOSED:
+            return
+        self._terminate(None, reason, by_peer=False, now=None)
+        for lease, _ in self._outbox:
+            lease.release()
+        self._outbox = []
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -406,10 +416,14 @@ class Connection:
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        """Best effort: with no memory left for it the alert is counted, not sent."""
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.alert, bytes([level, description]))
-            self._queue(w.finish())
+        try:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.alert, bytes([level, description]))
+                self._queue(w.finish())
+        except MemoryBudgetExceeded:
+            self.stats["alerts_unsent"] += 1
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -458,6 +472,9 @@ class Connection:
     def _send_ack(self, now: float) -> None:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+        if self.state is State.CONNECTED:
+            # Post-handshake: each record is ACKed once (RFC 9147 §7.1).
+            self._ack_list.clear()
         self._send_ack_for(numbers)
 
     def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
@@ -551,53 +568,26 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
-        buf = Buffer(record.payload)
         ackable = False
         repeat = False
         try:
-            while not buf.eof():
-                try:
-                    header = pull_handshake_header(buf)
-                    fragment = buf.pull_view(header.fragment_length)
-                except DecodeError:
-                    if plaintext:
-                        self.stats["dropped_malformed_plaintext"] += 1
-                        return
-                    raise DecodeErrorAlert("malformed handshake fragment") from None
-                try:
-                    expected_epoch = MESSAGE_EPOCH.get(header.msg_type, 3)
-                    if (record.epoch >= 3) != (expected_epoch >= 3) or (
-                        expected_epoch < 3 and record.epoch != expected_epoch
-                    ):
-                        self.stats["dropped_handshake_fragments"] += 1
-                        continue
-                    if header.message_seq < self._reassembler.next_expected_seq:
-                        repeat = True
-                        ackable = ackable or self.state is State.CONNECTED
-                        continue
-                    before = sum(self._reassembler.counters[k] for k in _NOT_BUFFERED)
-                    self._reassembler.add_fragment_untrusted(
-                        header.msg_type,
-                        header.length,
-                        header.message_seq,
-                        header.fragment_offset,
-                        header.fragment_length,
-                        fragment,
-                    )
-                    if sum(self._reassembler.counters[k] for k in _NOT_BUFFERED) == before:
-                        ackable = True
-                    else:
-                        self.stats["dropped_handshake_fragments"] += 1
-                finally:
-                    if "fragment" in locals():
-                        fragment.release()
+            fragments = pull_handshake_fragments_untrusted(record.payload)
+            for header, fragment in fragments:
+                if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
+                    self.stats["dropped_handshake_fragments"] += 1
+                elif header.message_seq < self._reassembler.next_expected_seq:
+                    repeat = True
+                    ackable = ackable or self.state is State.CONNECTED
+                elif self._buffer_fragment(header, fragment):
+                    ackable = True
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
         except Alert:
+            # Unauthenticated plaintext cannot end a handshake (off-path injection).
             if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
-        finally:
-            buf.close()
         if ackable:
             self._ack_list.append(record.record_number)
         progressed = self._process_messages(now)
@@ -609,6 +599,27 @@ class Connection:
                 self._ack_at = now
             elif self._ack_at is None:
                 self._ack_at = now + self._rto / 4
+
+    @staticmethod
+    def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
+        """Hellos travel in epoch 0, the rest of the handshake in 2, later messages in 3+."""
+        expected = MESSAGE_EPOCH.get(msg_type, 3)
+        return epoch >= 3 if expected >= 3 else epoch == expected
+
+    def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
+        """Give a fragment to the reassembler; False if it was not processed or buffered
+        (such records must not be ACKed, RFC 9147 §7)."""
+        counters = self._reassembler.counters
+        before = sum(counters[k] for k in _NOT_BUFFERED)
+        self._reassembler.add_fragment_untrusted(
+            header.msg_type,
+            header.length,
+            header.message_seq,
+            header.fragment_offset,
+            header.fragment_length,
+            fragment,
+        )
+        return sum(counters[k] for k in _NOT_BUFFERED) == before
 
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""

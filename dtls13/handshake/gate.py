@@ -71,6 +71,7 @@ GATE_COUNTERS = (
     "partials_expired",
     "partials_refused",
     "fragment_mismatch",
+    "budget",
 )
 
 
@@ -141,8 +142,14 @@ class HelloGate:
         self._writer.close()
         self.pools.release_owner(self.owner)
 
-    def receive_untrusted(self, data: Any, addr: Any, now: float) -> GateResult:
-        """Decide what a datagram from an address without a connection deserves."""
+    def receive_untrusted(
+        self, data: Any, addr: Any, now: float, *, require_cookie: bool | None = None
+    ) -> GateResult:
+        """Decide what a datagram from an address without a connection deserves.
+
+        `require_cookie` overrides the config's `require_cookie` for this datagram (the
+        endpoint demands cookies under load and from addresses that have a connection).
+        """
         self.counters["datagrams"] += 1
         self.expire(now)
         try:
@@ -156,7 +163,8 @@ class HelloGate:
         for header, body in fragments:
             whole = self._assemble(addr, header, body, now)
             if whole is not None:
-                return self._decide(whole, header.message_seq, addr, now)
+                cookie = self.config.require_cookie if require_cookie is None else require_cookie
+                return self._decide(whole, header.message_seq, addr, now, cookie)
         return GateResult(Verdict.DROP)
 
     # -- parsing and assembly -------------------------------------------------------
@@ -227,7 +235,9 @@ class HelloGate:
 
     # -- decisions ------------------------------------------------------------------
 
-    def _decide(self, body: bytes, message_seq: int, addr: Any, now: float) -> GateResult:
+    def _decide(
+        self, body: bytes, message_seq: int, addr: Any, now: float, require_cookie: bool
+    ) -> GateResult:
         cfg = self.config
         try:
             ch = msgs.pull_message(HandshakeType.client_hello, body)
@@ -248,9 +258,11 @@ class HelloGate:
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
-        if not cfg.require_cookie:
+        if not require_cookie:
             return self._accept(body, 0)
         hrr = self._stateless_retry(ch, body, addr, now)
+        if hrr == []:
+            return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
         if hrr is None:
             # Nothing we could retry with: let a connection answer with the right alert.
             return self._accept(body, 0)
@@ -302,8 +314,12 @@ class HelloGate:
         cookie = cfg.cookie_jar.make(now, addr, transcript.digest(), extra)
         msg_type, hrr_body = msgs.push_message(hello_retry_request(suite, group, cookie))
         fragment = handshake_fragment(msg_type, len(hrr_body), 0, 0, hrr_body)
-        with self._writer.datagram_writer(self.mtu) as w:
-            if w.add(0, ContentType.handshake, fragment) is None:
-                w.abort()
-                return None
-            return w.finish()
+        try:
+            with self._writer.datagram_writer(self.mtu) as w:
+                if w.add(0, ContentType.handshake, fragment) is None:
+                    w.abort()
+                    return None
+                return w.finish()
+        except MemoryBudgetExceeded:
+            self.counters["budget"] += 1
+            return []
