@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
 
 _T = TypeVar("_T")
+_FRAGMENT_DROPS = ("duplicates", "old", "too_far_ahead", "over_budget", "too_scattered")
 
 
 class _NoPublicConstructor(ABCMeta):
@@ -244,10 +245,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         s = self._conn.statistics()
         stats = self._conn.stats
         drops: dict[str, int] = {"receive_queue_full": self._dropped}
-        for key in ("record_drops", "reassembly"):
-            sub = s.get(key)
-            if isinstance(sub, dict):
-                drops.update({k: v for k, v in sub.items() if isinstance(v, int)})
+        record_drops = s.get("record_drops")
+        if isinstance(record_drops, dict):
+            drops.update({f"record_{k}": v for k, v in record_drops.items()})
+        reassembly = s.get("reassembly")
+        if isinstance(reassembly, dict):
+            drops.update({f"fragment_{k}": reassembly.get(k, 0) for k in _FRAGMENT_DROPS})
         drops.update({k: v for k, v in stats.items() if k.startswith("dropped_")})
         started, done = self._conn.handshake_started, self._conn.handshake_completed_at
         return DTLSChannelStatistics(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import math
+import os
 import warnings
 import weakref
 from collections import deque
@@ -171,7 +172,10 @@ class DTLSEndpoint:
             self._forget(ch)
         self._stop_server()
         self.pools.release_owner(self._owner)
-        self.socket.close()
+        try:
+            self.socket.close()
+        except RuntimeError:  # outside trio (collected after the run): nobody waits on it
+            os.close(self.socket.detach())
         self._send_wakeup.set()
         self._timer_wakeup.set()
         self._progress.unpark_all()
@@ -516,7 +520,9 @@ async def _receive_loop(
                 lease.release()
 
 
-async def _send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType) -> None:
+async def _send_loop(
+    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType
+) -> None:
     while True:
         ep = ref()
         if ep is None or ep._closed:
@@ -622,7 +628,7 @@ async def open_dtls_client(
         sock.close()
         raise
     try:
-        channel = endpoint.connect((addr[0], addr[1]), config)
+        channel = endpoint.connect((str(addr[0]), int(addr[1])), config)
         channel._owns_endpoint = True
         await channel.do_handshake()
     except BaseException:

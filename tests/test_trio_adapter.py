@@ -1,0 +1,388 @@
+"""The trio adapter over real UDP sockets on 127.0.0.1 and ::1."""
+
+from __future__ import annotations
+
+import gc
+import socket
+from typing import Any
+
+import pytest
+import trio
+from trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
+
+from dtls13 import DTLSChannel, DTLSEndpoint, open_dtls_client, serve_dtls
+from dtls13.crypto.suites import CipherSuite
+from dtls13.memory import PoolSet
+
+
+def have_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    """An echo (or other) server on its own endpoint, inside a nursery."""
+
+    def __init__(self, nursery: trio.Nursery, pools: PoolSet, host: str = "127.0.0.1") -> None:
+        self.nursery = nursery
+        self.pools = pools
+        self.host = host
+        self.endpoint: DTLSEndpoint
+
+    async def start(self, handler: Any = echo, **kwargs: Any) -> tuple[str, int]:
+        sock = await udp_socket(self.host)
+        self.endpoint = DTLSEndpoint(sock, pools=self.pools, dos=GENEROUS, **kwargs)
+        _, server_config = configs()
+        await self.nursery.start(self.endpoint.serve, server_config, handler)
+        return sock.getsockname()[:2]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pools() -> PoolSet:
+    return PoolSet()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_handshake_and_echo(pools: PoolSet, host: str) -> None:
+    if ":" in host and not have_ipv6():
+        pytest.skip("no IPv6 loopback")
+    client_config, _ = configs(alpn_protocols=["echo"])
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools, host)
+        addr = await server.start()
+        async with DTLSEndpoint(await udp_socket(host), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            assert channel.peer_address == addr
+            with trio.fail_after(10):
+                await channel.do_handshake()
+                assert channel.cipher_suite in tuple(CipherSuite)
+                assert channel.peer_certificates
+                assert channel.handshake_info is not None
+                for i in range(5):
+                    await channel.send(b"message %d" % i)
+                    assert await channel.receive() == b"message %d" % i
+            stats = channel.statistics()
+            assert stats.app_records_out == 5 and stats.app_bytes_in == stats.app_bytes_out
+            assert stats.handshake_time is not None and stats.handshake_time > 0
+            assert stats.records_in > 5 and stats.datagrams_out >= 7
+            assert stats.memory_high_water > 0
+            await channel.aclose()
+        server.endpoint.close()
+    assert endpoint.counters["internal_errors"] == server.endpoint.counters["internal_errors"] == 0
+    assert pools.in_use == 0
+
+
+async def test_hundred_concurrent_clients_through_one_server_socket(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    done: list[int] = []
+
+    async def client(i: int, addr: Any) -> None:
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            for j in range(3):
+                message = b"client %d message %d" % (i, j)
+                await channel.send(message)
+                assert await channel.receive() == message
+            await channel.aclose()
+            done.append(i)
+
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        with trio.fail_after(60):
+            async with trio.open_nursery() as clients:
+                for i in range(100):
+                    clients.start_soon(client, i, addr)
+        stats = server.endpoint.statistics()
+        server.endpoint.close()
+    assert sorted(done) == list(range(100))
+    assert isinstance(stats["server"], dict) and stats["server"]["connections_created"] == 100
+    assert pools.in_use == 0
+
+
+async def test_close_notify_client_to_server(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    ended: list[str] = []
+
+    async def handler(channel: DTLSChannel) -> None:
+        assert await channel.receive() == b"bye soon"
+        with pytest.raises(trio.EndOfChannel):
+            await channel.receive()
+        assert channel.terminated is not None and channel.terminated.by_peer
+        ended.append("server saw close_notify")
+
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start(handler)
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.send(b"bye soon")
+            await channel.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await channel.send(b"after close")
+            await wait_for(lambda: ended)
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_close_notify_server_to_client(pools: PoolSet) -> None:
+    client_config, _ = configs()
+
+    async def handler(channel: DTLSChannel) -> None:
+        await channel.send(await channel.receive())
+        # returning closes the channel with close_notify
+
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start(handler)
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.send(b"one")
+            with trio.fail_after(5):
+                assert await channel.receive() == b"one"
+                with pytest.raises(trio.EndOfChannel):
+                    await channel.receive()
+            assert channel.terminated is not None
+            assert channel.terminated.reason == "peer sent close_notify"
+            with pytest.raises(trio.BrokenResourceError):
+                await channel.send(b"too late")
+            # async iteration ends cleanly at close_notify
+            assert [m async for m in channel] == []
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_cancelling_do_handshake_loses_nothing(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            async with trio.open_nursery() as inner:
+                inner.start_soon(channel.do_handshake)
+                await wait_for(lambda: channel._conn.handshake_started is not None)
+                inner.cancel_scope.cancel()
+            assert channel.handshake_info is None or channel.handshake_info
+            with trio.fail_after(5):
+                await channel.do_handshake()
+                await channel.send(b"after a cancelled handshake")
+                assert await channel.receive() == b"after a cancelled handshake"
+            assert channel.statistics().retransmissions == 0
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_cancelling_receive_loses_nothing(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.do_handshake()
+            with trio.move_on_after(0.05) as scope:
+                await channel.receive()
+            assert scope.cancelled_caught
+            # A receive cancelled just as data arrives must not swallow it.
+            await channel.send(b"first")
+            await wait_for(lambda: len(channel._queue) == 1)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await channel.receive()
+            assert scope.cancelled_caught
+            with trio.fail_after(5):
+                assert await channel.receive() == b"first"
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.do_handshake()
+            # Cancelled before anything happened: nothing is sent.
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await channel.send(b"never")
+            assert scope.cancelled_caught
+            # Cancelled while waiting for the socket: the record is already queued and goes.
+            original = endpoint._wait_sent
+            with trio.CancelScope() as scope:
+
+                async def cancel_then_wait(target: int) -> None:
+                    scope.cancel()
+                    await original(target)
+
+                endpoint._wait_sent = cancel_then_wait  # type: ignore[method-assign]
+                await channel.send(b"handed over")
+            endpoint._wait_sent = original  # type: ignore[method-assign]
+            assert scope.cancelled_caught
+            with trio.fail_after(5):
+                assert await channel.receive() == b"handed over"
+            assert channel.statistics().app_records_out == 1
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_mtu_changes(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    sizes: list[int] = []
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        recorded = server.endpoint._on_datagram
+
+        def record(data: Any, a: Any) -> None:
+            sizes.append(len(data))
+            recorded(data, a)
+
+        server.endpoint._on_datagram = record  # type: ignore[method-assign]
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            with pytest.raises(trio.NeedHandshakeError):
+                channel.get_cleartext_mtu()
+            channel.set_ciphertext_mtu(300)
+            await channel.do_handshake()
+            assert max(sizes) <= 300
+            small = channel.get_cleartext_mtu()
+            assert 200 < small < 300
+            await channel.send(b"s" * small)
+            assert await channel.receive() == b"s" * small
+            with pytest.raises(ValueError):
+                await channel.send(b"s" * (small + 1))
+            channel.set_ciphertext_mtu(1100)  # the server's own MTU is 1200
+            big = channel.get_cleartext_mtu()
+            assert big == small + 800
+            await channel.send(b"b" * big)
+            assert await channel.receive() == b"b" * big
+            with pytest.raises(ValueError):
+                channel.set_ciphertext_mtu(100)
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_full_receive_queue_drops_and_counts(pools: PoolSet) -> None:
+    client_config, _ = configs()
+
+    async def flood(channel: DTLSChannel) -> None:
+        await channel.receive()
+        for i in range(8):
+            await channel.send(b"%d" % i)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start(flood)
+        async with DTLSEndpoint(
+            await udp_socket(), pools=pools, incoming_packets_buffer=3
+        ) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.send(b"go")
+            await wait_for(lambda: channel.statistics().app_bytes_in == 8)
+            assert [await channel.receive() for _ in range(3)] == [b"0", b"1", b"2"]
+            stats = channel.statistics()
+            assert stats.incoming_packets_dropped_in_trio == 5
+            assert stats.drops["receive_queue_full"] == 5
+        nursery.cancel_scope.cancel()
+    server.endpoint.close()
+    await trio.testing.wait_all_tasks_blocked()  # the receive task lets go of its lease
+    assert pools.in_use == 0
+
+
+async def test_handshake_failure_raises_broken_resource(pools: PoolSet) -> None:
+    from dtls_pair import pki
+
+    client_config, _ = configs(cafile=pki("ec384").root_pem)  # trusts another CA
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as info:
+                await channel.do_handshake()
+            assert type(info.value.__cause__).__name__ == "UnknownCa"
+            with pytest.raises(trio.BrokenResourceError):
+                await channel.receive()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_closing_the_endpoint_wakes_receivers(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        endpoint = DTLSEndpoint(await udp_socket(), pools=pools)
+        channel = endpoint.connect(addr, client_config)
+        await channel.do_handshake()
+        async with trio.open_nursery() as inner:
+
+            async def receiver() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await channel.receive()
+
+            inner.start_soon(receiver)
+            await trio.testing.wait_all_tasks_blocked()
+            endpoint.close()
+        with pytest.raises(trio.ClosedResourceError):
+            endpoint.connect(addr, client_config)
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_unclosed_endpoint_warns(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    endpoint = DTLSEndpoint(await udp_socket(), pools=pools)
+    endpoint.connect(("127.0.0.1", 9), client_config)
+    with pytest.warns(ResourceWarning, match="unclosed DTLS endpoint"):
+        del endpoint
+        gc.collect()
+    await trio.sleep(0.01)  # the close scheduled by __del__ runs
+    assert pools.in_use == 0
+
+
+async def test_api_shape(pools: PoolSet) -> None:
+    with pytest.raises(TypeError, match="no public constructor"):
+        DTLSChannel()
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    with pytest.raises(ValueError, match="SOCK_DGRAM"):
+        DTLSEndpoint(sock)
+    sock.close()
+    client_config, server_config = configs()
+    with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+        with pytest.raises(ValueError, match="IP address"):
+            endpoint.connect(("localhost", 4433), client_config)
+        with pytest.raises(TypeError):
+            endpoint.connect(("127.0.0.1", 4433), server_config)  # type: ignore[arg-type]
+    assert endpoint.closed
+
+
+async def test_convenience_functions(pools: PoolSet) -> None:
+    client_config, server_config = configs()
+    async with trio.open_nursery() as nursery:
+        endpoint = await nursery.start(
+            lambda task_status: serve_dtls(
+                echo, 0, server_config, host="127.0.0.1", pools=pools, task_status=task_status
+            )
+        )
+        port = endpoint.socket.getsockname()[1]
+        channel = await open_dtls_client("localhost", port, client_config, pools=pools)
+        await channel.send(b"convenient")
+        assert await channel.receive() == b"convenient"
+        await channel.aclose()
+        assert channel.endpoint.closed
+        nursery.cancel_scope.cancel()
+    assert pools.in_use == 0
