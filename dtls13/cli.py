@@ -1,0 +1,346 @@
+"""`python -m dtls13`: an echo server and client in the spirit of openssl s_server/s_client.
+
+Every failure the user can cause (bad options, unreadable keys, a port in use, a failed
+handshake) ends with one line on stderr and a non-zero status; a clean close exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from .config import ClientConfig, ServerConfig
+from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
+
+EXIT_USAGE = 2  # bad options or configuration
+EXIT_FAILURE = 1  # runtime failures: bind, resolve, handshake
+HANDSHAKE_TIMEOUT = 15.0
+ECHO_TIMEOUT = 5.0
+
+
+class UsageError(Exception):
+    """A bad option or configuration: one line, exit status 2."""
+
+
+class Failure(Exception):
+    """A runtime failure: one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
+    return port
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number")
+    return n
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cert", metavar="F", help="certificate chain (PEM)")
+    p.add_argument("--key", metavar="F", help="private key (PEM or DER)")
+    p.add_argument("--mtu", type=int, metavar="N", help="largest datagram to send (bytes)")
+    p.add_argument("--groups", type=_names, metavar="G,...", help="key exchange groups (IANA)")
+    p.add_argument("--ciphers", type=_names, metavar="S,...", help="cipher suites (IANA)")
+    p.add_argument("--alpn", type=_names, metavar="P,...", help="ALPN protocols to offer")
+    p.add_argument("--keylog", metavar="F", help="NSS key log file (default: $SSLKEYLOGFILE)")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="say more")
+    loud.add_argument("-q", "--quiet", action="store_true", help="only errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m dtls13", description="DTLS 1.3 echo server and client")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    server = sub.add_parser("server", help="run an echo server")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    server.add_argument("--port", type=_port, default=4433, help="UDP port (4433; 0: any)")
+    server.add_argument("--cafile", metavar="F", help="CAs for client certificates")
+    server.add_argument("--require-client-cert", action="store_true")
+    server.add_argument(
+        "--cookie",
+        choices=("always", "under_load", "never"),
+        default="under_load",
+        help="when to demand a HelloRetryRequest cookie (under_load)",
+    )
+    _common(server)
+    client = sub.add_parser("client", help="echo stdin lines through a server")
+    client.add_argument("--host", required=True)
+    client.add_argument("--port", type=_port, required=True)
+    trust = client.add_mutually_exclusive_group()
+    trust.add_argument("--cafile", metavar="F", help="CAs to trust (default: the system's)")
+    trust.add_argument("--insecure", action="store_true", help="do not verify the server")
+    client.add_argument("--server-name", metavar="N", help="name to verify (default: --host)")
+    client.add_argument("--count", type=_positive, metavar="N", help="send N messages and time")
+    client.add_argument("--size", type=_positive, default=64, metavar="B", help="message size")
+    _common(client)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.mtu is not None:
+        opts["mtu"] = args.mtu
+    if args.groups:
+        opts["groups"] = args.groups
+        if args.command == "client":
+            opts["key_share_groups"] = args.groups[:1]
+    if args.ciphers:
+        opts["cipher_suites"] = args.ciphers
+    if args.alpn:
+        opts["alpn_protocols"] = args.alpn
+    keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
+    if keylog:
+        opts["keylog"] = keylog
+    if (args.cert is None) != (args.key is None):
+        raise UsageError("--cert and --key go together")
+    if args.cert is not None:
+        opts["certificate_chain"] = args.cert
+        opts["private_key"] = args.key
+    return opts
+
+
+class _Log:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.level = 0 if args.quiet else 2 if args.verbose else 1
+
+    def __call__(self, message: str, level: int = 1) -> None:
+        if self.level >= level:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _describe(channel: DTLSChannel) -> str:
+    info = channel.handshake_info
+    if info is None:
+        return "no handshake"
+    parts = [info.version, info.cipher_suite.name]
+    if info.group is not None:
+        parts.append(info.group.name)
+    if info.alpn_protocol:
+        parts.append(f"ALPN {info.alpn_protocol}")
+    return ", ".join(parts)
+
+
+def _peer(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+# -- server ---------------------------------------------------------------------------
+
+
+def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, str | None]:
+    """The server's configuration; makes a self-signed certificate without --cert."""
+    opts = _options(args)
+    cert_path = None
+    if "certificate_chain" not in opts:
+        from .certgen import cert_pem, fingerprint, make_self_signed
+
+        ips = ["127.0.0.1", "::1"]
+        if args.host not in ips and args.host not in ("0.0.0.0", "::"):
+            try:
+                import ipaddress
+
+                ipaddress.ip_address(args.host)
+                ips.append(args.host)
+            except ValueError:
+                pass
+        names = ["localhost"] + ([] if args.host in ips or ":" in args.host else [args.host])
+        cert, key = make_self_signed(names, ips)
+        opts["certificate_chain"], opts["private_key"] = [cert], key
+        fd, cert_path = tempfile.mkstemp(prefix="dtls13-echo-", suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert_pem(cert))
+        print(f"self-signed ECDSA P-256 certificate: {cert_path}", flush=True)
+        print(f"SHA-256 fingerprint: {fingerprint(cert)}", flush=True)
+    if args.require_client_cert:
+        if not args.cafile:
+            raise UsageError("--require-client-cert needs --cafile")
+        opts["client_auth"] = "required"
+    elif args.cafile:
+        opts["client_auth"] = "optional"
+    if args.cafile:
+        opts["cafile"] = args.cafile
+    return ServerConfig(**opts), cert_path
+
+
+async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) -> None:
+    family = trio.socket.AF_INET6 if ":" in args.host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    try:
+        await sock.bind((args.host, args.port))
+    except (OSError, UnicodeError) as exc:
+        sock.close()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise Failure(f"cannot listen on {_peer((args.host, args.port))}: {reason}") from None
+    port = sock.getsockname()[1]
+
+    async def echo(channel: DTLSChannel) -> None:
+        peer = _peer(channel.peer_address)
+        log(f"{peer}: handshake done ({_describe(channel)})")
+        try:
+            async for message in channel:
+                log(f"{peer}: {len(message)} bytes", 2)
+                await channel.send(message)
+            log(f"{peer}: closed by peer")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError) as exc:
+            log(f"{peer}: {exc}")
+        if log.level >= 2:
+            s = channel.statistics()
+            log(
+                f"{peer}: {s.app_bytes_in} bytes in, {s.app_bytes_out} out, "
+                f"{s.retransmissions} retransmissions",
+                2,
+            )
+
+    async with DTLSEndpoint(sock, cookie_policy=args.cookie) as endpoint:
+        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(endpoint.serve, config, echo)
+                async for _ in signals:
+                    log("stopping")
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+# -- client ---------------------------------------------------------------------------
+
+
+def client_config(args: argparse.Namespace) -> ClientConfig:
+    opts = _options(args)
+    opts["handshake_timeout"] = HANDSHAKE_TIMEOUT
+    opts["server_name"] = args.server_name or args.host
+    if args.insecure:
+        opts["verify"] = False
+    elif args.cafile:
+        opts["cafile"] = args.cafile
+    return ClientConfig(**opts)
+
+
+async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) -> None:
+    try:
+        channel = await open_dtls_client(args.host, args.port, config)
+    except OSError as exc:
+        raise Failure(f"cannot reach {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except trio.BrokenResourceError as exc:
+        raise Failure(f"handshake with {_peer((args.host, args.port))} failed: {exc}") from None
+    log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
+    try:
+        if args.count:
+            await _timed_echoes(channel, args.count, args.size)
+        else:
+            await _echo_lines(channel, log)
+    except trio.EndOfChannel:
+        log("the server closed the connection")
+    except trio.BrokenResourceError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        await channel.aclose()
+
+
+async def _echo_lines(channel: DTLSChannel, log: _Log) -> None:
+    stdin = trio.wrap_file(sys.stdin.buffer)
+    stdout = sys.stdout.buffer
+    async for line in stdin:
+        message = line.rstrip(b"\r\n")
+        if not message:
+            continue
+        if len(message) > channel.get_cleartext_mtu():
+            log(f"line of {len(message)} bytes does not fit one datagram; skipped", 0)
+            continue
+        await channel.send(message)
+        with trio.move_on_after(ECHO_TIMEOUT) as scope:
+            echoed = await channel.receive()
+            stdout.write(echoed + b"\n")
+            stdout.flush()
+        if scope.cancelled_caught:
+            log(f"no echo within {ECHO_TIMEOUT:g} s", 0)
+
+
+async def _timed_echoes(channel: DTLSChannel, count: int, size: int) -> None:
+    if size > channel.get_cleartext_mtu():
+        raise UsageError(f"--size {size} exceeds one datagram ({channel.get_cleartext_mtu()})")
+    rtts: list[float] = []
+    lost = 0
+    started = trio.current_time()
+    for i in range(count):
+        payload = (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
+        t0 = trio.current_time()
+        await channel.send(payload)
+        with trio.move_on_after(ECHO_TIMEOUT):
+            while True:
+                echoed = await channel.receive()
+                if echoed == payload:
+                    rtts.append(trio.current_time() - t0)
+                    break
+            continue
+        lost += 1
+    elapsed = trio.current_time() - started
+    ms = sorted(r * 1000 for r in rtts)
+    if ms:
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        print(
+            f"{len(ms)}/{count} echoes of {size} bytes in {elapsed:.3f} s "
+            f"({len(ms) / elapsed:.0f} msg/s); round trip ms: min {ms[0]:.3f} "
+            f"avg {statistics.fmean(ms):.3f} p50 {statistics.median(ms):.3f} "
+            f"p99 {p99:.3f} max {ms[-1]:.3f}",
+            flush=True,
+        )
+    if lost:
+        raise Failure(f"{lost} of {count} messages got no echo")
+
+
+# -- entry point ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    cert_path = None
+    try:
+        args = parser.parse_args(argv)
+        log = _Log(args)
+        if args.command == "server":
+            config, cert_path = server_config(args, log)
+            trio.run(run_server, args, config, log)
+        else:
+            trio.run(run_client, args, client_config(args), log)
+        return 0
+    except UsageError as exc:
+        print(f"dtls13: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # configuration
+        print(f"dtls13: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Failure as exc:
+        print(f"dtls13: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if cert_path is not None:
+            os.unlink(cert_path)
