@@ -1,0 +1,84 @@
+"""``python -m dtls13 server`` (the trio adapter) with OpenSSL's s_client and wolfSSL's client.
+
+OpenSSL >= 4.1 is found through DTLS13_OPENSSL or PATH; a wolfSSL source tree with its example
+client built through DTLS13_WOLFSSL or ./.peers/wolfssl. Each test skips, saying so, without
+its peer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cli_helpers import ROOT, ServerProcess
+
+pytestmark = pytest.mark.interop
+
+
+def openssl() -> str:
+    path = os.environ.get("DTLS13_OPENSSL") or shutil.which("openssl")
+    if path:
+        out = subprocess.run([path, "version"], capture_output=True, text=True).stdout
+        m = re.match(r"OpenSSL (\d+)\.(\d+)", out)
+        if m and (int(m[1]), int(m[2])) >= (4, 1):
+            return path
+    pytest.skip("needs OpenSSL >= 4.1: set DTLS13_OPENSSL to its openssl binary or put it on PATH")
+
+
+def wolfssl_dir() -> Path:
+    tree = Path(os.environ.get("DTLS13_WOLFSSL") or ROOT / ".peers" / "wolfssl")
+    if not (tree / "examples" / "client" / "client").exists():
+        pytest.skip("needs a wolfSSL tree with examples/client/client: set DTLS13_WOLFSSL")
+    return tree
+
+
+def test_openssl_s_client_talks_to_our_echo_server() -> None:
+    binary = openssl()
+    server = ServerProcess("-v")
+    assert server.cert_path is not None
+    client = subprocess.Popen(
+        [binary, "s_client", "-dtls1_3", "-connect", f"127.0.0.1:{server.port}",
+         "-CAfile", server.cert_path, "-verify_return_error", "-servername", "localhost",
+         "-quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+    )  # fmt: skip
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(b"ping from openssl\n")
+        seen = b""
+        deadline = time.monotonic() + 10
+        while b"ping from openssl" not in seen and time.monotonic() < deadline:
+            if select.select([client.stdout], [], [], 0.1)[0]:
+                seen += client.stdout.read(4096) or b""
+        assert b"ping from openssl" in seen
+    finally:
+        client.kill()
+        client.communicate()
+        _, log = server.stop()
+    assert "handshake done (DTLSv1.3" in log
+
+
+def test_wolfssl_client_talks_to_our_echo_server() -> None:
+    tree = wolfssl_dir()
+    server = ServerProcess("-v")
+    assert server.cert_path is not None
+    try:
+        result = subprocess.run(
+            ["./examples/client/client", "-u", "-v", "4", "-h", "127.0.0.1",
+             "-p", str(server.port), "-A", server.cert_path],
+            cwd=tree, capture_output=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        _, log = server.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"hello wolfssl!" in result.stdout
+    assert "handshake done (DTLSv1.3" in log
