@@ -11,6 +11,7 @@ import os
 import re
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -82,3 +83,37 @@ def test_wolfssl_client_talks_to_our_echo_server() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert b"hello wolfssl!" in result.stdout
     assert "handshake done (DTLSv1.3" in log
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_our_trio_client_talks_to_the_wolfssl_server() -> None:
+    import trio
+
+    from dtls13 import ClientConfig, open_dtls_client
+    from dtls13.memory import PoolSet
+
+    tree = wolfssl_dir()
+    port = free_udp_port()
+    server = subprocess.Popen(
+        ["./examples/server/server", "-u", "-v", "4", "-p", str(port), "-d"],
+        cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    pools = PoolSet()
+    try:
+        config = ClientConfig(server_name="example.com", cafile=str(tree / "certs" / "ca-cert.pem"))
+        with trio.fail_after(15):
+            channel = await open_dtls_client("127.0.0.1", port, config, pools=pools)
+            assert channel.statistics().handshake_time is not None
+            await channel.send(b"hello from the trio adapter")
+            assert await channel.receive() == b"I hear you fa shizzle!"
+            await channel.aclose()
+    finally:
+        server.kill()
+        out, _ = server.communicate()
+    assert b"hello from the trio adapter" in out
+    assert pools.in_use == 0
