@@ -386,3 +386,41 @@ async def test_convenience_functions(pools: PoolSet) -> None:
         assert channel.endpoint.closed
         nursery.cancel_scope.cancel()
     assert pools.in_use == 0
+
+
+async def test_timers_retransmit_a_lost_flight_and_time_out_a_dead_peer(pools: PoolSet) -> None:
+    client_config, _ = configs(retransmit_initial=0.05)
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        deliver = server.endpoint._on_datagram
+        dropped: list[int] = []
+
+        def drop_first_two(data: Any, a: Any) -> None:
+            if len(dropped) < 2:
+                dropped.append(len(data))
+                return
+            deliver(data, a)
+
+        server.endpoint._on_datagram = drop_first_two  # type: ignore[method-assign]
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            with trio.fail_after(5):
+                await channel.send(b"despite loss")
+                assert await channel.receive() == b"despite loss"
+            assert channel.statistics().retransmissions >= 2
+            await channel.aclose()
+        server.endpoint.close()
+
+    # Nobody answers: the handshake gives up at handshake_timeout, on the trio clock.
+    silent = await udp_socket()
+    dead_config, _ = configs(retransmit_initial=0.05, handshake_timeout=0.5)
+    async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+        channel = endpoint.connect(silent.getsockname(), dead_config)
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError, match="timed out"):
+            await channel.do_handshake()
+        assert 0.5 <= trio.current_time() - start < 2
+        assert channel.statistics().retransmissions >= 2
+    silent.close()
+    assert pools.in_use == 0

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 MAX_DATAGRAM = 65536
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
+SWEEP_INTERVAL = 0.5  # how often server connections ended by the endpoint are looked for
 
 Handler = Callable[..., Awaitable[object]]
 
@@ -96,6 +97,8 @@ class DTLSEndpoint:
         self._progress = trio.lowlevel.ParkingLot()
         self._send_wakeup = trio.Event()
         self._timer_wakeup = trio.Event()
+        self._sleeping_until = -math.inf  # the deadline the timer task sleeps for
+        self._next_sweep = -math.inf
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
@@ -317,7 +320,6 @@ class DTLSEndpoint:
                 self._after(channel)
                 return
         self._collect_server_output(now)
-        self._timer_wakeup.set()
 
     def _after(self, channel: DTLSChannel) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
@@ -333,7 +335,9 @@ class DTLSEndpoint:
             self._enqueue(channel._conn.datagrams_to_send(now))
         if channel._terminated is not None and not channel._buried:
             self._bury(channel)
-        self._timer_wakeup.set()
+        t = channel._conn.get_timer()
+        if t is not None and t < self._sleeping_until:
+            self._timer_wakeup.set()
         return self._queued
 
     def _collect_server_output(self, now: float) -> None:
@@ -408,7 +412,10 @@ class DTLSEndpoint:
             t = server.get_timer()
             if t is not None and t <= now:
                 server.handle_timer(now)
-            # A sweep: timeouts, shed handshakes and replaced connections end here.
+            if now < self._next_sweep:
+                return
+            # A sweep, twice a second: shed handshakes and replaced connections end here.
+            self._next_sweep = now + SWEEP_INTERVAL
             for channel in list(self._server_channels.values()):
                 channel._process_events()
                 if channel._terminated is not None and not channel._buried:
@@ -422,8 +429,7 @@ class DTLSEndpoint:
             t = self._server.get_timer()
             if t is not None:
                 times.append(t)
-            # Sweep the server's connections now and then even with no timer due.
-            times.append(trio.current_time() + 0.5)
+            times.append(self._next_sweep)
         return min(times) if times else math.inf
 
     def _on_sent(self) -> None:
@@ -572,12 +578,14 @@ async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
         except Exception as exc:
             ep._internal_error(exc)
             deadline = trio.current_time() + 0.1
+        ep._sleeping_until = deadline
         del ep
         with trio.move_on_at(deadline):
             await wakeup.wait()
         ep = ref()
         if ep is None or ep._closed:
             return
+        ep._sleeping_until = -math.inf
         try:
             ep._run_timers()
         except Exception as exc:
