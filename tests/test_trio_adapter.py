@@ -424,3 +424,36 @@ async def test_timers_retransmit_a_lost_flight_and_time_out_a_dead_peer(pools: P
         assert channel.statistics().retransmissions >= 2
     silent.close()
     assert pools.in_use == 0
+
+
+async def test_garbage_datagrams_are_counted_and_a_client_still_connects(pools: PoolSet) -> None:
+    import random
+
+    client_config, _ = configs()
+    rng = random.Random(5)
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        addr = await server.start()
+        await trio.testing.wait_all_tasks_blocked()
+        before = pools.in_use  # the receive task's lease
+        junk = await udp_socket()
+        for i in range(200):
+            payload = bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 300)))
+            if i % 4 == 0:  # something that looks like a DTLS handshake record header
+                payload = b"\x16\xfe\xfd" + payload
+            await junk.sendto(payload, addr)
+        await wait_for(lambda: server.endpoint.counters["datagrams_in"] == 200)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = server.endpoint.statistics()
+        assert stats["connections"] == 0
+        assert pools.in_use == before  # no per-peer state was kept
+        assert server.endpoint.counters["internal_errors"] == 0
+        junk.close()
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            with trio.fail_after(5):
+                await channel.send(b"still here")
+                assert await channel.receive() == b"still here"
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
