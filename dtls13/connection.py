@@ -611,16 +611,18 @@ class Connection:
 
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
-        if self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
-        elif (
+        # A client that is CONNECTED still owes its final flight until it is ACKed: a
+        # repeated server flight means that flight was lost, so resend it (case 3).
+        if (
             self._flight is not None
             and not self._flight.acknowledged
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
+        elif self.state is State.CONNECTED and self._final_acks:
+            self._send_ack_for(self._final_acks)
+        elif self.state is State.CONNECTED and self._ack_list:
+            self._send_ack(now)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
