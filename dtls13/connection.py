@@ -113,7 +113,12 @@ class Connection:
             memory_limit,
             owner_parent,
         )
-        self._records = RecordLayer(self.pools, self.owner, padding=config.record_padding)
+        self._records = RecordLayer(
+            self.pools,
+            self.owner,
+            padding=config.record_padding,
+            confidentiality_limit=config.confidentiality_limit,
+        )
         self._reassembler = Reassembler(
             self.pools,
             self.owner,
