@@ -462,6 +462,10 @@ class Connection:
     def _send_ack(self, now: float) -> None:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+        if self.state is State.CONNECTED:
+            # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
+            # own ACK again, so nothing needs remembering and the list must not grow forever.
+            self._ack_list.clear()
         self._send_ack_for(numbers)
 
     def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
