@@ -77,6 +77,8 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+# States in which unprotected (epoch 0) handshake messages are still expected.
+_HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
@@ -577,6 +579,15 @@ class Connection:
                     if (record.epoch >= 3) != (expected_epoch >= 3) or (
                         expected_epoch < 3 and record.epoch != expected_epoch
                     ):
+                        self.stats["dropped_handshake_fragments"] += 1
+                        continue
+                    if (
+                        plaintext
+                        and self.state not in _HELLO_STATES
+                        and header.message_seq >= self._reassembler.next_expected_seq
+                    ):
+                        # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                        # association; past the hellos only retransmissions are plaintext.
                         self.stats["dropped_handshake_fragments"] += 1
                         continue
                     if header.message_seq < self._reassembler.next_expected_seq:
