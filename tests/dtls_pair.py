@@ -131,8 +131,9 @@ def make_pair(
     pools: PoolSet | None = None,
     *,
     cache: bool = False,
+    cfgs: tuple[ClientConfig, ServerConfig] | None = None,
 ) -> Pair:
-    ccfg, scfg = (cached_configs if cache else configs)(kind, client, server)
+    ccfg, scfg = cfgs or (cached_configs if cache else configs)(kind, client, server)
     pools = pools or PoolSet()
     net = SimNetwork(seed, impairments)
     c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
