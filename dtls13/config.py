@@ -89,6 +89,9 @@ class _Common:
     max_messages_ahead: int = 8
     max_bytes_buffered: int = 256 * 1024
     record_padding: int = 0
+    # Records per write key before an automatic KeyUpdate; None: the suite's limit (RFC 9147
+    # §4.5.3). Lower it to rotate keys more often.
+    confidentiality_limit: int | None = None
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -120,6 +123,8 @@ class _Common:
             )
         if not 0 <= self.record_padding <= 16384:
             raise ValueError("record_padding must be between 0 and 16384")
+        if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
+            raise ValueError("confidentiality_limit must be at least 1 record (or None)")
         if (self.certificate_chain is None) != (self.private_key is None):
             raise ValueError("certificate_chain and private_key go together: give both or neither")
         if self.certificate_chain is not None:

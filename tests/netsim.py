@@ -47,6 +47,7 @@ class Stats:
     bytes_sent: int = 0
     largest: int = 0
     by_sender: dict[Any, int] = field(default_factory=dict)
+    corrupted_log: list[tuple[bytes, bytes]] = field(default_factory=list)  # (sent, delivered)
 
 
 class SimNetwork:
@@ -95,6 +96,7 @@ class SimNetwork:
                 buf[self.rng.randrange(len(buf))] ^= 1 << self.rng.randrange(8)
                 payload = bytes(buf)
                 self.stats.corrupted += 1
+                self.stats.corrupted_log.append((data, payload))
             at = self.now + imp.delay
             if self.rng.random() < imp.reorder:
                 at += self.rng.uniform(0, imp.reorder_delay)
