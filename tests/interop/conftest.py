@@ -13,11 +13,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from peers import Certs, assert_pools_empty, write_certs
+from peers import Certs, WolfSSL, assert_pools_empty, write_certs
 from pki import TestPKI
 
 from dtls13.memory import PoolSet
@@ -30,21 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.interop)
-
-
-@dataclass(frozen=True)
-class WolfSSL:
-    """wolfSSL's example programs; run them with cwd=home so ./certs/... resolve."""
-
-    home: Path
-
-    @property
-    def client(self) -> Path:
-        return self.home / "examples" / "client" / "client"
-
-    @property
-    def server(self) -> Path:
-        return self.home / "examples" / "server" / "server"
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ from dtls13.events import (
     HandshakeCompleted,
     NewSessionTicketReceived,
 )
+from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 
 HOST = "127.0.0.1"
@@ -37,6 +38,36 @@ SUITES = {
         "TLS_CHACHA20_POLY1305_SHA256",
     ),
 }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the matrix: the suite, the group expected, and how to get there."""
+
+    suite: str
+    group: NamedGroup
+    ours: dict[str, object] = field(default_factory=dict)  # our config's extra arguments
+    peer: tuple[str, ...] = ()  # the peer's extra arguments
+    hrr: bool = False  # a HelloRetryRequest for a group is expected
+
+    @property
+    def id(self) -> str:
+        return f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
+
+
+@dataclass(frozen=True)
+class WolfSSL:
+    """wolfSSL's example programs; run them with cwd=home so ./certs/... resolve."""
+
+    home: Path
+
+    @property
+    def client(self) -> Path:
+        return self.home / "examples" / "client" / "client"
+
+    @property
+    def server(self) -> Path:
+        return self.home / "examples" / "server" / "server"
 
 
 def free_udp_port() -> int:
@@ -120,10 +151,13 @@ class Peer:
                 self.proc.stdin.close()
 
     def wait(self, timeout: float = 5.0) -> int | None:
+        """The exit status once the peer has exited and all its output is read, or None."""
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._reader.join(timeout)
+        return status
 
     def __enter__(self) -> Peer:
         return self
@@ -148,8 +182,10 @@ class Certs:
     """Certificates written for one test: a root and an EC P-256 leaf under it."""
 
     ca: Path
-    cert: Path
+    cert: Path  # the chain: leaf, intermediate
     key: Path
+    leaf: Path  # the leaf alone
+    intermediates: Path
     root_pem: bytes
     chain_pem: bytes
     key_pem: bytes
@@ -158,8 +194,14 @@ class Certs:
 def write_certs(directory: Path, pki: TestPKI) -> Certs:
     leaf = pki.leaf("ec256", dns_names=("localhost", "example.com"), ips=(HOST,))
     ca = pki.write_root(directory)
-    cert, key = leaf.write(directory, "leaf")
-    return Certs(ca, cert, key, pki.root_pem, leaf.chain_pem, leaf.key_pem)
+    cert, key = leaf.write(directory, "chain")
+    leaf_only = directory / "leaf.pem"
+    leaf_only.write_bytes(leaf.cert_pem)
+    intermediates = directory / "intermediates.pem"
+    intermediates.write_bytes(leaf.chain_pem[len(leaf.cert_pem) :])
+    return Certs(
+        ca, cert, key, leaf_only, intermediates, pki.root_pem, leaf.chain_pem, leaf.key_pem
+    )
 
 
 class Side:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
-from conftest import WolfSSL
-from peers import SUITES, Certs, Peer, Side, assert_pools_empty, free_udp_port
+from peers import (
+    SUITES,
+    Case,
+    Certs,
+    Peer,
+    Side,
+    WolfSSL,
+    assert_pools_empty,
+    free_udp_port,
+)
 
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
@@ -17,20 +23,20 @@ from dtls13.memory import PoolSet
 SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
 CLIENT_MESSAGE = b"hello wolfssl!"  # and its example client always sends this
 
+WOLFSSL_GROUP_NAMES = {
+    NamedGroup.x25519: "X25519",
+    NamedGroup.secp256r1: "SECP256R1",
+    NamedGroup.secp384r1: "SECP384R1",
+    NamedGroup.X25519MLKEM768: "X25519MLKEM768",
+}
 
-@dataclass(frozen=True)
-class Case:
-    """One cell of the matrix: the suite, the group expected, and how to get there."""
 
-    suite: str
-    group: NamedGroup
-    ours: dict[str, object] = field(default_factory=dict)  # our config's extra arguments
-    peer: tuple[str, ...] = ()  # the peer's extra arguments
-    hrr: bool = False  # a HelloRetryRequest for a group is expected
-
-    @property
-    def id(self) -> str:
-        return f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
+def _peer_saw(peer: Peer, case: Case) -> None:
+    """wolfSSL's own report of the suite and group agrees with ours (after it exits:
+    its output to a pipe is buffered)."""
+    group = WOLFSSL_GROUP_NAMES[case.group]
+    for line in (f"SSL cipher suite is {case.suite}", f"SSL curve name is {group}"):
+        assert peer.wait_output(line), peer.describe()
 
 
 def _basic(ours_side: str) -> list[Case]:
@@ -122,6 +128,7 @@ def test_our_client_with_wolfssl_server(
         finally:
             ours.close()
         assert peer.wait() == 0, peer.describe()
+        _peer_saw(peer, case)
     assert_pools_empty(pools)
 
 
@@ -155,6 +162,7 @@ def test_wolfssl_client_with_our_server(
             assert ended is not None and ended.alert is AlertDescription.close_notify
             assert ended.by_peer
             assert peer.wait() == 0, peer.describe()
+            _peer_saw(peer, case)
     finally:
         ours.close()
     assert_pools_empty(pools)
