@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cryptography import x509
 from pki import TestPKI
 from udp_driver import UdpDriver, bound_socket, events_of
 
@@ -189,6 +190,7 @@ class Certs:
     root_pem: bytes
     chain_pem: bytes
     key_pem: bytes
+    leaf_cert: x509.Certificate
 
 
 def write_certs(directory: Path, pki: TestPKI) -> Certs:
@@ -200,7 +202,15 @@ def write_certs(directory: Path, pki: TestPKI) -> Certs:
     intermediates = directory / "intermediates.pem"
     intermediates.write_bytes(leaf.chain_pem[len(leaf.cert_pem) :])
     return Certs(
-        ca, cert, key, leaf_only, intermediates, pki.root_pem, leaf.chain_pem, leaf.key_pem
+        ca,
+        cert,
+        key,
+        leaf_only,
+        intermediates,
+        pki.root_pem,
+        leaf.chain_pem,
+        leaf.key_pem,
+        leaf.cert,
     )
 
 

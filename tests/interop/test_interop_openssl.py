@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from peers import SUITES, Case, Certs, Peer, Side, assert_pools_empty, free_udp_port
+from udp_driver import events_of
 
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
+from dtls13.events import KeyUpdated
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 
@@ -133,4 +135,82 @@ def test_openssl_client_with_our_server(
     ended = ours.terminated()
     assert ended is not None and ended.alert is AlertDescription.close_notify
     assert ended.by_peer
+    assert_pools_empty(pools)
+
+
+def _updated(ours: Side) -> set[tuple[bool, int]]:
+    return {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
+
+
+def test_mutual_auth_and_key_update_with_openssl_server(
+    openssl: str, certs: Certs, pools: PoolSet
+) -> None:
+    """s_server demands our certificate; we update keys both ways (update_requested)."""
+    port = free_udp_port()
+    argv = [openssl, "s_server", "-dtls1_3", "-accept", f"127.0.0.1:{port}", "-naccept", "1"]
+    argv += ["-cert", certs.leaf, "-cert_chain", certs.intermediates, "-key", certs.key]
+    argv += ["-Verify", "2", "-verify_return_error", "-CAfile", certs.ca]
+    config = ClientConfig(
+        server_name="localhost",
+        cafile=certs.root_pem,
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+    )
+    with Peer(argv) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            ours.conn.key_update(request_peer=True)
+            ours.driver.flush()
+            # Our KeyUpdate counts once ACKed (RFC 9147 §8)...
+            assert ours.pump(lambda: (True, 4) in _updated(ours), peer), peer.describe()
+            ours.send(b"hello from dtls13\n")
+            assert peer.wait_output("hello from dtls13"), peer.describe()
+            peer.write(b"hello from openssl\n")
+            assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
+            # ... OpenSSL answers update_requested with its next write, before its data.
+            assert _updated(ours) == {(True, 4), (False, 4)}
+            ours.close()
+            assert peer.wait() == 0, peer.describe()
+        finally:
+            ours.close()
+    assert "Client certificate" in peer.output, peer.describe()
+    assert_pools_empty(pools)
+
+
+def test_mutual_auth_and_key_update_with_openssl_client(
+    openssl: str, certs: Certs, pools: PoolSet
+) -> None:
+    """We demand s_client's certificate and update keys both ways (update_requested)."""
+    config = ServerConfig(
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+        client_auth="required",
+        cafile=certs.root_pem,
+    )
+    ours = Side(config, pools)
+    argv = [openssl, "s_client", "-dtls1_3", "-connect", f"127.0.0.1:{ours.port}"]
+    argv += ["-CAfile", certs.ca, "-servername", "localhost", "-verify_return_error"]
+    argv += ["-cert", certs.leaf, "-cert_chain", certs.intermediates, "-key", certs.key]
+    try:
+        with Peer(argv) as peer:
+            done = ours.handshake(peer)
+            assert done.peer_certificates[0] == certs.leaf_cert
+            ours.conn.key_update(request_peer=True)
+            ours.driver.flush()
+            # Our KeyUpdate counts once ACKed (RFC 9147 §8)...
+            assert ours.pump(lambda: (True, 4) in _updated(ours), peer), peer.describe()
+            ours.send(b"hello from dtls13\n")
+            assert peer.wait_output("hello from dtls13"), peer.describe()
+            peer.write(b"hello from openssl\n")
+            assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
+            # ... OpenSSL answers update_requested with its next write, before its data.
+            assert _updated(ours) == {(True, 4), (False, 4)}
+            peer.close_stdin()
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+    finally:
+        ours.close()
     assert_pools_empty(pools)

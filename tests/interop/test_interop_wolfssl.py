@@ -13,10 +13,12 @@ from peers import (
     assert_pools_empty,
     free_udp_port,
 )
+from udp_driver import events_of
 
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
+from dtls13.events import KeyUpdated
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 
@@ -163,6 +165,77 @@ def test_wolfssl_client_with_our_server(
             assert ended.by_peer
             assert peer.wait() == 0, peer.describe()
             _peer_saw(peer, case)
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+def test_mutual_auth_and_key_update_with_wolfssl_server(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    """wolfSSL's server demands our certificate and updates its keys before replying."""
+    port = free_udp_port()
+    argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-U"]
+    argv += ["-c", certs.cert, "-k", certs.key, "-A", certs.ca]
+    config = ClientConfig(
+        server_name="localhost",
+        cafile=certs.root_pem,
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+    )
+    with Peer(argv, cwd=wolfssl.home) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            assert ours.pump(lambda: bool(ours.tickets()), peer), peer.describe()
+            ours.pump(lambda: False, peer, timeout=0.1)
+            ours.send(b"hello from dtls13")
+            assert ours.pump(lambda: SERVER_REPLY in ours.data(), peer), peer.describe()
+
+            # It asked us to update too: both directions moved to epoch 4.
+            # (Ours takes effect once the server ACKs our KeyUpdate, RFC 9147 §8.)
+            def updated() -> set[tuple[bool, int]]:
+                return {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
+
+            assert ours.pump(lambda: updated() == {(False, 4), (True, 4)}, peer), updated()
+            # After a key update the example server reads once more, then closes.
+            ours.send(b"second message")
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            ended = ours.terminated()
+            assert ended is not None and ended.alert is AlertDescription.close_notify
+        finally:
+            ours.close()
+        assert peer.wait() == 0, peer.describe()
+        assert "Client message: hello from dtls13" in peer.output, peer.describe()
+    assert_pools_empty(pools)
+
+
+def test_mutual_auth_and_key_update_with_wolfssl_client(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    """We demand wolfSSL's certificate; it updates its keys before sending its data."""
+    config = ServerConfig(
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+        client_auth="required",
+        cafile=certs.root_pem,
+    )
+    ours = Side(config, pools)
+    argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", ours.port, "-I"]
+    argv += ["-A", certs.ca, "-c", certs.cert, "-k", certs.key]
+    try:
+        with Peer(argv, cwd=wolfssl.home) as peer:
+            done = ours.handshake(peer)
+            assert [c.subject for c in done.peer_certificates[:1]] == [certs.leaf_cert.subject]
+            assert ours.pump(lambda: CLIENT_MESSAGE in ours.data(), peer), peer.describe()
+            updated = events_of(ours.driver, KeyUpdated)
+            assert any(not e.sending and e.epoch == 4 for e in updated), updated
+            ours.send(b"hello from the dtls13 server")
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+            assert "hello from the dtls13 server" in peer.output, peer.describe()
     finally:
         ours.close()
     assert_pools_empty(pools)
