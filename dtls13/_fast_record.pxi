@@ -928,7 +928,10 @@ cdef class DatagramWriter:
         return <WriteEpoch>st
 
     def space(self, epoch, *, bint last=False):
-        """The largest payload one record of `epoch` can carry in this datagram (0 if none)."""
+        """The largest payload one record of `epoch` can carry in this datagram.
+
+        -1 when not even an empty record fits (0: only an empty one does).
+        """
         cdef WriteEpoch st = self._state(epoch)
         cdef Py_ssize_t remaining = self.mtu - self._pos, avail, tag
         if st.cipher is None:
@@ -938,12 +941,12 @@ cdef class DatagramWriter:
             avail = remaining - unified_header_length(
                 self._cid_length, self._seq_bits, not (last and self._omit_last_length)) - tag
             if avail < _MASK_SAMPLE - tag:
-                return 0
+                return -1  # the padded minimum ciphertext does not fit
             if self._padding > 1:
                 avail -= avail % self._padding
             avail -= 1  # the content type byte
         if avail < 0:
-            return 0
+            return -1
         return avail if avail < _MAX_PLAINTEXT else _MAX_PLAINTEXT
 
     def add(self, epoch, int content_type, payload, *, bint last=False):

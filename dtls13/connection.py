@@ -65,7 +65,8 @@ from .handshake.constants import (
     SignatureScheme,
 )
 from .handshake.flights import Flight
-from .handshake.fragments import Reassembler, pull_handshake_header
+from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
+from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .memory import PoolSet, default_pool_set
@@ -79,6 +80,7 @@ _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
+MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
@@ -115,59 +117,14 @@ class Connection:
             memory_limit,
             owner_parent,
         )
-        self._records = RecordLayer(
-            self.pools,
-            self.owner,
-            padding=config.record_padding,
-            confidentiality_limit=config.confidentiality_limit,
-        )
-        self._reassembler = Reassembler(
-            self.pools,
-            self.owner,
-            max_message_size=config.max_handshake_message,
-            max_messages_ahead=config.max_messages_ahead,
-            max_bytes_buffered=config.max_bytes_buffered,
-            first_message_seq=first_message_seq,
-        )
         self._keylog = config.keylog_callback()
-        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
-        # handshake
-        self._transcript = Transcript()
-        self._schedule: KeySchedule | None = None
-        self._params: SuiteParams | None = None
-        self._suite: CipherSuite | None = None
-        self._group: NamedGroup | None = None
-        self._scheme: SignatureScheme | None = None
-        self._alpn: str | None = None
-        self._peer_chain: tuple[x509.Certificate, ...] = ()
-        self._random = config.random_bytes(32)
-        self._client_random = self._random if self.is_client else b""
-        self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._hrr_done = False
-        self._hrr_cookie: bytes | None = None
-        self._hrr_group: int | None = None
-        self._client_hello: msgs.ClientHello | None = None
-        self._cert_request: msgs.CertificateRequest | None = None
-        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
-        self._send_seq = 0
-        self._peer_finished = False
-        # reliability
-        self._flight: Flight | None = None
-        self._rto = config.retransmit_initial
-        self._retransmit_at: float | None = None
-        self._timeouts = 0
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
-        self._ack_list: list[RecordNumber] = []
-        self._ack_at: float | None = None
-        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
-        self._retransmitted_this_input = False
-        # key update
-        self._key_update_pending = False
-        self._read_secret = b""
-        self._write_secret = b""
+        self._restarts = 0
+        self._init_handshake(first_message_seq)
         # statistics
         self.stats: dict[str, int] = {
             "datagrams_in": 0,
@@ -186,11 +143,94 @@ class Connection:
             "key_updates_received": 0,
             "hello_retry_requests_sent": 0,
             "hello_retry_requests_received": 0,
+            "alerts_unsent": 0,
+            "handshake_restarts": 0,
+            "dropped_damaged_hello": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
         self._now = 0.0  # the latest time the caller gave us
+
+    def _init_handshake(self, first_message_seq: int) -> None:
+        """Fresh handshake state: record layer, reassembly, transcript, secrets, timers."""
+        self._records = RecordLayer(
+            self.pools,
+            self.owner,
+            padding=self.config.record_padding,
+            confidentiality_limit=self.config.confidentiality_limit,
+        )
+        self._reassembler = self._new_reassembler(first_message_seq)
+        # handshake
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._suite: CipherSuite | None = None
+        self._group: NamedGroup | None = None
+        self._scheme: SignatureScheme | None = None
+        self._alpn: str | None = None
+        self._peer_chain: tuple[x509.Certificate, ...] = ()
+        self._random = self.config.random_bytes(32)
+        self._client_random = self._random if self.is_client else b""
+        self._key_shares: dict[int, groups.KeyExchange] = {}
+        self._hrr_done = False
+        self._hrr_cookie: bytes | None = None
+        self._hrr_group: int | None = None
+        self._client_hello: msgs.ClientHello | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._send_seq = 0
+        self._peer_finished = False
+        # reliability
+        self._flight: Flight | None = None
+        self._rto = self.config.retransmit_initial
+        self._retransmit_at: float | None = None
+        self._timeouts = 0
+        self._ack_list: list[RecordNumber] = []
+        self._ack_at: float | None = None
+        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._retransmitted_this_input = False
+        # key update
+        self._key_update_pending = False
+        self._read_secret = b""
+        self._write_secret = b""
+        self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        self._current_seq = 0
+
+    def _new_reassembler(self, first_message_seq: int) -> Reassembler:
+        return Reassembler(
+            self.pools,
+            self.owner,
+            max_message_size=self.config.max_handshake_message,
+            max_messages_ahead=self.config.max_messages_ahead,
+            max_bytes_buffered=self.config.max_bytes_buffered,
+            first_message_seq=first_message_seq,
+        )
+
+    def _restart_handshake(self, now: float, reason: str) -> None:
+        """Start the handshake over, keeping the deadline.
+
+        Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
+        still parses, and the two sides then hold different transcripts. The signs are
+        a server seeing a retransmitted ClientHello whose bytes differ from the one it
+        processed, and a client whose epoch-2 records fail to authenticate while the
+        server repeats its ServerHello. Starting over is safe: the new handshake is
+        authenticated by its own CertificateVerify and Finished.
+        """
+        self.stats["handshake_restarts"] += 1
+        self._restarts += 1
+        if self.is_client and self._records.write_epoch == 2:
+            # An empty ACK under the keys we derived (RFC 9147 §7.1 allows empty ACKs):
+            # the server fails to authenticate it, which tells it the hellos were damaged.
+            self._send_ack_for([])
+        if self._flight is not None:
+            self._flight.release()
+        self._reassembler.close()
+        self._records.close()
+        self._init_handshake(0)
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
+        if self.is_client:
+            self._send_client_hello(now)
 
     # -- public API ---------------------------------------------------------------------
 
@@ -340,6 +380,15 @@ class Connection:
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
         self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
 
+    def abandon(self, reason: str = "abandoned by the endpoint") -> None:
+        """End at once without sending anything (a superseded or shed association)."""
+        if self.state is State.CLOSED:
+            return
+        self._terminate(None, reason, by_peer=False, now=None)
+        for lease, _ in self._outbox:
+            lease.release()
+        self._outbox = []
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -412,10 +461,14 @@ class Connection:
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        """Best effort: with no memory left for it the alert is counted, not sent."""
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.alert, bytes([level, description]))
-            self._queue(w.finish())
+        try:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.alert, bytes([level, description]))
+                self._queue(w.finish())
+        except MemoryBudgetExceeded:
+            self.stats["alerts_unsent"] += 1
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -465,8 +518,7 @@ class Connection:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
         if self.state is State.CONNECTED:
-            # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
-            # own ACK again, so nothing needs remembering and the list must not grow forever.
+            # Post-handshake: each record is ACKed once (RFC 9147 §7.1).
             self._ack_list.clear()
         self._send_ack_for(numbers)
 
@@ -561,66 +613,53 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
-        buf = Buffer(record.payload)
         ackable = False
         repeat = False
+        repeated_types: set[int] = set()
         try:
-            while not buf.eof():
-                try:
-                    header = pull_handshake_header(buf)
-                    fragment = buf.pull_view(header.fragment_length)
-                except DecodeError:
-                    if plaintext:
-                        self.stats["dropped_malformed_plaintext"] += 1
-                        return
-                    raise DecodeErrorAlert("malformed handshake fragment") from None
-                try:
-                    expected_epoch = MESSAGE_EPOCH.get(header.msg_type, 3)
-                    if (record.epoch >= 3) != (expected_epoch >= 3) or (
-                        expected_epoch < 3 and record.epoch != expected_epoch
-                    ):
-                        self.stats["dropped_handshake_fragments"] += 1
+            fragments = pull_handshake_fragments_untrusted(record.payload)
+            for header, fragment in fragments:
+                if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
+                    self.stats["dropped_handshake_fragments"] += 1
+                elif (
+                    plaintext
+                    and self.state not in _HELLO_STATES
+                    and header.message_seq >= self._reassembler.next_expected_seq
+                ):
+                    # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                    # association; past the hellos only retransmissions are plaintext.
+                    self.stats["dropped_handshake_fragments"] += 1
+                elif header.message_seq < self._reassembler.next_expected_seq:
+                    if self._changed_hello(header, fragment):
+                        self._restart_handshake(now, "a different ClientHello")
+                        self._buffer_fragment(header, fragment)
                         continue
-                    if (
-                        plaintext
-                        and self.state not in _HELLO_STATES
-                        and header.message_seq >= self._reassembler.next_expected_seq
-                    ):
-                        # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
-                        # association; past the hellos only retransmissions are plaintext.
-                        self.stats["dropped_handshake_fragments"] += 1
-                        continue
-                    if header.message_seq < self._reassembler.next_expected_seq:
-                        repeat = True
-                        ackable = ackable or self.state is State.CONNECTED
-                        continue
-                    before = sum(self._reassembler.counters[k] for k in _NOT_BUFFERED)
-                    self._reassembler.add_fragment_untrusted(
-                        header.msg_type,
-                        header.length,
-                        header.message_seq,
-                        header.fragment_offset,
-                        header.fragment_length,
-                        fragment,
-                    )
-                    if sum(self._reassembler.counters[k] for k in _NOT_BUFFERED) == before:
-                        ackable = True
-                    else:
-                        self.stats["dropped_handshake_fragments"] += 1
-                finally:
-                    if "fragment" in locals():
-                        fragment.release()
+                    repeat = True
+                    repeated_types.add(header.msg_type)
+                    ackable = ackable or self.state is State.CONNECTED
+                elif self._buffer_fragment(header, fragment):
+                    ackable = True
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
         except Alert:
+            # Unauthenticated plaintext cannot end a handshake (off-path injection).
             if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
-        finally:
-            buf.close()
         if ackable:
             self._ack_list.append(record.record_number)
         progressed = self._process_messages(now)
-        if repeat:
+        if (
+            HandshakeType.server_hello in repeated_types
+            and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
+            and self._records.auth_failures(2) > 0
+            and self._restarts < MAX_RESTARTS
+        ):
+            # The server repeats its flight and its epoch-2 records do not authenticate:
+            # our transcript differs from the server's.
+            self._restart_handshake(now, "epoch-2 records fail to authenticate")
+        elif repeat:
             self._on_peer_repeat(now)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
@@ -629,16 +668,54 @@ class Connection:
             elif self._ack_at is None:
                 self._ack_at = now + self._rto / 4
 
+    def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
+        """A server's view: is this a ClientHello different from the one processed?"""
+        if (
+            self.is_client
+            or header.msg_type != HandshakeType.client_hello
+            or self.state is State.CONNECTED
+            or self._restarts >= MAX_RESTARTS
+        ):
+            return False
+        seen = self._hello_bodies.get(header.message_seq)
+        if seen is None:
+            return False
+        if header.length == len(seen):
+            start = header.fragment_offset
+            if seen[start : start + header.fragment_length] == fragment:
+                return False
+        # A different ClientHello alone may be spoofed by anyone who knows the client's
+        # address; only together with records that failed to authenticate (the client
+        # derived other keys from our flight) does it mean the hellos were damaged.
+        return self._records.auth_failures(2) > 0
+
+    @staticmethod
+    def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
+        """Hellos travel in epoch 0, the rest of the handshake in 2, later messages in 3+."""
+        expected = MESSAGE_EPOCH.get(msg_type, 3)
+        return epoch >= 3 if expected >= 3 else epoch == expected
+
+    def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
+        """Give a fragment to the reassembler; False if it was not processed or buffered
+        (such records must not be ACKed, RFC 9147 §7)."""
+        counters = self._reassembler.counters
+        before = sum(counters[k] for k in _NOT_BUFFERED)
+        self._reassembler.add_fragment_untrusted(
+            header.msg_type,
+            header.length,
+            header.message_seq,
+            header.fragment_offset,
+            header.fragment_length,
+            fragment,
+        )
+        return sum(counters[k] for k in _NOT_BUFFERED) == before
+
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
-        # A client that is CONNECTED still owes its final flight until it is ACKed: a
-        # repeated server flight means that flight was lost, so resend it (case 3).
-        if (
-            self._flight is not None
-            and not self._flight.acknowledged
-            and not self._retransmitted_this_input
-        ):
-            self._retransmit(now)
+        if self._flight is not None and not self._flight.acknowledged:
+            # Our answer did not arrive: send it again (it implicitly ACKs theirs).
+            if not self._retransmitted_this_input:
+                self._retransmit(now)
         elif self.state is State.CONNECTED and self._final_acks:
             self._send_ack_for(self._final_acks)
         elif self.state is State.CONNECTED and self._ack_list:
@@ -652,22 +729,52 @@ class Connection:
             if message is None:
                 break
             handled = True
+            self._current_seq = message.message_seq
             msg_type = message.msg_type
-            if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
-                # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
-                raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
-            if msg_type not in ACCEPTS[self.state]:
-                raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+            first_hello = self._first_hello(msg_type)
             try:
-                parsed = msgs.pull_message(msg_type, message.body)
-            except msgs.UnexpectedHandshakeType:
-                raise UnexpectedMessage(f"handshake type {msg_type}") from None
-            except ext.DuplicateExtensionError:
-                raise IllegalParameter("duplicate extension") from None
-            except DecodeError as exc:
-                raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
-            self._dispatch(msg_type, parsed, bytes(message.body), now)
+                self._handle_message(msg_type, message.body, now)
+            except (DecodeErrorAlert, IllegalParameter, MissingExtension):
+                if not first_hello:
+                    raise
+                # An unauthenticated first hello that does not make sense is most likely
+                # damaged on the way: drop it and wait for the peer's retransmission.
+                self.stats["dropped_damaged_hello"] += 1
+                self._reassembler.close()
+                self._reassembler = self._new_reassembler(message.message_seq)
+                break
         return handled
+
+    def _first_hello(self, msg_type: int) -> bool:
+        """Whether this message would be the first hello seen from the peer (epoch 0,
+        nothing committed yet), so that a decoding problem can be treated as damage."""
+        if self.is_client:
+            return (
+                msg_type == HandshakeType.server_hello
+                and self.state is State.WAIT_SERVER_HELLO
+                and not self._hrr_done
+            )
+        return (
+            msg_type == HandshakeType.client_hello
+            and self.state is State.WAIT_CLIENT_HELLO
+            and not self._hrr_done
+        )
+
+    def _handle_message(self, msg_type: int, body: memoryview, now: float) -> None:
+        if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
+            # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
+            raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
+        if msg_type not in ACCEPTS[self.state]:
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+        try:
+            parsed = msgs.pull_message(msg_type, body)
+        except msgs.UnexpectedHandshakeType:
+            raise UnexpectedMessage(f"handshake type {msg_type}") from None
+        except ext.DuplicateExtensionError:
+            raise IllegalParameter("duplicate extension") from None
+        except DecodeError as exc:
+            raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
+        self._dispatch(msg_type, parsed, bytes(body), now)
 
     def _dispatch(self, msg_type: int, msg: Any, body: bytes, now: float) -> None:
         s = self.state
@@ -917,6 +1024,7 @@ class Connection:
 
     def _server_on_client_hello(self, ch: msgs.ClientHello, body: bytes, now: float) -> None:
         cfg = self.config
+        self._hello_bodies[self._current_seq] = body
         assert isinstance(cfg, ServerConfig)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in _decode(
@@ -1250,24 +1358,6 @@ class Connection:
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)
-
-
-def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
-    """The HelloRetryRequest for these choices; the same inputs give the same bytes."""
-    extensions = [
-        ext.make_extension(
-            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
-        )
-    ]
-    if group is not None:
-        extensions.append(
-            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
-        )
-    if cookie is not None:
-        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
-    return msgs.ServerHello(
-        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
-    )
 
 
 def _decode(data: bytes, pull: Any) -> Any:

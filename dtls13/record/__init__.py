@@ -15,6 +15,7 @@ API for the connection code::
 
     w = layer.datagram_writer(mtu)         # or `with layer.datagram_writer(mtu) as w:`
     w.space(epoch, last=False) -> int      # largest payload of one record that still fits
+                                           # (-1: not even an empty record fits)
     w.add(epoch, content_type, payload, last=False) -> RecordNumber | None   # None: no room
     w.new_datagram()                       # later records start a new datagram
     w.finish() -> list[Lease]              # send len(lease) bytes of each, then release it
