@@ -181,6 +181,9 @@ class Connection:
         self._c_hs = self._s_hs = self._c_app = self._s_app = b""
         self._send_seq = 0
         self._peer_finished = False
+        # An epoch-2 record from the peer authenticated: both sides hold the same handshake
+        # keys, so later epoch-2 failures are damage or forgeries, not a transcript split.
+        self._epoch2_authenticated = False
         # reliability
         self._flight: Flight | None = None
         self._rto = self.config.retransmit_initial
@@ -535,6 +538,8 @@ class Connection:
 
     def _handle_record(self, record: Any, now: float) -> None:
         ct = record.content_type
+        if record.epoch == 2:
+            self._epoch2_authenticated = True
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
         elif ct == ContentType.ack:
@@ -654,6 +659,7 @@ class Connection:
             HandshakeType.server_hello in repeated_types
             and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
             and self._records.auth_failures(2) > 0
+            and not self._epoch2_authenticated
             and self._restarts < MAX_RESTARTS
         ):
             # The server repeats its flight and its epoch-2 records do not authenticate:
@@ -687,7 +693,7 @@ class Connection:
         # A different ClientHello alone may be spoofed by anyone who knows the client's
         # address; only together with records that failed to authenticate (the client
         # derived other keys from our flight) does it mean the hellos were damaged.
-        return self._records.auth_failures(2) > 0
+        return self._records.auth_failures(2) > 0 and not self._epoch2_authenticated
 
     @staticmethod
     def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
