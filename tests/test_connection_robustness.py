@@ -152,3 +152,31 @@ def test_200_handshakes_under_5_percent_corruption() -> None:
     assert retries < RUNS * 0.1
     assert pools.statistics().in_use == 0
     print(f"corrupt5: {RUNS} handshakes, {retries} retried, {time.perf_counter() - started:.2f}s")
+
+
+def test_one_damaged_protected_record_is_a_loss_not_a_restart() -> None:
+    """A bit flipped in an epoch-2 record of the server's first flight only costs that
+    record: the client, which authenticated the flight's other epoch-2 records, must not
+    take the ServerHello the server repeats for a transcript split and start over."""
+    from conn_helpers import split_records
+
+    pair = make_pair()
+    state = {"done": False}
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        records = split_records(data)
+        if state["done"] or src != ("10.0.0.2", 4433) or len(records) < 3:
+            return data
+        state["done"] = True
+        # Damage the first protected record (EncryptedExtensions) of the first flight.
+        bad = bytearray(records[1])
+        bad[-1] ^= 0x01
+        records[1] = bytes(bad)
+        return b"".join(records)
+
+    pair.net.tamper = tamper
+    assert pair.handshake(max_time=30)
+    assert state["done"]
+    assert pair.client.stats["handshake_restarts"] == 0
+    assert pair.exchange(b"no", b"restart")
+    pair.close()
