@@ -182,29 +182,83 @@ def _without(hello: msgs.ClientHello, *drop: ExtensionType) -> msgs.ClientHello:
     return msgs.ClientHello(random=hello.random, cipher_suites=hello.cipher_suites, extensions=kept)
 
 
-@pytest.mark.parametrize(
-    ("drop", "alert"),
-    [
-        ((ExtensionType.supported_versions,), A.protocol_version),
-        ((ExtensionType.signature_algorithms,), A.missing_extension),
-        ((ExtensionType.key_share,), A.missing_extension),
-        ((ExtensionType.supported_groups,), A.missing_extension),
-        ((ExtensionType.key_share, ExtensionType.supported_groups), A.missing_extension),
-    ],
-    ids=lambda v: "+".join(e.name for e in v) if isinstance(v, tuple) else v.name,
-)
-def test_client_hello_missing_mandatory_extension(
-    drop: tuple[ExtensionType, ...], alert: AlertDescription
-) -> None:
+MANDATORY = [
+    (ExtensionType.signature_algorithms,),
+    (ExtensionType.key_share,),
+    (ExtensionType.supported_groups,),
+    (ExtensionType.key_share, ExtensionType.supported_groups),
+]
+
+
+def _ids(v: Any) -> str:
+    return "+".join(e.name for e in v)
+
+
+def test_first_client_hello_without_supported_versions_is_protocol_version() -> None:
     pair = make_pair()
-    _send_hello(pair, _without(_client_hello(pair), *drop))
+    _send_hello(pair, _without(_client_hello(pair), ExtensionType.supported_versions))
     end = pair.terminated("server")
-    assert end is not None and end.alert is alert and not end.by_peer
+    assert end is not None and end.alert is A.protocol_version and not end.by_peer
     out = pair.server.datagrams_to_send(0.0)
     assert [bytes(lease)[0] for lease, _ in out] == [0x15]  # one plaintext alert
-    assert bytes(out[0][0])[-1] == alert
+    assert bytes(out[0][0])[-1] == A.protocol_version
     for lease, _ in out:
         lease.release()
+    pair.close()
+
+
+@pytest.mark.parametrize("drop", MANDATORY, ids=_ids)
+def test_first_client_hello_missing_mandatory_extension_is_dropped(
+    drop: tuple[ExtensionType, ...],
+) -> None:
+    """Documented in connection._process_messages: an unauthenticated *first* hello that
+    does not make sense is taken for one damaged on the way and dropped unanswered (no
+    reflection, no state); the genuine hello then completes the handshake."""
+    pair = make_pair()
+    _send_hello(pair, _without(_client_hello(pair), *drop))
+    assert pair.terminated("server") is None
+    assert pair.server.state is State.WAIT_CLIENT_HELLO
+    assert pair.server.stats["dropped_damaged_hello"] == 1
+    assert pair.server.datagrams_to_send(0.0) == []
+    assert pair.server.owner.in_use == 0
+    # The client's own ClientHello is answered as usual (its retransmission timer).
+    assert pair.net.run(pair.completed, max_time=10)
+    pair.close()
+
+
+def _second_client_hello(pair: Pair) -> msgs.ClientHello:
+    """Drive ClientHello1 -> HelloRetryRequest (group) by hand; return ClientHello2."""
+    pair.client.connect(SERVER_ADDR, 0.0)
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        pair.server.receive_datagram(bytes(lease), CLIENT_ADDR, 0.0)
+        lease.release()
+    for lease, _ in pair.server.datagrams_to_send(0.0):
+        pair.client.receive_datagram(bytes(lease), SERVER_ADDR, 0.0)
+        lease.release()
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        lease.release()
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    hello = pair.client._client_hello
+    assert hello is not None
+    return hello
+
+
+@pytest.mark.parametrize("drop", MANDATORY, ids=_ids)
+def test_second_client_hello_missing_mandatory_extension_is_missing_extension(
+    drop: tuple[ExtensionType, ...],
+) -> None:
+    """After the HRR the server has committed to this client: RFC 8446 §9.2 applies."""
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1"]},
+    )
+    hello = _without(_second_client_hello(pair), *drop)
+    msg_type, body = msgs.push_message(hello)
+    pair.server.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 1), seq=1), CLIENT_ADDR, 0.1
+    )
+    end = pair.terminated("server")
+    assert end is not None and end.alert is A.missing_extension and not end.by_peer
     pair.close()
 
 
