@@ -1162,6 +1162,11 @@ class Connection:
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
         self._start_flight()
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: an explicit ACK would stop the client's retransmissions of ClientHello1,
+        # the only thing that brings a lost HRR back (RFC 9147 §7.1: SHOULD NOT ACK).
+        self._ack_list.clear()
+        self._ack_at = None
         self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
