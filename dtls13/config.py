@@ -105,6 +105,14 @@ class _Common:
     def __post_init__(self) -> None:
         self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
         self.group_order = _names_to(NamedGroup, self.groups, "group")
+        from .handshake.groups import SUPPORTED_GROUPS
+
+        unsupported = [g.name for g in self.group_order if g not in SUPPORTED_GROUPS]
+        if unsupported:
+            # Offering (or asking for, in a HelloRetryRequest) a group we cannot compute
+            # would only fail later, mid-handshake, with internal_error.
+            names = ", ".join(g.name for g in SUPPORTED_GROUPS)
+            raise ValueError(f"groups {unsupported} are not implemented; supported: {names}")
         self.schemes = _names_to(SignatureScheme, self.signature_schemes, "signature scheme")
         for proto in self.alpn_protocols:
             if not 1 <= len(proto.encode()) <= 255:

@@ -78,9 +78,9 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
-MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
@@ -181,9 +181,6 @@ class Connection:
         self._c_hs = self._s_hs = self._c_app = self._s_app = b""
         self._send_seq = 0
         self._peer_finished = False
-        # An epoch-2 record from the peer authenticated: both sides hold the same handshake
-        # keys, so later epoch-2 failures are damage or forgeries, not a transcript split.
-        self._epoch2_authenticated = False
         # reliability
         self._flight: Flight | None = None
         self._rto = self.config.retransmit_initial
@@ -198,6 +195,7 @@ class Connection:
         self._read_secret = b""
         self._write_secret = b""
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._current_seq = 0
 
     def _new_reassembler(self, first_message_seq: int) -> Reassembler:
@@ -521,7 +519,8 @@ class Connection:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
         if self.state is State.CONNECTED:
-            # Post-handshake: each record is ACKed once (RFC 9147 §7.1).
+            # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
+            # own ACK again, so nothing needs remembering and the list must not grow forever.
             self._ack_list.clear()
         self._send_ack_for(numbers)
 
@@ -537,9 +536,9 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
-        ct = record.content_type
         if record.epoch == 2:
-            self._epoch2_authenticated = True
+            self._epoch2_records += 1
+        ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
         elif ct == ContentType.ack:
@@ -626,14 +625,6 @@ class Connection:
             for header, fragment in fragments:
                 if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
                     self.stats["dropped_handshake_fragments"] += 1
-                elif (
-                    plaintext
-                    and self.state not in _HELLO_STATES
-                    and header.message_seq >= self._reassembler.next_expected_seq
-                ):
-                    # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
-                    # association; past the hellos only retransmissions are plaintext.
-                    self.stats["dropped_handshake_fragments"] += 1
                 elif header.message_seq < self._reassembler.next_expected_seq:
                     if self._changed_hello(header, fragment):
                         self._restart_handshake(now, "a different ClientHello")
@@ -642,6 +633,10 @@ class Connection:
                     repeat = True
                     repeated_types.add(header.msg_type)
                     ackable = ackable or self.state is State.CONNECTED
+                elif plaintext and self.state not in _HELLO_STATES:
+                    # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                    # association; past the hellos only retransmissions are plaintext.
+                    self.stats["dropped_handshake_fragments"] += 1
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
@@ -659,11 +654,11 @@ class Connection:
             HandshakeType.server_hello in repeated_types
             and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
             and self._records.auth_failures(2) > 0
-            and not self._epoch2_authenticated
+            and self._epoch2_records == 0
             and self._restarts < MAX_RESTARTS
         ):
-            # The server repeats its flight and its epoch-2 records do not authenticate:
-            # our transcript differs from the server's.
+            # The server repeats its flight and none of its epoch-2 records authenticate:
+            # our transcript differs from the server's (one damaged record would not do).
             self._restart_handshake(now, "epoch-2 records fail to authenticate")
         elif repeat:
             self._on_peer_repeat(now)
@@ -692,8 +687,9 @@ class Connection:
                 return False
         # A different ClientHello alone may be spoofed by anyone who knows the client's
         # address; only together with records that failed to authenticate (the client
-        # derived other keys from our flight) does it mean the hellos were damaged.
-        return self._records.auth_failures(2) > 0 and not self._epoch2_authenticated
+        # derived other keys from our flight, so none of its records authenticated) does it
+        # mean the hellos were damaged.
+        return self._records.auth_failures(2) > 0 and self._epoch2_records == 0
 
     @staticmethod
     def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
@@ -718,10 +714,14 @@ class Connection:
 
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
-        if self._flight is not None and not self._flight.acknowledged:
-            # Our answer did not arrive: send it again (it implicitly ACKs theirs).
-            if not self._retransmitted_this_input:
-                self._retransmit(now)
+        # A client that is CONNECTED still owes its final flight until it is ACKed: a
+        # repeated server flight means that flight was lost, so resend it (case 3).
+        if (
+            self._flight is not None
+            and not self._flight.acknowledged
+            and not self._retransmitted_this_input
+        ):
+            self._retransmit(now)
         elif self.state is State.CONNECTED and self._final_acks:
             self._send_ack_for(self._final_acks)
         elif self.state is State.CONNECTED and self._ack_list:
@@ -740,7 +740,7 @@ class Connection:
             first_hello = self._first_hello(msg_type)
             try:
                 self._handle_message(msg_type, message.body, now)
-            except (DecodeErrorAlert, IllegalParameter, MissingExtension):
+            except (DecodeErrorAlert, IllegalParameter):
                 if not first_hello:
                     raise
                 # An unauthenticated first hello that does not make sense is most likely
