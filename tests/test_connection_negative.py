@@ -194,35 +194,27 @@ def _ids(v: Any) -> str:
     return "+".join(e.name for e in v)
 
 
-def test_first_client_hello_without_supported_versions_is_protocol_version() -> None:
-    pair = make_pair()
-    _send_hello(pair, _without(_client_hello(pair), ExtensionType.supported_versions))
-    end = pair.terminated("server")
-    assert end is not None and end.alert is A.protocol_version and not end.by_peer
-    out = pair.server.datagrams_to_send(0.0)
-    assert [bytes(lease)[0] for lease, _ in out] == [0x15]  # one plaintext alert
-    assert bytes(out[0][0])[-1] == A.protocol_version
-    for lease, _ in out:
-        lease.release()
-    pair.close()
-
-
-@pytest.mark.parametrize("drop", MANDATORY, ids=_ids)
-def test_first_client_hello_missing_mandatory_extension_is_dropped(
-    drop: tuple[ExtensionType, ...],
+@pytest.mark.parametrize(
+    ("drop", "alert"),
+    [((ExtensionType.supported_versions,), A.protocol_version)]
+    + [(d, A.missing_extension) for d in MANDATORY],
+    ids=lambda v: _ids(v) if isinstance(v, tuple) else v.name,
+)
+def test_first_client_hello_missing_mandatory_extension(
+    drop: tuple[ExtensionType, ...], alert: AlertDescription
 ) -> None:
-    """Documented in connection._process_messages: an unauthenticated *first* hello that
-    does not make sense is taken for one damaged on the way and dropped unanswered (no
-    reflection, no state); the genuine hello then completes the handshake."""
+    """RFC 8446 §9.2 / §4.2.1: missing_extension (protocol_version without
+    supported_versions), one plaintext fatal alert, nothing kept."""
     pair = make_pair()
     _send_hello(pair, _without(_client_hello(pair), *drop))
-    assert pair.terminated("server") is None
-    assert pair.server.state is State.WAIT_CLIENT_HELLO
-    assert pair.server.stats["dropped_damaged_hello"] == 1
-    assert pair.server.datagrams_to_send(0.0) == []
+    end = pair.terminated("server")
+    assert end is not None and end.alert is alert and not end.by_peer
+    out = pair.server.datagrams_to_send(0.0)
+    assert [bytes(lease)[0] for lease, _ in out] == [0x15]  # one plaintext alert
+    assert bytes(out[0][0])[-1] == alert
+    for lease, _ in out:
+        lease.release()
     assert pair.server.owner.in_use == 0
-    # The client's own ClientHello is answered as usual (its retransmission timer).
-    assert pair.net.run(pair.completed, max_time=10)
     pair.close()
 
 
