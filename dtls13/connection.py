@@ -69,6 +69,7 @@ from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
+from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
 
@@ -196,6 +197,9 @@ class Connection:
         self._write_secret = b""
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
         self._epoch2_records = 0  # records that authenticated under the handshake keys
+        self._resumed = False
+        self._psk_schedule: KeySchedule | None = None
+        self._resumption_secret = b""
         self._current_seq = 0
 
     def _new_reassembler(self, first_message_seq: int) -> Reassembler:
@@ -866,16 +870,67 @@ class Connection:
                     [p.encode() for p in cfg.alpn_protocols],
                 )
             )
+        offer = self._psk_offer()
+        if offer is not None:
+            modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+                )
+            )
+            identity, age, _, schedule = offer
+            # pre_shared_key comes last; its binder is computed over everything before it.
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key,
+                    ext.push_pre_shared_key_client,
+                    ext.OfferedPsks((ext.PskIdentity(identity, age),), (bytes(schedule.hash_len),)),
+                )
+            )
         hello = msgs.ClientHello(
             random=self._random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
             extensions=tuple(extensions),
         )
+        if offer is not None:
+            _, _, external, schedule = offer
+            partial = self._transcript.digest_with(msgs.binder_prefix(hello), schedule.hash_name)
+            binder = schedule.verify_data(schedule.binder_key(external), partial)
+            hello = msgs.replace_binders(hello, (binder,))
+            self._psk_schedule = schedule
         self._client_hello = hello
         self._start_flight()
         self._add_message(hello, 0)
         self.state = State.WAIT_SERVER_HELLO
         self._emit_flight(now)
+
+    def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
+        """(identity, obfuscated age, external?, schedule) of the PSK to offer, if any."""
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig)
+        if cfg.psk is not None:
+            identity, key = cfg.psk
+            offer = (identity, 0, True, KeySchedule("sha256", psk=key))
+        elif cfg.session is not None:
+            session = cfg.session
+            wall = self._wall_clock().timestamp()
+            if session.expired(wall) or session.suite not in cfg.suites:
+                return None
+            hash_name = SUITES[session.suite].hash_name
+            offer = (
+                session.ticket,
+                session.obfuscated_age(wall),
+                False,
+                KeySchedule(hash_name, psk=session.psk),
+            )
+        else:
+            return None
+        # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
+        # cannot be offered again.
+        hash_name = offer[3].hash_name
+        if self._transcript.hash_name not in (None, hash_name):
+            return None
+        return offer
 
     def _client_on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float) -> None:
         cfg = self.config
@@ -901,19 +956,32 @@ class Connection:
             return
         if self._transcript.hash_name is None:
             self._transcript.select(self._params.hash_name)
+        schedule: KeySchedule | None = None
+        psk_data = sh.extension(ExtensionType.pre_shared_key)
+        if psk_data is not None:
+            selected = _decode(psk_data, ext.pull_pre_shared_key_server)
+            schedule = self._psk_schedule
+            if schedule is None or selected != 0:
+                raise IllegalParameter("server selected a PSK we did not offer")
+            if schedule.hash_name != self._params.hash_name:
+                raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
+            self._resumed = True
         key_share = sh.extension(ExtensionType.key_share)
+        shared: bytes | None = None
         if key_share is None:
-            raise MissingExtension("ServerHello without key_share")
-        entry = _decode(key_share, ext.pull_key_share_entry)
-        kx = self._key_shares.get(entry.group)
-        if kx is None:
-            raise IllegalParameter("server key share for a group we did not send")
-        shared = kx.shared_secret(entry.key_exchange)
-        self._group = NamedGroup(entry.group)
+            if schedule is None or "psk_ke" not in cfg.psk_modes:
+                raise MissingExtension("ServerHello without key_share")
+        else:
+            entry = _decode(key_share, ext.pull_key_share_entry)
+            kx = self._key_shares.get(entry.group)
+            if kx is None:
+                raise IllegalParameter("server key share for a group we did not send")
+            shared = kx.shared_secret(entry.key_exchange)
+            self._group = NamedGroup(entry.group)
         self._key_shares.clear()
         self._transcript.add(HandshakeType.server_hello, body)
         self._start_flight_release_only()
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, schedule)
         self.state = State.WAIT_ENCRYPTED_EXTENSIONS
 
     def _client_on_hello_retry(self, hrr: msgs.ServerHello, body: bytes, now: float) -> None:
@@ -952,7 +1020,8 @@ class Connection:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
         self._transcript.add(HandshakeType.encrypted_extensions, body)
-        self.state = State.WAIT_CERTIFICATE_OR_REQUEST
+        # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
+        self.state = State.WAIT_FINISHED if self._resumed else State.WAIT_CERTIFICATE_OR_REQUEST
 
     def _client_on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes) -> None:
         if cr.certificate_request_context != b"":
@@ -1005,7 +1074,7 @@ class Connection:
     def _client_on_finished(self, fin: msgs.Finished, body: bytes, now: float) -> None:
         ks = self._schedule
         assert ks is not None and self._suite is not None
-        if self._cert_request is None and not self._peer_chain:
+        if self._cert_request is None and not self._peer_chain and not self._resumed:
             raise UnexpectedMessage("Finished before the server authenticated")
         if not ks.check_verify_data(self._s_hs, self._transcript.digest(), fin.verify_data):
             raise DecryptError("server Finished does not verify")
@@ -1023,6 +1092,7 @@ class Connection:
             self._send_own_certificate(self._cert_request)
         self._add_message(msgs.Finished(ks.verify_data(self._c_hs, self._transcript.digest())), 2)
         self._records.install_write_epoch(3, self._suite, self._c_app)
+        self._resumption_secret = ks.resumption_master_secret(self._transcript.digest())
         self._emit_flight(now)
         self._complete(now)
 
@@ -1047,15 +1117,6 @@ class Connection:
         suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        sig = ch.extension(ExtensionType.signature_algorithms)
-        if sig is None:
-            raise MissingExtension("ClientHello without signature_algorithms")
-        supported = ch.extension(ExtensionType.supported_groups)
-        shares_data = ch.extension(ExtensionType.key_share)
-        if supported is None or shares_data is None:
-            raise MissingExtension("ClientHello without supported_groups or key_share")
-        client_groups = _decode(supported, ext.pull_supported_groups)
-        shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
         if not self._hrr_done and self._reassembler.next_expected_seq > 1:
             # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
@@ -1063,50 +1124,82 @@ class Connection:
             self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
-        group = next((g for g in cfg.group_order if g in shares), None)
-        retry_group: int | None = None
-        if group is None:
-            retry_group = next((g for g in cfg.group_order if g in client_groups), None)
-            if retry_group is None or self._hrr_done:
-                raise HandshakeFailure("no key-exchange group in common")
-        if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
-            self._hrr_group = retry_group
-            self._send_hello_retry(ch, body, suite, retry_group, now)
-            return
-        assert group is not None
-        if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
-            # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
-            raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        schemes = _decode(sig, ext.pull_signature_algorithms)
-        self._scheme = certs.choose_scheme(cfg.key, schemes)
+        mode = self._psk_mode(ch)
+        supported = ch.extension(ExtensionType.supported_groups)
+        shares_data = ch.extension(ExtensionType.key_share)
+        shares: dict[int, bytes] = {}
+        group: int | None = None
+        if mode != "psk_ke" or shares_data is not None:
+            if supported is None or shares_data is None:
+                raise MissingExtension("ClientHello without supported_groups or key_share")
+            client_groups = _decode(supported, ext.pull_supported_groups)
+            shares = {
+                e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)
+            }
+            group = next((g for g in cfg.group_order if g in shares), None)
+            retry_group: int | None = None
+            if group is None:
+                retry_group = next((g for g in cfg.group_order if g in client_groups), None)
+                if retry_group is None or self._hrr_done:
+                    raise HandshakeFailure("no key-exchange group in common")
+            if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
+                self._hrr_group = retry_group
+                self._send_hello_retry(ch, body, suite, retry_group, now)
+                return
+            assert group is not None
+            if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+                # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
+                raise IllegalParameter("second ClientHello ignores the group the HRR selected")
+        accepted = self._server_psk(ch, body, suite, now) if mode is not None else None
+        if accepted is None or mode == "psk_dhe_ke":
+            if group is None:
+                raise MissingExtension("no key_share for a handshake without a PSK")
+        else:
+            group = None  # psk_ke: no (EC)DHE
+        if accepted is None:
+            sig = ch.extension(ExtensionType.signature_algorithms)
+            if sig is None:
+                raise MissingExtension("ClientHello without signature_algorithms")
+            if cfg.key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client knows")
+            self._scheme = certs.choose_scheme(cfg.key, _decode(sig, ext.pull_signature_algorithms))
         self._alpn = self._choose_alpn(ch)
         self._suite = suite
         self._params = SUITES[suite]
-        self._group = NamedGroup(group)
+        self._group = NamedGroup(group) if group is not None else None
+        self._resumed = accepted is not None
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
-        server_share, shared = groups.encapsulate(group, shares[group])
+        server_share, shared = (
+            groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
+        )
 
         self._start_flight()
         self._ack_list.clear()
-        sh = msgs.ServerHello(
-            random=self._random,
-            cipher_suite=suite,
-            extensions=(
-                ext.make_extension(
-                    ExtensionType.supported_versions,
-                    ext.push_supported_versions_server,
-                    DTLS13_VERSION,
-                ),
+        sh_ext = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_server,
+                DTLS13_VERSION,
+            )
+        ]
+        if group is not None:
+            sh_ext.append(
                 ext.make_extension(
                     ExtensionType.key_share,
                     ext.push_key_share_entry,
                     ext.KeyShareEntry(group, server_share),
-                ),
-            ),
-        )
+                )
+            )
+        if accepted is not None:
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
+                )
+            )
+        sh = msgs.ServerHello(random=self._random, cipher_suite=suite, extensions=tuple(sh_ext))
         self._add_message(sh, 0)
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, accepted[1] if accepted else None)
         ee_ext = []
         if self._alpn is not None:
             ee_ext.append(
@@ -1117,7 +1210,8 @@ class Connection:
                 )
             )
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
-        if cfg.client_auth != "none":
+        authenticate_client = cfg.client_auth != "none" and accepted is None
+        if authenticate_client:
             request = msgs.CertificateRequest(
                 b"",
                 (
@@ -1130,18 +1224,69 @@ class Connection:
             )
             self._cert_request = request
             self._add_message(request, 2)
-        self._send_certificate_and_verify(self._scheme, is_server=True)
+        if accepted is None:
+            assert self._scheme is not None
+            self._send_certificate_and_verify(self._scheme, is_server=True)
         ks = self._schedule
         assert ks is not None
         self._add_message(msgs.Finished(ks.verify_data(self._s_hs, self._transcript.digest())), 2)
         self._derive_application_secrets()
         self._records.install_write_epoch(3, suite, self._s_app)
         self.state = (
-            State.WAIT_CLIENT_CERTIFICATE
-            if cfg.client_auth != "none"
-            else State.WAIT_CLIENT_FINISHED
+            State.WAIT_CLIENT_CERTIFICATE if authenticate_client else State.WAIT_CLIENT_FINISHED
         )
         self._emit_flight(now)
+
+    def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
+        """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
+        if ch.extension(ExtensionType.pre_shared_key) is None:
+            return None
+        if ch.extensions[-1].type != ExtensionType.pre_shared_key:
+            raise IllegalParameter("pre_shared_key is not the last extension")
+        data = ch.extension(ExtensionType.psk_key_exchange_modes)
+        if data is None:
+            raise MissingExtension("pre_shared_key without psk_key_exchange_modes")
+        offered = _decode(data, ext.pull_psk_key_exchange_modes)
+        for name, code in (("psk_dhe_ke", 1), ("psk_ke", 0)):
+            if code in offered and name in self.config.psk_modes:
+                return name
+        return None
+
+    def _server_psk(
+        self, ch: msgs.ClientHello, body: bytes, suite: int, now: float
+    ) -> tuple[int, KeySchedule] | None:
+        """The first offered PSK we know and whose binder verifies: (index, schedule)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        data = ch.extension(ExtensionType.pre_shared_key)
+        assert data is not None
+        offered = _decode(data, ext.pull_pre_shared_key_client)
+        if len(offered.identities) != len(offered.binders):
+            raise IllegalParameter("pre_shared_key: identities and binders differ in number")
+        wall = self._wall_clock().timestamp()
+        hash_name = SUITES[CipherSuite(suite)].hash_name
+        for index, identity in enumerate(offered.identities):
+            external = identity.identity in cfg.external_psks
+            if external:
+                psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
+            else:
+                state = cfg.tickets.open(identity.identity, wall)
+                if state is None:
+                    continue
+                psk, psk_hash = state.psk, SUITES[state.suite].hash_name
+            if psk_hash != hash_name:
+                continue
+            ks = KeySchedule(hash_name, psk=psk)
+            # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
+            cut = ext.binders_length(len(b) for b in offered.binders)
+            prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
+            partial_hash = self._transcript.digest_with(prefix)
+            if not ks.check_verify_data(
+                ks.binder_key(external), partial_hash, offered.binders[index]
+            ):
+                raise DecryptError("PSK binder does not verify")
+            return index, ks
+        return None
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -1267,6 +1412,39 @@ class Connection:
         self._ack_at = None
         self._send_ack_for(self._final_acks)
         self._complete(now)
+        self._send_session_tickets(now)
+
+    def _send_session_tickets(self, now: float) -> None:
+        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        ks = self._schedule
+        if not cfg.session_tickets or ks is None or self._suite is None:
+            return
+        secret = ks.resumption_master_secret(self._transcript.digest())
+        wall = self._wall_clock().timestamp()
+        self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        for i in range(cfg.session_tickets):
+            nonce = bytes([i])
+            age_add = int.from_bytes(cfg.random_bytes(4), "big")
+            state = TicketState(
+                self._suite,
+                ks.resumption_psk(secret, nonce),
+                wall,
+                cfg.ticket_lifetime,
+                age_add,
+                0,
+                self._alpn,
+            )
+            ticket = cfg.tickets.seal(state, wall)
+            self._add_message(
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket),
+                self._records.write_epoch,
+                transcript=False,
+            )
+        self._emit_flight(now)
 
     # -- both sides ---------------------------------------------------------------------
 
@@ -1298,9 +1476,11 @@ class Connection:
         )
         self._add_message(msgs.CertificateVerify(scheme, signature), 2)
 
-    def _derive_handshake_secrets(self, shared: bytes, now: float) -> None:
+    def _derive_handshake_secrets(
+        self, shared: bytes | None, now: float, schedule: KeySchedule | None = None
+    ) -> None:
         assert self._params is not None and self._suite is not None
-        ks = KeySchedule(self._params)
+        ks = schedule if schedule is not None else KeySchedule(self._params)
         ks.handshake(shared)
         self._schedule = ks
         hello_hash = self._transcript.digest()
@@ -1342,7 +1522,7 @@ class Connection:
                 signature_scheme=self._scheme,
                 alpn_protocol=self._alpn,
                 peer_certificates=self._peer_chain,
-                resumed=False,
+                resumed=self._resumed,
             )
         )
 
@@ -1352,9 +1532,24 @@ class Connection:
         if msg_type == HandshakeType.new_session_ticket:
             if not self.is_client:
                 raise UnexpectedMessage("NewSessionTicket sent to a server")
+            cfg = self.config
+            assert isinstance(cfg, ClientConfig) and self._schedule is not None
+            assert self._suite is not None
+            if msg.ticket_lifetime > 7 * 24 * 3600:
+                raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+            session = Session(
+                ticket=msg.ticket,
+                psk=self._schedule.resumption_psk(self._resumption_secret, msg.ticket_nonce),
+                suite=self._suite,
+                received_at=self._wall_clock().timestamp(),
+                lifetime=msg.ticket_lifetime,
+                age_add=msg.ticket_age_add,
+                alpn=self._alpn,
+                server_name=cfg.server_name,
+            )
             self._events.append(
                 NewSessionTicketReceived(
-                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce
+                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
             )
         elif msg_type == HandshakeType.key_update:
