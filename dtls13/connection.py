@@ -1362,11 +1362,12 @@ class Connection:
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
             cookie = _decode(data, ext.pull_cookie)
-            if (
-                not hmac.compare_digest(cookie, self._hrr_cookie)
-                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
-            ):
-                raise IllegalParameter("cookie does not match or has expired")
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
