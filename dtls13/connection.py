@@ -372,7 +372,12 @@ class Connection:
             else KeyUpdateRequest.update_not_requested
         )
         self._key_update_pending = True
-        self._start_flight()
+        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
+        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
+        # missing that message_seq, never processed the KeyUpdate behind it although it
+        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
