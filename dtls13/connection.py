@@ -731,10 +731,14 @@ class Connection:
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
-        elif self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
+        if self.state is State.CONNECTED:
+            # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+            # included: answering those with the final flight's old ACK left the peer's
+            # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            if self._ack_list:
+                self._send_ack(now)
+            elif self._final_acks:
+                self._send_ack_for(self._final_acks)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
