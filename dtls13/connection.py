@@ -406,7 +406,12 @@ class Connection:
             else KeyUpdateRequest.update_not_requested
         )
         self._key_update_pending = True
-        self._start_flight()
+        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
+        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
+        # missing that message_seq, never processed the KeyUpdate behind it although it
+        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
@@ -771,10 +776,14 @@ class Connection:
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
-        elif self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
+        if self.state is State.CONNECTED:
+            # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+            # included: answering those with the final flight's old ACK left the peer's
+            # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            if self._ack_list:
+                self._send_ack(now)
+            elif self._final_acks:
+                self._send_ack_for(self._final_acks)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
@@ -1412,6 +1421,11 @@ class Connection:
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
         self._start_flight()
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: an explicit ACK would stop the client's retransmissions of ClientHello1,
+        # the only thing that brings a lost HRR back (RFC 9147 §7.1: SHOULD NOT ACK).
+        self._ack_list.clear()
+        self._ack_at = None
         self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
@@ -1462,11 +1476,12 @@ class Connection:
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
             cookie = _decode(data, ext.pull_cookie)
-            if (
-                not hmac.compare_digest(cookie, self._hrr_cookie)
-                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
-            ):
-                raise IllegalParameter("cookie does not match or has expired")
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
