@@ -72,6 +72,15 @@ CLIENT_CASES = [
     ),
 ]
 
+# Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7) against real
+# timers. Received #1 is the server's flight after the cookie HelloRetryRequest; sent #1 is
+# our second ClientHello, sent #2 our Finished.
+CLIENT_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_in=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_out=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_out=frozenset({2})),
+]
+
 SERVER_CASES = [
     *_basic("server"),
     # wolfSSL's client sends an empty key share with --pqc and its ML-KEM share only
@@ -104,7 +113,7 @@ def test_our_client_with_wolfssl_server(
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem, **case.ours)  # type: ignore[arg-type]
     with Peer(argv, cwd=wolfssl.home) as peer:
         peer.wait_bound(port)
-        ours = Side(config, pools)
+        ours = case.side(config, pools)
         try:
             ours.connect(port)
             done = ours.handshake(peer)
@@ -121,7 +130,7 @@ def test_our_client_with_wolfssl_server(
             ours.pump(lambda: False, peer, timeout=0.1)
             ours.send(b"hello from dtls13")
             assert ours.pump(lambda: SERVER_REPLY in ours.data(), peer), peer.describe()
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             # The example server closes after its reply: close_notify, then it exits.
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
             ended = ours.terminated()
@@ -131,7 +140,16 @@ def test_our_client_with_wolfssl_server(
             ours.close()
         assert peer.wait() == 0, peer.describe()
         _peer_saw(peer, case)
+    case.check_losses(ours)
     assert_pools_empty(pools)
+
+
+# Received #0 is the first ClientHello, #1 the client's Finished; sent #0 starts our flight.
+SERVER_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_in=frozenset({0})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_in=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_out=frozenset({0})),
+]
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.id)
@@ -143,7 +161,7 @@ def test_wolfssl_client_with_our_server(
         private_key=certs.key_pem,
         **case.ours,  # type: ignore[arg-type]
     )
-    ours = Side(config, pools)
+    ours = case.side(config, pools)
     argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", ours.port, "-x"]
     argv += ["-A", certs.ca, "-l", SUITES[case.suite][0], *case.peer]
     reply = b"hello from the dtls13 server"
@@ -157,7 +175,7 @@ def test_wolfssl_client_with_our_server(
 
             assert ours.pump(lambda: CLIENT_MESSAGE in ours.data(), peer), peer.describe()
             ours.send(reply)
-            assert peer.wait_output(reply.decode()), peer.describe()
+            assert ours.peer_said(reply.decode(), peer), peer.describe()
             # The example client closes after the reply.
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
             ended = ours.terminated()
@@ -167,6 +185,7 @@ def test_wolfssl_client_with_our_server(
             _peer_saw(peer, case)
     finally:
         ours.close()
+    case.check_losses(ours)
     assert_pools_empty(pools)
 
 
