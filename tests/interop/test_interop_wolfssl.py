@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from peers import (
     SUITES,
@@ -257,4 +259,47 @@ def test_mutual_auth_and_key_update_with_wolfssl_client(
             assert "hello from the dtls13 server" in peer.output, peer.describe()
     finally:
         ours.close()
+    assert_pools_empty(pools)
+
+
+def test_echo_with_repeated_key_updates(wolfssl: WolfSSL, certs: Certs, pools: PoolSet) -> None:
+    """100 records through wolfSSL's echo server, updating keys both ways every ten
+    records: epochs 3 to 13, past the 2-bit epoch of the unified header (RFC 9147 §4)."""
+    port = free_udp_port()
+    argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-d", "-e"]
+    argv += ["-c", certs.cert, "-k", certs.key]
+    config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
+    rng = random.Random(4)
+    with Peer(argv, cwd=wolfssl.home) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            sent = b""
+
+            def our_updates() -> int:
+                return sum(e.sending for e in events_of(ours.driver, KeyUpdated))
+
+            for i in range(100):
+                chunk = rng.randbytes(1000)
+                ours.send(chunk)
+                sent += chunk
+                if i % 10 == 5:
+                    ours.conn.key_update(request_peer=True)
+                    ours.driver.flush()
+                    # Ours is in use once ACKed (RFC 9147 §8).
+                    assert ours.pump(lambda n=i // 10 + 1: our_updates() == n, peer)
+                # Keep a few records in flight, no more.
+                behind = len(sent) - 4000
+                assert ours.pump(lambda n=behind: len(ours.data()) >= n, peer)
+            assert ours.pump(lambda: len(ours.data()) >= len(sent), peer), peer.describe()
+            assert ours.data() == sent
+            stats = ours.conn.statistics()
+            assert stats["key_updates_sent"] == stats["key_updates_received"] == 10
+            updated = {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
+            assert updated == {(side, epoch) for side in (True, False) for epoch in range(4, 14)}
+        finally:
+            ours.close()
+        assert peer.wait() == 0, peer.describe()
     assert_pools_empty(pools)
