@@ -279,7 +279,7 @@ class RecordCipher:
         header_length: int,
         length: int,
         window: ReplayWindow,
-        lease: _BufferLike,
+        lease: Lease,
     ) -> tuple[int, int, int]: ...
 
 class WriteEpoch:
@@ -320,6 +320,46 @@ class DatagramWriter:
     def abort(self) -> None: ...
     def __enter__(self) -> DatagramWriter: ...
     def __exit__(self, *exc: object) -> Literal[False]: ...
+
+class ReadEpoch:
+    failures: int
+    limit: int
+    retire_at: float | None
+    def __init__(self, epoch: int, cipher: RecordCipher, window: int, limit: int) -> None: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def cipher(self) -> RecordCipher: ...
+    @property
+    def window(self) -> ReplayWindow: ...
+
+class InboundRecord:
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def sequence_number(self) -> int: ...
+    @property
+    def content_type(self) -> Any: ...
+    @property
+    def payload(self) -> memoryview: ...
+    @property
+    def record_number(self) -> RecordNumber: ...
+    def tobytes(self) -> bytes: ...
+    def release(self) -> None: ...
+
+def read_datagram_untrusted(
+    data: _BufferLike,
+    cid_length: int,
+    by_bits: dict[int, ReadEpoch],
+    retired_bits: dict[int, int],
+    plaintext_readable: bool,
+    acquire: Callable[[int, Owner | None], Lease],
+    owner: Owner | None,
+    drops: dict[str, int],
+    content_types: dict[int, Any],
+    pending: list[Lease] | None = None,
+    max_pending: int = 0,
+) -> tuple[list[InboundRecord], int]: ...
 
 # --- handshake (dtls13/_fast_handshake.pxi) ---
 

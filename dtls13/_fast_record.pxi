@@ -66,6 +66,91 @@ cdef inline void _get_write(object obj, Py_buffer *view) except *:
     PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
 
 
+cdef struct _Header:
+    int first              # content type (DTLSPlaintext) or the 0b001CSLEE byte
+    uint64_t epoch         # full 16-bit epoch, or the two low bits
+    uint64_t seq           # full 48-bit number, or the 8/16 bits on the wire (masked)
+    Py_ssize_t header_length
+    Py_ssize_t length      # fragment bytes after the header
+
+
+# _parse_header error codes and their messages.
+cdef tuple _HEADER_ERRORS = (
+    "",
+    "no record at this offset",
+    "truncated DTLSPlaintext header",
+    "DTLSPlaintext record overruns the datagram",
+    "DTLSPlaintext record longer than 2^14",
+    "first byte is neither DTLSPlaintext nor 0b001CSLEE",
+    "connection ID present but none was issued",
+    "connection ID missing",
+    "truncated unified header",
+    "DTLSCiphertext record overruns the datagram",
+    "DTLSCiphertext record longer than 2^14 + 256",
+)
+
+
+cdef int _parse_header(const uint8_t *p, Py_ssize_t n, Py_ssize_t o, Py_ssize_t cid_length,
+                       _Header *h) noexcept nogil:
+    """Parse the header at p[o:n]; 0 or an index into _HEADER_ERRORS."""
+    cdef Py_ssize_t hl, length
+    cdef int first
+    if o < 0 or o >= n:
+        return 1
+    first = p[o]
+    h.first = first
+    if first == _CT_ALERT or first == _CT_HANDSHAKE or first == _CT_ACK:
+        if n - o < _PLAINTEXT_HEADER:
+            return 2
+        # legacy_record_version (p[o+1..o+2]) "MUST be ignored for all purposes".
+        h.epoch = (p[o + 3] << 8) | p[o + 4]
+        h.seq = ((<uint64_t>p[o + 5] << 40) | (<uint64_t>p[o + 6] << 32)
+                 | (<uint64_t>p[o + 7] << 24) | (<uint64_t>p[o + 8] << 16)
+                 | (<uint64_t>p[o + 9] << 8) | <uint64_t>p[o + 10])
+        length = (p[o + 11] << 8) | p[o + 12]
+        if length > n - o - _PLAINTEXT_HEADER:
+            return 3
+        if length > _MAX_PLAINTEXT:
+            return 4
+        h.header_length = _PLAINTEXT_HEADER
+        h.length = length
+        return 0
+    if (first & 0xE0) != 0x20:
+        return 5
+    hl = 1
+    if first & 0x10:
+        if cid_length <= 0:
+            return 6
+        hl += cid_length
+    elif cid_length > 0:
+        return 7
+    if first & 0x08:
+        if n - o < hl + 2:
+            return 8
+        h.seq = (p[o + hl] << 8) | p[o + hl + 1]
+        hl += 2
+    else:
+        if n - o < hl + 1:
+            return 8
+        h.seq = p[o + hl]
+        hl += 1
+    if first & 0x04:
+        if n - o < hl + 2:
+            return 8
+        length = (p[o + hl] << 8) | p[o + hl + 1]
+        hl += 2
+        if length > n - o - hl:
+            return 9
+    else:
+        length = n - o - hl
+    if length > _MAX_CIPHERTEXT:
+        return 10
+    h.epoch = first & 3
+    h.header_length = hl
+    h.length = length
+    return 0
+
+
 def parse_header_untrusted(data, Py_ssize_t offset, Py_ssize_t cid_length=0):
     """Parse the record header at `offset` of a datagram.
 
@@ -79,67 +164,19 @@ def parse_header_untrusted(data, Py_ssize_t offset, Py_ssize_t cid_length=0):
     Raises DecodeError (and nothing else) on anything malformed.
     """
     cdef Py_buffer v
-    cdef const uint8_t *p
-    cdef Py_ssize_t n, hl, length, o = offset
-    cdef uint64_t seq
-    cdef int first, epoch
+    cdef _Header h
+    cdef int err
     try:
         _get_read(data, &v)
     except (TypeError, BufferError) as exc:
         raise DecodeError(f"not a byte buffer: {exc}") from None
     try:
-        p = <const uint8_t *>v.buf
-        n = v.len
-        if o < 0 or o >= n:
-            raise DecodeError("no record at this offset")
-        first = p[o]
-        if first == _CT_ALERT or first == _CT_HANDSHAKE or first == _CT_ACK:
-            if n - o < _PLAINTEXT_HEADER:
-                raise DecodeError("truncated DTLSPlaintext header")
-            # legacy_record_version (p[o+1..o+2]) "MUST be ignored for all purposes".
-            epoch = (p[o + 3] << 8) | p[o + 4]
-            seq = ((<uint64_t>p[o + 5] << 40) | (<uint64_t>p[o + 6] << 32)
-                   | (<uint64_t>p[o + 7] << 24) | (<uint64_t>p[o + 8] << 16)
-                   | (<uint64_t>p[o + 9] << 8) | <uint64_t>p[o + 10])
-            length = (p[o + 11] << 8) | p[o + 12]
-            if length > n - o - _PLAINTEXT_HEADER:
-                raise DecodeError("DTLSPlaintext record overruns the datagram")
-            if length > _MAX_PLAINTEXT:
-                raise DecodeError("DTLSPlaintext record longer than 2^14")
-            return (first, epoch, seq, _PLAINTEXT_HEADER, length)
-        if (first & 0xE0) != 0x20:
-            raise DecodeError(f"first byte {first:#04x} is neither DTLSPlaintext nor 0b001CSLEE")
-        hl = 1
-        if first & 0x10:
-            if cid_length <= 0:
-                raise DecodeError("connection ID present but none was issued")
-            hl += cid_length
-        elif cid_length > 0:
-            raise DecodeError("connection ID missing")
-        if first & 0x08:
-            if n - o < hl + 2:
-                raise DecodeError("truncated unified header")
-            seq = (p[o + hl] << 8) | p[o + hl + 1]
-            hl += 2
-        else:
-            if n - o < hl + 1:
-                raise DecodeError("truncated unified header")
-            seq = p[o + hl]
-            hl += 1
-        if first & 0x04:
-            if n - o < hl + 2:
-                raise DecodeError("truncated unified header")
-            length = (p[o + hl] << 8) | p[o + hl + 1]
-            hl += 2
-            if length > n - o - hl:
-                raise DecodeError("DTLSCiphertext record overruns the datagram")
-        else:
-            length = n - o - hl
-        if length > _MAX_CIPHERTEXT:
-            raise DecodeError("DTLSCiphertext record longer than 2^14 + 256")
-        return (first, first & 3, seq, hl, length)
+        err = _parse_header(<const uint8_t *>v.buf, v.len, offset, cid_length, &h)
     finally:
         PyBuffer_Release(&v)
+    if err:
+        raise DecodeError(_HEADER_ERRORS[err])
+    return (h.first, h.epoch, h.seq, h.header_length, h.length)
 
 
 def encode_plaintext_header(buf, Py_ssize_t offset, int content_type, int epoch,
@@ -482,7 +519,8 @@ def zero_fill(buf, Py_ssize_t offset, Py_ssize_t count):
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from libc.string cimport memmove
+from libc.string cimport memcmp, memmove
+from cpython.memoryview cimport PyMemoryView_FromObject
 
 from cryptography.exceptions import InvalidTag as _InvalidTag
 
@@ -686,7 +724,7 @@ cdef class RecordCipher:
         return total
 
     def open_untrusted(self, data, Py_ssize_t offset, Py_ssize_t header_length,
-                       Py_ssize_t length, ReplayWindow window, lease):
+                       Py_ssize_t length, ReplayWindow window, Lease lease):
         """Deprotect the DTLSCiphertext record at data[offset:] into `lease`.
 
         `header_length`/`length` come from parse_header_untrusted; `lease` holds
@@ -696,64 +734,71 @@ cdef class RecordCipher:
         replay window is checked after deprotection and updated only on success
         (RFC 9147 §4.5.1).
         """
-        cdef Py_buffer d, l
-        cdef const unsigned char *p
+        cdef Py_buffer d
+        cdef uint64_t seq = 0
+        cdef int ctype = 0
+        cdef Py_ssize_t index
+        _get_read(data, &d)
+        try:
+            if offset < 0 or header_length < 0 or length < 0 or (
+                    offset + header_length + length > d.len):
+                raise ValueError("record outside the datagram")
+            index = self._open(<const unsigned char *>d.buf + offset, header_length, length,
+                               window, lease, &seq, &ctype)
+        finally:
+            PyBuffer_Release(&d)
+        return (seq, index, ctype)
+
+    cdef Py_ssize_t _open(self, const unsigned char *p, Py_ssize_t header_length,
+                          Py_ssize_t length, ReplayWindow window, Lease lease,
+                          uint64_t *seq_out, int *ctype_out) except -100:
         cdef unsigned char *aad
         cdef const unsigned char *mask
         cdef const unsigned char *q
         cdef Py_ssize_t seq_len, seq_pos, i
         cdef uint64_t low = 0, seq
-        cdef int first, ctype
-        _get_read(data, &d)
+        cdef int first = p[0], ctype
+        if (header_length < 2 or header_length > _MAX_HEADER or length < _MASK_SAMPLE
+                or length < self.tag_length or (first & 0xE0) != 0x20):
+            raise ValueError("not a DTLSCiphertext record this cipher can open")
+        if lease is None or lease._released or lease._length != length - self.tag_length:
+            raise ValueError("the lease must hold exactly length - tag_length bytes")
+        seq_len = 2 if first & 0x08 else 1
+        seq_pos = header_length - seq_len - (2 if first & 0x04 else 0)
+        if seq_pos < 1:
+            raise ValueError("header too short for its flags")
+        self._compute_mask(p + header_length)
+        mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+        # The AAD is the header "prior to record number encryption" (§4).
+        aad = <unsigned char *>PyByteArray_AS_STRING(self._aad)
+        memcpy(aad, p, header_length)
+        for i in range(seq_len):
+            aad[seq_pos + i] ^= mask[i]
+            low = (low << 8) | aad[seq_pos + i]
+        seq = reconstruct_sequence(window._top, low, <int>(8 * seq_len))
+        seq_out[0] = seq
+        self._make_nonce(seq)
         try:
-            if (offset < 0 or header_length < 2 or header_length > _MAX_HEADER
-                    or length < _MASK_SAMPLE or length < self.tag_length
-                    or offset + header_length + length > d.len):
-                raise ValueError("record outside the datagram")
-            p = <const unsigned char *>d.buf + offset
-            first = p[0]
-            if (first & 0xE0) != 0x20:
-                raise ValueError("not a unified header")
-            seq_len = 2 if first & 0x08 else 1
-            seq_pos = header_length - seq_len - (2 if first & 0x04 else 0)
-            if seq_pos < 1:
-                raise ValueError("header too short for its flags")
-            self._compute_mask(p + header_length)
-            mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
-            # The AAD is the header "prior to record number encryption" (§4).
-            aad = <unsigned char *>PyByteArray_AS_STRING(self._aad)
-            memcpy(aad, p, header_length)
-            for i in range(seq_len):
-                aad[seq_pos + i] ^= mask[i]
-                low = (low << 8) | aad[seq_pos + i]
-            seq = reconstruct_sequence(window._top, low, <int>(8 * seq_len))
-            self._make_nonce(seq)
-            try:
-                self._decrypt_into(
-                    self._nonce,
-                    PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
-                    PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
-                    lease)
-            except _InvalidTag:
-                return (seq, OPEN_AUTH_FAILED, 0)
-        finally:
-            PyBuffer_Release(&d)
+            self._decrypt_into(
+                self._nonce,
+                PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
+                PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
+                lease)
+        except _InvalidTag:
+            return OPEN_AUTH_FAILED
         if not window.check(seq):
-            return (seq, OPEN_REPLAY, 0)
-        _get_read(lease, &l)
-        try:
-            q = <const unsigned char *>l.buf
-            i = l.len - 1
-            while i >= 0 and q[i] == 0:
-                i -= 1
-            ctype = q[i] if i >= 0 else 0
-        finally:
-            PyBuffer_Release(&l)
+            return OPEN_REPLAY
+        q = <const unsigned char *>lease._ptr
+        i = lease._length - 1
+        while i >= 0 and q[i] == 0:
+            i -= 1
+        ctype = q[i] if i >= 0 else 0
+        ctype_out[0] = ctype
         # RFC 9147 Figure 5: alert, handshake, application data, ACK (no heartbeat).
         if ctype != 21 and ctype != 22 and ctype != 23 and ctype != 26:
-            return (seq, OPEN_BAD_CONTENT_TYPE, ctype)
+            return OPEN_BAD_CONTENT_TYPE
         window.update(seq)
-        return (seq, i, ctype)
+        return i
 
 
 @cython.final
@@ -883,7 +928,10 @@ cdef class DatagramWriter:
         return <WriteEpoch>st
 
     def space(self, epoch, *, bint last=False):
-        """The largest payload one record of `epoch` can carry in this datagram (0 if none)."""
+        """The largest payload one record of `epoch` can carry in this datagram.
+
+        -1 when not even an empty record fits (0: only an empty one does).
+        """
         cdef WriteEpoch st = self._state(epoch)
         cdef Py_ssize_t remaining = self.mtu - self._pos, avail, tag
         if st.cipher is None:
@@ -893,12 +941,12 @@ cdef class DatagramWriter:
             avail = remaining - unified_header_length(
                 self._cid_length, self._seq_bits, not (last and self._omit_last_length)) - tag
             if avail < _MASK_SAMPLE - tag:
-                return 0
+                return -1  # the padded minimum ciphertext does not fit
             if self._padding > 1:
                 avail -= avail % self._padding
             avail -= 1  # the content type byte
         if avail < 0:
-            return 0
+            return -1
         return avail if avail < _MAX_PLAINTEXT else _MAX_PLAINTEXT
 
     def add(self, epoch, int content_type, payload, *, bint last=False):
@@ -995,3 +1043,197 @@ cdef Py_ssize_t _write_plaintext(Lease lease, Py_ssize_t pos, int content_type, 
     finally:
         PyBuffer_Release(&pl)
     return total
+
+
+@cython.final
+cdef class ReadEpoch:
+    """Receive state of one protected epoch: cipher, replay window, failed
+    authentications (RFC 9147 §4.5.3) and when it retires (None: not yet set)."""
+
+    cdef readonly uint64_t epoch
+    cdef readonly RecordCipher cipher
+    cdef readonly ReplayWindow window
+    cdef public uint64_t failures
+    cdef public uint64_t limit
+    cdef public object retire_at
+
+    def __cinit__(self, uint64_t epoch, RecordCipher cipher not None, Py_ssize_t window,
+                  uint64_t limit):
+        self.epoch = epoch
+        self.cipher = cipher
+        self.window = ReplayWindow(window)
+        self.limit = limit
+        self.retire_at = None
+
+    def __repr__(self):
+        return f"<ReadEpoch {self.epoch} failures={self.failures} retire_at={self.retire_at}>"
+
+
+@cython.final
+@cython.freelist(64)
+cdef class InboundRecord:
+    """A record received and deprotected; `payload` is a view into a pooled lease.
+
+    Call `release()` exactly once when done with the payload.
+    """
+
+    cdef readonly uint64_t epoch
+    cdef readonly uint64_t sequence_number
+    cdef readonly object content_type
+    cdef readonly object payload
+    cdef Lease _lease
+
+    @property
+    def record_number(self):
+        return RecordNumber(self.epoch, self.sequence_number)
+
+    def tobytes(self):
+        return self.payload.tobytes()
+
+    def release(self):
+        """Give the payload's lease back to its pool (once)."""
+        self.payload.release()
+        self._lease.release()
+
+    def __repr__(self):
+        return (f"<InboundRecord {self.content_type!r} epoch={self.epoch} "
+                f"seq={self.sequence_number} {len(self.payload)} B>")
+
+
+cdef inline InboundRecord _inbound(uint64_t epoch, uint64_t seq, object ctype, Lease lease):
+    cdef InboundRecord r = InboundRecord.__new__(InboundRecord)
+    r.epoch = epoch
+    r.sequence_number = seq
+    r.content_type = ctype
+    r._lease = lease
+    r.payload = PyMemoryView_FromObject(lease)
+    return r
+
+
+cdef inline void _count(dict drops, str reason):
+    drops[reason] = drops.get(reason, 0) + 1
+
+
+def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict retired_bits,
+                            bint plaintext_readable, acquire, owner, dict drops,
+                            dict content_types, list pending=None, Py_ssize_t max_pending=0):
+    """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
+
+    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` holds
+    bits of retired epochs (their records count as "retired_epoch");
+    `content_types` maps a content type value to the object put in the
+    record. Records of an epoch neither live nor retired (its keys may come
+    next) are copied whole into leases appended to `pending`, up to
+    `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
+    ``(records, newest epoch that deprotected a record or -1)``. Never raises
+    for anything in `data`.
+    """
+    cdef Py_buffer v
+    cdef list out = []
+    cdef long long newest = -1
+    cdef const uint8_t *p
+    cdef Py_ssize_t n, o = 0, first_cid = -1, start, index
+    cdef _Header h
+    cdef ReadEpoch st
+    cdef Lease lease
+    cdef uint64_t seq = 0
+    cdef int ctype = 0
+    try:
+        _get_read(data, &v)
+    except (TypeError, BufferError):
+        _count(drops, "bad_header")
+        return (out, newest)
+    try:
+        p = <const uint8_t *>v.buf
+        n = v.len
+        if n == 0:
+            _count(drops, "bad_header")
+        while o < n:
+            if _parse_header(p, n, o, cid_length, &h):
+                # Later records cannot be located: the rest goes too.
+                _count(drops, "bad_header")
+                break
+            start = o + h.header_length
+            if h.first < 0x20:
+                o = start + h.length
+                if h.epoch != 0:
+                    _count(drops, "unknown_epoch")
+                    continue
+                if not plaintext_readable:
+                    _count(drops, "retired_epoch")
+                    continue
+                # Unauthenticated: no replay window (an attacker could only poison
+                # it); the handshake layer discards duplicates by message_seq.
+                try:
+                    lease = acquire(h.length, owner)
+                except MemoryBudgetExceeded:
+                    _count(drops, "budget")
+                    continue
+                memcpy(lease._ptr, p + start, h.length)
+                out.append(_inbound(0, h.seq, content_types[h.first], lease))
+                continue
+            if cid_length > 0:
+                if first_cid < 0:
+                    first_cid = o
+                elif memcmp(p + o + 1, p + first_cid + 1, cid_length) != 0:
+                    # §4: "the rest of the datagram MUST be discarded".
+                    _count(drops, "bad_cid")
+                    break
+            obj = by_bits.get(<int>h.epoch)
+            if obj is None:
+                if (pending is not None and len(pending) < max_pending
+                        and h.length >= _MASK_SAMPLE and <int>h.epoch not in retired_bits):
+                    try:
+                        lease = acquire(h.header_length + h.length, owner)
+                    except MemoryBudgetExceeded:
+                        _count(drops, "budget")
+                    else:
+                        memcpy(lease._ptr, p + o, h.header_length + h.length)
+                        pending.append(lease)
+                else:
+                    _count(drops, "retired_epoch" if <int>h.epoch in retired_bits
+                           else "unknown_epoch")
+                o = start + h.length
+                continue
+            st = <ReadEpoch>obj
+            # §4.2.3: "Receivers MUST reject shorter records as if they had failed
+            # deprotection" (this also leaves room for the tag).
+            if h.length < _MASK_SAMPLE:
+                _count(drops, "too_short")
+                o = start + h.length
+                continue
+            if st.failures >= st.limit:
+                _count(drops, "integrity_limit")
+                o = start + h.length
+                continue
+            try:
+                lease = acquire(h.length - st.cipher.tag_length, owner)
+            except MemoryBudgetExceeded:
+                _count(drops, "budget")
+                o = start + h.length
+                continue
+            try:
+                index = st.cipher._open(p + o, h.header_length, h.length, st.window, lease,
+                                        &seq, &ctype)
+            except BaseException:
+                lease.release()
+                raise
+            o = start + h.length
+            if index < 0:
+                lease.release()
+                if index == OPEN_AUTH_FAILED:
+                    # §4.5.3: "count the number of received packets that fail authentication".
+                    st.failures += 1
+                    _count(drops, "auth_failed")
+                elif index == OPEN_REPLAY:
+                    _count(drops, "replay")
+                else:
+                    _count(drops, "bad_content_type")
+                continue
+            lease._length = index
+            out.append(_inbound(st.epoch, seq, content_types[ctype], lease))
+            if <long long>st.epoch > newest:
+                newest = <long long>st.epoch
+    finally:
+        PyBuffer_Release(&v)
+    return (out, newest)

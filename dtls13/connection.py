@@ -65,9 +65,11 @@ from .handshake.constants import (
     SignatureScheme,
 )
 from .handshake.flights import Flight
-from .handshake.fragments import Reassembler, pull_handshake_header
+from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
+from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
+from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
 
@@ -77,6 +79,10 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+# States in which unprotected (epoch 0) handshake messages are still expected.
+_HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
+HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
 def _now_utc() -> datetime.datetime:
@@ -95,7 +101,10 @@ class Connection:
         owner_parent: Any = None,
         memory_limit: int | None = 1024 * 1024,
         wall_clock: Callable[[], datetime.datetime] = _now_utc,
+        first_message_seq: int = 0,
     ) -> None:
+        """`first_message_seq=1` makes a server that starts at a second ClientHello
+        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1)."""
         if not isinstance(config, ClientConfig | ServerConfig):
             raise TypeError("config must be a ClientConfig or a ServerConfig")
         self.config = config
@@ -109,53 +118,14 @@ class Connection:
             memory_limit,
             owner_parent,
         )
-        self._records = RecordLayer(self.pools, self.owner, padding=config.record_padding)
-        self._reassembler = Reassembler(
-            self.pools,
-            self.owner,
-            max_message_size=config.max_handshake_message,
-            max_messages_ahead=config.max_messages_ahead,
-            max_bytes_buffered=config.max_bytes_buffered,
-        )
         self._keylog = config.keylog_callback()
-        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
-        # handshake
-        self._transcript = Transcript()
-        self._schedule: KeySchedule | None = None
-        self._params: SuiteParams | None = None
-        self._suite: CipherSuite | None = None
-        self._group: NamedGroup | None = None
-        self._scheme: SignatureScheme | None = None
-        self._alpn: str | None = None
-        self._peer_chain: tuple[x509.Certificate, ...] = ()
-        self._random = config.random_bytes(32)
-        self._client_random = self._random if self.is_client else b""
-        self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._hrr_done = False
-        self._hrr_cookie: bytes | None = None
-        self._hrr_group: int | None = None
-        self._client_hello: msgs.ClientHello | None = None
-        self._cert_request: msgs.CertificateRequest | None = None
-        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
-        self._send_seq = 0
-        self._peer_finished = False
-        # reliability
-        self._flight: Flight | None = None
-        self._rto = config.retransmit_initial
-        self._retransmit_at: float | None = None
-        self._timeouts = 0
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
-        self._ack_list: list[RecordNumber] = []
-        self._ack_at: float | None = None
-        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
-        self._retransmitted_this_input = False
-        # key update
-        self._key_update_pending = False
-        self._read_secret = b""
-        self._write_secret = b""
+        self._restarts = 0
+        self._init_handshake(first_message_seq)
         # statistics
         self.stats: dict[str, int] = {
             "datagrams_in": 0,
@@ -174,11 +144,98 @@ class Connection:
             "key_updates_received": 0,
             "hello_retry_requests_sent": 0,
             "hello_retry_requests_received": 0,
+            "alerts_unsent": 0,
+            "handshake_restarts": 0,
+            "dropped_damaged_hello": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
         self._now = 0.0  # the latest time the caller gave us
+
+    def _init_handshake(self, first_message_seq: int) -> None:
+        """Fresh handshake state: record layer, reassembly, transcript, secrets, timers."""
+        self._records = RecordLayer(
+            self.pools,
+            self.owner,
+            padding=self.config.record_padding,
+            confidentiality_limit=self.config.confidentiality_limit,
+        )
+        self._reassembler = self._new_reassembler(first_message_seq)
+        # handshake
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._suite: CipherSuite | None = None
+        self._group: NamedGroup | None = None
+        self._scheme: SignatureScheme | None = None
+        self._alpn: str | None = None
+        self._peer_chain: tuple[x509.Certificate, ...] = ()
+        self._random = self.config.random_bytes(32)
+        self._client_random = self._random if self.is_client else b""
+        self._key_shares: dict[int, groups.KeyExchange] = {}
+        self._hrr_done = False
+        self._hrr_cookie: bytes | None = None
+        self._hrr_group: int | None = None
+        self._client_hello: msgs.ClientHello | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._send_seq = 0
+        self._peer_finished = False
+        # reliability
+        self._flight: Flight | None = None
+        self._rto = self.config.retransmit_initial
+        self._retransmit_at: float | None = None
+        self._timeouts = 0
+        self._ack_list: list[RecordNumber] = []
+        self._ack_at: float | None = None
+        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._retransmitted_this_input = False
+        # key update
+        self._key_update_pending = False
+        self._read_secret = b""
+        self._write_secret = b""
+        self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        self._epoch2_records = 0  # records that authenticated under the handshake keys
+        self._resumed = False
+        self._psk_schedule: KeySchedule | None = None
+        self._resumption_secret = b""
+        self._current_seq = 0
+
+    def _new_reassembler(self, first_message_seq: int) -> Reassembler:
+        return Reassembler(
+            self.pools,
+            self.owner,
+            max_message_size=self.config.max_handshake_message,
+            max_messages_ahead=self.config.max_messages_ahead,
+            max_bytes_buffered=self.config.max_bytes_buffered,
+            first_message_seq=first_message_seq,
+        )
+
+    def _restart_handshake(self, now: float, reason: str) -> None:
+        """Start the handshake over, keeping the deadline.
+
+        Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
+        still parses, and the two sides then hold different transcripts. The signs are
+        a server seeing a retransmitted ClientHello whose bytes differ from the one it
+        processed, and a client whose epoch-2 records fail to authenticate while the
+        server repeats its ServerHello. Starting over is safe: the new handshake is
+        authenticated by its own CertificateVerify and Finished.
+        """
+        self.stats["handshake_restarts"] += 1
+        self._restarts += 1
+        if self.is_client and self._records.write_epoch == 2:
+            # An empty ACK under the keys we derived (RFC 9147 §7.1 allows empty ACKs):
+            # the server fails to authenticate it, which tells it the hellos were damaged.
+            self._send_ack_for([])
+        if self._flight is not None:
+            self._flight.release()
+        self._reassembler.close()
+        self._records.close()
+        self._init_handshake(0)
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
+        if self.is_client:
+            self._send_client_hello(now)
 
     # -- public API ---------------------------------------------------------------------
 
@@ -206,21 +263,31 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         self._now = now
-        records = self._records.iter_datagram_untrusted(data, now)
-        try:
-            for record in records:
-                try:
-                    self.stats["records_in"] += 1
-                    if not self._guard(now, partial(self._handle_record, record, now)):
-                        break
-                finally:
-                    record.release()
-                if self.closed:
-                    break
-        finally:
-            records.close()
+        records = self._records.receive_datagram_untrusted(data, now)
+        while records:
+            epochs = len(self._records.read_epochs())
+            self._handle_records(records, now)
+            # Records that came ahead of their keys (a ServerHello and epoch-2 records in
+            # one datagram) are read once handling the earlier ones installed the keys.
+            if self.closed or not self._records.pending_count:
+                break
+            if len(self._records.read_epochs()) == epochs:
+                break
+            records = self._records.receive_pending(now)
         if not self.closed and self._records.integrity_limit_reached:
             self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+
+    def _handle_records(self, records: list[Any], now: float) -> None:
+        try:
+            for record in records:
+                if self.closed:
+                    break
+                self.stats["records_in"] += 1
+                if not self._guard(now, partial(self._handle_record, record, now)):
+                    break
+        finally:
+            for record in records:
+                record.release()
 
     def datagrams_to_send(self, now: float) -> list[tuple[Lease, Address]]:
         """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
@@ -318,6 +385,15 @@ class Connection:
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
         self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
 
+    def abandon(self, reason: str = "abandoned by the endpoint") -> None:
+        """End at once without sending anything (a superseded or shed association)."""
+        if self.state is State.CLOSED:
+            return
+        self._terminate(None, reason, by_peer=False, now=None)
+        for lease, _ in self._outbox:
+            lease.release()
+        self._outbox = []
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -390,10 +466,14 @@ class Connection:
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        """Best effort: with no memory left for it the alert is counted, not sent."""
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.alert, bytes([level, description]))
-            self._queue(w.finish())
+        try:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.alert, bytes([level, description]))
+                self._queue(w.finish())
+        except MemoryBudgetExceeded:
+            self.stats["alerts_unsent"] += 1
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -447,6 +527,10 @@ class Connection:
     def _send_ack(self, now: float) -> None:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+        if self.state is State.CONNECTED:
+            # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
+            # own ACK again, so nothing needs remembering and the list must not grow forever.
+            self._ack_list.clear()
         self._send_ack_for(numbers)
 
     def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
@@ -461,6 +545,8 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
+        if record.epoch == 2:
+            self._epoch2_records += 1
         ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
@@ -540,57 +626,50 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
-        buf = Buffer(record.payload)
         ackable = False
         repeat = False
+        repeated_types: set[int] = set()
         try:
-            while not buf.eof():
-                try:
-                    header = pull_handshake_header(buf)
-                    fragment = buf.pull_view(header.fragment_length)
-                except DecodeError:
-                    if plaintext:
-                        self.stats["dropped_malformed_plaintext"] += 1
-                        return
-                    raise DecodeErrorAlert("malformed handshake fragment") from None
-                try:
-                    expected_epoch = MESSAGE_EPOCH.get(header.msg_type, 3)
-                    if (record.epoch >= 3) != (expected_epoch >= 3) or (
-                        expected_epoch < 3 and record.epoch != expected_epoch
-                    ):
-                        self.stats["dropped_handshake_fragments"] += 1
+            fragments = pull_handshake_fragments_untrusted(record.payload)
+            for header, fragment in fragments:
+                if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
+                    self.stats["dropped_handshake_fragments"] += 1
+                elif header.message_seq < self._reassembler.next_expected_seq:
+                    if self._changed_hello(header, fragment):
+                        self._restart_handshake(now, "a different ClientHello")
+                        self._buffer_fragment(header, fragment)
                         continue
-                    if header.message_seq < self._reassembler.next_expected_seq:
-                        repeat = True
-                        ackable = ackable or self.state is State.CONNECTED
-                        continue
-                    before = sum(self._reassembler.counters[k] for k in _NOT_BUFFERED)
-                    self._reassembler.add_fragment_untrusted(
-                        header.msg_type,
-                        header.length,
-                        header.message_seq,
-                        header.fragment_offset,
-                        header.fragment_length,
-                        fragment,
-                    )
-                    if sum(self._reassembler.counters[k] for k in _NOT_BUFFERED) == before:
-                        ackable = True
-                    else:
-                        self.stats["dropped_handshake_fragments"] += 1
-                finally:
-                    if "fragment" in locals():
-                        fragment.release()
+                    repeat = True
+                    repeated_types.add(header.msg_type)
+                    ackable = ackable or self.state is State.CONNECTED
+                elif plaintext and self.state not in _HELLO_STATES:
+                    # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                    # association; past the hellos only retransmissions are plaintext.
+                    self.stats["dropped_handshake_fragments"] += 1
+                elif self._buffer_fragment(header, fragment):
+                    ackable = True
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
         except Alert:
+            # Unauthenticated plaintext cannot end a handshake (off-path injection).
             if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
-        finally:
-            buf.close()
         if ackable:
             self._ack_list.append(record.record_number)
         progressed = self._process_messages(now)
-        if repeat:
+        if (
+            HandshakeType.server_hello in repeated_types
+            and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
+            and self._records.auth_failures(2) > 0
+            and self._epoch2_records == 0
+            and self._restarts < MAX_RESTARTS
+        ):
+            # The server repeats its flight and none of its epoch-2 records authenticate:
+            # our transcript differs from the server's (one damaged record would not do).
+            self._restart_handshake(now, "epoch-2 records fail to authenticate")
+        elif repeat:
             self._on_peer_repeat(now)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
@@ -599,18 +678,63 @@ class Connection:
             elif self._ack_at is None:
                 self._ack_at = now + self._rto / 4
 
+    def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
+        """A server's view: is this a ClientHello different from the one processed?"""
+        if (
+            self.is_client
+            or header.msg_type != HandshakeType.client_hello
+            or self.state is State.CONNECTED
+            or self._restarts >= MAX_RESTARTS
+        ):
+            return False
+        seen = self._hello_bodies.get(header.message_seq)
+        if seen is None:
+            return False
+        if header.length == len(seen):
+            start = header.fragment_offset
+            if seen[start : start + header.fragment_length] == fragment:
+                return False
+        # A different ClientHello alone may be spoofed by anyone who knows the client's
+        # address; only together with records that failed to authenticate (the client
+        # derived other keys from our flight, so none of its records authenticated) does it
+        # mean the hellos were damaged.
+        return self._records.auth_failures(2) > 0 and self._epoch2_records == 0
+
+    @staticmethod
+    def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
+        """Hellos travel in epoch 0, the rest of the handshake in 2, later messages in 3+."""
+        expected = MESSAGE_EPOCH.get(msg_type, 3)
+        return epoch >= 3 if expected >= 3 else epoch == expected
+
+    def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
+        """Give a fragment to the reassembler; False if it was not processed or buffered
+        (such records must not be ACKed, RFC 9147 §7)."""
+        counters = self._reassembler.counters
+        before = sum(counters[k] for k in _NOT_BUFFERED)
+        self._reassembler.add_fragment_untrusted(
+            header.msg_type,
+            header.length,
+            header.message_seq,
+            header.fragment_offset,
+            header.fragment_length,
+            fragment,
+        )
+        return sum(counters[k] for k in _NOT_BUFFERED) == before
+
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
-        if self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
-        elif (
+        # A client that is CONNECTED still owes its final flight until it is ACKed: a
+        # repeated server flight means that flight was lost, so resend it (case 3).
+        if (
             self._flight is not None
             and not self._flight.acknowledged
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
+        elif self.state is State.CONNECTED and self._final_acks:
+            self._send_ack_for(self._final_acks)
+        elif self.state is State.CONNECTED and self._ack_list:
+            self._send_ack(now)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
@@ -620,19 +744,52 @@ class Connection:
             if message is None:
                 break
             handled = True
+            self._current_seq = message.message_seq
             msg_type = message.msg_type
-            if msg_type not in ACCEPTS[self.state]:
-                raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+            first_hello = self._first_hello(msg_type)
             try:
-                parsed = msgs.pull_message(msg_type, message.body)
-            except msgs.UnexpectedHandshakeType:
-                raise UnexpectedMessage(f"handshake type {msg_type}") from None
-            except ext.DuplicateExtensionError:
-                raise IllegalParameter("duplicate extension") from None
-            except DecodeError as exc:
-                raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
-            self._dispatch(msg_type, parsed, bytes(message.body), now)
+                self._handle_message(msg_type, message.body, now)
+            except (DecodeErrorAlert, IllegalParameter):
+                if not first_hello:
+                    raise
+                # An unauthenticated first hello that does not make sense is most likely
+                # damaged on the way: drop it and wait for the peer's retransmission.
+                self.stats["dropped_damaged_hello"] += 1
+                self._reassembler.close()
+                self._reassembler = self._new_reassembler(message.message_seq)
+                break
         return handled
+
+    def _first_hello(self, msg_type: int) -> bool:
+        """Whether this message would be the first hello seen from the peer (epoch 0,
+        nothing committed yet), so that a decoding problem can be treated as damage."""
+        if self.is_client:
+            return (
+                msg_type == HandshakeType.server_hello
+                and self.state is State.WAIT_SERVER_HELLO
+                and not self._hrr_done
+            )
+        return (
+            msg_type == HandshakeType.client_hello
+            and self.state is State.WAIT_CLIENT_HELLO
+            and not self._hrr_done
+        )
+
+    def _handle_message(self, msg_type: int, body: memoryview, now: float) -> None:
+        if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
+            # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
+            raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
+        if msg_type not in ACCEPTS[self.state]:
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+        try:
+            parsed = msgs.pull_message(msg_type, body)
+        except msgs.UnexpectedHandshakeType:
+            raise UnexpectedMessage(f"handshake type {msg_type}") from None
+        except ext.DuplicateExtensionError:
+            raise IllegalParameter("duplicate extension") from None
+        except DecodeError as exc:
+            raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
+        self._dispatch(msg_type, parsed, bytes(body), now)
 
     def _dispatch(self, msg_type: int, msg: Any, body: bytes, now: float) -> None:
         s = self.state
@@ -718,16 +875,67 @@ class Connection:
                     [p.encode() for p in cfg.alpn_protocols],
                 )
             )
+        offer = self._psk_offer()
+        if offer is not None:
+            modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+                )
+            )
+            identity, age, _, schedule = offer
+            # pre_shared_key comes last; its binder is computed over everything before it.
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key,
+                    ext.push_pre_shared_key_client,
+                    ext.OfferedPsks((ext.PskIdentity(identity, age),), (bytes(schedule.hash_len),)),
+                )
+            )
         hello = msgs.ClientHello(
             random=self._random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
             extensions=tuple(extensions),
         )
+        if offer is not None:
+            _, _, external, schedule = offer
+            partial = self._transcript.digest_with(msgs.binder_prefix(hello), schedule.hash_name)
+            binder = schedule.verify_data(schedule.binder_key(external), partial)
+            hello = msgs.replace_binders(hello, (binder,))
+            self._psk_schedule = schedule
         self._client_hello = hello
         self._start_flight()
         self._add_message(hello, 0)
         self.state = State.WAIT_SERVER_HELLO
         self._emit_flight(now)
+
+    def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
+        """(identity, obfuscated age, external?, schedule) of the PSK to offer, if any."""
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig)
+        if cfg.psk is not None:
+            identity, key = cfg.psk
+            offer = (identity, 0, True, KeySchedule("sha256", psk=key))
+        elif cfg.session is not None:
+            session = cfg.session
+            wall = self._wall_clock().timestamp()
+            if session.expired(wall) or session.suite not in cfg.suites:
+                return None
+            hash_name = SUITES[session.suite].hash_name
+            offer = (
+                session.ticket,
+                session.obfuscated_age(wall),
+                False,
+                KeySchedule(hash_name, psk=session.psk),
+            )
+        else:
+            return None
+        # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
+        # cannot be offered again.
+        hash_name = offer[3].hash_name
+        if self._transcript.hash_name not in (None, hash_name):
+            return None
+        return offer
 
     def _client_on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float) -> None:
         cfg = self.config
@@ -753,19 +961,32 @@ class Connection:
             return
         if self._transcript.hash_name is None:
             self._transcript.select(self._params.hash_name)
+        schedule: KeySchedule | None = None
+        psk_data = sh.extension(ExtensionType.pre_shared_key)
+        if psk_data is not None:
+            selected = _decode(psk_data, ext.pull_pre_shared_key_server)
+            schedule = self._psk_schedule
+            if schedule is None or selected != 0:
+                raise IllegalParameter("server selected a PSK we did not offer")
+            if schedule.hash_name != self._params.hash_name:
+                raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
+            self._resumed = True
         key_share = sh.extension(ExtensionType.key_share)
+        shared: bytes | None = None
         if key_share is None:
-            raise MissingExtension("ServerHello without key_share")
-        entry = _decode(key_share, ext.pull_key_share_entry)
-        kx = self._key_shares.get(entry.group)
-        if kx is None:
-            raise IllegalParameter("server key share for a group we did not send")
-        shared = kx.shared_secret(entry.key_exchange)
-        self._group = NamedGroup(entry.group)
+            if schedule is None or "psk_ke" not in cfg.psk_modes:
+                raise MissingExtension("ServerHello without key_share")
+        else:
+            entry = _decode(key_share, ext.pull_key_share_entry)
+            kx = self._key_shares.get(entry.group)
+            if kx is None:
+                raise IllegalParameter("server key share for a group we did not send")
+            shared = kx.shared_secret(entry.key_exchange)
+            self._group = NamedGroup(entry.group)
         self._key_shares.clear()
         self._transcript.add(HandshakeType.server_hello, body)
         self._start_flight_release_only()
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, schedule)
         self.state = State.WAIT_ENCRYPTED_EXTENSIONS
 
     def _client_on_hello_retry(self, hrr: msgs.ServerHello, body: bytes, now: float) -> None:
@@ -804,7 +1025,8 @@ class Connection:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
         self._transcript.add(HandshakeType.encrypted_extensions, body)
-        self.state = State.WAIT_CERTIFICATE_OR_REQUEST
+        # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
+        self.state = State.WAIT_FINISHED if self._resumed else State.WAIT_CERTIFICATE_OR_REQUEST
 
     def _client_on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes) -> None:
         if cr.certificate_request_context != b"":
@@ -857,7 +1079,7 @@ class Connection:
     def _client_on_finished(self, fin: msgs.Finished, body: bytes, now: float) -> None:
         ks = self._schedule
         assert ks is not None and self._suite is not None
-        if self._cert_request is None and not self._peer_chain:
+        if self._cert_request is None and not self._peer_chain and not self._resumed:
             raise UnexpectedMessage("Finished before the server authenticated")
         if not ks.check_verify_data(self._s_hs, self._transcript.digest(), fin.verify_data):
             raise DecryptError("server Finished does not verify")
@@ -875,6 +1097,7 @@ class Connection:
             self._send_own_certificate(self._cert_request)
         self._add_message(msgs.Finished(ks.verify_data(self._c_hs, self._transcript.digest())), 2)
         self._records.install_write_epoch(3, self._suite, self._c_app)
+        self._resumption_secret = ks.resumption_master_secret(self._transcript.digest())
         self._emit_flight(now)
         self._complete(now)
 
@@ -882,6 +1105,7 @@ class Connection:
 
     def _server_on_client_hello(self, ch: msgs.ClientHello, body: bytes, now: float) -> None:
         cfg = self.config
+        self._hello_bodies[self._current_seq] = body
         assert isinstance(cfg, ServerConfig)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in _decode(
@@ -898,63 +1122,89 @@ class Connection:
         suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        sig = ch.extension(ExtensionType.signature_algorithms)
-        if sig is None:
-            raise MissingExtension("ClientHello without signature_algorithms")
-        supported = ch.extension(ExtensionType.supported_groups)
-        shares_data = ch.extension(ExtensionType.key_share)
-        if supported is None or shares_data is None:
-            raise MissingExtension("ClientHello without supported_groups or key_share")
-        client_groups = _decode(supported, ext.pull_supported_groups)
-        shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
-        if self._hrr_done:
+        if not self._hrr_done and self._reassembler.next_expected_seq > 1:
+            # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
+            suite = self._resume_from_cookie(ch, now)
+        elif self._hrr_done:
             self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
-        group = next((g for g in cfg.group_order if g in shares), None)
-        retry_group: int | None = None
-        if group is None:
-            retry_group = next((g for g in cfg.group_order if g in client_groups), None)
-            if retry_group is None or self._hrr_done:
-                raise HandshakeFailure("no key-exchange group in common")
-        if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
-            self._hrr_group = retry_group
-            self._send_hello_retry(ch, body, suite, retry_group, now)
-            return
-        assert group is not None
-        if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
-            # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
-            raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        schemes = _decode(sig, ext.pull_signature_algorithms)
-        self._scheme = certs.choose_scheme(cfg.key, schemes)
+        mode = self._psk_mode(ch)
+        supported = ch.extension(ExtensionType.supported_groups)
+        shares_data = ch.extension(ExtensionType.key_share)
+        shares: dict[int, bytes] = {}
+        group: int | None = None
+        if mode != "psk_ke" or shares_data is not None:
+            if supported is None or shares_data is None:
+                raise MissingExtension("ClientHello without supported_groups or key_share")
+            client_groups = _decode(supported, ext.pull_supported_groups)
+            shares = {
+                e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)
+            }
+            group = next((g for g in cfg.group_order if g in shares), None)
+            retry_group: int | None = None
+            if group is None:
+                retry_group = next((g for g in cfg.group_order if g in client_groups), None)
+                if retry_group is None or self._hrr_done:
+                    raise HandshakeFailure("no key-exchange group in common")
+            if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
+                self._hrr_group = retry_group
+                self._send_hello_retry(ch, body, suite, retry_group, now)
+                return
+            assert group is not None
+            if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+                # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
+                raise IllegalParameter("second ClientHello ignores the group the HRR selected")
+        accepted = self._server_psk(ch, body, suite, now) if mode is not None else None
+        if accepted is None or mode == "psk_dhe_ke":
+            if group is None:
+                raise MissingExtension("no key_share for a handshake without a PSK")
+        else:
+            group = None  # psk_ke: no (EC)DHE
+        if accepted is None:
+            sig = ch.extension(ExtensionType.signature_algorithms)
+            if sig is None:
+                raise MissingExtension("ClientHello without signature_algorithms")
+            if cfg.key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client knows")
+            self._scheme = certs.choose_scheme(cfg.key, _decode(sig, ext.pull_signature_algorithms))
         self._alpn = self._choose_alpn(ch)
         self._suite = suite
         self._params = SUITES[suite]
-        self._group = NamedGroup(group)
+        self._group = NamedGroup(group) if group is not None else None
+        self._resumed = accepted is not None
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
-        server_share, shared = groups.encapsulate(group, shares[group])
+        server_share, shared = (
+            groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
+        )
 
         self._start_flight()
         self._ack_list.clear()
-        sh = msgs.ServerHello(
-            random=self._random,
-            cipher_suite=suite,
-            extensions=(
-                ext.make_extension(
-                    ExtensionType.supported_versions,
-                    ext.push_supported_versions_server,
-                    DTLS13_VERSION,
-                ),
+        sh_ext = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_server,
+                DTLS13_VERSION,
+            )
+        ]
+        if group is not None:
+            sh_ext.append(
                 ext.make_extension(
                     ExtensionType.key_share,
                     ext.push_key_share_entry,
                     ext.KeyShareEntry(group, server_share),
-                ),
-            ),
-        )
+                )
+            )
+        if accepted is not None:
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
+                )
+            )
+        sh = msgs.ServerHello(random=self._random, cipher_suite=suite, extensions=tuple(sh_ext))
         self._add_message(sh, 0)
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, accepted[1] if accepted else None)
         ee_ext = []
         if self._alpn is not None:
             ee_ext.append(
@@ -965,7 +1215,8 @@ class Connection:
                 )
             )
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
-        if cfg.client_auth != "none":
+        authenticate_client = cfg.client_auth != "none" and accepted is None
+        if authenticate_client:
             request = msgs.CertificateRequest(
                 b"",
                 (
@@ -978,18 +1229,69 @@ class Connection:
             )
             self._cert_request = request
             self._add_message(request, 2)
-        self._send_certificate_and_verify(self._scheme, is_server=True)
+        if accepted is None:
+            assert self._scheme is not None
+            self._send_certificate_and_verify(self._scheme, is_server=True)
         ks = self._schedule
         assert ks is not None
         self._add_message(msgs.Finished(ks.verify_data(self._s_hs, self._transcript.digest())), 2)
         self._derive_application_secrets()
         self._records.install_write_epoch(3, suite, self._s_app)
         self.state = (
-            State.WAIT_CLIENT_CERTIFICATE
-            if cfg.client_auth != "none"
-            else State.WAIT_CLIENT_FINISHED
+            State.WAIT_CLIENT_CERTIFICATE if authenticate_client else State.WAIT_CLIENT_FINISHED
         )
         self._emit_flight(now)
+
+    def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
+        """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
+        if ch.extension(ExtensionType.pre_shared_key) is None:
+            return None
+        if ch.extensions[-1].type != ExtensionType.pre_shared_key:
+            raise IllegalParameter("pre_shared_key is not the last extension")
+        data = ch.extension(ExtensionType.psk_key_exchange_modes)
+        if data is None:
+            raise MissingExtension("pre_shared_key without psk_key_exchange_modes")
+        offered = _decode(data, ext.pull_psk_key_exchange_modes)
+        for name, code in (("psk_dhe_ke", 1), ("psk_ke", 0)):
+            if code in offered and name in self.config.psk_modes:
+                return name
+        return None
+
+    def _server_psk(
+        self, ch: msgs.ClientHello, body: bytes, suite: int, now: float
+    ) -> tuple[int, KeySchedule] | None:
+        """The first offered PSK we know and whose binder verifies: (index, schedule)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        data = ch.extension(ExtensionType.pre_shared_key)
+        assert data is not None
+        offered = _decode(data, ext.pull_pre_shared_key_client)
+        if len(offered.identities) != len(offered.binders):
+            raise IllegalParameter("pre_shared_key: identities and binders differ in number")
+        wall = self._wall_clock().timestamp()
+        hash_name = SUITES[CipherSuite(suite)].hash_name
+        for index, identity in enumerate(offered.identities):
+            external = identity.identity in cfg.external_psks
+            if external:
+                psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
+            else:
+                state = cfg.tickets.open(identity.identity, wall)
+                if state is None:
+                    continue
+                psk, psk_hash = state.psk, SUITES[state.suite].hash_name
+            if psk_hash != hash_name:
+                continue
+            ks = KeySchedule(hash_name, psk=psk)
+            # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
+            cut = ext.binders_length(len(b) for b in offered.binders)
+            prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
+            partial_hash = self._transcript.digest_with(prefix)
+            if not ks.check_verify_data(
+                ks.binder_key(external), partial_hash, offered.binders[index]
+            ):
+                raise DecryptError("PSK binder does not verify")
+            return index, ks
+        return None
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -1004,38 +1306,50 @@ class Connection:
         self.stats["hello_retry_requests_sent"] += 1
         self._client_hello = ch
         self._suite = CipherSuite(suite)
-        extensions = [
-            ext.make_extension(
-                ExtensionType.supported_versions,
-                ext.push_supported_versions_server,
-                DTLS13_VERSION,
-            )
-        ]
-        if group is not None:
-            extensions.append(
-                ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
-            )
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
-            extensions.append(
-                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
-            )
-        hrr = msgs.ServerHello(
-            random=msgs.HELLO_RETRY_REQUEST_RANDOM,
-            cipher_suite=suite,
-            extensions=tuple(extensions),
-        )
         self._start_flight()
-        self._add_message(hrr, 0)
+        self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
         with self._records.datagram_writer(self.mtu) as w:
             assert self._flight is not None
             self._flight.emit(w)
             self._queue(w.finish())
+
+    def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
+        """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
+
+        RFC 9147 §5.1: ClientHello1 enters the transcript as message_hash, so its hash
+        is enough; the HRR is rebuilt byte for byte from the suite and group.
+        """
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            raise MissingExtension("ClientHello with message_seq 1 but no cookie")
+        cookie = _decode(data, ext.pull_cookie)
+        contents = cfg.cookie_jar.check(cookie, now, self.peer_address)
+        if contents is None or len(contents.extra) != 4:
+            raise IllegalParameter("invalid or expired cookie")
+        suite_code, group = (int(v) for v in struct.unpack("!HH", contents.extra))
+        if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
+            raise IllegalParameter("cookie names a suite no longer offered")
+        suite = CipherSuite(suite_code)
+        params = SUITES[suite]
+        self._transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
+        hrr = hello_retry_request(suite, group or None, cookie)
+        msg_type, hrr_body = msgs.push_message(hrr)
+        self._transcript.add(msg_type, hrr_body)
+        self._hrr_done = True
+        self._hrr_cookie = cookie
+        self._hrr_group = group or None
+        self._suite = suite
+        self._send_seq = 1  # the HRR was message 0
+        return suite
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int, now: float) -> None:
         cfg = self.config
@@ -1098,6 +1412,39 @@ class Connection:
         self._ack_at = None
         self._send_ack_for(self._final_acks)
         self._complete(now)
+        self._send_session_tickets(now)
+
+    def _send_session_tickets(self, now: float) -> None:
+        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        ks = self._schedule
+        if not cfg.session_tickets or ks is None or self._suite is None:
+            return
+        secret = ks.resumption_master_secret(self._transcript.digest())
+        wall = self._wall_clock().timestamp()
+        self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        for i in range(cfg.session_tickets):
+            nonce = bytes([i])
+            age_add = int.from_bytes(cfg.random_bytes(4), "big")
+            state = TicketState(
+                self._suite,
+                ks.resumption_psk(secret, nonce),
+                wall,
+                cfg.ticket_lifetime,
+                age_add,
+                0,
+                self._alpn,
+            )
+            ticket = cfg.tickets.seal(state, wall)
+            self._add_message(
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket),
+                self._records.write_epoch,
+                transcript=False,
+            )
+        self._emit_flight(now)
 
     # -- both sides ---------------------------------------------------------------------
 
@@ -1129,9 +1476,11 @@ class Connection:
         )
         self._add_message(msgs.CertificateVerify(scheme, signature), 2)
 
-    def _derive_handshake_secrets(self, shared: bytes, now: float) -> None:
+    def _derive_handshake_secrets(
+        self, shared: bytes | None, now: float, schedule: KeySchedule | None = None
+    ) -> None:
         assert self._params is not None and self._suite is not None
-        ks = KeySchedule(self._params)
+        ks = schedule if schedule is not None else KeySchedule(self._params)
         ks.handshake(shared)
         self._schedule = ks
         hello_hash = self._transcript.digest()
@@ -1173,7 +1522,7 @@ class Connection:
                 signature_scheme=self._scheme,
                 alpn_protocol=self._alpn,
                 peer_certificates=self._peer_chain,
-                resumed=False,
+                resumed=self._resumed,
             )
         )
 
@@ -1183,9 +1532,24 @@ class Connection:
         if msg_type == HandshakeType.new_session_ticket:
             if not self.is_client:
                 raise UnexpectedMessage("NewSessionTicket sent to a server")
+            cfg = self.config
+            assert isinstance(cfg, ClientConfig) and self._schedule is not None
+            assert self._suite is not None
+            if msg.ticket_lifetime > 7 * 24 * 3600:
+                raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+            session = Session(
+                ticket=msg.ticket,
+                psk=self._schedule.resumption_psk(self._resumption_secret, msg.ticket_nonce),
+                suite=self._suite,
+                received_at=self._wall_clock().timestamp(),
+                lifetime=msg.ticket_lifetime,
+                age_add=msg.ticket_age_add,
+                alpn=self._alpn,
+                server_name=cfg.server_name,
+            )
             self._events.append(
                 NewSessionTicketReceived(
-                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce
+                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
             )
         elif msg_type == HandshakeType.key_update:

@@ -9,6 +9,7 @@ from cryptography import x509
 from .alerts import AlertDescription
 from .crypto.suites import CipherSuite
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.tickets import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,13 @@ class KeyUpdated(Event):
 
 @dataclass(frozen=True, slots=True)
 class NewSessionTicketReceived(Event):
-    """The server sent a ticket (resumption itself is a later feature)."""
+    """The server sent a ticket; ``session`` resumes it (``ClientConfig(session=...)``)."""
 
     ticket: bytes
     lifetime: int
     age_add: int
     nonce: bytes
+    session: Session
 
 
 @dataclass(frozen=True, slots=True)

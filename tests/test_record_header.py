@@ -7,7 +7,7 @@ import os
 import random
 
 import pytest
-import record_reference as ref
+import test_record_reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -6,12 +6,14 @@ import itertools
 import os
 
 import pytest
-import record_reference as ref
+import test_record_reference as ref
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dtls13.alerts import LocalProtocolError
 from dtls13.crypto.suites import CipherSuite
 from dtls13.memory import MemoryBudgetExceeded, PoolSet
-from dtls13.record import ContentType, InboundRecord, RecordLayer, RecordNumber
+from dtls13.record import DROP_REASONS, ContentType, InboundRecord, RecordLayer, RecordNumber
 
 SUITES = list(CipherSuite)
 EPOCHS = [1, 2, 3, 4, 7]
@@ -229,9 +231,14 @@ def test_every_byte_flip_is_dropped(pools: PoolSet, suite: CipherSuite) -> None:
             assert b.receive_datagram_untrusted(bad, 0.0) == []
     drops = b.drops
     assert drops["auth_failed"] > 0
-    assert sum(drops.values()) == len(record) * 3
+    # Flipped epoch bits name an epoch without keys yet: such records are kept
+    # for keys that may come (and fail or expire then).
+    assert sum(drops.values()) + b.pending_count == len(record) * 3
+    assert b.pending_count > 0
     # The window was never touched: the genuine record still goes through.
     assert take(b.receive_datagram_untrusted(record, 0.0)) == [(3, 5, 23, b"hello world")]
+    assert take(b.receive_pending(0.0)) == []
+    assert sum(drops.values()) == len(record) * 3
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
@@ -290,7 +297,8 @@ def test_non_buffer_and_odd_inputs(pools: PoolSet) -> None:
     assert b.receive_datagram_untrusted(b"", 0.0) == []
     assert b.receive_datagram_untrusted(memoryview(b"\x00" * 8).cast("B", (2, 4)), 0.0) == []
     assert b.receive_datagram_untrusted(b"\x17\xfe\xfd" + bytes(10), 0.0) == []
-    assert b.drops["bad_header"] == 2
+    assert b.receive_datagram_untrusted(12345, 0.0) == []  # type: ignore[arg-type]
+    assert b.drops["bad_header"] == 4
 
 
 def test_random_datagrams_never_raise(pools: PoolSet) -> None:
@@ -392,13 +400,48 @@ def test_epoch_bits_select_keys_and_retire(pools: PoolSet) -> None:
 
 def test_unknown_epoch_and_plaintext_epoch(pools: PoolSet) -> None:
     suite = CipherSuite.TLS_AES_128_GCM_SHA256
-    b = RecordLayer(pools)
+    b = RecordLayer(pools, max_pending=0)
     b.install_read_epoch(2, suite, secret_for(suite), 0.0)
     assert (
         b.receive_datagram_untrusted(ref.protect(suite, secret_for(suite), 1, 0, 22, b"e"), 0) == []
     )
     assert b.receive_datagram_untrusted(ref.plaintext(22, 0, b"x", epoch=2), 0) == []
     assert b.drops["unknown_epoch"] == 2
+
+
+def test_records_ahead_of_their_keys_are_kept(pools: PoolSet) -> None:
+    """ServerHello and the first encrypted handshake records in one datagram (§4.2.1)."""
+    suite = CipherSuite.TLS_CHACHA20_POLY1305_SHA256
+    s2, s3 = secret_for(suite, 2), secret_for(suite, 3)
+    client = RecordLayer(pools, max_pending=3, pending_lifetime=5.0)
+    datagram = (
+        ref.plaintext(22, 0, b"server hello")
+        + ref.protect(suite, s2, 2, 0, 22, b"encrypted extensions")
+        + ref.protect(suite, s2, 2, 1, 22, b"certificate")
+    )
+    got = take(client.receive_datagram_untrusted(datagram, 0.0))
+    assert got == [(0, 0, 22, b"server hello")] and client.pending_count == 2
+    client.install_read_epoch(2, suite, s2, 1.0)
+    got = take(client.receive_pending(1.0))
+    assert got == [(2, 0, 22, b"encrypted extensions"), (2, 1, 22, b"certificate")]
+    assert client.pending_count == 0
+    # Bounded: a fourth unknown record is dropped; stale ones expire.
+    for seq in range(4):
+        client.receive_datagram_untrusted(ref.protect(suite, s3, 3, seq, 23, b"early"), 2.0)
+    assert client.pending_count == 3 and client.drops["unknown_epoch"] == 1
+    client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 9, 23, b"later"), 6.0)
+    assert client.pending_count == 3 and client.drops["unknown_epoch"] == 2
+    client.expire(7.5)
+    assert client.drops["pending_expired"] == 3 and client.pending_count == 0
+    # Keys that never come: records still without keys are dropped on retry.
+    client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 11, 23, b"orphan"), 8.0)
+    assert take(client.receive_pending(8.0)) == []
+    assert client.drops["unknown_epoch"] == 3
+    # close() releases what is still kept.
+    client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 10, 23, b"kept"), 9.0)
+    assert client.pending_count == 1
+    client.close()
+    assert pools.in_use == 0
 
 
 def test_sequence_numbers_never_wrap(pools: PoolSet) -> None:
@@ -496,6 +539,7 @@ def test_writer_space_is_exact(pools: PoolSet) -> None:
             assert w.add(3, 23, b"q" * 50) is not None
             for epoch in (0, 3):
                 space = w.space(epoch)
+                assert space > 0
                 assert w.add(epoch, 23, b"q" * (space + 1)) is None
                 assert w.add(epoch, 23, b"q" * space) is not None
                 assert w.remaining >= 0
@@ -542,3 +586,157 @@ def test_api_misuse(pools: PoolSet) -> None:
     assert a.write_epoch == 3 and a.write_epochs() == [0, 3]
     a.retire_write_epoch(0)
     assert a.write_epochs() == [3]
+
+
+# -- fuzzing the network-facing entry point ------------------------------------------------
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_datagrams_never_raise(pools: PoolSet, data: st.DataObject) -> None:
+    suite = data.draw(st.sampled_from(SUITES))
+    secret = secret_for(suite)
+    cid = data.draw(st.sampled_from([b"", b"\x01\x02"]))
+    b = RecordLayer(pools, read_cid_length=len(cid), replay_window=64)
+    b.install_read_epoch(2, suite, secret, 0.0)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    parts = [
+        ref.plaintext(22, 1, b"hello"),
+        ref.protect(suite, secret, 2, 7, 22, b"handshake bytes", cid=cid),
+        ref.protect(suite, secret, 3, 300, 23, b"app" * 5, seq_bits=8, cid=cid),
+        ref.protect(suite, secret, 3, 301, 23, b"last" * 3, with_length=False, cid=cid),
+    ]
+    datagram = bytearray(b"".join(parts))
+    for _ in range(data.draw(st.integers(0, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(0, len(datagram) - 1)))
+        if kind == "flip" and datagram:
+            datagram[pos] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del datagram[pos:]
+        else:
+            datagram[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    got = take(b.receive_datagram_untrusted(bytes(datagram), 0.0))
+    assert len(got) + sum(b.drops.values()) + b.pending_count >= 1
+    b.close()
+
+
+def test_statistics_and_counters(pools: PoolSet) -> None:
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    a, b = make_pair(pools, suite, 3, secret_for(suite))
+    (d,) = send(a, [(0, 22, b"ch"), (3, 23, b"one"), (3, 23, b"two")])
+    assert a.records_sent == 3 and a.next_sequence_number(3) == 2
+    assert a.record_overhead(0) == 13 and a.record_overhead(3) == 5 + 1 + 16
+    take(b.receive_datagram_untrusted(d, 0.0))
+    take(b.receive_datagram_untrusted(d, 0.0))
+    stats = b.stats
+    # The plaintext record has no replay window; the protected copies are replays.
+    assert stats["records_received"] == 4 and stats["datagrams_received"] == 2
+    assert stats["drops"] == {**dict.fromkeys(DROP_REASONS, 0), "replay": 2}
+    assert stats["read_epochs"] == [0, 3]
+    a.retire_write_epoch(0)
+    assert a.records_sent == 3
+
+
+def test_space_with_omitted_length(pools: PoolSet) -> None:
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    a, b = make_pair(pools, suite, 3, secret_for(suite), omit_last_length=True)
+    with a.datagram_writer(200) as w:
+        full = w.space(3)
+        last = w.space(3, last=True)
+        assert last == full + 2
+        assert w.add(3, 23, bytes(last), last=True) is not None
+        (lease,) = w.finish()
+        assert len(lease) == 200
+        got = take(b.receive_datagram_untrusted(lease, 0.0))
+        lease.release()
+    assert got == [(3, 0, 23, bytes(last))]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    suite=st.sampled_from(SUITES),
+    seq_bits=st.sampled_from([8, 16]),
+    padding=st.sampled_from([0, 1, 7, 32]),
+    cid=st.sampled_from([b"", b"\xaa", b"12345678"]),
+    omit=st.booleans(),
+    mtu=st.integers(100, 1500),
+    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+)
+def test_packed_datagrams_round_trip(
+    pools: PoolSet,
+    suite: CipherSuite,
+    seq_bits: int,
+    padding: int,
+    cid: bytes,
+    omit: bool,
+    mtu: int,
+    payloads: list[bytes],
+) -> None:
+    secret = secret_for(suite, 1)
+    a = RecordLayer(
+        pools, seq_bits=seq_bits, padding=padding, write_cid=cid or None, omit_last_length=omit
+    )
+    b = RecordLayer(pools, read_cid_length=len(cid))
+    a.install_write_epoch(3, suite, secret)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    sent = []
+    with a.datagram_writer(mtu) as w:
+        for i, payload in enumerate(payloads):
+            epoch = 0 if i % 3 == 2 else 3
+            space = max(w.space(epoch), 0)
+            part = payload[:space] if space < len(payload) else payload
+            last = i == len(payloads) - 1
+            if space < len(part) or w.add(epoch, 23 if epoch else 22, part, last=last) is None:
+                w.new_datagram()
+                part = part[: w.space(epoch, last=last)]
+                assert w.add(epoch, 23 if epoch else 22, part, last=last) is not None
+            sent.append((epoch, 23 if epoch else 22, part))
+        leases = w.finish()
+        got = []
+        for lease in leases:
+            assert len(lease) <= mtu
+            got += [(e, t, p) for e, _s, t, p in take(b.receive_datagram_untrusted(lease, 0.0))]
+            lease.release()
+    assert got == sent
+    assert sum(b.drops.values()) == 0
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
+def test_bad_inner_content_types_and_minimal_forgeries(pools: PoolSet, suite: CipherSuite) -> None:
+    secret = secret_for(suite)
+    b = RecordLayer(pools)
+    b.install_read_epoch(3, suite, secret, 0.0)
+    # Heartbeat (24) is not processed; all-zero TLSInnerPlaintext has no type (RFC 8446 §5.4).
+    assert b.receive_datagram_untrusted(ref.protect(suite, secret, 3, 0, 24, b"hb" * 8), 0) == []
+    assert (
+        b.receive_datagram_untrusted(ref.protect(suite, secret, 3, 1, 0, b"", padding=16), 0) == []
+    )
+    assert b.drops["bad_content_type"] == 2
+    # Forgeries of exactly the mask sample size and around it fail authentication.
+    for n in (16, 17, 24):
+        assert b.receive_datagram_untrusted(bytes([0x2F, 0, 0, 0, n]) + bytes(n), 0) == []
+    assert b.drops["auth_failed"] == 3
+    assert b.receive_datagram_untrusted(bytes([0x2F, 0, 0, 0, 15]) + bytes(15), 0) == []
+    assert b.drops["too_short"] == 1
+    alert = ref.protect(suite, secret, 3, 0, 21, b"\x01\x00", padding=8)
+    assert take(b.receive_datagram_untrusted(alert, 0)) == [(3, 0, 21, b"\x01\x00")]
+
+
+def test_space_when_nothing_fits(pools: PoolSet) -> None:
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    a = RecordLayer(pools, padding=32, write_cid=b"12345678")
+    a.install_write_epoch(3, suite, secret_for(suite))
+    with a.datagram_writer(60) as w:
+        assert w.space(3) == -1
+        assert w.add(3, 23, b"") is None
+        assert w.space(0) == 47
+    with a.datagram_writer(61) as w:
+        assert w.space(3) == 31  # one 32-byte padded inner plaintext
+        assert w.add(3, 23, bytes(32)) is None
+        assert w.add(3, 23, bytes(31)) is not None
+        assert w.space(0) == -1 and w.space(3) == -1 and w.remaining == 0

@@ -8,22 +8,18 @@ counted by reason, never raised (§4.5.2).
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Final
 
 from typing_extensions import Buffer as BufferLike
 
 from .._fast import (
-    OPEN_AUTH_FAILED,
-    OPEN_REPLAY,
     DatagramWriter,
-    DecodeError,
+    InboundRecord,
     Lease,
-    MemoryBudgetExceeded,
     Owner,
-    ReplayWindow,
+    ReadEpoch,
     WriteEpoch,
-    parse_header_untrusted,
+    read_datagram_untrusted,
     unified_header_length,
 )
 from ..alerts import LocalProtocolError
@@ -33,9 +29,8 @@ from .header import (
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
     ContentType,
-    RecordNumber,
 )
-from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, MASK_SAMPLE, EpochKeys
+from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, EpochKeys
 
 DROP_REASONS: Final = (
     "bad_header",  # unparsable header: the rest of the datagram is discarded too
@@ -48,68 +43,14 @@ DROP_REASONS: Final = (
     "replay",  # sequence number already seen or left of the window (§4.5.1)
     "bad_content_type",  # no or unknown inner content type
     "budget",  # no pooled memory for the plaintext
+    "pending_expired",  # buffered for keys that did not come in time
 )
 
-# RFC 9147 §4.1: content types a DTLSPlaintext record may carry.
-_PLAINTEXT_TYPES: Final = frozenset({21, 22, 26})
-# Figure 5: decrypted content types we process (heartbeat is not supported).
-_INNER_TYPES: Final = frozenset({21, 22, 23, 26})
+# Content types are checked in _fast: DTLSPlaintext carries alert, handshake or
+# ack (RFC 9147 §4.1); protected records also application data (Figure 5).
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
 DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
-
-
-class InboundRecord:
-    """A record received and deprotected; `payload` is a view into a pooled lease.
-
-    Call `release()` exactly once when done with the payload.
-    """
-
-    __slots__ = ("_lease", "content_type", "epoch", "payload", "sequence_number")
-
-    def __init__(
-        self,
-        epoch: int,
-        sequence_number: int,
-        content_type: ContentType,
-        payload: memoryview,
-        lease: Lease,
-    ) -> None:
-        self.epoch = epoch
-        self.sequence_number = sequence_number
-        self.content_type = content_type
-        self.payload = payload
-        self._lease = lease
-
-    @property
-    def record_number(self) -> RecordNumber:
-        return RecordNumber(self.epoch, self.sequence_number)
-
-    def tobytes(self) -> bytes:
-        return self.payload.tobytes()
-
-    def release(self) -> None:
-        """Give the payload's lease back to its pool (once)."""
-        self.payload.release()
-        self._lease.release()
-
-    def __repr__(self) -> str:
-        return (
-            f"<InboundRecord {self.content_type.name} epoch={self.epoch} "
-            f"seq={self.sequence_number} {len(self.payload)} B>"
-        )
-
-
-class _ReadEpoch:
-    __slots__ = ("epoch", "failures", "keys", "limit", "retire_at", "window")
-
-    def __init__(self, epoch: int, keys: EpochKeys, window: int, limit: int) -> None:
-        self.epoch = epoch
-        self.keys = keys
-        self.window = ReplayWindow(window)
-        self.failures = 0
-        self.limit = limit
-        self.retire_at: float | None = None
 
 
 class RecordLayer:
@@ -123,6 +64,9 @@ class RecordLayer:
     `write_cid`: the peer's connection ID, put in every record we send (None: none).
     `read_cid_length`: the length of the connection ID we issued (0: none).
     `retire_after`: seconds an older read epoch stays usable after a newer one is used.
+    `max_pending` / `pending_lifetime`: records of an epoch whose keys are not installed
+    yet (e.g. encrypted handshake records in the datagram of ServerHello) are kept, at
+    most this many for at most this many seconds, until `receive_pending()`.
     `confidentiality_limit` / `integrity_limit`: override the per-suite limits of §4.5.3.
     """
 
@@ -138,6 +82,8 @@ class RecordLayer:
         write_cid: bytes | None = None,
         read_cid_length: int = 0,
         retire_after: float = DEFAULT_RETIRE_AFTER,
+        max_pending: int = 16,
+        pending_lifetime: float = 10.0,
         confidentiality_limit: int | None = None,
         integrity_limit: int | None = None,
     ) -> None:
@@ -155,12 +101,16 @@ class RecordLayer:
         self.write_cid = write_cid
         self.read_cid_length = read_cid_length
         self.retire_after = retire_after
+        self.max_pending = max_pending
+        self.pending_lifetime = pending_lifetime
+        self._pending: list[Lease] = []
+        self._pending_times: list[float] = []
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
         self._write: dict[int, WriteEpoch] = {0: WriteEpoch(0, None, SEQUENCE_LIMIT)}
-        self._read: dict[int, _ReadEpoch] = {}
-        self._read_by_bits: dict[int, _ReadEpoch] = {}
+        self._read: dict[int, ReadEpoch] = {}
+        self._read_by_bits: dict[int, ReadEpoch] = {}
         self._retired_bits: dict[int, int] = {}
         self._plaintext_readable = True
         self._plaintext_retire_at: float | None = None
@@ -215,9 +165,8 @@ class RecordLayer:
             # Only two epoch bits are on the wire: at most four epochs can be live.
             self._retire(clash)
         limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
-        state = _ReadEpoch(
-            epoch, EpochKeys(epoch, suite, traffic_secret), self.replay_window, limit
-        )
+        keys = EpochKeys(epoch, suite, traffic_secret)
+        state = ReadEpoch(epoch, keys.cipher, self.replay_window, limit)
         self._read[epoch] = state
         self._read_by_bits[epoch & 3] = state
         self._retired_bits.pop(epoch & 3, None)
@@ -236,14 +185,24 @@ class RecordLayer:
         if state is not None:
             self._retire(state)
 
-    def _retire(self, state: _ReadEpoch) -> None:
+    def _retire(self, state: ReadEpoch) -> None:
         del self._read[state.epoch]
         if self._read_by_bits.get(state.epoch & 3) is state:
             del self._read_by_bits[state.epoch & 3]
         self._retired_bits[state.epoch & 3] = state.epoch
 
     def expire(self, now: float) -> None:
-        """Retire older read epochs whose grace period has passed."""
+        """Retire older read epochs whose grace period has passed; drop stale pending records."""
+        if self._pending_times and now - self._pending_times[0] > self.pending_lifetime:
+            keep = [
+                i for i, t in enumerate(self._pending_times) if now - t <= self.pending_lifetime
+            ]
+            self.drops["pending_expired"] += len(self._pending) - len(keep)
+            for i, lease in enumerate(self._pending):
+                if i not in keep:
+                    lease.release()
+            self._pending = [self._pending[i] for i in keep]
+            self._pending_times = [self._pending_times[i] for i in keep]
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_readable = False
             self._plaintext_retire_at = None
@@ -319,124 +278,73 @@ class RecordLayer:
     # -- receiving ----------------------------------------------------------
 
     def receive_datagram_untrusted(self, data: BufferLike, now: float) -> list[InboundRecord]:
-        """Every valid record of a datagram, in order; invalid ones are dropped and counted."""
-        return list(self.iter_datagram_untrusted(data, now))
+        """Every valid record of a datagram, in order; invalid ones are dropped and counted.
 
-    def iter_datagram_untrusted(
-        self, data: BufferLike, now: float
-    ) -> Generator[InboundRecord, None, None]:
-        """Like `receive_datagram_untrusted`, one record at a time.
-
-        Each record is deprotected only when the consumer asks for it, so keys the
-        consumer installs while handling a record (a ServerHello followed by epoch-2
-        records in the same datagram) apply to the records after it.
+        Each record's `content_type` is a ContentType; release each record when done.
         """
         if self.closed:
-            return
+            return []
         self.expire(now)
         self.datagrams_received += 1
-        try:
-            view = memoryview(data)
-            if view.ndim != 1 or view.itemsize != 1:
-                view = view.cast("B")
-        except (TypeError, ValueError):
-            self.drops["bad_header"] += 1
-            return
-        with view:
-            n = view.nbytes
-            offset = 0
-            cid_length = self.read_cid_length
-            first_cid: memoryview | None = None
-            while offset < n:
-                try:
-                    first, epoch, seq, hl, length = parse_header_untrusted(view, offset, cid_length)
-                except DecodeError:
-                    # Later records cannot be located: the rest goes too.
-                    self.drops["bad_header"] += 1
-                    break
-                if cid_length > 0 and first >= 0x20:
-                    cid = view[offset + 1 : offset + 1 + cid_length]
-                    if first_cid is None:
-                        first_cid = cid
-                    elif cid != first_cid:
-                        # §4: "the rest of the datagram MUST be discarded".
-                        self.drops["bad_cid"] += 1
-                        break
-                start = offset + hl
-                if first < 0x20:
-                    record = self._read_plaintext(view, first, epoch, seq, start, length)
-                else:
-                    record = self._read_ciphertext(view, offset, epoch, hl, length, now)
-                offset = start + length
-                if record is not None:
-                    self.records_received += 1
-                    yield record
-                    if self.closed:
-                        return
-
-    def _read_plaintext(
-        self, view: memoryview, ctype: int, epoch: int, seq: int, start: int, length: int
-    ) -> InboundRecord | None:
-        if epoch != 0:
-            self.drops["unknown_epoch"] += 1
-            return None
-        if not self._plaintext_readable:
-            self.drops["retired_epoch"] += 1
-            return None
-        # Unauthenticated: no replay window (an attacker could only poison it);
-        # the handshake layer discards duplicates by message_seq.
-        try:
-            lease = self._acquire(length, self._owner)
-        except MemoryBudgetExceeded:
-            self.drops["budget"] += 1
-            return None
-        lease.write(0, view[start : start + length])
-        return InboundRecord(0, seq, _CONTENT_TYPES[ctype], lease.view(0, length), lease)
-
-    def _read_ciphertext(
-        self, view: memoryview, offset: int, bits: int, hl: int, length: int, now: float
-    ) -> InboundRecord | None:
-        drops = self.drops
-        state = self._read_by_bits.get(bits)
-        if state is None:
-            if bits in self._retired_bits:
-                drops["retired_epoch"] += 1
-            else:
-                drops["unknown_epoch"] += 1
-            return None
-        # §4.2.3: "Receivers MUST reject shorter records as if they had failed
-        # deprotection" (this also guarantees room for the tag).
-        if length < MASK_SAMPLE:
-            drops["too_short"] += 1
-            return None
-        if state.failures >= state.limit:
-            drops["integrity_limit"] += 1
-            return None
-        keys = state.keys
-        try:
-            lease = self._acquire(length - keys.tag_length, self._owner)
-        except MemoryBudgetExceeded:
-            drops["budget"] += 1
-            return None
-        seq, index, ctype = keys.cipher.open_untrusted(
-            view, offset, hl, length, state.window, lease
+        records, newest = read_datagram_untrusted(
+            data,
+            self.read_cid_length,
+            self._read_by_bits,
+            self._retired_bits,
+            self._plaintext_readable,
+            self._acquire,
+            self._owner,
+            self.drops,
+            _CONTENT_TYPES,
+            self._pending,
+            self.max_pending,
         )
-        if index < 0:
-            lease.release()
-            if index == OPEN_AUTH_FAILED:
-                # §4.5.3: "count the number of received packets that fail authentication".
-                state.failures += 1
-                drops["auth_failed"] += 1
-            elif index == OPEN_REPLAY:
-                drops["replay"] += 1
-            else:
-                drops["bad_content_type"] += 1
-            return None
-        if state.epoch > self._newest_used:
-            self._used(state.epoch, now)
-        return InboundRecord(state.epoch, seq, _CONTENT_TYPES[ctype], lease.view(0, index), lease)
+        if len(self._pending_times) < len(self._pending):
+            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
+        if newest > self._newest_used:
+            self._used(newest, now)
+        self.records_received += len(records)
+        return records
+
+    @property
+    def pending_count(self) -> int:
+        """Records kept for read keys not installed yet."""
+        return len(self._pending)
+
+    def receive_pending(self, now: float) -> list[InboundRecord]:
+        """Deprotect the kept records with the read keys installed since (call after
+        install_read_epoch); those still without keys are dropped and counted."""
+        self.expire(now)
+        pending, self._pending, self._pending_times = self._pending, [], []
+        out: list[InboundRecord] = []
+        try:
+            for lease in pending:
+                records, newest = read_datagram_untrusted(
+                    lease,
+                    self.read_cid_length,
+                    self._read_by_bits,
+                    self._retired_bits,
+                    self._plaintext_readable,
+                    self._acquire,
+                    self._owner,
+                    self.drops,
+                    _CONTENT_TYPES,
+                )
+                if newest > self._newest_used:
+                    self._used(newest, now)
+                out += records
+        finally:
+            for lease in pending:
+                lease.release()
+        self.records_received += len(out)
+        return out
 
     # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, object]:
+        """Same as statistics()."""
+        return self.statistics()
 
     def statistics(self) -> dict[str, object]:
         """Counters for diagnostics: records, datagrams, drops by reason, epochs."""
@@ -448,15 +356,19 @@ class RecordLayer:
             "write_epochs": self.write_epochs(),
             "read_epochs": self.read_epochs(),
             "auth_failures": {e: s.failures for e, s in self._read.items()},
+            "pending": len(self._pending),
         }
 
     def close(self) -> None:
         """Forget all keys; later datagrams are ignored and writers refused.
 
-        The layer holds no leases itself: received records belong to the caller
+        Pending records are released. Received records belong to the caller
         until released, and unfinished writers release theirs with `abort()` (or
         on leaving their `with` block); `pools.release_owner(owner)` reclaims all.
         """
+        for lease in self._pending:
+            lease.release()
+        self._pending, self._pending_times = [], []
         self._retired_sent = self.records_sent
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)

@@ -141,3 +141,18 @@ def unprotect(
     inner = aead(suite, key).decrypt(nonce(iv, full_seq), ciphertext, header)
     stripped = inner.rstrip(b"\x00")
     return first & 3, stripped[-1], stripped[:-1], len(inner) - len(stripped)
+
+
+def test_reference_round_trip_and_rfc8448_label() -> None:
+    """The reference itself: its HKDF-Expand-Label matches RFC 8448 (with TLS 1.3's
+    prefix swapped in) and its protect/unprotect agree."""
+    # RFC 8448 §3, server handshake traffic key from its secret (prefix "tls13 ").
+    secret = bytes.fromhex("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
+    full = b"tls13 key"
+    info = (16).to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
+    key = HKDFExpand(hashes.SHA256(), 16, info).derive(secret)
+    assert key.hex() == "3fce516009c21727d0f2e4e86ee403bc"
+    for suite in SUITE_INFO:
+        s = bytes(secret_length(suite))
+        rec = protect(suite, s, 5, 1000, 23, b"payload!", seq_bits=8, cid=b"c", padding=3)
+        assert unprotect(suite, s, rec, 1000, cid_length=1) == (1, 23, b"payload!", 3)

@@ -1,0 +1,392 @@
+"""The sans-IO server endpoint: one socket's datagrams to connections, with DoS protection.
+
+Admission happens at ingress, before anything but the fixed header is read and before any
+per-peer state exists: per-source token buckets, caps on half-open handshakes and on
+connections (total and per source address), the pools' memory budget. Strangers go through
+the HelloGate (stateless cookies; bounded assembly of fragmented first ClientHellos).
+Every drop has a named counter in ``statistics()``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._fast import Lease, MemoryBudgetExceeded
+from .config import ServerConfig
+from .connection import Connection
+from .handshake.gate import HelloGate, Verdict
+from .memory import PoolSet, default_pool_set
+
+CookiePolicy = Literal["always", "under_load", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class DoSProtectionConfig:
+    """Bounds of one endpoint (names follow the seed report's DoSProtectionConfig)."""
+
+    max_total_memory: int = 256 * 1024 * 1024
+    max_per_connection_memory: int = 1024 * 1024
+    max_concurrent_connections: int = 10_000
+    max_connections_per_ip: int = 100
+    max_half_open: int = 1_000
+    max_half_open_per_ip: int = 10
+    # Token buckets for traffic that is not (yet) an established connection.
+    datagrams_per_second: float = 200.0
+    datagram_burst: float = 400.0
+    bytes_per_second: float = 256 * 1024.0
+    byte_burst: float = 512 * 1024.0
+    max_tracked_sources: int = 65_536
+    # Cookies are demanded under load when this many handshakes are half-open.
+    cookie_threshold: int = 100
+    # Emergency mode: pool use as a share of max_total_memory.
+    emergency_high: float = 0.8
+    emergency_low: float = 0.6
+    handshake_reassembly_bytes: int = 8192
+    reassembly_total_bytes: int = 1024 * 1024
+    reassembly_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.emergency_low < self.emergency_high <= 1:
+            raise ValueError("need 0 < emergency_low < emergency_high <= 1")
+        for name in (
+            "max_total_memory",
+            "max_per_connection_memory",
+            "max_concurrent_connections",
+            "max_connections_per_ip",
+            "max_half_open",
+            "max_half_open_per_ip",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+class _Bucket:
+    __slots__ = ("bytes", "datagrams", "stamp")
+
+    def __init__(self, cfg: DoSProtectionConfig, now: float) -> None:
+        self.datagrams = cfg.datagram_burst
+        self.bytes = cfg.byte_burst
+        self.stamp = now
+
+    def admit(self, cfg: DoSProtectionConfig, size: int, now: float, factor: float) -> bool:
+        elapsed = max(0.0, now - self.stamp)
+        self.stamp = now
+        self.datagrams = min(
+            cfg.datagram_burst * factor,
+            self.datagrams + elapsed * cfg.datagrams_per_second * factor,
+        )
+        self.bytes = min(
+            cfg.byte_burst * factor, self.bytes + elapsed * cfg.bytes_per_second * factor
+        )
+        if self.datagrams < 1 or self.bytes < size:
+            return False
+        self.datagrams -= 1
+        self.bytes -= size
+        return True
+
+
+DROP_COUNTERS = (
+    "rate_limited",
+    "too_many_connections",
+    "too_many_connections_per_ip",
+    "too_many_half_open",
+    "too_many_half_open_per_ip",
+    "gate_dropped",
+    "not_for_a_connection",
+    "half_open_shed",
+    "memory_refused",
+)
+
+
+def _host(addr: Any) -> Any:
+    return addr[0] if isinstance(addr, tuple) else addr
+
+
+def _is_client_hello(data: Any) -> bool:
+    """A DTLSPlaintext handshake record in epoch 0 whose first message is a ClientHello."""
+    view = memoryview(data)
+    try:
+        return len(view) > 13 and view[0] == 22 and view[3] == 0 and view[4] == 0 and view[13] == 1
+    finally:
+        view.release()
+
+
+class ServerEndpoint:
+    """Demultiplexes one socket's datagrams to connections by source address."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        pools: PoolSet | None = None,
+        dos: DoSProtectionConfig | None = None,
+        cookie_policy: CookiePolicy = "under_load",
+        wall_clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        if cookie_policy not in ("always", "under_load", "never"):
+            raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        self.config = config
+        self.pools = pools if pools is not None else default_pool_set()
+        self.dos = dos or DoSProtectionConfig()
+        self.cookie_policy: CookiePolicy = cookie_policy
+        self._wall_clock = wall_clock
+        self.owner = self.pools.owner("endpoint", id(self), self.dos.max_total_memory)
+        self.gate = HelloGate(
+            config,
+            self.pools,
+            owner=self.owner,
+            per_source_bytes=self.dos.handshake_reassembly_bytes,
+            total_bytes=self.dos.reassembly_total_bytes,
+            timeout=self.dos.reassembly_timeout,
+        )
+        self.connections: dict[Any, Connection] = {}
+        # §5.11: a new association from an address that already has one, until it proves
+        # itself with a verified Finished.
+        self._replacements: dict[Any, Connection] = {}
+        self._new: list[Connection] = []
+        self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
+        self._replies: list[tuple[Lease, Any]] = []
+        self._started: dict[int, float] = {}
+        self.emergency = False
+        self.counters: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
+        self.counters.update(datagrams=0, connections_created=0, emergencies=0)
+        self.closed = False
+
+    # -- the sans-IO surface ----------------------------------------------------------
+
+    def receive_datagram(self, data: Any, addr: Any, now: float) -> Connection | None:
+        """Route one datagram; returns the connection that took it, if any. Never raises."""
+        if self.closed:
+            return None
+        self.counters["datagrams"] += 1
+        self._update_emergency()
+        conn = self.connections.get(addr)
+        if conn is not None and conn.handshake_complete and not _is_client_hello(data):
+            return self._to_existing(conn, data, addr, now)
+        if not self._admit(data, addr, now):
+            self.counters["rate_limited"] += 1
+            return None
+        if conn is not None and not conn.handshake_complete:
+            conn.receive_datagram(data, addr, now)
+            return conn
+        replacement = self._replacements.get(addr)
+        if replacement is not None:
+            replacement.receive_datagram(data, addr, now)
+            self._promote_if_done(addr, replacement)
+            return replacement
+        return self._from_stranger(data, addr, now, existing=conn)
+
+    def new_connections(self) -> list[Connection]:
+        """Connections created since the last call."""
+        out, self._new = self._new, []
+        return out
+
+    def datagrams_to_send(self, now: float) -> list[tuple[Lease, Any]]:
+        out, self._replies = self._replies, []
+        for conn in (*self.connections.values(), *self._replacements.values()):
+            out += conn.datagrams_to_send(now)
+        return out
+
+    def get_timer(self) -> float | None:
+        timers = [
+            t
+            for c in (*self.connections.values(), *self._replacements.values())
+            if (t := c.get_timer()) is not None
+        ]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        for conn in (*self.connections.values(), *self._replacements.values()):
+            t = conn.get_timer()
+            if t is not None and t <= now:
+                conn.handle_timer(now)
+        self.gate.expire(now)
+
+    def remove(self, conn: Connection) -> None:
+        """Forget a connection (after it closed); its memory goes back to the pools."""
+        for table in (self.connections, self._replacements):
+            for addr, c in list(table.items()):
+                if c is conn:
+                    del table[addr]
+        self._started.pop(id(conn), None)
+        if conn.closed:
+            for lease, _ in conn.datagrams_to_send(0.0):
+                lease.release()
+            self.pools.release_owner(conn.owner)
+
+    def reap(self) -> list[Connection]:
+        """Remove and return every closed connection."""
+        dead = [c for c in (*self.connections.values(), *self._replacements.values()) if c.closed]
+        for conn in dead:
+            self.remove(conn)
+        return dead
+
+    def close(self) -> None:
+        """close_notify to every connection; release everything this endpoint holds."""
+        if self.closed:
+            return
+        for conn in (*self.connections.values(), *self._replacements.values()):
+            conn.close()
+        self.closed = True
+
+    def release(self) -> None:
+        """After the last datagrams_to_send(): give every connection's memory back."""
+        for lease, _ in self._replies:
+            lease.release()
+        self._replies = []
+        for conn in (*self.connections.values(), *self._replacements.values()):
+            for lease, _ in conn.datagrams_to_send(0.0):
+                lease.release()
+            self.pools.release_owner(conn.owner)
+        self.connections.clear()
+        self._replacements.clear()
+        self.gate.close()
+        self.pools.release_owner(self.owner)
+
+    def statistics(self) -> dict[str, object]:
+        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
+        return {
+            **self.counters,
+            "connections": len(self.connections),
+            "half_open": half_open,
+            "emergency": self.emergency,
+            "gate": dict(self.gate.counters),
+            "gate_partials": self.gate.partials,
+            "memory_in_use": self.owner.in_use,
+            "memory_high_water": self.owner.high_water,
+            "pool_in_use_bytes": self.pools.in_use_bytes,
+        }
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _admit(self, data: Any, addr: Any, now: float) -> bool:
+        host = _host(addr)
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            bucket = _Bucket(self.dos, now)
+            self._buckets[host] = bucket
+            if len(self._buckets) > self.dos.max_tracked_sources:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(host)
+        factor = 0.25 if self.emergency else 1.0
+        return bucket.admit(self.dos, len(memoryview(data)), now, factor)
+
+    def _update_emergency(self) -> None:
+        limit = self.dos.max_total_memory
+        use = self.owner.in_use / limit if limit else 0.0
+        if not self.emergency and use >= self.dos.emergency_high:
+            self.emergency = True
+            self.counters["emergencies"] += 1
+            self._shed_half_open()
+        elif self.emergency and use < self.dos.emergency_low:
+            self.emergency = False
+
+    def _shed_half_open(self) -> None:
+        """Drop the oldest half of the half-open handshakes (emergency mode)."""
+        half_open = sorted(
+            (c for c in self.connections.values() if not c.handshake_complete),
+            key=lambda c: self._started.get(id(c), 0.0),
+        )
+        for conn in half_open[: (len(half_open) + 1) // 2]:
+            self.counters["half_open_shed"] += 1
+            conn.abandon()
+            self.remove(conn)
+
+    def _cookie_required(self) -> bool:
+        if self.cookie_policy == "always" or self.emergency:
+            return True
+        if self.cookie_policy == "never":
+            return False
+        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
+        return half_open >= self.dos.cookie_threshold
+
+    def _from_stranger(
+        self, data: Any, addr: Any, now: float, existing: Connection | None
+    ) -> Connection | None:
+        # §5.11: an established address must prove reachability with a cookie first.
+        require = existing is not None or self._cookie_required()
+        result = self.gate.receive_untrusted(data, addr, now, require_cookie=require)
+        if result.verdict is Verdict.REPLY:
+            assert result.reply is not None
+            self._replies += [(lease, addr) for lease in result.reply]
+            return None
+        if result.verdict is not Verdict.ACCEPT:
+            self.counters["gate_dropped"] += 1
+            return None
+        if not self._room_for(addr, replacing=existing is not None):
+            return None
+        assert result.datagram is not None
+        try:
+            conn = self._new_connection(addr, result.first_message_seq)
+        except MemoryBudgetExceeded:
+            self.counters["memory_refused"] += 1
+            return None
+        self.counters["connections_created"] += 1
+        self._started[id(conn)] = now
+        if existing is not None:
+            self._replacements[addr] = conn
+        else:
+            self.connections[addr] = conn
+        self._new.append(conn)
+        conn.receive_datagram(result.datagram, addr, now)
+        return conn
+
+    def _new_connection(self, addr: Any, first_message_seq: int) -> Connection:
+        return Connection(
+            self.config,
+            pools=self.pools,
+            peer_address=addr,
+            owner_parent=self.owner,
+            memory_limit=self.dos.max_per_connection_memory,
+            first_message_seq=first_message_seq,
+            **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
+        )
+
+    def _room_for(self, addr: Any, *, replacing: bool) -> bool:
+        dos = self.dos
+        host = _host(addr)
+        per_host = [c for a, c in self.connections.items() if _host(a) == host]
+        half_open = [c for c in self.connections.values() if not c.handshake_complete]
+        per_host_half = [c for c in per_host if not c.handshake_complete]
+        half_cap = dos.max_half_open_per_ip // 2 if self.emergency else dos.max_half_open_per_ip
+        if not replacing and len(self.connections) >= dos.max_concurrent_connections:
+            self.counters["too_many_connections"] += 1
+            return False
+        if not replacing and len(per_host) >= dos.max_connections_per_ip:
+            self.counters["too_many_connections_per_ip"] += 1
+            return False
+        if len(half_open) >= dos.max_half_open:
+            self.counters["too_many_half_open"] += 1
+            return False
+        if len(per_host_half) >= max(1, half_cap):
+            self.counters["too_many_half_open_per_ip"] += 1
+            return False
+        return True
+
+    def _to_existing(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection:
+        replacement = self._replacements.get(addr)
+        if replacement is not None:
+            # Two associations on one address: try the new one first (§5.11 trial).
+            before = replacement.stats["records_in"]
+            replacement.receive_datagram(data, addr, now)
+            if replacement.stats["records_in"] != before:
+                self._promote_if_done(addr, replacement)
+                return replacement
+        conn.receive_datagram(data, addr, now)
+        return conn
+
+    def _promote_if_done(self, addr: Any, replacement: Connection) -> None:
+        """§5.11: after a verified Finished the old association is abandoned."""
+        if not replacement.handshake_complete:
+            return
+        old = self.connections.get(addr)
+        self.connections[addr] = replacement
+        del self._replacements[addr]
+        if old is not None:
+            old.abandon()
+            self.remove(old)

@@ -1,0 +1,325 @@
+"""The server's gate for ClientHellos from addresses that have no connection yet.
+
+RFC 9147 §5.1: a server answers a first ClientHello with a HelloRetryRequest carrying a
+stateless cookie and keeps no state until a second ClientHello brings the cookie back. The
+one exception is a first ClientHello that arrives in fragments (post-quantum key shares make
+it larger than one datagram): its fragments are assembled in a small pooled buffer per
+source address, charged to a per-source and a global budget, and dropped after a short
+timeout. Nothing else is kept; every refusal is counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from .._fast import (
+    DecodeError,
+    FragmentCoverage,
+    Lease,
+    MemoryBudgetExceeded,
+    Owner,
+    encode_plaintext_header,
+    parse_header_untrusted,
+)
+from ..alerts import Alert
+from ..config import ServerConfig
+from ..crypto.suites import SUITES
+from ..memory import PoolSet
+from ..record import ContentType, RecordLayer
+from . import extensions as ext
+from . import messages as msgs
+from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
+from .flights import handshake_fragment
+from .fragments import pull_handshake_fragments_untrusted
+from .key_schedule import Transcript
+
+
+class Verdict(enum.Enum):
+    DROP = "drop"  # nothing to do (counted)
+    REPLY = "reply"  # send `reply` (a stateless HelloRetryRequest), keep nothing
+    ACCEPT = "accept"  # make a Connection(first_message_seq=...) and give it `datagram`
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    verdict: Verdict
+    reply: list[Lease] | None = None  # datagrams to send, then release
+    datagram: bytes | None = None  # the whole ClientHello in one plaintext record
+    first_message_seq: int = 0
+
+
+@dataclass
+class _Partial:
+    lease: Lease
+    coverage: FragmentCoverage
+    msg_seq: int
+    started: float
+
+
+PLAINTEXT_HEADER = 13
+GATE_COUNTERS = (
+    "datagrams",
+    "not_client_hello",
+    "malformed",
+    "hello_retry_sent",
+    "accepted",
+    "bad_cookie",
+    "partials_started",
+    "partials_expired",
+    "partials_refused",
+    "fragment_mismatch",
+    "budget",
+)
+
+
+def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
+    """The HelloRetryRequest for these choices; the same inputs give the same bytes."""
+    extensions = [
+        ext.make_extension(
+            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+        )
+    ]
+    if group is not None:
+        extensions.append(
+            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
+        )
+    if cookie is not None:
+        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
+    return msgs.ServerHello(
+        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
+    )
+
+
+class HelloGate:
+    """Stateless handling of ClientHellos before any connection exists."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        pools: PoolSet,
+        *,
+        owner: Owner | None = None,
+        per_source_bytes: int = 8192,
+        total_bytes: int = 1024 * 1024,
+        max_sources: int = 1024,
+        timeout: float = 2.0,
+        max_hello: int = 8192,
+        mtu: int | None = None,
+    ) -> None:
+        self.config = config
+        self.pools = pools
+        self.owner = pools.owner("hello gate", id(self), total_bytes, owner)
+        self.per_source_bytes = per_source_bytes
+        self.max_sources = max_sources
+        self.timeout = timeout
+        self.max_hello = max_hello
+        self.mtu = mtu or config.mtu
+        self._partials: dict[Any, tuple[Owner, _Partial]] = {}
+        # One plaintext-only record layer frames every stateless reply.
+        self._writer = RecordLayer(pools, self.owner)
+        self.counters: dict[str, int] = dict.fromkeys(GATE_COUNTERS, 0)
+
+    @property
+    def partials(self) -> int:
+        return len(self._partials)
+
+    @property
+    def bytes_held(self) -> int:
+        return self.owner.in_use
+
+    def expire(self, now: float) -> None:
+        """Drop partial ClientHellos older than the timeout."""
+        for addr in [a for a, (_, p) in self._partials.items() if now - p.started > self.timeout]:
+            self._discard(addr)
+            self.counters["partials_expired"] += 1
+
+    def close(self) -> None:
+        for addr in list(self._partials):
+            self._discard(addr)
+        self._writer.close()
+        self.pools.release_owner(self.owner)
+
+    def receive_untrusted(
+        self, data: Any, addr: Any, now: float, *, require_cookie: bool | None = None
+    ) -> GateResult:
+        """Decide what a datagram from an address without a connection deserves.
+
+        `require_cookie` overrides the config's `require_cookie` for this datagram (the
+        endpoint demands cookies under load and from addresses that have a connection).
+        """
+        self.counters["datagrams"] += 1
+        self.expire(now)
+        try:
+            fragments = self._client_hello_fragments(data)
+        except (DecodeError, Alert):
+            self.counters["malformed"] += 1
+            return GateResult(Verdict.DROP)
+        if not fragments:
+            self.counters["not_client_hello"] += 1
+            return GateResult(Verdict.DROP)
+        for header, body in fragments:
+            whole = self._assemble(addr, header, body, now)
+            if whole is not None:
+                cookie = self.config.require_cookie if require_cookie is None else require_cookie
+                return self._decide(whole, header.message_seq, addr, now, cookie)
+        return GateResult(Verdict.DROP)
+
+    # -- parsing and assembly -------------------------------------------------------
+
+    def _client_hello_fragments(self, data: Any) -> list[tuple[msgs.HandshakeHeader, bytes]]:
+        view = memoryview(data)
+        out: list[tuple[msgs.HandshakeHeader, bytes]] = []
+        offset = 0
+        while offset < len(view):
+            first, epoch, _seq, hl, length = parse_header_untrusted(view, offset, 0)
+            if first != ContentType.handshake or epoch != 0:
+                return []  # only plaintext handshake records may come from strangers
+            record = view[offset + hl : offset + hl + length]
+            for header, body in pull_handshake_fragments_untrusted(record):
+                if header.msg_type != HandshakeType.client_hello or header.length > self.max_hello:
+                    return []
+                out.append((header, bytes(body)))
+            offset += hl + length
+        return out
+
+    def _assemble(
+        self, addr: Any, header: msgs.HandshakeHeader, body: bytes, now: float
+    ) -> bytes | None:
+        if header.fragment_offset == 0 and header.fragment_length == header.length:
+            self._discard(addr)
+            return body
+        entry = self._partials.get(addr)
+        if entry is not None and (
+            entry[1].msg_seq != header.message_seq or len(entry[1].lease) != header.length
+        ):
+            self._discard(addr)  # a new attempt replaces the old one
+            entry = None
+        if entry is None:
+            if len(self._partials) >= self.max_sources:
+                self.counters["partials_refused"] += 1
+                return None
+            source = self.pools.owner("source", addr, self.per_source_bytes, self.owner)
+            try:
+                lease = self.pools.acquire(header.length, source)
+            except MemoryBudgetExceeded:
+                self.pools.release_owner(source)
+                self.counters["partials_refused"] += 1
+                return None
+            entry = (
+                source,
+                _Partial(lease, FragmentCoverage(header.length, 64), header.message_seq, now),
+            )
+            self._partials[addr] = entry
+            self.counters["partials_started"] += 1
+        partial = entry[1]
+        result = partial.coverage.write_fragment(partial.lease, header.fragment_offset, body)
+        if result < 0:
+            self.counters["fragment_mismatch"] += 1
+            self._discard(addr)
+            return None
+        if not partial.coverage.complete:
+            return None
+        whole = partial.lease.tobytes()
+        self._discard(addr)
+        return whole
+
+    def _discard(self, addr: Any) -> None:
+        entry = self._partials.pop(addr, None)
+        if entry is not None:
+            source, partial = entry
+            partial.lease.release()
+            self.pools.release_owner(source)
+
+    # -- decisions ------------------------------------------------------------------
+
+    def _decide(
+        self, body: bytes, message_seq: int, addr: Any, now: float, require_cookie: bool
+    ) -> GateResult:
+        cfg = self.config
+        try:
+            ch = msgs.pull_message(HandshakeType.client_hello, body)
+        except DecodeError:
+            self.counters["malformed"] += 1
+            return GateResult(Verdict.DROP)
+        assert isinstance(ch, msgs.ClientHello)
+        cookie_data = ch.extension(ExtensionType.cookie)
+        if message_seq == 1 and cookie_data is not None:
+            try:
+                cookie = ext.decode(cookie_data, ext.pull_cookie)
+            except DecodeError:
+                cookie = b""
+            if cfg.cookie_jar.check(cookie, now, addr) is None:
+                self.counters["bad_cookie"] += 1
+                return GateResult(Verdict.DROP)
+            return self._accept(body, 1)
+        if message_seq != 0:
+            self.counters["malformed"] += 1
+            return GateResult(Verdict.DROP)
+        if not require_cookie:
+            return self._accept(body, 0)
+        hrr = self._stateless_retry(ch, body, addr, now)
+        if hrr == []:
+            return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
+        if hrr is None:
+            # Nothing we could retry with: let a connection answer with the right alert.
+            return self._accept(body, 0)
+        self.counters["hello_retry_sent"] += 1
+        return GateResult(Verdict.REPLY, reply=hrr)
+
+    def _accept(self, body: bytes, message_seq: int) -> GateResult:
+        """The whole ClientHello as one plaintext record, for the new connection."""
+        self.counters["accepted"] += 1
+        fragment = handshake_fragment(HandshakeType.client_hello, len(body), message_seq, 0, body)
+        datagram = bytearray(PLAINTEXT_HEADER + len(fragment))
+        encode_plaintext_header(datagram, 0, ContentType.handshake, 0, 0, len(fragment))
+        datagram[PLAINTEXT_HEADER:] = fragment
+        return GateResult(Verdict.ACCEPT, datagram=bytes(datagram), first_message_seq=message_seq)
+
+    def _stateless_retry(
+        self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float
+    ) -> list[Lease] | None:
+        """A HelloRetryRequest with a cookie, built from this ClientHello alone."""
+        cfg = self.config
+        versions = ch.extension(ExtensionType.supported_versions)
+        try:
+            offered = ext.decode(versions, ext.pull_supported_versions_client) if versions else ()
+            groups_data = ch.extension(ExtensionType.supported_groups)
+            shares_data = ch.extension(ExtensionType.key_share)
+            client_groups = (
+                ext.decode(groups_data, ext.pull_supported_groups) if groups_data else ()
+            )
+            shares = (
+                {e.group for e in ext.decode(shares_data, ext.pull_key_share_client)}
+                if shares_data
+                else set()
+            )
+        except DecodeError:
+            return None
+        if DTLS13_VERSION not in offered or ch.legacy_cookie:
+            return None
+        suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
+        if suite is None:
+            return None
+        group: int | None = None
+        if not any(g in shares for g in cfg.group_order):
+            group = next((g for g in cfg.group_order if g in client_groups), None)
+            if group is None:
+                return None
+        transcript = Transcript(SUITES[suite].hash_name)
+        transcript.add(HandshakeType.client_hello, body)
+        extra = struct.pack("!HH", suite, group or 0)
+        cookie = cfg.cookie_jar.make(now, addr, transcript.digest(), extra)
+        msg_type, hrr_body = msgs.push_message(hello_retry_request(suite, group, cookie))
+        fragment = handshake_fragment(msg_type, len(hrr_body), 0, 0, hrr_body)
+        try:
+            with self._writer.datagram_writer(self.mtu) as w:
+                if w.add(0, ContentType.handshake, fragment) is None:
+                    w.abort()
+                    return None
+                return w.finish()
+        except MemoryBudgetExceeded:
+            self.counters["budget"] += 1
+            return []

@@ -1,0 +1,232 @@
+"""The sans-IO server endpoint: demultiplexing, cookies, quotas, §5.11, emergency mode."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dtls_pair import SERVER_ADDR, configs, wall_clock
+from netsim import SimNetwork
+
+from dtls13.connection import Connection
+from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
+from dtls13.memory import PoolSet
+
+
+def _world(
+    n_clients: int,
+    dos: DoSProtectionConfig | None = None,
+    cookie_policy: str = "under_load",
+    **client: Any,
+) -> tuple[SimNetwork, list[Connection], ServerEndpoint, PoolSet]:
+    ccfg, scfg = configs(client=client or None)
+    pools = PoolSet()
+    net = SimNetwork(3)
+    ep = ServerEndpoint(
+        scfg, pools=pools, dos=dos, cookie_policy=cookie_policy, wall_clock=wall_clock
+    )  # type: ignore[arg-type]
+    net.add(SERVER_ADDR, ep)
+    clients = []
+    for i in range(n_clients):
+        c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+        net.add((f"10.1.{i // 200}.{i % 200 + 1}", 5000 + i), c)
+        clients.append(c)
+    return net, clients, ep, pools
+
+
+def _shutdown(net: SimNetwork, clients: list[Connection], ep: ServerEndpoint) -> None:
+    for c in clients:
+        c.close()
+    ep.close()
+    net.flush()
+    net.run(lambda: False, max_time=net.now + 2)
+    for c in clients:
+        for lease, _ in c.datagrams_to_send(net.now):
+            lease.release()
+    for lease, _ in ep.datagrams_to_send(net.now):
+        lease.release()
+    ep.release()
+
+
+def test_many_clients_share_one_endpoint_and_echo() -> None:
+    net, clients, ep, pools = _world(30)
+    for c in clients:
+        c.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: all(c.handshake_complete for c in clients))
+    assert len(ep.connections) == 30 and len(ep.new_connections()) == 30
+    for i, c in enumerate(clients):
+        c.send(f"hello {i}".encode())
+    server_got: dict[Any, bytes] = {}
+
+    def all_arrived() -> bool:
+        for addr, conn in ep.connections.items():
+            while (ev := conn.next_event()) is not None:
+                if type(ev).__name__ == "DataReceived":
+                    server_got[addr] = ev.data  # type: ignore[attr-defined]
+        return len(server_got) == 30
+
+    assert net.run(all_arrived)
+    assert sorted(server_got.values()) == sorted(f"hello {i}".encode() for i in range(30))
+    _shutdown(net, clients, ep)
+    assert pools.in_use == 0
+
+
+def test_cookie_policy_always_answers_every_stranger_with_hello_retry() -> None:
+    net, clients, ep, _ = _world(3, cookie_policy="always")
+    for c in clients:
+        c.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: all(c.handshake_complete for c in clients))
+    assert ep.gate.counters["hello_retry_sent"] == 3
+    assert all(c.stats["hello_retry_requests_received"] == 1 for c in clients)
+    _shutdown(net, clients, ep)
+
+
+def test_cookie_policy_never_and_under_load_without_load_send_no_hello_retry() -> None:
+    for policy in ("never", "under_load"):
+        net, clients, ep, _ = _world(2, cookie_policy=policy)
+        for c in clients:
+            c.connect(SERVER_ADDR, 0.0)
+        assert net.run(lambda: all(c.handshake_complete for c in clients))  # noqa: B023
+        assert ep.gate.counters["hello_retry_sent"] == 0
+        _shutdown(net, clients, ep)
+
+
+def test_under_load_demands_cookies_once_half_open_handshakes_pile_up() -> None:
+    dos = DoSProtectionConfig(cookie_threshold=2, max_half_open_per_ip=50)
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, dos=dos, wall_clock=wall_clock)
+    hello = _client_hello()
+    for port in range(3):  # half-open handshakes that never finish
+        ep.receive_datagram(hello, ("10.9.0.1", 6000 + port), 0.0)
+    assert len(ep.connections) == 2  # the third ClientHello got a cookie instead
+    assert ep.gate.counters["hello_retry_sent"] == 1
+    ep.close()
+    ep.datagrams_to_send(0.0)
+    ep.release()
+    assert pools.in_use == 0
+
+
+def test_half_open_cap_per_source_and_rate_limit_hit_only_the_offender() -> None:
+    dos = DoSProtectionConfig(max_half_open_per_ip=3, datagram_burst=20, datagrams_per_second=1)
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, dos=dos, cookie_policy="never", wall_clock=wall_clock)
+    hello = _client_hello()
+    for port in range(30):
+        ep.receive_datagram(hello, ("10.9.0.66", 7000 + port), 0.0)
+    stats = ep.statistics()
+    assert stats["half_open"] == 3
+    assert stats["too_many_half_open_per_ip"] == 17
+    assert stats["rate_limited"] == 10
+    # Another source is unaffected.
+    assert ep.receive_datagram(hello, ("10.9.0.77", 7000), 0.0) is not None
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(0.0):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0
+
+
+def test_garbage_from_strangers_is_counted_and_keeps_no_state() -> None:
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+    for i in range(200):
+        ep.receive_datagram(os.urandom(20 + i), (f"10.8.{i // 250}.{i % 250}", 1), 0.0)
+    assert not ep.connections and ep.statistics()["gate_dropped"] == 200
+    assert ep.owner.in_use == 0
+    ep.close()
+    ep.release()
+    assert pools.in_use == 0
+
+
+def test_new_association_from_an_established_address_needs_a_cookie_first() -> None:
+    """RFC 9147 §5.11: the old association stays until the new one completes."""
+    net, (first,), ep, pools = _world(1)
+    addr = next(a for a in net.endpoints if a != SERVER_ADDR)
+    first.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: first.handshake_complete)
+    old = ep.connections[addr]
+    # The client "reboots": a new connection from the same address and port.
+    ccfg, _ = configs()
+    second = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    first.abandon()
+    net.add(addr, second)
+    second.connect(SERVER_ADDR, net.now)
+    assert net.run(lambda: second.handshake_complete)
+    assert second.stats["hello_retry_requests_received"] == 1  # reachability proven by cookie
+    assert not old.closed  # kept until the new association's Finished is verified
+    assert net.run(lambda: ep.connections[addr] is not old)
+    assert old.closed
+    second.send(b"after reboot")
+    got: list[bytes] = []
+
+    def arrived() -> bool:
+        conn = ep.connections[addr]
+        while (ev := conn.next_event()) is not None:
+            if type(ev).__name__ == "DataReceived":
+                got.append(ev.data)  # type: ignore[attr-defined]
+        return got == [b"after reboot"]
+
+    assert net.run(arrived)
+    _shutdown(net, [second], ep)
+    assert pools.in_use == 0
+
+
+def test_forged_client_hello_cannot_destroy_an_established_association() -> None:
+    net, (client,), ep, pools = _world(1)
+    addr = next(a for a in net.endpoints if a != SERVER_ADDR)
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: client.handshake_complete)
+    old = ep.connections[addr]
+    ep.receive_datagram(_client_hello(), addr, net.now)  # spoofed, never completes
+    assert ep.connections[addr] is old and not old.closed
+    client.send(b"still here")
+    assert net.run(lambda: any(type(e).__name__ == "DataReceived" for e in _events(old)))
+    _shutdown(net, [client], ep)
+    assert pools.in_use == 0
+
+
+def test_emergency_mode_sheds_half_open_handshakes_and_demands_cookies() -> None:
+    dos = DoSProtectionConfig(
+        max_total_memory=40_000, max_half_open_per_ip=100, emergency_high=0.5, emergency_low=0.2
+    )
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, dos=dos, cookie_policy="never", wall_clock=wall_clock)
+    hello = _client_hello()
+    for port in range(40):
+        ep.receive_datagram(hello, ("10.7.0.1", 8000 + port), float(port) * 0.001)
+    stats = ep.statistics()
+    assert stats["emergencies"] >= 1
+    assert stats["half_open_shed"] >= 1
+    assert ep.gate.counters["hello_retry_sent"] >= 1  # cookies demanded despite "never"
+    assert ep.owner.in_use <= 40_000
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(1.0):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0
+
+
+def _events(conn: Connection) -> list[Any]:
+    out = []
+    while (ev := conn.next_event()) is not None:
+        out.append(ev)
+    conn._events.extend(out)  # leave them for the next look
+    return out
+
+
+def _client_hello() -> bytes:
+    ccfg, _ = configs()
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    ((lease, _),) = client.datagrams_to_send(0.0)
+    data = lease.tobytes()
+    lease.release()
+    client.close()
+    for lease, _ in client.datagrams_to_send(0.0):
+        lease.release()
+    return data

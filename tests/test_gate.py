@@ -1,0 +1,207 @@
+"""The pre-connection gate: stateless cookies and bounded assembly of fragmented ClientHellos."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dtls_pair import SERVER_ADDR, configs, wall_clock
+from netsim import SimNetwork
+
+from dtls13.connection import Connection
+from dtls13.handshake.gate import HelloGate, Verdict
+from dtls13.memory import Lease, PoolSet
+
+
+class GatedServer:
+    """A minimal server endpoint: the gate for strangers, a connection per known address."""
+
+    def __init__(self, gate: HelloGate, pools: PoolSet) -> None:
+        self.gate = gate
+        self.pools = pools
+        self.conns: dict[Any, Connection] = {}
+        self.replies: list[tuple[Lease, Any]] = []
+
+    def receive_datagram(self, data: Any, addr: Any, now: float) -> None:
+        conn = self.conns.get(addr)
+        if conn is not None:
+            conn.receive_datagram(data, addr, now)
+            return
+        result = self.gate.receive_untrusted(data, addr, now)
+        if result.verdict is Verdict.REPLY:
+            assert result.reply is not None
+            self.replies += [(lease, addr) for lease in result.reply]
+        elif result.verdict is Verdict.ACCEPT:
+            assert result.datagram is not None
+            conn = Connection(
+                self.gate.config,
+                pools=self.pools,
+                peer_address=addr,
+                wall_clock=wall_clock,
+                first_message_seq=result.first_message_seq,
+            )
+            self.conns[addr] = conn
+            conn.receive_datagram(result.datagram, addr, now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[Any, Any]]:
+        out, self.replies = self.replies, []
+        for conn in self.conns.values():
+            out += conn.datagrams_to_send(now)
+        return out
+
+    def get_timer(self) -> float | None:
+        timers = [t for c in self.conns.values() if (t := c.get_timer()) is not None]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        for conn in self.conns.values():
+            if (t := conn.get_timer()) is not None and t <= now:
+                conn.handle_timer(now)
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+        for lease, _ in self.datagrams_to_send(0.0):
+            lease.release()
+        self.gate.close()
+
+
+def _setup(**server: Any) -> tuple[SimNetwork, Connection, GatedServer, PoolSet]:
+    ccfg, scfg = configs(
+        client={"groups": ["X25519MLKEM768", "x25519"], "key_share_groups": ["X25519MLKEM768"]},
+        server={"require_cookie": True, **server},
+    )
+    pools = PoolSet()
+    net = SimNetwork(1)
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server_ep = GatedServer(HelloGate(scfg, pools), pools)
+    net.add(("10.0.0.1", 5000), client)
+    net.add(SERVER_ADDR, server_ep)
+    return net, client, server_ep, pools
+
+
+def test_fragmented_pq_client_hellos_pass_the_stateless_gate() -> None:
+    net, client, server, pools = _setup()
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(
+        lambda: bool(server.conns) and server.conns[("10.0.0.1", 5000)].handshake_complete
+    )
+    gate = server.gate
+    assert gate.counters["hello_retry_sent"] == 1
+    assert gate.counters["accepted"] == 1
+    assert gate.counters["partials_started"] == 2  # ClientHello1 and 2 both came in fragments
+    assert gate.partials == 0 and gate.bytes_held == 0
+    client.close()
+    server.close()
+    net.flush()
+    assert pools.in_use == 0
+
+
+def test_cookieless_hello_flood_keeps_no_state() -> None:
+    _, scfg = configs(server={"require_cookie": True})
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools)
+    hello = _first_client_hello()
+    for i in range(200):
+        result = gate.receive_untrusted(hello, (f"127.0.0.{i + 2}", 4000), 0.0)
+        assert result.verdict is Verdict.REPLY and result.reply is not None
+        # Amplification (RFC 9147 §5.1): the reply is no larger than what came in.
+        assert sum(len(d) for d in result.reply) <= len(hello)
+        for lease in result.reply:
+            lease.release()
+    assert gate.counters["hello_retry_sent"] == 200
+    assert gate.partials == 0 and gate.bytes_held == 0
+    gate.close()
+    assert pools.in_use == 0
+
+
+def test_flood_of_first_fragments_stays_inside_the_budget_and_expires() -> None:
+    _, scfg = configs(server={"require_cookie": True})
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools, per_source_bytes=4096, total_bytes=64 * 1024, max_sources=100)
+    fragment = _fragment_of(length=3000, offset=0, body=os.urandom(500))
+    for i in range(200):
+        result = gate.receive_untrusted(fragment, (f"127.0.1.{i % 250}", 4000 + i), 1.0)
+        assert result.verdict is Verdict.DROP
+        assert gate.bytes_held <= 64 * 1024
+    assert gate.partials <= 100
+    assert gate.counters["partials_refused"] >= 100
+    gate.expire(10.0)
+    assert gate.partials == 0 and gate.bytes_held == 0
+    assert gate.counters["partials_expired"] == gate.counters["partials_started"]
+    gate.close()
+    assert pools.in_use == 0
+
+
+def test_one_source_cannot_exceed_its_own_budget() -> None:
+    _, scfg = configs()
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools, per_source_bytes=2048)
+    big = _fragment_of(length=6000, offset=0, body=b"x" * 100)
+    assert gate.receive_untrusted(big, ("127.0.0.9", 1), 0.0).verdict is Verdict.DROP
+    assert gate.counters["partials_refused"] == 1 and gate.partials == 0
+    gate.close()
+
+
+def test_garbage_and_forged_cookies_are_counted_and_dropped() -> None:
+    _, scfg = configs(server={"require_cookie": True})
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools)
+    for junk in (
+        b"",
+        b"\x17\xfe\xfd" + bytes(10),
+        os.urandom(60),
+        b"\x16\xfe\xfd" + bytes(8) + b"\x00\x05abc",
+    ):
+        assert gate.receive_untrusted(junk, ("127.0.0.3", 1), 0.0).verdict is Verdict.DROP
+    assert gate.counters["malformed"] + gate.counters["not_client_hello"] == 4
+    # A second ClientHello whose cookie this server never issued.
+    forged = _client_hello_with_cookie(b"\x00" * 60, message_seq=1)
+    assert gate.receive_untrusted(forged, ("127.0.0.3", 1), 0.0).verdict is Verdict.DROP
+    assert gate.counters["bad_cookie"] == 1
+    assert gate.partials == 0
+    gate.close()
+    assert pools.in_use == 0
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _first_client_hello() -> bytes:
+    ccfg, _ = configs()
+    client = Connection(ccfg, pools=PoolSet(), wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    (datagram,) = client.datagrams_to_send(0.0)
+    data = datagram[0].tobytes()
+    datagram[0].release()
+    client.close()
+    return data
+
+
+def _fragment_of(length: int, offset: int, body: bytes, message_seq: int = 0) -> bytes:
+    from dtls13.handshake.flights import handshake_fragment
+
+    frag = handshake_fragment(1, length, message_seq, offset, body)
+    return b"\x16\xfe\xfd" + bytes(8) + len(frag).to_bytes(2, "big") + frag
+
+
+def _client_hello_with_cookie(cookie: bytes, message_seq: int) -> bytes:
+    from dtls13._fast import Buffer
+    from dtls13.handshake import extensions as ext
+    from dtls13.handshake import messages as msgs
+    from dtls13.handshake.constants import ExtensionType
+
+    ch = msgs.ClientHello(
+        random=bytes(32),
+        cipher_suites=(0x1301,),
+        extensions=(
+            ext.make_extension(
+                ExtensionType.supported_versions, ext.push_supported_versions_client, [0xFEFC]
+            ),
+            ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie),
+        ),
+    )
+    buf = Buffer()
+    msgs.push_client_hello(buf, ch)
+    body = buf.data
+    return _fragment_of(len(body), 0, body, message_seq)
