@@ -526,6 +526,11 @@ class Connection:
             self._flight.release()
         self._flight = Flight(self.pools, self.owner)
         self._timeouts = 0
+        if self.state is not State.CONNECTED:
+            # This flight answers the peer's, which it acknowledges implicitly: no ACK
+            # for that flight, so none still pending from its first fragments (§7.1).
+            self._ack_list.clear()
+            self._ack_at = None
 
     def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
         msg_type, body = msgs.push_message(msg)
