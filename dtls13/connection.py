@@ -823,10 +823,13 @@ class Connection:
                 and self.state is State.WAIT_SERVER_HELLO
                 and not self._hrr_done
             )
+        # A second ClientHello (message_seq 1, after a stateless HRR) is not a first hello:
+        # an invalid cookie there MUST end with illegal_parameter (RFC 9147 §5.1).
         return (
             msg_type == HandshakeType.client_hello
             and self.state is State.WAIT_CLIENT_HELLO
             and not self._hrr_done
+            and self._current_seq == 0
         )
 
     def _handle_message(self, msg_type: int, body: memoryview, now: float) -> None:

@@ -47,7 +47,9 @@ class DoSProtectionConfig:
     emergency_low: float = 0.6
     handshake_reassembly_bytes: int = 8192
     reassembly_total_bytes: int = 1024 * 1024
-    reassembly_timeout: float = 2.0
+    # Long enough for fragments of a client's later retransmissions (1, 2, 4 s apart) to
+    # complete an earlier partial ClientHello; memory stays bounded by the two caps above.
+    reassembly_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.emergency_low < self.emergency_high <= 1:
