@@ -131,7 +131,6 @@ class Connection:
         self.local_cids: list[bytes] = []
         self._spare_peer_cids: list[bytes] = []
         self._cid_request_outstanding = False
-        self._deferred: list[Any] = []  # post-handshake messages waiting for the flight
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
@@ -163,6 +162,11 @@ class Connection:
             "handshake_restarts": 0,
             "dropped_damaged_hello": 0,
             "address_changes": 0,
+            "early_data_offered": 0,
+            "early_data_replays": 0,
+            "early_data_bytes_in": 0,
+            "early_data_bytes_out": 0,
+            "dropped_early_data": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
@@ -221,6 +225,10 @@ class Connection:
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._resumed = False
+        self._early_offered = False
+        self._early_accepted = False
+        self._early_result: bool | None = None
+        self._early_budget = 0
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._current_seq = 0
@@ -391,6 +399,30 @@ class Connection:
         if self._records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
 
+    @property
+    def early_data_possible(self) -> bool:
+        """Whether ``send_early_data`` may be called now (0-RTT on a resumed session)."""
+        return self._early_offered and self.state is State.WAIT_SERVER_HELLO
+
+    def send_early_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Send application data in 0-RTT (epoch 1) before the handshake completes.
+
+        Early data can be replayed by an attacker (RFC 8446 §8): send only what is safe to
+        receive twice. ``HandshakeCompleted.early_data_accepted`` says whether the server
+        took it; if not, send it again with ``send()``.
+        """
+        if not self.early_data_possible:
+            raise LocalProtocolError("no 0-RTT now: needs a resumed session allowing early data")
+        if len(data) > self._early_budget:
+            raise ValueError(f"early data over the ticket's limit ({self._early_budget} B left)")
+        with self._records.datagram_writer(self.mtu) as w:
+            if len(data) > w.space(1):
+                raise ValueError(f"{len(data)} bytes do not fit one record at MTU {self.mtu}")
+            w.add(1, ContentType.application_data, data)
+            self._queue(w.finish())
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_out"] += len(data)
+
     def get_cleartext_mtu(self) -> int:
         """The largest application data record that fits one datagram now."""
         epoch = self._records.write_epoch
@@ -416,7 +448,12 @@ class Connection:
             else KeyUpdateRequest.update_not_requested
         )
         self._key_update_pending = True
-        self._start_flight()
+        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
+        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
+        # missing that message_seq, never processed the KeyUpdate behind it although it
+        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
@@ -575,11 +612,9 @@ class Connection:
         return self._records.write_cid
 
     def _send_post_handshake(self, msg: Any, now: float) -> None:
-        """One post-handshake message as its own ACKed flight, after the current one."""
-        if self._flight is not None and not self._flight.acknowledged:
-            self._deferred.append(msg)
-            return
-        self._start_flight()
+        """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does."""
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         assert self._flight is not None
         self._flight.needs_ack = True
         self._add_message(msg, self._records.write_epoch, transcript=False)
@@ -617,6 +652,11 @@ class Connection:
             self._flight.release()
         self._flight = Flight(self.pools, self.owner)
         self._timeouts = 0
+        if self.state is not State.CONNECTED:
+            # This flight answers the peer's, which it acknowledges implicitly: no ACK
+            # for that flight, so none still pending from its first fragments (§7.1).
+            self._ack_list.clear()
+            self._ack_at = None
 
     def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
         msg_type, body = msgs.push_message(msg)
@@ -674,7 +714,8 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
-        if self._enforce_record_limit and record.epoch > 0:
+        # Early data (epoch 1) was sent before the client could know our limit.
+        if self._enforce_record_limit and record.epoch >= 2:
             assert self.config.record_size_limit is not None
             size = len(record.payload) + 1  # with the inner content type
             if size > self.config.record_size_limit:
@@ -691,7 +732,9 @@ class Connection:
         elif ct == ContentType.alert:
             self._handle_alert(record, now)
         elif ct == ContentType.application_data:
-            if record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
+            if record.epoch == 1 and self._early_accepted and not self._peer_finished:
+                self._on_early_data(record)
+            elif record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
                 self._events.append(DataReceived(data))
@@ -700,6 +743,15 @@ class Connection:
                 self.stats["dropped_app_data_early"] += 1
         else:
             self.stats["dropped_unexpected_content"] += 1
+
+    def _on_early_data(self, record: Any) -> None:
+        data = record.tobytes()
+        if len(data) > self._early_budget:
+            self.stats["dropped_early_data"] += 1  # over max_early_data_size
+            return
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_in"] += len(data)
+        self._events.append(DataReceived(data, early=True))
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
@@ -759,8 +811,6 @@ class Connection:
             assert self._suite is not None
             self._records.install_write_epoch(epoch, self._suite, self._write_secret)
             self._events.append(KeyUpdated(sending=True, epoch=epoch))
-        if self._deferred and self.state is State.CONNECTED:
-            self._send_post_handshake(self._deferred.pop(0), now)
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
@@ -869,10 +919,14 @@ class Connection:
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
-        elif self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
+        if self.state is State.CONNECTED:
+            # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+            # included: answering those with the final flight's old ACK left the peer's
+            # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            if self._ack_list:
+                self._send_ack(now)
+            elif self._final_acks:
+                self._send_ack_for(self._final_acks)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
@@ -1036,6 +1090,9 @@ class Connection:
                 )
             )
             identity, age, _, schedule = offer
+            if cfg.session is not None and cfg.session.max_early_data and not self._hrr_done:
+                extensions.append(ext.Extension(ExtensionType.early_data, b""))
+                self._early_offered = True
             # pre_shared_key comes last; its binder is computed over everything before it.
             extensions.append(
                 ext.make_extension(
@@ -1059,6 +1116,13 @@ class Connection:
         self._start_flight()
         self._add_message(hello, 0)
         self.state = State.WAIT_SERVER_HELLO
+        if self._early_offered and self._psk_schedule is not None and cfg.session is not None:
+            early = self._psk_schedule.client_early_traffic_secret(
+                self._transcript.digest(self._psk_schedule.hash_name)
+            )
+            self._records.install_write_epoch(1, cfg.session.suite, early)
+            self._early_budget = cfg.session.max_early_data
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -1153,6 +1217,10 @@ class Connection:
         if self._hrr_done:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._hrr_done = True
+        if self._early_offered:
+            # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
+            self._early_offered = False
+            self._early_result = False
         self.stats["hello_retry_requests_received"] += 1
         self._transcript.select(self._params.hash_name)
         self._transcript.restart_with_message_hash()
@@ -1188,6 +1256,11 @@ class Connection:
                 raise UnsupportedExtension("record_size_limit in EncryptedExtensions, not sent")
             self._peer_record_limit = _record_size_limit(limit)
             self._enforce_record_limit = True
+        accepted_early = ee.extension(ExtensionType.early_data) is not None
+        if accepted_early and not self._early_offered:
+            raise UnsupportedExtension("early_data accepted but not offered")
+        if self._early_offered:
+            self._early_result = accepted_early
         self._transcript.add(HandshakeType.encrypted_extensions, body)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self.state = State.WAIT_FINISHED if self._resumed else State.WAIT_CERTIFICATE_OR_REQUEST
@@ -1320,6 +1393,7 @@ class Connection:
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
         accepted = self._server_psk(ch, body, suite, now) if mode is not None else None
+        self._early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
             if group is None:
                 raise MissingExtension("no key_share for a handshake without a PSK")
@@ -1339,6 +1413,10 @@ class Connection:
         self._resumed = accepted is not None
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
+        if self._early_accepted and accepted is not None:
+            early = accepted[1].client_early_traffic_secret(self._transcript.digest())
+            self._records.install_read_epoch(1, CipherSuite(suite), early, now)
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
@@ -1400,6 +1478,8 @@ class Connection:
                 )
             )
             self._enforce_record_limit = True
+        if self._early_accepted:
+            ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -1428,6 +1508,38 @@ class Connection:
         )
         self._emit_flight(now)
 
+    def _accept_early_data(
+        self,
+        ch: msgs.ClientHello,
+        accepted: tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None,
+        suite: int,
+    ) -> bool:
+        """0-RTT is accepted for the first identity's ticket, same suite and ALPN, a fresh
+        age and a first use (RFC 8446 §4.2.10, §8)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if ch.extension(ExtensionType.early_data) is None:
+            return False
+        self.stats["early_data_offered"] += 1
+        if accepted is None or accepted[0] != 0 or self._hrr_done or not cfg.max_early_data:
+            return False
+        _, _, state, identity = accepted
+        if state is None or not state.max_early_data or state.suite != suite:
+            return False
+        if state.alpn != self._choose_alpn(ch):
+            return False
+        wall = self._wall_clock().timestamp()
+        reported = ((identity.obfuscated_ticket_age - state.age_add) & 0xFFFFFFFF) / 1000
+        if abs(reported - (wall - state.issued_at)) > cfg.early_data_window:
+            return False
+        if not cfg.replay_guard.first_use(
+            identity.identity, state.issued_at + state.lifetime, wall
+        ):
+            self.stats["early_data_replays"] += 1
+            return False
+        self._early_budget = state.max_early_data
+        return True
+
     def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
         """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
         if ch.extension(ExtensionType.pre_shared_key) is None:
@@ -1445,8 +1557,9 @@ class Connection:
 
     def _server_psk(
         self, ch: msgs.ClientHello, body: bytes, suite: int, now: float
-    ) -> tuple[int, KeySchedule] | None:
-        """The first offered PSK we know and whose binder verifies: (index, schedule)."""
+    ) -> tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None:
+        """The first offered PSK we know and whose binder verifies:
+        (index, schedule, the ticket's state or None for an external PSK, identity)."""
         cfg = self.config
         assert isinstance(cfg, ServerConfig)
         data = ch.extension(ExtensionType.pre_shared_key)
@@ -1458,6 +1571,7 @@ class Connection:
         hash_name = SUITES[CipherSuite(suite)].hash_name
         for index, identity in enumerate(offered.identities):
             external = identity.identity in cfg.external_psks
+            state: TicketState | None = None
             if external:
                 psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
             else:
@@ -1476,7 +1590,7 @@ class Connection:
                 ks.binder_key(external), partial_hash, offered.binders[index]
             ):
                 raise DecryptError("PSK binder does not verify")
-            return index, ks
+            return index, ks, state, identity
         return None
 
     def _send_hello_retry(
@@ -1498,6 +1612,11 @@ class Connection:
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
         self._start_flight()
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: an explicit ACK would stop the client's retransmissions of ClientHello1,
+        # the only thing that brings a lost HRR back (RFC 9147 §7.1: SHOULD NOT ACK).
+        self._ack_list.clear()
+        self._ack_at = None
         self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
@@ -1548,11 +1667,12 @@ class Connection:
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
             cookie = _decode(data, ext.pull_cookie)
-            if (
-                not hmac.compare_digest(cookie, self._hrr_cookie)
-                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
-            ):
-                raise IllegalParameter("cookie does not match or has expired")
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
@@ -1588,6 +1708,9 @@ class Connection:
         self._transcript.add(HandshakeType.finished, body)
         self._peer_finished = True
         self._records.install_read_epoch(3, self._suite, self._c_app, now)
+        if self._early_accepted:
+            # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
+            self._records.retire_read_epoch(1)
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         if self._flight is not None:
             self._flight.release()
@@ -1621,12 +1744,21 @@ class Connection:
                 wall,
                 cfg.ticket_lifetime,
                 age_add,
-                0,
+                cfg.max_early_data,
                 self._alpn,
             )
             ticket = cfg.tickets.seal(state, wall)
+            extensions = (
+                (
+                    ext.make_extension(
+                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
+                    ),
+                )
+                if cfg.max_early_data
+                else ()
+            )
             self._add_message(
-                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket),
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
                 self._records.write_epoch,
                 transcript=False,
             )
@@ -1709,6 +1841,7 @@ class Connection:
                 alpn_protocol=self._alpn,
                 peer_certificates=self._peer_chain,
                 resumed=self._resumed,
+                early_data_accepted=self._early_result if self.is_client else None,
             )
         )
 
@@ -1723,7 +1856,9 @@ class Connection:
             assert self._suite is not None
             if msg.ticket_lifetime > 7 * 24 * 3600:
                 raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+            early = msg.extension(ExtensionType.early_data)
             session = Session(
+                max_early_data=_decode(early, ext.pull_early_data_ticket) if early else 0,
                 ticket=msg.ticket,
                 psk=self._schedule.resumption_psk(self._resumption_secret, msg.ticket_nonce),
                 suite=self._suite,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dtls_pair import make_pair
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, wall_clock
+
+from dtls13.connection import Connection
+from dtls13.memory import PoolSet
 
 
 def test_handshake_completes_and_data_flows_both_ways() -> None:
@@ -50,6 +53,42 @@ def test_hello_retry_with_group_and_cookie_together() -> None:
     assert pair.handshake()
     assert pair.client.stats["hello_retry_requests_received"] == 1
     pair.close()
+
+
+def test_no_ack_for_a_flight_our_next_flight_answers() -> None:
+    # The first fragment of a ClientHello arms the "rest of the flight is late" ACK timer
+    # (RFC 9147 §7.1). Once the ClientHello is whole and answered, our flight acknowledges
+    # it implicitly, so that timer must not fire: it sent an empty ACK that OpenSSL 4.1's
+    # client took for the ACK of its Finished, so a lost Finished was never retransmitted.
+    ccfg, scfg = configs(client={"mtu": 400, "key_share_groups": ["X25519MLKEM768"]})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, wall_clock=wall_clock)
+
+    def deliver(src: Connection, dst: Connection, now: float) -> int:
+        sent = src.datagrams_to_send(now)
+        for lease, _ in sent:
+            dst.receive_datagram(lease.tobytes(), CLIENT_ADDR, now)
+            lease.release()
+        return len(sent)
+
+    client.connect(SERVER_ADDR, 0.0)
+    assert deliver(client, server, 0.0) > 1  # the ClientHello, in fragments
+    assert deliver(server, client, 0.0) > 0  # the server's flight
+    # The client's Finished is lost; nothing is due from the server before its timer.
+    for lease, _ in client.datagrams_to_send(0.0):
+        lease.release()
+    timer = server.get_timer()
+    assert timer is not None and timer >= 1.0
+    server.handle_timer(0.9)
+    assert server.datagrams_to_send(0.9) == []
+    assert server.stats["acks_sent"] == 0
+    client.close()
+    server.close()
+    for conn in (client, server):
+        for lease, _ in conn.datagrams_to_send(1.0):
+            lease.release()
+    assert pools.in_use == 0
 
 
 def test_second_client_hello_completes_on_a_server_that_kept_no_state() -> None:

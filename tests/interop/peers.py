@@ -30,6 +30,7 @@ from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 
 HOST = "127.0.0.1"
+PEER_GONE_GRACE = 0.5  # seconds we keep pumping once the peer process has exited
 # Suite and group names as each peer spells them.
 SUITES = {
     "TLS_AES_128_GCM_SHA256": ("TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"),
@@ -50,10 +51,22 @@ class Case:
     ours: dict[str, object] = field(default_factory=dict)  # our config's extra arguments
     peer: tuple[str, ...] = ()  # the peer's extra arguments
     hrr: bool = False  # a HelloRetryRequest for a group is expected
+    # Datagrams our side loses (0-based indices, received / sent), to test retransmission.
+    lose_in: frozenset[int] = frozenset()
+    lose_out: frozenset[int] = frozenset()
 
     @property
     def id(self) -> str:
-        return f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
+        name = f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
+        lost = [f"in{i}" for i in sorted(self.lose_in)] + [f"out{i}" for i in sorted(self.lose_out)]
+        return name + "".join(f"-lose-{x}" for x in lost)
+
+    def side(self, config: ClientConfig | ServerConfig, pools: PoolSet) -> Side:
+        return Side(config, pools, drop_in=set(self.lose_in), drop_out=set(self.lose_out))
+
+    def check_losses(self, side: Side) -> None:
+        """Every datagram the case meant to lose was lost (the indices still fit)."""
+        assert len(side.lossy.dropped) == len(self.lose_in) + len(self.lose_out), side.lossy.dropped
 
 
 @dataclass(frozen=True)
@@ -214,14 +227,51 @@ def write_certs(directory: Path, pki: TestPKI) -> Certs:
     )
 
 
+class LossySocket:
+    """A UDP socket that loses the datagrams whose indices (0-based, per direction) it is
+    told to, to test retransmission against real peers."""
+
+    def __init__(self, sock: socket.socket, drop_in: set[int], drop_out: set[int]) -> None:
+        self.sock = sock
+        self.drop_in, self.drop_out = drop_in, drop_out
+        self.count_in = self.count_out = 0
+        self.dropped: list[str] = []
+
+    def sendto(self, data: Any, addr: Any) -> int:
+        index, self.count_out = self.count_out, self.count_out + 1
+        if index in self.drop_out:
+            self.dropped.append(f"out#{index} ({len(data)} bytes)")
+            return len(data)
+        return self.sock.sendto(data, addr)
+
+    def recvfrom_into(self, buf: Any) -> tuple[int, Any]:
+        n, addr = self.sock.recvfrom_into(buf)
+        index, self.count_in = self.count_in, self.count_in + 1
+        if index in self.drop_in:
+            self.dropped.append(f"in#{index} ({n} bytes)")
+            raise BlockingIOError  # as if nothing had arrived
+        return n, addr
+
+    def settimeout(self, value: float) -> None:
+        self.sock.settimeout(value)
+
+
 class Side:
     """Our end of an interop connection: a Connection on a real UDP socket."""
 
-    def __init__(self, config: ClientConfig | ServerConfig, pools: PoolSet) -> None:
+    def __init__(
+        self,
+        config: ClientConfig | ServerConfig,
+        pools: PoolSet,
+        *,
+        drop_in: set[int] | None = None,
+        drop_out: set[int] | None = None,
+    ) -> None:
         self.sock = bound_socket(HOST)
         self.port = int(self.sock.getsockname()[1])
         self.conn = Connection(config, pools=pools)
-        self.driver = UdpDriver(self.conn, self.sock)
+        self.lossy = LossySocket(self.sock, drop_in or set(), drop_out or set())
+        self.driver = UdpDriver(self.conn, self.lossy)  # type: ignore[arg-type]
 
     def connect(self, port: int) -> None:
         self.conn.connect((HOST, port), time.monotonic())
@@ -234,15 +284,23 @@ class Side:
         timeout: float = 10.0,
         on_step: Callable[[], Any] | None = None,
     ) -> bool:
-        """Drive our connection until `until()` holds; False on timeout."""
+        """Drive our connection until `until()` holds; False on timeout, or soon after the
+        peer has exited (what it sent last is still taken in)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if until():
                 return True
+            if peer.proc.poll() is not None:
+                deadline = min(deadline, time.monotonic() + PEER_GONE_GRACE)
             self.driver.step(0.01)
             if on_step is not None:
                 on_step()
         return until()
+
+    def peer_said(self, text: str, peer: Peer, timeout: float = 10.0) -> bool:
+        """Wait for `text` in the peer's output, driving our side meanwhile (so that
+        retransmissions go on)."""
+        return self.pump(lambda: text in peer.output, peer, timeout)
 
     def handshake(self, peer: Peer, timeout: float = 10.0) -> HandshakeCompleted:
         ok = self.pump(lambda: self.conn.handshake_complete or self.conn.closed, peer, timeout)

@@ -14,6 +14,10 @@ from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 
 
+def _ids(case: Case) -> str:
+    return case.id
+
+
 def _basic(ours_side: str) -> list[Case]:
     cases = []
     for suite in SUITES:
@@ -22,6 +26,9 @@ def _basic(ours_side: str) -> list[Case]:
             cases.append(Case(suite, group, ours=ours, peer=("-groups", group.name)))
     return cases
 
+
+# s_client's default ClientHello (~1.4 KB, X25519MLKEM768 and x25519 shares) in fragments.
+BIG_CH = ("-mtu", "1200")
 
 CLIENT_CASES = [
     *_basic("client"),
@@ -35,6 +42,26 @@ CLIENT_CASES = [
     ),
     # We send an x25519 share; the server only takes secp384r1: HelloRetryRequest.
     Case("TLS_AES_128_GCM_SHA256", NamedGroup.secp384r1, peer=("-groups", "secp384r1"), hrr=True),
+]
+
+# Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7). Sent #1 is
+# the first fragment of our second ClientHello (after s_server's HelloRetryRequest for
+# X25519MLKEM768), sent #3 our Finished.
+CLIENT_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.X25519MLKEM768, hrr=True, lose_out=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.X25519MLKEM768, hrr=True, lose_out=frozenset({3})),
+    pytest.param(
+        # Received #1 is the first fragment of s_server's ServerHello. We ACK the
+        # fragments we have (RFC 9147 §7.1; Figure 12 shows this very ACK, in epoch 0),
+        # and OpenSSL 4.1-dev's server, waiting for our Finished, takes any ACK as an
+        # unexpected message (statem_srvr.c, TLS_ST_SW_FINISHED) and aborts.
+        Case("TLS_AES_128_GCM_SHA256", NamedGroup.X25519MLKEM768, hrr=True, lose_in=frozenset({1})),
+        marks=pytest.mark.xfail(
+            reason="OpenSSL 4.1-dev s_server aborts on an ACK during its handshake",
+            strict=False,
+            raises=AssertionError,
+        ),
+    ),
 ]
 
 SERVER_CASES = [
@@ -59,7 +86,7 @@ SERVER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CLIENT_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CLIENT_CASES, ids=_ids)
 def test_our_client_with_openssl_server(
     case: Case, openssl: str, certs: Certs, pools: PoolSet
 ) -> None:
@@ -70,7 +97,7 @@ def test_our_client_with_openssl_server(
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem, **case.ours)  # type: ignore[arg-type]
     with Peer(argv) as peer:
         peer.wait_bound(port)
-        ours = Side(config, pools)
+        ours = case.side(config, pools)
         try:
             ours.connect(port)
             done = ours.handshake(peer)
@@ -78,10 +105,10 @@ def test_our_client_with_openssl_server(
             assert done.group is case.group
             stats = ours.conn.statistics()
             assert stats["hello_retry_requests_received"] == (1 if case.hrr else 0)
-            assert peer.wait_output(f"CIPHER is {case.suite}"), peer.describe()
+            assert ours.peer_said(f"CIPHER is {case.suite}", peer), peer.describe()
 
             ours.send(b"hello from dtls13\n")
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             peer.write(b"hello from openssl\n")
             assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
             ours.close()
@@ -93,10 +120,30 @@ def test_our_client_with_openssl_server(
     ended = ours.terminated()
     assert ended is not None and ended.alert is AlertDescription.close_notify
     assert not ended.by_peer
+    case.check_losses(ours)
     assert_pools_empty(pools)
 
 
-@pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.id)
+# Received #0 and #1 are the fragments of the ClientHello, #2 the client's Finished; sent
+# #0 starts our flight.
+SERVER_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=BIG_CH, lose_in=frozenset({2})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=BIG_CH, lose_out=frozenset({0})),
+    pytest.param(
+        # Only the second fragment arrives: we ACK it (RFC 9147 §7.1), and OpenSSL 4.1-dev's
+        # client, waiting for a ServerHello, takes the ACK as an unexpected message
+        # (statem_clnt.c, TLS_ST_CW_CLNT_HELLO) and aborts.
+        Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=BIG_CH, lose_in=frozenset({0})),
+        marks=pytest.mark.xfail(
+            reason="OpenSSL 4.1-dev s_client aborts on an ACK of its partial ClientHello",
+            strict=False,
+            raises=AssertionError,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, ids=_ids)
 def test_openssl_client_with_our_server(
     case: Case, openssl: str, certs: Certs, pools: PoolSet
 ) -> None:
@@ -105,7 +152,7 @@ def test_openssl_client_with_our_server(
         private_key=certs.key_pem,
         **case.ours,  # type: ignore[arg-type]
     )
-    ours = Side(config, pools)
+    ours = case.side(config, pools)
     argv = [openssl, "s_client", "-dtls1_3", "-connect", f"127.0.0.1:{ours.port}"]
     argv += ["-CAfile", certs.ca, "-servername", "localhost", "-verify_hostname", "localhost"]
     argv += ["-verify_return_error", "-ciphersuites", SUITES[case.suite][1], *case.peer]
@@ -119,13 +166,13 @@ def test_openssl_client_with_our_server(
             if case.group is NamedGroup.X25519MLKEM768:
                 reassembly = stats["reassembly"]
                 assert isinstance(reassembly, dict) and reassembly["reassembled"] >= 1
-            assert peer.wait_output(f"Cipher is {case.suite}"), peer.describe()
-            assert peer.wait_output("Verification: OK"), peer.describe()
+            assert ours.peer_said(f"Cipher is {case.suite}", peer), peer.describe()
+            assert ours.peer_said("Verification: OK", peer), peer.describe()
 
             peer.write(b"hello from openssl\n")
             assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
             ours.send(b"hello from dtls13\n")
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             # s_client closes (close_notify) when its input ends.
             peer.close_stdin()
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
@@ -135,6 +182,7 @@ def test_openssl_client_with_our_server(
     ended = ours.terminated()
     assert ended is not None and ended.alert is AlertDescription.close_notify
     assert ended.by_peer
+    case.check_losses(ours)
     assert_pools_empty(pools)
 
 
@@ -167,7 +215,7 @@ def test_mutual_auth_and_key_update_with_openssl_server(
             # Our KeyUpdate counts once ACKed (RFC 9147 §8)...
             assert ours.pump(lambda: (True, 4) in _updated(ours), peer), peer.describe()
             ours.send(b"hello from dtls13\n")
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             peer.write(b"hello from openssl\n")
             assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
             # ... OpenSSL answers update_requested with its next write, before its data.
@@ -203,7 +251,7 @@ def test_mutual_auth_and_key_update_with_openssl_client(
             # Our KeyUpdate counts once ACKed (RFC 9147 §8)...
             assert ours.pump(lambda: (True, 4) in _updated(ours), peer), peer.describe()
             ours.send(b"hello from dtls13\n")
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             peer.write(b"hello from openssl\n")
             assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
             # ... OpenSSL answers update_requested with its next write, before its data.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from peers import (
     SUITES,
@@ -72,6 +74,15 @@ CLIENT_CASES = [
     ),
 ]
 
+# Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7) against real
+# timers. Received #1 is the server's flight after the cookie HelloRetryRequest; sent #1 is
+# our second ClientHello, sent #2 our Finished.
+CLIENT_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_in=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_out=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, lose_out=frozenset({2})),
+]
+
 SERVER_CASES = [
     *_basic("server"),
     # wolfSSL's client sends an empty key share with --pqc and its ML-KEM share only
@@ -104,7 +115,7 @@ def test_our_client_with_wolfssl_server(
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem, **case.ours)  # type: ignore[arg-type]
     with Peer(argv, cwd=wolfssl.home) as peer:
         peer.wait_bound(port)
-        ours = Side(config, pools)
+        ours = case.side(config, pools)
         try:
             ours.connect(port)
             done = ours.handshake(peer)
@@ -121,7 +132,7 @@ def test_our_client_with_wolfssl_server(
             ours.pump(lambda: False, peer, timeout=0.1)
             ours.send(b"hello from dtls13")
             assert ours.pump(lambda: SERVER_REPLY in ours.data(), peer), peer.describe()
-            assert peer.wait_output("hello from dtls13"), peer.describe()
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
             # The example server closes after its reply: close_notify, then it exits.
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
             ended = ours.terminated()
@@ -131,7 +142,16 @@ def test_our_client_with_wolfssl_server(
             ours.close()
         assert peer.wait() == 0, peer.describe()
         _peer_saw(peer, case)
+    case.check_losses(ours)
     assert_pools_empty(pools)
+
+
+# Received #0 is the first ClientHello, #1 the client's Finished; sent #0 starts our flight.
+SERVER_CASES += [
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_in=frozenset({0})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_in=frozenset({1})),
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-t",), lose_out=frozenset({0})),
+]
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.id)
@@ -143,7 +163,7 @@ def test_wolfssl_client_with_our_server(
         private_key=certs.key_pem,
         **case.ours,  # type: ignore[arg-type]
     )
-    ours = Side(config, pools)
+    ours = case.side(config, pools)
     argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", ours.port, "-x"]
     argv += ["-A", certs.ca, "-l", SUITES[case.suite][0], *case.peer]
     reply = b"hello from the dtls13 server"
@@ -157,7 +177,7 @@ def test_wolfssl_client_with_our_server(
 
             assert ours.pump(lambda: CLIENT_MESSAGE in ours.data(), peer), peer.describe()
             ours.send(reply)
-            assert peer.wait_output(reply.decode()), peer.describe()
+            assert ours.peer_said(reply.decode(), peer), peer.describe()
             # The example client closes after the reply.
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
             ended = ours.terminated()
@@ -167,6 +187,7 @@ def test_wolfssl_client_with_our_server(
             _peer_saw(peer, case)
     finally:
         ours.close()
+    case.check_losses(ours)
     assert_pools_empty(pools)
 
 
@@ -238,6 +259,49 @@ def test_mutual_auth_and_key_update_with_wolfssl_client(
             assert "hello from the dtls13 server" in peer.output, peer.describe()
     finally:
         ours.close()
+    assert_pools_empty(pools)
+
+
+def test_echo_with_repeated_key_updates(wolfssl: WolfSSL, certs: Certs, pools: PoolSet) -> None:
+    """100 records through wolfSSL's echo server, updating keys both ways every ten
+    records: epochs 3 to 13, past the 2-bit epoch of the unified header (RFC 9147 §4)."""
+    port = free_udp_port()
+    argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-d", "-e"]
+    argv += ["-c", certs.cert, "-k", certs.key]
+    config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
+    rng = random.Random(4)
+    with Peer(argv, cwd=wolfssl.home) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            sent = b""
+
+            def our_updates() -> int:
+                return sum(e.sending for e in events_of(ours.driver, KeyUpdated))
+
+            for i in range(100):
+                chunk = rng.randbytes(1000)
+                ours.send(chunk)
+                sent += chunk
+                if i % 10 == 5:
+                    ours.conn.key_update(request_peer=True)
+                    ours.driver.flush()
+                    # Ours is in use once ACKed (RFC 9147 §8).
+                    assert ours.pump(lambda n=i // 10 + 1: our_updates() == n, peer)
+                # Keep a few records in flight, no more.
+                behind = len(sent) - 4000
+                assert ours.pump(lambda n=behind: len(ours.data()) >= n, peer)
+            assert ours.pump(lambda: len(ours.data()) >= len(sent), peer), peer.describe()
+            assert ours.data() == sent
+            stats = ours.conn.statistics()
+            assert stats["key_updates_sent"] == stats["key_updates_received"] == 10
+            updated = {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
+            assert updated == {(side, epoch) for side in (True, False) for epoch in range(4, 14)}
+        finally:
+            ours.close()
+        assert peer.wait() == 0, peer.describe()
     assert_pools_empty(pools)
 
 
