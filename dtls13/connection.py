@@ -1453,6 +1453,8 @@ class Connection:
                 )
             )
             self._use_cids(peer_cid)
+            # 0-RTT records were sent before the client could know our CID.
+            self._records.cid_optional = self._early_accepted
         limit = ch.extension(ExtensionType.record_size_limit)
         if limit is not None:
             self._peer_record_limit = _record_size_limit(limit)
@@ -1711,6 +1713,7 @@ class Connection:
         if self._early_accepted:
             # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
             self._records.retire_read_epoch(1)
+            self._records.cid_optional = False
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         if self._flight is not None:
             self._flight.release()

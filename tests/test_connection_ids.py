@@ -46,6 +46,12 @@ def test_cid_handshake_and_data_carry_each_others_cids() -> None:
     assert len(pair.client.local_cids[0]) == 8 and len(pair.server.local_cids[0]) == 5
     assert pair.client.peer_cid == pair.server.local_cids[0]
     assert pair.server.peer_cid == pair.client.local_cids[0]
+    # The ServerHello and the CID-carrying epoch-2 records shared datagrams: all were read
+    # the first time, none dropped or retransmitted.
+    for conn in (pair.client, pair.server):
+        drops = conn.statistics()["record_drops"]
+        assert isinstance(drops, dict) and not any(drops.values()), drops
+        assert conn.stats["retransmissions"] == 0
     assert pair.exchange(b"ping", b"pong")
     # Every encrypted record (handshake, ACK, data) carried the receiver's CID.
     assert seen[CLIENT_ADDR] == {pair.server.local_cids[0]}
@@ -324,3 +330,22 @@ def test_config_connection_id_values() -> None:
     assert ClientConfig(verify=False).cid_length is None
     with pytest.raises(ValueError, match="connection_id"):
         ClientConfig(verify=False, connection_id=33)
+
+
+def test_early_data_without_cid_is_read_by_a_server_that_issued_one() -> None:
+    """0-RTT records go out before the ServerHello says which CID to use: they carry none
+    while the server already expects its CID on the client's records."""
+    from test_early_data import _early, _resumed_pair, _session
+
+    cid = {"connection_id": 8}
+    cfgs = configs(client=cid, server={"max_early_data": 4096, **cid})
+    session = _session(cfgs)
+    pair = _resumed_pair(1, cfgs, session)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.send_early_data(b"early one")
+    assert pair.net.run(pair.completed)
+    assert pair.client.cid_negotiated and pair.server.cid_negotiated
+    assert _early(pair) == [b"early one"]
+    assert pair.exchange(b"after", b"ok")
+    pair.close()
+    assert pair.pools.in_use == 0
