@@ -305,6 +305,10 @@ def test_echo_with_repeated_key_updates(wolfssl: WolfSSL, certs: Certs, pools: P
     assert_pools_empty(pools)
 
 
+def _wolf_hex(cid: bytes) -> str:
+    return "".join(f"{b:x}" for b in cid)
+
+
 def test_connection_ids_with_wolfssl_server(wolfssl: WolfSSL, certs: Certs, pools: PoolSet) -> None:
     """Both sides issue CIDs (RFC 9146, RFC 9147 §9): wolfSSL's is the ASCII of --cid."""
     port = free_udp_port()
@@ -318,6 +322,7 @@ def test_connection_ids_with_wolfssl_server(wolfssl: WolfSSL, certs: Certs, pool
             ours.connect(port)
             ours.handshake(peer)
             assert ours.conn.cid_negotiated and ours.conn.peer_cid == b"wolfsrv1"
+            our_cid = ours.conn.local_cids[0]
             assert ours.pump(lambda: bool(ours.tickets()), peer), peer.describe()
             ours.pump(lambda: False, peer, timeout=0.1)
             ours.send(b"hello over cids")
@@ -329,6 +334,8 @@ def test_connection_ids_with_wolfssl_server(wolfssl: WolfSSL, certs: Certs, pool
             ours.close()
         assert peer.wait() == 0, peer.describe()
         assert "CID extension was negotiated" in peer.output, peer.describe()
+        # wolfSSL prints the CID it puts on its records: ours (printf "%x" per byte).
+        assert f"Sending CID is {_wolf_hex(our_cid)}" in peer.output, peer.describe()
         assert "hello over cids" in peer.output, peer.describe()
     assert_pools_empty(pools)
 
@@ -349,6 +356,8 @@ def test_connection_ids_with_wolfssl_client(wolfssl: WolfSSL, certs: Certs, pool
             assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
             assert peer.wait() == 0, peer.describe()
             assert "CID extension was negotiated" in peer.output, peer.describe()
+            hex_cid = _wolf_hex(ours.conn.local_cids[0])
+            assert f"Sending CID is {hex_cid}" in peer.output, peer.describe()
             assert "hello from the dtls13 server" in peer.output, peer.describe()
     finally:
         ours.close()
