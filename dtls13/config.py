@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +12,7 @@ from cryptography import x509
 
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.tickets import Session
 
 KeyLog = Callable[[str], None]
 PathOrData = str | os.PathLike[str] | bytes
@@ -89,6 +90,17 @@ class _Common:
     max_messages_ahead: int = 8
     max_bytes_buffered: int = 256 * 1024
     record_padding: int = 0
+    # Key exchange with a PSK (RFC 8446 §4.2.9): "psk_dhe_ke" (forward secret), "psk_ke".
+    psk_modes: Sequence[str] = ("psk_dhe_ke",)
+    # Records per write key before an automatic KeyUpdate; None: the suite's limit (RFC 9147
+    # §4.5.3). Lower it to rotate keys more often.
+    confidentiality_limit: int | None = None
+    # RFC 8449: the largest protected record we accept, counting the inner content type and
+    # padding (64 .. 2^14+1); advertised to the peer, who must not send more. None: off.
+    record_size_limit: int | None = None
+    # RFC 9146/9147 §9: ask the peer to put a connection ID of this many bytes on the records
+    # it sends us (True: 8 bytes; 0: use the peer's CID but issue none; False: no extension).
+    connection_id: bool | int = False
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -102,6 +114,14 @@ class _Common:
     def __post_init__(self) -> None:
         self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
         self.group_order = _names_to(NamedGroup, self.groups, "group")
+        from .handshake.groups import SUPPORTED_GROUPS
+
+        unsupported = [g.name for g in self.group_order if g not in SUPPORTED_GROUPS]
+        if unsupported:
+            # Offering (or asking for, in a HelloRetryRequest) a group we cannot compute
+            # would only fail later, mid-handshake, with internal_error.
+            names = ", ".join(g.name for g in SUPPORTED_GROUPS)
+            raise ValueError(f"groups {unsupported} are not implemented; supported: {names}")
         self.schemes = _names_to(SignatureScheme, self.signature_schemes, "signature scheme")
         for proto in self.alpn_protocols:
             if not 1 <= len(proto.encode()) <= 255:
@@ -120,6 +140,14 @@ class _Common:
             )
         if not 0 <= self.record_padding <= 16384:
             raise ValueError("record_padding must be between 0 and 16384")
+        if not self.psk_modes or any(m not in ("psk_dhe_ke", "psk_ke") for m in self.psk_modes):
+            raise ValueError("psk_modes must hold 'psk_dhe_ke' and/or 'psk_ke'")
+        if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
+            raise ValueError("confidentiality_limit must be at least 1 record (or None)")
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
+            raise ValueError("record_size_limit must be between 64 and 2**14 + 1 (or None)")
+        if not isinstance(self.connection_id, bool) and not 0 <= self.connection_id <= 32:
+            raise ValueError("connection_id must be a bool or a length between 0 and 32")
         if (self.certificate_chain is None) != (self.private_key is None):
             raise ValueError("certificate_chain and private_key go together: give both or neither")
         if self.certificate_chain is not None:
@@ -132,6 +160,13 @@ class _Common:
             self.chain = tuple(load_certificate_chain(self.certificate_chain))
             self.key = load_private_key(self.private_key, self.private_key_password)
             check_key_matches_certificate(self.key, self.chain[0])
+
+    @property
+    def cid_length(self) -> int | None:
+        """Bytes of the CIDs we issue; None when the connection_id extension is off."""
+        if self.connection_id is False:
+            return None
+        return 8 if self.connection_id is True else int(self.connection_id)
 
     def keylog_callback(self) -> KeyLog | None:
         """A function that appends one NSS key log line, or None."""
@@ -157,6 +192,10 @@ class ClientConfig(_Common):
     cadir: str | os.PathLike[str] | None = None
     verify: bool = True
     key_share_groups: Sequence[NamedGroup | str | int] = DEFAULT_KEY_SHARES
+    # Resume this session (from NewSessionTicketReceived.session), if still valid.
+    session: Session | None = None
+    # An external PSK (identity, key) shared with the server; SHA-256 (RFC 9258 §4).
+    psk: tuple[bytes, bytes] | None = None
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
@@ -166,7 +205,9 @@ class ClientConfig(_Common):
         missing = [g.name for g in self.share_groups if g not in self.group_order]
         if missing:
             raise ValueError(f"key share groups {missing} are not among the configured groups")
-        if self.verify:
+        if self.psk is not None and (not self.psk[0] or len(self.psk[1]) < 16):
+            raise ValueError("psk must be (a non-empty identity, a key of at least 16 bytes)")
+        if self.verify and self.psk is None:
             from .handshake.certificates import load_trust_store
 
             self.trust = load_trust_store(self.cafile, self.cadir)
@@ -189,16 +230,48 @@ class ServerConfig(_Common):
     cookie_secret: bytes | None = None  # share it between processes that share a port
     cookie_lifetime: float = 60.0
     cookie_rotation: float | None = 300.0
+    # Stateless session tickets sent after each handshake (0: none).
+    session_tickets: int = 1
+    ticket_secret: bytes | None = None  # share it so every process opens every ticket
+    ticket_lifetime: int = 7200
+    ticket_rotation: float = 3600.0
+    # 0-RTT: the most early data a resumed client may send (0: refuse 0-RTT). Replay
+    # protection: each ticket is accepted for 0-RTT once (per process) and only within
+    # `early_data_window` seconds of the age the client reports (RFC 8446 §8).
+    max_early_data: int = 0
+    early_data_window: float = 10.0
+    # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
+    external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
+    tickets: Any = field(default=None, init=False)
+    replay_guard: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.certificate_chain is None:
-            raise ValueError("a server needs certificate_chain and private_key")
+        if self.certificate_chain is None and not self.external_psks:
+            raise ValueError("a server needs certificate_chain and private_key (or external_psks)")
+        if any(not i or len(k) < 16 for i, k in self.external_psks.items()):
+            raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
+        if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:
+            raise ValueError("max_early_data must be 0..2^32-1 and early_data_window positive")
+        from .handshake.tickets import ReplayGuard
+
+        self.replay_guard = ReplayGuard()
+        if not 0 <= self.session_tickets <= 8:
+            raise ValueError("session_tickets must be between 0 and 8")
+        if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:
+            raise ValueError("ticket_lifetime must be positive and at most seven days")
         if self.client_auth not in ("none", "optional", "required"):
             raise ValueError("client_auth must be 'none', 'optional' or 'required'")
         from .handshake.cookie import CookieJar
+        from .handshake.tickets import TicketProtector
+
+        self.tickets = TicketProtector(
+            self.ticket_secret,
+            rotation_interval=self.ticket_rotation,
+            random_bytes=self.random_bytes,
+        )
 
         self.cookie_jar = CookieJar(
             self.cookie_secret,

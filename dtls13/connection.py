@@ -39,7 +39,9 @@ from .alerts import (
     MissingExtension,
     NoApplicationProtocol,
     ProtocolVersion,
+    RecordOverflow,
     UnexpectedMessage,
+    UnsupportedExtension,
     alert_for,
 )
 from .config import ClientConfig, ServerConfig
@@ -69,6 +71,7 @@ from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
+from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
 
@@ -78,6 +81,11 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
+CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
+MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+# States in which unprotected (epoch 0) handshake messages are still expected.
+_HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
@@ -98,9 +106,12 @@ class Connection:
         memory_limit: int | None = 1024 * 1024,
         wall_clock: Callable[[], datetime.datetime] = _now_utc,
         first_message_seq: int = 0,
+        cid_issuer: Callable[[Connection, int], bytes] | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
-        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1)."""
+        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
+        `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
+        them unique and routes by them); by default they are random."""
         if not isinstance(config, ClientConfig | ServerConfig):
             raise TypeError("config must be a ClientConfig or a ServerConfig")
         self.config = config
@@ -114,54 +125,21 @@ class Connection:
             memory_limit,
             owner_parent,
         )
-        self._records = RecordLayer(self.pools, self.owner, padding=config.record_padding)
-        self._reassembler = Reassembler(
-            self.pools,
-            self.owner,
-            max_message_size=config.max_handshake_message,
-            max_messages_ahead=config.max_messages_ahead,
-            max_bytes_buffered=config.max_bytes_buffered,
-            first_message_seq=first_message_seq,
-        )
         self._keylog = config.keylog_callback()
-        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
+        self._cid_issuer = cid_issuer
+        # Connection IDs we issued (the peer puts one on its records) and the peer's spares.
+        self.local_cids: list[bytes] = []
+        self._spare_peer_cids: list[bytes] = []
+        self._cid_request_outstanding = False
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
-        # handshake
-        self._transcript = Transcript()
-        self._schedule: KeySchedule | None = None
-        self._params: SuiteParams | None = None
-        self._suite: CipherSuite | None = None
-        self._group: NamedGroup | None = None
-        self._scheme: SignatureScheme | None = None
-        self._alpn: str | None = None
-        self._peer_chain: tuple[x509.Certificate, ...] = ()
-        self._random = config.random_bytes(32)
-        self._client_random = self._random if self.is_client else b""
-        self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._hrr_done = False
-        self._hrr_cookie: bytes | None = None
-        self._hrr_group: int | None = None
-        self._client_hello: msgs.ClientHello | None = None
-        self._cert_request: msgs.CertificateRequest | None = None
-        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
-        self._send_seq = 0
-        self._peer_finished = False
-        # reliability
-        self._flight: Flight | None = None
-        self._rto = config.retransmit_initial
-        self._retransmit_at: float | None = None
-        self._timeouts = 0
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
-        self._ack_list: list[RecordNumber] = []
-        self._ack_at: float | None = None
-        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
-        self._retransmitted_this_input = False
-        # key update
-        self._key_update_pending = False
-        self._read_secret = b""
-        self._write_secret = b""
+        self._restarts = 0
+        if config.cid_length is not None:
+            self.local_cids.append(self._new_cid(config.cid_length))
+        self._init_handshake(first_message_seq)
         # statistics
         self.stats: dict[str, int] = {
             "datagrams_in": 0,
@@ -181,11 +159,114 @@ class Connection:
             "hello_retry_requests_sent": 0,
             "hello_retry_requests_received": 0,
             "alerts_unsent": 0,
+            "handshake_restarts": 0,
+            "dropped_damaged_hello": 0,
+            "address_changes": 0,
+            "early_data_offered": 0,
+            "early_data_replays": 0,
+            "early_data_bytes_in": 0,
+            "early_data_bytes_out": 0,
+            "dropped_early_data": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
         self._now = 0.0  # the latest time the caller gave us
+
+    def _init_handshake(self, first_message_seq: int) -> None:
+        """Fresh handshake state: record layer, reassembly, transcript, secrets, timers."""
+        self._records = RecordLayer(
+            self.pools,
+            self.owner,
+            padding=self.config.record_padding,
+            confidentiality_limit=self.config.confidentiality_limit,
+        )
+        self._reassembler = self._new_reassembler(first_message_seq)
+        # connection_id (RFC 9146) and record_size_limit (RFC 8449), once negotiated
+        self.cid_negotiated = False
+        self._peer_record_limit: int | None = None
+        self._enforce_record_limit = False
+        self._newest_protected = (0, -1)  # (epoch, seq) of the newest authenticated record
+        if self.is_client and self.local_cids and self.local_cids[0]:
+            self._records.tentative_cid_length = len(self.local_cids[0])
+        # handshake
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._suite: CipherSuite | None = None
+        self._group: NamedGroup | None = None
+        self._scheme: SignatureScheme | None = None
+        self._alpn: str | None = None
+        self._peer_chain: tuple[x509.Certificate, ...] = ()
+        self._random = self.config.random_bytes(32)
+        self._client_random = self._random if self.is_client else b""
+        self._key_shares: dict[int, groups.KeyExchange] = {}
+        self._hrr_done = False
+        self._hrr_cookie: bytes | None = None
+        self._hrr_group: int | None = None
+        self._client_hello: msgs.ClientHello | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._send_seq = 0
+        self._peer_finished = False
+        # reliability
+        self._flight: Flight | None = None
+        self._rto = self.config.retransmit_initial
+        self._retransmit_at: float | None = None
+        self._timeouts = 0
+        self._ack_list: list[RecordNumber] = []
+        self._ack_at: float | None = None
+        self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._retransmitted_this_input = False
+        # key update
+        self._key_update_pending = False
+        self._read_secret = b""
+        self._write_secret = b""
+        self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        self._epoch2_records = 0  # records that authenticated under the handshake keys
+        self._resumed = False
+        self._early_offered = False
+        self._early_accepted = False
+        self._early_result: bool | None = None
+        self._early_budget = 0
+        self._psk_schedule: KeySchedule | None = None
+        self._resumption_secret = b""
+        self._current_seq = 0
+
+    def _new_reassembler(self, first_message_seq: int) -> Reassembler:
+        return Reassembler(
+            self.pools,
+            self.owner,
+            max_message_size=self.config.max_handshake_message,
+            max_messages_ahead=self.config.max_messages_ahead,
+            max_bytes_buffered=self.config.max_bytes_buffered,
+            first_message_seq=first_message_seq,
+        )
+
+    def _restart_handshake(self, now: float, reason: str) -> None:
+        """Start the handshake over, keeping the deadline.
+
+        Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
+        still parses, and the two sides then hold different transcripts. The signs are
+        a server seeing a retransmitted ClientHello whose bytes differ from the one it
+        processed, and a client whose epoch-2 records fail to authenticate while the
+        server repeats its ServerHello. Starting over is safe: the new handshake is
+        authenticated by its own CertificateVerify and Finished.
+        """
+        self.stats["handshake_restarts"] += 1
+        self._restarts += 1
+        if self.is_client and self._records.write_epoch == 2:
+            # An empty ACK under the keys we derived (RFC 9147 §7.1 allows empty ACKs):
+            # the server fails to authenticate it, which tells it the hellos were damaged.
+            self._send_ack_for([])
+        if self._flight is not None:
+            self._flight.release()
+        self._reassembler.close()
+        self._records.close()
+        self._init_handshake(0)
+        self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
+        if self.is_client:
+            self._send_client_hello(now)
 
     # -- public API ---------------------------------------------------------------------
 
@@ -214,6 +295,7 @@ class Connection:
         self._retransmitted_this_input = False
         self._now = now
         records = self._records.receive_datagram_untrusted(data, now)
+        self._track_path(records, addr)
         while records:
             epochs = len(self._records.read_epochs())
             self._handle_records(records, now)
@@ -226,6 +308,18 @@ class Connection:
             records = self._records.receive_pending(now)
         if not self.closed and self._records.integrity_limit_reached:
             self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+
+    def _track_path(self, records: list[Any], addr: Address) -> None:
+        """Follow the peer to a new address (NAT rebinding, RFC 9146 §6) only when a record
+        from there authenticated and is the newest seen: a replayed or spoofed datagram
+        cannot move the association."""
+        newest = max(((r.epoch, r.sequence_number) for r in records if r.epoch > 0), default=None)
+        if newest is None or newest <= self._newest_protected:
+            return
+        self._newest_protected = newest
+        if addr != self.peer_address and self.cid_negotiated and self.state is State.CONNECTED:
+            self.peer_address = addr
+            self.stats["address_changes"] += 1
 
     def _handle_records(self, records: list[Any], now: float) -> None:
         try:
@@ -287,6 +381,12 @@ class Connection:
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
         epoch = self._records.write_epoch
+        limit = self._max_payload()
+        if limit is not None and len(data) > limit:
+            raise ValueError(
+                f"{len(data)} bytes exceed the peer's record_size_limit "
+                f"(at most {limit} bytes of application data per record)"
+            )
         with self._records.datagram_writer(self.mtu) as w:
             if len(data) > w.space(epoch):
                 raise ValueError(
@@ -299,11 +399,37 @@ class Connection:
         if self._records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
 
+    @property
+    def early_data_possible(self) -> bool:
+        """Whether ``send_early_data`` may be called now (0-RTT on a resumed session)."""
+        return self._early_offered and self.state is State.WAIT_SERVER_HELLO
+
+    def send_early_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Send application data in 0-RTT (epoch 1) before the handshake completes.
+
+        Early data can be replayed by an attacker (RFC 8446 §8): send only what is safe to
+        receive twice. ``HandshakeCompleted.early_data_accepted`` says whether the server
+        took it; if not, send it again with ``send()``.
+        """
+        if not self.early_data_possible:
+            raise LocalProtocolError("no 0-RTT now: needs a resumed session allowing early data")
+        if len(data) > self._early_budget:
+            raise ValueError(f"early data over the ticket's limit ({self._early_budget} B left)")
+        with self._records.datagram_writer(self.mtu) as w:
+            if len(data) > w.space(1):
+                raise ValueError(f"{len(data)} bytes do not fit one record at MTU {self.mtu}")
+            w.add(1, ContentType.application_data, data)
+            self._queue(w.finish())
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_out"] += len(data)
+
     def get_cleartext_mtu(self) -> int:
         """The largest application data record that fits one datagram now."""
         epoch = self._records.write_epoch
         with self._records.datagram_writer(self.mtu) as w:
-            return max(0, w.space(epoch))
+            space = w.space(epoch)
+        limit = self._max_payload()
+        return max(0, space if limit is None else min(space, limit))
 
     def set_ciphertext_mtu(self, mtu: int) -> None:
         if not MIN_MTU <= mtu <= 65535:
@@ -322,10 +448,37 @@ class Connection:
             else KeyUpdateRequest.update_not_requested
         )
         self._key_update_pending = True
-        self._start_flight()
+        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
+        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
+        # missing that message_seq, never processed the KeyUpdate behind it although it
+        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
+
+    def request_connection_ids(self, count: int = 1) -> None:
+        """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
+        if self.state is not State.CONNECTED or self.peer_cid is None:
+            raise LocalProtocolError("no connection IDs negotiated with a non-empty peer CID")
+        if self._cid_request_outstanding:
+            raise LocalProtocolError("a RequestConnectionId is still unanswered")
+        if not 1 <= count <= 255:
+            raise ValueError("count must be between 1 and 255")
+        self._cid_request_outstanding = True
+        self._send_post_handshake(msgs.RequestConnectionId(count), self._now)
+
+    def use_spare_connection_id(self) -> bool:
+        """Put the next spare CID from the peer on our records (e.g. on a new path)."""
+        if not self._spare_peer_cids:
+            return False
+        self._records.write_cid = self._spare_peer_cids.pop(0)
+        return True
+
+    @property
+    def spare_peer_cids(self) -> tuple[bytes, ...]:
+        return tuple(self._spare_peer_cids)
 
     def close(self) -> None:
         """Send close_notify (if anything was established) and release everything."""
@@ -431,12 +584,79 @@ class Connection:
         addr = self.peer_address
         self._outbox.extend((d, addr) for d in datagrams)
 
+    def _max_payload(self) -> int | None:
+        """Most content bytes per protected record under the peer's record_size_limit, which
+        counts the inner content type and padding (RFC 8449 §4)."""
+        limit = self._peer_record_limit
+        if limit is None:
+            return None
+        pad = self.config.record_padding
+        return max(0, (limit // pad * pad if pad > 1 else limit) - 1)
+
+    def _new_cid(self, length: int) -> bytes:
+        if self._cid_issuer is not None:
+            return self._cid_issuer(self, length)
+        return self.config.random_bytes(length)
+
+    def _use_cids(self, peer_cid: bytes) -> None:
+        """connection_id negotiated (RFC 9146 §3): from the encrypted epochs on, records
+        carry the peer's CID to it and ours to us (RFC 9147 §9.1)."""
+        self.cid_negotiated = True
+        self._records.write_cid = peer_cid or None
+        self._records.read_cid_length = len(self.local_cids[0]) if self.local_cids else 0
+        self._records.tentative_cid_length = 0
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The CID we put on records to the peer (None: none)."""
+        return self._records.write_cid
+
+    def _send_post_handshake(self, msg: Any, now: float) -> None:
+        """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does."""
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        self._add_message(msg, self._records.write_epoch, transcript=False)
+        self._emit_flight(now)
+
+    def _on_request_connection_id(self, msg: msgs.RequestConnectionId, now: float) -> None:
+        # §9: no RequestConnectionId from a peer that sends us empty CIDs.
+        if not self.cid_negotiated or not self.local_cids or not self.local_cids[0]:
+            raise UnexpectedMessage("RequestConnectionId without a negotiated CID")
+        # §9: an excessive request MAY get fewer CIDs.
+        count = min(msg.num_cids, MAX_CIDS)
+        cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
+        self.local_cids += cids
+        self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
+
+    def _on_new_connection_id(self, msg: msgs.NewConnectionId) -> None:
+        # §9: no NewConnectionId to a peer that negotiated receiving an empty CID.
+        if not self.cid_negotiated or self._records.write_cid is None:
+            raise UnexpectedMessage("NewConnectionId without a negotiated CID")
+        if msg.usage not in (CID_IMMEDIATE, CID_SPARE) or not all(msg.cids):
+            raise IllegalParameter("bad NewConnectionId usage or empty CID")
+        if msg.usage == CID_IMMEDIATE and not msg.cids:
+            raise IllegalParameter("cid_immediate without a CID")
+        self._cid_request_outstanding = False
+        cids = list(msg.cids)
+        if msg.usage == CID_IMMEDIATE:
+            self._records.write_cid = cids.pop(0)
+        known = set(self._spare_peer_cids)
+        self._spare_peer_cids += [c for c in cids if c not in known]
+        del self._spare_peer_cids[MAX_CIDS:]  # §9: extra spares MAY be discarded
+
     def _start_flight(self) -> None:
         """Begin a new flight; the previous one is implicitly acknowledged."""
         if self._flight is not None:
             self._flight.release()
         self._flight = Flight(self.pools, self.owner)
         self._timeouts = 0
+        if self.state is not State.CONNECTED:
+            # This flight answers the peer's, which it acknowledges implicitly: no ACK
+            # for that flight, so none still pending from its first fragments (§7.1).
+            self._ack_list.clear()
+            self._ack_at = None
 
     def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
         msg_type, body = msgs.push_message(msg)
@@ -453,7 +673,7 @@ class Connection:
         if flight is None:
             return
         with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w)
+            flight.emit(w, self._max_payload())
             self._queue(w.finish())
         self._retransmit_at = (self._now if now is None else now) + self._rto
 
@@ -465,7 +685,7 @@ class Connection:
         self.stats["retransmissions"] += 1
         self._retransmitted_this_input = True
         with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w)
+            flight.emit(w, self._max_payload())
             self._queue(w.finish())
         self._retransmit_at = now + self._rto
 
@@ -473,11 +693,16 @@ class Connection:
         self._ack_at = None
         numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
         if self.state is State.CONNECTED:
-            # Post-handshake: each record is ACKed once (RFC 9147 §7.1).
+            # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
+            # own ACK again, so nothing needs remembering and the list must not grow forever.
             self._ack_list.clear()
         self._send_ack_for(numbers)
 
     def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
+        limit = self._max_payload()
+        if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
+            # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
+            numbers = numbers[len(numbers) - max(0, (limit - 2) // 16) :]
         buf = Buffer(capacity=2 + 16 * len(numbers))
         push_ack(buf, numbers)
         epoch = self._records.write_epoch
@@ -489,6 +714,16 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
+        # Early data (epoch 1) was sent before the client could know our limit.
+        if self._enforce_record_limit and record.epoch >= 2:
+            assert self.config.record_size_limit is not None
+            size = len(record.payload) + 1  # with the inner content type
+            if size > self.config.record_size_limit:
+                raise RecordOverflow(
+                    f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
+                )
+        if record.epoch == 2:
+            self._epoch2_records += 1
         ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
@@ -497,7 +732,9 @@ class Connection:
         elif ct == ContentType.alert:
             self._handle_alert(record, now)
         elif ct == ContentType.application_data:
-            if record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
+            if record.epoch == 1 and self._early_accepted and not self._peer_finished:
+                self._on_early_data(record)
+            elif record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
                 self._events.append(DataReceived(data))
@@ -506,6 +743,15 @@ class Connection:
                 self.stats["dropped_app_data_early"] += 1
         else:
             self.stats["dropped_unexpected_content"] += 1
+
+    def _on_early_data(self, record: Any) -> None:
+        data = record.tobytes()
+        if len(data) > self._early_budget:
+            self.stats["dropped_early_data"] += 1  # over max_early_data_size
+            return
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_in"] += len(data)
+        self._events.append(DataReceived(data, early=True))
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
@@ -570,14 +816,24 @@ class Connection:
         plaintext = record.epoch == 0
         ackable = False
         repeat = False
+        repeated_types: set[int] = set()
         try:
             fragments = pull_handshake_fragments_untrusted(record.payload)
             for header, fragment in fragments:
                 if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
                     self.stats["dropped_handshake_fragments"] += 1
                 elif header.message_seq < self._reassembler.next_expected_seq:
+                    if self._changed_hello(header, fragment):
+                        self._restart_handshake(now, "a different ClientHello")
+                        self._buffer_fragment(header, fragment)
+                        continue
                     repeat = True
+                    repeated_types.add(header.msg_type)
                     ackable = ackable or self.state is State.CONNECTED
+                elif plaintext and self.state not in _HELLO_STATES:
+                    # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                    # association; past the hellos only retransmissions are plaintext.
+                    self.stats["dropped_handshake_fragments"] += 1
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
@@ -591,7 +847,17 @@ class Connection:
         if ackable:
             self._ack_list.append(record.record_number)
         progressed = self._process_messages(now)
-        if repeat:
+        if (
+            HandshakeType.server_hello in repeated_types
+            and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
+            and self._records.auth_failures(2) > 0
+            and self._epoch2_records == 0
+            and self._restarts < MAX_RESTARTS
+        ):
+            # The server repeats its flight and none of its epoch-2 records authenticate:
+            # our transcript differs from the server's (one damaged record would not do).
+            self._restart_handshake(now, "epoch-2 records fail to authenticate")
+        elif repeat:
             self._on_peer_repeat(now)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
@@ -599,6 +865,28 @@ class Connection:
                 self._ack_at = now
             elif self._ack_at is None:
                 self._ack_at = now + self._rto / 4
+
+    def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
+        """A server's view: is this a ClientHello different from the one processed?"""
+        if (
+            self.is_client
+            or header.msg_type != HandshakeType.client_hello
+            or self.state is State.CONNECTED
+            or self._restarts >= MAX_RESTARTS
+        ):
+            return False
+        seen = self._hello_bodies.get(header.message_seq)
+        if seen is None:
+            return False
+        if header.length == len(seen):
+            start = header.fragment_offset
+            if seen[start : start + header.fragment_length] == fragment:
+                return False
+        # A different ClientHello alone may be spoofed by anyone who knows the client's
+        # address; only together with records that failed to authenticate (the client
+        # derived other keys from our flight, so none of its records authenticated) does it
+        # mean the hellos were damaged.
+        return self._records.auth_failures(2) > 0 and self._epoch2_records == 0
 
     @staticmethod
     def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
@@ -623,16 +911,22 @@ class Connection:
 
     def _on_peer_repeat(self, now: float) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
-        if self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
-        elif (
+        # A client that is CONNECTED still owes its final flight until it is ACKed: a
+        # repeated server flight means that flight was lost, so resend it (case 3).
+        if (
             self._flight is not None
             and not self._flight.acknowledged
             and not self._retransmitted_this_input
         ):
             self._retransmit(now)
+        if self.state is State.CONNECTED:
+            # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+            # included: answering those with the final flight's old ACK left the peer's
+            # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            if self._ack_list:
+                self._send_ack(now)
+            elif self._final_acks:
+                self._send_ack_for(self._final_acks)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
@@ -642,22 +936,55 @@ class Connection:
             if message is None:
                 break
             handled = True
+            self._current_seq = message.message_seq
             msg_type = message.msg_type
-            if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
-                # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
-                raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
-            if msg_type not in ACCEPTS[self.state]:
-                raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+            first_hello = self._first_hello(msg_type)
             try:
-                parsed = msgs.pull_message(msg_type, message.body)
-            except msgs.UnexpectedHandshakeType:
-                raise UnexpectedMessage(f"handshake type {msg_type}") from None
-            except ext.DuplicateExtensionError:
-                raise IllegalParameter("duplicate extension") from None
-            except DecodeError as exc:
-                raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
-            self._dispatch(msg_type, parsed, bytes(message.body), now)
+                self._handle_message(msg_type, message.body, now)
+            except (DecodeErrorAlert, IllegalParameter):
+                if not first_hello:
+                    raise
+                # An unauthenticated first hello that does not make sense is most likely
+                # damaged on the way: drop it and wait for the peer's retransmission.
+                self.stats["dropped_damaged_hello"] += 1
+                self._reassembler.close()
+                self._reassembler = self._new_reassembler(message.message_seq)
+                break
         return handled
+
+    def _first_hello(self, msg_type: int) -> bool:
+        """Whether this message would be the first hello seen from the peer (epoch 0,
+        nothing committed yet), so that a decoding problem can be treated as damage."""
+        if self.is_client:
+            return (
+                msg_type == HandshakeType.server_hello
+                and self.state is State.WAIT_SERVER_HELLO
+                and not self._hrr_done
+            )
+        # A second ClientHello (message_seq 1, after a stateless HRR) is not a first hello:
+        # an invalid cookie there MUST end with illegal_parameter (RFC 9147 §5.1).
+        return (
+            msg_type == HandshakeType.client_hello
+            and self.state is State.WAIT_CLIENT_HELLO
+            and not self._hrr_done
+            and self._current_seq == 0
+        )
+
+    def _handle_message(self, msg_type: int, body: memoryview, now: float) -> None:
+        if msg_type == HELLO_VERIFY_REQUEST and self.state is State.WAIT_SERVER_HELLO:
+            # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
+            raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
+        if msg_type not in ACCEPTS[self.state]:
+            raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+        try:
+            parsed = msgs.pull_message(msg_type, body)
+        except msgs.UnexpectedHandshakeType:
+            raise UnexpectedMessage(f"handshake type {msg_type}") from None
+        except ext.DuplicateExtensionError:
+            raise IllegalParameter("duplicate extension") from None
+        except DecodeError as exc:
+            raise DecodeErrorAlert(f"{_type_name(msg_type)}: {exc}") from None
+        self._dispatch(msg_type, parsed, bytes(body), now)
 
     def _dispatch(self, msg_type: int, msg: Any, body: bytes, now: float) -> None:
         s = self.state
@@ -743,16 +1070,91 @@ class Connection:
                     [p.encode() for p in cfg.alpn_protocols],
                 )
             )
+        if cfg.record_size_limit is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+        if cfg.cid_length is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
+                )
+            )
+        offer = self._psk_offer()
+        if offer is not None:
+            modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+                )
+            )
+            identity, age, _, schedule = offer
+            if cfg.session is not None and cfg.session.max_early_data and not self._hrr_done:
+                extensions.append(ext.Extension(ExtensionType.early_data, b""))
+                self._early_offered = True
+            # pre_shared_key comes last; its binder is computed over everything before it.
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key,
+                    ext.push_pre_shared_key_client,
+                    ext.OfferedPsks((ext.PskIdentity(identity, age),), (bytes(schedule.hash_len),)),
+                )
+            )
         hello = msgs.ClientHello(
             random=self._random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
             extensions=tuple(extensions),
         )
+        if offer is not None:
+            _, _, external, schedule = offer
+            partial = self._transcript.digest_with(msgs.binder_prefix(hello), schedule.hash_name)
+            binder = schedule.verify_data(schedule.binder_key(external), partial)
+            hello = msgs.replace_binders(hello, (binder,))
+            self._psk_schedule = schedule
         self._client_hello = hello
         self._start_flight()
         self._add_message(hello, 0)
         self.state = State.WAIT_SERVER_HELLO
+        if self._early_offered and self._psk_schedule is not None and cfg.session is not None:
+            early = self._psk_schedule.client_early_traffic_secret(
+                self._transcript.digest(self._psk_schedule.hash_name)
+            )
+            self._records.install_write_epoch(1, cfg.session.suite, early)
+            self._early_budget = cfg.session.max_early_data
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         self._emit_flight(now)
+
+    def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
+        """(identity, obfuscated age, external?, schedule) of the PSK to offer, if any."""
+        cfg = self.config
+        assert isinstance(cfg, ClientConfig)
+        if cfg.psk is not None:
+            identity, key = cfg.psk
+            offer = (identity, 0, True, KeySchedule("sha256", psk=key))
+        elif cfg.session is not None:
+            session = cfg.session
+            wall = self._wall_clock().timestamp()
+            if session.expired(wall) or session.suite not in cfg.suites:
+                return None
+            hash_name = SUITES[session.suite].hash_name
+            offer = (
+                session.ticket,
+                session.obfuscated_age(wall),
+                False,
+                KeySchedule(hash_name, psk=session.psk),
+            )
+        else:
+            return None
+        # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
+        # cannot be offered again.
+        hash_name = offer[3].hash_name
+        if self._transcript.hash_name not in (None, hash_name):
+            return None
+        return offer
 
     def _client_on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float) -> None:
         cfg = self.config
@@ -778,19 +1180,38 @@ class Connection:
             return
         if self._transcript.hash_name is None:
             self._transcript.select(self._params.hash_name)
+        schedule: KeySchedule | None = None
+        psk_data = sh.extension(ExtensionType.pre_shared_key)
+        if psk_data is not None:
+            selected = _decode(psk_data, ext.pull_pre_shared_key_server)
+            schedule = self._psk_schedule
+            if schedule is None or selected != 0:
+                raise IllegalParameter("server selected a PSK we did not offer")
+            if schedule.hash_name != self._params.hash_name:
+                raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
+            self._resumed = True
         key_share = sh.extension(ExtensionType.key_share)
+        shared: bytes | None = None
         if key_share is None:
-            raise MissingExtension("ServerHello without key_share")
-        entry = _decode(key_share, ext.pull_key_share_entry)
-        kx = self._key_shares.get(entry.group)
-        if kx is None:
-            raise IllegalParameter("server key share for a group we did not send")
-        shared = kx.shared_secret(entry.key_exchange)
-        self._group = NamedGroup(entry.group)
+            if schedule is None or "psk_ke" not in cfg.psk_modes:
+                raise MissingExtension("ServerHello without key_share")
+        else:
+            entry = _decode(key_share, ext.pull_key_share_entry)
+            kx = self._key_shares.get(entry.group)
+            if kx is None:
+                raise IllegalParameter("server key share for a group we did not send")
+            shared = kx.shared_secret(entry.key_exchange)
+            self._group = NamedGroup(entry.group)
+        cid_data = sh.extension(ExtensionType.connection_id)
+        if cid_data is not None:
+            if cfg.cid_length is None:
+                raise UnsupportedExtension("connection_id in ServerHello, not offered")
+            self._use_cids(_decode(cid_data, ext.pull_connection_id))
+        self._records.tentative_cid_length = 0
         self._key_shares.clear()
         self._transcript.add(HandshakeType.server_hello, body)
         self._start_flight_release_only()
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, schedule)
         self.state = State.WAIT_ENCRYPTED_EXTENSIONS
 
     def _client_on_hello_retry(self, hrr: msgs.ServerHello, body: bytes, now: float) -> None:
@@ -799,6 +1220,10 @@ class Connection:
         if self._hrr_done:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._hrr_done = True
+        if self._early_offered:
+            # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
+            self._early_offered = False
+            self._early_result = False
         self.stats["hello_retry_requests_received"] += 1
         self._transcript.select(self._params.hash_name)
         self._transcript.restart_with_message_hash()
@@ -828,8 +1253,20 @@ class Connection:
             if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
+        limit = ee.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            if cfg.record_size_limit is None:
+                raise UnsupportedExtension("record_size_limit in EncryptedExtensions, not sent")
+            self._peer_record_limit = _record_size_limit(limit)
+            self._enforce_record_limit = True
+        accepted_early = ee.extension(ExtensionType.early_data) is not None
+        if accepted_early and not self._early_offered:
+            raise UnsupportedExtension("early_data accepted but not offered")
+        if self._early_offered:
+            self._early_result = accepted_early
         self._transcript.add(HandshakeType.encrypted_extensions, body)
-        self.state = State.WAIT_CERTIFICATE_OR_REQUEST
+        # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
+        self.state = State.WAIT_FINISHED if self._resumed else State.WAIT_CERTIFICATE_OR_REQUEST
 
     def _client_on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes) -> None:
         if cr.certificate_request_context != b"":
@@ -882,7 +1319,7 @@ class Connection:
     def _client_on_finished(self, fin: msgs.Finished, body: bytes, now: float) -> None:
         ks = self._schedule
         assert ks is not None and self._suite is not None
-        if self._cert_request is None and not self._peer_chain:
+        if self._cert_request is None and not self._peer_chain and not self._resumed:
             raise UnexpectedMessage("Finished before the server authenticated")
         if not ks.check_verify_data(self._s_hs, self._transcript.digest(), fin.verify_data):
             raise DecryptError("server Finished does not verify")
@@ -900,6 +1337,7 @@ class Connection:
             self._send_own_certificate(self._cert_request)
         self._add_message(msgs.Finished(ks.verify_data(self._c_hs, self._transcript.digest())), 2)
         self._records.install_write_epoch(3, self._suite, self._c_app)
+        self._resumption_secret = ks.resumption_master_secret(self._transcript.digest())
         self._emit_flight(now)
         self._complete(now)
 
@@ -907,6 +1345,7 @@ class Connection:
 
     def _server_on_client_hello(self, ch: msgs.ClientHello, body: bytes, now: float) -> None:
         cfg = self.config
+        self._hello_bodies[self._current_seq] = body
         assert isinstance(cfg, ServerConfig)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in _decode(
@@ -923,15 +1362,6 @@ class Connection:
         suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        sig = ch.extension(ExtensionType.signature_algorithms)
-        if sig is None:
-            raise MissingExtension("ClientHello without signature_algorithms")
-        supported = ch.extension(ExtensionType.supported_groups)
-        shares_data = ch.extension(ExtensionType.key_share)
-        if supported is None or shares_data is None:
-            raise MissingExtension("ClientHello without supported_groups or key_share")
-        client_groups = _decode(supported, ext.pull_supported_groups)
-        shares = {e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)}
         if not self._hrr_done and self._reassembler.next_expected_seq > 1:
             # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
@@ -939,50 +1369,101 @@ class Connection:
             self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
-        group = next((g for g in cfg.group_order if g in shares), None)
-        retry_group: int | None = None
-        if group is None:
-            retry_group = next((g for g in cfg.group_order if g in client_groups), None)
-            if retry_group is None or self._hrr_done:
-                raise HandshakeFailure("no key-exchange group in common")
-        if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
-            self._hrr_group = retry_group
-            self._send_hello_retry(ch, body, suite, retry_group, now)
-            return
-        assert group is not None
-        if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
-            # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
-            raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        schemes = _decode(sig, ext.pull_signature_algorithms)
-        self._scheme = certs.choose_scheme(cfg.key, schemes)
+        mode = self._psk_mode(ch)
+        supported = ch.extension(ExtensionType.supported_groups)
+        shares_data = ch.extension(ExtensionType.key_share)
+        shares: dict[int, bytes] = {}
+        group: int | None = None
+        if mode != "psk_ke" or shares_data is not None:
+            if supported is None or shares_data is None:
+                raise MissingExtension("ClientHello without supported_groups or key_share")
+            client_groups = _decode(supported, ext.pull_supported_groups)
+            shares = {
+                e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)
+            }
+            group = next((g for g in cfg.group_order if g in shares), None)
+            retry_group: int | None = None
+            if group is None:
+                retry_group = next((g for g in cfg.group_order if g in client_groups), None)
+                if retry_group is None or self._hrr_done:
+                    raise HandshakeFailure("no key-exchange group in common")
+            if not self._hrr_done and (retry_group is not None or cfg.require_cookie):
+                self._hrr_group = retry_group
+                self._send_hello_retry(ch, body, suite, retry_group, now)
+                return
+            assert group is not None
+            if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+                # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
+                raise IllegalParameter("second ClientHello ignores the group the HRR selected")
+        accepted = self._server_psk(ch, body, suite, now) if mode is not None else None
+        self._early_accepted = self._accept_early_data(ch, accepted, suite)
+        if accepted is None or mode == "psk_dhe_ke":
+            if group is None:
+                raise MissingExtension("no key_share for a handshake without a PSK")
+        else:
+            group = None  # psk_ke: no (EC)DHE
+        if accepted is None:
+            sig = ch.extension(ExtensionType.signature_algorithms)
+            if sig is None:
+                raise MissingExtension("ClientHello without signature_algorithms")
+            if cfg.key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client knows")
+            self._scheme = certs.choose_scheme(cfg.key, _decode(sig, ext.pull_signature_algorithms))
         self._alpn = self._choose_alpn(ch)
         self._suite = suite
         self._params = SUITES[suite]
-        self._group = NamedGroup(group)
+        self._group = NamedGroup(group) if group is not None else None
+        self._resumed = accepted is not None
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
-        server_share, shared = groups.encapsulate(group, shares[group])
+        if self._early_accepted and accepted is not None:
+            early = accepted[1].client_early_traffic_secret(self._transcript.digest())
+            self._records.install_read_epoch(1, CipherSuite(suite), early, now)
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+        server_share, shared = (
+            groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
+        )
 
         self._start_flight()
         self._ack_list.clear()
-        sh = msgs.ServerHello(
-            random=self._random,
-            cipher_suite=suite,
-            extensions=(
-                ext.make_extension(
-                    ExtensionType.supported_versions,
-                    ext.push_supported_versions_server,
-                    DTLS13_VERSION,
-                ),
+        sh_ext = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_server,
+                DTLS13_VERSION,
+            )
+        ]
+        if group is not None:
+            sh_ext.append(
                 ext.make_extension(
                     ExtensionType.key_share,
                     ext.push_key_share_entry,
                     ext.KeyShareEntry(group, server_share),
-                ),
-            ),
-        )
+                )
+            )
+        if accepted is not None:
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
+                )
+            )
+        cid_data = ch.extension(ExtensionType.connection_id)
+        if cid_data is not None and cfg.cid_length is not None:
+            peer_cid = _decode(cid_data, ext.pull_connection_id)
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
+                )
+            )
+            self._use_cids(peer_cid)
+            # 0-RTT records were sent before the client could know our CID.
+            self._records.cid_optional = self._early_accepted
+        limit = ch.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            self._peer_record_limit = _record_size_limit(limit)
+        sh = msgs.ServerHello(random=self._random, cipher_suite=suite, extensions=tuple(sh_ext))
         self._add_message(sh, 0)
-        self._derive_handshake_secrets(shared, now)
+        self._derive_handshake_secrets(shared, now, accepted[1] if accepted else None)
         ee_ext = []
         if self._alpn is not None:
             ee_ext.append(
@@ -992,8 +1473,21 @@ class Connection:
                     [self._alpn.encode("latin-1")],
                 )
             )
+        if limit is not None and cfg.record_size_limit is not None:
+            # RFC 8449 §4: the server answers in EncryptedExtensions, only when asked.
+            ee_ext.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+            self._enforce_record_limit = True
+        if self._early_accepted:
+            ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
-        if cfg.client_auth != "none":
+        authenticate_client = cfg.client_auth != "none" and accepted is None
+        if authenticate_client:
             request = msgs.CertificateRequest(
                 b"",
                 (
@@ -1006,18 +1500,103 @@ class Connection:
             )
             self._cert_request = request
             self._add_message(request, 2)
-        self._send_certificate_and_verify(self._scheme, is_server=True)
+        if accepted is None:
+            assert self._scheme is not None
+            self._send_certificate_and_verify(self._scheme, is_server=True)
         ks = self._schedule
         assert ks is not None
         self._add_message(msgs.Finished(ks.verify_data(self._s_hs, self._transcript.digest())), 2)
         self._derive_application_secrets()
         self._records.install_write_epoch(3, suite, self._s_app)
         self.state = (
-            State.WAIT_CLIENT_CERTIFICATE
-            if cfg.client_auth != "none"
-            else State.WAIT_CLIENT_FINISHED
+            State.WAIT_CLIENT_CERTIFICATE if authenticate_client else State.WAIT_CLIENT_FINISHED
         )
         self._emit_flight(now)
+
+    def _accept_early_data(
+        self,
+        ch: msgs.ClientHello,
+        accepted: tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None,
+        suite: int,
+    ) -> bool:
+        """0-RTT is accepted for the first identity's ticket, same suite and ALPN, a fresh
+        age and a first use (RFC 8446 §4.2.10, §8)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if ch.extension(ExtensionType.early_data) is None:
+            return False
+        self.stats["early_data_offered"] += 1
+        if accepted is None or accepted[0] != 0 or self._hrr_done or not cfg.max_early_data:
+            return False
+        _, _, state, identity = accepted
+        if state is None or not state.max_early_data or state.suite != suite:
+            return False
+        if state.alpn != self._choose_alpn(ch):
+            return False
+        wall = self._wall_clock().timestamp()
+        reported = ((identity.obfuscated_ticket_age - state.age_add) & 0xFFFFFFFF) / 1000
+        if abs(reported - (wall - state.issued_at)) > cfg.early_data_window:
+            return False
+        if not cfg.replay_guard.first_use(
+            identity.identity, state.issued_at + state.lifetime, wall
+        ):
+            self.stats["early_data_replays"] += 1
+            return False
+        self._early_budget = state.max_early_data
+        return True
+
+    def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
+        """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
+        if ch.extension(ExtensionType.pre_shared_key) is None:
+            return None
+        if ch.extensions[-1].type != ExtensionType.pre_shared_key:
+            raise IllegalParameter("pre_shared_key is not the last extension")
+        data = ch.extension(ExtensionType.psk_key_exchange_modes)
+        if data is None:
+            raise MissingExtension("pre_shared_key without psk_key_exchange_modes")
+        offered = _decode(data, ext.pull_psk_key_exchange_modes)
+        for name, code in (("psk_dhe_ke", 1), ("psk_ke", 0)):
+            if code in offered and name in self.config.psk_modes:
+                return name
+        return None
+
+    def _server_psk(
+        self, ch: msgs.ClientHello, body: bytes, suite: int, now: float
+    ) -> tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None:
+        """The first offered PSK we know and whose binder verifies:
+        (index, schedule, the ticket's state or None for an external PSK, identity)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        data = ch.extension(ExtensionType.pre_shared_key)
+        assert data is not None
+        offered = _decode(data, ext.pull_pre_shared_key_client)
+        if len(offered.identities) != len(offered.binders):
+            raise IllegalParameter("pre_shared_key: identities and binders differ in number")
+        wall = self._wall_clock().timestamp()
+        hash_name = SUITES[CipherSuite(suite)].hash_name
+        for index, identity in enumerate(offered.identities):
+            external = identity.identity in cfg.external_psks
+            state: TicketState | None = None
+            if external:
+                psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
+            else:
+                state = cfg.tickets.open(identity.identity, wall)
+                if state is None:
+                    continue
+                psk, psk_hash = state.psk, SUITES[state.suite].hash_name
+            if psk_hash != hash_name:
+                continue
+            ks = KeySchedule(hash_name, psk=psk)
+            # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
+            cut = ext.binders_length(len(b) for b in offered.binders)
+            prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
+            partial_hash = self._transcript.digest_with(prefix)
+            if not ks.check_verify_data(
+                ks.binder_key(external), partial_hash, offered.binders[index]
+            ):
+                raise DecryptError("PSK binder does not verify")
+            return index, ks, state, identity
+        return None
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -1038,6 +1617,11 @@ class Connection:
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
         self._start_flight()
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: an explicit ACK would stop the client's retransmissions of ClientHello1,
+        # the only thing that brings a lost HRR back (RFC 9147 §7.1: SHOULD NOT ACK).
+        self._ack_list.clear()
+        self._ack_at = None
         self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
@@ -1088,11 +1672,12 @@ class Connection:
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
             cookie = _decode(data, ext.pull_cookie)
-            if (
-                not hmac.compare_digest(cookie, self._hrr_cookie)
-                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
-            ):
-                raise IllegalParameter("cookie does not match or has expired")
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
@@ -1128,6 +1713,10 @@ class Connection:
         self._transcript.add(HandshakeType.finished, body)
         self._peer_finished = True
         self._records.install_read_epoch(3, self._suite, self._c_app, now)
+        if self._early_accepted:
+            # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
+            self._records.retire_read_epoch(1)
+            self._records.cid_optional = False
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         if self._flight is not None:
             self._flight.release()
@@ -1138,6 +1727,48 @@ class Connection:
         self._ack_at = None
         self._send_ack_for(self._final_acks)
         self._complete(now)
+        self._send_session_tickets(now)
+
+    def _send_session_tickets(self, now: float) -> None:
+        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        ks = self._schedule
+        if not cfg.session_tickets or ks is None or self._suite is None:
+            return
+        secret = ks.resumption_master_secret(self._transcript.digest())
+        wall = self._wall_clock().timestamp()
+        self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        for i in range(cfg.session_tickets):
+            nonce = bytes([i])
+            age_add = int.from_bytes(cfg.random_bytes(4), "big")
+            state = TicketState(
+                self._suite,
+                ks.resumption_psk(secret, nonce),
+                wall,
+                cfg.ticket_lifetime,
+                age_add,
+                cfg.max_early_data,
+                self._alpn,
+            )
+            ticket = cfg.tickets.seal(state, wall)
+            extensions = (
+                (
+                    ext.make_extension(
+                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
+                    ),
+                )
+                if cfg.max_early_data
+                else ()
+            )
+            self._add_message(
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
+                self._records.write_epoch,
+                transcript=False,
+            )
+        self._emit_flight(now)
 
     # -- both sides ---------------------------------------------------------------------
 
@@ -1169,9 +1800,11 @@ class Connection:
         )
         self._add_message(msgs.CertificateVerify(scheme, signature), 2)
 
-    def _derive_handshake_secrets(self, shared: bytes, now: float) -> None:
+    def _derive_handshake_secrets(
+        self, shared: bytes | None, now: float, schedule: KeySchedule | None = None
+    ) -> None:
         assert self._params is not None and self._suite is not None
-        ks = KeySchedule(self._params)
+        ks = schedule if schedule is not None else KeySchedule(self._params)
         ks.handshake(shared)
         self._schedule = ks
         hello_hash = self._transcript.digest()
@@ -1213,7 +1846,8 @@ class Connection:
                 signature_scheme=self._scheme,
                 alpn_protocol=self._alpn,
                 peer_certificates=self._peer_chain,
-                resumed=False,
+                resumed=self._resumed,
+                early_data_accepted=self._early_result if self.is_client else None,
             )
         )
 
@@ -1223,11 +1857,32 @@ class Connection:
         if msg_type == HandshakeType.new_session_ticket:
             if not self.is_client:
                 raise UnexpectedMessage("NewSessionTicket sent to a server")
+            cfg = self.config
+            assert isinstance(cfg, ClientConfig) and self._schedule is not None
+            assert self._suite is not None
+            if msg.ticket_lifetime > 7 * 24 * 3600:
+                raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+            early = msg.extension(ExtensionType.early_data)
+            session = Session(
+                max_early_data=_decode(early, ext.pull_early_data_ticket) if early else 0,
+                ticket=msg.ticket,
+                psk=self._schedule.resumption_psk(self._resumption_secret, msg.ticket_nonce),
+                suite=self._suite,
+                received_at=self._wall_clock().timestamp(),
+                lifetime=msg.ticket_lifetime,
+                age_add=msg.ticket_age_add,
+                alpn=self._alpn,
+                server_name=cfg.server_name,
+            )
             self._events.append(
                 NewSessionTicketReceived(
-                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce
+                    msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
             )
+        elif msg_type == HandshakeType.request_connection_id:
+            self._on_request_connection_id(msg, now)
+        elif msg_type == HandshakeType.new_connection_id:
+            self._on_new_connection_id(msg)
         elif msg_type == HandshakeType.key_update:
             if msg.request_update not in (0, 1):
                 raise IllegalParameter("bad KeyUpdate request_update")
@@ -1247,6 +1902,14 @@ def _decode(data: bytes, pull: Any) -> Any:
         return ext.decode(data, pull)
     except DecodeError as exc:
         raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+
+
+def _record_size_limit(data: bytes) -> int:
+    """The peer's RecordSizeLimit; above 2^14+1 it means no more than the protocol's limit."""
+    value: int = _decode(data, ext.pull_record_size_limit)
+    if value < 64:
+        raise IllegalParameter(f"record_size_limit {value} below 64")  # RFC 8449 §4
+    return min(value, 16385)
 
 
 def _pkcs1(scheme: SignatureScheme) -> bool:

@@ -9,6 +9,7 @@ from cryptography import x509
 from .alerts import AlertDescription
 from .crypto.suites import CipherSuite
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.tickets import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +28,16 @@ class HandshakeCompleted(Event):
     alpn_protocol: str | None
     peer_certificates: tuple[x509.Certificate, ...]
     resumed: bool
+    # None: no early data was offered; True/False: the server accepted or rejected it.
+    early_data_accepted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DataReceived(Event):
-    """Application data from the peer (one record's worth)."""
+    """Application data from the peer (one record's worth); ``early`` for 0-RTT data."""
 
     data: bytes
+    early: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +50,13 @@ class KeyUpdated(Event):
 
 @dataclass(frozen=True, slots=True)
 class NewSessionTicketReceived(Event):
-    """The server sent a ticket (resumption itself is a later feature)."""
+    """The server sent a ticket; ``session`` resumes it (``ClientConfig(session=...)``)."""
 
     ticket: bytes
     lifetime: int
     age_add: int
     nonce: bytes
+    session: Session
 
 
 @dataclass(frozen=True, slots=True)

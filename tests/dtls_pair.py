@@ -21,7 +21,11 @@ _PKI: dict[str, TestPKI] = {}
 
 def pki(kind: str = "ec256") -> TestPKI:
     if kind not in _PKI:
-        _PKI[kind] = TestPKI.create(kind, slot=10 + len(_PKI) * 4)
+        # cryptography builds no CA certificates with ML-DSA keys and its web PKI verifier
+        # refuses Ed25519/Ed448 CA keys: those leaves get an ECDSA chain (their own key and
+        # CertificateVerify keep the leaf's algorithm).
+        ca_kind = "ec256" if kind.startswith(("mldsa", "ed")) else kind
+        _PKI[kind] = TestPKI.create(ca_kind, slot=10 + len(_PKI) * 4)
     return _PKI[kind]
 
 
@@ -75,11 +79,47 @@ class Pair:
         self.client.connect(SERVER_ADDR, self.net.now)
         return self.net.run(self.completed, max_time=max_time)
 
+    def exchange(self, c2s: bytes, s2c: bytes, max_time: float = 300.0) -> bool:
+        """Send one record each way, resending (as an application over DTLS must) until
+        both arrive; True when each side received only copies of exactly what was sent."""
+        skip_s, skip_c = len(self.received("server")), len(self.received("client"))
+
+        def new(side: str) -> list[bytes]:
+            return self.received(side)[skip_s if side == "server" else skip_c :]
+
+        def done() -> bool:
+            return c2s in new("server") and s2c in new("client")
+
+        deadline = self.net.now + max_time
+        while self.net.now < deadline and not done():
+            if self.client.closed or self.server.closed:
+                return False
+            if c2s not in new("server"):
+                self.client.send(c2s)
+            if s2c not in new("client"):
+                self.server.send(s2c)
+            self.net.run(done, max_time=self.net.now + 2.0)
+        self.net.run(lambda: False, max_time=self.net.now + 0.5)  # late duplicates too
+        return done() and set(new("server")) == {c2s} and set(new("client")) == {s2c}
+
     def close(self) -> None:
         self.client.close()
         self.server.close()
         self.net.flush()
         self.net.run(lambda: False, max_time=self.net.now + 1)
+
+
+_CONFIGS: dict[str, tuple[ClientConfig, ServerConfig]] = {}
+
+
+def cached_configs(
+    kind: str = "ec256", client: dict[str, Any] | None = None, server: dict[str, Any] | None = None
+) -> tuple[ClientConfig, ServerConfig]:
+    """Configs reused across handshakes (loading an RSA-4096 key takes ~0.25 s)."""
+    key = repr((kind, sorted((client or {}).items()), sorted((server or {}).items())))
+    if key not in _CONFIGS:
+        _CONFIGS[key] = configs(kind, client, server)
+    return _CONFIGS[key]
 
 
 def make_pair(
@@ -89,8 +129,11 @@ def make_pair(
     client: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
     pools: PoolSet | None = None,
+    *,
+    cache: bool = False,
+    cfgs: tuple[ClientConfig, ServerConfig] | None = None,
 ) -> Pair:
-    ccfg, scfg = configs(kind, client, server)
+    ccfg, scfg = cfgs or (cached_configs if cache else configs)(kind, client, server)
     pools = pools or PoolSet()
     net = SimNetwork(seed, impairments)
     c = Connection(ccfg, pools=pools, wall_clock=wall_clock)

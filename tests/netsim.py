@@ -47,6 +47,7 @@ class Stats:
     bytes_sent: int = 0
     largest: int = 0
     by_sender: dict[Any, int] = field(default_factory=dict)
+    corrupted_log: list[tuple[bytes, bytes]] = field(default_factory=list)  # (sent, delivered)
 
 
 class SimNetwork:
@@ -60,12 +61,20 @@ class SimNetwork:
         self._queue: list[tuple[float, int, Any, Any, bytes]] = []
         self._counter = 0
         self.stats = Stats()
+        # A test's own man in the middle: (src, dst, data) -> data to deliver, or None.
+        self.tamper: Callable[[Any, Any, bytes], bytes | None] | None = None
 
     def add(self, addr: Any, endpoint: Endpoint) -> None:
         self.endpoints[addr] = endpoint
 
     def _transmit(self, src: Any, dst: Any, data: bytes) -> None:
         imp = self.imp
+        if self.tamper is not None:
+            tampered = self.tamper(src, dst, data)
+            if tampered is None:
+                self.stats.lost += 1
+                return
+            data = tampered
         self.stats.sent += 1
         self.stats.bytes_sent += len(data)
         self.stats.largest = max(self.stats.largest, len(data))
@@ -87,6 +96,7 @@ class SimNetwork:
                 buf[self.rng.randrange(len(buf))] ^= 1 << self.rng.randrange(8)
                 payload = bytes(buf)
                 self.stats.corrupted += 1
+                self.stats.corrupted_log.append((data, payload))
             at = self.now + imp.delay
             if self.rng.random() < imp.reorder:
                 at += self.rng.uniform(0, imp.reorder_delay)

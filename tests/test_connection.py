@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dtls_pair import make_pair
+from typing import Any
+
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, wall_clock
+
+from dtls13.connection import Connection
+from dtls13.memory import PoolSet
 
 
 def test_handshake_completes_and_data_flows_both_ways() -> None:
@@ -50,6 +55,42 @@ def test_hello_retry_with_group_and_cookie_together() -> None:
     pair.close()
 
 
+def test_no_ack_for_a_flight_our_next_flight_answers() -> None:
+    # The first fragment of a ClientHello arms the "rest of the flight is late" ACK timer
+    # (RFC 9147 §7.1). Once the ClientHello is whole and answered, our flight acknowledges
+    # it implicitly, so that timer must not fire: it sent an empty ACK that OpenSSL 4.1's
+    # client took for the ACK of its Finished, so a lost Finished was never retransmitted.
+    ccfg, scfg = configs(client={"mtu": 400, "key_share_groups": ["X25519MLKEM768"]})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, wall_clock=wall_clock)
+
+    def deliver(src: Connection, dst: Connection, now: float) -> int:
+        sent = src.datagrams_to_send(now)
+        for lease, _ in sent:
+            dst.receive_datagram(lease.tobytes(), CLIENT_ADDR, now)
+            lease.release()
+        return len(sent)
+
+    client.connect(SERVER_ADDR, 0.0)
+    assert deliver(client, server, 0.0) > 1  # the ClientHello, in fragments
+    assert deliver(server, client, 0.0) > 0  # the server's flight
+    # The client's Finished is lost; nothing is due from the server before its timer.
+    for lease, _ in client.datagrams_to_send(0.0):
+        lease.release()
+    timer = server.get_timer()
+    assert timer is not None and timer >= 1.0
+    server.handle_timer(0.9)
+    assert server.datagrams_to_send(0.9) == []
+    assert server.stats["acks_sent"] == 0
+    client.close()
+    server.close()
+    for conn in (client, server):
+        for lease, _ in conn.datagrams_to_send(1.0):
+            lease.release()
+    assert pools.in_use == 0
+
+
 def test_second_client_hello_completes_on_a_server_that_kept_no_state() -> None:
     """RFC 9147 §5.1: everything the server needs after its HRR travels in the cookie."""
     from dtls_pair import SERVER_ADDR, wall_clock
@@ -91,6 +132,7 @@ def test_second_client_hello_with_a_forged_cookie_is_refused() -> None:
     pair.net.flush()
     pair.server = fresh
     pair.net.add(SERVER_ADDR, fresh)
+    # RFC 9147 §5.1: an invalid cookie MUST end the handshake with illegal_parameter.
     pair.net.run(lambda: pair.terminated("server") is not None)
     ended = pair.terminated("server")
     assert ended is not None and ended.alert is not None
@@ -136,3 +178,79 @@ def test_dtls12_client_hello_gets_protocol_version() -> None:
     assert ended is not None and ended.alert is not None
     assert ended.alert.name == "protocol_version"
     pair.close()
+
+
+def _damage_first(kind: str, byte_from_end: int) -> Any:
+    """A tamper hook that flips one byte near the end of the first hello of `kind`."""
+    done: list[bool] = []
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes:
+        is_hello = (
+            data[0] == 22
+            and data[3:5] == b"\x00\x00"
+            and data[13] == (1 if kind == "client" else 2)
+        )
+        if is_hello and not done:
+            done.append(True)
+            damaged = bytearray(data)
+            damaged[-byte_from_end] ^= 0x01
+            return bytes(damaged)
+        return data
+
+    return tamper
+
+
+def test_damaged_server_hello_key_share_makes_the_client_start_over() -> None:
+    pair = make_pair()
+    done: list[bool] = []
+    x25519_share = b"\x00\x33\x00\x24\x00\x1d\x00\x20"  # key_share: x25519, 32 bytes
+
+    def damage_share(src: Any, dst: Any, data: bytes) -> bytes:
+        at = data.find(x25519_share)
+        if data[13] == 2 and at > 0 and not done:  # the first ServerHello
+            done.append(True)
+            damaged = bytearray(data)
+            damaged[at + len(x25519_share) + 16] ^= 0x01
+            return bytes(damaged)
+        return data
+
+    # The client derives other keys than the server: epoch-2 records fail to authenticate.
+    pair.net.tamper = damage_share
+    assert pair.handshake()
+    assert pair.client.stats["handshake_restarts"] == 1
+    assert pair.server.stats["handshake_restarts"] == 1
+    pair.client.send(b"after restart")
+    pair.net.run(lambda: pair.received("server") == [b"after restart"])
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_damaged_client_hello_makes_the_server_start_over() -> None:
+    pair = make_pair()
+    pair.net.tamper = _damage_first("client", 40)  # inside the ClientHello's extensions
+    assert pair.handshake()
+    stats = pair.server.stats
+    assert stats["handshake_restarts"] + stats["dropped_damaged_hello"] >= 1
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_spoofed_client_hello_does_not_restart_a_half_open_server() -> None:
+    from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, wall_clock
+
+    from dtls13.connection import Connection
+
+    pair = make_pair()
+    pair.client.connect(SERVER_ADDR, 0.0)
+    assert pair.net.run(lambda: pair.server.state.name == "WAIT_CLIENT_FINISHED")
+    ccfg, _ = configs()
+    spoofer = Connection(ccfg, pools=pair.pools, wall_clock=wall_clock)
+    spoofer.connect(SERVER_ADDR, pair.net.now)
+    for lease, _ in spoofer.datagrams_to_send(pair.net.now):
+        pair.net.inject(CLIENT_ADDR, SERVER_ADDR, lease.tobytes())
+        lease.release()
+    spoofer.abandon()
+    assert pair.net.run(pair.completed)
+    assert pair.server.stats["handshake_restarts"] == 0
+    pair.close()
+    assert pair.pools.in_use == 0

@@ -24,7 +24,7 @@ from .._fast import (
     encode_plaintext_header,
     parse_header_untrusted,
 )
-from ..alerts import Alert
+from ..alerts import Alert, AlertDescription, AlertLevel
 from ..config import ServerConfig
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
@@ -105,7 +105,7 @@ class HelloGate:
         per_source_bytes: int = 8192,
         total_bytes: int = 1024 * 1024,
         max_sources: int = 1024,
-        timeout: float = 2.0,
+        timeout: float = 5.0,
         max_hello: int = 8192,
         mtu: int | None = None,
     ) -> None:
@@ -164,7 +164,12 @@ class HelloGate:
             whole = self._assemble(addr, header, body, now)
             if whole is not None:
                 cookie = self.config.require_cookie if require_cookie is None else require_cookie
-                return self._decide(whole, header.message_seq, addr, now, cookie)
+                # A ClientHello whole in this datagram goes to the connection with the rest
+                # of the datagram (0-RTT records may follow it).
+                original = (
+                    bytes(data) if len(fragments) == 1 and header.length == len(body) else None
+                )
+                return self._decide(whole, header.message_seq, addr, now, cookie, original)
         return GateResult(Verdict.DROP)
 
     # -- parsing and assembly -------------------------------------------------------
@@ -175,6 +180,8 @@ class HelloGate:
         offset = 0
         while offset < len(view):
             first, epoch, _seq, hl, length = parse_header_untrusted(view, offset, 0)
+            if first >= 0x20 and out:
+                break  # protected records after a ClientHello: 0-RTT data, for the connection
             if first != ContentType.handshake or epoch != 0:
                 return []  # only plaintext handshake records may come from strangers
             record = view[offset + hl : offset + hl + length]
@@ -236,7 +243,13 @@ class HelloGate:
     # -- decisions ------------------------------------------------------------------
 
     def _decide(
-        self, body: bytes, message_seq: int, addr: Any, now: float, require_cookie: bool
+        self,
+        body: bytes,
+        message_seq: int,
+        addr: Any,
+        now: float,
+        require_cookie: bool,
+        original: bytes | None = None,
     ) -> GateResult:
         cfg = self.config
         try:
@@ -252,26 +265,43 @@ class HelloGate:
             except DecodeError:
                 cookie = b""
             if cfg.cookie_jar.check(cookie, now, addr) is None:
+                # RFC 9147 §5.1: an invalid cookie MUST end the handshake with
+                # illegal_parameter, so the client starts over without one. The alert is
+                # smaller than what came in (no amplification) and keeps no state.
                 self.counters["bad_cookie"] += 1
-                return GateResult(Verdict.DROP)
-            return self._accept(body, 1)
+                return GateResult(
+                    Verdict.REPLY, reply=self._alert(AlertDescription.illegal_parameter)
+                )
+            return self._accept(body, 1, original)
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
         if not require_cookie:
-            return self._accept(body, 0)
+            return self._accept(body, 0, original)
         hrr = self._stateless_retry(ch, body, addr, now)
         if hrr == []:
             return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
         if hrr is None:
             # Nothing we could retry with: let a connection answer with the right alert.
-            return self._accept(body, 0)
+            return self._accept(body, 0, original)
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
 
-    def _accept(self, body: bytes, message_seq: int) -> GateResult:
+    def _alert(self, description: AlertDescription) -> list[Lease]:
+        """A fatal plaintext alert for the sender (empty when no memory is left)."""
+        try:
+            with self._writer.datagram_writer(self.mtu) as w:
+                w.add(0, ContentType.alert, bytes([AlertLevel.FATAL, description]))
+                return w.finish()
+        except MemoryBudgetExceeded:
+            self.counters["budget"] += 1
+            return []
+
+    def _accept(self, body: bytes, message_seq: int, original: bytes | None = None) -> GateResult:
         """The whole ClientHello as one plaintext record, for the new connection."""
         self.counters["accepted"] += 1
+        if original is not None:
+            return GateResult(Verdict.ACCEPT, datagram=original, first_message_seq=message_seq)
         fragment = handshake_fragment(HandshakeType.client_hello, len(body), message_seq, 0, body)
         datagram = bytearray(PLAINTEXT_HEADER + len(fragment))
         encode_plaintext_header(datagram, 0, ContentType.handshake, 0, 0, len(fragment))

@@ -1,0 +1,106 @@
+"""Fixtures for interop tests: where the peers are, certificates, a dedicated PoolSet.
+
+wolfSSL: ``$DTLS13_WOLFSSL_DIR`` or ``<repo>/.peers/wolfssl`` (built by
+``.ci/build_wolfssl.sh``); its tests skip without it, except under CI (``CI=true``),
+where they fail. OpenSSL 4.1+: ``$DTLS13_OPENSSL`` or an ``openssl`` on PATH whose
+``s_server`` speaks DTLS 1.3; its tests skip without one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from peers import Certs, WolfSSL, assert_pools_empty, write_certs
+from pki import TestPKI
+
+from dtls13.memory import PoolSet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.interop)
+
+
+@functools.cache
+def _find_wolfssl() -> WolfSSL | str:
+    env = os.environ.get("DTLS13_WOLFSSL_DIR")
+    home = Path(env) if env else REPO / ".peers" / "wolfssl"
+    found = WolfSSL(home.resolve())
+    missing = [p for p in (found.client, found.server) if not os.access(p, os.X_OK)]
+    if missing:
+        where = "DTLS13_WOLFSSL_DIR" if env else "the default place"
+        return (
+            f"wolfSSL example programs not found in {home} ({where}): "
+            "run `bash .ci/build_wolfssl.sh` (or set DTLS13_WOLFSSL_DIR)"
+        )
+    return found
+
+
+@pytest.fixture
+def wolfssl() -> WolfSSL:
+    found = _find_wolfssl()
+    if isinstance(found, str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the wolfSSL interop tests: {found}", pytrace=False)
+        pytest.skip(found)
+    return found
+
+
+@functools.cache
+def _speaks_dtls13(binary: str) -> bool:
+    try:
+        out = subprocess.run(
+            [binary, "s_server", "-help"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"-dtls1_3" in out.stdout + out.stderr
+
+
+@functools.cache
+def _find_openssl() -> str | None:
+    env = os.environ.get("DTLS13_OPENSSL")
+    if env:
+        return env
+    on_path = shutil.which("openssl")
+    return on_path if on_path and _speaks_dtls13(on_path) else None
+
+
+@pytest.fixture
+def openssl() -> str:
+    binary = _find_openssl()
+    if binary is None:
+        pytest.skip(
+            "no OpenSSL with DTLS 1.3 (4.1 or newer): set DTLS13_OPENSSL to its openssl binary"
+        )
+    if not _speaks_dtls13(binary):
+        pytest.fail(f"DTLS13_OPENSSL={binary} is not an openssl whose s_server has -dtls1_3")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def interop_pki() -> TestPKI:
+    return TestPKI.create("ec256", slot=200)
+
+
+@pytest.fixture
+def certs(tmp_path: Path, interop_pki: TestPKI) -> Certs:
+    return write_certs(tmp_path, interop_pki)
+
+
+@pytest.fixture
+def pools() -> Iterator[PoolSet]:
+    """A PoolSet for this test only: every pool must be back to zero afterwards."""
+    pools = PoolSet()
+    yield pools
+    assert_pools_empty(pools)
