@@ -1,49 +1,23 @@
-"""``python -m dtls13 server`` (the trio adapter) with OpenSSL's s_client and wolfSSL's client.
-
-OpenSSL >= 4.1 is found through DTLS13_OPENSSL or PATH; a wolfSSL source tree with its example
-client built through DTLS13_WOLFSSL or ./.peers/wolfssl. Each test skips, saying so, without
-its peer.
+"""``python -m dtls13 server`` (the trio adapter) with OpenSSL's s_client and wolfSSL's client,
+and our trio client with wolfSSL's server. The peers come from the `openssl` and `wolfssl`
+fixtures (tests/interop/conftest.py), which skip, saying why, without them.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import select
-import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
+from cli_helpers import ServerProcess
+from peers import WolfSSL
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cli_helpers import ROOT, ServerProcess
-
-pytestmark = pytest.mark.interop
+from dtls13.memory import PoolSet
 
 
-def openssl() -> str:
-    path = os.environ.get("DTLS13_OPENSSL") or shutil.which("openssl")
-    if path:
-        out = subprocess.run([path, "version"], capture_output=True, text=True).stdout
-        m = re.match(r"OpenSSL (\d+)\.(\d+)", out)
-        if m and (int(m[1]), int(m[2])) >= (4, 1):
-            return path
-    pytest.skip("needs OpenSSL >= 4.1: set DTLS13_OPENSSL to its openssl binary or put it on PATH")
-
-
-def wolfssl_dir() -> Path:
-    tree = Path(os.environ.get("DTLS13_WOLFSSL") or ROOT / ".peers" / "wolfssl")
-    if not (tree / "examples" / "client" / "client").exists():
-        pytest.skip("needs a wolfSSL tree with examples/client/client: set DTLS13_WOLFSSL")
-    return tree
-
-
-def test_openssl_s_client_talks_to_our_echo_server() -> None:
-    binary = openssl()
+def test_openssl_s_client_talks_to_our_echo_server(openssl: str) -> None:
+    binary = openssl
     server = ServerProcess("-v")
     assert server.cert_path is not None
     client = subprocess.Popen(
@@ -68,8 +42,8 @@ def test_openssl_s_client_talks_to_our_echo_server() -> None:
     assert "handshake done (DTLSv1.3" in log
 
 
-def test_wolfssl_client_talks_to_our_echo_server() -> None:
-    tree = wolfssl_dir()
+def test_wolfssl_client_talks_to_our_echo_server(wolfssl: WolfSSL) -> None:
+    tree = wolfssl.home
     server = ServerProcess("-v")
     assert server.cert_path is not None
     try:
@@ -91,19 +65,19 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_our_trio_client_talks_to_the_wolfssl_server() -> None:
+async def test_our_trio_client_talks_to_the_wolfssl_server(
+    wolfssl: WolfSSL, pools: PoolSet
+) -> None:
     import trio
 
     from dtls13 import ClientConfig, open_dtls_client
-    from dtls13.memory import PoolSet
 
-    tree = wolfssl_dir()
+    tree = wolfssl.home
     port = free_udp_port()
     server = subprocess.Popen(
         ["./examples/server/server", "-u", "-v", "4", "-p", str(port), "-d"],
         cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    pools = PoolSet()
     try:
         config = ClientConfig(server_name="example.com", cafile=str(tree / "certs" / "ca-cert.pem"))
         with trio.fail_after(15):
