@@ -104,7 +104,8 @@ async def test_hundred_concurrent_clients_through_one_server_socket(pools: PoolS
     assert pools.in_use == 0
 
 
-async def test_close_notify_client_to_server(pools: PoolSet) -> None:
+@pytest.mark.parametrize("how", ["aclose", "close"])
+async def test_close_notify_client_to_server(pools: PoolSet, how: str) -> None:
     client_config, _ = configs()
     ended: list[str] = []
 
@@ -121,7 +122,10 @@ async def test_close_notify_client_to_server(pools: PoolSet) -> None:
         async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
             channel = endpoint.connect(addr, client_config)
             await channel.send(b"bye soon")
-            await channel.aclose()
+            if how == "aclose":
+                await channel.aclose()
+            else:
+                channel.close()  # queues close_notify without waiting
             with pytest.raises(trio.ClosedResourceError):
                 await channel.send(b"after close")
             await wait_for(lambda: ended)
@@ -298,7 +302,6 @@ async def test_full_receive_queue_drops_and_counts(pools: PoolSet) -> None:
             assert stats.drops["receive_queue_full"] == 5
         nursery.cancel_scope.cancel()
     server.endpoint.close()
-    await trio.testing.wait_all_tasks_blocked()  # the receive task lets go of its lease
     assert pools.in_use == 0
 
 
@@ -351,6 +354,16 @@ async def test_unclosed_endpoint_warns(pools: PoolSet) -> None:
         del endpoint
         gc.collect()
     await trio.sleep(0.01)  # the close scheduled by __del__ runs
+    assert pools.in_use == 0
+
+
+async def test_closing_an_endpoint_gives_every_lease_back_at_once(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    endpoint = DTLSEndpoint(await udp_socket(), pools=pools)
+    endpoint.connect(("127.0.0.1", 9), client_config)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pools.in_use == 1  # the receive task's buffer
+    endpoint.close()
     assert pools.in_use == 0
 
 

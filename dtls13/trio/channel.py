@@ -159,10 +159,10 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         return self._queue.popleft()
 
     def close(self) -> None:
-        """Close without close_notify (what trio's sync ``close()`` does); see ``aclose``."""
+        """Close at once: close_notify is queued but not waited for (see ``aclose``)."""
         if self._closed:
             return
-        self.endpoint._close_channel(self, notify=False)
+        self.endpoint._close_channel(self)
         self._closed = True
         self._lot.unpark_all()
         if self._owns_endpoint:
@@ -173,7 +173,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         if self._closed:
             await trio.lowlevel.checkpoint()
             return
-        target = self.endpoint._close_channel(self, notify=True)
+        target = self.endpoint._close_channel(self)
         self._closed = True
         self._lot.unpark_all()
         # Shielded and bounded: close_notify goes out even when aclose runs under cancel.

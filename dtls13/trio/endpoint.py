@@ -26,7 +26,7 @@ import trio
 
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
-from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
+from ..memory import Lease, LeaseReleasedError, MemoryBudgetExceeded, PoolSet, default_pool_set
 from .channel import DTLSChannel
 
 if TYPE_CHECKING:
@@ -102,6 +102,8 @@ class DTLSEndpoint:
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
+        self._recv_lease: Lease | None = None  # the receive task's buffer, while it waits
+        self._send_lease: Lease | None = None  # the datagram the send task is sending
         self._closed = False
         self.counters: dict[str, int] = {
             "datagrams_in": 0,
@@ -175,6 +177,12 @@ class DTLSEndpoint:
             self._forget(ch)
         self._stop_server()
         self.pools.release_owner(self._owner)
+        # The tasks wait for the socket holding no view of their leases: give those back
+        # now, so closing leaves the pools as they were (the tasks then see the socket closed).
+        for task_lease in (self._recv_lease, self._send_lease):
+            if task_lease is not None and not task_lease.released:
+                task_lease.release()
+        self._recv_lease = self._send_lease = None
         try:
             self.socket.close()
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
@@ -191,7 +199,7 @@ class DTLSEndpoint:
             return
         for ch in [*self._clients.values(), *self._server_channels.values()]:
             if not ch.closed:
-                self._close_channel(ch, notify=True)
+                self._close_channel(ch)
         with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
             await self._wait_sent(self._queued)
         self.close()
@@ -216,7 +224,7 @@ class DTLSEndpoint:
         key = _key(address)
         old = self._clients.get(key)
         if old is not None:
-            self._close_channel(old, notify=True)
+            self._close_channel(old)
             old._endpoint_closed()
         conn = Connection(config, pools=self.pools, peer_address=address, owner_parent=self._owner)
         channel: DTLSChannel = DTLSChannel._create(self, conn, address, server=False)
@@ -274,7 +282,7 @@ class DTLSEndpoint:
             if self._server is not None and not self._closed:
                 for ch in list(self._server_channels.values()):
                     if not ch.closed:
-                        self._close_channel(ch, notify=True)
+                        self._close_channel(ch)
                 with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
                     await self._wait_sent(self._queued)
             self._stop_server()
@@ -381,18 +389,12 @@ class DTLSEndpoint:
             self._drop_output(conn)
             self.pools.release_owner(conn.owner)
 
-    def _close_channel(self, channel: DTLSChannel, *, notify: bool) -> int:
-        """Close the connection (close_notify queued when `notify`); returns the send target."""
+    def _close_channel(self, channel: DTLSChannel) -> int:
+        """Close the connection, close_notify queued; returns the send count to wait for."""
         if self._closed:
             return self._queued
-        conn = channel._conn
-        if not conn.closed:
-            conn.close()
-        if not notify:
-            if channel._server:
-                self._collect_server_output(trio.current_time())
-            else:
-                self._drop_output(conn)
+        if not channel._conn.closed:
+            channel._conn.close()
         return self._after(channel)
 
     async def _wait_sent(self, target: int) -> None:
@@ -485,10 +487,8 @@ async def _receive_loop(
         ep = ref()
         if ep is None or ep._closed:
             return
-        size = ep._recv_size
-        del ep
         try:
-            lease = pools.acquire(size)
+            lease = ep._recv_lease = pools.acquire(ep._recv_size)
         except MemoryBudgetExceeded:
             # Leave the datagrams in the kernel's queue until memory frees up.
             ep = ref()
@@ -498,10 +498,11 @@ async def _receive_loop(
             del ep
             await trio.sleep(0.01)
             continue
+        del ep
         try:
             try:
                 n, addr = await sock.recvfrom_into(lease)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+            except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
@@ -514,6 +515,7 @@ async def _receive_loop(
             ep = ref()
             if ep is None or ep._closed:
                 return
+            ep._recv_lease = None
             lease.length = n
             try:
                 with memoryview(lease) as view:
@@ -545,17 +547,19 @@ async def _send_loop(
             ep._on_sent()
             del ep
             continue
+        ep._send_lease = lease
         try:
             try:
                 await sock.sendto(lease, addr)
                 ep.counters["datagrams_out"] += 1
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+            except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                     return
                 ep.counters["send_errors"] += 1
         finally:
+            ep._send_lease = None
             if not lease.released:
                 lease.release()
         try:
