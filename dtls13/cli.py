@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from .alerts import Alert, LocalProtocolError
 from .config import ClientConfig, ServerConfig
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
@@ -207,7 +208,13 @@ async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) 
                 log(f"{peer}: {len(message)} bytes", 2)
                 await channel.send(message)
             log(f"{peer}: closed by peer")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError) as exc:
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            Alert,
+            LocalProtocolError,
+            ValueError,
+        ) as exc:
             log(f"{peer}: {exc}")
         if log.level >= 2:
             s = channel.statistics()
