@@ -520,3 +520,26 @@ async def test_cancellation_at_every_await_loses_and_leaks_nothing(pools: PoolSe
         assert endpoint.counters["internal_errors"] == 0
         server.endpoint.close()
     assert pools.in_use == 0
+
+
+async def test_serve_needs_a_bound_socket_and_serves_once(pools: PoolSet) -> None:
+    _, server_config = configs()
+    unbound = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with DTLSEndpoint(unbound, pools=pools) as endpoint:
+        with pytest.raises(RuntimeError, match="bound"):
+            await endpoint.serve(server_config, echo)
+    async with trio.open_nursery() as nursery:
+        server = Server(nursery, pools)
+        await server.start()
+        with pytest.raises(trio.BusyResourceError):
+            await server.endpoint.serve(server_config, echo)
+        stats = server.endpoint.statistics()
+        assert stats["connections"] == 0 and isinstance(stats["server"], dict)
+        nursery.cancel_scope.cancel()
+    # serve() ended: the endpoint stays open and can serve again
+    assert server.endpoint.statistics()["server"] is None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.endpoint.serve, server_config, echo)
+        nursery.cancel_scope.cancel()
+    server.endpoint.close()
+    assert pools.in_use == 0
