@@ -525,9 +525,8 @@ async def test_cancellation_at_every_await_loses_and_leaks_nothing(pools: PoolSe
 async def test_serve_needs_a_bound_socket_and_serves_once(pools: PoolSet) -> None:
     _, server_config = configs()
     unbound = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-    with DTLSEndpoint(unbound, pools=pools) as endpoint:
-        with pytest.raises(RuntimeError, match="bound"):
-            await endpoint.serve(server_config, echo)
+    with DTLSEndpoint(unbound, pools=pools) as endpoint, pytest.raises(RuntimeError, match="bound"):
+        await endpoint.serve(server_config, echo)
     async with trio.open_nursery() as nursery:
         server = Server(nursery, pools)
         await server.start()
