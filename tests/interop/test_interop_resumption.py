@@ -1,0 +1,231 @@
+"""Interop for session resumption and 0-RTT early data with wolfSSL 5.9 and OpenSSL 4.1.
+
+Our client resumes with a ticket from the peer's server (and sends early data); the peer's
+client resumes against our ServerEndpoint, which serves its connections one after another
+on one socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from peers import HOST, Certs, Peer, Side, WolfSSL, assert_pools_empty, free_udp_port
+from udp_driver import bound_socket
+
+from dtls13.alerts import AlertDescription
+from dtls13.config import ClientConfig, ServerConfig
+from dtls13.connection import Connection
+from dtls13.endpoint import ServerEndpoint
+from dtls13.events import DataReceived, Event, HandshakeCompleted
+from dtls13.memory import PoolSet
+
+SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
+CLIENT_MESSAGE = b"hello wolfssl!"  # and its example client always sends this
+RESUME_MESSAGE = b"resuming wolfssl!"  # and this on its resumed connection (-r)
+WOLFSSL_EARLY = b"A drop of info"  # what its client sends as early data with -0
+EARLY = b"early hello from dtls13"
+
+
+class EndpointServer:
+    """Our ServerEndpoint on a real UDP socket: every connection it accepts answers each
+    (non-early) record of application data with `reply`."""
+
+    def __init__(self, config: ServerConfig, pools: PoolSet, reply: bytes) -> None:
+        self.sock = bound_socket(HOST)
+        self.port = int(self.sock.getsockname()[1])
+        self.endpoint = ServerEndpoint(config, pools=pools, cookie_policy="never")
+        self.reply = reply
+        self.conns: list[Connection] = []
+        self.events: dict[int, list[Event]] = {}
+        self.buf = bytearray(65536)
+
+    def flush(self) -> None:
+        for lease, addr in self.endpoint.datagrams_to_send(time.monotonic()):
+            try:
+                self.sock.sendto(lease, addr)
+            finally:
+                lease.release()
+
+    def step(self, max_wait: float = 0.01) -> None:
+        self.flush()
+        timer = self.endpoint.get_timer()
+        wait = max_wait if timer is None else max(0.0, min(max_wait, timer - time.monotonic()))
+        self.sock.settimeout(wait)
+        try:
+            n, addr = self.sock.recvfrom_into(self.buf)
+        except (TimeoutError, BlockingIOError):
+            n = -1
+        now = time.monotonic()
+        if n >= 0:
+            self.endpoint.receive_datagram(memoryview(self.buf)[:n], addr, now)
+        timer = self.endpoint.get_timer()
+        if timer is not None and now >= timer:
+            self.endpoint.handle_timer(now)
+        for conn in self.endpoint.new_connections():
+            self.conns.append(conn)
+            self.events[id(conn)] = []
+        for conn in self.conns:
+            while (ev := conn.next_event()) is not None:
+                self.events[id(conn)].append(ev)
+                if isinstance(ev, DataReceived) and not ev.early and not conn.closed:
+                    conn.send(self.reply)
+        self.endpoint.reap()
+        self.flush()
+
+    def pump(self, until: Callable[[], bool], peer: Peer, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until():
+                return True
+            if peer.proc.poll() is not None:
+                deadline = min(deadline, time.monotonic() + 0.5)
+            self.step()
+        return until()
+
+    def completed(self, index: int) -> HandshakeCompleted | None:
+        if index >= len(self.conns):
+            return None
+        done = [e for e in self.events[id(self.conns[index])] if isinstance(e, HandshakeCompleted)]
+        return done[0] if done else None
+
+    def data(self, index: int, *, early: bool) -> bytes:
+        if index >= len(self.conns):
+            return b""
+        events = self.events[id(self.conns[index])]
+        return b"".join(e.data for e in events if isinstance(e, DataReceived) and e.early == early)
+
+    def close(self) -> None:
+        self.endpoint.close()
+        self.flush()
+        self.endpoint.release()
+        self.sock.close()
+
+
+def _describe(server: EndpointServer, peer: Peer) -> str:
+    stats = [c.statistics() for c in server.conns]
+    return f"endpoint {server.endpoint.statistics()}, connections {stats}; {peer.describe()}"
+
+
+# -- our client against the peers' servers --------------------------------------------
+
+
+def _wolfssl_server_round(ours: Side, peer: Peer) -> HandshakeCompleted:
+    """One connection to wolfSSL's example server: handshake, ticket, data, its close."""
+    done = ours.handshake(peer)
+    # The example server reads once: let the ACK of its ticket settle before our data
+    # (see test_interop_wolfssl.py).
+    assert ours.pump(lambda: bool(ours.tickets()), peer), peer.describe()
+    ours.pump(lambda: False, peer, timeout=0.1)
+    ours.send(b"hello from dtls13")
+    assert ours.pump(lambda: SERVER_REPLY in ours.data(), peer), peer.describe()
+    assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+    ended = ours.terminated()
+    assert ended is not None and ended.alert is AlertDescription.close_notify and ended.by_peer
+    return done
+
+
+def _our_client_resumes_with_wolfssl(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet, early: bool
+) -> None:
+    port = free_udp_port()
+    # -r: a connection and its resumption, then it exits (its output is then all read).
+    argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-d", "-r"]
+    argv += ["-c", certs.cert, "-k", certs.key]
+    if early:
+        argv += ["-0", "-J", "n"]  # no cookie exchange: a HelloRetryRequest rules out 0-RTT
+    config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
+    with Peer(argv, cwd=wolfssl.home) as peer:
+        peer.wait_bound(port)
+        first = Side(config, pools)
+        try:
+            first.connect(port)
+            assert not _wolfssl_server_round(first, peer).resumed
+            session = first.tickets()[0].session
+        finally:
+            first.close()
+        if early:
+            assert session.max_early_data > 0, session
+
+        second = Side(dataclasses.replace(config, session=session), pools)
+        try:
+            second.connect(port)
+            if early:
+                assert second.conn.early_data_possible
+                second.conn.send_early_data(EARLY)
+                second.driver.flush()
+            done = _wolfssl_server_round(second, peer)
+            assert done.resumed and done.peer_certificates == ()
+            assert done.early_data_accepted is (True if early else None)
+            stats = second.conn.statistics()
+            assert stats["early_data_bytes_out"] == (len(EARLY) if early else 0)
+        finally:
+            second.close()
+        assert peer.wait() == 0, peer.describe()
+        if early:
+            assert f"Early Data Client message: {EARLY.decode()}" in peer.output, peer.describe()
+    assert_pools_empty(pools)
+
+
+def test_our_client_resumes_with_wolfssl_server(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    _our_client_resumes_with_wolfssl(wolfssl, certs, pools, early=False)
+
+
+def test_our_client_sends_early_data_to_wolfssl_server(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    _our_client_resumes_with_wolfssl(wolfssl, certs, pools, early=True)
+
+
+# -- the peers' clients against our server ----------------------------------------------
+
+
+def _server_config(certs: Certs, early: bool) -> ServerConfig:
+    return ServerConfig(
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+        max_early_data=16384 if early else 0,
+    )
+
+
+def _wolfssl_client_resumes_with_us(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet, early: bool
+) -> None:
+    reply = b"hello from the dtls13 server"
+    server = EndpointServer(_server_config(certs, early), pools, reply)
+    argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", server.port, "-x"]
+    argv += ["-A", certs.ca, "-r", *(["-0"] if early else [])]
+    try:
+        with Peer(argv, cwd=wolfssl.home) as peer:
+            # The client's two connections, each from its own port; it exits after both.
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), _describe(server, peer)
+            assert peer.wait() == 0, _describe(server, peer)
+            assert server.pump(lambda: all(c.closed for c in server.conns), peer)
+            assert len(server.conns) == 2, _describe(server, peer)
+            first, second = server.completed(0), server.completed(1)
+            assert first is not None and not first.resumed
+            assert second is not None and second.resumed, _describe(server, peer)
+            assert server.data(0, early=False) == CLIENT_MESSAGE, _describe(server, peer)
+            assert server.data(1, early=False) == RESUME_MESSAGE, _describe(server, peer)
+            assert server.data(0, early=True) == b""
+            assert server.data(1, early=True) == (WOLFSSL_EARLY if early else b"")
+            assert "reused session id" in peer.output, peer.describe()
+            assert peer.output.count(reply.decode()) == 2, peer.describe()
+    finally:
+        server.close()
+    assert_pools_empty(pools)
+
+
+def test_wolfssl_client_resumes_with_our_server(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    _wolfssl_client_resumes_with_us(wolfssl, certs, pools, early=False)
+
+
+def test_wolfssl_client_sends_early_data_to_our_server(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    _wolfssl_client_resumes_with_us(wolfssl, certs, pools, early=True)
