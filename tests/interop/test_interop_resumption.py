@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from peers import HOST, Certs, Peer, Side, WolfSSL, assert_pools_empty, free_udp_port
 from udp_driver import bound_socket
@@ -229,3 +230,117 @@ def test_wolfssl_client_sends_early_data_to_our_server(
     wolfssl: WolfSSL, certs: Certs, pools: PoolSet
 ) -> None:
     _wolfssl_client_resumes_with_us(wolfssl, certs, pools, early=True)
+
+
+# -- OpenSSL ------------------------------------------------------------------------------
+
+
+def test_our_client_resumes_with_early_data_to_openssl_server(
+    openssl: str, certs: Certs, pools: PoolSet
+) -> None:
+    """s_server -early_data: two tickets after the first handshake (sent once our first
+    ClientHello lists psk_key_exchange_modes), then a resumption with 0-RTT accepted."""
+    port = free_udp_port()
+    argv = [openssl, "s_server", "-dtls1_3", "-accept", f"127.0.0.1:{port}", "-naccept", "2"]
+    argv += ["-cert", certs.leaf, "-cert_chain", certs.intermediates, "-key", certs.key]
+    # Our x25519 share is taken: a HelloRetryRequest would rule out 0-RTT (RFC 8446 §4.2.10).
+    argv += ["-early_data", "-groups", "x25519:secp256r1"]
+    config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
+    with Peer(argv) as peer:
+        peer.wait_bound(port)
+        first = Side(config, pools)
+        try:
+            first.connect(port)
+            assert not first.handshake(peer).resumed
+            assert first.pump(lambda: len(first.tickets()) == 2, peer), peer.describe()
+            first.send(b"hello from dtls13\n")
+            assert first.peer_said("hello from dtls13", peer), peer.describe()
+        finally:
+            first.close()
+        session = first.tickets()[-1].session
+        assert session.max_early_data > 0, session
+
+        second = Side(dataclasses.replace(config, session=session), pools)
+        try:
+            second.connect(port)
+            assert second.conn.early_data_possible
+            second.conn.send_early_data(EARLY)
+            second.driver.flush()
+            done = second.handshake(peer)
+            assert done.resumed and done.peer_certificates == ()
+            assert done.early_data_accepted is True
+            assert second.peer_said("Early data received:", peer), peer.describe()
+            assert second.peer_said(EARLY.decode(), peer), peer.describe()
+            second.send(b"after the handshake\n")
+            assert second.peer_said("after the handshake", peer), peer.describe()
+            peer.write(b"hello from openssl\n")
+            assert second.pump(lambda: second.data() == b"hello from openssl\n", peer)
+            second.close()
+            assert peer.wait() == 0, peer.describe()
+        finally:
+            second.close()
+    ended = second.terminated()
+    assert ended is not None and ended.alert is AlertDescription.close_notify
+    assert_pools_empty(pools)
+
+
+def _s_client(openssl: str, certs: Certs, port: int, *extra: str | Path) -> list[str | Path]:
+    return [
+        openssl,
+        "s_client",
+        "-dtls1_3",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-CAfile",
+        certs.ca,
+        "-servername",
+        "localhost",
+        "-verify_return_error",
+        *extra,
+    ]
+
+
+def test_openssl_client_resumes_with_early_data_to_our_server(
+    openssl: str, certs: Certs, pools: PoolSet, tmp_path: Path
+) -> None:
+    """s_client -sess_out, then -sess_in -early_data, against our ServerEndpoint."""
+    reply = b"hello from dtls13\n"
+    server = EndpointServer(_server_config(certs, early=True), pools, reply)
+    session_file = tmp_path / "session.pem"
+    early_file = tmp_path / "early.txt"
+    early_file.write_bytes(EARLY + b"\n")
+    try:
+        with Peer(_s_client(openssl, certs, server.port, "-sess_out", session_file)) as peer:
+            assert server.pump(lambda: server.completed(0) is not None, peer), peer.describe()
+            peer.write(b"hello from openssl\n")
+            # Our ticket went out right after the handshake, before this reply.
+            assert server.pump(lambda: reply.decode() in peer.output, peer), peer.describe()
+            peer.close_stdin()
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+        assert b"SSL SESSION PARAMETERS" in session_file.read_bytes()
+
+        argv = _s_client(openssl, certs, server.port, "-sess_in", session_file)
+        with Peer([*argv, "-early_data", early_file]) as peer:
+            assert server.pump(lambda: server.completed(1) is not None, peer), _describe(
+                server, peer
+            )
+            assert server.pump(lambda: "Early data was accepted" in peer.output, peer), _describe(
+                server, peer
+            )
+            assert "Reused, TLSv1.3" in peer.output, peer.describe()
+            peer.write(b"after the handshake\n")
+            assert server.pump(lambda: peer.output.count(reply.decode()) == 1, peer)
+            peer.close_stdin()
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+        assert server.pump(lambda: all(c.closed for c in server.conns), peer)
+        first, second = server.completed(0), server.completed(1)
+        assert first is not None and not first.resumed
+        assert second is not None and second.resumed
+        assert server.data(1, early=True) == EARLY + b"\n"
+        assert server.data(1, early=False) == b"after the handshake\n"
+        assert len(server.conns) == 2
+    finally:
+        server.close()
+    assert_pools_empty(pools)
