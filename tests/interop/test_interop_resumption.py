@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from peers import HOST, Certs, Peer, Side, WolfSSL, assert_pools_empty, free_udp_port
 from udp_driver import bound_socket
 
@@ -128,14 +129,16 @@ def _wolfssl_server_round(ours: Side, peer: Peer) -> HandshakeCompleted:
 
 
 def _our_client_resumes_with_wolfssl(
-    wolfssl: WolfSSL, certs: Certs, pools: PoolSet, early: bool
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet, early: bool, cookie: bool = False
 ) -> None:
     port = free_udp_port()
     # -r: a connection and its resumption, then it exits (its output is then all read).
     argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-d", "-r"]
     argv += ["-c", certs.cert, "-k", certs.key]
     if early:
-        argv += ["-0", "-J", "n"]  # no cookie exchange: a HelloRetryRequest rules out 0-RTT
+        argv += ["-0"]
+        if not cookie:
+            argv += ["-J", "n"]  # no cookie exchange: a HelloRetryRequest rules out 0-RTT
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
     with Peer(argv, cwd=wolfssl.home) as peer:
         peer.wait_bound(port)
@@ -158,14 +161,16 @@ def _our_client_resumes_with_wolfssl(
                 second.driver.flush()
             done = _wolfssl_server_round(second, peer)
             assert done.resumed and done.peer_certificates == ()
-            assert done.early_data_accepted is (True if early else None)
+            assert done.early_data_accepted is ((not cookie) if early else None)
             stats = second.conn.statistics()
             assert stats["early_data_bytes_out"] == (len(EARLY) if early else 0)
+            # wolfSSL's server asks for a cookie unless told not to (-J n).
+            assert stats["hello_retry_requests_received"] == (0 if "-J" in argv else 1)
         finally:
             second.close()
         assert peer.wait() == 0, peer.describe()
-        if early:
-            assert f"Early Data Client message: {EARLY.decode()}" in peer.output, peer.describe()
+        said = f"Early Data Client message: {EARLY.decode()}" in peer.output
+        assert said is (early and not cookie), peer.describe()
     assert_pools_empty(pools)
 
 
@@ -179,6 +184,14 @@ def test_our_client_sends_early_data_to_wolfssl_server(
     wolfssl: WolfSSL, certs: Certs, pools: PoolSet
 ) -> None:
     _our_client_resumes_with_wolfssl(wolfssl, certs, pools, early=True)
+
+
+def test_our_early_data_is_rejected_after_wolfssl_asks_for_a_cookie(
+    wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    """The server's cookie HelloRetryRequest rules out 0-RTT (RFC 8446 §4.2.10): the
+    session still resumes, and we learn that our early data was not taken."""
+    _our_client_resumes_with_wolfssl(wolfssl, certs, pools, early=True, cookie=True)
 
 
 # -- the peers' clients against our server ----------------------------------------------
@@ -235,16 +248,17 @@ def test_wolfssl_client_sends_early_data_to_our_server(
 # -- OpenSSL ------------------------------------------------------------------------------
 
 
-def test_our_client_resumes_with_early_data_to_openssl_server(
-    openssl: str, certs: Certs, pools: PoolSet
+@pytest.mark.parametrize("early", [False, True], ids=["resume", "early-data"])
+def test_our_client_resumes_with_openssl_server(
+    early: bool, openssl: str, certs: Certs, pools: PoolSet
 ) -> None:
-    """s_server -early_data: two tickets after the first handshake (sent once our first
-    ClientHello lists psk_key_exchange_modes), then a resumption with 0-RTT accepted."""
+    """s_server [-early_data]: two tickets after the first handshake (sent once our first
+    ClientHello lists psk_key_exchange_modes), then a resumption [with 0-RTT accepted]."""
     port = free_udp_port()
     argv = [openssl, "s_server", "-dtls1_3", "-accept", f"127.0.0.1:{port}", "-naccept", "2"]
     argv += ["-cert", certs.leaf, "-cert_chain", certs.intermediates, "-key", certs.key]
     # Our x25519 share is taken: a HelloRetryRequest would rule out 0-RTT (RFC 8446 §4.2.10).
-    argv += ["-early_data", "-groups", "x25519:secp256r1"]
+    argv += ["-groups", "x25519:secp256r1", *(["-early_data"] if early else [])]
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
     with Peer(argv) as peer:
         peer.wait_bound(port)
@@ -258,19 +272,21 @@ def test_our_client_resumes_with_early_data_to_openssl_server(
         finally:
             first.close()
         session = first.tickets()[-1].session
-        assert session.max_early_data > 0, session
+        assert (session.max_early_data > 0) is early, session
 
         second = Side(dataclasses.replace(config, session=session), pools)
         try:
             second.connect(port)
-            assert second.conn.early_data_possible
-            second.conn.send_early_data(EARLY)
-            second.driver.flush()
+            assert second.conn.early_data_possible is early
+            if early:
+                second.conn.send_early_data(EARLY)
+                second.driver.flush()
             done = second.handshake(peer)
             assert done.resumed and done.peer_certificates == ()
-            assert done.early_data_accepted is True
-            assert second.peer_said("Early data received:", peer), peer.describe()
-            assert second.peer_said(EARLY.decode(), peer), peer.describe()
+            assert done.early_data_accepted is (True if early else None)
+            if early:
+                assert second.peer_said("Early data received:", peer), peer.describe()
+                assert second.peer_said(EARLY.decode(), peer), peer.describe()
             second.send(b"after the handshake\n")
             assert second.peer_said("after the handshake", peer), peer.describe()
             peer.write(b"hello from openssl\n")
@@ -300,12 +316,13 @@ def _s_client(openssl: str, certs: Certs, port: int, *extra: str | Path) -> list
     ]
 
 
-def test_openssl_client_resumes_with_early_data_to_our_server(
-    openssl: str, certs: Certs, pools: PoolSet, tmp_path: Path
+@pytest.mark.parametrize("early", [False, True], ids=["resume", "early-data"])
+def test_openssl_client_resumes_with_our_server(
+    early: bool, openssl: str, certs: Certs, pools: PoolSet, tmp_path: Path
 ) -> None:
-    """s_client -sess_out, then -sess_in -early_data, against our ServerEndpoint."""
+    """s_client -sess_out, then -sess_in [-early_data], against our ServerEndpoint."""
     reply = b"hello from dtls13\n"
-    server = EndpointServer(_server_config(certs, early=True), pools, reply)
+    server = EndpointServer(_server_config(certs, early), pools, reply)
     session_file = tmp_path / "session.pem"
     early_file = tmp_path / "early.txt"
     early_file.write_bytes(EARLY + b"\n")
@@ -321,13 +338,18 @@ def test_openssl_client_resumes_with_early_data_to_our_server(
         assert b"SSL SESSION PARAMETERS" in session_file.read_bytes()
 
         argv = _s_client(openssl, certs, server.port, "-sess_in", session_file)
-        with Peer([*argv, "-early_data", early_file]) as peer:
+        if early:
+            argv += ["-early_data", early_file]
+        with Peer(argv) as peer:
             assert server.pump(lambda: server.completed(1) is not None, peer), _describe(
                 server, peer
             )
-            assert server.pump(lambda: "Early data was accepted" in peer.output, peer), _describe(
+            # s_client prints its session report once the handshake is done.
+            assert server.pump(lambda: "Verify return code" in peer.output, peer), _describe(
                 server, peer
             )
+            verdict = "Early data was accepted" if early else "Early data was not sent"
+            assert verdict in peer.output, peer.describe()
             assert "Reused, TLSv1.3" in peer.output, peer.describe()
             peer.write(b"after the handshake\n")
             assert server.pump(lambda: peer.output.count(reply.decode()) == 1, peer)
@@ -338,7 +360,7 @@ def test_openssl_client_resumes_with_early_data_to_our_server(
         first, second = server.completed(0), server.completed(1)
         assert first is not None and not first.resumed
         assert second is not None and second.resumed
-        assert server.data(1, early=True) == EARLY + b"\n"
+        assert server.data(1, early=True) == (EARLY + b"\n" if early else b"")
         assert server.data(1, early=False) == b"after the handshake\n"
         assert len(server.conns) == 2
     finally:
