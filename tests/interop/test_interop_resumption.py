@@ -2,7 +2,7 @@
 
 Our client resumes with a ticket from the peer's server (and sends early data); the peer's
 client resumes against our ServerEndpoint, which serves its connections one after another
-on one socket.
+on one socket. External PSKs (certificate-less, psk_dhe_ke and psk_ke) with OpenSSL.
 """
 
 from __future__ import annotations
@@ -363,6 +363,74 @@ def test_openssl_client_resumes_with_our_server(
         assert server.data(1, early=True) == (EARLY + b"\n" if early else b"")
         assert server.data(1, early=False) == b"after the handshake\n"
         assert len(server.conns) == 2
+    finally:
+        server.close()
+    assert_pools_empty(pools)
+
+
+# -- external PSKs (certificate-less) ---------------------------------------------------
+
+PSK_IDENTITY, PSK_KEY = "client1", bytes(range(32))
+
+
+@pytest.mark.parametrize("modes", [("psk_dhe_ke",), ("psk_ke",)], ids=lambda m: m[0])
+def test_our_client_with_external_psk_to_openssl_server(
+    modes: tuple[str, ...], openssl: str, pools: PoolSet
+) -> None:
+    """s_server -nocert -psk: a certificate-less handshake on an external PSK."""
+    port = free_udp_port()
+    argv = [openssl, "s_server", "-dtls1_3", "-accept", f"127.0.0.1:{port}", "-naccept", "1"]
+    argv += ["-nocert", "-psk", PSK_KEY.hex(), "-psk_identity", PSK_IDENTITY]
+    if modes == ("psk_ke",):
+        argv.append("-allow_no_dhe_kex")  # OpenSSL refuses psk_ke without it
+    config = ClientConfig(psk=(PSK_IDENTITY.encode(), PSK_KEY), psk_modes=modes)
+    with Peer(argv) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            done = ours.handshake(peer)
+            assert done.resumed and done.peer_certificates == ()
+            assert (done.group is None) is (modes == ("psk_ke",)), done
+            ours.send(b"hello from dtls13\n")
+            assert ours.peer_said("hello from dtls13", peer), peer.describe()
+            peer.write(b"hello from openssl\n")
+            assert ours.pump(lambda: ours.data() == b"hello from openssl\n", peer), peer.describe()
+            ours.close()
+            assert peer.wait() == 0, peer.describe()
+        finally:
+            ours.close()
+    assert "Reused session-id" in peer.output, peer.describe()
+    assert_pools_empty(pools)
+
+
+@pytest.mark.parametrize("modes", [("psk_dhe_ke",), ("psk_ke",)], ids=lambda m: m[0])
+def test_openssl_client_with_external_psk_to_our_server(
+    modes: tuple[str, ...], openssl: str, pools: PoolSet
+) -> None:
+    """s_client -psk against our certificate-less server (ServerConfig(external_psks=...))."""
+    reply = b"hello from dtls13\n"
+    config = ServerConfig(external_psks={PSK_IDENTITY.encode(): PSK_KEY}, psk_modes=modes)
+    server = EndpointServer(config, pools, reply)
+    argv = [openssl, "s_client", "-dtls1_3", "-connect", f"127.0.0.1:{server.port}"]
+    argv += ["-psk", PSK_KEY.hex(), "-psk_identity", PSK_IDENTITY]
+    if modes == ("psk_ke",):
+        argv.append("-allow_no_dhe_kex")  # so that s_client offers psk_ke too
+    try:
+        with Peer(argv) as peer:
+            assert server.pump(lambda: server.completed(0) is not None, peer), _describe(
+                server, peer
+            )
+            peer.write(b"hello from openssl\n")
+            assert server.pump(lambda: reply.decode() in peer.output, peer), peer.describe()
+            peer.close_stdin()
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+        assert server.pump(lambda: all(c.closed for c in server.conns), peer)
+        done = server.completed(0)
+        assert done is not None and done.resumed and done.peer_certificates == ()
+        assert (done.group is None) is (modes == ("psk_ke",)), done
+        assert server.data(0, early=False) == b"hello from openssl\n"
     finally:
         server.close()
     assert_pools_empty(pools)
