@@ -1084,14 +1084,16 @@ class Connection:
                     ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
                 )
             )
+        # Sent even without a PSK to offer: a server must not issue tickets the client's
+        # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
+        modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+        extensions.append(
+            ext.make_extension(
+                ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+            )
+        )
         offer = self._psk_offer()
         if offer is not None:
-            modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
-                )
-            )
             identity, age, _, schedule = offer
             if cfg.session is not None and cfg.session.max_early_data and not self._hrr_done:
                 extensions.append(ext.Extension(ExtensionType.early_data, b""))
