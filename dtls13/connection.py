@@ -191,6 +191,7 @@ class Connection:
         self._ack_at: float | None = None
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
         self._retransmitted_this_input = False
+        self._retransmitted_at: float | None = None
         # key update
         self._key_update_pending = False
         self._read_secret = b""
@@ -519,6 +520,7 @@ class Connection:
             return
         self.stats["retransmissions"] += 1
         self._retransmitted_this_input = True
+        self._retransmitted_at = now
         with self._records.datagram_writer(self.mtu) as w:
             flight.emit(w)
             self._queue(w.finish())
@@ -725,12 +727,14 @@ class Connection:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
         # A client that is CONNECTED still owes its final flight until it is ACKed: a
         # repeated server flight means that flight was lost, so resend it (case 3).
-        if (
-            self._flight is not None
-            and not self._flight.acknowledged
-            and not self._retransmitted_this_input
-        ):
-            self._retransmit(now)
+        # Once per repeated flight, not once per datagram of it: the peer's flight comes
+        # as a burst, and answering each of its datagrams multiplied our retransmissions.
+        recently = self._retransmitted_at is not None and now - self._retransmitted_at < (
+            self._rto / 4
+        )
+        if self._flight is not None and not self._flight.acknowledged:
+            if not self._retransmitted_this_input and not recently:
+                self._retransmit(now)
         elif self.state is State.CONNECTED and self._final_acks:
             self._send_ack_for(self._final_acks)
         elif self.state is State.CONNECTED and self._ack_list:
