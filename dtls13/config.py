@@ -218,11 +218,17 @@ class ServerConfig(_Common):
     ticket_secret: bytes | None = None  # share it so every process opens every ticket
     ticket_lifetime: int = 7200
     ticket_rotation: float = 3600.0
+    # 0-RTT: the most early data a resumed client may send (0: refuse 0-RTT). Replay
+    # protection: each ticket is accepted for 0-RTT once (per process) and only within
+    # `early_data_window` seconds of the age the client reports (RFC 8446 §8).
+    max_early_data: int = 0
+    early_data_window: float = 10.0
     # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
     tickets: Any = field(default=None, init=False)
+    replay_guard: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -230,6 +236,11 @@ class ServerConfig(_Common):
             raise ValueError("a server needs certificate_chain and private_key (or external_psks)")
         if any(not i or len(k) < 16 for i, k in self.external_psks.items()):
             raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
+        if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:
+            raise ValueError("max_early_data must be 0..2^32-1 and early_data_window positive")
+        from .handshake.tickets import ReplayGuard
+
+        self.replay_guard = ReplayGuard()
         if not 0 <= self.session_tickets <= 8:
             raise ValueError("session_tickets must be between 0 and 8")
         if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:

@@ -40,6 +40,7 @@ from .alerts import (
     NoApplicationProtocol,
     ProtocolVersion,
     UnexpectedMessage,
+    UnsupportedExtension,
     alert_for,
 )
 from .config import ClientConfig, ServerConfig
@@ -147,6 +148,11 @@ class Connection:
             "alerts_unsent": 0,
             "handshake_restarts": 0,
             "dropped_damaged_hello": 0,
+            "early_data_offered": 0,
+            "early_data_replays": 0,
+            "early_data_bytes_in": 0,
+            "early_data_bytes_out": 0,
+            "dropped_early_data": 0,
         }
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
@@ -199,6 +205,10 @@ class Connection:
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._resumed = False
+        self._early_offered = False
+        self._early_accepted = False
+        self._early_result: bool | None = None
+        self._early_budget = 0
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._current_seq = 0
@@ -350,6 +360,30 @@ class Connection:
         if self._records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
 
+    @property
+    def early_data_possible(self) -> bool:
+        """Whether ``send_early_data`` may be called now (0-RTT on a resumed session)."""
+        return self._early_offered and self.state is State.WAIT_SERVER_HELLO
+
+    def send_early_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Send application data in 0-RTT (epoch 1) before the handshake completes.
+
+        Early data can be replayed by an attacker (RFC 8446 §8): send only what is safe to
+        receive twice. ``HandshakeCompleted.early_data_accepted`` says whether the server
+        took it; if not, send it again with ``send()``.
+        """
+        if not self.early_data_possible:
+            raise LocalProtocolError("no 0-RTT now: needs a resumed session allowing early data")
+        if len(data) > self._early_budget:
+            raise ValueError(f"early data over the ticket's limit ({self._early_budget} B left)")
+        with self._records.datagram_writer(self.mtu) as w:
+            if len(data) > w.space(1):
+                raise ValueError(f"{len(data)} bytes do not fit one record at MTU {self.mtu}")
+            w.add(1, ContentType.application_data, data)
+            self._queue(w.finish())
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_out"] += len(data)
+
     def get_cleartext_mtu(self) -> int:
         """The largest application data record that fits one datagram now."""
         epoch = self._records.write_epoch
@@ -373,7 +407,12 @@ class Connection:
             else KeyUpdateRequest.update_not_requested
         )
         self._key_update_pending = True
-        self._start_flight()
+        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
+        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
+        # missing that message_seq, never processed the KeyUpdate behind it although it
+        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
@@ -557,7 +596,9 @@ class Connection:
         elif ct == ContentType.alert:
             self._handle_alert(record, now)
         elif ct == ContentType.application_data:
-            if record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
+            if record.epoch == 1 and self._early_accepted and not self._peer_finished:
+                self._on_early_data(record)
+            elif record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
                 self._events.append(DataReceived(data))
@@ -566,6 +607,15 @@ class Connection:
                 self.stats["dropped_app_data_early"] += 1
         else:
             self.stats["dropped_unexpected_content"] += 1
+
+    def _on_early_data(self, record: Any) -> None:
+        data = record.tobytes()
+        if len(data) > self._early_budget:
+            self.stats["dropped_early_data"] += 1  # over max_early_data_size
+            return
+        self._early_budget -= len(data)
+        self.stats["early_data_bytes_in"] += len(data)
+        self._events.append(DataReceived(data, early=True))
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
@@ -643,7 +693,13 @@ class Connection:
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
-                    ackable = ackable or self.state is State.CONNECTED
+                    # Repeated post-handshake messages are ACKed again; a repeated
+                    # handshake flight is answered by our own flight, or by our final ACK
+                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
+                    # Repeated post-handshake messages are ACKed again; a repeated
+                    # handshake flight is answered by our own flight, or by our final ACK
+                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
+                    ackable = ackable or (self.state is State.CONNECTED and record.epoch >= 3)
                 elif plaintext and self.state not in _HELLO_STATES:
                     # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                     # association; past the hellos only retransmissions are plaintext.
@@ -672,7 +728,7 @@ class Connection:
             # our transcript differs from the server's (one damaged record would not do).
             self._restart_handshake(now, "epoch-2 records fail to authenticate")
         elif repeat:
-            self._on_peer_repeat(now)
+            self._on_peer_repeat(now, in_handshake=record.epoch < 3)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
             if self.state is State.CONNECTED:
@@ -723,22 +779,32 @@ class Connection:
         )
         return sum(counters[k] for k in _NOT_BUFFERED) == before
 
-    def _on_peer_repeat(self, now: float) -> None:
+    def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
         # A client that is CONNECTED still owes its final flight until it is ACKed: a
         # repeated server flight means that flight was lost, so resend it (case 3).
-        # Once per repeated flight, not once per datagram of it: the peer's flight comes
-        # as a burst, and answering each of its datagrams multiplied our retransmissions.
-        recently = self._retransmitted_at is not None and now - self._retransmitted_at < (
-            self._rto / 4
+        # Once per repeated handshake flight, not once per datagram of it: the peer's
+        # flight comes as a burst, and answering each of its datagrams multiplied ours.
+        recently = (
+            in_handshake
+            and self._retransmitted_at is not None
+            and now - self._retransmitted_at < self._rto / 4
         )
-        if self._flight is not None and not self._flight.acknowledged:
-            if not self._retransmitted_this_input and not recently:
-                self._retransmit(now)
-        elif self.state is State.CONNECTED and self._final_acks:
-            self._send_ack_for(self._final_acks)
-        elif self.state is State.CONNECTED and self._ack_list:
-            self._send_ack(now)
+        if (
+            self._flight is not None
+            and not self._flight.acknowledged
+            and not self._retransmitted_this_input
+            and not recently
+        ):
+            self._retransmit(now)
+        if self.state is State.CONNECTED:
+            # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+            # included: answering those with the final flight's old ACK left the peer's
+            # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            if self._ack_list:
+                self._send_ack(now)
+            elif self._final_acks:
+                self._send_ack_for(self._final_acks)
 
     def _process_messages(self, now: float) -> bool:
         """Handle every complete message in order; True if any was handled."""
@@ -888,6 +954,9 @@ class Connection:
                 )
             )
             identity, age, _, schedule = offer
+            if cfg.session is not None and cfg.session.max_early_data and not self._hrr_done:
+                extensions.append(ext.Extension(ExtensionType.early_data, b""))
+                self._early_offered = True
             # pre_shared_key comes last; its binder is computed over everything before it.
             extensions.append(
                 ext.make_extension(
@@ -911,6 +980,13 @@ class Connection:
         self._start_flight()
         self._add_message(hello, 0)
         self.state = State.WAIT_SERVER_HELLO
+        if self._early_offered and self._psk_schedule is not None and cfg.session is not None:
+            early = self._psk_schedule.client_early_traffic_secret(
+                self._transcript.digest(self._psk_schedule.hash_name)
+            )
+            self._records.install_write_epoch(1, cfg.session.suite, early)
+            self._early_budget = cfg.session.max_early_data
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -999,6 +1075,10 @@ class Connection:
         if self._hrr_done:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._hrr_done = True
+        if self._early_offered:
+            # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
+            self._early_offered = False
+            self._early_result = False
         self.stats["hello_retry_requests_received"] += 1
         self._transcript.select(self._params.hash_name)
         self._transcript.restart_with_message_hash()
@@ -1028,6 +1108,11 @@ class Connection:
             if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
+        accepted_early = ee.extension(ExtensionType.early_data) is not None
+        if accepted_early and not self._early_offered:
+            raise UnsupportedExtension("early_data accepted but not offered")
+        if self._early_offered:
+            self._early_result = accepted_early
         self._transcript.add(HandshakeType.encrypted_extensions, body)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self.state = State.WAIT_FINISHED if self._resumed else State.WAIT_CERTIFICATE_OR_REQUEST
@@ -1160,6 +1245,7 @@ class Connection:
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
         accepted = self._server_psk(ch, body, suite, now) if mode is not None else None
+        self._early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
             if group is None:
                 raise MissingExtension("no key_share for a handshake without a PSK")
@@ -1179,6 +1265,10 @@ class Connection:
         self._resumed = accepted is not None
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
+        if self._early_accepted and accepted is not None:
+            early = accepted[1].client_early_traffic_secret(self._transcript.digest())
+            self._records.install_read_epoch(1, CipherSuite(suite), early, now)
+            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
@@ -1218,6 +1308,8 @@ class Connection:
                     [self._alpn.encode("latin-1")],
                 )
             )
+        if self._early_accepted:
+            ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -1246,6 +1338,38 @@ class Connection:
         )
         self._emit_flight(now)
 
+    def _accept_early_data(
+        self,
+        ch: msgs.ClientHello,
+        accepted: tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None,
+        suite: int,
+    ) -> bool:
+        """0-RTT is accepted for the first identity's ticket, same suite and ALPN, a fresh
+        age and a first use (RFC 8446 §4.2.10, §8)."""
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if ch.extension(ExtensionType.early_data) is None:
+            return False
+        self.stats["early_data_offered"] += 1
+        if accepted is None or accepted[0] != 0 or self._hrr_done or not cfg.max_early_data:
+            return False
+        _, _, state, identity = accepted
+        if state is None or not state.max_early_data or state.suite != suite:
+            return False
+        if state.alpn != self._choose_alpn(ch):
+            return False
+        wall = self._wall_clock().timestamp()
+        reported = ((identity.obfuscated_ticket_age - state.age_add) & 0xFFFFFFFF) / 1000
+        if abs(reported - (wall - state.issued_at)) > cfg.early_data_window:
+            return False
+        if not cfg.replay_guard.first_use(
+            identity.identity, state.issued_at + state.lifetime, wall
+        ):
+            self.stats["early_data_replays"] += 1
+            return False
+        self._early_budget = state.max_early_data
+        return True
+
     def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
         """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
         if ch.extension(ExtensionType.pre_shared_key) is None:
@@ -1263,8 +1387,9 @@ class Connection:
 
     def _server_psk(
         self, ch: msgs.ClientHello, body: bytes, suite: int, now: float
-    ) -> tuple[int, KeySchedule] | None:
-        """The first offered PSK we know and whose binder verifies: (index, schedule)."""
+    ) -> tuple[int, KeySchedule, TicketState | None, ext.PskIdentity] | None:
+        """The first offered PSK we know and whose binder verifies:
+        (index, schedule, the ticket's state or None for an external PSK, identity)."""
         cfg = self.config
         assert isinstance(cfg, ServerConfig)
         data = ch.extension(ExtensionType.pre_shared_key)
@@ -1276,6 +1401,7 @@ class Connection:
         hash_name = SUITES[CipherSuite(suite)].hash_name
         for index, identity in enumerate(offered.identities):
             external = identity.identity in cfg.external_psks
+            state: TicketState | None = None
             if external:
                 psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
             else:
@@ -1294,7 +1420,7 @@ class Connection:
                 ks.binder_key(external), partial_hash, offered.binders[index]
             ):
                 raise DecryptError("PSK binder does not verify")
-            return index, ks
+            return index, ks, state, identity
         return None
 
     def _send_hello_retry(
@@ -1316,6 +1442,11 @@ class Connection:
             extra = struct.pack("!HH", suite, group or 0)
             self._hrr_cookie = cfg.cookie_jar.make(now, self.peer_address, ch1_hash, extra)
         self._start_flight()
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: an explicit ACK would stop the client's retransmissions of ClientHello1,
+        # the only thing that brings a lost HRR back (RFC 9147 §7.1: SHOULD NOT ACK).
+        self._ack_list.clear()
+        self._ack_at = None
         self._add_message(hello_retry_request(suite, group, self._hrr_cookie), 0)
         # Like a stateless server, do not retransmit the HRR on a timer: a repeated
         # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
@@ -1366,11 +1497,12 @@ class Connection:
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
             cookie = _decode(data, ext.pull_cookie)
-            if (
-                not hmac.compare_digest(cookie, self._hrr_cookie)
-                or cfg.cookie_jar.check(cookie, now, self.peer_address) is None
-            ):
-                raise IllegalParameter("cookie does not match or has expired")
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
         if self._flight is not None:
             self._flight.release()
             self._flight = None
@@ -1406,6 +1538,9 @@ class Connection:
         self._transcript.add(HandshakeType.finished, body)
         self._peer_finished = True
         self._records.install_read_epoch(3, self._suite, self._c_app, now)
+        if self._early_accepted:
+            # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
+            self._records.retire_read_epoch(1)
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         if self._flight is not None:
             self._flight.release()
@@ -1439,12 +1574,21 @@ class Connection:
                 wall,
                 cfg.ticket_lifetime,
                 age_add,
-                0,
+                cfg.max_early_data,
                 self._alpn,
             )
             ticket = cfg.tickets.seal(state, wall)
+            extensions = (
+                (
+                    ext.make_extension(
+                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
+                    ),
+                )
+                if cfg.max_early_data
+                else ()
+            )
             self._add_message(
-                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket),
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
                 self._records.write_epoch,
                 transcript=False,
             )
@@ -1527,6 +1671,7 @@ class Connection:
                 alpn_protocol=self._alpn,
                 peer_certificates=self._peer_chain,
                 resumed=self._resumed,
+                early_data_accepted=self._early_result if self.is_client else None,
             )
         )
 
@@ -1541,7 +1686,9 @@ class Connection:
             assert self._suite is not None
             if msg.ticket_lifetime > 7 * 24 * 3600:
                 raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+            early = msg.extension(ExtensionType.early_data)
             session = Session(
+                max_early_data=_decode(early, ext.pull_early_data_ticket) if early else 0,
                 ticket=msg.ticket,
                 psk=self._schedule.resumption_psk(self._resumption_secret, msg.ticket_nonce),
                 suite=self._suite,

@@ -28,13 +28,16 @@ class HandshakeCompleted(Event):
     alpn_protocol: str | None
     peer_certificates: tuple[x509.Certificate, ...]
     resumed: bool
+    # None: no early data was offered; True/False: the server accepted or rejected it.
+    early_data_accepted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DataReceived(Event):
-    """Application data from the peer (one record's worth)."""
+    """Application data from the peer (one record's worth); ``early`` for 0-RTT data."""
 
     data: bytes
+    early: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -396,3 +396,50 @@ def test_confidentiality_limit_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="confidentiality_limit"):
         ClientConfig(verify=False, confidentiality_limit=0)
+
+
+def test_key_update_after_a_lost_new_session_ticket() -> None:
+    """The server's KeyUpdate used to replace its unacknowledged NewSessionTicket flight:
+    the ticket (message_seq n) was never resent, the client buffered the KeyUpdate
+    (n + 1) behind the gap, ACKed it without processing it, and the server's epoch 4 was
+    unreadable for good."""
+    pair = make_pair()
+    window = {"open": True}
+
+    def tamper(src: object, dst: object, data: bytes) -> bytes | None:
+        if src == SERVER_ADDR and pair.server.handshake_complete and window["open"]:
+            return None  # the server's ACK and NewSessionTicket after its Finished
+        return data
+
+    pair.net.tamper = tamper
+    assert pair.handshake()
+    window["open"] = False
+    pair.server.key_update(request_peer=False)
+    assert pair.net.run(lambda: (False, 4) in _updates(pair, "client"), max_time=pair.net.now + 30)
+    assert any(type(e).__name__ == "NewSessionTicketReceived" for e in pair.client_events)
+    assert pair.exchange(b"epoch 3", b"epoch 4")
+    pair.close()
+
+
+def test_repeated_key_update_is_acked_again() -> None:
+    """A lost ACK for a KeyUpdate: the repeated KeyUpdate must get its own ACK (not the
+    old ACK of the client's final flight), or the sender never switches keys again."""
+    pair = make_pair()
+    assert pair.handshake()
+    pair.net.run(lambda: False, max_time=pair.net.now + 2)  # ticket and ACKs settle
+    dropped: list[bytes] = []
+
+    def tamper(src: object, dst: object, data: bytes) -> bytes | None:
+        if src == SERVER_ADDR and not dropped:
+            dropped.append(data)  # the ACK of the client's KeyUpdate
+            return None
+        return data
+
+    pair.net.tamper = tamper
+    pair.client.key_update(request_peer=False)
+    assert pair.net.run(lambda: (True, 4) in _updates(pair, "client"), max_time=pair.net.now + 30)
+    assert dropped
+    pair.client.key_update(request_peer=False)
+    assert pair.net.run(lambda: (True, 5) in _updates(pair, "client"), max_time=pair.net.now + 30)
+    assert pair.exchange(b"epoch 5", b"epoch 3")
+    pair.close()

@@ -182,20 +182,29 @@ def _without(hello: msgs.ClientHello, *drop: ExtensionType) -> msgs.ClientHello:
     return msgs.ClientHello(random=hello.random, cipher_suites=hello.cipher_suites, extensions=kept)
 
 
+MANDATORY = [
+    (ExtensionType.signature_algorithms,),
+    (ExtensionType.key_share,),
+    (ExtensionType.supported_groups,),
+    (ExtensionType.key_share, ExtensionType.supported_groups),
+]
+
+
+def _ids(v: Any) -> str:
+    return "+".join(e.name for e in v)
+
+
 @pytest.mark.parametrize(
     ("drop", "alert"),
-    [
-        ((ExtensionType.supported_versions,), A.protocol_version),
-        ((ExtensionType.signature_algorithms,), A.missing_extension),
-        ((ExtensionType.key_share,), A.missing_extension),
-        ((ExtensionType.supported_groups,), A.missing_extension),
-        ((ExtensionType.key_share, ExtensionType.supported_groups), A.missing_extension),
-    ],
-    ids=lambda v: "+".join(e.name for e in v) if isinstance(v, tuple) else v.name,
+    [((ExtensionType.supported_versions,), A.protocol_version)]
+    + [(d, A.missing_extension) for d in MANDATORY],
+    ids=lambda v: _ids(v) if isinstance(v, tuple) else v.name,
 )
-def test_client_hello_missing_mandatory_extension(
+def test_first_client_hello_missing_mandatory_extension(
     drop: tuple[ExtensionType, ...], alert: AlertDescription
 ) -> None:
+    """RFC 8446 §9.2 / §4.2.1: missing_extension (protocol_version without
+    supported_versions), one plaintext fatal alert, nothing kept."""
     pair = make_pair()
     _send_hello(pair, _without(_client_hello(pair), *drop))
     end = pair.terminated("server")
@@ -205,6 +214,43 @@ def test_client_hello_missing_mandatory_extension(
     assert bytes(out[0][0])[-1] == alert
     for lease, _ in out:
         lease.release()
+    assert pair.server.owner.in_use == 0
+    pair.close()
+
+
+def _second_client_hello(pair: Pair) -> msgs.ClientHello:
+    """Drive ClientHello1 -> HelloRetryRequest (group) by hand; return ClientHello2."""
+    pair.client.connect(SERVER_ADDR, 0.0)
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        pair.server.receive_datagram(bytes(lease), CLIENT_ADDR, 0.0)
+        lease.release()
+    for lease, _ in pair.server.datagrams_to_send(0.0):
+        pair.client.receive_datagram(bytes(lease), SERVER_ADDR, 0.0)
+        lease.release()
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        lease.release()
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    hello = pair.client._client_hello
+    assert hello is not None
+    return hello
+
+
+@pytest.mark.parametrize("drop", MANDATORY, ids=_ids)
+def test_second_client_hello_missing_mandatory_extension_is_missing_extension(
+    drop: tuple[ExtensionType, ...],
+) -> None:
+    """After the HRR the server has committed to this client: RFC 8446 §9.2 applies."""
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1"]},
+    )
+    hello = _without(_second_client_hello(pair), *drop)
+    msg_type, body = msgs.push_message(hello)
+    pair.server.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 1), seq=1), CLIENT_ADDR, 0.1
+    )
+    end = pair.terminated("server")
+    assert end is not None and end.alert is A.missing_extension and not end.by_peer
     pair.close()
 
 

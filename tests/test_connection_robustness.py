@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from dtls_pair import Pair, make_pair
+from dtls_pair import Pair, make_pair, pki
 from netsim import Impairments
 
 from dtls13.memory import PoolSet
@@ -152,3 +152,106 @@ def test_200_handshakes_under_5_percent_corruption() -> None:
     assert retries < RUNS * 0.1
     assert pools.statistics().in_use == 0
     print(f"corrupt5: {RUNS} handshakes, {retries} retried, {time.perf_counter() - started:.2f}s")
+
+
+def test_one_damaged_protected_record_is_a_loss_not_a_restart() -> None:
+    """A bit flipped in an epoch-2 record of the server's first flight only costs that
+    record: the client, which authenticated the flight's other epoch-2 records, must not
+    take the ServerHello the server repeats for a transcript split and start over."""
+    from conn_helpers import split_records
+
+    pair = make_pair()
+    state = {"done": False}
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        records = split_records(data)
+        if state["done"] or src != ("10.0.0.2", 4433) or len(records) < 3:
+            return data
+        state["done"] = True
+        # Damage the first protected record (EncryptedExtensions) of the first flight.
+        bad = bytearray(records[1])
+        bad[-1] ^= 0x01
+        records[1] = bytes(bad)
+        return b"".join(records)
+
+    pair.net.tamper = tamper
+    assert pair.handshake(max_time=30)
+    assert state["done"]
+    assert pair.client.stats["handshake_restarts"] == 0
+    assert pair.exchange(b"no", b"restart")
+    pair.close()
+
+
+def test_everything_at_once_under_loss_and_reordering() -> None:
+    """Cookie HRR, a group HRR's worth of ML-KEM (fragmented ClientHello), client auth and
+    a 700-byte MTU, 50 seeds under 20% loss with reordering and duplication."""
+    leaf = pki().leaf("ec256", cn="client")
+    pools = PoolSet()
+    imp = Impairments(loss=0.2, reorder=0.3, duplicate=0.1)
+    for i in range(50):
+        pair = make_pair(
+            50_000 + i,
+            imp,
+            client={
+                "mtu": 700,
+                "key_share_groups": ["X25519MLKEM768"],
+                "certificate_chain": leaf.chain_pem,
+                "private_key": leaf.key_pem,
+            },
+            server={
+                "mtu": 700,
+                "groups": ["X25519MLKEM768", "x25519"],
+                "require_cookie": True,
+                "client_auth": "required",
+                "cafile": pki().root_pem,
+            },
+            pools=pools,
+            cache=True,
+        )
+        assert pair.handshake(), (i, pair.terminated("client"), pair.terminated("server"))
+        assert pair.server.stats["hello_retry_requests_sent"] >= 1
+        assert pair.server.peer_certificates
+        assert pair.exchange(b"all %d" % i, b"at once %d" % i)
+        _check_drained(pair, pools)
+
+
+def test_lost_hello_retry_request_after_a_fragmented_client_hello() -> None:
+    """The server must not ACK a fragmented ClientHello1 it answered with an HRR: the HRR
+    is not retransmitted on a timer, so the client's ClientHello1 retransmission is what
+    brings it back; an ACK stopped that and both sides waited for the handshake timeout."""
+    pair = make_pair(
+        client={"key_share_groups": ["X25519MLKEM768"]},
+        server={"groups": ["X25519MLKEM768"], "require_cookie": True},
+    )
+    dropped: list[bytes] = []
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        if src == ("10.0.0.2", 4433) and not dropped:
+            dropped.append(data)  # the HelloRetryRequest
+            return None
+        return data
+
+    pair.net.tamper = tamper
+    assert pair.handshake(max_time=30)
+    assert dropped and dropped[0][0] == 0x16
+    assert pair.net.now < 5  # recovered by the client's first retransmission
+    assert pair.client.stats["acks_received"] == 0 or pair.client.stats["retransmissions"] > 0
+    pair.close()
+
+
+def test_key_updates_both_ways_under_loss_reordering_and_duplication() -> None:
+    """100 seeds x 4 KeyUpdates (alternating sides, with and without update_requested)
+    with data exchanged at every step under 30% loss, reordering and duplication."""
+    pools = PoolSet()
+    imp = Impairments(loss=0.3, reorder=0.3, duplicate=0.2)
+    for i in range(100):
+        pair = make_pair(60_000 + i, imp, pools=pools, cache=True)
+        assert pair.handshake(), i
+        for r in range(4):
+            side = pair.client if r % 2 == 0 else pair.server
+            side.key_update(request_peer=r % 3 != 0)
+            assert pair.exchange(b"c %d %d" % (i, r), b"s %d %d" % (i, r)), (i, r)
+            pair.net.run(lambda: False, max_time=pair.net.now + 3)
+        # Every requested update happened: both sides moved past epoch 3.
+        assert pair.client._records.write_epoch > 3 and pair.server._records.write_epoch > 3
+        _check_drained(pair, pools)

@@ -205,3 +205,17 @@ def _client_hello_with_cookie(cookie: bytes, message_seq: int) -> bytes:
     msgs.push_client_hello(buf, ch)
     body = buf.data
     return _fragment_of(len(body), 0, body, message_seq)
+
+
+def test_client_hello_followed_by_zero_rtt_records_reaches_the_connection_whole() -> None:
+    _, scfg = configs()
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools)
+    hello = _first_client_hello()
+    early = b"\x2e\x00\x01" + bytes(30)  # a unified-header (protected) record after it
+    result = gate.receive_untrusted(hello + early, ("127.0.0.5", 9), 0.0)
+    assert result.verdict is Verdict.ACCEPT and result.datagram == hello + early
+    # Protected records alone from a stranger are not a ClientHello.
+    assert gate.receive_untrusted(early, ("127.0.0.5", 9), 0.0).verdict is Verdict.DROP
+    gate.close()
+    assert pools.in_use == 0

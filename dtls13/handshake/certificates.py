@@ -291,9 +291,12 @@ def load_identity(
 
 
 def _spki(public_key: object) -> bytes:
+    public_bytes = getattr(public_key, "public_bytes", None)
     try:
+        if public_bytes is None:
+            raise AttributeError
         return bytes(
-            public_key.public_bytes(  # type: ignore[attr-defined]
+            public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
@@ -302,8 +305,12 @@ def _spki(public_key: object) -> bytes:
 
 
 def _public_key_of(key: object) -> object:
+    public_key = getattr(key, "public_key", None)
     try:
-        return key.public_key()  # type: ignore[attr-defined]
+        if public_key is None:
+            raise AttributeError
+        result: object = public_key()
+        return result
     except AttributeError:
         raise ValueError(f"{type(key).__name__} is not a private key") from None
 

@@ -164,7 +164,12 @@ class HelloGate:
             whole = self._assemble(addr, header, body, now)
             if whole is not None:
                 cookie = self.config.require_cookie if require_cookie is None else require_cookie
-                return self._decide(whole, header.message_seq, addr, now, cookie)
+                # A ClientHello whole in this datagram goes to the connection with the rest
+                # of the datagram (0-RTT records may follow it).
+                original = (
+                    bytes(data) if len(fragments) == 1 and header.length == len(body) else None
+                )
+                return self._decide(whole, header.message_seq, addr, now, cookie, original)
         return GateResult(Verdict.DROP)
 
     # -- parsing and assembly -------------------------------------------------------
@@ -175,6 +180,8 @@ class HelloGate:
         offset = 0
         while offset < len(view):
             first, epoch, _seq, hl, length = parse_header_untrusted(view, offset, 0)
+            if first >= 0x20 and out:
+                break  # protected records after a ClientHello: 0-RTT data, for the connection
             if first != ContentType.handshake or epoch != 0:
                 return []  # only plaintext handshake records may come from strangers
             record = view[offset + hl : offset + hl + length]
@@ -236,7 +243,13 @@ class HelloGate:
     # -- decisions ------------------------------------------------------------------
 
     def _decide(
-        self, body: bytes, message_seq: int, addr: Any, now: float, require_cookie: bool
+        self,
+        body: bytes,
+        message_seq: int,
+        addr: Any,
+        now: float,
+        require_cookie: bool,
+        original: bytes | None = None,
     ) -> GateResult:
         cfg = self.config
         try:
@@ -254,24 +267,26 @@ class HelloGate:
             if cfg.cookie_jar.check(cookie, now, addr) is None:
                 self.counters["bad_cookie"] += 1
                 return GateResult(Verdict.DROP)
-            return self._accept(body, 1)
+            return self._accept(body, 1, original)
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
         if not require_cookie:
-            return self._accept(body, 0)
+            return self._accept(body, 0, original)
         hrr = self._stateless_retry(ch, body, addr, now)
         if hrr == []:
             return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
         if hrr is None:
             # Nothing we could retry with: let a connection answer with the right alert.
-            return self._accept(body, 0)
+            return self._accept(body, 0, original)
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
 
-    def _accept(self, body: bytes, message_seq: int) -> GateResult:
+    def _accept(self, body: bytes, message_seq: int, original: bytes | None = None) -> GateResult:
         """The whole ClientHello as one plaintext record, for the new connection."""
         self.counters["accepted"] += 1
+        if original is not None:
+            return GateResult(Verdict.ACCEPT, datagram=original, first_message_seq=message_seq)
         fragment = handshake_fragment(HandshakeType.client_hello, len(body), message_seq, 0, body)
         datagram = bytearray(PLAINTEXT_HEADER + len(fragment))
         encode_plaintext_header(datagram, 0, ContentType.handshake, 0, 0, len(fragment))

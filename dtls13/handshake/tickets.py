@@ -146,3 +146,28 @@ class TicketProtector:
         if not 0 <= now - issued < lifetime:
             return None
         return TicketState(suite, psk, issued, lifetime, age_add, max_early, alpn)
+
+
+class ReplayGuard:
+    """Tickets already used for 0-RTT, forgotten when they expire (RFC 8446 §8.1).
+
+    Guarantee: within one process, a ticket's early data is accepted at most once; the
+    set is bounded, and when it is full 0-RTT is refused (never accepted twice).
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[bytes, float] = {}  # ticket digest -> expiry (wall clock)
+
+    def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
+        import hashlib
+
+        if len(self._seen) >= self.capacity:
+            self._seen = {k: t for k, t in self._seen.items() if t > now}
+            if len(self._seen) >= self.capacity:
+                return False
+        key = hashlib.sha256(ticket).digest()
+        if key in self._seen:
+            return False
+        self._seen[key] = expires
+        return True
