@@ -95,6 +95,12 @@ class _Common:
     # Records per write key before an automatic KeyUpdate; None: the suite's limit (RFC 9147
     # §4.5.3). Lower it to rotate keys more often.
     confidentiality_limit: int | None = None
+    # RFC 8449: the largest protected record we accept, counting the inner content type and
+    # padding (64 .. 2^14+1); advertised to the peer, who must not send more. None: off.
+    record_size_limit: int | None = None
+    # RFC 9146/9147 §9: ask the peer to put a connection ID of this many bytes on the records
+    # it sends us (True: 8 bytes; 0: use the peer's CID but issue none; False: no extension).
+    connection_id: bool | int = False
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -138,6 +144,10 @@ class _Common:
             raise ValueError("psk_modes must hold 'psk_dhe_ke' and/or 'psk_ke'")
         if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
             raise ValueError("confidentiality_limit must be at least 1 record (or None)")
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
+            raise ValueError("record_size_limit must be between 64 and 2**14 + 1 (or None)")
+        if not isinstance(self.connection_id, bool) and not 0 <= self.connection_id <= 32:
+            raise ValueError("connection_id must be a bool or a length between 0 and 32")
         if (self.certificate_chain is None) != (self.private_key is None):
             raise ValueError("certificate_chain and private_key go together: give both or neither")
         if self.certificate_chain is not None:
@@ -150,6 +160,13 @@ class _Common:
             self.chain = tuple(load_certificate_chain(self.certificate_chain))
             self.key = load_private_key(self.private_key, self.private_key_password)
             check_key_matches_certificate(self.key, self.chain[0])
+
+    @property
+    def cid_length(self) -> int | None:
+        """Bytes of the CIDs we issue; None when the connection_id extension is off."""
+        if self.connection_id is False:
+            return None
+        return 8 if self.connection_id is True else int(self.connection_id)
 
     def keylog_callback(self) -> KeyLog | None:
         """A function that appends one NSS key log line, or None."""

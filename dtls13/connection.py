@@ -39,6 +39,7 @@ from .alerts import (
     MissingExtension,
     NoApplicationProtocol,
     ProtocolVersion,
+    RecordOverflow,
     UnexpectedMessage,
     UnsupportedExtension,
     alert_for,
@@ -80,6 +81,8 @@ Config = ClientConfig | ServerConfig
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
+CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
@@ -103,9 +106,12 @@ class Connection:
         memory_limit: int | None = 1024 * 1024,
         wall_clock: Callable[[], datetime.datetime] = _now_utc,
         first_message_seq: int = 0,
+        cid_issuer: Callable[[Connection, int], bytes] | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
-        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1)."""
+        carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
+        `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
+        them unique and routes by them); by default they are random."""
         if not isinstance(config, ClientConfig | ServerConfig):
             raise TypeError("config must be a ClientConfig or a ServerConfig")
         self.config = config
@@ -120,12 +126,19 @@ class Connection:
             owner_parent,
         )
         self._keylog = config.keylog_callback()
+        self._cid_issuer = cid_issuer
+        # Connection IDs we issued (the peer puts one on its records) and the peer's spares.
+        self.local_cids: list[bytes] = []
+        self._spare_peer_cids: list[bytes] = []
+        self._cid_request_outstanding = False
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
         self._restarts = 0
+        if config.cid_length is not None:
+            self.local_cids.append(self._new_cid(config.cid_length))
         self._init_handshake(first_message_seq)
         # statistics
         self.stats: dict[str, int] = {
@@ -148,6 +161,7 @@ class Connection:
             "alerts_unsent": 0,
             "handshake_restarts": 0,
             "dropped_damaged_hello": 0,
+            "address_changes": 0,
             "early_data_offered": 0,
             "early_data_replays": 0,
             "early_data_bytes_in": 0,
@@ -168,6 +182,13 @@ class Connection:
             confidentiality_limit=self.config.confidentiality_limit,
         )
         self._reassembler = self._new_reassembler(first_message_seq)
+        # connection_id (RFC 9146) and record_size_limit (RFC 8449), once negotiated
+        self.cid_negotiated = False
+        self._peer_record_limit: int | None = None
+        self._enforce_record_limit = False
+        self._newest_protected = (0, -1)  # (epoch, seq) of the newest authenticated record
+        if self.is_client and self.local_cids and self.local_cids[0]:
+            self._records.tentative_cid_length = len(self.local_cids[0])
         # handshake
         self._transcript = Transcript()
         self._schedule: KeySchedule | None = None
@@ -275,6 +296,7 @@ class Connection:
         self._retransmitted_this_input = False
         self._now = now
         records = self._records.receive_datagram_untrusted(data, now)
+        self._track_path(records, addr)
         while records:
             epochs = len(self._records.read_epochs())
             self._handle_records(records, now)
@@ -287,6 +309,18 @@ class Connection:
             records = self._records.receive_pending(now)
         if not self.closed and self._records.integrity_limit_reached:
             self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+
+    def _track_path(self, records: list[Any], addr: Address) -> None:
+        """Follow the peer to a new address (NAT rebinding, RFC 9146 §6) only when a record
+        from there authenticated and is the newest seen: a replayed or spoofed datagram
+        cannot move the association."""
+        newest = max(((r.epoch, r.sequence_number) for r in records if r.epoch > 0), default=None)
+        if newest is None or newest <= self._newest_protected:
+            return
+        self._newest_protected = newest
+        if addr != self.peer_address and self.cid_negotiated and self.state is State.CONNECTED:
+            self.peer_address = addr
+            self.stats["address_changes"] += 1
 
     def _handle_records(self, records: list[Any], now: float) -> None:
         try:
@@ -348,6 +382,12 @@ class Connection:
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
         epoch = self._records.write_epoch
+        limit = self._max_payload()
+        if limit is not None and len(data) > limit:
+            raise ValueError(
+                f"{len(data)} bytes exceed the peer's record_size_limit "
+                f"(at most {limit} bytes of application data per record)"
+            )
         with self._records.datagram_writer(self.mtu) as w:
             if len(data) > w.space(epoch):
                 raise ValueError(
@@ -388,7 +428,9 @@ class Connection:
         """The largest application data record that fits one datagram now."""
         epoch = self._records.write_epoch
         with self._records.datagram_writer(self.mtu) as w:
-            return max(0, w.space(epoch))
+            space = w.space(epoch)
+        limit = self._max_payload()
+        return max(0, space if limit is None else min(space, limit))
 
     def set_ciphertext_mtu(self, mtu: int) -> None:
         if not MIN_MTU <= mtu <= 65535:
@@ -416,6 +458,28 @@ class Connection:
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
+
+    def request_connection_ids(self, count: int = 1) -> None:
+        """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
+        if self.state is not State.CONNECTED or self.peer_cid is None:
+            raise LocalProtocolError("no connection IDs negotiated with a non-empty peer CID")
+        if self._cid_request_outstanding:
+            raise LocalProtocolError("a RequestConnectionId is still unanswered")
+        if not 1 <= count <= 255:
+            raise ValueError("count must be between 1 and 255")
+        self._cid_request_outstanding = True
+        self._send_post_handshake(msgs.RequestConnectionId(count), self._now)
+
+    def use_spare_connection_id(self) -> bool:
+        """Put the next spare CID from the peer on our records (e.g. on a new path)."""
+        if not self._spare_peer_cids:
+            return False
+        self._records.write_cid = self._spare_peer_cids.pop(0)
+        return True
+
+    @property
+    def spare_peer_cids(self) -> tuple[bytes, ...]:
+        return tuple(self._spare_peer_cids)
 
     def close(self) -> None:
         """Send close_notify (if anything was established) and release everything."""
@@ -521,6 +585,68 @@ class Connection:
         addr = self.peer_address
         self._outbox.extend((d, addr) for d in datagrams)
 
+    def _max_payload(self) -> int | None:
+        """Most content bytes per protected record under the peer's record_size_limit, which
+        counts the inner content type and padding (RFC 8449 §4)."""
+        limit = self._peer_record_limit
+        if limit is None:
+            return None
+        pad = self.config.record_padding
+        return max(0, (limit // pad * pad if pad > 1 else limit) - 1)
+
+    def _new_cid(self, length: int) -> bytes:
+        if self._cid_issuer is not None:
+            return self._cid_issuer(self, length)
+        return self.config.random_bytes(length)
+
+    def _use_cids(self, peer_cid: bytes) -> None:
+        """connection_id negotiated (RFC 9146 §3): from the encrypted epochs on, records
+        carry the peer's CID to it and ours to us (RFC 9147 §9.1)."""
+        self.cid_negotiated = True
+        self._records.write_cid = peer_cid or None
+        self._records.read_cid_length = len(self.local_cids[0]) if self.local_cids else 0
+        self._records.tentative_cid_length = 0
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The CID we put on records to the peer (None: none)."""
+        return self._records.write_cid
+
+    def _send_post_handshake(self, msg: Any, now: float) -> None:
+        """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does."""
+        if self._flight is None or self._flight.acknowledged:
+            self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        self._add_message(msg, self._records.write_epoch, transcript=False)
+        self._emit_flight(now)
+
+    def _on_request_connection_id(self, msg: msgs.RequestConnectionId, now: float) -> None:
+        # §9: no RequestConnectionId from a peer that sends us empty CIDs.
+        if not self.cid_negotiated or not self.local_cids or not self.local_cids[0]:
+            raise UnexpectedMessage("RequestConnectionId without a negotiated CID")
+        # §9: an excessive request MAY get fewer CIDs.
+        count = min(msg.num_cids, MAX_CIDS)
+        cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
+        self.local_cids += cids
+        self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
+
+    def _on_new_connection_id(self, msg: msgs.NewConnectionId) -> None:
+        # §9: no NewConnectionId to a peer that negotiated receiving an empty CID.
+        if not self.cid_negotiated or self._records.write_cid is None:
+            raise UnexpectedMessage("NewConnectionId without a negotiated CID")
+        if msg.usage not in (CID_IMMEDIATE, CID_SPARE) or not all(msg.cids):
+            raise IllegalParameter("bad NewConnectionId usage or empty CID")
+        if msg.usage == CID_IMMEDIATE and not msg.cids:
+            raise IllegalParameter("cid_immediate without a CID")
+        self._cid_request_outstanding = False
+        cids = list(msg.cids)
+        if msg.usage == CID_IMMEDIATE:
+            self._records.write_cid = cids.pop(0)
+        known = set(self._spare_peer_cids)
+        self._spare_peer_cids += [c for c in cids if c not in known]
+        del self._spare_peer_cids[MAX_CIDS:]  # §9: extra spares MAY be discarded
+
     def _start_flight(self) -> None:
         """Begin a new flight; the previous one is implicitly acknowledged."""
         if self._flight is not None:
@@ -548,7 +674,7 @@ class Connection:
         if flight is None:
             return
         with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w)
+            flight.emit(w, self._max_payload())
             self._queue(w.finish())
         self._retransmit_at = (self._now if now is None else now) + self._rto
 
@@ -561,7 +687,7 @@ class Connection:
         self._retransmitted_this_input = True
         self._retransmitted_at = now
         with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w)
+            flight.emit(w, self._max_payload())
             self._queue(w.finish())
         self._retransmit_at = now + self._rto
 
@@ -575,6 +701,10 @@ class Connection:
         self._send_ack_for(numbers)
 
     def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
+        limit = self._max_payload()
+        if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
+            # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
+            numbers = numbers[len(numbers) - max(0, (limit - 2) // 16) :]
         buf = Buffer(capacity=2 + 16 * len(numbers))
         push_ack(buf, numbers)
         epoch = self._records.write_epoch
@@ -586,6 +716,14 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
+        # Early data (epoch 1) was sent before the client could know our limit.
+        if self._enforce_record_limit and record.epoch >= 2:
+            assert self.config.record_size_limit is not None
+            size = len(record.payload) + 1  # with the inner content type
+            if size > self.config.record_size_limit:
+                raise RecordOverflow(
+                    f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
+                )
         if record.epoch == 2:
             self._epoch2_records += 1
         ct = record.content_type
@@ -839,10 +977,13 @@ class Connection:
                 and self.state is State.WAIT_SERVER_HELLO
                 and not self._hrr_done
             )
+        # A second ClientHello (message_seq 1, after a stateless HRR) is not a first hello:
+        # an invalid cookie there MUST end with illegal_parameter (RFC 9147 §5.1).
         return (
             msg_type == HandshakeType.client_hello
             and self.state is State.WAIT_CLIENT_HELLO
             and not self._hrr_done
+            and self._current_seq == 0
         )
 
     def _handle_message(self, msg_type: int, body: memoryview, now: float) -> None:
@@ -943,6 +1084,20 @@ class Connection:
                     ExtensionType.application_layer_protocol_negotiation,
                     ext.push_alpn,
                     [p.encode() for p in cfg.alpn_protocols],
+                )
+            )
+        if cfg.record_size_limit is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+        if cfg.cid_length is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
                 )
             )
         offer = self._psk_offer()
@@ -1063,6 +1218,12 @@ class Connection:
                 raise IllegalParameter("server key share for a group we did not send")
             shared = kx.shared_secret(entry.key_exchange)
             self._group = NamedGroup(entry.group)
+        cid_data = sh.extension(ExtensionType.connection_id)
+        if cid_data is not None:
+            if cfg.cid_length is None:
+                raise UnsupportedExtension("connection_id in ServerHello, not offered")
+            self._use_cids(_decode(cid_data, ext.pull_connection_id))
+        self._records.tentative_cid_length = 0
         self._key_shares.clear()
         self._transcript.add(HandshakeType.server_hello, body)
         self._start_flight_release_only()
@@ -1108,6 +1269,12 @@ class Connection:
             if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
+        limit = ee.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            if cfg.record_size_limit is None:
+                raise UnsupportedExtension("record_size_limit in EncryptedExtensions, not sent")
+            self._peer_record_limit = _record_size_limit(limit)
+            self._enforce_record_limit = True
         accepted_early = ee.extension(ExtensionType.early_data) is not None
         if accepted_early and not self._early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
@@ -1296,6 +1463,20 @@ class Connection:
                     ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
                 )
             )
+        cid_data = ch.extension(ExtensionType.connection_id)
+        if cid_data is not None and cfg.cid_length is not None:
+            peer_cid = _decode(cid_data, ext.pull_connection_id)
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
+                )
+            )
+            self._use_cids(peer_cid)
+            # 0-RTT records were sent before the client could know our CID.
+            self._records.cid_optional = self._early_accepted
+        limit = ch.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            self._peer_record_limit = _record_size_limit(limit)
         sh = msgs.ServerHello(random=self._random, cipher_suite=suite, extensions=tuple(sh_ext))
         self._add_message(sh, 0)
         self._derive_handshake_secrets(shared, now, accepted[1] if accepted else None)
@@ -1308,6 +1489,16 @@ class Connection:
                     [self._alpn.encode("latin-1")],
                 )
             )
+        if limit is not None and cfg.record_size_limit is not None:
+            # RFC 8449 §4: the server answers in EncryptedExtensions, only when asked.
+            ee_ext.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+            self._enforce_record_limit = True
         if self._early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
@@ -1541,6 +1732,7 @@ class Connection:
         if self._early_accepted:
             # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
             self._records.retire_read_epoch(1)
+            self._records.cid_optional = False
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         if self._flight is not None:
             self._flight.release()
@@ -1703,6 +1895,10 @@ class Connection:
                     msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
             )
+        elif msg_type == HandshakeType.request_connection_id:
+            self._on_request_connection_id(msg, now)
+        elif msg_type == HandshakeType.new_connection_id:
+            self._on_new_connection_id(msg)
         elif msg_type == HandshakeType.key_update:
             if msg.request_update not in (0, 1):
                 raise IllegalParameter("bad KeyUpdate request_update")
@@ -1722,6 +1918,14 @@ def _decode(data: bytes, pull: Any) -> Any:
         return ext.decode(data, pull)
     except DecodeError as exc:
         raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+
+
+def _record_size_limit(data: bytes) -> int:
+    """The peer's RecordSizeLimit; above 2^14+1 it means no more than the protocol's limit."""
+    value: int = _decode(data, ext.pull_record_size_limit)
+    if value < 64:
+        raise IllegalParameter(f"record_size_limit {value} below 64")  # RFC 8449 §4
+    return min(value, 16385)
 
 
 def _pkcs1(scheme: SignatureScheme) -> bool:

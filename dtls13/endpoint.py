@@ -47,7 +47,9 @@ class DoSProtectionConfig:
     emergency_low: float = 0.6
     handshake_reassembly_bytes: int = 8192
     reassembly_total_bytes: int = 1024 * 1024
-    reassembly_timeout: float = 2.0
+    # Long enough for fragments of a client's later retransmissions (1, 2, 4 s apart) to
+    # complete an earlier partial ClientHello; memory stays bounded by the two caps above.
+    reassembly_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.emergency_low < self.emergency_high <= 1:
@@ -115,8 +117,19 @@ def _is_client_hello(data: Any) -> bool:
         view.release()
 
 
+def _cid_of(data: Any, length: int) -> bytes | None:
+    """The CID of a datagram's first record when its unified header has one (RFC 9147 §4)."""
+    view = memoryview(data)
+    try:
+        if len(view) > length and view[0] & 0xF0 == 0x30:
+            return bytes(view[1 : 1 + length])
+        return None
+    finally:
+        view.release()
+
+
 class ServerEndpoint:
-    """Demultiplexes one socket's datagrams to connections by source address."""
+    """Demultiplexes one socket's datagrams to connections by CID, else by source address."""
 
     def __init__(
         self,
@@ -144,6 +157,9 @@ class ServerEndpoint:
             timeout=self.dos.reassembly_timeout,
         )
         self.connections: dict[Any, Connection] = {}
+        # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
+        self._by_cid: dict[bytes, Connection] = {}
+        self._cid_length = config.cid_length or 0
         # §5.11: a new association from an address that already has one, until it proves
         # itself with a verified Finished.
         self._replacements: dict[Any, Connection] = {}
@@ -153,7 +169,7 @@ class ServerEndpoint:
         self._started: dict[int, float] = {}
         self.emergency = False
         self.counters: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
-        self.counters.update(datagrams=0, connections_created=0, emergencies=0)
+        self.counters.update(datagrams=0, connections_created=0, emergencies=0, address_changes=0)
         self.closed = False
 
     # -- the sans-IO surface ----------------------------------------------------------
@@ -164,6 +180,11 @@ class ServerEndpoint:
             return None
         self.counters["datagrams"] += 1
         self._update_emergency()
+        if self._cid_length:
+            cid = _cid_of(data, self._cid_length)
+            by_cid = self._by_cid.get(cid) if cid is not None else None
+            if by_cid is not None and not by_cid.closed:
+                return self._to_cid(by_cid, data, addr, now)
         conn = self.connections.get(addr)
         if conn is not None and conn.handshake_complete and not _is_client_hello(data):
             return self._to_existing(conn, data, addr, now)
@@ -179,6 +200,31 @@ class ServerEndpoint:
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
+
+    def _to_cid(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection | None:
+        """A datagram for a CID of ours: the connection decides whether the peer moved."""
+        if not conn.handshake_complete and not self._admit(data, addr, now):
+            self.counters["rate_limited"] += 1
+            return None
+        old = conn.peer_address
+        conn.receive_datagram(data, addr, now)
+        if conn.peer_address != old:
+            self.counters["address_changes"] += 1
+            if self.connections.get(old) is conn:
+                del self.connections[old]
+            # Another association at the new address keeps it; this one stays reachable
+            # by CID and sends to its new address anyway.
+            self.connections.setdefault(conn.peer_address, conn)
+        return conn
+
+    def _issue_cid(self, conn: Connection, length: int) -> bytes:
+        """A CID no live connection of this endpoint uses."""
+        while True:
+            cid = self.config.random_bytes(length)
+            other = self._by_cid.get(cid)
+            if other is None or other.closed:
+                self._by_cid[cid] = conn
+                return cid
 
     def new_connections(self) -> list[Connection]:
         """Connections created since the last call."""
@@ -213,6 +259,9 @@ class ServerEndpoint:
                 if c is conn:
                     del table[addr]
         self._started.pop(id(conn), None)
+        for cid in conn.local_cids:
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
         if conn.closed:
             for lease, _ in conn.datagrams_to_send(0.0):
                 lease.release()
@@ -244,6 +293,7 @@ class ServerEndpoint:
             self.pools.release_owner(conn.owner)
         self.connections.clear()
         self._replacements.clear()
+        self._by_cid.clear()
         self.gate.close()
         self.pools.release_owner(self.owner)
 
@@ -344,6 +394,7 @@ class ServerEndpoint:
             owner_parent=self.owner,
             memory_limit=self.dos.max_per_connection_memory,
             first_message_seq=first_message_seq,
+            cid_issuer=self._issue_cid,
             **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
         )
 

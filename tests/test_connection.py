@@ -174,10 +174,11 @@ def test_second_client_hello_with_a_forged_cookie_is_refused() -> None:
     pair.net.flush()
     pair.server = fresh
     pair.net.add(SERVER_ADDR, fresh)
-    # Unauthenticated and wrong: dropped without an answer (no state, no reflection).
-    assert not pair.net.run(lambda: pair.server.handshake_complete, max_time=30)
-    assert fresh.stats["dropped_damaged_hello"] >= 1
-    assert not pair.server.handshake_complete
+    # RFC 9147 §5.1: an invalid cookie MUST end the handshake with illegal_parameter.
+    pair.net.run(lambda: pair.terminated("server") is not None)
+    ended = pair.terminated("server")
+    assert ended is not None and ended.alert is not None
+    assert ended.alert.name == "illegal_parameter"
     pair.close()
 
 

@@ -33,7 +33,11 @@ DATAGRAM_OUT = {
     ("connection.py", "_send_ack_for"),
     ("connection.py", "_send_alert"),
 }
-RECORD_IN = {("layer.py", "receive_datagram_untrusted"), ("layer.py", "receive_pending")}
+RECORD_IN = {
+    ("layer.py", "receive_datagram_untrusted"),
+    ("layer.py", "_read_records"),
+    ("layer.py", "receive_pending"),
+}
 FLIGHT_MESSAGE = {("flights.py", "add")}
 REASSEMBLY = {("fragments.py", "add_fragment_untrusted")}
 

@@ -143,7 +143,7 @@ def test_one_source_cannot_exceed_its_own_budget() -> None:
     gate.close()
 
 
-def test_garbage_and_forged_cookies_are_counted_and_dropped() -> None:
+def test_garbage_is_dropped_and_a_forged_cookie_gets_illegal_parameter() -> None:
     _, scfg = configs(server={"require_cookie": True})
     pools = PoolSet()
     gate = HelloGate(scfg, pools)
@@ -157,7 +157,13 @@ def test_garbage_and_forged_cookies_are_counted_and_dropped() -> None:
     assert gate.counters["malformed"] + gate.counters["not_client_hello"] == 4
     # A second ClientHello whose cookie this server never issued.
     forged = _client_hello_with_cookie(b"\x00" * 60, message_seq=1)
-    assert gate.receive_untrusted(forged, ("127.0.0.3", 1), 0.0).verdict is Verdict.DROP
+    result = gate.receive_untrusted(forged, ("127.0.0.3", 1), 0.0)
+    # RFC 9147 §5.1: an invalid cookie gets illegal_parameter, and nothing is kept.
+    assert result.verdict is Verdict.REPLY and result.reply is not None
+    (alert,) = result.reply
+    assert alert.tobytes()[0] == 21 and alert.tobytes()[-2:] == bytes([2, 47])
+    assert len(alert) < len(forged)
+    alert.release()
     assert gate.counters["bad_cookie"] == 1
     assert gate.partials == 0
     gate.close()

@@ -111,13 +111,16 @@ class Flight:
     def acknowledged(self) -> bool:
         return bool(self.messages) and all(m.complete for m in self.messages)
 
-    def emit(self, writer: RecordWriter) -> int:
+    def emit(self, writer: RecordWriter, max_payload: int | None = None) -> int:
         """Write every unacknowledged fragment into records; returns records written.
 
         Fragment boundaries depend only on the room left in each datagram, so the same MTU
         gives the same fragments; after a smaller MTU the pieces are smaller but the bytes
-        are the same (RFC 9147 §5.5).
+        are the same (RFC 9147 §5.5). `max_payload` caps the payload of protected records
+        (the peer's record_size_limit, RFC 8449 §4: unprotected records are not limited).
         """
+        if max_payload is not None and max_payload < HANDSHAKE_HEADER + 1:
+            raise ValueError("record size limit too small for any handshake fragment")
         written = 0
         self.transmissions += 1
         for index, msg in enumerate(self.messages):
@@ -130,6 +133,8 @@ class Flight:
                         room = writer.space(msg.epoch) - HANDSHAKE_HEADER
                         if room < 1 and end > pos:
                             raise ValueError("MTU too small for any handshake fragment")
+                    if max_payload is not None and msg.epoch > 0:
+                        room = min(room, max_payload - HANDSHAKE_HEADER)
                     piece = min(end - pos, room)
                     view = msg.body.view(pos, pos + piece)
                     try:

@@ -24,7 +24,7 @@ from .._fast import (
     encode_plaintext_header,
     parse_header_untrusted,
 )
-from ..alerts import Alert
+from ..alerts import Alert, AlertDescription, AlertLevel
 from ..config import ServerConfig
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
@@ -105,7 +105,7 @@ class HelloGate:
         per_source_bytes: int = 8192,
         total_bytes: int = 1024 * 1024,
         max_sources: int = 1024,
-        timeout: float = 2.0,
+        timeout: float = 5.0,
         max_hello: int = 8192,
         mtu: int | None = None,
     ) -> None:
@@ -265,8 +265,13 @@ class HelloGate:
             except DecodeError:
                 cookie = b""
             if cfg.cookie_jar.check(cookie, now, addr) is None:
+                # RFC 9147 §5.1: an invalid cookie MUST end the handshake with
+                # illegal_parameter, so the client starts over without one. The alert is
+                # smaller than what came in (no amplification) and keeps no state.
                 self.counters["bad_cookie"] += 1
-                return GateResult(Verdict.DROP)
+                return GateResult(
+                    Verdict.REPLY, reply=self._alert(AlertDescription.illegal_parameter)
+                )
             return self._accept(body, 1, original)
         if message_seq != 0:
             self.counters["malformed"] += 1
@@ -281,6 +286,16 @@ class HelloGate:
             return self._accept(body, 0, original)
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
+
+    def _alert(self, description: AlertDescription) -> list[Lease]:
+        """A fatal plaintext alert for the sender (empty when no memory is left)."""
+        try:
+            with self._writer.datagram_writer(self.mtu) as w:
+                w.add(0, ContentType.alert, bytes([AlertLevel.FATAL, description]))
+                return w.finish()
+        except MemoryBudgetExceeded:
+            self.counters["budget"] += 1
+            return []
 
     def _accept(self, body: bytes, message_seq: int, original: bytes | None = None) -> GateResult:
         """The whole ClientHello as one plaintext record, for the new connection."""

@@ -41,7 +41,9 @@ ACCEPTS: dict[State, frozenset[int]] = {
     State.WAIT_CLIENT_CERTIFICATE: frozenset({HT.certificate}),
     State.WAIT_CLIENT_CERTIFICATE_VERIFY: frozenset({HT.certificate_verify}),
     State.WAIT_CLIENT_FINISHED: frozenset({HT.finished}),
-    State.CONNECTED: frozenset({HT.new_session_ticket, HT.key_update}),
+    State.CONNECTED: frozenset(
+        {HT.new_session_ticket, HT.key_update, HT.request_connection_id, HT.new_connection_id}
+    ),
     State.CLOSED: frozenset(),
 }
 

@@ -14,11 +14,13 @@ from typing_extensions import Buffer as BufferLike
 
 from .._fast import (
     DatagramWriter,
+    DecodeError,
     InboundRecord,
     Lease,
     Owner,
     ReadEpoch,
     WriteEpoch,
+    parse_header_untrusted,
     read_datagram_untrusted,
     unified_header_length,
 )
@@ -63,6 +65,10 @@ class RecordLayer:
     `omit_last_length`: records added with ``last=True`` carry no length field.
     `write_cid`: the peer's connection ID, put in every record we send (None: none).
     `read_cid_length`: the length of the connection ID we issued (0: none).
+    `tentative_cid_length`: a client that offered a CID of this length and has not seen the
+    ServerHello yet: records with the C bit are read as carrying it, others as without.
+    `cid_optional`: records without the C bit are accepted besides those with our CID (a
+    server reading 0-RTT records, sent before the client knew it should use a CID).
     `retire_after`: seconds an older read epoch stays usable after a newer one is used.
     `max_pending` / `pending_lifetime`: records of an epoch whose keys are not installed
     yet (e.g. encrypted handshake records in the datagram of ServerHello) are kept, at
@@ -100,6 +106,8 @@ class RecordLayer:
         self.omit_last_length = omit_last_length
         self.write_cid = write_cid
         self.read_cid_length = read_cid_length
+        self.tentative_cid_length = 0
+        self.cid_optional = False
         self.retire_after = retire_after
         self.max_pending = max_pending
         self.pending_lifetime = pending_lifetime
@@ -286,9 +294,30 @@ class RecordLayer:
             return []
         self.expire(now)
         self.datagrams_received += 1
-        records, newest = read_datagram_untrusted(
+        split = self._split_cid_length()
+        if split:
+            records, newest = self._read_tentative(data, split)
+        else:
+            records, newest = self._read_records(data, self.read_cid_length)
+        if len(self._pending_times) < len(self._pending):
+            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
+        if newest > self._newest_used:
+            self._used(newest, now)
+        self.records_received += len(records)
+        return records
+
+    def _split_cid_length(self) -> int:
+        """The CID length when records of a datagram may differ in having a CID, else 0."""
+        if self.read_cid_length:
+            return self.read_cid_length if self.cid_optional else 0
+        return self.tentative_cid_length
+
+    def _read_records(
+        self, data: BufferLike, cid_length: int, keep_pending: bool = True
+    ) -> tuple[list[InboundRecord], int]:
+        return read_datagram_untrusted(
             data,
-            self.read_cid_length,
+            cid_length,
             self._read_by_bits,
             self._retired_bits,
             self._plaintext_readable,
@@ -296,15 +325,42 @@ class RecordLayer:
             self._owner,
             self.drops,
             _CONTENT_TYPES,
-            self._pending,
+            self._pending if keep_pending else None,
             self.max_pending,
         )
-        if len(self._pending_times) < len(self._pending):
-            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
-        if newest > self._newest_used:
-            self._used(newest, now)
-        self.records_received += len(records)
-        return records
+
+    def _read_tentative(
+        self, data: BufferLike, tentative_length: int, keep_pending: bool = True
+    ) -> tuple[list[InboundRecord], int]:
+        """Record by record: whether the server took our CID offer is in its ServerHello,
+        which may share a datagram with epoch-2 records that carry the CID."""
+        records: list[InboundRecord] = []
+        newest = -1
+        view = memoryview(data)
+        try:
+            offset = 0
+            while offset < len(view):
+                first = view[offset]
+                cid_length = tentative_length if first & 0xF0 == 0x30 else 0
+                try:
+                    _, _, _, header_length, length = parse_header_untrusted(
+                        view, offset, cid_length
+                    )
+                except DecodeError:
+                    self.drops["bad_header"] += 1
+                    break
+                end = offset + header_length + length
+                chunk = view[offset:end]
+                try:
+                    got, top = self._read_records(chunk, cid_length, keep_pending)
+                finally:
+                    chunk.release()
+                records += got
+                newest = max(newest, top)
+                offset = end
+        finally:
+            view.release()
+        return records, newest
 
     @property
     def pending_count(self) -> int:
@@ -318,18 +374,14 @@ class RecordLayer:
         pending, self._pending, self._pending_times = self._pending, [], []
         out: list[InboundRecord] = []
         try:
+            split = self._split_cid_length()
             for lease in pending:
-                records, newest = read_datagram_untrusted(
-                    lease,
-                    self.read_cid_length,
-                    self._read_by_bits,
-                    self._retired_bits,
-                    self._plaintext_readable,
-                    self._acquire,
-                    self._owner,
-                    self.drops,
-                    _CONTENT_TYPES,
-                )
+                if split:
+                    records, newest = self._read_tentative(lease, split, keep_pending=False)
+                else:
+                    records, newest = self._read_records(
+                        lease, self.read_cid_length, keep_pending=False
+                    )
                 if newest > self._newest_used:
                     self._used(newest, now)
                 out += records

@@ -303,3 +303,62 @@ def test_echo_with_repeated_key_updates(wolfssl: WolfSSL, certs: Certs, pools: P
             ours.close()
         assert peer.wait() == 0, peer.describe()
     assert_pools_empty(pools)
+
+
+def _wolf_hex(cid: bytes) -> str:
+    return "".join(f"{b:x}" for b in cid)
+
+
+def test_connection_ids_with_wolfssl_server(wolfssl: WolfSSL, certs: Certs, pools: PoolSet) -> None:
+    """Both sides issue CIDs (RFC 9146, RFC 9147 §9): wolfSSL's is the ASCII of --cid."""
+    port = free_udp_port()
+    argv = [wolfssl.server, "-u", "-v", "4", "-p", port, "-c", certs.cert, "-k", certs.key]
+    argv += ["-d", "--cid", "wolfsrv1"]
+    config = ClientConfig(server_name="localhost", cafile=certs.root_pem, connection_id=6)
+    with Peer(argv, cwd=wolfssl.home) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            assert ours.conn.cid_negotiated and ours.conn.peer_cid == b"wolfsrv1"
+            our_cid = ours.conn.local_cids[0]
+            assert ours.pump(lambda: bool(ours.tickets()), peer), peer.describe()
+            ours.pump(lambda: False, peer, timeout=0.1)
+            ours.send(b"hello over cids")
+            assert ours.pump(lambda: SERVER_REPLY in ours.data(), peer), peer.describe()
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            ended = ours.terminated()
+            assert ended is not None and ended.alert is AlertDescription.close_notify
+        finally:
+            ours.close()
+        assert peer.wait() == 0, peer.describe()
+        assert "CID extension was negotiated" in peer.output, peer.describe()
+        # wolfSSL prints the CID it puts on its records: ours (printf "%x" per byte).
+        assert f"Sending CID is {_wolf_hex(our_cid)}" in peer.output, peer.describe()
+        assert "hello over cids" in peer.output, peer.describe()
+    assert_pools_empty(pools)
+
+
+def test_connection_ids_with_wolfssl_client(wolfssl: WolfSSL, certs: Certs, pools: PoolSet) -> None:
+    config = ServerConfig(
+        certificate_chain=certs.chain_pem, private_key=certs.key_pem, connection_id=8
+    )
+    ours = Side(config, pools)
+    argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", ours.port]
+    argv += ["-A", certs.ca, "--cid", "wolfcli"]
+    try:
+        with Peer(argv, cwd=wolfssl.home) as peer:
+            ours.handshake(peer)
+            assert ours.conn.cid_negotiated and ours.conn.peer_cid == b"wolfcli"
+            assert ours.pump(lambda: CLIENT_MESSAGE in ours.data(), peer), peer.describe()
+            ours.send(b"hello from the dtls13 server")
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+            assert "CID extension was negotiated" in peer.output, peer.describe()
+            hex_cid = _wolf_hex(ours.conn.local_cids[0])
+            assert f"Sending CID is {hex_cid}" in peer.output, peer.describe()
+            assert "hello from the dtls13 server" in peer.output, peer.describe()
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
