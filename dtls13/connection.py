@@ -218,6 +218,7 @@ class Connection:
         self._ack_at: float | None = None
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
         self._retransmitted_this_input = False
+        self._retransmitted_at: float | None = None
         # key update
         self._key_update_pending = False
         self._read_secret = b""
@@ -684,6 +685,7 @@ class Connection:
             return
         self.stats["retransmissions"] += 1
         self._retransmitted_this_input = True
+        self._retransmitted_at = now
         with self._records.datagram_writer(self.mtu) as w:
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
@@ -829,7 +831,13 @@ class Connection:
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
-                    ackable = ackable or self.state is State.CONNECTED
+                    # Repeated post-handshake messages are ACKed again; a repeated
+                    # handshake flight is answered by our own flight, or by our final ACK
+                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
+                    # Repeated post-handshake messages are ACKed again; a repeated
+                    # handshake flight is answered by our own flight, or by our final ACK
+                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
+                    ackable = ackable or (self.state is State.CONNECTED and record.epoch >= 3)
                 elif plaintext and self.state not in _HELLO_STATES:
                     # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                     # association; past the hellos only retransmissions are plaintext.
@@ -858,7 +866,7 @@ class Connection:
             # our transcript differs from the server's (one damaged record would not do).
             self._restart_handshake(now, "epoch-2 records fail to authenticate")
         elif repeat:
-            self._on_peer_repeat(now)
+            self._on_peer_repeat(now, in_handshake=record.epoch < 3)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
             if self.state is State.CONNECTED:
@@ -909,14 +917,22 @@ class Connection:
         )
         return sum(counters[k] for k in _NOT_BUFFERED) == before
 
-    def _on_peer_repeat(self, now: float) -> None:
+    def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
         # A client that is CONNECTED still owes its final flight until it is ACKed: a
         # repeated server flight means that flight was lost, so resend it (case 3).
+        # Once per repeated handshake flight, not once per datagram of it: the peer's
+        # flight comes as a burst, and answering each of its datagrams multiplied ours.
+        recently = (
+            in_handshake
+            and self._retransmitted_at is not None
+            and now - self._retransmitted_at < self._rto / 4
+        )
         if (
             self._flight is not None
             and not self._flight.acknowledged
             and not self._retransmitted_this_input
+            and not recently
         ):
             self._retransmit(now)
         if self.state is State.CONNECTED:
@@ -1084,14 +1100,16 @@ class Connection:
                     ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
                 )
             )
+        # Sent even without a PSK to offer: a server must not issue tickets the client's
+        # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
+        modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+        extensions.append(
+            ext.make_extension(
+                ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+            )
+        )
         offer = self._psk_offer()
         if offer is not None:
-            modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
-                )
-            )
             identity, age, _, schedule = offer
             if cfg.session is not None and cfg.session.max_early_data and not self._hrr_done:
                 extensions.append(ext.Extension(ExtensionType.early_data, b""))

@@ -91,6 +91,48 @@ def test_no_ack_for_a_flight_our_next_flight_answers() -> None:
     assert pools.in_use == 0
 
 
+def test_one_retransmission_per_repeated_flight() -> None:
+    # The client's Finished is lost; the server repeats its flight, several datagrams at
+    # MTU 300. The client resends its Finished once for that burst, not once per datagram
+    # (against OpenSSL 4.1 that was 15 copies, after which s_server stopped answering).
+    ccfg, scfg = configs(server={"mtu": 300})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, wall_clock=wall_clock)
+
+    def take(conn: Connection, now: float) -> list[bytes]:
+        out = []
+        for lease, _ in conn.datagrams_to_send(now):
+            out.append(lease.tobytes())
+            lease.release()
+        return out
+
+    client.connect(SERVER_ADDR, 0.0)
+    for d in take(client, 0.0):
+        server.receive_datagram(d, CLIENT_ADDR, 0.0)
+    for d in take(server, 0.0):
+        client.receive_datagram(d, SERVER_ADDR, 0.0)
+    assert client.handshake_complete
+    take(client, 0.0)  # the Finished, lost
+    server.handle_timer(1.0)
+    repeated = take(server, 1.0)
+    assert len(repeated) > 3
+    sent = []
+    for i, d in enumerate(repeated):
+        client.receive_datagram(d, SERVER_ADDR, 1.0 + i * 0.001)
+        sent += take(client, 1.0 + i * 0.001)
+    assert client.stats["retransmissions"] == 1
+    assert len(sent) == 1
+    for d in sent:
+        server.receive_datagram(d, CLIENT_ADDR, 1.1)
+    assert server.handshake_complete
+    client.close()
+    server.close()
+    take(client, 2.0)
+    take(server, 2.0)
+    assert pools.in_use == 0
+
+
 def test_second_client_hello_completes_on_a_server_that_kept_no_state() -> None:
     """RFC 9147 §5.1: everything the server needs after its HRR travels in the cookie."""
     from dtls_pair import SERVER_ADDR, wall_clock

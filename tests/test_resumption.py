@@ -11,10 +11,13 @@ from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair
 from netsim import Impairments, SimNetwork
 from pki import NOW
 
+from dtls13._fast import Buffer
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
+from dtls13.handshake import extensions as ext
+from dtls13.handshake.constants import ExtensionType
 from dtls13.handshake.tickets import Session, TicketProtector, TicketState
 from dtls13.memory import PoolSet
 
@@ -174,3 +177,19 @@ def test_ticket_keys_rotate_and_the_previous_period_still_opens() -> None:
         assert protector.open(ticket[:cut], 1010.0) is None
     with pytest.raises(ValueError):
         TicketProtector(b"short")
+
+
+def test_first_client_hello_lists_psk_modes_without_offering_a_psk() -> None:
+    """Without psk_key_exchange_modes a server must not issue tickets (RFC 8446 §4.2.9):
+    OpenSSL sent none to us until a first ClientHello carried the client's modes."""
+    pair = make_pair(7, cfgs=configs(client={"psk_modes": ("psk_ke", "psk_dhe_ke")}))
+    assert pair.handshake()
+    hello = pair.client._client_hello
+    resumed = _completed(pair).resumed
+    pair.close()
+    assert pair.pools.in_use == 0
+    assert hello is not None and hello.extension(ExtensionType.pre_shared_key) is None
+    modes = hello.extension(ExtensionType.psk_key_exchange_modes)
+    assert modes is not None
+    assert ext.pull_psk_key_exchange_modes(Buffer(modes)) == (0, 1)
+    assert not resumed
