@@ -14,8 +14,14 @@ from cryptography import x509
 from ..alerts import AlertDescription, alert_for
 from ..connection import Connection
 from ..crypto.suites import CipherSuite
-from ..events import ConnectionTerminated, DataReceived, HandshakeCompleted
+from ..events import (
+    ConnectionTerminated,
+    DataReceived,
+    HandshakeCompleted,
+    NewSessionTicketReceived,
+)
 from ..handshake.constants import NamedGroup, SignatureScheme
+from ..handshake.tickets import Session
 
 if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
@@ -74,6 +80,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._queue_limit = endpoint.incoming_packets_buffer
         self._lot = trio.lowlevel.ParkingLot()
         self._handshake: HandshakeCompleted | None = None
+        self._session: Session | None = None
         self._terminated: ConnectionTerminated | None = None
         self._closed = False
         self._dropped = 0
@@ -94,6 +101,8 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                     self._queue.append(ev.data)
             elif isinstance(ev, HandshakeCompleted):
                 self._handshake = ev
+            elif isinstance(ev, NewSessionTicketReceived):
+                self._session = ev.session
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
         self._lot.unpark_all()
@@ -235,6 +244,34 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     @property
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._handshake.peer_certificates if self._handshake else ()
+
+    @property
+    def session(self) -> Session | None:
+        """The newest session the server issued (clients only): resume it with
+        ``ClientConfig(session=channel.session)`` on the next connection."""
+        return self._session
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the handshake resumed a session (or used an external PSK)."""
+        return bool(self._handshake and self._handshake.resumed)
+
+    @property
+    def early_data_accepted(self) -> bool | None:
+        """None if no 0-RTT data was offered, else whether the server accepted it."""
+        return self._handshake.early_data_accepted if self._handshake else None
+
+    def send_early_data(self, value: bytes | bytearray | memoryview) -> None:
+        """Send 0-RTT data before the handshake (clients resuming a session whose ticket
+        allows early data). Early data can be replayed: send only what is safe twice.
+        Raises LocalProtocolError when 0-RTT is not possible now."""
+        if self._closed:
+            raise self._error()
+        if not self._connect_sent:
+            self._connect_sent = True
+            self.endpoint._start_client(self)
+        self._conn.send_early_data(value)
+        self.endpoint._after(self)
 
     @property
     def terminated(self) -> ConnectionTerminated | None:
