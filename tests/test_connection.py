@@ -296,3 +296,21 @@ def test_spoofed_client_hello_does_not_restart_a_half_open_server() -> None:
     assert pair.server.stats["handshake_restarts"] == 0
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_repeated_loss_of_large_datagrams_lowers_the_mtu() -> None:
+    """RFC 9147 §4.4: a path that silently drops big datagrams is survived by shrinking."""
+    from netsim import Impairments
+
+    pair = make_pair(
+        impairments=Impairments(mtu=1000),
+        kind="rsa2048",
+        client={"mtu": 1400},
+        server={"mtu": 1400},
+    )
+    assert pair.handshake(max_time=120)
+    assert pair.server.mtu < 1000 <= 1400
+    assert pair.net.stats.too_big > 0
+    assert pair.exchange(b"small path", b"ok")
+    pair.close()
+    assert pair.pools.in_use == 0
