@@ -142,3 +142,97 @@ def test_one_datagram_among_2000_idle_connections_touches_one_connection(
         lease.release()
     ep.release()
     assert pools.in_use == 0
+
+
+def _expected_timer(ep: ServerEndpoint) -> float | None:
+    """What the old endpoint computed: the earliest timer over every connection."""
+    conns = [*ep.connections.values(), *ep._replacements.values()]
+    timers = [t for c in conns if (t := c.get_timer()) is not None]
+    return min(timers) if timers else None
+
+
+def test_the_timer_heap_agrees_with_every_connection_on_a_lossy_network() -> None:
+    from dtls_pair import configs
+    from netsim import Impairments, SimNetwork
+
+    ccfg, scfg = configs()
+    pools = PoolSet()
+    net = SimNetwork(11, Impairments(loss=0.25, reorder=0.1, duplicate=0.05))
+    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    net.add(SERVER_ADDR, ep)
+    clients = []
+    for i in range(12):
+        c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+        net.add((f"10.2.0.{i + 1}", 6000 + i), c)
+        clients.append(c)
+        c.connect(SERVER_ADDR, 0.0)
+    mismatches: list[tuple[float, float | None, float | None]] = []
+    checks = 0
+
+    def consistent_until(done: Any) -> Any:
+        def check() -> bool:
+            nonlocal checks
+            checks += 1
+            expected, got = _expected_timer(ep), ep.get_timer()
+            if expected != got:
+                mismatches.append((net.now, expected, got))
+            return bool(done())
+
+        return check
+
+    assert net.run(
+        consistent_until(
+            lambda: (
+                len(ep.connections) == 12
+                and all(c.handshake_complete for c in (*clients, *ep.connections.values()))
+            )
+        )
+    )
+    server_side = list(ep.connections.values())
+    for conn in server_side:  # the application on both sides, and key updates
+        conn.send(b"from the server")
+        conn.key_update()
+    for c in clients:
+        c.send(b"from the client")
+    net.run(consistent_until(lambda: False), max_time=net.now + 30)
+    assert all(s.stats["key_updates_sent"] == 1 for s in server_side)
+    for conn in server_side[:6]:  # half the connections close from the server's side
+        conn.close()
+    net.run(consistent_until(lambda: False), max_time=net.now + 30)
+    assert checks > 100 and mismatches == []
+    assert len(ep.reap()) == 6
+    for c in clients:
+        c.close()
+    ep.close()
+    net.flush()
+    for c in clients:
+        for lease, _ in c.datagrams_to_send(net.now):
+            lease.release()
+    ep.release()
+    assert pools.in_use == 0
+
+
+def test_a_removed_connection_no_longer_reports_to_the_endpoint() -> None:
+    ccfg = ClientConfig(psk=PSK, psk_modes=("psk_ke",), debug=True)
+    scfg = ServerConfig(external_psks=dict([PSK]), psk_modes=("psk_ke",), debug=True)
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    addr = ("10.3.0.1", 7000)
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    _pump(client, addr, ep, 0.0)
+    conn = ep.connections[addr]
+    assert conn.on_activity is not None
+    ep.remove(conn)
+    assert conn.on_activity is None
+    conn.send(b"late")  # the application still holds it: nothing reaches the endpoint
+    assert ep.datagrams_to_send(0.0) == [] and ep.get_timer() is None
+    for lease, _ in conn.datagrams_to_send(0.0):
+        lease.release()
+    conn.abandon()
+    pools.release_owner(conn.owner)
+    client.abandon()
+    pools.release_owner(client.owner)
+    ep.close()
+    ep.release()
+    assert pools.in_use == 0
