@@ -107,11 +107,14 @@ class Connection:
         wall_clock: Callable[[], datetime.datetime] = _now_utc,
         first_message_seq: int = 0,
         cid_issuer: Callable[[Connection, int], bytes] | None = None,
+        on_activity: Callable[[Connection], None] | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
         carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
         `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
-        them unique and routes by them); by default they are random."""
+        them unique and routes by them); by default they are random. `on_activity(conn)` is
+        called whenever a call may have produced output or moved the timer, so an endpoint
+        with many connections only looks at those that have work."""
         if not isinstance(config, ClientConfig | ServerConfig):
             raise TypeError("config must be a ClientConfig or a ServerConfig")
         self.config = config
@@ -127,6 +130,7 @@ class Connection:
         )
         self._keylog = config.keylog_callback()
         self._cid_issuer = cid_issuer
+        self.on_activity = on_activity
         # Connection IDs we issued (the peer puts one on its records) and the peer's spares.
         self.local_cids: list[bytes] = []
         self._spare_peer_cids: list[bytes] = []
@@ -273,6 +277,7 @@ class Connection:
 
     def connect(self, addr: Address, now: float) -> None:
         """Start the handshake (client)."""
+        self._activity()
         if not self.is_client:
             raise LocalProtocolError("connect() is for clients")
         if self.state is not State.START:
@@ -285,6 +290,7 @@ class Connection:
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
         """Take one datagram from the network; never raises for bad network input."""
+        self._activity()
         if self.state is State.CLOSED:
             return
         if self.peer_address is None:
@@ -353,6 +359,7 @@ class Connection:
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, send a delayed ACK or give up the handshake, as the timer says."""
+        self._activity()
         if self.state is State.CLOSED:
             return
         self._now = now
@@ -373,12 +380,17 @@ class Connection:
                 self.mtu = max(576, self.mtu * 3 // 4)
             self._guard(now, lambda: self._retransmit(now))
 
+    def _activity(self) -> None:
+        if self.on_activity is not None:
+            self.on_activity(self)
+
     def next_event(self) -> Event | None:
         """The next event, or None."""
         return self._events.popleft() if self._events else None
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one application data record."""
+        self._activity()
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
         epoch = self._records.write_epoch
@@ -412,6 +424,7 @@ class Connection:
         receive twice. ``HandshakeCompleted.early_data_accepted`` says whether the server
         took it; if not, send it again with ``send()``.
         """
+        self._activity()
         if not self.early_data_possible:
             raise LocalProtocolError("no 0-RTT now: needs a resumed session allowing early data")
         if len(data) > self._early_budget:
@@ -439,6 +452,7 @@ class Connection:
 
     def key_update(self, request_peer: bool = True) -> None:
         """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8."""
+        self._activity()
         if self.state is not State.CONNECTED:
             raise LocalProtocolError("key_update() needs an established connection")
         if self._key_update_pending:
@@ -461,6 +475,7 @@ class Connection:
 
     def request_connection_ids(self, count: int = 1) -> None:
         """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
+        self._activity()
         if self.state is not State.CONNECTED or self.peer_cid is None:
             raise LocalProtocolError("no connection IDs negotiated with a non-empty peer CID")
         if self._cid_request_outstanding:
@@ -483,6 +498,7 @@ class Connection:
 
     def close(self) -> None:
         """Send close_notify (if anything was established) and release everything."""
+        self._activity()
         if self.state is State.CLOSED:
             return
         if self._records.write_epoch >= 2 or self.state is State.CONNECTED:
@@ -491,6 +507,7 @@ class Connection:
 
     def abandon(self, reason: str = "abandoned by the endpoint") -> None:
         """End at once without sending anything (a superseded or shed association)."""
+        self._activity()
         if self.state is State.CLOSED:
             return
         self._terminate(None, reason, by_peer=False, now=None)

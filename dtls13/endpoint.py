@@ -10,6 +10,8 @@ Every drop has a named counter in ``statistics()``.
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +169,18 @@ class ServerEndpoint:
         self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
         self._replies: list[tuple[Lease, Any]] = []
         self._started: dict[int, float] = {}
+        # Work is tracked per connection so each call costs O(connections with work), not
+        # O(all connections): those touched since the last datagrams_to_send() (output), those
+        # whose timer may have moved, and a heap of (deadline, n, conn) whose entries are
+        # valid only while _armed[conn] still equals their deadline (lazy invalidation).
+        self._out_dirty: dict[Connection, None] = {}
+        self._timer_dirty: dict[Connection, None] = {}
+        self._armed: dict[Connection, float] = {}
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._seq = itertools.count()
+        # Connections that changed state outside a receive_datagram() return value: timers
+        # fired, associations the endpoint shed or superseded (see attention()).
+        self._attention: dict[Connection, None] = {}
         self.emergency = False
         self.counters: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
         self.counters.update(datagrams=0, connections_created=0, emergencies=0, address_changes=0)
@@ -231,34 +245,79 @@ class ServerEndpoint:
         out, self._new = self._new, []
         return out
 
+    def touch(self, conn: Connection) -> None:
+        """Note that `conn` may have output or a new timer (its on_activity callback)."""
+        self._out_dirty[conn] = None
+        self._timer_dirty[conn] = None
+
     def datagrams_to_send(self, now: float) -> list[tuple[Lease, Any]]:
         out, self._replies = self._replies, []
-        for conn in (*self.connections.values(), *self._replacements.values()):
+        dirty, self._out_dirty = self._out_dirty, {}
+        for conn in dirty:
             out += conn.datagrams_to_send(now)
+            self._timer_dirty[conn] = None
         return out
 
+    def _refresh_timers(self) -> None:
+        dirty, self._timer_dirty = self._timer_dirty, {}
+        for conn in dirty:
+            t = conn.get_timer()
+            if t is None:
+                self._armed.pop(conn, None)
+            elif self._armed.get(conn) != t:
+                self._armed[conn] = t
+                heapq.heappush(self._heap, (t, next(self._seq), conn))
+        if len(self._heap) > 2 * len(self._armed) + 64:
+            self._heap = [(t, next(self._seq), c) for c, t in self._armed.items()]
+            heapq.heapify(self._heap)
+
+    def _top(self) -> tuple[float, int, Connection] | None:
+        """The earliest valid heap entry; stale ones are popped on the way."""
+        heap = self._heap
+        while heap:
+            entry = heap[0]
+            if self._armed.get(entry[2]) == entry[0]:
+                return entry
+            heapq.heappop(heap)
+        return None
+
     def get_timer(self) -> float | None:
-        timers = [
-            t
-            for c in (*self.connections.values(), *self._replacements.values())
-            if (t := c.get_timer()) is not None
-        ]
-        return min(timers) if timers else None
+        self._refresh_timers()
+        top = self._top()
+        return top[0] if top is not None else None
 
     def handle_timer(self, now: float) -> None:
-        for conn in (*self.connections.values(), *self._replacements.values()):
+        self._refresh_timers()
+        due: list[Connection] = []
+        while (top := self._top()) is not None and top[0] <= now:
+            heapq.heappop(self._heap)
+            del self._armed[top[2]]
+            due.append(top[2])
+        for conn in due:
             t = conn.get_timer()
             if t is not None and t <= now:
                 conn.handle_timer(now)
+                self._attention[conn] = None
+            self.touch(conn)
         self.gate.expire(now)
+
+    def attention(self) -> list[Connection]:
+        """Connections whose timer fired or that the endpoint ended since the last call."""
+        out, self._attention = list(self._attention), {}
+        return out
 
     def remove(self, conn: Connection) -> None:
         """Forget a connection (after it closed); its memory goes back to the pools."""
+        if conn.on_activity == self.touch:
+            conn.on_activity = None
         for table in (self.connections, self._replacements):
             for addr, c in list(table.items()):
                 if c is conn:
                     del table[addr]
         self._started.pop(id(conn), None)
+        self._out_dirty.pop(conn, None)
+        self._timer_dirty.pop(conn, None)
+        self._armed.pop(conn, None)
         for cid in conn.local_cids:
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]
@@ -294,6 +353,11 @@ class ServerEndpoint:
         self.connections.clear()
         self._replacements.clear()
         self._by_cid.clear()
+        self._out_dirty.clear()
+        self._timer_dirty.clear()
+        self._armed.clear()
+        self._heap.clear()
+        self._attention.clear()
         self.gate.close()
         self.pools.release_owner(self.owner)
 
@@ -346,6 +410,7 @@ class ServerEndpoint:
             self.counters["half_open_shed"] += 1
             conn.abandon()
             self.remove(conn)
+            self._attention[conn] = None
 
     def _cookie_required(self) -> bool:
         if self.cookie_policy == "always" or self.emergency:
@@ -395,6 +460,7 @@ class ServerEndpoint:
             memory_limit=self.dos.max_per_connection_memory,
             first_message_seq=first_message_seq,
             cid_issuer=self._issue_cid,
+            on_activity=self.touch,
             **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
         )
 
@@ -441,3 +507,4 @@ class ServerEndpoint:
         if old is not None:
             old.abandon()
             self.remove(old)
+            self._attention[old] = None

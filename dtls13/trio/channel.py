@@ -72,7 +72,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self, endpoint: DTLSEndpoint, conn: Connection, peer_address: Any, *, server: bool
     ) -> None:
         self.endpoint = endpoint
-        self.peer_address = peer_address
+        self._address = peer_address
         self._conn = conn
         self._server = server
         self._connect_sent = server
@@ -215,6 +215,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         if self._handshake is None:
             raise trio.NeedHandshakeError("the handshake has not completed")
         return self._conn.get_cleartext_mtu()
+
+    @property
+    def peer_address(self) -> Any:
+        """The peer's address. A server channel with connection IDs follows its client to a
+        new address once a record from there authenticates (NAT rebinding, RFC 9147 §9)."""
+        return self._conn.peer_address if self._server else self._address
 
     @property
     def closed(self) -> bool:

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 MAX_DATAGRAM = 65536
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
-SWEEP_INTERVAL = 0.5  # how often server connections ended by the endpoint are looked for
 
 Handler = Callable[..., Awaitable[object]]
 
@@ -98,7 +97,6 @@ class DTLSEndpoint:
         self._send_wakeup = trio.Event()
         self._timer_wakeup = trio.Event()
         self._sleeping_until = -math.inf  # the deadline the timer task sleeps for
-        self._next_sweep = -math.inf
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
@@ -322,6 +320,7 @@ class DTLSEndpoint:
             self._server_channels[id(new)] = DTLSChannel._create(
                 self, new, new.peer_address, server=True
             )
+        self._attend_server(now)  # associations this datagram shed or superseded
         if conn is not None:
             channel = self._server_channels.get(id(conn))
             if channel is not None:
@@ -414,16 +413,23 @@ class DTLSEndpoint:
             t = server.get_timer()
             if t is not None and t <= now:
                 server.handle_timer(now)
-            if now < self._next_sweep:
-                return
-            # A sweep, twice a second: shed handshakes and replaced connections end here.
-            self._next_sweep = now + SWEEP_INTERVAL
-            for channel in list(self._server_channels.values()):
-                channel._process_events()
-                if channel._terminated is not None and not channel._buried:
-                    self._collect_server_output(now)
-                    self._bury(channel)
+            self._attend_server(now)
             self._collect_server_output(now)
+
+    def _attend_server(self, now: float) -> None:
+        """Events of the server connections whose timer fired or that the core ended (shed
+        handshakes, superseded associations): only those, never a walk over all of them."""
+        server = self._server
+        if server is None:
+            return
+        for conn in server.attention():
+            channel = self._server_channels.get(id(conn))
+            if channel is None:
+                continue
+            channel._process_events()
+            if channel._terminated is not None and not channel._buried:
+                self._collect_server_output(now)
+                self._bury(channel)
 
     def _next_deadline(self) -> float:
         times = [t for ch in self._clients.values() if (t := ch._conn.get_timer()) is not None]
@@ -431,7 +437,6 @@ class DTLSEndpoint:
             t = self._server.get_timer()
             if t is not None:
                 times.append(t)
-            times.append(self._next_sweep)
         return min(times) if times else math.inf
 
     def _on_sent(self) -> None:
