@@ -243,6 +243,9 @@ class ServerEndpoint:
             for c in (*self.connections.values(), *self._replacements.values())
             if (t := c.get_timer()) is not None
         ]
+        # Partial ClientHellos must time out even when no other datagram comes to expire them.
+        if (expiry := self.gate.next_expiry()) is not None:
+            timers.append(expiry)
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
