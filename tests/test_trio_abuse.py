@@ -5,12 +5,13 @@ Linux routes all of 127.0.0.0/8 to loopback, so bots bind 127.0.0.2 ... 127.0.0.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import pytest
 import trio
-from trio_helpers import configs, echo, udp_socket, wait_for
+from trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
 
 from dtls13 import DTLSEndpoint, open_dtls_client
 from dtls13.connection import Connection
@@ -94,6 +95,12 @@ class Harness:
         """Wait until every reply the server queued has gone out."""
         await wait_for(lambda: self.endpoint.statistics()["queued_datagrams"] == 0)
 
+    async def __aenter__(self) -> Harness:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()  # on failure too: no socket or endpoint outlives its test
+
     def close(self) -> None:
         for sock in self.bots:
             sock.close()
@@ -128,8 +135,7 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
     client_config, _ = configs()
     hellos_all = first_client_hellos(200 + threshold)
     hellos, extra = hellos_all[:200], hellos_all[200:]
-    async with trio.open_nursery() as nursery:
-        h = Harness(nursery, pools)
+    async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:
         await h.start(dos=dos, cookie_policy=policy)
         if policy == "under_load":
             # Half-open handshakes up to the threshold: from here on cookies are demanded.
@@ -185,3 +191,140 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
         assert h.endpoint.counters["internal_errors"] == 0
         h.close()
     assert pools.in_use == 0 and client_pools.in_use == 0
+
+
+async def test_per_source_limits_hit_only_the_offending_source() -> None:
+    pools = PoolSet()
+    # A bucket of 20 datagrams that hardly refills, and 3 half-open handshakes per address.
+    dos = DoSProtectionConfig(max_half_open_per_ip=3, datagram_burst=20, datagrams_per_second=0.01)
+    client_config, _ = configs()
+    hellos = first_client_hellos(40)
+    async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:
+        await h.start(dos=dos, cookie_policy="never")
+        flooders = [await h.bot("127.0.0.66") for _ in range(40)]
+        await h.send_all(list(zip(flooders, hellos, strict=True)))
+        stats = h.server_stats()
+        assert stats["rate_limited"] == 20  # the bucket held 20 of the 40
+        assert stats["too_many_half_open_per_ip"] == 17  # 3 of those 20 became handshakes
+        assert stats["half_open"] == 3 and stats["connections_created"] == 3
+        # Another address is untouched by 127.0.0.66's limits.
+        client_pools = PoolSet()
+        with trio.fail_after(2):
+            channel = await open_dtls_client(
+                "127.0.0.1",
+                h.addr[1],
+                client_config,
+                local_address=("127.0.0.77", 0),
+                pools=client_pools,
+            )
+            await channel.send(b"not limited")
+            assert await channel.receive() == b"not limited"
+        after = h.server_stats()
+        for reason in ("rate_limited", "too_many_half_open_per_ip", "too_many_half_open"):
+            assert after[reason] == stats[reason], reason
+        # 127.0.0.66 is still held to its limits.
+        await h.send_all([(flooders[0], hellos[0])])
+        assert h.server_stats()["rate_limited"] == 21
+        await channel.aclose()
+        h.close()
+    assert pools.in_use == 0 and client_pools.in_use == 0
+
+
+async def test_half_open_flood_stops_at_its_cap() -> None:
+    pools = PoolSet()
+    dos = DoSProtectionConfig(
+        max_half_open=10,
+        max_half_open_per_ip=3,
+        datagram_burst=1e6,
+        datagrams_per_second=1e6,
+        byte_burst=1e9,
+        bytes_per_second=1e9,
+    )
+    hellos = first_client_hellos(45)
+    async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:
+        await h.start(dos=dos, cookie_policy="never")
+        # Five ports on one address, then one port on each of 40 more: all never continue.
+        bots = [await h.bot("127.0.0.2") for _ in range(5)]
+        bots += [await h.bot(f"127.0.0.{i}") for i in range(3, 43)]
+        await h.send_all(list(zip(bots, hellos, strict=True)))
+        stats = h.server_stats()
+        assert stats["half_open"] == 10 and stats["connections"] == 10
+        assert stats["connections_created"] == 10
+        assert stats["too_many_half_open_per_ip"] == 2  # 127.0.0.2's fourth and fifth
+        assert stats["too_many_half_open"] == 45 - 10 - 2
+        assert stats["gate"]["hello_retry_sent"] == 0  # cookie_policy="never"
+        # The refused ones cost nothing: memory is that of the 10 handshakes.
+        held = stats["memory_in_use"]
+        await h.send_all(list(zip(bots, hellos, strict=True)))  # their retransmissions
+        again = h.server_stats()
+        assert again["connections_created"] == 10 and again["half_open"] == 10
+        assert again["memory_in_use"] <= held
+        h.close()
+    assert pools.in_use == 0
+
+
+async def test_flood_of_first_fragments_stays_inside_the_reassembly_budget() -> None:
+    pools = PoolSet()
+    total = 32 * 1024
+    dos = DoSProtectionConfig(
+        handshake_reassembly_bytes=4096,
+        reassembly_total_bytes=total,
+        reassembly_timeout=0.3,
+        datagram_burst=1e6,
+        datagrams_per_second=1e6,
+        byte_burst=1e9,
+        bytes_per_second=1e9,
+    )
+    fragment = first_fragment(3000, os.urandom(500))  # a 3000-byte ClientHello, never finished
+    too_big = first_fragment(6000, os.urandom(500))  # over one source's budget
+    async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:
+        await h.start(dos=dos, cookie_policy="always")
+        base_bytes = pools.in_use_bytes
+        bots = [await h.bot(f"127.0.0.{i}") for i in range(2, 102)]
+        peak = 0
+        watcher = trio.CancelScope()
+
+        async def watch() -> None:
+            nonlocal peak
+            with watcher:
+                while True:
+                    peak = max(peak, pools.in_use_bytes - base_bytes)
+                    await trio.sleep(0)
+
+        nursery.start_soon(watch)
+        await h.send_all([(b, fragment) for b in bots[:-1]] + [(bots[-1], too_big)])
+        watcher.cancel()
+        stats = h.server_stats()
+        gate = stats["gate"]
+        assert 0 < stats["gate_partials"] <= total // 4096
+        assert gate["partials_started"] == stats["gate_partials"]
+        assert gate["partials_refused"] == 100 - stats["gate_partials"]
+        assert stats["connections"] == 0 and gate["hello_retry_sent"] == 0
+        # Transient: the receive task's next buffer, at most one 64 KiB class.
+        assert peak <= total + 65536
+        # Nothing completes them: they expire, and their memory goes back.
+        await wait_for(lambda: h.server_stats()["gate_partials"] == 0, timeout=3)
+        assert h.server_stats()["gate"]["partials_expired"] == gate["partials_started"]
+        assert pools.in_use_bytes == base_bytes
+        h.close()
+    assert pools.in_use == 0
+
+
+async def test_random_garbage_is_counted_and_dropped() -> None:
+    pools = PoolSet()
+    async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:
+        await h.start(dos=GENEROUS)
+        base_bytes = pools.in_use_bytes
+        bots = [await h.bot(f"127.0.0.{i}") for i in range(2, 12)]
+        junk = [(bots[i % 10], os.urandom(1 + (i * 37) % 1400)) for i in range(200)]
+        await h.send_all(junk)
+        got = await replies(bots, wait=0.1)
+        stats = h.server_stats()
+        assert stats["datagrams"] == 200 and stats["gate_dropped"] == 200
+        assert stats["connections"] == 0 and stats["gate_partials"] == 0
+        assert sum(stats["gate"][k] for k in ("malformed", "not_client_hello")) == 200
+        assert h.endpoint.counters["datagrams_out"] == 0 and not any(got)
+        assert h.endpoint.counters["internal_errors"] == 0
+        assert pools.in_use_bytes == base_bytes
+        h.close()
+    assert pools.in_use == 0
