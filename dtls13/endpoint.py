@@ -284,7 +284,11 @@ class ServerEndpoint:
     def get_timer(self) -> float | None:
         self._refresh_timers()
         top = self._top()
-        return top[0] if top is not None else None
+        timers = [top[0]] if top is not None else []
+        # Partial ClientHellos must time out even when no other datagram comes to expire them.
+        if (expiry := self.gate.next_expiry()) is not None:
+            timers.append(expiry)
+        return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
         self._refresh_timers()

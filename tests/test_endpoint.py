@@ -230,3 +230,25 @@ def _client_hello() -> bytes:
     for lease, _ in client.datagrams_to_send(0.0):
         lease.release()
     return data
+
+
+def test_partial_client_hellos_expire_on_the_timer_without_more_traffic() -> None:
+    from dtls13.handshake.flights import handshake_fragment
+
+    dos = DoSProtectionConfig(reassembly_timeout=2.0)
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, dos=dos, wall_clock=wall_clock)
+    assert ep.get_timer() is None
+    frag = handshake_fragment(1, 3000, 0, 0, os.urandom(500))
+    record = b"\x16\xfe\xfd" + bytes(8) + len(frag).to_bytes(2, "big") + frag
+    assert ep.receive_datagram(record, ("10.7.0.1", 1), 1.0) is None
+    assert ep.gate.partials == 1 and ep.owner.in_use > 0
+    # The partial's deadline is the endpoint's timer: it fires with no datagram arriving.
+    assert ep.get_timer() == 3.0
+    ep.handle_timer(3.0)
+    assert ep.gate.partials == 0 and ep.gate.counters["partials_expired"] == 1
+    assert ep.owner.in_use == 0 and ep.get_timer() is None
+    ep.close()
+    ep.release()
+    assert pools.in_use == 0

@@ -130,9 +130,15 @@ class HelloGate:
     def bytes_held(self) -> int:
         return self.owner.in_use
 
+    def next_expiry(self) -> float | None:
+        """When the oldest partial ClientHello times out (None when none is held)."""
+        if not self._partials:
+            return None
+        return min(p.started for _, p in self._partials.values()) + self.timeout
+
     def expire(self, now: float) -> None:
         """Drop partial ClientHellos older than the timeout."""
-        for addr in [a for a, (_, p) in self._partials.items() if now - p.started > self.timeout]:
+        for addr in [a for a, (_, p) in self._partials.items() if now - p.started >= self.timeout]:
             self._discard(addr)
             self.counters["partials_expired"] += 1
 

@@ -321,6 +321,10 @@ class DTLSEndpoint:
                 self, new, new.peer_address, server=True
             )
         self._attend_server(now)  # associations this datagram shed or superseded
+        # A stranger's datagram can arm a new deadline (a partial ClientHello expires).
+        t = server.get_timer()
+        if t is not None and t < self._sleeping_until:
+            self._timer_wakeup.set()
         if conn is not None:
             channel = self._server_channels.get(id(conn))
             if channel is not None:
