@@ -18,7 +18,10 @@ from dtls13 import ClientConfig, open_dtls_client
 async def main(port: int, cafile: str, messages: list[str]) -> None:
     config = ClientConfig(server_name="localhost", cafile=cafile)
     channel = await open_dtls_client("127.0.0.1", port, config)
-    print(f"connected: {channel.cipher_suite.name}, {channel.group.name}")  # type: ignore[union-attr]
+    info = channel.handshake_info
+    assert info is not None  # open_dtls_client returns after the handshake
+    group = info.group.name if info.group is not None else "no (EC)DHE"
+    print(f"connected: {info.cipher_suite.name}, {group}")
     for text in messages:
         start = trio.current_time()
         await channel.send(text.encode())
