@@ -650,3 +650,31 @@ def test_issuer_without_ca_flag_is_refused_even_with_relaxed_criticality() -> No
     leaf = make_leaf(not_a_ca, slot=87)
     with pytest.raises(UnknownCa):
         verify_server_chain(leaf.chain, load_trust_store([pki.root.cert]), "localhost", NOW)
+
+
+@pytest.mark.parametrize("kind", ["ec256", "rsa2048", "ed25519"])
+def test_every_one_byte_corruption_gives_an_alert_or_a_valid_chain(
+    pki: TestPKI, store: TrustStore, kind: str
+) -> None:
+    """Peer bytes never raise anything but an Alert, whatever byte is flipped."""
+    from dtls13.alerts import Alert
+
+    leaf = pki.leaf(kind)
+    der = leaf.cert.public_bytes(serialization.Encoding.DER)
+    inter = leaf.chain[1].public_bytes(serialization.Encoding.DER)
+    outcomes: set[str] = set()
+    cases = [(i, pos) for i, blob in enumerate((der, inter)) for pos in range(len(blob))]
+    for which, pos in cases:
+        pair = [bytearray(der), bytearray(inter)]
+        pair[which][pos] ^= 0x55
+        try:
+            chain = parse_certificate_chain_untrusted([bytes(b) for b in pair])
+            verify_server_chain(chain, store, "localhost", NOW)
+            verify_certificate_verify(
+                chain[0], schemes_for_key(leaf.key)[0], b"x", TRANSCRIPT, True
+            )
+            outcomes.add("accepted")
+        except Alert as alert:
+            outcomes.add(type(alert).__name__)
+    assert "accepted" not in outcomes
+    assert {"BadCertificate"} <= outcomes

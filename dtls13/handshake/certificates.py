@@ -463,7 +463,8 @@ def _schemes_for_peer(key_or_cert: object) -> tuple[PublicKey, list[SignatureSch
     if isinstance(key_or_cert, x509.Certificate):
         try:
             public_key = key_or_cert.public_key()
-        except (ValueError, UnsupportedAlgorithm) as err:
+            key_or_cert.public_key_algorithm_oid  # noqa: B018 - parse it now, inside the try
+        except Exception as err:  # lazily parsed peer bytes: see _verify_chain
             raise UnsupportedCertificate(
                 f"cannot use the certificate's public key: {err}"
             ) from None
@@ -610,7 +611,7 @@ def parse_certificate_chain_untrusted(ders: Iterable[bytes | memoryview]) -> lis
         try:
             with _lenient():
                 certs.append(x509.load_der_x509_certificate(bytes(der)))
-        except ValueError as err:
+        except Exception as err:  # ValueError, InvalidVersion, ...: the peer's bytes
             raise BadCertificate(f"certificate #{i} is malformed: {err}") from None
     return certs
 
@@ -737,15 +738,35 @@ def verify_server_chain(
     """
     if not chain:
         raise DecodeErrorAlert("the server sent an empty Certificate message")
-    when = _validation_time(now)
-    subject = server_name_subject(server_name)
-    _precheck_leaf(chain[0], when)
-    builder = _builder(store, when, client=False)
+    return _verify_chain(chain, store, _validation_time(now), server_name_subject(server_name))
+
+
+def _verify_chain(
+    chain: Sequence[x509.Certificate],
+    store: TrustStore | Store,
+    when: datetime.datetime,
+    subject: x509.DNSName | x509.IPAddress | None,
+) -> list[x509.Certificate]:
+    """Server verification with `subject`, client verification without."""
     try:
-        with _lenient():
-            return list(builder.build_server_verifier(subject).verify(chain[0], list(chain[1:])))
-    except (VerificationError, ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise _alert_for(err, chain, store) from None
+        _precheck_leaf(chain[0], when)
+        builder = _builder(store, when, client=subject is None)
+        try:
+            with _lenient():
+                if subject is None:
+                    verified = builder.build_client_verifier().verify(chain[0], list(chain[1:]))
+                    return list(verified.chain)
+                verifier = builder.build_server_verifier(subject)
+                return list(verifier.verify(chain[0], list(chain[1:])))
+        except VerificationError as err:
+            raise _alert_for(err, chain, store) from None
+    except Alert:
+        raise
+    except Exception as err:
+        # cryptography parses certificate fields lazily, and a malformed field
+        # surfaces as whatever its parser raises (ValueError, KeyError for an
+        # unknown string tag, InvalidVersion, ...): all of it is the peer's bytes.
+        raise BadCertificate(f"malformed certificate: {type(err).__name__}: {err}") from None
 
 
 def _ee_policy(client: bool) -> ExtensionPolicy:
@@ -812,11 +833,4 @@ def verify_client_chain(
     """
     if not chain:
         raise CertificateRequired("the client sent no certificate")
-    when = _validation_time(now)
-    _precheck_leaf(chain[0], when)
-    builder = _builder(store, when, client=True)
-    try:
-        with _lenient():
-            return list(builder.build_client_verifier().verify(chain[0], list(chain[1:])).chain)
-    except (VerificationError, ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise _alert_for(err, chain, store) from None
+    return _verify_chain(chain, store, _validation_time(now), None)
