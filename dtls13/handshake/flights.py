@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._fast import Lease, Owner
+from .._fast import Buffer, Lease, Owner
 from ..memory import PoolSet
 from ..record import RecordNumber
+from .messages import HandshakeHeader, push_handshake_header
 
 HANDSHAKE_HEADER = 12
 # Below this many bytes of room a fragment is not worth a record: start a new datagram.
@@ -35,15 +36,10 @@ def handshake_fragment(
     msg_type: int, length: int, message_seq: int, offset: int, body: memoryview | bytes
 ) -> bytes:
     """One DTLSHandshake fragment: the 12-byte header (RFC 9147 §5.2) and its bytes."""
-    n = len(body)
-    return (
-        bytes([msg_type])
-        + length.to_bytes(3, "big")
-        + message_seq.to_bytes(2, "big")
-        + offset.to_bytes(3, "big")
-        + n.to_bytes(3, "big")
-        + bytes(body)
-    )
+    buf = Buffer(capacity=HANDSHAKE_HEADER + len(body))
+    push_handshake_header(buf, HandshakeHeader(msg_type, length, message_seq, offset, len(body)))
+    buf.push_bytes(body)
+    return buf.data
 
 
 @dataclass
