@@ -69,7 +69,7 @@ def test_bench_smoke_run_all_keeps_good_rows_and_reports_failures(tmp_path: Path
     assert result.returncode == 1, result.stderr
     text = out.read_text()
     assert text == result.stdout
-    assert "| good | quick | 2.0 | 1.0 | 3.0 | ops/s | 0.50x | base | >= 0.4x | yes |" in text
+    assert "| good | quick | 2 | 1 | 3 | ops/s | 0.50x | base | >= 0.4x | yes |" in text
     assert "own table" not in text
     assert "bench_bad.py | " in text and "exit status 1" in text
     assert "broken on purpose" in text  # the stderr tail
