@@ -26,6 +26,7 @@ import trio
 
 from .alerts import Alert, LocalProtocolError
 from .config import ClientConfig, ServerConfig
+from .endpoint import DoSProtectionConfig
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
 EXIT_USAGE = 2  # bad options or configuration
@@ -240,6 +241,7 @@ async def run_server(
     *,
     port: int | None = None,
     ready: Callable[[int], None] | None = None,
+    dos: DoSProtectionConfig | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. A worker (`ready` given) binds `port` with SO_REUSEPORT
     and reports it is serving through `ready` instead of printing the address."""
@@ -279,7 +281,7 @@ async def run_server(
                 2,
             )
 
-    async with DTLSEndpoint(sock, cookie_policy=args.cookie) as endpoint:
+    async with DTLSEndpoint(sock, cookie_policy=args.cookie, dos=dos) as endpoint:
         if ready is None:
             print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -328,6 +330,7 @@ def _worker(
     port: int,
     conn: Any,
     reserve: socket.socket,
+    dos: DoSProtectionConfig | None,
 ) -> None:
     """One worker process (forked): serve until SIGINT/SIGTERM, exit 0; report failures."""
     # The parent's reserving socket came along with the fork; left open here, it would
@@ -345,7 +348,7 @@ def _worker(
     try:
         trio.run(
             lambda: run_server(
-                args, config, log, port=port, ready=lambda p: conn.send(("ready", p))
+                args, config, log, port=port, ready=lambda p: conn.send(("ready", p)), dos=dos
             ),
             clock=SharedMonotonicClock(),
         )
@@ -366,11 +369,17 @@ def _exit_reason(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def run_workers(args: argparse.Namespace, config: ServerConfig, log: _Log) -> None:
+def run_workers(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    log: _Log,
+    *,
+    dos: DoSProtectionConfig | None = None,
+) -> None:
     """Fork `args.workers` servers on one port, print its address once, supervise them.
 
     SIGINT/SIGTERM stop every worker and return; a worker that ends on its own stops the
-    rest and raises Failure.
+    rest and raises Failure. `dos`: the endpoints' limits (benchmarks raise them).
     """
     import multiprocessing
     from multiprocessing.connection import wait
@@ -418,7 +427,7 @@ def run_workers(args: argparse.Namespace, config: ServerConfig, log: _Log) -> No
             receiver, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=_worker,
-                args=(i, args, config, port, sender, reserve),
+                args=(i, args, config, port, sender, reserve, dos),
                 name=f"dtls13-worker-{i}",
             )
             proc.start()
