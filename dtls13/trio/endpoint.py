@@ -513,6 +513,12 @@ async def _receive_loop(
                 n, addr = await sock.recvfrom_into(lease)
             except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
                 return
+            except TypeError:
+                # close() ran after this task was woken but before it ran: the lease it
+                # released refuses its buffer ("must be read-write bytes-like object").
+                if lease.released:
+                    return
+                raise
             except OSError as exc:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                     return
