@@ -389,16 +389,21 @@ def run_workers(
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     # A socket of our own reserves the port (or picks one for --port 0) and reports a port
     # in use before any worker starts. It is closed once the workers are bound, before the
-    # address is printed: the kernel then spreads clients over the workers only.
+    # address is printed: the kernel then spreads clients over the workers only. A first
+    # bind without SO_REUSEPORT makes sure no other server (one with SO_REUSEPORT
+    # included, which we would silently join) has the port.
     reserve = socket.socket(family, socket.SOCK_DGRAM)
+    port = args.port
     try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((args.host, port))
+            port = probe.getsockname()[1]
         reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserve.bind((args.host, args.port))
+        reserve.bind((args.host, port))
     except (OSError, UnicodeError) as exc:
         reserve.close()
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise Failure(f"cannot listen on {_peer((args.host, args.port))}: {reason}") from None
-    port = reserve.getsockname()[1]
+        raise Failure(f"cannot listen on {_peer((args.host, port))}: {reason}") from None
     # fork: the workers inherit the configuration (keys, secrets) without it ever being
     # serialized or put on a command line.
     ctx = multiprocessing.get_context("fork")

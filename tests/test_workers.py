@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -179,3 +180,18 @@ async def test_serve_dtls_reuse_port_lets_two_endpoints_share_a_port() -> None:
         nursery.cancel_scope.cancel()
     assert sorted(set(served)) == [0, 1]
     assert pools.in_use == 0
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_port_in_use_gives_one_line_even_when_its_holder_shares_it(reuse_port: bool) -> None:
+    """Another server on the port, SO_REUSEPORT or not: refused, never silently joined."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = run_cli("server", "--port", str(port), "--workers", "2")
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], lines
+    assert "in use" in lines[0]
