@@ -678,6 +678,11 @@ class Connection:
 
     def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
         msg_type, body = msgs.push_message(msg)
+        return self._add_encoded(msg_type, body, epoch, transcript=transcript)
+
+    def _add_encoded(
+        self, msg_type: int, body: bytes, epoch: int, *, transcript: bool = True
+    ) -> bytes:
         if transcript:
             self._transcript.add(msg_type, body)
         assert self._flight is not None
@@ -1828,8 +1833,7 @@ class Connection:
 
     def _send_certificate_and_verify(self, scheme: SignatureScheme, *, is_server: bool) -> None:
         cfg = self.config
-        entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in cfg.chain)
-        self._add_message(msgs.Certificate(b"", entries), 2)
+        self._add_encoded(HandshakeType.certificate, _certificate_body(cfg.chain), 2)
         signature = certs.sign_certificate_verify(
             cfg.key, scheme, self._transcript.digest(), is_server=is_server
         )
@@ -1863,7 +1867,8 @@ class Connection:
         )
         self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
         self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-        self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+        if self._keylog is not None:  # nothing else uses the exporter secret yet
+            self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
 
     def _log_secret(self, label: str, secret: bytes) -> None:
         if self._keylog is not None:
@@ -1930,6 +1935,23 @@ class Connection:
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)
+
+
+# Our own Certificate message depends only on the configured chain: encoded once per chain.
+_CERTIFICATE_BODIES: dict[int, tuple[tuple[x509.Certificate, ...], bytes]] = {}
+
+
+def _certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
+    """The body of a Certificate message (empty request context) carrying `chain`."""
+    entry = _CERTIFICATE_BODIES.get(id(chain))
+    if entry is not None and entry[0] is chain:
+        return entry[1]
+    entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+    _, body = msgs.push_message(msgs.Certificate(b"", entries))
+    if len(_CERTIFICATE_BODIES) >= 64:
+        _CERTIFICATE_BODIES.clear()
+    _CERTIFICATE_BODIES[id(chain)] = (chain, body)
+    return body
 
 
 def _decode(data: bytes, pull: Any) -> Any:

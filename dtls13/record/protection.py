@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from typing_extensions import Buffer as BufferLike
 
 from .._fast import RecordCipher
-from ..crypto.hkdf import hkdf_expand_label
+from ..crypto.hkdf import expand_label_info, hmac_digest
 from ..crypto.suites import SUITES, CipherSuite, SuiteParams
 
 # RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
@@ -44,9 +44,11 @@ def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes,
     """(key, iv, sn_key) for a traffic secret (RFC 8446 §7.3, RFC 9147 §4.2.3)."""
     params = SUITES[suite]
     h = params.hash_name
-    key = hkdf_expand_label(h, secret, b"key", b"", params.key_length)
-    iv = hkdf_expand_label(h, secret, b"iv", b"", params.iv_length)
-    sn_key = hkdf_expand_label(h, secret, b"sn", b"", params.key_length)
+    n, n_iv = params.key_length, params.iv_length
+    # HKDF-Expand-Label with an empty context: one HMAC each (the outputs fit one block).
+    key = hmac_digest(secret, expand_label_info(b"key", n), h)[:n]
+    iv = hmac_digest(secret, expand_label_info(b"iv", n_iv), h)[:n_iv]
+    sn_key = hmac_digest(secret, expand_label_info(b"sn", n), h)[:n]
     return key, iv, sn_key
 
 
