@@ -304,12 +304,12 @@ class _SansIO:
 
 def _crypto_floor(n: int, key: Any) -> float:
     """ms of the cryptographic work a full x25519 + ECDSA P-256 server handshake needs."""
+    from _hashlib import hmac_digest  # OpenSSL's one-shot HMAC, as hmac.digest uses
+
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, x25519
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    from dtls13.crypto.hkdf import hmac_digest
 
     peer = x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
     ecdsa = ec.ECDSA(hashes.SHA256())
