@@ -1,0 +1,118 @@
+"""The handshake's fast paths (issue #7) give the bytes the generic definitions give and
+refuse what they refuse: one-HMAC HKDF-Expand-Label, cached no-PSK secrets, the struct-built
+fragment header, the cached signer and Certificate body."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from dtls_pair import pki
+from pki import cached_key
+
+from dtls13._fast import Buffer, EncodeError
+from dtls13.alerts import LocalProtocolError
+from dtls13.connection import _certificate_body
+from dtls13.crypto.hkdf import TLS13_PREFIX, derive_secret, hkdf_expand_label, hkdf_label
+from dtls13.handshake import messages as msgs
+from dtls13.handshake.certificates import (
+    certificate_verify_content,
+    load_certificate_chain,
+    sign_certificate_verify,
+)
+from dtls13.handshake.constants import SignatureScheme as S
+from dtls13.handshake.flights import handshake_fragment
+from dtls13.handshake.key_schedule import KeySchedule
+
+
+def _reference_expand(name: str, prk: bytes, info: bytes, length: int) -> bytes:
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), name).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
+@pytest.mark.parametrize("name", ["sha256", "sha384"])
+@pytest.mark.parametrize("length", [1, 12, 16, 32, 48, 49, 100])
+@pytest.mark.parametrize("context", [b"", b"\x01" * 32])
+def test_expand_label_matches_the_rfc_5869_definition(
+    name: str, length: int, context: bytes
+) -> None:
+    secret = bytes(range(48))
+    for prefix in (b"dtls13", TLS13_PREFIX):
+        expected = _reference_expand(
+            name, secret, hkdf_label(b"key", context, length, prefix), length
+        )
+        assert hkdf_expand_label(name, secret, b"key", context, length, prefix) == expected
+    transcript = hashlib.new(name, b"messages").digest()
+    assert derive_secret(name, secret, b"c hs traffic", transcript) == hkdf_expand_label(
+        name, secret, b"c hs traffic", transcript, len(transcript)
+    )
+
+
+def test_expand_label_refuses_what_the_structure_cannot_hold() -> None:
+    with pytest.raises(ValueError):
+        hkdf_expand_label("sha256", bytes(32), b"x" * 250, b"", 16)
+    with pytest.raises(ValueError):
+        derive_secret("sha256", bytes(32), b"", bytes(32), b"")  # label under 7 bytes
+
+
+@pytest.mark.parametrize("name", ["sha256", "sha384"])
+def test_cached_no_psk_secrets_equal_fresh_ones(name: str) -> None:
+    size = hashlib.new(name).digest_size
+    zeros = bytes(size)
+    early = hmac.new(zeros, zeros, name).digest()
+    derived = hkdf_expand_label(
+        name, early, b"derived", hashlib.new(name).digest(), size, TLS13_PREFIX
+    )
+    for _ in range(2):  # the first builds the cache, the second uses it
+        ks = KeySchedule(name, prefix=TLS13_PREFIX)
+        assert ks.early_secret == early
+        assert ks.handshake(b"\x07" * 32) == hmac.new(derived, b"\x07" * 32, name).digest()
+    # A PSK never takes the no-PSK constants.
+    assert KeySchedule(name, psk=b"\x01" * size).early_secret != early
+
+
+def test_fragment_header_matches_the_codec_and_refuses_bad_fields() -> None:
+    body = bytes(range(40))
+    for msg_type, length, seq, offset in ((1, 300, 0, 0), (11, 70000, 513, 65793), (20, 40, 7, 0)):
+        buf = Buffer(capacity=64)
+        header = msgs.HandshakeHeader(msg_type, length, seq, offset, len(body))
+        msgs.push_handshake_header(buf, header)
+        assert handshake_fragment(msg_type, length, seq, offset, body) == buf.data + body
+        assert handshake_fragment(msg_type, length, seq, offset, memoryview(body)) == (
+            buf.data + body
+        )
+    for bad in ((256, 100, 0, 0), (1, 100, 1 << 16, 0), (1, 1 << 24, 0, 0), (1, 50, 0, 20)):
+        with pytest.raises(EncodeError):
+            handshake_fragment(*bad, body)
+
+
+def test_cached_signer_signs_verifiably_and_still_refuses_a_wrong_scheme() -> None:
+    key = cached_key("ec256")
+    transcript = bytes(32)
+    for is_server in (True, False, True):
+        signature = sign_certificate_verify(key, S.ecdsa_secp256r1_sha256, transcript, is_server)
+        content = certificate_verify_content(transcript, is_server)
+        key.public_key().verify(signature, content, ec.ECDSA(hashes.SHA256()))
+    for _ in range(2):  # a refusal is never cached as a signer
+        with pytest.raises(LocalProtocolError):
+            sign_certificate_verify(key, S.ecdsa_secp384r1_sha384, transcript, True)
+
+
+def test_cached_certificate_body_is_the_encoded_message() -> None:
+    leaf = pki("ec256").leaf("ec256")
+    chain = tuple(load_certificate_chain(leaf.chain_pem))
+    entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+    _, expected = msgs.push_message(msgs.Certificate(b"", entries))
+    assert _certificate_body(chain) == expected
+    assert _certificate_body(chain) is _certificate_body(chain)
+    other = chain[:1]
+    _, expected_other = msgs.push_message(msgs.Certificate(b"", entries[:1]))
+    assert _certificate_body(other) == expected_other
