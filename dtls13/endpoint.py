@@ -520,6 +520,8 @@ class ServerEndpoint:
             self.connections[addr] = conn
             self._half_open[conn] = addr
         self._new.append(conn)
+        if result.client_hello is not None:
+            conn.expect_client_hello(*result.client_hello)
         conn.receive_datagram(result.datagram, addr, now)
         return conn
 

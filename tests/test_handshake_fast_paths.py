@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -116,3 +117,78 @@ def test_cached_certificate_body_is_the_encoded_message() -> None:
     other = chain[:1]
     _, expected_other = msgs.push_message(msgs.Certificate(b"", entries[:1]))
     assert _certificate_body(other) == expected_other
+
+
+def _first_flight() -> tuple[bytes, bytes]:
+    """A client's first datagram and the body of its ClientHello."""
+    from dtls_pair import SERVER_ADDR, configs, wall_clock
+
+    from dtls13.connection import Connection
+    from dtls13.memory import PoolSet
+
+    ccfg, _ = configs()
+    client = Connection(ccfg, pools=PoolSet(), wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    ((lease, _),) = client.datagrams_to_send(0.0)
+    data = lease.tobytes()
+    lease.release()
+    client.close()
+    for lease, _ in client.datagrams_to_send(0.0):
+        lease.release()
+    return data, data[13 + 12 :]  # after the record and handshake headers
+
+
+def test_a_client_hello_decoded_by_the_gate_is_used_only_for_the_same_bytes() -> None:
+    import dataclasses
+
+    from dtls_pair import configs, wall_clock
+
+    from dtls13.connection import Connection
+    from dtls13.memory import PoolSet
+
+    _, scfg = configs()
+    data, body = _first_flight()
+    ch = msgs.pull_message(1, body)
+    assert isinstance(ch, msgs.ClientHello)
+    marked = dataclasses.replace(ch, random=b"\x11" * 32)
+    for hint_body, used in ((body, True), (body[:-1] + b"\x00", False), (b"", False)):
+        pools = PoolSet()
+        server = Connection(scfg, pools=pools, wall_clock=wall_clock)
+        server.expect_client_hello(hint_body, marked)
+        server.receive_datagram(data, ("10.0.0.1", 1), 0.0)
+        assert server._client_random == (marked.random if used else ch.random)
+        server.close()
+        for lease, _ in server.datagrams_to_send(0.0):
+            lease.release()
+        assert pools.in_use == 0
+
+
+def test_the_endpoint_hands_the_gates_client_hello_to_the_new_connection() -> None:
+    from dtls_pair import configs, wall_clock
+
+    from dtls13.endpoint import ServerEndpoint
+    from dtls13.memory import PoolSet
+
+    _, scfg = configs()
+    data, body = _first_flight()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    decoded: list[bytes] = []
+    original = msgs.pull_message
+
+    def counting(msg_type: int, message_body: Any) -> Any:
+        decoded.append(bytes(message_body))
+        return original(msg_type, message_body)
+
+    msgs.pull_message = counting  # type: ignore[assignment]
+    try:
+        conn = ep.receive_datagram(data, ("10.0.0.1", 1), 0.0)
+    finally:
+        msgs.pull_message = original  # type: ignore[assignment]
+    assert conn is not None and not conn.closed
+    assert decoded == [body]  # the gate decoded it; the connection did not again
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(0.0):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0
