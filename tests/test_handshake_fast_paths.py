@@ -192,3 +192,19 @@ def test_the_endpoint_hands_the_gates_client_hello_to_the_new_connection() -> No
         lease.release()
     ep.release()
     assert pools.in_use == 0
+
+
+def test_an_unhashable_key_type_signs_without_the_cache() -> None:
+    key = cached_key("ec256")
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(key, name)
+
+    wrapped: Any = Unhashable()
+    ec.EllipticCurvePrivateKey.register(Unhashable)  # a wrapper such as an HSM key's
+    signature = sign_certificate_verify(wrapped, S.ecdsa_secp256r1_sha256, bytes(32), True)
+    content = certificate_verify_content(bytes(32), True)
+    key.public_key().verify(signature, content, ec.ECDSA(hashes.SHA256()))

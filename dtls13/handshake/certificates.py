@@ -544,7 +544,10 @@ def sign_certificate_verify(
     key: PrivateKey, scheme: int, transcript_hash: bytes, is_server: bool
 ) -> bytes:
     """Sign a CertificateVerify. Raises LocalProtocolError if `scheme` does not fit `key`."""
-    signer = _SIGNERS.get((key, scheme))
+    try:
+        signer = _SIGNERS.get((key, scheme))
+    except TypeError:  # an unhashable key type (e.g. a user's wrapper): no caching
+        return _signer(key, scheme)(certificate_verify_content(transcript_hash, is_server))
     if signer is None:
         signer = _signer(key, scheme)
         if len(_SIGNERS) >= _MAX_CACHED_KEYS:
@@ -562,7 +565,10 @@ _KEY_SCHEMES: dict[object, tuple[SignatureScheme, ...]] = {}
 
 def _key_schemes(key: object) -> tuple[SignatureScheme, ...]:
     """schemes_for_key(key), kept per key object."""
-    schemes = _KEY_SCHEMES.get(key)
+    try:
+        schemes = _KEY_SCHEMES.get(key)
+    except TypeError:  # an unhashable key type: no caching
+        return tuple(schemes_for_key(key))
     if schemes is None:
         schemes = tuple(schemes_for_key(key))
         if len(_KEY_SCHEMES) >= _MAX_CACHED_KEYS:
