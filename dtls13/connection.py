@@ -73,7 +73,7 @@ from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
-from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
+from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
 
 Address = Any
 Config = ClientConfig | ServerConfig
@@ -696,14 +696,20 @@ class Connection:
         self._send_seq += 1
         return body
 
-    def _emit_flight(self, now: float | None, *, with_ack: bool = False) -> None:
-        """Send the current flight's unacknowledged fragments and arm the timer."""
+    def _emit_flight(
+        self, now: float | None, *, with_ack: bool = False, writer: DatagramWriter | None = None
+    ) -> None:
+        """Send the current flight's unacknowledged fragments and arm the timer; into
+        `writer`'s datagrams (after what it holds) when given."""
         flight = self._flight
         if flight is None:
             return
-        with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w, self._max_payload())
-            self._queue(w.finish())
+        if writer is not None:
+            flight.emit(writer, self._max_payload())
+        else:
+            with self._records.datagram_writer(self.mtu) as w:
+                flight.emit(w, self._max_payload())
+                self._queue(w.finish())
         self._retransmit_at = (self._now if now is None else now) + self._rto
 
     def _retransmit(self, now: float) -> None:
@@ -728,7 +734,10 @@ class Connection:
             self._ack_list.clear()
         self._send_ack_for(numbers)
 
-    def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
+    def _send_ack_for(
+        self, numbers: list[RecordNumber], writer: DatagramWriter | None = None
+    ) -> None:
+        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s."""
         limit = self._max_payload()
         if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
             # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
@@ -736,9 +745,12 @@ class Connection:
         buf = Buffer(capacity=2 + 16 * len(numbers))
         push_ack(buf, numbers)
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.ack, buf.data)
-            self._queue(w.finish())
+        if writer is not None:
+            writer.add(epoch, ContentType.ack, buf.data)
+        else:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.ack, buf.data)
+                self._queue(w.finish())
         self.stats["acks_sent"] += 1
 
     # -- input --------------------------------------------------------------------------
@@ -1775,11 +1787,14 @@ class Connection:
         self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
         self._ack_list.clear()
         self._ack_at = None
-        self._send_ack_for(self._final_acks)
-        self._complete(now)
-        self._send_session_tickets(now)
+        # The ACK and the session tickets leave in one datagram when they fit (one send).
+        with self._records.datagram_writer(self.mtu) as w:
+            self._send_ack_for(self._final_acks, w)
+            self._complete(now)
+            self._send_session_tickets(now, w)
+            self._queue(w.finish())
 
-    def _send_session_tickets(self, now: float) -> None:
+    def _send_session_tickets(self, now: float, writer: DatagramWriter | None = None) -> None:
         """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
         cfg = self.config
         assert isinstance(cfg, ServerConfig)
@@ -1818,7 +1833,7 @@ class Connection:
                 self._records.write_epoch,
                 transcript=False,
             )
-        self._emit_flight(now)
+        self._emit_flight(now, writer=writer)
 
     # -- both sides ---------------------------------------------------------------------
 

@@ -208,3 +208,50 @@ def test_an_unhashable_key_type_signs_without_the_cache() -> None:
     signature = sign_certificate_verify(wrapped, S.ecdsa_secp256r1_sha256, bytes(32), True)
     content = certificate_verify_content(bytes(32), True)
     key.public_key().verify(signature, content, ec.ECDSA(hashes.SHA256()))
+
+
+def test_the_servers_ack_of_the_final_flight_and_its_ticket_share_one_datagram() -> None:
+    from conn_helpers import split_records
+    from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, wall_clock
+
+    from dtls13.connection import Connection
+    from dtls13.events import NewSessionTicketReceived
+    from dtls13.memory import PoolSet
+
+    for tickets in (0, 1, 2):
+        ccfg, scfg = configs(server={"session_tickets": tickets})
+        pools = PoolSet()
+        client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+        server = Connection(scfg, pools=pools, wall_clock=wall_clock)
+
+        def deliver(src: Connection, dst: Connection, addr: Any) -> list[bytes]:
+            out = []
+            for lease, _ in src.datagrams_to_send(0.0):
+                out.append(lease.tobytes())
+                lease.release()
+            for data in out:
+                dst.receive_datagram(data, addr, 0.0)
+            return out
+
+        client.connect(SERVER_ADDR, 0.0)
+        deliver(client, server, CLIENT_ADDR)  # ClientHello
+        deliver(server, client, SERVER_ADDR)  # the server's flight
+        deliver(client, server, CLIENT_ADDR)  # Finished
+        assert server.handshake_complete
+        after = deliver(server, client, SERVER_ADDR)
+        assert len(after) == 1  # the ACK, then the tickets, in one datagram
+        assert len(split_records(after[0])) == 1 + tickets
+        assert server.stats["acks_sent"] == 1
+        got = []
+        while (ev := client.next_event()) is not None:
+            got.append(ev)
+        assert sum(isinstance(e, NewSessionTicketReceived) for e in got) == tickets
+        # The client's flight is acknowledged: it stops retransmitting its Finished.
+        assert client._flight is None or client._flight.acknowledged
+        deliver(client, server, CLIENT_ADDR)  # the client's ACK of the tickets
+        assert server._flight is None or server._flight.acknowledged or tickets == 0
+        for conn in (client, server):
+            conn.close()
+            for lease, _ in conn.datagrams_to_send(0.0):
+                lease.release()
+        assert pools.in_use == 0
