@@ -255,3 +255,13 @@ def test_the_servers_ack_of_the_final_flight_and_its_ticket_share_one_datagram()
             for lease, _ in conn.datagrams_to_send(0.0):
                 lease.release()
         assert pools.in_use == 0
+
+
+def test_hkdf_expand_refuses_lengths_out_of_range() -> None:
+    from dtls13.crypto.hkdf import hkdf_expand
+
+    assert hkdf_expand("sha256", bytes(32), b"info", 0) == b""
+    assert len(hkdf_expand("sha256", bytes(32), b"info", 255 * 32)) == 255 * 32
+    for bad in (-1, 255 * 32 + 1):
+        with pytest.raises(ValueError):
+            hkdf_expand("sha256", bytes(32), b"info", bad)

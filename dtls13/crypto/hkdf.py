@@ -47,10 +47,10 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
 def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand(PRK, info, L)."""
     size = digest_size(hash_name)
+    if not 0 <= length <= 255 * size:
+        raise ValueError("HKDF-Expand length out of range")
     if length <= size:
         return _hmac_digest(prk, info + b"\x01", hash_name)[:length]
-    if length > 255 * size:
-        raise ValueError("HKDF-Expand length too large")
     out = b""
     block = b""
     counter = 1
