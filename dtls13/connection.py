@@ -17,7 +17,7 @@ import hmac
 import struct
 from collections import deque
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from cryptography import x509
@@ -1110,7 +1110,7 @@ class Connection:
             ext.make_extension(
                 ExtensionType.signature_algorithms,
                 ext.push_signature_algorithms,
-                [s for s in cfg.schemes if not _pkcs1(s)],
+                list(_signing_schemes(cfg.schemes)),
             ),
             ext.make_extension(
                 ExtensionType.signature_algorithms_cert,
@@ -1363,7 +1363,7 @@ class Connection:
 
     def _on_certificate_verify(self, cv: msgs.CertificateVerify, body: bytes) -> None:
         cfg = self.config
-        offered = [s for s in cfg.schemes if not _pkcs1(s)]
+        offered = _signing_schemes(cfg.schemes)
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
         scheme = SignatureScheme(cv.algorithm)
@@ -1556,7 +1556,7 @@ class Connection:
                     ext.make_extension(
                         ExtensionType.signature_algorithms,
                         ext.push_signature_algorithms,
-                        [s for s in cfg.schemes if not _pkcs1(s)],
+                        list(_signing_schemes(cfg.schemes)),
                     ),
                 ),
             )
@@ -1994,12 +1994,19 @@ def _record_size_limit(data: bytes) -> int:
     return min(value, 16385)
 
 
-def _pkcs1(scheme: SignatureScheme) -> bool:
-    return scheme in (
+_PKCS1 = frozenset(
+    {
         SignatureScheme.rsa_pkcs1_sha256,
         SignatureScheme.rsa_pkcs1_sha384,
         SignatureScheme.rsa_pkcs1_sha512,
-    )
+    }
+)
+
+
+@lru_cache(maxsize=64)
+def _signing_schemes(schemes: tuple[SignatureScheme, ...]) -> tuple[SignatureScheme, ...]:
+    """The configured schemes CertificateVerify may use (not PKCS#1 v1.5, RFC 8446 §4.4.3)."""
+    return tuple(s for s in schemes if s not in _PKCS1)
 
 
 def _is_ip(name: str) -> bool:
