@@ -95,6 +95,9 @@ def hkdf_expand_label(
     return hkdf_expand(hash_name, secret, hkdf_label(label, context, length, prefix), length)
 
 
+_DERIVE_HEADS: dict[tuple[bytes, bytes, int], bytes] = {}
+
+
 def derive_secret(
     hash_name: str,
     secret: bytes,
@@ -104,13 +107,16 @@ def derive_secret(
 ) -> bytes:
     """Derive-Secret(Secret, Label, Messages), given Transcript-Hash(Messages)."""
     size = len(transcript_hash)
-    full = prefix + label
-    if not 7 <= len(full) <= 255 or size > 255:
-        raise ValueError("HkdfLabel label or context out of range")
-    # HkdfLabel (length = Hash.length, label, context = the hash) and counter 1: one block.
-    info = b"".join(
-        (size.to_bytes(2, "big"), bytes((len(full),)), full, bytes((size,)), transcript_hash)
-    )
-    if size <= digest_size(hash_name):
-        return _hmac_digest(secret, info + b"\x01", hash_name)[:size]
-    return hkdf_expand(hash_name, secret, info, size)
+    key = (prefix, label, size)
+    head = _DERIVE_HEADS.get(key)
+    if head is None:
+        full = prefix + label
+        if not 7 <= len(full) <= 255 or size > 255:
+            raise ValueError("HkdfLabel label or context out of range")
+        # HkdfLabel up to its context: length = Hash.length, the label, the context's length.
+        head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
+        if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
+            _DERIVE_HEADS[key] = head
+    if size <= digest_size(hash_name):  # one block: HKDF-Expand's counter 1
+        return _hmac_digest(secret, head + transcript_hash + b"\x01", hash_name)[:size]
+    return hkdf_expand(hash_name, secret, head + transcript_hash, size)
