@@ -369,9 +369,15 @@ class ServerEndpoint:
         if conn.on_activity == self.touch:
             conn.on_activity = None
         for table in (self.connections, self._replacements):
-            for addr, c in list(table.items()):
-                if c is conn:
-                    del table[addr]
+            # A connection is filed under its peer address (the endpoint moves the entry when
+            # the peer moves): O(1). Otherwise it may not be in this table at all, or be
+            # filed elsewhere: look through the table.
+            if table.get(conn.peer_address) is conn:
+                del table[conn.peer_address]
+            else:
+                for addr, c in list(table.items()):
+                    if c is conn:
+                        del table[addr]
         self._started.pop(id(conn), None)
         self._half_open.pop(conn, None)
         self._out_dirty.pop(conn, None)

@@ -87,3 +87,30 @@ def test_half_open_and_per_host_counts_follow_handshakes_closes_and_limits() -> 
     ep.release()
     assert ep.connections.per_host == {} and not ep._half_open  # type: ignore[attr-defined]
     assert pools.in_use == 0
+
+
+def test_remove_finds_a_connection_under_its_address_or_anywhere_else() -> None:
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+
+    class Fake:
+        closed = False
+        on_activity = None
+        local_cids: list[bytes] = []
+
+        def __init__(self, addr: Any) -> None:
+            self.peer_address = addr
+
+    here, moved, other = Fake(("10.3.0.1", 1)), Fake(("10.3.0.2", 2)), Fake(("10.3.0.3", 3))
+    ep.connections[here.peer_address] = here  # type: ignore[assignment]
+    ep.connections[("10.3.0.9", 9)] = moved  # type: ignore[assignment]  # filed elsewhere
+    ep.connections[other.peer_address] = other  # type: ignore[assignment]
+    ep._replacements[("10.3.0.8", 8)] = moved  # type: ignore[assignment]
+    ep.remove(here)  # type: ignore[arg-type]
+    ep.remove(moved)  # type: ignore[arg-type]
+    assert list(ep.connections.values()) == [other] and not ep._replacements
+    assert ep.connections.per_host == {"10.3.0.3": 1}  # type: ignore[attr-defined]
+    ep.connections.clear()
+    ep.release()
+    assert pools.in_use == 0
