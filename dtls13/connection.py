@@ -17,7 +17,7 @@ import hmac
 import struct
 from collections import deque
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from cryptography import x509
@@ -73,7 +73,7 @@ from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
-from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
+from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
 
 Address = Any
 Config = ClientConfig | ServerConfig
@@ -237,6 +237,12 @@ class Connection:
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._current_seq = 0
+        self._decoded_hello: tuple[bytes, msgs.ClientHello] | None = None
+
+    def expect_client_hello(self, body: bytes, client_hello: msgs.ClientHello) -> None:
+        """A server's endpoint already decoded the ClientHello about to come in: if the
+        next handshake message is a ClientHello with exactly this body, it is used as is."""
+        self._decoded_hello = (body, client_hello)
 
     def _new_reassembler(self, first_message_seq: int) -> Reassembler:
         return Reassembler(
@@ -678,6 +684,11 @@ class Connection:
 
     def _add_message(self, msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
         msg_type, body = msgs.push_message(msg)
+        return self._add_encoded(msg_type, body, epoch, transcript=transcript)
+
+    def _add_encoded(
+        self, msg_type: int, body: bytes, epoch: int, *, transcript: bool = True
+    ) -> bytes:
         if transcript:
             self._transcript.add(msg_type, body)
         assert self._flight is not None
@@ -685,14 +696,20 @@ class Connection:
         self._send_seq += 1
         return body
 
-    def _emit_flight(self, now: float | None, *, with_ack: bool = False) -> None:
-        """Send the current flight's unacknowledged fragments and arm the timer."""
+    def _emit_flight(
+        self, now: float | None, *, with_ack: bool = False, writer: DatagramWriter | None = None
+    ) -> None:
+        """Send the current flight's unacknowledged fragments and arm the timer; into
+        `writer`'s datagrams (after what it holds) when given."""
         flight = self._flight
         if flight is None:
             return
-        with self._records.datagram_writer(self.mtu) as w:
-            flight.emit(w, self._max_payload())
-            self._queue(w.finish())
+        if writer is not None:
+            flight.emit(writer, self._max_payload())
+        else:
+            with self._records.datagram_writer(self.mtu) as w:
+                flight.emit(w, self._max_payload())
+                self._queue(w.finish())
         self._retransmit_at = (self._now if now is None else now) + self._rto
 
     def _retransmit(self, now: float) -> None:
@@ -717,7 +734,10 @@ class Connection:
             self._ack_list.clear()
         self._send_ack_for(numbers)
 
-    def _send_ack_for(self, numbers: list[RecordNumber]) -> None:
+    def _send_ack_for(
+        self, numbers: list[RecordNumber], writer: DatagramWriter | None = None
+    ) -> None:
+        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s."""
         limit = self._max_payload()
         if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
             # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
@@ -725,9 +745,12 @@ class Connection:
         buf = Buffer(capacity=2 + 16 * len(numbers))
         push_ack(buf, numbers)
         epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            w.add(epoch, ContentType.ack, buf.data)
-            self._queue(w.finish())
+        if writer is not None:
+            writer.add(epoch, ContentType.ack, buf.data)
+        else:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.ack, buf.data)
+                self._queue(w.finish())
         self.stats["acks_sent"] += 1
 
     # -- input --------------------------------------------------------------------------
@@ -1009,8 +1032,12 @@ class Connection:
             raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
         if msg_type not in ACCEPTS[self.state]:
             raise UnexpectedMessage(f"{_type_name(msg_type)} in state {self.state.value}")
+        hello, self._decoded_hello = self._decoded_hello, None
         try:
-            parsed = msgs.pull_message(msg_type, body)
+            if hello is not None and msg_type == HandshakeType.client_hello and hello[0] == body:
+                parsed: Any = hello[1]  # the endpoint's gate decoded these very bytes
+            else:
+                parsed = msgs.pull_message(msg_type, body)
         except msgs.UnexpectedHandshakeType:
             raise UnexpectedMessage(f"handshake type {msg_type}") from None
         except ext.DuplicateExtensionError:
@@ -1083,7 +1110,7 @@ class Connection:
             ext.make_extension(
                 ExtensionType.signature_algorithms,
                 ext.push_signature_algorithms,
-                [s for s in cfg.schemes if not _pkcs1(s)],
+                list(_signing_schemes(cfg.schemes)),
             ),
             ext.make_extension(
                 ExtensionType.signature_algorithms_cert,
@@ -1336,7 +1363,7 @@ class Connection:
 
     def _on_certificate_verify(self, cv: msgs.CertificateVerify, body: bytes) -> None:
         cfg = self.config
-        offered = [s for s in cfg.schemes if not _pkcs1(s)]
+        offered = _signing_schemes(cfg.schemes)
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
         scheme = SignatureScheme(cv.algorithm)
@@ -1529,7 +1556,7 @@ class Connection:
                     ext.make_extension(
                         ExtensionType.signature_algorithms,
                         ext.push_signature_algorithms,
-                        [s for s in cfg.schemes if not _pkcs1(s)],
+                        list(_signing_schemes(cfg.schemes)),
                     ),
                 ),
             )
@@ -1760,11 +1787,14 @@ class Connection:
         self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
         self._ack_list.clear()
         self._ack_at = None
-        self._send_ack_for(self._final_acks)
-        self._complete(now)
-        self._send_session_tickets(now)
+        # The ACK and the session tickets leave in one datagram when they fit (one send).
+        with self._records.datagram_writer(self.mtu) as w:
+            self._send_ack_for(self._final_acks, w)
+            self._complete(now)
+            self._send_session_tickets(now, w)
+            self._queue(w.finish())
 
-    def _send_session_tickets(self, now: float) -> None:
+    def _send_session_tickets(self, now: float, writer: DatagramWriter | None = None) -> None:
         """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
         cfg = self.config
         assert isinstance(cfg, ServerConfig)
@@ -1803,7 +1833,7 @@ class Connection:
                 self._records.write_epoch,
                 transcript=False,
             )
-        self._emit_flight(now)
+        self._emit_flight(now, writer=writer)
 
     # -- both sides ---------------------------------------------------------------------
 
@@ -1828,8 +1858,7 @@ class Connection:
 
     def _send_certificate_and_verify(self, scheme: SignatureScheme, *, is_server: bool) -> None:
         cfg = self.config
-        entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in cfg.chain)
-        self._add_message(msgs.Certificate(b"", entries), 2)
+        self._add_encoded(HandshakeType.certificate, _certificate_body(cfg.chain), 2)
         signature = certs.sign_certificate_verify(
             cfg.key, scheme, self._transcript.digest(), is_server=is_server
         )
@@ -1863,7 +1892,8 @@ class Connection:
         )
         self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
         self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-        self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+        if self._keylog is not None:  # nothing else uses the exporter secret yet
+            self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
 
     def _log_secret(self, label: str, secret: bytes) -> None:
         if self._keylog is not None:
@@ -1932,6 +1962,23 @@ class Connection:
                 self.key_update(request_peer=False)
 
 
+# Our own Certificate message depends only on the configured chain: encoded once per chain.
+_CERTIFICATE_BODIES: dict[int, tuple[tuple[x509.Certificate, ...], bytes]] = {}
+
+
+def _certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
+    """The body of a Certificate message (empty request context) carrying `chain`."""
+    entry = _CERTIFICATE_BODIES.get(id(chain))
+    if entry is not None and entry[0] is chain:
+        return entry[1]
+    entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+    _, body = msgs.push_message(msgs.Certificate(b"", entries))
+    if len(_CERTIFICATE_BODIES) >= 64:
+        _CERTIFICATE_BODIES.clear()
+    _CERTIFICATE_BODIES[id(chain)] = (chain, body)
+    return body
+
+
 def _decode(data: bytes, pull: Any) -> Any:
     try:
         return ext.decode(data, pull)
@@ -1947,12 +1994,19 @@ def _record_size_limit(data: bytes) -> int:
     return min(value, 16385)
 
 
-def _pkcs1(scheme: SignatureScheme) -> bool:
-    return scheme in (
+_PKCS1 = frozenset(
+    {
         SignatureScheme.rsa_pkcs1_sha256,
         SignatureScheme.rsa_pkcs1_sha384,
         SignatureScheme.rsa_pkcs1_sha512,
-    )
+    }
+)
+
+
+@lru_cache(maxsize=64)
+def _signing_schemes(schemes: tuple[SignatureScheme, ...]) -> tuple[SignatureScheme, ...]:
+    """The configured schemes CertificateVerify may use (not PKCS#1 v1.5, RFC 8446 §4.4.3)."""
+    return tuple(s for s in schemes if s not in _PKCS1)
 
 
 def _is_ip(name: str) -> bool:

@@ -130,6 +130,57 @@ def _cid_of(data: Any, length: int) -> bytes | None:
         view.release()
 
 
+class _ConnectionTable(dict[Any, Connection]):
+    """address -> connection, counting connections per host as entries come and go, so that
+    admitting a new association costs O(1) whatever the number of connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_host: dict[Any, int] = {}
+
+    def _added(self, addr: Any) -> None:
+        host = _host(addr)
+        self.per_host[host] = self.per_host.get(host, 0) + 1
+
+    def _removed(self, addr: Any) -> None:
+        host = _host(addr)
+        left = self.per_host[host] - 1
+        if left:
+            self.per_host[host] = left
+        else:
+            del self.per_host[host]
+
+    def __setitem__(self, addr: Any, conn: Connection) -> None:
+        if addr not in self:
+            self._added(addr)
+        super().__setitem__(addr, conn)
+
+    def __delitem__(self, addr: Any) -> None:
+        super().__delitem__(addr)
+        self._removed(addr)
+
+    def setdefault(self, addr: Any, conn: Connection) -> Connection:
+        if addr not in self:
+            self[addr] = conn
+        return self[addr]
+
+    def pop(self, addr: Any, *default: Any) -> Any:
+        if addr in self:
+            self._removed(addr)
+        return super().pop(addr, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.per_host.clear()
+
+    def popitem(self) -> tuple[Any, Connection]:
+        raise TypeError("not supported")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for addr, conn in dict(*args, **kwargs).items():
+            self[addr] = conn
+
+
 class ServerEndpoint:
     """Demultiplexes one socket's datagrams to connections by CID, else by source address."""
 
@@ -158,7 +209,10 @@ class ServerEndpoint:
             total_bytes=self.dos.reassembly_total_bytes,
             timeout=self.dos.reassembly_timeout,
         )
-        self.connections: dict[Any, Connection] = {}
+        self.connections: dict[Any, Connection] = _ConnectionTable()
+        # Connections admitted half-open, by address: a superset of the half-open ones in
+        # `connections`, pruned whenever counted (see _half_open_now).
+        self._half_open: dict[Connection, Any] = {}
         # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
         self._by_cid: dict[bytes, Connection] = {}
         self._cid_length = config.cid_length or 0
@@ -315,10 +369,17 @@ class ServerEndpoint:
         if conn.on_activity == self.touch:
             conn.on_activity = None
         for table in (self.connections, self._replacements):
-            for addr, c in list(table.items()):
-                if c is conn:
-                    del table[addr]
+            # A connection is filed under its peer address (the endpoint moves the entry when
+            # the peer moves): O(1). Otherwise it may not be in this table at all, or be
+            # filed elsewhere: look through the table.
+            if table.get(conn.peer_address) is conn:
+                del table[conn.peer_address]
+            else:
+                for addr, c in list(table.items()):
+                    if c is conn:
+                        del table[addr]
         self._started.pop(id(conn), None)
+        self._half_open.pop(conn, None)
         self._out_dirty.pop(conn, None)
         self._timer_dirty.pop(conn, None)
         self._armed.pop(conn, None)
@@ -355,6 +416,7 @@ class ServerEndpoint:
                 lease.release()
             self.pools.release_owner(conn.owner)
         self.connections.clear()
+        self._half_open.clear()
         self._replacements.clear()
         self._by_cid.clear()
         self._out_dirty.clear()
@@ -421,8 +483,19 @@ class ServerEndpoint:
             return True
         if self.cookie_policy == "never":
             return False
-        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
-        return half_open >= self.dos.cookie_threshold
+        return len(self._half_open_now()) >= self.dos.cookie_threshold
+
+    def _half_open_now(self) -> dict[Connection, Any]:
+        """The connections in `connections` whose handshake is not complete (connection ->
+        address): O(half-open), not O(connections)."""
+        table = self.connections
+        live = {
+            conn: addr
+            for conn, addr in self._half_open.items()
+            if not conn.handshake_complete and table.get(addr) is conn
+        }
+        self._half_open = live
+        return live
 
     def _from_stranger(
         self, data: Any, addr: Any, now: float, existing: Connection | None
@@ -451,7 +524,10 @@ class ServerEndpoint:
             self._replacements[addr] = conn
         else:
             self.connections[addr] = conn
+            self._half_open[conn] = addr
         self._new.append(conn)
+        if result.client_hello is not None:
+            conn.expect_client_hello(*result.client_hello)
         conn.receive_datagram(result.datagram, addr, now)
         return conn
 
@@ -471,20 +547,22 @@ class ServerEndpoint:
     def _room_for(self, addr: Any, *, replacing: bool) -> bool:
         dos = self.dos
         host = _host(addr)
-        per_host = [c for a, c in self.connections.items() if _host(a) == host]
-        half_open = [c for c in self.connections.values() if not c.handshake_complete]
-        per_host_half = [c for c in per_host if not c.handshake_complete]
+        table = self.connections
+        assert isinstance(table, _ConnectionTable)
+        per_host = table.per_host.get(host, 0)
+        half_open = self._half_open_now()
+        per_host_half = sum(1 for a in half_open.values() if _host(a) == host)
         half_cap = dos.max_half_open_per_ip // 2 if self.emergency else dos.max_half_open_per_ip
-        if not replacing and len(self.connections) >= dos.max_concurrent_connections:
+        if not replacing and len(table) >= dos.max_concurrent_connections:
             self.counters["too_many_connections"] += 1
             return False
-        if not replacing and len(per_host) >= dos.max_connections_per_ip:
+        if not replacing and per_host >= dos.max_connections_per_ip:
             self.counters["too_many_connections_per_ip"] += 1
             return False
         if len(half_open) >= dos.max_half_open:
             self.counters["too_many_half_open"] += 1
             return False
-        if len(per_host_half) >= max(1, half_cap):
+        if per_host_half >= max(1, half_cap):
             self.counters["too_many_half_open_per_ip"] += 1
             return False
         return True

@@ -2,34 +2,60 @@
 
 The label prefix is a parameter: DTLS 1.3 uses "dtls13" (RFC 9147 §5.9), and the RFC 8448
 test vectors use TLS 1.3's "tls13 ".
+
+Every output a handshake needs fits one hash block, so HKDF-Expand is one HMAC call,
+through OpenSSL's one-shot HMAC; the HkdfLabel of a label with an empty context (traffic
+keys, "finished", "derived" after the empty hash) is built once and kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
+
+_hmac_digest: Callable[[bytes, bytes, str], bytes]
+try:  # the C function behind hmac.digest(), without its Python wrapper
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - CPython without OpenSSL's _hashlib
+    _hmac_digest = hmac.digest
+
+hmac_digest = _hmac_digest
 
 DTLS13_PREFIX = b"dtls13"
 TLS13_PREFIX = b"tls13 "
+
+_DIGEST_SIZES: dict[str, int] = {"sha256": 32, "sha384": 48}
+_LABELS: dict[tuple[bytes, bytes, bytes, int], bytes] = {}
+_MAX_CACHED_LABELS = 256
+
+
+def digest_size(hash_name: str) -> int:
+    size = _DIGEST_SIZES.get(hash_name)
+    if size is None:
+        size = _DIGEST_SIZES[hash_name] = hashlib.new(hash_name).digest_size
+    return size
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract(salt, IKM); an empty salt means a string of HashLen zeros."""
     if not salt:
-        salt = bytes(hashlib.new(hash_name).digest_size)
-    return hmac.digest(salt, ikm, hash_name)
+        salt = bytes(digest_size(hash_name))
+    return _hmac_digest(salt, ikm, hash_name)
 
 
 def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand(PRK, info, L)."""
-    size = hashlib.new(hash_name).digest_size
-    if length > 255 * size:
-        raise ValueError("HKDF-Expand length too large")
+    size = digest_size(hash_name)
+    if not 0 <= length <= 255 * size:
+        raise ValueError("HKDF-Expand length out of range")
+    if length <= size:
+        return _hmac_digest(prk, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
     while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes([counter]), hash_name)
+        block = _hmac_digest(prk, block + info + bytes([counter]), hash_name)
         out += block
         counter += 1
     return out[:length]
@@ -43,6 +69,18 @@ def hkdf_label(label: bytes, context: bytes, length: int, prefix: bytes = DTLS13
     return length.to_bytes(2, "big") + bytes([len(full)]) + full + bytes([len(context)]) + context
 
 
+def expand_label_info(label: bytes, length: int, prefix: bytes = DTLS13_PREFIX) -> bytes:
+    """HkdfLabel for an empty context followed by HKDF-Expand's first counter byte: the
+    whole HMAC input of a one-block HKDF-Expand-Label (cached)."""
+    key = (prefix, label, b"", length)
+    info = _LABELS.get(key)
+    if info is None:
+        info = hkdf_label(label, b"", length, prefix) + b"\x01"
+        if len(_LABELS) < _MAX_CACHED_LABELS:
+            _LABELS[key] = info
+    return info
+
+
 def hkdf_expand_label(
     hash_name: str,
     secret: bytes,
@@ -52,7 +90,12 @@ def hkdf_expand_label(
     prefix: bytes = DTLS13_PREFIX,
 ) -> bytes:
     """HKDF-Expand-Label(Secret, Label, Context, Length)."""
+    if not context and length <= digest_size(hash_name):
+        return _hmac_digest(secret, expand_label_info(label, length, prefix), hash_name)[:length]
     return hkdf_expand(hash_name, secret, hkdf_label(label, context, length, prefix), length)
+
+
+_DERIVE_HEADS: dict[tuple[bytes, bytes, int], bytes] = {}
 
 
 def derive_secret(
@@ -63,6 +106,17 @@ def derive_secret(
     prefix: bytes = DTLS13_PREFIX,
 ) -> bytes:
     """Derive-Secret(Secret, Label, Messages), given Transcript-Hash(Messages)."""
-    return hkdf_expand_label(
-        hash_name, secret, label, transcript_hash, len(transcript_hash), prefix
-    )
+    size = len(transcript_hash)
+    key = (prefix, label, size)
+    head = _DERIVE_HEADS.get(key)
+    if head is None:
+        full = prefix + label
+        if not 7 <= len(full) <= 255 or size > 255:
+            raise ValueError("HkdfLabel label or context out of range")
+        # HkdfLabel up to its context: length = Hash.length, the label, the context's length.
+        head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
+        if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
+            _DERIVE_HEADS[key] = head
+    if size <= digest_size(hash_name):  # one block: HKDF-Expand's counter 1
+        return _hmac_digest(secret, head + transcript_hash + b"\x01", hash_name)[:size]
+    return hkdf_expand(hash_name, secret, head + transcript_hash, size)

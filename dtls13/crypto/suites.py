@@ -21,6 +21,9 @@ class CipherSuite(enum.IntEnum):
     TLS_AES_128_CCM_8_SHA256 = 0x1305
 
 
+_CCM = frozenset({CipherSuite.TLS_AES_128_CCM_SHA256, CipherSuite.TLS_AES_128_CCM_8_SHA256})
+
+
 @dataclass(frozen=True, slots=True)
 class SuiteParams:
     """What the record layer and key schedule need to know about a suite."""
@@ -36,7 +39,7 @@ class SuiteParams:
         """A fresh AEAD object for `key`."""
         if self.chacha:
             return ChaCha20Poly1305(key)
-        if self.suite in (CipherSuite.TLS_AES_128_CCM_SHA256, CipherSuite.TLS_AES_128_CCM_8_SHA256):
+        if self.suite in _CCM:
             return AESCCM(key, tag_length=self.tag_length)
         return AESGCM(key)
 

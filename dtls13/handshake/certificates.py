@@ -17,7 +17,7 @@ import ipaddress
 import os
 import ssl
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -503,8 +503,12 @@ def choose_scheme(
     leaf) the schemes are those of its key's OID. Raises HandshakeFailure when
     there is none (RFC 8446 §4.4.2.2).
     """
-    mine = schemes_for_key(key) if certificate is None else schemes_for_certificate(certificate)
-    permitted = set(mine if allowed is None else (s for s in mine if s in set(allowed)))
+    if certificate is None and allowed is None:
+        mine: Sequence[SignatureScheme] = _key_schemes(key)
+        permitted: set[int] | frozenset[int] = frozenset(mine)
+    else:
+        mine = schemes_for_key(key) if certificate is None else schemes_for_certificate(certificate)
+        permitted = set(mine if allowed is None else (s for s in mine if s in set(allowed)))
     offered = list(peer_schemes)
     for value in offered:
         if value in permitted:
@@ -540,6 +544,41 @@ def sign_certificate_verify(
     key: PrivateKey, scheme: int, transcript_hash: bytes, is_server: bool
 ) -> bytes:
     """Sign a CertificateVerify. Raises LocalProtocolError if `scheme` does not fit `key`."""
+    try:
+        signer = _SIGNERS.get((key, scheme))
+    except TypeError:  # an unhashable key type (e.g. a user's wrapper): no caching
+        return _signer(key, scheme)(certificate_verify_content(transcript_hash, is_server))
+    if signer is None:
+        signer = _signer(key, scheme)
+        if len(_SIGNERS) >= _MAX_CACHED_KEYS:
+            _SIGNERS.clear()
+        _SIGNERS[(key, scheme)] = signer
+    return signer(certificate_verify_content(transcript_hash, is_server))
+
+
+# Keys are configuration: what depends only on the key (the schemes it can use, how it
+# signs) is worked out once per key, not per handshake. Keys hash by identity.
+_MAX_CACHED_KEYS = 64
+_SIGNERS: dict[tuple[object, int], Callable[[bytes], bytes]] = {}
+_KEY_SCHEMES: dict[object, tuple[SignatureScheme, ...]] = {}
+
+
+def _key_schemes(key: object) -> tuple[SignatureScheme, ...]:
+    """schemes_for_key(key), kept per key object."""
+    try:
+        schemes = _KEY_SCHEMES.get(key)
+    except TypeError:  # an unhashable key type: no caching
+        return tuple(schemes_for_key(key))
+    if schemes is None:
+        schemes = tuple(schemes_for_key(key))
+        if len(_KEY_SCHEMES) >= _MAX_CACHED_KEYS:
+            _KEY_SCHEMES.clear()
+        _KEY_SCHEMES[key] = schemes
+    return schemes
+
+
+def _signer(key: PrivateKey, scheme: int) -> Callable[[bytes], bytes]:
+    """A function signing CertificateVerify content with `key` under `scheme`."""
     usable = schemes_for_key(key)
     if isinstance(key, rsa.RSAPrivateKey):
         usable += _PSS_SCHEMES  # the same signature, for a certificate with the PSS OID
@@ -547,15 +586,20 @@ def sign_certificate_verify(
         raise LocalProtocolError(
             f"signature scheme {_scheme_name(scheme)} cannot be used with a {_key_name(key)} key"
         )
-    content = certificate_verify_content(transcript_hash, is_server)
     scheme = SignatureScheme(scheme)
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(content, ec.ECDSA(_HASHES[scheme]()))
+        ec_key, ecdsa = key, ec.ECDSA(_HASHES[scheme]())
+        return lambda content: ec_key.sign(content, ecdsa)
     if isinstance(key, rsa.RSAPrivateKey):
-        pad, algorithm = _pss(scheme)
-        return key.sign(content, pad, algorithm)
+        rsa_key, (pad, algorithm) = key, _pss(scheme)
+        return lambda content: rsa_key.sign(content, pad, algorithm)
     # Ed25519, Ed448, ML-DSA (empty context string): the algorithm fixes the hash.
-    return bytes(key.sign(content))
+    sign = key.sign
+
+    def sign_bytes(content: bytes) -> bytes:
+        return bytes(sign(content))
+
+    return sign_bytes
 
 
 def verify_certificate_verify(

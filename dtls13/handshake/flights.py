@@ -7,14 +7,14 @@ Message bodies are held in pooled leases until the flight is acknowledged or rep
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._fast import Buffer, Lease, Owner
+from .._fast import EncodeError, Lease, Owner
 from ..memory import PoolSet
 from ..record import RecordNumber
-from .messages import HandshakeHeader, push_handshake_header
 
 HANDSHAKE_HEADER = 12
 # Below this many bytes of room a fragment is not worth a record: start a new datagram.
@@ -32,14 +32,23 @@ class RecordWriter(Protocol):
     def new_datagram(self) -> None: ...
 
 
+_HEADER = struct.Struct("!III")
+
+
 def handshake_fragment(
     msg_type: int, length: int, message_seq: int, offset: int, body: memoryview | bytes
 ) -> bytes:
     """One DTLSHandshake fragment: the 12-byte header (RFC 9147 §5.2) and its bytes."""
-    buf = Buffer(capacity=HANDSHAKE_HEADER + len(body))
-    push_handshake_header(buf, HandshakeHeader(msg_type, length, message_seq, offset, len(body)))
-    buf.push_bytes(body)
-    return buf.data
+    n = len(body)
+    if not (0 <= msg_type < 256 and 0 <= message_seq < 1 << 16 and 0 <= n < 1 << 24):
+        raise EncodeError("handshake header field out of range")
+    if not 0 <= offset <= length - n or length >= 1 << 24:
+        raise EncodeError("handshake fragment beyond the message length")
+    # type(1) length(3) | message_seq(2) offset(3, high two bytes) | offset low byte, length(3)
+    header = _HEADER.pack(
+        msg_type << 24 | length, message_seq << 16 | offset >> 8, (offset & 0xFF) << 24 | n
+    )
+    return header + body
 
 
 @dataclass
@@ -119,31 +128,41 @@ class Flight:
             raise ValueError("record size limit too small for any handshake fragment")
         written = 0
         self.transmissions += 1
+        space = writer.space
+        add = writer.add
+        records = self._records
         for index, msg in enumerate(self.messages):
-            for start, end in list(msg.unacked()):
+            epoch = msg.epoch
+            length = len(msg.body)
+            cap = max_payload - HANDSHAKE_HEADER if max_payload is not None and epoch > 0 else None
+            for start, end in [(0, length)] if not msg.acked else list(msg.unacked()):
                 pos = start
                 while True:
-                    room = writer.space(msg.epoch) - HANDSHAKE_HEADER
+                    room = space(epoch) - HANDSHAKE_HEADER
                     if room < MIN_FRAGMENT and room < end - pos:
                         writer.new_datagram()
-                        room = writer.space(msg.epoch) - HANDSHAKE_HEADER
+                        room = space(epoch) - HANDSHAKE_HEADER
                         if room < 1 and end > pos:
                             raise ValueError("MTU too small for any handshake fragment")
-                    if max_payload is not None and msg.epoch > 0:
-                        room = min(room, max_payload - HANDSHAKE_HEADER)
-                    piece = min(end - pos, room)
+                    if cap is not None and cap < room:
+                        room = cap
+                    piece = end - pos if end - pos < room else room
                     view = msg.body.view(pos, pos + piece)
                     try:
                         payload = handshake_fragment(
-                            msg.msg_type, msg.length, msg.message_seq, pos, view
+                            msg.msg_type, length, msg.message_seq, pos, view
                         )
                     finally:
                         view.release()
-                    number = writer.add(msg.epoch, CONTENT_HANDSHAKE, payload)
+                    number = add(epoch, CONTENT_HANDSHAKE, payload)
                     if number is None:
                         writer.new_datagram()
                         continue
-                    self._records.setdefault(number, []).append((index, pos, pos + piece))
+                    fragments = records.get(number)
+                    if fragments is None:
+                        records[number] = [(index, pos, pos + piece)]
+                    else:
+                        fragments.append((index, pos, pos + piece))
                     written += 1
                     pos += piece
                     if pos >= end:

@@ -49,6 +49,9 @@ class GateResult:
     reply: list[Lease] | None = None  # datagrams to send, then release
     datagram: bytes | None = None  # the whole ClientHello in one plaintext record
     first_message_seq: int = 0
+    # The ClientHello as the gate decoded it, with its body: the connection need not
+    # decode the same bytes again (Connection.expect_client_hello).
+    client_hello: tuple[bytes, msgs.ClientHello] | None = None
 
 
 @dataclass
@@ -278,18 +281,18 @@ class HelloGate:
                 return GateResult(
                     Verdict.REPLY, reply=self._alert(AlertDescription.illegal_parameter)
                 )
-            return self._accept(body, 1, original)
+            return self._accept(body, 1, original, ch)
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
         if not require_cookie:
-            return self._accept(body, 0, original)
+            return self._accept(body, 0, original, ch)
         hrr = self._stateless_retry(ch, body, addr, now)
         if hrr == []:
             return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
         if hrr is None:
             # Nothing we could retry with: let a connection answer with the right alert.
-            return self._accept(body, 0, original)
+            return self._accept(body, 0, original, ch)
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
 
@@ -303,16 +306,33 @@ class HelloGate:
             self.counters["budget"] += 1
             return []
 
-    def _accept(self, body: bytes, message_seq: int, original: bytes | None = None) -> GateResult:
+    def _accept(
+        self,
+        body: bytes,
+        message_seq: int,
+        original: bytes | None = None,
+        ch: msgs.ClientHello | None = None,
+    ) -> GateResult:
         """The whole ClientHello as one plaintext record, for the new connection."""
         self.counters["accepted"] += 1
+        decoded = (body, ch) if ch is not None else None
         if original is not None:
-            return GateResult(Verdict.ACCEPT, datagram=original, first_message_seq=message_seq)
+            return GateResult(
+                Verdict.ACCEPT,
+                datagram=original,
+                first_message_seq=message_seq,
+                client_hello=decoded,
+            )
         fragment = handshake_fragment(HandshakeType.client_hello, len(body), message_seq, 0, body)
         datagram = bytearray(PLAINTEXT_HEADER + len(fragment))
         encode_plaintext_header(datagram, 0, ContentType.handshake, 0, 0, len(fragment))
         datagram[PLAINTEXT_HEADER:] = fragment
-        return GateResult(Verdict.ACCEPT, datagram=bytes(datagram), first_message_seq=message_seq)
+        return GateResult(
+            Verdict.ACCEPT,
+            datagram=bytes(datagram),
+            first_message_seq=message_seq,
+            client_hello=decoded,
+        )
 
     def _stateless_retry(
         self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float

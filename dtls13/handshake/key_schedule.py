@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dtls13.alerts import LocalProtocolError
-from dtls13.crypto.hkdf import DTLS13_PREFIX, derive_secret, hkdf_expand_label, hkdf_extract
+from dtls13.crypto.hkdf import (
+    DTLS13_PREFIX,
+    derive_secret,
+    digest_size,
+    expand_label_info,
+    hkdf_expand_label,
+    hkdf_extract,
+    hmac_digest,
+)
 from dtls13.crypto.suites import SuiteParams
 
 from .constants import HandshakeType
@@ -24,12 +32,21 @@ if TYPE_CHECKING:
 
 
 def hash_length(hash_name: str) -> int:
-    return hashlib.new(hash_name).digest_size
+    return digest_size(hash_name)
+
+
+_EMPTY_HASHES: dict[str, bytes] = {}
+# (hash, prefix) -> (early secret, Derive-Secret(early secret, "derived", "")) without a PSK:
+# both are constants of the suite's hash.
+_NO_PSK: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}
 
 
 def empty_hash(hash_name: str) -> bytes:
     """Transcript-Hash("") for the "derived" steps."""
-    return hashlib.new(hash_name).digest()
+    h = _EMPTY_HASHES.get(hash_name)
+    if h is None:
+        h = _EMPTY_HASHES[hash_name] = hashlib.new(hash_name).digest()
+    return h
 
 
 class KeySchedule:
@@ -42,6 +59,7 @@ class KeySchedule:
     """
 
     __slots__ = (
+        "_early_derived",
         "early_secret",
         "handshake_secret",
         "hash_len",
@@ -62,8 +80,17 @@ class KeySchedule:
         self.prefix = prefix
         # RFC 8446 §7.1: "If a given secret is not available, then the 0-value consisting
         # of a string of Hash.length bytes set to zeros is used."
-        zeros = bytes(self.hash_len)
-        self.early_secret = hkdf_extract(self.hash_name, zeros, psk if psk else zeros)
+        self._early_derived: bytes | None = None
+        if psk:
+            self.early_secret = hkdf_extract(self.hash_name, bytes(self.hash_len), psk)
+            return
+        constants = _NO_PSK.get((self.hash_name, prefix))
+        if constants is None:
+            zeros = bytes(self.hash_len)
+            early = hkdf_extract(self.hash_name, zeros, zeros)
+            constants = early, self._derived(early)
+            _NO_PSK[(self.hash_name, prefix)] = constants
+        self.early_secret, self._early_derived = constants
         self.handshake_secret: bytes | None = None
         self.master_secret: bytes | None = None
 
@@ -111,7 +138,10 @@ class KeySchedule:
     def handshake(self, shared_secret: bytes | None) -> bytes:
         """Extract the handshake secret from the (EC)DHE/KEM secret (None for psk_ke)."""
         ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
-        self.handshake_secret = hkdf_extract(self.hash_name, self._derived(self.early_secret), ikm)
+        salt = self._early_derived
+        if salt is None:
+            salt = self._derived(self.early_secret)
+        self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
         return self.handshake_secret
 
     def client_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
@@ -149,11 +179,12 @@ class KeySchedule:
 
     def finished_key(self, base_key: bytes) -> bytes:
         """§4.4.4: HKDF-Expand-Label(BaseKey, "finished", "", Hash.length)."""
-        return self.expand_label(base_key, b"finished", b"", self.hash_len)
+        info = expand_label_info(b"finished", self.hash_len, self.prefix)
+        return hmac_digest(base_key, info, self.hash_name)
 
     def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
         """§4.4.4: HMAC(finished_key, Transcript-Hash(...))."""
-        return hmac.digest(self.finished_key(base_key), transcript_hash, self.hash_name)
+        return hmac_digest(self.finished_key(base_key), transcript_hash, self.hash_name)
 
     def check_verify_data(self, base_key: bytes, transcript_hash: bytes, received: bytes) -> bool:
         """Constant-time comparison of a received Finished (or binder) value."""

@@ -7,12 +7,14 @@ one epoch, all derived from the traffic secret with HKDF-Expand-Label and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from typing_extensions import Buffer as BufferLike
 
 from .._fast import RecordCipher
-from ..crypto.hkdf import hkdf_expand_label
-from ..crypto.suites import SUITES, CipherSuite, SuiteParams
+from ..crypto.hkdf import expand_label_info, hmac_digest
+from ..crypto.suites import AEAD, SUITES, CipherSuite, SuiteParams
 
 # RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
 MASK_SAMPLE = 16
@@ -40,13 +42,39 @@ INTEGRITY_LIMITS: dict[CipherSuite, int] = {
 }
 
 
+# Per suite, what deriving one epoch's keys needs: the hash, the three HMAC inputs of
+# HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length) with their lengths, and the
+# AEAD constructor (built once per suite, not per epoch).
+_KeySpec = tuple[str, bytes, int, bytes, int, bytes, Callable[[bytes], AEAD]]
+_KEY_SPECS: dict[int, _KeySpec] = {}
+_ECB = modes.ECB()
+
+
+def _key_spec(suite: CipherSuite) -> _KeySpec:
+    spec = _KEY_SPECS.get(suite)
+    if spec is None:
+        params = SUITES[suite]
+        n, n_iv = params.key_length, params.iv_length
+        spec = (
+            params.hash_name,
+            expand_label_info(b"key", n),
+            n,
+            expand_label_info(b"iv", n_iv),
+            n_iv,
+            expand_label_info(b"sn", n),
+            params.aead,
+        )
+        _KEY_SPECS[suite] = spec
+    return spec
+
+
 def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes, bytes]:
     """(key, iv, sn_key) for a traffic secret (RFC 8446 §7.3, RFC 9147 §4.2.3)."""
-    params = SUITES[suite]
-    h = params.hash_name
-    key = hkdf_expand_label(h, secret, b"key", b"", params.key_length)
-    iv = hkdf_expand_label(h, secret, b"iv", b"", params.iv_length)
-    sn_key = hkdf_expand_label(h, secret, b"sn", b"", params.key_length)
+    h, key_info, n, iv_info, n_iv, sn_info, _ = _key_spec(suite)
+    # HKDF-Expand-Label with an empty context: one HMAC each (the outputs fit one block).
+    key = hmac_digest(secret, key_info, h)[:n]
+    iv = hmac_digest(secret, iv_info, h)[:n_iv]
+    sn_key = hmac_digest(secret, sn_info, h)[:n]
     return key, iv, sn_key
 
 
@@ -60,15 +88,22 @@ class EpochKeys:
 
     def __init__(self, epoch: int, suite: CipherSuite, secret: bytes) -> None:
         params: SuiteParams = SUITES[suite]
-        key, iv, sn_key = derive_record_keys(suite, secret)
+        h, key_info, n, iv_info, n_iv, sn_info, make_aead = _key_spec(suite)
+        sn_key = hmac_digest(secret, sn_info, h)[:n]
         self.epoch = epoch
         self.suite = suite
         self.params = params
         self.tag_length = params.tag_length
         # AES suites: one ECB encryptor reused for every record of the epoch
         # (ECB keeps no state between blocks); ChaCha20 masks are computed in _fast.
-        ecb = None if params.chacha else Cipher(algorithms.AES(sn_key), modes.ECB()).encryptor()
-        self.cipher = RecordCipher(params.aead(key), iv, sn_key, params.tag_length, ecb)
+        ecb = None if params.chacha else Cipher(algorithms.AES(sn_key), _ECB).encryptor()
+        self.cipher = RecordCipher(
+            make_aead(hmac_digest(secret, key_info, h)[:n]),
+            hmac_digest(secret, iv_info, h)[:n_iv],
+            sn_key,
+            params.tag_length,
+            ecb,
+        )
 
     def nonce(self, sequence_number: int) -> bytearray:
         """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch).

@@ -569,6 +569,12 @@ async def _send_loop(
                 ep.counters["datagrams_out"] += 1
             except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
                 return
+            except TypeError:
+                # close() released the lease after the socket woke this task and before the
+                # call took the buffer: the endpoint is gone.
+                if lease.released:
+                    return
+                raise
             except OSError as exc:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                     return
