@@ -542,7 +542,7 @@ async def test_cancellation_at_every_await_loses_and_leaks_nothing(pools: PoolSe
                 await channel.aclose()
                 step += 1
             await channel.aclose()
-        assert step > 3, step
+        assert step >= 3, step  # do_handshake, the handshake, receive (send yields shielded)
         assert endpoint.counters["internal_errors"] == 0
         server.endpoint.close()
     assert pools.in_use == 0

@@ -325,7 +325,7 @@ class DTLSEndpoint:
         channel = self._clients.get((addr[0], addr[1]))
         if channel is not None:
             channel._conn.receive_datagram(data, addr, now)
-            self._after(channel)
+            self._after(channel, now)
             return
         server = self._server
         if server is None:
@@ -337,21 +337,25 @@ class DTLSEndpoint:
                 self, new, new.peer_address, server=True
             )
         self._attend_server(now)  # associations this datagram shed or superseded
-        # A stranger's datagram can arm a new deadline (a partial ClientHello expires).
-        t = server.get_timer()
-        if t is not None and t < self._sleeping_until:
-            self._timer_wakeup.set()
+        # A stranger's datagram can arm a new deadline (a partial ClientHello expires); an
+        # established connection's own deadline is checked in _after.
+        if conn is None or not conn.handshake_complete:
+            t = server.get_timer()
+            if t is not None and t < self._sleeping_until:
+                self._timer_wakeup.set()
         if conn is not None:
             channel = self._server_channels.get(id(conn))
             if channel is not None:
-                self._after(channel)
+                self._after(channel, now)
                 return
         self._collect_server_output(now)
 
-    def _after(self, channel: DTLSChannel) -> int:
+    def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
-        now = trio.current_time()
-        channel._process_events()
+        if now is None:
+            now = trio.current_time()
+        if channel._conn.has_events:
+            channel._process_events()
         if channel._server:
             self._collect_server_output(now)
             if channel._handshake is not None and not channel._announced:
@@ -506,18 +510,19 @@ class DTLSEndpoint:
         channel's receive queue did (its reader runs before more is taken); None when the
         memory budget refused a buffer."""
         raw = self._raw
-        pools = self.pools
-        size = self._recv_size
         counters = self.counters
-        for _ in range(RECV_BATCH):
-            if self._closed:
-                return True
-            try:
-                lease = pools.acquire(size)
-            except MemoryBudgetExceeded:
-                counters["dropped_memory_budget"] += 1
-                return None
-            try:
+        # One buffer serves the whole batch: the core copies out what it keeps.
+        size = self._recv_size
+        try:
+            lease = self.pools.acquire(size)
+        except MemoryBudgetExceeded:
+            counters["dropped_memory_budget"] += 1
+            return None
+        try:
+            for _ in range(RECV_BATCH):
+                if self._closed or lease.released:
+                    return True
+                lease.length = size
                 try:
                     n, addr = raw.recvfrom_into(lease)
                 except BlockingIOError:
@@ -533,13 +538,13 @@ class DTLSEndpoint:
                         self._on_datagram(view, addr)
                 except Exception as exc:  # the core never raises for input; a bug must not stop us
                     self._internal_error(exc)
-            finally:
-                if not lease.released:
-                    lease.release()
-            if self._backlogged:
-                self._backlogged = False
-                return False
-        return False
+                if self._backlogged:
+                    self._backlogged = False
+                    return False
+            return False
+        finally:
+            if not lease.released:
+                lease.release()
 
     # -- background tasks -------------------------------------------------------------
 
