@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -161,7 +162,18 @@ async def _windowed(mode: str, port: int, size: int, seconds: float) -> float:
     return received / seconds
 
 
-def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> float:
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc), or NaN."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> tuple[float, float]:
+    """(msgs/s, server CPU seconds during the run) with a fresh server process."""
     port = 20000 + (time.monotonic_ns() // 1000) % 20000
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--port", str(port)],
@@ -172,7 +184,9 @@ def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> float:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{mode} server did not start")
-        return trio.run(work, port)
+        before = _process_cpu(proc.pid)
+        rate = trio.run(work, port)
+        return rate, _process_cpu(proc.pid) - before
     finally:
         proc.kill()
         proc.wait()
@@ -205,9 +219,13 @@ def measure(
         size, windowed, target = CASES[case]
         work = _windowed if windowed else _ping_pong
         figs: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(runs):
             for mode in modes:  # interleaved so drift hits every mode alike
-                figs[mode].append(_with_server(mode, _job(work, mode, size, seconds)))
+                rate, server_cpu = _with_server(mode, _job(work, mode, size, seconds))
+                figs[mode].append(rate)
+                if rate > 0 and not math.isnan(server_cpu):
+                    cpu[mode].append(server_cpu / (rate * seconds) * 1e6)
         figures[case] = figs
         for mode in modes:
             has_target = mode == "dtls13" and target is not None
@@ -223,6 +241,20 @@ def measure(
             if has_target and row.ratio is not None and target is not None:
                 row = dataclasses.replace(row, met=row.ratio >= target)
             rows.append(row)
+        # Server CPU per message (the handshake included, a few ms): steadier than msgs/s
+        # on a shared machine, and what a busy server pays.
+        for mode in modes:
+            if len(cpu[mode]) == runs and len(cpu["raw"]) == runs:
+                rows.append(
+                    make_row(
+                        "echo",
+                        f"{case}, {mode}, server CPU",
+                        "µs/msg",
+                        cpu[mode],
+                        baseline_values=cpu["raw"] if mode != "raw" else None,
+                        baseline="raw trio UDP" if mode != "raw" else None,
+                    )
+                )
     return rows, figures
 
 

@@ -137,7 +137,7 @@ async def test_a_burst_is_drained_in_batches_and_delivered_in_order(
         batches: list[int] = []
         original = server.endpoint._receive_batch
 
-        def counting() -> bool | None:
+        def counting() -> int | None:
             before = server.endpoint.counters["datagrams_in"]
             result = original()
             batches.append(server.endpoint.counters["datagrams_in"] - before)

@@ -3,9 +3,9 @@
 Three background tasks per endpoint (trio system tasks, holding only a weak reference so
 an endpoint nobody closed can still be collected and warn):
 
-- the receive task: waits until the socket is readable, then drains up to `RECV_BATCH`
-  datagrams with non-blocking ``recvfrom_into`` a pooled lease, each handed to the sans-IO
-  core and released, before it yields again;
+- the receive task: takes up to `RECV_BATCH` datagrams with non-blocking
+  ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, yields, and waits for
+  the socket to be readable only when it found nothing;
 - the send task: sends what could not go at once (the socket buffer was full), in order,
   waiting for the socket to be writable;
 - the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
@@ -503,35 +503,36 @@ class DTLSEndpoint:
         if self._progress:
             self._progress.unpark_all()
 
-    def _receive_batch(self) -> bool | None:
+    def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core.
 
-        True when the socket is drained; False when the batch filled up first or a
-        channel's receive queue did (its reader runs before more is taken); None when the
-        memory budget refused a buffer."""
+        Returns how many were taken: fewer than RECV_BATCH when the socket ran dry or a
+        channel's receive queue filled up (its reader runs before more is taken); None
+        when the memory budget refused a buffer."""
         raw = self._raw
         counters = self.counters
-        # One buffer serves the whole batch: the core copies out what it keeps.
         size = self._recv_size
+        # One buffer serves the whole batch: the core copies out what it keeps.
         try:
             lease = self.pools.acquire(size)
         except MemoryBudgetExceeded:
             counters["dropped_memory_budget"] += 1
             return None
+        taken = 0
         try:
-            for _ in range(RECV_BATCH):
-                if self._closed or lease.released:
-                    return True
+            while taken < RECV_BATCH and not self._closed:
                 lease.length = size
                 try:
                     n, addr = raw.recvfrom_into(lease)
                 except BlockingIOError:
-                    return True
+                    break
                 except OSError as exc:
                     if exc.errno in (errno.EBADF, errno.ENOTSOCK) or raw.fileno() < 0:
-                        return True
+                        break
                     counters["receive_errors"] += 1  # e.g. ICMP port unreachable
+                    taken += 1
                     continue
+                taken += 1
                 lease.length = n
                 try:
                     with memoryview(lease) as view:
@@ -540,11 +541,11 @@ class DTLSEndpoint:
                     self._internal_error(exc)
                 if self._backlogged:
                     self._backlogged = False
-                    return False
-            return False
+                    break
         finally:
             if not lease.released:
                 lease.release()
+        return taken
 
     # -- background tasks -------------------------------------------------------------
 
@@ -593,15 +594,19 @@ async def _receive_loop(
         ep = ref()
         if ep is None or ep._closed:
             return
-        drained = ep._receive_batch()
+        taken = ep._receive_batch()
+        if ep._closed:
+            return
         del ep
         try:
-            if drained is None:  # memory budget: leave the datagrams in the kernel's queue
+            if taken is None:  # memory budget: leave the datagrams in the kernel's queue
                 await trio.sleep(0.01)
-            elif drained:
-                await trio.lowlevel.wait_readable(sock)
+            elif taken:
+                # As trio's sockets: yield, then try again before waiting for the socket
+                # (in a busy exchange the next datagram is often there by then).
+                await trio.lowlevel.checkpoint()
             else:
-                await trio.lowlevel.checkpoint()  # a full batch: let the others run
+                await trio.lowlevel.wait_readable(sock)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
         except OSError as exc:
