@@ -3,14 +3,17 @@
 Targets (issue: foundation): the 1.5 KiB path no slower than bytearray(1500), the
 16 KiB path at least 2x faster than bytearray(16384), bookkeeping under 2% of pooled bytes.
 
-    python benchmarks/bench_pools.py [--runs 7] [--number 200000]
+    python benchmarks/bench_pools.py [--runs 7] [--number 200000] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import timeit
+
+from _common import Row, add_json_argument, make_row, write_json
 
 from dtls13.memory import PoolSet
 
@@ -32,7 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--number", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="3 runs of 20,000")
+    add_json_argument(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.number = 3, 20_000
 
     pools = PoolSet()
     owner = pools.owner("connection", "bench", limit=1 << 20)
@@ -82,6 +89,39 @@ def main() -> None:
         f"| lease handles / pooled bytes (while {stats.in_use} leases are out) | "
         f"{stats.handle_bytes / stats.pooled_bytes:.3%} | (reported) |"
     )
+    write_json(args.json, rows(figures, stats.bookkeeping_ratio))
+
+
+def rows(figures: dict[str, list[float]], bookkeeping: float) -> list[Row]:
+    """The figures as rows: time per acquire+release as a ratio to bytearray's."""
+    out: list[Row] = []
+    for size, label, goal in ((1500, "1.5 KiB", 1.0), (16384, "16 KiB", 0.5)):
+        base = f"bytearray({size})"
+        out.append(make_row("pools", f"{base} + del", "ns", figures[base]))
+        for case, target in ((f"pool {label}", goal), (f"pool {label} (owner-charged)", None)):
+            row = make_row(
+                "pools",
+                f"acquire + release {case.removeprefix('pool ')}",
+                "ns",
+                figures[case],
+                baseline_values=figures[base],
+                baseline=base,
+                target=None if target is None else f"<= {target:.2f}x",
+            )
+            if target is not None and row.ratio is not None:
+                row = dataclasses.replace(row, met=row.ratio <= target)
+            out.append(row)
+    out.append(
+        make_row(
+            "pools",
+            "bookkeeping / pooled bytes (2,550 leases out)",
+            "%",
+            [bookkeeping * 100],
+            target="< 2%",
+            met=bookkeeping < 0.02,
+        )
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 Every failure the user can cause (bad options, unreadable keys, a port in use, a failed
 handshake) ends with one line on stderr and a non-zero status; a clean close exits 0.
+
+``server --workers N`` runs N processes on one port through SO_REUSEPORT (the kernel hashes
+each client's address to one of them). They share the cookie and ticket secrets, which the
+parent makes (or derives from --secret-file) and hands over by fork, never on a command
+line, so any worker checks any cookie and resumes any ticket.
 """
 
 from __future__ import annotations
@@ -9,16 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import trio
 
 from .alerts import Alert, LocalProtocolError
 from .config import ClientConfig, ServerConfig
+from .endpoint import DoSProtectionConfig
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
 EXIT_USAGE = 2  # bad options or configuration
@@ -88,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="under_load",
         help="when to demand a HelloRetryRequest cookie (under_load)",
     )
+    server.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve the port from N processes through SO_REUSEPORT (1)",
+    )
+    server.add_argument(
+        "--secret-file",
+        metavar="F",
+        help="file of >= 32 random bytes the cookie and ticket keys derive from (share it "
+        "between servers; default: fresh secrets per run)",
+    )
     _common(server)
     client = sub.add_parser("client", help="echo stdin lines through a server")
     client.add_argument("--host", required=True)
@@ -126,12 +147,13 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Log:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, prefix: str = "") -> None:
         self.level = 0 if args.quiet else 2 if args.verbose else 1
+        self.prefix = prefix
 
     def __call__(self, message: str, level: int = 1) -> None:
         if self.level >= level:
-            print(message, file=sys.stderr, flush=True)
+            print(self.prefix + message, file=sys.stderr, flush=True)
 
 
 def _describe(channel: DTLSChannel) -> str:
@@ -186,14 +208,49 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
         opts["client_auth"] = "optional"
     if args.cafile:
         opts["cafile"] = args.cafile
+    opts.update(_secrets(args))
     return ServerConfig(**opts), cert_path
 
 
-async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) -> None:
+def _secrets(args: argparse.Namespace) -> dict[str, bytes]:
+    """Cookie and ticket secrets every worker (or server given the file) shares."""
+    if args.secret_file:
+        try:
+            with open(args.secret_file, "rb") as f:
+                seed = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.secret_file}: {exc.strerror or exc}") from None
+        if len(seed) < 32:
+            raise UsageError(f"{args.secret_file} holds {len(seed)} bytes; at least 32 needed")
+        from .crypto.hkdf import hkdf_expand, hkdf_extract
+
+        prk = hkdf_extract("sha256", b"dtls13 cli secrets", seed)
+        return {
+            "cookie_secret": hkdf_expand("sha256", prk, b"cookie", 32),
+            "ticket_secret": hkdf_expand("sha256", prk, b"ticket", 32),
+        }
+    if args.workers > 1:
+        return {"cookie_secret": os.urandom(32), "ticket_secret": os.urandom(32)}
+    return {}  # one process: ServerConfig makes its own, as without --workers
+
+
+async def run_server(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    log: _Log,
+    *,
+    port: int | None = None,
+    ready: Callable[[int], None] | None = None,
+    dos: DoSProtectionConfig | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM. A worker (`ready` given) binds `port` with SO_REUSEPORT
+    and reports it is serving through `ready` instead of printing the address."""
     family = trio.socket.AF_INET6 if ":" in args.host else trio.socket.AF_INET
     sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
     try:
-        await sock.bind((args.host, args.port))
+        if ready is not None:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        await sock.bind((args.host, args.port if port is None else port))
     except (OSError, UnicodeError) as exc:
         sock.close()
         reason = getattr(exc, "strerror", None) or str(exc)
@@ -224,15 +281,204 @@ async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) 
                 2,
             )
 
-    async with DTLSEndpoint(sock, cookie_policy=args.cookie) as endpoint:
-        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
+    async with DTLSEndpoint(sock, cookie_policy=args.cookie, dos=dos) as endpoint:
+        if ready is None:
+            print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(endpoint.serve, config, echo)
+                if ready is not None:
+                    ready(port)
                 async for _ in signals:
                     log("stopping")
                     nursery.cancel_scope.cancel()
                     break
+
+
+# -- workers --------------------------------------------------------------------------
+
+WORKER_START_TIMEOUT = 30.0
+WORKER_STOP_TIMEOUT = 5.0
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM reached the parent."""
+
+
+class SharedMonotonicClock(trio.abc.Clock):
+    """trio's clock on CLOCK_MONOTONIC, which every process of the machine shares.
+
+    trio's default clock starts at a random offset per run; the cookie jar's ticks and
+    rotation periods come from the clock it is given, so workers need one clock to accept
+    each other's cookies.
+    """
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return time.monotonic()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - time.monotonic()
+
+
+def _worker(
+    index: int,
+    args: argparse.Namespace,
+    config: ServerConfig,
+    port: int,
+    conn: Any,
+    reserve: socket.socket,
+    dos: DoSProtectionConfig | None,
+) -> None:
+    """One worker process (forked): serve until SIGINT/SIGTERM, exit 0; report failures."""
+    # The parent's reserving socket came along with the fork; left open here, it would
+    # stay in the SO_REUSEPORT group and swallow the datagrams the kernel hashes to it.
+    reserve.close()
+    log = _Log(args, prefix=f"worker {index}: ")
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    # Not the parent's handlers (inherited by fork): a stop request before trio listens,
+    # or one trio re-delivers as it stops listening, ends this worker cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
+    try:
+        trio.run(
+            lambda: run_server(
+                args, config, log, port=port, ready=lambda p: conn.send(("ready", p)), dos=dos
+            ),
+            clock=SharedMonotonicClock(),
+        )
+    except Failure as exc:
+        conn.send(("error", str(exc)))
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def run_workers(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    log: _Log,
+    *,
+    dos: DoSProtectionConfig | None = None,
+) -> None:
+    """Fork `args.workers` servers on one port, print its address once, supervise them.
+
+    SIGINT/SIGTERM stop every worker and return; a worker that ends on its own stops the
+    rest and raises Failure. `dos`: the endpoints' limits (benchmarks raise them).
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--workers needs SO_REUSEPORT, which this system lacks")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    # A socket of our own reserves the port (or picks one for --port 0) and reports a port
+    # in use before any worker starts. It is closed once the workers are bound, before the
+    # address is printed: the kernel then spreads clients over the workers only. A first
+    # bind without SO_REUSEPORT makes sure no other server (one with SO_REUSEPORT
+    # included, which we would silently join) has the port.
+    reserve = socket.socket(family, socket.SOCK_DGRAM)
+    port = args.port
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((args.host, port))
+            port = probe.getsockname()[1]
+        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserve.bind((args.host, port))
+    except (OSError, UnicodeError) as exc:
+        reserve.close()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise Failure(f"cannot listen on {_peer((args.host, port))}: {reason}") from None
+    # fork: the workers inherit the configuration (keys, secrets) without it ever being
+    # serialized or put on a command line.
+    ctx = multiprocessing.get_context("fork")
+    workers: list[Any] = []
+    pipes: dict[Any, int] = {}
+    stopping = False
+
+    def stop_all() -> None:
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT
+        for proc in workers:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stopping:
+            raise _Stop
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i in range(args.workers):
+            receiver, sender = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_worker,
+                args=(i, args, config, port, sender, reserve, dos),
+                name=f"dtls13-worker-{i}",
+            )
+            proc.start()
+            sender.close()
+            workers.append(proc)
+            pipes[receiver] = i
+        waiting = dict(pipes)
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Failure(f"{len(waiting)} of {args.workers} workers did not start")
+            ready: Any
+            for ready in wait(list(waiting), left):
+                i = waiting.pop(ready)
+                try:
+                    kind, value = ready.recv()
+                except EOFError:
+                    workers[i].join(WORKER_STOP_TIMEOUT)
+                    code = _exit_reason(workers[i].exitcode)
+                    raise Failure(f"worker {i} failed to start ({code})") from None
+                if kind != "ready":
+                    raise Failure(f"worker {i}: {value}")
+        reserve.close()
+        pids = ", ".join(str(p.pid) for p in workers)
+        print(f"{args.workers} workers (pids {pids}) share the port through SO_REUSEPORT")
+        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
+        sentinels = {proc.sentinel: i for i, proc in enumerate(workers)}
+        ended = wait(list(sentinels))
+        i = sentinels[ended[0]]
+        proc = workers[i]
+        proc.join()
+        raise Failure(
+            f"worker {i} (pid {proc.pid}) ended unexpectedly ({_exit_reason(proc.exitcode)}); "
+            "stopped the others"
+        )
+    except _Stop:
+        log("stopping")
+    finally:
+        stopping = True
+        reserve.close()
+        stop_all()
+        for receiver in pipes:
+            receiver.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # -- client ---------------------------------------------------------------------------
@@ -333,7 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = _Log(args)
         if args.command == "server":
             config, cert_path = server_config(args, log)
-            trio.run(run_server, args, config, log)
+            if args.workers > 1:
+                run_workers(args, config, log)
+            else:
+                trio.run(run_server, args, config, log)
         else:
             trio.run(run_client, args, client_config(args), log)
         return 0

@@ -6,6 +6,13 @@ HelloRetryRequest, e.g. suite and group), protected by an HMAC over a time tick 
 client's address. The current and the previous secret are accepted, so cookies survive one
 rotation ("the server can have a limited window during which it accepts both secrets").
 
+With a `rotation_interval`, the MAC key of a cookie is derived from the configured secret
+and the rotation period of its tick (``HMAC-SHA256(secret, label || period)``), not drawn at
+random: processes (or machines) given the same secret agree on every period's key without
+talking to each other, so any of them checks a cookie another made, as long as their `now`
+values come from a clock they share. A cookie from the current or the previous period is
+accepted. ``rotate()`` replaces the secret itself (by hand, in this process only).
+
 Layout: ``tick(4) || hash_len(1) || ch1_hash || extra_len(2) || extra || mac(32)``, where
 ``mac = HMAC-SHA256(secret, label || everything before the mac || address)``.
 """
@@ -19,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _LABEL = b"dtls13 hrr cookie"
+_PERIOD_LABEL = b"dtls13 hrr cookie period"
 _MAC_LENGTH = 32
 _TICK_MASK = 0xFFFFFFFF
 _MIN_LENGTH = 4 + 1 + 2 + _MAC_LENGTH
@@ -45,7 +53,7 @@ class CookieJar:
 
     __slots__ = (
         "_current",
-        "_last_rotation",
+        "_period_keys",
         "_previous",
         "_random",
         "lifetime",
@@ -60,16 +68,18 @@ class CookieJar:
         rotation_interval: float | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        """`lifetime`: seconds a cookie stays valid. `rotation_interval`: when set, the
-        secret rotates by itself that often (checked on each make/check)."""
+        """`lifetime`: seconds a cookie stays valid. `rotation_interval`: when set, the MAC
+        key changes every that many seconds, derived from the secret and the period."""
         if secret is not None and len(secret) < 16:
             raise ValueError("cookie secret must be at least 16 bytes")
         if lifetime <= 0:
             raise ValueError("cookie lifetime must be positive")
+        if rotation_interval is not None and rotation_interval <= 0:
+            raise ValueError("cookie rotation interval must be positive")
         self._random = random_bytes
         self._current = secret if secret is not None else random_bytes(32)
         self._previous: bytes | None = None
-        self._last_rotation: float | None = None
+        self._period_keys: dict[tuple[bytes, int], bytes] = {}
         self.lifetime = lifetime
         self.rotation_interval = rotation_interval
 
@@ -77,15 +87,23 @@ class CookieJar:
         """New current secret; the old one stays valid until the next rotation."""
         self._previous = self._current
         self._current = self._random(32)
-        self._last_rotation = now
+        self._period_keys.clear()
 
-    def _maybe_rotate(self, now: float) -> None:
+    def _period(self, tick: int) -> int | None:
         if self.rotation_interval is None:
-            return
-        if self._last_rotation is None:
-            self._last_rotation = now
-        elif now - self._last_rotation >= self.rotation_interval:
-            self.rotate(now)
+            return None
+        return int(tick // self.rotation_interval)
+
+    def _key(self, secret: bytes, period: int | None) -> bytes:
+        if period is None:
+            return secret
+        key = self._period_keys.get((secret, period))
+        if key is None:
+            if len(self._period_keys) >= 8:
+                self._period_keys.clear()
+            key = hmac.digest(secret, _PERIOD_LABEL + struct.pack("!Q", period), "sha256")
+            self._period_keys[(secret, period)] = key
+        return key
 
     @staticmethod
     def _mac(secret: bytes, body: bytes, address: bytes) -> bytes:
@@ -97,7 +115,6 @@ class CookieJar:
         """A cookie for this client binding the ClientHello1 hash and `extra`."""
         if len(ch1_hash) > 255 or len(extra) > 0xFFFF - 300:
             raise ValueError("cookie contents too long")
-        self._maybe_rotate(now)
         tick = int(now) & _TICK_MASK
         body = (
             struct.pack("!IB", tick, len(ch1_hash))
@@ -105,14 +122,14 @@ class CookieJar:
             + struct.pack("!H", len(extra))
             + extra
         )
-        return body + self._mac(self._current, body, _address_bytes(client_address))
+        key = self._key(self._current, self._period(tick))
+        return body + self._mac(key, body, _address_bytes(client_address))
 
     def check(self, cookie: bytes, now: float, client_address: object) -> CookieContents | None:
         """The contents of a valid, unexpired cookie from this address, else None.
 
         Never raises on malformed input: whatever the network sent gives None.
         """
-        self._maybe_rotate(now)
         if len(cookie) < _MIN_LENGTH:
             return None
         tick, hash_len = struct.unpack_from("!IB", cookie, 0)
@@ -125,10 +142,15 @@ class CookieJar:
             return None
         body, mac = cookie[:body_len], cookie[body_len:]
         address = _address_bytes(client_address)
+        period = self._period(tick)
+        current = self._period(int(now) & _TICK_MASK)
+        if period is not None and current is not None and not 0 <= current - period <= 1:
+            return None  # only the current and the previous period's keys are accepted
         # Compute both MACs whatever the outcome so timing says nothing about which secret.
-        ok = hmac.compare_digest(self._mac(self._current, body, address), mac)
+        ok = hmac.compare_digest(self._mac(self._key(self._current, period), body, address), mac)
         if self._previous is not None:
-            ok |= hmac.compare_digest(self._mac(self._previous, body, address), mac)
+            key = self._key(self._previous, period)
+            ok |= hmac.compare_digest(self._mac(key, body, address), mac)
         if not ok:
             return None
         age = (int(now) - tick) & _TICK_MASK  # a tick from the future wraps to a huge age

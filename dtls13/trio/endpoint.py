@@ -676,7 +676,9 @@ async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
         del ep
 
 
-async def _bound_socket(host: str | None, port: int) -> trio.socket.SocketType:
+async def _bound_socket(
+    host: str | None, port: int, *, reuse_port: bool = False
+) -> trio.socket.SocketType:
     infos = await trio.socket.getaddrinfo(
         host, port, type=trio.socket.SOCK_DGRAM, flags=trio.socket.AI_PASSIVE
     )
@@ -687,6 +689,8 @@ async def _bound_socket(host: str | None, port: int) -> trio.socket.SocketType:
     try:
         if family == trio.socket.AF_INET6:
             sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
         await sock.bind(addr)
     except BaseException:
         sock.close()
@@ -738,14 +742,17 @@ async def serve_dtls(
     incoming_packets_buffer: int = 10,
     dos: DoSProtectionConfig | None = None,
     cookie_policy: str = "under_load",
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
 
     With ``nursery.start`` it reports the running `DTLSEndpoint` (its ``socket`` tells the
-    port when `port` is 0). `host` None means every IPv4 interface.
+    port when `port` is 0). `host` None means every IPv4 interface. `reuse_port` sets
+    SO_REUSEPORT, so several processes serve one port, the kernel hashing each client's
+    address to one of them; give them the same ``cookie_secret`` and ``ticket_secret``.
     """
-    sock = await _bound_socket("0.0.0.0" if host is None else host, port)
+    sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
     try:
         endpoint = DTLSEndpoint(
             sock,
