@@ -4,8 +4,8 @@ Three background tasks per endpoint (trio system tasks, holding only a weak refe
 an endpoint nobody closed can still be collected and warn):
 
 - the receive task: takes up to `RECV_BATCH` datagrams with non-blocking
-  ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, yields, and waits for
-  the socket to be readable only when it found nothing;
+  ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, then waits for the
+  socket to be readable once it ran dry (or yields, when the batch filled up);
 - the send task: sends what could not go at once (the socket buffer was full), in order,
   waiting for the socket to be writable;
 - the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
@@ -123,6 +123,7 @@ class DTLSEndpoint:
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
         self._backlogged = False  # a channel's receive queue filled up: yield to its reader
+        self._drained = False  # the last receive batch found the socket empty
         self._closed = False
         self.counters: dict[str, int] = {
             "datagrams_in": 0,
@@ -506,9 +507,9 @@ class DTLSEndpoint:
     def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core.
 
-        Returns how many were taken: fewer than RECV_BATCH when the socket ran dry or a
-        channel's receive queue filled up (its reader runs before more is taken); None
-        when the memory budget refused a buffer."""
+        Returns how many were taken (`_drained` tells whether the socket ran dry; else
+        the batch filled up or a channel's receive queue did, and its reader runs before
+        more is taken); None when the memory budget refused a buffer."""
         raw = self._raw
         counters = self.counters
         size = self._recv_size
@@ -519,12 +520,14 @@ class DTLSEndpoint:
             counters["dropped_memory_budget"] += 1
             return None
         taken = 0
+        self._drained = False
         try:
             while taken < RECV_BATCH and not self._closed:
                 lease.length = size
                 try:
                     n, addr = raw.recvfrom_into(lease)
                 except BlockingIOError:
+                    self._drained = True
                     break
                 except OSError as exc:
                     if exc.errno in (errno.EBADF, errno.ENOTSOCK) or raw.fileno() < 0:
@@ -595,18 +598,17 @@ async def _receive_loop(
         if ep is None or ep._closed:
             return
         taken = ep._receive_batch()
+        drained = ep._drained
         if ep._closed:
             return
         del ep
         try:
             if taken is None:  # memory budget: leave the datagrams in the kernel's queue
                 await trio.sleep(0.01)
-            elif taken:
-                # As trio's sockets: yield, then try again before waiting for the socket
-                # (in a busy exchange the next datagram is often there by then).
-                await trio.lowlevel.checkpoint()
-            else:
+            elif drained:
                 await trio.lowlevel.wait_readable(sock)
+            else:  # a full batch, or a reader to let catch up: yield, then go on
+                await trio.lowlevel.checkpoint()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
         except OSError as exc:
