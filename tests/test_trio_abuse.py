@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
 
 from dtls13 import DTLSEndpoint, open_dtls_client
@@ -69,8 +70,9 @@ class Harness:
         _, server_config = configs()
         await self.nursery.start(self.endpoint.serve, server_config, echo)
         self.addr = sock.getsockname()[:2]
-        # The receive task holds its buffer from here on: part of the steady state.
-        await wait_for(lambda: self.pools.in_use >= 1)
+        # The receive task holds no buffer while it waits: the steady state is nothing in use.
+        await trio.testing.wait_all_tasks_blocked()
+        assert self.pools.in_use == 0
 
     def server_stats(self) -> dict[str, Any]:
         stats = self.endpoint.statistics()["server"]

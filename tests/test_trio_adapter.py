@@ -24,6 +24,23 @@ def have_ipv6() -> bool:
         return False
 
 
+class FullSocket:
+    """A stdlib socket whose buffer is "full" (BlockingIOError) for its next sends."""
+
+    def __init__(self, sock: socket.socket, full_for: int) -> None:
+        self.sock = sock
+        self.full_for = full_for
+
+    def sendto(self, data: Any, addr: Any) -> int:
+        if self.full_for > 0:
+            self.full_for -= 1
+            raise BlockingIOError
+        return self.sock.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
 class Server:
     """An echo (or other) server on its own endpoint, inside a nursery."""
 
@@ -220,8 +237,11 @@ async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet)
                 scope.cancel()
                 await channel.send(b"never")
             assert scope.cancelled_caught
-            # Cancelled while waiting for the socket: the record is already queued and goes.
+            # Cancelled while waiting for the socket (its buffer was full): the record is
+            # already queued and goes.
             original = endpoint._wait_sent
+            real = endpoint._raw
+            endpoint._raw = FullSocket(real, full_for=3)  # type: ignore[assignment]
             with trio.CancelScope() as scope:
 
                 async def cancel_then_wait(target: int) -> None:
@@ -232,6 +252,9 @@ async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet)
                 await channel.send(b"handed over")
             endpoint._wait_sent = original  # type: ignore[method-assign]
             assert scope.cancelled_caught
+            with trio.fail_after(5):
+                await wait_for(lambda: not endpoint._outq)
+            endpoint._raw = real
             with trio.fail_after(5):
                 assert await channel.receive() == b"handed over"
             assert channel.statistics().app_records_out == 1
@@ -360,9 +383,12 @@ async def test_unclosed_endpoint_warns(pools: PoolSet) -> None:
 async def test_closing_an_endpoint_gives_every_lease_back_at_once(pools: PoolSet) -> None:
     client_config, _ = configs()
     endpoint = DTLSEndpoint(await udp_socket(), pools=pools)
-    endpoint.connect(("127.0.0.1", 9), client_config)
+    channel = endpoint.connect(("127.0.0.1", 9), client_config)
     await trio.testing.wait_all_tasks_blocked()
-    assert pools.in_use == 1  # the receive task's buffer
+    assert pools.in_use == 0  # the receive task holds no buffer while it waits
+    with trio.move_on_after(0.05):
+        await channel.do_handshake()  # nobody answers: the flight stays held
+    assert pools.in_use > 0
     endpoint.close()
     assert pools.in_use == 0
 
@@ -516,7 +542,7 @@ async def test_cancellation_at_every_await_loses_and_leaks_nothing(pools: PoolSe
                 await channel.aclose()
                 step += 1
             await channel.aclose()
-        assert step > 3, step
+        assert step >= 3, step  # do_handshake, the handshake, receive (send yields shielded)
         assert endpoint.counters["internal_errors"] == 0
         server.endpoint.close()
     assert pools.in_use == 0

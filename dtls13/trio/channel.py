@@ -95,17 +95,22 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         conn = self._conn
         while (ev := conn.next_event()) is not None:
             if isinstance(ev, DataReceived):
-                if len(self._queue) >= self._queue_limit:
+                queue = self._queue
+                if len(queue) >= self._queue_limit:
                     self._dropped += 1
                 else:
-                    self._queue.append(ev.data)
+                    queue.append(ev.data)
+                    if len(queue) >= self._queue_limit:
+                        # Let the reader catch up before the receive task takes more.
+                        self.endpoint._backlogged = True
             elif isinstance(ev, HandshakeCompleted):
                 self._handshake = ev
             elif isinstance(ev, NewSessionTicketReceived):
                 self._session = ev.session
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
-        self._lot.unpark_all()
+        if self._lot:
+            self._lot.unpark_all()
 
     def _endpoint_closed(self) -> None:
         self._closed = True
@@ -140,22 +145,38 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             await self._lot.park()
 
     async def send(self, value: bytes | bytearray | memoryview) -> None:
-        """Send one message as one record; waits until its datagram left the socket."""
+        """Send one message as one record; returns once its datagram left the socket (or,
+        when the socket buffer is full, once the endpoint's send task sent it)."""
         if not value:
             raise ValueError("empty DTLS messages are not sent (as in trio)")
-        await self.do_handshake()
+        # One checkpoint per call, as trio's sockets: cancellation is checked first, and the
+        # task yields after the datagram went (or while it waits for its turn).
+        if self._handshake is None:
+            await self.do_handshake()
+            yielded = True
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            yielded = False
         if self._closed or self._terminated is not None:
             raise self._error()
         # ValueError (too big for one record at the MTU) comes from here, before anything
         # is queued; from here on the message is in the endpoint's hands.
         self._conn.send(value)
         self._app_records_out += 1
-        target = self.endpoint._after(self)
-        await self.endpoint._wait_sent(target)
+        endpoint = self.endpoint
+        target = endpoint._after(self)
+        if endpoint._sent < target:
+            await endpoint._wait_sent(target)
+        elif not yielded:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive(self) -> bytes:
         """The next message; EndOfChannel after the peer's close_notify."""
-        await self.do_handshake()
+        if self._handshake is None:
+            await self.do_handshake()
+        elif self._queue or self._closed or self._terminated is not None:
+            await trio.lowlevel.checkpoint()
+        # Otherwise parking is the checkpoint.
         while not self._queue:
             if self._closed:
                 raise self._error()

@@ -3,10 +3,17 @@
 Three background tasks per endpoint (trio system tasks, holding only a weak reference so
 an endpoint nobody closed can still be collected and warn):
 
-- the receive task: ``recvfrom_into`` a pooled lease, hand it to the sans-IO core, release it;
-- the send task: the only writer of the socket; it sends queued datagrams in order and
-  releases each lease once sent, so a cancelled ``send()`` never loses a datagram;
+- the receive task: takes up to `RECV_BATCH` datagrams with non-blocking
+  ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, then waits for the
+  socket to be readable once it ran dry (or yields, when the batch filled up);
+- the send task: sends what could not go at once (the socket buffer was full), in order,
+  waiting for the socket to be writable;
 - the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
+
+Datagrams are sent straight from the call that produced them (``send()``, the receive task)
+with a non-blocking ``sendto`` whenever nothing is queued before them: one scheduler pass per
+message instead of a hand-over to the send task. Both fast paths use a stdlib socket on a
+``dup`` of the trio socket's descriptor (the trio socket stays the one trio waits on).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import errno
 import ipaddress
 import math
 import os
+import socket as stdlib_socket
 import warnings
 import weakref
 from collections import deque
@@ -26,16 +34,27 @@ import trio
 
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
-from ..memory import Lease, LeaseReleasedError, MemoryBudgetExceeded, PoolSet, default_pool_set
+from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
 from .channel import DTLSChannel
 
 if TYPE_CHECKING:
     from ..endpoint import DoSProtectionConfig, ServerEndpoint
 
 MAX_DATAGRAM = 65536
+RECV_BATCH = 64  # datagrams the receive task takes per wakeup before it yields
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
 
 Handler = Callable[..., Awaitable[object]]
+
+
+class _RawSocket(stdlib_socket.socket):
+    """A dup of the endpoint's socket for non-blocking calls. Collected unclosed, it closes
+    quietly: the endpoint that owns it is the one that warns."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _key(address: Any) -> tuple[str, int]:
@@ -81,6 +100,9 @@ class DTLSEndpoint:
         self.dos = dos
         self.cookie_policy = cookie_policy
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
+        # Non-blocking sends and receives without a trip through the scheduler (see the top).
+        self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
+        self._raw.setblocking(False)
         self._token = trio.lowlevel.current_trio_token()
         self._owner = self.pools.owner("endpoint", f"trio:{id(self):x}")
         self._clients: dict[tuple[str, int], DTLSChannel] = {}
@@ -88,8 +110,8 @@ class DTLSEndpoint:
         self._server_channels: dict[int, DTLSChannel] = {}  # id(Connection) -> channel
         self._incoming: deque[DTLSChannel] = deque()
         self._incoming_lot = trio.lowlevel.ParkingLot()
-        # Outgoing datagrams: the send task sends them in order; `_queued` and `_sent`
-        # count them so callers can wait for theirs.
+        # Outgoing datagrams that could not be sent at once: the send task sends them in
+        # order; `_queued` and `_sent` count all datagrams so callers can wait for theirs.
         self._outq: deque[tuple[Lease, Any]] = deque()
         self._queued = 0
         self._sent = 0
@@ -100,8 +122,8 @@ class DTLSEndpoint:
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
-        self._recv_lease: Lease | None = None  # the receive task's buffer, while it waits
-        self._send_lease: Lease | None = None  # the datagram the send task is sending
+        self._backlogged = False  # a channel's receive queue filled up: yield to its reader
+        self._drained = False  # the last receive batch found the socket empty
         self._closed = False
         self.counters: dict[str, int] = {
             "datagrams_in": 0,
@@ -175,12 +197,7 @@ class DTLSEndpoint:
             self._forget(ch)
         self._stop_server()
         self.pools.release_owner(self._owner)
-        # The tasks wait for the socket holding no view of their leases: give those back
-        # now, so closing leaves the pools as they were (the tasks then see the socket closed).
-        for task_lease in (self._recv_lease, self._send_lease):
-            if task_lease is not None and not task_lease.released:
-                task_lease.release()
-        self._recv_lease = self._send_lease = None
+        self._raw.close()
         try:
             self.socket.close()
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
@@ -309,7 +326,7 @@ class DTLSEndpoint:
         channel = self._clients.get((addr[0], addr[1]))
         if channel is not None:
             channel._conn.receive_datagram(data, addr, now)
-            self._after(channel)
+            self._after(channel, now)
             return
         server = self._server
         if server is None:
@@ -321,21 +338,25 @@ class DTLSEndpoint:
                 self, new, new.peer_address, server=True
             )
         self._attend_server(now)  # associations this datagram shed or superseded
-        # A stranger's datagram can arm a new deadline (a partial ClientHello expires).
-        t = server.get_timer()
-        if t is not None and t < self._sleeping_until:
-            self._timer_wakeup.set()
+        # A stranger's datagram can arm a new deadline (a partial ClientHello expires); an
+        # established connection's own deadline is checked in _after.
+        if conn is None or not conn.handshake_complete:
+            t = server.get_timer()
+            if t is not None and t < self._sleeping_until:
+                self._timer_wakeup.set()
         if conn is not None:
             channel = self._server_channels.get(id(conn))
             if channel is not None:
-                self._after(channel)
+                self._after(channel, now)
                 return
         self._collect_server_output(now)
 
-    def _after(self, channel: DTLSChannel) -> int:
+    def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
-        now = trio.current_time()
-        channel._process_events()
+        if now is None:
+            now = trio.current_time()
+        if channel._conn.has_events:
+            channel._process_events()
         if channel._server:
             self._collect_server_output(now)
             if channel._handshake is not None and not channel._announced:
@@ -362,9 +383,41 @@ class DTLSEndpoint:
             for lease, _ in datagrams:
                 lease.release()
             return
-        self._outq.extend(datagrams)
+        outq = self._outq
+        waiting = len(outq)
+        outq.extend(datagrams)
         self._queued += len(datagrams)
-        self._send_wakeup.set()
+        # Nothing queued before these: send them now (the send task, if anything was
+        # queued, is already on its way and keeps the order).
+        if not waiting and self._flush():
+            self._send_wakeup.set()
+
+    def _flush(self) -> bool:
+        """Send queued datagrams in order while the socket takes them; True if it is full."""
+        outq = self._outq
+        raw = self._raw
+        counters = self.counters
+        sent = 0
+        full = False
+        while outq:
+            lease, addr = outq[0]
+            if not lease.released:  # else its connection's memory was reclaimed
+                try:
+                    raw.sendto(lease, addr)
+                    counters["datagrams_out"] += 1
+                except BlockingIOError:
+                    full = True
+                    break
+                except OSError:
+                    if self._closed or raw.fileno() < 0:
+                        break
+                    counters["send_errors"] += 1  # e.g. ICMP port unreachable
+                lease.release()
+            outq.popleft()
+            sent += 1
+        if sent:
+            self._on_sent(sent)
+        return full
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -443,11 +496,59 @@ class DTLSEndpoint:
                 times.append(t)
         return min(times) if times else math.inf
 
-    def _on_sent(self) -> None:
-        self._sent += 1
-        while self._graveyard and self._graveyard[0][0] <= self._sent:
-            self._forget(self._graveyard.popleft()[1])
-        self._progress.unpark_all()
+    def _on_sent(self, count: int) -> None:
+        self._sent += count
+        graveyard = self._graveyard
+        while graveyard and graveyard[0][0] <= self._sent:
+            self._forget(graveyard.popleft()[1])
+        if self._progress:
+            self._progress.unpark_all()
+
+    def _receive_batch(self) -> int | None:
+        """Take up to RECV_BATCH datagrams off the socket and through the core.
+
+        Returns how many were taken (`_drained` tells whether the socket ran dry; else
+        the batch filled up or a channel's receive queue did, and its reader runs before
+        more is taken); None when the memory budget refused a buffer."""
+        raw = self._raw
+        counters = self.counters
+        size = self._recv_size
+        # One buffer serves the whole batch: the core copies out what it keeps.
+        try:
+            lease = self.pools.acquire(size)
+        except MemoryBudgetExceeded:
+            counters["dropped_memory_budget"] += 1
+            return None
+        taken = 0
+        self._drained = False
+        try:
+            while taken < RECV_BATCH and not self._closed:
+                lease.length = size
+                try:
+                    n, addr = raw.recvfrom_into(lease)
+                except BlockingIOError:
+                    self._drained = True
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EBADF, errno.ENOTSOCK) or raw.fileno() < 0:
+                        break
+                    counters["receive_errors"] += 1  # e.g. ICMP port unreachable
+                    taken += 1
+                    continue
+                taken += 1
+                lease.length = n
+                try:
+                    with memoryview(lease) as view:
+                        self._on_datagram(view, addr)
+                except Exception as exc:  # the core never raises for input; a bug must not stop us
+                    self._internal_error(exc)
+                if self._backlogged:
+                    self._backlogged = False
+                    break
+        finally:
+            if not lease.released:
+                lease.release()
+        return taken
 
     # -- background tasks -------------------------------------------------------------
 
@@ -456,7 +557,7 @@ class DTLSEndpoint:
             return
         self._loops_started = True
         ref = weakref.ref(self)
-        trio.lowlevel.spawn_system_task(_receive_loop, ref, self.socket, self.pools)
+        trio.lowlevel.spawn_system_task(_receive_loop, ref, self.socket)
         trio.lowlevel.spawn_system_task(_send_loop, ref, self.socket)
         trio.lowlevel.spawn_system_task(_timer_loop, ref)
 
@@ -490,57 +591,30 @@ async def _run_handler(handler: Handler, channel: DTLSChannel, args: tuple[Any, 
 
 
 async def _receive_loop(
-    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType, pools: PoolSet
+    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType
 ) -> None:
     while True:
         ep = ref()
         if ep is None or ep._closed:
             return
-        try:
-            lease = ep._recv_lease = pools.acquire(ep._recv_size)
-        except MemoryBudgetExceeded:
-            # Leave the datagrams in the kernel's queue until memory frees up.
-            ep = ref()
-            if ep is None:
-                return
-            ep.counters["dropped_memory_budget"] += 1
-            del ep
-            await trio.sleep(0.01)
-            continue
+        taken = ep._receive_batch()
+        drained = ep._drained
+        if ep._closed:
+            return
         del ep
         try:
-            try:
-                n, addr = await sock.recvfrom_into(lease)
-            except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
+            if taken is None:  # memory budget: leave the datagrams in the kernel's queue
+                await trio.sleep(0.01)
+            elif drained:
+                await trio.lowlevel.wait_readable(sock)
+            else:  # a full batch, or a reader to let catch up: yield, then go on
+                await trio.lowlevel.checkpoint()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                 return
-            except TypeError:
-                # close() ran after this task was woken but before it ran: the lease it
-                # released refuses its buffer ("must be read-write bytes-like object").
-                if lease.released:
-                    return
-                raise
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    return
-                ep = ref()
-                if ep is not None:
-                    ep.counters["receive_errors"] += 1  # e.g. ICMP port unreachable
-                del ep
-                continue
-            ep = ref()
-            if ep is None or ep._closed:
-                return
-            ep._recv_lease = None
-            lease.length = n
-            try:
-                with memoryview(lease) as view:
-                    ep._on_datagram(view, addr)
-            except Exception as exc:  # the core never raises for input; a bug must not kill us
-                ep._internal_error(exc)
-            del ep
-        finally:
-            if not lease.released:
-                lease.release()
+            raise
 
 
 async def _send_loop(
@@ -557,37 +631,23 @@ async def _send_loop(
             del ep
             await wakeup.wait()
             continue
-        lease, addr = ep._outq.popleft()
-        if lease.released:  # its connection's memory was reclaimed (server shut down)
-            ep._on_sent()
-            del ep
-            continue
-        ep._send_lease = lease
         try:
-            try:
-                await sock.sendto(lease, addr)
-                ep.counters["datagrams_out"] += 1
-            except (trio.ClosedResourceError, trio.BrokenResourceError, LeaseReleasedError):
-                return
-            except TypeError:
-                # close() released the lease after the socket woke this task and before the
-                # call took the buffer: the endpoint is gone.
-                if lease.released:
-                    return
-                raise
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    return
-                ep.counters["send_errors"] += 1
-        finally:
-            ep._send_lease = None
-            if not lease.released:
-                lease.release()
-        try:
-            ep._on_sent()
+            full = ep._flush()
         except Exception as exc:
             ep._internal_error(exc)
+            full = False
         del ep
+        try:
+            if full:
+                await trio.lowlevel.wait_writable(sock)
+            else:
+                await trio.lowlevel.checkpoint()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                return
+            raise
 
 
 async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:

@@ -86,6 +86,8 @@ async def test_our_trio_client_talks_to_the_wolfssl_server(
             await channel.send(b"hello from the trio adapter")
             assert await channel.receive() == b"I hear you fa shizzle!"
             await channel.aclose()
+        # The server exits after our close_notify; its piped stdout is flushed only then.
+        server.wait(timeout=5)
     finally:
         server.kill()
         out, _ = server.communicate()
