@@ -159,6 +159,11 @@ class ServerEndpoint:
             timeout=self.dos.reassembly_timeout,
         )
         self.connections: dict[Any, Connection] = {}
+        # Admission must not cost O(connections) per stranger's datagram (a cookie flood
+        # against a busy server): connections per host, and the half-open ones (pruned
+        # lazily once complete) are kept up to date as `connections` changes.
+        self._per_host: dict[Any, int] = {}
+        self._half_open: dict[Connection, None] = {}
         # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
         self._by_cid: dict[bytes, Connection] = {}
         self._cid_length = config.cid_length or 0
@@ -225,10 +230,11 @@ class ServerEndpoint:
         if conn.peer_address != old:
             self.counters["address_changes"] += 1
             if self.connections.get(old) is conn:
-                del self.connections[old]
+                self._unset(old)
             # Another association at the new address keeps it; this one stays reachable
             # by CID and sends to its new address anyway.
-            self.connections.setdefault(conn.peer_address, conn)
+            if conn.peer_address not in self.connections:
+                self._set(conn.peer_address, conn)
         return conn
 
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
@@ -314,10 +320,11 @@ class ServerEndpoint:
         """Forget a connection (after it closed); its memory goes back to the pools."""
         if conn.on_activity == self.touch:
             conn.on_activity = None
-        for table in (self.connections, self._replacements):
-            for addr, c in list(table.items()):
-                if c is conn:
-                    del table[addr]
+        if self.connections.get(conn.peer_address) is conn:
+            self._unset(conn.peer_address)
+        if self._replacements.get(conn.peer_address) is conn:
+            del self._replacements[conn.peer_address]
+        self._half_open.pop(conn, None)
         self._started.pop(id(conn), None)
         self._out_dirty.pop(conn, None)
         self._timer_dirty.pop(conn, None)
@@ -355,6 +362,8 @@ class ServerEndpoint:
                 lease.release()
             self.pools.release_owner(conn.owner)
         self.connections.clear()
+        self._per_host.clear()
+        self._half_open.clear()
         self._replacements.clear()
         self._by_cid.clear()
         self._out_dirty.clear()
@@ -366,7 +375,7 @@ class ServerEndpoint:
         self.pools.release_owner(self.owner)
 
     def statistics(self) -> dict[str, object]:
-        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
+        half_open = len(self._pruned_half_open())
         return {
             **self.counters,
             "connections": len(self.connections),
@@ -407,7 +416,7 @@ class ServerEndpoint:
     def _shed_half_open(self) -> None:
         """Drop the oldest half of the half-open handshakes (emergency mode)."""
         half_open = sorted(
-            (c for c in self.connections.values() if not c.handshake_complete),
+            self._pruned_half_open(),
             key=lambda c: self._started.get(id(c), 0.0),
         )
         for conn in half_open[: (len(half_open) + 1) // 2]:
@@ -421,8 +430,7 @@ class ServerEndpoint:
             return True
         if self.cookie_policy == "never":
             return False
-        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
-        return half_open >= self.dos.cookie_threshold
+        return len(self._pruned_half_open()) >= self.dos.cookie_threshold
 
     def _from_stranger(
         self, data: Any, addr: Any, now: float, existing: Connection | None
@@ -450,7 +458,7 @@ class ServerEndpoint:
         if existing is not None:
             self._replacements[addr] = conn
         else:
-            self.connections[addr] = conn
+            self._set(addr, conn)
         self._new.append(conn)
         conn.receive_datagram(result.datagram, addr, now)
         return conn
@@ -471,23 +479,47 @@ class ServerEndpoint:
     def _room_for(self, addr: Any, *, replacing: bool) -> bool:
         dos = self.dos
         host = _host(addr)
-        per_host = [c for a, c in self.connections.items() if _host(a) == host]
-        half_open = [c for c in self.connections.values() if not c.handshake_complete]
-        per_host_half = [c for c in per_host if not c.handshake_complete]
+        half_open = self._pruned_half_open()
+        per_host_half = sum(1 for c in half_open if _host(c.peer_address) == host)
         half_cap = dos.max_half_open_per_ip // 2 if self.emergency else dos.max_half_open_per_ip
         if not replacing and len(self.connections) >= dos.max_concurrent_connections:
             self.counters["too_many_connections"] += 1
             return False
-        if not replacing and len(per_host) >= dos.max_connections_per_ip:
+        if not replacing and self._per_host.get(host, 0) >= dos.max_connections_per_ip:
             self.counters["too_many_connections_per_ip"] += 1
             return False
         if len(half_open) >= dos.max_half_open:
             self.counters["too_many_half_open"] += 1
             return False
-        if len(per_host_half) >= max(1, half_cap):
+        if per_host_half >= max(1, half_cap):
             self.counters["too_many_half_open_per_ip"] += 1
             return False
         return True
+
+    def _set(self, addr: Any, conn: Connection) -> None:
+        """connections[addr] = conn (addr must be free), keeping the admission counts."""
+        self.connections[addr] = conn
+        host = _host(addr)
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        if not conn.handshake_complete:
+            self._half_open[conn] = None
+
+    def _unset(self, addr: Any) -> None:
+        conn = self.connections.pop(addr)
+        host = _host(addr)
+        left = self._per_host[host] - 1
+        if left:
+            self._per_host[host] = left
+        else:
+            del self._per_host[host]
+        self._half_open.pop(conn, None)
+
+    def _pruned_half_open(self) -> list[Connection]:
+        """Connections in `connections` whose handshake has not completed."""
+        done = [c for c in self._half_open if c.handshake_complete]
+        for conn in done:
+            del self._half_open[conn]
+        return [c for c in self._half_open if self.connections.get(c.peer_address) is c]
 
     def _to_existing(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection:
         replacement = self._replacements.get(addr)
@@ -506,7 +538,9 @@ class ServerEndpoint:
         if not replacement.handshake_complete:
             return
         old = self.connections.get(addr)
-        self.connections[addr] = replacement
+        if old is not None:
+            self._unset(addr)
+        self._set(addr, replacement)
         del self._replacements[addr]
         if old is not None:
             old.abandon()
