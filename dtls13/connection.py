@@ -89,6 +89,11 @@ _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERV
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
+# Stands for the transcript once the handshake is over: it hashes nothing (no hash
+# runs) and has no digest, so a post-handshake use would fail loudly.
+_SPENT_TRANSCRIPT = Transcript(candidates=())
+
+
 def _now_utc() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -821,6 +826,10 @@ class Connection:
         flight.release()
         self._flight = None
         self._rto = self.config.retransmit_initial
+        if self.state is State.CONNECTED and 2 in self._records.write_epochs():
+            # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
+            # epoch 2 again, so its keys (an AEAD and a mask cipher) can go.
+            self._records.retire_write_epoch(2)
         if key_update:
             # RFC 9147 §8: switch sending keys only once the KeyUpdate is acknowledged.
             self._key_update_pending = False
@@ -1375,6 +1384,7 @@ class Connection:
         self._resumption_secret = ks.resumption_master_secret(self._transcript.digest())
         self._emit_flight(now)
         self._complete(now)
+        self._drop_handshake_state()
 
     # -- server handshake ---------------------------------------------------------------
 
@@ -1763,6 +1773,10 @@ class Connection:
         self._send_ack_for(self._final_acks)
         self._complete(now)
         self._send_session_tickets(now)
+        self._drop_handshake_state()
+        # Our handshake flight is done with (implicitly acknowledged above); alerts and
+        # ACKs go out in epoch 3 from now on.
+        self._records.retire_write_epoch(2)
 
     def _send_session_tickets(self, now: float) -> None:
         """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
@@ -1885,6 +1899,28 @@ class Connection:
                 early_data_accepted=self._early_result if self.is_client else None,
             )
         )
+
+    def _drop_handshake_state(self) -> None:
+        """Forget what only the handshake needed, once it has completed.
+
+        An idle connection then holds its current traffic secrets, the resumption secret
+        (tickets), the final ACKs (re-sent if the peer repeats its last flight) and the
+        flight still awaiting an ACK; the transcript, the handshake and master secrets,
+        the hellos and our key shares go (less memory per connection, and secrets that
+        are no longer needed are not kept: RFC 8446 §7.1 forward secrecy).
+        """
+        self._transcript = _SPENT_TRANSCRIPT
+        ks = self._schedule
+        if ks is not None:
+            ks.early_secret = b""
+            ks.handshake_secret = ks.master_secret = None
+        self._psk_schedule = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._hello_bodies.clear()
+        self._key_shares.clear()
+        self._client_hello = None
+        self._cert_request = None
+        self._hrr_cookie = None
 
     def _on_post_handshake(self, msg_type: int, msg: Any, now: float) -> None:
         # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
