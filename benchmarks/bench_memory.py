@@ -68,6 +68,29 @@ def rss_bytes() -> int:
 # -- servers (run with --serve MODE) ------------------------------------------------------
 
 
+def _trace(snapshots: list[Any], handlers: int) -> None:
+    """--tracemalloc: Python allocations per connection between two measurements, by line."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(1)
+    snapshots.append((tracemalloc.take_snapshot(), handlers))
+    if len(snapshots) < 2:
+        return
+    (old, n0), (new, n1) = snapshots[-2:]
+    n = max(1, n1 - n0)
+    diff = new.compare_to(old, "lineno")
+    total = sum(d.size_diff for d in diff)
+    print(f"tracemalloc: {total / n:.0f} B per connection (Python heap)", file=sys.stderr)
+    for d in diff[:30]:
+        frame = d.traceback[0]
+        print(
+            f"  {d.size_diff / n:7.0f} B {d.count_diff / n:6.2f} objs "
+            f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno}",
+            file=sys.stderr,
+        )
+
+
 async def _serve(mode: str, port: int) -> None:
     import trio
 
@@ -83,8 +106,12 @@ async def _serve(mode: str, port: int) -> None:
         async for message in channel:
             await channel.send(message)
 
+    snapshots: list[Any] = []
+
     def report(endpoint: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"rss": rss_bytes(), "handlers": handlers}
+        if os.environ.get("BENCH_TRACEMALLOC"):
+            _trace(snapshots, handlers)
         if mode == "dtls13":
             server = endpoint._server
             stats = server.statistics() if server is not None else {}
@@ -354,8 +381,13 @@ def main() -> None:
     parser.add_argument("--baseline-counts", default="1000", help="for trio.DTLSEndpoint")
     parser.add_argument("--serve", choices=MODES)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="servers print tracemalloc diffs to stderr"
+    )
     add_json_argument(parser)
     args = parser.parse_args()
+    if args.tracemalloc:
+        os.environ["BENCH_TRACEMALLOC"] = "1"
     if args.serve:
         import trio
 
