@@ -15,6 +15,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import inf
 from typing import Any, Literal
 
 from ._fast import Lease, MemoryBudgetExceeded
@@ -172,6 +173,11 @@ class ServerEndpoint:
         self._replacements: dict[Any, Connection] = {}
         self._new: list[Connection] = []
         self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
+        dos = self.dos
+        self._refill_time = max(
+            dos.datagram_burst / dos.datagrams_per_second if dos.datagrams_per_second else inf,
+            dos.byte_burst / dos.bytes_per_second if dos.bytes_per_second else inf,
+        )
         self._replies: list[tuple[Lease, Any]] = []
         self._started: dict[int, float] = {}
         # Work is tracked per connection so each call costs O(connections with work), not
@@ -386,6 +392,7 @@ class ServerEndpoint:
             "memory_in_use": self.owner.in_use,
             "memory_high_water": self.owner.high_water,
             "pool_in_use_bytes": self.pools.in_use_bytes,
+            "tracked_sources": len(self._buckets),
         }
 
     # -- admission ----------------------------------------------------------------------
@@ -401,7 +408,16 @@ class ServerEndpoint:
         else:
             self._buckets.move_to_end(host)
         factor = 0.25 if self.emergency else 1.0
-        return bucket.admit(self.dos, len(memoryview(data)), now, factor)
+        admitted = bucket.admit(self.dos, len(memoryview(data)), now, factor)
+        # A bucket left alone long enough to refill is the same as no bucket: forget those
+        # (oldest first), so a flood from many sources leaves no per-source state behind.
+        buckets = self._buckets
+        while len(buckets) > 1:
+            oldest = next(iter(buckets.values()))
+            if now - oldest.stamp < self._refill_time:
+                break
+            buckets.popitem(last=False)
+        return admitted
 
     def _update_emergency(self) -> None:
         limit = self.dos.max_total_memory
