@@ -226,6 +226,7 @@ class Connection:
         self._ack_list: list[RecordNumber] = []
         self._ack_at: float | None = None
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._final_ack_repeated_at: float | None = None
         self._retransmitted_this_input = False
         self._retransmitted_at: float | None = None
         # key update
@@ -306,7 +307,11 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         self._now = now
+        drops = self._records.drops
+        retired = drops["retired_epoch"]
         records = self._records.receive_datagram_untrusted(data, now)
+        if drops["retired_epoch"] != retired and self._final_acks:
+            self._repeat_final_acks(now)
         self._track_path(records, addr)
         while records:
             epochs = len(self._records.read_epochs())
@@ -828,8 +833,10 @@ class Connection:
         self._rto = self.config.retransmit_initial
         if self.state is State.CONNECTED and 2 in self._records.write_epochs():
             # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
-            # epoch 2 again, so its keys (an AEAD and a mask cipher) can go.
+            # epoch 2 again, so its keys (an AEAD and a mask cipher) can go. The server
+            # has our Finished, so it will not repeat its epoch-2 flight either.
             self._records.retire_write_epoch(2)
+            self._records.retire_read_epoch(2)
         if key_update:
             # RFC 9147 §8: switch sending keys only once the KeyUpdate is acknowledged.
             self._key_update_pending = False
@@ -1775,8 +1782,11 @@ class Connection:
         self._send_session_tickets(now)
         self._drop_handshake_state()
         # Our handshake flight is done with (implicitly acknowledged above); alerts and
-        # ACKs go out in epoch 3 from now on.
+        # ACKs go out in epoch 3 from now on. The epoch-2 read keys go too: the only
+        # epoch-2 records still to come are repeats of the client's final flight (our
+        # ACK was lost), which _repeat_final_acks answers without reading them.
         self._records.retire_write_epoch(2)
+        self._records.retire_read_epoch(2)
 
     def _send_session_tickets(self, now: float) -> None:
         """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
@@ -1899,6 +1909,19 @@ class Connection:
                 early_data_accepted=self._early_result if self.is_client else None,
             )
         )
+
+    def _repeat_final_acks(self, now: float) -> None:
+        """A server whose epoch-2 read keys are gone got a record of a retired epoch while
+        it has final ACKs: the client repeats its final flight because our ACK was lost
+        (RFC 9147 §7.1), so send that ACK again, at most once per quarter of the initial
+        retransmission timeout (the record is not read: it may be anything)."""
+        if self.state is not State.CONNECTED or self.is_client:
+            return
+        last = self._final_ack_repeated_at
+        if last is not None and now - last < self.config.retransmit_initial / 4:
+            return
+        self._final_ack_repeated_at = now
+        self._send_ack_for(self._final_acks)
 
     def _drop_handshake_state(self) -> None:
         """Forget what only the handshake needed, once it has completed.

@@ -35,6 +35,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert conn._hrr_cookie is None
     assert conn._flight is None  # every flight acknowledged
     assert 2 not in conn._records.write_epochs()
+    assert 2 not in conn._records.read_epochs()
     # What stays: the current traffic secrets.
     assert conn._read_secret and conn._write_secret
 
@@ -100,9 +101,11 @@ def test_lost_ack_of_the_client_finished_is_answered_after_the_state_is_dropped(
     assert pair.handshake()
     _settle(pair, 10.0)
     assert len(dropped) == 2
-    # The client repeated its Finished (epoch 2): the server, with its handshake state
-    # gone, still read it and repeated its ACK, so the client's flight is acknowledged.
+    # The client repeated its Finished (epoch 2): the server, with its epoch-2 keys
+    # gone, repeated its ACK, so the client's flight is acknowledged.
     assert pair.client.stats["retransmissions"] >= 1
+    assert pair.server._records.drops["retired_epoch"] >= 1
+    assert pair.server.stats["acks_sent"] >= 2
     assert any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
     assert_no_handshake_state(pair.client)
     assert_no_handshake_state(pair.server)
@@ -196,3 +199,32 @@ def test_hrr_from_the_cached_prefix_is_the_message_codec_output() -> None:
                 assert gate._hrr_fragment(suite, group, cookie) == expected
     gate.close()
     assert pools.in_use == 0
+
+
+def test_records_of_the_retired_epoch_2_get_the_final_ack_at_a_bounded_rate() -> None:
+    pair = make_pair(4)
+    assert pair.handshake()
+    _settle(pair)
+    server = pair.server
+    final = list(server._final_acks)
+    assert final
+    # A record with epoch bits 2 (unified header 0b001CSLEE, 16-bit sequence, length).
+    stale = bytes([0x2E, 0x00, 0x07, 0x00, 0x20]) + bytes(range(32))
+    now = pair.net.now
+
+    def answers(at: float, copies: int) -> int:
+        for _ in range(copies):
+            server.receive_datagram(stale, CLIENT_ADDR, at)
+        out = server.datagrams_to_send(at)
+        for lease, _ in out:
+            lease.release()
+        return len(out)
+
+    assert answers(now, 5) == 1  # one ACK, however many copies
+    assert answers(now + 0.1, 3) == 0
+    assert answers(now + 0.3, 3) == 1
+    assert server._final_acks == final and server.handshake_complete
+    # A client never answers them (it has no final ACKs to repeat).
+    assert not pair.client._final_acks
+    pair.close()
+    assert pair.pools.in_use == 0
