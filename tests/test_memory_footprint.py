@@ -38,6 +38,8 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert 2 not in conn._records.read_epochs()
     # What stays: the current traffic secrets.
     assert conn._read_secret and conn._write_secret
+    # Every attribute has a slot (a new one belongs in Connection.__slots__).
+    assert vars(conn) == {}
 
 
 def _settle(pair: Pair, seconds: float = 5.0) -> None:
