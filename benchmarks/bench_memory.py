@@ -82,6 +82,13 @@ def _trace(snapshots: list[Any], handlers: int) -> None:
     diff = new.compare_to(old, "lineno")
     total = sum(d.size_diff for d in diff)
     print(f"tracemalloc: {total / n:.0f} B per connection (Python heap)", file=sys.stderr)
+    by_file: dict[str, int] = {}
+    for d in diff:
+        name = d.traceback[0].filename.rsplit("site-packages/", 1)[-1]
+        name = name.split("/dtls13/", 1)[-1] if "/dtls13/" in name else name.split("/", 1)[0]
+        by_file[name] = by_file.get(name, 0) + d.size_diff
+    for name, size in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {size / n:7.0f} B  {name}", file=sys.stderr)
     for d in diff[:30]:
         frame = d.traceback[0]
         print(

@@ -89,6 +89,10 @@ _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERV
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
+# Shared by every connection with no event waiting (maxlen 0: nothing sticks to it;
+# _event() gives a connection its own deque first).
+_NO_EVENTS: deque[Event] = deque(maxlen=0)
+
 # Stands for the transcript once the handshake is over: it hashes nothing (no hash
 # runs) and has no digest, so a post-handshake use would fail loudly.
 _SPENT_TRANSCRIPT = Transcript(candidates=())
@@ -222,7 +226,9 @@ class Connection:
         self.local_cids: list[bytes] = []
         self._spare_peer_cids: list[bytes] = []
         self._cid_request_outstanding = False
-        self._events: deque[Event] = deque()
+        # A deque of its own only while events wait: an idle connection shares the
+        # empty _NO_EVENTS instead of holding a ~760-byte deque block.
+        self._events: deque[Event] = _NO_EVENTS
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -478,7 +484,19 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if not events:
+            self._events = _NO_EVENTS
+        return event
+
+    def _event(self, event: Event) -> None:
+        if self._events is _NO_EVENTS:
+            self._events = deque((event,))
+        else:
+            self._events.append(event)
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one application data record."""
@@ -670,7 +688,7 @@ class Connection:
     ) -> None:
         self.state = State.CLOSED
         self.terminated = ConnectionTerminated(alert, reason, by_peer)
-        self._events.append(self.terminated)
+        self._event(self.terminated)
         self._retransmit_at = self._ack_at = None
         if self._flight is not None:
             self._flight.release()
@@ -848,7 +866,7 @@ class Connection:
             elif record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
-                self._events.append(DataReceived(data))
+                self._event(DataReceived(data))
             else:
                 # RFC 9147 §5.8.1: discard application data before the peer's Finished.
                 self.stats["dropped_app_data_early"] += 1
@@ -862,7 +880,7 @@ class Connection:
             return
         self._early_budget -= len(data)
         self.stats["early_data_bytes_in"] += len(data)
-        self._events.append(DataReceived(data, early=True))
+        self._event(DataReceived(data, early=True))
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
@@ -927,7 +945,7 @@ class Connection:
             epoch = self._records.write_epoch + 1
             assert self._suite is not None
             self._records.install_write_epoch(epoch, self._suite, self._write_secret)
-            self._events.append(KeyUpdated(sending=True, epoch=epoch))
+            self._event(KeyUpdated(sending=True, epoch=epoch))
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
@@ -1979,7 +1997,7 @@ class Connection:
         assert self._suite is not None
         self.state = State.CONNECTED
         self.handshake_completed_at = now
-        self._events.append(
+        self._event(
             HandshakeCompleted(
                 version="DTLSv1.3",
                 cipher_suite=self._suite,
@@ -2026,6 +2044,7 @@ class Connection:
         self._client_hello = None
         self._cert_request = None
         self._hrr_cookie = None
+        self._records.retire_write_epoch(0)  # no plaintext record is sent after this
 
     def _on_post_handshake(self, msg_type: int, msg: Any, now: float) -> None:
         # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
@@ -2050,7 +2069,7 @@ class Connection:
                 alpn=self._alpn,
                 server_name=cfg.server_name,
             )
-            self._events.append(
+            self._event(
                 NewSessionTicketReceived(
                     msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
@@ -2067,7 +2086,7 @@ class Connection:
             self._read_secret = self._schedule.next_application_traffic_secret(self._read_secret)
             epoch = max(self._records.read_epochs()) + 1
             self._records.install_read_epoch(epoch, self._suite, self._read_secret, now)
-            self._events.append(KeyUpdated(sending=False, epoch=epoch))
+            self._event(KeyUpdated(sending=False, epoch=epoch))
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)

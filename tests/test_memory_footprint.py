@@ -34,10 +34,11 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert conn._client_hello is None and conn._cert_request is None
     assert conn._hrr_cookie is None
     assert conn._flight is None  # every flight acknowledged
-    assert 2 not in conn._records.write_epochs()
+    assert conn._records.write_epochs() == [conn._records.write_epoch]
     assert 2 not in conn._records.read_epochs()
     # What stays: the current traffic secrets.
     assert conn._read_secret and conn._write_secret
+    assert conn._events is connection_module._NO_EVENTS  # drained: no deque of its own
     # Every attribute has a slot (a new one belongs in Connection.__slots__).
     assert vars(conn) == {}
 
