@@ -138,6 +138,7 @@ class Connection:
         "_hrr_cookie",
         "_hrr_done",
         "_hrr_group",
+        "_idle_reassembly",
         "_key_shares",
         "_key_update_pending",
         "_keylog",
@@ -278,7 +279,10 @@ class Connection:
             padding=self.config.record_padding,
             confidentiality_limit=self.config.confidentiality_limit,
         )
-        self._reassembler = self._new_reassembler(first_message_seq)
+        self._reassembler: Reassembler | None = self._new_reassembler(first_message_seq)
+        # After the handshake, while no message is in reassembly: (next message_seq, the
+        # counters) instead of a Reassembler (it and its pool owner are ~1.3 KiB).
+        self._idle_reassembly: tuple[int, dict[str, int]] | None = None
         # connection_id (RFC 9146) and record_size_limit (RFC 8449), once negotiated
         self.cid_negotiated = False
         self._peer_record_limit: int | None = None
@@ -332,6 +336,36 @@ class Connection:
         self._resumption_secret = b""
         self._current_seq = 0
 
+    def _reassembly(self) -> Reassembler:
+        """The reassembler, made again if it was let go while idle after the handshake."""
+        reassembler = self._reassembler
+        if reassembler is None:
+            assert self._idle_reassembly is not None
+            seq, counters = self._idle_reassembly
+            reassembler = self._reassembler = self._new_reassembler(seq)
+            reassembler.counters = counters
+            self._idle_reassembly = None
+        return reassembler
+
+    def _next_receive_seq(self) -> int:
+        if self._reassembler is not None:
+            return self._reassembler.next_expected_seq
+        assert self._idle_reassembly is not None
+        return self._idle_reassembly[0]
+
+    def _idle_reassembler(self) -> None:
+        """Let the reassembler go when the handshake is over and it holds nothing."""
+        reassembler = self._reassembler
+        if (
+            reassembler is not None
+            and self.state is State.CONNECTED
+            and reassembler.bytes_buffered == 0
+            and reassembler.pending == 0
+        ):
+            self._idle_reassembly = (reassembler.next_expected_seq, reassembler.counters)
+            reassembler.close()
+            self._reassembler = None
+
     def _new_reassembler(self, first_message_seq: int) -> Reassembler:
         return Reassembler(
             self.pools,
@@ -360,7 +394,8 @@ class Connection:
             self._send_ack_for([])
         if self._flight is not None:
             self._flight.release()
-        self._reassembler.close()
+        if self._reassembler is not None:
+            self._reassembler.close()
         self._records.close()
         self._init_handshake(0)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -650,7 +685,13 @@ class Connection:
         return {
             **self.stats,
             "record_drops": dict(self._records.drops),
-            "reassembly": dict(self._reassembler.counters),
+            "reassembly": dict(
+                self._reassembler.counters
+                if self._reassembler is not None
+                else self._idle_reassembly[1]
+                if self._idle_reassembly is not None
+                else {}
+            ),
             "memory_in_use": self.owner.in_use,
             "memory_high_water": self.owner.high_water,
             "leases_live": self.owner.live,
@@ -693,7 +734,8 @@ class Connection:
         if self._flight is not None:
             self._flight.release()
             self._flight = None
-        self._reassembler.close()
+        if self._reassembler is not None:
+            self._reassembler.close()
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
@@ -957,7 +999,7 @@ class Connection:
             for header, fragment in fragments:
                 if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
                     self.stats["dropped_handshake_fragments"] += 1
-                elif header.message_seq < self._reassembler.next_expected_seq:
+                elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
                         self._restart_handshake(now, "a different ClientHello")
                         self._buffer_fragment(header, fragment)
@@ -1038,9 +1080,10 @@ class Connection:
     def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
         """Give a fragment to the reassembler; False if it was not processed or buffered
         (such records must not be ACKed, RFC 9147 §7)."""
-        counters = self._reassembler.counters
+        reassembler = self._reassembly()
+        counters = reassembler.counters
         before = sum(counters[k] for k in _NOT_BUFFERED)
-        self._reassembler.add_fragment_untrusted(
+        reassembler.add_fragment_untrusted(
             header.msg_type,
             header.length,
             header.message_seq,
@@ -1081,8 +1124,10 @@ class Connection:
         """Handle every complete message in order; True if any was handled."""
         handled = False
         while self.state is not State.CLOSED:
-            message = self._reassembler.next_message()
+            reassembler = self._reassembler
+            message = reassembler.next_message() if reassembler is not None else None
             if message is None:
+                self._idle_reassembler()
                 break
             handled = True
             self._current_seq = message.message_seq
@@ -1096,7 +1141,7 @@ class Connection:
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
                 self.stats["dropped_damaged_hello"] += 1
-                self._reassembler.close()
+                self._reassembly().close()
                 self._reassembler = self._new_reassembler(message.message_seq)
                 break
         return handled
@@ -1514,7 +1559,7 @@ class Connection:
         suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        if not self._hrr_done and self._reassembler.next_expected_seq > 1:
+        if not self._hrr_done and self._next_receive_seq() > 1:
             # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
         elif self._hrr_done:

@@ -38,6 +38,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert 2 not in conn._records.read_epochs()
     # What stays: the current traffic secrets.
     assert conn._read_secret and conn._write_secret
+    assert conn._reassembler is None and conn._idle_reassembly is not None
     assert conn._events is connection_module._NO_EVENTS  # drained: no deque of its own
     # Every attribute has a slot (a new one belongs in Connection.__slots__).
     assert vars(conn) == {}
