@@ -73,11 +73,40 @@ from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
+from .memory.counters import zero_counters
 from .record import ContentType, RecordLayer, RecordNumber, pull_ack, push_ack
 
 Address = Any
 Config = ClientConfig | ServerConfig
 
+# Connection.stats: counters of one connection.
+STAT_NAMES = (
+    "datagrams_in",
+    "datagrams_out",
+    "records_in",
+    "app_bytes_in",
+    "app_bytes_out",
+    "retransmissions",
+    "acks_sent",
+    "acks_received",
+    "dropped_handshake_fragments",
+    "dropped_app_data_early",
+    "dropped_malformed_plaintext",
+    "dropped_unexpected_content",
+    "key_updates_sent",
+    "key_updates_received",
+    "hello_retry_requests_sent",
+    "hello_retry_requests_received",
+    "alerts_unsent",
+    "handshake_restarts",
+    "dropped_damaged_hello",
+    "address_changes",
+    "early_data_offered",
+    "early_data_replays",
+    "early_data_bytes_in",
+    "early_data_bytes_out",
+    "dropped_early_data",
+)
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
@@ -239,33 +268,7 @@ class Connection:
             self.local_cids.append(self._new_cid(config.cid_length))
         self._init_handshake(first_message_seq)
         # statistics
-        self.stats: dict[str, int] = {
-            "datagrams_in": 0,
-            "datagrams_out": 0,
-            "records_in": 0,
-            "app_bytes_in": 0,
-            "app_bytes_out": 0,
-            "retransmissions": 0,
-            "acks_sent": 0,
-            "acks_received": 0,
-            "dropped_handshake_fragments": 0,
-            "dropped_app_data_early": 0,
-            "dropped_malformed_plaintext": 0,
-            "dropped_unexpected_content": 0,
-            "key_updates_sent": 0,
-            "key_updates_received": 0,
-            "hello_retry_requests_sent": 0,
-            "hello_retry_requests_received": 0,
-            "alerts_unsent": 0,
-            "handshake_restarts": 0,
-            "dropped_damaged_hello": 0,
-            "address_changes": 0,
-            "early_data_offered": 0,
-            "early_data_replays": 0,
-            "early_data_bytes_in": 0,
-            "early_data_bytes_out": 0,
-            "dropped_early_data": 0,
-        }
+        self.stats: dict[str, int] = zero_counters(STAT_NAMES)
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None

@@ -27,6 +27,7 @@ from .._fast import (
 from ..alerts import LocalProtocolError
 from ..crypto.suites import CipherSuite
 from ..memory import PoolSet
+from ..memory.counters import zero_counters
 from .header import (
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
@@ -158,7 +159,7 @@ class RecordLayer:
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
         self.closed = False
-        self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.drops: dict[str, int] = zero_counters(DROP_REASONS)
         self.records_received = 0
         self._retired_sent = 0
         self.datagrams_received = 0
