@@ -118,9 +118,9 @@ _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERV
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
-# Shared by every connection with no event waiting (maxlen 0: nothing sticks to it;
-# _event() gives a connection its own deque first).
-_NO_EVENTS: deque[Event] = deque(maxlen=0)
+# What every connection with no event waiting holds instead of a deque of its own. A
+# tuple, so that appending to it fails loudly: events go through _event().
+_NO_EVENTS: tuple[()] = ()
 
 # Stands for the transcript once the handshake is over: it hashes nothing (no hash
 # runs) and has no digest, so a post-handshake use would fail loudly.
@@ -258,7 +258,7 @@ class Connection:
         self._cid_request_outstanding = False
         # A deque of its own only while events wait: an idle connection shares the
         # empty _NO_EVENTS instead of holding a ~760-byte deque block.
-        self._events: deque[Event] = _NO_EVENTS
+        self._events: deque[Event] | tuple[()] = _NO_EVENTS
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -525,16 +525,18 @@ class Connection:
         events = self._events
         if not events:
             return None
+        assert type(events) is deque
         event = events.popleft()
         if not events:
             self._events = _NO_EVENTS
         return event
 
     def _event(self, event: Event) -> None:
-        if self._events is _NO_EVENTS:
-            self._events = deque((event,))
+        events = self._events
+        if type(events) is deque:
+            events.append(event)
         else:
-            self._events.append(event)
+            self._events = deque((event,))
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one application data record."""
