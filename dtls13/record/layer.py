@@ -19,6 +19,7 @@ from .._fast import (
     Lease,
     Owner,
     ReadEpoch,
+    RecordCipher,
     WriteEpoch,
     parse_header_untrusted,
     read_datagram_untrusted,
@@ -262,6 +263,36 @@ class RecordLayer:
         for state in self._read.values():
             if state.epoch < epoch and state.retire_at is None:
                 state.retire_at = deadline
+                # Only late records still need it: its OpenSSL objects go now and are
+                # built again if one comes (the key bytes stay until it retires).
+                state.cipher.release()
+
+    # -- idle connections ---------------------------------------------------
+
+    @property
+    def activity_mark(self) -> int:
+        """A number that changes whenever a record is sent or a datagram received."""
+        return self.records_sent + self.datagrams_received
+
+    def release_ciphers(self) -> int:
+        """Let every epoch's AEAD and mask objects go (an idle connection's largest part);
+        each is built again from its key bytes when the epoch next protects or opens a
+        record. Returns how many were let go."""
+        released = 0
+        for cipher in self._ciphers():
+            if cipher.built:
+                cipher.release()
+                released += 1
+        return released
+
+    @property
+    def ciphers_built(self) -> int:
+        """Epoch ciphers (either direction) whose AEAD and mask objects exist now."""
+        return sum(1 for c in self._ciphers() if c.built)
+
+    def _ciphers(self) -> list[RecordCipher]:
+        out = [s.cipher for s in self._write.values() if s.cipher is not None]
+        return out + [s.cipher for s in self._read.values()]
 
     # -- limits -------------------------------------------------------------
 
