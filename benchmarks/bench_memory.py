@@ -103,7 +103,9 @@ def _malloc_figures() -> dict[str, int]:
     m = info()
     out = {"malloc_in_use": m.uordblks + m.hblkhd, "malloc_free": m.fordblks}
     if os.environ.get("BENCH_MALLOC_TRIM"):
+        t = time.perf_counter()
         libc.malloc_trim(0)
+        out["malloc_trim_ms"] = round((time.perf_counter() - t) * 1000, 2)
         out["rss_after_malloc_trim"] = rss_bytes()
     return out
 

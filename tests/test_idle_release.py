@@ -224,3 +224,43 @@ async def test_trio_endpoint_releases_idle_ciphers_and_echoes_after() -> None:
         client.close()
         server.close()
         nursery.cancel_scope.cancel()
+
+
+def test_endpoint_trims_the_heap_after_a_batch_of_releases(monkeypatch: Any) -> None:
+    from dtls13 import endpoint as endpoint_module
+
+    trims: list[float] = []
+    monkeypatch.setattr(endpoint_module, "trim_heap", lambda: trims.append(1.0) or True)
+    monkeypatch.setattr(endpoint_module, "TRIM_BATCH", 2)
+    opts = {"idle_release_after": IDLE}
+    ccfg, scfg = configs(client=opts, server=opts)
+    pools = PoolSet()
+    net = SimNetwork(0)
+    server = ServerEndpoint(scfg, pools=pools)
+    net.add(SERVER_ADDR, server)
+    clients = []
+    for i in range(3):
+        c = Connection(ccfg, pools=pools)
+        net.add((f"10.0.2.{i + 1}", 5000), c)
+        c.connect(SERVER_ADDR, net.now)
+        clients.append(c)
+    net.run(lambda: all(c.handshake_complete for c in clients), max_time=30)
+    net.run(lambda: False, max_time=net.now + 3 * IDLE)
+    released = sum(c.stats["idle_releases"] for c in server.connections.values())
+    assert released == 3
+    # Released in one or more timer rounds: one trim once two had gone, not one each.
+    assert len(trims) == server.counters["heap_trims"] == 1
+    server.trim_heap = False
+    for c in clients:
+        c.close()
+    server.close()
+    net.run(lambda: False, max_time=net.now + 2)
+    server.release()
+    for c in clients:
+        pools.release_owner(c.owner)
+
+
+def test_trim_heap_runs_here() -> None:
+    from dtls13.memory.trim import trim_heap
+
+    assert trim_heap() in (True, False)
