@@ -123,10 +123,12 @@ def _trace(snapshots: list[Any], handlers: int) -> None:
     if len(snapshots) < 2:
         return
     (old, n0), (new, n1) = snapshots[-2:]
-    n = max(1, n1 - n0)
+    # The same connections, idle since (ciphers released): totals, not per connection.
+    n = n1 - n0 if n1 > n0 else 1
     diff = new.compare_to(old, "lineno")
     total = sum(d.size_diff for d in diff)
-    print(f"tracemalloc: {total / n:.0f} B per connection (Python heap)", file=sys.stderr)
+    what = "per connection" if n1 > n0 else f"in all, {n1} connections gone idle"
+    print(f"tracemalloc: {total / n:.0f} B {what} (Python heap)", file=sys.stderr)
     by_file: dict[str, int] = {}
     for d in diff:
         name = d.traceback[0].filename.rsplit("site-packages/", 1)[-1]
