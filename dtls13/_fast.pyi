@@ -361,7 +361,7 @@ def read_datagram_untrusted(
     data: _BufferLike,
     cid_length: int,
     by_bits: dict[int, ReadEpoch],
-    retired_bits: dict[int, int],
+    retired_bits: int,
     plaintext_readable: bool,
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,

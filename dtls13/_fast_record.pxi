@@ -1166,14 +1166,14 @@ cdef inline void _count(dict drops, str reason):
     drops[reason] = drops.get(reason, 0) + 1
 
 
-def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict retired_bits,
+def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retired_bits,
                             bint plaintext_readable, acquire, owner, dict drops,
                             dict content_types, list pending=None, Py_ssize_t max_pending=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
-    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` holds
-    bits of retired epochs (their records count as "retired_epoch");
-    `content_types` maps a content type value to the object put in the
+    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` has bit
+    (1 << b) set for the epoch bits b of retired epochs (their records count as
+    "retired_epoch"); `content_types` maps a content type value to the object put in the
     record. Records of an epoch neither live nor retired (its keys may come
     next) are copied whole into leases appended to `pending`, up to
     `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
@@ -1234,7 +1234,7 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict reti
             obj = by_bits.get(<int>h.epoch)
             if obj is None:
                 if (pending is not None and len(pending) < max_pending
-                        and h.length >= _MASK_SAMPLE and <int>h.epoch not in retired_bits):
+                        and h.length >= _MASK_SAMPLE and not (retired_bits >> h.epoch) & 1):
                     try:
                         lease = acquire(h.header_length + h.length, owner)
                     except MemoryBudgetExceeded:
@@ -1243,7 +1243,7 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict reti
                         memcpy(lease._ptr, p + o, h.header_length + h.length)
                         pending.append(lease)
                 else:
-                    _count(drops, "retired_epoch" if <int>h.epoch in retired_bits
+                    _count(drops, "retired_epoch" if (retired_bits >> h.epoch) & 1
                            else "unknown_epoch")
                 o = start + h.length
                 continue
