@@ -518,7 +518,7 @@ def zero_fill(buf, Py_ssize_t offset, Py_ssize_t count):
 
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.ref cimport Py_REFCNT
 from libc.string cimport memcmp, memmove
 from cpython.memoryview cimport PyMemoryView_FromObject
@@ -657,10 +657,13 @@ cdef class RecordCipher:
             # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])"
             dtls13_chacha20_block(self._sn_key, sample, out)
         else:
-            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])"
-            self._ecb.update_into(
-                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ),
-                PyMemoryView_FromMemory(<char *>out, 64, PyBUF_WRITE))
+            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])" (update() returning 16 new bytes
+            # costs one allocation; update_into a view of `out` would cost two)
+            block = self._ecb.update(
+                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ))
+            if not PyBytes_CheckExact(block) or PyBytes_GET_SIZE(block) != _MASK_SAMPLE:
+                raise ValueError("AES-ECB gave no 16-byte block")
+            memcpy(out, PyBytes_AS_STRING(block), _MASK_SAMPLE)
         return 0
 
     def nonce(self, uint64_t seq):
@@ -761,7 +764,7 @@ cdef class RecordCipher:
                 self._make_nonce(seq, nonce)
                 # In place: the ciphertext overwrites the inner plaintext it came from.
                 self._aead.encrypt_into(
-                    PyMemoryView_FromMemory(<char *>nonce, 12, PyBUF_READ),
+                    PyBytes_FromStringAndSize(<char *>nonce, 12),
                     PyMemoryView_FromMemory(<char *>body, inner, PyBUF_READ),
                     PyMemoryView_FromMemory(<char *>p, hl, PyBUF_READ),
                     PyMemoryView_FromMemory(<char *>body, inner + self.tag_length, PyBUF_WRITE))
@@ -832,7 +835,7 @@ cdef class RecordCipher:
         self._make_nonce(seq, nonce)
         try:
             self._aead.decrypt_into(
-                PyMemoryView_FromMemory(<char *>nonce, 12, PyBUF_READ),
+                PyBytes_FromStringAndSize(<char *>nonce, 12),
                 PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
                 PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
                 lease)
