@@ -380,3 +380,17 @@ class FragmentCoverage:
     def covers(self, offset: int, length: int) -> bool: ...
     def overlaps(self, offset: int, length: int) -> bool: ...
     def write_fragment(self, dest: _BufferLike, offset: int, data: _BufferLike) -> int: ...
+
+def scan_client_hello(
+    data: _BufferLike, max_hello: int
+) -> (
+    tuple[
+        int,
+        int,
+        tuple[int, ...],
+        tuple[int, ...] | None,
+        tuple[int, ...] | None,
+        tuple[int, ...] | None,
+    ]
+    | None
+): ...
