@@ -137,6 +137,10 @@ class Connection:
     # One per peer, so no per-instance dict for these (about 1.5 KiB each with ~75
     # attributes). "__dict__" stays for anything set outside this list (tests patch
     # methods on instances); it is created only when used.
+    # Handshake messages of one epoch share records while they fit (RFC 9147 §5.5 allows
+    # it; one AEAD seal for EncryptedExtensions..Finished). False: one message per record.
+    coalesce_handshake_records = True
+
     __slots__ = (
         "__dict__",
         "__weakref__",
@@ -878,7 +882,7 @@ class Connection:
         """Begin a new flight; the previous one is implicitly acknowledged."""
         if self._flight is not None:
             self._flight.release()
-        self._flight = Flight(self.pools, self.owner)
+        self._flight = Flight(self.pools, self.owner, coalesce=self.coalesce_handshake_records)
         self._timeouts = 0
         if self.state is not State.CONNECTED:
             # This flight answers the peer's, which it acknowledges implicitly: no ACK
