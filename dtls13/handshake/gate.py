@@ -67,6 +67,8 @@ class _Partial:
 PLAINTEXT_HEADER = 13
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
+_U16s = tuple[int, ...]
+_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None]
 GATE_COUNTERS = (
     "datagrams",
     "not_client_hello",
@@ -171,10 +173,19 @@ class HelloGate:
         if self._partials:
             self.expire(now)
         cookie = self.config.require_cookie if require_cookie is None else require_cookie
-        if cookie:
-            retry = self._fast_retry(data, addr, now)
-            if retry is not None:
-                return retry
+        scan = scan_client_hello(data, self.max_hello)
+        if scan is not None:
+            # A lone, whole, well-formed first ClientHello without a cookie extension.
+            if cookie:
+                retry = self._fast_retry(scan, data, addr, now)
+                if retry is not None:
+                    return retry
+            if self._partials:
+                self._discard(addr)  # a whole ClientHello replaces a partial one
+            original = bytes(data)
+            return self._decide(
+                original[scan[0] : scan[0] + scan[1]], 0, addr, now, cookie, original
+            )
         try:
             fragments = self._client_hello_fragments(data)
         except (DecodeError, Alert):
@@ -362,13 +373,10 @@ class HelloGate:
             client_hello=decoded,
         )
 
-    def _fast_retry(self, data: Any, addr: Any, now: float) -> GateResult | None:
+    def _fast_retry(self, scan: _Scan, data: Any, addr: Any, now: float) -> GateResult | None:
         """The HelloRetryRequest for a lone, well-formed first ClientHello, from a scan of
-        its bytes instead of a decoded message; None sends the datagram the slow way (which
-        then decides exactly what `_stateless_retry` would have, or drops and counts)."""
-        scan = scan_client_hello(data, self.max_hello)
-        if scan is None:
-            return None
+        its bytes instead of a decoded message; None: `_decide` on the decoded message
+        (which then does exactly what `_stateless_retry` would have)."""
         at, length, suites, versions, groups, shares = scan
         if versions is None or DTLS13_VERSION not in versions:
             return None
