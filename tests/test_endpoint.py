@@ -267,12 +267,12 @@ def test_cookies_stop_once_half_open_handshakes_complete_or_go() -> None:
 
     def pump(now: float) -> None:
         for _ in range(6):
-            for client, addr in zip(clients, addrs):
+            for client, addr in zip(clients, addrs, strict=True):
                 for lease, _ in client.datagrams_to_send(now):
                     ep.receive_datagram(lease.tobytes(), addr, now)
                     lease.release()
             for lease, addr in ep.datagrams_to_send(now):
-                for client, a in zip(clients, addrs):
+                for client, a in zip(clients, addrs, strict=True):
                     if a == addr:
                         client.receive_datagram(lease.tobytes(), SERVER_ADDR, now)
                 lease.release()

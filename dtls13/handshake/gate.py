@@ -182,10 +182,9 @@ class HelloGate:
                     return retry
             if self._partials:
                 self._discard(addr)  # a whole ClientHello replaces a partial one
-            original = bytes(data)
-            return self._decide(
-                original[scan[0] : scan[0] + scan[1]], 0, addr, now, cookie, original
-            )
+            whole_datagram = bytes(data)
+            body = whole_datagram[scan[0] : scan[0] + scan[1]]
+            return self._decide(body, 0, addr, now, cookie, whole_datagram)
         try:
             fragments = self._client_hello_fragments(data)
         except (DecodeError, Alert):
