@@ -134,10 +134,7 @@ def pull_client_hello(buf: Buffer, *, dtls: bool = True) -> ClientHello:
     if len(session_id) > 32:
         raise DecodeError("legacy_session_id longer than 32 bytes")
     cookie = buf.pull_vector(1) if dtls else b""
-    with buf.pull_block(2) as length:
-        if length < 2 or length % 2:
-            raise DecodeError("bad cipher_suites length")
-        suites = tuple(buf.pull_uint16() for _ in range(length // 2))
+    suites = buf.pull_uint16_list(2, 2)  # cipher_suites<2..2^16-2>
     compression = buf.pull_vector(1)
     if not compression:
         raise DecodeError("empty legacy_compression_methods")
