@@ -110,6 +110,10 @@ STAT_NAMES = (
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+# The ServerHello's supported_versions (always DTLS 1.3): encoded once.
+_SH_SUPPORTED_VERSIONS = ext.make_extension(
+    ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+)
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
@@ -1161,7 +1165,7 @@ class Connection:
         (such records must not be ACKed, RFC 9147 §7)."""
         reassembler = self._reassembly()
         counters = reassembler.counters
-        before = sum(counters[k] for k in _NOT_BUFFERED)
+        before = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
         reassembler.add_fragment_untrusted(
             header.msg_type,
             header.length,
@@ -1170,7 +1174,8 @@ class Connection:
             header.fragment_length,
             fragment,
         )
-        return sum(counters[k] for k in _NOT_BUFFERED) == before
+        after = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
+        return after == before  # the counters of _NOT_BUFFERED, summed without a generator
 
     def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
@@ -1706,13 +1711,7 @@ class Connection:
 
         self._start_flight()
         self._ack_list.clear()
-        sh_ext = [
-            ext.make_extension(
-                ExtensionType.supported_versions,
-                ext.push_supported_versions_server,
-                DTLS13_VERSION,
-            )
-        ]
+        sh_ext = [_SH_SUPPORTED_VERSIONS]
         if group is not None:
             sh_ext.append(
                 ext.make_extension(
