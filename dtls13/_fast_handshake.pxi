@@ -339,3 +339,17 @@ def scan_client_hello(data, Py_ssize_t max_hello):
         )
     finally:
         PyBuffer_Release(&v)
+
+
+# -- HMAC for the key schedule ----------------------------------------------------------------
+
+try:
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # CPython without OpenSSL's _hashlib
+    from hmac import new as _hmac_new
+
+
+def hmac_digest(key, msg, str digestmod):
+    """HMAC(key, msg) with the named hash, through an HMAC object: with OpenSSL 3 this is
+    about a third faster than its one-shot HMAC() (``_hashlib.hmac_digest``)."""
+    return _hmac_new(key, msg, digestmod).digest()
