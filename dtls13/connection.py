@@ -1409,7 +1409,8 @@ class Connection:
             )
             self._records.install_write_epoch(1, cfg.session.suite, early)
             self._early_budget = cfg.session.max_early_data
-            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -1704,7 +1705,8 @@ class Connection:
         if self._early_accepted and accepted is not None:
             early = accepted[1].client_early_traffic_secret(self._transcript.digest())
             self._records.install_read_epoch(1, CipherSuite(suite), early, now)
-            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
@@ -2101,8 +2103,9 @@ class Connection:
         mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
         self._records.install_write_epoch(2, self._suite, mine)
         self._records.install_read_epoch(2, self._suite, theirs, now)
-        self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
-        self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+        if self._keylog is not None:
+            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
+            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
 
     def _derive_application_secrets(self) -> None:
         ks = self._schedule
@@ -2114,9 +2117,10 @@ class Connection:
         self._write_secret, self._read_secret = (
             (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
         )
-        self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
-        self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-        if self._keylog is not None:  # nothing else uses the exporter secret yet
+        if self._keylog is not None:
+            self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
+            self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
+            # Nothing else uses the exporter secret yet.
             self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
 
     def _log_secret(self, label: str, secret: bytes) -> None:

@@ -90,7 +90,7 @@ def hkdf_expand_label(
     prefix: bytes = DTLS13_PREFIX,
 ) -> bytes:
     """HKDF-Expand-Label(Secret, Label, Context, Length)."""
-    if not context and length <= digest_size(hash_name):
+    if not context and (length <= 32 or length <= digest_size(hash_name)):
         return _hmac_digest(secret, expand_label_info(label, length, prefix), hash_name)[:length]
     return hkdf_expand(hash_name, secret, hkdf_label(label, context, length, prefix), length)
 
@@ -117,6 +117,7 @@ def derive_secret(
         head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
         if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
             _DERIVE_HEADS[key] = head
-    if size <= digest_size(hash_name):  # one block: HKDF-Expand's counter 1
+    # One block (HKDF-Expand's counter 1); every TLS 1.3 hash is at least 32 bytes long.
+    if size <= 32 or size <= digest_size(hash_name):
         return _hmac_digest(secret, head + transcript_hash + b"\x01", hash_name)[:size]
     return hkdf_expand(hash_name, secret, head + transcript_hash, size)

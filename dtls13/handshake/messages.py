@@ -22,7 +22,6 @@ from .extensions import (
     binders_length,
     decode,
     encode,
-    find_extension,
     pull_extensions,
     pull_pre_shared_key_client,
     push_extensions,
@@ -110,7 +109,10 @@ class _HasExtensions:
     extensions: Extensions
 
     def extension(self, ext_type: int) -> bytes | None:
-        return find_extension(self.extensions, ext_type)
+        for ext in self.extensions:  # find_extension, without a call per lookup
+            if ext.type == ext_type:
+                return ext.data
+        return None
 
 
 @dataclass(frozen=True, slots=True)
