@@ -133,6 +133,7 @@ class DTLSEndpoint:
         # The timer task sleeps in this scope until its deadline, the earliest timer of the
         # core; an earlier timer moves the deadline (no wakeup, no recomputation).
         self._timer_scope: trio.CancelScope | None = None
+        self._timer_sleeper: trio.lowlevel.Task | None = None  # close() wakes it directly
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
@@ -218,8 +219,9 @@ class DTLSEndpoint:
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
             os.close(self.socket.detach())
         self._send_wakeup.set()
-        if self._timer_scope is not None:
-            self._timer_scope.cancel()
+        sleeper, self._timer_sleeper = self._timer_sleeper, None
+        if sleeper is not None:
+            trio.lowlevel.reschedule(sleeper)
         self._progress.unpark_all()
         self._serving_lot.unpark_all()
 
@@ -695,9 +697,10 @@ async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
             ep._internal_error(exc)
             deadline = trio.current_time() + 0.1
         scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
+        task = ep._timer_sleeper = trio.lowlevel.current_task()
         del ep
         with scope:
-            await trio.sleep_forever()
+            await trio.lowlevel.wait_task_rescheduled(_timer_abort(ref, task))
         ep = ref()
         if ep is None or ep._closed:
             return
@@ -708,6 +711,18 @@ async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
         except Exception as exc:
             ep._internal_error(exc)
         del ep
+
+
+def _timer_abort(
+    ref: weakref.ReferenceType[DTLSEndpoint], task: trio.lowlevel.Task
+) -> Callable[[Any], trio.lowlevel.Abort]:
+    def abort(_: Any) -> trio.lowlevel.Abort:  # the deadline came (or the run ends)
+        ep = ref()
+        if ep is not None and ep._timer_sleeper is task:
+            ep._timer_sleeper = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    return abort
 
 
 async def _bound_socket(
