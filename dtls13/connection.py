@@ -73,11 +73,40 @@ from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
 from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
+from .memory.counters import zero_counters
 from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
 
 Address = Any
 Config = ClientConfig | ServerConfig
 
+# Connection.stats: counters of one connection.
+STAT_NAMES = (
+    "datagrams_in",
+    "datagrams_out",
+    "records_in",
+    "app_bytes_in",
+    "app_bytes_out",
+    "retransmissions",
+    "acks_sent",
+    "acks_received",
+    "dropped_handshake_fragments",
+    "dropped_app_data_early",
+    "dropped_malformed_plaintext",
+    "dropped_unexpected_content",
+    "key_updates_sent",
+    "key_updates_received",
+    "hello_retry_requests_sent",
+    "hello_retry_requests_received",
+    "alerts_unsent",
+    "handshake_restarts",
+    "dropped_damaged_hello",
+    "address_changes",
+    "early_data_offered",
+    "early_data_replays",
+    "early_data_bytes_in",
+    "early_data_bytes_out",
+    "dropped_early_data",
+)
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
@@ -89,12 +118,105 @@ _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERV
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
 
 
+# What every connection with no event waiting holds instead of a deque of its own. A
+# tuple, so that appending to it fails loudly: events go through _event().
+_NO_EVENTS: tuple[()] = ()
+
+# Stands for the transcript once the handshake is over: it hashes nothing (no hash
+# runs) and has no digest, so a post-handshake use would fail loudly.
+_SPENT_TRANSCRIPT = Transcript(candidates=())
+
+
 def _now_utc() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
 class Connection:
     """One DTLS 1.3 association, client or server (by the config's type)."""
+
+    # One per peer, so no per-instance dict for these (about 1.5 KiB each with ~75
+    # attributes). "__dict__" stays for anything set outside this list (tests patch
+    # methods on instances); it is created only when used.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_ack_at",
+        "_ack_list",
+        "_alpn",
+        "_c_app",
+        "_c_hs",
+        "_cert_request",
+        "_cid_issuer",
+        "_cid_request_outstanding",
+        "_client_hello",
+        "_client_random",
+        "_current_seq",
+        "_decoded_hello",
+        "_early_accepted",
+        "_early_budget",
+        "_early_offered",
+        "_early_result",
+        "_enforce_record_limit",
+        "_epoch2_records",
+        "_events",
+        "_final_ack_repeated_at",
+        "_final_acks",
+        "_flight",
+        "_group",
+        "_handshake_deadline",
+        "_hello_bodies",
+        "_hrr_cookie",
+        "_hrr_done",
+        "_hrr_group",
+        "_idle_reassembly",
+        "_key_shares",
+        "_key_update_pending",
+        "_keylog",
+        "_newest_protected",
+        "_now",
+        "_outbox",
+        "_params",
+        "_peer_chain",
+        "_peer_finished",
+        "_peer_record_limit",
+        "_psk_schedule",
+        "_random",
+        "_read_secret",
+        "_reassembler",
+        "_records",
+        "_restarts",
+        "_resumed",
+        "_resumption_secret",
+        "_retransmit_at",
+        "_retransmitted_at",
+        "_retransmitted_this_input",
+        "_rto",
+        "_s_app",
+        "_s_hs",
+        "_schedule",
+        "_scheme",
+        "_send_seq",
+        "_spare_peer_cids",
+        "_suite",
+        "_timeouts",
+        "_transcript",
+        "_wall_clock",
+        "_write_secret",
+        "cid_negotiated",
+        "config",
+        "handshake_completed_at",
+        "handshake_started",
+        "is_client",
+        "local_cids",
+        "mtu",
+        "on_activity",
+        "owner",
+        "peer_address",
+        "pools",
+        "state",
+        "stats",
+        "terminated",
+    )
 
     def __init__(
         self,
@@ -135,7 +257,9 @@ class Connection:
         self.local_cids: list[bytes] = []
         self._spare_peer_cids: list[bytes] = []
         self._cid_request_outstanding = False
-        self._events: deque[Event] = deque()
+        # A deque of its own only while events wait: an idle connection shares the
+        # empty _NO_EVENTS instead of holding a ~760-byte deque block.
+        self._events: deque[Event] | tuple[()] = _NO_EVENTS
         self._outbox: list[tuple[Lease, Address]] = []
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -145,33 +269,7 @@ class Connection:
             self.local_cids.append(self._new_cid(config.cid_length))
         self._init_handshake(first_message_seq)
         # statistics
-        self.stats: dict[str, int] = {
-            "datagrams_in": 0,
-            "datagrams_out": 0,
-            "records_in": 0,
-            "app_bytes_in": 0,
-            "app_bytes_out": 0,
-            "retransmissions": 0,
-            "acks_sent": 0,
-            "acks_received": 0,
-            "dropped_handshake_fragments": 0,
-            "dropped_app_data_early": 0,
-            "dropped_malformed_plaintext": 0,
-            "dropped_unexpected_content": 0,
-            "key_updates_sent": 0,
-            "key_updates_received": 0,
-            "hello_retry_requests_sent": 0,
-            "hello_retry_requests_received": 0,
-            "alerts_unsent": 0,
-            "handshake_restarts": 0,
-            "dropped_damaged_hello": 0,
-            "address_changes": 0,
-            "early_data_offered": 0,
-            "early_data_replays": 0,
-            "early_data_bytes_in": 0,
-            "early_data_bytes_out": 0,
-            "dropped_early_data": 0,
-        }
+        self.stats: dict[str, int] = zero_counters(STAT_NAMES)
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
@@ -185,7 +283,10 @@ class Connection:
             padding=self.config.record_padding,
             confidentiality_limit=self.config.confidentiality_limit,
         )
-        self._reassembler = self._new_reassembler(first_message_seq)
+        self._reassembler: Reassembler | None = self._new_reassembler(first_message_seq)
+        # After the handshake, while no message is in reassembly: (next message_seq, the
+        # counters) instead of a Reassembler (it and its pool owner are ~1.3 KiB).
+        self._idle_reassembly: tuple[int, dict[str, int]] | None = None
         # connection_id (RFC 9146) and record_size_limit (RFC 8449), once negotiated
         self.cid_negotiated = False
         self._peer_record_limit: int | None = None
@@ -221,6 +322,7 @@ class Connection:
         self._ack_list: list[RecordNumber] = []
         self._ack_at: float | None = None
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
+        self._final_ack_repeated_at: float | None = None
         self._retransmitted_this_input = False
         self._retransmitted_at: float | None = None
         # key update
@@ -243,6 +345,36 @@ class Connection:
         """A server's endpoint already decoded the ClientHello about to come in: if the
         next handshake message is a ClientHello with exactly this body, it is used as is."""
         self._decoded_hello = (body, client_hello)
+
+    def _reassembly(self) -> Reassembler:
+        """The reassembler, made again if it was let go while idle after the handshake."""
+        reassembler = self._reassembler
+        if reassembler is None:
+            assert self._idle_reassembly is not None
+            seq, counters = self._idle_reassembly
+            reassembler = self._reassembler = self._new_reassembler(seq)
+            reassembler.counters = counters
+            self._idle_reassembly = None
+        return reassembler
+
+    def _next_receive_seq(self) -> int:
+        if self._reassembler is not None:
+            return self._reassembler.next_expected_seq
+        assert self._idle_reassembly is not None
+        return self._idle_reassembly[0]
+
+    def _idle_reassembler(self) -> None:
+        """Let the reassembler go when the handshake is over and it holds nothing."""
+        reassembler = self._reassembler
+        if (
+            reassembler is not None
+            and self.state is State.CONNECTED
+            and reassembler.bytes_buffered == 0
+            and reassembler.pending == 0
+        ):
+            self._idle_reassembly = (reassembler.next_expected_seq, reassembler.counters)
+            reassembler.close()
+            self._reassembler = None
 
     def _new_reassembler(self, first_message_seq: int) -> Reassembler:
         return Reassembler(
@@ -272,7 +404,8 @@ class Connection:
             self._send_ack_for([])
         if self._flight is not None:
             self._flight.release()
-        self._reassembler.close()
+        if self._reassembler is not None:
+            self._reassembler.close()
         self._records.close()
         self._init_handshake(0)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -307,7 +440,11 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         self._now = now
+        drops = self._records.drops
+        retired = drops["retired_epoch"]
         records = self._records.receive_datagram_untrusted(data, now)
+        if drops["retired_epoch"] != retired and self._final_acks:
+            self._repeat_final_acks(now)
         if len(records) == 1 and self._app_data_fast(records[0], addr):
             return
         self._track_path(records, addr)
@@ -363,7 +500,7 @@ class Connection:
         finally:
             record.release()
         stats["app_bytes_in"] += len(data)
-        self._events.append(DataReceived(data))
+        self._event(DataReceived(data))
         if self._records.integrity_limit_reached:
             alert = alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit")
             self._fail(alert, self._now)
@@ -437,7 +574,21 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        assert type(events) is deque
+        event = events.popleft()
+        if not events:
+            self._events = _NO_EVENTS
+        return event
+
+    def _event(self, event: Event) -> None:
+        events = self._events
+        if type(events) is deque:
+            events.append(event)
+        else:
+            self._events = deque((event,))
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send one application data record."""
@@ -592,7 +743,13 @@ class Connection:
         return {
             **self.stats,
             "record_drops": dict(self._records.drops),
-            "reassembly": dict(self._reassembler.counters),
+            "reassembly": dict(
+                self._reassembler.counters
+                if self._reassembler is not None
+                else self._idle_reassembly[1]
+                if self._idle_reassembly is not None
+                else {}
+            ),
             "memory_in_use": self.owner.in_use,
             "memory_high_water": self.owner.high_water,
             "leases_live": self.owner.live,
@@ -630,12 +787,13 @@ class Connection:
     ) -> None:
         self.state = State.CLOSED
         self.terminated = ConnectionTerminated(alert, reason, by_peer)
-        self._events.append(self.terminated)
+        self._event(self.terminated)
         self._retransmit_at = self._ack_at = None
         if self._flight is not None:
             self._flight.release()
             self._flight = None
-        self._reassembler.close()
+        if self._reassembler is not None:
+            self._reassembler.close()
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
@@ -825,7 +983,7 @@ class Connection:
             elif record.epoch >= 3 and self._peer_finished and self.state is State.CONNECTED:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
-                self._events.append(DataReceived(data))
+                self._event(DataReceived(data))
             else:
                 # RFC 9147 §5.8.1: discard application data before the peer's Finished.
                 self.stats["dropped_app_data_early"] += 1
@@ -839,7 +997,7 @@ class Connection:
             return
         self._early_budget -= len(data)
         self.stats["early_data_bytes_in"] += len(data)
-        self._events.append(DataReceived(data, early=True))
+        self._event(DataReceived(data, early=True))
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
@@ -890,6 +1048,12 @@ class Connection:
         flight.release()
         self._flight = None
         self._rto = self.config.retransmit_initial
+        if self.state is State.CONNECTED and 2 in self._records.write_epochs():
+            # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
+            # epoch 2 again, so its keys (an AEAD and a mask cipher) can go. The server
+            # has our Finished, so it will not repeat its epoch-2 flight either.
+            self._records.retire_write_epoch(2)
+            self._records.retire_read_epoch(2)
         if key_update:
             # RFC 9147 §8: switch sending keys only once the KeyUpdate is acknowledged.
             self._key_update_pending = False
@@ -898,7 +1062,7 @@ class Connection:
             epoch = self._records.write_epoch + 1
             assert self._suite is not None
             self._records.install_write_epoch(epoch, self._suite, self._write_secret)
-            self._events.append(KeyUpdated(sending=True, epoch=epoch))
+            self._event(KeyUpdated(sending=True, epoch=epoch))
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
@@ -910,7 +1074,7 @@ class Connection:
             for header, fragment in fragments:
                 if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
                     self.stats["dropped_handshake_fragments"] += 1
-                elif header.message_seq < self._reassembler.next_expected_seq:
+                elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
                         self._restart_handshake(now, "a different ClientHello")
                         self._buffer_fragment(header, fragment)
@@ -991,9 +1155,10 @@ class Connection:
     def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
         """Give a fragment to the reassembler; False if it was not processed or buffered
         (such records must not be ACKed, RFC 9147 §7)."""
-        counters = self._reassembler.counters
+        reassembler = self._reassembly()
+        counters = reassembler.counters
         before = sum(counters[k] for k in _NOT_BUFFERED)
-        self._reassembler.add_fragment_untrusted(
+        reassembler.add_fragment_untrusted(
             header.msg_type,
             header.length,
             header.message_seq,
@@ -1034,8 +1199,10 @@ class Connection:
         """Handle every complete message in order; True if any was handled."""
         handled = False
         while self.state is not State.CLOSED:
-            message = self._reassembler.next_message()
+            reassembler = self._reassembler
+            message = reassembler.next_message() if reassembler is not None else None
             if message is None:
+                self._idle_reassembler()
                 break
             handled = True
             self._current_seq = message.message_seq
@@ -1049,7 +1216,7 @@ class Connection:
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
                 self.stats["dropped_damaged_hello"] += 1
-                self._reassembler.close()
+                self._reassembly().close()
                 self._reassembler = self._new_reassembler(message.message_seq)
                 break
         return handled
@@ -1448,6 +1615,7 @@ class Connection:
         self._resumption_secret = ks.resumption_master_secret(self._transcript.digest())
         self._emit_flight(now)
         self._complete(now)
+        self._drop_handshake_state()
 
     # -- server handshake ---------------------------------------------------------------
 
@@ -1470,7 +1638,7 @@ class Connection:
         suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        if not self._hrr_done and self._reassembler.next_expected_seq > 1:
+        if not self._hrr_done and self._next_receive_seq() > 1:
             # message_seq 1: ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
         elif self._hrr_done:
@@ -1839,6 +2007,13 @@ class Connection:
             self._complete(now)
             self._send_session_tickets(now, w)
             self._queue(w.finish())
+        self._drop_handshake_state()
+        # Our handshake flight is done with (implicitly acknowledged above); alerts and
+        # ACKs go out in epoch 3 from now on. The epoch-2 read keys go too: the only
+        # epoch-2 records still to come are repeats of the client's final flight (our
+        # ACK was lost), which _repeat_final_acks answers without reading them.
+        self._records.retire_write_epoch(2)
+        self._records.retire_read_epoch(2)
 
     def _send_session_tickets(self, now: float, writer: DatagramWriter | None = None) -> None:
         """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
@@ -1949,7 +2124,7 @@ class Connection:
         assert self._suite is not None
         self.state = State.CONNECTED
         self.handshake_completed_at = now
-        self._events.append(
+        self._event(
             HandshakeCompleted(
                 version="DTLSv1.3",
                 cipher_suite=self._suite,
@@ -1961,6 +2136,42 @@ class Connection:
                 early_data_accepted=self._early_result if self.is_client else None,
             )
         )
+
+    def _repeat_final_acks(self, now: float) -> None:
+        """A server whose epoch-2 read keys are gone got a record of a retired epoch while
+        it has final ACKs: the client repeats its final flight because our ACK was lost
+        (RFC 9147 §7.1), so send that ACK again, at most once per quarter of the initial
+        retransmission timeout (the record is not read: it may be anything)."""
+        if self.state is not State.CONNECTED or self.is_client:
+            return
+        last = self._final_ack_repeated_at
+        if last is not None and now - last < self.config.retransmit_initial / 4:
+            return
+        self._final_ack_repeated_at = now
+        self._send_ack_for(self._final_acks)
+
+    def _drop_handshake_state(self) -> None:
+        """Forget what only the handshake needed, once it has completed.
+
+        An idle connection then holds its current traffic secrets, the resumption secret
+        (tickets), the final ACKs (re-sent if the peer repeats its last flight) and the
+        flight still awaiting an ACK; the transcript, the handshake and master secrets,
+        the hellos and our key shares go (less memory per connection, and secrets that
+        are no longer needed are not kept: RFC 8446 §7.1 forward secrecy).
+        """
+        self._transcript = _SPENT_TRANSCRIPT
+        ks = self._schedule
+        if ks is not None:
+            ks.early_secret = b""
+            ks.handshake_secret = ks.master_secret = None
+        self._psk_schedule = None
+        self._c_hs = self._s_hs = self._c_app = self._s_app = b""
+        self._hello_bodies.clear()
+        self._key_shares.clear()
+        self._client_hello = None
+        self._cert_request = None
+        self._hrr_cookie = None
+        self._records.retire_write_epoch(0)  # no plaintext record is sent after this
 
     def _on_post_handshake(self, msg_type: int, msg: Any, now: float) -> None:
         # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
@@ -1985,7 +2196,7 @@ class Connection:
                 alpn=self._alpn,
                 server_name=cfg.server_name,
             )
-            self._events.append(
+            self._event(
                 NewSessionTicketReceived(
                     msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
                 )
@@ -2002,7 +2213,7 @@ class Connection:
             self._read_secret = self._schedule.next_application_traffic_secret(self._read_secret)
             epoch = max(self._records.read_epochs()) + 1
             self._records.install_read_epoch(epoch, self._suite, self._read_secret, now)
-            self._events.append(KeyUpdated(sending=False, epoch=epoch))
+            self._event(KeyUpdated(sending=False, epoch=epoch))
             if msg.request_update == KeyUpdateRequest.update_requested:
                 self._send_ack(now)
                 self.key_update(request_peer=False)

@@ -15,6 +15,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import inf
 from typing import Any, Literal
 
 from ._fast import Lease, MemoryBudgetExceeded
@@ -221,6 +222,11 @@ class ServerEndpoint:
         self._replacements: dict[Any, Connection] = {}
         self._new: list[Connection] = []
         self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
+        dos = self.dos
+        self._refill_time = max(
+            dos.datagram_burst / dos.datagrams_per_second if dos.datagrams_per_second else inf,
+            dos.byte_burst / dos.bytes_per_second if dos.bytes_per_second else inf,
+        )
         self._replies: list[tuple[Lease, Any]] = []
         self._started: dict[int, float] = {}
         # Work is tracked per connection so each call costs O(connections with work), not
@@ -428,7 +434,7 @@ class ServerEndpoint:
         self.pools.release_owner(self.owner)
 
     def statistics(self) -> dict[str, object]:
-        half_open = sum(1 for c in self.connections.values() if not c.handshake_complete)
+        half_open = len(self._half_open_now())
         return {
             **self.counters,
             "connections": len(self.connections),
@@ -439,6 +445,7 @@ class ServerEndpoint:
             "memory_in_use": self.owner.in_use,
             "memory_high_water": self.owner.high_water,
             "pool_in_use_bytes": self.pools.in_use_bytes,
+            "tracked_sources": len(self._buckets),
         }
 
     # -- admission ----------------------------------------------------------------------
@@ -454,7 +461,16 @@ class ServerEndpoint:
         else:
             self._buckets.move_to_end(host)
         factor = 0.25 if self.emergency else 1.0
-        return bucket.admit(self.dos, len(memoryview(data)), now, factor)
+        admitted = bucket.admit(self.dos, len(memoryview(data)), now, factor)
+        # A bucket left alone long enough to refill is the same as no bucket: forget those
+        # (oldest first), so a flood from many sources leaves no per-source state behind.
+        buckets = self._buckets
+        while len(buckets) > 1:
+            oldest = next(iter(buckets.values()))
+            if now - oldest.stamp < self._refill_time:
+                break
+            buckets.popitem(last=False)
+        return admitted
 
     def _update_emergency(self) -> None:
         limit = self.dos.max_total_memory
@@ -469,7 +485,7 @@ class ServerEndpoint:
     def _shed_half_open(self) -> None:
         """Drop the oldest half of the half-open handshakes (emergency mode)."""
         half_open = sorted(
-            (c for c in self.connections.values() if not c.handshake_complete),
+            self._half_open_now(),
             key=lambda c: self._started.get(id(c), 0.0),
         )
         for conn in half_open[: (len(half_open) + 1) // 2]:

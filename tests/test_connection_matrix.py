@@ -253,7 +253,7 @@ def test_keylog_callback_nss_format(suite: CipherSuite) -> None:
     assert labels == KEYLOG_LABELS
     # The logged traffic secret is the one protecting the records.
     secrets = dict(line.split(" ")[::2] for line in client_lines)
-    assert bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]) == pair.client._c_app
+    assert bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]) == pair.client._write_secret
     pair.close()
 
 

@@ -152,8 +152,12 @@ def test_every_buffer_comes_from_the_pools_and_goes_back() -> None:
     connections = [o for o in stats.owners if o.kind == "connection"]
     assert len(connections) == 2 * len(pairs)
     assert sum(o.acquires for o in connections) == len(log.entries)
+    # Reassembly leases are charged to a reassembly owner (a connection's child); an
+    # established connection lets its idle reassembler (and that owner) go, so the live
+    # owners account for at most that many.
+    assert all(o.kind == "reassembly" for w, f, _, o in log.entries if (w, f) in REASSEMBLY)
     reassembly = sum(o.acquires for o in stats.owners if o.kind == "reassembly")
-    assert reassembly == sum(1 for w, f, *_ in log.entries if (w, f) in REASSEMBLY)
+    assert reassembly <= sum(1 for w, f, *_ in log.entries if (w, f) in REASSEMBLY)
     # Datagram leases fit the MTU's class; the class for 1200 bytes is the 1536 one.
     datagram_sizes = {size for w, f, size, _ in log.entries if (w, f) in DATAGRAM_OUT}
     assert datagram_sizes <= {1200, 300, 500}

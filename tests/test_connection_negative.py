@@ -342,7 +342,7 @@ def test_unexpected_message_in_every_state(
                 epoch = peer._records.write_epoch
         if epoch and epoch not in peer._records.write_epochs():
             return  # the peer never had keys for it: that is the garbage test's business
-        seq = conn._reassembler.next_expected_seq
+        seq = conn._next_receive_seq()
         for lease, _ in conn.datagrams_to_send(10.0):  # what the handshake left queued
             lease.release()
         readable = epoch in conn._records.read_epochs()
@@ -384,7 +384,7 @@ def test_new_session_ticket_sent_to_a_server_is_unexpected() -> None:
     assert pair is not None
     nst = msgs.NewSessionTicket(3600, 1, b"n", b"ticket", ())
     msg_type, body = msgs.push_message(nst)
-    seq = pair.server._reassembler.next_expected_seq
+    seq = pair.server._next_receive_seq()
     _inject(
         pair, "server", pair.client._records.write_epoch, handshake_message(msg_type, body, seq)
     )

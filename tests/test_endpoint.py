@@ -214,7 +214,8 @@ def _events(conn: Connection) -> list[Any]:
     out = []
     while (ev := conn.next_event()) is not None:
         out.append(ev)
-    conn._events.extend(out)  # leave them for the next look
+    for ev in out:  # leave them for the next look
+        conn._event(ev)
     return out
 
 

@@ -183,8 +183,9 @@ def test_first_client_hello_lists_psk_modes_without_offering_a_psk() -> None:
     """Without psk_key_exchange_modes a server must not issue tickets (RFC 8446 §4.2.9):
     OpenSSL sent none to us until a first ClientHello carried the client's modes."""
     pair = make_pair(7, cfgs=configs(client={"psk_modes": ("psk_ke", "psk_dhe_ke")}))
-    assert pair.handshake()
-    hello = pair.client._client_hello
+    pair.client.connect(SERVER_ADDR, pair.net.now)
+    hello = pair.client._client_hello  # dropped with the rest of the handshake state
+    assert pair.net.run(pair.completed)
     resumed = _completed(pair).resumed
     pair.close()
     assert pair.pools.in_use == 0

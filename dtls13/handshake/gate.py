@@ -11,6 +11,7 @@ timeout. Nothing else is kept; every refusal is counted.
 from __future__ import annotations
 
 import enum
+import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .flights import handshake_fragment
 from .fragments import pull_handshake_fragments_untrusted
-from .key_schedule import Transcript
+from .messages import transcript_header
 
 
 class Verdict(enum.Enum):
@@ -121,6 +122,10 @@ class HelloGate:
         self.max_hello = max_hello
         self.mtu = mtu or config.mtu
         self._partials: dict[Any, tuple[Owner, _Partial]] = {}
+        # (suite, group, cookie length) -> the HRR fragment's bytes before the cookie: the
+        # cookie is the last thing in a HelloRetryRequest, so a flood costs one concatenation
+        # per reply instead of building the message.
+        self._hrr_prefixes: dict[tuple[int, int | None, int], bytes] = {}
         # One plaintext-only record layer frames every stateless reply.
         self._writer = RecordLayer(pools, self.owner)
         self.counters: dict[str, int] = dict.fromkeys(GATE_COUNTERS, 0)
@@ -296,6 +301,21 @@ class HelloGate:
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
 
+    def _hrr_fragment(self, suite: int, group: int | None, cookie: bytes) -> bytes:
+        """The HelloRetryRequest as one DTLS handshake fragment (message_seq 0)."""
+        key = (suite, group, len(cookie))
+        prefix = self._hrr_prefixes.get(key)
+        if prefix is None:
+            if len(self._hrr_prefixes) >= 64:
+                self._hrr_prefixes.clear()
+            # Built once from the message codec with a stand-in cookie of the same length.
+            stand_in = bytes(len(cookie))
+            msg_type, body = msgs.push_message(hello_retry_request(suite, group, stand_in))
+            whole = handshake_fragment(msg_type, len(body), 0, 0, body)
+            assert whole.endswith(stand_in)
+            prefix = self._hrr_prefixes[key] = whole[: len(whole) - len(stand_in)]
+        return prefix + cookie
+
     def _alert(self, description: AlertDescription) -> list[Lease]:
         """A fatal plaintext alert for the sender (empty when no memory is left)."""
         try:
@@ -364,12 +384,14 @@ class HelloGate:
             group = next((g for g in cfg.group_order if g in client_groups), None)
             if group is None:
                 return None
-        transcript = Transcript(SUITES[suite].hash_name)
-        transcript.add(HandshakeType.client_hello, body)
+        # Transcript-Hash(ClientHello1): the TLS-style 4-byte header, then the body (§5.2).
+        ch1 = hashlib.new(
+            SUITES[suite].hash_name, transcript_header(HandshakeType.client_hello, len(body))
+        )
+        ch1.update(body)
         extra = struct.pack("!HH", suite, group or 0)
-        cookie = cfg.cookie_jar.make(now, addr, transcript.digest(), extra)
-        msg_type, hrr_body = msgs.push_message(hello_retry_request(suite, group, cookie))
-        fragment = handshake_fragment(msg_type, len(hrr_body), 0, 0, hrr_body)
+        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), extra)
+        fragment = self._hrr_fragment(suite, group, cookie)
         try:
             with self._writer.datagram_writer(self.mtu) as w:
                 if w.add(0, ContentType.handshake, fragment) is None:

@@ -27,6 +27,7 @@ from .._fast import (
 from ..alerts import LocalProtocolError
 from ..crypto.suites import CipherSuite
 from ..memory import PoolSet
+from ..memory.counters import zero_counters
 from .header import (
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
@@ -76,6 +77,40 @@ class RecordLayer:
     `confidentiality_limit` / `integrity_limit`: override the per-suite limits of §4.5.3.
     """
 
+    # One per connection: slots keep it small (no per-instance dict).
+    __slots__ = (
+        "_acquire",
+        "_newest_used",
+        "_owner",
+        "_pending",
+        "_pending_times",
+        "_plaintext_readable",
+        "_plaintext_retire_at",
+        "_pools",
+        "_read",
+        "_read_by_bits",
+        "_retired_bits",
+        "_retired_sent",
+        "_write",
+        "cid_optional",
+        "closed",
+        "confidentiality_limit",
+        "datagrams_received",
+        "drops",
+        "integrity_limit",
+        "max_pending",
+        "omit_last_length",
+        "padding",
+        "pending_lifetime",
+        "read_cid_length",
+        "records_received",
+        "replay_window",
+        "retire_after",
+        "seq_bits",
+        "tentative_cid_length",
+        "write_cid",
+    )
+
     def __init__(
         self,
         pools: PoolSet,
@@ -124,7 +159,7 @@ class RecordLayer:
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
         self.closed = False
-        self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.drops: dict[str, int] = zero_counters(DROP_REASONS)
         self.records_received = 0
         self._retired_sent = 0
         self.datagrams_received = 0

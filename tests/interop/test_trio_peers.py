@@ -89,7 +89,10 @@ async def test_our_trio_client_talks_to_the_wolfssl_server(
         # The server exits after our close_notify; its piped stdout is flushed only then.
         server.wait(timeout=5)
     finally:
-        server.kill()
-        out, _ = server.communicate()
+        try:  # it exits after our close_notify; its output is lost if killed first
+            out, _ = server.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, _ = server.communicate()
     assert b"hello from the trio adapter" in out
     assert pools.in_use == 0

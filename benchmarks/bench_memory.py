@@ -1,0 +1,465 @@
+"""Memory per idle established connection: dtls13 against trio.DTLSEndpoint, in one run.
+
+A server process (a dtls13 ``DTLSEndpoint`` or a ``trio.DTLSEndpoint`` with pyOpenSSL, each
+serving an echo handler) reports its own RSS (VmRSS after ``gc.collect()``) with W warm-up
+connections established and again after N more; the figure per connection is the difference
+divided by N. Total RSS is reported at 10,000 connections. The clients live in this process:
+sans-IO connections over plain non-blocking sockets (one source port each), a few dozen
+handshakes in flight at a time. Every connection's handshake is checked to have completed
+on both sides before the server measures.
+
+The dtls13 server's admission caps (connections per address, total connections, per-source
+rates) are raised for the run: every client comes from 127.0.0.1.
+
+    python benchmarks/bench_memory.py [--quick] [--json PATH] [--counts 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Row, add_json_argument, make_row, markdown_table, write_json
+
+from dtls13 import ClientConfig, ServerConfig
+from dtls13.certgen import make_self_signed
+from dtls13.connection import Connection
+from dtls13.endpoint import DoSProtectionConfig
+from dtls13.events import HandshakeCompleted
+from dtls13.memory import PoolSet
+
+MODES = ("dtls13", "trio-dtls")
+IN_FLIGHT = 48
+WARM_UP = 100
+TARGET_PER_CONN_KIB = 16.0
+TARGET_TOTAL_MIB = 200.0
+BENCH_DOS = DoSProtectionConfig(
+    datagrams_per_second=1e9,
+    datagram_burst=1e9,
+    bytes_per_second=1e12,
+    byte_burst=1e12,
+    max_concurrent_connections=100_000,
+    max_connections_per_ip=100_000,
+    max_half_open_per_ip=1_000,
+)
+
+
+def rss_bytes() -> int:
+    gc.collect()
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+# -- servers (run with --serve MODE) ------------------------------------------------------
+
+
+def _trace(snapshots: list[Any], handlers: int) -> None:
+    """--tracemalloc: Python allocations per connection between two measurements, by line."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(1)
+    snapshots.append((tracemalloc.take_snapshot(), handlers))
+    if len(snapshots) < 2:
+        return
+    (old, n0), (new, n1) = snapshots[-2:]
+    n = max(1, n1 - n0)
+    diff = new.compare_to(old, "lineno")
+    total = sum(d.size_diff for d in diff)
+    print(f"tracemalloc: {total / n:.0f} B per connection (Python heap)", file=sys.stderr)
+    by_file: dict[str, int] = {}
+    for d in diff:
+        name = d.traceback[0].filename.rsplit("site-packages/", 1)[-1]
+        name = name.split("/dtls13/", 1)[-1] if "/dtls13/" in name else name.split("/", 1)[0]
+        by_file[name] = by_file.get(name, 0) + d.size_diff
+    for name, size in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {size / n:7.0f} B  {name}", file=sys.stderr)
+    for d in diff[:30]:
+        frame = d.traceback[0]
+        print(
+            f"  {d.size_diff / n:7.0f} B {d.count_diff / n:6.2f} objs "
+            f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno}",
+            file=sys.stderr,
+        )
+
+
+async def _serve(mode: str, port: int) -> None:
+    import trio
+
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", port))
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4 << 20)
+    cert, key = make_self_signed(["localhost"])
+    handlers = 0
+
+    async def echo(channel: Any) -> None:
+        nonlocal handlers
+        handlers += 1
+        async for message in channel:
+            await channel.send(message)
+
+    snapshots: list[Any] = []
+
+    def report(endpoint: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"rss": rss_bytes(), "handlers": handlers}
+        if os.environ.get("BENCH_TRACEMALLOC"):
+            _trace(snapshots, handlers)
+        if mode == "dtls13":
+            server = endpoint._server
+            stats = server.statistics() if server is not None else {}
+            out.update(
+                connections=stats.get("connections", 0),
+                established=sum(1 for c in server.connections.values() if c.handshake_complete)
+                if server is not None
+                else 0,
+                half_open=stats.get("half_open", 0),
+                pool_in_use=endpoint.pools.in_use_bytes,
+                pool_pooled=endpoint.pools.statistics().pooled_bytes,
+            )
+        else:
+            out.update(connections=len(endpoint._streams), established=handlers, pool_in_use=0)
+        return out
+
+    async def control(endpoint: Any) -> None:
+        stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        pending = b""
+        while True:
+            data = await stream.receive_some()
+            if not data:
+                os._exit(0)
+            pending += data
+            while b"\n" in pending:
+                _line, pending = pending.split(b"\n", 1)
+                # Let the loops settle (handlers start, last ACKs go out) before measuring.
+                await trio.sleep(0.3)
+                print(json.dumps(report(endpoint)), flush=True)
+
+    if mode == "dtls13":
+        from dtls13 import DTLSEndpoint
+
+        config = ServerConfig(certificate_chain=[cert], private_key=key)
+        async with DTLSEndpoint(sock, dos=BENCH_DOS) as endpoint, trio.open_nursery() as n:
+            await n.start(endpoint.serve, config, echo)
+            n.start_soon(control, endpoint)
+            print("ready", flush=True)
+    else:
+        from OpenSSL import SSL, crypto
+
+        ctx = SSL.Context(SSL.DTLS_METHOD)
+        ctx.use_certificate(crypto.X509.from_cryptography(cert))
+        ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        with trio.DTLSEndpoint(sock, incoming_packets_buffer=64) as endpoint:
+            async with trio.open_nursery() as n:
+                await n.start(endpoint.serve, ctx, echo)
+                n.start_soon(control, endpoint)
+                print("ready", flush=True)
+
+
+# -- clients: sans-IO over plain sockets ---------------------------------------------------
+
+
+class _Dtls13Client:
+    def __init__(self, config: ClientConfig, pools: PoolSet) -> None:
+        self.conn = Connection(config, pools=pools)
+        self.done = False
+
+    def start(self, addr: Any, now: float) -> list[bytes]:
+        self.conn.connect(addr, now)
+        return self._out(now)
+
+    def _out(self, now: float) -> list[bytes]:
+        out = []
+        for lease, _ in self.conn.datagrams_to_send(now):
+            out.append(bytes(lease))
+            lease.release()
+        while (ev := self.conn.next_event()) is not None:
+            if isinstance(ev, HandshakeCompleted):
+                self.done = True
+        return out
+
+    def feed(self, data: bytes, addr: Any, now: float) -> list[bytes]:
+        self.conn.receive_datagram(data, addr, now)
+        return self._out(now)
+
+    def timer(self, now: float) -> list[bytes]:
+        t = self.conn.get_timer()
+        if t is not None and t <= now:
+            self.conn.handle_timer(now)
+        return self._out(now)
+
+
+class _OpenSSLClient:
+    def __init__(self, ctx: Any) -> None:
+        from OpenSSL import SSL
+
+        self._ssl = SSL
+        self.conn = SSL.Connection(ctx, None)
+        self.conn.set_connect_state()
+        self.conn.set_ciphertext_mtu(1400)
+        self.done = False
+
+    def _step(self) -> list[bytes]:
+        if not self.done:
+            try:
+                self.conn.do_handshake()
+                self.done = True
+            except self._ssl.WantReadError:
+                pass
+        out = []
+        while True:
+            try:
+                out.append(self.conn.bio_read(65536))
+            except self._ssl.WantReadError:
+                return out
+
+    def start(self, addr: Any, now: float) -> list[bytes]:
+        return self._step()
+
+    def feed(self, data: bytes, addr: Any, now: float) -> list[bytes]:
+        self.conn.bio_write(data)
+        return self._step()
+
+    def timer(self, now: float) -> list[bytes]:
+        timeout = self.conn.DTLSv1_get_timeout()
+        if timeout is not None and timeout <= 0:
+            self.conn.DTLSv1_handle_timeout()
+        return self._step()
+
+
+def _raise_nofile(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, n + 256))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < n + 64:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is too low for {n} sockets")
+
+
+class _Clients:
+    """Many sans-IO clients, one non-blocking socket (source port) each."""
+
+    def __init__(self, mode: str, server: tuple[str, int]) -> None:
+        self.mode = mode
+        self.server = server
+        self.sel = selectors.DefaultSelector()
+        self.clients: list[tuple[socket.socket, Any]] = []
+        if mode == "dtls13":
+            self.config: Any = ClientConfig(verify=False)
+            self.pools = PoolSet()
+        else:
+            from OpenSSL import SSL
+
+            self.config = SSL.Context(SSL.DTLS_METHOD)
+
+    def _new(self) -> Any:
+        if self.mode == "dtls13":
+            return _Dtls13Client(self.config, self.pools)
+        return _OpenSSLClient(self.config)
+
+    def _send(self, sock: socket.socket, datagrams: list[bytes]) -> None:
+        for d in datagrams:
+            with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                sock.send(d)
+
+    def establish(self, n: int, timeout: float = 120.0) -> float:
+        """Open n more connections; returns the seconds it took."""
+        start = time.monotonic()
+        todo = n
+        active: dict[int, tuple[socket.socket, Any]] = {}
+        deadline = start + timeout
+        while todo or active:
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError(f"{len(active) + todo} handshakes did not complete")
+            while todo and len(active) < IN_FLIGHT:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind(("127.0.0.1", 0))
+                sock.connect(self.server)
+                sock.setblocking(False)
+                client = self._new()
+                active[sock.fileno()] = (sock, client)
+                self.sel.register(sock, selectors.EVENT_READ, client)
+                self._send(sock, client.start(self.server, now))
+                todo -= 1
+            self._pump(0.05)
+            now = time.monotonic()
+            for fd, (sock, client) in list(active.items()):
+                self._send(sock, client.timer(now))
+                if client.done:
+                    del active[fd]
+                    self.clients.append((sock, client))
+        return time.monotonic() - start
+
+    def _pump(self, wait: float) -> int:
+        moved = 0
+        for key, _ in self.sel.select(wait):
+            sock, client = key.fileobj, key.data
+            while True:
+                try:
+                    data = sock.recv(65536)  # type: ignore[union-attr]
+                except (BlockingIOError, ConnectionRefusedError):
+                    break
+                moved += 1
+                self._send(sock, client.feed(data, self.server, time.monotonic()))  # type: ignore[arg-type]
+        return moved
+
+    def settle(self, quiet: float = 0.5, limit: float = 10.0) -> None:
+        """Answer whatever the server still sends (tickets, ACK retransmissions)."""
+        end = time.monotonic() + limit
+        last = time.monotonic()
+        while time.monotonic() < end and time.monotonic() - last < quiet:
+            if self._pump(0.05):
+                last = time.monotonic()
+            now = time.monotonic()
+            for sock, client in self.clients:
+                if self.mode != "dtls13" or client.conn.get_timer() is not None:
+                    self._send(sock, client.timer(now))
+
+    def close(self) -> None:
+        for sock, _ in self.clients:
+            self.sel.unregister(sock)
+            sock.close()
+        self.clients.clear()
+        self.sel.close()
+
+
+def _measure(mode: str, counts: list[int], warm: int) -> dict[int, dict[str, Any]]:
+    """Server figures after `warm` connections, then at each count (cumulative)."""
+    port = 20000 + (time.monotonic_ns() // 1000) % 20000
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", mode, "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+
+    def ask() -> dict[str, Any]:
+        assert proc.stdout is not None and proc.stdin is not None
+        proc.stdin.write("measure\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
+
+    clients = _Clients(mode, ("127.0.0.1", port))
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{mode} server did not start")
+        clients.establish(warm)
+        clients.settle()
+        results[0] = ask()
+        have = 0
+        for n in counts:
+            took = clients.establish(n - have)
+            have = n
+            clients.settle()
+            fig = ask()
+            fig["seconds"] = took
+            if fig["established"] < warm + n:
+                raise RuntimeError(f"{mode}: {fig['established']} of {warm + n} established")
+            results[n] = fig
+    finally:
+        clients.close()
+        proc.kill()
+        proc.wait()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 connections, one run")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--counts", default="1000,10000")
+    parser.add_argument("--baseline-counts", default="1000", help="for trio.DTLSEndpoint")
+    parser.add_argument("--serve", choices=MODES)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="servers print tracemalloc diffs to stderr"
+    )
+    add_json_argument(parser)
+    args = parser.parse_args()
+    if args.tracemalloc:
+        os.environ["BENCH_TRACEMALLOC"] = "1"
+    if args.serve:
+        import trio
+
+        trio.run(_serve, args.serve, args.port)
+        return
+    counts = [200] if args.quick else [int(c) for c in args.counts.split(",")]
+    base_counts = [200] if args.quick else [int(c) for c in args.baseline_counts.split(",")]
+    warm = 20 if args.quick else WARM_UP
+    _raise_nofile(max(counts) + warm)
+    modes = list(MODES)
+    try:
+        import OpenSSL  # noqa: F401
+    except ImportError:
+        modes.remove("trio-dtls")
+        print("(pyOpenSSL missing: trio.DTLSEndpoint not measured)")
+    per: dict[str, dict[int, list[float]]] = {m: {} for m in modes}
+    total: dict[str, dict[int, list[float]]] = {m: {} for m in modes}
+    details: list[str] = []
+    for _ in range(args.runs):
+        for mode in modes:
+            mode_counts = counts if mode == "dtls13" else base_counts
+            res = _measure(mode, mode_counts, warm)
+            base = res[0]["rss"]
+            for n in mode_counts:
+                per[mode].setdefault(n, []).append((res[n]["rss"] - base) / n / 1024)
+                total[mode].setdefault(n, []).append(res[n]["rss"] / 2**20)
+                details.append(f"{mode} n={n}: " + json.dumps(res[n]))
+            details.append(f"{mode} warm-up ({warm}): " + json.dumps(res[0]))
+    rows: list[Row] = []
+    first = counts[0]
+    base_vals = per.get("trio-dtls", {}).get(first) if first in base_counts else None
+    for mode in modes:
+        name = "dtls13" if mode == "dtls13" else "trio.DTLSEndpoint"
+        for n, vals in sorted(per[mode].items()):
+            target = f"<= {TARGET_PER_CONN_KIB:g} KiB" if mode == "dtls13" and n == 1000 else None
+            rows.append(
+                make_row(
+                    "memory",
+                    f"RSS per idle connection at {n:,}, {name}",
+                    "KiB",
+                    vals,
+                    baseline_values=base_vals if mode == "dtls13" and n == first else None,
+                    baseline="trio.DTLSEndpoint" if mode == "dtls13" and n == first else None,
+                    target=target,
+                    met=(sorted(vals)[len(vals) // 2] <= TARGET_PER_CONN_KIB) if target else None,
+                )
+            )
+        for n, vals in sorted(total[mode].items()):
+            target = f"<= {TARGET_TOTAL_MIB:g} MiB" if mode == "dtls13" and n == 10000 else None
+            rows.append(
+                make_row(
+                    "memory",
+                    f"total server RSS at {n:,}, {name}",
+                    "MiB",
+                    vals,
+                    target=target,
+                    met=(sorted(vals)[len(vals) // 2] <= TARGET_TOTAL_MIB) if target else None,
+                )
+            )
+    print(markdown_table(rows))
+    print()
+    for line in details:
+        print("    " + line)
+    write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+    main()
