@@ -954,6 +954,23 @@ cdef class Buffer:
         b._push = False
         return b
 
+    def pull_uint16_list(self, int length_size, Py_ssize_t minimum=0):
+        """``uint16 values<minimum..>`` behind a `length_size`-byte length, as a tuple
+        (an odd length or one below `minimum` is a DecodeError)."""
+        cdef Py_ssize_t length, i, at
+        if length_size not in (1, 2):
+            raise ValueError("length_size must be 1 or 2")
+        length = <Py_ssize_t>self._pull_uint(length_size)
+        if self._end - self._pos < length:
+            self._pos -= length_size
+            raise DecodeError(f"block of {length} bytes, {self._end - self._pos} left")
+        if length % 2 or length < minimum:
+            raise DecodeError(f"bad uint16 list length {length}")
+        at = self._pos
+        self._pos += length
+        return tuple([(self._base[at + 2 * i] << 8) | self._base[at + 2 * i + 1]
+                      for i in range(length // 2)])
+
     def pull_list(self, int length_size, func):
         """Items read by `func(buf)` until a length-prefixed vector is used up."""
         items = []

@@ -111,6 +111,10 @@ STAT_NAMES = (
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
 MIN_MTU = 256
+# The ServerHello's supported_versions (always DTLS 1.3): encoded once.
+_SH_SUPPORTED_VERSIONS = ext.make_extension(
+    ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+)
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
@@ -138,6 +142,10 @@ class Connection:
     # One per peer, so no per-instance dict for these (about 1.5 KiB each with ~75
     # attributes). "__dict__" stays for anything set outside this list (tests patch
     # methods on instances); it is created only when used.
+    # Handshake messages of one epoch share records while they fit (RFC 9147 §5.5 allows
+    # it; one AEAD seal for EncryptedExtensions..Finished). False: one message per record.
+    coalesce_handshake_records = True
+
     __slots__ = (
         "__dict__",
         "__weakref__",
@@ -914,7 +922,7 @@ class Connection:
         """Begin a new flight; the previous one is implicitly acknowledged."""
         if self._flight is not None:
             self._flight.release()
-        self._flight = Flight(self.pools, self.owner)
+        self._flight = Flight(self.pools, self.owner, coalesce=self.coalesce_handshake_records)
         self._timeouts = 0
         if self.state is not State.CONNECTED:
             # This flight answers the peer's, which it acknowledges implicitly: no ACK
@@ -1193,7 +1201,7 @@ class Connection:
         (such records must not be ACKed, RFC 9147 §7)."""
         reassembler = self._reassembly()
         counters = reassembler.counters
-        before = sum(counters[k] for k in _NOT_BUFFERED)
+        before = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
         reassembler.add_fragment_untrusted(
             header.msg_type,
             header.length,
@@ -1202,7 +1210,8 @@ class Connection:
             header.fragment_length,
             fragment,
         )
-        return sum(counters[k] for k in _NOT_BUFFERED) == before
+        after = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
+        return after == before  # the counters of _NOT_BUFFERED, summed without a generator
 
     def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
@@ -1436,7 +1445,8 @@ class Connection:
             )
             self._records.install_write_epoch(1, cfg.session.suite, early)
             self._early_budget = cfg.session.max_early_data
-            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -1731,20 +1741,15 @@ class Connection:
         if self._early_accepted and accepted is not None:
             early = accepted[1].client_early_traffic_secret(self._transcript.digest())
             self._records.install_read_epoch(1, CipherSuite(suite), early, now)
-            self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
 
         self._start_flight()
         self._ack_list.clear()
-        sh_ext = [
-            ext.make_extension(
-                ExtensionType.supported_versions,
-                ext.push_supported_versions_server,
-                DTLS13_VERSION,
-            )
-        ]
+        sh_ext = [_SH_SUPPORTED_VERSIONS]
         if group is not None:
             sh_ext.append(
                 ext.make_extension(
@@ -2134,8 +2139,9 @@ class Connection:
         mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
         self._records.install_write_epoch(2, self._suite, mine)
         self._records.install_read_epoch(2, self._suite, theirs, now)
-        self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
-        self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+        if self._keylog is not None:
+            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
+            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
 
     def _derive_application_secrets(self) -> None:
         ks = self._schedule
@@ -2147,9 +2153,10 @@ class Connection:
         self._write_secret, self._read_secret = (
             (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
         )
-        self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
-        self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-        if self._keylog is not None:  # nothing else uses the exporter secret yet
+        if self._keylog is not None:
+            self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
+            self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
+            # Nothing else uses the exporter secret yet.
             self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
 
     def _log_secret(self, label: str, secret: bytes) -> None:

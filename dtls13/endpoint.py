@@ -144,6 +144,7 @@ class _ConnectionTable(dict[Any, Connection]):
     def __init__(self) -> None:
         super().__init__()
         self.per_host: dict[Any, int] = {}
+        self.version = 0  # changes with every entry added, replaced or removed
 
     def _added(self, addr: Any) -> None:
         host = _host(addr)
@@ -160,10 +161,12 @@ class _ConnectionTable(dict[Any, Connection]):
     def __setitem__(self, addr: Any, conn: Connection) -> None:
         if addr not in self:
             self._added(addr)
+        self.version += 1
         super().__setitem__(addr, conn)
 
     def __delitem__(self, addr: Any) -> None:
         super().__delitem__(addr)
+        self.version += 1
         self._removed(addr)
 
     def setdefault(self, addr: Any, conn: Connection) -> Connection:
@@ -174,10 +177,12 @@ class _ConnectionTable(dict[Any, Connection]):
     def pop(self, addr: Any, *default: Any) -> Any:
         if addr in self:
             self._removed(addr)
+            self.version += 1
         return super().pop(addr, *default)
 
     def clear(self) -> None:
         super().clear()
+        self.version += 1
         self.per_host.clear()
 
     def popitem(self) -> tuple[Any, Connection]:
@@ -216,10 +221,15 @@ class ServerEndpoint:
             total_bytes=self.dos.reassembly_total_bytes,
             timeout=self.dos.reassembly_timeout,
         )
-        self.connections: dict[Any, Connection] = _ConnectionTable()
+        self.connections: _ConnectionTable = _ConnectionTable()
         # Connections admitted half-open, by address: a superset of the half-open ones in
         # `connections`, pruned whenever counted (see _half_open_now).
         self._half_open: dict[Connection, Any] = {}
+        # A half-open connection stops being one only when the table changes or one of
+        # them takes a datagram (its handshake may complete): while neither happened, the
+        # last pruning still holds (a flood of strangers counts them in O(1)).
+        self._half_open_inputs = 0
+        self._half_open_pruned: tuple[int, int] | None = None
         # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
         self._by_cid: dict[bytes, Connection] = {}
         self._cid_length = config.cid_length or 0
@@ -279,10 +289,12 @@ class ServerEndpoint:
             self.counters["rate_limited"] += 1
             return None
         if conn is not None and not conn.handshake_complete:
+            self._half_open_inputs += 1
             conn.receive_datagram(data, addr, now)
             return conn
         replacement = self._replacements.get(addr)
         if replacement is not None:
+            self._half_open_inputs += 1
             replacement.receive_datagram(data, addr, now)
             self._promote_if_done(addr, replacement)
             return replacement
@@ -294,6 +306,7 @@ class ServerEndpoint:
             self.counters["rate_limited"] += 1
             return None
         old = conn.peer_address
+        self._half_open_inputs += 1
         conn.receive_datagram(data, addr, now)
         if conn.peer_address != old:
             self.counters["address_changes"] += 1
@@ -533,12 +546,16 @@ class ServerEndpoint:
         """The connections in `connections` whose handshake is not complete (connection ->
         address): O(half-open), not O(connections)."""
         table = self.connections
+        key = (table.version, self._half_open_inputs)
+        if key == self._half_open_pruned:
+            return self._half_open
         live = {
             conn: addr
             for conn, addr in self._half_open.items()
             if not conn.handshake_complete and table.get(addr) is conn
         }
         self._half_open = live
+        self._half_open_pruned = key
         return live
 
     def _from_stranger(
@@ -569,6 +586,7 @@ class ServerEndpoint:
         else:
             self.connections[addr] = conn
             self._half_open[conn] = addr
+        self._half_open_inputs += 1
         self._new.append(conn)
         if result.client_hello is not None:
             conn.expect_client_hello(*result.client_hello)
@@ -616,6 +634,7 @@ class ServerEndpoint:
         if replacement is not None:
             # Two associations on one address: try the new one first (§5.11 trial).
             before = replacement.stats["records_in"]
+            self._half_open_inputs += 1
             replacement.receive_datagram(data, addr, now)
             if replacement.stats["records_in"] != before:
                 self._promote_if_done(addr, replacement)

@@ -102,6 +102,8 @@ def drive(pair: Pair, side: str, target: State) -> bool:
     if side == "server" and settled(conn, target):
         return True
     now = 0.0
+    # One message per record, so that records delivered one by one stop between messages.
+    c.coalesce_handshake_records = s.coalesce_handshake_records = False
     c.connect(SERVER_ADDR, now)
     queue: deque[tuple[Connection, bytes, object]] = deque()
 

@@ -191,3 +191,26 @@ def test_seek_tell_and_slices() -> None:
     for bad in (lambda: buf.seek(7), lambda: buf.data_slice(3, 9), lambda: buf.pull_bytes(-1)):
         with pytest.raises(DecodeError):
             bad()
+
+
+def test_pull_uint16_list() -> None:
+    from dtls13._fast import Buffer as B
+    from dtls13._fast import DecodeError as DE
+
+    buf = B(b"\x04\xfe\xfc\xfe\xfd\x99")
+    assert buf.pull_uint16_list(1, 2) == (0xFEFC, 0xFEFD)
+    assert buf.pull_uint8() == 0x99
+    assert B(b"\x00\x00").pull_uint16_list(2) == ()
+    for data, size, minimum in (
+        (b"\x00\x00", 2, 2),  # below the minimum
+        (b"\x03\x00\x01\x02", 1, 0),  # odd
+        (b"\x00\x04\x00\x01", 2, 0),  # past the end
+        (b"\x00", 2, 0),  # no length
+    ):
+        with pytest.raises(DE):
+            B(data).pull_uint16_list(size, minimum)
+    outer = B(b"\x00\x03\x00\x04\x00\x01\x00\x02")
+    with pytest.raises(DE), outer.pull_block(2):
+        outer.pull_uint16_list(2)  # runs past the enclosing block
+    with pytest.raises(ValueError):
+        B(b"\x00").pull_uint16_list(3)

@@ -29,6 +29,7 @@ from dtls13.memory import PoolSet
 # Where (module, function) the wrapped acquire was called from -> what the slot holds.
 DATAGRAM_OUT = {
     ("flights.py", "emit"),
+    ("flights.py", "_flush"),
     ("connection.py", "send"),
     ("connection.py", "_send_ack_for"),
     ("connection.py", "_send_alert"),

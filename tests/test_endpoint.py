@@ -253,3 +253,64 @@ def test_partial_client_hellos_expire_on_the_timer_without_more_traffic() -> Non
     ep.close()
     ep.release()
     assert pools.in_use == 0
+
+
+def test_cookies_stop_once_half_open_handshakes_complete_or_go() -> None:
+    """The half-open count behind cookie_policy="under_load" follows handshakes that
+    complete and connections removed, however many strangers were answered between."""
+    dos = DoSProtectionConfig(cookie_threshold=2, max_half_open_per_ip=50)
+    ccfg, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, dos=dos, wall_clock=wall_clock)
+    clients = [Connection(ccfg, pools=pools, wall_clock=wall_clock) for _ in range(2)]
+    addrs = [("10.9.1.1", 6000 + i) for i in range(2)]
+
+    def pump(now: float) -> None:
+        for _ in range(6):
+            for client, addr in zip(clients, addrs, strict=True):
+                for lease, _ in client.datagrams_to_send(now):
+                    ep.receive_datagram(lease.tobytes(), addr, now)
+                    lease.release()
+            for lease, addr in ep.datagrams_to_send(now):
+                for client, a in zip(clients, addrs, strict=True):
+                    if a == addr:
+                        client.receive_datagram(lease.tobytes(), SERVER_ADDR, now)
+                lease.release()
+
+    for client in clients:
+        client.connect(SERVER_ADDR, 0.0)
+        for lease, _ in client.datagrams_to_send(0.0):
+            ep.receive_datagram(lease.tobytes(), addrs[clients.index(client)], 0.0)
+            lease.release()
+    assert ep.statistics()["half_open"] == 2
+    hello = _client_hello()
+    for port in range(5):  # strangers now get cookies
+        assert ep.receive_datagram(hello, ("10.9.2.1", 7000 + port), 0.0) is None
+    assert ep.gate.counters["hello_retry_sent"] == 5
+    for lease, _ in ep.datagrams_to_send(0.0):
+        lease.release()
+    # Deliver the server's flights that were queued: both handshakes complete.
+    for client in clients:
+        client.handle_timer(10.0)
+    pump(10.0)
+    assert all(c.handshake_complete for c in clients)
+    assert ep.statistics()["half_open"] == 0
+    assert ep.receive_datagram(hello, ("10.9.2.1", 7100), 10.0) is not None  # no cookie
+    assert ep.gate.counters["hello_retry_sent"] == 5
+    # A half-open connection that is removed stops counting too.
+    assert ep.receive_datagram(hello, ("10.9.2.1", 7101), 10.0) is not None
+    assert ep.receive_datagram(hello, ("10.9.2.1", 7102), 10.0) is None  # two half-open
+    assert ep.gate.counters["hello_retry_sent"] == 6
+    gone = ep.connections[("10.9.2.1", 7101)]
+    gone.abandon()
+    ep.remove(gone)
+    assert ep.receive_datagram(hello, ("10.9.2.1", 7103), 10.0) is not None
+    for c in clients:
+        c.close()
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(10.0):
+        lease.release()
+    for c in clients:
+        for lease, _ in c.datagrams_to_send(10.0):
+            lease.release()
+    ep.release()

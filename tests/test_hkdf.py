@@ -80,3 +80,16 @@ def test_dtls_prefix_changes_the_output() -> None:
     a = hkdf_expand_label("sha256", EARLY, b"key", b"", 16)
     b = hkdf_expand_label("sha256", EARLY, b"key", b"", 16, TLS13_PREFIX)
     assert a != b and len(a) == 16
+
+
+def test_compiled_hmac_digest_is_hmac() -> None:
+    import hmac as std_hmac
+
+    from dtls13._fast import hmac_digest as fast_hmac
+
+    for name, size in (("sha256", 32), ("sha384", 48)):
+        for key in (b"", b"k" * size, b"x" * 200):
+            for msg in (b"", b"m" * 45, bytes(300)):
+                want = std_hmac.digest(key, msg, name)
+                assert fast_hmac(key, msg, name) == want
+                assert fast_hmac(memoryview(key), bytearray(msg), name) == want

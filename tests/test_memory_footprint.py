@@ -248,3 +248,12 @@ def test_zero_counters_are_independent_plain_dicts() -> None:
     assert b == dict.fromkeys(STAT_NAMES, 0) and a["records_in"] == 3 and "new" not in b
     # Key sharing: far smaller than a dict of its own.
     assert sys.getsizeof(b) < sys.getsizeof(dict.fromkeys(STAT_NAMES, 0)) // 2
+
+
+def test_zero_counters_with_names_that_are_not_identifiers() -> None:
+    from dtls13.memory.counters import zero_counters
+
+    names = ("a-b", "class", "ok", "")
+    counters = zero_counters(names)
+    assert counters == dict.fromkeys(names, 0) and list(counters) == list(names)
+    assert zero_counters(()) == {}

@@ -3,9 +3,9 @@
 The label prefix is a parameter: DTLS 1.3 uses "dtls13" (RFC 9147 §5.9), and the RFC 8448
 test vectors use TLS 1.3's "tls13 ".
 
-Every output a handshake needs fits one hash block, so HKDF-Expand is one HMAC call,
-through OpenSSL's one-shot HMAC; the HkdfLabel of a label with an empty context (traffic
-keys, "finished", "derived" after the empty hash) is built once and kept.
+Every output a handshake needs fits one hash block, so HKDF-Expand is one HMAC call (an
+OpenSSL HMAC object, `_fast.hmac_digest`); the HkdfLabel of a label with an empty context
+(traffic keys, "finished", "derived" after the empty hash) is built once and kept.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import hmac
 from collections.abc import Callable
 
 _hmac_digest: Callable[[bytes, bytes, str], bytes]
-try:  # the C function behind hmac.digest(), without its Python wrapper
-    from _hashlib import hmac_digest as _hmac_digest
-except ImportError:  # pragma: no cover - CPython without OpenSSL's _hashlib
+try:  # compiled: an OpenSSL HMAC object, faster than OpenSSL 3's one-shot HMAC()
+    from .._fast import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - an old build of _fast
     _hmac_digest = hmac.digest
 
 hmac_digest = _hmac_digest
@@ -90,7 +90,7 @@ def hkdf_expand_label(
     prefix: bytes = DTLS13_PREFIX,
 ) -> bytes:
     """HKDF-Expand-Label(Secret, Label, Context, Length)."""
-    if not context and length <= digest_size(hash_name):
+    if not context and (length <= 32 or length <= digest_size(hash_name)):
         return _hmac_digest(secret, expand_label_info(label, length, prefix), hash_name)[:length]
     return hkdf_expand(hash_name, secret, hkdf_label(label, context, length, prefix), length)
 
@@ -117,6 +117,7 @@ def derive_secret(
         head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
         if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
             _DERIVE_HEADS[key] = head
-    if size <= digest_size(hash_name):  # one block: HKDF-Expand's counter 1
+    # One block (HKDF-Expand's counter 1); every TLS 1.3 hash is at least 32 bytes long.
+    if size <= 32 or size <= digest_size(hash_name):
         return _hmac_digest(secret, head + transcript_hash + b"\x01", hash_name)[:size]
     return hkdf_expand(hash_name, secret, head + transcript_hash, size)

@@ -25,6 +25,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..crypto.hkdf import hmac_digest
+
 _LABEL = b"dtls13 hrr cookie"
 _PERIOD_LABEL = b"dtls13 hrr cookie period"
 _MAC_LENGTH = 32
@@ -101,13 +103,13 @@ class CookieJar:
         if key is None:
             if len(self._period_keys) >= 8:
                 self._period_keys.clear()
-            key = hmac.digest(secret, _PERIOD_LABEL + struct.pack("!Q", period), "sha256")
+            key = hmac_digest(secret, _PERIOD_LABEL + struct.pack("!Q", period), "sha256")
             self._period_keys[(secret, period)] = key
         return key
 
     @staticmethod
     def _mac(secret: bytes, body: bytes, address: bytes) -> bytes:
-        return hmac.digest(secret, _LABEL + body + address, "sha256")
+        return hmac_digest(secret, _LABEL + body + address, "sha256")
 
     def make(
         self, now: float, client_address: object, ch1_hash: bytes, extra: bytes = b""

@@ -105,10 +105,7 @@ def make_extension(ext_type: int, push: Callable[[Buffer, _T], object], value: _
 
 
 def _pull_uint16_list(buf: Buffer, length_size: int, minimum: int) -> tuple[int, ...]:
-    with buf.pull_block(length_size) as length:
-        if length % 2 or length < minimum:
-            raise DecodeError(f"bad uint16 list length {length}")
-        return tuple(buf.pull_uint16() for _ in range(length // 2))
+    return buf.pull_uint16_list(length_size, minimum)
 
 
 def _push_uint16_list(buf: Buffer, length_size: int, values: Sequence[int]) -> None:

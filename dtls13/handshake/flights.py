@@ -97,8 +97,10 @@ class OutgoingMessage:
 class Flight:
     """The messages of one flight and which record carried which fragment."""
 
-    def __init__(self, pools: PoolSet, owner: Owner | None) -> None:
+    def __init__(self, pools: PoolSet, owner: Owner | None, *, coalesce: bool = True) -> None:
         self._pools = pools
+        # False: every message starts a record of its own (tests that stop between them).
+        self.coalesce = coalesce
         self._owner = owner
         self.messages: list[OutgoingMessage] = []
         self._records: dict[RecordNumber, list[tuple[int, int, int]]] = {}
@@ -126,27 +128,44 @@ class Flight:
         """
         if max_payload is not None and max_payload < HANDSHAKE_HEADER + 1:
             raise ValueError("record size limit too small for any handshake fragment")
-        written = 0
         self.transmissions += 1
         space = writer.space
-        add = writer.add
-        records = self._records
+        # Consecutive fragments of one epoch share a record while they fit (one AEAD seal
+        # for EncryptedExtensions..Finished): `pending` is the record being filled.
+        pending: list[bytes] = []
+        carried: list[tuple[int, int, int]] = []
+        pending_epoch = -1
+        pending_size = 0
+        written = 0
         for index, msg in enumerate(self.messages):
             epoch = msg.epoch
             length = len(msg.body)
+            if pending and epoch != pending_epoch:
+                self._flush(writer, pending_epoch, pending, carried)
+                written += 1
+                pending, carried, pending_size = [], [], 0
+            pending_epoch = epoch
             cap = max_payload - HANDSHAKE_HEADER if max_payload is not None and epoch > 0 else None
             for start, end in [(0, length)] if not msg.acked else list(msg.unacked()):
                 pos = start
                 while True:
-                    room = space(epoch) - HANDSHAKE_HEADER
-                    if room < MIN_FRAGMENT and room < end - pos:
+                    left = end - pos
+                    room = space(epoch) - HANDSHAKE_HEADER - pending_size
+                    if cap is not None and cap - pending_size < room:
+                        room = cap - pending_size
+                    if room < MIN_FRAGMENT and room < left:
+                        if pending:
+                            self._flush(writer, epoch, pending, carried)
+                            written += 1
+                            pending, carried, pending_size = [], [], 0
+                            continue
                         writer.new_datagram()
                         room = space(epoch) - HANDSHAKE_HEADER
                         if room < 1 and end > pos:
                             raise ValueError("MTU too small for any handshake fragment")
-                    if cap is not None and cap < room:
-                        room = cap
-                    piece = end - pos if end - pos < room else room
+                        if cap is not None and cap < room:
+                            room = cap
+                    piece = left if left < room else room
                     view = msg.body.view(pos, pos + piece)
                     try:
                         payload = handshake_fragment(
@@ -154,20 +173,41 @@ class Flight:
                         )
                     finally:
                         view.release()
-                    number = add(epoch, CONTENT_HANDSHAKE, payload)
-                    if number is None:
-                        writer.new_datagram()
-                        continue
-                    fragments = records.get(number)
-                    if fragments is None:
-                        records[number] = [(index, pos, pos + piece)]
-                    else:
-                        fragments.append((index, pos, pos + piece))
-                    written += 1
+                    pending.append(payload)
+                    carried.append((index, pos, pos + piece))
+                    pending_size += len(payload)
                     pos += piece
                     if pos >= end:
                         break
+            if pending and not self.coalesce:
+                self._flush(writer, epoch, pending, carried)
+                written += 1
+                pending, carried, pending_size = [], [], 0
+        if pending:
+            self._flush(writer, pending_epoch, pending, carried)
+            written += 1
         return written
+
+    def _flush(
+        self,
+        writer: RecordWriter,
+        epoch: int,
+        fragments: list[bytes],
+        carried: list[tuple[int, int, int]],
+    ) -> None:
+        """One record of `fragments`; what it carried is remembered for its ACK."""
+        payload = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+        number = writer.add(epoch, CONTENT_HANDSHAKE, payload)
+        if number is None:
+            writer.new_datagram()
+            number = writer.add(epoch, CONTENT_HANDSHAKE, payload)
+            if number is None:
+                raise ValueError("MTU too small for any handshake fragment")
+        known = self._records.get(number)
+        if known is None:
+            self._records[number] = carried
+        else:
+            known += carried
 
     def on_ack(self, record_numbers: list[RecordNumber]) -> bool:
         """Mark what the ACKed records carried; True when the whole flight is acknowledged."""

@@ -24,6 +24,7 @@ from .._fast import (
     Owner,
     encode_plaintext_header,
     parse_header_untrusted,
+    scan_client_hello,
 )
 from ..alerts import Alert, AlertDescription, AlertLevel
 from ..config import ServerConfig
@@ -64,6 +65,10 @@ class _Partial:
 
 
 PLAINTEXT_HEADER = 13
+_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+_PACK_HH = struct.Struct("!HH").pack
+_U16s = tuple[int, ...]
+_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None]
 GATE_COUNTERS = (
     "datagrams",
     "not_client_hello",
@@ -165,7 +170,21 @@ class HelloGate:
         endpoint demands cookies under load and from addresses that have a connection).
         """
         self.counters["datagrams"] += 1
-        self.expire(now)
+        if self._partials:
+            self.expire(now)
+        cookie = self.config.require_cookie if require_cookie is None else require_cookie
+        scan = scan_client_hello(data, self.max_hello)
+        if scan is not None:
+            # A lone, whole, well-formed first ClientHello without a cookie extension.
+            if cookie:
+                retry = self._fast_retry(scan, data, addr, now)
+                if retry is not None:
+                    return retry
+            if self._partials:
+                self._discard(addr)  # a whole ClientHello replaces a partial one
+            whole_datagram = bytes(data)
+            body = whole_datagram[scan[0] : scan[0] + scan[1]]
+            return self._decide(body, 0, addr, now, cookie, whole_datagram)
         try:
             fragments = self._client_hello_fragments(data)
         except (DecodeError, Alert):
@@ -177,7 +196,6 @@ class HelloGate:
         for header, body in fragments:
             whole = self._assemble(addr, header, body, now)
             if whole is not None:
-                cookie = self.config.require_cookie if require_cookie is None else require_cookie
                 # A ClientHello whole in this datagram goes to the connection with the rest
                 # of the datagram (0-RTT records may follow it).
                 original = (
@@ -353,6 +371,48 @@ class HelloGate:
             first_message_seq=message_seq,
             client_hello=decoded,
         )
+
+    def _fast_retry(self, scan: _Scan, data: Any, addr: Any, now: float) -> GateResult | None:
+        """The HelloRetryRequest for a lone, well-formed first ClientHello, from a scan of
+        its bytes instead of a decoded message; None: `_decide` on the decoded message
+        (which then does exactly what `_stateless_retry` would have)."""
+        at, length, suites, versions, groups, shares = scan
+        if versions is None or DTLS13_VERSION not in versions:
+            return None
+        cfg = self.config
+        for suite in cfg.suites:
+            if suite in suites:
+                break
+        else:
+            return None
+        group: int | None = None
+        if shares is None or not any(g in shares for g in cfg.group_order):
+            if groups is None:
+                return None
+            group = next((g for g in cfg.group_order if g in groups), None)
+            if group is None:
+                return None
+        if self._partials:
+            self._discard(addr)  # a whole ClientHello replaces a partial one
+        # Transcript-Hash(ClientHello1): the TLS-style 4-byte header, then the body (§5.2).
+        ch1 = _HASHES[SUITES[suite].hash_name](
+            transcript_header(HandshakeType.client_hello, length)
+        )
+        with memoryview(data) as view:
+            ch1.update(view[at : at + length])
+        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), _PACK_HH(suite, group or 0))
+        fragment = self._hrr_fragment(suite, group, cookie)
+        try:
+            with self._writer.datagram_writer(self.mtu) as w:
+                if w.add(0, ContentType.handshake, fragment) is None:
+                    w.abort()
+                    return None
+                reply = w.finish()
+        except MemoryBudgetExceeded:
+            self.counters["budget"] += 1
+            return GateResult(Verdict.DROP)
+        self.counters["hello_retry_sent"] += 1
+        return GateResult(Verdict.REPLY, reply=reply)
 
     def _stateless_retry(
         self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float

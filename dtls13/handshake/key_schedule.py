@@ -234,6 +234,13 @@ def traffic_keys(
 # The hashes any TLS 1.3 suite uses: a transcript started before the suite is known runs
 # them all until ``select``.
 TRANSCRIPT_HASHES: tuple[str, ...] = ("sha256", "sha384")
+# Empty hash objects to copy: a copy costs a fraction of hashlib.new's name lookup.
+_EMPTY_STATES: dict[str, _Hash] = {name: hashlib.new(name) for name in TRANSCRIPT_HASHES}
+
+
+def _new_hash(name: str) -> _Hash:
+    empty = _EMPTY_STATES.get(name)
+    return empty.copy() if empty is not None else hashlib.new(name)
 
 
 class Transcript:
@@ -249,7 +256,7 @@ class Transcript:
         self, hash_name: str | None = None, candidates: Iterable[str] = TRANSCRIPT_HASHES
     ) -> None:
         names = (hash_name,) if hash_name is not None else tuple(candidates)
-        self._hashes: dict[str, _Hash] = {name: hashlib.new(name) for name in names}
+        self._hashes: dict[str, _Hash] = {name: _new_hash(name) for name in names}
         self.hash_name = hash_name
 
     @classmethod
@@ -297,7 +304,7 @@ class Transcript:
         """
         name = self._selected()
         ch1_hash = self._hashes[name].digest()
-        self._hashes = {name: hashlib.new(name)}
+        self._hashes = {name: _new_hash(name)}
         self.add(HandshakeType.message_hash, ch1_hash)
 
     def copy(self) -> Transcript:

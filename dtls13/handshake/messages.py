@@ -22,7 +22,6 @@ from .extensions import (
     binders_length,
     decode,
     encode,
-    find_extension,
     pull_extensions,
     pull_pre_shared_key_client,
     push_extensions,
@@ -110,7 +109,10 @@ class _HasExtensions:
     extensions: Extensions
 
     def extension(self, ext_type: int) -> bytes | None:
-        return find_extension(self.extensions, ext_type)
+        for ext in self.extensions:  # find_extension, without a call per lookup
+            if ext.type == ext_type:
+                return ext.data
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +136,7 @@ def pull_client_hello(buf: Buffer, *, dtls: bool = True) -> ClientHello:
     if len(session_id) > 32:
         raise DecodeError("legacy_session_id longer than 32 bytes")
     cookie = buf.pull_vector(1) if dtls else b""
-    with buf.pull_block(2) as length:
-        if length < 2 or length % 2:
-            raise DecodeError("bad cipher_suites length")
-        suites = tuple(buf.pull_uint16() for _ in range(length // 2))
+    suites = buf.pull_uint16_list(2, 2)  # cipher_suites<2..2^16-2>
     compression = buf.pull_vector(1)
     if not compression:
         raise DecodeError("empty legacy_compression_methods")

@@ -9,10 +9,27 @@ an ordinary ``dict``; on an interpreter without key sharing it is just a dict.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Iterable
 from typing import Any
 
 _CLASSES: dict[tuple[str, ...], type] = {}
+
+
+def _make_init(key: tuple[str, ...]) -> Any:
+    """An __init__ setting each name to 0 in order: one attribute store per name (no call
+    per name) when the names are identifiers."""
+    if all(name.isidentifier() and not keyword.iskeyword(name) for name in key):
+        body = "".join(f"    self.{name} = 0\n" for name in key) or "    pass\n"
+        namespace: dict[str, Any] = {}
+        exec(f"def __init__(self):\n{body}", namespace)  # identifiers only (checked above)
+        return namespace["__init__"]
+
+    def __init__(self: Any) -> None:
+        for name in key:
+            setattr(self, name, 0)
+
+    return __init__
 
 
 def zero_counters(names: Iterable[str]) -> dict[str, int]:
@@ -20,11 +37,6 @@ def zero_counters(names: Iterable[str]) -> dict[str, int]:
     key = tuple(names)
     cls = _CLASSES.get(key)
     if cls is None:
-
-        def __init__(self: Any) -> None:
-            for name in key:
-                setattr(self, name, 0)
-
-        cls = _CLASSES[key] = type("_Counters", (), {"__init__": __init__})
+        cls = _CLASSES[key] = type("_Counters", (), {"__init__": _make_init(key)})
     counters: dict[str, int] = cls().__dict__
     return counters

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
 from cryptography import x509
+from outcome import Value
 
 from ..alerts import AlertDescription, alert_for
 from ..connection import Connection
@@ -78,7 +79,10 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._connect_sent = server
         self._queue: deque[bytes] = deque()
         self._queue_limit = endpoint.incoming_packets_buffer
-        self._lot = trio.lowlevel.ParkingLot()
+        # A receive() parked on an empty queue is `_reader`: the next message is handed to it
+        # with its wakeup. Other waiters (do_handshake, a second receive) park in `_lot`.
+        self._reader: trio.lowlevel.Task | None = None
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self._handshake: HandshakeCompleted | None = None
         self._session: Session | None = None
         self._terminated: ConnectionTerminated | None = None
@@ -86,7 +90,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._dropped = 0
         self._app_records_out = 0
         self._owns_endpoint = False
-        self._announced = False  # handed to the serve() loop
+        self._announced = False  # its serve() handler was started
         self._buried = False  # scheduled for removal from the endpoint
 
     # -- called by the endpoint -------------------------------------------------------
@@ -94,9 +98,13 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     def _process_events(self) -> None:
         conn = self._conn
         while (ev := conn.next_event()) is not None:
-            if isinstance(ev, DataReceived):
+            if type(ev) is DataReceived:
                 queue = self._queue
-                if len(queue) >= self._queue_limit:
+                reader = self._reader
+                if reader is not None and not queue:
+                    self._reader = None
+                    trio.lowlevel.reschedule(reader, Value(ev.data))
+                elif len(queue) >= self._queue_limit:
                     self._dropped += 1
                 else:
                     queue.append(ev.data)
@@ -109,12 +117,38 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                 self._session = ev.session
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let every waiter look again (it finds what changed)."""
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader, Value(None))
         if self._lot:
             self._lot.unpark_all()
 
+    async def _park(self) -> None:
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()
+
+    async def _wait_message(self) -> bytes | None:
+        """Park as the reader: the message it was woken with, or None (look again)."""
+        task = trio.lowlevel.current_task()
+        self._reader = task
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if self._reader is task:
+                self._reader = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        data: bytes | None = await trio.lowlevel.wait_task_rescheduled(abort)
+        return data
+
     def _endpoint_closed(self) -> None:
         self._closed = True
-        self._lot.unpark_all()
+        self._wake()
 
     def _error(self) -> BaseException:
         """What a use of a finished channel raises."""
@@ -142,7 +176,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         while self._handshake is None:
             if self._closed or self._terminated is not None:
                 raise self._error()
-            await self._lot.park()
+            await self._park()
 
     async def send(self, value: bytes | bytearray | memoryview) -> None:
         """Send one message as one record; returns once its datagram left the socket (or,
@@ -185,7 +219,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                 if t.by_peer and t.alert is AlertDescription.close_notify:
                     raise trio.EndOfChannel
                 raise self._error()
-            await self._lot.park()
+            if self._reader is None:
+                data = await self._wait_message()
+                if data is not None:
+                    return data
+            else:
+                await self._park()
         return self._queue.popleft()
 
     def close(self) -> None:
@@ -194,7 +233,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             return
         self.endpoint._close_channel(self)
         self._closed = True
-        self._lot.unpark_all()
+        self._wake()
         if self._owns_endpoint:
             self.endpoint.close()
 
@@ -203,15 +242,17 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         if self._closed:
             await trio.lowlevel.checkpoint()
             return
-        target = self.endpoint._close_channel(self)
+        endpoint = self.endpoint
+        target = endpoint._close_channel(self)
         self._closed = True
-        self._lot.unpark_all()
-        # Shielded and bounded: close_notify goes out even when aclose runs under cancel.
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(1.0):
-                await self.endpoint._wait_sent(target)
-            if self._owns_endpoint:
-                await self.endpoint.aclose()
+        self._wake()
+        if endpoint._sent < target or self._owns_endpoint:
+            # Shielded and bounded: close_notify goes out even when aclose runs under cancel.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1.0):
+                    await endpoint._wait_sent(target)
+                if self._owns_endpoint:
+                    await endpoint.aclose()
         await trio.lowlevel.checkpoint()
 
     def __enter__(self) -> DTLSChannel:

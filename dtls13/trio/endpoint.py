@@ -1,13 +1,13 @@
 """DTLSEndpoint: DTLS 1.3 connections over one trio UDP socket, shaped like trio.DTLSEndpoint.
 
-Three background tasks per endpoint (trio system tasks, holding only a weak reference so
-an endpoint nobody closed can still be collected and warn):
+Up to three background tasks per endpoint (trio system tasks, holding only a weak reference
+so an endpoint nobody closed can still be collected and warn):
 
 - the receive task: takes up to `RECV_BATCH` datagrams with non-blocking
   ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, then waits for the
   socket to be readable once it ran dry (or yields, when the batch filled up);
-- the send task: sends what could not go at once (the socket buffer was full), in order,
-  waiting for the socket to be writable;
+- the send task (started the first time the socket buffer is full): sends what could not
+  go at once, in order, waiting for the socket to be writable;
 - the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
 
 Datagrams are sent straight from the call that produced them (``send()``, the receive task)
@@ -18,6 +18,7 @@ message instead of a hand-over to the send task. Both fast paths use a stdlib so
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import ipaddress
 import math
@@ -45,6 +46,7 @@ RECV_BATCH = 64  # datagrams the receive task takes per wakeup before it yields
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
 
 Handler = Callable[..., Awaitable[object]]
+_AF_INET = stdlib_socket.AF_INET
 
 
 class _RawSocket(stdlib_socket.socket):
@@ -60,6 +62,12 @@ class _RawSocket(stdlib_socket.socket):
 def _key(address: Any) -> tuple[str, int]:
     """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
     host, port = address[0], address[1]
+    try:
+        # The usual case, a dotted quad already in the form recvfrom reports, costs no parse.
+        if stdlib_socket.inet_ntop(_AF_INET, stdlib_socket.inet_pton(_AF_INET, host)) == host:
+            return host, int(port)
+    except (OSError, TypeError, ValueError):
+        pass
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).compressed, int(port)
     except (ValueError, AttributeError):
@@ -108,8 +116,13 @@ class DTLSEndpoint:
         self._clients: dict[tuple[str, int], DTLSChannel] = {}
         self._server: ServerEndpoint | None = None
         self._server_channels: dict[int, DTLSChannel] = {}  # id(Connection) -> channel
-        self._incoming: deque[DTLSChannel] = deque()
-        self._incoming_lot = trio.lowlevel.ParkingLot()
+        # serve()'s nursery, handler and arguments: a channel whose handshake completed gets
+        # its handler task from the receive task directly.
+        self._handlers: trio.Nursery | None = None
+        self._handler: Handler | None = None
+        self._handler_args: tuple[Any, ...] = ()
+        self._handler_context = contextvars.Context()
+        self._serving_lot = trio.lowlevel.ParkingLot()  # serve() waits here for close()
         # Outgoing datagrams that could not be sent at once: the send task sends them in
         # order; `_queued` and `_sent` count all datagrams so callers can wait for theirs.
         self._outq: deque[tuple[Lease, Any]] = deque()
@@ -117,11 +130,14 @@ class DTLSEndpoint:
         self._sent = 0
         self._progress = trio.lowlevel.ParkingLot()
         self._send_wakeup = trio.Event()
-        self._timer_wakeup = trio.Event()
-        self._sleeping_until = -math.inf  # the deadline the timer task sleeps for
+        # The timer task sleeps in this scope until its deadline, the earliest timer of the
+        # core; an earlier timer moves the deadline (no wakeup, no recomputation).
+        self._timer_scope: trio.CancelScope | None = None
+        self._timer_sleeper: trio.lowlevel.Task | None = None  # close() wakes it directly
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
+        self._sender_started = False
         self._backlogged = False  # a channel's receive queue filled up: yield to its reader
         self._drained = False  # the last receive batch found the socket empty
         self._closed = False
@@ -203,9 +219,11 @@ class DTLSEndpoint:
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
             os.close(self.socket.detach())
         self._send_wakeup.set()
-        self._timer_wakeup.set()
+        sleeper, self._timer_sleeper = self._timer_sleeper, None
+        if sleeper is not None:
+            trio.lowlevel.reschedule(sleeper)
         self._progress.unpark_all()
-        self._incoming_lot.unpark_all()
+        self._serving_lot.unpark_all()
 
     async def aclose(self) -> None:
         """close_notify to every peer (waiting up to a second for it to go), then close."""
@@ -285,15 +303,14 @@ class DTLSEndpoint:
         self._ensure_loops()
         try:
             async with trio.open_nursery() as nursery:
+                self._handlers, self._handler, self._handler_args = nursery, handler, args
+                # Handlers see serve()'s context variables, as if it had spawned them.
+                self._handler_context = contextvars.copy_context()
                 task_status.started()
-                while True:
-                    while not self._incoming and not self._closed:
-                        await self._incoming_lot.park()
-                    if self._closed:
-                        break
-                    channel = self._incoming.popleft()
-                    nursery.start_soon(_run_handler, handler, channel, args)
+                while not self._closed:
+                    await self._serving_lot.park()
         finally:
+            self._handlers = self._handler = None
             if self._server is not None and not self._closed:
                 for ch in list(self._server_channels.values()):
                     if not ch.closed:
@@ -315,7 +332,6 @@ class DTLSEndpoint:
         # the send task skips released leases.
         server.release()
         self._server_channels.clear()
-        self._incoming.clear()
         self._graveyard = deque(g for g in self._graveyard if not g[1]._server)
 
     # -- the core's input and output --------------------------------------------------
@@ -342,8 +358,8 @@ class DTLSEndpoint:
         # established connection's own deadline is checked in _after.
         if conn is None or not conn.handshake_complete:
             t = server.get_timer()
-            if t is not None and t < self._sleeping_until:
-                self._timer_wakeup.set()
+            if t is not None:
+                self._arm_timer(t)
         if conn is not None:
             channel = self._server_channels.get(id(conn))
             if channel is not None:
@@ -361,16 +377,29 @@ class DTLSEndpoint:
             self._collect_server_output(now)
             if channel._handshake is not None and not channel._announced:
                 channel._announced = True
-                self._incoming.append(channel)
-                self._incoming_lot.unpark_all()
+                self._start_handler(channel)
         else:
             self._enqueue(channel._conn.datagrams_to_send(now))
         if channel._terminated is not None and not channel._buried:
             self._bury(channel)
         t = channel._conn.get_timer()
-        if t is not None and t < self._sleeping_until:
-            self._timer_wakeup.set()
+        if t is not None:
+            self._arm_timer(t)
         return self._queued
+
+    def _arm_timer(self, t: float) -> None:
+        scope = self._timer_scope
+        if scope is not None and t < scope.deadline:
+            scope.deadline = t
+
+    def _start_handler(self, channel: DTLSChannel) -> None:
+        nursery, handler = self._handlers, self._handler
+        # Once serve() is ending, its finally clause closes the channels left without one.
+        if nursery is None or handler is None or nursery.cancel_scope.cancel_called:
+            return
+        self._handler_context.run(
+            nursery.start_soon, _run_handler, handler, channel, self._handler_args
+        )
 
     def _collect_server_output(self, now: float) -> None:
         if self._server is not None:
@@ -390,7 +419,15 @@ class DTLSEndpoint:
         # Nothing queued before these: send them now (the send task, if anything was
         # queued, is already on its way and keeps the order).
         if not waiting and self._flush():
+            self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        # The send task only exists once the socket buffer was found full (rarely).
+        if self._sender_started:
             self._send_wakeup.set()
+        else:
+            self._sender_started = True
+            trio.lowlevel.spawn_system_task(_send_loop, weakref.ref(self), self.socket)
 
     def _flush(self) -> bool:
         """Send queued datagrams in order while the socket takes them; True if it is full."""
@@ -558,7 +595,6 @@ class DTLSEndpoint:
         self._loops_started = True
         ref = weakref.ref(self)
         trio.lowlevel.spawn_system_task(_receive_loop, ref, self.socket)
-        trio.lowlevel.spawn_system_task(_send_loop, ref, self.socket)
         trio.lowlevel.spawn_system_task(_timer_loop, ref)
 
     def _internal_error(self, exc: BaseException) -> None:
@@ -655,27 +691,38 @@ async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
         ep = ref()
         if ep is None or ep._closed:
             return
-        if ep._timer_wakeup.is_set():
-            ep._timer_wakeup = trio.Event()
-        wakeup = ep._timer_wakeup
         try:
             deadline = ep._next_deadline()
         except Exception as exc:
             ep._internal_error(exc)
             deadline = trio.current_time() + 0.1
-        ep._sleeping_until = deadline
+        scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
+        task = ep._timer_sleeper = trio.lowlevel.current_task()
         del ep
-        with trio.move_on_at(deadline):
-            await wakeup.wait()
+        with scope:
+            await trio.lowlevel.wait_task_rescheduled(_timer_abort(ref, task))
         ep = ref()
         if ep is None or ep._closed:
             return
-        ep._sleeping_until = -math.inf
+        # Timers the core arms while they run are found by _next_deadline just after.
+        ep._timer_scope = None
         try:
             ep._run_timers()
         except Exception as exc:
             ep._internal_error(exc)
         del ep
+
+
+def _timer_abort(
+    ref: weakref.ReferenceType[DTLSEndpoint], task: trio.lowlevel.Task
+) -> Callable[[Any], trio.lowlevel.Abort]:
+    def abort(_: Any) -> trio.lowlevel.Abort:  # the deadline came (or the run ends)
+        ep = ref()
+        if ep is not None and ep._timer_sleeper is task:
+            ep._timer_sleeper = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    return abort
 
 
 async def _bound_socket(
