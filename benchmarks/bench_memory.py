@@ -3,7 +3,11 @@
 A server process (a dtls13 ``DTLSEndpoint`` or a ``trio.DTLSEndpoint`` with pyOpenSSL, each
 serving an echo handler) reports its own RSS (VmRSS after ``gc.collect()``) with W warm-up
 connections established and again after N more; the figure per connection is the difference
-divided by N. Total RSS is reported at 10,000 connections. The clients live in this process:
+divided by N. Each figure is taken twice: right after the handshakes, and once every
+connection has been idle long enough for the server to let its ciphers' OpenSSL objects go
+(``idle_release_after``, 10 s by default: released between 1x and 2x that, so the bench waits
+2x + 1 s and checks every connection was released). Total RSS is reported at 10,000
+connections. The clients live in this process:
 sans-IO connections over plain non-blocking sockets (one source port each), a few dozen
 handshakes in flight at a time. Every connection's handshake is checked to have completed
 on both sides before the server measures.
@@ -12,6 +16,7 @@ The dtls13 server's admission caps (connections per address, total connections, 
 rates) are raised for the run: every client comes from 127.0.0.1.
 
     python benchmarks/bench_memory.py [--quick] [--json PATH] [--counts 1000,10000]
+        [--idle-release SECONDS]
 """
 
 from __future__ import annotations
@@ -65,6 +70,46 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS")
 
 
+def _malloc_figures() -> dict[str, int]:
+    """glibc's own count of the bytes malloc has handed out and not had back (OpenSSL's
+    contexts live there; Python's small objects live in pymalloc arenas), when available;
+    with BENCH_MALLOC_TRIM set, also VmRSS after malloc_trim(0) (which changes later figures)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        info = libc.mallinfo2
+    except (OSError, AttributeError):
+        return {}
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    info.restype = MallInfo2
+    m = info()
+    out = {"malloc_in_use": m.uordblks + m.hblkhd, "malloc_free": m.fordblks}
+    if os.environ.get("BENCH_MALLOC_TRIM"):
+        t = time.perf_counter()
+        libc.malloc_trim(0)
+        out["malloc_trim_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        out["rss_after_malloc_trim"] = rss_bytes()
+    return out
+
+
 # -- servers (run with --serve MODE) ------------------------------------------------------
 
 
@@ -78,10 +123,12 @@ def _trace(snapshots: list[Any], handlers: int) -> None:
     if len(snapshots) < 2:
         return
     (old, n0), (new, n1) = snapshots[-2:]
-    n = max(1, n1 - n0)
+    # The same connections, idle since (ciphers released): totals, not per connection.
+    n = n1 - n0 if n1 > n0 else 1
     diff = new.compare_to(old, "lineno")
     total = sum(d.size_diff for d in diff)
-    print(f"tracemalloc: {total / n:.0f} B per connection (Python heap)", file=sys.stderr)
+    what = "per connection" if n1 > n0 else f"in all, {n1} connections gone idle"
+    print(f"tracemalloc: {total / n:.0f} B {what} (Python heap)", file=sys.stderr)
     by_file: dict[str, int] = {}
     for d in diff:
         name = d.traceback[0].filename.rsplit("site-packages/", 1)[-1]
@@ -98,7 +145,7 @@ def _trace(snapshots: list[Any], handlers: int) -> None:
         )
 
 
-async def _serve(mode: str, port: int) -> None:
+async def _serve(mode: str, port: int, idle_release: float) -> None:
     import trio
 
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -117,6 +164,7 @@ async def _serve(mode: str, port: int) -> None:
 
     def report(endpoint: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"rss": rss_bytes(), "handlers": handlers}
+        out.update(_malloc_figures())
         if os.environ.get("BENCH_TRACEMALLOC"):
             _trace(snapshots, handlers)
         if mode == "dtls13":
@@ -125,6 +173,11 @@ async def _serve(mode: str, port: int) -> None:
             out.update(
                 connections=stats.get("connections", 0),
                 established=sum(1 for c in server.connections.values() if c.handshake_complete)
+                if server is not None
+                else 0,
+                ciphers_released=sum(
+                    1 for c in server.connections.values() if not c._records.ciphers_built
+                )
                 if server is not None
                 else 0,
                 half_open=stats.get("half_open", 0),
@@ -152,7 +205,9 @@ async def _serve(mode: str, port: int) -> None:
     if mode == "dtls13":
         from dtls13 import DTLSEndpoint
 
-        config = ServerConfig(certificate_chain=[cert], private_key=key)
+        config = ServerConfig(
+            certificate_chain=[cert], private_key=key, idle_release_after=idle_release
+        )
         async with DTLSEndpoint(sock, dos=BENCH_DOS) as endpoint, trio.open_nursery() as n:
             await n.start(endpoint.serve, config, echo)
             n.start_soon(control, endpoint)
@@ -338,11 +393,23 @@ class _Clients:
         self.sel.close()
 
 
-def _measure(mode: str, counts: list[int], warm: int) -> dict[int, dict[str, Any]]:
-    """Server figures after `warm` connections, then at each count (cumulative)."""
+def _measure(
+    mode: str, counts: list[int], warm: int, idle_release: float
+) -> dict[tuple[int, bool], dict[str, Any]]:
+    """Server figures after `warm` connections, then at each count (cumulative); each right
+    after the handshakes (key False) and, for dtls13, once idle past the release (True)."""
     port = 20000 + (time.monotonic_ns() // 1000) % 20000
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--port", str(port)],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            mode,
+            "--port",
+            str(port),
+            "--idle-release",
+            str(idle_release),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -356,13 +423,27 @@ def _measure(mode: str, counts: list[int], warm: int) -> dict[int, dict[str, Any
         return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
 
     clients = _Clients(mode, ("127.0.0.1", port))
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[tuple[int, bool], dict[str, Any]] = {}
+
+    def idle(n: int) -> None:
+        # Released between 1x and 2x idle_release_after after the last record.
+        wait = 2 * idle_release + 1.0
+        print(f"  {mode}: waiting {wait:g} s for {warm + n} idle connections to be released")
+        clients.settle(quiet=wait, limit=wait)
+        fig = ask()
+        fig["waited"] = wait
+        if fig["ciphers_released"] < warm + n:
+            raise RuntimeError(f"{mode}: {fig['ciphers_released']} of {warm + n} released")
+        results[n, True] = fig
+
     try:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{mode} server did not start")
         clients.establish(warm)
         clients.settle()
-        results[0] = ask()
+        results[0, False] = ask()
+        if mode == "dtls13":
+            idle(0)
         have = 0
         for n in counts:
             took = clients.establish(n - have)
@@ -372,7 +453,9 @@ def _measure(mode: str, counts: list[int], warm: int) -> dict[int, dict[str, Any
             fig["seconds"] = took
             if fig["established"] < warm + n:
                 raise RuntimeError(f"{mode}: {fig['established']} of {warm + n} established")
-            results[n] = fig
+            results[n, False] = fig
+            if mode == "dtls13":
+                idle(n)
     finally:
         clients.close()
         proc.kill()
@@ -389,6 +472,12 @@ def main() -> None:
     parser.add_argument("--serve", choices=MODES)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
+        "--idle-release",
+        type=float,
+        default=None,
+        help="the server's idle_release_after (default: the config's, 10 s; 1 s with --quick)",
+    )
+    parser.add_argument(
         "--tracemalloc", action="store_true", help="servers print tracemalloc diffs to stderr"
     )
     add_json_argument(parser)
@@ -398,8 +487,10 @@ def main() -> None:
     if args.serve:
         import trio
 
-        trio.run(_serve, args.serve, args.port)
+        trio.run(_serve, args.serve, args.port, args.idle_release)
         return
+    if args.idle_release is None:
+        args.idle_release = 1.0 if args.quick else ServerConfig.idle_release_after
     counts = [200] if args.quick else [int(c) for c in args.counts.split(",")]
     base_counts = [200] if args.quick else [int(c) for c in args.baseline_counts.split(",")]
     warm = 20 if args.quick else WARM_UP
@@ -410,25 +501,31 @@ def main() -> None:
     except ImportError:
         modes.remove("trio-dtls")
         print("(pyOpenSSL missing: trio.DTLSEndpoint not measured)")
-    per: dict[str, dict[int, list[float]]] = {m: {} for m in modes}
-    total: dict[str, dict[int, list[float]]] = {m: {} for m in modes}
+    # Keyed by (mode, idle): idle=True once the server released the idle ciphers.
+    per: dict[tuple[str, bool], dict[int, list[float]]] = {}
+    total: dict[tuple[str, bool], dict[int, list[float]]] = {}
     details: list[str] = []
     for _ in range(args.runs):
         for mode in modes:
             mode_counts = counts if mode == "dtls13" else base_counts
-            res = _measure(mode, mode_counts, warm)
-            base = res[0]["rss"]
-            for n in mode_counts:
-                per[mode].setdefault(n, []).append((res[n]["rss"] - base) / n / 1024)
-                total[mode].setdefault(n, []).append(res[n]["rss"] / 2**20)
-                details.append(f"{mode} n={n}: " + json.dumps(res[n]))
-            details.append(f"{mode} warm-up ({warm}): " + json.dumps(res[0]))
+            res = _measure(mode, mode_counts, warm, args.idle_release)
+            for n, idle in sorted(k for k in res if k[0]):
+                base = res[0, idle]["rss"]
+                rss = res[n, idle]["rss"]
+                per.setdefault((mode, idle), {}).setdefault(n, []).append((rss - base) / n / 1024)
+                total.setdefault((mode, idle), {}).setdefault(n, []).append(rss / 2**20)
+            for (n, idle), fig in sorted(res.items()):
+                label = f"n={n}" if n else f"warm-up ({warm})"
+                details.append(f"{mode} {label}{' idle' if idle else ''}: " + json.dumps(fig))
     rows: list[Row] = []
     first = counts[0]
-    base_vals = per.get("trio-dtls", {}).get(first) if first in base_counts else None
-    for mode in modes:
+    base_vals = per.get(("trio-dtls", False), {}).get(first) if first in base_counts else None
+    idle_note = f"idle {2 * args.idle_release + 1:g} s, ciphers released"
+    for (mode, idle), by_n in per.items():
         name = "dtls13" if mode == "dtls13" else "trio.DTLSEndpoint"
-        for n, vals in sorted(per[mode].items()):
+        if mode == "dtls13":
+            name += f" ({idle_note})" if idle else " (right after the handshakes)"
+        for n, vals in sorted(by_n.items()):
             target = f"<= {TARGET_PER_CONN_KIB:g} KiB" if mode == "dtls13" and n == 1000 else None
             rows.append(
                 make_row(
@@ -442,7 +539,7 @@ def main() -> None:
                     met=(sorted(vals)[len(vals) // 2] <= TARGET_PER_CONN_KIB) if target else None,
                 )
             )
-        for n, vals in sorted(total[mode].items()):
+        for n, vals in sorted(total[mode, idle].items()):
             target = f"<= {TARGET_TOTAL_MIB:g} MiB" if mode == "dtls13" and n == 10000 else None
             rows.append(
                 make_row(

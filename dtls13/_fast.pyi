@@ -254,9 +254,19 @@ OPEN_BAD_CONTENT_TYPE: int
 class RecordCipher:
     tag_length: int
     chacha: bool
+    builds: int
     def __init__(
-        self, aead: object, iv: _BufferLike, sn_key: _BufferLike, tag_length: int, ecb: object = ...
+        self,
+        build: Callable[[bytes, bytes | None], tuple[object, object]],
+        key: _BufferLike,
+        iv: _BufferLike,
+        sn_key: _BufferLike,
+        tag_length: int,
+        chacha: bool,
     ) -> None: ...
+    @property
+    def built(self) -> bool: ...
+    def release(self) -> None: ...
     def nonce(self, seq: int) -> bytearray: ...
     def mask(self, data: _BufferLike, offset: int) -> bytearray: ...
     def inner_length(self, payload_length: int, padding: int) -> int: ...
@@ -352,7 +362,7 @@ def read_datagram_untrusted(
     data: _BufferLike,
     cid_length: int,
     by_bits: dict[int, ReadEpoch],
-    retired_bits: dict[int, int],
+    retired_bits: int,
     plaintext_readable: bool,
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,

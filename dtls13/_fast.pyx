@@ -343,7 +343,7 @@ cdef class Owner:
     cdef readonly Py_ssize_t reclaimed
     cdef readonly bint closed
     cdef Lease _head
-    cdef Py_ssize_t _class_live[MAX_CLASSES]
+    cdef uint32_t _class_live[MAX_CLASSES]  # live leases per class (32-bit: one Owner per connection)
     cdef object __weakref__
 
     def __cinit__(self, str kind, object name, Py_ssize_t limit=-1, Owner parent=None):

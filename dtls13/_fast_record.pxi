@@ -518,7 +518,8 @@ def zero_fill(buf, Py_ssize_t offset, Py_ssize_t count):
 
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.ref cimport Py_REFCNT
 from libc.string cimport memcmp, memmove
 from cpython.memoryview cimport PyMemoryView_FromObject
 
@@ -535,102 +536,155 @@ cpdef enum:
     OPEN_BAD_CONTENT_TYPE = -3
 
 
+cdef Py_ssize_t _copy_secret(obj, unsigned char *dst, Py_ssize_t lo, Py_ssize_t hi,
+                             str what) except -1:
+    cdef Py_buffer v
+    cdef Py_ssize_t n
+    _get_read(obj, &v)
+    try:
+        n = v.len
+        if not lo <= n <= hi:
+            raise ValueError(f"the {what} must be {lo}..{hi} bytes, not {n}")
+        memcpy(dst, v.buf, n)
+    finally:
+        PyBuffer_Release(&v)
+    return n
+
+
+cdef void _zero_bytes(PyObject *obj, Py_ssize_t refs) noexcept:
+    # A bytes object of key material we made, about to be freed (`refs`: the references
+    # the caller holds): wipe it first (bytes are immutable to Python code, not to their
+    # last owner). One someone else still holds is left alone.
+    if obj != NULL and (<object>obj) is not None and Py_REFCNT(<object>obj) == refs:
+        dtls13_secure_zero(PyBytes_AS_STRING(<object>obj), <size_t>PyBytes_GET_SIZE(<object>obj))
+
+
 @cython.final
 cdef class RecordCipher:
     """One epoch's record protection in one direction: AEAD, nonce, record-number mask.
 
-    `aead` is a cryptography AEAD object (its encrypt_into/decrypt_into are
-    called with views straight into the datagram and the plaintext lease);
-    `ecb` an AES-ECB encryptor under sn_key, or None for ChaCha20 masks,
-    which are computed here from `sn_key` (RFC 9147 §4.2.3).
+    Holds the key bytes (key, IV, sn_key) inline and builds the OpenSSL-backed
+    objects from them on first use: ``build(key, sn_key)`` (one shared callable
+    per suite) returns ``(aead, ecb)``, a cryptography AEAD object (its
+    encrypt_into/decrypt_into are called with views straight into the datagram
+    and the plaintext lease) and an AES-ECB encryptor under sn_key, or None for
+    ChaCha20 masks, computed here from sn_key (RFC 9147 §4.2.3). `release()`
+    lets an idle epoch's objects go (a few KiB of OpenSSL contexts); the next
+    record builds them again. The key bytes are zeroed when the cipher goes.
     """
 
-    cdef object _encrypt_into
-    cdef object _decrypt_into
-    cdef object _ecb_update_into
+    cdef object _build
+    cdef object _aead       # None while released
+    cdef object _ecb
+    # The bytes objects the built objects were made from: zeroed once let go.
+    cdef object _key_obj
+    cdef object _sn_obj
     cdef readonly Py_ssize_t tag_length
     cdef readonly bint chacha
+    cdef readonly unsigned int builds
+    cdef Py_ssize_t _key_len
+    cdef Py_ssize_t _sn_len
     cdef unsigned char _iv[12]
+    cdef unsigned char _key[32]
     cdef unsigned char _sn_key[32]
-    cdef bytearray _nonce
-    cdef bytearray _mask
-    cdef object _mask_view
-    cdef bytearray _aad
 
-    def __cinit__(self, aead, iv, sn_key, Py_ssize_t tag_length, ecb=None):
-        cdef Py_buffer v
-        _get_read(iv, &v)
-        try:
-            if v.len != 12:
-                raise ValueError("the record IV must be 12 bytes")
-            memcpy(self._iv, v.buf, 12)
-        finally:
-            PyBuffer_Release(&v)
-        self.chacha = ecb is None
-        memset(self._sn_key, 0, 32)
-        if self.chacha:
-            _get_read(sn_key, &v)
-            try:
-                if v.len != 32:
-                    raise ValueError("a ChaCha20 sn_key must be 32 bytes")
-                memcpy(self._sn_key, v.buf, 32)
-            finally:
-                PyBuffer_Release(&v)
-            self._ecb_update_into = None
-        else:
-            self._ecb_update_into = ecb.update_into
+    def __cinit__(self, build, key, iv, sn_key, Py_ssize_t tag_length, bint chacha):
         if not 1 <= tag_length <= 16:
             raise ValueError("tag length must be 1..16")
+        self._key_len = _copy_secret(key, self._key, 16, 32, "key")
+        _copy_secret(iv, self._iv, 12, 12, "record IV")
+        self._sn_len = _copy_secret(sn_key, self._sn_key, 32 if chacha else 16, 32, "sn_key")
+        self._build = build
         self.tag_length = tag_length
-        self._encrypt_into = aead.encrypt_into
-        self._decrypt_into = aead.decrypt_into
-        self._nonce = bytearray(12)
-        # A whole ChaCha20 block, and more than AES-ECB update_into's 31-byte minimum.
-        self._mask = bytearray(64)
-        self._mask_view = memoryview(self._mask)
-        self._aad = bytearray(_MAX_HEADER)
+        self.chacha = chacha
 
     def __dealloc__(self):
+        self._drop()
+        dtls13_secure_zero(self._key, 32)
         dtls13_secure_zero(self._sn_key, 32)
         dtls13_secure_zero(self._iv, 12)
 
-    cdef inline void _make_nonce(self, uint64_t seq):
+    @property
+    def built(self):
+        """Whether the AEAD (and AES-ECB mask) objects exist now."""
+        return self._aead is not None
+
+    def release(self):
+        """Let the AEAD and mask objects go; the next record builds them again."""
+        self._drop()
+
+    cdef void _drop(self) noexcept:
+        self._aead = None
+        self._ecb = None
+        key, self._key_obj = self._key_obj, None
+        sn, self._sn_obj = self._sn_obj, None
+        _zero_bytes(<PyObject *>key, 1)
+        _zero_bytes(<PyObject *>sn, 1)
+
+    cdef int _ensure(self) except -1:
+        if self._aead is not None:
+            return 0
+        key = PyBytes_FromStringAndSize(<char *>self._key, self._key_len)
+        sn = None if self.chacha else PyBytes_FromStringAndSize(<char *>self._sn_key,
+                                                                 self._sn_len)
+        try:
+            aead, ecb = self._build(key, sn)
+        except BaseException:
+            _zero_bytes(<PyObject *>key, 1)
+            _zero_bytes(<PyObject *>sn, 1)
+            raise
+        if aead is None or (ecb is None) != self.chacha:
+            raise ValueError("build() must return (aead, ecb or None for ChaCha20)")
+        self._key_obj = key
+        self._sn_obj = sn
+        self._aead = aead
+        self._ecb = ecb
+        self.builds += 1
+        return 0
+
+    cdef inline void _make_nonce(self, uint64_t seq, unsigned char *p) noexcept:
         # RFC 8446 §5.3: the 64-bit record sequence number, left-padded, XOR the IV
         # (RFC 9147 §4: "unlike DTLS 1.2, the epoch is not included").
-        cdef unsigned char *p = <unsigned char *>PyByteArray_AS_STRING(self._nonce)
         cdef int k
         memcpy(p, self._iv, 12)
         for k in range(8):
             p[11 - k] ^= <unsigned char>(seq >> (8 * k))
 
-    cdef int _compute_mask(self, const unsigned char *sample) except -1:
+    cdef int _compute_mask(self, const unsigned char *sample, unsigned char *out) except -1:
+        # `out` holds 64 bytes: a whole ChaCha20 block, and more than AES-ECB
+        # update_into's 31-byte minimum.
         if self.chacha:
             # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])"
-            dtls13_chacha20_block(self._sn_key, sample,
-                                  <unsigned char *>PyByteArray_AS_STRING(self._mask))
+            dtls13_chacha20_block(self._sn_key, sample, out)
         else:
-            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])"
-            self._ecb_update_into(
-                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ),
-                self._mask_view)
+            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])" (update() returning 16 new bytes
+            # costs one allocation; update_into a view of `out` would cost two)
+            block = self._ecb.update(
+                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ))
+            if not PyBytes_CheckExact(block) or PyBytes_GET_SIZE(block) != _MASK_SAMPLE:
+                raise ValueError("AES-ECB gave no 16-byte block")
+            memcpy(out, PyBytes_AS_STRING(block), _MASK_SAMPLE)
         return 0
 
     def nonce(self, uint64_t seq):
-        """The per-record nonce (a buffer reused by the next call)."""
-        self._make_nonce(seq)
-        return self._nonce
+        """The per-record nonce."""
+        cdef unsigned char n[12]
+        self._make_nonce(seq, n)
+        return bytearray(PyBytes_FromStringAndSize(<char *>n, 12))
 
     def mask(self, data, Py_ssize_t offset):
-        """The mask for the ciphertext at data[offset:] (a buffer reused by the next call)."""
+        """The mask (64 bytes; the first 16 count) for the ciphertext at data[offset:]."""
         cdef Py_buffer v
+        cdef unsigned char m[64]
+        self._ensure()
         _get_read(data, &v)
         try:
             if offset < 0 or v.len - offset < _MASK_SAMPLE:
                 raise ValueError("fewer than 16 ciphertext bytes for the mask")
-            self._compute_mask(<const unsigned char *>v.buf + offset)
+            self._compute_mask(<const unsigned char *>v.buf + offset, m)
         finally:
             PyBuffer_Release(&v)
-        return self._mask
+        return bytearray(PyBytes_FromStringAndSize(<char *>m, 64))
 
     cpdef Py_ssize_t inner_length(self, Py_ssize_t payload_length, Py_ssize_t padding):
         """TLSInnerPlaintext length for a payload: content, type, padding to a
@@ -655,7 +709,8 @@ cdef class RecordCipher:
         cdef Py_buffer b, pl, c
         cdef unsigned char *p
         cdef unsigned char *body
-        cdef const unsigned char *mask
+        cdef unsigned char mask[64]
+        cdef unsigned char nonce[12]
         cdef Py_ssize_t cl = 0, plen, inner, hl, total, i, seq_pos
         cdef unsigned char first = 0x20 | <unsigned char>(epoch & 3)
         if seq_bits != 8 and seq_bits != 16:
@@ -705,15 +760,15 @@ cdef class RecordCipher:
                 memmove(body, pl.buf, plen)
                 body[plen] = <unsigned char>content_type
                 memset(body + plen + 1, 0, inner - plen - 1)
-                self._make_nonce(seq)
+                self._ensure()
+                self._make_nonce(seq, nonce)
                 # In place: the ciphertext overwrites the inner plaintext it came from.
-                self._encrypt_into(
-                    self._nonce,
+                self._aead.encrypt_into(
+                    PyBytes_FromStringAndSize(<char *>nonce, 12),
                     PyMemoryView_FromMemory(<char *>body, inner, PyBUF_READ),
                     PyMemoryView_FromMemory(<char *>p, hl, PyBUF_READ),
                     PyMemoryView_FromMemory(<char *>body, inner + self.tag_length, PyBUF_WRITE))
-                self._compute_mask(body)
-                mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+                self._compute_mask(body, mask)
                 p[seq_pos] ^= mask[0]
                 if seq_bits == 16:
                     p[seq_pos + 1] ^= mask[1]
@@ -752,8 +807,9 @@ cdef class RecordCipher:
     cdef Py_ssize_t _open(self, const unsigned char *p, Py_ssize_t header_length,
                           Py_ssize_t length, ReplayWindow window, Lease lease,
                           uint64_t *seq_out, int *ctype_out) except -100:
-        cdef unsigned char *aad
-        cdef const unsigned char *mask
+        cdef unsigned char aad[_MAX_HEADER]
+        cdef unsigned char mask[64]
+        cdef unsigned char nonce[12]
         cdef const unsigned char *q
         cdef Py_ssize_t seq_len, seq_pos, i
         cdef uint64_t low = 0, seq
@@ -767,20 +823,19 @@ cdef class RecordCipher:
         seq_pos = header_length - seq_len - (2 if first & 0x04 else 0)
         if seq_pos < 1:
             raise ValueError("header too short for its flags")
-        self._compute_mask(p + header_length)
-        mask = <const unsigned char *>PyByteArray_AS_STRING(self._mask)
+        self._ensure()
+        self._compute_mask(p + header_length, mask)
         # The AAD is the header "prior to record number encryption" (§4).
-        aad = <unsigned char *>PyByteArray_AS_STRING(self._aad)
         memcpy(aad, p, header_length)
         for i in range(seq_len):
             aad[seq_pos + i] ^= mask[i]
             low = (low << 8) | aad[seq_pos + i]
         seq = reconstruct_sequence(window._top, low, <int>(8 * seq_len))
         seq_out[0] = seq
-        self._make_nonce(seq)
+        self._make_nonce(seq, nonce)
         try:
-            self._decrypt_into(
-                self._nonce,
+            self._aead.decrypt_into(
+                PyBytes_FromStringAndSize(<char *>nonce, 12),
                 PyMemoryView_FromMemory(<char *>p + header_length, length, PyBUF_READ),
                 PyMemoryView_FromMemory(<char *>aad, header_length, PyBUF_READ),
                 lease)
@@ -1114,14 +1169,14 @@ cdef inline void _count(dict drops, str reason):
     drops[reason] = drops.get(reason, 0) + 1
 
 
-def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict retired_bits,
+def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retired_bits,
                             bint plaintext_readable, acquire, owner, dict drops,
                             dict content_types, list pending=None, Py_ssize_t max_pending=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
-    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` holds
-    bits of retired epochs (their records count as "retired_epoch");
-    `content_types` maps a content type value to the object put in the
+    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` has bit
+    (1 << b) set for the epoch bits b of retired epochs (their records count as
+    "retired_epoch"); `content_types` maps a content type value to the object put in the
     record. Records of an epoch neither live nor retired (its keys may come
     next) are copied whole into leases appended to `pending`, up to
     `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
@@ -1182,7 +1237,7 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict reti
             obj = by_bits.get(<int>h.epoch)
             if obj is None:
                 if (pending is not None and len(pending) < max_pending
-                        and h.length >= _MASK_SAMPLE and <int>h.epoch not in retired_bits):
+                        and h.length >= _MASK_SAMPLE and not (retired_bits >> h.epoch) & 1):
                     try:
                         lease = acquire(h.header_length + h.length, owner)
                     except MemoryBudgetExceeded:
@@ -1191,7 +1246,7 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, dict reti
                         memcpy(lease._ptr, p + o, h.header_length + h.length)
                         pending.append(lease)
                 else:
-                    _count(drops, "retired_epoch" if <int>h.epoch in retired_bits
+                    _count(drops, "retired_epoch" if (retired_bits >> h.epoch) & 1
                            else "unknown_epoch")
                 o = start + h.length
                 continue

@@ -98,6 +98,10 @@ class _Common:
     # RFC 8449: the largest protected record we accept, counting the inner content type and
     # padding (64 .. 2^14+1); advertised to the peer, who must not send more. None: off.
     record_size_limit: int | None = None
+    # Seconds without a record either way after which an established connection lets go
+    # of its ciphers' OpenSSL objects (a few KiB), keeping only the key bytes; they are
+    # made again for the next record. Released after 1x to 2x this long. None: never.
+    idle_release_after: float | None = 10.0
     # RFC 9146/9147 §9: ask the peer to put a connection ID of this many bytes on the records
     # it sends us (True: 8 bytes; 0: use the peer's CID but issue none; False: no extension).
     connection_id: bool | int = False
@@ -144,6 +148,8 @@ class _Common:
             raise ValueError("psk_modes must hold 'psk_dhe_ke' and/or 'psk_ke'")
         if self.confidentiality_limit is not None and self.confidentiality_limit < 1:
             raise ValueError("confidentiality_limit must be at least 1 record (or None)")
+        if self.idle_release_after is not None and not self.idle_release_after > 0:
+            raise ValueError("idle_release_after must be positive (or None)")
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
             raise ValueError("record_size_limit must be between 64 and 2**14 + 1 (or None)")
         if not isinstance(self.connection_id, bool) and not 0 <= self.connection_id <= 32:

@@ -106,6 +106,7 @@ STAT_NAMES = (
     "early_data_bytes_in",
     "early_data_bytes_out",
     "dropped_early_data",
+    "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -176,6 +177,8 @@ class Connection:
         "_hrr_cookie",
         "_hrr_done",
         "_hrr_group",
+        "_idle_check_at",
+        "_idle_mark",
         "_idle_reassembly",
         "_key_shares",
         "_key_update_pending",
@@ -282,6 +285,10 @@ class Connection:
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
         self._now = 0.0  # the latest time the caller gave us
+        # Idle release (config.idle_release_after): when to look again whether any record
+        # went either way since the last look (None: not connected, or already released).
+        self._idle_check_at: float | None = None
+        self._idle_mark = -1
 
     def _init_handshake(self, first_message_seq: int) -> None:
         """Fresh handshake state: record layer, reassembly, transcript, secrets, timers."""
@@ -437,9 +444,11 @@ class Connection:
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
         """Take one datagram from the network; never raises for bad network input."""
-        self._activity()
         if self.state is State.CLOSED:
+            self._activity()
             return
+        self._now = now
+        self._activity()
         if self.peer_address is None:
             self.peer_address = addr
         if self.handshake_started is None:
@@ -447,7 +456,6 @@ class Connection:
             self._handshake_deadline = now + self.config.handshake_timeout
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
-        self._now = now
         drops = self._records.drops
         retired = drops["retired_epoch"]
         records = self._records.receive_datagram_untrusted(data, now)
@@ -546,14 +554,21 @@ class Connection:
         deadline = self._handshake_deadline
         if state is not State.CONNECTED and deadline is not None and (t is None or deadline < t):
             t = deadline
+        idle = self._idle_check_at
+        if idle is not None and (t is None or idle < t):
+            t = idle
         return t
 
     def handle_timer(self, now: float) -> None:
-        """Retransmit, send a delayed ACK or give up the handshake, as the timer says."""
-        self._activity()
+        """Retransmit, send a delayed ACK, give up the handshake or let an idle
+        connection's ciphers go, as the timer says."""
         if self.state is State.CLOSED:
+            self._activity()
             return
         self._now = now
+        self._activity()
+        if self._idle_check_at is not None and now >= self._idle_check_at:
+            self._idle_check(now)
         if (
             self.state is not State.CONNECTED
             and self._handshake_deadline is not None
@@ -572,8 +587,29 @@ class Connection:
             self._guard(now, lambda: self._retransmit(now))
 
     def _activity(self) -> None:
+        if self._idle_check_at is None and self.state is State.CONNECTED:
+            self._arm_idle_check(self._now)
         if self.on_activity is not None:
             self.on_activity(self)
+
+    def _arm_idle_check(self, now: float) -> None:
+        after = self.config.idle_release_after
+        if after is not None:
+            self._idle_check_at = now + after
+            self._idle_mark = self._records.activity_mark
+
+    def _idle_check(self, now: float) -> None:
+        """Let the ciphers' OpenSSL objects go if no record went either way since the last
+        look, `idle_release_after` seconds ago (so idle between 1x and 2x that long); else
+        look again then. One look per period: an idle connection costs no work per tick,
+        and once released none at all until its next record."""
+        mark = self._records.activity_mark
+        if mark != self._idle_mark:
+            self._arm_idle_check(now)
+            return
+        self._idle_check_at = None
+        if self._records.release_ciphers():
+            self.stats["idle_releases"] += 1
 
     @property
     def has_events(self) -> bool:
@@ -2131,6 +2167,7 @@ class Connection:
         assert self._suite is not None
         self.state = State.CONNECTED
         self.handshake_completed_at = now
+        self._arm_idle_check(now)
         self._event(
             HandshakeCompleted(
                 version="DTLSv1.3",

@@ -23,6 +23,7 @@ from .config import ServerConfig
 from .connection import Connection
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
+from .memory.trim import trim_heap
 
 CookiePolicy = Literal["always", "under_load", "never"]
 
@@ -93,6 +94,11 @@ class _Bucket:
         self.bytes -= size
         return True
 
+
+# Heap trims after idle releases (see ServerEndpoint._trim_after_releases): after this
+# many connections let their ciphers go (~8 KiB each), at most once per this many seconds.
+TRIM_BATCH = 64
+TRIM_INTERVAL = 1.0
 
 DROP_COUNTERS = (
     "rate_limited",
@@ -251,9 +257,16 @@ class ServerEndpoint:
         # Connections that changed state outside a receive_datagram() return value: timers
         # fired, associations the endpoint shed or superseded (see attention()).
         self._attention: dict[Connection, None] = {}
+        # Idle connections' ciphers let go since the heap was last trimmed, and when it may
+        # be next (see _trim_after_releases). trim_heap=False leaves the heap alone.
+        self.trim_heap = True
+        self._released_since_trim = 0
+        self._next_trim = -inf
         self.emergency = False
         self.counters: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
-        self.counters.update(datagrams=0, connections_created=0, emergencies=0, address_changes=0)
+        self.counters.update(
+            datagrams=0, connections_created=0, emergencies=0, address_changes=0, heap_trims=0
+        )
         self.closed = False
 
     # -- the sans-IO surface ----------------------------------------------------------
@@ -370,13 +383,28 @@ class ServerEndpoint:
             heapq.heappop(self._heap)
             del self._armed[top[2]]
             due.append(top[2])
+        released = 0
         for conn in due:
             t = conn.get_timer()
             if t is not None and t <= now:
+                before = conn.stats["idle_releases"]
                 conn.handle_timer(now)
+                released += conn.stats["idle_releases"] - before
                 self._attention[conn] = None
             self.touch(conn)
+        if released:
+            self._trim_after_releases(released, now)
         self.gate.expire(now)
+
+    def _trim_after_releases(self, released: int, now: float) -> None:
+        """Give the pages idle connections freed back to the system: once TRIM_BATCH of
+        them let their ciphers go, at most once per TRIM_INTERVAL seconds (a trim walks
+        the whole heap: ~1 ms per 100 MB)."""
+        self._released_since_trim += released
+        if self._released_since_trim >= TRIM_BATCH and now >= self._next_trim and self.trim_heap:
+            self._released_since_trim = 0
+            self._next_trim = now + TRIM_INTERVAL
+            self.counters["heap_trims"] += trim_heap()
 
     def attention(self) -> list[Connection]:
         """Connections whose timer fired or that the endpoint ended since the last call."""

@@ -38,10 +38,15 @@ def configs(
 ) -> tuple[ClientConfig, ServerConfig]:
     p = pki(kind)
     leaf = p.leaf(kind)
+    # No idle release unless a test asks for it: its look-again timer would make the
+    # simulated clock jump ahead (SimNetwork steps to the next timer) and change the
+    # timelines the seeded tests were written against. tests/test_idle_release.py tests it.
+    server = {"idle_release_after": None, **(server or {})}
+    client = {"idle_release_after": None, **(client or {})}
     scfg = ServerConfig(
-        certificate_chain=leaf.chain_pem, private_key=leaf.key_pem, debug=True, **(server or {})
+        certificate_chain=leaf.chain_pem, private_key=leaf.key_pem, debug=True, **server
     )
-    ccfg = ClientConfig(server_name="localhost", cafile=p.root_pem, debug=True, **(client or {}))
+    ccfg = ClientConfig(server_name="localhost", cafile=p.root_pem, debug=True, **client)
     return ccfg, scfg
 
 

@@ -19,6 +19,7 @@ from .._fast import (
     Lease,
     Owner,
     ReadEpoch,
+    RecordCipher,
     WriteEpoch,
     parse_header_untrusted,
     read_datagram_untrusted,
@@ -87,7 +88,6 @@ class RecordLayer:
         "_plaintext_readable",
         "_plaintext_retire_at",
         "_pools",
-        "_read",
         "_read_by_bits",
         "_retired_bits",
         "_retired_sent",
@@ -152,9 +152,10 @@ class RecordLayer:
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
         self._write: dict[int, WriteEpoch] = {0: WriteEpoch(0, None, SEQUENCE_LIMIT)}
-        self._read: dict[int, ReadEpoch] = {}
+        # The live read epochs by their two low bits (what the unified header carries: at
+        # most four are live), and a bit (1 << b) per two-bit value b of a retired one.
         self._read_by_bits: dict[int, ReadEpoch] = {}
-        self._retired_bits: dict[int, int] = {}
+        self._retired_bits = 0
         self._plaintext_readable = True
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
@@ -201,7 +202,8 @@ class RecordLayer:
         self.expire(now)
         if not 1 <= epoch < SEQUENCE_LIMIT:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
-        if epoch in self._read or (self._read and epoch < max(self._read)):
+        live = self._read
+        if epoch in live or (live and epoch < max(live)):
             raise LocalProtocolError(f"read epoch {epoch} is not newer than the installed ones")
         clash = self._read_by_bits.get(epoch & 3)
         if clash is not None:
@@ -210,13 +212,17 @@ class RecordLayer:
         limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
         keys = EpochKeys(epoch, suite, traffic_secret)
         state = ReadEpoch(epoch, keys.cipher, self.replay_window, limit)
-        self._read[epoch] = state
         self._read_by_bits[epoch & 3] = state
-        self._retired_bits.pop(epoch & 3, None)
+        self._retired_bits &= ~(1 << (epoch & 3))
+
+    @property
+    def _read(self) -> dict[int, ReadEpoch]:
+        """The live read epochs by epoch (a snapshot)."""
+        return {s.epoch: s for s in self._read_by_bits.values()}
 
     def read_epochs(self) -> list[int]:
         """Epochs whose records are accepted now (0 while plaintext is readable)."""
-        live = sorted(self._read)
+        live = sorted(s.epoch for s in self._read_by_bits.values())
         return [0, *live] if self._plaintext_readable else live
 
     def retire_read_epoch(self, epoch: int) -> None:
@@ -229,10 +235,9 @@ class RecordLayer:
             self._retire(state)
 
     def _retire(self, state: ReadEpoch) -> None:
-        del self._read[state.epoch]
         if self._read_by_bits.get(state.epoch & 3) is state:
             del self._read_by_bits[state.epoch & 3]
-        self._retired_bits[state.epoch & 3] = state.epoch
+        self._retired_bits |= 1 << (state.epoch & 3)
 
     def expire(self, now: float) -> None:
         """Retire older read epochs whose grace period has passed; drop stale pending records."""
@@ -249,7 +254,7 @@ class RecordLayer:
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_readable = False
             self._plaintext_retire_at = None
-        for state in [s for s in self._read.values() if s.retire_at is not None]:
+        for state in [s for s in self._read_by_bits.values() if s.retire_at is not None]:
             if state.retire_at is not None and now >= state.retire_at:
                 self._retire(state)
 
@@ -259,9 +264,39 @@ class RecordLayer:
         deadline = now + self.retire_after
         if self._plaintext_readable and self._plaintext_retire_at is None:
             self._plaintext_retire_at = deadline
-        for state in self._read.values():
+        for state in self._read_by_bits.values():
             if state.epoch < epoch and state.retire_at is None:
                 state.retire_at = deadline
+                # Only late records still need it: its OpenSSL objects go now and are
+                # built again if one comes (the key bytes stay until it retires).
+                state.cipher.release()
+
+    # -- idle connections ---------------------------------------------------
+
+    @property
+    def activity_mark(self) -> int:
+        """A number that changes whenever a record is sent or a datagram received."""
+        return self.records_sent + self.datagrams_received
+
+    def release_ciphers(self) -> int:
+        """Let every epoch's AEAD and mask objects go (an idle connection's largest part);
+        each is built again from its key bytes when the epoch next protects or opens a
+        record. Returns how many were let go."""
+        released = 0
+        for cipher in self._ciphers():
+            if cipher.built:
+                cipher.release()
+                released += 1
+        return released
+
+    @property
+    def ciphers_built(self) -> int:
+        """Epoch ciphers (either direction) whose AEAD and mask objects exist now."""
+        return sum(1 for c in self._ciphers() if c.built)
+
+    def _ciphers(self) -> list[RecordCipher]:
+        out = [s.cipher for s in self._write.values() if s.cipher is not None]
+        return out + [s.cipher for s in self._read_by_bits.values()]
 
     # -- limits -------------------------------------------------------------
 
@@ -274,7 +309,7 @@ class RecordLayer:
     @property
     def integrity_limit_reached(self) -> bool:
         """A live read key failed authentication too often: close (or rekey and retire it)."""
-        return any(s.failures >= s.limit for s in self._read.values())
+        return any(s.failures >= s.limit for s in self._read_by_bits.values())
 
     def auth_failures(self, epoch: int) -> int:
         state = self._read.get(epoch)
@@ -459,7 +494,6 @@ class RecordLayer:
         self._retired_sent = self.records_sent
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
-        self._read.clear()
         self._read_by_bits.clear()
         self._plaintext_readable = False
         self.closed = True

@@ -43,11 +43,26 @@ INTEGRITY_LIMITS: dict[CipherSuite, int] = {
 
 
 # Per suite, what deriving one epoch's keys needs: the hash, the three HMAC inputs of
-# HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length) with their lengths, and the
-# AEAD constructor (built once per suite, not per epoch).
-_KeySpec = tuple[str, bytes, int, bytes, int, bytes, Callable[[bytes], AEAD]]
+# HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length) with their lengths, and what
+# RecordCipher builds its objects with (made once per suite, not per epoch).
+_Build = Callable[[bytes, bytes | None], tuple[AEAD, object]]
+_KeySpec = tuple[str, bytes, int, bytes, int, bytes, _Build]
 _KEY_SPECS: dict[int, _KeySpec] = {}
 _ECB = modes.ECB()
+
+
+def _builder(params: SuiteParams) -> _Build:
+    """RecordCipher's build(key, sn_key): the AEAD and, for AES suites, one AES-ECB
+    encryptor reused for every record mask of the epoch (ECB keeps no state between
+    blocks); ChaCha20 masks are computed in _fast."""
+    make_aead = params.aead
+
+    def build(key: bytes, sn_key: bytes | None) -> tuple[AEAD, object]:
+        if sn_key is None:
+            return make_aead(key), None
+        return make_aead(key), Cipher(algorithms.AES(sn_key), _ECB).encryptor()
+
+    return build
 
 
 def _key_spec(suite: CipherSuite) -> _KeySpec:
@@ -62,7 +77,7 @@ def _key_spec(suite: CipherSuite) -> _KeySpec:
             expand_label_info(b"iv", n_iv),
             n_iv,
             expand_label_info(b"sn", n),
-            params.aead,
+            _builder(params),
         )
         _KEY_SPECS[suite] = spec
     return spec
@@ -81,40 +96,32 @@ def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes,
 class EpochKeys:
     """AEAD, per-record nonce and record-number mask for one epoch and direction.
 
-    `cipher` (compiled) does the per-record work: `seal_into` and `open_untrusted`.
+    `cipher` (compiled) does the per-record work: `seal_into` and `open_untrusted`; it
+    builds its OpenSSL-backed objects on first use and again after `release()`.
     """
 
     __slots__ = ("cipher", "epoch", "params", "suite", "tag_length")
 
     def __init__(self, epoch: int, suite: CipherSuite, secret: bytes) -> None:
         params: SuiteParams = SUITES[suite]
-        h, key_info, n, iv_info, n_iv, sn_info, make_aead = _key_spec(suite)
-        sn_key = hmac_digest(secret, sn_info, h)[:n]
+        h, key_info, n, iv_info, n_iv, sn_info, build = _key_spec(suite)
         self.epoch = epoch
         self.suite = suite
         self.params = params
         self.tag_length = params.tag_length
-        # AES suites: one ECB encryptor reused for every record of the epoch
-        # (ECB keeps no state between blocks); ChaCha20 masks are computed in _fast.
-        ecb = None if params.chacha else Cipher(algorithms.AES(sn_key), _ECB).encryptor()
         self.cipher = RecordCipher(
-            make_aead(hmac_digest(secret, key_info, h)[:n]),
+            build,
+            hmac_digest(secret, key_info, h)[:n],
             hmac_digest(secret, iv_info, h)[:n_iv],
-            sn_key,
+            hmac_digest(secret, sn_info, h)[:n],
             params.tag_length,
-            ecb,
+            params.chacha,
         )
 
     def nonce(self, sequence_number: int) -> bytearray:
-        """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch).
-
-        The returned buffer is reused by the next call.
-        """
+        """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch)."""
         return self.cipher.nonce(sequence_number)
 
     def mask(self, data: BufferLike, offset: int) -> bytearray:
-        """The record-number mask for the 16 ciphertext bytes at data[offset:] (§4.2.3).
-
-        The returned buffer is reused by the next call.
-        """
+        """The record-number mask for the 16 ciphertext bytes at data[offset:] (§4.2.3)."""
         return self.cipher.mask(data, offset)
