@@ -78,9 +78,16 @@ async def test_a_handshake_completing_as_serve_is_cancelled_gets_no_handler(
         assert handlers is not None
         async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
             channel = endpoint.connect(addr, client_config)
-            # serve() is being cancelled: the handshake completes, no handler starts, and
+            # serve() is cancelled at the moment the handshake completes (deterministically:
+            # just before the endpoint would start the handler): no handler starts, and
             # serve's finally clause closes the channel (close_notify to the client).
-            handlers.cancel_scope.cancel()
+            start_handler = server._start_handler
+
+            def cancel_then_start(ch: DTLSChannel) -> None:
+                handlers.cancel_scope.cancel()
+                start_handler(ch)
+
+            server._start_handler = cancel_then_start  # type: ignore[method-assign]
             with trio.fail_after(5):
                 await channel.do_handshake()
                 with pytest.raises(trio.EndOfChannel):
