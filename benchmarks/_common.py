@@ -7,10 +7,15 @@ JSON so that `benchmarks/run_all.py` can gather them into one table.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +99,52 @@ def markdown_table(rows: Iterable[Row]) -> str:
             f"| {r.unit} | {ratio} | {r.baseline or ''} | {r.target or ''} | {met} |"
         )
     return "\n".join(lines)
+
+
+def rss_bytes() -> int:
+    """This process's resident set (VmRSS) after a garbage collection."""
+    gc.collect()
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class MeasuredServer:
+    """A benchmark's server in a subprocess of its own script (`--serve ... --port P`): it
+    prints "ready" once listening, and answers each "measure" line on its stdin with one
+    line of JSON (its own figures). Killed on exit."""
+
+    def __init__(self, script: str, *serve_args: str) -> None:
+        self.port = 20000 + (time.monotonic_ns() // 1000) % 20000
+        self.address = ("127.0.0.1", self.port)
+        self._proc = subprocess.Popen(
+            [sys.executable, script, "--serve", *serve_args, "--port", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def __enter__(self) -> MeasuredServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+    def wait_ready(self, what: str = "server") -> None:
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{what} did not start")
+
+    def ask(self) -> dict[str, Any]:
+        """The server's figures now."""
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._proc.stdin.write("measure\n")
+        self._proc.stdin.flush()
+        figures: dict[str, Any] = json.loads(self._proc.stdout.readline())
+        return figures

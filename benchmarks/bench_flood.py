@@ -18,19 +18,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import selectors
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Row, add_json_argument, make_row, markdown_table, write_json
+from _common import (
+    MeasuredServer,
+    Row,
+    add_json_argument,
+    make_row,
+    markdown_table,
+    rss_bytes,
+    write_json,
+)
 
 from dtls13 import ClientConfig, ServerConfig
 from dtls13.certgen import make_self_signed
@@ -42,15 +48,6 @@ TARGET = 20_000.0
 SOURCES = 250  # 127.0.0.2 .. 127.0.0.251
 PORTS_PER_SOURCE = 4
 WINDOW = 512  # ClientHellos in flight before the generator waits for answers
-
-
-def rss_bytes() -> int:
-    gc.collect()
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 def client_hello() -> bytes:
@@ -181,39 +178,22 @@ def _flood(socks: list[socket.socket], hello: bytes, seconds: float) -> tuple[fl
 def _run_policy(
     policy: str, hello: bytes, seconds: float, sources: int, ports: int
 ) -> dict[str, Any]:
-    port = 20000 + (time.monotonic_ns() // 1000) % 20000
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", policy, "--port", str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-
-    def ask() -> dict[str, Any]:
-        assert proc.stdout is not None and proc.stdin is not None
-        proc.stdin.write("measure\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
-
-    socks = _sockets(sources, ports, ("127.0.0.1", port))
-    try:
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("server did not start")
-        # A short flood first: what the process grows once (allocator arenas, the pools'
-        # first slots, socket paths) is not memory retained per peer.
-        _flood(socks, hello, min(0.5, seconds / 2))
-        time.sleep(0.3)
-        before = ask()
-        rate, sent, other = _flood(socks, hello, seconds)
-        during = ask()
-        time.sleep(0.5)
-        after = ask()
-    finally:
-        for s in socks:
-            s.close()
-        proc.kill()
-        proc.wait()
+    with MeasuredServer(__file__, policy) as server:
+        socks = _sockets(sources, ports, server.address)
+        try:
+            server.wait_ready()
+            # A short flood first: what the process grows once (allocator arenas, the pools'
+            # first slots, socket paths) is not memory retained per peer.
+            _flood(socks, hello, min(0.5, seconds / 2))
+            time.sleep(0.3)
+            before = server.ask()
+            rate, sent, other = _flood(socks, hello, seconds)
+            during = server.ask()
+            time.sleep(0.5)
+            after = server.ask()
+        finally:
+            for s in socks:
+                s.close()
     return {
         "rate": rate,
         "sent": sent,

@@ -23,20 +23,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import resource
 import selectors
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Row, add_json_argument, make_row, markdown_table, write_json
+from _common import (
+    MeasuredServer,
+    Row,
+    add_json_argument,
+    make_row,
+    markdown_table,
+    rss_bytes,
+    write_json,
+)
 
 from dtls13 import ClientConfig, ServerConfig
 from dtls13.certgen import make_self_signed
@@ -59,15 +65,6 @@ BENCH_DOS = DoSProtectionConfig(
     max_connections_per_ip=100_000,
     max_half_open_per_ip=1_000,
 )
-
-
-def rss_bytes() -> int:
-    gc.collect()
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _malloc_figures() -> dict[str, int]:
@@ -398,31 +395,9 @@ def _measure(
 ) -> dict[tuple[int, bool], dict[str, Any]]:
     """Server figures after `warm` connections, then at each count (cumulative); each right
     after the handshakes (key False) and, for dtls13, once idle past the release (True)."""
-    port = 20000 + (time.monotonic_ns() // 1000) % 20000
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            mode,
-            "--port",
-            str(port),
-            "--idle-release",
-            str(idle_release),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-
-    def ask() -> dict[str, Any]:
-        assert proc.stdout is not None and proc.stdin is not None
-        proc.stdin.write("measure\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
-
-    clients = _Clients(mode, ("127.0.0.1", port))
+    server = MeasuredServer(__file__, mode, "--idle-release", str(idle_release))
+    ask = server.ask
+    clients = _Clients(mode, server.address)
     results: dict[tuple[int, bool], dict[str, Any]] = {}
 
     def idle(n: int) -> None:
@@ -437,8 +412,7 @@ def _measure(
         results[n, True] = fig
 
     try:
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"{mode} server did not start")
+        server.wait_ready(f"{mode} server")
         clients.establish(warm)
         clients.settle()
         results[0, False] = ask()
@@ -458,8 +432,7 @@ def _measure(
                 idle(n)
     finally:
         clients.close()
-        proc.kill()
-        proc.wait()
+        server.close()
     return results
 
 
