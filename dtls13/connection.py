@@ -482,7 +482,13 @@ class Connection:
         from there authenticated and is the newest seen: a replayed or spoofed datagram
         cannot move the association."""
         newest = max(((r.epoch, r.sequence_number) for r in records if r.epoch > 0), default=None)
-        if newest is None or newest <= self._newest_protected:
+        if newest is not None:
+            self._follow(newest, addr)
+
+    def _follow(self, newest: tuple[int, int], addr: Address) -> None:
+        """`newest` (epoch, sequence number) authenticated from `addr`: move there if it is
+        the newest record seen (see _track_path)."""
+        if newest <= self._newest_protected:
             return
         self._newest_protected = newest
         if addr != self.peer_address and self.cid_negotiated and self.state is State.CONNECTED:
@@ -503,12 +509,7 @@ class Connection:
             or self._records.pending_count
         ):
             return False
-        newest = (record.epoch, record.sequence_number)
-        if newest > self._newest_protected:
-            self._newest_protected = newest
-            if addr != self.peer_address and self.cid_negotiated:
-                self.peer_address = addr
-                self.stats["address_changes"] += 1
+        self._follow((record.epoch, record.sequence_number), addr)
         stats = self.stats
         stats["records_in"] += 1
         try:
