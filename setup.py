@@ -1,4 +1,4 @@
-"""Build script: compiles dtls13/_fast.pyx (required, no pure-Python fallback)."""
+"""Build script: compiles src/dtls13/_fast.pyx (required, no pure-Python fallback)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def extensions() -> list[Extension]:
 
     ext = Extension(
         "dtls13._fast",
-        ["dtls13/_fast.pyx"],
-        depends=["dtls13/_fast_record.pxi", "dtls13/_fast_handshake.pxi"],
+        ["src/dtls13/_fast.pyx"],
+        depends=["src/dtls13/_fast_record.pxi", "src/dtls13/_fast_handshake.pxi"],
         extra_compile_args=["-O2"],
     )
     return cythonize(

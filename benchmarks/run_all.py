@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(dict.fromkeys([*expected, *scripts]))
     env = dict(os.environ)
     # The scripts import dtls13 from this checkout, as the command line here does.
-    root = str(HERE.parent)
+    root = str(HERE.parent / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     for name in names:
         script = scripts.get(name)

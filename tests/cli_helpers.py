@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT)
+    e["PYTHONPATH"] = str(ROOT / "src")
     e.pop("SSLKEYLOGFILE", None)
     e.update(extra)
     return e

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_echo_quick_writes_rows(tmp_path: Path) -> None:
     pytest.importorskip("OpenSSL")
     out = tmp_path / "echo.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     args = ["--runs", "1", "--seconds", "0.1", "--case", "ping-pong 64 B", "--json", str(out)]
     subprocess.run(
         [sys.executable, "benchmarks/bench_echo.py", *args],

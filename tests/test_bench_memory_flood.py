@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(script: str, tmp_path: Path) -> list[dict[str, object]]:
     out = tmp_path / "rows.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
         capture_output=True,

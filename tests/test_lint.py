@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_mypy_strict_is_clean() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "dtls13"],
+        [sys.executable, "-m", "mypy", "--strict", "src/dtls13"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,7 +22,7 @@ def test_mypy_strict_is_clean() -> None:
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "dtls13", "tests", "benchmarks"],
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
