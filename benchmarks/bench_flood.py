@@ -88,18 +88,18 @@ async def _serve(policy: str, port: int) -> None:
 
     def report(endpoint: Any) -> dict[str, Any]:
         server = endpoint._server
-        stats = server.statistics() if server is not None else {}
+        stats = server.statistics() if server is not None else None
         return {
             "rss": rss_bytes(),
             "cpu": time.process_time(),
             "pool_in_use": endpoint.pools.in_use_bytes,
-            "connections": stats.get("connections", 0),
-            "half_open": stats.get("half_open", 0),
-            "gate_partials": stats.get("gate_partials", 0),
-            "hello_retry_sent": stats.get("gate", {}).get("hello_retry_sent", 0),
-            "rate_limited": stats.get("rate_limited", 0),
-            "datagrams": stats.get("datagrams", 0),
-            "dropped": endpoint.statistics().get("dropped_memory_budget", 0),
+            "connections": stats.connections if stats else 0,
+            "half_open": stats.half_open if stats else 0,
+            "gate_partials": stats.gate_partials if stats else 0,
+            "hello_retry_sent": stats.gate.get("hello_retry_sent", 0) if stats else 0,
+            "rate_limited": stats.rate_limited if stats else 0,
+            "datagrams": stats.datagrams if stats else 0,
+            "dropped": endpoint.statistics().dropped_memory_budget,
         }
 
     async def control(endpoint: Any) -> None:
@@ -223,7 +223,7 @@ def sans_io_rate(hello: bytes, seconds: float) -> float:
         now += 0.01
     rate = n / (time.process_time() - start)
     stats = endpoint.statistics()
-    assert stats["connections"] == 0 and stats["half_open"] == 0
+    assert stats.connections == 0 and stats.half_open == 0
     endpoint.close()
     endpoint.release()
     assert pools.in_use_bytes == 0

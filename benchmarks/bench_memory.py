@@ -166,9 +166,8 @@ async def _serve(mode: str, port: int, idle_release: float) -> None:
             _trace(snapshots, handlers)
         if mode == "dtls13":
             server = endpoint._server
-            stats = server.statistics() if server is not None else {}
             out.update(
-                connections=stats.get("connections", 0),
+                connections=server.statistics().connections if server is not None else 0,
                 established=sum(1 for c in server.connections.values() if c.handshake_complete)
                 if server is not None
                 else 0,
@@ -177,7 +176,7 @@ async def _serve(mode: str, port: int, idle_release: float) -> None:
                 )
                 if server is not None
                 else 0,
-                half_open=stats.get("half_open", 0),
+                half_open=server.statistics().half_open if server is not None else 0,
                 pool_in_use=endpoint.pools.in_use_bytes,
                 pool_pooled=endpoint.pools.statistics().pooled_bytes,
             )

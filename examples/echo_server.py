@@ -8,7 +8,6 @@ port it listens on (PORT 0: any free port) and echoes every message back until C
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -43,5 +42,7 @@ async def main(port: int, cert_out: str | None) -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 4433, (sys.argv[2:] or [None])[0])
+    except* KeyboardInterrupt:  # Ctrl-C: trio may hand it over inside an exception group
+        pass

@@ -70,7 +70,7 @@ def test_data_replays_bad_tags_and_garbage_through_the_established_path(
     server.receive_datagram(wire[:-3], CLIENT_ADDR, now)
     server.receive_datagram(b"\x17\xfe\xfd garbage", CLIENT_ADDR, now)
     assert events(server) == []
-    drops = server.statistics()["record_drops"]
+    drops = server.statistics().record_drops
     assert isinstance(drops, dict)
     assert drops["replay"] == 1 and drops["auth_failed"] >= 1
     assert not server.closed

@@ -49,7 +49,7 @@ def test_cid_handshake_and_data_carry_each_others_cids() -> None:
     # The ServerHello and the CID-carrying epoch-2 records shared datagrams: all were read
     # the first time, none dropped or retransmitted.
     for conn in (pair.client, pair.server):
-        drops = conn.statistics()["record_drops"]
+        drops = conn.statistics().record_drops
         assert isinstance(drops, dict) and not any(drops.values()), drops
         assert conn.stats["retransmissions"] == 0
     assert pair.exchange(b"ping", b"pong")
@@ -177,11 +177,11 @@ def test_peer_address_follows_authenticated_records_only() -> None:
     # A forged record carrying the right CID fails authentication: nothing moves.
     forged = bytearray(captured[0])
     forged[-1] ^= 1
-    drops = pair.server.statistics()["record_drops"]["auth_failed"]  # type: ignore[index]
+    drops = pair.server.statistics().record_drops["auth_failed"]
     pair.net.inject(ATTACKER, SERVER_ADDR, bytes(forged))
     pair.net.run(lambda: False, max_time=pair.net.now + 0.5)
     assert pair.server.peer_address == CLIENT_ADDR
-    assert pair.server.statistics()["record_drops"]["auth_failed"] == drops + 1  # type: ignore[index]
+    assert pair.server.statistics().record_drops["auth_failed"] == drops + 1
     # The client's NAT rebinds: its next records authenticate from the new address.
     _move_client(pair, NEW_ADDR)
     assert pair.exchange(b"after rebinding", b"reply to the new address")
@@ -292,9 +292,9 @@ def test_endpoint_forged_datagram_with_a_known_cid_does_not_move_the_association
     # A well-formed unified header (C, S, L bits; epoch 3) with the victim's CID and junk.
     junk = bytes(range(40))
     forged = bytes([0x3F]) + cid + b"\x00\x05" + len(junk).to_bytes(2, "big") + junk
-    before = conn.statistics()["record_drops"]["auth_failed"]  # type: ignore[index]
+    before = conn.statistics().record_drops["auth_failed"]
     assert ep.receive_datagram(forged, ATTACKER, net.now) is conn
-    assert conn.statistics()["record_drops"]["auth_failed"] == before + 1  # type: ignore[index]
+    assert conn.statistics().record_drops["auth_failed"] == before + 1
     assert conn.peer_address == addrs[0] and ep.connections[addrs[0]] is conn
     assert ATTACKER not in ep.connections and ep.counters["address_changes"] == 0
     assert not conn.closed

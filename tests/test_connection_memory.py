@@ -109,7 +109,7 @@ def _check_pair(log: AcquireLog, pair: Pair) -> dict[str, int]:
         # One lease per handshake message we sent (message_seq counts them).
         assert flight == conn._send_seq, (name, flight, conn._send_seq)
         # One lease per message that came in fragments; whole ones are parsed in place.
-        counters = stats["reassembly"]
+        counters = stats.reassembly
         assert isinstance(counters, dict)
         assert reassembly == counters["reassembled"], (name, reassembly, counters)
         figures.update(

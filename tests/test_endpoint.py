@@ -116,9 +116,9 @@ def test_half_open_cap_per_source_and_rate_limit_hit_only_the_offender() -> None
     for port in range(30):
         ep.receive_datagram(hello, ("10.9.0.66", 7000 + port), 0.0)
     stats = ep.statistics()
-    assert stats["half_open"] == 3
-    assert stats["too_many_half_open_per_ip"] == 17
-    assert stats["rate_limited"] == 10
+    assert stats.half_open == 3
+    assert stats.too_many_half_open_per_ip == 17
+    assert stats.rate_limited == 10
     # Another source is unaffected.
     assert ep.receive_datagram(hello, ("10.9.0.77", 7000), 0.0) is not None
     ep.close()
@@ -134,7 +134,7 @@ def test_garbage_from_strangers_is_counted_and_keeps_no_state() -> None:
     ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
     for i in range(200):
         ep.receive_datagram(os.urandom(20 + i), (f"10.8.{i // 250}.{i % 250}", 1), 0.0)
-    assert not ep.connections and ep.statistics()["gate_dropped"] == 200
+    assert not ep.connections and ep.statistics().gate_dropped == 200
     assert ep.owner.in_use == 0
     ep.close()
     ep.release()
@@ -199,8 +199,8 @@ def test_emergency_mode_sheds_half_open_handshakes_and_demands_cookies() -> None
     for port in range(40):
         ep.receive_datagram(hello, ("10.7.0.1", 8000 + port), float(port) * 0.001)
     stats = ep.statistics()
-    assert stats["emergencies"] >= 1
-    assert stats["half_open_shed"] >= 1
+    assert stats.emergencies >= 1
+    assert stats.half_open_shed >= 1
     assert ep.gate.counters["hello_retry_sent"] >= 1  # cookies demanded despite "never"
     assert ep.owner.in_use <= 40_000
     ep.close()
@@ -282,7 +282,7 @@ def test_cookies_stop_once_half_open_handshakes_complete_or_go() -> None:
         for lease, _ in client.datagrams_to_send(0.0):
             ep.receive_datagram(lease.tobytes(), addrs[clients.index(client)], 0.0)
             lease.release()
-    assert ep.statistics()["half_open"] == 2
+    assert ep.statistics().half_open == 2
     hello = _client_hello()
     for port in range(5):  # strangers now get cookies
         assert ep.receive_datagram(hello, ("10.9.2.1", 7000 + port), 0.0) is None
@@ -294,7 +294,7 @@ def test_cookies_stop_once_half_open_handshakes_complete_or_go() -> None:
         client.handle_timer(10.0)
     pump(10.0)
     assert all(c.handshake_complete for c in clients)
-    assert ep.statistics()["half_open"] == 0
+    assert ep.statistics().half_open == 0
     assert ep.receive_datagram(hello, ("10.9.2.1", 7100), 10.0) is not None  # no cookie
     assert ep.gate.counters["hello_retry_sent"] == 5
     # A half-open connection that is removed stops counting too.

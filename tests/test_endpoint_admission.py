@@ -25,7 +25,7 @@ def _check(ep: ServerEndpoint) -> None:
     assert isinstance(ep.connections, _ConnectionTable)
     assert ep.connections.per_host == dict(hosts)
     assert set(ep._half_open_now()) == half
-    assert ep.statistics()["half_open"] == len(half)
+    assert ep.statistics().half_open == len(half)
 
 
 def test_connection_table_counts_hosts_through_every_mutation() -> None:

@@ -20,6 +20,7 @@ from dtls13.endpoint import DoSProtectionConfig
 from dtls13.handshake.flights import handshake_fragment
 from dtls13.handshake.messages import HELLO_RETRY_REQUEST_RANDOM
 from dtls13.memory import PoolSet
+from dtls13.statistics import ServerEndpointStatistics
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs all of 127.0.0.0/8 on loopback"
@@ -74,9 +75,9 @@ class Harness:
         await trio.testing.wait_all_tasks_blocked()
         assert self.pools.in_use == 0
 
-    def server_stats(self) -> dict[str, Any]:
-        stats = self.endpoint.statistics()["server"]
-        assert isinstance(stats, dict)
+    def server_stats(self) -> ServerEndpointStatistics:
+        stats = self.endpoint.statistics().server
+        assert stats is not None
         return stats
 
     async def bot(self, host: str) -> trio.socket.SocketType:
@@ -95,7 +96,7 @@ class Harness:
 
     async def settled(self) -> None:
         """Wait until every reply the server queued has gone out."""
-        await wait_for(lambda: self.endpoint.statistics()["queued_datagrams"] == 0)
+        await wait_for(lambda: self.endpoint.statistics().queued_datagrams == 0)
 
     async def __aenter__(self) -> Harness:
         return self
@@ -143,7 +144,7 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
             # Half-open handshakes up to the threshold: from here on cookies are demanded.
             loaders = [await h.bot("127.0.0.250") for _ in range(threshold)]
             await h.send_all(list(zip(loaders, extra, strict=True)))
-            await wait_for(lambda: h.server_stats()["half_open"] == threshold)
+            await wait_for(lambda: h.server_stats().half_open == threshold)
             await h.settled()
         base = h.server_stats()
         base_pool = pools.in_use
@@ -155,11 +156,11 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
         got = await replies(bots)
         stats = h.server_stats()
         # No per-peer state: no connection, no partial ClientHello, pool use as before.
-        assert stats["connections"] == base["connections"]
-        assert stats["connections_created"] == base["connections_created"]
-        assert stats["gate_partials"] == 0
+        assert stats.connections == base.connections
+        assert stats.connections_created == base.connections_created
+        assert stats.gate_partials == 0
         assert pools.in_use == base_pool and pools.in_use_bytes == base_bytes
-        assert stats["gate"]["hello_retry_sent"] - base["gate"]["hello_retry_sent"] == 200
+        assert stats.gate["hello_retry_sent"] - base.gate["hello_retry_sent"] == 200
         # RFC 9147 §5.1: at most one HelloRetryRequest each, no more than 3x what came in.
         for hello, answer in zip(hellos, got, strict=True):
             assert len(answer) == 1 and is_hello_retry_request(answer[0])
@@ -184,10 +185,10 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
             await channel.send(b"through the flood")
             assert await channel.receive() == b"through the flood"
         assert channel._conn.stats["hello_retry_requests_received"] == 1  # a cookie was demanded
-        flooded = h.server_stats()["gate"]["hello_retry_sent"] - stats["gate"]["hello_retry_sent"]
+        flooded = h.server_stats().gate["hello_retry_sent"] - stats.gate["hello_retry_sent"]
         assert flooded > BATCH  # the flood went on during the handshake
         flood_scope.cancel()
-        await wait_for(lambda: h.server_stats()["connections"] == base["connections"] + 1)
+        await wait_for(lambda: h.server_stats().connections == base.connections + 1)
         await channel.aclose()
         await h.settled()
         assert h.endpoint.counters["internal_errors"] == 0
@@ -206,9 +207,9 @@ async def test_per_source_limits_hit_only_the_offending_source() -> None:
         flooders = [await h.bot("127.0.0.66") for _ in range(40)]
         await h.send_all(list(zip(flooders, hellos, strict=True)))
         stats = h.server_stats()
-        assert stats["rate_limited"] == 20  # the bucket held 20 of the 40
-        assert stats["too_many_half_open_per_ip"] == 17  # 3 of those 20 became handshakes
-        assert stats["half_open"] == 3 and stats["connections_created"] == 3
+        assert stats.rate_limited == 20  # the bucket held 20 of the 40
+        assert stats.too_many_half_open_per_ip == 17  # 3 of those 20 became handshakes
+        assert stats.half_open == 3 and stats.connections_created == 3
         # Another address is untouched by 127.0.0.66's limits.
         client_pools = PoolSet()
         with trio.fail_after(2):
@@ -223,10 +224,10 @@ async def test_per_source_limits_hit_only_the_offending_source() -> None:
             assert await channel.receive() == b"not limited"
         after = h.server_stats()
         for reason in ("rate_limited", "too_many_half_open_per_ip", "too_many_half_open"):
-            assert after[reason] == stats[reason], reason
+            assert getattr(after, reason) == getattr(stats, reason), reason
         # 127.0.0.66 is still held to its limits.
         await h.send_all([(flooders[0], hellos[0])])
-        assert h.server_stats()["rate_limited"] == 21
+        assert h.server_stats().rate_limited == 21
         await channel.aclose()
         h.close()
     assert pools.in_use == 0 and client_pools.in_use == 0
@@ -250,17 +251,17 @@ async def test_half_open_flood_stops_at_its_cap() -> None:
         bots += [await h.bot(f"127.0.0.{i}") for i in range(3, 43)]
         await h.send_all(list(zip(bots, hellos, strict=True)))
         stats = h.server_stats()
-        assert stats["half_open"] == 10 and stats["connections"] == 10
-        assert stats["connections_created"] == 10
-        assert stats["too_many_half_open_per_ip"] == 2  # 127.0.0.2's fourth and fifth
-        assert stats["too_many_half_open"] == 45 - 10 - 2
-        assert stats["gate"]["hello_retry_sent"] == 0  # cookie_policy="never"
+        assert stats.half_open == 10 and stats.connections == 10
+        assert stats.connections_created == 10
+        assert stats.too_many_half_open_per_ip == 2  # 127.0.0.2's fourth and fifth
+        assert stats.too_many_half_open == 45 - 10 - 2
+        assert stats.gate["hello_retry_sent"] == 0  # cookie_policy="never"
         # The refused ones cost nothing: memory is that of the 10 handshakes.
-        held = stats["memory_in_use"]
+        held = stats.memory_in_use
         await h.send_all(list(zip(bots, hellos, strict=True)))  # their retransmissions
         again = h.server_stats()
-        assert again["connections_created"] == 10 and again["half_open"] == 10
-        assert again["memory_in_use"] <= held
+        assert again.connections_created == 10 and again.half_open == 10
+        assert again.memory_in_use <= held
         h.close()
     assert pools.in_use == 0
 
@@ -297,16 +298,16 @@ async def test_flood_of_first_fragments_stays_inside_the_reassembly_budget() -> 
         await h.send_all([(b, fragment) for b in bots[:-1]] + [(bots[-1], too_big)])
         watcher.cancel()
         stats = h.server_stats()
-        gate = stats["gate"]
-        assert 0 < stats["gate_partials"] <= total // 4096
-        assert gate["partials_started"] == stats["gate_partials"]
-        assert gate["partials_refused"] == 100 - stats["gate_partials"]
-        assert stats["connections"] == 0 and gate["hello_retry_sent"] == 0
+        gate = stats.gate
+        assert 0 < stats.gate_partials <= total // 4096
+        assert gate["partials_started"] == stats.gate_partials
+        assert gate["partials_refused"] == 100 - stats.gate_partials
+        assert stats.connections == 0 and gate["hello_retry_sent"] == 0
         # Transient: the receive task's next buffer, at most one 64 KiB class.
         assert peak <= total + 65536
         # Nothing completes them: they expire, and their memory goes back.
-        await wait_for(lambda: h.server_stats()["gate_partials"] == 0, timeout=3)
-        assert h.server_stats()["gate"]["partials_expired"] == gate["partials_started"]
+        await wait_for(lambda: h.server_stats().gate_partials == 0, timeout=3)
+        assert h.server_stats().gate["partials_expired"] == gate["partials_started"]
         assert pools.in_use_bytes == base_bytes
         h.close()
     assert pools.in_use == 0
@@ -322,9 +323,9 @@ async def test_random_garbage_is_counted_and_dropped() -> None:
         await h.send_all(junk)
         got = await replies(bots, wait=0.1)
         stats = h.server_stats()
-        assert stats["datagrams"] == 200 and stats["gate_dropped"] == 200
-        assert stats["connections"] == 0 and stats["gate_partials"] == 0
-        assert sum(stats["gate"][k] for k in ("malformed", "not_client_hello")) == 200
+        assert stats.datagrams == 200 and stats.gate_dropped == 200
+        assert stats.connections == 0 and stats.gate_partials == 0
+        assert sum(stats.gate[k] for k in ("malformed", "not_client_hello")) == 200
         assert h.endpoint.counters["datagrams_out"] == 0 and not any(got)
         assert h.endpoint.counters["internal_errors"] == 0
         assert pools.in_use_bytes == base_bytes

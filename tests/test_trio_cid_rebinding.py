@@ -85,8 +85,8 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
         assert served._conn.cid_negotiated and channel._conn.cid_negotiated
         first = nat.outside.getsockname()
         assert served.peer_address == first
-        stats = server.statistics()["server"]
-        assert isinstance(stats, dict) and stats["address_changes"] == 0
+        stats = server.statistics().server
+        assert stats is not None and stats.address_changes == 0
 
         # A forged datagram with the connection's CID from a third address: routed to the
         # connection by CID, fails authentication, moves nothing.
@@ -124,8 +124,8 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
             assert await channel.receive() == b"still"
         assert served.peer_address == second
         assert served._conn.stats["address_changes"] == 1
-        stats = server.statistics()["server"]
-        assert isinstance(stats, dict) and stats["address_changes"] == 1
+        stats = server.statistics().server
+        assert stats is not None and stats.address_changes == 1
         assert nat.dropped_on_old_mapping == 0
 
         await channel.aclose()

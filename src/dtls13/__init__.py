@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
-from .alerts import Alert
+from .alerts import Alert, AlertDescription
 from .config import ClientConfig, ServerConfig
-from .trio import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint, open_dtls_client, serve_dtls
+from .errors import (
+    CertificateVerificationFailed,
+    ConnectionEnded,
+    ConnectionFailed,
+    DTLSError,
+    HandshakeFailed,
+    HandshakeTimeout,
+    LocalProtocolError,
+    PeerClosed,
+    PeerUnreachable,
+)
+from .trio import (
+    DTLSChannel,
+    DTLSChannelStatistics,
+    DTLSEndpoint,
+    DTLSEndpointStatistics,
+    open_dtls_client,
+    serve_dtls,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it)
 
 __all__ = [
     "Alert",
+    "AlertDescription",
+    "CertificateVerificationFailed",
     "ClientConfig",
+    "ConnectionEnded",
+    "ConnectionFailed",
     "DTLSChannel",
     "DTLSChannelStatistics",
     "DTLSEndpoint",
+    "DTLSEndpointStatistics",
+    "DTLSError",
+    "HandshakeFailed",
+    "HandshakeTimeout",
+    "LocalProtocolError",
+    "PeerClosed",
+    "PeerUnreachable",
     "ServerConfig",
     "__version__",
     "open_dtls_client",

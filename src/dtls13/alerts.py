@@ -1,5 +1,7 @@
 """Alerts (RFC 8446 §6): wire constants and one exception class per description.
 
+``LocalProtocolError`` is re-exported here from ``errors`` for the core's modules.
+
 Inside the core, a protocol error is raised as the matching ``Alert`` subclass; the
 connection turns it into the outgoing fatal alert and a terminal event in one place.
 """
@@ -7,6 +9,8 @@ connection turns it into the outgoing fatal alert and a terminal event in one pl
 from __future__ import annotations
 
 import enum
+
+from .errors import LocalProtocolError as LocalProtocolError
 
 
 class AlertLevel(enum.IntEnum):
@@ -48,14 +52,13 @@ class Alert(Exception):
     """A protocol error that ends the connection with this alert."""
 
     description: AlertDescription = AlertDescription.internal_error
+    # Set when the alert is our verdict on the peer's certificate chain: the verifier's
+    # own words, reported to the user (``CertificateVerificationFailed``).
+    certificate_error: str | None = None
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason or self.description.name)
         self.reason = reason or self.description.name
-
-
-class LocalProtocolError(Exception):
-    """The programmer used the API wrongly (raised at once, never sent)."""
 
 
 class UnexpectedMessage(Alert):

@@ -24,15 +24,30 @@ from typing import Any, NoReturn
 
 import trio
 
-from .alerts import Alert, LocalProtocolError
+from . import __version__
+from .alerts import AlertDescription
 from .config import ClientConfig, ServerConfig
+from .connection import MIN_MTU
 from .endpoint import DoSProtectionConfig
+from .errors import (
+    CertificateVerificationFailed,
+    ConnectionEnded,
+    DTLSError,
+    HandshakeFailed,
+    HandshakeTimeout,
+    PeerClosed,
+    PeerUnreachable,
+)
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
 EXIT_USAGE = 2  # bad options or configuration
 EXIT_FAILURE = 1  # runtime failures: bind, resolve, handshake
 HANDSHAKE_TIMEOUT = 15.0
 ECHO_TIMEOUT = 5.0
+DEFAULT_MTU: int = ClientConfig.mtu
+# A record's overhead with the suites on by default: a 5-byte header (16-bit sequence
+# number and length), the content type byte and a 16-byte tag.
+DEFAULT_CLEARTEXT_MTU = DEFAULT_MTU - 22
 
 
 class UsageError(Exception):
@@ -55,24 +70,43 @@ def _names(value: str) -> list[str]:
     return names
 
 
+def _integer(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {value!r}") from None
+
+
 def _port(value: str) -> int:
-    port = int(value)
+    port = _integer(value, "a port")
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
     return port
 
 
 def _positive(value: str) -> int:
-    n = int(value)
+    n = _integer(value, "it")
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n} is not a positive number")
+    return n
+
+
+def _mtu(value: str) -> int:
+    n = _integer(value, "the MTU")
+    if not MIN_MTU <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"the MTU must be between {MIN_MTU} and 65535, not {n}")
     return n
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert", metavar="F", help="certificate chain (PEM)")
     p.add_argument("--key", metavar="F", help="private key (PEM or DER)")
-    p.add_argument("--mtu", type=int, metavar="N", help="largest datagram to send (bytes)")
+    p.add_argument(
+        "--mtu",
+        type=_mtu,
+        metavar="N",
+        help=f"largest datagram to send, in bytes ({DEFAULT_MTU}; {MIN_MTU}..65535)",
+    )
     p.add_argument("--groups", type=_names, metavar="G,...", help="key exchange groups (IANA)")
     p.add_argument("--ciphers", type=_names, metavar="S,...", help="cipher suites (IANA)")
     p.add_argument("--alpn", type=_names, metavar="P,...", help="ALPN protocols to offer")
@@ -84,6 +118,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m dtls13", description="DTLS 1.3 echo server and client")
+    parser.add_argument("--version", action="version", version=f"dtls13 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     server = sub.add_parser("server", help="run an echo server")
     server.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
@@ -118,7 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--insecure", action="store_true", help="do not verify the server")
     client.add_argument("--server-name", metavar="N", help="name to verify (default: --host)")
     client.add_argument("--count", type=_positive, metavar="N", help="send N messages and time")
-    client.add_argument("--size", type=_positive, default=64, metavar="B", help="message size")
+    client.add_argument(
+        "--size",
+        type=_positive,
+        default=64,
+        metavar="B",
+        help=f"message size with --count (64); one message is one datagram, so at most "
+        f"{DEFAULT_CLEARTEXT_MTU} bytes at the default --mtu {DEFAULT_MTU} (MTU - 22 with the "
+        "usual suites)",
+    )
     _common(client)
     return parser
 
@@ -178,11 +221,12 @@ def _peer(address: Any) -> str:
 
 def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, str | None]:
     """The server's configuration; makes a self-signed certificate without --cert."""
+    from .certgen import cert_pem, fingerprint, make_self_signed
+
     opts = _options(args)
     cert_path = None
+    cert = None
     if "certificate_chain" not in opts:
-        from .certgen import cert_pem, fingerprint, make_self_signed
-
         ips = ["127.0.0.1", "::1"]
         if args.host not in ips and args.host not in ("0.0.0.0", "::"):
             try:
@@ -195,11 +239,6 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
         names = ["localhost"] + ([] if args.host in ips or ":" in args.host else [args.host])
         cert, key = make_self_signed(names, ips)
         opts["certificate_chain"], opts["private_key"] = [cert], key
-        fd, cert_path = tempfile.mkstemp(prefix="dtls13-echo-", suffix=".pem")
-        with os.fdopen(fd, "wb") as f:
-            f.write(cert_pem(cert))
-        print(f"self-signed ECDSA P-256 certificate: {cert_path}", flush=True)
-        print(f"SHA-256 fingerprint: {fingerprint(cert)}", flush=True)
     if args.require_client_cert:
         if not args.cafile:
             raise UsageError("--require-client-cert needs --cafile")
@@ -209,7 +248,15 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
     if args.cafile:
         opts["cafile"] = args.cafile
     opts.update(_secrets(args))
-    return ServerConfig(**opts), cert_path
+    config = ServerConfig(**opts)
+    if cert is not None:
+        # Written once the configuration is known good: main() removes it at exit.
+        fd, cert_path = tempfile.mkstemp(prefix="dtls13-echo-", suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert_pem(cert))
+        print(f"self-signed ECDSA P-256 certificate: {cert_path}", flush=True)
+        print(f"SHA-256 fingerprint: {fingerprint(cert)}", flush=True)
+    return config, cert_path
 
 
 def _secrets(args: argparse.Namespace) -> dict[str, bytes]:
@@ -265,13 +312,7 @@ async def run_server(
                 log(f"{peer}: {len(message)} bytes", 2)
                 await channel.send(message)
             log(f"{peer}: closed by peer")
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            Alert,
-            LocalProtocolError,
-            ValueError,
-        ) as exc:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, DTLSError, ValueError) as exc:
             log(f"{peer}: {exc}")
         if log.level >= 2:
             s = channel.statistics()
@@ -495,49 +536,118 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     return ClientConfig(**opts)
 
 
+# What to do about the alerts a server sends to end a handshake.
+_ALERT_HINTS: dict[AlertDescription, str] = {
+    AlertDescription.handshake_failure: "no cipher suite, group or signature algorithm in "
+    "common (see --ciphers and --groups)",
+    AlertDescription.protocol_version: "the server does not speak DTLS 1.3",
+    AlertDescription.certificate_required: "the server requires a client certificate: "
+    "give one with --cert and --key",
+    AlertDescription.no_application_protocol: "no ALPN protocol in common (see --alpn)",
+    AlertDescription.unknown_ca: "the server does not trust the CA of our client "
+    "certificate (--cert)",
+    AlertDescription.bad_certificate: "the server rejected our client certificate (--cert)",
+    AlertDescription.certificate_unknown: "the server rejected our client certificate (--cert)",
+    AlertDescription.access_denied: "the server refused us access",
+}
+
+
+def _handshake_failure(peer: str, exc: HandshakeFailed) -> Failure:
+    """One line that says what went wrong and what to do."""
+    if isinstance(exc, PeerUnreachable):
+        return Failure(f"no answer from {peer}: nothing listens on that port (is the server "
+                       "running, on that port?)")  # fmt: skip
+    if isinstance(exc, HandshakeTimeout):
+        return Failure(f"no answer from {peer} within {HANDSHAKE_TIMEOUT:g} s: is a DTLS 1.3 "
+                       "server running there, and does a firewall let UDP through?")  # fmt: skip
+    if isinstance(exc, CertificateVerificationFailed):
+        why = exc.reason.removeprefix("certificate verification failed: ")
+        return Failure(
+            f"handshake with {peer} failed: the server's certificate was rejected: {why}. "
+            "Trust its CA with --cafile (and check --server-name), or skip verification "
+            "with --insecure"
+        )
+    if exc.by_peer and exc.alert is not None:
+        hint = _ALERT_HINTS.get(exc.alert, "see the server's log")
+        return Failure(f"handshake with {peer} failed: the server sent {exc.alert.name}: {hint}")
+    return Failure(f"handshake with {peer} failed: {exc.reason}")
+
+
 async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) -> None:
+    peer = _peer((args.host, args.port))
     try:
         channel = await open_dtls_client(args.host, args.port, config)
     except OSError as exc:
-        raise Failure(f"cannot reach {args.host}:{args.port}: {exc.strerror or exc}") from None
-    except trio.BrokenResourceError as exc:
-        raise Failure(f"handshake with {_peer((args.host, args.port))} failed: {exc}") from None
+        raise Failure(f"cannot reach {peer}: {exc.strerror or exc}") from None
+    except HandshakeFailed as exc:
+        raise _handshake_failure(peer, exc) from None
     log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
     try:
         if args.count:
-            await _timed_echoes(channel, args.count, args.size)
+            await _timed_echoes(channel, args.count, args.size, args.mtu or DEFAULT_MTU)
         else:
             await _echo_lines(channel, log)
-    except trio.EndOfChannel:
+    except (trio.EndOfChannel, PeerClosed):
         log("the server closed the connection")
-    except trio.BrokenResourceError as exc:
-        raise Failure(str(exc)) from None
+    except ConnectionEnded as exc:
+        raise Failure(f"the connection to {peer} failed: {exc}") from None
     finally:
         await channel.aclose()
 
 
+async def _read_line(stdin: Any) -> bytes:
+    """A line of stdin (b"" at its end); Ctrl-C is not held up by the blocked read."""
+    line: bytes = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
+    return line
+
+
 async def _echo_lines(channel: DTLSChannel, log: _Log) -> None:
-    stdin = trio.wrap_file(sys.stdin.buffer)
-    stdout = sys.stdout.buffer
-    async for line in stdin:
-        message = line.rstrip(b"\r\n")
-        if not message:
-            continue
-        if len(message) > channel.get_cleartext_mtu():
-            log(f"line of {len(message)} bytes does not fit one datagram; skipped", 0)
-            continue
-        await channel.send(message)
-        with trio.move_on_after(ECHO_TIMEOUT) as scope:
-            echoed = await channel.receive()
-            stdout.write(echoed + b"\n")
-            stdout.flush()
-        if scope.cancelled_caught:
-            log(f"no echo within {ECHO_TIMEOUT:g} s", 0)
+    """Send each non-empty line of stdin and print the echoes as they come; at the end of
+    input wait up to ECHO_TIMEOUT for the last ones. Ends early when the server closes."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    limit = channel.get_cleartext_mtu()
+    awaited = 0
+    problems: list[str] = []
+    async with trio.open_nursery() as nursery:
+
+        async def print_echoes() -> None:
+            nonlocal awaited
+            async for echoed in channel:  # ends at the server's close_notify
+                awaited -= 1
+                stdout.write(echoed + b"\n")
+                stdout.flush()
+            log("the server closed the connection")
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(print_echoes)
+        while line := await _read_line(stdin):
+            message = line.rstrip(b"\r\n")
+            if not message:
+                continue
+            if len(message) > limit:
+                problems.append(f"a line of {len(message)} bytes does not fit one datagram "
+                                f"(at most {limit} bytes; raise --mtu)")  # fmt: skip
+                continue
+            await channel.send(message)
+            awaited += 1
+        with trio.move_on_after(ECHO_TIMEOUT):
+            while awaited > 0:
+                await trio.sleep(0.01)
+        if awaited > 0:
+            problems.append(f"{awaited} lines got no echo within {ECHO_TIMEOUT:g} s")
+        nursery.cancel_scope.cancel()
+    if problems:
+        raise Failure(problems[-1] if len(problems) == 1 else f"{len(problems)} problems; "
+                      f"the last: {problems[-1]}")  # fmt: skip
 
 
-async def _timed_echoes(channel: DTLSChannel, count: int, size: int) -> None:
-    if size > channel.get_cleartext_mtu():
-        raise UsageError(f"--size {size} exceeds one datagram ({channel.get_cleartext_mtu()})")
+async def _timed_echoes(channel: DTLSChannel, count: int, size: int, mtu: int) -> None:
+    limit = channel.get_cleartext_mtu()
+    if size > limit:
+        raise UsageError(
+            f"--size {size} does not fit one datagram: at most {limit} bytes at --mtu {mtu} "
+            "(raise --mtu, or lower --size)"
+        )
     rtts: list[float] = []
     lost = 0
     started = trio.current_time()
@@ -568,6 +678,26 @@ async def _timed_echoes(channel: DTLSChannel, count: int, size: int) -> None:
         raise Failure(f"{lost} of {count} messages got no echo")
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """trio.run, with the one exception that matters taken out of trio's exception groups
+    (a Ctrl-C or a failure inside a nursery arrives wrapped in one)."""
+    try:
+        trio.run(fn, *args, **kwargs)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        for kind in (KeyboardInterrupt, UsageError, Failure):
+            for leaf in leaves:
+                if isinstance(leaf, kind):
+                    raise leaf from None
+        raise
+
+
 # -- entry point ----------------------------------------------------------------------
 
 
@@ -582,9 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.workers > 1:
                 run_workers(args, config, log)
             else:
-                trio.run(run_server, args, config, log)
+                _run(run_server, args, config, log)
         else:
-            trio.run(run_client, args, client_config(args), log)
+            _run(run_client, args, client_config(args), log)
         return 0
     except UsageError as exc:
         print(f"dtls13: error: {exc}", file=sys.stderr)
@@ -592,6 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as exc:  # configuration
         print(f"dtls13: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
     except Failure as exc:
         print(f"dtls13: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -75,6 +75,7 @@ from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
 from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
+from .statistics import ConnectionStatistics
 
 Address = Any
 Config = ClientConfig | ServerConfig
@@ -159,6 +160,7 @@ class Connection:
         "_cid_request_outstanding",
         "_client_hello",
         "_client_random",
+        "_closed_cleartext_mtu",
         "_current_seq",
         "_decoded_hello",
         "_early_accepted",
@@ -334,6 +336,7 @@ class Connection:
         self._rto = self.config.retransmit_initial
         self._retransmit_at: float | None = None
         self._timeouts = 0
+        self._closed_cleartext_mtu: int | None = None
         self._ack_list: list[RecordNumber] = []
         self._ack_at: float | None = None
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
@@ -575,7 +578,13 @@ class Connection:
             and self._handshake_deadline is not None
             and now >= self._handshake_deadline
         ):
-            self._terminate(None, "handshake timed out", by_peer=False, now=now)
+            self._terminate(
+                None,
+                f"handshake timed out after {self.config.handshake_timeout:g} s",
+                by_peer=False,
+                now=now,
+                timed_out=True,
+            )
             return
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
@@ -686,7 +695,12 @@ class Connection:
         self.stats["early_data_bytes_out"] += len(data)
 
     def get_cleartext_mtu(self) -> int:
-        """The largest application data record that fits one datagram now."""
+        """The largest application data record that fits one datagram now (once closed: as
+        it was when the connection ended)."""
+        if self.state is State.CLOSED:
+            if self._closed_cleartext_mtu is None:
+                raise LocalProtocolError("the connection ended before its handshake completed")
+            return self._closed_cleartext_mtu
         epoch = self._records.write_epoch
         with self._records.datagram_writer(self.mtu) as w:
             space = w.space(epoch)
@@ -783,22 +797,22 @@ class Connection:
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._peer_chain
 
-    def statistics(self) -> dict[str, object]:
+    def statistics(self) -> ConnectionStatistics:
         """Counters of this connection, its record layer's drops and its pool use."""
-        return {
+        return ConnectionStatistics(
             **self.stats,
-            "record_drops": dict(self._records.drops),
-            "reassembly": dict(
+            record_drops=dict(self._records.drops),
+            reassembly=dict(
                 self._reassembler.counters
                 if self._reassembler is not None
                 else self._idle_reassembly[1]
                 if self._idle_reassembly is not None
                 else {}
             ),
-            "memory_in_use": self.owner.in_use,
-            "memory_high_water": self.owner.high_water,
-            "leases_live": self.owner.live,
-        }
+            memory_in_use=self.owner.in_use,
+            memory_high_water=self.owner.high_water,
+            leases_live=self.owner.live,
+        )
 
     # -- errors -------------------------------------------------------------------------
 
@@ -825,13 +839,31 @@ class Connection:
         except Exception:  # the alert is best effort; the connection ends regardless
             if self.config.debug:
                 raise
-        self._terminate(alert.description, alert.reason, by_peer=False, now=now)
+        self._terminate(
+            alert.description,
+            alert.reason,
+            by_peer=False,
+            now=now,
+            certificate_error=alert.certificate_error,
+        )
 
     def _terminate(
-        self, alert: AlertDescription | None, reason: str, *, by_peer: bool, now: float | None
+        self,
+        alert: AlertDescription | None,
+        reason: str,
+        *,
+        by_peer: bool,
+        now: float | None,
+        timed_out: bool = False,
+        certificate_error: str | None = None,
     ) -> None:
+        if self.state is State.CONNECTED:
+            # What get_cleartext_mtu() answers once the record layer is gone.
+            self._closed_cleartext_mtu = self.get_cleartext_mtu()
         self.state = State.CLOSED
-        self.terminated = ConnectionTerminated(alert, reason, by_peer)
+        self.terminated = ConnectionTerminated(
+            alert, reason, by_peer, timed_out=timed_out, certificate_error=certificate_error
+        )
         self._event(self.terminated)
         self._retransmit_at = self._ack_at = None
         if self._flight is not None:

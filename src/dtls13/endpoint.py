@@ -24,6 +24,7 @@ from .connection import Connection
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
 from .memory.trim import trim_heap
+from .statistics import ServerEndpointStatistics
 
 CookiePolicy = Literal["always", "under_load", "never"]
 
@@ -474,20 +475,20 @@ class ServerEndpoint:
         self.gate.close()
         self.pools.release_owner(self.owner)
 
-    def statistics(self) -> dict[str, object]:
-        half_open = len(self._half_open_now())
-        return {
+    def statistics(self) -> ServerEndpointStatistics:
+        """Admission counters, drops by reason, the cookie gate's counters, memory."""
+        return ServerEndpointStatistics(
             **self.counters,
-            "connections": len(self.connections),
-            "half_open": half_open,
-            "emergency": self.emergency,
-            "gate": dict(self.gate.counters),
-            "gate_partials": self.gate.partials,
-            "memory_in_use": self.owner.in_use,
-            "memory_high_water": self.owner.high_water,
-            "pool_in_use_bytes": self.pools.in_use_bytes,
-            "tracked_sources": len(self._buckets),
-        }
+            connections=len(self.connections),
+            half_open=len(self._half_open_now()),
+            emergency=self.emergency,
+            gate=dict(self.gate.counters),
+            gate_partials=self.gate.partials,
+            memory_in_use=self.owner.in_use,
+            memory_high_water=self.owner.high_water,
+            pool_in_use_bytes=self.pools.in_use_bytes,
+            tracked_sources=len(self._buckets),
+        )
 
     # -- admission ----------------------------------------------------------------------
 

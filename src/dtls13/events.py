@@ -61,8 +61,15 @@ class NewSessionTicketReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTerminated(Event):
-    """The connection ended: by close_notify, an alert (sent or received) or a timeout."""
+    """The connection ended: by close_notify, an alert (sent or received) or a timeout.
+
+    ``timed_out``: the handshake did not complete within ``handshake_timeout``.
+    ``certificate_error``: we rejected the peer's certificate chain, for this reason (the
+    verifier's words). ``dtls13.errors.error_for`` makes the matching exception.
+    """
 
     alert: AlertDescription | None
     reason: str
     by_peer: bool
+    timed_out: bool = False
+    certificate_error: str | None = None

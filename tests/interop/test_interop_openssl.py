@@ -104,11 +104,11 @@ def test_our_client_with_openssl_server(
             assert done.cipher_suite is CipherSuite[case.suite]
             assert done.group is case.group
             stats = ours.conn.statistics()
-            assert stats["hello_retry_requests_received"] == (1 if case.hrr else 0)
+            assert stats.hello_retry_requests_received == (1 if case.hrr else 0)
             assert ours.peer_said(f"CIPHER is {case.suite}", peer), peer.describe()
             # s_server drops data that arrives before our Finished (lost in one case), and
             # data is never retransmitted: send once it has ACKed our final flight.
-            assert ours.pump(lambda: ours.conn.statistics()["acks_received"] != 0, peer)
+            assert ours.pump(lambda: ours.conn.statistics().acks_received != 0, peer)
 
             ours.send(b"hello from dtls13\n")
             assert ours.peer_said("hello from dtls13", peer), peer.describe()
@@ -165,9 +165,9 @@ def test_openssl_client_with_our_server(
             assert done.cipher_suite is CipherSuite[case.suite]
             assert done.group is case.group
             stats = ours.conn.statistics()
-            assert stats["hello_retry_requests_sent"] == (1 if case.hrr else 0)
+            assert stats.hello_retry_requests_sent == (1 if case.hrr else 0)
             if case.group is NamedGroup.X25519MLKEM768:
-                reassembly = stats["reassembly"]
+                reassembly = stats.reassembly
                 assert isinstance(reassembly, dict) and reassembly["reassembled"] >= 1
             assert ours.peer_said(f"Cipher is {case.suite}", peer), peer.describe()
             assert ours.peer_said("Verification: OK", peer), peer.describe()

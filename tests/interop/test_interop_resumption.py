@@ -163,9 +163,9 @@ def _our_client_resumes_with_wolfssl(
             assert done.resumed and done.peer_certificates == ()
             assert done.early_data_accepted is ((not cookie) if early else None)
             stats = second.conn.statistics()
-            assert stats["early_data_bytes_out"] == (len(EARLY) if early else 0)
+            assert stats.early_data_bytes_out == (len(EARLY) if early else 0)
             # wolfSSL's server asks for a cookie unless told not to (-J n).
-            assert stats["hello_retry_requests_received"] == (0 if "-J" in argv else 1)
+            assert stats.hello_retry_requests_received == (0 if "-J" in argv else 1)
         finally:
             second.close()
         assert peer.wait() == 0, peer.describe()

@@ -123,7 +123,7 @@ def test_our_client_with_wolfssl_server(
             assert done.group is case.group
             stats = ours.conn.statistics()
             # wolfSSL's server always asks for a cookie first.
-            assert stats["hello_retry_requests_received"] == 1
+            assert stats.hello_retry_requests_received == 1
 
             # The example server reads once: if our ACK of its NewSessionTicket and our
             # data arrive together, it may return from that read empty-handed (a race in
@@ -173,7 +173,7 @@ def test_wolfssl_client_with_our_server(
             assert done.cipher_suite is CipherSuite[case.suite]
             assert done.group is case.group
             stats = ours.conn.statistics()
-            assert stats["hello_retry_requests_sent"] == (1 if case.hrr else 0)
+            assert stats.hello_retry_requests_sent == (1 if case.hrr else 0)
 
             assert ours.pump(lambda: CLIENT_MESSAGE in ours.data(), peer), peer.describe()
             ours.send(reply)
@@ -296,7 +296,7 @@ def test_echo_with_repeated_key_updates(wolfssl: WolfSSL, certs: Certs, pools: P
             assert ours.pump(lambda: len(ours.data()) >= len(sent), peer), peer.describe()
             assert ours.data() == sent
             stats = ours.conn.statistics()
-            assert stats["key_updates_sent"] == stats["key_updates_received"] == 10
+            assert stats.key_updates_sent == stats.key_updates_received == 10
             updated = {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
             assert updated == {(side, epoch) for side in (True, False) for epoch in range(4, 14)}
         finally:

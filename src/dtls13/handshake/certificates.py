@@ -181,14 +181,20 @@ def _parse_certificates(data: bytes, label: str) -> list[x509.Certificate]:
             raise ValueError(f"{label}: no PEM CERTIFICATE block found")
         try:
             return x509.load_pem_x509_certificates(data)
-        except ValueError as err:
-            raise ValueError(f"{label}: bad PEM certificate: {err}") from None
+        except ValueError:
+            raise ValueError(
+                f"{label}: bad PEM certificate: a CERTIFICATE block does not decode to an "
+                "X.509 certificate (damaged or truncated file?)"
+            ) from None
     if not data.strip():
         raise ValueError(f"{label}: empty, no certificate in it")
     try:
         return [x509.load_der_x509_certificate(data)]
-    except ValueError as err:
-        raise ValueError(f"{label}: neither PEM nor a DER certificate: {err}") from None
+    except ValueError:
+        raise ValueError(
+            f"{label}: neither PEM nor a DER certificate; give a file with a "
+            "-----BEGIN CERTIFICATE----- block"
+        ) from None
 
 
 def load_certificate_chain(source: CertificateSource) -> list[x509.Certificate]:
@@ -255,7 +261,10 @@ def load_private_key(source: KeySource, password: bytes | str | None = None) -> 
             msg = str(err)
             if password is not None and ("decrypt" in msg.lower() or "password" in msg.lower()):
                 raise ValueError(f"{label}: wrong password for the private key") from None
-            raise ValueError(f"{label}: cannot read the private key: {msg}") from None
+            raise ValueError(
+                f"{label}: cannot read the private key: not a PEM or DER private key "
+                "(PKCS#8, SEC 1 or PKCS#1)"
+            ) from None
         except UnsupportedAlgorithm as err:
             raise ValueError(f"{label}: unsupported private key type: {err}") from None
     if not schemes_for_key(key) or not hasattr(key, "sign"):
@@ -686,29 +695,76 @@ def server_name_subject(server_name: str) -> x509.DNSName | x509.IPAddress:
 
 
 # cryptography's VerificationError messages (checked against cryptography 48; the
-# tests exercise every entry). First match wins, so specific causes come first.
-_VERIFICATION_ERRORS: tuple[tuple[str, type[Alert]], ...] = (
-    ("not valid at validation time", CertificateExpired),
+# tests exercise every entry), with the alert and a sentence a user can act on. First
+# match wins, so specific causes come first.
+_VERIFICATION_ERRORS: tuple[tuple[str, type[Alert], str], ...] = (
+    (
+        "not valid at validation time",
+        CertificateExpired,
+        "a certificate in the chain is expired or not yet valid (check the clocks)",
+    ),
     # OpenSSL maps X509_V_ERR_HOSTNAME_MISMATCH to bad_certificate too.
-    ("no matching subjectaltname", BadCertificate),
-    ("forbidden public key algorithm", UnsupportedCertificate),
-    ("forbidden signature algorithm", UnsupportedCertificate),
-    ("unsupported", UnsupportedCertificate),
+    (
+        "no matching subjectaltname",
+        BadCertificate,
+        "the certificate is not issued for the expected name (check server_name)",
+    ),
+    (
+        "has no subjectaltname",
+        BadCertificate,
+        "the certificate names no host (no subjectAltName), so it fits no server_name",
+    ),
+    (
+        "forbidden public key algorithm",
+        UnsupportedCertificate,
+        "a certificate in the chain has a key type or size that is not allowed",
+    ),
+    (
+        "forbidden signature algorithm",
+        UnsupportedCertificate,
+        "a certificate in the chain is signed with an algorithm that is not allowed",
+    ),
+    ("unsupported", UnsupportedCertificate, "the certificate uses something unsupported"),
     # OpenSSL: X509_V_ERR_INVALID_PURPOSE -> unsupported_certificate.
-    ("eku", UnsupportedCertificate),
-    ("candidates exhausted", UnknownCa),
-    ("chain construction exceeds max depth", UnknownCa),
+    ("eku", UnsupportedCertificate, "the certificate is not issued for this use (EKU)"),
+    (
+        "candidates exhausted",
+        UnknownCa,
+        "no chain leads from the certificate to a trusted CA (is the CA that issued it "
+        "among the trusted ones: cafile?)",
+    ),
+    (
+        "chain construction exceeds max depth",
+        UnknownCa,
+        "the certificate chain is longer than allowed",
+    ),
 )
+
+
+_VALIDATOR_FAILED = "Python extension validator failed: ValueError: "
+
+
+def _rejected(cls: type[Alert], sentence: str, verifier_said: str) -> Alert:
+    """An alert for a rejected certificate chain: `sentence` for the user, the verifier's
+    own words kept as ``certificate_error``."""
+    alert = cls(f"certificate verification failed: {sentence}")
+    alert.certificate_error = verifier_said
+    return alert
 
 
 def _alert_for_verification_error(err: Exception) -> Alert:
     message = str(err)
     lowered = message.lower()
-    for needle, cls in _VERIFICATION_ERRORS:
+    for needle, cls, sentence in _VERIFICATION_ERRORS:
         if needle in lowered:
-            return cls(f"certificate verification failed: {message}")
+            # A candidate refused by our own extension checks says why; a bare signature
+            # mismatch or an empty search is the usual "not issued by a CA we trust".
+            _, _, detail = message.partition(_VALIDATOR_FAILED)
+            if detail:
+                sentence = f"no chain leads from the certificate to a trusted CA: {detail}"
+            return _rejected(cls, sentence, message)
     # Missing or malformed extensions, bad encodings: the certificate is unusable.
-    return BadCertificate(f"certificate verification failed: {message}")
+    return _rejected(BadCertificate, f"the certificate is unusable: {message}", message)
 
 
 def _alert_for(
@@ -719,7 +775,12 @@ def _alert_for(
         # cryptography reports "signature does not match" as an exhausted search;
         # a leaf whose named issuer is at hand but did not sign it is a bad
         # certificate ("contained signatures that did not verify", RFC 8446 §6.2).
-        return BadCertificate(f"the certificate's signature does not verify ({alert.reason})")
+        return _rejected(
+            BadCertificate,
+            "the certificate's signature does not verify with the key of the trusted CA "
+            "of its issuer's name (a different CA of the same name?)",
+            str(err),
+        )
     return alert
 
 
@@ -804,13 +865,16 @@ def _verify_chain(
                 return list(verifier.verify(chain[0], list(chain[1:])))
         except VerificationError as err:
             raise _alert_for(err, chain, store) from None
-    except Alert:
+    except Alert as alert:
+        if alert.certificate_error is None:  # our own checks (_precheck_leaf)
+            alert.certificate_error = alert.reason
         raise
     except Exception as err:
         # cryptography parses certificate fields lazily, and a malformed field
         # surfaces as whatever its parser raises (ValueError, KeyError for an
         # unknown string tag, InvalidVersion, ...): all of it is the peer's bytes.
-        raise BadCertificate(f"malformed certificate: {type(err).__name__}: {err}") from None
+        said = f"{type(err).__name__}: {err}"
+        raise _rejected(BadCertificate, f"malformed certificate: {said}", said) from None
 
 
 def _ee_policy(client: bool) -> ExtensionPolicy:

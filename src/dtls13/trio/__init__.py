@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .channel import DTLSChannel, DTLSChannelStatistics
-from .endpoint import DTLSEndpoint, open_dtls_client, serve_dtls
+from .endpoint import DTLSEndpoint, DTLSEndpointStatistics, open_dtls_client, serve_dtls
 
 __all__ = [
     "DTLSChannel",
     "DTLSChannelStatistics",
     "DTLSEndpoint",
+    "DTLSEndpointStatistics",
     "open_dtls_client",
     "serve_dtls",
 ]

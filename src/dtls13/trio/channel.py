@@ -15,6 +15,7 @@ from outcome import Value
 from ..alerts import AlertDescription, alert_for
 from ..connection import Connection
 from ..crypto.suites import CipherSuite
+from ..errors import error_for
 from ..events import (
     ConnectionTerminated,
     DataReceived,
@@ -23,6 +24,8 @@ from ..events import (
 )
 from ..handshake.constants import NamedGroup, SignatureScheme
 from ..handshake.tickets import Session
+from ..statistics import ConnectionStatistics
+from .errors import TRIO_CLASSES
 
 if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
@@ -58,6 +61,7 @@ class DTLSChannelStatistics:
     memory_in_use: int = 0
     memory_high_water: int = 0
     leases_live: int = 0
+    connection: ConnectionStatistics | None = None  # the sans-IO connection's own figures
 
 
 @final
@@ -92,6 +96,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._owns_endpoint = False
         self._announced = False  # its serve() handler was started
         self._buried = False  # scheduled for removal from the endpoint
+        self._unreachable = False  # ICMP said nothing listens at the peer's port
 
     # -- called by the endpoint -------------------------------------------------------
 
@@ -151,12 +156,22 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._wake()
 
     def _error(self) -> BaseException:
-        """What a use of a finished channel raises."""
+        """What a use of a finished channel raises: ClosedResourceError after our own close,
+        else the ``dtls13.errors`` class for how it ended (also a BrokenResourceError)."""
         if self._closed:
             return trio.ClosedResourceError("this DTLS channel was closed")
         t = self._terminated
         assert t is not None
-        exc = trio.BrokenResourceError(f"DTLS connection ended: {t.reason}")
+        exc = error_for(
+            reason=t.reason,
+            alert=t.alert,
+            by_peer=t.by_peer,
+            handshake_complete=self._handshake is not None,
+            timed_out=t.timed_out,
+            certificate_error=t.certificate_error,
+            unreachable=self._unreachable,
+            classes=TRIO_CLASSES,
+        )
         if t.alert is not None and t.alert is not AlertDescription.close_notify:
             exc.__cause__ = alert_for(t.alert, t.reason)
         return exc
@@ -164,7 +179,9 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     # -- the Channel API --------------------------------------------------------------
 
     async def do_handshake(self) -> None:
-        """Run the handshake (or wait for it); raises BrokenResourceError if it fails."""
+        """Run the handshake (or wait for it). Raises ``dtls13.HandshakeFailed`` (or its
+        subclasses ``CertificateVerificationFailed``, ``HandshakeTimeout``,
+        ``PeerUnreachable``) if it fails; all are ``trio.BrokenResourceError`` too."""
         await trio.lowlevel.checkpoint()
         if self._handshake is not None:
             return
@@ -180,7 +197,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
 
     async def send(self, value: bytes | bytearray | memoryview) -> None:
         """Send one message as one record; returns once its datagram left the socket (or,
-        when the socket buffer is full, once the endpoint's send task sent it)."""
+        when the socket buffer is full, once the endpoint's send task sent it).
+
+        Raises ValueError when it does not fit one datagram (see ``get_cleartext_mtu``),
+        ``dtls13.PeerClosed`` after the peer's close_notify, ``dtls13.ConnectionFailed``
+        after a fatal alert, ``trio.ClosedResourceError`` after ``close``."""
         if not value:
             raise ValueError("empty DTLS messages are not sent (as in trio)")
         # One checkpoint per call, as trio's sockets: cancellation is checked first, and the
@@ -205,7 +226,9 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive(self) -> bytes:
-        """The next message; EndOfChannel after the peer's close_notify."""
+        """The next message; ``trio.EndOfChannel`` after the peer's close_notify,
+        ``dtls13.ConnectionFailed`` after a fatal alert, the handshake's exceptions (see
+        ``do_handshake``) when it runs the handshake first."""
         if self._handshake is None:
             await self.do_handshake()
         elif self._queue or self._closed or self._terminated is not None:
@@ -273,7 +296,8 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._conn.set_ciphertext_mtu(new_mtu)
 
     def get_cleartext_mtu(self) -> int:
-        """Largest ``send()`` that fits one datagram at the current MTU."""
+        """Largest ``send()`` that fits one datagram at the current MTU (after the end of
+        the connection: as it was then)."""
         if self._handshake is None:
             raise trio.NeedHandshakeError("the handshake has not completed")
         return self._conn.get_cleartext_mtu()
@@ -347,15 +371,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         return self._terminated
 
     def statistics(self) -> DTLSChannelStatistics:
+        """A snapshot of this channel's counters (``connection`` has all of the core's)."""
         s = self._conn.statistics()
         stats = self._conn.stats
         drops: dict[str, int] = {"receive_queue_full": self._dropped}
-        record_drops = s.get("record_drops")
-        if isinstance(record_drops, dict):
-            drops.update({f"record_{k}": v for k, v in record_drops.items()})
-        reassembly = s.get("reassembly")
-        if isinstance(reassembly, dict):
-            drops.update({f"fragment_{k}": reassembly.get(k, 0) for k in _FRAGMENT_DROPS})
+        drops.update({f"record_{k}": v for k, v in s.record_drops.items()})
+        drops.update({f"fragment_{k}": s.reassembly.get(k, 0) for k in _FRAGMENT_DROPS})
         drops.update({k: v for k, v in stats.items() if k.startswith("dropped_")})
         started, done = self._conn.handshake_started, self._conn.handshake_completed_at
         return DTLSChannelStatistics(
@@ -369,9 +390,10 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             retransmissions=stats["retransmissions"],
             handshake_time=None if started is None or done is None else done - started,
             drops=drops,
-            memory_in_use=self._conn.owner.in_use,
-            memory_high_water=self._conn.owner.high_water,
-            leases_live=self._conn.owner.live,
+            memory_in_use=s.memory_in_use,
+            memory_high_water=s.memory_high_water,
+            leases_live=s.leases_live,
+            connection=s,
         )
 
     def __repr__(self) -> str:

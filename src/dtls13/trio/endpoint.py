@@ -28,6 +28,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, final
 
@@ -36,6 +37,7 @@ import trio
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
+from ..statistics import ServerEndpointStatistics
 from .channel import DTLSChannel
 
 if TYPE_CHECKING:
@@ -59,6 +61,11 @@ class _RawSocket(stdlib_socket.socket):
         self.close()
 
 
+def _describe(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def _key(address: Any) -> tuple[str, int]:
     """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
     host, port = address[0], address[1]
@@ -75,6 +82,24 @@ def _key(address: Any) -> tuple[str, int]:
             f"{address!r}: connect() takes an IP address; resolve host names first "
             "(open_dtls_client does)"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class DTLSEndpointStatistics:
+    """Counters of one endpoint (a snapshot)."""
+
+    datagrams_in: int
+    datagrams_out: int
+    dropped_no_connection: int  # from an address with no connection, and no serve() running
+    dropped_memory_budget: int  # no pooled buffer to receive into: left in the kernel's queue
+    send_errors: int
+    receive_errors: int
+    port_unreachable: int  # ICMP port unreachable reports on a connected socket
+    internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
+    connections: int  # live channels, client and server
+    queued_datagrams: int  # waiting for room in the socket's send buffer
+    memory_in_use: int  # bytes in use in the endpoint's pools
+    server: ServerEndpointStatistics | None  # while serve() runs
 
 
 @final
@@ -111,6 +136,12 @@ class DTLSEndpoint:
         # Non-blocking sends and receives without a trip through the scheduler (see the top).
         self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
         self._raw.setblocking(False)
+        # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
+        # unreachable from it: a client learns at once that nothing listens there.
+        try:
+            self._peer: Any = self._raw.getpeername()
+        except OSError:
+            self._peer = None
         self._token = trio.lowlevel.current_trio_token()
         self._owner = self.pools.owner("endpoint", f"trio:{id(self):x}")
         self._clients: dict[tuple[str, int], DTLSChannel] = {}
@@ -148,6 +179,7 @@ class DTLSEndpoint:
             "dropped_memory_budget": 0,
             "send_errors": 0,
             "receive_errors": 0,
+            "port_unreachable": 0,
             "internal_errors": 0,
         }
         self.last_internal_error: BaseException | None = None
@@ -434,27 +466,53 @@ class DTLSEndpoint:
         outq = self._outq
         raw = self._raw
         counters = self.counters
+        connected = self._peer is not None
+        refused = False
         sent = 0
         full = False
         while outq:
             lease, addr = outq[0]
             if not lease.released:  # else its connection's memory was reclaimed
                 try:
-                    raw.sendto(lease, addr)
+                    if connected:
+                        raw.send(lease)  # sendto with an address is EISCONN on BSDs
+                    else:
+                        raw.sendto(lease, addr)
                     counters["datagrams_out"] += 1
                 except BlockingIOError:
                     full = True
                     break
+                except ConnectionRefusedError:
+                    refused = True  # acted on below, once this loop is done with the queue
                 except OSError:
                     if self._closed or raw.fileno() < 0:
                         break
-                    counters["send_errors"] += 1  # e.g. ICMP port unreachable
+                    counters["send_errors"] += 1
                 lease.release()
             outq.popleft()
             sent += 1
         if sent:
             self._on_sent(sent)
+        if refused:
+            self._port_unreachable()
         return full
+
+    def _port_unreachable(self) -> None:
+        """ICMP port unreachable from the connected peer. It ends a client's handshake only
+        while nothing has come from the peer: an ICMP message is as easy to forge as any
+        unauthenticated datagram, so it may stop a search, never a live association."""
+        self.counters["port_unreachable"] += 1
+        channel = self._clients.get(_key(self._peer)) if self._peer is not None else None
+        if channel is None or channel._handshake is not None or channel._conn.closed:
+            return
+        if channel._conn.stats["datagrams_in"]:
+            return
+        channel._unreachable = True
+        channel._conn.abandon(
+            f"no answer from {_describe(self._peer)}: nothing listens on that port "
+            "(ICMP port unreachable)"
+        )
+        self._after(channel)
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -566,10 +624,14 @@ class DTLSEndpoint:
                 except BlockingIOError:
                     self._drained = True
                     break
+                except ConnectionRefusedError:
+                    self._port_unreachable()
+                    taken += 1
+                    continue
                 except OSError as exc:
                     if exc.errno in (errno.EBADF, errno.ENOTSOCK) or raw.fileno() < 0:
                         break
-                    counters["receive_errors"] += 1  # e.g. ICMP port unreachable
+                    counters["receive_errors"] += 1
                     taken += 1
                     continue
                 taken += 1
@@ -601,15 +663,15 @@ class DTLSEndpoint:
         self.counters["internal_errors"] += 1
         self.last_internal_error = exc
 
-    def statistics(self) -> dict[str, object]:
+    def statistics(self) -> DTLSEndpointStatistics:
         """Endpoint counters, the server's admission counters and pool figures."""
-        return {
+        return DTLSEndpointStatistics(
             **self.counters,
-            "connections": len(self._clients) + len(self._server_channels),
-            "queued_datagrams": len(self._outq),
-            "server": self._server.statistics() if self._server is not None else None,
-            "memory_in_use": self.pools.in_use_bytes,
-        }
+            connections=len(self._clients) + len(self._server_channels),
+            queued_datagrams=len(self._outq),
+            server=self._server.statistics() if self._server is not None else None,
+            memory_in_use=self.pools.in_use_bytes,
+        )
 
     def __repr__(self) -> str:
         try:
@@ -758,7 +820,10 @@ async def open_dtls_client(
 ) -> DTLSChannel:
     """Resolve `host`, bind a socket, connect and complete the handshake.
 
-    The channel owns its endpoint: closing the channel closes the socket too.
+    The channel owns its endpoint: closing the channel closes the socket too. Raises
+    OSError when `host` does not resolve, and the handshake's exceptions (see
+    ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` at once when the server's
+    host reports that nothing listens on `port`.
     """
     infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
@@ -767,6 +832,9 @@ async def open_dtls_client(
     sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
     try:
         await sock.bind(local_address)
+        # Connected: datagrams from anyone but the server never reach us, and an ICMP port
+        # unreachable ends the handshake at once instead of after handshake_timeout.
+        await sock.connect(addr)
         endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
     except BaseException:
         sock.close()

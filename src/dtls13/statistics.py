@@ -1,0 +1,73 @@
+"""Snapshots of the sans-IO core's counters, as frozen dataclasses (``statistics()``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """One connection's counters (``Connection.statistics()``)."""
+
+    datagrams_in: int
+    datagrams_out: int
+    records_in: int
+    app_bytes_in: int
+    app_bytes_out: int
+    retransmissions: int
+    acks_sent: int
+    acks_received: int
+    key_updates_sent: int
+    key_updates_received: int
+    hello_retry_requests_sent: int
+    hello_retry_requests_received: int
+    handshake_restarts: int  # a client's handshake begun afresh (a server's version refusal)
+    address_changes: int  # the peer moved to an address a record authenticated from
+    early_data_offered: int
+    early_data_replays: int  # 0-RTT refused as a replay of an earlier use of its ticket
+    early_data_bytes_in: int
+    early_data_bytes_out: int
+    idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
+    # Input dropped (and not fatal), by reason:
+    dropped_handshake_fragments: int
+    dropped_app_data_early: int
+    dropped_malformed_plaintext: int
+    dropped_unexpected_content: int
+    dropped_damaged_hello: int
+    dropped_early_data: int
+    alerts_unsent: int  # alerts not sent for want of memory
+    record_drops: dict[str, int]  # the record layer's drops by reason (auth_failed, replay, ...)
+    reassembly: dict[str, int]  # handshake reassembly counters (duplicates, over_budget, ...)
+    memory_in_use: int  # bytes of pooled memory the connection holds
+    memory_high_water: int
+    leases_live: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEndpointStatistics:
+    """A server endpoint's admission counters (``ServerEndpoint.statistics()``)."""
+
+    datagrams: int
+    connections: int  # live now
+    connections_created: int
+    half_open: int  # handshakes in progress now
+    emergency: bool  # memory is short: quotas tightened, cookies demanded
+    emergencies: int
+    address_changes: int
+    heap_trims: int
+    # Datagrams dropped at admission, by reason:
+    rate_limited: int
+    too_many_connections: int
+    too_many_connections_per_ip: int
+    too_many_half_open: int
+    too_many_half_open_per_ip: int
+    gate_dropped: int  # first ClientHellos the cookie gate refused or could not read
+    not_for_a_connection: int
+    half_open_shed: int  # half-open handshakes shed under memory pressure
+    memory_refused: int
+    gate: dict[str, int]  # the cookie gate's counters (hello_retry_requests, cookies_ok, ...)
+    gate_partials: int  # fragmented first ClientHellos being reassembled now
+    memory_in_use: int
+    memory_high_water: int
+    pool_in_use_bytes: int
+    tracked_sources: int  # source addresses with a token bucket now
