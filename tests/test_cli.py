@@ -81,6 +81,30 @@ def test_server_with_given_certificate_alpn_keylog_and_ipv6(tmp_path: Path) -> N
     assert status == 0
 
 
+def test_groups_secp521r1_and_ffdhe2048_by_name() -> None:
+    # The client sends a share for the first group it lists. A secp521r1 share is taken
+    # at once; for an x25519 one the server asks for ffdhe2048 with a HelloRetryRequest.
+    server = ServerProcess("-v", "--groups", "ffdhe2048,secp521r1")
+    try:
+        for offered, chosen in (
+            ("secp521r1,ffdhe2048", "secp521r1"),
+            ("x25519,ffdhe2048", "ffdhe2048"),
+        ):
+            result = run_cli(
+                "client", "--host", "127.0.0.1", "--port", str(server.port), "--insecure",
+                "--groups", offered, "-v", input=b"hello\n",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == b"hello\n"
+            connected = [ln for ln in result.stderr.decode().splitlines() if "connected to" in ln]
+            assert len(connected) == 1 and f", {chosen}" in connected[0], connected
+    finally:
+        status, err = server.stop()
+    assert status == 0, err
+    done = [line for line in err.splitlines() if "handshake done" in line]
+    assert len(done) == 2 and "secp521r1)" in done[0] and "ffdhe2048)" in done[1], done
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

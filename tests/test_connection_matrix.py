@@ -18,7 +18,15 @@ CS = CipherSuite
 G = NamedGroup
 S = SignatureScheme
 ALL_SUITES = list(CipherSuite)  # CCM-8 included: it is off by default, so it is enabled here
-ALL_GROUPS = [G.x25519, G.secp256r1, G.secp384r1, G.x448, G.X25519MLKEM768]
+ALL_GROUPS = [
+    G.x25519,
+    G.secp256r1,
+    G.secp384r1,
+    G.secp521r1,
+    G.x448,
+    G.ffdhe2048,
+    G.X25519MLKEM768,
+]
 MLDSA_KIND = "mldsa65"
 KIND_SCHEME = {
     "ec256": S.ecdsa_secp256r1_sha256,
@@ -44,6 +52,10 @@ MATRIX = [
     (CS.TLS_AES_128_CCM_8_SHA256, G.X25519MLKEM768, "rsa2048"),
     (CS.TLS_AES_256_GCM_SHA384, G.x448, "ed448"),
     (CS.TLS_AES_128_GCM_SHA256, G.X25519MLKEM768, "ed25519"),
+    (CS.TLS_AES_256_GCM_SHA384, G.secp521r1, "ec384"),
+    (CS.TLS_CHACHA20_POLY1305_SHA256, G.secp521r1, "rsa2048"),
+    (CS.TLS_AES_128_GCM_SHA256, G.ffdhe2048, "rsa2048"),
+    (CS.TLS_AES_128_CCM_SHA256, G.ffdhe2048, "ec256"),
 ]
 
 

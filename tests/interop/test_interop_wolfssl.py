@@ -31,6 +31,8 @@ WOLFSSL_GROUP_NAMES = {
     NamedGroup.x25519: "X25519",
     NamedGroup.secp256r1: "SECP256R1",
     NamedGroup.secp384r1: "SECP384R1",
+    NamedGroup.secp521r1: "SECP521R1",
+    NamedGroup.ffdhe2048: "FFDHE_2048",
     NamedGroup.X25519MLKEM768: "X25519MLKEM768",
 }
 
@@ -72,6 +74,25 @@ CLIENT_CASES = [
         peer=("--force-curve", "SECP384R1"),
         hrr=True,
     ),
+    # Groups we offer only when configured: a share for each, and a HelloRetryRequest to
+    # secp521r1.
+    Case(
+        "TLS_AES_256_GCM_SHA384",
+        NamedGroup.secp521r1,
+        ours={"groups": ["secp521r1"], "key_share_groups": ["secp521r1"]},
+    ),
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.ffdhe2048,
+        ours={"groups": ["ffdhe2048"], "key_share_groups": ["ffdhe2048"]},
+    ),
+    Case(
+        "TLS_CHACHA20_POLY1305_SHA256",
+        NamedGroup.secp521r1,
+        ours={"groups": ["x25519", "secp521r1"]},
+        peer=("--force-curve", "SECP521R1"),
+        hrr=True,
+    ),
 ]
 
 # Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7) against real
@@ -100,6 +121,30 @@ SERVER_CASES = [
         NamedGroup.secp384r1,
         ours={"groups": ["secp384r1", "secp256r1"]},
         peer=("-t",),
+        hrr=True,
+    ),
+    # -y: the client sends only an ffdhe2048 share (256 bytes).
+    Case(
+        "TLS_AES_256_GCM_SHA384",
+        NamedGroup.ffdhe2048,
+        ours={"groups": ["ffdhe2048"]},
+        peer=("-y",),
+    ),
+    # A share for a group we do not take, from a client that lists ffdhe2048 (-t: x25519
+    # share) or secp521r1 (-Y: a secp256r1 share; -t's list lacks secp521r1) as well:
+    # HelloRetryRequest. wolfSSL's client has no option to send a secp521r1 share itself.
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.ffdhe2048,
+        ours={"groups": ["ffdhe2048"]},
+        peer=("-t",),
+        hrr=True,
+    ),
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.secp521r1,
+        ours={"groups": ["secp521r1", "ffdhe2048"]},
+        peer=("-Y",),
         hrr=True,
     ),
 ]

@@ -1,5 +1,5 @@
-"""Key-exchange groups for key_share (RFC 8446 §4.2.8, §7.4) and the hybrid ML-KEM groups
-(draft-ietf-tls-ecdhe-mlkem).
+"""Key-exchange groups for key_share (RFC 8446 §4.2.8, §7.4): elliptic curves, the RFC 7919
+finite-field group ffdhe2048 and the hybrid ML-KEM groups (draft-ietf-tls-ecdhe-mlkem).
 
 ``generate(group)`` makes a client's private state; its ``public_bytes`` goes in the
 ClientHello and ``shared_secret(server_share)`` finishes the exchange. A server answers a
@@ -10,14 +10,40 @@ for Diffie-Hellman groups as well as KEMs. Every invalid peer share raises
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization as _serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x448, x25519
+from cryptography.utils import CryptographyDeprecationWarning
 
 from dtls13.alerts import IllegalParameter, InternalError
 
 from .constants import NamedGroup
+
+with warnings.catch_warnings():
+    # cryptography 50 deprecates finite-field DH and warns when these names are looked up
+    # on its module (not when they are used): look them up once, here. Should a future
+    # cryptography drop them, ffdhe2048 is left out of SUPPORTED_GROUPS (and a config
+    # naming it is refused) instead of breaking the import of the whole library.
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+    try:
+        from cryptography.hazmat.primitives.asymmetric.dh import (
+            DHParameterNumbers as _DHParameterNumbers,
+        )
+        from cryptography.hazmat.primitives.asymmetric.dh import (
+            DHParameters as _DHParameters,
+        )
+        from cryptography.hazmat.primitives.asymmetric.dh import (
+            DHPrivateNumbers as _DHPrivateNumbers,
+        )
+        from cryptography.hazmat.primitives.asymmetric.dh import (
+            DHPublicNumbers as _DHPublicNumbers,
+        )
+
+        HAVE_FFDHE = True
+    except ImportError:  # pragma: no cover - every release so far has them
+        HAVE_FFDHE = False
 
 
 class KeyExchange(Protocol):
@@ -94,6 +120,8 @@ class _X448:
 _CURVES: dict[NamedGroup, tuple[type[ec.EllipticCurve], int]] = {
     NamedGroup.secp256r1: (ec.SECP256R1, 32),
     NamedGroup.secp384r1: (ec.SECP384R1, 48),
+    # RFC 8446 §4.2.8.2: "For P-521, they take 66 octets each."
+    NamedGroup.secp521r1: (ec.SECP521R1, 66),
 }
 
 
@@ -124,6 +152,80 @@ class _ECDH:
             return self._key.exchange(ec.ECDH(), peer)
         except ValueError:
             raise IllegalParameter(f"invalid {self.group.name} point") from None
+
+
+# RFC 7919 Appendix A.1: p = 2^2048 - 2^1984 + (floor(2^1918 * e) + 560316) * 2^64 - 1, a
+# safe prime; the generator is 2. tests/test_groups.py recomputes p from that formula.
+_FFDHE2048_P = int(
+    "FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695"
+    "A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A"
+    "D3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935"
+    "984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797A"
+    "BC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4"
+    "AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F61"
+    "9172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005"
+    "C58EF1837D1683B2C6F34A26C1B2EFFA886B423861285C97FFFFFFFFFFFFFFFF",
+    16,
+)
+_FFDHE_GENERATOR = 2
+# group -> prime; the share and the shared secret are as long as the prime in bytes.
+_FFDHE_PRIMES: dict[NamedGroup, int] = {NamedGroup.ffdhe2048: _FFDHE2048_P}
+_FFDHE_PARAMETERS: dict[NamedGroup, tuple[_DHParameterNumbers, _DHParameters]] = {}
+
+
+def _ffdhe_parameters(group: NamedGroup) -> tuple[_DHParameterNumbers, _DHParameters]:
+    """The group's parameters, made once. OpenSSL recognises the RFC 7919 primes and
+    draws private exponents below 2^225 for ffdhe2048, the short-exponent size RFC 7919
+    §5.2 and Appendix A.1 give for it: a key pair costs well under a millisecond."""
+    params = _FFDHE_PARAMETERS.get(group)
+    if params is None:
+        numbers = _DHParameterNumbers(_FFDHE_PRIMES[group], _FFDHE_GENERATOR)
+        params = _FFDHE_PARAMETERS[group] = (numbers, numbers.parameters())
+    return params
+
+
+def ffdhe_encode(value: int, prime: int = _FFDHE2048_P) -> bytes:
+    """A public value or shared secret as TLS 1.3 carries it: big-endian, left-padded
+    with zeros to the length of the prime (RFC 8446 §4.2.8.1, §7.4.1)."""
+    return value.to_bytes((prime.bit_length() + 7) // 8, "big")
+
+
+class _FFDHE:
+    """Finite-field Diffie-Hellman over an RFC 7919 group (RFC 8446 §4.2.8.1, §7.4.1)."""
+
+    __slots__ = ("_key", "_numbers", "_prime", "group", "length", "public_bytes")
+
+    def __init__(self, group: NamedGroup, seed: bytes | None = None) -> None:
+        self.group = group
+        self._prime = _FFDHE_PRIMES[group]
+        self.length = (self._prime.bit_length() + 7) // 8
+        self._numbers, params = _ffdhe_parameters(group)
+        if seed is None:
+            self._key = params.generate_private_key()
+        else:  # tests: `seed` is the private exponent
+            x = int.from_bytes(seed, "big")
+            public = _DHPublicNumbers(pow(_FFDHE_GENERATOR, x, self._prime), self._numbers)
+            self._key = _DHPrivateNumbers(x, public).private_key()
+        y = self._key.public_key().public_numbers().y
+        self.public_bytes = ffdhe_encode(y, self._prime)
+
+    def shared_secret(self, peer_share: bytes) -> bytes:
+        # RFC 8446 §4.2.8.1: the value is "padded to the left with zeros to the size of p
+        # in bytes", so every valid share has exactly that length.
+        if len(peer_share) != self.length:
+            raise IllegalParameter(f"{self.group.name} share has the wrong length")
+        y = int.from_bytes(peer_share, "big")
+        # §4.2.8.1: "Peers MUST validate each other's public key Y by ensuring that
+        # 1 < Y < p-1." (With a safe prime that leaves no small subgroup to force us into.)
+        if not 1 < y < self._prime - 1:
+            raise IllegalParameter(f"{self.group.name} public value out of range")
+        try:
+            secret = self._key.exchange(_DHPublicNumbers(y, self._numbers).public_key())
+        except ValueError:
+            raise IllegalParameter(f"invalid {self.group.name} public value") from None
+        # §7.4.1: "The negotiated key (Z) is converted to a byte string by encoding in
+        # big-endian form and left-padded with zeros up to the size of the prime."
+        return ffdhe_encode(int.from_bytes(secret, "big"), self._prime)
 
 
 # -- hybrid ML-KEM groups -----------------------------------------------------------------------
@@ -211,7 +313,8 @@ SUPPORTED_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.x448,
     NamedGroup.SecP256r1MLKEM768,
     NamedGroup.SecP384r1MLKEM1024,
-)
+    NamedGroup.secp521r1,
+) + ((NamedGroup.ffdhe2048,) if HAVE_FFDHE else ())
 
 # What a client offers by default, in preference order, and the groups it sends shares for.
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
@@ -239,6 +342,8 @@ def generate(group: int, *, seed: bytes | None = None) -> KeyExchange:
         return _X448(seed)
     if named in _CURVES:
         return _ECDH(named, seed)
+    if named in _FFDHE_PRIMES and HAVE_FFDHE:
+        return _FFDHE(named, seed)
     if named in _HYBRIDS:
         return _Hybrid(named, seed)
     raise ValueError(f"unsupported group {named.name}")
@@ -257,6 +362,8 @@ def _dh_length(group: NamedGroup) -> int:
         return 32
     if group == NamedGroup.x448:
         return 56
+    if group in _FFDHE_PRIMES:
+        return (_FFDHE_PRIMES[group].bit_length() + 7) // 8
     return 1 + 2 * _CURVES[group][1]
 
 
