@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_key_schedule import RFC8448, trace
+from test_key_schedule import trace
 
 from dtls13.alerts import IllegalParameter
 from dtls13.handshake import groups
@@ -256,7 +256,6 @@ def test_unsupported_group() -> None:
         groups.generate(0x0101)  # ffdhe3072: registered, not implemented
 
 
-@pytest.mark.skipif(not RFC8448.exists(), reason="RFC 8448 text not available")
 def test_rfc8448_shared_secrets() -> None:
     client = groups.generate(
         NamedGroup.x25519, seed=trace(3, "client", "create an ephemeral x25519", "private key")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_key_schedule import RFC8448, message, trace
+from test_key_schedule import message, trace
 
 from dtls13._fast import Buffer, DecodeError
 from dtls13.handshake import extensions as ex
@@ -52,8 +52,6 @@ from dtls13.handshake.messages import (
 )
 from dtls13.memory import PoolSet
 
-needs_rfc = pytest.mark.skipif(not RFC8448.exists(), reason="RFC 8448 text not available")
-
 
 def _ch_tls(body: bytes) -> ClientHello:
     buf = Buffer(body)
@@ -94,7 +92,6 @@ RFC_MESSAGES = [
 ]
 
 
-@needs_rfc
 @pytest.mark.parametrize(("section", "role", "name", "nth"), RFC_MESSAGES)
 def test_rfc8448_bodies_round_trip(section: int, role: str, name: str, nth: int) -> None:
     msg_type, body = message(section, role, name, nth)
@@ -104,7 +101,6 @@ def test_rfc8448_bodies_round_trip(section: int, role: str, name: str, nth: int)
     assert encode_transcript_message(msg) == transcript_header(msg_type, len(body)) + body
 
 
-@needs_rfc
 def test_rfc8448_server_messages_fields() -> None:
     sh = pull_message(*message(3, "server", "ServerHello"))
     assert isinstance(sh, ServerHello)
@@ -148,7 +144,6 @@ def test_rfc8448_server_messages_fields() -> None:
     assert SignatureScheme.rsa_pss_rsae_sha256 in ex.decode(sa, ex.pull_signature_algorithms)
 
 
-@needs_rfc
 def test_rfc8448_client_hello_and_its_extensions() -> None:
     msg_type, body = message(3, "client", "ClientHello")
     assert msg_type == HandshakeType.client_hello
@@ -215,7 +210,6 @@ def test_rfc8448_client_hello_and_its_extensions() -> None:
         assert ex.encode(push, ex.decode(get(ext_type), pull)) == get(ext_type)
 
 
-@needs_rfc
 def test_rfc8448_pre_shared_key_client_hello() -> None:
     whole = trace(4, "client", "send handshake record", "payload")
     ch = _ch_tls(whole[4:])
