@@ -373,21 +373,20 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     def statistics(self) -> DTLSChannelStatistics:
         """A snapshot of this channel's counters (``connection`` has all of the core's)."""
         s = self._conn.statistics()
-        stats = self._conn.stats
         drops: dict[str, int] = {"receive_queue_full": self._dropped}
         drops.update({f"record_{k}": v for k, v in s.record_drops.items()})
         drops.update({f"fragment_{k}": s.reassembly.get(k, 0) for k in _FRAGMENT_DROPS})
-        drops.update({k: v for k, v in stats.items() if k.startswith("dropped_")})
+        drops.update({k: v for k, v in self._conn.stats.items() if k.startswith("dropped_")})
         started, done = self._conn.handshake_started, self._conn.handshake_completed_at
         return DTLSChannelStatistics(
             incoming_packets_dropped_in_trio=self._dropped,
-            datagrams_in=stats["datagrams_in"],
-            datagrams_out=stats["datagrams_out"],
-            records_in=stats["records_in"],
+            datagrams_in=s.datagrams_in,
+            datagrams_out=s.datagrams_out,
+            records_in=s.records_in,
             app_records_out=self._app_records_out,
-            app_bytes_in=stats["app_bytes_in"],
-            app_bytes_out=stats["app_bytes_out"],
-            retransmissions=stats["retransmissions"],
+            app_bytes_in=s.app_bytes_in,
+            app_bytes_out=s.app_bytes_out,
+            retransmissions=s.retransmissions,
             handshake_time=None if started is None or done is None else done - started,
             drops=drops,
             memory_in_use=s.memory_in_use,
