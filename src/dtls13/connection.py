@@ -40,6 +40,7 @@ from .alerts import (
     NoApplicationProtocol,
     ProtocolVersion,
     RecordOverflow,
+    TooManyCidsRequested,
     UnexpectedMessage,
     UnsupportedExtension,
     alert_for,
@@ -108,6 +109,7 @@ STAT_NAMES = (
     "early_data_bytes_out",
     "dropped_early_data",
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+    "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -117,6 +119,8 @@ _SH_SUPPORTED_VERSIONS = ext.make_extension(
     ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
 )
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
+MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot retire one)
+MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 # States in which unprotected (epoch 0) handshake messages are still expected.
@@ -929,8 +933,17 @@ class Connection:
         # §9: no RequestConnectionId from a peer that sends us empty CIDs.
         if not self.cid_negotiated or not self.local_cids or not self.local_cids[0]:
             raise UnexpectedMessage("RequestConnectionId without a negotiated CID")
-        # §9: an excessive request MAY get fewer CIDs.
-        count = min(msg.num_cids, MAX_CIDS)
+        # §9: "An endpoint MAY handle requests which it considers excessive by responding
+        # with a NewConnectionId message containing fewer than num_cids CIDs, including no
+        # CIDs at all ... MAY handle an excessive number of RequestConnectionId messages by
+        # terminating the connection using a too_many_cids_requested alert." Every CID we
+        # issue stays valid (and routed) for the connection's life: hold at most
+        # MAX_LOCAL_CIDS.
+        count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
+        if count < min(msg.num_cids, MAX_CIDS):
+            self.stats["cid_requests_refused"] += 1
+            if self.stats["cid_requests_refused"] > MAX_REFUSED_CID_REQUESTS:
+                raise TooManyCidsRequested("the peer keeps asking for connection IDs")
         cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
         self.local_cids += cids
         self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
