@@ -100,6 +100,7 @@ STAT_NAMES = (
     "hello_retry_requests_sent",
     "hello_retry_requests_received",
     "alerts_unsent",
+    "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
     "handshake_restarts",
     "dropped_damaged_hello",
     "address_changes",
@@ -1031,7 +1032,10 @@ class Connection:
     def _send_ack_for(
         self, numbers: list[RecordNumber], writer: DatagramWriter | None = None
     ) -> None:
-        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s."""
+        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s.
+
+        Best effort in a datagram of its own: ACKs are advisory (RFC 9147 §7), so with no
+        memory left for one (output piling up uncollected) it is counted, not raised."""
         limit = self._max_payload()
         if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
             # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
@@ -1042,9 +1046,13 @@ class Connection:
         if writer is not None:
             writer.add(epoch, ContentType.ack, buf.data)
         else:
-            with self._records.datagram_writer(self.mtu) as w:
-                w.add(epoch, ContentType.ack, buf.data)
-                self._queue(w.finish())
+            try:
+                with self._records.datagram_writer(self.mtu) as w:
+                    w.add(epoch, ContentType.ack, buf.data)
+                    self._queue(w.finish())
+            except MemoryBudgetExceeded:
+                self.stats["acks_unsent"] += 1
+                return
         self.stats["acks_sent"] += 1
 
     # -- input --------------------------------------------------------------------------

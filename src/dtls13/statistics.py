@@ -37,6 +37,7 @@ class ConnectionStatistics:
     dropped_damaged_hello: int
     dropped_early_data: int
     alerts_unsent: int  # alerts not sent for want of memory
+    acks_unsent: int  # ACKs not sent for want of memory (output left uncollected)
     record_drops: dict[str, int]  # the record layer's drops by reason (auth_failed, replay, ...)
     reassembly: dict[str, int]  # handshake reassembly counters (duplicates, over_budget, ...)
     memory_in_use: int  # bytes of pooled memory the connection holds
