@@ -28,7 +28,6 @@ from .alerts import (
     Alert,
     AlertDescription,
     AlertLevel,
-    BadCertificate,
     CertificateRequired,
     DecodeErrorAlert,
     DecryptError,
@@ -1660,10 +1659,9 @@ class Connection:
             if self.is_client:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
-        try:
-            chain = tuple(x509.load_der_x509_certificate(e.cert_data) for e in msg.certificate_list)
-        except ValueError as exc:
-            raise BadCertificate(f"unparsable certificate: {exc}") from None
+        chain = tuple(
+            certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
+        )
         now = self._wall_clock()
         if isinstance(cfg, ClientConfig):
             if cfg.verify:
