@@ -110,6 +110,7 @@ STAT_NAMES = (
     "dropped_early_data",
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
     "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
+    "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -464,11 +465,14 @@ class Connection:
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         drops = self._records.drops
-        retired = drops["retired_epoch"]
+        retired, failed = drops["retired_epoch"], drops["auth_failed"]
         records = self._records.receive_datagram_untrusted(data, now)
         if drops["retired_epoch"] != retired and self._final_acks:
             self._repeat_final_acks(now)
+        forged = drops["auth_failed"] != failed
         if len(records) == 1 and self._app_data_fast(records[0], addr):
+            if forged:
+                self._check_integrity(now)
             return
         self._track_path(records, addr)
         while records:
@@ -481,8 +485,32 @@ class Connection:
             if len(self._records.read_epochs()) == epochs:
                 break
             records = self._records.receive_pending(now)
-        if not self.closed and self._records.integrity_limit_reached:
-            self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+        if forged and not self.closed:
+            self._check_integrity(now)
+
+    def _check_integrity(self, now: float) -> None:
+        """RFC 9147 §4.5.3: "Implementations SHOULD initiate a key update with
+        update_requested before reaching this limit. Once a key update has been initiated,
+        the previous keys can be dropped when the limit is reached rather than closing the
+        connection." So forged records (CCM-8's limit is 2^7) rotate keys, and close the
+        connection only when the peer's newest key itself reaches its limit."""
+        records = self._records
+        live = records.read_epochs()
+        newest = live[-1] if live else 0
+        for epoch in records.exhausted_read_epochs():
+            if epoch >= newest:
+                alert = alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit")
+                self._fail(alert, now)
+                return
+            records.retire_read_epoch(epoch)
+            self.stats["keys_dropped_at_integrity_limit"] += 1
+        if (
+            self.state is State.CONNECTED
+            and newest >= 3
+            and not self._key_update_pending
+            and records.auth_failures(newest) * 2 >= records.integrity_limit_of(newest)
+        ):
+            self.key_update(request_peer=True)
 
     def _track_path(self, records: list[Any], addr: Address) -> None:
         """Follow the peer to a new address (NAT rebinding, RFC 9146 §6) only when a record
@@ -525,9 +553,6 @@ class Connection:
             record.release()
         stats["app_bytes_in"] += len(data)
         self._event(DataReceived(data))
-        if self._records.integrity_limit_reached:
-            alert = alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit")
-            self._fail(alert, self._now)
         return True
 
     def _handle_records(self, records: list[Any], now: float) -> None:

@@ -29,6 +29,7 @@ class ConnectionStatistics:
     early_data_bytes_out: int
     idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
     cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap reached)
+    keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int

@@ -311,6 +311,15 @@ class RecordLayer:
         """A live read key failed authentication too often: close (or rekey and retire it)."""
         return any(s.failures >= s.limit for s in self._read_by_bits.values())
 
+    def exhausted_read_epochs(self) -> list[int]:
+        """Live read epochs whose key reached its integrity limit (RFC 9147 §4.5.3)."""
+        return [s.epoch for s in self._read_by_bits.values() if s.failures >= s.limit]
+
+    def integrity_limit_of(self, epoch: int) -> int:
+        """The integrity limit of `epoch`'s read key (0: no such live epoch)."""
+        state = self._read.get(epoch)
+        return 0 if state is None else state.limit
+
     def auth_failures(self, epoch: int) -> int:
         state = self._read.get(epoch)
         return 0 if state is None else state.failures
