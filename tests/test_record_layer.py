@@ -340,6 +340,19 @@ def test_replay_dropped_after_deprotection(pools: PoolSet) -> None:
     assert b.drops == {**b.drops, "auth_failed": 1, "replay": 4}
 
 
+def test_continue_plaintext_after_moves_only_forward(pools: PoolSet) -> None:
+    a = RecordLayer(pools)
+    a.continue_plaintext_after(41)
+    assert a.next_sequence_number(0) == 42
+    a.continue_plaintext_after(7)  # never backwards
+    assert a.next_sequence_number(0) == 42
+    (d,) = send(a, [(0, 22, b"server hello")])
+    assert d == ref.plaintext(22, 42, b"server hello")
+    a.continue_plaintext_after((1 << 48) - 1)  # no room after it: ignored
+    assert a.next_sequence_number(0) == 43
+    a.close()
+
+
 # -- sequence numbers and epochs ------------------------------------------------------------
 
 

@@ -402,6 +402,7 @@ def scan_client_hello(
         tuple[int, ...] | None,
         tuple[int, ...] | None,
         tuple[int, ...] | None,
+        int,
     ]
     | None
 ): ...

@@ -1111,6 +1111,16 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
+        if plaintext and not self.is_client:
+            # A server numbers its epoch-0 records after the client's ClientHello record.
+            # A stateless HelloRetryRequest was numbered like the ClientHello1 record it
+            # answered (RFC 6347 §4.2.1's convention; handshake/gate.py), and the client
+            # numbers ClientHello2 after ClientHello1 (sequence numbers never repeat in an
+            # epoch, RFC 9147 §4.2.1), so our ServerHello lands right of every HRR in the
+            # client's epoch-0 replay window (§4.5.1), which OpenSSL keeps across the HRR.
+            # RFC 6347 numbered the ServerHello like ClientHello2; one past it is as safe,
+            # and never a number a stateless reply (a client record's number) could carry.
+            self._records.continue_plaintext_after(record.sequence_number)
         ackable = False
         repeat = False
         repeated_types: set[int] = set()

@@ -55,6 +55,9 @@ DROP_REASONS: Final = (
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
 DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
+# continue_plaintext_after() follows a peer's epoch-0 numbers only below this, leaving room
+# for far more epoch-0 records (hellos, retransmissions, alerts) than a handshake sends.
+PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
 
 
 class RecordLayer:
@@ -321,6 +324,17 @@ class RecordLayer:
 
     def next_sequence_number(self, epoch: int) -> int:
         return self._write[epoch].next_seq
+
+    def continue_plaintext_after(self, seq: int) -> None:
+        """Number our next epoch-0 record after `seq`, a record number the peer used
+        (a server after a ClientHello's record: see Connection._handle_handshake_record).
+
+        Numbers only move forward; one so large that our own few epoch-0 records could
+        run out of numbers after it is ignored (only a broken or hostile peer sends it).
+        """
+        state = self._write.get(0)
+        if state is not None and state.next_seq <= seq < PLAINTEXT_FOLLOW_LIMIT:
+            state.next_seq = seq + 1
 
     # -- sending ------------------------------------------------------------
 
