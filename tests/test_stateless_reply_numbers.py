@@ -1,19 +1,23 @@
-"""Record sequence numbers around the stateless HelloRetryRequest.
+"""Record sequence numbers around the stateless HelloRetryRequest, and epoch-0 replay checks.
 
 A stateless reply (HRR, alert) carries the record sequence number of the ClientHello record
 it answers, and the connection the second ClientHello leads to numbers its epoch-0 records
-after it, so that a peer keeping one epoch-0 replay window across the HRR (OpenSSL does)
-takes the ServerHello as new.
+after it: a peer that keeps one epoch-0 replay window across the HRR (OpenSSL does, and so
+does our client, RFC 9147 §4.5.1) then takes the ServerHello as new. Records the window
+refuses are dropped and counted, never fatal.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from conn_helpers import split_records
 from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, wall_clock
+from netsim import Impairments, SimNetwork
 
 from dtls13.connection import Connection
+from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
 from dtls13.handshake.flights import handshake_fragment
 from dtls13.handshake.gate import HelloGate, Verdict
 from dtls13.handshake.messages import HELLO_RETRY_REQUEST_RANDOM
@@ -48,6 +52,67 @@ def _server_hellos(data: bytes) -> list[tuple[bool, int]]:
     ]
 
 
+class _Watch:
+    """Records the (is HRR, sequence number) of every ServerHello sent to the client."""
+
+    def __init__(self, net: SimNetwork, client_addr: Any) -> None:
+        self.seen: list[tuple[bool, int]] = []
+        self.client_addr = client_addr
+        net.tamper = self
+
+    def __call__(self, src: Any, dst: Any, data: bytes) -> bytes:
+        if dst == self.client_addr:
+            self.seen += _server_hellos(data)
+        return data
+
+
+def _world(
+    cookie_policy: str = "always",
+    seed: int = 3,
+    impairments: Impairments | None = None,
+    dos: DoSProtectionConfig | None = None,
+) -> tuple[SimNetwork, ServerEndpoint, PoolSet]:
+    _, scfg = configs(server={"cookie_secret": bytes(32)})
+    pools = PoolSet()
+    net = SimNetwork(seed, impairments)
+    ep = ServerEndpoint(
+        scfg,
+        pools=pools,
+        dos=dos,
+        cookie_policy=cookie_policy,  # type: ignore[arg-type]
+        wall_clock=wall_clock,
+    )
+    net.add(SERVER_ADDR, ep)
+    return net, ep, pools
+
+
+def _client(net: SimNetwork, pools: PoolSet, addr: Any, **client: Any) -> Connection:
+    ccfg, _ = configs(client=client or None)
+    conn = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    net.add(addr, conn)
+    return conn
+
+
+def _shutdown(net: SimNetwork, ep: ServerEndpoint, clients: list[Connection]) -> None:
+    for c in clients:
+        c.close()
+    ep.close()
+    net.flush()
+    net.run(lambda: False, max_time=net.now + 2)
+    for c in clients:
+        _take(c, net.now)
+    for lease, _ in ep.datagrams_to_send(net.now):
+        lease.release()
+    ep.release()
+
+
+def _replays(conn: Connection) -> int:
+    """Records the connection dropped as replays (RFC 9147 §4.5.1)."""
+    drops = conn.statistics()["record_drops"]
+    assert isinstance(drops, dict)
+    return int(drops["replay"])
+
+
 def _renumber(data: bytes, seq: int) -> bytes:
     """A datagram of one DTLSPlaintext record, its record sequence number set to `seq`."""
     return data[:5] + seq.to_bytes(6, "big") + data[11:]
@@ -62,6 +127,84 @@ def _hello(seq: int = 0, **client: Any) -> bytes:
     conn.close()
     _take(conn, 0.0)
     return _renumber(data, seq)
+
+
+def _hrr_from(ep: ServerEndpoint, now: float) -> list[tuple[bytes, Any]]:
+    out = []
+    for lease, addr in ep.datagrams_to_send(now):
+        out.append((lease.tobytes(), addr))
+        lease.release()
+    return out
+
+
+# -- through the ServerEndpoint: our client's epoch-0 window sees what OpenSSL's sees ----
+
+
+def test_first_client_under_cookie_policy_always_completes_at_once() -> None:
+    """The first HRR an endpoint sends is numbered like the client's ClientHello (0) and
+    the ServerHello after it: our client's epoch-0 window takes both, no retransmission."""
+    net, ep, pools = _world("always")
+    client = _client(net, pools, VICTIM)
+    watch = _Watch(net, VICTIM)
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: client.handshake_complete, max_time=30)
+    assert net.now < 0.5, net.now  # no retransmission timeout (1 s) was needed
+    assert client.stats["retransmissions"] == 0
+    assert client.stats["hello_retry_requests_received"] == 1
+    assert _replays(client) == 0
+    (hrr_seq,) = [seq for is_hrr, seq in watch.seen if is_hrr]
+    server_hello_seqs = [seq for is_hrr, seq in watch.seen if not is_hrr]
+    assert hrr_seq == 0 and server_hello_seqs and min(server_hello_seqs) > hrr_seq
+    _shutdown(net, ep, [client])
+    assert pools.in_use == 0
+
+
+def test_client_after_100_hello_retries_to_other_sources_completes_at_once() -> None:
+    """HRRs to strangers (spoofed sources) do not move the numbers a new client sees:
+    before, the endpoint-wide counter numbered this client's HRR 100, the ServerHello
+    began at 0 and a 64-record epoch-0 window (OpenSSL's, ours) dropped it as a replay."""
+    net, ep, pools = _world("always")
+    hello = _hello()
+    for i in range(100):
+        assert ep.receive_datagram(hello, (f"10.66.{i}.1", 4000 + i), 0.0) is None
+    assert ep.gate.counters["hello_retry_sent"] == 100
+    to_strangers = [seq for data, _ in _hrr_from(ep, 0.0) for _, seq in _server_hellos(data)]
+    client = _client(net, pools, VICTIM)
+    watch = _Watch(net, VICTIM)
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: client.handshake_complete, max_time=30)
+    assert net.now < 0.5, net.now
+    assert client.stats["retransmissions"] == 0
+    assert _replays(client) == 0
+    (hrr_seq,) = [seq for is_hrr, seq in watch.seen if is_hrr]
+    assert hrr_seq < 64 and min(seq for is_hrr, seq in watch.seen if not is_hrr) > hrr_seq
+    assert to_strangers == [0] * 100  # each numbered like the ClientHello it answered
+    _shutdown(net, ep, [client])
+    assert pools.in_use == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cookie_exchanges_through_the_endpoint_survive_loss_duplication_reordering(
+    seed: int,
+) -> None:
+    """Duplicated datagrams are dropped as replays (counted) and lost ones come back by
+    retransmission: every client completes, whatever the gate answered in between."""
+    net, ep, pools = _world(
+        "always", seed, Impairments(loss=0.15, duplicate=0.3, reorder=0.3, reorder_delay=0.05)
+    )
+    hello = _hello()
+    for i in range(70):  # replies to strangers interleaved with the clients' exchanges
+        ep.receive_datagram(hello, (f"10.67.{i}.1", 4000), 0.0)
+    _hrr_from(ep, 0.0)
+    clients = [_client(net, pools, (f"10.4.1.{i + 1}", 5000 + i)) for i in range(6)]
+    for c in clients:
+        c.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: all(c.handshake_complete for c in clients), max_time=100)
+    assert all(c.stats["hello_retry_requests_received"] == 1 for c in clients)
+    replays = sum(map(_replays, [*clients, *ep.connections.values()]))
+    assert net.stats.duplicated and replays  # duplicates were met and counted
+    _shutdown(net, ep, clients)
+    assert pools.in_use == 0
 
 
 # -- the gate's other stateless replies -------------------------------------------------
@@ -138,5 +281,51 @@ def test_connection_numbers_its_server_hello_after_the_client_hello_record() -> 
     gate.close()
     fresh.close()
     _take(fresh, 0.03)
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+# -- epoch-0 replay detection (RFC 9147 §4.5.1), client and server ---------------------
+
+
+def test_client_drops_and_counts_a_replayed_server_hello() -> None:
+    pair = make_pair()
+    c, s = pair.client, pair.server
+    c.connect(SERVER_ADDR, 0.0)
+    for d in _take(c, 0.0):
+        s.receive_datagram(d, CLIENT_ADDR, 0.0)
+    flight = _take(s, 0.0)
+    server_hello = split_records(flight[0])[0]
+    assert _server_hellos(server_hello) == [(False, 1)]  # after the ClientHello (0)
+    c.receive_datagram(server_hello, SERVER_ADDR, 0.01)
+    records_in = c.stats["records_in"]
+    c.receive_datagram(server_hello, SERVER_ADDR, 0.02)  # the network duplicated it
+    assert _replays(c) == 1
+    assert c.stats["records_in"] == records_in and not c.closed
+    for d in flight:
+        c.receive_datagram(d, SERVER_ADDR, 0.03)
+    assert pair.net.run(pair.completed, max_time=10)
+    assert c.stats["handshake_restarts"] == 0
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_server_drops_a_duplicated_client_hello_but_answers_a_retransmitted_one() -> None:
+    """A copy of the same record is a replay (dropped, counted); the client's own
+    retransmission is a new record, and gets the server's flight again (§5.8.1)."""
+    pair = make_pair()
+    c, s = pair.client, pair.server
+    c.connect(SERVER_ADDR, 0.0)
+    (hello,) = _take(c, 0.0)
+    s.receive_datagram(hello, CLIENT_ADDR, 0.0)
+    assert _take(s, 0.0)
+    s.receive_datagram(hello, CLIENT_ADDR, 0.5)
+    assert _replays(s) == 1
+    assert _take(s, 0.5) == [] and s.stats["retransmissions"] == 0 and not s.closed
+    c.handle_timer(1.0)  # the client heard nothing: it retransmits (record number 1)
+    (again,) = _take(c, 1.0)
+    assert int.from_bytes(again[5:11], "big") == 1
+    s.receive_datagram(again, CLIENT_ADDR, 1.0)
+    assert _take(s, 1.0) and s.stats["retransmissions"] == 1
     pair.close()
     assert pair.pools.in_use == 0

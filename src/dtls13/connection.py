@@ -421,8 +421,12 @@ class Connection:
             self._flight.release()
         if self._reassembler is not None:
             self._reassembler.close()
+        # The association goes on: its epoch-0 numbers do not start over (the peer's
+        # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
+        plaintext_seq = self._records.next_sequence_number(0)
         self._records.close()
         self._init_handshake(0)
+        self._records.continue_plaintext_after(plaintext_seq - 1)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         if self.is_client:
             self._send_client_hello(now)
