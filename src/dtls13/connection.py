@@ -107,6 +107,7 @@ STAT_NAMES = (
     "early_data_bytes_out",
     "dropped_early_data",
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+    "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -211,6 +212,8 @@ class Connection:
         "_suite",
         "_timeouts",
         "_transcript",
+        "_unanswered_at",
+        "_unanswered_timeout",
         "_wall_clock",
         "_write_secret",
         "cid_negotiated",
@@ -241,9 +244,14 @@ class Connection:
         first_message_seq: int = 0,
         cid_issuer: Callable[[Connection, int], bytes] | None = None,
         on_activity: Callable[[Connection], None] | None = None,
+        unanswered_timeout: float | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
         carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
+        `unanswered_timeout`: end the handshake this many seconds after it began (or
+        restarted) unless a record from the peer has authenticated under the handshake
+        keys by then, proof that the peer got our flight (an endpoint's half-open
+        handshakes; None: only `config.handshake_timeout` applies).
         `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
         them unique and routes by them); by default they are random. `on_activity(conn)` is
         called whenever a call may have produced output or moved the timer, so an endpoint
@@ -275,6 +283,8 @@ class Connection:
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
+        self._unanswered_timeout = unanswered_timeout
+        self._unanswered_at: float | None = None
         self._restarts = 0
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
@@ -427,6 +437,7 @@ class Connection:
         self._records.close()
         self._init_handshake(0)
         self._records.continue_plaintext_after(plaintext_seq - 1)
+        self._arm_unanswered(now)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         if self.is_client:
             self._send_client_hello(now)
@@ -444,6 +455,7 @@ class Connection:
         self._now = now
         self.handshake_started = now
         self._handshake_deadline = now + self.config.handshake_timeout
+        self._arm_unanswered(now)
         self._guard(now, lambda: self._send_client_hello(now))
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
@@ -458,6 +470,7 @@ class Connection:
         if self.handshake_started is None:
             self.handshake_started = now
             self._handshake_deadline = now + self.config.handshake_timeout
+            self._arm_unanswered(now)
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         drops = self._records.drops
@@ -556,9 +569,13 @@ class Connection:
         ack = self._ack_at
         if ack is not None and (t is None or ack < t):
             t = ack
-        deadline = self._handshake_deadline
-        if state is not State.CONNECTED and deadline is not None and (t is None or deadline < t):
-            t = deadline
+        if state is not State.CONNECTED:
+            deadline = self._handshake_deadline
+            if deadline is not None and (t is None or deadline < t):
+                t = deadline
+            unanswered = self._unanswered_at
+            if unanswered is not None and (t is None or unanswered < t):
+                t = unanswered
         idle = self._idle_check_at
         if idle is not None and (t is None or idle < t):
             t = idle
@@ -581,6 +598,14 @@ class Connection:
         ):
             self._terminate(None, "handshake timed out", by_peer=False, now=now)
             return
+        if (
+            self.state is not State.CONNECTED
+            and self._unanswered_at is not None
+            and now >= self._unanswered_at
+        ):
+            self.stats["handshake_unanswered"] += 1
+            self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
+            return
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         if self._retransmit_at is not None and now >= self._retransmit_at:
@@ -590,6 +615,10 @@ class Connection:
             if self._timeouts >= 2 and self.mtu > 576:
                 self.mtu = max(576, self.mtu * 3 // 4)
             self._guard(now, lambda: self._retransmit(now))
+
+    def _arm_unanswered(self, now: float) -> None:
+        if self._unanswered_timeout is not None:
+            self._unanswered_at = now + self._unanswered_timeout
 
     def _activity(self) -> None:
         if self._idle_check_at is None and self.state is State.CONNECTED:
@@ -1018,7 +1047,10 @@ class Connection:
                     f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
                 )
         if record.epoch == 2:
+            # It authenticated under the handshake keys: the peer has our flight, so it is
+            # there (anyone can send plaintext from a spoofed address).
             self._epoch2_records += 1
+            self._unanswered_at = None
         ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
