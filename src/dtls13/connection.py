@@ -160,6 +160,7 @@ class Connection:
         "_cid_request_outstanding",
         "_client_hello",
         "_client_random",
+        "_cookie_checked",
         "_current_seq",
         "_decoded_hello",
         "_early_accepted",
@@ -285,6 +286,7 @@ class Connection:
         self._handshake_deadline: float | None = None
         self._unanswered_timeout = unanswered_timeout
         self._unanswered_at: float | None = None
+        self._cookie_checked = False  # a server: the peer returned a cookie we issued
         self._restarts = 0
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
@@ -803,6 +805,14 @@ class Connection:
     @property
     def handshake_complete(self) -> bool:
         return self.state is State.CONNECTED
+
+    @property
+    def address_validated(self) -> bool:
+        """Whether the peer proved it receives what we send to its address: RFC 9147 §5.1,
+        "A client address is valid after a cookie exchange or handshake completion", or
+        once one of its records authenticated under the handshake keys (derived from our
+        flight). Until then its address may be spoofed."""
+        return self._cookie_checked or self._epoch2_records > 0 or self.state is State.CONNECTED
 
     @property
     def cipher_suite(self) -> CipherSuite | None:
@@ -2009,6 +2019,7 @@ class Connection:
         contents = cfg.cookie_jar.check(cookie, now, self.peer_address)
         if contents is None or len(contents.extra) != 4:
             raise IllegalParameter("invalid or expired cookie")
+        self._cookie_checked = True
         suite_code, group = (int(v) for v in struct.unpack("!HH", contents.extra))
         if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
             raise IllegalParameter("cookie names a suite no longer offered")
@@ -2042,6 +2053,7 @@ class Connection:
             # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
             if not hmac.compare_digest(cookie, self._hrr_cookie):
                 raise IllegalParameter("cookie does not match the one we sent")
+            self._cookie_checked = True
         if self._flight is not None:
             self._flight.release()
             self._flight = None
