@@ -111,6 +111,7 @@ STAT_NAMES = (
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
     "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
     "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
+    "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -166,6 +167,7 @@ class Connection:
         "_client_hello",
         "_client_random",
         "_closed_cleartext_mtu",
+        "_cookie_checked",
         "_current_seq",
         "_decoded_hello",
         "_early_accepted",
@@ -218,6 +220,8 @@ class Connection:
         "_suite",
         "_timeouts",
         "_transcript",
+        "_unanswered_at",
+        "_unanswered_timeout",
         "_wall_clock",
         "_write_secret",
         "cid_negotiated",
@@ -248,9 +252,14 @@ class Connection:
         first_message_seq: int = 0,
         cid_issuer: Callable[[Connection, int], bytes] | None = None,
         on_activity: Callable[[Connection], None] | None = None,
+        unanswered_timeout: float | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
         carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
+        `unanswered_timeout`: end the handshake this many seconds after it began (or
+        restarted) unless a record from the peer has authenticated under the handshake
+        keys by then, proof that the peer got our flight (an endpoint's half-open
+        handshakes; None: only `config.handshake_timeout` applies).
         `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
         them unique and routes by them); by default they are random. `on_activity(conn)` is
         called whenever a call may have produced output or moved the timer, so an endpoint
@@ -282,6 +291,9 @@ class Connection:
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
+        self._unanswered_timeout = unanswered_timeout
+        self._unanswered_at: float | None = None
+        self._cookie_checked = False  # a server: the peer returned a cookie we issued
         self._restarts = 0
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
@@ -429,8 +441,13 @@ class Connection:
             self._flight.release()
         if self._reassembler is not None:
             self._reassembler.close()
+        # The association goes on: its epoch-0 numbers do not start over (the peer's
+        # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
+        plaintext_seq = self._records.next_sequence_number(0)
         self._records.close()
         self._init_handshake(0)
+        self._records.continue_plaintext_after(plaintext_seq - 1)
+        self._arm_unanswered(now)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         if self.is_client:
             self._send_client_hello(now)
@@ -448,6 +465,7 @@ class Connection:
         self._now = now
         self.handshake_started = now
         self._handshake_deadline = now + self.config.handshake_timeout
+        self._arm_unanswered(now)
         self._guard(now, lambda: self._send_client_hello(now))
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
@@ -462,6 +480,7 @@ class Connection:
         if self.handshake_started is None:
             self.handshake_started = now
             self._handshake_deadline = now + self.config.handshake_timeout
+            self._arm_unanswered(now)
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         drops = self._records.drops
@@ -584,9 +603,13 @@ class Connection:
         ack = self._ack_at
         if ack is not None and (t is None or ack < t):
             t = ack
-        deadline = self._handshake_deadline
-        if state is not State.CONNECTED and deadline is not None and (t is None or deadline < t):
-            t = deadline
+        if state is not State.CONNECTED:
+            deadline = self._handshake_deadline
+            if deadline is not None and (t is None or deadline < t):
+                t = deadline
+            unanswered = self._unanswered_at
+            if unanswered is not None and (t is None or unanswered < t):
+                t = unanswered
         idle = self._idle_check_at
         if idle is not None and (t is None or idle < t):
             t = idle
@@ -615,6 +638,14 @@ class Connection:
                 timed_out=True,
             )
             return
+        if (
+            self.state is not State.CONNECTED
+            and self._unanswered_at is not None
+            and now >= self._unanswered_at
+        ):
+            self.stats["handshake_unanswered"] += 1
+            self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
+            return
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         if self._retransmit_at is not None and now >= self._retransmit_at:
@@ -624,6 +655,10 @@ class Connection:
             if self._timeouts >= 2 and self.mtu > 576:
                 self.mtu = max(576, self.mtu * 3 // 4)
             self._guard(now, lambda: self._retransmit(now))
+
+    def _arm_unanswered(self, now: float) -> None:
+        if self._unanswered_timeout is not None:
+            self._unanswered_at = now + self._unanswered_timeout
 
     def _activity(self) -> None:
         if self._idle_check_at is None and self.state is State.CONNECTED:
@@ -813,6 +848,14 @@ class Connection:
     @property
     def handshake_complete(self) -> bool:
         return self.state is State.CONNECTED
+
+    @property
+    def address_validated(self) -> bool:
+        """Whether the peer proved it receives what we send to its address: RFC 9147 §5.1,
+        "A client address is valid after a cookie exchange or handshake completion", or
+        once one of its records authenticated under the handshake keys (derived from our
+        flight). Until then its address may be spoofed."""
+        return self._cookie_checked or self._epoch2_records > 0 or self.state is State.CONNECTED
 
     @property
     def cipher_suite(self) -> CipherSuite | None:
@@ -1091,7 +1134,10 @@ class Connection:
                     f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
                 )
         if record.epoch == 2:
+            # It authenticated under the handshake keys: the peer has our flight, so it is
+            # there (anyone can send plaintext from a spoofed address).
             self._epoch2_records += 1
+            self._unanswered_at = None
         ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
@@ -1188,6 +1234,16 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
+        if plaintext and not self.is_client:
+            # A server numbers its epoch-0 records after the client's ClientHello record.
+            # A stateless HelloRetryRequest was numbered like the ClientHello1 record it
+            # answered (RFC 6347 §4.2.1's convention; handshake/gate.py), and the client
+            # numbers ClientHello2 after ClientHello1 (sequence numbers never repeat in an
+            # epoch, RFC 9147 §4.2.1), so our ServerHello lands right of every HRR in the
+            # client's epoch-0 replay window (§4.5.1), which OpenSSL keeps across the HRR.
+            # RFC 6347 numbered the ServerHello like ClientHello2; one past it is as safe,
+            # and never a number a stateless reply (a client record's number) could carry.
+            self._records.continue_plaintext_after(record.sequence_number)
         ackable = False
         repeat = False
         repeated_types: set[int] = set()
@@ -2039,6 +2095,7 @@ class Connection:
         contents = cfg.cookie_jar.check(cookie, now, self.peer_address)
         if contents is None or len(contents.extra) != 4:
             raise IllegalParameter("invalid or expired cookie")
+        self._cookie_checked = True
         suite_code, group = (int(v) for v in struct.unpack("!HH", contents.extra))
         if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
             raise IllegalParameter("cookie names a suite no longer offered")
@@ -2072,6 +2129,7 @@ class Connection:
             # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
             if not hmac.compare_digest(cookie, self._hrr_cookie):
                 raise IllegalParameter("cookie does not match the one we sent")
+            self._cookie_checked = True
         if self._flight is not None:
             self._flight.release()
             self._flight = None
