@@ -37,7 +37,8 @@ def _endpoint(
     ep = ServerEndpoint(
         scfg,
         pools=pools,
-        dos=dos,
+        # Spoofed half-opens need hellos the amplification rule would answer with cookies.
+        dos=dos or DoSProtectionConfig(amplification_limit=None),
         cookie_policy=cookie_policy,  # type: ignore[arg-type]
         wall_clock=wall_clock,
     )
@@ -140,7 +141,7 @@ def test_a_client_with_a_valid_cookie_displaces_a_spoofed_half_open_from_its_add
     address, RFC 9147 §5.1) takes the place of the oldest unproven half-open handshake
     from that IP, at once. The cap is never exceeded."""
     net = SimNetwork(4)
-    dos = DoSProtectionConfig(max_half_open_per_ip=3)
+    dos = DoSProtectionConfig(max_half_open_per_ip=3, amplification_limit=None)
     ep, pools = _endpoint(net, dos, cookie_policy="under_load")
     _spoof_half_opens(ep, "10.5.0.9", 3, 0.0)
     spoofed = list(ep.connections.values())
@@ -171,7 +172,7 @@ def test_proven_half_opens_stay_capped_per_source() -> None:
     """Half-open handshakes from proven addresses are never displaced: a source that does
     the cookie exchange (a real host, not a spoofer) still gets at most its cap."""
     net = SimNetwork(5)
-    dos = DoSProtectionConfig(max_half_open_per_ip=3)
+    dos = DoSProtectionConfig(max_half_open_per_ip=3, amplification_limit=None)
     ep, pools = _endpoint(net, dos, cookie_policy="always")
     ccfg, _ = configs()
     clients = []
@@ -198,7 +199,7 @@ def test_proven_half_opens_stay_capped_per_source() -> None:
 
 def test_at_the_global_cap_a_proven_client_displaces_the_oldest_unproven_half_open() -> None:
     net = SimNetwork(6)
-    dos = DoSProtectionConfig(max_half_open=3, cookie_threshold=3)
+    dos = DoSProtectionConfig(max_half_open=3, cookie_threshold=3, amplification_limit=None)
     ep, pools = _endpoint(net, dos, cookie_policy="under_load")
     for i in range(3):
         _spoof_half_opens(ep, f"10.5.2.{i + 1}", 1, 0.1 * i)

@@ -16,6 +16,8 @@ from dtls13.events import DataReceived
 from dtls13.memory import PoolSet
 
 N_IDLE = 2_000
+# These tests are about timers and scale; the amplification rule has its own tests.
+_NO_AMPLIFICATION_LIMIT = DoSProtectionConfig(amplification_limit=None)
 PSK = (b"sensor", bytes(range(32)))
 
 
@@ -59,7 +61,7 @@ def test_one_datagram_among_2000_idle_connections_touches_one_connection(
     ccfg = ClientConfig(psk=PSK, psk_modes=("psk_ke",), debug=True)
     scfg = ServerConfig(external_psks=dict([PSK]), psk_modes=("psk_ke",), debug=True)
     pools = PoolSet()
-    dos = DoSProtectionConfig(max_concurrent_connections=N_IDLE + 10)
+    dos = DoSProtectionConfig(max_concurrent_connections=N_IDLE + 10, amplification_limit=None)
     ep = ServerEndpoint(scfg, pools=pools, dos=dos, cookie_policy="never", wall_clock=wall_clock)
     clients: list[tuple[Connection, Any]] = []
     now = 0.0
@@ -158,7 +160,9 @@ def test_the_timer_heap_agrees_with_every_connection_on_a_lossy_network() -> Non
     ccfg, scfg = configs()
     pools = PoolSet()
     net = SimNetwork(11, Impairments(loss=0.25, reorder=0.1, duplicate=0.05))
-    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    ep = ServerEndpoint(
+        scfg, pools=pools, dos=_NO_AMPLIFICATION_LIMIT, cookie_policy="never", wall_clock=wall_clock
+    )
     net.add(SERVER_ADDR, ep)
     clients = []
     for i in range(12):
@@ -216,7 +220,9 @@ def test_a_removed_connection_no_longer_reports_to_the_endpoint() -> None:
     ccfg = ClientConfig(psk=PSK, psk_modes=("psk_ke",), debug=True)
     scfg = ServerConfig(external_psks=dict([PSK]), psk_modes=("psk_ke",), debug=True)
     pools = PoolSet()
-    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    ep = ServerEndpoint(
+        scfg, pools=pools, dos=_NO_AMPLIFICATION_LIMIT, cookie_policy="never", wall_clock=wall_clock
+    )
     addr = ("10.3.0.1", 7000)
     client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
     client.connect(SERVER_ADDR, 0.0)

@@ -134,7 +134,9 @@ def is_hello_retry_request(datagram: bytes) -> bool:
 async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -> None:
     pools = PoolSet()
     threshold = 5
-    dos = DoSProtectionConfig(cookie_threshold=threshold, max_half_open_per_ip=threshold)
+    dos = DoSProtectionConfig(
+        cookie_threshold=threshold, max_half_open_per_ip=threshold, amplification_limit=None
+    )
     client_config, _ = configs()
     hellos_all = first_client_hellos(200 + threshold)
     hellos, extra = hellos_all[:200], hellos_all[200:]
@@ -199,7 +201,12 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
 async def test_per_source_limits_hit_only_the_offending_source() -> None:
     pools = PoolSet()
     # A bucket of 20 datagrams that hardly refills, and 3 half-open handshakes per address.
-    dos = DoSProtectionConfig(max_half_open_per_ip=3, datagram_burst=20, datagrams_per_second=0.01)
+    dos = DoSProtectionConfig(
+        max_half_open_per_ip=3,
+        datagram_burst=20,
+        datagrams_per_second=0.01,
+        amplification_limit=None,
+    )
     client_config, _ = configs()
     hellos = first_client_hellos(40)
     async with trio.open_nursery() as nursery, Harness(nursery, pools) as h:

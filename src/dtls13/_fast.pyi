@@ -403,6 +403,7 @@ def scan_client_hello(
         tuple[int, ...] | None,
         tuple[int, ...] | None,
         int,
+        bool,
     ]
     | None
 ): ...

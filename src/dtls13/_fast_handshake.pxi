@@ -228,7 +228,7 @@ def scan_client_hello(data, Py_ssize_t max_hello):
     the extensions) and whose supported_versions, supported_groups and key_share decode
     as the extension codecs decode them, with no cookie extension and an empty legacy
     cookie. Then returns ``(body_offset, body_length, cipher_suites, versions, groups,
-    share_groups, record_seq)`` (tuples of ints, None for an absent extension; the
+    share_groups, record_seq, offers_psk)`` (tuples of ints, None for an absent extension; the
     record's sequence number, which a stateless reply repeats); anything else, well
     formed or not, gives None and is the caller's slow path. Never raises on the bytes.
     """
@@ -236,6 +236,7 @@ def scan_client_hello(data, Py_ssize_t max_hello):
     cdef _Header h
     cdef const uint8_t *p
     cdef Py_ssize_t n, o, end, body, length, k, ext_end, t, el, i, j, count = 0
+    cdef bint offers_psk = False
     cdef Py_ssize_t suites_at = 0, suites_len = 0
     cdef Py_ssize_t versions_at = -1, groups_at = -1, shares_at = -1
     cdef Py_ssize_t versions_len = 0, groups_len = 0, shares_len = 0
@@ -298,6 +299,8 @@ def scan_client_hello(data, Py_ssize_t max_hello):
                 groups_at, groups_len = o, el
             elif t == 51:
                 shares_at, shares_len = o, el
+            elif t == 41:
+                offers_psk = True
             o += el
         # supported_versions: ProtocolVersion versions<2..254> filling the extension.
         if versions_at >= 0:
@@ -338,6 +341,7 @@ def scan_client_hello(data, Py_ssize_t max_hello):
             _u16_list(p, groups_at + 2, groups_len - 2) if groups_at >= 0 else None,
             share_groups,
             h.seq,
+            offers_psk,
         )
     finally:
         PyBuffer_Release(&v)

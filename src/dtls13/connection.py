@@ -99,7 +99,6 @@ STAT_NAMES = (
     "hello_retry_requests_sent",
     "hello_retry_requests_received",
     "alerts_unsent",
-    "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
     "handshake_restarts",
     "dropped_damaged_hello",
     "address_changes",
@@ -109,9 +108,17 @@ STAT_NAMES = (
     "early_data_bytes_out",
     "dropped_early_data",
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+)
+# Counters that stay zero on almost every connection, kept apart in a dict made on first use
+# (Connection.count): the common ones above then stay within the 30 keys a CPython
+# key-sharing dict allows (see memory/counters.py), and an ordinary connection pays nothing
+# for these.
+RARE_STAT_NAMES = (
+    "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
     "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
     "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
     "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
+    "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -159,6 +166,7 @@ class Connection:
         "_ack_at",
         "_ack_list",
         "_alpn",
+        "_amplification_limit",
         "_c_app",
         "_c_hs",
         "_cert_request",
@@ -201,6 +209,7 @@ class Connection:
         "_peer_record_limit",
         "_psk_schedule",
         "_random",
+        "_rare_stats",
         "_read_secret",
         "_reassembler",
         "_records",
@@ -222,6 +231,8 @@ class Connection:
         "_transcript",
         "_unanswered_at",
         "_unanswered_timeout",
+        "_unvalidated_in",
+        "_unvalidated_out",
         "_wall_clock",
         "_write_secret",
         "cid_negotiated",
@@ -253,6 +264,7 @@ class Connection:
         cid_issuer: Callable[[Connection, int], bytes] | None = None,
         on_activity: Callable[[Connection], None] | None = None,
         unanswered_timeout: float | None = None,
+        amplification_limit: float | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
         carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
@@ -260,6 +272,9 @@ class Connection:
         restarted) unless a record from the peer has authenticated under the handshake
         keys by then, proof that the peer got our flight (an endpoint's half-open
         handshakes; None: only `config.handshake_timeout` applies).
+        `amplification_limit` (a server; an endpoint passes 3): until the peer's address is
+        validated, send it at most this many times the bytes received from it (RFC 9147
+        §5.1); what would exceed it is not sent, and retransmissions try again.
         `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
         them unique and routes by them); by default they are random. `on_activity(conn)` is
         called whenever a call may have produced output or moved the timer, so an endpoint
@@ -294,12 +309,17 @@ class Connection:
         self._unanswered_timeout = unanswered_timeout
         self._unanswered_at: float | None = None
         self._cookie_checked = False  # a server: the peer returned a cookie we issued
+        # Bytes from and to a peer whose address is not validated yet (None: no limit,
+        # or validated since).
+        self._amplification_limit = None if self.is_client else amplification_limit
+        self._unvalidated_in = self._unvalidated_out = 0
         self._restarts = 0
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
         self._init_handshake(first_message_seq)
         # statistics
         self.stats: dict[str, int] = zero_counters(STAT_NAMES)
+        self._rare_stats: dict[str, int] | None = None  # RARE_STAT_NAMES, once one counts
         self.handshake_started: float | None = None
         self.handshake_completed_at: float | None = None
         self.terminated: ConnectionTerminated | None = None
@@ -482,6 +502,8 @@ class Connection:
             self._handshake_deadline = now + self.config.handshake_timeout
             self._arm_unanswered(now)
         self.stats["datagrams_in"] += 1
+        if self._amplification_limit is not None:
+            self._unvalidated_in += len(data)
         self._retransmitted_this_input = False
         drops = self._records.drops
         retired, failed = drops["retired_epoch"], drops["auth_failed"]
@@ -522,7 +544,7 @@ class Connection:
                 self._fail(alert, now)
                 return
             records.retire_read_epoch(epoch)
-            self.stats["keys_dropped_at_integrity_limit"] += 1
+            self.count("keys_dropped_at_integrity_limit")
         if (
             self.state is State.CONNECTED
             and newest >= 3
@@ -591,7 +613,31 @@ class Connection:
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         out, self._outbox = self._outbox, []
+        if self._amplification_limit is not None and out:
+            out = self._within_amplification_limit(out)
         self.stats["datagrams_out"] += len(out)
+        return out
+
+    def _within_amplification_limit(
+        self, out: list[tuple[Lease, Address]]
+    ) -> list[tuple[Lease, Address]]:
+        """RFC 9147 §5.1: "A server SHOULD limit the amount of data it sends toward a client
+        address to three times the amount of data sent by the client before it verifies
+        that the client is able to receive data at that address." All of this output or
+        none: a flight cut short would leave the client holding part of it with nothing
+        to send, while one held back whole makes it repeat its ClientHello, which pays for
+        the next try."""
+        if self.address_validated:
+            self._amplification_limit = None
+            return out
+        assert self._amplification_limit is not None
+        size = sum(len(lease) for lease, _ in out)
+        if self._unvalidated_out + size > self._amplification_limit * self._unvalidated_in:
+            for lease, _ in out:
+                lease.release()
+            self.count("amplification_limited", len(out))
+            return []
+        self._unvalidated_out += size
         return out
 
     def get_timer(self) -> float | None:
@@ -643,7 +689,7 @@ class Connection:
             and self._unanswered_at is not None
             and now >= self._unanswered_at
         ):
-            self.stats["handshake_unanswered"] += 1
+            self.count("handshake_unanswered")
             self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
             return
         if self._ack_at is not None and now >= self._ack_at:
@@ -869,10 +915,23 @@ class Connection:
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._peer_chain
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add `n` to one of the RARE_STAT_NAMES counters."""
+        rare = self._rare_stats
+        if rare is None:
+            rare = self._rare_stats = {}
+        rare[name] = rare.get(name, 0) + n
+
+    def rare_stat(self, name: str) -> int:
+        """One of the RARE_STAT_NAMES counters."""
+        return 0 if self._rare_stats is None else self._rare_stats.get(name, 0)
+
     def statistics(self) -> ConnectionStatistics:
         """Counters of this connection, its record layer's drops and its pool use."""
+        rare = self._rare_stats or {}
         return ConnectionStatistics(
             **self.stats,
+            **{name: rare.get(name, 0) for name in RARE_STAT_NAMES},
             record_drops=dict(self._records.drops),
             reassembly=dict(
                 self._reassembler.counters
@@ -1009,8 +1068,8 @@ class Connection:
         # MAX_LOCAL_CIDS.
         count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
         if count < min(msg.num_cids, MAX_CIDS):
-            self.stats["cid_requests_refused"] += 1
-            if self.stats["cid_requests_refused"] > MAX_REFUSED_CID_REQUESTS:
+            self.count("cid_requests_refused")
+            if self.rare_stat("cid_requests_refused") > MAX_REFUSED_CID_REQUESTS:
                 raise TooManyCidsRequested("the peer keeps asking for connection IDs")
         cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
         self.local_cids += cids
@@ -1118,7 +1177,7 @@ class Connection:
                     w.add(epoch, ContentType.ack, buf.data)
                     self._queue(w.finish())
             except MemoryBudgetExceeded:
-                self.stats["acks_unsent"] += 1
+                self.count("acks_unsent")
                 return
         self.stats["acks_sent"] += 1
 

@@ -67,12 +67,20 @@ class DoSProtectionConfig:
     # that is still in its first flight starts over with its next ClientHello (a new
     # connection). None: handshake_timeout only.
     unanswered_handshake_timeout: float | None = 20.0
+    # RFC 9147 §5.1: until a client's address is proven (a cookie, or a record of it that
+    # authenticated), send it at most this many times the bytes it sent. A first
+    # ClientHello too small to pay for our first flight gets a cookie (unless the cookie
+    # policy is "never": then the flight waits for the client's repeated ClientHellos).
+    # None: no limit (where amplification is no threat, e.g. after ICE).
+    amplification_limit: float | None = 3.0
 
     def __post_init__(self) -> None:
         if not 0 < self.emergency_low < self.emergency_high <= 1:
             raise ValueError("need 0 < emergency_low < emergency_high <= 1")
         if self.unanswered_handshake_timeout is not None and self.unanswered_handshake_timeout <= 0:
             raise ValueError("unanswered_handshake_timeout must be positive (or None)")
+        if self.amplification_limit is not None and self.amplification_limit < 1:
+            raise ValueError("amplification_limit must be at least 1 (or None)")
         for name in (
             "max_total_memory",
             "max_per_connection_memory",
@@ -238,6 +246,9 @@ class ServerEndpoint:
             total_bytes=self.dos.reassembly_total_bytes,
             timeout=self.dos.reassembly_timeout,
         )
+        # A first ClientHello too small to pay for our first flight gets a cookie.
+        if cookie_policy != "never":
+            self.gate.amplification_limit = self.dos.amplification_limit
         self.connections: _ConnectionTable = _ConnectionTable()
         # Connections admitted half-open, by address: a superset of the half-open ones in
         # `connections`, pruned whenever counted (see _half_open_now).
@@ -408,10 +419,12 @@ class ServerEndpoint:
             if t is not None and t <= now:
                 stats = conn.stats
                 before = stats["idle_releases"]
-                unanswered = stats["handshake_unanswered"]
+                unanswered = conn.rare_stat("handshake_unanswered")
                 conn.handle_timer(now)
                 released += stats["idle_releases"] - before
-                self.counters["half_open_unanswered"] += stats["handshake_unanswered"] - unanswered
+                self.counters["half_open_unanswered"] += (
+                    conn.rare_stat("handshake_unanswered") - unanswered
+                )
                 self._attention[conn] = None
             self.touch(conn)
         if released:
@@ -652,6 +665,7 @@ class ServerEndpoint:
             cid_issuer=self._issue_cid,
             on_activity=self.touch,
             unanswered_timeout=self.dos.unanswered_handshake_timeout,
+            amplification_limit=self.dos.amplification_limit,
             **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
         )
 

@@ -31,6 +31,7 @@ class ConnectionStatistics:
     cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap reached)
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
+    amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int

@@ -23,8 +23,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import (
     DecodeError,
@@ -42,7 +45,9 @@ from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
 from . import extensions as ext
+from . import groups
 from . import messages as msgs
+from .certificates import schemes_for_key, sign_certificate_verify
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .flights import handshake_fragment
 from .fragments import pull_handshake_fragments_untrusted
@@ -76,10 +81,51 @@ class _Partial:
 
 
 PLAINTEXT_HEADER = 13
+
+
+@dataclass(frozen=True, slots=True)
+class FlightBound:
+    """An upper bound of the bytes of a server's first flight, ServerHello to Finished, with
+    record and fragment headers: what a ClientHello must cover under an amplification
+    limit (RFC 9147 §5.1)."""
+
+    base: int  # ServerHello without its share, EncryptedExtensions, Finished, headers
+    certificate: int  # Certificate, CertificateVerify (and a CertificateRequest): 0 with PSKs
+    shares: dict[int, int]  # our key share's length by group
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> FlightBound:
+        certificate = 0
+        if config.chain:
+            scheme = schemes_for_key(config.key)[0]
+            signature = sign_certificate_verify(config.key, scheme, bytes(32), is_server=True)
+            chain = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in config.chain)
+            certificate = chain + len(signature) + 200
+        shares = {int(g): groups.server_share_length(g) for g in config.group_order}
+        return cls(600, certificate, shares)
+
+    def bytes(self, offered: Sequence[int] | None, psk: bool = False) -> int:
+        """The bound when the client offers key shares of `offered` (None: unknown; an HRR
+        for the group then comes first anyway, so assume our largest share) and, with
+        `psk`, resumes (no certificate)."""
+        ours = [n for g, n in self.shares.items() if offered is None or g in offered]
+        share = max(ours or self.shares.values())
+        return self.base + share + (0 if psk else self.certificate)
+
+
+def _share_groups(ch: msgs.ClientHello) -> tuple[int, ...] | None:
+    """The groups of the ClientHello's key shares (None: none, or unreadable)."""
+    data = ch.extension(ExtensionType.key_share)
+    if data is None:
+        return None
+    try:
+        return tuple(e.group for e in ext.decode(data, ext.pull_key_share_client))
+    except DecodeError:
+        return None
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
-_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None, int]
+_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None, int, bool]
 GATE_COUNTERS = (
     "datagrams",
     "not_client_hello",
@@ -143,6 +189,10 @@ class HelloGate:
         # per reply instead of building the message.
         self._hrr_prefixes: dict[tuple[int, int | None, int], bytes] = {}
         self.counters: dict[str, int] = dict.fromkeys(GATE_COUNTERS, 0)
+        # Set (by the endpoint): first ClientHellos too small to pay for our first flight
+        # at this many times their size get a cookie (RFC 9147 §5.1). None: no such rule.
+        self.amplification_limit: float | None = None
+        self._flight_bound: FlightBound | None = None  # made on first use (one signature)
 
     @property
     def partials(self) -> int:
@@ -170,12 +220,19 @@ class HelloGate:
         self.pools.release_owner(self.owner)
 
     def receive_untrusted(
-        self, data: Any, addr: Any, now: float, *, require_cookie: bool | None = None
+        self,
+        data: Any,
+        addr: Any,
+        now: float,
+        *,
+        require_cookie: bool | None = None,
     ) -> GateResult:
         """Decide what a datagram from an address without a connection deserves.
 
         `require_cookie` overrides the config's `require_cookie` for this datagram (the
         endpoint demands cookies under load and from addresses that have a connection).
+        With `amplification_limit` set, a first ClientHello too small to pay for our first
+        flight under that limit gets a cookie anyway (RFC 9147 §5.1).
         """
         self.counters["datagrams"] += 1
         if self._partials:
@@ -184,6 +241,8 @@ class HelloGate:
         scan = scan_client_hello(data, self.max_hello)
         if scan is not None:
             # A lone, whole, well-formed first ClientHello without a cookie extension.
+            if not cookie and self.amplification_limit is not None:
+                cookie = self._cannot_pay(len(data), scan[5], scan[7])
             if cookie:
                 retry = self._fast_retry(scan, data, addr, now)
                 if retry is not None:
@@ -214,6 +273,17 @@ class HelloGate:
                     whole, header.message_seq, addr, now, cookie, record_seq, original
                 )
         return GateResult(Verdict.DROP)
+
+    def _cannot_pay(self, paid: int, shares: Sequence[int] | None, psk: bool) -> bool:
+        """Whether `paid` bytes of ClientHello, offering key shares of `shares` (and a
+        PSK, which spares the certificate if we take it), are too few for our first flight
+        under the amplification limit. A PSK we then refuse makes the flight bigger than
+        judged here: the connection holds it back until the client's repeated ClientHellos
+        have paid for it."""
+        assert self.amplification_limit is not None
+        if self._flight_bound is None:
+            self._flight_bound = FlightBound.of(self.config)
+        return paid * self.amplification_limit < self._flight_bound.bytes(shares, psk)
 
     # -- parsing and assembly -------------------------------------------------------
 
@@ -331,6 +401,12 @@ class HelloGate:
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
+        if not require_cookie and self.amplification_limit is not None:
+            # What the ClientHello cost its sender: the datagram, or for one rebuilt from
+            # fragments its body with one handshake and one record header at least.
+            paid = len(original) if original is not None else len(body) + PLAINTEXT_HEADER + 12
+            psk = ch.extension(ExtensionType.pre_shared_key) is not None
+            require_cookie = self._cannot_pay(paid, _share_groups(ch), psk)
         if not require_cookie:
             return self._accept(body, 0, record_seq, original, ch)
         hrr = self._stateless_retry(ch, body, addr, now, record_seq)
@@ -412,7 +488,7 @@ class HelloGate:
         """The HelloRetryRequest for a lone, well-formed first ClientHello, from a scan of
         its bytes instead of a decoded message; None: `_decide` on the decoded message
         (which then does exactly what `_stateless_retry` would have)."""
-        at, length, suites, versions, groups, shares, record_seq = scan
+        at, length, suites, versions, groups, shares, record_seq, _ = scan
         if versions is None or DTLS13_VERSION not in versions:
             return None
         cfg = self.config

@@ -357,6 +357,14 @@ def client_share_length(group: int) -> int:
     return _dh_length(NamedGroup(group))
 
 
+def server_share_length(group: int) -> int:
+    """The length of the server's key_exchange for `group` (a KEM's is its ciphertext)."""
+    if group in _HYBRIDS:
+        dh_group, size, _ = _HYBRIDS[NamedGroup(group)]
+        return _MLKEM_SIZES[size][1] + _dh_length(dh_group)
+    return _dh_length(NamedGroup(group))
+
+
 def _dh_length(group: NamedGroup) -> int:
     if group == NamedGroup.x25519:
         return 32

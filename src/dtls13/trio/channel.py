@@ -97,6 +97,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._announced = False  # its serve() handler was started
         self._buried = False  # scheduled for removal from the endpoint
         self._unreachable = False  # ICMP said nothing listens at the peer's port
+        self._unreachable_since: float | None = None  # the first such report (trio time)
 
     # -- called by the endpoint -------------------------------------------------------
 

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 MAX_DATAGRAM = 65536
 RECV_BATCH = 64  # datagrams the receive task takes per wakeup before it yields
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
+# A client's handshake ends with PeerUnreachable when ICMP port unreachable came back for
+# tries at least this far apart (the first flight and its retransmissions at 1 and 3 s).
+UNREACHABLE_GRACE = 2.0
 
 Handler = Callable[..., Awaitable[object]]
 _AF_INET = stdlib_socket.AF_INET
@@ -137,7 +140,7 @@ class DTLSEndpoint:
         self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
         self._raw.setblocking(False)
         # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
-        # unreachable from it: a client learns at once that nothing listens there.
+        # unreachable from it: a client learns within seconds that nothing listens there.
         try:
             self._peer: Any = self._raw.getpeername()
         except OSError:
@@ -499,13 +502,21 @@ class DTLSEndpoint:
 
     def _port_unreachable(self) -> None:
         """ICMP port unreachable from the connected peer. It ends a client's handshake only
-        while nothing has come from the peer: an ICMP message is as easy to forge as any
-        unauthenticated datagram, so it may stop a search, never a live association."""
+        while nothing has come from the peer, and only once the port stayed closed across
+        tries UNREACHABLE_GRACE apart (a server starting up a moment late is still met):
+        an ICMP message is as easy to forge as any unauthenticated datagram, so it may
+        stop a search, never a live association."""
         self.counters["port_unreachable"] += 1
         channel = self._clients.get(_key(self._peer)) if self._peer is not None else None
         if channel is None or channel._handshake is not None or channel._conn.closed:
             return
         if channel._conn.stats["datagrams_in"]:
+            return
+        now = trio.current_time()
+        if channel._unreachable_since is None:
+            channel._unreachable_since = now
+            return
+        if now - channel._unreachable_since < UNREACHABLE_GRACE:
             return
         channel._unreachable = True
         channel._conn.abandon(
@@ -822,8 +833,8 @@ async def open_dtls_client(
 
     The channel owns its endpoint: closing the channel closes the socket too. Raises
     OSError when `host` does not resolve, and the handshake's exceptions (see
-    ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` at once when the server's
-    host reports that nothing listens on `port`.
+    ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` within about 3 s when the
+    server's host keeps reporting that nothing listens on `port`.
     """
     infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
@@ -833,7 +844,7 @@ async def open_dtls_client(
     try:
         await sock.bind(local_address)
         # Connected: datagrams from anyone but the server never reach us, and an ICMP port
-        # unreachable ends the handshake at once instead of after handshake_timeout.
+        # unreachable ends the handshake within seconds, not after handshake_timeout.
         await sock.connect(addr)
         endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
     except BaseException:
