@@ -93,6 +93,7 @@ STAT_NAMES = (
     "dropped_handshake_fragments",
     "dropped_app_data_early",
     "dropped_malformed_plaintext",
+    "dropped_unauthenticated_ack",
     "dropped_unexpected_content",
     "key_updates_sent",
     "key_updates_received",
@@ -1037,6 +1038,9 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
+        if record.epoch == 0 and self.state not in _HELLO_STATES:
+            self._handle_plaintext_after_keys(record, now)
+            return
         # Early data (epoch 1) was sent before the client could know our limit.
         if self._enforce_record_limit and record.epoch >= 2:
             assert self.config.record_size_limit is not None
@@ -1067,6 +1071,20 @@ class Connection:
         else:
             self.stats["dropped_unexpected_content"] += 1
 
+    def _handle_plaintext_after_keys(self, record: Any, now: float) -> None:
+        """An unprotected record once we read with keys: anyone on the path or off it may
+        have made it, so it is never authoritative and never fatal (RFC 9147 §4.5.2, §5.11).
+        Only a hello the peer repeats is of use: our flight to it was lost (§5.8.1)."""
+        ct = record.content_type
+        if ct == ContentType.handshake:
+            self._handle_handshake_record(record, now)
+        elif ct == ContentType.ack:
+            # The peer ACKs what we sent since its keys exist in an encrypted epoch (§7); a
+            # plaintext ACK could only cancel retransmissions that a handshake still needs.
+            self.stats["dropped_unauthenticated_ack"] += 1
+        else:
+            self.stats["dropped_malformed_plaintext"] += 1
+
     def _on_early_data(self, record: Any) -> None:
         data = record.tobytes()
         if len(data) > self._early_budget:
@@ -1078,10 +1096,6 @@ class Connection:
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
-        if record.epoch == 0 and self._records.write_epoch >= 2:
-            # Unauthenticated alerts once keys exist: ignore (off-path injection).
-            self.stats["dropped_malformed_plaintext"] += 1
-            return
         if len(payload) != 2:
             if record.epoch == 0:
                 self.stats["dropped_malformed_plaintext"] += 1
@@ -1111,6 +1125,11 @@ class Connection:
         flight = self._flight
         if flight is None:
             return
+        if record.epoch < 3:
+            # RFC 9147 §7: "During the handshake, ACK records MUST be sent with an epoch which
+            # is equal to or higher than the record which is being acknowledged." (Later the
+            # two sides' epochs move apart with KeyUpdate, so the rule stops there.)
+            numbers = [n for n in numbers if n.epoch <= record.epoch]
         if flight.on_ack(numbers):
             self._retransmit_at = None
             self._on_flight_acknowledged(now)
@@ -1174,8 +1193,9 @@ class Connection:
                 else:
                     self.stats["dropped_handshake_fragments"] += 1
         except Alert:
-            # Unauthenticated plaintext cannot end a handshake (off-path injection).
-            if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
+            # Unauthenticated plaintext cannot end a handshake or a connection (off-path
+            # injection; RFC 9147 §4.5.2: invalid records SHOULD be silently discarded).
+            if plaintext:
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
@@ -1288,8 +1308,11 @@ class Connection:
             first_hello = self._first_hello(msg_type)
             try:
                 self._handle_message(msg_type, message.body, now)
-            except (DecodeErrorAlert, IllegalParameter):
-                if not first_hello:
+            except (DecodeErrorAlert, IllegalParameter) as alert:
+                # A hello that does not even decode is garbage, whoever sent it: before
+                # keys exist it came unprotected, so it must not end the handshake.
+                garbage = isinstance(alert, DecodeErrorAlert) and self.state in _HELLO_STATES
+                if not (first_hello or garbage):
                     raise
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
