@@ -359,6 +359,7 @@ def test_unexpected_message_in_every_state(
             assert conn.state is state
             assert (
                 conn.stats["dropped_handshake_fragments"] > before["dropped_handshake_fragments"]
+                or conn.stats["dropped_malformed_plaintext"] > before["dropped_malformed_plaintext"]
                 or sum(dict(conn._records.drops).values()) > drops_before
             )
         elif side == "client" and msg_type == HELLO_VERIFY_REQUEST:

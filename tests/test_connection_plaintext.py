@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from conn_helpers import handshake_message, plaintext_record, protected_datagram, reach
-from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_clock
 
 from dtls13._fast import Buffer
 from dtls13.connection import Connection
 from dtls13.handshake.constants import HandshakeType
 from dtls13.handshake.state import State
+from dtls13.memory import PoolSet
 from dtls13.record import ContentType, RecordNumber, push_ack
 
 
@@ -263,3 +264,89 @@ def test_malformed_plaintext_at_a_server_started_by_a_stateless_retry_is_dropped
             lease.release()
         pair.close()
     assert pair.pools.in_use == 0
+
+
+# -- a different ClientHello at a half-open server ------------------------------------------
+
+
+def _epoch2_garbage(n: int) -> list[bytes]:
+    """Records with epoch bits 2 that authenticate under no key (unified header, 16-bit
+    sequence number and a length: 0b00101110)."""
+    body = bytes(range(40))
+    return [b"\x2e" + i.to_bytes(2, "big") + len(body).to_bytes(2, "big") + body for i in range(n)]
+
+
+def _spoofed_client_hello(pair: Pair) -> list[bytes]:
+    spoofer = Connection(pair.client.config, pools=pair.pools)
+    spoofer.connect(SERVER_ADDR, pair.net.now)
+    out = []
+    for lease, _ in spoofer.datagrams_to_send(pair.net.now):
+        out.append(lease.tobytes())
+        lease.release()
+    spoofer.abandon()
+    return out
+
+
+def test_spoofed_garbage_and_client_hello_do_not_restart_a_half_open_server() -> None:
+    """Between the server's flight and the client's Finished an off-path sender puts
+    epoch-2 garbage and a different ClientHello under the client's address: the server's
+    handshake goes on and completes (RFC 9147 §5.11: a new ClientHello from an address with
+    an association is acted on only once a cookie exchange proves the address)."""
+    pair = make_pair()
+    pair.client.connect(SERVER_ADDR, 0.0)
+    assert pair.net.run(lambda: pair.server.state is State.WAIT_CLIENT_FINISHED)
+    for data in _epoch2_garbage(3) + _spoofed_client_hello(pair):
+        pair.net.inject(CLIENT_ADDR, SERVER_ADDR, data)
+    assert pair.net.run(pair.completed, max_time=30), (
+        pair.terminated("client"),
+        pair.terminated("server"),
+    )
+    assert pair.server.stats["handshake_restarts"] == 0
+    assert pair.server._records.drops["auth_failed"] >= 1  # the garbage was dropped
+    assert pair.exchange(b"not", b"restarted")
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_spoofed_garbage_and_client_hello_do_not_destroy_a_half_open_endpoint_handshake() -> None:
+    """The same through a ServerEndpoint, which hands a ClientHello from the address of a
+    half-open association to that association."""
+    from netsim import SimNetwork
+
+    from dtls13.endpoint import ServerEndpoint
+
+    ccfg, scfg = configs()
+    pools = PoolSet()
+    net = SimNetwork(1)
+    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    net.add(SERVER_ADDR, ep)
+    net.add(CLIENT_ADDR, client)
+    client.connect(SERVER_ADDR, 0.0)
+
+    def server_waits_for_finished() -> bool:
+        conn = ep.connections.get(CLIENT_ADDR)
+        return conn is not None and conn.state is State.WAIT_CLIENT_FINISHED
+
+    assert net.run(server_waits_for_finished)
+    server = ep.connections[CLIENT_ADDR]
+    spoofer = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    spoofer.connect(SERVER_ADDR, net.now)
+    hello = []
+    for lease, _ in spoofer.datagrams_to_send(net.now):
+        hello.append(lease.tobytes())
+        lease.release()
+    spoofer.abandon()
+    for data in _epoch2_garbage(3) + hello:
+        net.inject(CLIENT_ADDR, SERVER_ADDR, data)
+    assert net.run(lambda: server.handshake_complete and client.handshake_complete, max_time=30)
+    assert ep.connections[CLIENT_ADDR] is server
+    assert server.stats["handshake_restarts"] == 0
+    client.close()
+    ep.close()
+    net.flush()
+    net.run(lambda: False, max_time=net.now + 2)
+    for lease, _ in ep.datagrams_to_send(net.now):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0

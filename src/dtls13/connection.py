@@ -66,7 +66,7 @@ from .handshake.constants import (
     NamedGroup,
     SignatureScheme,
 )
-from .handshake.flights import Flight
+from .handshake.flights import Flight, handshake_fragment
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
@@ -405,7 +405,7 @@ class Connection:
             first_message_seq=first_message_seq,
         )
 
-    def _restart_handshake(self, now: float, reason: str) -> None:
+    def _restart_handshake(self, now: float, reason: str, first_message_seq: int = 0) -> None:
         """Start the handshake over, keeping the deadline.
 
         Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
@@ -425,8 +425,11 @@ class Connection:
             self._flight.release()
         if self._reassembler is not None:
             self._reassembler.close()
+        plaintext_seq = self._records.next_sequence_number(0)
         self._records.close()
-        self._init_handshake(0)
+        self._init_handshake(first_message_seq)
+        # The new handshake's records continue the numbering: the peer has seen ours.
+        self._records.set_next_sequence_number(0, plaintext_seq)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         if self.is_client:
             self._send_client_hello(now)
@@ -1172,14 +1175,10 @@ class Connection:
                     self.stats["dropped_handshake_fragments"] += 1
                 elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
-                        self._restart_handshake(now, "a different ClientHello")
-                        self._buffer_fragment(header, fragment)
+                        self._other_client_hello(header, fragment, now)
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
-                    # Repeated post-handshake messages are ACKed again; a repeated
-                    # handshake flight is answered by our own flight, or by our final ACK
-                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
                     # Repeated post-handshake messages are ACKed again; a repeated
                     # handshake flight is answered by our own flight, or by our final ACK
                     # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
@@ -1187,7 +1186,12 @@ class Connection:
                 elif plaintext and self.state not in _HELLO_STATES:
                     # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                     # association; past the hellos only retransmissions are plaintext.
-                    self.stats["dropped_handshake_fragments"] += 1
+                    if header.msg_type == HandshakeType.client_hello and self._changed_hello(
+                        header, fragment
+                    ):
+                        self._other_client_hello(header, fragment, now)
+                    else:
+                        self.stats["dropped_handshake_fragments"] += 1
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
@@ -1222,26 +1226,85 @@ class Connection:
                 self._ack_at = now + self._rto / 4
 
     def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
-        """A server's view: is this a ClientHello different from the one processed?"""
+        """A server's view, once it has keys and until the handshake completes: is this a
+        ClientHello other than the one(s) processed (see _other_client_hello)?"""
         if (
             self.is_client
             or header.msg_type != HandshakeType.client_hello
+            or self.state in _HELLO_STATES
             or self.state is State.CONNECTED
             or self._restarts >= MAX_RESTARTS
         ):
             return False
         seen = self._hello_bodies.get(header.message_seq)
-        if seen is None:
-            return False
+        if seen is None:  # a new message_seq (a ClientHello2 after none of ours), not a repeat
+            return bool(header.message_seq >= self._next_receive_seq())
         if header.length == len(seen):
             start = header.fragment_offset
             if seen[start : start + header.fragment_length] == fragment:
                 return False
-        # A different ClientHello alone may be spoofed by anyone who knows the client's
-        # address; only together with records that failed to authenticate (the client
-        # derived other keys from our flight, so none of its records authenticated) does it
-        # mean the hellos were damaged.
-        return self._records.auth_failures(2) > 0 and self._epoch2_records == 0
+        return True
+
+    def _other_client_hello(self, header: Any, fragment: memoryview, now: float) -> None:
+        """A ClientHello other than ours, at a server with keys that has not completed: a
+        client that started over after a hello was damaged on the way, a client that
+        rebooted, or a forgery by anyone who knows the client's address.
+
+        RFC 9147 §5.11: the server "MUST NOT destroy the existing association until the
+        client has demonstrated reachability either by completing a cookie exchange or by
+        completing a complete handshake". So a ClientHello1 gets a stateless
+        HelloRetryRequest with a cookie, state untouched, and only a ClientHello2 whose
+        cookie checks for this address starts the handshake over, from that ClientHello2
+        (as a server made for it by a stateless endpoint would). Anything else is dropped.
+        """
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if header.fragment_offset != 0 or header.fragment_length != header.length:
+            self.stats["dropped_handshake_fragments"] += 1  # whole, unfragmented hellos only
+            return
+        body = bytes(fragment)
+        try:
+            ch = msgs.pull_message(HandshakeType.client_hello, body)
+            assert isinstance(ch, msgs.ClientHello)
+            cookie_data = ch.extension(ExtensionType.cookie)
+            if cookie_data is not None:
+                cookie = ext.decode(cookie_data, ext.pull_cookie)
+                if header.message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
+                    self._restart_handshake(now, "a ClientHello with a valid cookie", 1)
+                    self._buffer_fragment(header, fragment)
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
+                return
+            suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
+            shares_data = ch.extension(ExtensionType.key_share)
+            groups_data = ch.extension(ExtensionType.supported_groups)
+            if suite is None or header.message_seq != 0 or groups_data is None:
+                self.stats["dropped_handshake_fragments"] += 1
+                return
+            shared = set()
+            if shares_data is not None:
+                shared = {e.group for e in ext.decode(shares_data, ext.pull_key_share_client)}
+            offered = ext.decode(groups_data, ext.pull_supported_groups)
+        except DecodeError:
+            self.stats["dropped_malformed_plaintext"] += 1
+            return
+        group = None
+        if not any(g in shared for g in cfg.group_order):
+            group = next((g for g in cfg.group_order if g in offered), None)
+            if group is None:
+                self.stats["dropped_handshake_fragments"] += 1
+                return
+        # What _resume_from_cookie rebuilds the HelloRetryRequest and transcript from.
+        transcript = Transcript()
+        transcript.select(SUITES[suite].hash_name)
+        transcript.add(HandshakeType.client_hello, body)
+        extra = struct.pack("!HH", suite, group or 0)
+        cookie = cfg.cookie_jar.make(now, self.peer_address, transcript.digest(), extra)
+        msg_type, hrr = msgs.push_message(hello_retry_request(suite, group, cookie))
+        with self._records.datagram_writer(self.mtu) as w:
+            w.add(0, ContentType.handshake, handshake_fragment(msg_type, len(hrr), 0, 0, hrr))
+            self._queue(w.finish())
+        self.stats["hello_retry_requests_sent"] += 1
 
     @staticmethod
     def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:

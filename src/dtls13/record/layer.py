@@ -322,6 +322,10 @@ class RecordLayer:
     def next_sequence_number(self, epoch: int) -> int:
         return self._write[epoch].next_seq
 
+    def set_next_sequence_number(self, epoch: int, seq: int) -> None:
+        """Continue `epoch`'s numbering at `seq` (e.g. after records sent statelessly)."""
+        self._write[epoch].next_seq = seq
+
     # -- sending ------------------------------------------------------------
 
     @property
