@@ -75,6 +75,7 @@ from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
 from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
+from .record.header import MAX_PLAINTEXT
 from .statistics import ConnectionStatistics
 
 Address = Any
@@ -123,6 +124,16 @@ MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handsh
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
+# What a second ClientHello may change (RFC 8446 §4.1.2).
+_CLIENT_HELLO2_MAY_CHANGE = frozenset(
+    {
+        ExtensionType.key_share,
+        ExtensionType.early_data,
+        ExtensionType.cookie,
+        ExtensionType.pre_shared_key,
+        ExtensionType.padding,
+    }
+)
 
 
 # What every connection with no event waiting holds instead of a deque of its own. A
@@ -523,6 +534,9 @@ class Connection:
             data = record.tobytes()
         finally:
             record.release()
+        if len(data) > MAX_PLAINTEXT:
+            self._fail(RecordOverflow(f"{len(data)} bytes of content in one record"), self._now)
+            return True
         stats["app_bytes_in"] += len(data)
         self._event(DataReceived(data))
         if self._records.integrity_limit_reached:
@@ -1044,6 +1058,10 @@ class Connection:
         if record.epoch == 0 and self.state not in _HELLO_STATES:
             self._handle_plaintext_after_keys(record, now)
             return
+        if len(record.payload) > MAX_PLAINTEXT:
+            # RFC 8446 §5.2: TLSInnerPlaintext (content and type) "MUST NOT exceed 2^14 + 1
+            # octets"; record_overflow. (The header parser drops longer DTLSPlaintext.)
+            raise RecordOverflow(f"{len(record.payload)} bytes of content in one record")
         # Early data (epoch 1) was sent before the client could know our limit.
         if self._enforce_record_limit and record.epoch >= 2:
             assert self.config.record_size_limit is not None
@@ -1610,6 +1628,7 @@ class Connection:
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
         suite = CipherSuite(sh.cipher_suite)
         if self._suite is not None and suite != self._suite:
             raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
@@ -1685,8 +1704,22 @@ class Connection:
             raise IllegalParameter("HelloRetryRequest changes nothing")
         self._send_client_hello(now)
 
+    def _check_solicited(
+        self, extensions: tuple[ext.Extension, ...], where: str, retry: bool = False
+    ) -> None:
+        """RFC 8446 §4.2: "Implementations MUST NOT send extension responses if the remote
+        endpoint did not send the corresponding extension requests, with the exception of
+        the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
+        hello = self._client_hello
+        assert hello is not None
+        offered = {e.type for e in hello.extensions}
+        for e in extensions:
+            if e.type not in offered and not (retry and e.type == ExtensionType.cookie):
+                raise UnsupportedExtension(f"{_extension_name(e.type)} in {where}, not offered")
+
     def _client_on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes) -> None:
         cfg = self.config
+        self._check_solicited(ee.extensions, "EncryptedExtensions")
         alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
         if alpn is not None:
             names = _decode(alpn, ext.pull_alpn)
@@ -1819,9 +1852,12 @@ class Connection:
             if supported is None or shares_data is None:
                 raise MissingExtension("ClientHello without supported_groups or key_share")
             client_groups = _decode(supported, ext.pull_supported_groups)
-            shares = {
-                e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)
-            }
+            entries = _decode(shares_data, ext.pull_key_share_client)
+            shares = {e.group: e.key_exchange for e in entries}
+            if len(shares) != len(entries) or not set(shares) <= set(client_groups):
+                # RFC 8446 §4.2.8: one share per group, each in supported_groups; "Servers
+                # MAY check for violations of these rules and abort ... illegal_parameter".
+                raise IllegalParameter("key_share repeats a group or has one not supported")
             group = next((g for g in cfg.group_order if g in shares), None)
             retry_group: int | None = None
             if group is None:
@@ -1850,6 +1886,8 @@ class Connection:
             if cfg.key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client knows")
             self._scheme = certs.choose_scheme(cfg.key, _decode(sig, ext.pull_signature_algorithms))
+        if self._hrr_done and self._client_hello is not None:
+            self._check_same_client_hello(self._client_hello, ch)
         self._alpn = self._choose_alpn(ch)
         self._suite = suite
         self._params = SUITES[suite]
@@ -2117,6 +2155,29 @@ class Connection:
         if self._flight is not None:
             self._flight.release()
             self._flight = None
+
+    def _check_same_client_hello(self, first: msgs.ClientHello, second: msgs.ClientHello) -> None:
+        """RFC 8446 §4.1.2: the second ClientHello is the first "without modification,
+        except" the key_share the HRR asked for, early_data removed, the cookie added,
+        pre_shared_key updated and padding (a stateless server, without ClientHello1,
+        cannot check this)."""
+        may_change = set(_CLIENT_HELLO2_MAY_CHANGE)
+        if self._hrr_group is None:
+            may_change.discard(ExtensionType.key_share)  # the HRR asked for no new share
+
+        def fixed(ch: msgs.ClientHello) -> tuple[Any, ...]:
+            kept = {e.type: e.data for e in ch.extensions if e.type not in may_change}
+            return (
+                ch.legacy_version,
+                ch.random,
+                ch.legacy_session_id,
+                ch.cipher_suites,
+                ch.legacy_compression_methods,
+                kept,
+            )
+
+        if fixed(first) != fixed(second):
+            raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
 
     def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
         cfg = self.config
@@ -2397,6 +2458,13 @@ def _certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
         _CERTIFICATE_BODIES.clear()
     _CERTIFICATE_BODIES[id(chain)] = (chain, body)
     return body
+
+
+def _extension_name(ext_type: int) -> str:
+    try:
+        return ExtensionType(ext_type).name
+    except ValueError:
+        return f"extension {ext_type}"
 
 
 def _decode(data: bytes, pull: Any) -> Any:
