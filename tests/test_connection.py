@@ -261,6 +261,9 @@ def test_damaged_server_hello_key_share_makes_the_client_start_over() -> None:
     assert pair.handshake()
     assert pair.client.stats["handshake_restarts"] == 1
     assert pair.server.stats["handshake_restarts"] == 1
+    # The new ClientHello goes on with the association's epoch-0 numbers: the server's
+    # epoch-0 replay window takes it at once (no retransmission timeout).
+    assert pair.client.stats["retransmissions"] == 0
     pair.client.send(b"after restart")
     pair.net.run(lambda: pair.received("server") == [b"after restart"])
     pair.close()

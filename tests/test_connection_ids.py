@@ -10,7 +10,7 @@ from netsim import Impairments, SimNetwork
 
 from dtls13.alerts import AlertDescription, LocalProtocolError
 from dtls13.config import ClientConfig
-from dtls13.connection import Connection
+from dtls13.connection import MAX_LOCAL_CIDS, Connection
 from dtls13.endpoint import ServerEndpoint
 from dtls13.events import DataReceived
 from dtls13.handshake import messages as msgs
@@ -349,3 +349,24 @@ def test_early_data_without_cid_is_read_by_a_server_that_issued_one() -> None:
     assert pair.exchange(b"after", b"ok")
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_a_peer_cannot_make_us_hold_unbounded_connection_ids() -> None:
+    net, clients, addrs, ep, pools = _endpoint_world(1)
+    conn = ep.connections[addrs[0]]
+    # A malicious (authenticated) client asks for CIDs again and again, never waiting.
+    for _ in range(40):
+        if clients[0].closed:
+            break
+        clients[0]._send_post_handshake(msgs.RequestConnectionId(4), net.now)
+        net.run(lambda: False, max_time=net.now + 0.05)
+    net.run(lambda: conn.closed, max_time=net.now + 30)
+    assert len(conn.local_cids) <= MAX_LOCAL_CIDS
+    assert sum(1 for c in ep._by_cid.values() if c is conn) <= MAX_LOCAL_CIDS
+    # Past the cap, requests are answered with no CIDs, then the connection ends with the
+    # alert RFC 9147 §9 names for it.
+    assert conn.stats["cid_requests_refused"] >= 1
+    ended = conn.terminated
+    assert ended is not None and ended.alert is AlertDescription.too_many_cids_requested
+    _shutdown(net, clients, ep)
+    assert pools.in_use == 0

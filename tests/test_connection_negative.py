@@ -466,6 +466,23 @@ def test_forged_plaintext_hello_does_not_destroy_an_association(side: str) -> No
     pair.close()
 
 
+def test_server_certificate_with_an_invalid_x509_version_is_bad_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = connection_module._certificate_body
+
+    def body(chain: Any) -> bytes:
+        # The leaf's version field, [0] EXPLICIT INTEGER 2 (v3), becomes 5: no such version.
+        return real(chain).replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+
+    monkeypatch.setattr(connection_module, "_certificate_body", body)
+    pair = make_pair()
+    assert not pair.handshake(max_time=10)
+    _fails_with(pair, "client", A.bad_certificate)
+    ended = pair.terminated("client")
+    assert ended is not None and "not a valid X509 version" in (ended.certificate_error or "")
+
+
 # -- record_overflow, unsolicited extensions, key shares, the second ClientHello ---------------
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from dtls_pair import Pair, make_pair, pki
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from netsim import Impairments
 
 from dtls13.memory import PoolSet
@@ -257,3 +259,64 @@ def test_key_updates_both_ways_under_loss_reordering_and_duplication() -> None:
         # Every requested update happened: both sides moved past epoch 3.
         assert pair.client._records.write_epoch > 3 and pair.server._records.write_epoch > 3
         _check_drained(pair, pools)
+
+
+def _forged_epoch3_record(cid: bytes = b"") -> bytes:
+    """A unified-header record (16-bit sequence number, length) of epoch bits 3 whose
+    ciphertext is junk: it can only fail authentication."""
+    junk = bytes(range(32))
+    return bytes([0x2F | (0x10 if cid else 0)]) + cid + b"\x12\x34" + b"\x00\x20" + junk
+
+
+@pytest.mark.parametrize("suite", ["TLS_AES_128_CCM_8_SHA256", "TLS_AES_128_GCM_SHA256"])
+def test_forgeries_past_the_integrity_limit_rotate_keys_instead_of_closing(suite: str) -> None:
+    """RFC 9147 §4.5.3: count records failing authentication per key; before the limit,
+    update keys with update_requested, and drop the old key at its limit rather than close.
+    CCM-8's limit is 2^7: 1,000 forged records from the peer's address must not end it."""
+    from dtls_pair import CLIENT_ADDR, SERVER_ADDR
+
+    opts = {"cipher_suites": [suite]}
+    pair = make_pair(client=opts, server=opts)
+    assert pair.handshake()
+    for burst in range(10):
+        for _ in range(100):
+            pair.net.inject(CLIENT_ADDR, SERVER_ADDR, _forged_epoch3_record())
+        pair.net.run(lambda: False, max_time=pair.net.now + 0.5)
+        assert pair.exchange(b"c%d" % burst, b"s%d" % burst), burst
+    assert not pair.server.closed and not pair.client.closed
+    if suite == "TLS_AES_128_CCM_8_SHA256":
+        assert pair.server.stats["key_updates_sent"] >= 1
+        assert pair.server._records.auth_failures(pair.server._records.read_epochs()[-1]) < 128
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    plan=st.lists(
+        st.tuples(st.sampled_from(["client", "server", "both"]), st.booleans(), st.floats(0, 2)),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_crossing_key_updates_under_loss_keep_data_flowing(
+    seed: int, plan: list[tuple[str, bool, float]]
+) -> None:
+    """Both sides update keys at arbitrary moments, at once or not, with or without
+    update_requested, while the network loses, reorders and duplicates: no ACK storm,
+    no stall, and data still flows both ways."""
+    pools = PoolSet()
+    imp = Impairments(loss=0.2, reorder=0.3, duplicate=0.2)
+    pair = make_pair(seed, imp, pools=pools, cache=True)
+    assert pair.handshake()
+    for step, (who, requested, pause) in enumerate(plan):
+        for side in ([pair.client, pair.server] if who == "both" else [getattr(pair, who)]):
+            side.key_update(request_peer=requested)
+        pair.net.run(lambda: False, max_time=pair.net.now + pause)
+        assert pair.exchange(b"c%d" % step, b"s%d" % step), step
+    datagrams = pair.client.stats["datagrams_out"] + pair.server.stats["datagrams_out"]
+    pair.net.run(lambda: False, max_time=pair.net.now + 30)
+    later = pair.client.stats["datagrams_out"] + pair.server.stats["datagrams_out"]
+    assert later - datagrams <= 20  # quiet once the updates are acknowledged: no ACK storm
+    _check_drained(pair, pools)

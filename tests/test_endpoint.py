@@ -314,3 +314,34 @@ def test_cookies_stop_once_half_open_handshakes_complete_or_go() -> None:
         for lease, _ in c.datagrams_to_send(10.0):
             lease.release()
     ep.release()
+
+
+def test_repeated_final_flights_with_output_never_collected_raise_nothing() -> None:
+    """A client repeating its final flight makes the server answer each copy with its final
+    ACK; a caller that does not collect output between datagrams lets those pile up past
+    the connection's memory budget. That is counted, never raised."""
+    net, clients, ep, pools = _world(1, dos=DoSProtectionConfig(max_per_connection_memory=16384))
+    client = clients[0]
+    sent: list[bytes] = []
+
+    def record(src: Any, dst: Any, data: bytes) -> bytes:
+        if dst == SERVER_ADDR:
+            sent.append(bytes(data))
+        return data
+
+    net.tamper = record
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: client.handshake_complete and len(ep.connections) == 1)
+    net.run(lambda: False, max_time=net.now + 1)
+    # The client's Finished: its first record of epoch 2 (unified header, epoch bits 10).
+    final_flight = next(d for d in sent if d[0] & 0xE3 == 0x22)
+    addr = next(iter(ep.connections))
+    conn = ep.connections[addr]
+    now = net.now
+    for _ in range(200):  # nobody calls ep.datagrams_to_send() in between
+        now += 1.0
+        ep.receive_datagram(final_flight, addr, now)
+    assert conn.stats["alerts_unsent"] + conn.stats["acks_unsent"] > 0 or conn.closed
+    assert ep.statistics().memory_in_use <= 16384 + 4096
+    _shutdown(net, clients, ep)
+    assert pools.in_use == 0

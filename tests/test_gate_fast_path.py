@@ -122,6 +122,51 @@ ODD_HELLOS = {
 
 
 @pytest.mark.parametrize("name", list(ODD_HELLOS))
+def _numbered(data: bytes, seq: int) -> bytes:
+    """The same DTLSPlaintext record with another record sequence number."""
+    return data[:5] + seq.to_bytes(6, "big") + data[11:]
+
+
+@pytest.mark.parametrize("seq", [0, 1, 7, 64, 2100, 2**48 - 1])
+def test_hello_retry_carries_the_client_hello_record_number(seq: int) -> None:
+    """A stateless HelloRetryRequest is numbered like the ClientHello record it answers
+    (RFC 6347 §4.2.1's convention), on the fast path and the slow path alike."""
+    for data in (
+        _hello(),
+        _hello(groups=["secp256r1", "x25519"], key_share_groups=["secp256r1"]),
+        _extensions_hello([VERSIONS, GROUPS]),
+    ):
+        got, want, _ = _both(_numbered(data, seq))
+        assert got == want and got[0] is Verdict.REPLY
+        (hrr,) = got[1]
+        assert hrr[0] == 22 and int.from_bytes(hrr[5:11], "big") == seq
+
+
+def test_hello_retry_numbers_do_not_grow_with_replies_to_others() -> None:
+    """One gate answering many sources keeps no counter of its replies."""
+    _, scfg = configs(server={"require_cookie": True, "cookie_secret": bytes(32)})
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools)
+    data = _hello()
+    try:
+        for i in range(100):
+            for fast in (True, False):
+                with mock.patch.object(
+                    gate_module, "scan_client_hello", scan_client_hello if fast else lambda *a: None
+                ):
+                    result = gate.receive_untrusted(
+                        _numbered(data, i % 3), (f"10.0.{i}.1", 4000), 100.0, require_cookie=True
+                    )
+                assert result.verdict is Verdict.REPLY and result.reply is not None
+                (hrr,) = result.reply
+                assert int.from_bytes(hrr.tobytes()[5:11], "big") == i % 3
+                hrr.release()
+    finally:
+        gate.close()
+    assert pools.in_use == 0
+
+
+@pytest.mark.parametrize("name", list(ODD_HELLOS))
 def test_odd_hellos_get_what_the_slow_path_gives(name: str) -> None:
     got, want, _ = _both(_extensions_hello(ODD_HELLOS[name]))
     assert got == want

@@ -340,6 +340,40 @@ def test_replay_dropped_after_deprotection(pools: PoolSet) -> None:
     assert b.drops == {**b.drops, "auth_failed": 1, "replay": 4}
 
 
+def test_plaintext_replays_dropped_in_a_64_record_window(pools: PoolSet) -> None:
+    """RFC 9147 §4.5.1: "a separate sliding window is needed for each epoch", epoch 0
+    included; it is 64 records wide (PLAINTEXT_REPLAY_WINDOW), as OpenSSL's."""
+    b = RecordLayer(pools, replay_window=256)
+    recs = {s: ref.plaintext(22, s, b"%d" % s) for s in (0, 1, 36, 37, 100)}
+    assert take(b.receive_datagram_untrusted(recs[0], 0.0)) == [(0, 0, 22, b"0")]
+    assert take(b.receive_datagram_untrusted(recs[0], 0.0)) == []
+    assert take(b.receive_datagram_untrusted(recs[100], 0.0)) == [(0, 100, 22, b"100")]
+    assert take(b.receive_datagram_untrusted(recs[37], 0.0)) == [(0, 37, 22, b"37")]
+    for seq in (100, 37, 36, 1):  # taken already, or left of the window (37..100)
+        assert take(b.receive_datagram_untrusted(recs[seq], 0.0)) == []
+    assert b.drops["replay"] == 5 and b.records_received == 3
+    # The same record twice in one datagram: the second is the replay.
+    twice = ref.plaintext(22, 101, b"x") * 2
+    assert take(b.receive_datagram_untrusted(twice, 0.0)) == [(0, 101, 22, b"x")]
+    assert b.drops["replay"] == 6
+    b.retire_read_epoch(0)
+    assert b.receive_datagram_untrusted(ref.plaintext(22, 102, b"y"), 0.0) == []
+    assert b.drops["retired_epoch"] == 1
+
+
+def test_continue_plaintext_after_moves_only_forward(pools: PoolSet) -> None:
+    a = RecordLayer(pools)
+    a.continue_plaintext_after(41)
+    assert a.next_sequence_number(0) == 42
+    a.continue_plaintext_after(7)  # never backwards
+    assert a.next_sequence_number(0) == 42
+    (d,) = send(a, [(0, 22, b"server hello")])
+    assert d == ref.plaintext(22, 42, b"server hello")
+    a.continue_plaintext_after((1 << 48) - 1)  # no room after it: ignored
+    assert a.next_sequence_number(0) == 43
+    a.close()
+
+
 # -- sequence numbers and epochs ------------------------------------------------------------
 
 
@@ -632,9 +666,9 @@ def test_statistics_and_counters(pools: PoolSet) -> None:
     take(b.receive_datagram_untrusted(d, 0.0))
     take(b.receive_datagram_untrusted(d, 0.0))
     stats = b.stats
-    # The plaintext record has no replay window; the protected copies are replays.
-    assert stats["records_received"] == 4 and stats["datagrams_received"] == 2
-    assert stats["drops"] == {**dict.fromkeys(DROP_REASONS, 0), "replay": 2}
+    # Every record of the copy is a replay, the plaintext one included (§4.5.1).
+    assert stats["records_received"] == 3 and stats["datagrams_received"] == 2
+    assert stats["drops"] == {**dict.fromkeys(DROP_REASONS, 0), "replay": 3}
     assert stats["read_epochs"] == [0, 3]
     a.retire_write_epoch(0)
     assert a.records_sent == 3

@@ -363,7 +363,7 @@ def read_datagram_untrusted(
     cid_length: int,
     by_bits: dict[int, ReadEpoch],
     retired_bits: int,
-    plaintext_readable: bool,
+    plaintext: ReplayWindow | None,
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,
     drops: dict[str, int],
@@ -402,6 +402,7 @@ def scan_client_hello(
         tuple[int, ...] | None,
         tuple[int, ...] | None,
         tuple[int, ...] | None,
+        int,
     ]
     | None
 ): ...

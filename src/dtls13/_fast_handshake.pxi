@@ -228,7 +228,8 @@ def scan_client_hello(data, Py_ssize_t max_hello):
     the extensions) and whose supported_versions, supported_groups and key_share decode
     as the extension codecs decode them, with no cookie extension and an empty legacy
     cookie. Then returns ``(body_offset, body_length, cipher_suites, versions, groups,
-    share_groups)`` (tuples of ints; None for an absent extension); anything else, well
+    share_groups, record_seq)`` (tuples of ints, None for an absent extension; the
+    record's sequence number, which a stateless reply repeats); anything else, well
     formed or not, gives None and is the caller's slow path. Never raises on the bytes.
     """
     cdef Py_buffer v
@@ -336,6 +337,7 @@ def scan_client_hello(data, Py_ssize_t max_hello):
             _u16_list(p, versions_at + 1, versions_len - 1) if versions_at >= 0 else None,
             _u16_list(p, groups_at + 2, groups_len - 2) if groups_at >= 0 else None,
             share_groups,
+            h.seq,
         )
     finally:
         PyBuffer_Release(&v)

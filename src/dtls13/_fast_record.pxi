@@ -1170,14 +1170,15 @@ cdef inline void _count(dict drops, str reason):
 
 
 def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retired_bits,
-                            bint plaintext_readable, acquire, owner, dict drops,
+                            ReplayWindow plaintext, acquire, owner, dict drops,
                             dict content_types, list pending=None, Py_ssize_t max_pending=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
-    `by_bits` maps two epoch bits to the live ReadEpoch; `retired_bits` has bit
-    (1 << b) set for the epoch bits b of retired epochs (their records count as
-    "retired_epoch"); `content_types` maps a content type value to the object put in the
-    record. Records of an epoch neither live nor retired (its keys may come
+    `plaintext` is epoch 0's replay window while DTLSPlaintext records are read, None
+    once epoch 0 retired (its records then count as "retired_epoch"). `by_bits` maps
+    two epoch bits to the live ReadEpoch; `retired_bits` has bit (1 << b) set for the
+    epoch bits b of retired epochs (their records count as "retired_epoch");
+    `content_types` maps a content type value to the object put in the record. Records of an epoch neither live nor retired (its keys may come
     next) are copied whole into leases appended to `pending`, up to
     `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
     ``(records, newest epoch that deprotected a record or -1)``. Never raises
@@ -1214,16 +1215,24 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                 if h.epoch != 0:
                     _count(drops, "unknown_epoch")
                     continue
-                if not plaintext_readable:
+                if plaintext is None:
                     _count(drops, "retired_epoch")
                     continue
-                # Unauthenticated: no replay window (an attacker could only poison
-                # it); the handshake layer discards duplicates by message_seq.
+                # §4.5.1: "a separate sliding window is needed for each epoch", epoch 0
+                # included: a copy of a record already taken is a replay. Nothing
+                # authenticates plaintext, so a record counts as received once its
+                # header and content type are valid and it has a buffer. (A forged record
+                # numbered far ahead can push genuine ones out of the window; whoever can
+                # forge it can as well forge the unauthenticated hellos themselves.)
+                if not plaintext.check(h.seq):
+                    _count(drops, "replay")
+                    continue
                 try:
                     lease = acquire(h.length, owner)
                 except MemoryBudgetExceeded:
                     _count(drops, "budget")
                     continue
+                plaintext.update(h.seq)
                 memcpy(lease._ptr, p + start, h.length)
                 out.append(_inbound(0, h.seq, content_types[h.first], lease))
                 continue

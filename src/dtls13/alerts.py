@@ -34,6 +34,7 @@ class AlertDescription(enum.IntEnum):
     access_denied = 49
     decode_error = 50
     decrypt_error = 51
+    too_many_cids_requested = 52  # RFC 9147 §9
     protocol_version = 70
     insufficient_security = 71
     internal_error = 80
@@ -117,6 +118,10 @@ class DecryptError(Alert):
     description = AlertDescription.decrypt_error
 
 
+class TooManyCidsRequested(Alert):
+    description = AlertDescription.too_many_cids_requested
+
+
 class ProtocolVersion(Alert):
     description = AlertDescription.protocol_version
 
@@ -174,6 +179,7 @@ ALERT_CLASSES: dict[AlertDescription, type[Alert]] = {
         AccessDenied,
         DecodeErrorAlert,
         DecryptError,
+        TooManyCidsRequested,
         ProtocolVersion,
         InsufficientSecurity,
         InternalError,

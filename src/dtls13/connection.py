@@ -28,7 +28,6 @@ from .alerts import (
     Alert,
     AlertDescription,
     AlertLevel,
-    BadCertificate,
     CertificateRequired,
     DecodeErrorAlert,
     DecryptError,
@@ -40,6 +39,7 @@ from .alerts import (
     NoApplicationProtocol,
     ProtocolVersion,
     RecordOverflow,
+    TooManyCidsRequested,
     UnexpectedMessage,
     UnsupportedExtension,
     alert_for,
@@ -101,6 +101,7 @@ STAT_NAMES = (
     "hello_retry_requests_sent",
     "hello_retry_requests_received",
     "alerts_unsent",
+    "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
     "handshake_restarts",
     "dropped_damaged_hello",
     "address_changes",
@@ -110,6 +111,9 @@ STAT_NAMES = (
     "early_data_bytes_out",
     "dropped_early_data",
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+    "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
+    "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
+    "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
 )
 # Fragment drops that mean "not buffered", so the record must not be ACKed (RFC 9147 §7).
 _NOT_BUFFERED = ("too_far_ahead", "over_budget", "too_scattered")
@@ -119,6 +123,8 @@ _SH_SUPPORTED_VERSIONS = ext.make_extension(
     ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
 )
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
+MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot retire one)
+MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
 # States in which unprotected (epoch 0) handshake messages are still expected.
@@ -173,6 +179,7 @@ class Connection:
         "_client_hello",
         "_client_random",
         "_closed_cleartext_mtu",
+        "_cookie_checked",
         "_current_seq",
         "_decoded_hello",
         "_early_accepted",
@@ -225,6 +232,8 @@ class Connection:
         "_suite",
         "_timeouts",
         "_transcript",
+        "_unanswered_at",
+        "_unanswered_timeout",
         "_wall_clock",
         "_write_secret",
         "cid_negotiated",
@@ -255,9 +264,14 @@ class Connection:
         first_message_seq: int = 0,
         cid_issuer: Callable[[Connection, int], bytes] | None = None,
         on_activity: Callable[[Connection], None] | None = None,
+        unanswered_timeout: float | None = None,
     ) -> None:
         """`first_message_seq=1` makes a server that starts at a second ClientHello
         carrying a cookie from a stateless HelloRetryRequest (RFC 9147 §5.1).
+        `unanswered_timeout`: end the handshake this many seconds after it began (or
+        restarted) unless a record from the peer has authenticated under the handshake
+        keys by then, proof that the peer got our flight (an endpoint's half-open
+        handshakes; None: only `config.handshake_timeout` applies).
         `cid_issuer(conn, length)` returns a fresh connection ID for us (an endpoint makes
         them unique and routes by them); by default they are random. `on_activity(conn)` is
         called whenever a call may have produced output or moved the timer, so an endpoint
@@ -289,6 +303,9 @@ class Connection:
         self.mtu = config.mtu
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         self._handshake_deadline: float | None = None
+        self._unanswered_timeout = unanswered_timeout
+        self._unanswered_at: float | None = None
+        self._cookie_checked = False  # a server: the peer returned a cookie we issued
         self._restarts = 0
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
@@ -436,11 +453,13 @@ class Connection:
             self._flight.release()
         if self._reassembler is not None:
             self._reassembler.close()
+        # The association goes on: its epoch-0 numbers do not start over (the peer's
+        # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
         plaintext_seq = self._records.next_sequence_number(0)
         self._records.close()
         self._init_handshake(first_message_seq)
-        # The new handshake's records continue the numbering: the peer has seen ours.
-        self._records.set_next_sequence_number(0, plaintext_seq)
+        self._records.continue_plaintext_after(plaintext_seq - 1)
+        self._arm_unanswered(now)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
         if self.is_client:
             self._send_client_hello(now)
@@ -458,6 +477,7 @@ class Connection:
         self._now = now
         self.handshake_started = now
         self._handshake_deadline = now + self.config.handshake_timeout
+        self._arm_unanswered(now)
         self._guard(now, lambda: self._send_client_hello(now))
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
@@ -472,14 +492,18 @@ class Connection:
         if self.handshake_started is None:
             self.handshake_started = now
             self._handshake_deadline = now + self.config.handshake_timeout
+            self._arm_unanswered(now)
         self.stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         drops = self._records.drops
-        retired = drops["retired_epoch"]
+        retired, failed = drops["retired_epoch"], drops["auth_failed"]
         records = self._records.receive_datagram_untrusted(data, now)
         if drops["retired_epoch"] != retired and self._final_acks:
             self._repeat_final_acks(now)
+        forged = drops["auth_failed"] != failed
         if len(records) == 1 and self._app_data_fast(records[0], addr):
+            if forged:
+                self._check_integrity(now)
             return
         self._track_path(records, addr)
         while records:
@@ -492,8 +516,32 @@ class Connection:
             if len(self._records.read_epochs()) == epochs:
                 break
             records = self._records.receive_pending(now)
-        if not self.closed and self._records.integrity_limit_reached:
-            self._fail(alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit"), now)
+        if forged and not self.closed:
+            self._check_integrity(now)
+
+    def _check_integrity(self, now: float) -> None:
+        """RFC 9147 §4.5.3: "Implementations SHOULD initiate a key update with
+        update_requested before reaching this limit. Once a key update has been initiated,
+        the previous keys can be dropped when the limit is reached rather than closing the
+        connection." So forged records (CCM-8's limit is 2^7) rotate keys, and close the
+        connection only when the peer's newest key itself reaches its limit."""
+        records = self._records
+        live = records.read_epochs()
+        newest = live[-1] if live else 0
+        for epoch in records.exhausted_read_epochs():
+            if epoch >= newest:
+                alert = alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit")
+                self._fail(alert, now)
+                return
+            records.retire_read_epoch(epoch)
+            self.stats["keys_dropped_at_integrity_limit"] += 1
+        if (
+            self.state is State.CONNECTED
+            and newest >= 3
+            and not self._key_update_pending
+            and records.auth_failures(newest) * 2 >= records.integrity_limit_of(newest)
+        ):
+            self.key_update(request_peer=True)
 
     def _track_path(self, records: list[Any], addr: Address) -> None:
         """Follow the peer to a new address (NAT rebinding, RFC 9146 §6) only when a record
@@ -539,9 +587,6 @@ class Connection:
             return True
         stats["app_bytes_in"] += len(data)
         self._event(DataReceived(data))
-        if self._records.integrity_limit_reached:
-            alert = alert_for(AlertDescription.bad_record_mac, "AEAD integrity limit")
-            self._fail(alert, self._now)
         return True
 
     def _handle_records(self, records: list[Any], now: float) -> None:
@@ -573,9 +618,13 @@ class Connection:
         ack = self._ack_at
         if ack is not None and (t is None or ack < t):
             t = ack
-        deadline = self._handshake_deadline
-        if state is not State.CONNECTED and deadline is not None and (t is None or deadline < t):
-            t = deadline
+        if state is not State.CONNECTED:
+            deadline = self._handshake_deadline
+            if deadline is not None and (t is None or deadline < t):
+                t = deadline
+            unanswered = self._unanswered_at
+            if unanswered is not None and (t is None or unanswered < t):
+                t = unanswered
         idle = self._idle_check_at
         if idle is not None and (t is None or idle < t):
             t = idle
@@ -604,6 +653,14 @@ class Connection:
                 timed_out=True,
             )
             return
+        if (
+            self.state is not State.CONNECTED
+            and self._unanswered_at is not None
+            and now >= self._unanswered_at
+        ):
+            self.stats["handshake_unanswered"] += 1
+            self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
+            return
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         if self._retransmit_at is not None and now >= self._retransmit_at:
@@ -613,6 +670,10 @@ class Connection:
             if self._timeouts >= 2 and self.mtu > 576:
                 self.mtu = max(576, self.mtu * 3 // 4)
             self._guard(now, lambda: self._retransmit(now))
+
+    def _arm_unanswered(self, now: float) -> None:
+        if self._unanswered_timeout is not None:
+            self._unanswered_at = now + self._unanswered_timeout
 
     def _activity(self) -> None:
         if self._idle_check_at is None and self.state is State.CONNECTED:
@@ -804,6 +865,14 @@ class Connection:
         return self.state is State.CONNECTED
 
     @property
+    def address_validated(self) -> bool:
+        """Whether the peer proved it receives what we send to its address: RFC 9147 §5.1,
+        "A client address is valid after a cookie exchange or handshake completion", or
+        once one of its records authenticated under the handshake keys (derived from our
+        flight). Until then its address may be spoofed."""
+        return self._cookie_checked or self._epoch2_records > 0 or self.state is State.CONNECTED
+
+    @property
     def cipher_suite(self) -> CipherSuite | None:
         return self._suite
 
@@ -947,8 +1016,17 @@ class Connection:
         # §9: no RequestConnectionId from a peer that sends us empty CIDs.
         if not self.cid_negotiated or not self.local_cids or not self.local_cids[0]:
             raise UnexpectedMessage("RequestConnectionId without a negotiated CID")
-        # §9: an excessive request MAY get fewer CIDs.
-        count = min(msg.num_cids, MAX_CIDS)
+        # §9: "An endpoint MAY handle requests which it considers excessive by responding
+        # with a NewConnectionId message containing fewer than num_cids CIDs, including no
+        # CIDs at all ... MAY handle an excessive number of RequestConnectionId messages by
+        # terminating the connection using a too_many_cids_requested alert." Every CID we
+        # issue stays valid (and routed) for the connection's life: hold at most
+        # MAX_LOCAL_CIDS.
+        count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
+        if count < min(msg.num_cids, MAX_CIDS):
+            self.stats["cid_requests_refused"] += 1
+            if self.stats["cid_requests_refused"] > MAX_REFUSED_CID_REQUESTS:
+                raise TooManyCidsRequested("the peer keeps asking for connection IDs")
         cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
         self.local_cids += cids
         self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
@@ -1036,7 +1114,10 @@ class Connection:
     def _send_ack_for(
         self, numbers: list[RecordNumber], writer: DatagramWriter | None = None
     ) -> None:
-        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s."""
+        """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s.
+
+        Best effort in a datagram of its own: ACKs are advisory (RFC 9147 §7), so with no
+        memory left for one (output piling up uncollected) it is counted, not raised."""
         limit = self._max_payload()
         if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
             # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
@@ -1047,9 +1128,13 @@ class Connection:
         if writer is not None:
             writer.add(epoch, ContentType.ack, buf.data)
         else:
-            with self._records.datagram_writer(self.mtu) as w:
-                w.add(epoch, ContentType.ack, buf.data)
-                self._queue(w.finish())
+            try:
+                with self._records.datagram_writer(self.mtu) as w:
+                    w.add(epoch, ContentType.ack, buf.data)
+                    self._queue(w.finish())
+            except MemoryBudgetExceeded:
+                self.stats["acks_unsent"] += 1
+                return
         self.stats["acks_sent"] += 1
 
     # -- input --------------------------------------------------------------------------
@@ -1071,7 +1156,10 @@ class Connection:
                     f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
                 )
         if record.epoch == 2:
+            # It authenticated under the handshake keys: the peer has our flight, so it is
+            # there (anyone can send plaintext from a spoofed address).
             self._epoch2_records += 1
+            self._unanswered_at = None
         ct = record.content_type
         if ct == ContentType.handshake:
             self._handle_handshake_record(record, now)
@@ -1183,6 +1271,16 @@ class Connection:
 
     def _handle_handshake_record(self, record: Any, now: float) -> None:
         plaintext = record.epoch == 0
+        if plaintext and not self.is_client:
+            # A server numbers its epoch-0 records after the client's ClientHello record.
+            # A stateless HelloRetryRequest was numbered like the ClientHello1 record it
+            # answered (RFC 6347 §4.2.1's convention; handshake/gate.py), and the client
+            # numbers ClientHello2 after ClientHello1 (sequence numbers never repeat in an
+            # epoch, RFC 9147 §4.2.1), so our ServerHello lands right of every HRR in the
+            # client's epoch-0 replay window (§4.5.1), which OpenSSL keeps across the HRR.
+            # RFC 6347 numbered the ServerHello like ClientHello2; one past it is as safe,
+            # and never a number a stateless reply (a client record's number) could carry.
+            self._records.continue_plaintext_after(record.sequence_number)
         ackable = False
         repeat = False
         repeated_types: set[int] = set()
@@ -1758,10 +1856,9 @@ class Connection:
             if self.is_client:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
-        try:
-            chain = tuple(x509.load_der_x509_certificate(e.cert_data) for e in msg.certificate_list)
-        except ValueError as exc:
-            raise BadCertificate(f"unparsable certificate: {exc}") from None
+        chain = tuple(
+            certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
+        )
         now = self._wall_clock()
         if isinstance(cfg, ClientConfig):
             if cfg.verify:
@@ -2119,6 +2216,7 @@ class Connection:
         contents = cfg.cookie_jar.check(cookie, now, self.peer_address)
         if contents is None or len(contents.extra) != 4:
             raise IllegalParameter("invalid or expired cookie")
+        self._cookie_checked = True
         suite_code, group = (int(v) for v in struct.unpack("!HH", contents.extra))
         if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
             raise IllegalParameter("cookie names a suite no longer offered")
@@ -2152,6 +2250,7 @@ class Connection:
             # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
             if not hmac.compare_digest(cookie, self._hrr_cookie):
                 raise IllegalParameter("cookie does not match the one we sent")
+            self._cookie_checked = True
         if self._flight is not None:
             self._flight.release()
             self._flight = None

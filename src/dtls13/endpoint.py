@@ -55,10 +55,24 @@ class DoSProtectionConfig:
     # Long enough for fragments of a client's later retransmissions (1, 2, 4 s apart) to
     # complete an earlier partial ClientHello; memory stays bounded by the two caps above.
     reassembly_timeout: float = 5.0
+    # Seconds a half-open handshake lives while no record from its peer has authenticated
+    # under the handshake keys (proof that the peer has our flight; plaintext proves
+    # nothing, anyone can send it from a spoofed address). A spoofed source never answers,
+    # and held its place (and drew our retransmissions to the victim) for the whole
+    # handshake_timeout (120 s) before. Our flight goes out at 0, 1, 3, 7 and 15 s (RFC
+    # 9147 §5.8.2: 1 s, doubling); a client that has all of it answers at once. One that
+    # holds only part of it has nothing to send until the rest comes, so the cut must
+    # leave it enough tries: through the endpoint at 30% loss, 10 s (four tries) failed
+    # 16 of 500 genuine handshakes, 20 s (five) 8, no cut 6. A client given up this way
+    # that is still in its first flight starts over with its next ClientHello (a new
+    # connection). None: handshake_timeout only.
+    unanswered_handshake_timeout: float | None = 20.0
 
     def __post_init__(self) -> None:
         if not 0 < self.emergency_low < self.emergency_high <= 1:
             raise ValueError("need 0 < emergency_low < emergency_high <= 1")
+        if self.unanswered_handshake_timeout is not None and self.unanswered_handshake_timeout <= 0:
+            raise ValueError("unanswered_handshake_timeout must be positive (or None)")
         for name in (
             "max_total_memory",
             "max_per_connection_memory",
@@ -110,6 +124,8 @@ DROP_COUNTERS = (
     "gate_dropped",
     "not_for_a_connection",
     "half_open_shed",
+    "half_open_unanswered",  # half-open handshakes ended: their peer never answered
+    "half_open_displaced",  # unproven half-open handshakes that gave way to a proven client
     "memory_refused",
 )
 
@@ -231,6 +247,8 @@ class ServerEndpoint:
         # last pruning still holds (a flood of strangers counts them in O(1)).
         self._half_open_inputs = 0
         self._half_open_pruned: tuple[int, int] | None = None
+        # Half-open handshakes per host, counted when `_half_open` is pruned.
+        self._half_open_hosts: dict[Any, int] = {}
         # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
         self._by_cid: dict[bytes, Connection] = {}
         self._cid_length = config.cid_length or 0
@@ -388,9 +406,12 @@ class ServerEndpoint:
         for conn in due:
             t = conn.get_timer()
             if t is not None and t <= now:
-                before = conn.stats["idle_releases"]
+                stats = conn.stats
+                before = stats["idle_releases"]
+                unanswered = stats["handshake_unanswered"]
                 conn.handle_timer(now)
-                released += conn.stats["idle_releases"] - before
+                released += stats["idle_releases"] - before
+                self.counters["half_open_unanswered"] += stats["handshake_unanswered"] - unanswered
                 self._attention[conn] = None
             self.touch(conn)
         if released:
@@ -555,15 +576,39 @@ class ServerEndpoint:
             for conn, addr in self._half_open.items()
             if not conn.handshake_complete and table.get(addr) is conn
         }
+        hosts: dict[Any, int] = {}
+        for addr in live.values():
+            host = _host(addr)
+            hosts[host] = hosts.get(host, 0) + 1
         self._half_open = live
+        self._half_open_hosts = hosts
         self._half_open_pruned = key
         return live
+
+    def _half_open_of(self, host: Any) -> int:
+        """Half-open handshakes from `host` (kept with the half-open set: O(1) while it
+        holds)."""
+        self._half_open_now()
+        return self._half_open_hosts.get(host, 0)
+
+    def _half_open_cap(self) -> int:
+        cap = self.dos.max_half_open_per_ip
+        return max(1, cap // 2 if self.emergency else cap)
+
+    def _source_needs_cookie(self, addr: Any) -> bool:
+        """A source whose half-open share is full gets a cookie exchange rather than a
+        refusal: a client there proves its address with the cookie and may then take the
+        place of an unproven (possibly spoofed) handshake from that address (_room_for).
+        Not with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
+        if self.cookie_policy == "never":
+            return False
+        return self._half_open_of(_host(addr)) >= self._half_open_cap()
 
     def _from_stranger(
         self, data: Any, addr: Any, now: float, existing: Connection | None
     ) -> Connection | None:
         # §5.11: an established address must prove reachability with a cookie first.
-        require = existing is not None or self._cookie_required()
+        require = existing is not None or self._cookie_required() or self._source_needs_cookie(addr)
         result = self.gate.receive_untrusted(data, addr, now, require_cookie=require)
         if result.verdict is Verdict.REPLY:
             assert result.reply is not None
@@ -572,7 +617,9 @@ class ServerEndpoint:
         if result.verdict is not Verdict.ACCEPT:
             self.counters["gate_dropped"] += 1
             return None
-        if not self._room_for(addr, replacing=existing is not None):
+        # The gate accepts a second ClientHello (message_seq 1) only with a valid cookie.
+        proven = result.first_message_seq == 1
+        if not self._room_for(addr, replacing=existing is not None, proven=proven):
             return None
         assert result.datagram is not None
         try:
@@ -604,31 +651,58 @@ class ServerEndpoint:
             first_message_seq=first_message_seq,
             cid_issuer=self._issue_cid,
             on_activity=self.touch,
+            unanswered_timeout=self.dos.unanswered_handshake_timeout,
             **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
         )
 
-    def _room_for(self, addr: Any, *, replacing: bool) -> bool:
+    def _room_for(self, addr: Any, *, replacing: bool, proven: bool = False) -> bool:
+        """Whether a new association from `addr` fits the caps. `proven`: its address is
+        validated (a valid cookie): when the half-open caps are full, it takes the place
+        of the oldest half-open handshake whose address is not (from its own host when
+        that host's share is full, else from any), so spoofed ClientHellos from a client's
+        address cannot shut the client out; the caps still hold, and proven handshakes
+        are never displaced (a real host gets its share and no more)."""
         dos = self.dos
         host = _host(addr)
         table = self.connections
         assert isinstance(table, _ConnectionTable)
         per_host = table.per_host.get(host, 0)
-        half_open = self._half_open_now()
-        per_host_half = sum(1 for a in half_open.values() if _host(a) == host)
-        half_cap = dos.max_half_open_per_ip // 2 if self.emergency else dos.max_half_open_per_ip
         if not replacing and len(table) >= dos.max_concurrent_connections:
             self.counters["too_many_connections"] += 1
             return False
         if not replacing and per_host >= dos.max_connections_per_ip:
             self.counters["too_many_connections_per_ip"] += 1
             return False
-        if len(half_open) >= dos.max_half_open:
+        all_full = len(self._half_open_now()) >= dos.max_half_open
+        host_full = self._half_open_of(host) >= self._half_open_cap()
+        if proven and (all_full or host_full):
+            unproven = self._oldest_unproven_half_open(host if host_full else None)
+            if unproven is not None:
+                self._displace(unproven)
+                return True
+        if all_full:
             self.counters["too_many_half_open"] += 1
             return False
-        if per_host_half >= max(1, half_cap):
+        if host_full:
             self.counters["too_many_half_open_per_ip"] += 1
             return False
         return True
+
+    def _oldest_unproven_half_open(self, host: Any | None) -> Connection | None:
+        """The half-open handshake (from `host`, or any) that started first among those
+        whose peer has not proven its address."""
+        candidates = [
+            conn
+            for conn, addr in self._half_open_now().items()
+            if not conn.address_validated and (host is None or _host(addr) == host)
+        ]
+        return min(candidates, key=lambda c: self._started.get(id(c), 0.0), default=None)
+
+    def _displace(self, conn: Connection) -> None:
+        self.counters["half_open_displaced"] += 1
+        conn.abandon("displaced by a handshake from a proven address")
+        self.remove(conn)
+        self._attention[conn] = None
 
     def _to_existing(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection:
         replacement = self._replacements.get(addr)

@@ -28,6 +28,9 @@ class ConnectionStatistics:
     early_data_bytes_in: int
     early_data_bytes_out: int
     idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
+    cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap reached)
+    keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
+    handshake_unanswered: int  # ended: the peer never answered our flight
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int
@@ -37,6 +40,7 @@ class ConnectionStatistics:
     dropped_damaged_hello: int
     dropped_early_data: int
     alerts_unsent: int  # alerts not sent for want of memory
+    acks_unsent: int  # ACKs not sent for want of memory (output left uncollected)
     record_drops: dict[str, int]  # the record layer's drops by reason (auth_failed, replay, ...)
     reassembly: dict[str, int]  # handshake reassembly counters (duplicates, over_budget, ...)
     memory_in_use: int  # bytes of pooled memory the connection holds
@@ -65,6 +69,8 @@ class ServerEndpointStatistics:
     gate_dropped: int  # first ClientHellos the cookie gate refused or could not read
     not_for_a_connection: int
     half_open_shed: int  # half-open handshakes shed under memory pressure
+    half_open_unanswered: int  # half-open handshakes ended: their peer never answered
+    half_open_displaced: int  # unproven half-opens that gave way to a client with a cookie
     memory_refused: int
     gate: dict[str, int]  # the cookie gate's counters (hello_retry_requests, cookies_ok, ...)
     gate_partials: int  # fragmented first ClientHellos being reassembled now

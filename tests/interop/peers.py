@@ -20,9 +20,11 @@ from udp_driver import UdpDriver, bound_socket, events_of
 
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
+from dtls13.endpoint import CookiePolicy, ServerEndpoint
 from dtls13.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     HandshakeCompleted,
     NewSessionTicketReceived,
 )
@@ -332,6 +334,111 @@ class Side:
         while (ev := self.conn.next_event()) is not None:
             self.driver.events.append(ev)
         self.sock.close()
+
+
+class EndpointServer:
+    """Our ServerEndpoint on a real UDP socket: every connection it accepts answers each
+    (non-early) record of application data with `reply`."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        pools: PoolSet,
+        reply: bytes,
+        cookie_policy: CookiePolicy = "never",
+    ) -> None:
+        self.sock = bound_socket(HOST)
+        self.port = int(self.sock.getsockname()[1])
+        self.pools = pools
+        self.endpoint = ServerEndpoint(config, pools=pools, cookie_policy=cookie_policy)
+        self.reply = reply
+        self.conns: list[Connection] = []
+        self.events: dict[int, list[Event]] = {}
+        self.buf = bytearray(65536)
+
+    def flush(self) -> None:
+        for lease, addr in self.endpoint.datagrams_to_send(time.monotonic()):
+            try:
+                self.sock.sendto(lease, addr)
+            finally:
+                lease.release()
+
+    def step(self, max_wait: float = 0.01) -> None:
+        self.flush()
+        timer = self.endpoint.get_timer()
+        wait = max_wait if timer is None else max(0.0, min(max_wait, timer - time.monotonic()))
+        self.sock.settimeout(wait)
+        try:
+            n, addr = self.sock.recvfrom_into(self.buf)
+        except (TimeoutError, BlockingIOError):
+            n = -1
+        now = time.monotonic()
+        if n >= 0:
+            self.endpoint.receive_datagram(memoryview(self.buf)[:n], addr, now)
+        timer = self.endpoint.get_timer()
+        if timer is not None and now >= timer:
+            self.endpoint.handle_timer(now)
+        for conn in self.endpoint.new_connections():
+            self.conns.append(conn)
+            self.events[id(conn)] = []
+        for conn in self.conns:
+            while (ev := conn.next_event()) is not None:
+                self.events[id(conn)].append(ev)
+                if isinstance(ev, DataReceived) and not ev.early and not conn.closed:
+                    conn.send(self.reply)
+        self.endpoint.reap()
+        self.flush()
+
+    def pump(self, until: Callable[[], bool], peer: Peer, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until():
+                return True
+            if peer.proc.poll() is not None:
+                deadline = min(deadline, time.monotonic() + 0.5)
+            self.step()
+        return until()
+
+    def completed(self, index: int) -> HandshakeCompleted | None:
+        if index >= len(self.conns):
+            return None
+        done = [e for e in self.events[id(self.conns[index])] if isinstance(e, HandshakeCompleted)]
+        return done[0] if done else None
+
+    def data(self, index: int, *, early: bool) -> bytes:
+        if index >= len(self.conns):
+            return b""
+        events = self.events[id(self.conns[index])]
+        return b"".join(e.data for e in events if isinstance(e, DataReceived) and e.early == early)
+
+    def answer_strangers(self, count: int) -> None:
+        """`count` first ClientHellos from as many other (spoofed) sources, answered and
+        dropped here: the gate has sent `count` stateless HelloRetryRequests to others
+        before the peer comes."""
+        now = time.monotonic()
+        client = Connection(ClientConfig(server_name="localhost"), pools=self.pools)
+        client.connect((HOST, self.port), now)
+        ((lease, _),) = client.datagrams_to_send(now)
+        hello = lease.tobytes()
+        lease.release()
+        client.abandon()
+        before = self.endpoint.gate.counters["hello_retry_sent"]
+        for i in range(count):
+            self.endpoint.receive_datagram(hello, (f"198.51.100.{i % 250 + 1}", 40000 + i), now)
+        for lease, _ in self.endpoint.datagrams_to_send(now):
+            lease.release()
+        assert self.endpoint.gate.counters["hello_retry_sent"] == before + count
+
+    def close(self) -> None:
+        self.endpoint.close()
+        self.flush()
+        self.endpoint.release()
+        self.sock.close()
+
+
+def describe_endpoint(server: EndpointServer, peer: Peer) -> str:
+    stats = [c.statistics() for c in server.conns]
+    return f"endpoint {server.endpoint.statistics()}, connections {stats}; {peer.describe()}"
 
 
 def assert_pools_empty(pools: PoolSet) -> None:

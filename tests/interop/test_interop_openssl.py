@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from peers import SUITES, Case, Certs, Peer, Side, assert_pools_empty, free_udp_port
+from peers import (
+    SUITES,
+    Case,
+    Certs,
+    EndpointServer,
+    Peer,
+    Side,
+    assert_pools_empty,
+    describe_endpoint,
+    free_udp_port,
+)
 from udp_driver import events_of
 
 from dtls13.alerts import AlertDescription
@@ -186,6 +196,73 @@ def test_openssl_client_with_our_server(
     assert ended is not None and ended.alert is AlertDescription.close_notify
     assert ended.by_peer
     case.check_losses(ours)
+    assert_pools_empty(pools)
+
+
+# Through our ServerEndpoint, whose gate answers every first ClientHello with a stateless
+# HelloRetryRequest (cookie_policy="always"). s_client keeps one 64-record replay window for
+# epoch 0 across the HRR: the HRR is numbered like the ClientHello record it answers, the
+# ServerHello after the second ClientHello's, so the first client after the endpoint starts
+# and one that comes after 100 HRRs to other sources both take the ServerHello at once
+# (when one counter numbered every HRR, the ServerHello came as a replay: ~120 s stall).
+ENDPOINT_CASES = [
+    pytest.param(
+        0,
+        Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-groups", "x25519"), hrr=True),
+        id="first-client",
+    ),
+    pytest.param(
+        100,
+        Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, peer=("-groups", "x25519"), hrr=True),
+        id="after-100-hrrs-to-others",
+    ),
+    # s_client's default ~1.4 KB ClientHello in fragments: the gate's slow path assembles
+    # it, and its HRR carries the last fragment's record number.
+    pytest.param(
+        100,
+        Case("TLS_AES_256_GCM_SHA384", NamedGroup.x25519, peer=BIG_CH, hrr=True),
+        id="after-100-hrrs-to-others-fragmented",
+    ),
+]
+
+
+@pytest.mark.parametrize(("strangers", "case"), ENDPOINT_CASES)
+def test_openssl_client_through_our_endpoint_cookie_exchange(
+    strangers: int, case: Case, openssl: str, certs: Certs, pools: PoolSet
+) -> None:
+    reply = b"hello from dtls13\n"
+    config = ServerConfig(
+        certificate_chain=certs.chain_pem,
+        private_key=certs.key_pem,
+        **case.ours,  # type: ignore[arg-type]
+    )
+    server = EndpointServer(config, pools, reply, cookie_policy="always")
+    server.answer_strangers(strangers)
+    argv = [openssl, "s_client", "-dtls1_3", "-connect", f"127.0.0.1:{server.port}"]
+    argv += ["-CAfile", certs.ca, "-servername", "localhost", "-verify_hostname", "localhost"]
+    argv += ["-verify_return_error", "-ciphersuites", SUITES[case.suite][1], *case.peer]
+    try:
+        with Peer(argv) as peer:
+            assert server.pump(lambda: server.completed(0) is not None, peer), describe_endpoint(
+                server, peer
+            )
+            done = server.completed(0)
+            assert done is not None and done.cipher_suite is CipherSuite[case.suite]
+            assert done.group is case.group
+            # s_client took our first ServerHello: no retransmission on either side (its
+            # timer is 1 s; a ServerHello dropped as a replay brings ClientHello2 again).
+            (conn,) = server.conns
+            assert conn.stats["retransmissions"] == 0, describe_endpoint(server, peer)
+            assert server.endpoint.gate.counters["hello_retry_sent"] >= strangers + 1
+            assert server.pump(lambda: f"Cipher is {case.suite}" in peer.output, peer)
+            peer.write(b"hello from openssl\n")
+            assert server.pump(lambda: reply.decode() in peer.output, peer), peer.describe()
+            peer.close_stdin()
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+        assert server.data(0, early=False) == b"hello from openssl\n"
+    finally:
+        server.close()
     assert_pools_empty(pools)
 
 

@@ -8,19 +8,23 @@ on one socket. External PSKs (certificate-less, psk_dhe_ke and psk_ke) with Open
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from peers import HOST, Certs, Peer, Side, WolfSSL, assert_pools_empty, free_udp_port
-from udp_driver import bound_socket
+from peers import (
+    Certs,
+    EndpointServer,
+    Peer,
+    Side,
+    WolfSSL,
+    assert_pools_empty,
+    describe_endpoint,
+    free_udp_port,
+)
 
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
-from dtls13.connection import Connection
-from dtls13.endpoint import ServerEndpoint
-from dtls13.events import DataReceived, Event, HandshakeCompleted
+from dtls13.events import HandshakeCompleted
 from dtls13.memory import PoolSet
 
 SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
@@ -28,86 +32,6 @@ CLIENT_MESSAGE = b"hello wolfssl!"  # and its example client always sends this
 RESUME_MESSAGE = b"resuming wolfssl!"  # and this on its resumed connection (-r)
 WOLFSSL_EARLY = b"A drop of info"  # what its client sends as early data with -0
 EARLY = b"early hello from dtls13"
-
-
-class EndpointServer:
-    """Our ServerEndpoint on a real UDP socket: every connection it accepts answers each
-    (non-early) record of application data with `reply`."""
-
-    def __init__(self, config: ServerConfig, pools: PoolSet, reply: bytes) -> None:
-        self.sock = bound_socket(HOST)
-        self.port = int(self.sock.getsockname()[1])
-        self.endpoint = ServerEndpoint(config, pools=pools, cookie_policy="never")
-        self.reply = reply
-        self.conns: list[Connection] = []
-        self.events: dict[int, list[Event]] = {}
-        self.buf = bytearray(65536)
-
-    def flush(self) -> None:
-        for lease, addr in self.endpoint.datagrams_to_send(time.monotonic()):
-            try:
-                self.sock.sendto(lease, addr)
-            finally:
-                lease.release()
-
-    def step(self, max_wait: float = 0.01) -> None:
-        self.flush()
-        timer = self.endpoint.get_timer()
-        wait = max_wait if timer is None else max(0.0, min(max_wait, timer - time.monotonic()))
-        self.sock.settimeout(wait)
-        try:
-            n, addr = self.sock.recvfrom_into(self.buf)
-        except (TimeoutError, BlockingIOError):
-            n = -1
-        now = time.monotonic()
-        if n >= 0:
-            self.endpoint.receive_datagram(memoryview(self.buf)[:n], addr, now)
-        timer = self.endpoint.get_timer()
-        if timer is not None and now >= timer:
-            self.endpoint.handle_timer(now)
-        for conn in self.endpoint.new_connections():
-            self.conns.append(conn)
-            self.events[id(conn)] = []
-        for conn in self.conns:
-            while (ev := conn.next_event()) is not None:
-                self.events[id(conn)].append(ev)
-                if isinstance(ev, DataReceived) and not ev.early and not conn.closed:
-                    conn.send(self.reply)
-        self.endpoint.reap()
-        self.flush()
-
-    def pump(self, until: Callable[[], bool], peer: Peer, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if until():
-                return True
-            if peer.proc.poll() is not None:
-                deadline = min(deadline, time.monotonic() + 0.5)
-            self.step()
-        return until()
-
-    def completed(self, index: int) -> HandshakeCompleted | None:
-        if index >= len(self.conns):
-            return None
-        done = [e for e in self.events[id(self.conns[index])] if isinstance(e, HandshakeCompleted)]
-        return done[0] if done else None
-
-    def data(self, index: int, *, early: bool) -> bytes:
-        if index >= len(self.conns):
-            return b""
-        events = self.events[id(self.conns[index])]
-        return b"".join(e.data for e in events if isinstance(e, DataReceived) and e.early == early)
-
-    def close(self) -> None:
-        self.endpoint.close()
-        self.flush()
-        self.endpoint.release()
-        self.sock.close()
-
-
-def _describe(server: EndpointServer, peer: Peer) -> str:
-    stats = [c.statistics() for c in server.conns]
-    return f"endpoint {server.endpoint.statistics()}, connections {stats}; {peer.describe()}"
 
 
 # -- our client against the peers' servers --------------------------------------------
@@ -215,15 +139,17 @@ def _wolfssl_client_resumes_with_us(
     try:
         with Peer(argv, cwd=wolfssl.home) as peer:
             # The client's two connections, each from its own port; it exits after both.
-            assert server.pump(lambda: peer.proc.poll() is not None, peer), _describe(server, peer)
-            assert peer.wait() == 0, _describe(server, peer)
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), describe_endpoint(
+                server, peer
+            )
+            assert peer.wait() == 0, describe_endpoint(server, peer)
             assert server.pump(lambda: all(c.closed for c in server.conns), peer)
-            assert len(server.conns) == 2, _describe(server, peer)
+            assert len(server.conns) == 2, describe_endpoint(server, peer)
             first, second = server.completed(0), server.completed(1)
             assert first is not None and not first.resumed
-            assert second is not None and second.resumed, _describe(server, peer)
-            assert server.data(0, early=False) == CLIENT_MESSAGE, _describe(server, peer)
-            assert server.data(1, early=False) == RESUME_MESSAGE, _describe(server, peer)
+            assert second is not None and second.resumed, describe_endpoint(server, peer)
+            assert server.data(0, early=False) == CLIENT_MESSAGE, describe_endpoint(server, peer)
+            assert server.data(1, early=False) == RESUME_MESSAGE, describe_endpoint(server, peer)
             assert server.data(0, early=True) == b""
             assert server.data(1, early=True) == (WOLFSSL_EARLY if early else b"")
             assert "reused session id" in peer.output, peer.describe()
@@ -341,12 +267,12 @@ def test_openssl_client_resumes_with_our_server(
         if early:
             argv += ["-early_data", early_file]
         with Peer(argv) as peer:
-            assert server.pump(lambda: server.completed(1) is not None, peer), _describe(
+            assert server.pump(lambda: server.completed(1) is not None, peer), describe_endpoint(
                 server, peer
             )
             # s_client prints its session report once the handshake is done.
-            assert server.pump(lambda: "Verify return code" in peer.output, peer), _describe(
-                server, peer
+            assert server.pump(lambda: "Verify return code" in peer.output, peer), (
+                describe_endpoint(server, peer)
             )
             verdict = "Early data was accepted" if early else "Early data was not sent"
             assert verdict in peer.output, peer.describe()
@@ -418,7 +344,7 @@ def test_openssl_client_with_external_psk_to_our_server(
         argv.append("-allow_no_dhe_kex")  # so that s_client offers psk_ke too
     try:
         with Peer(argv) as peer:
-            assert server.pump(lambda: server.completed(0) is not None, peer), _describe(
+            assert server.pump(lambda: server.completed(0) is not None, peer), describe_endpoint(
                 server, peer
             )
             peer.write(b"hello from openssl\n")

@@ -9,10 +9,12 @@ from peers import (
     SUITES,
     Case,
     Certs,
+    EndpointServer,
     Peer,
     Side,
     WolfSSL,
     assert_pools_empty,
+    describe_endpoint,
     free_udp_port,
 )
 from udp_driver import events_of
@@ -233,6 +235,53 @@ def test_wolfssl_client_with_our_server(
     finally:
         ours.close()
     case.check_losses(ours)
+    assert_pools_empty(pools)
+
+
+# Through our ServerEndpoint, whose gate answers every first ClientHello with a stateless
+# HelloRetryRequest (cookie_policy="always"), numbered like the ClientHello record it
+# answers; the ServerHello after the second ClientHello's. The first client after the
+# endpoint starts, and one that comes after 100 HRRs to other sources, take the ServerHello
+# at once (see the OpenSSL cases: its client keeps one epoch-0 replay window across the HRR).
+ENDPOINT_CASES = [
+    pytest.param(0, Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, hrr=True), id="first-client"),
+    pytest.param(
+        100,
+        Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, hrr=True),
+        id="after-100-hrrs-to-others",
+    ),
+]
+
+
+@pytest.mark.parametrize(("strangers", "case"), ENDPOINT_CASES)
+def test_wolfssl_client_through_our_endpoint_cookie_exchange(
+    strangers: int, case: Case, wolfssl: WolfSSL, certs: Certs, pools: PoolSet
+) -> None:
+    reply = b"hello from the dtls13 server"
+    config = ServerConfig(certificate_chain=certs.chain_pem, private_key=certs.key_pem)
+    server = EndpointServer(config, pools, reply, cookie_policy="always")
+    server.answer_strangers(strangers)
+    argv = [wolfssl.client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", server.port, "-x"]
+    argv += ["-A", certs.ca, "-l", SUITES[case.suite][0], "-t"]
+    try:
+        with Peer(argv, cwd=wolfssl.home) as peer:
+            assert server.pump(lambda: server.completed(0) is not None, peer), describe_endpoint(
+                server, peer
+            )
+            done = server.completed(0)
+            assert done is not None and done.cipher_suite is CipherSuite[case.suite]
+            assert done.group is case.group
+            (conn,) = server.conns
+            assert conn.stats["retransmissions"] == 0, describe_endpoint(server, peer)
+            assert server.endpoint.gate.counters["hello_retry_sent"] >= strangers + 1
+            # The example client sends its message, prints our reply and closes.
+            assert server.pump(lambda: peer.proc.poll() is not None, peer), peer.describe()
+            assert peer.wait() == 0, peer.describe()
+            assert reply.decode() in peer.output, peer.describe()
+            _peer_saw(peer, case)
+        assert server.data(0, early=False) == CLIENT_MESSAGE
+    finally:
+        server.close()
     assert_pools_empty(pools)
 
 

@@ -665,7 +665,8 @@ def parse_certificate_chain_untrusted(ders: Iterable[bytes | memoryview]) -> lis
             with _lenient():
                 certs.append(x509.load_der_x509_certificate(bytes(der)))
         except Exception as err:  # ValueError, InvalidVersion, ...: the peer's bytes
-            raise BadCertificate(f"certificate #{i} is malformed: {err}") from None
+            said = f"certificate #{i} is malformed: {err}"
+            raise _rejected(BadCertificate, said, said) from None
     return certs
 
 

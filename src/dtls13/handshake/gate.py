@@ -6,6 +6,16 @@ one exception is a first ClientHello that arrives in fragments (post-quantum key
 it larger than one datagram): its fragments are assembled in a small pooled buffer per
 source address, charged to a per-source and a global budget, and dropped after a short
 timeout. Nothing else is kept; every refusal is counted.
+
+A stateless reply (HelloRetryRequest, alert) carries the record sequence number of the
+ClientHello record it answers, the DTLS convention since RFC 6347 §4.2.1 ("In order to
+avoid sequence number duplication in case of multiple HelloVerifyRequests, the server MUST
+use the record sequence number in the ClientHello as the record sequence number in the
+HelloVerifyRequest"). The gate therefore keeps no counter of its replies: one shared by
+every source would number a client's HRR after all those sent to strangers, and a client
+that keeps one epoch-0 replay window across the HRR (OpenSSL does) would then refuse the
+ServerHello of the connection that follows, numbered from 0 (see Connection, which numbers
+its epoch-0 records after the ClientHello's).
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from ..alerts import Alert, AlertDescription, AlertLevel
 from ..config import ServerConfig
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
-from ..record import ContentType, RecordLayer
+from ..record import ContentType
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
@@ -62,13 +72,14 @@ class _Partial:
     coverage: FragmentCoverage
     msg_seq: int
     started: float
+    record_seq: int  # the highest among the records of the fragments so far
 
 
 PLAINTEXT_HEADER = 13
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
-_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None]
+_Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None, int]
 GATE_COUNTERS = (
     "datagrams",
     "not_client_hello",
@@ -131,8 +142,6 @@ class HelloGate:
         # cookie is the last thing in a HelloRetryRequest, so a flood costs one concatenation
         # per reply instead of building the message.
         self._hrr_prefixes: dict[tuple[int, int | None, int], bytes] = {}
-        # One plaintext-only record layer frames every stateless reply.
-        self._writer = RecordLayer(pools, self.owner)
         self.counters: dict[str, int] = dict.fromkeys(GATE_COUNTERS, 0)
 
     @property
@@ -158,7 +167,6 @@ class HelloGate:
     def close(self) -> None:
         for addr in list(self._partials):
             self._discard(addr)
-        self._writer.close()
         self.pools.release_owner(self.owner)
 
     def receive_untrusted(
@@ -184,7 +192,7 @@ class HelloGate:
                 self._discard(addr)  # a whole ClientHello replaces a partial one
             whole_datagram = bytes(data)
             body = whole_datagram[scan[0] : scan[0] + scan[1]]
-            return self._decide(body, 0, addr, now, cookie, whole_datagram)
+            return self._decide(body, 0, addr, now, cookie, scan[6], whole_datagram)
         try:
             fragments = self._client_hello_fragments(data)
         except (DecodeError, Alert):
@@ -193,25 +201,29 @@ class HelloGate:
         if not fragments:
             self.counters["not_client_hello"] += 1
             return GateResult(Verdict.DROP)
-        for header, body in fragments:
-            whole = self._assemble(addr, header, body, now)
-            if whole is not None:
+        for header, body, record_seq in fragments:
+            assembled = self._assemble(addr, header, body, now, record_seq)
+            if assembled is not None:
+                whole, record_seq = assembled
                 # A ClientHello whole in this datagram goes to the connection with the rest
                 # of the datagram (0-RTT records may follow it).
                 original = (
                     bytes(data) if len(fragments) == 1 and header.length == len(body) else None
                 )
-                return self._decide(whole, header.message_seq, addr, now, cookie, original)
+                return self._decide(
+                    whole, header.message_seq, addr, now, cookie, record_seq, original
+                )
         return GateResult(Verdict.DROP)
 
     # -- parsing and assembly -------------------------------------------------------
 
-    def _client_hello_fragments(self, data: Any) -> list[tuple[msgs.HandshakeHeader, bytes]]:
+    def _client_hello_fragments(self, data: Any) -> list[tuple[msgs.HandshakeHeader, bytes, int]]:
+        """(header, body, record sequence number) of each ClientHello fragment."""
         view = memoryview(data)
-        out: list[tuple[msgs.HandshakeHeader, bytes]] = []
+        out: list[tuple[msgs.HandshakeHeader, bytes, int]] = []
         offset = 0
         while offset < len(view):
-            first, epoch, _seq, hl, length = parse_header_untrusted(view, offset, 0)
+            first, epoch, seq, hl, length = parse_header_untrusted(view, offset, 0)
             if first >= 0x20 and out:
                 break  # protected records after a ClientHello: 0-RTT data, for the connection
             if first != ContentType.handshake or epoch != 0:
@@ -220,16 +232,18 @@ class HelloGate:
             for header, body in pull_handshake_fragments_untrusted(record):
                 if header.msg_type != HandshakeType.client_hello or header.length > self.max_hello:
                     return []
-                out.append((header, bytes(body)))
+                out.append((header, bytes(body), seq))
             offset += hl + length
         return out
 
     def _assemble(
-        self, addr: Any, header: msgs.HandshakeHeader, body: bytes, now: float
-    ) -> bytes | None:
+        self, addr: Any, header: msgs.HandshakeHeader, body: bytes, now: float, record_seq: int
+    ) -> tuple[bytes, int] | None:
+        """(the whole ClientHello, the highest record number of its fragments) once
+        complete."""
         if header.fragment_offset == 0 and header.fragment_length == header.length:
             self._discard(addr)
-            return body
+            return body, record_seq
         entry = self._partials.get(addr)
         if entry is not None and (
             entry[1].msg_seq != header.message_seq or len(entry[1].lease) != header.length
@@ -249,11 +263,18 @@ class HelloGate:
                 return None
             entry = (
                 source,
-                _Partial(lease, FragmentCoverage(header.length, 64), header.message_seq, now),
+                _Partial(
+                    lease,
+                    FragmentCoverage(header.length, 64),
+                    header.message_seq,
+                    now,
+                    record_seq,
+                ),
             )
             self._partials[addr] = entry
             self.counters["partials_started"] += 1
         partial = entry[1]
+        partial.record_seq = max(partial.record_seq, record_seq)
         result = partial.coverage.write_fragment(partial.lease, header.fragment_offset, body)
         if result < 0:
             self.counters["fragment_mismatch"] += 1
@@ -263,7 +284,7 @@ class HelloGate:
             return None
         whole = partial.lease.tobytes()
         self._discard(addr)
-        return whole
+        return whole, partial.record_seq
 
     def _discard(self, addr: Any) -> None:
         entry = self._partials.pop(addr, None)
@@ -281,6 +302,7 @@ class HelloGate:
         addr: Any,
         now: float,
         require_cookie: bool,
+        record_seq: int,
         original: bytes | None = None,
     ) -> GateResult:
         cfg = self.config
@@ -302,20 +324,21 @@ class HelloGate:
                 # smaller than what came in (no amplification) and keeps no state.
                 self.counters["bad_cookie"] += 1
                 return GateResult(
-                    Verdict.REPLY, reply=self._alert(AlertDescription.illegal_parameter)
+                    Verdict.REPLY,
+                    reply=self._alert(AlertDescription.illegal_parameter, record_seq),
                 )
-            return self._accept(body, 1, original, ch)
+            return self._accept(body, 1, record_seq, original, ch)
         if message_seq != 0:
             self.counters["malformed"] += 1
             return GateResult(Verdict.DROP)
         if not require_cookie:
-            return self._accept(body, 0, original, ch)
-        hrr = self._stateless_retry(ch, body, addr, now)
+            return self._accept(body, 0, record_seq, original, ch)
+        hrr = self._stateless_retry(ch, body, addr, now, record_seq)
         if hrr == []:
             return GateResult(Verdict.DROP)  # no memory for the reply: counted as budget
         if hrr is None:
             # Nothing we could retry with: let a connection answer with the right alert.
-            return self._accept(body, 0, original, ch)
+            return self._accept(body, 0, record_seq, original, ch)
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=hrr)
 
@@ -334,12 +357,22 @@ class HelloGate:
             prefix = self._hrr_prefixes[key] = whole[: len(whole) - len(stand_in)]
         return prefix + cookie
 
-    def _alert(self, description: AlertDescription) -> list[Lease]:
+    def _record(self, content_type: ContentType, payload: bytes, seq: int) -> list[Lease] | None:
+        """One DTLSPlaintext record numbered `seq` (the record it answers) in a datagram
+        of its own; None when it would not fit the MTU. Raises MemoryBudgetExceeded."""
+        size = PLAINTEXT_HEADER + len(payload)
+        if size > self.mtu:
+            return None
+        lease = self.pools.acquire(size, self.owner)
+        encode_plaintext_header(lease, 0, content_type, 0, seq, len(payload))
+        lease.write(PLAINTEXT_HEADER, payload)
+        return [lease]
+
+    def _alert(self, description: AlertDescription, record_seq: int) -> list[Lease]:
         """A fatal plaintext alert for the sender (empty when no memory is left)."""
         try:
-            with self._writer.datagram_writer(self.mtu) as w:
-                w.add(0, ContentType.alert, bytes([AlertLevel.FATAL, description]))
-                return w.finish()
+            alert = bytes([AlertLevel.FATAL, description])
+            return self._record(ContentType.alert, alert, record_seq) or []
         except MemoryBudgetExceeded:
             self.counters["budget"] += 1
             return []
@@ -348,10 +381,13 @@ class HelloGate:
         self,
         body: bytes,
         message_seq: int,
+        record_seq: int,
         original: bytes | None = None,
         ch: msgs.ClientHello | None = None,
     ) -> GateResult:
-        """The whole ClientHello as one plaintext record, for the new connection."""
+        """The whole ClientHello as one plaintext record, for the new connection: the
+        datagram as it came, or rebuilt from fragments and numbered like the last of
+        their records (the connection numbers its own epoch-0 records after it)."""
         self.counters["accepted"] += 1
         decoded = (body, ch) if ch is not None else None
         if original is not None:
@@ -363,7 +399,7 @@ class HelloGate:
             )
         fragment = handshake_fragment(HandshakeType.client_hello, len(body), message_seq, 0, body)
         datagram = bytearray(PLAINTEXT_HEADER + len(fragment))
-        encode_plaintext_header(datagram, 0, ContentType.handshake, 0, 0, len(fragment))
+        encode_plaintext_header(datagram, 0, ContentType.handshake, 0, record_seq, len(fragment))
         datagram[PLAINTEXT_HEADER:] = fragment
         return GateResult(
             Verdict.ACCEPT,
@@ -376,7 +412,7 @@ class HelloGate:
         """The HelloRetryRequest for a lone, well-formed first ClientHello, from a scan of
         its bytes instead of a decoded message; None: `_decide` on the decoded message
         (which then does exactly what `_stateless_retry` would have)."""
-        at, length, suites, versions, groups, shares = scan
+        at, length, suites, versions, groups, shares, record_seq = scan
         if versions is None or DTLS13_VERSION not in versions:
             return None
         cfg = self.config
@@ -403,19 +439,17 @@ class HelloGate:
         cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), _PACK_HH(suite, group or 0))
         fragment = self._hrr_fragment(suite, group, cookie)
         try:
-            with self._writer.datagram_writer(self.mtu) as w:
-                if w.add(0, ContentType.handshake, fragment) is None:
-                    w.abort()
-                    return None
-                reply = w.finish()
+            reply = self._record(ContentType.handshake, fragment, record_seq)
         except MemoryBudgetExceeded:
             self.counters["budget"] += 1
             return GateResult(Verdict.DROP)
+        if reply is None:
+            return None
         self.counters["hello_retry_sent"] += 1
         return GateResult(Verdict.REPLY, reply=reply)
 
     def _stateless_retry(
-        self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float
+        self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float, record_seq: int
     ) -> list[Lease] | None:
         """A HelloRetryRequest with a cookie, built from this ClientHello alone."""
         cfg = self.config
@@ -453,11 +487,7 @@ class HelloGate:
         cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), extra)
         fragment = self._hrr_fragment(suite, group, cookie)
         try:
-            with self._writer.datagram_writer(self.mtu) as w:
-                if w.add(0, ContentType.handshake, fragment) is None:
-                    w.abort()
-                    return None
-                return w.finish()
+            return self._record(ContentType.handshake, fragment, record_seq)
         except MemoryBudgetExceeded:
             self.counters["budget"] += 1
             return []

@@ -20,6 +20,7 @@ from .._fast import (
     Owner,
     ReadEpoch,
     RecordCipher,
+    ReplayWindow,
     WriteEpoch,
     parse_header_untrusted,
     read_datagram_untrusted,
@@ -55,13 +56,22 @@ DROP_REASONS: Final = (
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
 DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
+# Records tracked by epoch 0's replay window. Epoch 0 carries a handful of records (the
+# hellos, their retransmissions, alerts), so no plausible reordering needs more; it is
+# also what OpenSSL keeps (for every epoch), so a peer that numbers its epoch-0 records
+# in a way OpenSSL refuses fails against us too, in our own tests.
+PLAINTEXT_REPLAY_WINDOW = 64
+# continue_plaintext_after() follows a peer's epoch-0 numbers only below this, leaving room
+# for far more epoch-0 records (hellos, retransmissions, alerts) than a handshake sends.
+PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
 
 
 class RecordLayer:
     """Epochs, record protection and datagram packing for one association.
 
     `pools`/`owner`: where leases come from and whom they are charged to.
-    `replay_window`: records tracked per read epoch (§4.5.1).
+    `replay_window`: records tracked per protected read epoch (§4.5.1); epoch 0 tracks
+    PLAINTEXT_REPLAY_WINDOW.
     `padding`: pad each TLSInnerPlaintext to a multiple of this many bytes (0: none).
     `seq_bits`: 16 (what OpenSSL 4.1 sends) or 8 sequence-number bits on the wire.
     `omit_last_length`: records added with ``last=True`` carry no length field.
@@ -85,8 +95,8 @@ class RecordLayer:
         "_owner",
         "_pending",
         "_pending_times",
-        "_plaintext_readable",
         "_plaintext_retire_at",
+        "_plaintext_window",
         "_pools",
         "_read_by_bits",
         "_retired_bits",
@@ -156,7 +166,11 @@ class RecordLayer:
         # most four are live), and a bit (1 << b) per two-bit value b of a retired one.
         self._read_by_bits: dict[int, ReadEpoch] = {}
         self._retired_bits = 0
-        self._plaintext_readable = True
+        # Epoch 0's replay window (RFC 9147 §4.5.1: one per epoch, epoch 0 included); None
+        # once DTLSPlaintext records are no longer read. A client keeps it across a
+        # HelloRetryRequest, as OpenSSL does: a server's ServerHello must be numbered
+        # after its HRR.
+        self._plaintext_window: ReplayWindow | None = ReplayWindow(PLAINTEXT_REPLAY_WINDOW)
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
         self.closed = False
@@ -223,12 +237,12 @@ class RecordLayer:
     def read_epochs(self) -> list[int]:
         """Epochs whose records are accepted now (0 while plaintext is readable)."""
         live = sorted(s.epoch for s in self._read_by_bits.values())
-        return [0, *live] if self._plaintext_readable else live
+        return [0, *live] if self._plaintext_window is not None else live
 
     def retire_read_epoch(self, epoch: int) -> None:
         """Stop accepting records of `epoch` now."""
         if epoch == 0:
-            self._plaintext_readable = False
+            self._plaintext_window = None
             return
         state = self._read.get(epoch)
         if state is not None:
@@ -252,7 +266,7 @@ class RecordLayer:
             self._pending = [self._pending[i] for i in keep]
             self._pending_times = [self._pending_times[i] for i in keep]
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
-            self._plaintext_readable = False
+            self._plaintext_window = None
             self._plaintext_retire_at = None
         for state in [s for s in self._read_by_bits.values() if s.retire_at is not None]:
             if state.retire_at is not None and now >= state.retire_at:
@@ -262,7 +276,7 @@ class RecordLayer:
         # §4.2.1: keys of earlier epochs MAY be kept "for up to the default MSL".
         self._newest_used = epoch
         deadline = now + self.retire_after
-        if self._plaintext_readable and self._plaintext_retire_at is None:
+        if self._plaintext_window is not None and self._plaintext_retire_at is None:
             self._plaintext_retire_at = deadline
         for state in self._read_by_bits.values():
             if state.epoch < epoch and state.retire_at is None:
@@ -311,6 +325,15 @@ class RecordLayer:
         """A live read key failed authentication too often: close (or rekey and retire it)."""
         return any(s.failures >= s.limit for s in self._read_by_bits.values())
 
+    def exhausted_read_epochs(self) -> list[int]:
+        """Live read epochs whose key reached its integrity limit (RFC 9147 §4.5.3)."""
+        return [s.epoch for s in self._read_by_bits.values() if s.failures >= s.limit]
+
+    def integrity_limit_of(self, epoch: int) -> int:
+        """The integrity limit of `epoch`'s read key (0: no such live epoch)."""
+        state = self._read.get(epoch)
+        return 0 if state is None else state.limit
+
     def auth_failures(self, epoch: int) -> int:
         state = self._read.get(epoch)
         return 0 if state is None else state.failures
@@ -322,9 +345,16 @@ class RecordLayer:
     def next_sequence_number(self, epoch: int) -> int:
         return self._write[epoch].next_seq
 
-    def set_next_sequence_number(self, epoch: int, seq: int) -> None:
-        """Continue `epoch`'s numbering at `seq` (e.g. after records sent statelessly)."""
-        self._write[epoch].next_seq = seq
+    def continue_plaintext_after(self, seq: int) -> None:
+        """Number our next epoch-0 record after `seq`, a record number the peer used
+        (a server after a ClientHello's record: see Connection._handle_handshake_record).
+
+        Numbers only move forward; one so large that our own few epoch-0 records could
+        run out of numbers after it is ignored (only a broken or hostile peer sends it).
+        """
+        state = self._write.get(0)
+        if state is not None and state.next_seq <= seq < PLAINTEXT_FOLLOW_LIMIT:
+            state.next_seq = seq + 1
 
     # -- sending ------------------------------------------------------------
 
@@ -394,7 +424,7 @@ class RecordLayer:
             cid_length,
             self._read_by_bits,
             self._retired_bits,
-            self._plaintext_readable,
+            self._plaintext_window,
             self._acquire,
             self._owner,
             self.drops,
@@ -499,7 +529,7 @@ class RecordLayer:
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
         self._read_by_bits.clear()
-        self._plaintext_readable = False
+        self._plaintext_window = None
         self.closed = True
 
     def _check_open(self) -> None:
