@@ -350,3 +350,50 @@ def test_spoofed_garbage_and_client_hello_do_not_destroy_a_half_open_endpoint_ha
         lease.release()
     ep.release()
     assert pools.in_use == 0
+
+
+# -- epoch 0's replay window -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        plaintext_record(b"\x01\x00", seq=2**40),  # malformed handshake
+        plaintext_record(_ack_payload([(0, 0)]), ContentType.ack, seq=2**40),
+        plaintext_record(handshake_message(2, b"\xff" * 7, 0), seq=2**40),  # not a hello
+    ],
+    ids=["malformed", "ack", "undecodable-hello"],
+)
+def test_forged_plaintext_far_ahead_does_not_poison_the_epoch0_replay_window(
+    forged: bytes,
+) -> None:
+    """Epoch 0's replay window (RFC 9147 §4.5.1) moves only for records the connection took
+    (a hello fragment it buffered): one forged record numbered 2^40 that it dropped must
+    not make the genuine ServerHello, numbered from 0, a "replay"."""
+    pair = make_pair()
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.receive_datagram(forged, SERVER_ADDR, 0.0)
+    assert not pair.client.closed
+    assert pair.net.run(pair.completed, max_time=30), dict(pair.client._records.drops)
+    assert pair.client._records.drops["replay"] == 0
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_a_copy_of_a_taken_hello_record_is_still_a_replay() -> None:
+    """What the window is for: a second copy of the very record that brought a hello."""
+    pair = make_pair()
+    pair.client.connect(SERVER_ADDR, 0.0)
+    hello = []
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        hello.append(lease.tobytes())
+        lease.release()
+    for data in hello:
+        pair.server.receive_datagram(data, CLIENT_ADDR, 0.0)
+    for lease, _ in pair.server.datagrams_to_send(0.0):
+        lease.release()
+    before = pair.server._records.drops["replay"]
+    pair.server.receive_datagram(hello[0], CLIENT_ADDR, 0.01)
+    assert pair.server._records.drops["replay"] == before + 1
+    pair.close()
+    assert pair.pools.in_use == 0

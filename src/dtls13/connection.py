@@ -1321,7 +1321,11 @@ class Connection:
             raise
         if ackable:
             self._ack_list.append(record.record_number)
+        damaged = self.stats["dropped_damaged_hello"]
         progressed = self._process_messages(now)
+        if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
+            # A hello from this record was used: copies of the record are replays now.
+            self._records.plaintext_taken(record.sequence_number)
         if (
             HandshakeType.server_hello in repeated_types
             and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
