@@ -34,8 +34,8 @@ class ConnectionStatistics:
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int
-    dropped_malformed_plaintext: int  # unprotected records that were malformed, or came after keys
-    dropped_unauthenticated_ack: int  # unprotected ACKs once keys exist (they prove nothing)
+    # Unprotected records dropped: malformed, or any but a repeated hello once keys exist.
+    dropped_malformed_plaintext: int
     dropped_unexpected_content: int
     dropped_damaged_hello: int
     dropped_early_data: int
