@@ -359,6 +359,7 @@ def test_unexpected_message_in_every_state(
             assert conn.state is state
             assert (
                 conn.stats["dropped_handshake_fragments"] > before["dropped_handshake_fragments"]
+                or conn.stats["dropped_malformed_plaintext"] > before["dropped_malformed_plaintext"]
                 or sum(dict(conn._records.drops).values()) > drops_before
             )
         elif side == "client" and msg_type == HELLO_VERIFY_REQUEST:
@@ -480,3 +481,210 @@ def test_server_certificate_with_an_invalid_x509_version_is_bad_certificate(
     _fails_with(pair, "client", A.bad_certificate)
     ended = pair.terminated("client")
     assert ended is not None and "not a valid X509 version" in (ended.certificate_error or "")
+
+
+# -- record_overflow, unsolicited extensions, key shares, the second ClientHello ---------------
+
+
+def _protected_with_content(sender: Connection, size: int, ahead: int) -> bytes:
+    """An application data record of `size` content bytes under `sender`'s real keys, built
+    by hand (our own writer refuses more than 2^14)."""
+    from test_record_reference import protect
+
+    suite = sender.cipher_suite
+    assert suite is not None
+    epoch = sender._records.write_epoch
+    seq = sender._records.next_sequence_number(epoch) + ahead
+    return protect(suite, sender._write_secret, epoch, seq, 23, b"o" * size)
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_protected_content_over_2_14_bytes_is_record_overflow(side: str) -> None:
+    """RFC 8446 §5.2: TLSInnerPlaintext over 2^14 + 1 bytes (content and type) is a fatal
+    record_overflow; exactly 2^14 bytes of content is fine."""
+    pair = make_pair()
+    assert pair.handshake()
+    victim = pair.server if side == "server" else pair.client
+    sender = pair.client if side == "server" else pair.server
+    addr = CLIENT_ADDR if side == "server" else SERVER_ADDR
+    victim.receive_datagram(_protected_with_content(sender, 16384, 50), addr, pair.net.now)
+    assert not victim.closed
+    assert pair.received(side) == [b"o" * 16384]
+    victim.receive_datagram(_protected_with_content(sender, 16385, 51), addr, pair.net.now)
+    end = victim.terminated
+    assert end is not None and end.alert is A.record_overflow and not end.by_peer
+    assert pair.received(side) == [b"o" * 16384]
+    pair.close()
+
+
+def _server_hello_with(pair: Pair, extension: ext.Extension) -> bytes:
+    """The server's real first flight with `extension` added to its ServerHello."""
+    original = pair.server._add_message
+
+    def add(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+        if isinstance(msg, msgs.ServerHello) and not msg.is_hello_retry_request:
+            msg = msgs.ServerHello(
+                random=msg.random,
+                cipher_suite=msg.cipher_suite,
+                extensions=(*msg.extensions, extension),
+            )
+        return original(msg, epoch, transcript=transcript)
+
+    pair.server._add_message = add  # type: ignore[method-assign]
+    return b""
+
+
+UNSOLICITED = [
+    ext.Extension(ExtensionType.application_layer_protocol_negotiation, b"\x00\x03\x02h2"),
+    ext.Extension(ExtensionType.record_size_limit, b"\x01\x00"),
+    ext.Extension(0xFF01, b"\x00"),  # renegotiation_info (TLS 1.2), never offered
+]
+
+
+def _ext_id(e: ext.Extension) -> str:
+    try:
+        return ExtensionType(e.type).name
+    except ValueError:
+        return f"type{e.type}"
+
+
+def _client_refuses(pair: Pair, alert: AlertDescription) -> None:
+    """The client sent `alert` (in plaintext when it has no keys yet, which the server,
+    already reading with keys, rightly ignores) and no handshake completed."""
+    pair.net.run(lambda: pair.terminated("client") is not None, max_time=pair.net.now + 10)
+    end = pair.terminated("client")
+    assert end is not None and end.alert is alert and not end.by_peer, end
+    assert not [e for e in pair.server_events if isinstance(e, HandshakeCompleted)]
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+@pytest.mark.parametrize("extension", UNSOLICITED, ids=_ext_id)
+def test_unsolicited_extension_in_server_hello_is_unsupported_extension(
+    extension: ext.Extension,
+) -> None:
+    """RFC 8446 §4.2: a response to an extension the client did not offer is fatal."""
+    pair = make_pair()
+    _server_hello_with(pair, extension)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    _client_refuses(pair, A.unsupported_extension)
+
+
+@pytest.mark.parametrize("extension", UNSOLICITED, ids=_ext_id)
+def test_unsolicited_extension_in_encrypted_extensions_is_unsupported_extension(
+    extension: ext.Extension,
+) -> None:
+    pair = make_pair()
+    original = pair.server._add_message
+
+    def add(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+        if isinstance(msg, msgs.EncryptedExtensions):
+            msg = msgs.EncryptedExtensions((*msg.extensions, extension))
+        return original(msg, epoch, transcript=transcript)
+
+    pair.server._add_message = add  # type: ignore[method-assign]
+    assert not pair.handshake(max_time=10)
+    _fails_with(pair, "client", A.unsupported_extension)
+
+
+def _with_extension(hello: msgs.ClientHello, extension: ext.Extension) -> msgs.ClientHello:
+    kept = tuple(e for e in hello.extensions if e.type != extension.type)
+    # pre_shared_key must stay last; none here.
+    return msgs.ClientHello(
+        random=hello.random, cipher_suites=hello.cipher_suites, extensions=(*kept, extension)
+    )
+
+
+def _key_share(*groups_: int) -> ext.Extension:
+    from dtls13.handshake import groups as kx
+
+    entries = [ext.KeyShareEntry(g, kx.generate(g).public_bytes) for g in groups_]
+    return ext.make_extension(ExtensionType.key_share, ext.push_key_share_client, entries)
+
+
+def test_second_client_hello_key_share_outside_supported_groups_is_illegal_parameter() -> None:
+    """RFC 8446 §4.2.8: each KeyShareEntry's group is in supported_groups."""
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1", "secp256r1"]},
+    )
+    hello = _second_client_hello(pair)
+    hello = _with_extension(hello, _key_share(0x0017))  # secp256r1: not in supported_groups
+    msg_type, body = msgs.push_message(hello)
+    pair.server.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 1), seq=1), CLIENT_ADDR, 0.1
+    )
+    end = pair.terminated("server")
+    assert end is not None and end.alert is A.illegal_parameter and not end.by_peer, end
+    pair.close()
+
+
+def test_first_client_hello_key_share_outside_supported_groups_is_refused() -> None:
+    """The same in a first ClientHello: refused (dropped as a damaged hello, like every
+    first hello that does not make sense), never answered with a ServerHello."""
+    pair = make_pair()
+    hello = _with_extension(_client_hello(pair), _key_share(0x0017, 0x001D))
+    supported = ext.make_extension(
+        ExtensionType.supported_groups, ext.push_supported_groups, [0x001D]
+    )
+    hello = _with_extension(hello, supported)
+    _send_hello(pair, hello)
+    assert pair.server.state is State.WAIT_CLIENT_HELLO
+    assert pair.server.stats["dropped_damaged_hello"] == 1
+    for lease, _ in pair.server.datagrams_to_send(0.0):
+        assert bytes(lease)[0] != 0x16  # no ServerHello
+        lease.release()
+    pair.close()
+
+
+SECOND_HELLO_CHANGES = {
+    "cipher_suites": lambda h: msgs.ClientHello(
+        random=h.random, cipher_suites=h.cipher_suites[::-1], extensions=h.extensions
+    ),
+    "legacy_session_id": lambda h: msgs.ClientHello(
+        random=h.random,
+        cipher_suites=h.cipher_suites,
+        extensions=h.extensions,
+        legacy_session_id=b"\x01" * 8,
+    ),
+    "added_alpn": lambda h: _with_extension(
+        h,
+        ext.make_extension(
+            ExtensionType.application_layer_protocol_negotiation, ext.push_alpn, [b"h2"]
+        ),
+    ),
+    "signature_algorithms": lambda h: _with_extension(
+        h,
+        ext.make_extension(
+            ExtensionType.signature_algorithms, ext.push_signature_algorithms, [0x0403]
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(SECOND_HELLO_CHANGES))
+def test_second_client_hello_changed_beyond_the_retry_is_illegal_parameter(change: str) -> None:
+    """RFC 8446 §4.1.2: ClientHello2 is ClientHello1 except for the key_share the HRR asked
+    for, the cookie, early_data removed, pre_shared_key updated and padding."""
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1"]},
+    )
+    hello = SECOND_HELLO_CHANGES[change](_second_client_hello(pair))
+    msg_type, body = msgs.push_message(hello)
+    pair.server.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 1), seq=1), CLIENT_ADDR, 0.1
+    )
+    end = pair.terminated("server")
+    assert end is not None and end.alert is A.illegal_parameter and not end.by_peer, end
+    pair.close()
+
+
+def test_second_client_hello_as_our_client_sends_it_is_accepted() -> None:
+    pair = make_pair(
+        client={"groups": ["x25519", "secp384r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp384r1"], "require_cookie": True},
+    )
+    assert pair.handshake()
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    pair.close()

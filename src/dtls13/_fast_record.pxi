@@ -1174,8 +1174,8 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                             dict content_types, list pending=None, Py_ssize_t max_pending=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
-    `plaintext` is epoch 0's replay window while DTLSPlaintext records are read, None
-    once epoch 0 retired (its records then count as "retired_epoch"). `by_bits` maps
+    `plaintext` is epoch 0's replay window while DTLSPlaintext records are read (checked
+    here, updated by the caller for records it took), None once epoch 0 retired (its records then count as "retired_epoch"). `by_bits` maps
     two epoch bits to the live ReadEpoch; `retired_bits` has bit (1 << b) set for the
     epoch bits b of retired epochs (their records count as "retired_epoch");
     `content_types` maps a content type value to the object put in the record. Records of an epoch neither live nor retired (its keys may come
@@ -1220,10 +1220,9 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                     continue
                 # §4.5.1: "a separate sliding window is needed for each epoch", epoch 0
                 # included: a copy of a record already taken is a replay. Nothing
-                # authenticates plaintext, so a record counts as received once its
-                # header and content type are valid and it has a buffer. (A forged record
-                # numbered far ahead can push genuine ones out of the window; whoever can
-                # forge it can as well forge the unauthenticated hellos themselves.)
+                # authenticates plaintext, so only the connection marks a record taken
+                # (RecordLayer.plaintext_taken, for a hello it used): a forged record
+                # numbered far ahead and dropped must not push genuine ones out.
                 if not plaintext.check(h.seq):
                     _count(drops, "replay")
                     continue
@@ -1232,7 +1231,6 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                 except MemoryBudgetExceeded:
                     _count(drops, "budget")
                     continue
-                plaintext.update(h.seq)
                 memcpy(lease._ptr, p + start, h.length)
                 out.append(_inbound(0, h.seq, content_types[h.first], lease))
                 continue

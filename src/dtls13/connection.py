@@ -66,7 +66,7 @@ from .handshake.constants import (
     NamedGroup,
     SignatureScheme,
 )
-from .handshake.flights import Flight
+from .handshake.flights import Flight, handshake_fragment
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
@@ -75,6 +75,7 @@ from .handshake.tickets import Session, TicketState
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
 from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
+from .record.header import MAX_PLAINTEXT
 from .statistics import ConnectionStatistics
 
 Address = Any
@@ -135,6 +136,16 @@ MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handsh
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
+# What a second ClientHello may change (RFC 8446 §4.1.2).
+_CLIENT_HELLO2_MAY_CHANGE = frozenset(
+    {
+        ExtensionType.key_share,
+        ExtensionType.early_data,
+        ExtensionType.cookie,
+        ExtensionType.pre_shared_key,
+        ExtensionType.padding,
+    }
+)
 
 
 # What every connection with no event waiting holds instead of a deque of its own. A
@@ -441,7 +452,7 @@ class Connection:
             first_message_seq=first_message_seq,
         )
 
-    def _restart_handshake(self, now: float, reason: str) -> None:
+    def _restart_handshake(self, now: float, reason: str, first_message_seq: int = 0) -> None:
         """Start the handshake over, keeping the deadline.
 
         Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
@@ -465,7 +476,7 @@ class Connection:
         # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
         plaintext_seq = self._records.next_sequence_number(0)
         self._records.close()
-        self._init_handshake(0)
+        self._init_handshake(first_message_seq)
         self._records.continue_plaintext_after(plaintext_seq - 1)
         self._arm_unanswered(now)
         self.state = State.START if self.is_client else State.WAIT_CLIENT_HELLO
@@ -592,6 +603,9 @@ class Connection:
             data = record.tobytes()
         finally:
             record.release()
+        if len(data) > MAX_PLAINTEXT:
+            self._fail(RecordOverflow(f"{len(data)} bytes of content in one record"), self._now)
+            return True
         stats["app_bytes_in"] += len(data)
         self._event(DataReceived(data))
         return True
@@ -1184,6 +1198,13 @@ class Connection:
     # -- input --------------------------------------------------------------------------
 
     def _handle_record(self, record: Any, now: float) -> None:
+        if record.epoch == 0 and self.state not in _HELLO_STATES:
+            self._handle_plaintext_after_keys(record, now)
+            return
+        if len(record.payload) > MAX_PLAINTEXT:
+            # RFC 8446 §5.2: TLSInnerPlaintext (content and type) "MUST NOT exceed 2^14 + 1
+            # octets"; record_overflow. (The header parser drops longer DTLSPlaintext.)
+            raise RecordOverflow(f"{len(record.payload)} bytes of content in one record")
         # Early data (epoch 1) was sent before the client could know our limit.
         if self._enforce_record_limit and record.epoch >= 2:
             assert self.config.record_size_limit is not None
@@ -1217,6 +1238,19 @@ class Connection:
         else:
             self.stats["dropped_unexpected_content"] += 1
 
+    def _handle_plaintext_after_keys(self, record: Any, now: float) -> None:
+        """An unprotected record once we read with keys: anyone on the path or off it may
+        have made it, so it is never authoritative and never fatal (RFC 9147 §4.5.2, §5.11).
+        Only a hello the peer repeats is of use: our flight to it was lost (§5.8.1)."""
+        if record.content_type == ContentType.handshake:
+            self._handle_handshake_record(record, now)
+            return
+        # Alerts and ACKs are dropped. The peer ACKs what we sent since its keys exist in an
+        # encrypted epoch (§7): a plaintext ACK could only cancel retransmissions that the
+        # handshake still needs. (One counter for all: a 31st name in STAT_NAMES would end
+        # the key sharing of the stats dicts, CPython shares at most 30 keys.)
+        self.stats["dropped_malformed_plaintext"] += 1
+
     def _on_early_data(self, record: Any) -> None:
         data = record.tobytes()
         if len(data) > self._early_budget:
@@ -1228,10 +1262,6 @@ class Connection:
 
     def _handle_alert(self, record: Any, now: float) -> None:
         payload = record.payload
-        if record.epoch == 0 and self._records.write_epoch >= 2:
-            # Unauthenticated alerts once keys exist: ignore (off-path injection).
-            self.stats["dropped_malformed_plaintext"] += 1
-            return
         if len(payload) != 2:
             if record.epoch == 0:
                 self.stats["dropped_malformed_plaintext"] += 1
@@ -1261,6 +1291,11 @@ class Connection:
         flight = self._flight
         if flight is None:
             return
+        if record.epoch < 3:
+            # RFC 9147 §7: "During the handshake, ACK records MUST be sent with an epoch which
+            # is equal to or higher than the record which is being acknowledged." (Later the
+            # two sides' epochs move apart with KeyUpdate, so the rule stops there.)
+            numbers = [n for n in numbers if n.epoch <= record.epoch]
         if flight.on_ack(numbers):
             self._retransmit_at = None
             self._on_flight_acknowledged(now)
@@ -1313,14 +1348,10 @@ class Connection:
                     self.stats["dropped_handshake_fragments"] += 1
                 elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
-                        self._restart_handshake(now, "a different ClientHello")
-                        self._buffer_fragment(header, fragment)
+                        self._other_client_hello(header, fragment, now)
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
-                    # Repeated post-handshake messages are ACKed again; a repeated
-                    # handshake flight is answered by our own flight, or by our final ACK
-                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
                     # Repeated post-handshake messages are ACKed again; a repeated
                     # handshake flight is answered by our own flight, or by our final ACK
                     # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
@@ -1328,20 +1359,30 @@ class Connection:
                 elif plaintext and self.state not in _HELLO_STATES:
                     # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                     # association; past the hellos only retransmissions are plaintext.
-                    self.stats["dropped_handshake_fragments"] += 1
+                    if header.msg_type == HandshakeType.client_hello and self._changed_hello(
+                        header, fragment
+                    ):
+                        self._other_client_hello(header, fragment, now)
+                    else:
+                        self.stats["dropped_handshake_fragments"] += 1
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
                     self.stats["dropped_handshake_fragments"] += 1
         except Alert:
-            # Unauthenticated plaintext cannot end a handshake (off-path injection).
-            if plaintext and self.state in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
+            # Unauthenticated plaintext cannot end a handshake or a connection (off-path
+            # injection; RFC 9147 §4.5.2: invalid records SHOULD be silently discarded).
+            if plaintext:
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
         if ackable:
             self._ack_list.append(record.record_number)
+        damaged = self.stats["dropped_damaged_hello"]
         progressed = self._process_messages(now)
+        if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
+            # A hello from this record was used: copies of the record are replays now.
+            self._records.plaintext_taken(record.sequence_number)
         if (
             HandshakeType.server_hello in repeated_types
             and self.state is State.WAIT_ENCRYPTED_EXTENSIONS
@@ -1362,26 +1403,85 @@ class Connection:
                 self._ack_at = now + self._rto / 4
 
     def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
-        """A server's view: is this a ClientHello different from the one processed?"""
+        """A server's view, once it has keys and until the handshake completes: is this a
+        ClientHello other than the one(s) processed (see _other_client_hello)?"""
         if (
             self.is_client
             or header.msg_type != HandshakeType.client_hello
+            or self.state in _HELLO_STATES
             or self.state is State.CONNECTED
             or self._restarts >= MAX_RESTARTS
         ):
             return False
         seen = self._hello_bodies.get(header.message_seq)
-        if seen is None:
-            return False
+        if seen is None:  # a new message_seq (a ClientHello2 after none of ours), not a repeat
+            return bool(header.message_seq >= self._next_receive_seq())
         if header.length == len(seen):
             start = header.fragment_offset
             if seen[start : start + header.fragment_length] == fragment:
                 return False
-        # A different ClientHello alone may be spoofed by anyone who knows the client's
-        # address; only together with records that failed to authenticate (the client
-        # derived other keys from our flight, so none of its records authenticated) does it
-        # mean the hellos were damaged.
-        return self._records.auth_failures(2) > 0 and self._epoch2_records == 0
+        return True
+
+    def _other_client_hello(self, header: Any, fragment: memoryview, now: float) -> None:
+        """A ClientHello other than ours, at a server with keys that has not completed: a
+        client that started over after a hello was damaged on the way, a client that
+        rebooted, or a forgery by anyone who knows the client's address.
+
+        RFC 9147 §5.11: the server "MUST NOT destroy the existing association until the
+        client has demonstrated reachability either by completing a cookie exchange or by
+        completing a complete handshake". So a ClientHello1 gets a stateless
+        HelloRetryRequest with a cookie, state untouched, and only a ClientHello2 whose
+        cookie checks for this address starts the handshake over, from that ClientHello2
+        (as a server made for it by a stateless endpoint would). Anything else is dropped.
+        """
+        cfg = self.config
+        assert isinstance(cfg, ServerConfig)
+        if header.fragment_offset != 0 or header.fragment_length != header.length:
+            self.stats["dropped_handshake_fragments"] += 1  # whole, unfragmented hellos only
+            return
+        body = bytes(fragment)
+        try:
+            ch = msgs.pull_message(HandshakeType.client_hello, body)
+            assert isinstance(ch, msgs.ClientHello)
+            cookie_data = ch.extension(ExtensionType.cookie)
+            if cookie_data is not None:
+                cookie = ext.decode(cookie_data, ext.pull_cookie)
+                if header.message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
+                    self._restart_handshake(now, "a ClientHello with a valid cookie", 1)
+                    self._buffer_fragment(header, fragment)
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
+                return
+            suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
+            shares_data = ch.extension(ExtensionType.key_share)
+            groups_data = ch.extension(ExtensionType.supported_groups)
+            if suite is None or header.message_seq != 0 or groups_data is None:
+                self.stats["dropped_handshake_fragments"] += 1
+                return
+            shared = set()
+            if shares_data is not None:
+                shared = {e.group for e in ext.decode(shares_data, ext.pull_key_share_client)}
+            offered = ext.decode(groups_data, ext.pull_supported_groups)
+        except DecodeError:
+            self.stats["dropped_malformed_plaintext"] += 1
+            return
+        group = None
+        if not any(g in shared for g in cfg.group_order):
+            group = next((g for g in cfg.group_order if g in offered), None)
+            if group is None:
+                self.stats["dropped_handshake_fragments"] += 1
+                return
+        # What _resume_from_cookie rebuilds the HelloRetryRequest and transcript from.
+        transcript = Transcript()
+        transcript.select(SUITES[suite].hash_name)
+        transcript.add(HandshakeType.client_hello, body)
+        extra = struct.pack("!HH", suite, group or 0)
+        cookie = cfg.cookie_jar.make(now, self.peer_address, transcript.digest(), extra)
+        msg_type, hrr = msgs.push_message(hello_retry_request(suite, group, cookie))
+        with self._records.datagram_writer(self.mtu) as w:
+            w.add(0, ContentType.handshake, handshake_fragment(msg_type, len(hrr), 0, 0, hrr))
+            self._queue(w.finish())
+        self.stats["hello_retry_requests_sent"] += 1
 
     @staticmethod
     def _fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
@@ -1448,8 +1548,11 @@ class Connection:
             first_hello = self._first_hello(msg_type)
             try:
                 self._handle_message(msg_type, message.body, now)
-            except (DecodeErrorAlert, IllegalParameter):
-                if not first_hello:
+            except (DecodeErrorAlert, IllegalParameter) as alert:
+                # A hello that does not even decode is garbage, whoever sent it: before
+                # keys exist it came unprotected, so it must not end the handshake.
+                garbage = isinstance(alert, DecodeErrorAlert) and self.state in _HELLO_STATES
+                if not (first_hello or garbage):
                     raise
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
@@ -1684,6 +1787,7 @@ class Connection:
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
         suite = CipherSuite(sh.cipher_suite)
         if self._suite is not None and suite != self._suite:
             raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
@@ -1759,8 +1863,22 @@ class Connection:
             raise IllegalParameter("HelloRetryRequest changes nothing")
         self._send_client_hello(now)
 
+    def _check_solicited(
+        self, extensions: tuple[ext.Extension, ...], where: str, retry: bool = False
+    ) -> None:
+        """RFC 8446 §4.2: "Implementations MUST NOT send extension responses if the remote
+        endpoint did not send the corresponding extension requests, with the exception of
+        the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
+        hello = self._client_hello
+        assert hello is not None
+        offered = {e.type for e in hello.extensions}
+        for e in extensions:
+            if e.type not in offered and not (retry and e.type == ExtensionType.cookie):
+                raise UnsupportedExtension(f"{_extension_name(e.type)} in {where}, not offered")
+
     def _client_on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes) -> None:
         cfg = self.config
+        self._check_solicited(ee.extensions, "EncryptedExtensions")
         alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
         if alpn is not None:
             names = _decode(alpn, ext.pull_alpn)
@@ -1892,9 +2010,12 @@ class Connection:
             if supported is None or shares_data is None:
                 raise MissingExtension("ClientHello without supported_groups or key_share")
             client_groups = _decode(supported, ext.pull_supported_groups)
-            shares = {
-                e.group: e.key_exchange for e in _decode(shares_data, ext.pull_key_share_client)
-            }
+            entries = _decode(shares_data, ext.pull_key_share_client)
+            shares = {e.group: e.key_exchange for e in entries}
+            if len(shares) != len(entries) or not set(shares) <= set(client_groups):
+                # RFC 8446 §4.2.8: one share per group, each in supported_groups; "Servers
+                # MAY check for violations of these rules and abort ... illegal_parameter".
+                raise IllegalParameter("key_share repeats a group or has one not supported")
             group = next((g for g in cfg.group_order if g in shares), None)
             retry_group: int | None = None
             if group is None:
@@ -1923,6 +2044,8 @@ class Connection:
             if cfg.key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client knows")
             self._scheme = certs.choose_scheme(cfg.key, _decode(sig, ext.pull_signature_algorithms))
+        if self._hrr_done and self._client_hello is not None:
+            self._check_same_client_hello(self._client_hello, ch)
         self._alpn = self._choose_alpn(ch)
         self._suite = suite
         self._params = SUITES[suite]
@@ -2192,6 +2315,29 @@ class Connection:
         if self._flight is not None:
             self._flight.release()
             self._flight = None
+
+    def _check_same_client_hello(self, first: msgs.ClientHello, second: msgs.ClientHello) -> None:
+        """RFC 8446 §4.1.2: the second ClientHello is the first "without modification,
+        except" the key_share the HRR asked for, early_data removed, the cookie added,
+        pre_shared_key updated and padding (a stateless server, without ClientHello1,
+        cannot check this)."""
+        may_change = set(_CLIENT_HELLO2_MAY_CHANGE)
+        if self._hrr_group is None:
+            may_change.discard(ExtensionType.key_share)  # the HRR asked for no new share
+
+        def fixed(ch: msgs.ClientHello) -> tuple[Any, ...]:
+            kept = {e.type: e.data for e in ch.extensions if e.type not in may_change}
+            return (
+                ch.legacy_version,
+                ch.random,
+                ch.legacy_session_id,
+                ch.cipher_suites,
+                ch.legacy_compression_methods,
+                kept,
+            )
+
+        if fixed(first) != fixed(second):
+            raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
 
     def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
         cfg = self.config
@@ -2472,6 +2618,13 @@ def _certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
         _CERTIFICATE_BODIES.clear()
     _CERTIFICATE_BODIES[id(chain)] = (chain, body)
     return body
+
+
+def _extension_name(ext_type: int) -> str:
+    try:
+        return ExtensionType(ext_type).name
+    except ValueError:
+        return f"extension {ext_type}"
 
 
 def _decode(data: bytes, pull: Any) -> Any:

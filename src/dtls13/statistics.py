@@ -35,6 +35,7 @@ class ConnectionStatistics:
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int
+    # Unprotected records dropped: malformed, or any but a repeated hello once keys exist.
     dropped_malformed_plaintext: int
     dropped_unexpected_content: int
     dropped_damaged_hello: int

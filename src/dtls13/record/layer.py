@@ -239,6 +239,15 @@ class RecordLayer:
         live = sorted(s.epoch for s in self._read_by_bits.values())
         return [0, *live] if self._plaintext_window is not None else live
 
+    def plaintext_taken(self, seq: int) -> None:
+        """Epoch 0's record `seq` was used (a hello buffered): copies of it are replays now.
+        Only the connection knows: nothing authenticates a DTLSPlaintext record, and one it
+        dropped must not move the window (a forged number far ahead would push every
+        genuine record out of it)."""
+        window = self._plaintext_window
+        if window is not None:
+            window.update(seq)
+
     def retire_read_epoch(self, epoch: int) -> None:
         """Stop accepting records of `epoch` now."""
         if epoch == 0:
