@@ -101,6 +101,7 @@ STAT_NAMES = (
     "alerts_unsent",
     "handshake_restarts",
     "dropped_damaged_hello",
+    "dropped_conflicting_fragments",
     "address_changes",
     "early_data_offered",
     "early_data_replays",
@@ -176,6 +177,7 @@ class Connection:
         "_group",
         "_handshake_deadline",
         "_hello_bodies",
+        "_hello_records",
         "_hrr_cookie",
         "_hrr_done",
         "_hrr_group",
@@ -348,6 +350,10 @@ class Connection:
         self._read_secret = b""
         self._write_secret = b""
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        # Plaintext records holding fragments of a hello still in reassembly, by message_seq:
+        # ACKed only once their message is complete (a forged fragment that conflicts with
+        # the genuine hello is dropped, and its record must then not be ACKed, §7).
+        self._hello_records: dict[int, list[RecordNumber]] = {}
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._resumed = False
         self._early_offered = False
@@ -1154,13 +1160,10 @@ class Connection:
                 elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
                         self._restart_handshake(now, "a different ClientHello")
-                        self._buffer_fragment(header, fragment)
+                        self._buffer_hello_fragment(header, fragment, record.record_number)
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
-                    # Repeated post-handshake messages are ACKed again; a repeated
-                    # handshake flight is answered by our own flight, or by our final ACK
-                    # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
                     # Repeated post-handshake messages are ACKed again; a repeated
                     # handshake flight is answered by our own flight, or by our final ACK
                     # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
@@ -1169,6 +1172,8 @@ class Connection:
                     # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                     # association; past the hellos only retransmissions are plaintext.
                     self.stats["dropped_handshake_fragments"] += 1
+                elif plaintext:
+                    self._buffer_hello_fragment(header, fragment, record.record_number)
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
@@ -1181,6 +1186,11 @@ class Connection:
             raise
         if ackable:
             self._ack_list.append(record.record_number)
+        if self._hello_records:
+            # Records of hellos now complete were processed: they may be ACKed (§7).
+            complete = self._next_receive_seq()
+            for seq in [seq for seq in self._hello_records if seq < complete]:
+                self._ack_list += self._hello_records.pop(seq)
         progressed = self._process_messages(now)
         if (
             HandshakeType.server_hello in repeated_types
@@ -1229,7 +1239,9 @@ class Connection:
         expected = MESSAGE_EPOCH.get(msg_type, 3)
         return epoch >= 3 if expected >= 3 else epoch == expected
 
-    def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
+    def _buffer_fragment(
+        self, header: Any, fragment: memoryview, *, authenticated: bool = True
+    ) -> bool:
         """Give a fragment to the reassembler; False if it was not processed or buffered
         (such records must not be ACKed, RFC 9147 §7)."""
         reassembler = self._reassembly()
@@ -1242,9 +1254,29 @@ class Connection:
             header.fragment_offset,
             header.fragment_length,
             fragment,
+            authenticated=authenticated,
         )
         after = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
         return after == before  # the counters of _NOT_BUFFERED, summed without a generator
+
+    def _buffer_hello_fragment(
+        self, header: Any, fragment: memoryview, record_number: RecordNumber
+    ) -> None:
+        """A fragment from a plaintext record: anyone who knows the addresses may have
+        forged it, so a conflict with what is buffered drops the partial message rather
+        than the handshake, and the record is ACKed only once its message is complete."""
+        seq = header.message_seq
+        conflicts = self._reassembly().counters["conflicts"]
+        buffered = self._buffer_fragment(header, fragment, authenticated=False)
+        if self._reassembly().counters["conflicts"] != conflicts:
+            self.stats["dropped_conflicting_fragments"] += 1
+            self._hello_records.pop(seq, None)  # what they carried was dropped
+        if not buffered:
+            self.stats["dropped_handshake_fragments"] += 1
+            return
+        records = self._hello_records.setdefault(seq, [])
+        if record_number not in records:
+            records.append(record_number)
 
     def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
