@@ -3,9 +3,13 @@
 RFC 9147 §5.1: a server answers a first ClientHello with a HelloRetryRequest carrying a
 stateless cookie and keeps no state until a second ClientHello brings the cookie back. The
 one exception is a first ClientHello that arrives in fragments (post-quantum key shares make
-it larger than one datagram): its fragments are assembled in a small pooled buffer per
-source address, charged to a per-source and a global budget, and dropped after a short
-timeout. Nothing else is kept; every refusal is counted.
+it larger than one datagram): its fragments are assembled in pooled chunks taken only for
+the bytes that arrived (never sized by the length claimed), charged to a per-source and a
+global budget, and dropped after a short timeout. When the gate is full, a new partial
+ClientHello makes room by evicting one from the host that holds the most, the one that went
+longest without a new fragment first: a flood of spoofed first fragments then displaces its
+own partials, not a client whose fragments are arriving. Nothing else is kept; every
+refusal and eviction is counted.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from typing import Any
 
 from .._fast import (
     DecodeError,
-    FragmentCoverage,
     Lease,
     MemoryBudgetExceeded,
     Owner,
@@ -35,7 +38,7 @@ from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .flights import handshake_fragment
-from .fragments import pull_handshake_fragments_untrusted
+from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
 from .messages import transcript_header
 
 
@@ -58,10 +61,16 @@ class GateResult:
 
 @dataclass
 class _Partial:
-    lease: Lease
-    coverage: FragmentCoverage
+    store: FragmentStore
+    length: int
     msg_seq: int
     started: float
+    fragments: int = 0  # fragments that brought new bytes
+
+
+def _host(addr: Any) -> Any:
+    """The host part of an address (several ports of one host are one source)."""
+    return addr[0] if isinstance(addr, tuple) and addr else addr
 
 
 PLAINTEXT_HEADER = 13
@@ -79,6 +88,7 @@ GATE_COUNTERS = (
     "partials_started",
     "partials_expired",
     "partials_refused",
+    "partials_evicted",
     "fragment_mismatch",
     "budget",
 )
@@ -126,7 +136,10 @@ class HelloGate:
         self.timeout = timeout
         self.max_hello = max_hello
         self.mtu = mtu or config.mtu
+        # Partial ClientHellos by address, least recently progressed first (an entry moves
+        # to the end when a fragment brings new bytes), and how many each host holds.
         self._partials: dict[Any, tuple[Owner, _Partial]] = {}
+        self._hosts: dict[Any, int] = {}
         # (suite, group, cookie length) -> the HRR fragment's bytes before the cookie: the
         # cookie is the last thing in a HelloRetryRequest, so a flood costs one concatenation
         # per reply instead of building the message.
@@ -232,45 +245,93 @@ class HelloGate:
             return body
         entry = self._partials.get(addr)
         if entry is not None and (
-            entry[1].msg_seq != header.message_seq or len(entry[1].lease) != header.length
+            entry[1].msg_seq != header.message_seq or entry[1].length != header.length
         ):
             self._discard(addr)  # a new attempt replaces the old one
             entry = None
         if entry is None:
-            if len(self._partials) >= self.max_sources:
+            if len(self._partials) >= self.max_sources and not self._evict(addr):
                 self.counters["partials_refused"] += 1
                 return None
             source = self.pools.owner("source", addr, self.per_source_bytes, self.owner)
-            try:
-                lease = self.pools.acquire(header.length, source)
-            except MemoryBudgetExceeded:
-                self.pools.release_owner(source)
-                self.counters["partials_refused"] += 1
-                return None
-            entry = (
-                source,
-                _Partial(lease, FragmentCoverage(header.length, 64), header.message_seq, now),
-            )
+            store = FragmentStore(self.pools, source, header.length, 64)
+            entry = (source, _Partial(store, header.length, header.message_seq, now))
             self._partials[addr] = entry
+            self._hosts[_host(addr)] = self._hosts.get(_host(addr), 0) + 1
             self.counters["partials_started"] += 1
-        partial = entry[1]
-        result = partial.coverage.write_fragment(partial.lease, header.fragment_offset, body)
+        source, partial = entry
+        result = self._write(addr, source, partial, header.fragment_offset, body)
+        if result is None:
+            self.counters["partials_refused"] += 1
+            if partial.store.coverage.covered == 0:
+                self._discard(addr)
+            return None
         if result < 0:
             self.counters["fragment_mismatch"] += 1
             self._discard(addr)
             return None
-        if not partial.coverage.complete:
+        if result > 0:
+            partial.fragments += 1
+            # Least recently progressed first: move to the end.
+            del self._partials[addr]
+            self._partials[addr] = entry
+        if not partial.store.complete:
             return None
-        whole = partial.lease.tobytes()
+        whole = partial.store.tobytes()
         self._discard(addr)
         return whole
+
+    def _write(
+        self, addr: Any, source: Owner, partial: _Partial, offset: int, body: bytes
+    ) -> int | None:
+        """Merge a fragment; None when the memory for it cannot be had."""
+        for _ in range(4):
+            try:
+                return partial.store.write_untrusted(offset, body)
+            except MemoryBudgetExceeded:
+                # Past the source's own budget, or the process's: refused. Past the
+                # gate's total: make room at the expense of the biggest holder.
+                need = -(-len(body) // REASSEMBLY_CHUNK) * REASSEMBLY_CHUNK + REASSEMBLY_CHUNK
+                limit = self.owner.limit
+                if limit < 0 or self.owner.in_use + need <= limit or not self._evict(addr):
+                    return None
+        return None
+
+    def _evict(self, keep: Any) -> bool:
+        """Drop one partial ClientHello (never `keep`'s) to make room; False if none.
+
+        The victim comes from the host holding the most partials; among those, the one
+        longest without a new fragment, preferring one that got a single fragment (a
+        client whose fragments are arriving has more, and has just made progress).
+        """
+        most = max(self._hosts.values()) if len(self._hosts) < len(self._partials) else 1
+        victim = fallback = None
+        for addr, (_, partial) in self._partials.items():
+            if addr == keep or (most > 1 and self._hosts[_host(addr)] < most):
+                continue
+            if partial.fragments <= 1:
+                victim = addr
+                break
+            if fallback is None:
+                fallback = addr
+        victim = victim if victim is not None else fallback
+        if victim is None:
+            return False
+        self._discard(victim)
+        self.counters["partials_evicted"] += 1
+        return True
 
     def _discard(self, addr: Any) -> None:
         entry = self._partials.pop(addr, None)
         if entry is not None:
             source, partial = entry
-            partial.lease.release()
+            partial.store.release()
             self.pools.release_owner(source)
+            host = _host(addr)
+            if self._hosts[host] == 1:
+                del self._hosts[host]
+            else:
+                self._hosts[host] -= 1
 
     # -- decisions ------------------------------------------------------------------
 
