@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from dtls_pair import SERVER_ADDR, configs, wall_clock
 from netsim import SimNetwork
 
@@ -243,7 +244,10 @@ def test_client_hello_followed_by_zero_rtt_records_reaches_the_connection_whole(
 # -- partial first ClientHellos: fair under a flood, sized by the bytes received ---------
 
 
-def test_fragmented_client_hello_completes_during_a_flood_of_spoofed_first_fragments() -> None:
+@pytest.mark.parametrize("burst", [256, 1500])  # 1500: more sources than the gate holds
+def test_fragmented_client_hello_completes_during_a_flood_of_spoofed_first_fragments(
+    burst: int,
+) -> None:
     ccfg, scfg = configs(
         client={"groups": ["X25519MLKEM768", "x25519"], "key_share_groups": ["X25519MLKEM768"]},
         server={"require_cookie": True},
@@ -258,8 +262,8 @@ def test_fragmented_client_hello_completes_during_a_flood_of_spoofed_first_fragm
     try:
         # A burst of 256 spoofed first fragments from as many addresses (the attacker
         # repeats it every 5 seconds, the gate's timeout), just before the client starts.
-        for i in range(256):
-            net.inject((f"192.0.2.{i}", 7000), SERVER_ADDR, spoof)
+        for i in range(burst):
+            net.inject((f"192.0.{2 + i // 250}.{i % 250}", 7000), SERVER_ADDR, spoof)
         net.step()
         client.connect(SERVER_ADDR, net.now)
         done = net.run(
@@ -267,6 +271,8 @@ def test_fragmented_client_hello_completes_during_a_flood_of_spoofed_first_fragm
             max_time=2.0,
         )
         assert done, server.gate.counters
+        # Past the gate's 1024 sources, the oldest spoofed partials made room.
+        assert (server.gate.counters["partials_evicted"] > 0) == (burst > 1024)
     finally:
         client.close()
         server.close()
