@@ -40,7 +40,11 @@ RECORD_IN = {
     ("layer.py", "receive_pending"),
 }
 FLIGHT_MESSAGE = {("flights.py", "add")}
-REASSEMBLY_CHUNKS = {("fragments.py", "write_untrusted")}
+# Chunks of a message in fragments, or one lease for a whole message ahead of the next.
+REASSEMBLY_CHUNKS = {
+    ("fragments.py", "write_untrusted"),
+    ("fragments.py", "add_fragment_untrusted"),
+}
 REASSEMBLED = {("fragments.py", "assemble")}
 REASSEMBLY = REASSEMBLY_CHUNKS | REASSEMBLED
 

@@ -349,3 +349,28 @@ def test_partial_client_hello_holds_memory_in_proportion_to_what_arrived() -> No
     finally:
         gate.close()
     assert pools.in_use == 0
+
+
+def test_a_client_in_the_middle_of_its_client_hello_is_never_evicted() -> None:
+    _, scfg = configs(server={"require_cookie": True})
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools, max_sources=4)
+    piece = [_fragment_of(length=3000, offset=o, body=b"a" * 1000) for o in (0, 1000, 2000)]
+    genuine = ("198.51.100.7", 1)
+    try:
+        gate.receive_untrusted(piece[0], genuine, 0.0)
+        for i in range(3):  # spoofs that also look like progress
+            for p in piece[:2]:
+                gate.receive_untrusted(p, (f"203.0.113.{i}", 1), 0.001)
+        gate.receive_untrusted(piece[1], genuine, 0.002)
+        # Full of partials that progressed within the last second: a newcomer is refused.
+        gate.receive_untrusted(piece[0], ("203.0.113.99", 1), 0.003)
+        assert gate.counters["partials_refused"] == 1 and gate.counters["partials_evicted"] == 0
+        # A second later the spoofs went quiet: they make room, the genuine client stays.
+        gate.receive_untrusted(piece[0], ("203.0.113.99", 1), 1.5)
+        assert gate.counters["partials_evicted"] == 1
+        gate.receive_untrusted(piece[2], genuine, 1.6)
+        assert gate.counters["malformed"] == 1  # the made-up ClientHello was complete
+    finally:
+        gate.close()
+    assert pools.in_use == 0

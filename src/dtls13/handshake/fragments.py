@@ -525,6 +525,19 @@ class Reassembler:
                 self._completed(message_seq)
                 return
             partial = _Partial(msg_type, length)
+            if frag_length == length and length:
+                # Whole but ahead of the next expected: one lease, all of it received.
+                try:
+                    partial.lease = self._pools.acquire(length, self._owner)
+                except MemoryBudgetExceeded:
+                    self.counters["over_budget"] += 1
+                    return
+                partial.lease.write(0, fragment_bytes)
+                partial.view = partial.lease.view(0, length)
+                self._messages[message_seq] = partial
+                self.counters["reassembled"] += 1
+                self._completed(message_seq)
+                return
             partial.store = FragmentStore(
                 self._pools, self._owner, length, self.max_fragment_ranges
             )

@@ -65,6 +65,7 @@ class _Partial:
     length: int
     msg_seq: int
     started: float
+    last: float  # when a fragment last brought new bytes
     fragments: int = 0  # fragments that brought new bytes
 
 
@@ -74,6 +75,9 @@ def _host(addr: Any) -> Any:
 
 
 PLAINTEXT_HEADER = 13
+# A partial ClientHello that got a second fragment within this many seconds is a client
+# making progress: when it is its host's only one, eviction passes it by.
+PROGRESS_WINDOW = 1.0
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
@@ -249,18 +253,18 @@ class HelloGate:
         ):
             self._discard(addr)  # a new attempt replaces the old one
             entry = None
+        new = entry is None
         if entry is None:
-            if len(self._partials) >= self.max_sources and not self._evict(addr):
+            if len(self._partials) >= self.max_sources and not self._evict(addr, now):
                 self.counters["partials_refused"] += 1
                 return None
             source = self.pools.owner("source", addr, self.per_source_bytes, self.owner)
             store = FragmentStore(self.pools, source, header.length, 64)
-            entry = (source, _Partial(store, header.length, header.message_seq, now))
+            entry = (source, _Partial(store, header.length, header.message_seq, now, now))
             self._partials[addr] = entry
             self._hosts[_host(addr)] = self._hosts.get(_host(addr), 0) + 1
-            self.counters["partials_started"] += 1
         source, partial = entry
-        result = self._write(addr, source, partial, header.fragment_offset, body)
+        result = self._write(addr, source, partial, header.fragment_offset, body, now)
         if result is None:
             self.counters["partials_refused"] += 1
             if partial.store.coverage.covered == 0:
@@ -270,8 +274,11 @@ class HelloGate:
             self.counters["fragment_mismatch"] += 1
             self._discard(addr)
             return None
+        if new:
+            self.counters["partials_started"] += 1
         if result > 0:
             partial.fragments += 1
+            partial.last = now
             # Least recently progressed first: move to the end.
             del self._partials[addr]
             self._partials[addr] = entry
@@ -282,7 +289,7 @@ class HelloGate:
         return whole
 
     def _write(
-        self, addr: Any, source: Owner, partial: _Partial, offset: int, body: bytes
+        self, addr: Any, source: Owner, partial: _Partial, offset: int, body: bytes, now: float
     ) -> int | None:
         """Merge a fragment; None when the memory for it cannot be had."""
         for _ in range(4):
@@ -293,26 +300,31 @@ class HelloGate:
                 # gate's total: make room at the expense of the biggest holder.
                 need = -(-len(body) // REASSEMBLY_CHUNK) * REASSEMBLY_CHUNK + REASSEMBLY_CHUNK
                 limit = self.owner.limit
-                if limit < 0 or self.owner.in_use + need <= limit or not self._evict(addr):
+                if limit < 0 or self.owner.in_use + need <= limit or not self._evict(addr, now):
                     return None
         return None
 
-    def _evict(self, keep: Any) -> bool:
-        """Drop one partial ClientHello (never `keep`'s) to make room; False if none.
+    def _evict(self, keep: Any, now: float) -> bool:
+        """Drop one partial ClientHello (never `keep`'s) to make room; False if none may go.
 
         The victim comes from the host holding the most partials; among those, the one
-        longest without a new fragment, preferring one that got a single fragment (a
-        client whose fragments are arriving has more, and has just made progress).
+        longest without a new fragment, preferring one that got a single fragment. The
+        only partial of a host whose fragments are arriving (a second one within
+        PROGRESS_WINDOW) is never the victim: a flood of spoofed first fragments displaces
+        its own partials, not a client in the middle of sending its ClientHello.
         """
         most = max(self._hosts.values()) if len(self._hosts) < len(self._partials) else 1
         victim = fallback = None
-        for addr, (_, partial) in self._partials.items():
-            if addr == keep or (most > 1 and self._hosts[_host(addr)] < most):
+        for addr, (_, partial) in self._partials.items():  # least recently progressed first
+            if addr == keep:
+                continue
+            count = self._hosts[_host(addr)]
+            if most > 1 and count < most:
                 continue
             if partial.fragments <= 1:
                 victim = addr
                 break
-            if fallback is None:
+            if fallback is None and (count > 1 or now - partial.last >= PROGRESS_WINDOW):
                 fallback = addr
         victim = victim if victim is not None else fallback
         if victim is None:
