@@ -312,7 +312,8 @@ def test_next_message_releases_the_previous_one(pools: PoolSet) -> None:
     _feed(r, 11, 0, b"x" * 1000, fragment_message(11, 0, b"x" * 1000, 400))
     _feed(r, 15, 1, b"y" * 1000, fragment_message(15, 1, b"y" * 1000, 400))
     first = r.next_message()
-    assert first is not None and pools.in_use == 2
+    # The first message in one lease; the second still in its four 256-byte chunks.
+    assert first is not None and pools.in_use == 1 + 4
     with r.next_message() as second:  # type: ignore[union-attr]
         assert pools.in_use == 1
         assert bytes(second.body) == b"y" * 1000
@@ -329,7 +330,9 @@ def test_close_releases_everything(pools: PoolSet) -> None:
     _feed(r, 11, 0, b"a" * 3000, fragment_message(11, 0, b"a" * 3000, 1000)[:2])
     _feed(r, 11, 2, b"b" * 3000, fragment_message(11, 2, b"b" * 3000, 1000))
     _feed(r, 11, 1, b"c" * 20, fragment_message(11, 1, b"c" * 20, 10)[1:])
-    assert pools.in_use == 3 and owner.in_use > 0
+    # Chunks of 256 bytes for what arrived (2000 + 3000 bytes), and the 20-byte message's
+    # only chunk (a 64-byte slot).
+    assert pools.in_use == 8 + 12 + 1 and owner.in_use == 20 * 256 + 64
     r.close()
     r.close()
     assert pools.in_use == 0 and owner.in_use == 0
@@ -470,14 +473,14 @@ def test_budget_exhaustion_is_dropped_and_counted(pools: PoolSet) -> None:
     owner = pools.owner("connection", "c")
     r = Reassembler(pools, owner, max_bytes_buffered=2 * 4096, max_messages_ahead=10)
     for seq in range(1, 5):
-        r.add_fragment_untrusted(11, 3000, seq, 0, 1000, b"z" * 1000)
+        r.add_fragment_untrusted(11, 3000, seq, 0, 2900, b"z" * 2900)
     assert r.counters["over_budget"] == 2 and r.pending == 2
-    assert r.bytes_buffered == 2 * 4096 == owner.in_use
+    assert r.bytes_buffered == 2 * 12 * 256 == owner.in_use
     # The connection's own budget applies too.
     r.close()
     small = pools.owner("connection", "small", limit=4096)
     r2 = Reassembler(pools, small)
-    r2.add_fragment_untrusted(11, 5000, 1, 0, 10, b"z" * 10)
+    r2.add_fragment_untrusted(11, 5000, 1, 0, 4500, b"z" * 4500)
     assert r2.counters["over_budget"] == 1 and small.refusals == 1
     r2.close()
     assert pools.in_use == 0
@@ -486,8 +489,8 @@ def test_budget_exhaustion_is_dropped_and_counted(pools: PoolSet) -> None:
 def test_global_budget_is_respected() -> None:
     pools = PoolSet(max_total_memory=4096)
     r = Reassembler(pools, None)
-    r.add_fragment_untrusted(11, 3000, 1, 0, 10, b"z" * 10)
-    r.add_fragment_untrusted(11, 3000, 2, 0, 10, b"z" * 10)
+    r.add_fragment_untrusted(11, 3000, 1, 0, 2900, b"z" * 2900)
+    r.add_fragment_untrusted(11, 3000, 2, 0, 2900, b"z" * 2900)
     assert r.counters["over_budget"] == 1
     r.close()
     assert pools.in_use == 0

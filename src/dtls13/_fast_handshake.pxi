@@ -146,9 +146,11 @@ cdef class FragmentCoverage:
         self._check(offset, length)
         return self._overlap(offset, offset + length) > 0
 
-    def write_fragment(self, dest, Py_ssize_t offset, data):
+    def write_fragment(self, dest, Py_ssize_t offset, data, Py_ssize_t base=-1):
         """Merge a fragment into `dest` (the message buffer, at least `length` bytes).
 
+        With `base` >= 0, `dest` holds only the message bytes from `base` on (one
+        chunk of a message stored in pieces) and the fragment must lie inside it.
         Bytes already covered are compared, not rewritten; only the gaps are
         copied, so each byte is written once. Returns the newly covered byte
         count, FRAGMENT_MISMATCH (-1) when an already received byte differs
@@ -170,11 +172,19 @@ cdef class FragmentCoverage:
                 return FRAGMENT_TOO_SCATTERED
             PyObject_GetBuffer(dest, &dst, PyBUF_WRITABLE)
             try:
-                if dst.len < self.length:
+                if base < 0:
+                    if dst.len < self.length:
+                        raise ValueError(
+                            f"destination of {dst.len} bytes is shorter than the message"
+                        )
+                    base = 0
+                elif start < base or end - base > dst.len:
                     raise ValueError(
-                        f"destination of {dst.len} bytes is shorter than the message"
+                        f"range [{start}, {end}) outside the destination's "
+                        f"[{base}, {base + dst.len})"
                     )
-                d = <char *>dst.buf
+                # d + x addresses message byte x (only bytes inside [base, end) are touched).
+                d = <char *>dst.buf - base
                 s = <const char *>src.buf
                 # RFC 9147 §5.5: receivers "SHOULD abort the handshake with an
                 # illegal_parameter alert if the value of a byte changes".

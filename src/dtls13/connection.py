@@ -116,6 +116,7 @@ STAT_NAMES = (
 # for these.
 RARE_STAT_NAMES = (
     "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
+    "dropped_conflicting_fragments",  # plaintext hello fragments that conflicted: dropped
     "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
     "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
     "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
@@ -202,6 +203,7 @@ class Connection:
         "_group",
         "_handshake_deadline",
         "_hello_bodies",
+        "_hello_records",
         "_hrr_cookie",
         "_hrr_done",
         "_hrr_group",
@@ -396,6 +398,10 @@ class Connection:
         self._read_secret = b""
         self._write_secret = b""
         self._hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        # Plaintext records holding fragments of a hello still in reassembly, by message_seq:
+        # ACKed only once their message is complete (a forged fragment that conflicts with
+        # the genuine hello is dropped, and its record must then not be ACKed, §7).
+        self._hello_records: dict[int, list[RecordNumber]] = {}
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._resumed = False
         self._early_offered = False
@@ -1348,7 +1354,7 @@ class Connection:
                     self.stats["dropped_handshake_fragments"] += 1
                 elif header.message_seq < self._next_receive_seq():
                     if self._changed_hello(header, fragment):
-                        self._other_client_hello(header, fragment, now)
+                        self._other_client_hello(header, fragment, now, record.record_number)
                         continue
                     repeat = True
                     repeated_types.add(header.msg_type)
@@ -1362,9 +1368,11 @@ class Connection:
                     if header.msg_type == HandshakeType.client_hello and self._changed_hello(
                         header, fragment
                     ):
-                        self._other_client_hello(header, fragment, now)
+                        self._other_client_hello(header, fragment, now, record.record_number)
                     else:
                         self.stats["dropped_handshake_fragments"] += 1
+                elif plaintext:
+                    self._buffer_hello_fragment(header, fragment, record.record_number)
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
@@ -1378,6 +1386,11 @@ class Connection:
             raise
         if ackable:
             self._ack_list.append(record.record_number)
+        if self._hello_records:
+            # Records of hellos now complete were processed: they may be ACKed (§7).
+            complete = self._next_receive_seq()
+            for seq in [seq for seq in self._hello_records if seq < complete]:
+                self._ack_list += self._hello_records.pop(seq)
         damaged = self.stats["dropped_damaged_hello"]
         progressed = self._process_messages(now)
         if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
@@ -1422,7 +1435,9 @@ class Connection:
                 return False
         return True
 
-    def _other_client_hello(self, header: Any, fragment: memoryview, now: float) -> None:
+    def _other_client_hello(
+        self, header: Any, fragment: memoryview, now: float, record_number: RecordNumber
+    ) -> None:
         """A ClientHello other than ours, at a server with keys that has not completed: a
         client that started over after a hello was damaged on the way, a client that
         rebooted, or a forgery by anyone who knows the client's address.
@@ -1448,7 +1463,7 @@ class Connection:
                 cookie = ext.decode(cookie_data, ext.pull_cookie)
                 if header.message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
                     self._restart_handshake(now, "a ClientHello with a valid cookie", 1)
-                    self._buffer_fragment(header, fragment)
+                    self._buffer_hello_fragment(header, fragment, record_number)
                 else:
                     self.stats["dropped_handshake_fragments"] += 1
                 return
@@ -1489,7 +1504,9 @@ class Connection:
         expected = MESSAGE_EPOCH.get(msg_type, 3)
         return epoch >= 3 if expected >= 3 else epoch == expected
 
-    def _buffer_fragment(self, header: Any, fragment: memoryview) -> bool:
+    def _buffer_fragment(
+        self, header: Any, fragment: memoryview, *, authenticated: bool = True
+    ) -> bool:
         """Give a fragment to the reassembler; False if it was not processed or buffered
         (such records must not be ACKed, RFC 9147 §7)."""
         reassembler = self._reassembly()
@@ -1502,9 +1519,29 @@ class Connection:
             header.fragment_offset,
             header.fragment_length,
             fragment,
+            authenticated=authenticated,
         )
         after = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
         return after == before  # the counters of _NOT_BUFFERED, summed without a generator
+
+    def _buffer_hello_fragment(
+        self, header: Any, fragment: memoryview, record_number: RecordNumber
+    ) -> None:
+        """A fragment from a plaintext record: anyone who knows the addresses may have
+        forged it, so a conflict with what is buffered drops the partial message rather
+        than the handshake, and the record is ACKed only once its message is complete."""
+        seq = header.message_seq
+        conflicts = self._reassembly().counters["conflicts"]
+        buffered = self._buffer_fragment(header, fragment, authenticated=False)
+        if self._reassembly().counters["conflicts"] != conflicts:
+            self.count("dropped_conflicting_fragments")
+            self._hello_records.pop(seq, None)  # what they carried was dropped
+        if not buffered:
+            self.stats["dropped_handshake_fragments"] += 1
+            return
+        records = self._hello_records.setdefault(seq, [])
+        if record_number not in records:
+            records.append(record_number)
 
     def _on_peer_repeat(self, now: float, *, in_handshake: bool = False) -> None:
         """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""

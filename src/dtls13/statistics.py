@@ -39,6 +39,8 @@ class ConnectionStatistics:
     dropped_malformed_plaintext: int
     dropped_unexpected_content: int
     dropped_damaged_hello: int
+    # Unauthenticated partial hellos dropped for a conflicting (forged or damaged) fragment:
+    dropped_conflicting_fragments: int
     dropped_early_data: int
     alerts_unsent: int  # alerts not sent for want of memory
     acks_unsent: int  # ACKs not sent for want of memory (output left uncollected)

@@ -8,9 +8,10 @@ handshake message bytes upon retransmission", §5.5).
 Incoming: `Reassembler` turns fragments (in any order, duplicated,
 overlapping) into whole messages delivered strictly in message_seq order.
 A message that arrives whole as the next expected one is used in place;
-otherwise one pooled lease of the message's length is taken and each
-fragment's bytes are written once at their offset (coverage tracked by
-`_fast.FragmentCoverage`).
+otherwise its fragments are written at their offset into a `FragmentStore`:
+pooled chunks of `REASSEMBLY_CHUNK` bytes taken only for the byte ranges that
+actually arrived (coverage tracked by `_fast.FragmentCoverage`), so memory
+follows the bytes received, never the length a peer merely claims.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from .messages import (
 __all__ = [
     "COUNTER_NAMES",
     "HANDSHAKE_HEADER_LENGTH",
+    "REASSEMBLY_CHUNK",
+    "FragmentStore",
     "HandshakeHeader",
     "OutgoingFragment",
     "ReassembledMessage",
@@ -59,6 +62,9 @@ HANDSHAKE_HEADER_LENGTH = 12
 TLS_HANDSHAKE_HEADER_LENGTH = 4
 MAX_UINT24 = 0xFFFFFF
 MAX_MESSAGE_SEQ = 0xFFFF
+# Storage for a message in reassembly comes in pooled chunks of this size (a pool size
+# class): a fragment pins at most its own length plus two chunks, whatever length it claims.
+REASSEMBLY_CHUNK = 256
 
 
 # -- the 12-byte DTLS handshake header (RFC 9147 §5.2) ---------------------
@@ -235,22 +241,117 @@ def _release_view(view: memoryview) -> None:
         view.release()
 
 
+class FragmentStore:
+    """The bytes of one message as its fragments arrive, in pooled chunks.
+
+    A chunk of `REASSEMBLY_CHUNK` bytes is taken (charged to `owner`) only when a
+    fragment reaches into it, so what is held grows with the bytes received. Bytes
+    are compared and written once per chunk by `_fast.FragmentCoverage`.
+    """
+
+    __slots__ = ("_chunks", "_owner", "_pools", "coverage", "length")
+
+    def __init__(self, pools: PoolSet, owner: Owner | None, length: int, max_ranges: int = -1):
+        self._pools = pools
+        self._owner = owner
+        self.length = length
+        self.coverage = FragmentCoverage(length, max_ranges)
+        self._chunks: list[Lease | None] = [None] * -(-length // REASSEMBLY_CHUNK)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.coverage.complete)
+
+    def write_untrusted(self, offset: int, data: bytes | bytearray | memoryview) -> int:
+        """Merge one fragment (inside the message); returns the newly covered bytes,
+        FRAGMENT_MISMATCH or FRAGMENT_TOO_SCATTERED. Raises MemoryBudgetExceeded when a
+        chunk cannot be had, with nothing written."""
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        end = offset + len(view)
+        if end == offset:
+            return 0
+        chunks = self._chunks
+        taken = []
+        try:
+            for i in range(offset // REASSEMBLY_CHUNK, (end - 1) // REASSEMBLY_CHUNK + 1):
+                if chunks[i] is None:
+                    size = min(REASSEMBLY_CHUNK, self.length - i * REASSEMBLY_CHUNK)
+                    chunks[i] = self._pools.acquire(size, self._owner)
+                    taken.append(i)
+        except MemoryBudgetExceeded:
+            self._release_empty(taken)
+            raise
+        fresh = 0
+        pos = offset
+        write = self.coverage.write_fragment
+        while pos < end:
+            base = pos - pos % REASSEMBLY_CHUNK
+            stop = min(end, base + REASSEMBLY_CHUNK)
+            chunk = chunks[base // REASSEMBLY_CHUNK]
+            assert chunk is not None
+            # Only the first piece can open a new range: the next starts where it ended.
+            n = write(chunk, pos, view[pos - offset : stop - offset], base)
+            if n < 0:
+                self._release_empty(taken)
+                return int(n)
+            fresh += n
+            pos = stop
+        return fresh
+
+    def _release_empty(self, indexes: list[int]) -> None:
+        for i in indexes:
+            lease = self._chunks[i]
+            start = i * REASSEMBLY_CHUNK
+            if lease is not None and not self.coverage.overlaps(start, len(lease)):
+                lease.release()
+                self._chunks[i] = None
+
+    def assemble(self, owner: Owner | None) -> tuple[Lease | None, memoryview]:
+        """The complete message in one lease (charged to `owner`) and a view of its body;
+        the chunks are given back. Raises MemoryBudgetExceeded (chunks kept)."""
+        chunks = self._chunks
+        if not chunks:
+            return None, memoryview(b"")
+        if len(chunks) == 1:
+            lease = chunks[0]
+            chunks[0] = None
+        else:
+            lease = self._pools.acquire(self.length, owner)
+            for i, chunk in enumerate(chunks):
+                assert chunk is not None
+                lease.write(i * REASSEMBLY_CHUNK, chunk)
+                chunk.release()
+                chunks[i] = None
+        assert lease is not None
+        return lease, lease.view(0, self.length)
+
+    def tobytes(self) -> bytes:
+        """The complete message as bytes."""
+        return b"".join(bytes(chunk) for chunk in self._chunks if chunk is not None)
+
+    def release(self) -> None:
+        for i, chunk in enumerate(self._chunks):
+            if chunk is not None:
+                chunk.release()
+                self._chunks[i] = None
+
+
 class _Partial:
     """A message being reassembled (or complete and waiting to be delivered)."""
 
-    __slots__ = ("coverage", "lease", "length", "msg_type", "view")
+    __slots__ = ("lease", "length", "msg_type", "store", "view")
 
     def __init__(self, msg_type: int, length: int) -> None:
         self.msg_type = msg_type
         self.length = length
+        self.store: FragmentStore | None = None
         self.lease: Lease | None = None
-        self.coverage: FragmentCoverage | None = None
-        # A complete message's body: a view of the lease or of the caller's fragment.
+        # A complete message's body: a view of `lease` or of the caller's fragment.
         self.view: memoryview | None = None
 
     @property
     def complete(self) -> bool:
-        return self.view is not None
+        return self.view is not None or (self.store is not None and self.store.complete)
 
     def discard(self) -> None:
         if self.view is not None:
@@ -259,6 +360,9 @@ class _Partial:
         if self.lease is not None:
             self.lease.release()
             self.lease = None
+        if self.store is not None:
+            self.store.release()
+            self.store = None
 
 
 COUNTER_NAMES = (
@@ -271,6 +375,7 @@ COUNTER_NAMES = (
     "too_far_ahead",  # message_seq beyond the messages-ahead bound
     "over_budget",  # MemoryBudgetExceeded when taking a lease
     "too_scattered",  # fragment would split a message into too many ranges
+    "conflicts",  # unauthenticated partial messages dropped for a conflicting fragment
 )
 
 
@@ -289,8 +394,16 @@ class Reassembler:
     message_seq (§5.2: "MUST be discarded"), too far ahead (§5.2: "MAY
     discard"), duplicates, budget refusals and over-scattered messages.
 
-    Memory: each buffered message takes one lease charged to a child owner
-    of `owner` whose limit is `max_bytes_buffered` (counted in slot bytes).
+    Fragments from unauthenticated records (epoch 0: anyone who knows the
+    addresses can forge them) are held to less: only the message expected next
+    is buffered, and a conflict with what is buffered drops the partial message
+    (counted in "conflicts") instead of ending the handshake; see
+    `add_fragment_untrusted`.
+
+    Memory: a message in reassembly is held in `FragmentStore` chunks charged to
+    a child owner of `owner` whose limit is `max_bytes_buffered` (counted in slot
+    bytes), so it grows with the bytes received. A fragmented message is copied
+    into one lease charged to `owner` when `next_message()` hands it out.
     A message that arrives whole as the next expected one is not copied:
     its body is a view of `fragment_bytes`, which therefore must stay
     unchanged until the message is released (the connection drains
@@ -320,6 +433,7 @@ class Reassembler:
         if not 0 <= first_message_seq <= MAX_MESSAGE_SEQ:
             raise ValueError("first_message_seq must fit 16 bits")
         self._pools = pools
+        self._parent = owner
         self._owner = pools.owner("reassembly", id(self), max_bytes_buffered, owner)
         self.max_message_size = max_message_size
         self.max_messages_ahead = max_messages_ahead
@@ -356,8 +470,13 @@ class Reassembler:
         frag_offset: int,
         frag_length: int,
         fragment_bytes: bytes | bytearray | memoryview,
+        *,
+        authenticated: bool = True,
     ) -> None:
-        """Take one fragment from the network (header fields already parsed)."""
+        """Take one fragment from the network (header fields already parsed).
+
+        `authenticated` is False for fragments of plaintext records (epoch 0).
+        """
         if self._closed:
             return
         self.counters["fragments"] += 1
@@ -373,7 +492,10 @@ class Reassembler:
         if message_seq < self._next_expected:
             self.counters["old"] += 1
             return
-        if message_seq > self._next_expected + self.max_messages_ahead:
+        # Plaintext carries only hellos, each the message expected next when it is
+        # genuine: buffering ahead would let a forger hold memory for messages to come.
+        ahead = self.max_messages_ahead if authenticated else 0
+        if message_seq > self._next_expected + ahead:
             self.counters["too_far_ahead"] += 1
             return
         if length > self.max_message_size:
@@ -382,31 +504,66 @@ class Reassembler:
                 f"{self.max_message_size} bytes"
             )
         partial = self._messages.get(message_seq)
-        if partial is not None:
-            if partial.msg_type != msg_type or partial.length != length:
-                raise DecodeErrorAlert(
-                    f"fragments of message_seq {message_seq} disagree: type "
-                    f"{partial.msg_type}/{msg_type}, length {partial.length}/{length}"
-                )
-        elif message_seq == self._next_expected and frag_length == length:
-            # §5.5: "An unfragmented message is a degenerate case with
-            # fragment_offset=0 and fragment_length=length": use it in place.
-            partial = _Partial(msg_type, length)
-            partial.view = memoryview(fragment_bytes).cast("B")
-            self._messages[message_seq] = partial
-            self.counters["in_place"] += 1
-            self._completed(message_seq)
-            return
-        else:
-            partial = _Partial(msg_type, length)
-            try:
-                partial.lease = self._pools.acquire(length, self._owner)
-            except MemoryBudgetExceeded:
-                self.counters["over_budget"] += 1
+        if (
+            partial is not None
+            and (partial.msg_type != msg_type or partial.length != length)
+            and not self._conflict(message_seq, partial, authenticated)
+        ):
+            raise DecodeErrorAlert(
+                f"fragments of message_seq {message_seq} disagree: type "
+                f"{partial.msg_type}/{msg_type}, length {partial.length}/{length}"
+            )
+        partial = self._messages.get(message_seq)
+        if partial is None:
+            if message_seq == self._next_expected and frag_length == length:
+                # §5.5: "An unfragmented message is a degenerate case with
+                # fragment_offset=0 and fragment_length=length": use it in place.
+                partial = _Partial(msg_type, length)
+                partial.view = memoryview(fragment_bytes).cast("B")
+                self._messages[message_seq] = partial
+                self.counters["in_place"] += 1
+                self._completed(message_seq)
                 return
-            partial.coverage = FragmentCoverage(length, self.max_fragment_ranges)
+            partial = _Partial(msg_type, length)
+            if frag_length == length and length:
+                # Whole but ahead of the next expected: one lease, all of it received.
+                try:
+                    partial.lease = self._pools.acquire(length, self._owner)
+                except MemoryBudgetExceeded:
+                    self.counters["over_budget"] += 1
+                    return
+                partial.lease.write(0, fragment_bytes)
+                partial.view = partial.lease.view(0, length)
+                self._messages[message_seq] = partial
+                self.counters["reassembled"] += 1
+                self._completed(message_seq)
+                return
+            partial.store = FragmentStore(
+                self._pools, self._owner, length, self.max_fragment_ranges
+            )
             self._messages[message_seq] = partial
-        self._merge(message_seq, partial, frag_offset, fragment_bytes)
+        elif partial.complete:
+            self._compare_complete(message_seq, partial, frag_offset, fragment_bytes)
+            return
+        self._merge(message_seq, partial, frag_offset, fragment_bytes, authenticated)
+
+    def _conflict(self, message_seq: int, partial: _Partial, authenticated: bool) -> bool:
+        """A fragment contradicts the message buffered for its message_seq: from an
+        unauthenticated record, drop the partial message (True) so that the genuine one
+        can still be assembled; from an authenticated peer it is a protocol error (False).
+
+        Either side of a plaintext conflict may be the forgery, and keeping the first
+        would let one forged fragment sent ahead of the genuine message block it for
+        good; the newest wins. A forger who keeps sending conflicts only delays the
+        message, which the peer retransmits whole (its records are not acknowledged
+        until the message is complete).
+        """
+        if authenticated or partial.complete:
+            return False
+        partial.discard()
+        del self._messages[message_seq]
+        self.counters["conflicts"] += 1
+        return True
 
     def add_record_untrusted(self, data: bytes | bytearray | memoryview) -> int:
         """Feed every fragment of a handshake record's plaintext; returns how many.
@@ -426,25 +583,64 @@ class Reassembler:
         partial: _Partial,
         frag_offset: int,
         fragment_bytes: bytes | bytearray | memoryview,
+        authenticated: bool,
     ) -> None:
-        coverage = partial.coverage
-        lease = partial.lease
-        assert coverage is not None and lease is not None
-        fresh = coverage.write_fragment(lease, frag_offset, fragment_bytes)
+        store = partial.store
+        assert store is not None
+        try:
+            fresh = store.write_untrusted(frag_offset, fragment_bytes)
+        except MemoryBudgetExceeded:
+            self.counters["over_budget"] += 1
+            if store.coverage.covered == 0:
+                partial.discard()
+                del self._messages[message_seq]
+            return
         if fresh == FRAGMENT_MISMATCH:
+            if self._conflict(message_seq, partial, authenticated):
+                # Start over from this fragment (it fits: it reaches past nothing).
+                self.add_fragment_untrusted(
+                    partial.msg_type,
+                    partial.length,
+                    message_seq,
+                    frag_offset,
+                    len(fragment_bytes),
+                    fragment_bytes,
+                    authenticated=authenticated,
+                )
+                self.counters["fragments"] -= 1  # one fragment, offered once
+                return
             raise IllegalParameter(f"retransmitted bytes of message_seq {message_seq} changed")
         if fresh == FRAGMENT_TOO_SCATTERED:
             self.counters["too_scattered"] += 1
-            return
-        if partial.complete:
-            self.counters["duplicates"] += 1
+            if store.coverage.covered == 0:
+                partial.discard()
+                del self._messages[message_seq]
             return
         if fresh == 0 and len(fragment_bytes):
             self.counters["duplicates"] += 1
-        if coverage.complete:
-            partial.view = lease.view(0, partial.length)
+        if store.complete:
             self.counters["reassembled"] += 1
             self._completed(message_seq)
+
+    def _compare_complete(
+        self,
+        message_seq: int,
+        partial: _Partial,
+        frag_offset: int,
+        fragment_bytes: bytes | bytearray | memoryview,
+    ) -> None:
+        """A fragment of a message already complete (buffered ahead): it must repeat it."""
+        if partial.store is not None:
+            fresh = partial.store.write_untrusted(frag_offset, fragment_bytes)
+        else:
+            assert partial.view is not None
+            same = partial.view[frag_offset : frag_offset + len(fragment_bytes)] == memoryview(
+                fragment_bytes
+            ).cast("B")
+            fresh = 0 if same else FRAGMENT_MISMATCH
+        if fresh == FRAGMENT_MISMATCH:
+            raise IllegalParameter(f"retransmitted bytes of message_seq {message_seq} changed")
+        self.counters["duplicates"] += 1
 
     def _completed(self, message_seq: int) -> None:
         self.counters["messages"] += 1
@@ -463,8 +659,16 @@ class Reassembler:
             self._handed_out.release()
             self._handed_out = None
         partial = self._messages.get(self._deliver_seq)
-        if partial is None or partial.view is None:
+        if partial is None or not partial.complete:
             return None
+        if partial.view is None:
+            assert partial.store is not None
+            try:
+                partial.lease, partial.view = partial.store.assemble(self._parent)
+            except MemoryBudgetExceeded:
+                self.counters["over_budget"] += 1  # tried again on the next call
+                return None
+            partial.store = None
         del self._messages[self._deliver_seq]
         msg = ReassembledMessage(partial.msg_type, self._deliver_seq, partial.view, partial.lease)
         self._deliver_seq += 1
