@@ -2,7 +2,7 @@
 
 RFC 8446 §2.2 / §4.6.1: a resumption inherits the original connection's authentication; a
 client resumes only for the server name it was issued for (§4.6.1), and a server may check
-it (§4.2.11).
+it (§4.2.11). RFC 8446 §8: early data is accepted once per ticket, in the whole process.
 """
 
 from __future__ import annotations
@@ -11,14 +11,22 @@ import dataclasses
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from dtls_pair import SERVER_ADDR, Pair, configs, make_pair, pki
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, pki, wall_clock
 
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
+from dtls13.connection import Connection
 from dtls13.crypto.suites import CipherSuite
-from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
+from dtls13.events import DataReceived, HandshakeCompleted, NewSessionTicketReceived
 from dtls13.handshake.constants import ExtensionType
-from dtls13.handshake.tickets import MAX_TICKET_CHAIN, Session, TicketProtector, TicketState
+from dtls13.handshake.tickets import (
+    MAX_TICKET_CHAIN,
+    PROCESS_REPLAY_GUARD,
+    ReplayGuard,
+    Session,
+    TicketProtector,
+    TicketState,
+)
 
 SECRET = b"s" * 32
 
@@ -225,3 +233,56 @@ def test_server_refuses_a_ticket_issued_for_another_server_name() -> None:
     assert done is not None and not done.resumed, "ticket resumed under another server name"
     assert pair.server.stats["psk_refused_identity"] == 1
     pair.close()
+
+
+# -- 0-RTT replay across configurations ------------------------------------------------------
+
+
+def test_zero_rtt_replay_is_refused_by_another_server_config_in_the_process() -> None:
+    cfgs = configs(server={"max_early_data": 4096, "ticket_secret": SECRET})
+    _, sibling = configs(server={"max_early_data": 4096, "ticket_secret": SECRET})
+    assert sibling is not cfgs[1]
+    session = _first_session(cfgs)
+    pair = make_pair(10, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.send_early_data(b"open the valve")
+    captured = []
+    for lease, _ in pair.client.datagrams_to_send(0.0):
+        captured.append(lease.tobytes())
+        lease.release()
+    for data in captured:
+        pair.net.inject(CLIENT_ADDR, SERVER_ADDR, data)
+    assert pair.net.run(pair.completed)
+    pair.drain()
+    assert [e.data for e in pair.server_events if isinstance(e, DataReceived) and e.early] == [
+        b"open the valve"
+    ]
+    # The same flight replayed (within the window) to a server built from another
+    # ServerConfig object that shares the ticket secret.
+    replay_target = Connection(
+        sibling, pools=pair.pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock
+    )
+    for data in captured:
+        replay_target.receive_datagram(data, CLIENT_ADDR, 1.0)
+    events = []
+    while (ev := replay_target.next_event()) is not None:
+        events.append(ev)
+    assert not [e for e in events if isinstance(e, DataReceived)], "early data replayed"
+    assert replay_target.stats["early_data_replays"] == 1
+    replay_target.close()
+    for lease, _ in replay_target.datagrams_to_send(1.0):
+        lease.release()
+    pair.close()
+
+
+def test_every_server_config_shares_one_bounded_replay_guard() -> None:
+    first, second = configs()[1], configs()[1]
+    assert first.replay_guard is second.replay_guard is PROCESS_REPLAY_GUARD
+    guard = ReplayGuard(capacity=2)
+    assert guard.first_use(b"t1", expires=100.0, now=0.0)
+    assert not guard.first_use(b"t1", expires=100.0, now=1.0)  # a replay
+    assert guard.first_use(b"t2", expires=50.0, now=1.0)
+    # Full: refused rather than accepted twice, until an entry expires.
+    assert not guard.first_use(b"t3", expires=100.0, now=2.0)
+    assert guard.first_use(b"t3", expires=100.0, now=60.0) and len(guard) == 2
+    assert not guard.first_use(b"t1", expires=100.0, now=61.0)

@@ -16,8 +16,10 @@ bounded (MAX_TICKET_CHAIN): a server issues no ticket for a longer chain.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -198,23 +200,33 @@ class TicketProtector:
 class ReplayGuard:
     """Tickets already used for 0-RTT, forgotten when they expire (RFC 8446 §8.1).
 
-    Guarantee: within one process, a ticket's early data is accepted at most once; the
+    Guarantee: a ticket's early data is accepted at most once by all the servers that
+    consult this guard; every ServerConfig of a process consults PROCESS_REPLAY_GUARD. The
     set is bounded, and when it is full 0-RTT is refused (never accepted twice).
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._seen: dict[bytes, float] = {}  # ticket digest -> expiry (wall clock)
+        self._pruned_at = float("-inf")
+        self._lock = threading.Lock()  # first_use is a check-then-set
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
-        import hashlib
-
-        if len(self._seen) >= self.capacity:
-            self._seen = {k: t for k, t in self._seen.items() if t > now}
-            if len(self._seen) >= self.capacity:
-                return False
         key = hashlib.sha256(ticket).digest()
-        if key in self._seen:
-            return False
-        self._seen[key] = expires
-        return True
+        with self._lock:
+            if len(self._seen) >= self.capacity and now - self._pruned_at >= 1.0:
+                # At most once a second: a full guard is not rescanned per attempt.
+                self._pruned_at = now
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            if len(self._seen) >= self.capacity or key in self._seen:
+                return False
+            self._seen[key] = expires
+            return True
+
+
+# Shared by every ServerConfig in the process: configurations with the same ticket
+# secret open the same tickets, so one guard must see all their 0-RTT attempts.
+PROCESS_REPLAY_GUARD = ReplayGuard()
