@@ -11,7 +11,10 @@ The chain is in the ticket whole, as DER: a resumed connection inherits the orig
 authentication (RFC 8446 §2.2) and reports the same peer certificates, which a hash could
 not reproduce. The ticket is encrypted and authenticated, so the chain is neither readable
 nor forgeable by the client; it travels in every resuming ClientHello, so its size is
-bounded (MAX_TICKET_CHAIN): a server issues no ticket for a longer chain.
+bounded (MAX_TICKET_CHAIN): a server issues no ticket for a longer chain. It is compressed
+(zlib; a P-256 leaf and intermediate: ~1000 -> ~700 bytes), which keeps such tickets under
+the ~1 KB that wolfSSL 5.9's client can send back; only the client's own, public
+certificates are compressed, so the ticket's length reveals nothing secret.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import os
 import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,7 +136,9 @@ class TicketProtector:
         period = self._period(now)
         key_id = struct.pack("!I", period & 0xFFFFFFFF)
         nonce = self._random(_NONCE)
-        buf = Buffer(capacity=128 + sum(len(d) + 3 for d in ders))
+        chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+        packed = zlib.compress(chain, 9) if chain else b""
+        buf = Buffer(capacity=128 + len(packed))
         buf.push_uint8(TICKET_VERSION)
         buf.push_uint16(state.suite)
         buf.push_uint64(int(state.issued_at * 1000))
@@ -142,9 +148,7 @@ class TicketProtector:
         buf.push_vector(1, state.psk)
         buf.push_vector(1, (state.alpn or "").encode())
         buf.push_vector(2, (state.server_name or "").encode("ascii"))
-        with buf.push_block(3):
-            for der in ders:
-                buf.push_vector(3, der)
+        buf.push_vector(2, packed)
         sealed = self._key(period).encrypt(nonce, buf.data, key_id)
         return key_id + nonce + sealed
 
@@ -179,22 +183,34 @@ class TicketProtector:
             psk = buf.pull_vector(1)
             alpn = buf.pull_vector(1).decode() or None
             server_name = buf.pull_vector(2).decode("ascii") or None
-            ders = []
-            with buf.pull_block(3):
-                while not buf.eof():
-                    ders.append(buf.pull_vector(3))
+            packed = buf.pull_vector(2)
             buf.expect_end()
         except (DecodeError, ValueError):
             return None
         if not 0 <= now - issued < lifetime:
             return None
         try:
-            chain = tuple(x509.load_der_x509_certificate(der) for der in ders)
-        except ValueError:
+            chain = _unpack_chain(packed)
+        except (DecodeError, ValueError, zlib.error):
             return None
         return TicketState(
             suite, psk, issued, lifetime, age_add, max_early, alpn, server_name, chain
         )
+
+
+def _unpack_chain(packed: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates of a sealed ticket's compressed chain (bounded, as sealed)."""
+    if not packed:
+        return ()
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(packed, 2 * MAX_TICKET_CHAIN)
+    if not inflater.eof or inflater.unconsumed_tail:
+        raise ValueError("chain over the limit or truncated")
+    buf = Buffer(raw)
+    ders = []
+    while not buf.eof():
+        ders.append(buf.pull_vector(3))
+    return tuple(x509.load_der_x509_certificate(der) for der in ders)
 
 
 class ReplayGuard:
