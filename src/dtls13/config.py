@@ -242,8 +242,9 @@ class ServerConfig(_Common):
     ticket_lifetime: int = 7200
     ticket_rotation: float = 3600.0
     # 0-RTT: the most early data a resumed client may send (0: refuse 0-RTT). Replay
-    # protection: each ticket is accepted for 0-RTT once (per process) and only within
-    # `early_data_window` seconds of the age the client reports (RFC 8446 §8).
+    # protection: each ticket is accepted for 0-RTT once per process (whichever of its
+    # ServerConfigs sees it) and only within `early_data_window` seconds of the age the
+    # client reports (RFC 8446 §8).
     max_early_data: int = 0
     early_data_window: float = 10.0
     # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
@@ -261,9 +262,9 @@ class ServerConfig(_Common):
             raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
         if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:
             raise ValueError("max_early_data must be 0..2^32-1 and early_data_window positive")
-        from .handshake.tickets import ReplayGuard
+        from .handshake.tickets import PROCESS_REPLAY_GUARD
 
-        self.replay_guard = ReplayGuard()
+        self.replay_guard = PROCESS_REPLAY_GUARD
         if not 0 <= self.session_tickets <= 8:
             raise ValueError("session_tickets must be between 0 and 8")
         if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:

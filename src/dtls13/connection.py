@@ -71,7 +71,7 @@ from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
 from .handshake.key_schedule import KeySchedule, Transcript
 from .handshake.state import ACCEPTS, MESSAGE_EPOCH, State
-from .handshake.tickets import Session, TicketState
+from .handshake.tickets import MAX_TICKET_CHAIN, Session, TicketState, chain_size
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
 from .record import ContentType, DatagramWriter, RecordLayer, RecordNumber, pull_ack, push_ack
@@ -108,6 +108,10 @@ STAT_NAMES = (
     "early_data_bytes_in",
     "early_data_bytes_out",
     "dropped_early_data",
+    # Resumption refused because the identities would not match (RFC 8446 §4.6.1, §2.2):
+    "session_server_name_mismatch",  # client: session for another name, not offered
+    "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
+    "tickets_withheld",  # server: tickets not sent, the client chain too large for one
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
 )
 # Counters that stay zero on almost every connection, kept apart in a dict made on first use
@@ -238,6 +242,7 @@ class Connection:
         "_schedule",
         "_scheme",
         "_send_seq",
+        "_server_name",
         "_spare_peer_cids",
         "_suite",
         "_timeouts",
@@ -410,6 +415,7 @@ class Connection:
         self._early_budget = 0
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
+        self._server_name: str | None = None  # server: the ClientHello's SNI, lower case
         self._current_seq = 0
         self._decoded_hello: tuple[bytes, msgs.ClientHello] | None = None
 
@@ -1794,6 +1800,12 @@ class Connection:
             wall = self._wall_clock().timestamp()
             if session.expired(wall) or session.suite not in cfg.suites:
                 return None
+            if not _same_name(session.server_name, cfg.server_name):
+                # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
+                # the one used in the original session": a full handshake instead.
+                if not self._hrr_done:
+                    self.stats["session_server_name_mismatch"] += 1
+                return None
             hash_name = SUITES[session.suite].hash_name
             offer = (
                 session.ticket,
@@ -1845,6 +1857,9 @@ class Connection:
             if schedule.hash_name != self._params.hash_name:
                 raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
             self._resumed = True
+            if cfg.psk is None and cfg.session is not None:
+                # The resumption inherits the original's authentication (RFC 8446 §2.2).
+                self._peer_chain = cfg.session.peer_certificates
         key_share = sh.extension(ExtensionType.key_share)
         shared: bytes | None = None
         if key_share is None:
@@ -2038,6 +2053,9 @@ class Connection:
             self._check_second_client_hello(ch, suite, now)
         else:
             self._transcript.select(SUITES[suite].hash_name)
+        sni = ch.extension(ExtensionType.server_name)
+        host = _decode(sni, ext.pull_server_name) if sni is not None else None
+        self._server_name = host.lower() if host is not None else None
         mode = self._psk_mode(ch)
         supported = ch.extension(ExtensionType.supported_groups)
         shares_data = ch.extension(ExtensionType.key_share)
@@ -2088,6 +2106,9 @@ class Connection:
         self._params = SUITES[suite]
         self._group = NamedGroup(group) if group is not None else None
         self._resumed = accepted is not None
+        if accepted is not None and accepted[2] is not None:
+            # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
+            self._peer_chain = accepted[2].client_chain
         self._client_random = ch.random
         self._transcript.add(HandshakeType.client_hello, body)
         if self._early_accepted and accepted is not None:
@@ -2251,6 +2272,15 @@ class Connection:
             else:
                 state = cfg.tickets.open(identity.identity, wall)
                 if state is None:
+                    continue
+                if state.server_name != self._server_name:
+                    # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
+                    self.stats["psk_refused_identity"] += 1
+                    continue
+                if cfg.client_auth == "required" and not state.client_chain:
+                    # A resumption inherits the original's authentication (RFC 8446 §2.2):
+                    # none here, so the full handshake must ask for a certificate.
+                    self.stats["psk_refused_identity"] += 1
                     continue
                 psk, psk_hash = state.psk, SUITES[state.suite].hash_name
             if psk_hash != hash_name:
@@ -2440,6 +2470,9 @@ class Connection:
         ks = self._schedule
         if not cfg.session_tickets or ks is None or self._suite is None:
             return
+        if chain_size(self._peer_chain) > MAX_TICKET_CHAIN:
+            self.stats["tickets_withheld"] += cfg.session_tickets
+            return
         secret = ks.resumption_master_secret(self._transcript.digest())
         wall = self._wall_clock().timestamp()
         self._start_flight()
@@ -2456,6 +2489,8 @@ class Connection:
                 age_add,
                 cfg.max_early_data,
                 self._alpn,
+                self._server_name,
+                self._peer_chain,
             )
             ticket = cfg.tickets.seal(state, wall)
             extensions = (
@@ -2616,6 +2651,7 @@ class Connection:
                 age_add=msg.ticket_age_add,
                 alpn=self._alpn,
                 server_name=cfg.server_name,
+                peer_certificates=self._peer_chain,
             )
             self._event(
                 NewSessionTicketReceived(
@@ -2669,6 +2705,11 @@ def _decode(data: bytes, pull: Any) -> Any:
         return ext.decode(data, pull)
     except DecodeError as exc:
         raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+
+
+def _same_name(a: str | None, b: str | None) -> bool:
+    """Host names compare without regard to case (RFC 6066 §3, RFC 4343)."""
+    return (a.lower() if a is not None else None) == (b.lower() if b is not None else None)
 
 
 def _record_size_limit(data: bytes) -> int:

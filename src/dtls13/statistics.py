@@ -27,6 +27,11 @@ class ConnectionStatistics:
     early_data_replays: int  # 0-RTT refused as a replay of an earlier use of its ticket
     early_data_bytes_in: int
     early_data_bytes_out: int
+    session_server_name_mismatch: int  # client: a session for another name, not offered
+    # server: tickets refused (a full handshake instead) because they were issued under
+    # another server name, or without the client certificate this server requires
+    psk_refused_identity: int
+    tickets_withheld: int  # server: tickets not sent, the client chain too large for one
     idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
     cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap reached)
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries

@@ -1,27 +1,48 @@
 """Session tickets (RFC 8446 §4.6.1, §2.2): stateless, sealed with rotating keys.
 
 The server keeps nothing per session: a ticket is the session state (suite, resumption
-PSK, issue time, lifetime, age_add, ALPN) sealed with AES-256-GCM under a key derived from
-one shared secret and the current rotation period. Every process or machine given the same
-secret derives the same keys, so any of them opens any ticket; a ticket sealed in the
-previous period still opens, older ones do not.
+PSK, issue time, lifetime, age_add, ALPN, the server name the client asked for and the
+client's certificate chain, if it authenticated) sealed with AES-256-GCM under a key
+derived from one shared secret and the current rotation period. Every process or machine
+given the same secret derives the same keys, so any of them opens any ticket; a ticket
+sealed in the previous period still opens, older ones do not.
+
+The chain is in the ticket whole, as DER: a resumed connection inherits the original's
+authentication (RFC 8446 §2.2) and reports the same peer certificates, which a hash could
+not reproduce. The ticket is encrypted and authenticated, so the chain is neither readable
+nor forgeable by the client; it travels in every resuming ClientHello, so its size is
+bounded (MAX_TICKET_CHAIN): a server issues no ticket for a longer chain. It is compressed
+(zlib; a P-256 leaf and intermediate: ~1000 -> ~700 bytes), which keeps such tickets under
+the ~1 KB that wolfSSL 5.9's client can send back; only the client's own, public
+certificates are compressed, so the ticket's length reveals nothing secret.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import Buffer, DecodeError
 from ..crypto.hkdf import hkdf_expand, hkdf_extract
 from ..crypto.suites import CipherSuite
 
-TICKET_VERSION = 1
+TICKET_VERSION = 2
+# The most DER bytes of client certificates a ticket carries. The ticket comes back in the
+# resuming ClientHello, whose first flight a server endpoint assembles only up to 8 KiB
+# (HelloGate.max_hello), next to key shares of up to ~1.2 KiB (X25519MLKEM768): 4 KiB keeps
+# it well inside, and holds a leaf and an intermediate of RSA-4096 or ECDSA. Longer chains
+# (ML-DSA certificates are ~4-7 KiB each) get no ticket: a full handshake each time.
+MAX_TICKET_CHAIN = 4096
 _KEY_ID = 4
 _NONCE = 12
 MAX_LIFETIME = 7 * 24 * 3600  # RFC 8446 §4.6.1: at most seven days
@@ -38,6 +59,15 @@ class TicketState:
     age_add: int
     max_early_data: int = 0
     alpn: str | None = None
+    # The SNI of the ClientHello the ticket was issued after (lower case), or None.
+    server_name: str | None = None
+    # The client's chain, as verified by the issuing server; () when none was sent.
+    client_chain: tuple[x509.Certificate, ...] = ()
+
+
+def chain_size(chain: tuple[x509.Certificate, ...]) -> int:
+    """DER bytes of a certificate chain, as a ticket would carry it."""
+    return sum(len(cert.public_bytes(Encoding.DER)) for cert in chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +82,11 @@ class Session:
     age_add: int
     max_early_data: int = 0
     alpn: str | None = None
+    # The name the session was issued for (ClientConfig.server_name): it is offered only
+    # to that name again (RFC 8446 §4.6.1).
     server_name: str | None = None
+    # The server's chain authenticated in the full handshake: what a resumption reports.
+    peer_certificates: tuple[x509.Certificate, ...] = ()
 
     def expired(self, now: float) -> bool:
         return now - self.received_at >= self.lifetime
@@ -95,10 +129,16 @@ class TicketProtector:
         return int(now // self.rotation_interval)
 
     def seal(self, state: TicketState, now: float) -> bytes:
+        """The sealed ticket; ValueError if the client chain is over MAX_TICKET_CHAIN."""
+        ders = [cert.public_bytes(Encoding.DER) for cert in state.client_chain]
+        if sum(map(len, ders)) > MAX_TICKET_CHAIN:
+            raise ValueError("client certificate chain too large for a ticket")
         period = self._period(now)
         key_id = struct.pack("!I", period & 0xFFFFFFFF)
         nonce = self._random(_NONCE)
-        buf = Buffer(capacity=96)
+        chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+        packed = zlib.compress(chain, 9) if chain else b""
+        buf = Buffer(capacity=128 + len(packed))
         buf.push_uint8(TICKET_VERSION)
         buf.push_uint16(state.suite)
         buf.push_uint64(int(state.issued_at * 1000))
@@ -107,6 +147,8 @@ class TicketProtector:
         buf.push_uint32(state.max_early_data)
         buf.push_vector(1, state.psk)
         buf.push_vector(1, (state.alpn or "").encode())
+        buf.push_vector(2, (state.server_name or "").encode("ascii"))
+        buf.push_vector(2, packed)
         sealed = self._key(period).encrypt(nonce, buf.data, key_id)
         return key_id + nonce + sealed
 
@@ -140,34 +182,67 @@ class TicketProtector:
             max_early = buf.pull_uint32()
             psk = buf.pull_vector(1)
             alpn = buf.pull_vector(1).decode() or None
+            server_name = buf.pull_vector(2).decode("ascii") or None
+            packed = buf.pull_vector(2)
             buf.expect_end()
         except (DecodeError, ValueError):
             return None
         if not 0 <= now - issued < lifetime:
             return None
-        return TicketState(suite, psk, issued, lifetime, age_add, max_early, alpn)
+        try:
+            chain = _unpack_chain(packed)
+        except (DecodeError, ValueError, zlib.error):
+            return None
+        return TicketState(
+            suite, psk, issued, lifetime, age_add, max_early, alpn, server_name, chain
+        )
+
+
+def _unpack_chain(packed: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates of a sealed ticket's compressed chain (bounded, as sealed)."""
+    if not packed:
+        return ()
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(packed, 2 * MAX_TICKET_CHAIN)
+    if not inflater.eof or inflater.unconsumed_tail:
+        raise ValueError("chain over the limit or truncated")
+    buf = Buffer(raw)
+    ders = []
+    while not buf.eof():
+        ders.append(buf.pull_vector(3))
+    return tuple(x509.load_der_x509_certificate(der) for der in ders)
 
 
 class ReplayGuard:
     """Tickets already used for 0-RTT, forgotten when they expire (RFC 8446 §8.1).
 
-    Guarantee: within one process, a ticket's early data is accepted at most once; the
+    Guarantee: a ticket's early data is accepted at most once by all the servers that
+    consult this guard; every ServerConfig of a process consults PROCESS_REPLAY_GUARD. The
     set is bounded, and when it is full 0-RTT is refused (never accepted twice).
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._seen: dict[bytes, float] = {}  # ticket digest -> expiry (wall clock)
+        self._pruned_at = float("-inf")
+        self._lock = threading.Lock()  # first_use is a check-then-set
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
-        import hashlib
-
-        if len(self._seen) >= self.capacity:
-            self._seen = {k: t for k, t in self._seen.items() if t > now}
-            if len(self._seen) >= self.capacity:
-                return False
         key = hashlib.sha256(ticket).digest()
-        if key in self._seen:
-            return False
-        self._seen[key] = expires
-        return True
+        with self._lock:
+            if len(self._seen) >= self.capacity and now - self._pruned_at >= 1.0:
+                # At most once a second: a full guard is not rescanned per attempt.
+                self._pruned_at = now
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            if len(self._seen) >= self.capacity or key in self._seen:
+                return False
+            self._seen[key] = expires
+            return True
+
+
+# Shared by every ServerConfig in the process: configurations with the same ticket
+# secret open the same tickets, so one guard must see all their 0-RTT attempts.
+PROCESS_REPLAY_GUARD = ReplayGuard()
