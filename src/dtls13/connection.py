@@ -109,9 +109,6 @@ STAT_NAMES = (
     "early_data_bytes_out",
     "dropped_early_data",
     # Resumption refused because the identities would not match (RFC 8446 §4.6.1, §2.2):
-    "session_server_name_mismatch",  # client: session for another name, not offered
-    "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
-    "tickets_withheld",  # server: tickets not sent, the client chain too large for one
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
 )
 # Counters that stay zero on almost every connection, kept apart in a dict made on first use
@@ -119,6 +116,9 @@ STAT_NAMES = (
 # key-sharing dict allows (see memory/counters.py), and an ordinary connection pays nothing
 # for these.
 RARE_STAT_NAMES = (
+    "tickets_withheld",  # server: tickets not sent, the client chain too large for one
+    "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
+    "session_server_name_mismatch",  # client: session for another name, not offered
     "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
     "dropped_conflicting_fragments",  # plaintext hello fragments that conflicted: dropped
     "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
@@ -1804,7 +1804,7 @@ class Connection:
                 # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
                 # the one used in the original session": a full handshake instead.
                 if not self._hrr_done:
-                    self.stats["session_server_name_mismatch"] += 1
+                    self.count("session_server_name_mismatch")
                 return None
             hash_name = SUITES[session.suite].hash_name
             offer = (
@@ -2275,12 +2275,12 @@ class Connection:
                     continue
                 if state.server_name != self._server_name:
                     # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
-                    self.stats["psk_refused_identity"] += 1
+                    self.count("psk_refused_identity")
                     continue
                 if cfg.client_auth == "required" and not state.client_chain:
                     # A resumption inherits the original's authentication (RFC 8446 §2.2):
                     # none here, so the full handshake must ask for a certificate.
-                    self.stats["psk_refused_identity"] += 1
+                    self.count("psk_refused_identity")
                     continue
                 psk, psk_hash = state.psk, SUITES[state.suite].hash_name
             if psk_hash != hash_name:
@@ -2471,7 +2471,7 @@ class Connection:
         if not cfg.session_tickets or ks is None or self._suite is None:
             return
         if chain_size(self._peer_chain) > MAX_TICKET_CHAIN:
-            self.stats["tickets_withheld"] += cfg.session_tickets
+            self.count("tickets_withheld", cfg.session_tickets)
             return
         secret = ks.resumption_master_secret(self._transcript.digest())
         wall = self._wall_clock().timestamp()
