@@ -6,7 +6,6 @@ so running this again rewrites the same files (the ML-KEM server share aside).""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,18 @@ from dtls13.record import ContentType, RecordLayer
 MAX_SEED = 8192  # bytes: keeps the corpus small (< 1 MB in all)
 
 
-def write(harness: str, seeds: list[bytes]) -> None:
+def write(harness: str, seeds: list[bytes], prefix: str = "") -> None:
+    """Replace the seeds of `harness` named with `prefix` (others' seeds stay)."""
     folder = fuzz_common.CORPUS / harness
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    unique = {hashlib.sha1(s).hexdigest()[:16]: s for s in seeds if 0 < len(s) <= MAX_SEED}
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.name.startswith(prefix) and (prefix or "-" not in old.name):
+            old.unlink()
+    unique = {prefix + hashlib.sha1(s).hexdigest()[:16]: s for s in seeds if 0 < len(s) <= MAX_SEED}
     for name, seed in sorted(unique.items()):
         (folder / name).write_bytes(seed)
-    print(f"{harness}: {len(unique)} seeds, {sum(map(len, unique.values()))} bytes")
+    size = sum(map(len, unique.values()))
+    print(f"{harness}: {len(unique)} {prefix or 'own '}seeds, {size} bytes")
 
 
 # -- codecs: every message and extension body our handshakes decode --------------------------
