@@ -83,6 +83,8 @@ def wolfssl_client(flags: list[str], scenario: int) -> list[bytes]:
                 lambda: any(c.handshake_complete for c in ep.connections.values()),
                 5.0,
             )
+            done = any(c.handshake_complete for c in ep.connections.values())
+            print(f"wolfSSL client {' '.join(flags)}: handshake complete: {done}")
             got += _pump(sock, ep, lambda: False, 0.5)
             proc.kill()
     ep.close()
@@ -109,6 +111,8 @@ def wolfssl_server(flags: list[str], scenario: int) -> list[bytes]:
             sock.bind((HOST, 0))
             client.connect((HOST, port), time.monotonic())
             got = _pump(sock, client, lambda: client.handshake_complete, 5.0)
+            done = client.handshake_complete
+            print(f"wolfSSL server {' '.join(flags)}: handshake complete: {done}")
             client.send(b"hello wolfSSL")
             got += _pump(sock, client, lambda: False, 0.5)
             client.close()
@@ -137,17 +141,21 @@ def main() -> None:
     if not (WOLFSSL / "examples/client/client").exists():
         sys.exit(f"no wolfSSL at {WOLFSSL}: run `bash .ci/build_wolfssl.sh` first")
     fuzz_common.pin_key_shares()
-    from_client: list[bytes] = []
-    for flags, scenario in (
-        ([], 0),
-        (["-l", "TLS13-CHACHA20-POLY1305-SHA256"], 1),
-        (["--pqc", "X25519MLKEM768"], 1),
-        (["--cid", "wolfcli"], 5),
-    ):
-        from_client += wolfssl_client(flags, scenario)
-    from_server: list[bytes] = []
-    for flags, scenario in (([], 0), (["--cid", "wolfsrv1"], 5), ([], 4)):
-        from_server += wolfssl_server(flags, scenario)
+    client_runs = [
+        wolfssl_client(flags, scenario)
+        for flags, scenario in (
+            ([], 0),
+            (["-l", "TLS13-CHACHA20-POLY1305-SHA256"], 1),
+            (["--pqc", "X25519MLKEM768"], 1),
+            (["--cid", "wolfcli"], 5),
+        )
+    ]
+    server_runs = [
+        (scenario, wolfssl_server(flags, scenario))
+        for flags, scenario in (([], 0), (["--cid", "wolfsrv1"], 5), ([], 4))
+    ]
+    from_client = [d for run in client_runs for d in run]
+    from_server = [d for _, run in server_runs for d in run]
     print(f"captured {len(from_client)} datagrams from wolfSSL's client, "
           f"{len(from_server)} from its server")  # fmt: skip
 
@@ -161,15 +169,22 @@ def main() -> None:
                 codecs.append(bytes([index[puller.__name__]]) + body)
     make_corpus.write("codecs", codecs, "wolfssl-")
     make_corpus.write("record", [b"\0" + d for d in from_client + from_server], "wolfssl-")
-    client_seed = fuzz_common.join_chunks([(0, d) for d in from_server])
-    make_corpus.write("client", [bytes([i]) + client_seed for i in (0, 5)], "wolfssl-")
-    server_seed = fuzz_common.join_chunks([(0, d) for d in from_client])
-    make_corpus.write("server", [bytes([0]) + server_seed], "wolfssl-")
-    sources = len(fuzz_endpoint.SOURCES)
-    endpoint_seed = fuzz_common.join_chunks(
-        [(i % 2 * (sources - 1), d) for i, d in enumerate(from_client)]
+    make_corpus.write(
+        "client",
+        [bytes([i]) + fuzz_common.join_chunks([(0, d) for d in run]) for i, run in server_runs],
+        "wolfssl-",
     )
-    make_corpus.write("endpoint", [b"\x20" + endpoint_seed], "wolfssl-")
+    make_corpus.write(
+        "server",
+        [b"\0" + fuzz_common.join_chunks([(0, d) for d in run]) for run in client_runs],
+        "wolfssl-",
+    )
+    last = len(fuzz_endpoint.SOURCES) - 1
+    make_corpus.write(
+        "endpoint",
+        [b"\x20" + fuzz_common.join_chunks([(last, d) for d in run]) for run in client_runs],
+        "wolfssl-",
+    )
 
 
 if __name__ == "__main__":
