@@ -1286,11 +1286,15 @@ class Connection:
             self._current_seq = message.message_seq
             msg_type = message.msg_type
             first_hello = self._first_hello(msg_type)
+            # A first hello dropped as damaged must leave no trace: its handler may have
+            # narrowed the transcript to its suite's hash, or added itself, before failing.
+            transcript = self._transcript.copy() if first_hello else None
             try:
                 self._handle_message(msg_type, message.body, now)
             except (DecodeErrorAlert, IllegalParameter):
-                if not first_hello:
+                if transcript is None:
                     raise
+                self._transcript = transcript
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
                 self.stats["dropped_damaged_hello"] += 1
