@@ -12,9 +12,10 @@ from conn_helpers import handshake_message, plaintext_record
 from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair
 
 from dtls13.connection import Connection
+from dtls13.crypto.suites import CipherSuite
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
-from dtls13.handshake.constants import ExtensionType
+from dtls13.handshake.constants import ExtensionType, NamedGroup
 from dtls13.memory import PoolSet
 
 
@@ -65,5 +66,35 @@ def test_genuine_hello_completes_after_a_spoofed_one_that_fails_after_the_transc
     assert pair.server.stats["dropped_damaged_hello"] == 1
     assert pair.server.datagrams_to_send(0.0) == []
     assert pair.handshake()
+    assert pair.exchange(b"ping", b"pong")
+    pair.close()
+
+
+def test_genuine_server_hello_completes_after_a_spoofed_one_with_another_suite() -> None:
+    """The client side of the same rule: a spoofed ServerHello choosing AES-256-GCM with a
+    key share for a group the client never sent is dropped as damaged; the genuine
+    ServerHello (AES-128-GCM) must then not be refused as "differs from the
+    HelloRetryRequest's" suite, which left the client waiting until its handshake timed out."""
+    pair = make_pair(7)
+    versions = ext.make_extension(
+        ExtensionType.supported_versions, ext.push_supported_versions_server, 0xFEFC
+    )
+    share = ext.make_extension(
+        ExtensionType.key_share,
+        ext.push_key_share_entry,
+        ext.KeyShareEntry(NamedGroup.secp384r1, b"\x04" + bytes(96)),
+    )
+    spoofed = msgs.ServerHello(
+        random=bytes(range(32)),
+        cipher_suite=CipherSuite.TLS_AES_256_GCM_SHA384,
+        extensions=(versions, share),
+    )
+    msg_type, body = msgs.push_message(spoofed)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 0)), SERVER_ADDR, 0.0
+    )
+    assert pair.client.stats["dropped_damaged_hello"] == 1
+    assert pair.net.run(pair.completed, max_time=20.0)
     assert pair.exchange(b"ping", b"pong")
     pair.close()

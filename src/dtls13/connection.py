@@ -1287,14 +1287,15 @@ class Connection:
             msg_type = message.msg_type
             first_hello = self._first_hello(msg_type)
             # A first hello dropped as damaged must leave no trace: its handler may have
-            # narrowed the transcript to its suite's hash, or added itself, before failing.
-            transcript = self._transcript.copy() if first_hello else None
+            # narrowed the transcript to its suite's hash (or added itself) and taken its
+            # suite before failing, and the genuine hello that follows may differ.
+            saved = self._hello_state() if first_hello else None
             try:
                 self._handle_message(msg_type, message.body, now)
             except (DecodeErrorAlert, IllegalParameter):
-                if transcript is None:
+                if saved is None:
                     raise
-                self._transcript = transcript
+                self._restore_hello_state(saved)
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
                 self.stats["dropped_damaged_hello"] += 1
@@ -1302,6 +1303,13 @@ class Connection:
                 self._reassembler = self._new_reassembler(message.message_seq)
                 break
         return handled
+
+    def _hello_state(self) -> tuple[Any, ...]:
+        """What handling a first hello changes before it can still fail as damaged."""
+        return (self._transcript.copy(), self._suite, self._params, self._group, self._resumed)
+
+    def _restore_hello_state(self, saved: tuple[Any, ...]) -> None:
+        self._transcript, self._suite, self._params, self._group, self._resumed = saved
 
     def _first_hello(self, msg_type: int) -> bool:
         """Whether this message would be the first hello seen from the peer (epoch 0,
