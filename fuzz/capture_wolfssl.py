@@ -140,7 +140,11 @@ def plaintext_messages(datagram: bytes) -> list[tuple[int, bytes]]:
 def main() -> None:
     if not (WOLFSSL / "examples/client/client").exists():
         sys.exit(f"no wolfSSL at {WOLFSSL}: run `bash .ci/build_wolfssl.sh` first")
-    fuzz_common.pin_key_shares()
+    with fuzz_common.pinned_key_shares():
+        capture()
+
+
+def capture() -> None:
     client_runs = [
         wolfssl_client(flags, scenario)
         for flags, scenario in (

@@ -13,6 +13,7 @@ in one process still decrypt and authenticate in the harness process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import random
@@ -86,9 +87,15 @@ def _seeded_generate(group: int, *, seed: bytes | None = None) -> groups.KeyExch
         return _original_generate(group, seed=seed)
 
 
-def pin_key_shares() -> None:
-    """Make every key share the library generates the same in every run."""
-    groups.generate = _seeded_generate
+@contextlib.contextmanager
+def pinned_key_shares() -> Iterator[None]:
+    """Within: every key share the library generates is the same in every run. Scoped,
+    so that a test process running the harnesses keeps fresh keys everywhere else."""
+    previous, groups.generate = groups.generate, _seeded_generate
+    try:
+        yield
+    finally:
+        groups.generate = previous
 
 
 def _certificate() -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:
@@ -291,9 +298,13 @@ def _session(configs: Configs, pools: PoolSet) -> Any:
 
 def record(index: int, pools: PoolSet | None = None) -> Recording:
     """Scenario `index`'s handshake, some data both ways, a KeyUpdate and close_notify."""
+    with pinned_key_shares():
+        return _record(index, pools)
+
+
+def _record(index: int, pools: PoolSet | None) -> Recording:
     import dataclasses
 
-    pin_key_shares()
     scenario = SCENARIOS[index]
     pools = pools or PoolSet()
     configs = make_configs(scenario, index)

@@ -87,11 +87,13 @@ def _run(side: str, data: bytes) -> None:
 
 
 def server_input(data: bytes) -> None:
-    _run("server", data)
+    with fuzz_common.pinned_key_shares():
+        _run("server", data)
 
 
 def client_input(data: bytes) -> None:
-    _run("client", data)
+    with fuzz_common.pinned_key_shares():
+        _run("client", data)
 
 
 if __name__ == "__main__":

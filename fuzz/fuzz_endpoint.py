@@ -40,7 +40,6 @@ _CONFIGS: dict[int, fuzz_common.Configs] = {}
 
 def configs(index: int) -> fuzz_common.Configs:
     if index not in _CONFIGS:
-        fuzz_common.pin_key_shares()
         _CONFIGS[index] = fuzz_common.make_configs(fuzz_common.SCENARIOS[index], index)
     return _CONFIGS[index]
 
@@ -64,6 +63,11 @@ def _drain(ep: ServerEndpoint, now: float) -> list[tuple[bytes, Any]]:
 def one_input(data: bytes) -> None:
     if not data:
         return
+    with fuzz_common.pinned_key_shares():
+        _one_input(data)
+
+
+def _one_input(data: bytes) -> None:
     ep = endpoint(data[0])
     now = fuzz_common.START
     try:

@@ -190,4 +190,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fuzz_common.pinned_key_shares():
+        main()

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from dtls13.handshake import groups
+from dtls13.handshake.constants import NamedGroup
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
 
@@ -52,6 +55,11 @@ def test_harness_survives_its_corpus_and_seeded_mutations(name: str) -> None:
 def test_connection_harness_replays_reach_the_recorded_states() -> None:
     """The seeds are worth their bytes only if a replayed prefix makes the same keys as the
     recording: every deterministic scenario completes its handshake again in the harness."""
+    with fuzz_common.pinned_key_shares():
+        _replay_every_scenario()
+
+
+def _replay_every_scenario() -> None:
     for index, scenario in enumerate(fuzz_common.SCENARIOS):
         if scenario.name.startswith("mlkem"):
             continue  # the server's ML-KEM encapsulation is random: only the client replays
@@ -74,6 +82,14 @@ def test_connection_harness_replays_reach_the_recorded_states() -> None:
             fuzz_common.drain(conn, 0.0)
             fuzz_common.events(conn)
             assert completed, f"{scenario.name}: the {side} replay did not complete"
+
+
+def test_harnesses_leave_key_generation_random() -> None:
+    """The harnesses pin key shares only while they run: other tests keep fresh keys."""
+    fuzz_connection.server_input(fuzz_common.corpus("server")[0])
+    fuzz_endpoint.one_input(fuzz_common.corpus("endpoint")[0])
+    first, second = groups.generate(NamedGroup.x25519), groups.generate(NamedGroup.x25519)
+    assert first.public_bytes != second.public_bytes
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
