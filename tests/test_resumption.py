@@ -196,3 +196,28 @@ def test_first_client_hello_lists_psk_modes_without_offering_a_psk() -> None:
     assert modes is not None
     assert ext.pull_psk_key_exchange_modes(Buffer(modes)) == (0, 1)
     assert not resumed
+
+
+def test_ticket_claiming_the_period_before_the_first_opens_to_nothing() -> None:
+    """Found by fuzz/fuzz_codecs.py: in the first rotation period after the clock's zero (a
+    device without a real-time clock boots at 1970-01-01), a ticket whose key_id is
+    0xFFFFFFFF claims period -1, whose key could not be derived: open() raised struct.error
+    instead of returning None."""
+    protector = TicketProtector(b"r" * 32, rotation_interval=3600)
+    forged = b"\xff\xff\xff\xff" + bytes(12) + bytes(40)
+    assert protector.open(forged, 100.0) is None
+    assert protector.open(forged, -100.0) is None  # a clock before 1970
+    assert protector.open(bytes(56), -100.0) is None
+
+
+def test_forged_ticket_at_an_early_wall_clock_falls_back_to_a_full_handshake() -> None:
+    cfgs = configs()
+    session = _first_session(cfgs)
+    forged = dataclasses.replace(session, ticket=b"\xff\xff\xff\xff" + session.ticket[4:])
+    epoch = datetime.datetime(1970, 1, 1, 0, 5, tzinfo=datetime.UTC)
+    pair = make_pair(3, cfgs=(dataclasses.replace(cfgs[0], session=forged), cfgs[1]))
+    pair.server._wall_clock = lambda: epoch  # the server's clock: five minutes after zero
+    assert pair.handshake()
+    done = _completed(pair)
+    assert not done.resumed and done.peer_certificates
+    pair.close()

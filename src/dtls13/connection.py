@@ -1589,14 +1589,20 @@ class Connection:
             self._current_seq = message.message_seq
             msg_type = message.msg_type
             first_hello = self._first_hello(msg_type)
+            # A first hello dropped as damaged must leave no trace: its handler may have
+            # narrowed the transcript to its suite's hash (or added itself) and taken its
+            # suite before failing, and the genuine hello that follows may differ.
+            hello_state = self.state in _HELLO_STATES
+            saved = self._hello_state() if first_hello or hello_state else None
             try:
                 self._handle_message(msg_type, message.body, now)
             except (DecodeErrorAlert, IllegalParameter) as alert:
                 # A hello that does not even decode is garbage, whoever sent it: before
                 # keys exist it came unprotected, so it must not end the handshake.
-                garbage = isinstance(alert, DecodeErrorAlert) and self.state in _HELLO_STATES
-                if not (first_hello or garbage):
+                garbage = isinstance(alert, DecodeErrorAlert) and hello_state
+                if saved is None or not (first_hello or garbage):
                     raise
+                self._restore_hello_state(saved)
                 # An unauthenticated first hello that does not make sense is most likely
                 # damaged on the way: drop it and wait for the peer's retransmission.
                 self.stats["dropped_damaged_hello"] += 1
@@ -1604,6 +1610,13 @@ class Connection:
                 self._reassembler = self._new_reassembler(message.message_seq)
                 break
         return handled
+
+    def _hello_state(self) -> tuple[Any, ...]:
+        """What handling a first hello changes before it can still fail as damaged."""
+        return (self._transcript.copy(), self._suite, self._params, self._group, self._resumed)
+
+    def _restore_hello_state(self, saved: tuple[Any, ...]) -> None:
+        self._transcript, self._suite, self._params, self._group, self._resumed = saved
 
     def _first_hello(self, msg_type: int) -> bool:
         """Whether this message would be the first hello seen from the peer (epoch 0,

@@ -119,7 +119,10 @@ class TicketProtector:
     def _key(self, period: int) -> AESGCM:
         key = self._keys.get(period)
         if key is None:
-            raw = hkdf_expand("sha256", self._prk, b"period" + struct.pack("!Q", period), 32)
+            # Any period has a key, before 1970 too (a clock without a real-time source):
+            # the label takes the period modulo 2^64, so pack() never fails.
+            label = b"period" + struct.pack("!Q", period & 0xFFFFFFFFFFFFFFFF)
+            raw = hkdf_expand("sha256", self._prk, label, 32)
             key = AESGCM(raw)
             self._keys = {p: k for p, k in self._keys.items() if p >= period - 1}
             self._keys[period] = key
@@ -161,8 +164,8 @@ class TicketProtector:
             return None
         (key_id,) = struct.unpack("!I", ticket[:_KEY_ID])
         period = self._period(now)
-        if key_id == (period - 1) & 0xFFFFFFFF:
-            period -= 1  # sealed in the previous period: still accepted
+        if period > 0 and key_id == (period - 1) & 0xFFFFFFFF:
+            period -= 1  # sealed in the previous period: still accepted (none before 0)
         elif key_id != period & 0xFFFFFFFF:
             return None
         try:
