@@ -189,7 +189,12 @@ def test_client_ends_cleanly_when_the_server_closes_first() -> None:
         assert client.stdin is not None
         client.stdin.write(b"only once\n")
         client.stdin.flush()  # stdin stays open: the server's close must end the client
-        out, err = client.communicate(timeout=20)
+        client.wait(timeout=20)  # (communicate() would close stdin: an end of input)
+        assert client.stdout is not None and client.stderr is not None
+        out, err = client.stdout.read(), client.stderr.read()
+        client.stdin.close()
+        client.stdout.close()
+        client.stderr.close()
     finally:
         server.kill()
         server.communicate()

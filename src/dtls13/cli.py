@@ -595,16 +595,31 @@ async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) 
         await channel.aclose()
 
 
-async def _read_line(stdin: Any) -> bytes:
-    """A line of stdin (b"" at its end); Ctrl-C is not held up by the blocked read."""
-    line: bytes = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
-    return line
+class _StdinLines:
+    """Lines of standard input, read in a worker thread that Ctrl-C or the server's close
+    may abandon. It reads the file descriptor itself: a thread left blocked inside
+    ``sys.stdin``'s buffered reader holds its lock, and the interpreter then aborts at exit
+    ("could not acquire lock ... at interpreter shutdown")."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = b""
+        self._ended = False
+
+    async def readline(self) -> bytes:
+        """The next line with its newline; the unterminated rest at the end; b"" after."""
+        while b"\n" not in self._pending and not self._ended:
+            chunk = await trio.to_thread.run_sync(os.read, self._fd, 65536, abandon_on_cancel=True)
+            self._ended = not chunk
+            self._pending += chunk
+        line, newline, self._pending = self._pending.partition(b"\n")
+        return line + newline
 
 
 async def _echo_lines(channel: DTLSChannel, log: _Log) -> None:
     """Send each non-empty line of stdin and print the echoes as they come; at the end of
     input wait up to ECHO_TIMEOUT for the last ones. Ends early when the server closes."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = _StdinLines(sys.stdin.fileno()), sys.stdout.buffer
     limit = channel.get_cleartext_mtu()
     awaited = 0
     problems: list[str] = []
@@ -620,7 +635,7 @@ async def _echo_lines(channel: DTLSChannel, log: _Log) -> None:
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(print_echoes)
-        while line := await _read_line(stdin):
+        while line := await stdin.readline():
             message = line.rstrip(b"\r\n")
             if not message:
                 continue
