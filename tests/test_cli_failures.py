@@ -210,7 +210,7 @@ def test_interactive_client_stops_on_ctrl_c() -> None:
         client = start_client(server.port)
         wait_connected(client)
         client.send_signal(signal.SIGINT)  # stdin is open and idle: the read must not block it
-        _, err = client.communicate(timeout=10)
+        _, err = client.communicate(timeout=30)
     finally:
         server.stop()
     assert client.returncode == 0
@@ -225,6 +225,6 @@ def test_example_echo_server_stops_on_ctrl_c_without_a_traceback(tmp_path: Path)
     assert server.stdout is not None
     assert server.stdout.readline().startswith(b"listening on ")
     os.kill(server.pid, signal.SIGINT)
-    _, err = server.communicate(timeout=10)
+    _, err = server.communicate(timeout=30)
     assert server.returncode == 0
     assert b"Traceback" not in err, err.decode()
