@@ -397,3 +397,26 @@ def test_a_copy_of_a_taken_hello_record_is_still_a_replay() -> None:
     assert pair.server._records.drops["replay"] == before + 1
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_spoofed_plaintext_ack_does_not_cancel_the_client_hello() -> None:
+    """Before any keys exist, a forged epoch-0 ACK of the client's ClientHello record
+    arrives as that ClientHello is lost: the client still retransmits it (the server's
+    first flight is what acknowledges a ClientHello) and the handshake completes."""
+    pair = make_pair()
+    forged = plaintext_record(_ack_payload([(0, 0)]), ContentType.ack, seq=3)
+    state = {"dropped": 0}
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        if src == CLIENT_ADDR and not state["dropped"]:
+            state["dropped"] = 1
+            pair.net.inject(SERVER_ADDR, CLIENT_ADDR, forged)
+            return None  # the genuine ClientHello is lost
+        return data
+
+    pair.net.tamper = tamper
+    assert pair.handshake(max_time=30), (pair.terminated("client"), pair.terminated("server"))
+    assert pair.client.stats["retransmissions"] >= 1
+    assert pair.client.stats["dropped_malformed_plaintext"] >= 1
+    pair.close()
+    assert pair.pools.in_use == 0

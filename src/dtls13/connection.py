@@ -1290,14 +1290,18 @@ class Connection:
             self._terminate(description, f"peer sent {description.name}", by_peer=True, now=now)
 
     def _handle_ack(self, record: Any, now: float) -> None:
+        if record.epoch == 0:
+            # Anyone may forge a plaintext ACK, and acting on one could stop our hellos'
+            # retransmission for good. None is needed: a hello flight is acknowledged by
+            # the peer's next flight (RFC 9147 §7.1), and our own epoch-0 ACKs only spare
+            # the peer resending fragments we already have.
+            self.stats["dropped_malformed_plaintext"] += 1
+            return
         try:
             buf = Buffer(record.payload)
             numbers = pull_ack(buf)
             buf.close()
         except DecodeError:
-            if record.epoch == 0:
-                self.stats["dropped_malformed_plaintext"] += 1
-                return
             raise DecodeErrorAlert("malformed ACK") from None
         self.stats["acks_received"] += 1
         flight = self._flight
