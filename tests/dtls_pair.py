@@ -146,3 +146,19 @@ def make_pair(
     net.add(CLIENT_ADDR, c)
     net.add(SERVER_ADDR, s)
     return Pair(net, c, s, pools)
+
+
+def shutdown_world(net: SimNetwork, ep: Any, clients: list[Connection]) -> None:
+    """Close the clients and a ServerEndpoint, let their close_notify go, and release all
+    that is left to send (the pools back to zero)."""
+    for c in clients:
+        c.close()
+    ep.close()
+    net.flush()
+    net.run(lambda: False, max_time=net.now + 2)
+    for c in clients:
+        for lease, _ in c.datagrams_to_send(net.now):
+            lease.release()
+    for lease, _ in ep.datagrams_to_send(net.now):
+        lease.release()
+    ep.release()

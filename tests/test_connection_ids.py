@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_clock
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, shutdown_world, wall_clock
 from netsim import Impairments, SimNetwork
 
 from dtls13.alerts import AlertDescription, LocalProtocolError
@@ -245,20 +245,6 @@ def _client_data(conn: Connection) -> list[bytes]:
     return _server_data(conn)
 
 
-def _shutdown(net: SimNetwork, clients: list[Connection], ep: ServerEndpoint) -> None:
-    for c in clients:
-        c.close()
-    ep.close()
-    net.flush()
-    net.run(lambda: False, max_time=net.now + 2)
-    for c in clients:
-        for lease, _ in c.datagrams_to_send(net.now):
-            lease.release()
-    for lease, _ in ep.datagrams_to_send(net.now):
-        lease.release()
-    ep.release()
-
-
 def test_endpoint_routes_by_cid_after_the_client_moves() -> None:
     net, clients, addrs, ep, pools = _endpoint_world(3)
     conns = {a: ep.connections[a] for a in addrs}
@@ -281,7 +267,7 @@ def test_endpoint_routes_by_cid_after_the_client_moves() -> None:
         c.send(b"still here")
         assert net.run(lambda c=c, a=a: b"still here" in _server_data(conns[a]))  # type: ignore[misc]
         assert conns[a].peer_address == a
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
@@ -304,7 +290,7 @@ def test_endpoint_forged_datagram_with_a_known_cid_does_not_move_the_association
     # The real client is unaffected.
     clients[0].send(b"real")
     assert net.run(lambda: b"real" in _server_data(conn))
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
@@ -320,7 +306,7 @@ def test_endpoint_forgets_cids_of_removed_connections() -> None:
     net.run(lambda: conn.closed)
     assert conn in ep.reap()
     assert not ep._by_cid and cid not in ep._by_cid
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
@@ -368,5 +354,5 @@ def test_a_peer_cannot_make_us_hold_unbounded_connection_ids() -> None:
     assert conn.rare_stat("cid_requests_refused") >= 1
     ended = conn.terminated
     assert ended is not None and ended.alert is AlertDescription.too_many_cids_requested
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dtls_pair import SERVER_ADDR, configs, wall_clock
+from dtls_pair import SERVER_ADDR, configs, shutdown_world, wall_clock
 from netsim import SimNetwork
 
 from dtls13.connection import Connection
@@ -34,20 +34,6 @@ def _world(
     return net, clients, ep, pools
 
 
-def _shutdown(net: SimNetwork, clients: list[Connection], ep: ServerEndpoint) -> None:
-    for c in clients:
-        c.close()
-    ep.close()
-    net.flush()
-    net.run(lambda: False, max_time=net.now + 2)
-    for c in clients:
-        for lease, _ in c.datagrams_to_send(net.now):
-            lease.release()
-    for lease, _ in ep.datagrams_to_send(net.now):
-        lease.release()
-    ep.release()
-
-
 def test_many_clients_share_one_endpoint_and_echo() -> None:
     net, clients, ep, pools = _world(30)
     for c in clients:
@@ -67,7 +53,7 @@ def test_many_clients_share_one_endpoint_and_echo() -> None:
 
     assert net.run(all_arrived)
     assert sorted(server_got.values()) == sorted(f"hello {i}".encode() for i in range(30))
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
@@ -78,7 +64,7 @@ def test_cookie_policy_always_answers_every_stranger_with_hello_retry() -> None:
     assert net.run(lambda: all(c.handshake_complete for c in clients))
     assert ep.gate.counters["hello_retry_sent"] == 3
     assert all(c.stats["hello_retry_requests_received"] == 1 for c in clients)
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
 
 
 def test_cookie_policy_never_and_under_load_without_load_send_no_hello_retry() -> None:
@@ -90,7 +76,7 @@ def test_cookie_policy_never_and_under_load_without_load_send_no_hello_retry() -
             c.connect(SERVER_ADDR, 0.0)
         assert net.run(lambda: all(c.handshake_complete for c in clients))  # noqa: B023
         assert ep.gate.counters["hello_retry_sent"] == 0
-        _shutdown(net, clients, ep)
+        shutdown_world(net, ep, clients)
 
 
 def test_under_load_without_load_asks_a_cookie_only_of_hellos_too_small_for_our_flight() -> None:
@@ -100,7 +86,7 @@ def test_under_load_without_load_asks_a_cookie_only_of_hellos_too_small_for_our_
             c.connect(SERVER_ADDR, 0.0)
         assert net.run(lambda: all(c.handshake_complete for c in clients))  # noqa: B023
         assert ep.gate.counters["hello_retry_sent"] == retries, groups
-        _shutdown(net, clients, ep)
+        shutdown_world(net, ep, clients)
 
 
 def test_under_load_demands_cookies_once_half_open_handshakes_pile_up() -> None:
@@ -182,7 +168,7 @@ def test_new_association_from_an_established_address_needs_a_cookie_first() -> N
         return got == [b"after reboot"]
 
     assert net.run(arrived)
-    _shutdown(net, [second], ep)
+    shutdown_world(net, ep, [second])
     assert pools.in_use == 0
 
 
@@ -196,7 +182,7 @@ def test_forged_client_hello_cannot_destroy_an_established_association() -> None
     assert ep.connections[addr] is old and not old.closed
     client.send(b"still here")
     assert net.run(lambda: any(type(e).__name__ == "DataReceived" for e in _events(old)))
-    _shutdown(net, [client], ep)
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0
 
 
@@ -355,5 +341,5 @@ def test_repeated_final_flights_with_output_never_collected_raise_nothing() -> N
         ep.receive_datagram(final_flight, addr, now)
     assert conn.stats["alerts_unsent"] + conn.rare_stat("acks_unsent") > 0 or conn.closed
     assert ep.statistics().memory_in_use <= 16384 + 4096
-    _shutdown(net, clients, ep)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dtls_pair import SERVER_ADDR, cached_configs, wall_clock
+from dtls_pair import SERVER_ADDR, cached_configs, shutdown_world, wall_clock
 from netsim import SimNetwork
 
 from dtls13.connection import Connection
@@ -115,15 +115,7 @@ def test_without_cookies_a_genuine_client_still_completes_within_the_budget() ->
     assert net.run(lambda: client.handshake_complete, max_time=30)
     conn = ep.connections[addr]
     assert conn.rare_stat("amplification_limited") > 0
-    client.close()
-    ep.close()
-    net.flush()
-    net.run(lambda: False, max_time=net.now + 2)
-    for lease, _ in client.datagrams_to_send(net.now):
-        lease.release()
-    for lease, _ in ep.datagrams_to_send(net.now):
-        lease.release()
-    ep.release()
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dtls_pair import SERVER_ADDR, configs, pki, wall_clock
+from dtls_pair import SERVER_ADDR, configs, pki, shutdown_world, wall_clock
 from netsim import SimNetwork
 
 from dtls13.connection import Connection
@@ -46,20 +46,6 @@ def _endpoint(
     return ep, pools
 
 
-def _shutdown(net: SimNetwork, ep: ServerEndpoint, clients: list[Connection]) -> None:
-    for c in clients:
-        c.close()
-    ep.close()
-    net.flush()
-    net.run(lambda: False, max_time=net.now + 2)
-    for c in clients:
-        for lease, _ in c.datagrams_to_send(net.now):
-            lease.release()
-    for lease, _ in ep.datagrams_to_send(net.now):
-        lease.release()
-    ep.release()
-
-
 # -- a short life for handshakes nobody answers ------------------------------------------
 
 
@@ -90,7 +76,7 @@ def test_unanswered_half_open_handshakes_go_after_a_few_retransmissions() -> Non
     assert all(c.terminated is not None and c.terminated.alert is None for c in conns)
     ep.reap()
     assert ep.statistics().half_open == 0 and ep.owner.in_use == 0
-    _shutdown(net, ep, [])
+    shutdown_world(net, ep, [])
     assert pools.in_use == 0
 
 
@@ -122,7 +108,7 @@ def test_a_peer_that_answered_keeps_its_handshake_past_the_unanswered_timeout() 
     assert not server.closed and not server.handshake_complete
     assert net.run(lambda: client.handshake_complete and server.handshake_complete, max_time=90)
     assert net.now > 40.0 and ep.counters["half_open_unanswered"] == 0
-    _shutdown(net, ep, [client])
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0
 
 
@@ -164,7 +150,7 @@ def test_a_client_with_a_valid_cookie_displaces_a_spoofed_half_open_from_its_add
     assert most <= 3 and ep.counters["half_open_displaced"] == 1
     assert ep.counters["too_many_half_open_per_ip"] == 0
     assert spoofed[0].closed and not any(c.closed for c in spoofed[1:])  # the oldest went
-    _shutdown(net, ep, [victim])
+    shutdown_world(net, ep, [victim])
     assert pools.in_use == 0
 
 
@@ -193,7 +179,7 @@ def test_proven_half_opens_stay_capped_per_source() -> None:
     assert all(c.address_validated for c in ep.connections.values())
     assert ep.counters["too_many_half_open_per_ip"] >= 1  # the fourth's second ClientHello
     assert ep.counters["half_open_displaced"] == 0
-    _shutdown(net, ep, clients)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
@@ -213,5 +199,5 @@ def test_at_the_global_cap_a_proven_client_displaces_the_oldest_unproven_half_op
     assert net.now < 1.5 and client.stats["hello_retry_requests_received"] == 1
     assert ep.counters["half_open_displaced"] == 1 and ep.counters["too_many_half_open"] == 0
     assert [c.closed for c in spoofed] == [True, False, False]
-    _shutdown(net, ep, [client])
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conn_helpers import split_records
-from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, wall_clock
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, shutdown_world, wall_clock
 from netsim import Impairments, SimNetwork
 
 from dtls13.connection import Connection
@@ -93,19 +93,6 @@ def _client(net: SimNetwork, pools: PoolSet, addr: Any, **client: Any) -> Connec
     return conn
 
 
-def _shutdown(net: SimNetwork, ep: ServerEndpoint, clients: list[Connection]) -> None:
-    for c in clients:
-        c.close()
-    ep.close()
-    net.flush()
-    net.run(lambda: False, max_time=net.now + 2)
-    for c in clients:
-        _take(c, net.now)
-    for lease, _ in ep.datagrams_to_send(net.now):
-        lease.release()
-    ep.release()
-
-
 def _replays(conn: Connection) -> int:
     """Records the connection dropped as replays (RFC 9147 §4.5.1)."""
     drops = conn.statistics().record_drops
@@ -155,7 +142,7 @@ def test_first_client_under_cookie_policy_always_completes_at_once() -> None:
     (hrr_seq,) = [seq for is_hrr, seq in watch.seen if is_hrr]
     server_hello_seqs = [seq for is_hrr, seq in watch.seen if not is_hrr]
     assert hrr_seq == 0 and server_hello_seqs and min(server_hello_seqs) > hrr_seq
-    _shutdown(net, ep, [client])
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0
 
 
@@ -179,7 +166,7 @@ def test_client_after_100_hello_retries_to_other_sources_completes_at_once() -> 
     (hrr_seq,) = [seq for is_hrr, seq in watch.seen if is_hrr]
     assert hrr_seq < 64 and min(seq for is_hrr, seq in watch.seen if not is_hrr) > hrr_seq
     assert to_strangers == [0] * 100  # each numbered like the ClientHello it answered
-    _shutdown(net, ep, [client])
+    shutdown_world(net, ep, [client])
     assert pools.in_use == 0
 
 
@@ -203,7 +190,7 @@ def test_cookie_exchanges_through_the_endpoint_survive_loss_duplication_reorderi
     assert all(c.stats["hello_retry_requests_received"] == 1 for c in clients)
     replays = sum(map(_replays, [*clients, *ep.connections.values()]))
     assert net.stats.duplicated and replays  # duplicates were met and counted
-    _shutdown(net, ep, clients)
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
 
