@@ -1,4 +1,5 @@
-"""Drive a sans-IO Connection over a real blocking UDP socket (interop tests)."""
+"""Drive a sans-IO Connection (or ServerEndpoint) over a real blocking UDP socket (interop
+tests)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,28 @@ from collections.abc import Callable
 from typing import Any
 
 from dtls13.connection import Connection
+from dtls13.endpoint import ServerEndpoint
 from dtls13.events import Event
 from dtls13.memory import DATAGRAM_SLOT
 
 
 class UdpDriver:
-    """One connection, one socket, a monotonic clock; events collected in `events`."""
+    """One sans-IO core, one socket, a monotonic clock. For a Connection its events are
+    collected in `events`; `after_input` replaces that (a ServerEndpoint has no events of
+    its own: its caller looks at the connections)."""
 
-    def __init__(self, conn: Connection, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        conn: Connection | ServerEndpoint,
+        sock: socket.socket,
+        *,
+        after_input: Callable[[], None] | None = None,
+    ) -> None:
         self.conn = conn
         self.sock = sock
         self.events: list[Event] = []
         self.buf = bytearray(65536)
+        self.after_input = after_input
 
     def flush(self) -> None:
         for lease, addr in self.conn.datagrams_to_send(time.monotonic()):
@@ -43,8 +54,12 @@ class UdpDriver:
         timer = self.conn.get_timer()
         if timer is not None and now >= timer:
             self.conn.handle_timer(now)
-        while (ev := self.conn.next_event()) is not None:
-            self.events.append(ev)
+        if self.after_input is not None:
+            self.after_input()
+        else:
+            assert isinstance(self.conn, Connection)
+            while (ev := self.conn.next_event()) is not None:
+                self.events.append(ev)
         self.flush()
 
     def run_until(self, cond: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -354,30 +354,16 @@ class EndpointServer:
         self.reply = reply
         self.conns: list[Connection] = []
         self.events: dict[int, list[Event]] = {}
-        self.buf = bytearray(65536)
+        self.driver = UdpDriver(self.endpoint, self.sock, after_input=self._serve)
 
     def flush(self) -> None:
-        for lease, addr in self.endpoint.datagrams_to_send(time.monotonic()):
-            try:
-                self.sock.sendto(lease, addr)
-            finally:
-                lease.release()
+        self.driver.flush()
 
     def step(self, max_wait: float = 0.01) -> None:
-        self.flush()
-        timer = self.endpoint.get_timer()
-        wait = max_wait if timer is None else max(0.0, min(max_wait, timer - time.monotonic()))
-        self.sock.settimeout(wait)
-        try:
-            n, addr = self.sock.recvfrom_into(self.buf)
-        except (TimeoutError, BlockingIOError):
-            n = -1
-        now = time.monotonic()
-        if n >= 0:
-            self.endpoint.receive_datagram(memoryview(self.buf)[:n], addr, now)
-        timer = self.endpoint.get_timer()
-        if timer is not None and now >= timer:
-            self.endpoint.handle_timer(now)
+        self.driver.step(max_wait)
+
+    def _serve(self) -> None:
+        """New connections, their events, and the reply to their data."""
         for conn in self.endpoint.new_connections():
             self.conns.append(conn)
             self.events[id(conn)] = []
@@ -387,7 +373,6 @@ class EndpointServer:
                 if isinstance(ev, DataReceived) and not ev.early and not conn.closed:
                     conn.send(self.reply)
         self.endpoint.reap()
-        self.flush()
 
     def pump(self, until: Callable[[], bool], peer: Peer, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
