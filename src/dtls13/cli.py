@@ -38,6 +38,7 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .handshake.antireplay import ReplayStore
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
 EXIT_USAGE = 2  # bad options or configuration
@@ -88,6 +89,13 @@ def _positive(value: str) -> int:
     n = _integer(value, "it")
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n} is not a positive number")
+    return n
+
+
+def _count(value: str) -> int:
+    n = _integer(value, "it")
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{n} is outside 0..4294967295")
     return n
 
 
@@ -143,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="file of >= 32 random bytes the cookie and ticket keys derive from (share it "
         "between servers; default: fresh secrets per run)",
+    )
+    server.add_argument(
+        "--max-early-data",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="accept up to N bytes of 0-RTT data from resuming clients (0: refuse 0-RTT)",
+    )
+    server.add_argument(
+        "--replay-store",
+        metavar="URL",
+        help="redis://host:port/db remembering used tickets, shared by every server that "
+        "shares --secret-file (default: one table shared by the --workers)",
     )
     _common(server)
     client = sub.add_parser("client", help="echo stdin lines through a server")
@@ -248,6 +269,10 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
     if args.cafile:
         opts["cafile"] = args.cafile
     opts.update(_secrets(args))
+    opts["max_early_data"] = args.max_early_data
+    store = _replay_store(args)
+    if store is not None:
+        opts["replay_store"] = store
     config = ServerConfig(**opts)
     if cert is not None:
         # Written once the configuration is known good: main() removes it at exit.
@@ -279,6 +304,23 @@ def _secrets(args: argparse.Namespace) -> dict[str, bytes]:
     if args.workers > 1:
         return {"cookie_secret": os.urandom(32), "ticket_secret": os.urandom(32)}
     return {}  # one process: ServerConfig makes its own, as without --workers
+
+
+def _replay_store(args: argparse.Namespace) -> ReplayStore | None:
+    """Where used 0-RTT tickets are remembered: Redis if asked, else for --workers one
+    table made here, before the fork, so every worker sees every use."""
+    from .handshake.antireplay import RedisReplayGuard, SharedMemoryReplayGuard
+
+    if args.replay_store:
+        if not args.replay_store.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError("--replay-store takes a redis://host:port/db URL")
+        try:
+            return RedisReplayGuard.from_url(args.replay_store)
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+    if args.workers > 1:
+        return SharedMemoryReplayGuard()
+    return None  # one process: the process-wide guard
 
 
 async def run_server(

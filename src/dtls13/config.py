@@ -11,6 +11,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
+from .handshake.antireplay import ReplayStore
 from .handshake.constants import NamedGroup, SignatureScheme
 from .handshake.tickets import Session
 
@@ -247,6 +248,9 @@ class ServerConfig(_Common):
     # client reports (RFC 8446 §8).
     max_early_data: int = 0
     early_data_window: float = 10.0
+    # Where used tickets are remembered (None: one guard for the whole process); share a
+    # store between processes or machines that share a ticket secret (handshake.antireplay).
+    replay_store: ReplayStore | None = None
     # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
     trust: Any = field(default=None, init=False)
@@ -262,9 +266,14 @@ class ServerConfig(_Common):
             raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
         if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:
             raise ValueError("max_early_data must be 0..2^32-1 and early_data_window positive")
-        from .handshake.tickets import PROCESS_REPLAY_GUARD
+        from .handshake.antireplay import PROCESS_REPLAY_GUARD
 
-        self.replay_guard = PROCESS_REPLAY_GUARD
+        if self.replay_store is None:
+            self.replay_guard = PROCESS_REPLAY_GUARD
+        elif callable(getattr(self.replay_store, "first_use", None)):
+            self.replay_guard = self.replay_store
+        else:
+            raise TypeError("replay_store must have first_use(ticket, expires, now) -> bool")
         if not 0 <= self.session_tickets <= 8:
             raise ValueError("session_tickets must be between 0 and 8")
         if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:
