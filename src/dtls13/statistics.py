@@ -68,6 +68,9 @@ class ServerEndpointStatistics:
     emergencies: int
     address_changes: int
     heap_trims: int
+    # ClientHellos from sources over their quota given to the cookie gate (a cookie
+    # exchange for a client whose bucket a spoofer may have emptied), within a budget:
+    over_quota_cookie_checks: int
     # Datagrams dropped at admission, by reason:
     rate_limited: int
     too_many_connections: int
