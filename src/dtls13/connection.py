@@ -66,6 +66,7 @@ from .handshake.constants import (
     NamedGroup,
     SignatureScheme,
 )
+from .handshake.exporter import ExporterSecret
 from .handshake.flights import Flight, handshake_fragment
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
@@ -196,11 +197,13 @@ class Connection:
         "_decoded_hello",
         "_early_accepted",
         "_early_budget",
+        "_early_exporter",
         "_early_offered",
         "_early_result",
         "_enforce_record_limit",
         "_epoch2_records",
         "_events",
+        "_exporter",
         "_final_ack_repeated_at",
         "_final_acks",
         "_flight",
@@ -413,6 +416,9 @@ class Connection:
         self._early_accepted = False
         self._early_result: bool | None = None
         self._early_budget = 0
+        # Exporter master secrets (RFC 8446 §7.5): kept after the handshake for the exporter.
+        self._exporter: ExporterSecret | None = None
+        self._early_exporter: ExporterSecret | None = None
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._server_name: str | None = None  # server: the ClientHello's SNI, lower case
@@ -940,6 +946,27 @@ class Connection:
     @property
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._peer_chain
+
+    def export_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """`length` bytes of keying material for `label` and `context` (RFC 8446 §7.5), the
+        same on both sides; only once the handshake has completed. `context=None` and
+        `context=b""` give the same value in (D)TLS 1.3."""
+        if self._exporter is None or self.handshake_completed_at is None:
+            raise LocalProtocolError("keying material can be exported once the handshake is done")
+        return self._exporter.export(label, context, length)
+
+    def export_early_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """Keying material from the early_exporter_master_secret, for use with 0-RTT data
+        (RFC 8446 §7.5): a client once it offered 0-RTT, a server once it accepted it."""
+        if self._early_exporter is None:
+            raise LocalProtocolError(
+                "no early exporter: 0-RTT was not offered (client) or accepted (server)"
+            )
+        return self._early_exporter.export(label, context, length)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to one of the RARE_STAT_NAMES counters."""
@@ -1803,6 +1830,7 @@ class Connection:
             self._early_budget = cfg.session.max_early_data
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(self._psk_schedule)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -2133,6 +2161,7 @@ class Connection:
             self._records.install_read_epoch(1, CipherSuite(suite), early, now)
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(accepted[1])
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
@@ -2582,11 +2611,18 @@ class Connection:
         self._write_secret, self._read_secret = (
             (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
         )
+        self._exporter = ExporterSecret(ks.hash_name, ks.exporter_master_secret(finished_hash))
         if self._keylog is not None:
             self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
             self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-            # Nothing else uses the exporter secret yet.
-            self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+            self._log_secret("EXPORTER_SECRET", self._exporter.secret)
+
+    def _keep_early_exporter(self, schedule: KeySchedule) -> None:
+        """early_exporter_master_secret over ClientHello (RFC 8446 §7.1), once 0-RTT is on."""
+        hello_hash = self._transcript.digest(schedule.hash_name)
+        secret = schedule.early_exporter_master_secret(hello_hash)
+        self._early_exporter = ExporterSecret(schedule.hash_name, secret)
+        self._log_secret("EARLY_EXPORTER_SECRET", secret)
 
     def _log_secret(self, label: str, secret: bytes) -> None:
         if self._keylog is not None:

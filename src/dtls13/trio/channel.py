@@ -366,6 +366,20 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._conn.send_early_data(value)
         self.endpoint._after(self)
 
+    def export_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """Keying material both sides derive alike (RFC 8446 §7.5 exporter), e.g. SRTP keys
+        or a channel binding. Raises LocalProtocolError before the handshake completed."""
+        return self._conn.export_keying_material(label, context, length)
+
+    def export_early_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """The early exporter, for 0-RTT data: a client once it offered 0-RTT
+        (``send_early_data``), a server once it accepted it; else LocalProtocolError."""
+        return self._conn.export_early_keying_material(label, context, length)
+
     @property
     def terminated(self) -> ConnectionTerminated | None:
         """How the connection ended (close_notify, an alert, a timeout), or None."""

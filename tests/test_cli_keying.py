@@ -1,0 +1,66 @@
+"""``python -m dtls13`` prints exported keying material as openssl s_client/s_server do."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from cli_helpers import ServerProcess, run_cli
+
+_MATERIAL = re.compile(r"^    Keying material: ([0-9A-F]+)$", re.M)
+
+
+def test_client_and_server_print_the_same_keying_material() -> None:
+    server = ServerProcess("--keymatexport", "EXPORTER-cli", "--keymatexportlen", "48")
+    try:
+        result = run_cli(
+            "client", "--host", "127.0.0.1", "--port", str(server.port), "--insecure",
+            "--keymatexport", "EXPORTER-cli", "--keymatexportlen", "48", "-q",
+            input=b"ping\n",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode()
+        assert out.startswith(
+            "Keying material exporter:\n    Label: 'EXPORTER-cli'\n    Length: 48 bytes\n"
+        ), out
+        assert out.endswith("ping\n")
+        ours = _MATERIAL.findall(out)
+        assert len(ours) == 1 and len(bytes.fromhex(ours[0])) == 48
+    finally:
+        server.proc.terminate()
+        rest, err = server.proc.communicate(timeout=10)  # stop(), keeping its output
+    assert server.proc.returncode == 0, err
+    server_out = "".join(server.lines) + rest.decode()
+    assert _MATERIAL.findall(server_out) == ours
+
+
+def test_default_export_length_is_openssls() -> None:
+    server = ServerProcess("-q")
+    try:
+        result = run_cli(
+            "client", "--host", "127.0.0.1", "--port", str(server.port), "--insecure",
+            "--keymatexport", "EXPORTER-cli", "-q", input=b"",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode()
+        assert "    Length: 20 bytes\n" in out
+        assert len(bytes.fromhex(_MATERIAL.findall(out)[0])) == 20
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--keymatexportlen", "16"], "--keymatexportlen needs --keymatexport"),
+        (["--keymatexport", "EXPORTER-x", "--keymatexportlen", "0"], "outside 1..8160"),
+        (["--keymatexport", "EXPORTER-é"], "not ASCII"),
+        (["--keymatexport", ""], "label must be 1 to 249 bytes"),
+    ],
+)
+def test_bad_export_options_give_one_line_and_exit_2(args: list[str], fragment: str) -> None:
+    for command in (["server"], ["client", "--host", "127.0.0.1", "--port", "9", "--insecure"]):
+        result = run_cli(*command, *args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0], lines
