@@ -56,7 +56,7 @@ from .events import (
 )
 from .handshake import certificates as certs
 from .handshake import extensions as ext
-from .handshake import groups
+from .handshake import groups, srtp
 from .handshake import messages as msgs
 from .handshake.constants import (
     DTLS13_VERSION,
@@ -247,6 +247,7 @@ class Connection:
         "_send_seq",
         "_server_name",
         "_spare_peer_cids",
+        "_srtp",
         "_suite",
         "_timeouts",
         "_transcript",
@@ -377,6 +378,7 @@ class Connection:
         self._group: NamedGroup | None = None
         self._scheme: SignatureScheme | None = None
         self._alpn: str | None = None
+        self._srtp: srtp.SrtpNegotiated | None = None  # DTLS-SRTP (RFC 5764), once agreed
         self._peer_chain: tuple[x509.Certificate, ...] = ()
         self._random = self.config.random_bytes(32)
         self._client_random = self._random if self.is_client else b""
@@ -956,6 +958,23 @@ class Connection:
         if self._exporter is None or self.handshake_completed_at is None:
             raise LocalProtocolError("keying material can be exported once the handshake is done")
         return self._exporter.export(label, context, length)
+
+    @property
+    def srtp_profile(self) -> srtp.SrtpProtectionProfile | None:
+        """The SRTP protection profile use_srtp agreed on (RFC 5764), or None."""
+        return self._srtp.profile if self._srtp is not None else None
+
+    @property
+    def srtp_mki(self) -> bytes:
+        """The SRTP MKI both sides use (empty: none)."""
+        return self._srtp.mki if self._srtp is not None else b""
+
+    def srtp_keying_material(self) -> srtp.SrtpKeyingMaterial:
+        """SRTP master keys and salts for both directions (RFC 5764 §4.2), once the
+        handshake is done; LocalProtocolError when no SRTP profile was agreed."""
+        if self._srtp is None:
+            raise LocalProtocolError("no SRTP protection profile was negotiated")
+        return srtp.keying_material(self._srtp.profile, self.export_keying_material)
 
     def export_early_keying_material(
         self, label: str | bytes, context: bytes | None, length: int
@@ -1785,6 +1804,8 @@ class Connection:
                     ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
                 )
             )
+        if cfg.srtp:
+            extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         # Sent even without a PSK to offer: a server must not issue tickets the client's
         # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
         modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
@@ -1982,6 +2003,10 @@ class Connection:
             if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
+        use_srtp = ee.extension(ExtensionType.use_srtp)
+        if use_srtp is not None:
+            assert isinstance(cfg, ClientConfig)
+            self._srtp = srtp.client_check(cfg.srtp, cfg.srtp_mki, use_srtp)
         limit = ee.extension(ExtensionType.record_size_limit)
         if limit is not None:
             if cfg.record_size_limit is None:
@@ -2147,6 +2172,8 @@ class Connection:
         if self._hrr_done and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         self._alpn = self._choose_alpn(ch)
+        use_srtp = ch.extension(ExtensionType.use_srtp)
+        self._srtp = srtp.server_choose(cfg.srtp, cfg.srtp_accept_mki, use_srtp)
         self._suite = suite
         self._params = SUITES[suite]
         self._group = NamedGroup(group) if group is not None else None
@@ -2219,6 +2246,8 @@ class Connection:
                 )
             )
             self._enforce_record_limit = True
+        if self._srtp is not None:
+            ee_ext.append(srtp.server_extension(self._srtp))  # RFC 8446 §4.2: CH, EE
         if self._early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
