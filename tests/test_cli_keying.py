@@ -49,6 +49,31 @@ def test_default_export_length_is_openssls() -> None:
         server.stop()
 
 
+def test_use_srtp_prints_the_profile_both_sides_agreed() -> None:
+    server = ServerProcess("--use-srtp", "SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_128_GCM")
+    try:
+        result = run_cli(
+            "client", "--host", "127.0.0.1", "--port", str(server.port), "--insecure",
+            "--use-srtp", "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80", "-q", input=b"",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode() == (
+            "SRTP Extension negotiated, profile=SRTP_AES128_CM_SHA1_80\n"
+        )
+        # No profile in common: plain DTLS, and nothing printed.
+        result = run_cli(
+            "client", "--host", "127.0.0.1", "--port", str(server.port), "--insecure",
+            "--use-srtp", "SRTP_AEAD_AES_256_GCM", "-q", input=b"",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b""
+    finally:
+        server.proc.terminate()
+        rest, err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 0, err
+    assert rest.decode().count("SRTP Extension negotiated, profile=SRTP_AES128_CM_SHA1_80") == 1
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -56,6 +81,8 @@ def test_default_export_length_is_openssls() -> None:
         (["--keymatexport", "EXPORTER-x", "--keymatexportlen", "0"], "outside 1..8160"),
         (["--keymatexport", "EXPORTER-é"], "not ASCII"),
         (["--keymatexport", ""], "label must be 1 to 249 bytes"),
+        (["--use-srtp", "SRTP_AES128_CM_SHA1_80:NOPE"], "unknown SRTP protection profile 'NOPE'"),
+        (["--use-srtp", ""], "unknown SRTP protection profile ''"),
     ],
 )
 def test_bad_export_options_give_one_line_and_exit_2(args: list[str], fragment: str) -> None:

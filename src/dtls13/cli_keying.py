@@ -1,5 +1,6 @@
 """The CLI's keying material options, named and printed as openssl s_client/s_server do:
-``--keymatexport LABEL --keymatexportlen N`` (RFC 8446 §7.5 exporter)."""
+``--keymatexport LABEL --keymatexportlen N`` (RFC 8446 §7.5 exporter) and
+``--use-srtp PROFILE[:PROFILE...]`` (DTLS-SRTP, RFC 5764)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def add_keying_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"bytes to export with --keymatexport ({DEFAULT_EXPORT_LENGTH})",
     )
+    p.add_argument(
+        "--use-srtp",
+        metavar="P:P...",
+        help="DTLS-SRTP protection profiles, colon-separated (e.g. SRTP_AES128_CM_SHA1_80)",
+    )
 
 
 def keying_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,12 +48,16 @@ def keying_options(args: argparse.Namespace) -> dict[str, Any]:
         exporter_label(args.keymatexport)
     elif args.keymatexportlen is not None:
         raise ValueError("--keymatexportlen needs --keymatexport")
+    if args.use_srtp is not None:
+        return {"srtp_profiles": args.use_srtp.split(":")}
     return {}
 
 
 def keying_report(channel: DTLSChannel, args: argparse.Namespace) -> list[str]:
     """The lines openssl prints about the same things once a handshake is done."""
     lines: list[str] = []
+    if channel.srtp_profile is not None:
+        lines.append(f"SRTP Extension negotiated, profile={channel.srtp_profile.name}")
     if args.keymatexport is not None:
         length = args.keymatexportlen or DEFAULT_EXPORT_LENGTH
         material = channel.export_keying_material(args.keymatexport, None, length)
