@@ -26,6 +26,7 @@ import trio
 
 from . import __version__
 from .alerts import AlertDescription
+from .cli_keying import add_keying_options, keying_options, keying_report
 from .config import ClientConfig, ServerConfig
 from .connection import MIN_MTU
 from .endpoint import DoSProtectionConfig
@@ -119,6 +120,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ciphers", type=_names, metavar="S,...", help="cipher suites (IANA)")
     p.add_argument("--alpn", type=_names, metavar="P,...", help="ALPN protocols to offer")
     p.add_argument("--keylog", metavar="F", help="NSS key log file (default: $SSLKEYLOGFILE)")
+    add_keying_options(p)
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="say more")
     loud.add_argument("-q", "--quiet", action="store_true", help="only errors")
@@ -207,6 +209,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.cert is not None:
         opts["certificate_chain"] = args.cert
         opts["private_key"] = args.key
+    opts.update(keying_options(args))
     return opts
 
 
@@ -349,6 +352,8 @@ async def run_server(
     async def echo(channel: DTLSChannel) -> None:
         peer = _peer(channel.peer_address)
         log(f"{peer}: handshake done ({_describe(channel)})")
+        for line in keying_report(channel, args):
+            print(line, flush=True)
         try:
             async for message in channel:
                 log(f"{peer}: {len(message)} bytes", 2)
@@ -624,6 +629,8 @@ async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) 
     except HandshakeFailed as exc:
         raise _handshake_failure(peer, exc) from None
     log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
+    for line in keying_report(channel, args):
+        print(line, flush=True)
     try:
         if args.count:
             await _timed_echoes(channel, args.count, args.size, args.mtu or DEFAULT_MTU)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from ._fast import Lease, MemoryBudgetExceeded
 from .config import ServerConfig
 from .connection import Connection
+from .demux import NonDtlsHandler, is_other_protocol
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
 from .memory.trim import trim_heap
@@ -238,7 +239,11 @@ class ServerEndpoint:
         dos: DoSProtectionConfig | None = None,
         cookie_policy: CookiePolicy = "under_load",
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        on_non_dtls_datagram: NonDtlsHandler | None = None,
     ) -> None:
+        """`on_non_dtls_datagram(data, addr)` takes the datagrams of the protocols that may
+        share a DTLS-SRTP port (STUN, ZRTP, TURN channels, RTP/RTCP; RFC 7983 §7) instead
+        of the connections and the cookie gate; without it they are dropped as before."""
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
         self.config = config
@@ -246,6 +251,7 @@ class ServerEndpoint:
         self.dos = dos or DoSProtectionConfig()
         self.cookie_policy: CookiePolicy = cookie_policy
         self._wall_clock = wall_clock
+        self.on_non_dtls_datagram = on_non_dtls_datagram
         self.owner = self.pools.owner("endpoint", id(self), self.dos.max_total_memory)
         self.gate = HelloGate(
             config,
@@ -322,6 +328,7 @@ class ServerEndpoint:
             heap_trims=0,
             over_quota_cookie_checks=0,
         )
+        self.counters.update(non_dtls_datagrams=0, non_dtls_handler_errors=0)
         self.closed = False
 
     # -- the sans-IO surface ----------------------------------------------------------
@@ -331,6 +338,10 @@ class ServerEndpoint:
         if self.closed:
             return None
         self.counters["datagrams"] += 1
+        if self.on_non_dtls_datagram is not None and is_other_protocol(data):
+            # Before admission and any parsing: no state, one copy, counted (RFC 7983 §7).
+            self._hand_over(data, addr)
+            return None
         self._update_emergency()
         if self._cid_length:
             cid = _cid_of(data, self._cid_length)
@@ -362,6 +373,18 @@ class ServerEndpoint:
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
+
+    def _hand_over(self, data: Any, addr: Any) -> None:
+        handler = self.on_non_dtls_datagram
+        assert handler is not None
+        self.counters["non_dtls_datagrams"] += 1
+        try:
+            handler(bytes(data), addr)
+        except Exception:
+            # The application's bug, not the peer's: counted; raised in debug mode.
+            self.counters["non_dtls_handler_errors"] += 1
+            if self.config.debug:
+                raise
 
     def _to_cid(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection | None:
         """A datagram for a CID of ours: the connection decides whether the peer moved."""

@@ -36,6 +36,7 @@ import trio
 
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
+from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
 from .channel import DTLSChannel
@@ -99,6 +100,10 @@ class DTLSEndpointStatistics:
     receive_errors: int
     port_unreachable: int  # ICMP port unreachable reports on a connected socket
     internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
+    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983 §7) handed to
+    # on_non_dtls_datagram, and the times it raised (``last_handler_error``):
+    non_dtls_datagrams: int
+    non_dtls_handler_errors: int
     connections: int  # live channels, client and server
     queued_datagrams: int  # waiting for room in the socket's send buffer
     memory_in_use: int  # bytes in use in the endpoint's pools
@@ -122,7 +127,12 @@ class DTLSEndpoint:
         dos: DoSProtectionConfig | None = None,
         cookie_policy: str = "under_load",
         max_datagram_size: int = MAX_DATAGRAM,
+        on_non_dtls_datagram: NonDtlsHandler | None = None,
     ) -> None:
+        """`on_non_dtls_datagram(data, addr)`: where the datagrams of other protocols on
+        this socket go (STUN, ZRTP, TURN channels, RTP/RTCP by their first byte, RFC 7983
+        §7), for client channels and ``serve()`` alike; called in the receive task, it must
+        not block. Without it they are dropped and counted as any undecodable datagram."""
         self._initialized = False
         if socket.type != trio.socket.SOCK_DGRAM:
             raise ValueError("DTLS requires a SOCK_DGRAM socket")
@@ -135,6 +145,7 @@ class DTLSEndpoint:
         self.incoming_packets_buffer = incoming_packets_buffer
         self.dos = dos
         self.cookie_policy = cookie_policy
+        self.on_non_dtls_datagram = on_non_dtls_datagram
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
         # Non-blocking sends and receives without a trip through the scheduler (see the top).
         self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
@@ -184,8 +195,11 @@ class DTLSEndpoint:
             "receive_errors": 0,
             "port_unreachable": 0,
             "internal_errors": 0,
+            "non_dtls_datagrams": 0,
+            "non_dtls_handler_errors": 0,
         }
         self.last_internal_error: BaseException | None = None
+        self.last_handler_error: BaseException | None = None
         self._initialized = True
 
     # -- life cycle -------------------------------------------------------------------
@@ -374,6 +388,9 @@ class DTLSEndpoint:
     def _on_datagram(self, data: Any, addr: Any) -> None:
         now = trio.current_time()
         self.counters["datagrams_in"] += 1
+        if self.on_non_dtls_datagram is not None and is_other_protocol(data):
+            self._hand_over(data, addr)
+            return
         channel = self._clients.get((addr[0], addr[1]))
         if channel is not None:
             channel._conn.receive_datagram(data, addr, now)
@@ -401,6 +418,18 @@ class DTLSEndpoint:
                 self._after(channel, now)
                 return
         self._collect_server_output(now)
+
+    def _hand_over(self, data: Any, addr: Any) -> None:
+        """One copy to the application's handler (the buffer serves the next datagram);
+        nothing is kept, and no connection or handshake sees it."""
+        handler = self.on_non_dtls_datagram
+        assert handler is not None
+        self.counters["non_dtls_datagrams"] += 1
+        try:
+            handler(bytes(data), addr)
+        except Exception as exc:
+            self.counters["non_dtls_handler_errors"] += 1
+            self.last_handler_error = exc
 
     def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
@@ -828,6 +857,7 @@ async def open_dtls_client(
     local_address: tuple[str, int] | None = None,
     pools: PoolSet | None = None,
     incoming_packets_buffer: int = 10,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
 ) -> DTLSChannel:
     """Resolve `host`, bind a socket, connect and complete the handshake.
 
@@ -846,7 +876,12 @@ async def open_dtls_client(
         # Connected: datagrams from anyone but the server never reach us, and an ICMP port
         # unreachable ends the handshake within seconds, not after handshake_timeout.
         await sock.connect(addr)
-        endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
+        endpoint = DTLSEndpoint(
+            sock,
+            pools=pools,
+            incoming_packets_buffer=incoming_packets_buffer,
+            on_non_dtls_datagram=on_non_dtls_datagram,
+        )
     except BaseException:
         sock.close()
         raise
@@ -871,6 +906,7 @@ async def serve_dtls(
     dos: DoSProtectionConfig | None = None,
     cookie_policy: str = "under_load",
     reuse_port: bool = False,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
     task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
@@ -888,6 +924,7 @@ async def serve_dtls(
             incoming_packets_buffer=incoming_packets_buffer,
             dos=dos,
             cookie_policy=cookie_policy,
+            on_non_dtls_datagram=on_non_dtls_datagram,
         )
     except BaseException:
         sock.close()
