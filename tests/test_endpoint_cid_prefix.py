@@ -143,3 +143,37 @@ async def test_dtls_endpoint_checks_its_prefix_at_once_and_against_the_config() 
         pytest.raises(ValueError, match="needs connection IDs"),
     ):
         await endpoint.serve(scfg, lambda channel: trio.sleep(0))
+
+
+def test_an_endpoint_that_asks_for_empty_cids_serves_more_than_one_client() -> None:
+    """connection_id=0: every connection's CID of ours is empty; the second one used to
+    wait forever for an empty CID no live connection held."""
+    empty_draws = 0
+
+    def random_bytes(n: int) -> bytes:
+        nonlocal empty_draws
+        empty_draws += n == 0
+        assert empty_draws < 1000, "drawing empty CIDs in a loop"
+        return os.urandom(n)
+
+    ccfg, scfg = configs(
+        client={"connection_id": 8}, server={"connection_id": 0, "random_bytes": random_bytes}
+    )
+    pools = PoolSet()
+    net = SimNetwork(3)
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+    net.add(SERVER_ADDR, ep)
+    clients = []
+    for i in range(3):
+        c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+        net.add((f"10.8.0.{i + 1}", 7200 + i), c)
+        clients.append(c)
+        c.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: all(c.handshake_complete for c in clients) and len(ep.connections) == 3)
+    assert all(s.local_cids == [b""] for s in ep.connections.values())
+    assert not ep._by_cid
+    # The clients send no CID to us; we put theirs on what we send them.
+    assert all(c.peer_cid is None for c in clients)
+    assert all(s.peer_cid for s in ep.connections.values())
+    shutdown_world(net, ep, clients)
+    assert pools.in_use == 0

@@ -354,6 +354,10 @@ class ServerEndpoint:
 
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
         """A CID no live connection of this endpoint uses, starting with cid_prefix."""
+        if not length:
+            # connection_id=0: we ask for no CID on the peer's records (RFC 9146 §3); an
+            # empty CID routes nothing, and every connection has the same one.
+            return b""
         prefix = self.cid_prefix
         while True:
             cid = prefix + self.config.random_bytes(length - len(prefix))
