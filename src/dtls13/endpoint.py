@@ -19,6 +19,7 @@ from math import inf
 from typing import Any, Literal
 
 from ._fast import Lease, MemoryBudgetExceeded
+from .cid_layout import check_cid_prefix
 from .config import ServerConfig
 from .connection import Connection
 from .demux import NonDtlsHandler, is_other_protocol
@@ -240,12 +241,16 @@ class ServerEndpoint:
         cookie_policy: CookiePolicy = "under_load",
         wall_clock: Callable[[], datetime.datetime] | None = None,
         on_non_dtls_datagram: NonDtlsHandler | None = None,
+        cid_prefix: bytes = b"",
     ) -> None:
         """`on_non_dtls_datagram(data, addr)` takes the datagrams of the protocols that may
         share a DTLS-SRTP port (STUN, ZRTP, TURN channels, RTP/RTCP; RFC 7983 §7) instead
-        of the connections and the cookie gate; without it they are dropped as before."""
+        of the connections and the cookie gate; without it they are dropped as before.
+        `cid_prefix`: bytes every CID issued here starts with, naming this endpoint to
+        whatever routes by CID (see dtls13.cid_layout)."""
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        self.cid_prefix = check_cid_prefix(cid_prefix, config.cid_length)
         self.config = config
         self.pools = pools if pools is not None else default_pool_set()
         self.dos = dos or DoSProtectionConfig()
@@ -404,9 +409,14 @@ class ServerEndpoint:
         return conn
 
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
-        """A CID no live connection of this endpoint uses."""
+        """A CID no live connection of this endpoint uses, starting with cid_prefix."""
+        if not length:
+            # connection_id=0: we ask for no CID on the peer's records (RFC 9146 §3); an
+            # empty CID routes nothing, and every connection has the same one.
+            return b""
+        prefix = self.cid_prefix
         while True:
-            cid = self.config.random_bytes(length)
+            cid = prefix + self.config.random_bytes(length - len(prefix))
             other = self._by_cid.get(cid)
             if other is None or other.closed:
                 self._by_cid[cid] = conn

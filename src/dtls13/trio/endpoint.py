@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from ..cid_layout import check_cid_prefix
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
@@ -128,6 +129,7 @@ class DTLSEndpoint:
         cookie_policy: str = "under_load",
         max_datagram_size: int = MAX_DATAGRAM,
         on_non_dtls_datagram: NonDtlsHandler | None = None,
+        cid_prefix: bytes = b"",
     ) -> None:
         """`on_non_dtls_datagram(data, addr)`: where the datagrams of other protocols on
         this socket go (STUN, ZRTP, TURN channels, RTP/RTCP by their first byte, RFC 7983
@@ -140,12 +142,15 @@ class DTLSEndpoint:
             raise ValueError("incoming_packets_buffer must be at least 1")
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        # Checked against the CID length when serve() gets its configuration.
+        cid_prefix = check_cid_prefix(cid_prefix, 32)
         self.socket = socket
         self.pools = pools if pools is not None else default_pool_set()
         self.incoming_packets_buffer = incoming_packets_buffer
         self.dos = dos
         self.cookie_policy = cookie_policy
         self.on_non_dtls_datagram = on_non_dtls_datagram
+        self.cid_prefix = cid_prefix
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
         # Non-blocking sends and receives without a trip through the scheduler (see the top).
         self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
@@ -346,6 +351,8 @@ class DTLSEndpoint:
         except OSError:
             raise RuntimeError("the DTLS socket must be bound before it can serve") from None
         kwargs: dict[str, Any] = {"pools": self.pools, "cookie_policy": self.cookie_policy}
+        if self.cid_prefix:
+            kwargs["cid_prefix"] = self.cid_prefix
         if self.dos is not None:
             kwargs["dos"] = self.dos
         self._server = ServerEndpoint(config, **kwargs)
@@ -907,6 +914,7 @@ async def serve_dtls(
     cookie_policy: str = "under_load",
     reuse_port: bool = False,
     on_non_dtls_datagram: NonDtlsHandler | None = None,
+    cid_prefix: bytes = b"",
     task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
@@ -915,6 +923,8 @@ async def serve_dtls(
     port when `port` is 0). `host` None means every IPv4 interface. `reuse_port` sets
     SO_REUSEPORT, so several processes serve one port, the kernel hashing each client's
     address to one of them; give them the same ``cookie_secret`` and ``ticket_secret``.
+    `cid_prefix` starts every connection ID this server issues (see dtls13.cid_layout), so
+    that a datagram whose address changed can still be steered to it (dtls13.steering).
     """
     sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
     try:
@@ -925,6 +935,7 @@ async def serve_dtls(
             dos=dos,
             cookie_policy=cookie_policy,
             on_non_dtls_datagram=on_non_dtls_datagram,
+            cid_prefix=cid_prefix,
         )
     except BaseException:
         sock.close()
