@@ -8,6 +8,7 @@ from typing_extensions import Buffer as _BufferLike
 
 _T = TypeVar("_T")
 
+# At runtime one private class (_Block) serves both; the stubs give each use its own type.
 class _PullBlock:
     def __enter__(self) -> int: ...
     def __exit__(
