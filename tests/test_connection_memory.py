@@ -42,10 +42,10 @@ RECORD_IN = {
 FLIGHT_MESSAGE = {("flights.py", "add")}
 # Chunks of a message in fragments, or one lease for a whole message ahead of the next.
 REASSEMBLY_CHUNKS = {
-    ("fragments.py", "write_untrusted"),
+    ("reassembly_store.py", "write_untrusted"),
     ("fragments.py", "add_fragment_untrusted"),
 }
-REASSEMBLED = {("fragments.py", "assemble")}
+REASSEMBLED = {("reassembly_store.py", "assemble")}
 REASSEMBLY = REASSEMBLY_CHUNKS | REASSEMBLED
 
 

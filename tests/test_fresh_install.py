@@ -36,7 +36,7 @@ def test_readme_first_command_works_in_a_new_venv_from_the_repository_root(
     assert command == "pip install . && python -m dtls13 server"
     clone = tmp_path / "dtls13"
     shutil.copytree(ROOT, clone, ignore=NOT_IN_A_CLONE)
-    assert (clone / "src" / "dtls13" / "_fast.pyx").exists()
+    assert (clone / "src" / "dtls13" / "_fast" / "memory.pyx").exists()
     venv_dir = tmp_path / "venv"
     venv.create(venv_dir, with_pip=True)
     bin_dir = venv_dir / "bin"

@@ -1,6 +1,21 @@
-# Handshake hot paths, included into _fast.pyx.
+# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: cdivision=True, initializedcheck=False
+"""Handshake hot paths: fragment coverage for reassembly, the stateless scan of a first
+ClientHello, HMAC for the key schedule."""
 
-from libc.string cimport memcmp, memmove
+cimport cython
+from cpython.buffer cimport (
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from libc.stdint cimport uint8_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcmp, memcpy, memmove
+
+from ._common cimport _CT_HANDSHAKE, _get_read
+from .record cimport _Header, _parse_header
 
 # Return codes of FragmentCoverage.write_fragment (never exceptions: the
 # bytes are untrusted and the caller turns these into an alert or a drop).
@@ -93,7 +108,7 @@ cdef class FragmentCoverage:
         return self._count - (j - i) + 1
 
     cdef Py_ssize_t _add(self, Py_ssize_t start, Py_ssize_t end) except -1:
-        cdef Py_ssize_t i, j, k, shift, new_alloc
+        cdef Py_ssize_t i, j, shift, new_alloc
         cdef Py_ssize_t *p
         if end <= start:
             return 0
@@ -218,7 +233,8 @@ cdef class FragmentCoverage:
 
 # -- the first ClientHello of a stranger, scanned without decoding it ---------------------
 
-DEF _SCAN_MAX_EXTENSIONS = 64
+cdef enum:
+    _SCAN_MAX_EXTENSIONS = 64
 
 
 cdef inline Py_ssize_t _u16(const uint8_t *p, Py_ssize_t o) noexcept nogil:
@@ -245,7 +261,7 @@ def scan_client_hello(data, Py_ssize_t max_hello):
     cdef Py_buffer v
     cdef _Header h
     cdef const uint8_t *p
-    cdef Py_ssize_t n, o, end, body, length, k, ext_end, t, el, i, j, count = 0
+    cdef Py_ssize_t n, o, end, body, length, k, ext_end, t, el, i, count = 0
     cdef bint offers_psk = False
     cdef Py_ssize_t suites_at = 0, suites_len = 0
     cdef Py_ssize_t versions_at = -1, groups_at = -1, shares_at = -1

@@ -1,46 +1,30 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Hot paths of dtls13: slab pools, leases, the wire-format Buffer.
+# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: cdivision=True, initializedcheck=False
+"""Slab pools, owners (budgets, live-lease lists), leases and the pool core.
 
-Everything here is compiled; the pure-Python layers above only call it.
-See ../shared/DESIGN.md §3 for the memory design.
+DESIGN.md §3 has the memory design; dtls13.memory is the Python API above it.
 """
 
 cimport cython
-from cpython.buffer cimport (
-    PyBUF_SIMPLE,
-    PyBUF_WRITABLE,
-    PyBuffer_Release,
-    PyObject_GetBuffer,
-)
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
+
+from ._common cimport dtls13_secure_zero
 
 cdef extern from "stdlib.h":
     int posix_memalign(void **memptr, size_t alignment, size_t size) nogil
 
-cdef extern from *:
-    """
-    #include <string.h>
-    /* memset that the optimiser may not drop: the barrier makes the zeroed
-       bytes observable. */
-    static void dtls13_secure_zero(void *p, size_t n) {
-        memset(p, 0, n);
-    #if defined(__GNUC__) || defined(__clang__)
-        __asm__ __volatile__("" : : "r"(p) : "memory");
-    #endif
-    }
-    """
-    void dtls13_secure_zero(void *p, size_t n) nogil
 
-
-DEF ALIGN = 64
-DEF MAX_CLASSES = 32
+cdef enum:
+    ALIGN = 64
 
 import traceback as _traceback
 import weakref as _weakref
+
+from .errors import LeaseReleasedError, MemoryBudgetExceeded
 
 _all_pools = _weakref.WeakSet()
 
@@ -50,73 +34,13 @@ def live_pools():
     return list(_all_pools)
 
 
-class DecodeError(ValueError):
-    """Malformed or truncated wire data."""
-
-
-class EncodeError(ValueError):
-    """A value does not fit the wire format or the writer's capacity."""
-
-
-class LeaseReleasedError(RuntimeError):
-    """A lease was used after it was released."""
-
-
-class MemoryBudgetExceeded(MemoryError):
-    """An acquisition would exceed a byte budget or a pool's arena cap.
-
-    Callers in the record and handshake layers turn this into a drop and a
-    counter; it never escapes to the network-facing API.
-    """
-
-    def __init__(self, owner, requested, in_use, limit, reason="budget"):
-        self.owner = owner
-        self.requested = requested
-        self.in_use = in_use
-        self.limit = limit
-        self.reason = reason
-        super().__init__(
-            f"memory {reason} of {owner} exceeded: {requested} B requested, "
-            f"{in_use} B in use, limit {limit} B"
-        )
-
-
 # ---------------------------------------------------------------------------
 # Slab pools
 # ---------------------------------------------------------------------------
 
-cdef struct Arena:
-    char *base
-    void *free_head      # intrusive free list through released slots
-    Py_ssize_t bump      # slots never handed out yet start here (lazy carving)
-    Py_ssize_t in_use
-
-
 @cython.final
 cdef class SlabPool:
     """Fixed-size slots carved out of arenas; O(1) acquire and release."""
-
-    cdef readonly str name
-    cdef readonly Py_ssize_t slot_size
-    cdef readonly Py_ssize_t slots_per_arena
-    cdef readonly Py_ssize_t max_arenas
-    cdef public Py_ssize_t min_arenas
-    cdef public Py_ssize_t grow_by
-    cdef Arena *_arenas
-    cdef Py_ssize_t _table_cap
-    cdef Py_ssize_t _lowest_free
-    cdef readonly Py_ssize_t arenas
-    cdef readonly Py_ssize_t in_use
-    cdef readonly Py_ssize_t high_water
-    cdef readonly Py_ssize_t window_high
-    cdef readonly Py_ssize_t acquires
-    cdef readonly Py_ssize_t releases
-    cdef readonly Py_ssize_t refusals
-    cdef readonly Py_ssize_t arenas_added
-    cdef readonly Py_ssize_t arenas_freed
-    cdef public int class_index
-    cdef PoolCore _core
-    cdef object __weakref__
 
     def __cinit__(self, Py_ssize_t slot_size, Py_ssize_t slots_per_arena,
                   Py_ssize_t max_arenas, Py_ssize_t min_arenas=0, str name=""):
@@ -139,8 +63,8 @@ cdef class SlabPool:
         self._arenas = NULL
         self._table_cap = 0
         self._lowest_free = 0
-        cdef Py_ssize_t i
-        for i in range(min_arenas):
+        cdef Py_ssize_t _
+        for _ in range(min_arenas):
             if self._add_arena() < 0:
                 raise MemoryError()
         _all_pools.add(self)
@@ -174,7 +98,8 @@ cdef class SlabPool:
             self._table_cap = newcap
         for i in range(self._table_cap):
             if self._arenas[i].base == NULL:
-                if posix_memalign(&mem, ALIGN, <size_t>(self.slot_size * self.slots_per_arena)) != 0:
+                if posix_memalign(&mem, ALIGN,
+                                  <size_t>(self.slot_size * self.slots_per_arena)) != 0:
                     return -1
                 self._arenas[i].base = <char *>mem
                 self._arenas[i].free_head = NULL
@@ -330,22 +255,6 @@ cdef class Owner:
     against its endpoint. `limit` < 0 means no per-owner cap.
     """
 
-    cdef readonly str kind
-    cdef readonly object name
-    cdef readonly Owner parent
-    cdef public Py_ssize_t limit
-    cdef readonly Py_ssize_t in_use
-    cdef readonly Py_ssize_t high_water
-    cdef readonly Py_ssize_t acquires
-    cdef readonly Py_ssize_t releases
-    cdef readonly Py_ssize_t refusals
-    cdef readonly Py_ssize_t live
-    cdef readonly Py_ssize_t reclaimed
-    cdef readonly bint closed
-    cdef Lease _head
-    cdef uint32_t _class_live[MAX_CLASSES]  # live leases per class (32-bit: one Owner per connection)
-    cdef object __weakref__
-
     def __cinit__(self, str kind, object name, Py_ssize_t limit=-1, Owner parent=None):
         self.kind = kind
         self.name = name
@@ -365,20 +274,20 @@ cdef class Owner:
     def leases(self):
         """The leases this owner still holds (the leak report reads it)."""
         out = []
-        cdef Lease l = self._head
-        while l is not None:
-            out.append(l)
-            l = l._next
+        cdef Lease lease = self._head
+        while lease is not None:
+            out.append(lease)
+            lease = lease._next
         return out
 
     def release_all(self):
         """Release every lease this owner still holds; returns how many."""
         cdef Py_ssize_t n = 0
-        cdef Lease l
+        cdef Lease lease
         while self._head is not None:
-            l = self._head
-            l._released = True
-            l._finish()
+            lease = self._head
+            lease._released = True
+            lease._finish()
             n += 1
         self.reclaimed += n
         return n
@@ -408,21 +317,6 @@ cdef class Lease:
     keep the slot out of the pool until the last one is gone; release
     happens once; any use after release raises LeaseReleasedError.
     """
-
-    cdef char *_ptr
-    cdef Py_ssize_t _length
-    cdef Py_ssize_t _capacity
-    cdef Py_ssize_t _arena
-    cdef Py_ssize_t _exports
-    cdef Py_ssize_t _shape
-    cdef SlabPool _pool
-    cdef Owner _owner
-    cdef Lease _next
-    cdef PyObject *_prev
-    cdef object _where
-    cdef bint _released
-    cdef bint _returned
-    cdef bint _secure
 
     def __init__(self):
         raise TypeError("leases come from SlabPool.acquire() or PoolSet.acquire()")
@@ -586,24 +480,24 @@ cdef class Lease:
 
 
 cdef inline Lease _make_lease(SlabPool pool, char *p, Py_ssize_t ai, Py_ssize_t length,
-                       bint secure, Owner owner):
-    cdef Lease l = Lease.__new__(Lease)
-    l._ptr = p
-    l._arena = ai
-    l._pool = pool
-    l._capacity = pool.slot_size
-    l._length = length
-    l._secure = secure
+                              bint secure, Owner owner):
+    cdef Lease lease = Lease.__new__(Lease)
+    lease._ptr = p
+    lease._arena = ai
+    lease._pool = pool
+    lease._capacity = pool.slot_size
+    lease._length = length
+    lease._secure = secure
     if owner is not None:
-        l._owner = owner
-        l._next = owner._head
+        lease._owner = owner
+        lease._next = owner._head
         if owner._head is not None:
-            owner._head._prev = <PyObject *>l
-        owner._head = l
+            owner._head._prev = <PyObject *>lease
+        owner._head = lease
         owner.live += 1
         if pool.class_index >= 0:
             owner._class_live[pool.class_index] += 1
-    return l
+    return lease
 
 
 # ---------------------------------------------------------------------------
@@ -613,16 +507,6 @@ cdef inline Lease _make_lease(SlabPool pool, char *p, Py_ssize_t ai, Py_ssize_t 
 @cython.final
 cdef class PoolCore:
     """Size classes plus a global byte cap; the compiled half of PoolSet."""
-
-    cdef list _pools
-    cdef Py_ssize_t _sizes[MAX_CLASSES]
-    cdef int _nclasses
-    cdef public Py_ssize_t global_limit
-    cdef readonly Py_ssize_t in_use_bytes
-    cdef readonly Py_ssize_t high_water_bytes
-    cdef readonly Py_ssize_t refusals
-    cdef readonly Py_ssize_t reclaimed
-    cdef public bint debug
 
     def __cinit__(self, pools, Py_ssize_t global_limit=-1, bint debug=False):
         pools = sorted(pools, key=lambda p: p.slot_size)
@@ -639,7 +523,8 @@ cdef class PoolCore:
             if i and sp.slot_size == self._sizes[i - 1]:
                 raise ValueError(f"two size classes of {sp.slot_size} bytes")
             if sp._core is not None or sp.in_use:
-                raise ValueError(f"{sp.name} pool already serves another pool set or has leases out")
+                raise ValueError(
+                    f"{sp.name} pool already serves another pool set or has leases out")
             sp.class_index = i
             sp._core = self
             self._sizes[i] = sp.slot_size
@@ -720,361 +605,8 @@ cdef class PoolCore:
         self.in_use_bytes += cap
         if self.in_use_bytes > self.high_water_bytes:
             self.high_water_bytes = self.in_use_bytes
-        cdef Lease l = _make_lease(sp, p, ai, size, secure, owner)
+        cdef Lease lease = _make_lease(sp, p, ai, size, secure, owner)
         if self.debug:
             # The innermost frame is the Python caller (this method is compiled).
-            l._where = _traceback.format_stack(limit=12)
-        return l
-
-
-# ---------------------------------------------------------------------------
-# Buffer: wire-format reader/writer
-# ---------------------------------------------------------------------------
-
-@cython.final
-cdef class _Block:
-    cdef Buffer _buf
-    cdef int _size
-    cdef bint _push
-    cdef Py_ssize_t _saved_end
-    cdef Py_ssize_t _start
-
-    def __enter__(self):
-        cdef Buffer b = self._buf
-        cdef Py_ssize_t length
-        if self._push:
-            b._reserve(self._size)
-            self._start = b._pos
-            b._pos += self._size
-            return None
-        length = <Py_ssize_t>b._pull_uint(self._size)
-        if length > b._end - b._pos:
-            raise DecodeError(f"vector of {length} bytes overruns its container")
-        self._saved_end = b._end
-        b._end = b._pos + length
-        return length
-
-    def __exit__(self, exc_type, exc, tb):
-        cdef Buffer b = self._buf
-        cdef Py_ssize_t length
-        cdef int i
-        if self._push:
-            if exc_type is None:
-                length = b._pos - self._start - self._size
-                if length >> (8 * self._size):
-                    raise EncodeError(f"vector of {length} bytes too long for a {self._size}-byte length")
-                for i in range(self._size):
-                    b._base[self._start + i] = <uint8_t>(length >> (8 * (self._size - 1 - i)))
-            return False
-        if exc_type is None and b._pos != b._end:
-            b._end = self._saved_end
-            raise DecodeError(f"{b._end - b._pos} bytes left over inside a vector")
-        b._end = self._saved_end
-        return False
-
-
-@cython.final
-cdef class Buffer:
-    """Reader/writer for network byte order over bytes, memoryviews and leases.
-
-    Reading: `Buffer(data)`. Writing: `Buffer(capacity=n)` (grows as needed)
-    or `Buffer(writable)` over a bytearray or a Lease (fixed capacity).
-    Every malformed or truncated read raises DecodeError and nothing else.
-    """
-
-    cdef Py_buffer _view
-    cdef bint _has_view
-    cdef bint _growable
-    cdef bint _writable
-    cdef unsigned char *_base
-    cdef Py_ssize_t _pos
-    cdef Py_ssize_t _end
-    cdef Py_ssize_t _cap
-    cdef object _obj
-    cdef object _mv
-
-    def __cinit__(self, data=None, *, Py_ssize_t capacity=-1):
-        if data is None:
-            if capacity < 0:
-                capacity = 256
-            self._growable = True
-            self._writable = True
-            self._cap = capacity if capacity > 0 else 16
-            self._base = <unsigned char *>realloc(NULL, <size_t>self._cap)
-            if self._base == NULL:
-                raise MemoryError()
-            self._end = self._cap
-            return
-        if isinstance(data, bytes):
-            PyObject_GetBuffer(data, &self._view, PyBUF_SIMPLE)
-        else:
-            try:
-                PyObject_GetBuffer(data, &self._view, PyBUF_SIMPLE | PyBUF_WRITABLE)
-                self._writable = True
-            except BufferError:
-                PyObject_GetBuffer(data, &self._view, PyBUF_SIMPLE)
-        self._has_view = True
-        self._obj = data
-        self._base = <unsigned char *>self._view.buf
-        self._cap = self._view.len
-        self._end = self._cap
-
-    def __dealloc__(self):
-        if self._has_view:
-            PyBuffer_Release(&self._view)
-            self._has_view = False
-        elif self._growable and self._base != NULL:
-            free(self._base)
-        self._base = NULL
-
-    def close(self):
-        """Let go of the underlying object's buffer (a lease can then resize or release)."""
-        if self._has_view:
-            self._mv = None
-            PyBuffer_Release(&self._view)
-            self._has_view = False
-            self._base = NULL
-            self._cap = self._end = self._pos = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    # -- position -----------------------------------------------------------
-
-    @property
-    def capacity(self):
-        return self._cap
-
-    @property
-    def data(self):
-        """The bytes from the start up to the current position."""
-        return PyBytes_FromStringAndSize(<char *>self._base, self._pos)
-
-    def data_slice(self, Py_ssize_t start, Py_ssize_t end):
-        if start < 0 or end > self._cap or start > end:
-            raise DecodeError("slice out of bounds")
-        return PyBytes_FromStringAndSize(<char *>self._base + start, end - start)
-
-    def view_slice(self, Py_ssize_t start, Py_ssize_t end):
-        """A zero-copy memoryview of [start:end] of the underlying object."""
-        if start < 0 or end > self._cap or start > end:
-            raise DecodeError("slice out of bounds")
-        return self._memoryview()[start:end]
-
-    cdef object _memoryview(self):
-        if self._mv is None:
-            if self._has_view:
-                self._mv = memoryview(self._obj).cast("B")
-            else:
-                raise EncodeError("a growable Buffer has no view; use .data")
-        return self._mv
-
-    cpdef bint eof(self):
-        return self._pos >= self._end
-
-    @property
-    def remaining(self):
-        return self._end - self._pos
-
-    cpdef Py_ssize_t tell(self):
-        return self._pos
-
-    def seek(self, Py_ssize_t pos):
-        if pos < 0 or pos > self._end:
-            raise DecodeError("seek out of bounds")
-        self._pos = pos
-
-    def expect_end(self):
-        """Raise DecodeError unless everything was consumed."""
-        if self._pos != self._end:
-            raise DecodeError(f"{self._end - self._pos} trailing bytes")
-
-    # -- reading ------------------------------------------------------------
-
-    cdef inline uint64_t _pull_uint(self, int n) except? 0xFFFFFFFFFFFFFFFF:
-        cdef uint64_t v = 0
-        cdef int i
-        if self._end - self._pos < n:
-            raise DecodeError(f"need {n} bytes, {self._end - self._pos} left")
-        for i in range(n):
-            v = (v << 8) | self._base[self._pos + i]
-        self._pos += n
-        return v
-
-    cpdef uint8_t pull_uint8(self) except? 0xFF:
-        if self._pos >= self._end:
-            raise DecodeError("need 1 byte, 0 left")
-        self._pos += 1
-        return self._base[self._pos - 1]
-
-    cpdef uint16_t pull_uint16(self) except? 0xFFFF:
-        return <uint16_t>self._pull_uint(2)
-
-    cpdef uint32_t pull_uint24(self) except? 0xFFFFFFFF:
-        return <uint32_t>self._pull_uint(3)
-
-    cpdef uint32_t pull_uint32(self) except? 0xFFFFFFFF:
-        return <uint32_t>self._pull_uint(4)
-
-    cpdef uint64_t pull_uint48(self) except? 0xFFFFFFFFFFFFFFFF:
-        return self._pull_uint(6)
-
-    cpdef uint64_t pull_uint64(self) except? 0xFFFFFFFFFFFFFFFF:
-        return self._pull_uint(8)
-
-    cpdef bytes pull_bytes(self, Py_ssize_t length):
-        if length < 0 or self._end - self._pos < length:
-            raise DecodeError(f"need {length} bytes, {self._end - self._pos} left")
-        self._pos += length
-        return PyBytes_FromStringAndSize(<char *>self._base + self._pos - length, length)
-
-    def pull_view(self, Py_ssize_t length):
-        """The next `length` bytes as a zero-copy memoryview."""
-        if length < 0 or self._end - self._pos < length:
-            raise DecodeError(f"need {length} bytes, {self._end - self._pos} left")
-        self._pos += length
-        return self._memoryview()[self._pos - length:self._pos]
-
-    cpdef bytes pull_vector(self, int length_size):
-        """A byte string behind a 1-, 2- or 3-byte length."""
-        cdef Py_ssize_t length = <Py_ssize_t>self._pull_uint(length_size)
-        return self.pull_bytes(length)
-
-    def pull_block(self, int length_size):
-        """Context manager over a length-prefixed vector; checks exact consumption."""
-        if length_size not in (1, 2, 3, 4):
-            raise ValueError("length_size must be 1, 2, 3 or 4")
-        cdef _Block b = _Block.__new__(_Block)
-        b._buf = self
-        b._size = length_size
-        b._push = False
-        return b
-
-    def pull_uint16_list(self, int length_size, Py_ssize_t minimum=0):
-        """``uint16 values<minimum..>`` behind a `length_size`-byte length, as a tuple
-        (an odd length or one below `minimum` is a DecodeError)."""
-        cdef Py_ssize_t length, i, at
-        if length_size not in (1, 2):
-            raise ValueError("length_size must be 1 or 2")
-        length = <Py_ssize_t>self._pull_uint(length_size)
-        if self._end - self._pos < length:
-            self._pos -= length_size
-            raise DecodeError(f"block of {length} bytes, {self._end - self._pos} left")
-        if length % 2 or length < minimum:
-            raise DecodeError(f"bad uint16 list length {length}")
-        at = self._pos
-        self._pos += length
-        return tuple([(self._base[at + 2 * i] << 8) | self._base[at + 2 * i + 1]
-                      for i in range(length // 2)])
-
-    def pull_list(self, int length_size, func):
-        """Items read by `func(buf)` until a length-prefixed vector is used up."""
-        items = []
-        with self.pull_block(length_size):
-            while self._pos < self._end:
-                items.append(func(self))
-        return items
-
-    # -- writing ------------------------------------------------------------
-
-    cdef int _reserve(self, Py_ssize_t n) except -1:
-        cdef Py_ssize_t need = self._pos + n
-        cdef Py_ssize_t newcap
-        cdef unsigned char *nb
-        if need <= self._end:
-            return 0
-        if not self._writable:
-            raise EncodeError("buffer is read-only")
-        if not self._growable:
-            raise EncodeError(f"writing {n} bytes overflows a {self._cap}-byte buffer")
-        newcap = self._cap * 2
-        if newcap < need:
-            newcap = need
-        nb = <unsigned char *>realloc(self._base, <size_t>newcap)
-        if nb == NULL:
-            raise MemoryError()
-        self._base = nb
-        self._cap = self._end = newcap
-        return 0
-
-    cdef inline int _push_uint(self, uint64_t v, int n) except -1:
-        cdef int i
-        if not self._writable:
-            raise EncodeError("buffer is read-only")
-        if n < 8 and (v >> (8 * n)):
-            raise EncodeError(f"{v} does not fit in {n} bytes")
-        self._reserve(n)
-        for i in range(n):
-            self._base[self._pos + i] = <uint8_t>(v >> (8 * (n - 1 - i)))
-        self._pos += n
-        return 0
-
-    def push_uint8(self, uint64_t v):
-        self._push_uint(v, 1)
-
-    def push_uint16(self, uint64_t v):
-        self._push_uint(v, 2)
-
-    def push_uint24(self, uint64_t v):
-        self._push_uint(v, 3)
-
-    def push_uint32(self, uint64_t v):
-        self._push_uint(v, 4)
-
-    def push_uint48(self, uint64_t v):
-        self._push_uint(v, 6)
-
-    def push_uint64(self, uint64_t v):
-        self._push_uint(v, 8)
-
-    cpdef push_bytes(self, data):
-        cdef Py_buffer src
-        if not self._writable:
-            raise EncodeError("buffer is read-only")
-        PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)
-        try:
-            self._reserve(src.len)
-            memcpy(self._base + self._pos, src.buf, src.len)
-            self._pos += src.len
-        finally:
-            PyBuffer_Release(&src)
-
-    def push_vector(self, int length_size, data):
-        """`data` behind a 1-, 2- or 3-byte length."""
-        self._push_uint(len(data), length_size)
-        self.push_bytes(data)
-
-    def push_block(self, int length_size):
-        """Context manager: bytes pushed inside get a length prefix."""
-        if length_size not in (1, 2, 3, 4):
-            raise ValueError("length_size must be 1, 2, 3 or 4")
-        if not self._writable:
-            raise EncodeError("buffer is read-only")
-        cdef _Block b = _Block.__new__(_Block)
-        b._buf = self
-        b._size = length_size
-        b._push = True
-        return b
-
-    def push_list(self, int length_size, func, items):
-        """Write each item with `func(buf, item)` inside a length-prefixed vector."""
-        with self.push_block(length_size):
-            for item in items:
-                func(self, item)
-
-
-# ---------------------------------------------------------------------------
-# Record layer hot paths (unified header, record numbers, replay window)
-# ---------------------------------------------------------------------------
-
-include "_fast_record.pxi"
-
-# ---------------------------------------------------------------------------
-# Handshake hot paths (fragment coverage for reassembly)
-# ---------------------------------------------------------------------------
-
-include "_fast_handshake.pxi"
+            lease._where = _traceback.format_stack(limit=12)
+        return lease
