@@ -135,6 +135,8 @@ def _share_groups(ch: msgs.ClientHello) -> tuple[int, ...] | None:
         return tuple(e.group for e in ext.decode(data, ext.pull_key_share_client))
     except DecodeError:
         return None
+
+
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
