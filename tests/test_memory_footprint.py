@@ -197,7 +197,8 @@ def test_cookie_flood_leaves_no_per_peer_state_and_pools_at_zero() -> None:
 
 def test_hrr_from_the_cached_prefix_is_the_message_codec_output() -> None:
     from dtls13.handshake.flights import handshake_fragment
-    from dtls13.handshake.gate import HelloGate, hello_retry_request
+    from dtls13.handshake.gate import HelloGate
+    from dtls13.handshake.negotiation import hello_retry_request
 
     _, scfg = configs()
     pools = PoolSet()
