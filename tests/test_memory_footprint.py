@@ -39,6 +39,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
         assert isinstance(hs, ServerHandshake)
         assert not hs.hello_bodies and hs._client_hello is None
     assert hs._cert_request is None and hs._hrr_cookie is None
+    assert hs._out is handshake_context._NO_OUTPUT  # no last message bodies or events kept
     assert conn._flight is None  # every flight acknowledged
     assert conn._records.write_epochs() == [conn._records.write_epoch]
     assert 2 not in conn._records.read_epochs()

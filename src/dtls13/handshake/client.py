@@ -22,6 +22,7 @@ from . import groups
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
 from .context import (
+    _NO_OUTPUT,
     FlightKind,
     HandshakeContext,
     HandshakeOutput,
@@ -70,8 +71,11 @@ class ClientHandshake(HandshakeContext):
         if self.state is not S.START:
             raise AssertionError("start() called twice")
         out = self._out = HandshakeOutput()
-        self._send_client_hello()
-        self._set_state(S.WAIT_SERVER_HELLO)
+        try:
+            self._send_client_hello()
+            self._set_state(S.WAIT_SERVER_HELLO)
+        finally:
+            self._out = _NO_OUTPUT
         return out
 
     def _send_client_hello(self) -> None:

@@ -100,6 +100,11 @@ class HandshakeOutput:
     post_handshake: Any = None  # a KeyUpdate or CID message, for the connection
 
 
+# What `_out` holds between calls: nothing of the last output (message bodies, events) is
+# kept alive by an idle context. Handlers write only to the output of their own call.
+_NO_OUTPUT = HandshakeOutput()
+
+
 class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
@@ -181,7 +186,7 @@ class HandshakeContext:
         self.early_result: bool | None = None
         self.early_budget = 0
         self.transitions = 0
-        self._out = HandshakeOutput()
+        self._out = _NO_OUTPUT
         self._transition: Transition | None = None
 
     # -- state -------------------------------------------------------------------------
@@ -239,6 +244,7 @@ class HandshakeContext:
             getattr(self, transition.handler)(parsed, bytes(body), now, seq, peer_address)
         finally:
             self._transition = None
+            self._out = _NO_OUTPUT
         return out
 
     def _to_connection(self, msg: Any, body: bytes, now: float, seq: int, addr: Any) -> None:
