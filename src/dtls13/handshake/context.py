@@ -201,7 +201,10 @@ class HandshakeContext:
         self.closed = state is self.CLOSED
         self.in_hello = state in self.HELLO_STATES
         self.transitions += 1
-        logger.debug("%s handshake: %s (transition %d)", self._role, state.name, self.transitions)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s handshake: %s (transition %d)", self._role, state.name, self.transitions
+            )
 
     @property
     def _role(self) -> str:
@@ -271,10 +274,12 @@ class HandshakeContext:
             self.transcript.add(msg_type, body)
         self._out.messages.append(OutMessage(epoch, msg_type, body))
 
-    def _install(self, epoch: int, *, write: bool, secret: bytes, suite: Any = None) -> None:
+    def _install(
+        self, epoch: int, *, write: bool, secret: bytes, suite: CipherSuite | None = None
+    ) -> None:
         suite = self.suite if suite is None else suite
         assert suite is not None
-        self._out.keys.append(InstallKeys(epoch, write, CipherSuite(suite), secret))
+        self._out.keys.append(InstallKeys(epoch, write, suite, secret))
 
     # -- keys --------------------------------------------------------------------------
 
