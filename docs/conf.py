@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from pygments.lexers.special import TextLexer
 from sphinx.application import Sphinx
 
 import dtls13
@@ -56,3 +57,6 @@ def _parseable_signature(
 
 def setup(app: Sphinx) -> None:
     app.connect("autodoc-process-signature", _parseable_signature)
+    # handshake-states.md holds ```mermaid diagrams (drawn by GitHub and Mermaid-aware
+    # viewers); the HTML build shows their text as it is.
+    app.add_lexer("mermaid", TextLexer)

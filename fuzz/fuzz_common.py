@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.handshake import groups
-from dtls13.handshake.state import State
+from dtls13.handshake.state import ServerState
 from dtls13.memory import PoolSet
 
 HERE = Path(__file__).resolve().parent
@@ -321,9 +321,9 @@ def _record(index: int, pools: PoolSet | None) -> Recording:
         to_server = sum(1 for d in log if d.dst == SERVER_ADDR)
         to_client = len(log) - to_server
         if "server" not in marks and server.state in (
-            State.WAIT_CLIENT_FINISHED,
-            State.WAIT_CLIENT_CERTIFICATE,
-            State.CONNECTED,
+            ServerState.WAIT_CLIENT_FINISHED,
+            ServerState.WAIT_CLIENT_CERTIFICATE,
+            ServerState.CONNECTED,
         ):
             marks["server"] = to_server
         if "client" not in marks and client.handshake_complete:

@@ -7,24 +7,24 @@ from collections import deque
 from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair, pki
 
 from dtls13.connection import Connection
-from dtls13.handshake.state import State
+from dtls13.handshake.state import ClientState, ServerState, State
 from dtls13.record import ContentType
 
-CLIENT_STATES = [
-    State.WAIT_SERVER_HELLO,
-    State.WAIT_ENCRYPTED_EXTENSIONS,
-    State.WAIT_CERTIFICATE_OR_REQUEST,
-    State.WAIT_CERTIFICATE,
-    State.WAIT_CERTIFICATE_VERIFY,
-    State.WAIT_FINISHED,
-    State.CONNECTED,
+CLIENT_STATES: list[State] = [
+    ClientState.WAIT_SERVER_HELLO,
+    ClientState.WAIT_ENCRYPTED_EXTENSIONS,
+    ClientState.WAIT_CERTIFICATE_OR_REQUEST,
+    ClientState.WAIT_CERTIFICATE,
+    ClientState.WAIT_CERTIFICATE_VERIFY,
+    ClientState.WAIT_FINISHED,
+    ClientState.CONNECTED,
 ]
-SERVER_STATES = [
-    State.WAIT_CLIENT_HELLO,
-    State.WAIT_CLIENT_CERTIFICATE,
-    State.WAIT_CLIENT_CERTIFICATE_VERIFY,
-    State.WAIT_CLIENT_FINISHED,
-    State.CONNECTED,
+SERVER_STATES: list[State] = [
+    ServerState.WAIT_CLIENT_HELLO,
+    ServerState.WAIT_CLIENT_CERTIFICATE,
+    ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY,
+    ServerState.WAIT_CLIENT_FINISHED,
+    ServerState.CONNECTED,
 ]
 MTUS = (1200, 700, 500, 400, 320, 256)
 

@@ -79,6 +79,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # -- each store on its own -------------------------------------------------------------------
 
 
+def _close(store: object) -> None:
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+
+
 def _stores(tmp_path: Path, redis_url: str | None) -> dict[str, Callable[[], ReplayStore]]:
     made: dict[str, Callable[[], ReplayStore]] = {
         "process": ReplayGuard,
@@ -96,6 +102,7 @@ def test_a_store_accepts_each_ticket_once_until_it_expires(
 ) -> None:
     url = request.getfixturevalue("redis_url") if kind == "redis" else None
     store = _stores(tmp_path, url)[kind]()
+    request.addfinalizer(lambda: _close(store))
     assert isinstance(store, ReplayStore)
     now = time.time()  # Redis expires keys on its own clock: give it real times
     ticket = os.urandom(40)
@@ -181,6 +188,7 @@ def test_redis_that_cannot_be_reached_refuses_zero_rtt_and_counts_it() -> None:
     now = time.time()
     assert not store.first_use(b"ticket", now + 60, now)
     assert store.errors == 1
+    store.close()
 
 
 def test_replay_store_must_be_one() -> None:
@@ -236,7 +244,13 @@ def test_zero_rtt_replayed_to_another_server_instance(
     kind: str, replayed: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue("redis_url") if kind == "redis" else None
-    make_store = _stores(tmp_path, url)[kind]
+    made = _stores(tmp_path, url)[kind]
+
+    def make_store() -> ReplayStore:
+        store = made()
+        request.addfinalizer(lambda: _close(store))
+        return store
+
     # Two server instances (processes, machines) sharing the ticket secret, each with its
     # own handle on the store.
     cfgs = configs(
@@ -281,9 +295,12 @@ def test_workers_share_one_replay_table_made_before_they_fork() -> None:
     assert _server_config_from().replay_guard is PROCESS_REPLAY_GUARD
 
 
-def test_replay_store_option_points_the_server_at_redis(redis_url: str) -> None:
+def test_replay_store_option_points_the_server_at_redis(
+    redis_url: str, request: pytest.FixtureRequest
+) -> None:
     config = _server_config_from("--replay-store", redis_url, "--max-early-data", "1")
     assert isinstance(config.replay_guard, RedisReplayGuard)
+    request.addfinalizer(config.replay_guard.close)
     now = time.time()
     assert config.replay_guard.first_use(b"cli ticket", now + 5, now)
     assert not config.replay_guard.first_use(b"cli ticket", now + 5, now)

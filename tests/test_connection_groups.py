@@ -16,7 +16,6 @@ from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_c
 from netsim import SimNetwork
 from test_gate import GatedServer
 
-from dtls13 import connection as connection_module
 from dtls13.alerts import AlertDescription
 from dtls13.connection import Connection
 from dtls13.events import HandshakeCompleted
@@ -118,7 +117,7 @@ def test_fragmented_ffdhe2048_client_hello_passes_the_cookie_gate() -> None:
     assert gate.counters["hello_retry_sent"] == 1 and gate.counters["accepted"] == 1
     assert gate.partials == 0 and gate.bytes_held == 0
     assert client.handshake_complete
-    assert client._group is server.conns[CLIENT_ADDR]._group is G.ffdhe2048
+    assert client.handshake.group is server.conns[CLIENT_ADDR].handshake.group is G.ffdhe2048
     _finish_gated(net, client, server, pools)
 
 
@@ -132,7 +131,7 @@ def test_stateless_hello_retry_request_asks_for_the_group(group: NamedGroup) -> 
     )
     client.connect(SERVER_ADDR, 0.0)
     assert net.run(lambda: client.handshake_complete)
-    assert client._group is server.conns[CLIENT_ADDR]._group is group
+    assert client.handshake.group is server.conns[CLIENT_ADDR].handshake.group is group
     assert server.gate.counters["hello_retry_sent"] == 1
     assert client.stats["hello_retry_requests_received"] == 1
     _finish_gated(net, client, server, pools)
@@ -222,7 +221,7 @@ def test_invalid_share_in_second_client_hello_is_illegal_parameter(
     for lease, _ in pair.client.datagrams_to_send(0.0):  # the genuine ClientHello2
         lease.release()
     assert pair.client.stats["hello_retry_requests_received"] == 1
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None
     msg_type, body = msgs.push_message(_with_share(hello, group, make_share()))
     pair.server.receive_datagram(
@@ -249,13 +248,13 @@ def test_invalid_share_in_server_hello_is_illegal_parameter(
     """The client checks the server's share as the server checks the client's. After a
     HelloRetryRequest the ServerHello is not a first hello that may have been damaged on
     the way: illegal_parameter."""
-    real = connection_module.groups.encapsulate
+    real = groups.encapsulate
 
     def encapsulate(g: int, client_share: bytes) -> tuple[bytes, bytes]:
         _, secret = real(g, client_share)
         return make_share(), secret
 
-    monkeypatch.setattr(connection_module.groups, "encapsulate", encapsulate)
+    monkeypatch.setattr(groups, "encapsulate", encapsulate)
     pair = _retry_pair(group)
     pair.client.connect(SERVER_ADDR, 0.0)
     for _ in range(2):  # ClientHello1 -> HRR, ClientHello2 -> ServerHello ... Finished
@@ -284,7 +283,7 @@ def test_invalid_share_in_first_client_hello_is_dropped_as_damage(group: NamedGr
     for lease, _ in pair.client.datagrams_to_send(0.0):
         genuine.append(lease.tobytes())
         lease.release()
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None
     msg_type, body = msgs.push_message(_with_share(hello, group, bad))
     pair.server.receive_datagram(

@@ -138,7 +138,9 @@ def test_hello_retry_request_for_a_missing_group() -> None:
         (done,) = _events(events, HandshakeCompleted)
         assert isinstance(done, HandshakeCompleted) and done.group is G.secp384r1
     # Two ClientHellos (message_seq 0 and 1), one HelloRetryRequest.
-    assert pair.client._send_seq >= 2 and pair.client._hrr_done and pair.server._hrr_done
+    assert pair.client._send_seq >= 2
+    assert pair.client.statistics().hello_retry_requests_received == 1
+    assert pair.server.statistics().hello_retry_requests_sent == 1
     assert pair.exchange(b"after hrr", b"ok")
     pair.close()
 
@@ -254,7 +256,7 @@ def test_keylog_callback_nss_format(suite: CipherSuite) -> None:
     assert pair.handshake()
     assert len(client_lines) == 5
     assert sorted(client_lines) == sorted(server_lines)
-    random_hex = pair.client._random.hex()
+    random_hex = pair.client.handshake.random.hex()
     secret_len = SUITES[suite].hash_length * 2
     labels = set()
     for line in client_lines:
@@ -265,7 +267,7 @@ def test_keylog_callback_nss_format(suite: CipherSuite) -> None:
     assert labels == KEYLOG_LABELS
     # The logged traffic secret is the one protecting the records.
     secrets = dict(line.split(" ")[::2] for line in client_lines)
-    assert bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]) == pair.client._write_secret
+    assert bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]) == pair.client.handshake.write_secret
     pair.close()
 
 

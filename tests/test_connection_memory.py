@@ -31,7 +31,7 @@ DATAGRAM_OUT = {
     ("flights.py", "emit"),
     ("flights.py", "_flush"),
     ("connection.py", "send"),
-    ("connection.py", "_send_ack_for"),
+    ("connection_flights.py", "send_ack_for"),
     ("connection.py", "_send_alert"),
 }
 RECORD_IN = {

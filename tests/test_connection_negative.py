@@ -23,15 +23,21 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pki import NOW, TestPKI, make_leaf
 
-from dtls13 import connection as connection_module
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.events import HandshakeCompleted
+from dtls13.handshake import context as handshake_context
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.constants import ExtensionType, HandshakeType
-from dtls13.handshake.state import ACCEPTS, MESSAGE_EPOCH, State
+from dtls13.handshake.diagram import accepts
+from dtls13.handshake.state import (
+    HELLO_STATES,
+    MESSAGE_EPOCH,
+    ServerState,
+    State,
+)
 from dtls13.record import ContentType
 
 A = AlertDescription
@@ -58,15 +64,15 @@ def _fails_with(pair: Pair, detector: str, alert: AlertDescription) -> None:
 def _tamper_schedule(conn: Connection) -> None:
     """Make `conn` send a Finished whose verify_data is off by one bit (it still checks
     the peer's Finished correctly)."""
-    original = conn._add_message
+    original = conn.handshake._send
 
-    def add(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+    def add(msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
         if isinstance(msg, msgs.Finished):
             good = msg.verify_data
             msg = msgs.Finished(bytes([good[0] ^ 1]) + good[1:])
-        return original(msg, epoch, transcript=transcript)
+        original(msg, epoch, transcript=transcript)
 
-    conn._add_message = add  # type: ignore[method-assign]
+    conn.handshake._send = add  # type: ignore[method-assign]
 
 
 def test_wrong_server_finished_is_decrypt_error() -> None:
@@ -85,7 +91,7 @@ def test_wrong_client_finished_is_decrypt_error() -> None:
 
 
 def _bad_signatures(monkeypatch: pytest.MonkeyPatch, server: bool) -> None:
-    real = connection_module.certs.sign_certificate_verify
+    real = handshake_context.certs.sign_certificate_verify
 
     def sign(key: Any, scheme: Any, transcript_hash: bytes, *, is_server: bool) -> bytes:
         sig = real(key, scheme, transcript_hash, is_server=is_server)
@@ -93,7 +99,7 @@ def _bad_signatures(monkeypatch: pytest.MonkeyPatch, server: bool) -> None:
             sig = sig[:-1] + bytes([sig[-1] ^ 0x40])
         return sig
 
-    monkeypatch.setattr(connection_module.certs, "sign_certificate_verify", sign)
+    monkeypatch.setattr(handshake_context.certs, "sign_certificate_verify", sign)
 
 
 @pytest.mark.parametrize("kind", ["ec256", "rsa2048", "ed25519"])
@@ -166,7 +172,7 @@ def _client_hello(pair: Pair) -> msgs.ClientHello:
     pair.client.connect(SERVER_ADDR, 0.0)
     for lease, _ in pair.client.datagrams_to_send(0.0):
         lease.release()
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None
     return hello
 
@@ -230,7 +236,7 @@ def _second_client_hello(pair: Pair) -> msgs.ClientHello:
     for lease, _ in pair.client.datagrams_to_send(0.0):
         lease.release()
     assert pair.client.stats["hello_retry_requests_received"] == 1
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None
     return hello
 
@@ -283,9 +289,9 @@ MESSAGE_TYPES = sorted({int(t) for t in HandshakeType} | {0, 7, 99, 200, 254, 25
 def _natural_epoch(pair: Pair, side: str) -> int:
     conn = pair.client if side == "client" else pair.server
     peer = pair.server if side == "client" else pair.client
-    if conn.state in (State.WAIT_SERVER_HELLO, State.WAIT_CLIENT_HELLO):
+    if conn.state in HELLO_STATES:
         return 0
-    if conn.state is State.CONNECTED:
+    if conn.handshake_complete:
         return peer._records.write_epoch
     return 2
 
@@ -306,7 +312,7 @@ def _expected_drop(msg_type: int, epoch: int, state: State) -> bool:
     epoch it can never travel in (RFC 9147 §6.1), or a new unprotected one once the hellos
     are over (§5.11), is dropped quietly; in its epoch but not expected in this state, it
     is unexpected_message (RFC 8446 §A)."""
-    if epoch == 0 and state not in (State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO):
+    if epoch == 0 and state not in HELLO_STATES:
         return True
     expected = MESSAGE_EPOCH.get(msg_type, 3)
     return (epoch >= 3) != (expected >= 3) or (expected < 3 and epoch != expected)
@@ -332,7 +338,7 @@ def test_unexpected_message_in_every_state(
     try:
         conn = pair.client if side == "client" else pair.server
         peer = pair.server if side == "client" else pair.client
-        if msg_type in ACCEPTS[state]:
+        if msg_type in accepts(state):
             return  # expected messages are covered by the handshakes themselves
         if epoch_choice == "state":
             epoch = _natural_epoch(pair, side)
@@ -381,7 +387,7 @@ def test_unexpected_message_in_every_state(
 
 
 def test_new_session_ticket_sent_to_a_server_is_unexpected() -> None:
-    pair = reach("server", State.CONNECTED)
+    pair = reach("server", ServerState.CONNECTED)
     assert pair is not None
     nst = msgs.NewSessionTicket(3600, 1, b"n", b"ticket", ())
     msg_type, body = msgs.push_message(nst)
@@ -461,7 +467,7 @@ def test_forged_plaintext_hello_does_not_destroy_an_association(side: str) -> No
     )
     for seq in range(0, 8):  # message_seq is easy to guess
         _inject(pair, side, 0, handshake_message(msg_type, body, seq))
-    assert not conn.closed and conn.state is State.CONNECTED
+    assert not conn.closed and conn.handshake_complete
     assert pair.exchange(b"still", b"here")
     pair.close()
 
@@ -469,13 +475,13 @@ def test_forged_plaintext_hello_does_not_destroy_an_association(side: str) -> No
 def test_server_certificate_with_an_invalid_x509_version_is_bad_certificate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = connection_module._certificate_body
+    real = handshake_context.certificate_body
 
     def body(chain: Any) -> bytes:
         # The leaf's version field, [0] EXPLICIT INTEGER 2 (v3), becomes 5: no such version.
         return real(chain).replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
 
-    monkeypatch.setattr(connection_module, "_certificate_body", body)
+    monkeypatch.setattr(handshake_context, "certificate_body", body)
     pair = make_pair()
     assert not pair.handshake(max_time=10)
     _fails_with(pair, "client", A.bad_certificate)
@@ -495,7 +501,7 @@ def _protected_with_content(sender: Connection, size: int, ahead: int) -> bytes:
     assert suite is not None
     epoch = sender._records.write_epoch
     seq = sender._records.next_sequence_number(epoch) + ahead
-    return protect(suite, sender._write_secret, epoch, seq, 23, b"o" * size)
+    return protect(suite, sender.handshake.write_secret, epoch, seq, 23, b"o" * size)
 
 
 @pytest.mark.parametrize("side", ["client", "server"])
@@ -519,18 +525,18 @@ def test_protected_content_over_2_14_bytes_is_record_overflow(side: str) -> None
 
 def _server_hello_with(pair: Pair, extension: ext.Extension) -> bytes:
     """The server's real first flight with `extension` added to its ServerHello."""
-    original = pair.server._add_message
+    original = pair.server.handshake._send
 
-    def add(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+    def add(msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
         if isinstance(msg, msgs.ServerHello) and not msg.is_hello_retry_request:
             msg = msgs.ServerHello(
                 random=msg.random,
                 cipher_suite=msg.cipher_suite,
                 extensions=(*msg.extensions, extension),
             )
-        return original(msg, epoch, transcript=transcript)
+        original(msg, epoch, transcript=transcript)
 
-    pair.server._add_message = add  # type: ignore[method-assign]
+    pair.server.handshake._send = add  # type: ignore[method-assign]
     return b""
 
 
@@ -575,14 +581,14 @@ def test_unsolicited_extension_in_encrypted_extensions_is_unsupported_extension(
     extension: ext.Extension,
 ) -> None:
     pair = make_pair()
-    original = pair.server._add_message
+    original = pair.server.handshake._send
 
-    def add(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+    def add(msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
         if isinstance(msg, msgs.EncryptedExtensions):
             msg = msgs.EncryptedExtensions((*msg.extensions, extension))
-        return original(msg, epoch, transcript=transcript)
+        original(msg, epoch, transcript=transcript)
 
-    pair.server._add_message = add  # type: ignore[method-assign]
+    pair.server.handshake._send = add  # type: ignore[method-assign]
     assert not pair.handshake(max_time=10)
     _fails_with(pair, "client", A.unsupported_extension)
 
@@ -629,7 +635,7 @@ def test_first_client_hello_key_share_outside_supported_groups_is_refused() -> N
     )
     hello = _with_extension(hello, supported)
     _send_hello(pair, hello)
-    assert pair.server.state is State.WAIT_CLIENT_HELLO
+    assert pair.server.state is ServerState.WAIT_CLIENT_HELLO
     assert pair.server.stats["dropped_damaged_hello"] == 1
     for lease, _ in pair.server.datagrams_to_send(0.0):
         assert bytes(lease)[0] != 0x16  # no ServerHello

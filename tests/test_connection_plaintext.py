@@ -18,7 +18,7 @@ from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_c
 from dtls13._fast import Buffer
 from dtls13.connection import Connection
 from dtls13.handshake.constants import HandshakeType
-from dtls13.handshake.state import State
+from dtls13.handshake.state import ClientState, ServerState, State
 from dtls13.memory import PoolSet
 from dtls13.record import ContentType, RecordNumber, push_ack
 
@@ -66,7 +66,7 @@ def test_spoofed_plaintext_ack_does_not_cancel_the_client_finished() -> None:
         client = pair.client
         if (
             src == CLIENT_ADDR
-            and client.state is State.CONNECTED
+            and client.state is ClientState.CONNECTED
             and client.stats["retransmissions"] == 0
         ):
             if not state["dropped"]:
@@ -95,16 +95,16 @@ def test_handshake_epoch_ack_naming_later_epoch_records_acknowledges_nothing() -
 
     def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
         # The client's Finished is lost until the test lets it through.
-        if src == CLIENT_ADDR and pair.client.state is State.CONNECTED and blocked["on"]:
+        if src == CLIENT_ADDR and pair.client.state is ClientState.CONNECTED and blocked["on"]:
             return None
         return data
 
     def until() -> bool:
-        if pair.server.state is State.WAIT_CLIENT_FINISHED and not crafted:
+        if pair.server.state is ServerState.WAIT_CLIENT_FINISHED and not crafted:
             # Made with the server's real epoch-2 keys.
             payload = _ack_payload([(3, s) for s in range(16)])
             crafted.append(protected_datagram(pair.server, 2, payload, ContentType.ack))
-        return pair.client.state is State.CONNECTED
+        return pair.client.state is ClientState.CONNECTED
 
     pair.net.tamper = tamper
     pair.client.connect(SERVER_ADDR, 0.0)
@@ -190,10 +190,10 @@ def _inject_malformed(pair: Pair, side: str) -> Connection:
 @pytest.mark.parametrize(
     ("side", "state"),
     [
-        ("client", State.WAIT_ENCRYPTED_EXTENSIONS),
-        ("client", State.WAIT_CERTIFICATE_OR_REQUEST),
-        ("server", State.WAIT_CLIENT_FINISHED),
-        ("server", State.WAIT_CLIENT_CERTIFICATE),
+        ("client", ClientState.WAIT_ENCRYPTED_EXTENSIONS),
+        ("client", ClientState.WAIT_CERTIFICATE_OR_REQUEST),
+        ("server", ServerState.WAIT_CLIENT_FINISHED),
+        ("server", ServerState.WAIT_CLIENT_CERTIFICATE),
     ],
 )
 def test_malformed_plaintext_mid_handshake_is_dropped(side: str, state: State) -> None:
@@ -236,7 +236,7 @@ def test_malformed_plaintext_while_waiting_for_the_second_client_hello_is_droppe
     for lease, _ in pair.client.datagrams_to_send(0.0):
         pair.server.receive_datagram(bytes(lease), CLIENT_ADDR, 0.0)
         lease.release()
-    assert pair.server.state is State.WAIT_CLIENT_HELLO and pair.server._hrr_done
+    assert pair.server.state is ServerState.WAIT_CLIENT_HELLO_AFTER_RETRY
     for lease, _ in pair.server.datagrams_to_send(0.0):
         lease.release()  # the HRR is lost: the client repeats ClientHello1
     _inject_malformed(pair, "server")
@@ -294,7 +294,7 @@ def test_spoofed_garbage_and_client_hello_do_not_restart_a_half_open_server() ->
     an association is acted on only once a cookie exchange proves the address)."""
     pair = make_pair()
     pair.client.connect(SERVER_ADDR, 0.0)
-    assert pair.net.run(lambda: pair.server.state is State.WAIT_CLIENT_FINISHED)
+    assert pair.net.run(lambda: pair.server.state is ServerState.WAIT_CLIENT_FINISHED)
     for data in _epoch2_garbage(3) + _spoofed_client_hello(pair):
         pair.net.inject(CLIENT_ADDR, SERVER_ADDR, data)
     assert pair.net.run(pair.completed, max_time=30), (
@@ -326,7 +326,7 @@ def test_spoofed_garbage_and_client_hello_do_not_destroy_a_half_open_endpoint_ha
 
     def server_waits_for_finished() -> bool:
         conn = ep.connections.get(CLIENT_ADDR)
-        return conn is not None and conn.state is State.WAIT_CLIENT_FINISHED
+        return conn is not None and conn.state is ServerState.WAIT_CLIENT_FINISHED
 
     assert net.run(server_waits_for_finished)
     server = ep.connections[CLIENT_ADDR]

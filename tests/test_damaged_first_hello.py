@@ -28,7 +28,7 @@ def _spoofed_hello(extension: int, data: bytes, **client: object) -> bytes:
     attacker.connect(SERVER_ADDR, 0.0)
     for lease, _ in attacker.datagrams_to_send(0.0):
         lease.release()
-    hello = attacker._client_hello
+    hello = attacker.handshake.client_hello
     assert hello is not None
     attacker.close()
     for lease, _ in attacker.datagrams_to_send(0.0):

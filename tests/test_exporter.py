@@ -138,7 +138,7 @@ def test_exporting_before_the_handshake_completes_is_refused() -> None:
     # The server has its exporter secret once its Finished is sent, but the handshake is
     # done only when the client's Finished has arrived.
     def server_finished_sent() -> bool:
-        return pair.server._exporter is not None
+        return pair.server.handshake.exporter is not None
 
     assert pair.net.run(server_finished_sent)
     assert not pair.server.handshake_complete
@@ -176,7 +176,8 @@ def test_exporter_works_after_the_handshake_state_is_dropped() -> None:
     before = pair.client.export_keying_material("EXPORTER-x", b"", 32)
     pair.net.run(lambda: False, max_time=pair.net.now + 5)  # final ACKs, tickets
     pair.drain()
-    assert pair.client._schedule is not None and pair.client._schedule.master_secret is None
+    schedule = pair.client.handshake.schedule
+    assert schedule is not None and schedule.master_secret is None
     assert pair.client.export_keying_material("EXPORTER-x", b"", 32) == before
     assert pair.server.export_keying_material("EXPORTER-x", b"", 32) == before
     pair.close()
@@ -228,7 +229,7 @@ def test_no_early_exporter_without_zero_rtt() -> None:
     session = _session(cfgs)
     pair = make_pair(1, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
     assert pair.handshake()
-    assert pair.client._resumed and pair.server._resumed
+    assert pair.client.handshake.resumed and pair.server.handshake.resumed
     for conn in (pair.client, pair.server):
         with pytest.raises(LocalProtocolError, match="0-RTT"):
             conn.export_early_keying_material("EXPORTER-early", None, 16)

@@ -17,7 +17,6 @@ from pki import cached_key
 
 from dtls13._fast import Buffer, EncodeError
 from dtls13.alerts import LocalProtocolError
-from dtls13.connection import _certificate_body
 from dtls13.crypto.hkdf import TLS13_PREFIX, derive_secret, hkdf_expand_label, hkdf_label
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import (
@@ -26,6 +25,7 @@ from dtls13.handshake.certificates import (
     sign_certificate_verify,
 )
 from dtls13.handshake.constants import SignatureScheme as S
+from dtls13.handshake.context import certificate_body as _certificate_body
 from dtls13.handshake.flights import handshake_fragment
 from dtls13.handshake.key_schedule import KeySchedule
 
@@ -156,7 +156,7 @@ def test_a_client_hello_decoded_by_the_gate_is_used_only_for_the_same_bytes() ->
         server = Connection(scfg, pools=pools, wall_clock=wall_clock)
         server.expect_client_hello(hint_body, marked)
         server.receive_datagram(data, ("10.0.0.1", 1), 0.0)
-        assert server._client_random == (marked.random if used else ch.random)
+        assert server.handshake.client_random == (marked.random if used else ch.random)
         server.close()
         for lease, _ in server.datagrams_to_send(0.0):
             lease.release()

@@ -18,30 +18,37 @@ from dtls13 import connection as connection_module
 from dtls13.connection import Connection
 from dtls13.endpoint import ServerEndpoint
 from dtls13.events import HandshakeCompleted, KeyUpdated, NewSessionTicketReceived
+from dtls13.handshake import context as handshake_context
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.client import ClientHandshake
+from dtls13.handshake.server import ServerHandshake
 from dtls13.memory import PoolSet
 
 
 def assert_no_handshake_state(conn: Connection) -> None:
     assert conn.handshake_complete
-    assert conn._transcript is connection_module._SPENT_TRANSCRIPT
-    ks = conn._schedule
+    hs = conn.handshake
+    assert hs.transcript is handshake_context._SPENT_TRANSCRIPT
+    ks = hs.schedule
     assert ks is not None
     assert ks.early_secret == b"" and ks.handshake_secret is None and ks.master_secret is None
-    assert conn._psk_schedule is None
-    assert conn._c_hs == conn._s_hs == conn._c_app == conn._s_app == b""
-    assert not conn._hello_bodies and not conn._key_shares
-    assert conn._client_hello is None and conn._cert_request is None
-    assert conn._hrr_cookie is None
+    assert hs._c_hs == hs._s_hs == b""
+    if isinstance(hs, ClientHandshake):
+        assert hs._psk_schedule is None and not hs._key_shares and hs.client_hello is None
+    else:
+        assert isinstance(hs, ServerHandshake)
+        assert not hs.hello_bodies and hs._client_hello is None
+    assert hs._cert_request is None and hs._hrr_cookie is None
+    assert hs._out is handshake_context._NO_OUTPUT  # no last message bodies or events kept
     assert conn._flight is None  # every flight acknowledged
     assert conn._records.write_epochs() == [conn._records.write_epoch]
     assert 2 not in conn._records.read_epochs()
     # What stays: the current traffic secrets.
-    assert conn._read_secret and conn._write_secret
+    assert hs.read_secret and hs.write_secret
     assert conn._reassembler is None and conn._idle_reassembly is not None
     assert conn._events is connection_module._NO_EVENTS  # drained: no deque of its own
     # Every attribute has a slot (a new one belongs in Connection.__slots__).
-    assert vars(conn) == {}
+    assert vars(conn) == {} and vars(hs) == {}
 
 
 def _settle(pair: Pair, seconds: float = 5.0) -> None:
@@ -57,7 +64,7 @@ def test_idle_connection_keeps_no_handshake_state_and_post_handshake_works() -> 
     ticket = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
     assert_no_handshake_state(pair.client)
     assert_no_handshake_state(pair.server)
-    assert pair.client._resumption_secret  # tickets still need it
+    assert pair.client.handshake.resumption_secret  # tickets still need it
     # The public API still answers from what is kept.
     done = next(e for e in pair.client_events if isinstance(e, HandshakeCompleted))
     assert pair.client.peer_certificates == done.peer_certificates != ()
@@ -191,7 +198,8 @@ def test_cookie_flood_leaves_no_per_peer_state_and_pools_at_zero() -> None:
 
 def test_hrr_from_the_cached_prefix_is_the_message_codec_output() -> None:
     from dtls13.handshake.flights import handshake_fragment
-    from dtls13.handshake.gate import HelloGate, hello_retry_request
+    from dtls13.handshake.gate import HelloGate
+    from dtls13.handshake.negotiation import hello_retry_request
 
     _, scfg = configs()
     pools = PoolSet()

@@ -13,7 +13,7 @@ from dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 from dtls13.connection import Connection
 from dtls13.handshake.constants import HandshakeType
 from dtls13.handshake.fragments import Reassembler, fragment_message
-from dtls13.handshake.state import State
+from dtls13.handshake.state import ServerState
 from dtls13.memory import PoolSet
 from dtls13.record import RecordNumber
 
@@ -105,7 +105,7 @@ def test_spoofed_client_hello_fragments_after_a_retry_pin_memory_in_proportion(p
     client, server = pair.client, pair.server
     client.connect(SERVER_ADDR, 0.0)
     _first_datagram(pair, client, server, 0.0)  # ClientHello1 -> HelloRetryRequest
-    assert server._hrr_done and server.state is State.WAIT_CLIENT_HELLO
+    assert server.state is ServerState.WAIT_CLIENT_HELLO_AFTER_RETRY
     for lease, _ in server.datagrams_to_send(0.0):
         lease.release()
     before = server.owner.in_use
@@ -180,7 +180,7 @@ def test_spoofed_conflicting_second_client_hello_fragment_does_not_block_the_han
         if src == SERVER_ADDR and not spoofed:
             # The HelloRetryRequest is on its way: a spoofed ClientHello2 fragment with a
             # length of its own reaches the server before the real ClientHello2.
-            assert pair.server._hrr_done
+            assert pair.server.state is ServerState.WAIT_CLIENT_HELLO_AFTER_RETRY
             spoofed = True
             pair.net.inject(CLIENT_ADDR, SERVER_ADDR, _spoof(HandshakeType.client_hello, 900, 1))
         return data

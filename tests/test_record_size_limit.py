@@ -135,7 +135,7 @@ def test_limit_below_64_in_client_hello_is_refused() -> None:
 
 def test_limit_below_64_is_illegal_parameter() -> None:
     from dtls13.alerts import IllegalParameter
-    from dtls13.connection import _record_size_limit
+    from dtls13.handshake.context import record_size_limit as _record_size_limit
 
     assert _record_size_limit(b"\x00\x40") == 64
     assert _record_size_limit(b"\xff\xff") == 16385

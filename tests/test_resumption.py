@@ -186,7 +186,7 @@ def test_first_client_hello_lists_psk_modes_without_offering_a_psk() -> None:
     OpenSSL sent none to us until a first ClientHello carried the client's modes."""
     pair = make_pair(7, cfgs=configs(client={"psk_modes": ("psk_ke", "psk_dhe_ke")}))
     pair.client.connect(SERVER_ADDR, pair.net.now)
-    hello = pair.client._client_hello  # dropped with the rest of the handshake state
+    hello = pair.client.handshake.client_hello  # dropped with the rest of the handshake state
     assert pair.net.run(pair.completed)
     resumed = _completed(pair).resumed
     pair.close()

@@ -202,7 +202,7 @@ def test_session_is_not_offered_to_another_server_name() -> None:
     other = dataclasses.replace(cfgs[0], server_name="other.example", session=session)
     pair = make_pair(7, cfgs=(other, cfgs[1]))
     pair.client.connect(SERVER_ADDR, pair.net.now)
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None and hello.extension(ExtensionType.pre_shared_key) is None
     assert pair.net.run(pair.completed)
     done = _completed(pair, "client")
@@ -228,7 +228,7 @@ def test_server_refuses_a_ticket_issued_for_another_server_name() -> None:
     client = dataclasses.replace(cfgs[0], server_name="other.example", session=relabelled)
     pair = make_pair(9, cfgs=(client, cfgs[1]))
     pair.client.connect(SERVER_ADDR, pair.net.now)
-    hello = pair.client._client_hello
+    hello = pair.client.handshake.client_hello
     assert hello is not None and hello.extension(ExtensionType.pre_shared_key) is not None
     assert pair.net.run(pair.completed)
     done = _completed(pair, "server")

@@ -157,17 +157,18 @@ def test_srtp_keys_before_the_handshake_are_refused() -> None:
 
 def _rewrite(conn: Connection, message: type, data: bytes, *, add: bool = False) -> None:
     """Make `conn` send `message` with use_srtp's body replaced by `data` (or added)."""
-    original = conn._add_message
+    hs = conn.handshake
+    original = hs._send
 
-    def send(msg: Any, epoch: int, *, transcript: bool = True) -> bytes:
+    def send(msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
         if isinstance(msg, message):
             kept = [e for e in msg.extensions if e.type != ExtensionType.use_srtp]
             if add or len(kept) != len(msg.extensions):
                 kept.append(ext.Extension(ExtensionType.use_srtp, data))
             msg = dataclasses.replace(msg, extensions=tuple(kept))
-        return original(msg, epoch, transcript=transcript)
+        original(msg, epoch, transcript=transcript)
 
-    conn._add_message = send  # type: ignore[method-assign]
+    hs._send = send  # type: ignore[method-assign]
 
 
 def _fails_with(pair: Pair, detector: str, alert: AlertDescription) -> None:

@@ -228,6 +228,12 @@ class RedisReplayGuard:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         return cls(client, prefix)
 
+    def close(self) -> None:
+        """Close the client's connections (a client given to the guard is closed too)."""
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
+
     def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
         ttl_ms = math.ceil((expires - now) * 1000)
         if ttl_ms <= 0:

@@ -161,3 +161,21 @@ class CookieJar:
         return CookieContents(
             tick, bytes(cookie[5:extra_at]), bytes(cookie[extra_at + 2 : body_len])
         )
+
+
+# The cookie's `extra` for a HelloRetryRequest: the suite and the group it chose (0: none),
+# all a stateless server needs to rebuild that HelloRetryRequest byte for byte.
+_RETRY_EXTRA = struct.Struct("!HH")
+
+
+def pack_cookie_extra(suite: int, group: int | None) -> bytes:
+    """The cookie's `extra` naming the HelloRetryRequest's suite and group."""
+    return _RETRY_EXTRA.pack(suite, group or 0)
+
+
+def unpack_cookie_extra(extra: bytes) -> tuple[int, int | None] | None:
+    """(suite, group or None) from a cookie's `extra`; None if it is not one of ours."""
+    if len(extra) != _RETRY_EXTRA.size:
+        return None
+    suite, group = _RETRY_EXTRA.unpack(extra)
+    return int(suite), int(group) or None

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +47,11 @@ from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
 from . import extensions as ext
-from . import groups
+from . import groups, negotiation
 from . import messages as msgs
 from .certificates import schemes_for_key, sign_certificate_verify
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
+from .cookie import pack_cookie_extra
 from .flights import handshake_fragment
 from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
 from .messages import transcript_header
@@ -135,8 +135,9 @@ def _share_groups(ch: msgs.ClientHello) -> tuple[int, ...] | None:
         return tuple(e.group for e in ext.decode(data, ext.pull_key_share_client))
     except DecodeError:
         return None
+
+
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
-_PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
 _Scan = tuple[int, int, _U16s, _U16s | None, _U16s | None, _U16s | None, int, bool]
 GATE_COUNTERS = (
@@ -153,24 +154,6 @@ GATE_COUNTERS = (
     "fragment_mismatch",
     "budget",
 )
-
-
-def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
-    """The HelloRetryRequest for these choices; the same inputs give the same bytes."""
-    extensions = [
-        ext.make_extension(
-            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
-        )
-    ]
-    if group is not None:
-        extensions.append(
-            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
-        )
-    if cookie is not None:
-        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
-    return msgs.ServerHello(
-        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
-    )
 
 
 class HelloGate:
@@ -494,7 +477,8 @@ class HelloGate:
                 self._hrr_prefixes.clear()
             # Built once from the message codec with a stand-in cookie of the same length.
             stand_in = bytes(len(cookie))
-            msg_type, body = msgs.push_message(hello_retry_request(suite, group, stand_in))
+            hrr = negotiation.hello_retry_request(suite, group, stand_in)
+            msg_type, body = msgs.push_message(hrr)
             whole = handshake_fragment(msg_type, len(body), 0, 0, body)
             assert whole.endswith(stand_in)
             prefix = self._hrr_prefixes[key] = whole[: len(whole) - len(stand_in)]
@@ -559,18 +543,12 @@ class HelloGate:
         if versions is None or DTLS13_VERSION not in versions:
             return None
         cfg = self.config
-        for suite in cfg.suites:
-            if suite in suites:
-                break
-        else:
+        suite = negotiation.choose_suite(cfg, suites)
+        if suite is None:
             return None
-        group: int | None = None
-        if shares is None or not any(g in shares for g in cfg.group_order):
-            if groups is None:
-                return None
-            group = next((g for g in cfg.group_order if g in groups), None)
-            if group is None:
-                return None
+        usable, group = negotiation.retry_group(cfg, shares, groups)
+        if not usable:
+            return None
         if self._partials:
             self._discard(addr)  # a whole ClientHello replaces a partial one
         # Transcript-Hash(ClientHello1): the TLS-style 4-byte header, then the body (§5.2).
@@ -579,7 +557,7 @@ class HelloGate:
         )
         with memoryview(data) as view:
             ch1.update(view[at : at + length])
-        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), _PACK_HH(suite, group or 0))
+        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), pack_cookie_extra(suite, group))
         fragment = self._hrr_fragment(suite, group, cookie)
         try:
             reply = self._record(ContentType.handshake, fragment, record_seq)
@@ -613,21 +591,18 @@ class HelloGate:
             return None
         if DTLS13_VERSION not in offered or ch.legacy_cookie:
             return None
-        suite = next((s for s in cfg.suites if s in ch.cipher_suites), None)
+        suite = negotiation.choose_suite(cfg, ch.cipher_suites)
         if suite is None:
             return None
-        group: int | None = None
-        if not any(g in shares for g in cfg.group_order):
-            group = next((g for g in cfg.group_order if g in client_groups), None)
-            if group is None:
-                return None
+        usable, group = negotiation.retry_group(cfg, shares, client_groups)
+        if not usable:
+            return None
         # Transcript-Hash(ClientHello1): the TLS-style 4-byte header, then the body (§5.2).
         ch1 = hashlib.new(
             SUITES[suite].hash_name, transcript_header(HandshakeType.client_hello, len(body))
         )
         ch1.update(body)
-        extra = struct.pack("!HH", suite, group or 0)
-        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), extra)
+        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), pack_cookie_extra(suite, group))
         fragment = self._hrr_fragment(suite, group, cookie)
         try:
             return self._record(ContentType.handshake, fragment, record_seq)

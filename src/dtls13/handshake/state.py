@@ -1,50 +1,84 @@
-"""Handshake states and which message each accepts (RFC 8446 §A.1, §A.2)."""
+"""Handshake states, as data: one enum per role and the table of what each state accepts.
+
+RFC 8446 §A.1 (client) and §A.2 (server), with HelloRetryRequest as states of its own.
+The role modules (handshake/client.py, handshake/server.py) hold the transition tables:
+(state, handshake message type) -> a handler and the states it may lead to. A message type
+not in the table for the current state is unexpected_message.
+
+``python -m dtls13.handshake.diagram`` prints the state diagram (Mermaid in Markdown)
+drawn from the tables; docs/handshake-states.md is its committed output.
+"""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from .constants import HandshakeType as HT
 
 
-class State(enum.Enum):
-    """Where one side of the handshake stands."""
+class ClientState(enum.Enum):
+    """Where the client side of the handshake stands."""
 
     START = "start"
-    # client
     WAIT_SERVER_HELLO = "wait ServerHello"
+    WAIT_SERVER_HELLO_AFTER_RETRY = "wait ServerHello after HelloRetryRequest"
     WAIT_ENCRYPTED_EXTENSIONS = "wait EncryptedExtensions"
     WAIT_CERTIFICATE_OR_REQUEST = "wait Certificate or CertificateRequest"
     WAIT_CERTIFICATE = "wait Certificate"
     WAIT_CERTIFICATE_VERIFY = "wait CertificateVerify"
     WAIT_FINISHED = "wait Finished"
-    # server
-    WAIT_CLIENT_HELLO = "wait ClientHello"
-    WAIT_CLIENT_CERTIFICATE = "wait client Certificate"
-    WAIT_CLIENT_CERTIFICATE_VERIFY = "wait client CertificateVerify"
-    WAIT_CLIENT_FINISHED = "wait client Finished"
-    # both
     CONNECTED = "connected"
     CLOSED = "closed"
 
 
-# Handshake messages each state accepts; any other is unexpected_message.
-ACCEPTS: dict[State, frozenset[int]] = {
-    State.START: frozenset(),
-    State.WAIT_SERVER_HELLO: frozenset({HT.server_hello}),
-    State.WAIT_ENCRYPTED_EXTENSIONS: frozenset({HT.encrypted_extensions}),
-    State.WAIT_CERTIFICATE_OR_REQUEST: frozenset({HT.certificate, HT.certificate_request}),
-    State.WAIT_CERTIFICATE: frozenset({HT.certificate}),
-    State.WAIT_CERTIFICATE_VERIFY: frozenset({HT.certificate_verify}),
-    State.WAIT_FINISHED: frozenset({HT.finished}),
-    State.WAIT_CLIENT_HELLO: frozenset({HT.client_hello}),
-    State.WAIT_CLIENT_CERTIFICATE: frozenset({HT.certificate}),
-    State.WAIT_CLIENT_CERTIFICATE_VERIFY: frozenset({HT.certificate_verify}),
-    State.WAIT_CLIENT_FINISHED: frozenset({HT.finished}),
-    State.CONNECTED: frozenset(
-        {HT.new_session_ticket, HT.key_update, HT.request_connection_id, HT.new_connection_id}
-    ),
-    State.CLOSED: frozenset(),
+class ServerState(enum.Enum):
+    """Where the server side of the handshake stands."""
+
+    WAIT_CLIENT_HELLO = "wait ClientHello"
+    WAIT_CLIENT_HELLO_AFTER_RETRY = "wait ClientHello after HelloRetryRequest"
+    WAIT_CLIENT_CERTIFICATE = "wait client Certificate"
+    WAIT_CLIENT_CERTIFICATE_VERIFY = "wait client CertificateVerify"
+    WAIT_CLIENT_FINISHED = "wait client Finished"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+State = ClientState | ServerState
+
+# States in which unprotected (epoch 0) handshake messages are still expected.
+HELLO_STATES: frozenset[State] = frozenset(
+    {
+        ClientState.START,
+        ClientState.WAIT_SERVER_HELLO,
+        ClientState.WAIT_SERVER_HELLO_AFTER_RETRY,
+        ServerState.WAIT_CLIENT_HELLO,
+        ServerState.WAIT_CLIENT_HELLO_AFTER_RETRY,
+    }
+)
+
+HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
+
+# Post-handshake messages the connection handles itself (KeyUpdate, CIDs): the handshake
+# context checks the state and decodes them, then hands them over.
+POST_HANDSHAKE_FOR_CONNECTION = frozenset(
+    {HT.key_update, HT.request_connection_id, HT.new_connection_id}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a message does in a state: the handler's name and the states it may lead to
+    (the state it leaves included when it may stay)."""
+
+    handler: str
+    targets: tuple[State, ...]
+    parse: bool = True  # False: the handler refuses the message before decoding it
+
+
+# Transitions not driven by a peer message: (from, label) -> to.
+LOCAL_TRANSITIONS: dict[tuple[State, str], State] = {
+    (ClientState.START, "connect()"): ClientState.WAIT_SERVER_HELLO,
 }
 
 # The epoch each handshake message travels in (RFC 9147 §6.1); post-handshake
@@ -57,5 +91,13 @@ MESSAGE_EPOCH: dict[int, int] = {
     HT.certificate: 2,
     HT.certificate_verify: 2,
     HT.finished: 2,
-    3: 0,  # hello_verify_request: only so a DTLS 1.2 server gets protocol_version
+    HELLO_VERIFY_REQUEST: 0,  # only so a DTLS 1.2 server gets protocol_version
 }
+
+
+def type_name(msg_type: int) -> str:
+    """The handshake type's name, or its number."""
+    try:
+        return HT(msg_type).name
+    except ValueError:
+        return f"handshake type {msg_type}"

@@ -1,0 +1,248 @@
+"""Flights, ACKs and retransmission (RFC 9147 §5.8, §7) and the post-handshake messages a
+connection handles itself: KeyUpdate (§8) and connection IDs (§9).
+
+Methods of `Connection` (connection.py binds them; it holds the state they use).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._fast import Buffer, DecodeError, MemoryBudgetExceeded
+from .alerts import DecodeErrorAlert, IllegalParameter, TooManyCidsRequested, UnexpectedMessage
+from .events import KeyUpdated
+from .handshake import messages as msgs
+from .handshake.constants import HandshakeType, KeyUpdateRequest
+from .handshake.flights import Flight
+from .record import ContentType, DatagramWriter, RecordNumber, pull_ack, push_ack
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
+MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot retire one)
+MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
+CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
+
+
+def send_post_handshake(self: Connection, msg: Any, now: float) -> None:
+    """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does."""
+    if self._flight is None or self._flight.acknowledged:
+        self._start_flight()
+    assert self._flight is not None
+    self._flight.needs_ack = True
+    self._add_message(msg)
+    self._emit_flight(now)
+
+
+def on_request_connection_id(self: Connection, msg: msgs.RequestConnectionId, now: float) -> None:
+    # §9: no RequestConnectionId from a peer that sends us empty CIDs.
+    if not self.cid_negotiated or not self.local_cids or not self.local_cids[0]:
+        raise UnexpectedMessage("RequestConnectionId without a negotiated CID")
+    # §9: "An endpoint MAY handle requests which it considers excessive by responding
+    # with a NewConnectionId message containing fewer than num_cids CIDs, including no
+    # CIDs at all ... MAY handle an excessive number of RequestConnectionId messages by
+    # terminating the connection using a too_many_cids_requested alert." Every CID we
+    # issue stays valid (and routed) for the connection's life: hold at most
+    # MAX_LOCAL_CIDS.
+    count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
+    if count < min(msg.num_cids, MAX_CIDS):
+        self.count("cid_requests_refused")
+        if self.rare_stat("cid_requests_refused") > MAX_REFUSED_CID_REQUESTS:
+            raise TooManyCidsRequested("the peer keeps asking for connection IDs")
+    cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
+    self.local_cids += cids
+    self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
+
+
+def on_new_connection_id(self: Connection, msg: msgs.NewConnectionId) -> None:
+    # §9: no NewConnectionId to a peer that negotiated receiving an empty CID.
+    if not self.cid_negotiated or self._records.write_cid is None:
+        raise UnexpectedMessage("NewConnectionId without a negotiated CID")
+    if msg.usage not in (CID_IMMEDIATE, CID_SPARE) or not all(msg.cids):
+        raise IllegalParameter("bad NewConnectionId usage or empty CID")
+    if msg.usage == CID_IMMEDIATE and not msg.cids:
+        raise IllegalParameter("cid_immediate without a CID")
+    self._cid_request_outstanding = False
+    cids = list(msg.cids)
+    if msg.usage == CID_IMMEDIATE:
+        self._records.write_cid = cids.pop(0)
+    known = set(self._spare_peer_cids)
+    self._spare_peer_cids += [c for c in cids if c not in known]
+    del self._spare_peer_cids[MAX_CIDS:]  # §9: extra spares MAY be discarded
+
+
+def start_flight(self: Connection, *, handshake: bool = False) -> None:
+    """Begin a new flight; the previous one is implicitly acknowledged."""
+    if self._flight is not None:
+        self._flight.release()
+    self._flight = Flight(self.pools, self.owner, coalesce=self.coalesce_handshake_records)
+    self._timeouts = 0
+    if handshake:
+        # This flight answers the peer's, which it acknowledges implicitly: no ACK
+        # for that flight, so none still pending from its first fragments (§7.1).
+        self._ack_list.clear()
+        self._ack_at = None
+
+
+def add_message(self: Connection, msg: Any, epoch: int | None = None) -> bytes:
+    """A message outside the handshake transcript (post-handshake) joins the flight."""
+    msg_type, body = msgs.push_message(msg)
+    return self._add_encoded(msg_type, body, epoch)
+
+
+def add_encoded(self: Connection, msg_type: int, body: bytes, epoch: int | None) -> bytes:
+    """Add to the flight; epoch None: the current write epoch."""
+    if epoch is None:
+        epoch = self._records.write_epoch
+    assert self._flight is not None
+    self._flight.add(epoch, msg_type, self._send_seq, body)
+    self._send_seq += 1
+    return body
+
+
+def emit_flight(
+    self: Connection,
+    now: float | None,
+    *,
+    with_ack: bool = False,
+    writer: DatagramWriter | None = None,
+) -> None:
+    """Send the current flight's unacknowledged fragments and arm the timer; into
+    `writer`'s datagrams (after what it holds) when given."""
+    flight = self._flight
+    if flight is None:
+        return
+    if writer is not None:
+        flight.emit(writer, self._max_payload())
+    else:
+        with self._records.datagram_writer(self.mtu) as w:
+            flight.emit(w, self._max_payload())
+            self._queue(w.finish())
+    self._retransmit_at = (self._now if now is None else now) + self._rto
+
+
+def retransmit(self: Connection, now: float) -> None:
+    flight = self._flight
+    if flight is None or flight.acknowledged:
+        self._retransmit_at = None
+        return
+    self.stats["retransmissions"] += 1
+    self._retransmitted_this_input = True
+    self._retransmitted_at = now
+    with self._records.datagram_writer(self.mtu) as w:
+        flight.emit(w, self._max_payload())
+        self._queue(w.finish())
+    self._retransmit_at = now + self._rto
+
+
+def send_ack(self: Connection, now: float) -> None:
+    self._ack_at = None
+    numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+    if self._hs.connected:
+        # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
+        # own ACK again, so nothing needs remembering and the list must not grow forever.
+        self._ack_list.clear()
+    self._send_ack_for(numbers)
+
+
+def send_ack_for(
+    self: Connection, numbers: list[RecordNumber], writer: DatagramWriter | None = None
+) -> None:
+    """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s.
+
+    Best effort in a datagram of its own: ACKs are advisory (RFC 9147 §7), so with no
+    memory left for one (output piling up uncollected) it is counted, not raised."""
+    limit = self._max_payload()
+    if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
+        # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
+        numbers = numbers[len(numbers) - max(0, (limit - 2) // 16) :]
+    buf = Buffer(capacity=2 + 16 * len(numbers))
+    push_ack(buf, numbers)
+    epoch = self._records.write_epoch
+    if writer is not None:
+        writer.add(epoch, ContentType.ack, buf.data)
+    else:
+        try:
+            with self._records.datagram_writer(self.mtu) as w:
+                w.add(epoch, ContentType.ack, buf.data)
+                self._queue(w.finish())
+        except MemoryBudgetExceeded:
+            self.count("acks_unsent")
+            return
+    self.stats["acks_sent"] += 1
+
+
+def handle_ack(self: Connection, record: Any, now: float) -> None:
+    if record.epoch == 0:
+        # Anyone may forge a plaintext ACK, and acting on one could stop our hellos'
+        # retransmission for good. None is needed: a hello flight is acknowledged by
+        # the peer's next flight (RFC 9147 §7.1), and our own epoch-0 ACKs only spare
+        # the peer resending fragments we already have.
+        self.stats["dropped_malformed_plaintext"] += 1
+        return
+    try:
+        buf = Buffer(record.payload)
+        numbers = pull_ack(buf)
+        buf.close()
+    except DecodeError:
+        raise DecodeErrorAlert("malformed ACK") from None
+    self.stats["acks_received"] += 1
+    flight = self._flight
+    if flight is None:
+        return
+    if record.epoch < 3:
+        # RFC 9147 §7: "During the handshake, ACK records MUST be sent with an epoch which
+        # is equal to or higher than the record which is being acknowledged." (Later the
+        # two sides' epochs move apart with KeyUpdate, so the rule stops there.)
+        numbers = [n for n in numbers if n.epoch <= record.epoch]
+    if flight.on_ack(numbers):
+        self._retransmit_at = None
+        self._on_flight_acknowledged(now)
+    elif any(flight.carried(n) for n in numbers) and not self._retransmitted_this_input:
+        # RFC 9147 §7.2: a partial ACK: send what is missing at once.
+        self._retransmit(now)
+
+
+def on_flight_acknowledged(self: Connection, now: float) -> None:
+    flight = self._flight
+    assert flight is not None
+    key_update = any(m.msg_type == HandshakeType.key_update for m in flight.messages)
+    flight.release()
+    self._flight = None
+    self._rto = self.config.retransmit_initial
+    if self._hs.connected and 2 in self._records.write_epochs():
+        # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
+        # epoch 2 again, so its keys (an AEAD and a mask cipher) can go. The server
+        # has our Finished, so it will not repeat its epoch-2 flight either.
+        self._records.retire_write_epoch(2)
+        self._records.retire_read_epoch(2)
+    if key_update:
+        # RFC 9147 §8: switch sending keys only once the KeyUpdate is acknowledged.
+        self._key_update_pending = False
+        hs = self._hs
+        epoch = self._records.write_epoch + 1
+        assert hs.suite is not None
+        self._records.install_write_epoch(epoch, hs.suite, hs.next_write_secret())
+        self._event(KeyUpdated(sending=True, epoch=epoch))
+
+
+def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
+    """KeyUpdate and the CID messages: the context checked and decoded them."""
+    if isinstance(msg, msgs.RequestConnectionId):
+        self._on_request_connection_id(msg, now)
+    elif isinstance(msg, msgs.NewConnectionId):
+        self._on_new_connection_id(msg)
+    else:
+        assert isinstance(msg, msgs.KeyUpdate)
+        if msg.request_update not in (0, 1):
+            raise IllegalParameter("bad KeyUpdate request_update")
+        self.stats["key_updates_received"] += 1
+        hs = self._hs
+        assert hs.suite is not None
+        epoch = max(self._records.read_epochs()) + 1
+        self._records.install_read_epoch(epoch, hs.suite, hs.next_read_secret(), now)
+        self._event(KeyUpdated(sending=False, epoch=epoch))
+        if msg.request_update == KeyUpdateRequest.update_requested:
+            self._send_ack(now)
+            self.key_update(request_peer=False)

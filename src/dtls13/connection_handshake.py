@@ -1,0 +1,541 @@
+"""The connection's side of the handshake: handshake records in, reassembly fed, each
+complete message handed to the handshake context (handshake/client.py, handshake/server.py)
+and what it returns applied: flights queued per epoch, keys installed, events emitted.
+
+Methods of `Connection` (connection.py binds them; it holds the state they use). The
+handshake itself (messages, transcript, keys, states) lives in the context, which never
+calls back here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._fast import DecodeError
+from .alerts import Alert, DecodeErrorAlert, IllegalParameter
+from .config import ServerConfig
+from .crypto.suites import SUITES
+from .events import HandshakeCompleted
+from .handshake import extensions as ext
+from .handshake import messages as msgs
+from .handshake import negotiation
+from .handshake.client import ClientHandshake
+from .handshake.constants import ExtensionType, HandshakeType
+from .handshake.context import FlightKind, HandshakeOutput
+from .handshake.cookie import pack_cookie_extra
+from .handshake.flights import handshake_fragment
+from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
+from .handshake.key_schedule import Transcript
+from .handshake.server import ServerHandshake
+from .handshake.state import MESSAGE_EPOCH, ClientState, ServerState
+from .record import ContentType, RecordNumber
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+
+
+def reassembly(self: Connection) -> Reassembler:
+    """The reassembler, made again if it was let go while idle after the handshake."""
+    reassembler = self._reassembler
+    if reassembler is None:
+        assert self._idle_reassembly is not None
+        seq, counters = self._idle_reassembly
+        reassembler = self._reassembler = self._new_reassembler(seq)
+        reassembler.counters = counters
+        self._idle_reassembly = None
+    return reassembler
+
+
+def next_receive_seq(self: Connection) -> int:
+    if self._reassembler is not None:
+        return self._reassembler.next_expected_seq
+    assert self._idle_reassembly is not None
+    return self._idle_reassembly[0]
+
+
+def idle_reassembler(self: Connection) -> None:
+    """Let the reassembler go when the handshake is over and it holds nothing."""
+    reassembler = self._reassembler
+    if (
+        reassembler is not None
+        and self._hs.connected
+        and reassembler.bytes_buffered == 0
+        and reassembler.pending == 0
+    ):
+        self._idle_reassembly = (reassembler.next_expected_seq, reassembler.counters)
+        reassembler.close()
+        self._reassembler = None
+
+
+def new_reassembler(self: Connection, first_message_seq: int) -> Reassembler:
+    return Reassembler(
+        self.pools,
+        self.owner,
+        max_message_size=self.config.max_handshake_message,
+        max_messages_ahead=self.config.max_messages_ahead,
+        max_bytes_buffered=self.config.max_bytes_buffered,
+        first_message_seq=first_message_seq,
+    )
+
+
+def restart_handshake(
+    self: Connection, now: float, reason: str, first_message_seq: int = 0
+) -> None:
+    """Start the handshake over, keeping the deadline.
+
+    Hellos are not authenticated: a ClientHello or ServerHello damaged on the way
+    still parses, and the two sides then hold different transcripts. The signs are
+    a server seeing a retransmitted ClientHello whose bytes differ from the one it
+    processed, and a client whose epoch-2 records fail to authenticate while the
+    server repeats its ServerHello. Starting over is safe: the new handshake is
+    authenticated by its own CertificateVerify and Finished.
+    """
+    self.stats["handshake_restarts"] += 1
+    self._restarts += 1
+    if self.is_client and self._records.write_epoch == 2:
+        # An empty ACK under the keys we derived (RFC 9147 §7.1 allows empty ACKs):
+        # the server fails to authenticate it, which tells it the hellos were damaged.
+        self._send_ack_for([])
+    if self._flight is not None:
+        self._flight.release()
+    if self._reassembler is not None:
+        self._reassembler.close()
+    # The association goes on: its epoch-0 numbers do not start over (the peer's
+    # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
+    plaintext_seq = self._records.next_sequence_number(0)
+    self._records.close()
+    self._init_handshake(first_message_seq)
+    self._records.continue_plaintext_after(plaintext_seq - 1)
+    self._arm_unanswered(now)
+    if isinstance(self._hs, ClientHandshake):
+        self._apply(self._hs.start(), now)
+
+
+def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
+    plaintext = record.epoch == 0
+    if plaintext and not self.is_client:
+        # A server numbers its epoch-0 records after the client's ClientHello record.
+        # A stateless HelloRetryRequest was numbered like the ClientHello1 record it
+        # answered (RFC 6347 §4.2.1's convention; handshake/gate.py), and the client
+        # numbers ClientHello2 after ClientHello1 (sequence numbers never repeat in an
+        # epoch, RFC 9147 §4.2.1), so our ServerHello lands right of every HRR in the
+        # client's epoch-0 replay window (§4.5.1), which OpenSSL keeps across the HRR.
+        # RFC 6347 numbered the ServerHello like ClientHello2; one past it is as safe,
+        # and never a number a stateless reply (a client record's number) could carry.
+        self._records.continue_plaintext_after(record.sequence_number)
+    ackable = False
+    repeat = False
+    repeated_types: set[int] = set()
+    try:
+        fragments = pull_handshake_fragments_untrusted(record.payload)
+        for header, fragment in fragments:
+            if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
+                self.stats["dropped_handshake_fragments"] += 1
+            elif header.message_seq < self._next_receive_seq():
+                if self._changed_hello(header, fragment):
+                    self._other_client_hello(header, fragment, now, record.record_number)
+                    continue
+                repeat = True
+                repeated_types.add(header.msg_type)
+                # Repeated post-handshake messages are ACKed again; a repeated
+                # handshake flight is answered by our own flight, or by our final ACK
+                # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
+                ackable = ackable or (self._hs.connected and record.epoch >= 3)
+            elif plaintext and not self._hs.in_hello:
+                # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
+                # association; past the hellos only retransmissions are plaintext.
+                if header.msg_type == HandshakeType.client_hello and self._changed_hello(
+                    header, fragment
+                ):
+                    self._other_client_hello(header, fragment, now, record.record_number)
+                else:
+                    self.stats["dropped_handshake_fragments"] += 1
+            elif plaintext:
+                self._buffer_hello_fragment(header, fragment, record.record_number)
+            elif self._buffer_fragment(header, fragment):
+                ackable = True
+            else:
+                self.stats["dropped_handshake_fragments"] += 1
+    except Alert:
+        # Unauthenticated plaintext cannot end a handshake or a connection (off-path
+        # injection; RFC 9147 §4.5.2: invalid records SHOULD be silently discarded).
+        if plaintext:
+            self.stats["dropped_malformed_plaintext"] += 1
+            return
+        raise
+    if ackable:
+        self._ack_list.append(record.record_number)
+    if self._hello_records:
+        # Records of hellos now complete were processed: they may be ACKed (§7).
+        complete = self._next_receive_seq()
+        for seq in [seq for seq in self._hello_records if seq < complete]:
+            self._ack_list += self._hello_records.pop(seq)
+    damaged = self.stats["dropped_damaged_hello"]
+    progressed = self._process_messages(now)
+    if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
+        # A hello from this record was used: copies of the record are replays now.
+        self._records.plaintext_taken(record.sequence_number)
+    if (
+        HandshakeType.server_hello in repeated_types
+        and self._hs.state is ClientState.WAIT_ENCRYPTED_EXTENSIONS
+        and self._records.auth_failures(2) > 0
+        and self._epoch2_records == 0
+        and self._restarts < MAX_RESTARTS
+    ):
+        # The server repeats its flight and none of its epoch-2 records authenticate:
+        # our transcript differs from the server's (one damaged record would not do).
+        self._restart_handshake(now, "epoch-2 records fail to authenticate")
+    elif repeat:
+        self._on_peer_repeat(now, in_handshake=record.epoch < 3)
+    elif ackable and not progressed and not self._hs.closed:
+        # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
+        if self._hs.connected:
+            self._ack_at = now
+        elif self._ack_at is None:
+            self._ack_at = now + self._rto / 4
+
+
+def changed_hello(self: Connection, header: Any, fragment: memoryview) -> bool:
+    """A server's view, once it has keys and until the handshake completes: is this a
+    ClientHello other than the one(s) processed (see _other_client_hello)?"""
+    if (
+        self.is_client
+        or header.msg_type != HandshakeType.client_hello
+        or self._hs.in_hello
+        or self._hs.connected
+        or self._restarts >= MAX_RESTARTS
+    ):
+        return False
+    assert isinstance(self._hs, ServerHandshake)
+    seen = self._hs.hello_bodies.get(header.message_seq)
+    if seen is None:  # a new message_seq (a ClientHello2 after none of ours), not a repeat
+        return bool(header.message_seq >= self._next_receive_seq())
+    if header.length == len(seen):
+        start = header.fragment_offset
+        if seen[start : start + header.fragment_length] == fragment:
+            return False
+    return True
+
+
+def other_client_hello(
+    self: Connection, header: Any, fragment: memoryview, now: float, record_number: RecordNumber
+) -> None:
+    """A ClientHello other than ours, at a server with keys that has not completed: a
+    client that started over after a hello was damaged on the way, a client that
+    rebooted, or a forgery by anyone who knows the client's address.
+
+    RFC 9147 §5.11: the server "MUST NOT destroy the existing association until the
+    client has demonstrated reachability either by completing a cookie exchange or by
+    completing a complete handshake". So a ClientHello1 gets a stateless
+    HelloRetryRequest with a cookie, state untouched, and only a ClientHello2 whose
+    cookie checks for this address starts the handshake over, from that ClientHello2
+    (as a server made for it by a stateless endpoint would). Anything else is dropped.
+    """
+    cfg = self.config
+    assert isinstance(cfg, ServerConfig)
+    if header.fragment_offset != 0 or header.fragment_length != header.length:
+        self.stats["dropped_handshake_fragments"] += 1  # whole, unfragmented hellos only
+        return
+    body = bytes(fragment)
+    try:
+        ch = msgs.pull_message(HandshakeType.client_hello, body)
+        assert isinstance(ch, msgs.ClientHello)
+        cookie_data = ch.extension(ExtensionType.cookie)
+        if cookie_data is not None:
+            cookie = ext.decode(cookie_data, ext.pull_cookie)
+            if header.message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
+                self._restart_handshake(now, "a ClientHello with a valid cookie", 1)
+                self._buffer_hello_fragment(header, fragment, record_number)
+            else:
+                self.stats["dropped_handshake_fragments"] += 1
+            return
+        suite = negotiation.choose_suite(cfg, ch.cipher_suites)
+        shares_data = ch.extension(ExtensionType.key_share)
+        groups_data = ch.extension(ExtensionType.supported_groups)
+        if suite is None or header.message_seq != 0 or groups_data is None:
+            self.stats["dropped_handshake_fragments"] += 1
+            return
+        shared: set[int] = set()
+        if shares_data is not None:
+            shared = {e.group for e in ext.decode(shares_data, ext.pull_key_share_client)}
+        offered = ext.decode(groups_data, ext.pull_supported_groups)
+    except DecodeError:
+        self.stats["dropped_malformed_plaintext"] += 1
+        return
+    usable, group = negotiation.retry_group(cfg, shared, offered)
+    if not usable:
+        self.stats["dropped_handshake_fragments"] += 1
+        return
+    # What a server made for ClientHello2 rebuilds the HelloRetryRequest and transcript
+    # from (ServerHandshake._resume_from_cookie).
+    transcript = Transcript()
+    transcript.select(SUITES[suite].hash_name)
+    transcript.add(HandshakeType.client_hello, body)
+    extra = pack_cookie_extra(suite, group)
+    cookie = cfg.cookie_jar.make(now, self.peer_address, transcript.digest(), extra)
+    msg_type, hrr = msgs.push_message(negotiation.hello_retry_request(suite, group, cookie))
+    with self._records.datagram_writer(self.mtu) as w:
+        w.add(0, ContentType.handshake, handshake_fragment(msg_type, len(hrr), 0, 0, hrr))
+        self._queue(w.finish())
+    self.stats["hello_retry_requests_sent"] += 1
+
+
+def fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
+    """Hellos travel in epoch 0, the rest of the handshake in 2, later messages in 3+."""
+    expected = MESSAGE_EPOCH.get(msg_type, 3)
+    return epoch >= 3 if expected >= 3 else epoch == expected
+
+
+def buffer_fragment(
+    self: Connection, header: Any, fragment: memoryview, *, authenticated: bool = True
+) -> bool:
+    """Give a fragment to the reassembler; False if it was not processed or buffered
+    (such records must not be ACKed, RFC 9147 §7)."""
+    reassembler = self._reassembly()
+    counters = reassembler.counters
+    before = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
+    reassembler.add_fragment_untrusted(
+        header.msg_type,
+        header.length,
+        header.message_seq,
+        header.fragment_offset,
+        header.fragment_length,
+        fragment,
+        authenticated=authenticated,
+    )
+    after = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
+    return after == before  # not-buffered drops, summed without a generator (RFC 9147 §7)
+
+
+def buffer_hello_fragment(
+    self: Connection, header: Any, fragment: memoryview, record_number: RecordNumber
+) -> None:
+    """A fragment from a plaintext record: anyone who knows the addresses may have
+    forged it, so a conflict with what is buffered drops the partial message rather
+    than the handshake, and the record is ACKed only once its message is complete."""
+    seq = header.message_seq
+    conflicts = self._reassembly().counters["conflicts"]
+    buffered = self._buffer_fragment(header, fragment, authenticated=False)
+    if self._reassembly().counters["conflicts"] != conflicts:
+        self.count("dropped_conflicting_fragments")
+        self._hello_records.pop(seq, None)  # what they carried was dropped
+    if not buffered:
+        self.stats["dropped_handshake_fragments"] += 1
+        return
+    records = self._hello_records.setdefault(seq, [])
+    if record_number not in records:
+        records.append(record_number)
+
+
+def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) -> None:
+    """The peer retransmitted a flight we already processed (RFC 9147 §5.8.1 case 3)."""
+    # A client that is CONNECTED still owes its final flight until it is ACKed: a
+    # repeated server flight means that flight was lost, so resend it (case 3).
+    # Once per repeated handshake flight, not once per datagram of it: the peer's
+    # flight comes as a burst, and answering each of its datagrams multiplied ours.
+    recently = (
+        in_handshake
+        and self._retransmitted_at is not None
+        and now - self._retransmitted_at < self._rto / 4
+    )
+    if (
+        self._flight is not None
+        and not self._flight.acknowledged
+        and not self._retransmitted_this_input
+        and not recently
+    ):
+        self._retransmit(now)
+    if self._hs.connected:
+        # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
+        # included: answering those with the final flight's old ACK left the peer's
+        # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+        if self._ack_list:
+            self._send_ack(now)
+        elif self._final_acks:
+            self._send_ack_for(self._final_acks)
+
+
+def process_messages(self: Connection, now: float) -> bool:
+    """Handle every complete message in order; True if any was handled."""
+    handled = False
+    while not self._hs.closed:
+        reassembler = self._reassembler
+        message = reassembler.next_message() if reassembler is not None else None
+        if message is None:
+            self._idle_reassembler()
+            break
+        handled = True
+        self._current_seq = message.message_seq
+        msg_type = message.msg_type
+        first_hello = self._first_hello(msg_type)
+        # A first hello dropped as damaged must leave no trace: its handler may have
+        # narrowed the transcript to its suite's hash (or added itself) and taken its
+        # suite before failing, and the genuine hello that follows may differ.
+        hello_state = self._hs.in_hello
+        saved = self._hs.save_hello() if first_hello or hello_state else None
+        try:
+            self._handle_message(msg_type, message.body, now)
+        except (DecodeErrorAlert, IllegalParameter) as alert:
+            # A hello that does not even decode is garbage, whoever sent it: before
+            # keys exist it came unprotected, so it must not end the handshake.
+            garbage = isinstance(alert, DecodeErrorAlert) and hello_state
+            if saved is None or not (first_hello or garbage):
+                raise
+            self._hs.restore_hello(saved)
+            # An unauthenticated first hello that does not make sense is most likely
+            # damaged on the way: drop it and wait for the peer's retransmission.
+            self.stats["dropped_damaged_hello"] += 1
+            self._reassembly().close()
+            self._reassembler = self._new_reassembler(message.message_seq)
+            break
+    return handled
+
+
+def first_hello(self: Connection, msg_type: int) -> bool:
+    """Whether this message would be the first hello seen from the peer (epoch 0,
+    nothing committed yet), so that a decoding problem can be treated as damage."""
+    state = self._hs.state
+    if self.is_client:
+        return msg_type == HandshakeType.server_hello and state is ClientState.WAIT_SERVER_HELLO
+    # A second ClientHello (message_seq 1, after a stateless HRR) is not a first hello:
+    # an invalid cookie there MUST end with illegal_parameter (RFC 9147 §5.1).
+    return (
+        msg_type == HandshakeType.client_hello
+        and state is ServerState.WAIT_CLIENT_HELLO
+        and self._current_seq == 0
+    )
+
+
+def handle_message(self: Connection, msg_type: int, body: memoryview, now: float) -> None:
+    """Hand one complete message to the handshake context and apply what it returns."""
+    hs = self._hs
+    if hs.connected:
+        # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
+        self._ack_at = now
+    hello, self._decoded_hello = self._decoded_hello, None
+    parsed = None
+    if hello is not None and msg_type == HandshakeType.client_hello and hello[0] == body:
+        parsed = hello[1]  # the endpoint's gate decoded these very bytes
+    out = hs.handle_message(
+        msg_type,
+        body,
+        now,
+        seq=self._current_seq,
+        peer_address=self.peer_address,
+        parsed=parsed,
+    )
+    self._apply(out, now)
+
+
+def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
+    """Do what the handshake context asked: the order of HandshakeOutput's fields."""
+    records = self._records
+    if out.address_validated:
+        self._cookie_checked = True
+    if out.answered:
+        # The peer's answer implicitly acknowledged our flight: stop retransmitting it.
+        if self._flight is not None:
+            self._flight.release()
+            self._flight = None
+        self._retransmit_at = None
+        if self.is_client:
+            self._ack_list.clear()
+            self._ack_at = None
+            records.tentative_cid_length = 0
+    if out.peer_cid is not None:
+        self._use_cids(out.peer_cid)
+        records.cid_optional = out.cid_optional
+    if out.peer_record_limit is not None:
+        self._peer_record_limit = out.peer_record_limit
+    if out.enforce_record_limit:
+        self._enforce_record_limit = True
+    for keys in out.keys:
+        if keys.write:
+            records.install_write_epoch(keys.epoch, keys.suite, keys.secret)
+        else:
+            records.install_read_epoch(keys.epoch, keys.suite, keys.secret, now)
+    if out.end_early_data:
+        records.retire_read_epoch(1)
+        records.cid_optional = False
+    kind = out.flight
+    if out.completed is not None and not self.is_client:
+        self._server_completed(out, now)
+        return
+    if kind is not None:
+        self._start_flight(handshake=True)
+        flight = self._flight
+        assert flight is not None
+        for m in out.messages:
+            self._add_encoded(m.msg_type, m.body, m.epoch)
+        if kind is FlightKind.RETRY:
+            # Like a stateless server, do not retransmit the HRR on a timer: a repeated
+            # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
+            with records.datagram_writer(self.mtu) as w:
+                flight.emit(w)
+                self._queue(w.finish())
+        else:
+            flight.needs_ack = kind is FlightKind.FINAL
+            self._emit_flight(now)
+    if out.completed is not None:
+        self._complete(out.completed, now)
+        self._drop_handshake_state()
+    if out.ticket is not None:
+        self._event(out.ticket)
+    if out.post_handshake is not None:
+        self._on_post_handshake(out.post_handshake, now)
+
+
+def server_completed(self: Connection, out: HandshakeOutput, now: float) -> None:
+    """The client's Finished verified: ACK its final flight, send the tickets."""
+    assert out.completed is not None
+    self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+    self._ack_list.clear()
+    self._ack_at = None
+    # The ACK and the session tickets leave in one datagram when they fit (one send).
+    with self._records.datagram_writer(self.mtu) as w:
+        self._send_ack_for(self._final_acks, w)
+        self._complete(out.completed, now)
+        if out.flight is FlightKind.TICKETS:
+            self._start_flight()
+            assert self._flight is not None
+            self._flight.needs_ack = True
+            for m in out.messages:
+                self._add_encoded(m.msg_type, m.body, m.epoch)
+            self._emit_flight(now, writer=w)
+        self._queue(w.finish())
+    self._drop_handshake_state()
+    # Our handshake flight is done with (implicitly acknowledged above); alerts and
+    # ACKs go out in epoch 3 from now on. The epoch-2 read keys go too: the only
+    # epoch-2 records still to come are repeats of the client's final flight (our
+    # ACK was lost), which _repeat_final_acks answers without reading them.
+    self._records.retire_write_epoch(2)
+    self._records.retire_read_epoch(2)
+
+
+def complete(self: Connection, event: HandshakeCompleted, now: float) -> None:
+    self.handshake_completed_at = now
+    self._arm_idle_check(now)
+    self._event(event)
+
+
+def repeat_final_acks(self: Connection, now: float) -> None:
+    """A server whose epoch-2 read keys are gone got a record of a retired epoch while
+    it has final ACKs: the client repeats its final flight because our ACK was lost
+    (RFC 9147 §7.1), so send that ACK again, at most once per quarter of the initial
+    retransmission timeout (the record is not read: it may be anything)."""
+    if not self._hs.connected or self.is_client:
+        return
+    last = self._final_ack_repeated_at
+    if last is not None and now - last < self.config.retransmit_initial / 4:
+        return
+    self._final_ack_repeated_at = now
+    self._send_ack_for(self._final_acks)
+
+
+def drop_handshake_state(self: Connection) -> None:
+    """Forget what only the handshake needed, once it has completed (see
+    HandshakeContext.drop_handshake_state); no plaintext record is sent after this."""
+    self._hs.drop_handshake_state()
+    self._records.retire_write_epoch(0)

@@ -1,0 +1,482 @@
+"""The client side of the handshake (RFC 8446 §A.1, RFC 9147), as a `HandshakeContext`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from ..alerts import (
+    DecryptError,
+    IllegalParameter,
+    MissingExtension,
+    ProtocolVersion,
+    UnexpectedMessage,
+    UnsupportedExtension,
+)
+from ..config import ClientConfig
+from ..crypto.suites import SUITES, CipherSuite
+from ..events import NewSessionTicketReceived
+from . import certificates as certs
+from . import extensions as ext
+from . import groups, srtp
+from . import messages as msgs
+from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
+from .context import (
+    _NO_OUTPUT,
+    FlightKind,
+    HandshakeContext,
+    HandshakeOutput,
+    decode,
+    extension_name,
+    record_size_limit,
+    signing_schemes,
+)
+from .key_schedule import KeySchedule
+from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
+from .tickets import Session
+
+HT = HandshakeType
+S = ClientState
+
+
+class ClientHandshake(HandshakeContext):
+    """The client's handshake: `start()` makes the ClientHello, `handle_message()` the rest."""
+
+    is_client = True
+    CONNECTED = S.CONNECTED
+    CLOSED = S.CLOSED
+    HELLO_STATES = HELLO_STATES
+    _after_certificate_verify = S.WAIT_FINISHED
+
+    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_schedule", "client_hello")
+
+    config: ClientConfig
+
+    def __init__(self, config: ClientConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._key_shares: dict[int, groups.KeyExchange] = {}
+        self._hrr_cookie: bytes | None = None
+        self._psk_schedule: KeySchedule | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self.client_hello: msgs.ClientHello | None = None
+        self._set_state(S.START)
+
+    @property
+    def retried(self) -> bool:
+        """Whether the server answered with a HelloRetryRequest."""
+        return self.state is S.WAIT_SERVER_HELLO_AFTER_RETRY
+
+    def start(self) -> HandshakeOutput:
+        """The first flight: ClientHello (and the 0-RTT write keys when offering early data)."""
+        if self.state is not S.START:
+            raise AssertionError("start() called twice")
+        out = self._out = HandshakeOutput()
+        try:
+            self._send_client_hello()
+            self._set_state(S.WAIT_SERVER_HELLO)
+        finally:
+            self._out = _NO_OUTPUT
+        return out
+
+    def _send_client_hello(self) -> None:
+        cfg = self.config
+        if not self._key_shares:
+            for group in cfg.share_groups:
+                self._key_shares[group] = groups.generate(group)
+        extensions = [
+            ext.make_extension(
+                ExtensionType.supported_versions,
+                ext.push_supported_versions_client,
+                [DTLS13_VERSION],
+            ),
+        ]
+        # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
+        if self._hrr_cookie is not None:
+            extensions.append(
+                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
+            )
+        extensions += [
+            ext.make_extension(
+                ExtensionType.supported_groups, ext.push_supported_groups, list(cfg.group_order)
+            ),
+            ext.make_extension(
+                ExtensionType.key_share,
+                ext.push_key_share_client,
+                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._key_shares.items()],
+            ),
+            ext.make_extension(
+                ExtensionType.signature_algorithms,
+                ext.push_signature_algorithms,
+                list(signing_schemes(cfg.schemes)),
+            ),
+            ext.make_extension(
+                ExtensionType.signature_algorithms_cert,
+                ext.push_signature_algorithms,
+                list(cfg.schemes),
+            ),
+        ]
+        if cfg.server_name and not _is_ip(cfg.server_name):
+            extensions.append(
+                ext.make_extension(ExtensionType.server_name, ext.push_server_name, cfg.server_name)
+            )
+        if cfg.alpn_protocols:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.application_layer_protocol_negotiation,
+                    ext.push_alpn,
+                    [p.encode() for p in cfg.alpn_protocols],
+                )
+            )
+        if cfg.record_size_limit is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+        if self.local_cid is not None:
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                )
+            )
+        if cfg.srtp:
+            extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
+        # Sent even without a PSK to offer: a server must not issue tickets the client's
+        # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
+        modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
+        extensions.append(
+            ext.make_extension(
+                ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
+            )
+        )
+        offer = self._psk_offer()
+        if offer is not None:
+            identity, age, _, schedule = offer
+            if cfg.session is not None and cfg.session.max_early_data and not self.retried:
+                extensions.append(ext.Extension(ExtensionType.early_data, b""))
+                self.early_offered = True
+            # pre_shared_key comes last; its binder is computed over everything before it.
+            extensions.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key,
+                    ext.push_pre_shared_key_client,
+                    ext.OfferedPsks((ext.PskIdentity(identity, age),), (bytes(schedule.hash_len),)),
+                )
+            )
+        hello = msgs.ClientHello(
+            random=self.random,
+            cipher_suites=tuple(int(s) for s in cfg.suites),
+            extensions=tuple(extensions),
+        )
+        if offer is not None:
+            _, _, external, schedule = offer
+            partial = self.transcript.digest_with(msgs.binder_prefix(hello), schedule.hash_name)
+            binder = schedule.verify_data(schedule.binder_key(external), partial)
+            hello = msgs.replace_binders(hello, (binder,))
+            self._psk_schedule = schedule
+        self.client_hello = hello
+        self._out.flight = FlightKind.HANDSHAKE
+        self._send(hello, 0)
+        if self.early_offered and self._psk_schedule is not None and cfg.session is not None:
+            early = self._psk_schedule.client_early_traffic_secret(
+                self.transcript.digest(self._psk_schedule.hash_name)
+            )
+            self._install(1, write=True, secret=early, suite=cfg.session.suite)
+            self.early_budget = cfg.session.max_early_data
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(self._psk_schedule)
+
+    def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
+        """(identity, obfuscated age, external?, schedule) of the PSK to offer, if any."""
+        cfg = self.config
+        if cfg.psk is not None:
+            identity, key = cfg.psk
+            offer = (identity, 0, True, KeySchedule("sha256", psk=key))
+        elif cfg.session is not None:
+            session = cfg.session
+            wall = self._wall_clock().timestamp()
+            if session.expired(wall) or session.suite not in cfg.suites:
+                return None
+            if not _same_name(session.server_name, cfg.server_name):
+                # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
+                # the one used in the original session": a full handshake instead.
+                if not self.retried:
+                    self._count("session_server_name_mismatch", 1)
+                return None
+            hash_name = SUITES[session.suite].hash_name
+            offer = (
+                session.ticket,
+                session.obfuscated_age(wall),
+                False,
+                KeySchedule(hash_name, psk=session.psk),
+            )
+        else:
+            return None
+        # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
+        # cannot be offered again.
+        hash_name = offer[3].hash_name
+        if self.transcript.hash_name not in (None, hash_name):
+            return None
+        return offer
+
+    def _on_hello_verify_request(self, msg: Any, body: bytes, now: float, *_: Any) -> None:
+        # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
+        raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
+
+    def _on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float, *_: Any) -> None:
+        cfg = self.config
+        versions = sh.extension(ExtensionType.supported_versions)
+        if versions is None:
+            raise ProtocolVersion("the server does not speak DTLS 1.3 (no supported_versions)")
+        if decode(versions, ext.pull_supported_versions_server) != DTLS13_VERSION:
+            raise IllegalParameter("server selected a version other than DTLS 1.3")
+        if sh.legacy_version != 0xFEFD or sh.legacy_session_id_echo != b"":
+            raise IllegalParameter("bad legacy_version or legacy_session_id_echo")
+        if sh.legacy_compression_method != 0:
+            raise IllegalParameter("non-zero compression method")
+        if sh.cipher_suite not in cfg.suites:
+            raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
+        suite = CipherSuite(sh.cipher_suite)
+        if self.suite is not None and suite != self.suite:
+            raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
+        self.suite = suite
+        self.params = SUITES[suite]
+        if sh.is_hello_retry_request:
+            self._on_hello_retry(sh, body)
+            return
+        if self.transcript.hash_name is None:
+            self.transcript.select(self.params.hash_name)
+        schedule: KeySchedule | None = None
+        psk_data = sh.extension(ExtensionType.pre_shared_key)
+        if psk_data is not None:
+            selected = decode(psk_data, ext.pull_pre_shared_key_server)
+            schedule = self._psk_schedule
+            if schedule is None or selected != 0:
+                raise IllegalParameter("server selected a PSK we did not offer")
+            if schedule.hash_name != self.params.hash_name:
+                raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
+            self.resumed = True
+            if cfg.psk is None and cfg.session is not None:
+                # The resumption inherits the original's authentication (RFC 8446 §2.2).
+                self.peer_chain = cfg.session.peer_certificates
+        key_share = sh.extension(ExtensionType.key_share)
+        shared: bytes | None = None
+        if key_share is None:
+            if schedule is None or "psk_ke" not in cfg.psk_modes:
+                raise MissingExtension("ServerHello without key_share")
+        else:
+            entry = decode(key_share, ext.pull_key_share_entry)
+            kx = self._key_shares.get(entry.group)
+            if kx is None:
+                raise IllegalParameter("server key share for a group we did not send")
+            shared = kx.shared_secret(entry.key_exchange)
+            self.group = NamedGroup(entry.group)
+        out = self._out
+        cid_data = sh.extension(ExtensionType.connection_id)
+        if cid_data is not None:
+            if self.local_cid is None:
+                raise UnsupportedExtension("connection_id in ServerHello, not offered")
+            out.peer_cid = decode(cid_data, ext.pull_connection_id)
+        self._key_shares.clear()
+        self.transcript.add(HandshakeType.server_hello, body)
+        out.answered = True
+        self._derive_handshake_secrets(shared, schedule)
+        self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
+
+    def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
+        cfg = self.config
+        assert self.params is not None
+        if self.retried:
+            raise UnexpectedMessage("second HelloRetryRequest")
+        self._set_state(S.WAIT_SERVER_HELLO_AFTER_RETRY)
+        if self.early_offered:
+            # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
+            self.early_offered = False
+            self.early_result = False
+        self._count("hello_retry_requests_received", 1)
+        self.transcript.select(self.params.hash_name)
+        self.transcript.restart_with_message_hash()
+        self.transcript.add(HandshakeType.server_hello, body)
+        changed = False
+        cookie = hrr.extension(ExtensionType.cookie)
+        if cookie is not None:
+            self._hrr_cookie = decode(cookie, ext.pull_cookie)
+            changed = True
+        group_data = hrr.extension(ExtensionType.key_share)
+        if group_data is not None:
+            group = decode(group_data, ext.pull_key_share_hrr)
+            if group not in cfg.group_order or group in self._key_shares:
+                raise IllegalParameter("HelloRetryRequest selected an unusable group")
+            self._key_shares = {group: groups.generate(group)}
+            changed = True
+        if not changed:
+            # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
+            raise IllegalParameter("HelloRetryRequest changes nothing")
+        self._send_client_hello()
+
+    def _check_solicited(
+        self, extensions: tuple[ext.Extension, ...], where: str, retry: bool = False
+    ) -> None:
+        """RFC 8446 §4.2: "Implementations MUST NOT send extension responses if the remote
+        endpoint did not send the corresponding extension requests, with the exception of
+        the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
+        hello = self.client_hello
+        assert hello is not None
+        offered = {e.type for e in hello.extensions}
+        for e in extensions:
+            if e.type not in offered and not (retry and e.type == ExtensionType.cookie):
+                raise UnsupportedExtension(f"{extension_name(e.type)} in {where}, not offered")
+
+    def _on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes, *_: Any) -> None:
+        cfg = self.config
+        self._check_solicited(ee.extensions, "EncryptedExtensions")
+        alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
+        if alpn is not None:
+            names = decode(alpn, ext.pull_alpn)
+            if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
+                raise IllegalParameter("server selected an ALPN protocol we did not offer")
+            self.alpn = names[0].decode("latin-1")
+        use_srtp = ee.extension(ExtensionType.use_srtp)
+        if use_srtp is not None:
+            self.srtp = srtp.client_check(cfg.srtp, cfg.srtp_mki, use_srtp)
+        limit = ee.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            if cfg.record_size_limit is None:
+                raise UnsupportedExtension("record_size_limit in EncryptedExtensions, not sent")
+            self._out.peer_record_limit = record_size_limit(limit)
+            self._out.enforce_record_limit = True
+        accepted_early = ee.extension(ExtensionType.early_data) is not None
+        if accepted_early and not self.early_offered:
+            raise UnsupportedExtension("early_data accepted but not offered")
+        if self.early_offered:
+            self.early_result = accepted_early
+        self.transcript.add(HandshakeType.encrypted_extensions, body)
+        # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
+        self._set_state(S.WAIT_FINISHED if self.resumed else S.WAIT_CERTIFICATE_OR_REQUEST)
+
+    def _on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes, *_: Any) -> None:
+        if cr.certificate_request_context != b"":
+            raise IllegalParameter("non-empty certificate_request_context in the handshake")
+        if cr.extension(ExtensionType.signature_algorithms) is None:
+            raise MissingExtension("CertificateRequest without signature_algorithms")
+        self._cert_request = cr
+        self.transcript.add(HandshakeType.certificate_request, body)
+        self._set_state(S.WAIT_CERTIFICATE)
+
+    def _on_server_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
+        self._on_certificate(msg, body)
+        self._set_state(S.WAIT_CERTIFICATE_VERIFY)
+
+    def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
+        ks = self.schedule
+        assert ks is not None and self.suite is not None
+        if self._cert_request is None and not self.peer_chain and not self.resumed:
+            raise UnexpectedMessage("Finished before the server authenticated")
+        if not ks.check_verify_data(self._s_hs, self.transcript.digest(), fin.verify_data):
+            raise DecryptError("server Finished does not verify")
+        self.transcript.add(HandshakeType.finished, body)
+        self.peer_finished = True
+        self._derive_application_secrets()
+        self._install(3, write=False, secret=self.read_secret)
+        # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
+        self._out.flight = FlightKind.FINAL
+        if self._cert_request is not None:
+            self._send_own_certificate(self._cert_request)
+        self._send(msgs.Finished(ks.verify_data(self._c_hs, self.transcript.digest())), 2)
+        self._install(3, write=True, secret=self.write_secret)
+        self.resumption_secret = ks.resumption_master_secret(self.transcript.digest())
+        self._complete()
+
+    def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
+        cfg = self.config
+        if not cfg.chain:
+            self._send(msgs.Certificate(b"", ()), 2)
+            return
+        sig = request.extension(ExtensionType.signature_algorithms)
+        schemes = decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
+        scheme = certs.choose_scheme(cfg.key, schemes)
+        self._send_certificate_and_verify(scheme)
+
+    def _on_new_session_ticket(self, msg: msgs.NewSessionTicket, body: bytes, *_: Any) -> None:
+        cfg = self.config
+        assert self.schedule is not None and self.suite is not None
+        if msg.ticket_lifetime > 7 * 24 * 3600:
+            raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
+        early = msg.extension(ExtensionType.early_data)
+        session = Session(
+            max_early_data=decode(early, ext.pull_early_data_ticket) if early else 0,
+            ticket=msg.ticket,
+            psk=self.schedule.resumption_psk(self.resumption_secret, msg.ticket_nonce),
+            suite=self.suite,
+            received_at=self._wall_clock().timestamp(),
+            lifetime=msg.ticket_lifetime,
+            age_add=msg.ticket_age_add,
+            alpn=self.alpn,
+            server_name=cfg.server_name,
+            peer_certificates=self.peer_chain,
+        )
+        self._out.ticket = NewSessionTicketReceived(
+            msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
+        )
+
+    def drop_handshake_state(self) -> None:
+        super().drop_handshake_state()
+        self._psk_schedule = None
+        self._key_shares.clear()
+        self.client_hello = None
+        self._cert_request = None
+        self._hrr_cookie = None
+
+
+def _same_name(a: str | None, b: str | None) -> bool:
+    """Host names compare without regard to case (RFC 6066 §3, RFC 4343)."""
+    return (a.lower() if a is not None else None) == (b.lower() if b is not None else None)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+_HELLO = (S.WAIT_SERVER_HELLO, S.WAIT_SERVER_HELLO_AFTER_RETRY)
+_AFTER_HELLO = (S.WAIT_SERVER_HELLO_AFTER_RETRY, S.WAIT_ENCRYPTED_EXTENSIONS)
+
+# (state, message type) -> handler and the states it may lead to (RFC 8446 §A.1).
+CLIENT_TRANSITIONS: dict[tuple[Any, int], Transition] = {
+    **{
+        (s, HELLO_VERIFY_REQUEST): Transition("_on_hello_verify_request", (), parse=False)
+        for s in _HELLO
+    },
+    (S.WAIT_SERVER_HELLO, HT.server_hello): Transition("_on_server_hello", _AFTER_HELLO),
+    (S.WAIT_SERVER_HELLO_AFTER_RETRY, HT.server_hello): Transition(
+        "_on_server_hello", (S.WAIT_ENCRYPTED_EXTENSIONS,)
+    ),
+    (S.WAIT_ENCRYPTED_EXTENSIONS, HT.encrypted_extensions): Transition(
+        "_on_encrypted_extensions", (S.WAIT_CERTIFICATE_OR_REQUEST, S.WAIT_FINISHED)
+    ),
+    (S.WAIT_CERTIFICATE_OR_REQUEST, HT.certificate_request): Transition(
+        "_on_certificate_request", (S.WAIT_CERTIFICATE,)
+    ),
+    (S.WAIT_CERTIFICATE_OR_REQUEST, HT.certificate): Transition(
+        "_on_server_certificate", (S.WAIT_CERTIFICATE_VERIFY,)
+    ),
+    (S.WAIT_CERTIFICATE, HT.certificate): Transition(
+        "_on_server_certificate", (S.WAIT_CERTIFICATE_VERIFY,)
+    ),
+    (S.WAIT_CERTIFICATE_VERIFY, HT.certificate_verify): Transition(
+        "_on_certificate_verify", (S.WAIT_FINISHED,)
+    ),
+    (S.WAIT_FINISHED, HT.finished): Transition("_on_finished", (S.CONNECTED,)),
+    (S.CONNECTED, HT.new_session_ticket): Transition("_on_new_session_ticket", (S.CONNECTED,)),
+    (S.CONNECTED, HT.key_update): Transition("_to_connection", (S.CONNECTED,)),
+    (S.CONNECTED, HT.request_connection_id): Transition("_to_connection", (S.CONNECTED,)),
+    (S.CONNECTED, HT.new_connection_id): Transition("_to_connection", (S.CONNECTED,)),
+}
+ClientHandshake.TRANSITIONS = CLIENT_TRANSITIONS

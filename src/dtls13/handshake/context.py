@@ -1,0 +1,492 @@
+"""The handshake context: one side of the TLS 1.3 handshake, sans-IO and record-free.
+
+In aioquic's spirit (``tls.Context.handle_message``): the connection hands the context one
+reassembled handshake message at a time, and the context returns a `HandshakeOutput`
+saying what to do: messages to send per epoch (one flight, its kind saying how it is
+retransmitted), keys to install, what was negotiated for the record layer, the handshake's
+completion or a session ticket. The context never touches records, flights, ACKs or
+timers; the connection (connection.py) owns those and applies the output.
+
+This module holds what both roles share: the output types, the state bookkeeping
+(`_set_state`, the one place a state changes), transcript and key-schedule glue, and
+sending and verifying certificates. handshake/client.py and handshake/server.py hold the
+roles and their transition tables.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from .._fast import DecodeError
+from ..alerts import (
+    CertificateRequired,
+    DecodeErrorAlert,
+    IllegalParameter,
+    UnexpectedMessage,
+)
+from ..config import ClientConfig, ServerConfig
+from ..crypto.suites import CipherSuite, SuiteParams
+from ..events import HandshakeCompleted, NewSessionTicketReceived
+from . import certificates as certs
+from . import extensions as ext
+from . import messages as msgs
+from . import srtp
+from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
+from .exporter import ExporterSecret
+from .key_schedule import KeySchedule, Transcript
+from .state import State, Transition, type_name
+
+logger = logging.getLogger("dtls13.handshake")
+
+Config = ClientConfig | ServerConfig
+
+# Stands for the transcript once the handshake is over: it hashes nothing (no hash
+# runs) and has no digest, so a post-handshake use would fail loudly.
+_SPENT_TRANSCRIPT = Transcript(candidates=())
+
+
+class FlightKind(enum.Enum):
+    """How the connection sends and retransmits a flight (RFC 9147 §5.8, §7.1)."""
+
+    HANDSHAKE = "handshake"  # retransmitted on a timer until the peer answers
+    RETRY = "retry"  # a HelloRetryRequest: sent again only when ClientHello1 repeats
+    FINAL = "final"  # the client's last flight: retransmitted until ACKed
+    TICKETS = "tickets"  # NewSessionTickets after the handshake: ACKed, current epoch
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """One handshake message to send; epoch None: the current application epoch."""
+
+    epoch: int | None
+    msg_type: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InstallKeys:
+    """Install traffic keys from `secret` for reading or writing `epoch`."""
+
+    epoch: int
+    write: bool
+    suite: CipherSuite
+    secret: bytes
+
+
+@dataclass(slots=True)
+class HandshakeOutput:
+    """What one handshake message (or starting the handshake) asks of the connection,
+    applied in this order: answered, negotiated parameters, keys, flight, completion."""
+
+    answered: bool = False  # the peer's message implicitly acknowledged our flight
+    address_validated: bool = False  # the peer returned a cookie we issued (RFC 9147 §5.1)
+    peer_cid: bytes | None = None  # connection_id negotiated: the CID records to the peer carry
+    cid_optional: bool = False  # 0-RTT records may come without our CID
+    peer_record_limit: int | None = None  # the peer's record_size_limit (RFC 8449)
+    enforce_record_limit: bool = False  # ours was announced: hold the peer to it
+    keys: list[InstallKeys] = field(default_factory=list)
+    flight: FlightKind | None = None
+    messages: list[OutMessage] = field(default_factory=list)  # the flight, in order
+    end_early_data: bool = False  # the client's Finished ends epoch 1 (RFC 9147 §5.6)
+    completed: HandshakeCompleted | None = None
+    ticket: NewSessionTicketReceived | None = None
+    post_handshake: Any = None  # a KeyUpdate or CID message, for the connection
+
+
+# What `_out` holds between calls: nothing of the last output (message bodies, events) is
+# kept alive by an idle context. Handlers write only to the output of their own call.
+_NO_OUTPUT = HandshakeOutput()
+
+
+class HandshakeContext:
+    """One side of the handshake; see the module docstring."""
+
+    is_client: ClassVar[bool]
+    TRANSITIONS: ClassVar[Mapping[tuple[Any, int], Transition]]
+    CONNECTED: ClassVar[Any]
+    CLOSED: ClassVar[Any]
+    HELLO_STATES: ClassVar[frozenset[Any]]
+    state: State
+
+    # "__dict__": tests patch methods on instances; it is created only when used.
+    __slots__ = (
+        "__dict__",
+        "_c_hs",
+        "_count",
+        "_keylog",
+        "_out",
+        "_s_hs",
+        "_transition",
+        "_wall_clock",
+        "alpn",
+        "client_random",
+        "closed",
+        "config",
+        "connected",
+        "early_accepted",
+        "early_budget",
+        "early_exporter",
+        "early_offered",
+        "early_result",
+        "exporter",
+        "group",
+        "in_hello",
+        "local_cid",
+        "params",
+        "peer_chain",
+        "peer_finished",
+        "random",
+        "read_secret",
+        "resumed",
+        "resumption_secret",
+        "schedule",
+        "scheme",
+        "srtp",
+        "state",
+        "suite",
+        "transcript",
+        "transitions",
+        "write_secret",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        wall_clock: Callable[[], datetime.datetime],
+        count: Callable[[str, int], None],
+        local_cid: bytes | None = None,
+    ) -> None:
+        """`count(name, n)` adds to a connection counter; `local_cid` is the connection
+        ID we ask the peer to put on its records (None: no connection_id extension)."""
+        self.config = config
+        self._wall_clock = wall_clock
+        self._count = count
+        self._keylog = config.keylog_callback()
+        self.local_cid = local_cid
+        self.transcript = Transcript()
+        self.schedule: KeySchedule | None = None
+        self.params: SuiteParams | None = None
+        self.suite: CipherSuite | None = None
+        self.group: NamedGroup | None = None
+        self.scheme: SignatureScheme | None = None
+        self.alpn: str | None = None
+        self.srtp: srtp.SrtpNegotiated | None = None  # DTLS-SRTP (RFC 5764), once agreed
+        # Exporter master secrets (RFC 8446 §7.5): kept after the handshake for the exporter.
+        self.exporter: ExporterSecret | None = None
+        self.early_exporter: ExporterSecret | None = None
+        self.peer_chain: tuple[x509.Certificate, ...] = ()
+        self.random = config.random_bytes(32)
+        self.client_random = self.random if self.is_client else b""
+        self._c_hs = self._s_hs = b""
+        self.read_secret = self.write_secret = self.resumption_secret = b""
+        self.peer_finished = False
+        self.resumed = False
+        self.early_offered = self.early_accepted = False
+        self.early_result: bool | None = None
+        self.early_budget = 0
+        self.transitions = 0
+        self._out = _NO_OUTPUT
+        self._transition: Transition | None = None
+
+    # -- state -------------------------------------------------------------------------
+
+    def _set_state(self, state: Any) -> None:
+        """The one place a state changes (from a handler, only to a target its table entry
+        names), logged at debug and counted in `transitions`."""
+        transition = self._transition
+        assert transition is None or state in transition.targets, (self.state, state)
+        self.state = state
+        self.connected = state is self.CONNECTED
+        self.closed = state is self.CLOSED
+        self.in_hello = state in self.HELLO_STATES
+        self.transitions += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s handshake: %s (transition %d)", self._role, state.name, self.transitions
+            )
+
+    @property
+    def _role(self) -> str:
+        return "client" if self.is_client else "server"
+
+    def close(self) -> None:
+        """The connection ended: no more messages."""
+        if not self.closed:
+            self._transition = None
+            self._set_state(self.CLOSED)
+
+    def handle_message(
+        self,
+        msg_type: int,
+        body: Any,
+        now: float,
+        *,
+        seq: int = 0,
+        peer_address: Any = None,
+        parsed: Any = None,
+    ) -> HandshakeOutput:
+        """Handle one complete handshake message (`body` without its header); `parsed`,
+        when given, is its decoded form (the endpoint's gate decoded it already). Raises
+        the Alert the message calls for."""
+        transition = self.TRANSITIONS.get((self.state, msg_type))
+        if transition is None:
+            raise UnexpectedMessage(f"{type_name(msg_type)} in state {self.state.value}")
+        if transition.parse and parsed is None:
+            try:
+                parsed = msgs.pull_message(msg_type, body)
+            except msgs.UnexpectedHandshakeType:
+                raise UnexpectedMessage(f"handshake type {msg_type}") from None
+            except ext.DuplicateExtensionError:
+                raise IllegalParameter("duplicate extension") from None
+            except DecodeError as exc:
+                raise DecodeErrorAlert(f"{type_name(msg_type)}: {exc}") from None
+        out = self._out = HandshakeOutput()
+        self._transition = transition
+        try:
+            getattr(self, transition.handler)(parsed, bytes(body), now, seq, peer_address)
+        finally:
+            self._transition = None
+            self._out = _NO_OUTPUT
+        return out
+
+    def _to_connection(self, msg: Any, body: bytes, now: float, seq: int, addr: Any) -> None:
+        """A post-handshake message the connection handles (KeyUpdate, CIDs)."""
+        self._out.post_handshake = msg
+
+    def save_hello(self) -> tuple[Any, ...]:
+        """What handling a first hello changes before it can still fail as damaged."""
+        return (self.transcript.copy(), self.suite, self.params, self.group, self.resumed)
+
+    def restore_hello(self, saved: tuple[Any, ...]) -> None:
+        self.transcript, self.suite, self.params, self.group, self.resumed = saved
+
+    # -- output ------------------------------------------------------------------------
+
+    def _send(self, msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
+        msg_type, body = msgs.push_message(msg)
+        self._send_encoded(msg_type, body, epoch, transcript=transcript)
+
+    def _send_encoded(
+        self, msg_type: int, body: bytes, epoch: int | None, *, transcript: bool = True
+    ) -> None:
+        if transcript:
+            self.transcript.add(msg_type, body)
+        self._out.messages.append(OutMessage(epoch, msg_type, body))
+
+    def _install(
+        self, epoch: int, *, write: bool, secret: bytes, suite: CipherSuite | None = None
+    ) -> None:
+        suite = self.suite if suite is None else suite
+        assert suite is not None
+        self._out.keys.append(InstallKeys(epoch, write, suite, secret))
+
+    # -- keys --------------------------------------------------------------------------
+
+    def _derive_handshake_secrets(
+        self, shared: bytes | None, schedule: KeySchedule | None = None
+    ) -> None:
+        assert self.params is not None and self.suite is not None
+        ks = schedule if schedule is not None else KeySchedule(self.params)
+        ks.handshake(shared)
+        self.schedule = ks
+        hello_hash = self.transcript.digest()
+        self._c_hs = ks.client_handshake_traffic_secret(hello_hash)
+        self._s_hs = ks.server_handshake_traffic_secret(hello_hash)
+        mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
+        self._install(2, write=True, secret=mine)
+        self._install(2, write=False, secret=theirs)
+        if self._keylog is not None:
+            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
+            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+
+    def _derive_application_secrets(self) -> None:
+        ks = self.schedule
+        assert ks is not None
+        ks.master()
+        finished_hash = self.transcript.digest()
+        c_app = ks.client_application_traffic_secret(finished_hash)
+        s_app = ks.server_application_traffic_secret(finished_hash)
+        self.write_secret, self.read_secret = (c_app, s_app) if self.is_client else (s_app, c_app)
+        self.exporter = ExporterSecret(ks.hash_name, ks.exporter_master_secret(finished_hash))
+        if self._keylog is not None:
+            self._log_secret("CLIENT_TRAFFIC_SECRET_0", c_app)
+            self._log_secret("SERVER_TRAFFIC_SECRET_0", s_app)
+            self._log_secret("EXPORTER_SECRET", self.exporter.secret)
+
+    def _keep_early_exporter(self, schedule: KeySchedule) -> None:
+        """early_exporter_master_secret over ClientHello (RFC 8446 §7.1), once 0-RTT is on."""
+        hello_hash = self.transcript.digest(schedule.hash_name)
+        secret = schedule.early_exporter_master_secret(hello_hash)
+        self.early_exporter = ExporterSecret(schedule.hash_name, secret)
+        self._log_secret("EARLY_EXPORTER_SECRET", secret)
+
+    def _log_secret(self, label: str, secret: bytes) -> None:
+        if self._keylog is not None:
+            self._keylog(f"{label} {self.client_random.hex()} {secret.hex()}")
+
+    def next_write_secret(self) -> bytes:
+        """Our next application traffic secret (KeyUpdate, RFC 8446 §7.2)."""
+        assert self.schedule is not None
+        self.write_secret = self.schedule.next_application_traffic_secret(self.write_secret)
+        return self.write_secret
+
+    def next_read_secret(self) -> bytes:
+        """The peer's next application traffic secret (its KeyUpdate)."""
+        assert self.schedule is not None
+        self.read_secret = self.schedule.next_application_traffic_secret(self.read_secret)
+        return self.read_secret
+
+    def _complete(self) -> None:
+        assert self.suite is not None
+        self._set_state(self.CONNECTED)
+        self._out.completed = HandshakeCompleted(
+            version="DTLSv1.3",
+            cipher_suite=self.suite,
+            group=self.group,
+            signature_scheme=self.scheme,
+            alpn_protocol=self.alpn,
+            peer_certificates=self.peer_chain,
+            resumed=self.resumed,
+            early_data_accepted=self.early_result if self.is_client else None,
+        )
+
+    def drop_handshake_state(self) -> None:
+        """Forget what only the handshake needed, once it has completed.
+
+        An idle connection then holds its current traffic secrets and the resumption
+        secret (tickets); the transcript, the handshake and master secrets, the hellos and
+        our key shares go (less memory per connection, and secrets that are no longer
+        needed are not kept: RFC 8446 §7.1 forward secrecy).
+        """
+        self.transcript = _SPENT_TRANSCRIPT
+        ks = self.schedule
+        if ks is not None:
+            ks.early_secret = b""
+            ks.handshake_secret = ks.master_secret = None
+        self._c_hs = self._s_hs = b""
+
+    # -- certificates (both roles) -----------------------------------------------------
+
+    def _on_certificate(self, msg: msgs.Certificate, body: bytes) -> None:
+        cfg = self.config
+        if msg.certificate_request_context != b"":
+            raise IllegalParameter("non-empty certificate_request_context")
+        if not msg.certificate_list:
+            if self.is_client:
+                raise DecodeErrorAlert("server sent an empty Certificate")
+            raise CertificateRequired("client sent no certificate")
+        chain = tuple(
+            certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
+        )
+        now = self._wall_clock()
+        if isinstance(cfg, ClientConfig):
+            if cfg.verify:
+                assert cfg.server_name is not None  # the config requires it with verify
+                certs.verify_server_chain(list(chain), cfg.trust, cfg.server_name, now)
+        else:
+            certs.verify_client_chain(list(chain), cfg.trust, now)
+        self.peer_chain = chain
+        self.transcript.add(HandshakeType.certificate, body)
+
+    def _on_certificate_verify(
+        self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
+    ) -> None:
+        offered = signing_schemes(self.config.schemes)
+        if cv.algorithm not in offered:
+            raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
+        scheme = SignatureScheme(cv.algorithm)
+        certs.verify_certificate_verify(
+            self.peer_chain[0].public_key(),
+            scheme,
+            cv.signature,
+            self.transcript.digest(),
+            is_server=self.is_client,
+        )
+        if self.is_client:
+            self.scheme = scheme
+        self.transcript.add(HandshakeType.certificate_verify, body)
+        self._set_state(self._after_certificate_verify)
+
+    _after_certificate_verify: ClassVar[Any]
+
+    def _send_certificate_and_verify(self, scheme: SignatureScheme) -> None:
+        cfg = self.config
+        self._send_encoded(HandshakeType.certificate, certificate_body(cfg.chain), 2)
+        signature = certs.sign_certificate_verify(
+            cfg.key, scheme, self.transcript.digest(), is_server=not self.is_client
+        )
+        self._send(msgs.CertificateVerify(scheme, signature), 2)
+
+
+# Our own Certificate message depends only on the configured chain: encoded once per chain.
+_CERTIFICATE_BODIES: dict[int, tuple[tuple[x509.Certificate, ...], bytes]] = {}
+
+
+def certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
+    """The body of a Certificate message (empty request context) carrying `chain`."""
+    entry = _CERTIFICATE_BODIES.get(id(chain))
+    if entry is not None and entry[0] is chain:
+        return entry[1]
+    entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+    _, body = msgs.push_message(msgs.Certificate(b"", entries))
+    if len(_CERTIFICATE_BODIES) >= 64:
+        _CERTIFICATE_BODIES.clear()
+    _CERTIFICATE_BODIES[id(chain)] = (chain, body)
+    return body
+
+
+def extension_name(ext_type: int) -> str:
+    try:
+        return ExtensionType(ext_type).name
+    except ValueError:
+        return f"extension {ext_type}"
+
+
+def decode(data: bytes, pull: Any) -> Any:
+    """An extension's contents; malformed: decode_error."""
+    try:
+        return ext.decode(data, pull)
+    except DecodeError as exc:
+        raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+
+
+def record_size_limit(data: bytes) -> int:
+    """The peer's RecordSizeLimit; above 2^14+1 it means no more than the protocol's limit."""
+    value: int = decode(data, ext.pull_record_size_limit)
+    if value < 64:
+        raise IllegalParameter(f"record_size_limit {value} below 64")  # RFC 8449 §4
+    return min(value, 16385)
+
+
+_PKCS1 = frozenset(
+    {
+        SignatureScheme.rsa_pkcs1_sha256,
+        SignatureScheme.rsa_pkcs1_sha384,
+        SignatureScheme.rsa_pkcs1_sha512,
+    }
+)
+
+
+@lru_cache(maxsize=64)
+def signing_schemes(schemes: tuple[SignatureScheme, ...]) -> tuple[SignatureScheme, ...]:
+    """The configured schemes CertificateVerify may use (not PKCS#1 v1.5, RFC 8446 §4.4.3)."""
+    return tuple(s for s in schemes if s not in _PKCS1)
+
+
+__all__ = [
+    "FlightKind",
+    "HandshakeContext",
+    "HandshakeOutput",
+    "InstallKeys",
+    "OutMessage",
+]

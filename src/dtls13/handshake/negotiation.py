@@ -1,0 +1,62 @@
+"""What the server chooses from a ClientHello: one place for the cipher suite, the key
+exchange group and the HelloRetryRequest, used by the stateless gate (handshake/gate.py),
+a connection answering a ClientHello it cannot act on, and the server handshake alike."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from ..config import ServerConfig
+from ..crypto.suites import CipherSuite
+from . import extensions as ext
+from . import messages as msgs
+from .constants import DTLS13_VERSION, ExtensionType
+
+
+def choose_suite(config: ServerConfig, offered: Collection[int]) -> CipherSuite | None:
+    """Our most preferred cipher suite the client offers (None: none in common)."""
+    for suite in config.suites:
+        if suite in offered:
+            return suite
+    return None
+
+
+def choose_share_group(config: ServerConfig, shares: Collection[int]) -> int | None:
+    """Our most preferred group the client sent a key share for (None: none)."""
+    return next((g for g in config.group_order if g in shares), None)
+
+
+def choose_retry_group(config: ServerConfig, supported: Iterable[int]) -> int | None:
+    """The group a HelloRetryRequest asks for: our most preferred the client supports."""
+    offered = set(supported)
+    return next((g for g in config.group_order if g in offered), None)
+
+
+def retry_group(
+    config: ServerConfig, shares: Collection[int] | None, supported: Iterable[int] | None
+) -> tuple[bool, int | None]:
+    """For a HelloRetryRequest: (usable, group to ask for). A share we can use needs no
+    group (None); else the group to ask for, and (False, None) when there is none."""
+    if shares is not None and choose_share_group(config, shares) is not None:
+        return True, None
+    group = choose_retry_group(config, supported or ())
+    return group is not None, group
+
+
+def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> msgs.ServerHello:
+    """The HelloRetryRequest for these choices; the same inputs give the same bytes
+    (a stateless server rebuilds it from its cookie, RFC 9147 §5.1)."""
+    extensions = [
+        ext.make_extension(
+            ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+        )
+    ]
+    if group is not None:
+        extensions.append(
+            ext.make_extension(ExtensionType.key_share, ext.push_key_share_hrr, group)
+        )
+    if cookie is not None:
+        extensions.append(ext.make_extension(ExtensionType.cookie, ext.push_cookie, cookie))
+    return msgs.ServerHello(
+        random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
+    )

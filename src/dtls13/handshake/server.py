@@ -1,0 +1,577 @@
+"""The server side of the handshake (RFC 8446 §A.2, RFC 9147), as a `HandshakeContext`."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from ..alerts import (
+    CertificateRequired,
+    DecryptError,
+    HandshakeFailure,
+    IllegalParameter,
+    MissingExtension,
+    NoApplicationProtocol,
+    ProtocolVersion,
+)
+from ..config import ServerConfig
+from ..crypto.suites import SUITES, CipherSuite
+from . import certificates as certs
+from . import extensions as ext
+from . import groups, negotiation, srtp
+from . import messages as msgs
+from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
+from .context import (
+    FlightKind,
+    HandshakeContext,
+    decode,
+    record_size_limit,
+    signing_schemes,
+)
+from .cookie import pack_cookie_extra, unpack_cookie_extra
+from .key_schedule import KeySchedule, Transcript
+from .state import HELLO_STATES, ServerState, Transition
+from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
+
+HT = HandshakeType
+S = ServerState
+
+# The ServerHello's supported_versions (always DTLS 1.3): encoded once.
+_SH_SUPPORTED_VERSIONS = ext.make_extension(
+    ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
+)
+# What a second ClientHello may change (RFC 8446 §4.1.2).
+_CLIENT_HELLO2_MAY_CHANGE = frozenset(
+    {
+        ExtensionType.key_share,
+        ExtensionType.early_data,
+        ExtensionType.cookie,
+        ExtensionType.pre_shared_key,
+        ExtensionType.padding,
+    }
+)
+
+Accepted = tuple[int, KeySchedule, TicketState | None, ext.PskIdentity]
+
+
+class ServerHandshake(HandshakeContext):
+    """The server's handshake, from a ClientHello (or, `after_stateless_retry`, from a
+    second ClientHello answering a stateless HelloRetryRequest, RFC 9147 §5.1)."""
+
+    is_client = False
+    CONNECTED = S.CONNECTED
+    CLOSED = S.CLOSED
+    HELLO_STATES = HELLO_STATES
+    _after_certificate_verify = S.WAIT_CLIENT_FINISHED
+
+    __slots__ = (
+        "_cert_request",
+        "_client_hello",
+        "_hrr_cookie",
+        "_hrr_group",
+        "_peer_address",
+        "hello_bodies",
+        "server_name",
+    )
+
+    config: ServerConfig
+
+    def __init__(
+        self, config: ServerConfig, *, after_stateless_retry: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(config, **kwargs)
+        self._hrr_cookie: bytes | None = None
+        self._hrr_group: int | None = None
+        self._client_hello: msgs.ClientHello | None = None
+        self._cert_request: msgs.CertificateRequest | None = None
+        self._peer_address: Any = None
+        self.server_name: str | None = None  # the ClientHello's SNI, lower case
+        self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
+        self._set_state(first)
+
+    @property
+    def retried(self) -> bool:
+        """Whether this handshake went through a HelloRetryRequest (ours or a stateless one)."""
+        return self.state is S.WAIT_CLIENT_HELLO_AFTER_RETRY
+
+    def _on_client_hello(
+        self, ch: msgs.ClientHello, body: bytes, now: float, seq: int, addr: Any
+    ) -> None:
+        cfg = self.config
+        self.hello_bodies[seq] = body
+        self._peer_address = addr
+        versions = ch.extension(ExtensionType.supported_versions)
+        if versions is None or DTLS13_VERSION not in decode(
+            versions, ext.pull_supported_versions_client
+        ):
+            raise ProtocolVersion("the client does not offer DTLS 1.3 (DTLS 1.2 is not supported)")
+        if ch.legacy_cookie:
+            # RFC 9147 §5.3: a non-empty legacy_cookie in a DTLS 1.3 ClientHello.
+            raise IllegalParameter("non-empty legacy_cookie")
+        if ch.legacy_version != 0xFEFD:
+            raise ProtocolVersion("legacy_version is not DTLS 1.2")
+        if b"\x00" not in ch.legacy_compression_methods:
+            raise IllegalParameter("null compression not offered")
+        suite = negotiation.choose_suite(cfg, ch.cipher_suites)
+        if suite is None:
+            raise HandshakeFailure("no cipher suite in common")
+        retried = self.retried
+        if retried and self._client_hello is None:
+            # ClientHello2 after a stateless HRR; all we know is the cookie.
+            suite = self._resume_from_cookie(ch, now)
+        elif retried:
+            self._check_second_client_hello(ch, suite)
+        else:
+            self.transcript.select(SUITES[suite].hash_name)
+        sni = ch.extension(ExtensionType.server_name)
+        host = decode(sni, ext.pull_server_name) if sni is not None else None
+        self.server_name = host.lower() if host is not None else None
+        mode = self._psk_mode(ch)
+        supported = ch.extension(ExtensionType.supported_groups)
+        shares_data = ch.extension(ExtensionType.key_share)
+        shares: dict[int, bytes] = {}
+        group: int | None = None
+        if mode != "psk_ke" or shares_data is not None:
+            if supported is None or shares_data is None:
+                raise MissingExtension("ClientHello without supported_groups or key_share")
+            client_groups = decode(supported, ext.pull_supported_groups)
+            entries = decode(shares_data, ext.pull_key_share_client)
+            shares = {e.group: e.key_exchange for e in entries}
+            if len(shares) != len(entries) or not set(shares) <= set(client_groups):
+                # RFC 8446 §4.2.8: one share per group, each in supported_groups; "Servers
+                # MAY check for violations of these rules and abort ... illegal_parameter".
+                raise IllegalParameter("key_share repeats a group or has one not supported")
+            group = negotiation.choose_share_group(cfg, shares)
+            retry_group: int | None = None
+            if group is None:
+                retry_group = negotiation.choose_retry_group(cfg, client_groups)
+                if retry_group is None or retried:
+                    raise HandshakeFailure("no key-exchange group in common")
+            if not retried and (retry_group is not None or cfg.require_cookie):
+                self._hrr_group = retry_group
+                self._send_hello_retry(ch, body, suite, retry_group, now)
+                return
+            assert group is not None
+            if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+                # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
+                raise IllegalParameter("second ClientHello ignores the group the HRR selected")
+        accepted = self._server_psk(ch, body, suite) if mode is not None else None
+        self.early_accepted = self._accept_early_data(ch, accepted, suite)
+        if accepted is None or mode == "psk_dhe_ke":
+            if group is None:
+                raise MissingExtension("no key_share for a handshake without a PSK")
+        else:
+            group = None  # psk_ke: no (EC)DHE
+        if accepted is None:
+            sig = ch.extension(ExtensionType.signature_algorithms)
+            if sig is None:
+                raise MissingExtension("ClientHello without signature_algorithms")
+            if cfg.key is None:
+                raise HandshakeFailure("no certificate, and no PSK the client knows")
+            self.scheme = certs.choose_scheme(cfg.key, decode(sig, ext.pull_signature_algorithms))
+        if retried and self._client_hello is not None:
+            self._check_same_client_hello(self._client_hello, ch)
+        self.alpn = self._choose_alpn(ch)
+        self.srtp = srtp.server_choose(
+            cfg.srtp, cfg.srtp_accept_mki, ch.extension(ExtensionType.use_srtp)
+        )
+        self.suite = CipherSuite(suite)
+        self.params = SUITES[suite]
+        self.group = NamedGroup(group) if group is not None else None
+        self.resumed = accepted is not None
+        if accepted is not None and accepted[2] is not None:
+            # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
+            self.peer_chain = accepted[2].client_chain
+        self.client_random = ch.random
+        self.transcript.add(HandshakeType.client_hello, body)
+        if self.early_accepted and accepted is not None:
+            early = accepted[1].client_early_traffic_secret(self.transcript.digest())
+            self._install(1, write=False, secret=early)
+            if self._keylog is not None:
+                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(accepted[1])
+        server_share, shared = (
+            groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
+        )
+        self._send_server_flight(ch, group, server_share, shared, accepted)
+
+    def _send_server_flight(
+        self,
+        ch: msgs.ClientHello,
+        group: int | None,
+        server_share: bytes,
+        shared: bytes | None,
+        accepted: Accepted | None,
+    ) -> None:
+        """ServerHello, EncryptedExtensions, [CertificateRequest, Certificate,
+        CertificateVerify], Finished: one flight, and the keys it takes."""
+        cfg = self.config
+        out = self._out
+        out.flight = FlightKind.HANDSHAKE
+        sh_ext = [_SH_SUPPORTED_VERSIONS]
+        if group is not None:
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.key_share,
+                    ext.push_key_share_entry,
+                    ext.KeyShareEntry(group, server_share),
+                )
+            )
+        if accepted is not None:
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
+                )
+            )
+        cid_data = ch.extension(ExtensionType.connection_id)
+        if cid_data is not None and self.local_cid is not None:
+            out.peer_cid = decode(cid_data, ext.pull_connection_id)
+            sh_ext.append(
+                ext.make_extension(
+                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                )
+            )
+            # 0-RTT records were sent before the client could know our CID.
+            out.cid_optional = self.early_accepted
+        limit = ch.extension(ExtensionType.record_size_limit)
+        if limit is not None:
+            out.peer_record_limit = record_size_limit(limit)
+        assert self.suite is not None
+        sh = msgs.ServerHello(random=self.random, cipher_suite=self.suite, extensions=tuple(sh_ext))
+        self._send(sh, 0)
+        self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
+        ee_ext = []
+        if self.alpn is not None:
+            ee_ext.append(
+                ext.make_extension(
+                    ExtensionType.application_layer_protocol_negotiation,
+                    ext.push_alpn,
+                    [self.alpn.encode("latin-1")],
+                )
+            )
+        if limit is not None and cfg.record_size_limit is not None:
+            # RFC 8449 §4: the server answers in EncryptedExtensions, only when asked.
+            ee_ext.append(
+                ext.make_extension(
+                    ExtensionType.record_size_limit,
+                    ext.push_record_size_limit,
+                    cfg.record_size_limit,
+                )
+            )
+            out.enforce_record_limit = True
+        if self.srtp is not None:
+            ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
+        if self.early_accepted:
+            ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
+        self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
+        authenticate_client = cfg.client_auth != "none" and accepted is None
+        if authenticate_client:
+            request = msgs.CertificateRequest(
+                b"",
+                (
+                    ext.make_extension(
+                        ExtensionType.signature_algorithms,
+                        ext.push_signature_algorithms,
+                        list(signing_schemes(cfg.schemes)),
+                    ),
+                ),
+            )
+            self._cert_request = request
+            self._send(request, 2)
+        if accepted is None:
+            assert self.scheme is not None
+            self._send_certificate_and_verify(self.scheme)
+        ks = self.schedule
+        assert ks is not None
+        self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
+        self._derive_application_secrets()
+        self._install(3, write=True, secret=self.write_secret)
+        self._set_state(
+            S.WAIT_CLIENT_CERTIFICATE if authenticate_client else S.WAIT_CLIENT_FINISHED
+        )
+
+    def _accept_early_data(
+        self, ch: msgs.ClientHello, accepted: Accepted | None, suite: int
+    ) -> bool:
+        """0-RTT is accepted for the first identity's ticket, same suite and ALPN, a fresh
+        age and a first use (RFC 8446 §4.2.10, §8)."""
+        cfg = self.config
+        if ch.extension(ExtensionType.early_data) is None:
+            return False
+        self._count("early_data_offered", 1)
+        if accepted is None or accepted[0] != 0 or self.retried or not cfg.max_early_data:
+            return False
+        _, _, state, identity = accepted
+        if state is None or not state.max_early_data or state.suite != suite:
+            return False
+        if state.alpn != self._choose_alpn(ch):
+            return False
+        wall = self._wall_clock().timestamp()
+        reported = ((identity.obfuscated_ticket_age - state.age_add) & 0xFFFFFFFF) / 1000
+        if abs(reported - (wall - state.issued_at)) > cfg.early_data_window:
+            return False
+        if not cfg.replay_guard.first_use(
+            identity.identity, state.issued_at + state.lifetime, wall
+        ):
+            self._count("early_data_replays", 1)
+            return False
+        self.early_budget = state.max_early_data
+        return True
+
+    def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
+        """The PSK key-exchange mode both sides allow, or None (RFC 8446 §4.2.9-11)."""
+        if ch.extension(ExtensionType.pre_shared_key) is None:
+            return None
+        if ch.extensions[-1].type != ExtensionType.pre_shared_key:
+            raise IllegalParameter("pre_shared_key is not the last extension")
+        data = ch.extension(ExtensionType.psk_key_exchange_modes)
+        if data is None:
+            raise MissingExtension("pre_shared_key without psk_key_exchange_modes")
+        offered = decode(data, ext.pull_psk_key_exchange_modes)
+        for name, code in (("psk_dhe_ke", 1), ("psk_ke", 0)):
+            if code in offered and name in self.config.psk_modes:
+                return name
+        return None
+
+    def _server_psk(self, ch: msgs.ClientHello, body: bytes, suite: int) -> Accepted | None:
+        """The first offered PSK we know and whose binder verifies:
+        (index, schedule, the ticket's state or None for an external PSK, identity)."""
+        cfg = self.config
+        data = ch.extension(ExtensionType.pre_shared_key)
+        assert data is not None
+        offered = decode(data, ext.pull_pre_shared_key_client)
+        if len(offered.identities) != len(offered.binders):
+            raise IllegalParameter("pre_shared_key: identities and binders differ in number")
+        wall = self._wall_clock().timestamp()
+        hash_name = SUITES[CipherSuite(suite)].hash_name
+        for index, identity in enumerate(offered.identities):
+            external = identity.identity in cfg.external_psks
+            state: TicketState | None = None
+            if external:
+                psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
+            else:
+                state = cfg.tickets.open(identity.identity, wall)
+                if state is None:
+                    continue
+                if state.server_name != self.server_name:
+                    # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
+                    self._count("psk_refused_identity", 1)
+                    continue
+                if cfg.client_auth == "required" and not state.client_chain:
+                    # A resumption inherits the original's authentication (RFC 8446 §2.2):
+                    # none here, so the full handshake must ask for a certificate.
+                    self._count("psk_refused_identity", 1)
+                    continue
+                psk, psk_hash = state.psk, SUITES[state.suite].hash_name
+            if psk_hash != hash_name:
+                continue
+            ks = KeySchedule(hash_name, psk=psk)
+            # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
+            cut = ext.binders_length(len(b) for b in offered.binders)
+            prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
+            partial_hash = self.transcript.digest_with(prefix)
+            if not ks.check_verify_data(
+                ks.binder_key(external), partial_hash, offered.binders[index]
+            ):
+                raise DecryptError("PSK binder does not verify")
+            return index, ks, state, identity
+        return None
+
+    def _send_hello_retry(
+        self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
+    ) -> None:
+        """HelloRetryRequest for a group, a cookie or both (RFC 8446 §4.1.4, RFC 9147 §5.1)."""
+        cfg = self.config
+        self.transcript.add(HandshakeType.client_hello, body)
+        ch1_hash = self.transcript.digest()
+        self.transcript.restart_with_message_hash()
+        self._set_state(S.WAIT_CLIENT_HELLO_AFTER_RETRY)
+        self._count("hello_retry_requests_sent", 1)
+        self._client_hello = ch
+        self.suite = CipherSuite(suite)
+        if cfg.require_cookie:
+            # The cookie carries what a stateless server needs to rebuild this HRR and the
+            # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
+            extra = pack_cookie_extra(suite, group)
+            self._hrr_cookie = cfg.cookie_jar.make(now, self._peer_address, ch1_hash, extra)
+        # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
+        # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
+        self._out.flight = FlightKind.RETRY
+        self._send(negotiation.hello_retry_request(suite, group, self._hrr_cookie), 0)
+
+    def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
+        """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
+
+        RFC 9147 §5.1: ClientHello1 enters the transcript as message_hash, so its hash
+        is enough; the HRR is rebuilt byte for byte from the suite and group.
+        """
+        cfg = self.config
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            raise MissingExtension("ClientHello with message_seq 1 but no cookie")
+        cookie = decode(data, ext.pull_cookie)
+        contents = cfg.cookie_jar.check(cookie, now, self._peer_address)
+        unpacked = unpack_cookie_extra(contents.extra) if contents is not None else None
+        if contents is None or unpacked is None:
+            raise IllegalParameter("invalid or expired cookie")
+        self._out.address_validated = True
+        suite_code, group = unpacked
+        if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
+            raise IllegalParameter("cookie names a suite no longer offered")
+        suite = CipherSuite(suite_code)
+        params = SUITES[suite]
+        self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
+        hrr = negotiation.hello_retry_request(suite, group, cookie)
+        msg_type, hrr_body = msgs.push_message(hrr)
+        self.transcript.add(msg_type, hrr_body)
+        self._hrr_cookie = cookie
+        self._hrr_group = group
+        self.suite = suite
+        return suite
+
+    def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
+        first = self._client_hello
+        if suite != self.suite or (first is not None and ch.random != first.random):
+            raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
+        if self._hrr_cookie is not None:
+            data = ch.extension(ExtensionType.cookie)
+            if data is None:
+                raise MissingExtension("second ClientHello without the cookie")
+            cookie = decode(data, ext.pull_cookie)
+            # The exact cookie we issued to this peer in this handshake is proof enough;
+            # its age is bounded by the handshake timeout. Checking expiry here refused
+            # the very cookie we had just re-sent with the HRR for a late ClientHello1
+            # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
+            if not hmac.compare_digest(cookie, self._hrr_cookie):
+                raise IllegalParameter("cookie does not match the one we sent")
+            self._out.address_validated = True
+        self._out.answered = True  # the HelloRetryRequest is done with
+
+    def _check_same_client_hello(self, first: msgs.ClientHello, second: msgs.ClientHello) -> None:
+        """RFC 8446 §4.1.2: the second ClientHello is the first "without modification,
+        except" the key_share the HRR asked for, early_data removed, the cookie added,
+        pre_shared_key updated and padding (a stateless server, without ClientHello1,
+        cannot check this)."""
+        may_change = set(_CLIENT_HELLO2_MAY_CHANGE)
+        if self._hrr_group is None:
+            may_change.discard(ExtensionType.key_share)  # the HRR asked for no new share
+
+        def fixed(ch: msgs.ClientHello) -> tuple[Any, ...]:
+            kept = {e.type: e.data for e in ch.extensions if e.type not in may_change}
+            return (
+                ch.legacy_version,
+                ch.random,
+                ch.legacy_session_id,
+                ch.cipher_suites,
+                ch.legacy_compression_methods,
+                kept,
+            )
+
+        if fixed(first) != fixed(second):
+            raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
+
+    def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
+        cfg = self.config
+        data = ch.extension(ExtensionType.application_layer_protocol_negotiation)
+        if data is None or not cfg.alpn_protocols:
+            return None
+        offered = [n.decode("latin-1") for n in decode(data, ext.pull_alpn)]
+        for proto in cfg.alpn_protocols:
+            if proto in offered:
+                return proto
+        raise NoApplicationProtocol("no ALPN protocol in common")
+
+    def _on_client_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
+        if not msg.certificate_list:
+            if self.config.client_auth == "required":
+                raise CertificateRequired("client sent no certificate")
+            self.transcript.add(HandshakeType.certificate, body)
+            self._set_state(S.WAIT_CLIENT_FINISHED)
+            return
+        self._on_certificate(msg, body)
+        self._set_state(S.WAIT_CLIENT_CERTIFICATE_VERIFY)
+
+    def _on_finished(self, fin: msgs.Finished, body: bytes, *_: Any) -> None:
+        ks = self.schedule
+        assert ks is not None and self.suite is not None
+        if not ks.check_verify_data(self._c_hs, self.transcript.digest(), fin.verify_data):
+            raise DecryptError("client Finished does not verify")
+        self.transcript.add(HandshakeType.finished, body)
+        self.peer_finished = True
+        out = self._out
+        self._install(3, write=False, secret=self.read_secret)
+        # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
+        out.end_early_data = self.early_accepted
+        # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
+        out.answered = True
+        self._complete()
+        self._send_session_tickets()
+
+    def _send_session_tickets(self) -> None:
+        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
+        cfg = self.config
+        ks = self.schedule
+        if not cfg.session_tickets or ks is None or self.suite is None:
+            return
+        if chain_size(self.peer_chain) > MAX_TICKET_CHAIN:
+            self._count("tickets_withheld", cfg.session_tickets)
+            return
+        secret = ks.resumption_master_secret(self.transcript.digest())
+        wall = self._wall_clock().timestamp()
+        self._out.flight = FlightKind.TICKETS
+        for i in range(cfg.session_tickets):
+            nonce = bytes([i])
+            age_add = int.from_bytes(cfg.random_bytes(4), "big")
+            state = TicketState(
+                self.suite,
+                ks.resumption_psk(secret, nonce),
+                wall,
+                cfg.ticket_lifetime,
+                age_add,
+                cfg.max_early_data,
+                self.alpn,
+                self.server_name,
+                self.peer_chain,
+            )
+            ticket = cfg.tickets.seal(state, wall)
+            extensions = (
+                (
+                    ext.make_extension(
+                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
+                    ),
+                )
+                if cfg.max_early_data
+                else ()
+            )
+            self._send(
+                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
+                None,
+                transcript=False,
+            )
+
+    def drop_handshake_state(self) -> None:
+        super().drop_handshake_state()
+        self.hello_bodies.clear()
+        self._client_hello = None
+        self._cert_request = None
+        self._hrr_cookie = None
+
+
+_HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
+_AFTER_CERT = (S.WAIT_CLIENT_CERTIFICATE_VERIFY, S.WAIT_CLIENT_FINISHED)
+
+# (state, message type) -> handler and the states it may lead to (RFC 8446 §A.2).
+SERVER_TRANSITIONS: dict[tuple[Any, int], Transition] = {
+    (S.WAIT_CLIENT_HELLO, HT.client_hello): Transition("_on_client_hello", _HELLO),
+    (S.WAIT_CLIENT_HELLO_AFTER_RETRY, HT.client_hello): Transition("_on_client_hello", _HELLO[1:]),
+    (S.WAIT_CLIENT_CERTIFICATE, HT.certificate): Transition("_on_client_certificate", _AFTER_CERT),
+    (S.WAIT_CLIENT_CERTIFICATE_VERIFY, HT.certificate_verify): Transition(
+        "_on_certificate_verify", (S.WAIT_CLIENT_FINISHED,)
+    ),
+    (S.WAIT_CLIENT_FINISHED, HT.finished): Transition("_on_finished", (S.CONNECTED,)),
+    (S.CONNECTED, HT.key_update): Transition("_to_connection", (S.CONNECTED,)),
+    (S.CONNECTED, HT.request_connection_id): Transition("_to_connection", (S.CONNECTED,)),
+    (S.CONNECTED, HT.new_connection_id): Transition("_to_connection", (S.CONNECTED,)),
+}
+ServerHandshake.TRANSITIONS = SERVER_TRANSITIONS
