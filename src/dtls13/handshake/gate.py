@@ -43,7 +43,6 @@ from .._fast import (
     scan_client_hello,
 )
 from ..alerts import Alert, AlertDescription, AlertLevel
-from ..config import ServerConfig
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
@@ -55,6 +54,7 @@ from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .flights import handshake_fragment
 from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
 from .messages import transcript_header
+from .settings import ServerSettings
 
 
 class Verdict(enum.Enum):
@@ -107,7 +107,7 @@ class FlightBound:
     shares: dict[int, int]  # our key share's length by group
 
     @classmethod
-    def of(cls, config: ServerConfig) -> FlightBound:
+    def of(cls, config: ServerSettings) -> FlightBound:
         certificate = 0
         if config.chain:
             scheme = schemes_for_key(config.key)[0]
@@ -135,6 +135,8 @@ def _share_groups(ch: msgs.ClientHello) -> tuple[int, ...] | None:
         return tuple(e.group for e in ext.decode(data, ext.pull_key_share_client))
     except DecodeError:
         return None
+
+
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 _PACK_HH = struct.Struct("!HH").pack
 _U16s = tuple[int, ...]
@@ -178,7 +180,7 @@ class HelloGate:
 
     def __init__(
         self,
-        config: ServerConfig,
+        config: ServerSettings,
         pools: PoolSet,
         *,
         owner: Owner | None = None,
