@@ -308,12 +308,15 @@ def test_endpoint_forgets_cids_of_removed_connections() -> None:
     cid = conn.local_cids[0]
     clients[0].request_connection_ids(2)
     assert net.run(lambda: len(clients[0].spare_peer_cids) == 2)
-    assert all(ep._by_cid[c] is conn for c in conn.local_cids) and len(conn.local_cids) == 3
+    assert (
+        all(ep.debug_state().by_cid[c] is conn for c in conn.local_cids)
+        and len(conn.local_cids) == 3
+    )
     clients[0].close()
     net.flush()
     net.run(lambda: conn.closed)
     assert conn in ep.reap()
-    assert not ep._by_cid and cid not in ep._by_cid
+    assert not ep.debug_state().by_cid and cid not in ep.debug_state().by_cid
     shutdown_world(net, ep, clients)
     assert pools.in_use == 0
 
@@ -356,7 +359,7 @@ def test_a_peer_cannot_make_us_hold_unbounded_connection_ids() -> None:
         net.run(lambda: False, max_time=net.now + 0.05)
     net.run(lambda: conn.closed, max_time=net.now + 30)
     assert len(conn.local_cids) <= MAX_LOCAL_CIDS
-    assert sum(1 for c in ep._by_cid.values() if c is conn) <= MAX_LOCAL_CIDS
+    assert sum(1 for c in ep.debug_state().by_cid.values() if c is conn) <= MAX_LOCAL_CIDS
     # Past the cap, requests are answered with no CIDs, then the connection ends with the
     # alert RFC 9147 §9 names for it.
     assert conn.rare_stat("cid_requests_refused") >= 1

@@ -166,7 +166,7 @@ def test_endpoint_drops_idle_connections_from_its_timer_heap() -> None:
     for conn in server.connections.values():
         assert conn._records.ciphers_built == 0
     assert server.get_timer() is None or server.get_timer() > net.now + 100
-    assert not server._armed
+    assert not server.debug_state().armed
     for c in clients:
         assert c._records.ciphers_built == 0
         c.send(b"hello again")
@@ -213,13 +213,13 @@ async def test_trio_endpoint_releases_idle_ciphers_and_echoes_after() -> None:
             assert await channel.receive() == b"before"
             await wait_for(lambda: bool(accepted))
             served = accepted[0]
-            for conn in (served._conn, channel._conn):
+            for conn in (served.debug_state().connection, channel.debug_state().connection):
                 await wait_for(lambda c=conn: c._records.ciphers_built == 0)
             for i in range(3):
                 await channel.send(b"after %d" % i)
                 assert await channel.receive() == b"after %d" % i
-            assert served._conn.stats["idle_releases"] >= 1
-            assert channel._conn.stats["idle_releases"] >= 1
+            assert served.statistics().connection.idle_releases >= 1
+            assert channel.statistics().connection.idle_releases >= 1
         await channel.aclose()
         client.close()
         server.close()

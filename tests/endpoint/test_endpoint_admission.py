@@ -23,7 +23,7 @@ def _check(ep: ServerEndpoint) -> None:
     hosts, half = _recount(ep)
     assert isinstance(ep.connections, _ConnectionTable)
     assert ep.connections.per_host == dict(hosts)
-    assert set(ep._half_open_now()) == half
+    assert set(ep.debug_state().half_open) == half
     assert ep.statistics().half_open == len(half)
 
 
@@ -72,7 +72,9 @@ def test_half_open_and_per_host_counts_follow_handshakes_closes_and_limits() -> 
     net.run(lambda: False, max_time=net.now + 1)
     ep.reap()
     _check(ep)
-    assert all(c not in ep._half_open for c in ep.connections.values() if c.handshake_complete)
+    assert all(
+        c not in ep.debug_state().half_open for c in ep.connections.values() if c.handshake_complete
+    )
     for c in clients:
         c.close()
     ep.close()
@@ -84,7 +86,7 @@ def test_half_open_and_per_host_counts_follow_handshakes_closes_and_limits() -> 
     for lease, _ in ep.datagrams_to_send(net.now):
         lease.release()
     ep.release()
-    assert ep.connections.per_host == {} and not ep._half_open  # type: ignore[attr-defined]
+    assert ep.connections.per_host == {} and not ep.debug_state().half_open  # type: ignore[attr-defined]
     assert pools.in_use == 0
 
 
@@ -108,7 +110,7 @@ def test_remove_finds_a_connection_under_its_address_or_anywhere_else() -> None:
     ep._replacements[("10.3.0.8", 8)] = moved  # type: ignore[assignment]
     ep.remove(here)  # type: ignore[arg-type]
     ep.remove(moved)  # type: ignore[arg-type]
-    assert list(ep.connections.values()) == [other] and not ep._replacements
+    assert list(ep.connections.values()) == [other] and not ep.debug_state().replacements
     assert ep.connections.per_host == {"10.3.0.3": 1}  # type: ignore[attr-defined]
     ep.connections.clear()
     ep.release()

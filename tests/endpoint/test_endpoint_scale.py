@@ -148,7 +148,7 @@ def test_one_datagram_among_2000_idle_connections_touches_one_connection(
 
 def _expected_timer(ep: ServerEndpoint) -> float | None:
     """What the old endpoint computed: the earliest timer over every connection."""
-    conns = [*ep.connections.values(), *ep._replacements.values()]
+    conns = [*ep.connections.values(), *ep.debug_state().replacements.values()]
     timers = [t for c in conns if (t := c.get_timer()) is not None]
     return min(timers) if timers else None
 

@@ -175,7 +175,7 @@ def test_cookie_flood_leaves_no_per_peer_state_and_pools_at_zero() -> None:
     assert stats.connections == 0 and stats.half_open == 0 and stats.gate_partials == 0
     assert stats.gate["hello_retry_sent"] == len(sources)  # type: ignore[index]
     assert stats.memory_in_use == 0 and pools.in_use == 0
-    assert not endpoint.connections and not endpoint._half_open
+    assert not endpoint.connections and not endpoint.debug_state().half_open
     assert not endpoint.connections.per_host  # type: ignore[attr-defined]
     # Per-source rate buckets are forgotten once they would have refilled anyway.
     assert stats.tracked_sources == 500

@@ -31,7 +31,8 @@ class PoolModel(RuleBasedStateMachine):
 
     @rule(size=SIZES, owner=st.integers(0, 1), secure=st.booleans())
     def acquire(self, size: int, owner: int, secure: bool) -> None:
-        slot = self.pools._core.class_for(size).slot_size
+        # The smallest class that holds `size`, as the model sees the public classes.
+        slot = min(p.slot_size for p in self.pools.pools if p.slot_size >= size)
         fits = self._bytes() + slot <= self.limit and self._bytes(owner) + slot <= self.conn_limit
         try:
             lease = self.pools.acquire(size, self.conns[owner], secure)

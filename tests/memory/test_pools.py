@@ -353,7 +353,7 @@ def test_dropped_unowned_lease_is_reclaimed_and_counted() -> None:
     pools.acquire(100)  # dropped at once without release
     gc.collect()
     assert pools.in_use == 0
-    assert pools._core.reclaimed == 1
+    assert pools.statistics().reclaimed == 1
 
 
 def test_leaked_owned_lease_stays_visible_until_owner_released() -> None:

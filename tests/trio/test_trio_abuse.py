@@ -186,7 +186,9 @@ async def test_cookieless_flood_from_200_addresses_keeps_no_state(policy: str) -
             )
             await channel.send(b"through the flood")
             assert await channel.receive() == b"through the flood"
-        assert channel._conn.stats["hello_retry_requests_received"] == 1  # a cookie was demanded
+        assert (
+            channel.statistics().connection.hello_retry_requests_received == 1
+        )  # a cookie was demanded
         flooded = h.server_stats().gate["hello_retry_sent"] - stats.gate["hello_retry_sent"]
         assert flooded > BATCH  # the flood went on during the handshake
         flood_scope.cancel()

@@ -186,7 +186,9 @@ async def test_cancelling_do_handshake_loses_nothing(pools: PoolSet) -> None:
             channel = endpoint.connect(addr, client_config)
             async with trio.open_nursery() as inner:
                 inner.start_soon(channel.do_handshake)
-                await wait_for(lambda: channel._conn.handshake_started is not None)
+                await wait_for(
+                    lambda: channel.debug_state().connection.handshake_started is not None
+                )
                 inner.cancel_scope.cancel()
             assert channel.handshake_info is None or channel.handshake_info
             with trio.fail_after(5):
@@ -212,7 +214,7 @@ async def test_cancelling_receive_loses_nothing(pools: PoolSet) -> None:
             assert scope.cancelled_caught
             # A receive cancelled just as data arrives must not swallow it.
             await channel.send(b"first")
-            await wait_for(lambda: len(channel._queue) == 1)
+            await wait_for(lambda: channel.debug_state().queued == 1)
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await channel.receive()
@@ -253,7 +255,7 @@ async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet)
             endpoint._wait_sent = original  # type: ignore[method-assign]
             assert scope.cancelled_caught
             with trio.fail_after(5):
-                await wait_for(lambda: not endpoint._outq)
+                await wait_for(lambda: not endpoint.statistics().queued_datagrams)
             endpoint._raw = real
             with trio.fail_after(5):
                 assert await channel.receive() == b"handed over"

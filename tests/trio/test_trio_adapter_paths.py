@@ -74,7 +74,7 @@ async def test_a_handshake_completing_as_serve_is_cancelled_gets_no_handler(
     client_config, _ = configs()
     async with trio.open_nursery() as nursery:
         server, addr = await _server(nursery, pools, handler)
-        handlers = server._handlers
+        handlers = server.debug_state().handlers
         assert handlers is not None
         async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
             channel = endpoint.connect(addr, client_config)
@@ -114,18 +114,18 @@ async def test_a_parked_receive_is_handed_its_message_and_a_second_reader_still_
             async with trio.open_nursery() as readers:
                 readers.start_soon(reader)
                 await trio.testing.wait_all_tasks_blocked()
-                assert channel._reader is not None  # the first one is the direct reader
+                assert channel.debug_state().reader_parked  # the first one is the direct reader
                 readers.start_soon(reader)
                 await trio.testing.wait_all_tasks_blocked()
                 with trio.fail_after(5):
                     await channel.send(b"one")
                     await channel.send(b"two")
             assert sorted(got) == [b"one", b"two"]
-            assert channel._reader is None and not channel._queue
+            assert not channel.debug_state().reader_parked and not channel.debug_state().queued
             # Messages arriving with nobody parked wait in the queue, in order.
             for message in (b"a", b"b", b"c"):
                 await channel.send(message)
-            await wait_for(lambda: len(channel._queue) == 3)
+            await wait_for(lambda: channel.debug_state().queued == 3)
             assert [await channel.receive() for _ in range(3)] == [b"a", b"b", b"c"]
             await channel.aclose()
         server.close()
@@ -143,9 +143,9 @@ async def test_cancelling_a_parked_reader_loses_no_message(pools: PoolSet) -> No
                 nursery.start_soon(_cancel_when_blocked, scope)
                 await channel.receive()
             assert scope.cancelled_caught
-            assert channel._reader is None  # the cancelled reader left its place
+            assert not channel.debug_state().reader_parked  # the cancelled reader left its place
             await channel.send(b"after the cancel")
-            await wait_for(lambda: len(channel._queue) == 1)
+            await wait_for(lambda: channel.debug_state().queued == 1)
             with trio.fail_after(5):
                 assert await channel.receive() == b"after the cancel"
             # Closing wakes a parked reader, which then raises.
@@ -157,7 +157,7 @@ async def test_cancelling_a_parked_reader_loses_no_message(pools: PoolSet) -> No
 
                 readers.start_soon(closed_reader)
                 await trio.testing.wait_all_tasks_blocked()
-                assert channel._reader is not None
+                assert channel.debug_state().reader_parked
                 channel.close()
         server.close()
     assert pools.in_use == 0
@@ -197,13 +197,13 @@ async def test_an_earlier_timer_moves_the_timer_tasks_deadline(pools: PoolSet) -
         first._connect_sent = True
         endpoint._start_client(first)
         await trio.testing.wait_all_tasks_blocked()
-        scope = endpoint._timer_scope
+        scope = endpoint.debug_state().timer_scope
         assert scope is not None and scope.deadline > trio.current_time() + 20
         second = endpoint.connect(silent2.getsockname(), fast)
         second._connect_sent = True
         endpoint._start_client(second)
         # Moved in place: the same scope, no wakeup of the timer task.
-        assert endpoint._timer_scope is scope
+        assert endpoint.debug_state().timer_scope is scope
         assert scope.deadline < trio.current_time() + 1
         start = trio.current_time()
         with trio.fail_after(5), pytest.raises(trio.BrokenResourceError, match="timed out"):
@@ -239,13 +239,15 @@ async def test_the_send_task_starts_only_once_the_socket_is_full(pools: PoolSet)
             with trio.fail_after(5):
                 await channel.send(b"direct")
                 assert await channel.receive() == b"direct"
-            assert not endpoint._sender_started
+            assert not endpoint.debug_state().sender_started
             raw = endpoint._raw
             endpoint._raw = FullOnce(raw)  # type: ignore[assignment]
             with trio.fail_after(5):
                 await channel.send(b"queued first")
                 assert await channel.receive() == b"queued first"
-            assert endpoint._sender_started and not endpoint._outq
+            assert (
+                endpoint.debug_state().sender_started and not endpoint.statistics().queued_datagrams
+            )
             endpoint._raw = raw
             await channel.aclose()
         server.close()

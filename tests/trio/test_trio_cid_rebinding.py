@@ -80,9 +80,12 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
         (served,) = accepted
         # Quiet: no ACK or retransmission pending that could cross the rebinding (the
         # idle-release timer may be armed: it sends nothing).
-        for conn in (served._conn, channel._conn):
+        for conn in (served.debug_state().connection, channel.debug_state().connection):
             await wait_for(lambda c=conn: c._retransmit_at is None and c._ack_at is None)
-        assert served._conn.cid_negotiated and channel._conn.cid_negotiated
+        assert (
+            served.debug_state().connection.cid_negotiated
+            and channel.debug_state().connection.cid_negotiated
+        )
         first = nat.outside.getsockname()
         assert served.peer_address == first
         stats = server.statistics().server
@@ -93,7 +96,7 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
         recorded = nat.sent[-1]
         forged = bytearray(recorded)
         forged[-1] ^= 0x01
-        seen = served._conn.stats["datagrams_in"]
+        seen = served.statistics().connection.datagrams_in
         attacker = await udp_socket()
         await attacker.sendto(bytes(forged), server.socket.getsockname())
         # The NAT rebinds: the client's records now arrive from a new port. A forgery from
@@ -102,7 +105,9 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
         second = nat.outside.getsockname()
         assert second != first
         await nat.outside.sendto(bytes(forged), server.socket.getsockname())
-        await wait_for(lambda: served._conn.stats["datagrams_in"] >= seen + 2)  # routed by CID
+        await wait_for(
+            lambda: served.statistics().connection.datagrams_in >= seen + 2
+        )  # routed by CID
         assert served.peer_address == first
 
         with trio.fail_after(10):
@@ -110,20 +115,20 @@ async def test_cid_connection_follows_a_nat_rebinding_and_ignores_forgeries() ->
             # The echo comes back only if the server now sends to the new mapping.
             assert await channel.receive() == b"after"
         assert served.peer_address == second
-        assert served._conn.stats["address_changes"] == 1
+        assert served.statistics().connection.address_changes == 1
 
         # A replayed authentic record and a forged one from a third address: both carry the
         # CID; neither moves the connection (the replay is not newer than what was seen).
-        seen = served._conn.stats["datagrams_in"]
+        seen = served.statistics().connection.datagrams_in
         await attacker.sendto(nat.sent[-1], server.socket.getsockname())
         await attacker.sendto(bytes(forged), server.socket.getsockname())
-        await wait_for(lambda: served._conn.stats["datagrams_in"] >= seen + 2)
+        await wait_for(lambda: served.statistics().connection.datagrams_in >= seen + 2)
         assert served.peer_address == second
         with trio.fail_after(10):
             await channel.send(b"still")
             assert await channel.receive() == b"still"
         assert served.peer_address == second
-        assert served._conn.stats["address_changes"] == 1
+        assert served.statistics().connection.address_changes == 1
         stats = server.statistics().server
         assert stats is not None and stats.address_changes == 1
         assert nat.dropped_on_old_mapping == 0

@@ -113,11 +113,11 @@ async def test_queued_datagrams_keep_their_order_behind_a_full_socket(pools: Poo
             sent = [b"burst %d" % i for i in range(40)]
             # Records produced while earlier ones wait in the queue go behind them.
             for message in sent:
-                channel._conn.send(message)
+                channel.debug_state().connection.send(message)
                 endpoint._after(channel)
-            assert endpoint._outq
+            assert endpoint.statistics().queued_datagrams
             with trio.fail_after(10):
-                await wait_for(lambda: not endpoint._outq)
+                await wait_for(lambda: not endpoint.statistics().queued_datagrams)
                 await wait_for(lambda: len(server.messages) == len(sent))
             assert server.messages == sent
             endpoint._raw = flaky.sock
@@ -152,7 +152,7 @@ async def test_a_burst_is_drained_in_batches_and_delivered_in_order(
             sent = [b"datagram %d" % i for i in range(100)]
             # All of them reach the server's socket before its receive task runs again.
             for message in sent:
-                channel._conn.send(message)
+                channel.debug_state().connection.send(message)
                 endpoint._after(channel)
             with trio.fail_after(10):
                 await wait_for(lambda: len(server.messages) == len(sent))
@@ -189,8 +189,10 @@ async def test_bad_datagrams_in_a_batch_do_not_stop_the_others(pools: PoolSet) -
             # 30 good records; before every third one a damaged copy of it (it fails
             # authentication) and a datagram of garbage: 50 datagrams, read in batches.
             for i in range(30):
-                channel._conn.send(b"good %d" % i)
-                for lease, _ in channel._conn.datagrams_to_send(trio.current_time()):
+                channel.debug_state().connection.send(b"good %d" % i)
+                for lease, _ in channel.debug_state().connection.datagrams_to_send(
+                    trio.current_time()
+                ):
                     wire = lease.tobytes()
                     lease.release()
                     if i % 3 == 0:
@@ -227,7 +229,7 @@ async def test_send_and_receive_are_one_checkpoint_each(pools: PoolSet) -> None:
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await channel.receive()
-            assert scope.cancelled_caught and list(channel._queue) == [b"queued"]
+            assert scope.cancelled_caught and channel.debug_state().queued == 1
             with trio.testing.assert_checkpoints():
                 assert await channel.receive() == b"queued"
             with trio.testing.assert_checkpoints():
@@ -253,7 +255,7 @@ async def test_a_burst_beyond_the_receive_queue_is_counted_and_the_rest_kept_in_
             await trio.testing.wait_all_tasks_blocked()
             sent = [b"%03d" % i for i in range(40)]
             for message in sent:
-                channel._conn.send(message)
+                channel.debug_state().connection.send(message)
                 endpoint._after(channel)
             with trio.fail_after(10):
                 await wait_for(lambda: server.endpoint.counters["datagrams_in"] >= 40 + 2)
