@@ -40,7 +40,7 @@ def test_version_prints_the_one_version() -> None:
     assert result.stdout.decode().strip() == f"dtls13 {dtls13.__version__}"
     # pyproject takes the version from the package: it is written in one place.
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'dynamic = ["version"]' in pyproject and "\nversion = \"" not in pyproject
+    assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject
     from importlib.metadata import version
 
     assert version("dtls13") == dtls13.__version__

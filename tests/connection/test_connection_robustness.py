@@ -311,7 +311,7 @@ def test_crossing_key_updates_under_loss_keep_data_flowing(
     pair = make_pair(seed, imp, pools=pools, cache=True)
     assert pair.handshake()
     for step, (who, requested, pause) in enumerate(plan):
-        for side in ([pair.client, pair.server] if who == "both" else [getattr(pair, who)]):
+        for side in [pair.client, pair.server] if who == "both" else [getattr(pair, who)]:
             side.key_update(request_peer=requested)
         pair.net.run(lambda: False, max_time=pair.net.now + pause)
         assert pair.exchange(b"c%d" % step, b"s%d" % step), step

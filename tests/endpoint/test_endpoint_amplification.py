@@ -63,9 +63,7 @@ def _bytes_drawn(
 
 @pytest.mark.parametrize("kind", ["ec256", "rsa4096"])
 @pytest.mark.parametrize("policy", ["under_load", "never"])
-def test_a_spoofed_client_hello_draws_at_most_three_times_its_size(
-    kind: str, policy: str
-) -> None:
+def test_a_spoofed_client_hello_draws_at_most_three_times_its_size(kind: str, policy: str) -> None:
     hello = _client_hello(kind=kind)
     assert len(hello) == 1 and len(hello[0]) < 300
     sent, ep = _bytes_drawn(hello, kind, cookie_policy=policy)

@@ -1,4 +1,4 @@
-"""The code base stays mypy --strict clean and ruff clean."""
+"""The code base stays mypy --strict clean, ruff clean and ruff-format clean."""
 
 from __future__ import annotations
 
@@ -28,4 +28,17 @@ def test_ruff_is_clean() -> None:
         text=True,
         check=False,
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    # The Python files only: the README's and docs' code blocks keep their own layout.
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--exclude", "*.md",
+         "src", "tests", "benchmarks", "fuzz", "examples", "docs/conf.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
