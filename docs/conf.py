@@ -1,6 +1,6 @@
 """Sphinx configuration: Markdown pages (MyST) and API reference from the docstrings (autodoc).
 
-Built by the test suite with warnings as errors (tests/test_docs.py):
+Built by the test suite with warnings as errors (tests/project/test_docs.py):
 ``python -m sphinx -W --keep-going -b html docs docs/_build/html``. No extension here reaches
 the network (no intersphinx): the build works offline.
 """

@@ -1,7 +1,7 @@
 """What the harnesses share: deterministic handshakes, the input format, the leak check.
 
 Not part of the installed package. Every harness is a module with ``one_input(data)``
-(what atheris calls) and ``main()``; tests/test_fuzz.py calls ``one_input`` over the
+(what atheris calls) and ``main()``; tests/project/test_fuzz.py calls ``one_input`` over the
 committed corpus and seeded mutations of it, so CI runs them without atheris.
 
 Inputs that carry several datagrams are a sequence of chunks ``tag:1 length:2 data``

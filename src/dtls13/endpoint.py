@@ -13,9 +13,10 @@ import datetime
 import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from math import inf
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ._fast import Lease, MemoryBudgetExceeded
@@ -227,6 +228,16 @@ class _ConnectionTable(dict[Any, Connection]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         for addr, conn in dict(*args, **kwargs).items():
             self[addr] = conn
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEndpointDebugState:
+    """What ``ServerEndpoint.debug_state()`` shows: read-only views of its tables."""
+
+    half_open: Mapping[Connection, Any]  # handshakes in progress: connection -> address
+    by_cid: Mapping[bytes, Connection]  # the CIDs we issued -> their connection
+    replacements: Mapping[Any, Connection]  # new handshakes from an address still in use
+    armed: Mapping[Connection, float]  # connections with a timer: connection -> deadline
 
 
 class ServerEndpoint:
@@ -588,6 +599,16 @@ class ServerEndpoint:
             memory_high_water=self.owner.high_water,
             pool_in_use_bytes=self.pools.in_use_bytes,
             tracked_sources=len(self._buckets),
+        )
+
+    def debug_state(self) -> ServerEndpointDebugState:
+        """For tests and debugging, not for applications: read-only views of the endpoint's
+        routing tables as they are now (their shape may change between versions)."""
+        return ServerEndpointDebugState(
+            half_open=MappingProxyType(self._half_open_now()),
+            by_cid=MappingProxyType(self._by_cid),
+            replacements=MappingProxyType(self._replacements),
+            armed=MappingProxyType(self._armed),
         )
 
     # -- admission ----------------------------------------------------------------------

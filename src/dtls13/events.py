@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from .alerts import AlertDescription
+from .crypto.registry import NamedGroup, SignatureScheme
 from .crypto.suites import CipherSuite
-from .handshake.constants import NamedGroup, SignatureScheme
-from .handshake.tickets import Session
+from .session import Session
 
 
 @dataclass(frozen=True, slots=True)

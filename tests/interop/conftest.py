@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peers import Certs, WolfSSL, assert_pools_empty, write_certs
-from pki import TestPKI
 
 from dtls13.memory import PoolSet
+from tests.interop.peers import Certs, WolfSSL, assert_pools_empty, write_certs
+from tests.support.pki import TestPKI
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,6 @@ from types import TracebackType
 from typing import Any
 
 from cryptography import x509
-from pki import TestPKI
-from udp_driver import UdpDriver, bound_socket, events_of
 
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
@@ -30,6 +28,8 @@ from dtls13.events import (
 )
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
+from tests.support.pki import TestPKI
+from tests.support.udp_driver import UdpDriver, bound_socket, events_of
 
 HOST = "127.0.0.1"
 PEER_GONE_GRACE = 0.5  # seconds we keep pumping once the peer process has exited

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from peers import (
+
+from dtls13.alerts import AlertDescription
+from dtls13.config import ClientConfig, ServerConfig
+from dtls13.crypto.suites import CipherSuite
+from dtls13.events import KeyUpdated
+from dtls13.handshake.constants import NamedGroup
+from dtls13.memory import PoolSet
+from tests.interop.peers import (
     SUITES,
     Case,
     Certs,
@@ -14,14 +21,7 @@ from peers import (
     describe_endpoint,
     free_udp_port,
 )
-from udp_driver import events_of
-
-from dtls13.alerts import AlertDescription
-from dtls13.config import ClientConfig, ServerConfig
-from dtls13.crypto.suites import CipherSuite
-from dtls13.events import KeyUpdated
-from dtls13.handshake.constants import NamedGroup
-from dtls13.memory import PoolSet
+from tests.support.udp_driver import events_of
 
 
 def _ids(case: Case) -> str:

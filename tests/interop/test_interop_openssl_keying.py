@@ -8,11 +8,11 @@ import re
 from typing import Any
 
 import pytest
-from peers import SUITES, Certs, Peer, Side, assert_pools_empty, free_udp_port
 
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.handshake.srtp import SrtpProtectionProfile
 from dtls13.memory import PoolSet
+from tests.interop.peers import SUITES, Certs, Peer, Side, assert_pools_empty, free_udp_port
 
 EXPORT_CASES = [
     pytest.param("TLS_AES_128_GCM_SHA256", "EXPORTER-dtls13-interop", 32, id="sha256-32"),

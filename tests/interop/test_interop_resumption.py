@@ -12,7 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
-from peers import (
+
+from dtls13.alerts import AlertDescription
+from dtls13.config import ClientConfig, ServerConfig
+from dtls13.events import HandshakeCompleted
+from dtls13.memory import PoolSet
+from tests.interop.peers import (
     Certs,
     EndpointServer,
     Peer,
@@ -22,11 +27,6 @@ from peers import (
     describe_endpoint,
     free_udp_port,
 )
-
-from dtls13.alerts import AlertDescription
-from dtls13.config import ClientConfig, ServerConfig
-from dtls13.events import HandshakeCompleted
-from dtls13.memory import PoolSet
 
 SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
 CLIENT_MESSAGE = b"hello wolfssl!"  # and its example client always sends this

@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
-from peers import (
+
+from dtls13.alerts import AlertDescription
+from dtls13.config import ClientConfig, ServerConfig
+from dtls13.crypto.suites import CipherSuite
+from dtls13.events import KeyUpdated
+from dtls13.handshake.constants import NamedGroup
+from dtls13.memory import PoolSet
+from tests.interop.peers import (
     SUITES,
     Case,
     Certs,
@@ -17,14 +24,7 @@ from peers import (
     describe_endpoint,
     free_udp_port,
 )
-from udp_driver import events_of
-
-from dtls13.alerts import AlertDescription
-from dtls13.config import ClientConfig, ServerConfig
-from dtls13.crypto.suites import CipherSuite
-from dtls13.events import KeyUpdated
-from dtls13.handshake.constants import NamedGroup
-from dtls13.memory import PoolSet
+from tests.support.udp_driver import events_of
 
 SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
 CLIENT_MESSAGE = b"hello wolfssl!"  # and its example client always sends this

@@ -8,12 +8,12 @@ import socket
 import time
 
 import pytest
-from cli_helpers import ServerProcess
-from peers import Peer
 
 from dtls13.config import ClientConfig
 from dtls13.connection import Connection
 from dtls13.memory import PoolSet
+from tests.interop.peers import Peer
+from tests.support.cli_helpers import ServerProcess
 
 SOURCES = 200
 DATAGRAMS = 32_000

@@ -10,10 +10,9 @@ import socket
 import subprocess
 import time
 
-from cli_helpers import ServerProcess
-from peers import WolfSSL
-
 from dtls13.memory import PoolSet
+from tests.interop.peers import WolfSSL
+from tests.support.cli_helpers import ServerProcess
 
 
 def test_openssl_s_client_talks_to_our_echo_server(openssl: str) -> None:

@@ -42,7 +42,6 @@ from .._fast import (
     scan_client_hello,
 )
 from ..alerts import Alert, AlertDescription, AlertLevel
-from ..config import ServerConfig
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
@@ -55,6 +54,7 @@ from .cookie import pack_cookie_extra
 from .flights import handshake_fragment
 from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
 from .messages import transcript_header
+from .settings import ServerSettings
 
 
 class Verdict(enum.Enum):
@@ -107,7 +107,7 @@ class FlightBound:
     shares: dict[int, int]  # our key share's length by group
 
     @classmethod
-    def of(cls, config: ServerConfig) -> FlightBound:
+    def of(cls, config: ServerSettings) -> FlightBound:
         certificate = 0
         if config.chain:
             scheme = schemes_for_key(config.key)[0]
@@ -161,7 +161,7 @@ class HelloGate:
 
     def __init__(
         self,
-        config: ServerConfig,
+        config: ServerSettings,
         pools: PoolSet,
         *,
         owner: Owner | None = None,

@@ -155,7 +155,7 @@ class _ECDH:
 
 
 # RFC 7919 Appendix A.1: p = 2^2048 - 2^1984 + (floor(2^1918 * e) + 560316) * 2^64 - 1, a
-# safe prime; the generator is 2. tests/test_groups.py recomputes p from that formula.
+# safe prime; the generator is 2. tests/handshake/test_groups.py recomputes p from that formula.
 _FFDHE2048_P = int(
     "FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695"
     "A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617A"

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from ..config import ServerConfig
 from ..crypto.suites import CipherSuite
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType
+from .settings import ServerSettings
 
 
-def choose_suite(config: ServerConfig, offered: Collection[int]) -> CipherSuite | None:
+def choose_suite(config: ServerSettings, offered: Collection[int]) -> CipherSuite | None:
     """Our most preferred cipher suite the client offers (None: none in common)."""
     for suite in config.suites:
         if suite in offered:
@@ -21,19 +21,19 @@ def choose_suite(config: ServerConfig, offered: Collection[int]) -> CipherSuite 
     return None
 
 
-def choose_share_group(config: ServerConfig, shares: Collection[int]) -> int | None:
+def choose_share_group(config: ServerSettings, shares: Collection[int]) -> int | None:
     """Our most preferred group the client sent a key share for (None: none)."""
     return next((g for g in config.group_order if g in shares), None)
 
 
-def choose_retry_group(config: ServerConfig, supported: Iterable[int]) -> int | None:
+def choose_retry_group(config: ServerSettings, supported: Iterable[int]) -> int | None:
     """The group a HelloRetryRequest asks for: our most preferred the client supports."""
     offered = set(supported)
     return next((g for g in config.group_order if g in offered), None)
 
 
 def retry_group(
-    config: ServerConfig, shares: Collection[int] | None, supported: Iterable[int] | None
+    config: ServerSettings, shares: Collection[int] | None, supported: Iterable[int] | None
 ) -> tuple[bool, int | None]:
     """For a HelloRetryRequest: (usable, group to ask for). A share we can use needs no
     group (None); else the group to ask for, and (False, None) when there is none."""

@@ -34,6 +34,9 @@ from .._fast import Buffer, DecodeError
 from ..crypto.hkdf import hkdf_expand, hkdf_extract
 from ..crypto.suites import CipherSuite
 
+# What a client keeps to resume; configs and events carry it, so it sits below the handshake.
+from ..session import Session as Session
+
 TICKET_VERSION = 2
 # The most DER bytes of client certificates a ticket carries. The ticket comes back in the
 # resuming ClientHello, whose first flight a server endpoint assembles only up to 8 KiB
@@ -66,33 +69,6 @@ class TicketState:
 def chain_size(chain: tuple[x509.Certificate, ...]) -> int:
     """DER bytes of a certificate chain, as a ticket would carry it."""
     return sum(len(cert.public_bytes(Encoding.DER)) for cert in chain)
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """What a client keeps to resume: the ticket and the PSK it stands for."""
-
-    ticket: bytes
-    psk: bytes
-    suite: CipherSuite
-    received_at: float  # wall-clock seconds
-    lifetime: int
-    age_add: int
-    max_early_data: int = 0
-    alpn: str | None = None
-    # The name the session was issued for (ClientConfig.server_name): it is offered only
-    # to that name again (RFC 8446 §4.6.1).
-    server_name: str | None = None
-    # The server's chain authenticated in the full handshake: what a resumption reports.
-    peer_certificates: tuple[x509.Certificate, ...] = ()
-
-    def expired(self, now: float) -> bool:
-        return now - self.received_at >= self.lifetime
-
-    def obfuscated_age(self, now: float) -> int:
-        """The ticket's age in milliseconds plus age_add, modulo 2^32 (§4.2.11.1)."""
-        age_ms = max(0, int((now - self.received_at) * 1000))
-        return (age_ms + self.age_add) & 0xFFFFFFFF
 
 
 class TicketProtector:

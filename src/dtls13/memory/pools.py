@@ -138,6 +138,7 @@ class PoolSet:
             handle_bytes=live * Lease.__basicsize__,
             refusals=self._core.refusals,
             global_limit=self.global_limit,
+            reclaimed=self._core.reclaimed,
         )
 
     def owners(self) -> list[Owner]:

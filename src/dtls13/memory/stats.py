@@ -53,6 +53,8 @@ class PoolStats:
     handle_bytes: int
     refusals: int
     global_limit: int | None
+    # Unowned leases dropped without release() and taken back when collected.
+    reclaimed: int = 0
 
     @property
     def bookkeeping_ratio(self) -> float:

@@ -26,6 +26,7 @@ from ..handshake.constants import NamedGroup, SignatureScheme
 from ..handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from ..handshake.tickets import Session
 from ..statistics import ConnectionStatistics
+from .debug import DTLSChannelDebugState
 from .errors import TRIO_CLASSES
 
 if TYPE_CHECKING:
@@ -400,6 +401,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     def terminated(self) -> ConnectionTerminated | None:
         """How the connection ended (close_notify, an alert, a timeout), or None."""
         return self._terminated
+
+    def debug_state(self) -> DTLSChannelDebugState:
+        """For tests and debugging, not for applications: the sans-IO connection this
+        channel drives and the state of its receive side."""
+        return DTLSChannelDebugState(self._conn, len(self._queue), self._reader is not None)
 
     def statistics(self) -> DTLSChannelStatistics:
         """A snapshot of this channel's counters (``connection`` has all of the core's)."""

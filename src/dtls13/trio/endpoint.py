@@ -41,6 +41,7 @@ from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
 from .channel import DTLSChannel
+from .debug import DTLSEndpointDebugState
 
 if TYPE_CHECKING:
     from ..endpoint import DoSProtectionConfig, ServerEndpoint
@@ -709,6 +710,10 @@ class DTLSEndpoint:
     def _internal_error(self, exc: BaseException) -> None:
         self.counters["internal_errors"] += 1
         self.last_internal_error = exc
+
+    def debug_state(self) -> DTLSEndpointDebugState:
+        """For tests and debugging, not for applications: the state of the endpoint's tasks."""
+        return DTLSEndpointDebugState(self._sender_started, self._timer_scope, self._handlers)
 
     def statistics(self) -> DTLSEndpointStatistics:
         """Endpoint counters, the server's admission counters and pool figures."""

@@ -1,0 +1,124 @@
+"""Before a client's address is proven, the server sends it at most three times the bytes it
+received from it, retransmissions included (RFC 9147 §5.1): a spoofed ClientHello cannot turn
+the server into an amplifier aimed at the address it names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dtls13.connection import Connection
+from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
+from dtls13.memory import PoolSet
+from tests.support.dtls_pair import SERVER_ADDR, cached_configs, shutdown_world, wall_clock
+from tests.support.netsim import SimNetwork
+
+VICTIM = ("192.0.2.200", 5353)
+
+
+def _client_hello(client: dict[str, Any] | None = None, kind: str = "ec256") -> list[bytes]:
+    """A genuine first ClientHello's datagrams (what an attacker copies and spoofs)."""
+    ccfg, _ = cached_configs(kind, client)
+    pools = PoolSet()
+    c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    c.connect(SERVER_ADDR, 0.0)
+    out = c.datagrams_to_send(0.0)
+    datagrams = [bytes(lease) for lease, _ in out]
+    for lease, _ in out:
+        lease.release()
+    c.abandon()
+    pools.release_owner(c.owner)
+    return datagrams
+
+
+def _bytes_drawn(
+    hello: list[bytes], kind: str = "ec256", seconds: float = 130.0, **endpoint: Any
+) -> tuple[int, ServerEndpoint]:
+    """Bytes the server sends to the spoofed address over `seconds` after one hello."""
+    _, scfg = cached_configs(kind)
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock, **endpoint)
+    sent = 0
+    now = 0.0
+    for datagram in hello:
+        ep.receive_datagram(datagram, VICTIM, now)
+    while now <= seconds:
+        for lease, addr in ep.datagrams_to_send(now):
+            assert addr == VICTIM
+            sent += len(lease)
+            lease.release()
+        t = ep.get_timer()
+        if t is None or t > seconds:
+            break
+        now = max(now, t)
+        ep.handle_timer(now)
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(now):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0
+    return sent, ep
+
+
+@pytest.mark.parametrize("kind", ["ec256", "rsa4096"])
+@pytest.mark.parametrize("policy", ["under_load", "never"])
+def test_a_spoofed_client_hello_draws_at_most_three_times_its_size(kind: str, policy: str) -> None:
+    hello = _client_hello(kind=kind)
+    assert len(hello) == 1 and len(hello[0]) < 300
+    sent, ep = _bytes_drawn(hello, kind, cookie_policy=policy)
+    assert sent <= 3 * len(hello[0]), (sent, len(hello[0]))
+    if policy == "under_load":  # a HelloRetryRequest with a cookie, small enough
+        assert sent > 0 and ep.gate.counters["hello_retry_sent"] >= 1
+    else:  # the flight never fits: nothing goes out until the address pays for it
+        assert sent == 0
+
+
+def test_a_large_post_quantum_hello_gets_the_flight_without_a_cookie() -> None:
+    """A ClientHello big enough to cover our flight three times over needs no cookie round
+    trip: the budget rule decides, not a blanket policy."""
+    hello = _client_hello({"key_share_groups": ["X25519MLKEM768"]})
+    size = sum(map(len, hello))
+    sent, ep = _bytes_drawn(hello, seconds=0.5)
+    assert ep.gate.counters["hello_retry_sent"] == 0
+    assert size < sent <= 3 * size
+
+
+def test_without_cookies_a_genuine_client_still_completes_within_the_budget() -> None:
+    """cookie_policy="never": the flight waits until the client's retransmitted
+    ClientHellos have paid for it, then the handshake completes."""
+    ccfg, scfg = cached_configs()
+    pools = PoolSet()
+    net = SimNetwork(7)
+    ep = ServerEndpoint(scfg, pools=pools, cookie_policy="never", wall_clock=wall_clock)
+    net.add(SERVER_ADDR, ep)
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    addr = ("10.3.0.1", 4000)
+    net.add(addr, client)
+    received = sent = 0
+
+    def count(src: Any, dst: Any, data: bytes) -> bytes:
+        nonlocal received, sent
+        conn = ep.connections.get(addr)
+        if conn is None or not conn.address_validated:
+            if dst == SERVER_ADDR:
+                received += len(data)
+            else:
+                sent += len(data)
+                assert sent <= 3 * received
+        return data
+
+    net.tamper = count
+    client.connect(SERVER_ADDR, 0.0)
+    assert net.run(lambda: client.handshake_complete, max_time=30)
+    conn = ep.connections[addr]
+    assert conn.rare_stat("amplification_limited") > 0
+    shutdown_world(net, ep, [client])
+    assert pools.in_use == 0
+
+
+def test_the_limit_can_be_lifted_where_amplification_is_no_threat() -> None:
+    hello = _client_hello()
+    dos = DoSProtectionConfig(amplification_limit=None)
+    sent, _ = _bytes_drawn(hello, seconds=0.5, cookie_policy="never", dos=dos)
+    assert sent > 3 * len(hello[0])

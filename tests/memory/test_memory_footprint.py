@@ -1,0 +1,266 @@
+"""Memory per connection and under a cookie flood.
+
+An idle established connection holds no handshake-only state (transcript, handshake and
+master secrets, hellos, key shares, epoch-2 write keys), and what comes after the handshake
+still works without it: NewSessionTicket and resumption, KeyUpdate, a client Finished
+repeated because the server's ACK was lost. A flood of cookie-less ClientHellos leaves no
+per-peer state and the pools at zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dtls13 import connection as connection_module
+from dtls13.connection import Connection
+from dtls13.endpoint import ServerEndpoint
+from dtls13.events import HandshakeCompleted, KeyUpdated, NewSessionTicketReceived
+from dtls13.handshake import context as handshake_context
+from dtls13.handshake import messages as msgs
+from dtls13.handshake.client import ClientHandshake
+from dtls13.handshake.server import ServerHandshake
+from dtls13.memory import PoolSet
+from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_clock
+
+
+def assert_no_handshake_state(conn: Connection) -> None:
+    assert conn.handshake_complete
+    hs = conn.handshake
+    assert hs.transcript is handshake_context._SPENT_TRANSCRIPT
+    ks = hs.schedule
+    assert ks is not None
+    assert ks.early_secret == b"" and ks.handshake_secret is None and ks.master_secret is None
+    assert hs._c_hs == hs._s_hs == b""
+    if isinstance(hs, ClientHandshake):
+        assert hs._psk_schedule is None and not hs._key_shares and hs.client_hello is None
+    else:
+        assert isinstance(hs, ServerHandshake)
+        assert not hs.hello_bodies and hs._client_hello is None
+    assert hs._cert_request is None and hs._hrr_cookie is None
+    assert hs._out is handshake_context._NO_OUTPUT  # no last message bodies or events kept
+    assert conn._flight is None  # every flight acknowledged
+    assert conn._records.write_epochs() == [conn._records.write_epoch]
+    assert 2 not in conn._records.read_epochs()
+    # What stays: the current traffic secrets.
+    assert hs.read_secret and hs.write_secret
+    assert conn._reassembler is None and conn._idle_reassembly is not None
+    assert conn._events is connection_module._NO_EVENTS  # drained: no deque of its own
+    # Every attribute has a slot (a new one belongs in Connection.__slots__).
+    assert vars(conn) == {} and vars(hs) == {}
+
+
+def _settle(pair: Pair, seconds: float = 5.0) -> None:
+    pair.net.run(lambda: False, max_time=pair.net.now + seconds)
+    pair.drain()
+
+
+def test_idle_connection_keeps_no_handshake_state_and_post_handshake_works() -> None:
+    cfgs = configs()
+    pair = make_pair(cfgs=cfgs)
+    assert pair.handshake()
+    _settle(pair)
+    ticket = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
+    assert_no_handshake_state(pair.client)
+    assert_no_handshake_state(pair.server)
+    assert pair.client.handshake.resumption_secret  # tickets still need it
+    # The public API still answers from what is kept.
+    done = next(e for e in pair.client_events if isinstance(e, HandshakeCompleted))
+    assert pair.client.peer_certificates == done.peer_certificates != ()
+    assert pair.exchange(b"ping", b"pong")
+    # KeyUpdate in both directions.
+    pair.client.key_update(request_peer=True)
+    assert pair.net.run(
+        lambda: (
+            any(isinstance(e, KeyUpdated) and e.sending for e in pair.server_events)
+            or (pair.drain() is None and False)
+        ),
+        max_time=pair.net.now + 10,
+    )
+    _settle(pair)
+    assert pair.client._records.write_epoch == 4 and pair.server._records.write_epoch == 4
+    assert pair.exchange(b"after update c", b"after update s")
+    pair.close()
+    assert pair.pools.in_use == 0
+    # The ticket resumes.
+    resumed = make_pair(1, cfgs=(dataclasses.replace(cfgs[0], session=ticket.session), cfgs[1]))
+    assert resumed.handshake()
+    resumed.drain()
+    assert next(e for e in resumed.client_events if isinstance(e, HandshakeCompleted)).resumed
+    _settle(resumed)
+    assert_no_handshake_state(resumed.client)
+    assert_no_handshake_state(resumed.server)
+    assert resumed.exchange(b"resumed c", b"resumed s")
+    resumed.close()
+    assert resumed.pools.in_use == 0
+
+
+def test_lost_ack_of_the_client_finished_is_answered_after_the_state_is_dropped() -> None:
+    pair = make_pair(3)
+    dropped: list[bytes] = []
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        # Everything the server sends right after it completed (the ACK of the client's
+        # final flight, the NewSessionTicket) is lost once.
+        if src == SERVER_ADDR and pair.server.handshake_complete and len(dropped) < 2:
+            dropped.append(data)
+            return None
+        return data
+
+    pair.net.tamper = tamper
+    assert pair.handshake()
+    _settle(pair, 10.0)
+    assert len(dropped) == 2
+    # The client repeated its Finished (epoch 2): the server, with its epoch-2 keys
+    # gone, repeated its ACK, so the client's flight is acknowledged.
+    assert pair.client.stats["retransmissions"] >= 1
+    assert pair.server._records.drops["retired_epoch"] >= 1
+    assert pair.server.stats["acks_sent"] >= 2
+    assert any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
+    assert_no_handshake_state(pair.client)
+    assert_no_handshake_state(pair.server)
+    assert pair.exchange(b"c", b"s")
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_lossy_handshakes_end_without_handshake_state() -> None:
+    from tests.support.netsim import Impairments
+
+    for seed in range(12):
+        pair = make_pair(seed, Impairments(loss=0.25, reorder=0.2, duplicate=0.1), cache=True)
+        assert pair.handshake(max_time=600), seed
+        _settle(pair, 120.0)
+        assert_no_handshake_state(pair.client)
+        assert_no_handshake_state(pair.server)
+        assert pair.exchange(b"c%d" % seed, b"s%d" % seed), seed
+        pair.close()
+        assert pair.pools.in_use == 0
+
+
+def _client_hello() -> bytes:
+    ccfg, _ = configs()
+    client = Connection(ccfg, pools=PoolSet(), wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    (datagram,) = client.datagrams_to_send(0.0)
+    data = datagram[0].tobytes()
+    datagram[0].release()
+    client.close()
+    for lease, _ in client.datagrams_to_send(0.0):
+        lease.release()
+    return data
+
+
+def test_cookie_flood_leaves_no_per_peer_state_and_pools_at_zero() -> None:
+    _, scfg = configs()
+    pools = PoolSet()
+    endpoint = ServerEndpoint(scfg, pools=pools, cookie_policy="always")
+    hello = _client_hello()
+    sources = [(f"127.0.{h // 250}.{2 + h % 250}", 4000 + p) for h in range(500) for p in range(4)]
+    now = 100.0
+    answered = 0
+
+    def send_replies() -> None:
+        # As a socket loop would: replies are sent (and released) as they come.
+        nonlocal answered
+        for lease, _ in endpoint.datagrams_to_send(now):
+            data = bytes(lease)
+            lease.release()
+            # One plaintext handshake record holding a HelloRetryRequest with a cookie.
+            assert data[0] == 22 and data[13] == 2
+            assert data[27 : 27 + 32] == msgs.HELLO_RETRY_REQUEST_RANDOM
+            assert len(data) <= len(hello)  # no amplification
+            answered += 1
+
+    for i, addr in enumerate(sources):
+        assert endpoint.receive_datagram(hello, addr, now + i * 1e-4) is None
+        if i % 100 == 99:
+            send_replies()
+    send_replies()
+    assert answered == len(sources)
+    stats = endpoint.statistics()
+    assert stats.connections == 0 and stats.half_open == 0 and stats.gate_partials == 0
+    assert stats.gate["hello_retry_sent"] == len(sources)  # type: ignore[index]
+    assert stats.memory_in_use == 0 and pools.in_use == 0
+    assert not endpoint.connections and not endpoint.debug_state().half_open
+    assert not endpoint.connections.per_host  # type: ignore[attr-defined]
+    # Per-source rate buckets are forgotten once they would have refilled anyway.
+    assert stats.tracked_sources == 500
+    endpoint.receive_datagram(hello, CLIENT_ADDR, now + 60.0)
+    for lease, _ in endpoint.datagrams_to_send(now + 60.0):
+        lease.release()
+    assert endpoint.statistics().tracked_sources == 1
+    endpoint.close()
+    endpoint.release()
+    assert pools.in_use == 0
+
+
+def test_hrr_from_the_cached_prefix_is_the_message_codec_output() -> None:
+    from dtls13.handshake.flights import handshake_fragment
+    from dtls13.handshake.gate import HelloGate
+    from dtls13.handshake.negotiation import hello_retry_request
+
+    _, scfg = configs()
+    pools = PoolSet()
+    gate = HelloGate(scfg, pools)
+    for suite in (0x1301, 0x1302, 0x1303):
+        for group in (None, 0x001D, 0x11EC):
+            for cookie in (b"\x01" * 40, b"\x02" * 40, b"\x03" * 56):
+                msg_type, body = msgs.push_message(hello_retry_request(suite, group, cookie))
+                expected = handshake_fragment(msg_type, len(body), 0, 0, body)
+                assert gate._hrr_fragment(suite, group, cookie) == expected
+    gate.close()
+    assert pools.in_use == 0
+
+
+def test_records_of_the_retired_epoch_2_get_the_final_ack_at_a_bounded_rate() -> None:
+    pair = make_pair(4)
+    assert pair.handshake()
+    _settle(pair)
+    server = pair.server
+    final = list(server._final_acks)
+    assert final
+    # A record with epoch bits 2 (unified header 0b001CSLEE, 16-bit sequence, length).
+    stale = bytes([0x2E, 0x00, 0x07, 0x00, 0x20]) + bytes(range(32))
+    now = pair.net.now
+
+    def answers(at: float, copies: int) -> int:
+        for _ in range(copies):
+            server.receive_datagram(stale, CLIENT_ADDR, at)
+        out = server.datagrams_to_send(at)
+        for lease, _ in out:
+            lease.release()
+        return len(out)
+
+    assert answers(now, 5) == 1  # one ACK, however many copies
+    assert answers(now + 0.1, 3) == 0
+    assert answers(now + 0.3, 3) == 1
+    assert server._final_acks == final and server.handshake_complete
+    # A client never answers them (it has no final ACKs to repeat).
+    assert not pair.client._final_acks
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_zero_counters_are_independent_plain_dicts() -> None:
+    import sys
+
+    from dtls13.connection import STAT_NAMES
+    from dtls13.memory.counters import zero_counters
+
+    a, b = zero_counters(STAT_NAMES), zero_counters(STAT_NAMES)
+    assert type(a) is dict and a == dict.fromkeys(STAT_NAMES, 0) and list(a) == list(STAT_NAMES)
+    a["records_in"] += 3
+    a["new"] = 1  # a key of its own is fine too
+    assert b == dict.fromkeys(STAT_NAMES, 0) and a["records_in"] == 3 and "new" not in b
+    # Key sharing: far smaller than a dict of its own.
+    assert sys.getsizeof(b) < sys.getsizeof(dict.fromkeys(STAT_NAMES, 0)) // 2
+
+
+def test_zero_counters_with_names_that_are_not_identifiers() -> None:
+    from dtls13.memory.counters import zero_counters
+
+    names = ("a-b", "class", "ok", "")
+    counters = zero_counters(names)
+    assert counters == dict.fromkeys(names, 0) and list(counters) == list(names)
+    assert zero_counters(()) == {}

@@ -1,0 +1,107 @@
+"""The fuzz harnesses of fuzz/ run in CI, bounded: each over its committed corpus and a
+few hundred to a few thousand seeded mutations of it (libFuzzer-like byte mutations from
+a seeded random.Random, so a failure reproduces), and, where atheris is installed, under
+atheris for a few hundred runs. Longer runs are local: see fuzz/README.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dtls13.handshake import groups
+from dtls13.handshake.constants import NamedGroup
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "fuzz"))
+
+import fuzz_codecs  # noqa: E402
+import fuzz_common  # noqa: E402
+import fuzz_connection  # noqa: E402
+import fuzz_endpoint  # noqa: E402
+import fuzz_record  # noqa: E402
+
+# harness -> (one-input function, mutated inputs in CI)
+HARNESSES: dict[str, tuple[Callable[[bytes], None], int]] = {
+    "record": (fuzz_record.one_input, 4000),
+    "codecs": (fuzz_codecs.one_input, 20000),
+    "server": (fuzz_connection.server_input, 500),
+    "client": (fuzz_connection.client_input, 500),
+    "endpoint": (fuzz_endpoint.one_input, 300),
+}
+
+
+@pytest.mark.parametrize("name", list(HARNESSES))
+def test_harness_survives_its_corpus_and_seeded_mutations(name: str) -> None:
+    one_input, mutations = HARNESSES[name]
+    seeds = fuzz_common.corpus(name)
+    assert seeds, f"fuzz/corpus/{name} is empty: run fuzz/make_corpus.py"
+    for seed in seeds:
+        one_input(seed)
+    rng = random.Random(name)
+    for _ in range(mutations):
+        data = fuzz_common.mutate(rng, rng.choice(seeds))
+        try:
+            one_input(data)
+        except BaseException as exc:
+            raise AssertionError(f"{name} harness failed on input {data!r}") from exc
+
+
+def test_connection_harness_replays_reach_the_recorded_states() -> None:
+    """The seeds are worth their bytes only if a replayed prefix makes the same keys as the
+    recording: every deterministic scenario completes its handshake again in the harness."""
+    with fuzz_common.pinned_key_shares():
+        _replay_every_scenario()
+
+
+def _replay_every_scenario() -> None:
+    for index, scenario in enumerate(fuzz_common.SCENARIOS):
+        if scenario.name.startswith("mlkem"):
+            continue  # the server's ML-KEM encapsulation is random: only the client replays
+        rec = fuzz_connection.recording(index)
+        for side in ("server", "client"):
+            rec.configs.reset()
+            if side == "server":
+                conn = fuzz_common.new_server(rec.configs, fuzz_connection.POOLS)
+                deliveries, peer = rec.to_server, fuzz_common.CLIENT_ADDR
+            else:
+                conn = fuzz_common.new_client(rec.configs, fuzz_connection.POOLS)
+                conn.connect(fuzz_common.SERVER_ADDR, fuzz_common.START)
+                deliveries, peer = rec.to_client, fuzz_common.SERVER_ADDR
+            completed = False
+            for d in deliveries:
+                conn.receive_datagram(d.data, peer, d.at)
+                fuzz_common.drain(conn, d.at)
+                completed = completed or conn.handshake_complete
+            conn.close()
+            fuzz_common.drain(conn, 0.0)
+            fuzz_common.events(conn)
+            assert completed, f"{scenario.name}: the {side} replay did not complete"
+
+
+def test_harnesses_leave_key_generation_random() -> None:
+    """The harnesses pin key shares only while they run: other tests keep fresh keys."""
+    fuzz_connection.server_input(fuzz_common.corpus("server")[0])
+    fuzz_endpoint.one_input(fuzz_common.corpus("endpoint")[0])
+    first, second = groups.generate(NamedGroup.x25519), groups.generate(NamedGroup.x25519)
+    assert first.public_bytes != second.public_bytes
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
+def test_record_harness_runs_under_atheris(tmp_path: Path) -> None:
+    """The atheris entry point works (instrumentation, corpus loading); one harness only,
+    as each start costs seconds: the others share fuzz_common.atheris_main."""
+    work = tmp_path / "corpus"
+    work.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_record.py"), "-runs=500", "-seed=1",
+         f"-artifact_prefix={tmp_path}/", str(work), str(ROOT / "fuzz" / "corpus" / "record")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done 500 runs" in result.stderr, result.stderr[-3000:]
