@@ -576,3 +576,34 @@ print(sorted(m for m in sys.modules if m.startswith("dtls13.trio")))
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_asyncio_drops_what_it_cannot_take_and_counts_why() -> None:
+    """asyncio hands over datagrams already read: one over max_datagram_size, or arriving
+    when the memory budget refuses a buffer to copy it into, is dropped and counted."""
+    import asyncio
+
+    from dtls13.asyncio import DTLSEndpoint
+
+    pools = PoolSet()
+
+    async def scenario() -> None:
+        bot = udp_bot("127.0.0.1")
+        try:
+            async with DTLSEndpoint(("127.0.0.1", 0), pools=pools, max_datagram_size=100) as ep:
+                addr = ep.socket.getsockname()
+                bot.sendto(bytes(101), addr)
+                bot.sendto(bytes(100), addr)
+                await ADAPTERS[1].wait_for(lambda: ep.counters["datagrams_in"] == 1)
+                pools.global_limit = 0  # every buffer refused from now on
+                bot.sendto(bytes(50), addr)
+                await ADAPTERS[1].wait_for(lambda: ep.counters["dropped_memory_budget"] == 1)
+                stats = ep.statistics()
+                assert stats.dropped_oversize == 1 and stats.datagrams_copied_in == 1
+                assert stats.dropped_no_connection == 1 and stats.datagrams_in == 1
+                pools.global_limit = None
+        finally:
+            bot.close()
+
+    asyncio.run(scenario())
+    assert pools.in_use == 0
