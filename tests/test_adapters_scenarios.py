@@ -607,3 +607,66 @@ def test_asyncio_drops_what_it_cannot_take_and_counts_why() -> None:
 
     asyncio.run(scenario())
     assert pools.in_use == 0
+
+
+STUN = bytes.fromhex("0001 0000 2112a442") + bytes(12)
+RTP = bytes([0x80, 0x60]) + bytes(30)
+
+
+def test_exporters_srtp_and_media_on_the_same_port(ad: Adapter, pools: PoolSet) -> None:
+    """Both sides export the same keying material and SRTP keys; STUN and RTP sharing the
+    port go to the application's handler (RFC 7983), DTLS goes on beside them."""
+    profiles = ["SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_SHA1_80"]
+    client_config, server_config = configs(srtp_profiles=profiles)
+    server_config = dataclasses.replace(server_config, srtp_profiles=profiles[::-1])
+    at_server: list[tuple[bytes, Any]] = []
+    at_client: list[tuple[bytes, Any]] = []
+    server_side: list[tuple[bytes, Any]] = []
+
+    async def handler(channel: Any) -> None:
+        server_side.append(
+            (
+                channel.export_keying_material("EXPORTER-x", b"ctx", 40),
+                channel.srtp_keying_material(),
+            )
+        )
+        await echo_handler(ad)(channel)
+
+    async def scenario() -> None:
+        async with (
+            ad.serving(
+                server_config,
+                handler,
+                pools=pools,
+                on_non_dtls_datagram=lambda d, a: at_server.append((d, a)),
+            ) as (server, addr),
+            ad.endpoint(
+                pools=pools, on_non_dtls_datagram=lambda d, a: at_client.append((d, a))
+            ) as client,
+        ):
+            channel = client.connect(addr, client_config)
+            with pytest.raises(dtls13.LocalProtocolError):
+                channel.export_keying_material("EXPORTER-x", b"ctx", 40)
+            await ad.within(5, channel.do_handshake())
+            assert channel.srtp_profile is dtls13.SrtpProtectionProfile.SRTP_AES128_CM_SHA1_80
+            assert channel.srtp_mki == b""
+            await ad.wait_for(lambda: bool(server_side))
+            ours = channel.export_keying_material("EXPORTER-x", b"ctx", 40)
+            assert server_side == [(ours, channel.srtp_keying_material())] and len(ours) == 40
+            with pytest.raises(dtls13.LocalProtocolError, match="0-RTT"):
+                channel.export_early_keying_material("EXPORTER-x", None, 40)
+            client_addr = client.socket.getsockname()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+                media.bind(("127.0.0.1", 0))
+                media.sendto(STUN, addr)
+                media.sendto(RTP, client_addr)
+                await ad.wait_for(lambda: bool(at_server and at_client))
+                assert at_server == [(STUN, media.getsockname())]
+                assert at_client == [(RTP, media.getsockname())]
+            await channel.send(b"still DTLS")
+            assert await ad.within(5, channel.receive()) == b"still DTLS"
+            assert client.statistics().non_dtls_datagrams == 1
+            assert server.statistics().non_dtls_datagrams == 1
+            await channel.aclose()
+
+    ad.run(scenario)

@@ -17,21 +17,27 @@ def one_line(stderr: bytes) -> str:
     return lines[0]
 
 
-def test_asyncio_server_and_client_echo_stdin() -> None:
-    server = ServerProcess("-v", "--loop", "asyncio")
+def test_asyncio_server_and_client_echo_stdin_and_export_the_same_keys() -> None:
+    server = ServerProcess("-v", "--loop", "asyncio", "--keymatexport", "EXPORTER-cli")
     try:
         assert server.cert_path is not None
         result = run_cli(
             "client", "--loop", "asyncio", "--host", "127.0.0.1", "--port", str(server.port),
             "--cafile", server.cert_path, "--server-name", "localhost", "-v",
-            input=b"hello\nworld\n\nlast line\n",
+            "--keymatexport", "EXPORTER-cli", input=b"hello\nworld\n\nlast line\n",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        assert result.stdout == b"hello\nworld\nlast line\n"
+        out = result.stdout.decode()
+        assert out.endswith("hello\nworld\nlast line\n")
+        material = [line for line in out.splitlines() if "Keying material: " in line]
+        assert len(material) == 1
         assert "connected to 127.0.0.1" in result.stderr.decode()
     finally:
-        status, err = server.stop()
-    assert status == 0, err
+        server.proc.terminate()
+        server_out, server_err = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 0, server_err
+    assert material[0] in server_out.decode()  # the server exported the same bytes
+    err = server_err.decode()
     assert "(asyncio adapter)" in err
     assert "handshake done (DTLSv1.3" in err and "closed by peer" in err
     assert "stopping" in err

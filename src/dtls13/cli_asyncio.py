@@ -26,6 +26,7 @@ from .cli import (
     _Log,
     _peer,
 )
+from .cli_keying import keying_report
 from .config import ClientConfig, ServerConfig
 from .errors import ConnectionEnded, DTLSError, HandshakeFailed, PeerClosed
 
@@ -53,6 +54,8 @@ async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) 
     async def echo(channel: DTLSChannel) -> None:
         peer = _peer(channel.peer_address)
         log(f"{peer}: handshake done ({_describe(channel)})")  # type: ignore[arg-type]
+        for line in keying_report(channel, args):  # type: ignore[arg-type]
+            print(line, flush=True)
         try:
             async for message in channel:
                 log(f"{peer}: {len(message)} bytes", 2)
@@ -94,6 +97,8 @@ async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) 
     except OSError as exc:
         raise Failure(f"cannot reach {peer}: {exc.strerror or exc}") from None
     log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")  # type: ignore[arg-type]
+    for line in keying_report(channel, args):  # type: ignore[arg-type]
+        print(line, flush=True)
     try:
         if args.count:
             await _timed_echoes(channel, args.count, args.size, args.mtu or DEFAULT_MTU)

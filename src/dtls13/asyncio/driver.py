@@ -10,6 +10,7 @@ import socket as stdlib_socket
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, MemoryBudgetExceeded, Owner, PoolSet
 from ..udp import address_key, describe_address
 from .channel import DTLSChannel
@@ -42,6 +43,8 @@ class Driver:
     pools: PoolSet
     counters: dict[str, int]
     last_internal_error: BaseException | None
+    last_handler_error: BaseException | None
+    on_non_dtls_datagram: NonDtlsHandler | None
     _loop: asyncio.AbstractEventLoop
     _raw: stdlib_socket.socket
     _peer: Any
@@ -64,6 +67,9 @@ class Driver:
         if self._closed:
             return
         counters = self.counters
+        if self.on_non_dtls_datagram is not None and is_other_protocol(data):
+            self._hand_over(data, addr)
+            return
         n = len(data)
         if n > self._recv_size:
             counters["dropped_oversize"] += 1
@@ -83,6 +89,19 @@ class Driver:
             self._internal_error(exc)
         finally:
             lease.release()
+
+    def _hand_over(self, data: bytes, addr: Any) -> None:
+        """A datagram of another protocol to the application's handler, as asyncio gave it;
+        no connection or handshake sees it."""
+        handler = self.on_non_dtls_datagram
+        assert handler is not None
+        self.counters["datagrams_in"] += 1
+        self.counters["non_dtls_datagrams"] += 1
+        try:
+            handler(data, addr)
+        except Exception as exc:
+            self.counters["non_dtls_handler_errors"] += 1
+            self.last_handler_error = exc
 
     def _error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):

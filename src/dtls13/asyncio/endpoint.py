@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, final
 
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
+from ..demux import NonDtlsHandler
 from ..memory import PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
 from ..udp import RawSocket, address_key
@@ -61,6 +62,10 @@ class DTLSEndpointStatistics:
     receive_errors: int
     port_unreachable: int  # ICMP port unreachable reports on a connected socket
     internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
+    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983 §7) handed to
+    # on_non_dtls_datagram, and the times it raised (``last_handler_error``):
+    non_dtls_datagrams: int
+    non_dtls_handler_errors: int
     connections: int  # live channels, client and server
     queued_bytes: int  # in the transport's buffer, waiting for room in the socket's
     memory_in_use: int  # bytes in use in the endpoint's pools
@@ -121,7 +126,12 @@ class DTLSEndpoint(Driver):
         dos: DoSProtectionConfig | None = None,
         cookie_policy: str = "under_load",
         max_datagram_size: int = MAX_DATAGRAM,
+        on_non_dtls_datagram: NonDtlsHandler | None = None,
     ) -> None:
+        """`on_non_dtls_datagram(data, addr)`: where the datagrams of other protocols on
+        this socket go (STUN, ZRTP, TURN channels, RTP/RTCP by their first byte, RFC 7983
+        §7), as the ``bytes`` asyncio delivered (no copy); called from the loop's callback,
+        it must not block. Without it they are dropped and counted."""
         self._initialized = False
         if incoming_packets_buffer < 1:
             raise ValueError("incoming_packets_buffer must be at least 1")
@@ -149,6 +159,7 @@ class DTLSEndpoint(Driver):
         self.incoming_packets_buffer = incoming_packets_buffer
         self.dos = dos
         self.cookie_policy = cookie_policy
+        self.on_non_dtls_datagram = on_non_dtls_datagram
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
         self._raw = RawSocket(fileno=os.dup(sock.fileno()))
         self._raw.setblocking(False)
@@ -183,8 +194,11 @@ class DTLSEndpoint(Driver):
             "receive_errors": 0,
             "port_unreachable": 0,
             "internal_errors": 0,
+            "non_dtls_datagrams": 0,
+            "non_dtls_handler_errors": 0,
         }
         self.last_internal_error: BaseException | None = None
+        self.last_handler_error: BaseException | None = None
         self._initialized = True
         # The transport opens in the background (one loop iteration); sending needs only
         # the dup, and what arrives meanwhile waits in the kernel's queue.

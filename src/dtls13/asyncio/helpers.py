@@ -7,6 +7,7 @@ import socket as stdlib_socket
 from typing import TYPE_CHECKING
 
 from ..config import ClientConfig, ServerConfig
+from ..demux import NonDtlsHandler
 from ..memory import PoolSet
 from .channel import DTLSChannel
 from .endpoint import DTLSEndpoint, Handler
@@ -42,6 +43,7 @@ async def open_dtls_client(
     local_address: tuple[str, int] | None = None,
     pools: PoolSet | None = None,
     incoming_packets_buffer: int = 10,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
 ) -> DTLSChannel:
     """Resolve `host`, bind a socket, connect and complete the handshake.
 
@@ -62,7 +64,12 @@ async def open_dtls_client(
         # Connected: datagrams from anyone but the server never reach us, and an ICMP port
         # unreachable ends the handshake within seconds, not after handshake_timeout.
         sock.connect(addr)
-        endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
+        endpoint = DTLSEndpoint(
+            sock,
+            pools=pools,
+            incoming_packets_buffer=incoming_packets_buffer,
+            on_non_dtls_datagram=on_non_dtls_datagram,
+        )
     except BaseException:
         sock.close()
         raise
@@ -87,6 +94,7 @@ async def serve_dtls(
     dos: DoSProtectionConfig | None = None,
     cookie_policy: str = "under_load",
     reuse_port: bool = False,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
     started: asyncio.Future[DTLSEndpoint] | None = None,
 ) -> None:
     """Bind (`host`, `port`) and serve `handler` on it until cancelled.
@@ -104,6 +112,7 @@ async def serve_dtls(
             incoming_packets_buffer=incoming_packets_buffer,
             dos=dos,
             cookie_policy=cookie_policy,
+            on_non_dtls_datagram=on_non_dtls_datagram,
         )
     except BaseException:
         sock.close()
