@@ -126,6 +126,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpn", type=_names, metavar="P,...", help="ALPN protocols to offer")
     p.add_argument("--keylog", metavar="F", help="NSS key log file (default: $SSLKEYLOGFILE)")
     add_keying_options(p)
+    p.add_argument(
+        "--loop",
+        choices=("trio", "asyncio"),
+        default="trio",
+        help="event loop and adapter: trio, or asyncio (on uvloop when installed) (trio)",
+    )
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="say more")
     loud.add_argument("-q", "--quiet", action="store_true", help="only errors")
@@ -825,12 +831,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         log = _Log(args)
+        if args.loop == "asyncio":
+            from . import cli_asyncio
+
+            if args.command == "server" and args.workers > 1:
+                raise UsageError("--workers runs trio workers: leave out --loop asyncio")
         if args.command == "server":
             config, cert_path = server_config(args, log)
             if args.workers > 1:
                 run_workers(args, config, log)
+            elif args.loop == "asyncio":
+                cli_asyncio.run(cli_asyncio.run_server, args, config, log)
             else:
                 _run(run_server, args, config, log)
+        elif args.loop == "asyncio":
+            cli_asyncio.run(cli_asyncio.run_client, args, client_config(args), log)
         else:
             _run(run_client, args, client_config(args), log)
         return 0

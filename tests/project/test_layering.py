@@ -30,7 +30,7 @@ LAYER_ORDER = (
     "roles",  # the handshake contexts of each role: they read the configuration
     "connection",
     "endpoint",
-    "trio",
+    "trio",  # the event-loop adapters: trio/ and asyncio/
     "facade",  # dtls13/__init__.py: the public names, importing from everything below
     "cli",
 )
@@ -59,9 +59,12 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_handshake": "connection",
     "dtls13.endpoint": "endpoint",
     "dtls13.trio": "trio",
+    "dtls13.asyncio": "trio",  # the other event-loop adapter, beside trio's (never imports it)
+    "dtls13.udp": "endpoint",  # socket helpers the adapters share
     "dtls13": "facade",
     "dtls13.cli": "cli",
     "dtls13.cli_keying": "cli",
+    "dtls13.cli_asyncio": "cli",
     "dtls13.__main__": "cli",
 }
 RANK = {name: i for i, name in enumerate(LAYER_ORDER)}

@@ -12,7 +12,8 @@ README = (ROOT / "README.md").read_text()
 
 
 def python_blocks() -> list[str]:
-    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "trio.run(" in b]
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    return [b for b in blocks if "trio.run(" in b or "asyncio.run(" in b]
 
 
 def test_readme_first_command_installs_and_starts_the_echo_server() -> None:
@@ -24,7 +25,7 @@ def test_readme_first_command_installs_and_starts_the_echo_server() -> None:
 
 def test_readme_embedding_examples_run_as_written() -> None:
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     outputs = []
     for code in blocks:
         result = subprocess.run(
@@ -34,3 +35,4 @@ def test_readme_embedding_examples_run_as_written() -> None:
         outputs.append(result.stdout.decode())
     assert outputs[0].startswith("negotiated TLS_") and "b'hello'" in outputs[0]
     assert outputs[1].startswith("b'hello again' ")
+    assert outputs[2].startswith("b'hello from asyncio' TLS_")
