@@ -1420,9 +1420,7 @@ class Connection:
             self._on_peer_repeat(now, in_handshake=record.epoch < 3)
         elif ackable and not progressed and self.state is not State.CLOSED:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
-            if self.state is State.CONNECTED:
-                self._ack_at = now
-            elif self._ack_at is None:
+            if self._ack_at is None:
                 self._ack_at = now + self._rto / 4
 
     def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
@@ -2647,8 +2645,11 @@ class Connection:
         self._records.retire_write_epoch(0)  # no plaintext record is sent after this
 
     def _on_post_handshake(self, msg_type: int, msg: Any, now: float) -> None:
-        # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
-        self._ack_at = now
+        # ACKed after 1/4 of the retransmission timeout (RFC 9147 §7.1), not at once: the
+        # peer's other messages of the flight (a second ticket) join the same ACK, and a peer
+        # reading in order finds no ACK where it waits for application data.
+        if self._ack_at is None:
+            self._ack_at = now + self._rto / 4
         if msg_type == HandshakeType.new_session_ticket:
             if not self.is_client:
                 raise UnexpectedMessage("NewSessionTicket sent to a server")

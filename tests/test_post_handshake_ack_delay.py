@@ -1,0 +1,56 @@
+"""Post-handshake messages are ACKed after a short delay (RFC 9147 §7.1: a timer of 1/4 the
+retransmission timeout), so tickets that come in separate datagrams get one ACK between them,
+and a peer that reads records in order (BoringSSL's test runner) never finds an ACK where it
+waits for application data."""
+
+from __future__ import annotations
+
+from dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, wall_clock
+
+from dtls13.connection import Connection
+from dtls13.memory import PoolSet
+
+
+def output(conn: Connection, now: float) -> list[bytes]:
+    out = []
+    for lease, _ in conn.datagrams_to_send(now):
+        out.append(bytes(lease))
+        lease.release()
+    return out
+
+
+def test_two_tickets_in_separate_datagrams_get_one_delayed_ack() -> None:
+    ccfg, scfg = configs(server={"session_tickets": 2, "mtu": 256})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    now = 1.0
+    client.connect(SERVER_ADDR, now)
+    try:
+        for _ in range(20):
+            for data in output(client, now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            if server.handshake_complete:
+                break
+            for data in output(server, now):
+                client.receive_datagram(data, SERVER_ADDR, now)
+        assert server.handshake_complete and client.handshake_complete
+        tickets = output(server, now)
+        assert len(tickets) >= 2  # each ticket in a datagram of its own at this MTU
+        acks_before = client.stats["acks_sent"]
+        for data in tickets:
+            client.receive_datagram(data, SERVER_ADDR, now)
+            assert output(client, now) == []  # no ACK at once, between or after the tickets
+        timer = client.get_timer()
+        assert timer is not None and timer == now + ccfg.retransmit_initial / 4
+        client.handle_timer(timer)
+        acks = output(client, timer)
+        assert len(acks) == 1 and client.stats["acks_sent"] == acks_before + 1
+        for data in acks:
+            server.receive_datagram(data, CLIENT_ADDR, timer)
+        assert server._flight is None or server._flight.acknowledged
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)
