@@ -1418,10 +1418,9 @@ class Connection:
             self._restart_handshake(now, "epoch-2 records fail to authenticate")
         elif repeat:
             self._on_peer_repeat(now, in_handshake=record.epoch < 3)
-        elif ackable and not progressed and self.state is not State.CLOSED:
+        elif ackable and not progressed and self.state is not State.CLOSED and self._ack_at is None:
             # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
-            if self._ack_at is None:
-                self._ack_at = now + self._rto / 4
+            self._ack_at = now + self._rto / 4
 
     def _changed_hello(self, header: Any, fragment: memoryview) -> bool:
         """A server's view, once it has keys and until the handshake completes: is this a
