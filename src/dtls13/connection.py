@@ -1355,6 +1355,7 @@ class Connection:
             # and never a number a stateless reply (a client record's number) could carry.
             self._records.continue_plaintext_after(record.sequence_number)
         ackable = False
+        unbuffered = False  # a fragment of this record was dropped unread: no ACK (§7)
         repeat = False
         repeated_types: set[int] = set()
         try:
@@ -1386,6 +1387,9 @@ class Connection:
                 elif self._buffer_fragment(header, fragment):
                     ackable = True
                 else:
+                    # An ACK covers the whole record: the peer would never resend this
+                    # fragment, and the handshake would stall on it.
+                    unbuffered = True
                     self.stats["dropped_handshake_fragments"] += 1
         except Alert:
             # Unauthenticated plaintext cannot end a handshake or a connection (off-path
@@ -1394,7 +1398,7 @@ class Connection:
                 self.stats["dropped_malformed_plaintext"] += 1
                 return
             raise
-        if ackable:
+        if ackable and not unbuffered:
             self._ack_list.append(record.record_number)
         if self._hello_records:
             # Records of hellos now complete were processed: they may be ACKed (§7).
