@@ -201,6 +201,7 @@ class Connection:
         "_enforce_record_limit",
         "_epoch2_records",
         "_events",
+        "_exporter_secret",
         "_final_ack_repeated_at",
         "_final_acks",
         "_flight",
@@ -413,6 +414,7 @@ class Connection:
         self._early_accepted = False
         self._early_result: bool | None = None
         self._early_budget = 0
+        self._exporter_secret = b""
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._server_name: str | None = None  # server: the ClientHello's SNI, lower case
@@ -870,6 +872,14 @@ class Connection:
         self._add_message(msgs.KeyUpdate(request), self._records.write_epoch, transcript=False)
         self._emit_flight(None)
         self.stats["key_updates_sent"] += 1
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        """`length` bytes of keying material for `label` and `context` (RFC 8446 §7.5; no
+        context and an empty one are the same in TLS 1.3), once the handshake completed."""
+        if self.state is not State.CONNECTED or not self._exporter_secret:
+            raise LocalProtocolError("keying material is exported once the handshake completed")
+        assert self._schedule is not None
+        return self._schedule.export(self._exporter_secret, bytes(label), bytes(context), length)
 
     def request_connection_ids(self, count: int = 1) -> None:
         """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
@@ -2583,11 +2593,11 @@ class Connection:
         self._write_secret, self._read_secret = (
             (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
         )
+        self._exporter_secret = ks.exporter_master_secret(finished_hash)
         if self._keylog is not None:
             self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
             self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-            # Nothing else uses the exporter secret yet.
-            self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+            self._log_secret("EXPORTER_SECRET", self._exporter_secret)
 
     def _log_secret(self, label: str, secret: bytes) -> None:
         if self._keylog is not None:

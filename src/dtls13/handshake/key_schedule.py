@@ -171,6 +171,15 @@ class KeySchedule:
     def exporter_master_secret(self, server_finished_hash: bytes) -> bytes:
         return self.derive(self._need_master(), b"exp master", server_finished_hash)
 
+    def export(self, exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        """RFC 8446 §7.5: HKDF-Expand-Label(Derive-Secret(Secret, label, ""), "exporter",
+        Hash(context_value), key_length)."""
+        if not 0 <= length <= 255 * self.hash_len:
+            raise ValueError(f"cannot export {length} bytes (at most {255 * self.hash_len})")
+        secret = self.derive(exporter_secret, label, empty_hash(self.hash_name))
+        context_hash = hashlib.new(self.hash_name, context).digest()
+        return self.expand_label(secret, b"exporter", context_hash, length)
+
     def resumption_master_secret(self, client_finished_hash: bytes) -> bytes:
         """``res master`` over ClientHello...client Finished."""
         return self.derive(self._need_master(), b"res master", client_finished_hash)
