@@ -320,6 +320,18 @@ class Driver:
         f, conn = self.f, self.conn
         self.handshake_done = True
         check_handshake(f, ev, conn, self.resumed)
+        export = f.int("-export-keying-material", 0) or 0
+        if export > 0:
+            # bssl_shim writes the exported bytes to the runner, which compares them.
+            label = (f.str("-export-label") or "").encode()
+            context = (f.str("-export-context") or "").encode()
+            if not f.has("-use-export-context"):
+                context = b""  # TLS 1.3: no context and an empty one are the same
+            try:
+                material = conn.export_keying_material(label, context, export)
+            except ValueError as e:  # an empty label: HkdfLabel.label is <7..255>
+                raise ShimFailure(f"export refused: {e}") from None
+            self.send(material)
         for _ in range(f.int("-repeat-shim-initial-write", 1) or 1):
             if f.has("-shim-writes-first"):
                 self.send((f.str("-shim-initial-write") or "hello").encode())

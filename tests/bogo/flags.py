@@ -35,6 +35,7 @@ BOOL_FLAGS = frozenset(
         "-decline-alpn",
         "-expect-no-offer-early-data",
         "-server-preference",
+        "-use-export-context",
         "-no-key-shares",
         "-expect-no-server-name",
         "-expect-no-peer-cert",
@@ -66,6 +67,7 @@ INT_FLAGS = frozenset(
         "-repeat-shim-initial-write",
         "-initial-timeout-duration-ms",
         "-read-size",
+        "-export-keying-material",
     }
 )
 INT_VECTOR_FLAGS = frozenset({"-curves", "-key-shares", "-signing-prefs", "-verify-prefs"})
@@ -83,6 +85,8 @@ STRING_FLAGS = frozenset(
         "-shim-initial-write",
         "-expect-peer-cert-file",
         "-cipher",
+        "-export-label",
+        "-export-context",
     }
 )
 BASE64_FLAGS = frozenset({"-ticket-key"})
