@@ -54,3 +54,43 @@ def test_two_tickets_in_separate_datagrams_get_one_delayed_ack() -> None:
         server.close()
         output(client, now)
         output(server, now)
+
+
+def test_repeated_post_handshake_records_are_acked_after_the_delay_too() -> None:
+    # A ticket that comes twice before the ACK was due (the server's retransmission, new
+    # record numbers) gets one ACK after the delay, not an ACK at once for the copy.
+    ccfg, scfg = configs(server={"session_tickets": 1})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    now = 1.0
+    client.connect(SERVER_ADDR, now)
+    try:
+        for _ in range(20):
+            for data in output(client, now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            if server.handshake_complete:
+                break
+            for data in output(server, now):
+                client.receive_datagram(data, SERVER_ADDR, now)
+        tickets = output(server, now)
+        assert tickets
+        retransmit_at = server.get_timer()
+        assert retransmit_at is not None
+        server.handle_timer(retransmit_at)
+        again = output(server, retransmit_at)
+        assert again and again != tickets
+        acks_before = client.stats["acks_sent"]
+        for data in tickets + again:
+            client.receive_datagram(data, SERVER_ADDR, now)
+            assert output(client, now) == []
+        timer = client.get_timer()
+        assert timer is not None and timer == now + ccfg.retransmit_initial / 4
+        client.handle_timer(timer)
+        assert len(output(client, timer)) == 1
+        assert client.stats["acks_sent"] == acks_before + 1
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)

@@ -1586,8 +1586,11 @@ class Connection:
             # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
             # included: answering those with the final flight's old ACK left the peer's
             # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+            # After the usual delay, like the first copy: copies that come in a burst get one
+            # ACK, and a peer reading in order meets no ACK where it waits for data.
             if self._ack_list:
-                self._send_ack(now)
+                if self._ack_at is None:
+                    self._ack_at = now + self._rto / 4
             elif self._final_acks:
                 self._send_ack_for(self._final_acks)
 
