@@ -94,3 +94,45 @@ def test_repeated_post_handshake_records_are_acked_after_the_delay_too() -> None
         server.close()
         output(client, now)
         output(server, now)
+
+
+def test_records_awaiting_an_ack_are_bounded_to_the_newest_32() -> None:
+    # A peer can send many records before our delayed ACK is due (BoringSSL's runner sends
+    # 65535 KeyUpdates): the list of record numbers to ACK keeps the newest 32 (BoringSSL's
+    # bound too), so it cannot grow without limit nor overflow the ACK record's length.
+    ccfg, scfg = configs(server={"session_tickets": 1})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    now = 1.0
+    client.connect(SERVER_ADDR, now)
+    try:
+        for _ in range(20):
+            for data in output(client, now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            if server.handshake_complete:
+                break
+            for data in output(server, now):
+                client.receive_datagram(data, SERVER_ADDR, now)
+        copies = output(server, now)
+        t = now
+        for _ in range(40):  # the ticket again and again, each time in new records
+            t = server.get_timer() or t
+            server.handle_timer(t)
+            copies += output(server, t)
+        for data in copies:
+            client.receive_datagram(data, SERVER_ADDR, now)
+            assert len(client._ack_list) <= 32
+        timer = client.get_timer()
+        assert timer is not None
+        client.handle_timer(timer)
+        (ack,) = output(client, timer)
+        for data in [ack]:
+            server.receive_datagram(data, CLIENT_ADDR, timer)
+        assert server._flight is None or server._flight.acknowledged
+        assert not client.closed and not server.closed
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)

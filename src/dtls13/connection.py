@@ -138,6 +138,7 @@ MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot re
 MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+MAX_ACK_RECORDS = 32  # record numbers awaiting our ACK (the newest are kept; BoringSSL: 32)
 # States in which unprotected (epoch 0) handshake messages are still expected.
 _HELLO_STATES = frozenset({State.START, State.WAIT_CLIENT_HELLO, State.WAIT_SERVER_HELLO})
 HELLO_VERIFY_REQUEST = 3  # DTLS 1.2 only (RFC 6347 §4.2.1); deprecated by RFC 9147 §5.2
@@ -1415,6 +1416,9 @@ class Connection:
             complete = self._next_receive_seq()
             for seq in [seq for seq in self._hello_records if seq < complete]:
                 self._ack_list += self._hello_records.pop(seq)
+        if len(self._ack_list) > MAX_ACK_RECORDS:
+            # A peer may send many records before our delayed ACK is due: keep the newest.
+            del self._ack_list[:-MAX_ACK_RECORDS]
         damaged = self.stats["dropped_damaged_hello"]
         progressed = self._process_messages(now)
         if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
