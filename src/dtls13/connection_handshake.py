@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+MAX_ACK_RECORDS = 32  # record numbers awaiting our ACK (the newest are kept; BoringSSL: 32)
 
 
 def reassembly(self: Connection) -> Reassembler:
@@ -126,6 +127,7 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
         # and never a number a stateless reply (a client record's number) could carry.
         self._records.continue_plaintext_after(record.sequence_number)
     ackable = False
+    unbuffered = False  # a fragment of this record was dropped unread: no ACK (§7)
     repeat = False
     repeated_types: set[int] = set()
     try:
@@ -157,6 +159,9 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
             elif self._buffer_fragment(header, fragment):
                 ackable = True
             else:
+                # An ACK covers the whole record: the peer would never resend this
+                # fragment, and the handshake would stall on it.
+                unbuffered = True
                 self.stats["dropped_handshake_fragments"] += 1
     except Alert:
         # Unauthenticated plaintext cannot end a handshake or a connection (off-path
@@ -165,13 +170,16 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
             self.stats["dropped_malformed_plaintext"] += 1
             return
         raise
-    if ackable:
+    if ackable and not unbuffered:
         self._ack_list.append(record.record_number)
     if self._hello_records:
         # Records of hellos now complete were processed: they may be ACKed (§7).
         complete = self._next_receive_seq()
         for seq in [seq for seq in self._hello_records if seq < complete]:
             self._ack_list += self._hello_records.pop(seq)
+    if len(self._ack_list) > MAX_ACK_RECORDS:
+        # A peer may send many records before our delayed ACK is due: keep the newest.
+        del self._ack_list[:-MAX_ACK_RECORDS]
     damaged = self.stats["dropped_damaged_hello"]
     progressed = self._process_messages(now)
     if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
@@ -189,12 +197,9 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
         self._restart_handshake(now, "epoch-2 records fail to authenticate")
     elif repeat:
         self._on_peer_repeat(now, in_handshake=record.epoch < 3)
-    elif ackable and not progressed and not self._hs.closed:
+    elif ackable and not progressed and not self._hs.closed and self._ack_at is None:
         # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
-        if self._hs.connected:
-            self._ack_at = now
-        elif self._ack_at is None:
-            self._ack_at = now + self._rto / 4
+        self._ack_at = now + self._rto / 4
 
 
 def changed_hello(self: Connection, header: Any, fragment: memoryview) -> bool:
@@ -351,8 +356,11 @@ def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) 
         # Repeated records are ACKed again, a repeated KeyUpdate or NewSessionTicket
         # included: answering those with the final flight's old ACK left the peer's
         # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
+        # After the usual delay, like the first copy: copies that come in a burst get one
+        # ACK, and a peer reading in order meets no ACK where it waits for data.
         if self._ack_list:
-            self._send_ack(now)
+            if self._ack_at is None:
+                self._ack_at = now + self._rto / 4
         elif self._final_acks:
             self._send_ack_for(self._final_acks)
 
@@ -411,9 +419,11 @@ def first_hello(self: Connection, msg_type: int) -> bool:
 def handle_message(self: Connection, msg_type: int, body: memoryview, now: float) -> None:
     """Hand one complete message to the handshake context and apply what it returns."""
     hs = self._hs
-    if hs.connected:
-        # Post-handshake messages are ACKed at once (RFC 9147 §7.1).
-        self._ack_at = now
+    if hs.connected and self._ack_at is None:
+        # ACKed after 1/4 of the retransmission timeout (RFC 9147 §7.1), not at once: the
+        # peer's other messages of the flight (a second ticket) join the same ACK, and a
+        # peer reading in order finds no ACK where it waits for application data.
+        self._ack_at = now + self._rto / 4
     hello, self._decoded_hello = self._decoded_hello, None
     parsed = None
     if hello is not None and msg_type == HandshakeType.client_hello and hello[0] == body:

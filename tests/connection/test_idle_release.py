@@ -111,7 +111,7 @@ def test_replay_window_survives_release() -> None:
 def test_active_connection_keeps_its_ciphers() -> None:
     pair = _pair()
     assert pair.handshake()
-    _idle(pair, 0.1)
+    _idle(pair, 0.5)  # past the client's ACK of the ticket (sent after rto/4)
     built = _built(pair)
     assert built[0] and built[1]
     builds = [s.cipher.builds for s in pair.server._records._read.values()]

@@ -244,6 +244,10 @@ def test_the_servers_ack_of_the_final_flight_and_its_ticket_share_one_datagram()
         assert sum(isinstance(e, NewSessionTicketReceived) for e in got) == tickets
         # The client's flight is acknowledged: it stops retransmitting its Finished.
         assert client._flight is None or client._flight.acknowledged
+        if tickets:
+            ack_at = client.get_timer()  # the tickets are ACKed after rto/4 (RFC 9147 §7.1)
+            assert ack_at is not None
+            client.handle_timer(ack_at)
         deliver(client, server, CLIENT_ADDR)  # the client's ACK of the tickets
         assert server._flight is None or server._flight.acknowledged or tickets == 0
         for conn in (client, server):

@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 
 from .._fast import Lease, Owner, PoolCore, SlabPool
+from .faults import Acquire, AcquireFault
 from .sizing import SizingPolicy, policy_named
 from .stats import ClassStats, LeakEntry, LeakReport, OwnerStats, PoolStats
 
@@ -69,8 +70,19 @@ class PoolSet:
         self._core = PoolCore(pools, -1 if max_total_memory is None else max_total_memory, debug)
         self._owners: weakref.WeakSet[Owner] = weakref.WeakSet()
         # Bound once: the per-datagram path calls straight into the compiled core.
-        self.acquire = self._core.acquire
+        self.acquire: Acquire = self._core.acquire
         _all_sets.add(self)
+
+    def inject_acquire_fault(self, fail_at: int | None) -> AcquireFault | None:
+        """Test hook: the `fail_at`-th acquire from now (1 = the next) raises
+        MemoryBudgetExceeded; None removes the hook. Components bind ``acquire`` when they
+        are made: install the hook before making the connections under test."""
+        if fail_at is None:
+            self.acquire = self._core.acquire
+            return None
+        fault = AcquireFault(self._core.acquire, fail_at)
+        self.acquire = fault
+        return fault
 
     # -- owners -------------------------------------------------------------
 

@@ -1,0 +1,467 @@
+"""A BoGo shim: BoringSSL's test runner drives dtls13's sans-IO Connection through it.
+
+The runner is a TCP server; for each connection (the first, then -resume-count
+resumptions) the shim connects, sends its shim id, and speaks the runner's DTLS framing
+(framing.py). The clock is fake: it moves only when the runner sends a timeout. After the
+handshake the shim behaves as BoringSSL's bssl_shim does: optionally writes "hello" first,
+then echoes each record with every byte XORed with 0xff until the runner closes, then sends
+close_notify. Exit 0: success; 89: a flag or configuration not implemented; anything else:
+failure, with the reason on stderr (config.json's ErrorMap matches it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import sys
+from typing import Any
+
+from flags import (
+    DTLS13,
+    Flags,
+    NotDTLS13,
+    Unimplemented,
+    check_supported,
+    parse,
+    prescan_versions,
+)
+from framing import (
+    EXPECT_NEXT_TIMEOUT,
+    MTU,
+    NO_TIMEOUT,
+    PACKET,
+    TIMEOUT,
+    UPDATE_TIMEOUT,
+    Closed,
+    Framing,
+)
+
+PEER = ("127.0.0.1", 1)  # the runner, as the connection sees it
+START = 1000.0  # the fake clock's start (seconds); it never reads a real clock
+DEFAULT_MTU = 16384 + 256
+HANDSHAKE_TIMEOUT = 1e9  # the runner's timeouts decide when a handshake has failed
+
+
+class ShimFailure(Exception):
+    """The test failed on our side: the message goes to stderr, exit 1."""
+
+
+def _alpn_list(wire: str) -> list[str]:
+    """-advertise-alpn's value: length-prefixed protocol names, as on the wire."""
+    raw = wire.encode("latin-1")
+    out, i = [], 0
+    while i < len(raw):
+        n = raw[i]
+        out.append(raw[i + 1 : i + 1 + n].decode("latin-1"))
+        i += 1 + n
+    return out
+
+
+class Shim:
+    """One shim process: its configurations, its fake clock and the session it resumes."""
+
+    def __init__(self, common: Flags) -> None:
+        self.common = common
+        self.now = START
+        self.session: Any = None
+        self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
+        self._server_config: Any = None
+        self._server_key: tuple[Any, ...] | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _common_options(self, f: Flags) -> dict[str, Any]:
+        from dtls13.handshake.constants import NamedGroup, SignatureScheme
+        from dtls13.handshake.groups import SUPPORTED_GROUPS
+
+        opts: dict[str, Any] = {
+            "debug": False,
+            "idle_release_after": None,
+            # Only the runner's timeouts move the clock; it decides when a handshake is over.
+            "handshake_timeout": HANDSHAKE_TIMEOUT,
+            # BoringSSL's timer: 400 ms initial, doubling up to 60 s (the runner's timeouts).
+            "retransmit_initial": 0.4,
+            "retransmit_max": 60.0,
+        }
+        # BoringSSL never splits an application record to fit the MTU (the runner sends and
+        # expects back records of 2^14 bytes); this library keeps every record within one
+        # datagram, so without -mtu the shim's MTU is large enough for such records.
+        opts["mtu"] = f.int("-mtu") if f.has("-mtu") else DEFAULT_MTU
+        if f.has("-initial-timeout-duration-ms"):
+            opts["retransmit_initial"] = (f.int("-initial-timeout-duration-ms") or 0) / 1000
+        curves = f.ints("-curves")
+        if curves:
+            groups = []
+            for c in curves:
+                try:
+                    g = NamedGroup(c)
+                except ValueError:
+                    raise Unimplemented(f"-curves: group {c} not implemented") from None
+                if g not in SUPPORTED_GROUPS:
+                    raise Unimplemented(f"-curves: group {g.name} not implemented")
+                groups.append(g)
+            opts["groups"] = groups
+        schemes = f.ints("-verify-prefs") or f.ints("-signing-prefs")
+        if schemes:
+            try:
+                opts["signature_schemes"] = [SignatureScheme(s) for s in schemes]
+            except ValueError as e:
+                raise Unimplemented(f"signature algorithm: {e}") from None
+        if f.has("-cipher"):
+            # BoringSSL's cipher strings configure TLS 1.2 suites only; TLS 1.3 suites are
+            # not configurable there either.
+            pass
+        return opts
+
+    def client_config(self, f: Flags) -> Any:
+        from dtls13.config import ClientConfig
+
+        opts = self._common_options(f)
+        if f.has("-advertise-alpn"):
+            opts["alpn_protocols"] = _alpn_list(f.str("-advertise-alpn") or "")
+        shares = f.ints("-key-shares")
+        if f.has("-no-key-shares"):
+            raise Unimplemented("-no-key-shares: a ClientHello always carries a key share")
+        if shares:
+            opts["key_share_groups"] = shares
+        if f.has("-cert-file") or f.has("-key-file"):
+            opts["certificate_chain"] = f.str("-cert-file")
+            opts["private_key"] = f.str("-key-file")
+        if f.has("-verify-peer"):
+            raise Unimplemented("-verify-peer on a client: no name to check the runner's chain by")
+        opts["verify"] = False
+        if f.has("-host-name"):
+            opts["server_name"] = f.str("-host-name")
+        opts["session"] = self.session
+        try:
+            return ClientConfig(**opts)
+        except ValueError as e:
+            raise Unimplemented(f"configuration refused: {e}") from None
+
+    def server_config(self, f: Flags) -> Any:
+        from dtls13.config import ServerConfig
+
+        opts = self._common_options(f)
+        if f.has("-select-alpn"):
+            opts["alpn_protocols"] = [f.str("-select-alpn")]
+        if not f.has("-cert-file"):
+            raise Unimplemented("a server without a certificate (PSK-only) is not configured")
+        opts["certificate_chain"] = f.str("-cert-file")
+        opts["private_key"] = f.str("-key-file")
+        if f.has("-require-any-client-certificate") or f.has("-verify-peer"):
+            raise Unimplemented("client certificates: no verify callback accepting any chain")
+        opts["session_tickets"] = 0 if f.has("-no-ticket") else 1
+        opts["ticket_secret"] = self.ticket_secret
+        key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
+        if self._server_key != key:
+            # One config (its ticket and cookie keys) for the connections that share flags.
+            try:
+                self._server_config = ServerConfig(**opts)
+            except ValueError as e:
+                raise Unimplemented(f"configuration refused: {e}") from None
+            self._server_key = key
+        return self._server_config
+
+    # -- one connection ------------------------------------------------------------------
+
+    def run_connection(self, f: Flags, resumed: bool) -> None:
+        from dtls13.connection import Connection
+        from dtls13.memory import PoolSet
+
+        is_server = f.has("-server")
+        cfg = self.server_config(f) if is_server else self.client_config(f)
+        family = socket.AF_INET6 if f.has("-ipv6") else socket.AF_INET
+        host = "::1" if f.has("-ipv6") else "127.0.0.1"
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.connect((host, f.int("-port")))
+        sock.sendall(struct.pack("<Q", f.int("-shim-id") or 0))
+        pools = PoolSet()
+        conn = Connection(cfg, pools=pools, peer_address=PEER if is_server else None)
+        try:
+            Driver(self, f, conn, Framing(sock), resumed).run()
+        finally:
+            if not conn.closed:
+                conn.abandon("shim done")
+            for lease, _ in conn.datagrams_to_send(self.now):
+                lease.release()
+            drain_and_close(sock)
+
+
+def drain_and_close(sock: socket.socket) -> None:
+    """Half-close, then read until the runner closes (as bssl_shim does): closing at once
+    could reset the connection under the runner's last write, before it read our alert."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5.0)
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+class Driver:
+    """Drives one Connection through the runner's framing."""
+
+    def __init__(self, shim: Shim, f: Flags, conn: Any, io: Framing, resumed: bool) -> None:
+        self.shim, self.f, self.conn, self.io, self.resumed = shim, f, conn, io, resumed
+        self.handshake_done = False
+        self.got_ticket = False
+        self.ended = False  # close_notify from the runner, or the TCP connection closed
+
+    def flush(self) -> None:
+        for lease, _ in self.conn.datagrams_to_send(self.shim.now):
+            try:
+                data = bytes(lease)
+            finally:
+                lease.release()
+            trace(f"send {data.hex()}")
+            # If the runner already hung up, what we say no longer matters.
+            with contextlib.suppress(OSError):
+                self.io.write_packet(data)
+
+    def run(self) -> None:
+        from dtls13.alerts import AlertDescription
+        from dtls13.events import (
+            ConnectionTerminated,
+            DataReceived,
+            HandshakeCompleted,
+            NewSessionTicketReceived,
+        )
+
+        f, conn = self.f, self.conn
+        if not f.has("-server"):
+            conn.connect(PEER, self.shim.now)
+        while not self.ended:
+            while (ev := conn.next_event()) is not None:
+                trace(f"event {ev!r:.300}")
+                if isinstance(ev, HandshakeCompleted):
+                    self.on_handshake(ev)
+                    if f.has("-shim-shuts-down"):
+                        self.flush()
+                        conn.close()
+                        self.flush()
+                        return
+                elif isinstance(ev, DataReceived):
+                    if not self.handshake_done:
+                        raise ShimFailure("data before the handshake completed")
+                    if f.has("-key-update"):
+                        conn.key_update(request_peer=False)
+                    self.send(bytes(b ^ 0xFF for b in ev.data))
+                elif isinstance(ev, NewSessionTicketReceived):
+                    self.shim.session = ev.session
+                    self.got_ticket = True
+                elif isinstance(ev, ConnectionTerminated):
+                    self.flush()
+                    if ev.alert is AlertDescription.close_notify and ev.by_peer:
+                        if not self.handshake_done:
+                            raise ShimFailure("close_notify before the handshake completed")
+                        self.ended = True
+                        break
+                    raise ShimFailure(describe(ev))
+            self.flush()
+            if self.ended:
+                break
+            try:
+                op, value = self.io.read_frame()
+            except (Closed, ConnectionResetError):
+                if not self.handshake_done:
+                    raise ShimFailure("the runner closed the connection mid-handshake") from None
+                break
+            self.on_frame(op, value)
+        self.finish()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.conn.send(data)
+        except ValueError as e:  # the record does not fit the MTU: the library refuses it
+            raise ShimFailure(f"write refused: {e}") from None
+
+    def on_frame(self, op: int, value: object) -> None:
+        conn, shim = self.conn, self.shim
+        trace(f"frame {chr(op)} {value.hex() if isinstance(value, bytes) else value}")
+        if op == PACKET:
+            conn.receive_datagram(value, PEER, shim.now)
+        elif op == TIMEOUT:
+            self.io.write_timeout_ack()
+            assert isinstance(value, int)
+            shim.now += value / 1e9
+            t = conn.get_timer()
+            if t is not None and t <= shim.now:
+                conn.handle_timer(shim.now)
+        elif op == MTU:
+            assert isinstance(value, int)
+            try:
+                conn.set_ciphertext_mtu(value)
+            except ValueError as e:
+                raise Unimplemented(f"MTU {value}: {e}") from None
+        elif op == EXPECT_NEXT_TIMEOUT:
+            t = conn.get_timer()
+            if t is not None and t - shim.now > HANDSHAKE_TIMEOUT / 2:
+                t = None  # only the handshake deadline, which the shim set out of the way
+            if value == NO_TIMEOUT:
+                if t is not None:
+                    raise ShimFailure(f"Expected no timeout, but got {t - shim.now:.6f}s.")
+            else:
+                assert isinstance(value, int)
+                want_us = value // 1000
+                got_us = None if t is None else round((t - shim.now) * 1e6)
+                if got_us != want_us:
+                    got = "none" if got_us is None else f"{got_us / 1e6:.6f}s"
+                    raise ShimFailure(f"Expected timeout of {want_us / 1e6:.6f}s, but got {got}.")
+        elif op == UPDATE_TIMEOUT:
+            raise Unimplemented("changing the initial timeout of a live connection")
+
+    def on_handshake(self, ev: Any) -> None:
+        f, conn = self.f, self.conn
+        self.handshake_done = True
+        check_handshake(f, ev, conn, self.resumed)
+        export = f.int("-export-keying-material", 0) or 0
+        if export > 0:
+            # bssl_shim writes the exported bytes to the runner, which compares them.
+            label = (f.str("-export-label") or "").encode()
+            context = (f.str("-export-context") or "").encode()
+            if not f.has("-use-export-context"):
+                context = b""  # TLS 1.3: no context and an empty one are the same
+            try:
+                material = conn.export_keying_material(label, context, export)
+            except ValueError as e:  # an empty label: HkdfLabel.label is <7..255>
+                raise ShimFailure(f"export refused: {e}") from None
+            self.send(material)
+        for _ in range(f.int("-repeat-shim-initial-write", 1) or 1):
+            if f.has("-shim-writes-first"):
+                self.send((f.str("-shim-initial-write") or "hello").encode())
+        if f.has("-key-update-before-read"):
+            conn.key_update(request_peer=False)
+
+    def finish(self) -> None:
+        f, conn = self.f, self.conn
+        if not f.has("-server"):
+            want_ticket = not f.has("-expect-no-session") and not f.has("-shim-shuts-down")
+            if want_ticket != self.got_ticket:
+                raise ShimFailure(
+                    "new session was%s cached, but we expected the opposite"
+                    % ("" if self.got_ticket else " not")
+                )
+        if not conn.closed:
+            conn.close()
+            self.flush()
+
+
+def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
+    """The -expect-* flags about the handshake (BoringSSL's CheckHandshakeProperties)."""
+    if resumed and ev.resumed == f.has("-expect-session-miss"):
+        raise ShimFailure(f"session unexpectedly was{'' if ev.resumed else ' not'} reused")
+    if not resumed and ev.resumed:
+        raise ShimFailure("session unexpectedly resumed on the first connection")
+    version = f.int("-expect-version")
+    if version is not None and version != DTLS13:
+        raise ShimFailure(f"Version mismatch: got {DTLS13:#x}, wanted {version:#x}")
+    cipher = f.int("-expect-cipher")
+    if cipher is not None and cipher != ev.cipher_suite:
+        raise ShimFailure(f"Cipher mismatch: got {int(ev.cipher_suite):#x}, wanted {cipher:#x}")
+    curve = f.int("-expect-curve-id")
+    if curve is not None and (ev.group is None or curve != ev.group):
+        raise ShimFailure(f"Group mismatch: got {ev.group}, wanted {curve}")
+    alpn = f.str("-expect-alpn")
+    if alpn is not None and alpn != (ev.alpn_protocol or ""):
+        raise ShimFailure(f"ALPN mismatch: got {ev.alpn_protocol!r}, wanted {alpn!r}")
+    if f.has("-expect-hrr") and not conn._hrr_done:
+        raise ShimFailure("expected a HelloRetryRequest")
+    if f.has("-expect-no-hrr") and conn._hrr_done:
+        raise ShimFailure("unexpected HelloRetryRequest")
+    sigalg = f.int("-expect-peer-signature-algorithm")
+    if sigalg is not None:
+        if f.has("-server"):
+            raise Unimplemented("the client's CertificateVerify scheme is not reported")
+        if ev.signature_scheme is None or sigalg != ev.signature_scheme:
+            raise ShimFailure(f"Signature algorithm mismatch: {ev.signature_scheme}, {sigalg}")
+    server_name = f.str("-expect-server-name")
+    if server_name is not None and conn._server_name != server_name:
+        raise ShimFailure(f"Server name mismatch: got {conn._server_name!r}")
+    if f.has("-expect-no-server-name") and conn._server_name is not None:
+        raise ShimFailure("unexpected server name")
+    if f.has("-expect-no-peer-cert") and ev.peer_certificates:
+        raise ShimFailure("unexpected peer certificate")
+    cert_file = f.str("-expect-peer-cert-file")
+    if cert_file is not None:
+        from cryptography import x509
+
+        with open(cert_file, "rb") as fh:
+            want = x509.load_pem_x509_certificates(fh.read())
+        if list(ev.peer_certificates) != want:
+            raise ShimFailure("peer certificate chain mismatch")
+
+
+def trace(line: str) -> None:
+    """With BOGO_SHIM_TRACE=<file>, what the shim saw and did, for debugging a test."""
+    path = os.environ.get("BOGO_SHIM_TRACE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+
+def describe(ev: Any) -> str:
+    """A terminal event as the ErrorMap sees it: 'sent alert: X' / 'received alert: X'."""
+    if ev.timed_out:
+        return f"timed out: {ev.reason}"
+    if ev.alert is None:
+        return f"connection ended: {ev.reason}"
+    side = "received" if ev.by_peer else "sent"
+    return f"{side} alert: {ev.alert.name}: {ev.reason}"
+
+
+def log_outcome(code: int, kind: str, reason: str) -> None:
+    """With BOGO_SHIM_LOG=<file>, one JSON line per shim run (run.sh's summary reads it)."""
+    path = os.environ.get("BOGO_SHIM_LOG")
+    if path:
+        import json
+
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"code": code, "kind": kind, "reason": reason}) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    code = run(argv)
+    return code
+
+
+def run(argv: list[str]) -> int:
+    if "-is-handshaker-supported" in argv:
+        print("No")
+        return 0
+    try:
+        prescan_versions(argv)
+        common, first, again = parse(argv)
+        check_supported(first)
+        resume_count = common.int("-resume-count", 0) or 0
+        if resume_count:
+            check_supported(again)
+        shim = Shim(common)
+        for i in range(resume_count + 1):
+            shim.run_connection(first if i == 0 else again, resumed=i > 0)
+    except Unimplemented as e:
+        print(f"unimplemented: {e}", file=sys.stderr)
+        log_outcome(89, "version" if isinstance(e, NotDTLS13) else "flag", str(e))
+        return 89
+    except ShimFailure as e:
+        print(e, file=sys.stderr)
+        log_outcome(1, "failure", str(e))
+        return 1
+    except Exception:
+        # A crash: the library or the shim raised where it must not. Counted apart.
+        import traceback
+
+        print("SHIM CRASHED", file=sys.stderr)
+        traceback.print_exc()
+        log_outcome(3, "crash", traceback.format_exc(limit=3))
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

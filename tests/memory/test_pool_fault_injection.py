@@ -1,0 +1,143 @@
+"""BoringSSL's malloc-failure tests, on this library's pools: the n-th pool acquire of a
+whole handshake and data exchange fails, for every n. Each run must end cleanly (the data
+delivered after all, or a connection ended with an event), nothing may escape
+receive_datagram / handle_timer / datagrams_to_send, and every lease must come back."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from dtls13._fast import MemoryBudgetExceeded
+from dtls13.connection import Connection
+from dtls13.events import ConnectionTerminated, DataReceived
+from dtls13.memory import PoolSet
+from dtls13.memory.faults import AcquireFault
+from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, cached_configs, wall_clock
+
+PING, PONG = b"ping" * 8, b"pong" * 8
+
+
+def scenario(fail_at: int, owners: list[str] | None = None) -> tuple[AcquireFault, str]:
+    """Handshake, one record each way, close; the `fail_at`-th acquire fails.
+    Returns the fault (how many acquires there were) and how it ended; `owners` collects
+    the owner of each acquire."""
+    pools = PoolSet()
+    fault = pools.inject_acquire_fault(fail_at)
+    assert fault is not None
+    if owners is not None:
+        inner = pools.acquire
+
+        def logged(size: int, owner: Any = None, secure: bool = False) -> Any:
+            owners.append(owner.label if owner is not None else "")
+            return inner(size, owner, secure)
+
+        pools.acquire = logged
+    ccfg, scfg = cached_configs()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    got: dict[str, list[bytes]] = {"client": [], "server": []}
+    ended: list[ConnectionTerminated] = []
+    now = 0.0
+    client.connect(SERVER_ADDR, now)
+    outcome = "stuck"
+    sent_this_tick = False
+    for _ in range(500):
+        moved = False
+        for src, dst, addr in ((client, server, CLIENT_ADDR), (server, client, SERVER_ADDR)):
+            for lease, _ in src.datagrams_to_send(now):
+                data = bytes(lease)
+                lease.release()
+                dst.receive_datagram(data, addr, now)
+                moved = True
+        for name, conn in (("client", client), ("server", server)):
+            while (ev := conn.next_event()) is not None:
+                if isinstance(ev, DataReceived):
+                    got[name].append(ev.data)
+                elif isinstance(ev, ConnectionTerminated):
+                    ended.append(ev)
+        if got["server"] and got["client"]:
+            outcome = "delivered"
+            break
+        if ended:
+            outcome = "ended: " + "; ".join(f"{e.alert} {e.reason} ({e.by_peer})" for e in ended)
+            break
+        if not moved and not sent_this_tick:
+            # Application data, sent again after each timer tick until it arrives (as an
+            # application over DTLS must).
+            sent_this_tick = True
+            for conn, data, peer in ((client, PING, "server"), (server, PONG, "client")):
+                if conn.handshake_complete and not got[peer]:
+                    # A refusal is a clean error to the caller, with nothing half-sent.
+                    with contextlib.suppress(MemoryBudgetExceeded):
+                        conn.send(data)
+                    moved = True
+        if not moved:
+            sent_this_tick = False
+            timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
+            if not timers:
+                break
+            now = max(now, min(timers))
+            for conn in (client, server):
+                t = conn.get_timer()
+                if t is not None and t <= now:
+                    conn.handle_timer(now)
+    assert set(got["server"]) <= {PING} and set(got["client"]) <= {PONG}
+    for conn in (client, server):
+        conn.close()
+        for lease, _ in conn.datagrams_to_send(now):
+            lease.release()
+    assert pools.in_use == 0, f"fail_at={fail_at}: {pools.leak_report()}"
+    return fault, outcome
+
+
+def test_a_run_without_a_fault_delivers_and_counts_its_acquires() -> None:
+    fault, outcome = scenario(10**9)
+    assert outcome == "delivered" and not fault.fired
+    assert fault.calls > 20
+
+
+def test_a_record_is_not_acknowledged_when_one_of_its_fragments_could_not_be_buffered() -> None:
+    # The server's flight packs EncryptedExtensions, Certificate and the start of
+    # CertificateVerify in one record; the client's reassembly failing to buffer that last
+    # fragment must keep the record unacknowledged, or the server never sends it again
+    # and the handshake stalls until it times out.
+    owners: list[str] = []
+    scenario(10**9, owners)
+    reassembly = [i + 1 for i, label in enumerate(owners) if label.startswith("reassembly")]
+    assert reassembly
+    for n in reassembly:
+        assert scenario(n)[1] == "delivered", n
+
+
+def test_every_single_acquire_failure_ends_cleanly() -> None:
+    total = scenario(10**9)[0].calls
+    outcomes: dict[str, list[int]] = {"delivered": [], "stuck": []}
+    for n in range(1, total + 1):
+        fault, outcome = scenario(n)
+        assert fault.fired, n
+        outcomes.setdefault(outcome, []).append(n)
+    assert outcomes["stuck"] == [], outcomes
+    # Never by a stalled handshake: a failure is an error at once or recovered from.
+    assert not [o for o in outcomes if "timed out" in o], outcomes
+    # A lost lease is a lost datagram: retransmission recovers from nearly all of them.
+    assert len(outcomes["delivered"]) >= total // 2, outcomes
+
+
+def test_the_hook_is_removed_and_checks_its_argument() -> None:
+    pools = PoolSet()
+    core_acquire = pools.acquire
+    assert pools.inject_acquire_fault(None) is None and pools.acquire == core_acquire
+    with pytest.raises(ValueError):
+        pools.inject_acquire_fault(0)
+    fault = pools.inject_acquire_fault(2)
+    assert fault is not None
+    first = pools.acquire(10)
+    with pytest.raises(MemoryBudgetExceeded, match="injected"):
+        pools.acquire(10)
+    third = pools.acquire(10)
+    first.release()
+    third.release()
+    assert fault.calls == 3 and fault.fired
