@@ -1,4 +1,6 @@
-"""Build script: compiles src/dtls13/_fast.pyx (required, no pure-Python fallback)."""
+"""Build script: compiles src/dtls13/_fast.pyx (required, no pure-Python fallback) and
+src/dtls13/_io.pyx (batched datagram I/O; it builds everywhere and says at import time
+whether the platform has recvmmsg/sendmmsg)."""
 
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ def extensions() -> list[Extension]:
         depends=["src/dtls13/_fast_record.pxi", "src/dtls13/_fast_handshake.pxi"],
         extra_compile_args=["-O2"],
     )
+    io = Extension("dtls13._io", ["src/dtls13/_io.pyx"], extra_compile_args=["-O2"])
     return cythonize(
-        [ext],
+        [ext, io],
         language_level=3,
         compiler_directives={"embedsignature": True},
     )
