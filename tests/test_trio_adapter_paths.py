@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
+from trio_helpers import GENEROUS, configs, echo, udp_socket, use_socket, wait_for
 
 from dtls13 import DTLSChannel, DTLSEndpoint
 from dtls13.memory import PoolSet
@@ -241,12 +241,12 @@ async def test_the_send_task_starts_only_once_the_socket_is_full(pools: PoolSet)
                 assert await channel.receive() == b"direct"
             assert not endpoint._sender_started
             raw = endpoint._raw
-            endpoint._raw = FullOnce(raw)  # type: ignore[assignment]
+            use_socket(endpoint, FullOnce(raw))
             with trio.fail_after(5):
                 await channel.send(b"queued first")
                 assert await channel.receive() == b"queued first"
             assert endpoint._sender_started and not endpoint._outq
-            endpoint._raw = raw
+            use_socket(endpoint, raw)
             await channel.aclose()
         server.close()
     assert pools.in_use == 0

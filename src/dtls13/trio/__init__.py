@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .channel import DTLSChannel, DTLSChannelStatistics
-from .endpoint import DTLSEndpoint, DTLSEndpointStatistics, open_dtls_client, serve_dtls
+from .convenience import open_dtls_client, serve_dtls
+from .endpoint import DTLSEndpoint, DTLSEndpointStatistics
 
 __all__ = [
     "DTLSChannel",
