@@ -171,6 +171,8 @@ class DTLSEndpoint:
         self._loops_started = False
         self._sender_started = False
         self._backlogged = False  # a channel's receive queue filled up: yield to its reader
+        self._holding = False  # sends wait for the end of a receive batch or timer run
+        self._held_behind = 0  # datagrams queued when the holding began
         self._drained = False  # the last receive batch found the socket empty
         self._closed = False
         self.counters: dict[str, int] = {
@@ -450,8 +452,26 @@ class DTLSEndpoint:
         outq.extend(datagrams)
         self._queued += len(datagrams)
         # Nothing queued before these: send them now (the send task, if anything was
-        # queued, is already on its way and keeps the order).
-        if not waiting and self._flush():
+        # queued, is already on its way and keeps the order), or at the end of the
+        # receive batch or timer run that produced them.
+        if not waiting and not self._holding and self._flush():
+            self._wake_sender()
+
+    def _hold_sends(self) -> bool:
+        """Keep what the core produces queued until `_release_sends`: a receive batch or a
+        timer run leaves with one sendmmsg. False if already holding (nested)."""
+        if self._holding:
+            return False
+        self._holding = True
+        self._held_behind = len(self._outq)
+        return True
+
+    def _release_sends(self, held: bool) -> None:
+        if not held:
+            return
+        self._holding = False
+        # Behind datagrams that were already waiting, the send task sends them in order.
+        if self._outq and not self._held_behind and not self._closed and self._flush():
             self._wake_sender()
 
     def _wake_sender(self) -> None:
@@ -531,6 +551,13 @@ class DTLSEndpoint:
             await self._progress.park()
 
     def _run_timers(self) -> None:
+        held = self._hold_sends()
+        try:
+            self._run_due_timers()
+        finally:
+            self._release_sends(held)
+
+    def _run_due_timers(self) -> None:
         now = trio.current_time()
         for channel in list(self._clients.values()):
             t = channel._conn.get_timer()
@@ -577,8 +604,13 @@ class DTLSEndpoint:
             self._progress.unpark_all()
 
     def _receive_batch(self) -> int | None:
-        """Take up to RECV_BATCH datagrams off the socket and through the core."""
-        return receive_batch(self)
+        """Take up to RECV_BATCH datagrams off the socket and through the core; what they
+        produce leaves together at the end."""
+        held = self._hold_sends()
+        try:
+            return receive_batch(self)
+        finally:
+            self._release_sends(held)
 
     # -- background tasks -------------------------------------------------------------
 
