@@ -21,6 +21,7 @@ import trio
 
 from .. import _io
 from ..memory import DATAGRAM_SLOT, Lease, MemoryBudgetExceeded
+from ._addresses import address_key, describe
 
 if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
@@ -299,6 +300,36 @@ def _send_one(ep: DTLSEndpoint, lease: Lease, addr: Any, connected: bool) -> int
         outcome = _SENT
     lease.release()
     return outcome
+
+
+# A client's handshake ends with PeerUnreachable when ICMP port unreachable came back for
+# tries at least this far apart (the first flight and its retransmissions at 1 and 3 s).
+UNREACHABLE_GRACE = 2.0
+
+
+def port_unreachable(ep: DTLSEndpoint) -> None:
+    """ICMP port unreachable from the connected peer. It ends a client's handshake only
+    while nothing has come from the peer, and only once the port stayed closed across
+    tries UNREACHABLE_GRACE apart (a server starting up a moment late is still met):
+    an ICMP message is as easy to forge as any unauthenticated datagram, so it may
+    stop a search, never a live association."""
+    ep.counters["port_unreachable"] += 1
+    channel = ep._clients.get(address_key(ep._peer)) if ep._peer is not None else None
+    if channel is None or channel._handshake is not None or channel._conn.closed:
+        return
+    if channel._conn.stats["datagrams_in"]:
+        return
+    now = trio.current_time()
+    if channel._unreachable_since is None:
+        channel._unreachable_since = now
+        return
+    if now - channel._unreachable_since < UNREACHABLE_GRACE:
+        return
+    channel._unreachable = True
+    channel._conn.abandon(
+        f"no answer from {describe(ep._peer)}: nothing listens on that port (ICMP port unreachable)"
+    )
+    ep._after(channel)
 
 
 # -- background tasks -----------------------------------------------------------------

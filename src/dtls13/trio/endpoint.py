@@ -18,10 +18,8 @@ whenever nothing is queued before them: everything one receive batch produced le
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import math
 import os
-import socket as stdlib_socket
 import warnings
 import weakref
 from collections import deque
@@ -36,10 +34,12 @@ from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..memory import Lease, PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
+from ._addresses import address_key
 from ._socketio import (
     RawSocket,
     batch_socket,
     flush,
+    port_unreachable,
     receive_batch,
     receive_loop,
     send_loop,
@@ -52,35 +52,8 @@ if TYPE_CHECKING:
 
 MAX_DATAGRAM = 65536
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
-# A client's handshake ends with PeerUnreachable when ICMP port unreachable came back for
-# tries at least this far apart (the first flight and its retransmissions at 1 and 3 s).
-UNREACHABLE_GRACE = 2.0
 
 Handler = Callable[..., Awaitable[object]]
-_AF_INET = stdlib_socket.AF_INET
-
-
-def _describe(address: Any) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def _key(address: Any) -> tuple[str, int]:
-    """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
-    host, port = address[0], address[1]
-    try:
-        # The usual case, a dotted quad already in the form recvfrom reports, costs no parse.
-        if stdlib_socket.inet_ntop(_AF_INET, stdlib_socket.inet_pton(_AF_INET, host)) == host:
-            return host, int(port)
-    except (OSError, TypeError, ValueError):
-        pass
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).compressed, int(port)
-    except (ValueError, AttributeError):
-        raise ValueError(
-            f"{address!r}: connect() takes an IP address; resolve host names first "
-            "(open_dtls_client does)"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +262,7 @@ class DTLSEndpoint:
         self._check_closed()
         if not isinstance(config, ClientConfig):
             raise TypeError("connect() needs a ClientConfig")
-        key = _key(address)
+        key = address_key(address)
         old = self._clients.get(key)
         if old is not None:
             self._close_channel(old)
@@ -487,29 +460,8 @@ class DTLSEndpoint:
         return flush(self)
 
     def _port_unreachable(self) -> None:
-        """ICMP port unreachable from the connected peer. It ends a client's handshake only
-        while nothing has come from the peer, and only once the port stayed closed across
-        tries UNREACHABLE_GRACE apart (a server starting up a moment late is still met):
-        an ICMP message is as easy to forge as any unauthenticated datagram, so it may
-        stop a search, never a live association."""
-        self.counters["port_unreachable"] += 1
-        channel = self._clients.get(_key(self._peer)) if self._peer is not None else None
-        if channel is None or channel._handshake is not None or channel._conn.closed:
-            return
-        if channel._conn.stats["datagrams_in"]:
-            return
-        now = trio.current_time()
-        if channel._unreachable_since is None:
-            channel._unreachable_since = now
-            return
-        if now - channel._unreachable_since < UNREACHABLE_GRACE:
-            return
-        channel._unreachable = True
-        channel._conn.abandon(
-            f"no answer from {_describe(self._peer)}: nothing listens on that port "
-            "(ICMP port unreachable)"
-        )
-        self._after(channel)
+        """ICMP port unreachable from the connected peer (see `_socketio.port_unreachable`)."""
+        port_unreachable(self)
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -518,7 +470,7 @@ class DTLSEndpoint:
     def _bury(self, channel: DTLSChannel) -> None:
         channel._buried = True
         if not channel._server:
-            key = _key(channel.peer_address)
+            key = address_key(channel.peer_address)
             if self._clients.get(key) is channel:
                 del self._clients[key]
         if self._sent >= self._queued:
