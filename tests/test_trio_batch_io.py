@@ -193,3 +193,56 @@ async def test_closing_with_datagrams_queued_leaves_no_lease_behind(
         server.close()
     assert pools.in_use == 0
     assert pools.leak_report().entries == ()
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="the batched path needs recvmmsg/sendmmsg")
+async def test_what_handlers_send_in_one_scheduler_pass_leaves_with_one_sendmmsg(
+    pools: PoolSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_socketio, "BATCH_IO", True)
+    client_config, server_config = configs()
+    calls: list[int] = []  # items per sendmmsg of the server
+    unsent_after_send: list[int] = []
+
+    async def echo_and_check(channel: DTLSChannel) -> None:
+        async for message in channel:
+            await channel.send(message)
+            # send() returned: its datagram left (the queue is empty again).
+            unsent_after_send.append(len(channel.endpoint._outq))
+
+    class Counting:
+        def __init__(self, batch: Any) -> None:
+            self.batch = batch
+
+        def send(self, items: list[Any], connected: bool) -> tuple[int, int]:
+            calls.append(len(items))
+            result: tuple[int, int] = self.batch.send(items, connected)
+            return result
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.batch, name)
+
+    async with trio.open_nursery() as nursery:
+        server = DTLSEndpoint(await udp_socket(), pools=pools, dos=GENEROUS)
+        await nursery.start(server.serve, server_config, echo_and_check)
+        addr = server.socket.getsockname()
+        clients = [DTLSEndpoint(await udp_socket(), pools=pools) for _ in range(10)]
+        channels = [ep.connect(addr, client_config) for ep in clients]
+        with trio.fail_after(20):
+            for channel in channels:
+                await channel.do_handshake()
+            await trio.testing.wait_all_tasks_blocked()
+            server._batch = Counting(server._batch)  # type: ignore[assignment]
+            # Ten clients' messages reach the server together: one receive batch wakes ten
+            # handlers, whose ten echoes leave with one system call.
+            for i, (ep, channel) in enumerate(zip(clients, channels, strict=True)):
+                channel._conn.send(b"hello %d" % i)
+                ep._after(channel)
+            for i, channel in enumerate(channels):
+                assert await channel.receive() == b"hello %d" % i
+        assert max(calls) >= 5 and sum(calls) == 10
+        assert unsent_after_send == [0] * 10
+        for ep in clients:
+            await ep.aclose()
+        server.close()
+    assert pools.in_use == 0

@@ -56,6 +56,41 @@ def batch_socket(raw: stdlib_socket.socket, recv_size: int) -> _io.BatchSocket |
         return None
 
 
+class Flusher(trio.abc.Instrument):
+    """Sends what endpoints queued during a scheduler pass, one sendmmsg per endpoint, just
+    before trio waits for I/O: a task that queued a datagram and yielded finds it sent when
+    it resumes, and every task's datagrams of that pass share the system call."""
+
+    _run_var: trio.lowlevel.RunVar[Flusher] = trio.lowlevel.RunVar("dtls13_flusher")
+
+    def __init__(self) -> None:
+        self.pending: dict[DTLSEndpoint, None] = {}  # insertion-ordered set
+
+    @classmethod
+    def for_this_run(cls) -> Flusher:
+        try:
+            return cls._run_var.get()
+        except LookupError:
+            flusher = cls()
+            trio.lowlevel.add_instrument(flusher)
+            cls._run_var.set(flusher)
+            return flusher
+
+    def before_io_wait(self, timeout: float) -> None:
+        if not self.pending:
+            return
+        endpoints = list(self.pending)
+        self.pending.clear()
+        for ep in endpoints:
+            if ep._closed or ep._holding or not ep._outq:
+                continue
+            try:
+                if ep._flush():
+                    ep._wake_sender()
+            except Exception as exc:  # an instrument that raises is removed by trio
+                ep._internal_error(exc)
+
+
 # -- receiving ------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from ..memory import Lease, PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
 from ._addresses import address_key
 from ._socketio import (
+    Flusher,
     RawSocket,
     batch_socket,
     flush,
@@ -117,6 +118,9 @@ class DTLSEndpoint:
         except OSError:
             self._peer = None
         self._token = trio.lowlevel.current_trio_token()
+        # On the batched path, what tasks send during one scheduler pass leaves together
+        # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
+        self._flusher = Flusher.for_this_run() if self._batch is not None else None
         self._owner = self.pools.owner("endpoint", f"trio:{id(self):x}")
         self._clients: dict[tuple[str, int], DTLSChannel] = {}
         self._server: ServerEndpoint | None = None
@@ -204,6 +208,8 @@ class DTLSEndpoint:
         """Close every connection and the socket now (close_notify not awaited)."""
         if self._closed:
             return
+        if self._outq and not self._sender_started:  # close_notify queued a moment ago
+            self._flush()
         self._closed = True
         channels = [*self._clients.values(), *self._server_channels.values()]
         for ch in channels:
@@ -427,7 +433,11 @@ class DTLSEndpoint:
         # Nothing queued before these: send them now (the send task, if anything was
         # queued, is already on its way and keeps the order), or at the end of the
         # receive batch or timer run that produced them.
-        if not waiting and not self._holding and self._flush():
+        if waiting or self._holding:
+            return
+        if self._flusher is not None:
+            self._flusher.pending[self] = None
+        elif self._flush():
             self._wake_sender()
 
     def _hold_sends(self) -> bool:
