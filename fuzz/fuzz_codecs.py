@@ -29,6 +29,7 @@ from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import parse_certificate_chain_untrusted
 from dtls13.handshake.cookie import CookieJar
 from dtls13.handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
+from dtls13.handshake.srtp import pull_use_srtp
 from dtls13.handshake.tickets import TicketProtector
 from dtls13.memory import PoolSet
 from dtls13.record.ack import pull_ack
@@ -192,6 +193,8 @@ TARGETS: list[tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]] = 
     (_certificates, (BadCertificate,)),
     (_cookie, ()),
     (_ticket, ()),
+    # Appended (the corpus names targets by their index): use_srtp (RFC 5764).
+    (_whole(pull_use_srtp), _DECODE_ERROR),
 ]
 
 

@@ -74,6 +74,8 @@ def codec_seeds() -> list[bytes]:
     for name in ("_fragments", "_reassembler", "_buffer_program", "_certificates"):
         seen.append(bytes([index[name]]) + bytes(range(32)))
     seen += [bytes([index["_cookie"]]) + bytes(48), bytes([index["_ticket"]]) + bytes(64)]
+    # No recorded scenario negotiates DTLS-SRTP: profiles 1 and 7 with the MKI "ab".
+    seen.append(bytes([index["pull_use_srtp"]]) + bytes.fromhex("0004000100070261 62"))
     return seen
 
 

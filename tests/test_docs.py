@@ -130,7 +130,7 @@ def check_default(owner: str, f: dataclasses.Field[Any], cell: str) -> None:
         assert f"`{value!r}`" in cell, f"{where}, the code {value!r}"
     elif isinstance(value, str):
         assert f"`{value!r}`" in quotes, f"{where}, the code {value!r}"
-    elif isinstance(value, tuple | list | dict) and not value:
+    elif isinstance(value, bytes) or (isinstance(value, tuple | list | dict) and not value):
         assert f"`{value!r}`" in cell, f"{where}, the code {value!r}"
     elif isinstance(value, tuple) and all(isinstance(v, enum.Enum) for v in value):
         names = re.findall(r"`([^`]+)`", cell)

@@ -18,11 +18,10 @@ from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import DataReceived, HandshakeCompleted, NewSessionTicketReceived
+from dtls13.handshake.antireplay import PROCESS_REPLAY_GUARD, ReplayGuard
 from dtls13.handshake.constants import ExtensionType
 from dtls13.handshake.tickets import (
     MAX_TICKET_CHAIN,
-    PROCESS_REPLAY_GUARD,
-    ReplayGuard,
     Session,
     TicketProtector,
     TicketState,

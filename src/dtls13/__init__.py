@@ -15,6 +15,7 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from .trio import (
     DTLSChannel,
     DTLSChannelStatistics,
@@ -44,6 +45,8 @@ __all__ = [
     "PeerClosed",
     "PeerUnreachable",
     "ServerConfig",
+    "SrtpKeyingMaterial",
+    "SrtpProtectionProfile",
     "__version__",
     "open_dtls_client",
     "serve_dtls",

@@ -6,7 +6,10 @@ handshake) ends with one line on stderr and a non-zero status; a clean close exi
 ``server --workers N`` runs N processes on one port through SO_REUSEPORT (the kernel hashes
 each client's address to one of them). They share the cookie and ticket secrets, which the
 parent makes (or derives from --secret-file) and hands over by fork, never on a command
-line, so any worker checks any cookie and resumes any ticket.
+line, so any worker checks any cookie and resumes any ticket. With --connection-id, each
+worker's CIDs start with its index and the kernel steers records carrying a CID to the
+worker that issued it (dtls13.steering), so a client whose address changes keeps its
+connection.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import trio
 
 from . import __version__
 from .alerts import AlertDescription
+from .cid_layout import MAX_WORKERS, MIN_RANDOM_CID_BYTES, worker_cid_prefix
+from .cli_keying import add_keying_options, keying_options, keying_report
 from .config import ClientConfig, ServerConfig
 from .connection import MIN_MTU
 from .endpoint import DoSProtectionConfig
@@ -38,6 +43,8 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .handshake.antireplay import ReplayStore
+from .steering import attach_steering, bind_group
 from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
 
 EXIT_USAGE = 2  # bad options or configuration
@@ -91,6 +98,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _count(value: str) -> int:
+    n = _integer(value, "it")
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{n} is outside 0..4294967295")
+    return n
+
+
 def _mtu(value: str) -> int:
     n = _integer(value, "the MTU")
     if not MIN_MTU <= n <= 65535:
@@ -111,6 +125,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ciphers", type=_names, metavar="S,...", help="cipher suites (IANA)")
     p.add_argument("--alpn", type=_names, metavar="P,...", help="ALPN protocols to offer")
     p.add_argument("--keylog", metavar="F", help="NSS key log file (default: $SSLKEYLOGFILE)")
+    add_keying_options(p)
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("-v", "--verbose", action="store_true", help="say more")
     loud.add_argument("-q", "--quiet", action="store_true", help="only errors")
@@ -139,10 +154,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the port from N processes through SO_REUSEPORT (1)",
     )
     server.add_argument(
+        "--connection-id",
+        type=_count,
+        default=0,
+        metavar="LEN",
+        help="issue LEN-byte connection IDs (RFC 9146), so clients keep their connection "
+        "when their address changes (0: none; 8 is usual; with --workers the first byte "
+        f"names the worker, so at least {1 + MIN_RANDOM_CID_BYTES})",
+    )
+    server.add_argument(
         "--secret-file",
         metavar="F",
         help="file of >= 32 random bytes the cookie and ticket keys derive from (share it "
         "between servers; default: fresh secrets per run)",
+    )
+    server.add_argument(
+        "--max-early-data",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="accept up to N bytes of 0-RTT data from resuming clients (0: refuse 0-RTT)",
+    )
+    server.add_argument(
+        "--replay-store",
+        metavar="URL",
+        help="redis://host:port/db remembering used tickets, shared by every server that "
+        "shares --secret-file (default: one table shared by the --workers)",
     )
     _common(server)
     client = sub.add_parser("client", help="echo stdin lines through a server")
@@ -186,6 +223,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.cert is not None:
         opts["certificate_chain"] = args.cert
         opts["private_key"] = args.key
+    opts.update(keying_options(args))
     return opts
 
 
@@ -247,7 +285,20 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
         opts["client_auth"] = "optional"
     if args.cafile:
         opts["cafile"] = args.cafile
+    if args.connection_id:
+        if args.workers > 1 and args.connection_id < 1 + MIN_RANDOM_CID_BYTES:
+            raise UsageError(
+                f"--connection-id with --workers needs at least {1 + MIN_RANDOM_CID_BYTES} "
+                "bytes: the first names the worker"
+            )
+        if args.workers > MAX_WORKERS:
+            raise UsageError(f"--connection-id names at most {MAX_WORKERS} workers")
+        opts["connection_id"] = args.connection_id
     opts.update(_secrets(args))
+    opts["max_early_data"] = args.max_early_data
+    store = _replay_store(args)
+    if store is not None:
+        opts["replay_store"] = store
     config = ServerConfig(**opts)
     if cert is not None:
         # Written once the configuration is known good: main() removes it at exit.
@@ -281,32 +332,53 @@ def _secrets(args: argparse.Namespace) -> dict[str, bytes]:
     return {}  # one process: ServerConfig makes its own, as without --workers
 
 
+def _replay_store(args: argparse.Namespace) -> ReplayStore | None:
+    """Where used 0-RTT tickets are remembered: Redis if asked, else for --workers one
+    table made here, before the fork, so every worker sees every use."""
+    from .handshake.antireplay import RedisReplayGuard, SharedMemoryReplayGuard
+
+    if args.replay_store:
+        if not args.replay_store.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError("--replay-store takes a redis://host:port/db URL")
+        try:
+            return RedisReplayGuard.from_url(args.replay_store)
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+    if args.workers > 1:
+        return SharedMemoryReplayGuard()
+    return None  # one process: the process-wide guard
+
+
 async def run_server(
     args: argparse.Namespace,
     config: ServerConfig,
     log: _Log,
     *,
-    port: int | None = None,
+    bound: socket.socket | None = None,
     ready: Callable[[int], None] | None = None,
     dos: DoSProtectionConfig | None = None,
+    cid_prefix: bytes = b"",
 ) -> None:
-    """Serve until SIGINT/SIGTERM. A worker (`ready` given) binds `port` with SO_REUSEPORT
-    and reports it is serving through `ready` instead of printing the address."""
-    family = trio.socket.AF_INET6 if ":" in args.host else trio.socket.AF_INET
-    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-    try:
-        if ready is not None:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-        await sock.bind((args.host, args.port if port is None else port))
-    except (OSError, UnicodeError) as exc:
-        sock.close()
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise Failure(f"cannot listen on {_peer((args.host, args.port))}: {reason}") from None
+    """Serve until SIGINT/SIGTERM. A worker (`ready` given) serves on the socket its parent
+    `bound` and reports it is serving through `ready` instead of printing the address."""
+    if bound is not None:
+        sock = trio.socket.from_stdlib_socket(bound)
+    else:
+        family = trio.socket.AF_INET6 if ":" in args.host else trio.socket.AF_INET
+        sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+        try:
+            await sock.bind((args.host, args.port))
+        except (OSError, UnicodeError) as exc:
+            sock.close()
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise Failure(f"cannot listen on {_peer((args.host, args.port))}: {reason}") from None
     port = sock.getsockname()[1]
 
     async def echo(channel: DTLSChannel) -> None:
         peer = _peer(channel.peer_address)
         log(f"{peer}: handshake done ({_describe(channel)})")
+        for line in keying_report(channel, args):
+            print(line, flush=True)
         try:
             async for message in channel:
                 log(f"{peer}: {len(message)} bytes", 2)
@@ -322,7 +394,9 @@ async def run_server(
                 2,
             )
 
-    async with DTLSEndpoint(sock, cookie_policy=args.cookie, dos=dos) as endpoint:
+    async with DTLSEndpoint(
+        sock, cookie_policy=args.cookie, dos=dos, cid_prefix=cid_prefix
+    ) as endpoint:
         if ready is None:
             print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -368,15 +442,17 @@ def _worker(
     index: int,
     args: argparse.Namespace,
     config: ServerConfig,
-    port: int,
+    group: list[socket.socket],
     conn: Any,
-    reserve: socket.socket,
     dos: DoSProtectionConfig | None,
 ) -> None:
     """One worker process (forked): serve until SIGINT/SIGTERM, exit 0; report failures."""
-    # The parent's reserving socket came along with the fork; left open here, it would
-    # stay in the SO_REUSEPORT group and swallow the datagrams the kernel hashes to it.
-    reserve.close()
+    # The other workers' sockets came along with the fork: held here too, a worker's
+    # socket would outlive it in the SO_REUSEPORT group and swallow its datagrams.
+    for i, other in enumerate(group):
+        if i != index:
+            other.close()
+    prefix = worker_cid_prefix(index) if config.cid_length else b""
     log = _Log(args, prefix=f"worker {index}: ")
 
     def leave(signum: int, frame: object) -> None:
@@ -389,7 +465,13 @@ def _worker(
     try:
         trio.run(
             lambda: run_server(
-                args, config, log, port=port, ready=lambda p: conn.send(("ready", p)), dos=dos
+                args,
+                config,
+                log,
+                bound=group[index],
+                ready=lambda p: conn.send(("ready", p)),
+                dos=dos,
+                cid_prefix=prefix,
             ),
             clock=SharedMonotonicClock(),
         )
@@ -399,6 +481,23 @@ def _worker(
     except KeyboardInterrupt:
         pass
     sys.exit(0)
+
+
+def _steer(sock: socket.socket, log: _Log) -> bool:
+    """Attach the CID steering program to the workers' group; on failure say so once and
+    let the kernel hash addresses."""
+    if os.environ.get("DTLS13_STEERING", "").lower() == "off":
+        log("DTLS13_STEERING=off: workers are chosen by address hash only")
+        return False
+    try:
+        attach_steering(sock)
+    except OSError as exc:
+        log(
+            f"cannot steer by connection ID ({exc.strerror or exc}): workers are chosen by "
+            "address hash, so a client whose address changes may lose its connection"
+        )
+        return False
+    return True
 
 
 def _exit_reason(code: int | None) -> str:
@@ -428,23 +527,22 @@ def run_workers(
     if not hasattr(socket, "SO_REUSEPORT"):
         raise UsageError("--workers needs SO_REUSEPORT, which this system lacks")
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    # A socket of our own reserves the port (or picks one for --port 0) and reports a port
-    # in use before any worker starts. It is closed once the workers are bound, before the
-    # address is printed: the kernel then spreads clients over the workers only. A first
-    # bind without SO_REUSEPORT makes sure no other server (one with SO_REUSEPORT
+    # The workers' sockets are bound here, in worker order, so that socket i of the
+    # SO_REUSEPORT group is worker i's (the steering program returns that index); being
+    # bound, they also hold the port from the start and report a port in use at once. A
+    # first bind without SO_REUSEPORT makes sure no other server (one with SO_REUSEPORT
     # included, which we would silently join) has the port.
-    reserve = socket.socket(family, socket.SOCK_DGRAM)
+    group: list[socket.socket] = []
     port = args.port
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.bind((args.host, port))
             port = probe.getsockname()[1]
-        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserve.bind((args.host, port))
+        group.extend(bind_group(family, (args.host, port), args.workers))
     except (OSError, UnicodeError) as exc:
-        reserve.close()
         reason = getattr(exc, "strerror", None) or str(exc)
         raise Failure(f"cannot listen on {_peer((args.host, port))}: {reason}") from None
+    steered = bool(config.cid_length) and _steer(group[0], log)
     # fork: the workers inherit the configuration (keys, secrets) without it ever being
     # serialized or put on a command line.
     ctx = multiprocessing.get_context("fork")
@@ -473,7 +571,7 @@ def run_workers(
             receiver, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=_worker,
-                args=(i, args, config, port, sender, reserve, dos),
+                args=(i, args, config, group, sender, dos),
                 name=f"dtls13-worker-{i}",
             )
             proc.start()
@@ -497,9 +595,11 @@ def run_workers(
                     raise Failure(f"worker {i} failed to start ({code})") from None
                 if kind != "ready":
                     raise Failure(f"worker {i}: {value}")
-        reserve.close()
+        for sock in group:  # the workers hold them now
+            sock.close()
         pids = ", ".join(str(p.pid) for p in workers)
-        print(f"{args.workers} workers (pids {pids}) share the port through SO_REUSEPORT")
+        how = ", steered by connection ID" if steered else ""
+        print(f"{args.workers} workers (pids {pids}) share the port through SO_REUSEPORT{how}")
         print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         sentinels = {proc.sentinel: i for i, proc in enumerate(workers)}
         ended = wait(list(sentinels))
@@ -514,7 +614,8 @@ def run_workers(
         log("stopping")
     finally:
         stopping = True
-        reserve.close()
+        for sock in group:
+            sock.close()
         stop_all()
         for receiver in pipes:
             receiver.close()
@@ -582,6 +683,8 @@ async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) 
     except HandshakeFailed as exc:
         raise _handshake_failure(peer, exc) from None
     log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
+    for line in keying_report(channel, args):
+        print(line, flush=True)
     try:
         if args.count:
             await _timed_echoes(channel, args.count, args.size, args.mtu or DEFAULT_MTU)

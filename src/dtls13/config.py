@@ -11,7 +11,9 @@ from typing import Any, Literal
 from cryptography import x509
 
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
+from .handshake.antireplay import ReplayStore
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.tickets import Session
 
 KeyLog = Callable[[str], None]
@@ -105,6 +107,9 @@ class _Common:
     # RFC 9146/9147 §9: ask the peer to put a connection ID of this many bytes on the records
     # it sends us (True: 8 bytes; 0: use the peer's CID but issue none; False: no extension).
     connection_id: bool | int = False
+    # DTLS-SRTP (RFC 5764): SRTP protection profiles, in order of preference (empty: no
+    # use_srtp). A client offers them; a server picks the first of its own the client offered.
+    srtp_profiles: Sequence[SrtpProtectionProfile | str | int] = ()
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -112,6 +117,7 @@ class _Common:
     suites: tuple[CipherSuite, ...] = field(default=(), init=False)
     group_order: tuple[NamedGroup, ...] = field(default=(), init=False)
     schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
+    srtp: tuple[SrtpProtectionProfile, ...] = field(default=(), init=False)
     chain: tuple[x509.Certificate, ...] = field(default=(), init=False)
     key: Any = field(default=None, init=False)
 
@@ -127,6 +133,9 @@ class _Common:
             names = ", ".join(g.name for g in SUPPORTED_GROUPS)
             raise ValueError(f"groups {unsupported} are not implemented; supported: {names}")
         self.schemes = _names_to(SignatureScheme, self.signature_schemes, "signature scheme")
+        if isinstance(self.srtp_profiles, str | bytes):
+            raise TypeError("srtp_profiles is a sequence of profiles, not one string")
+        self.srtp = normalise_profiles(self.srtp_profiles)
         for proto in self.alpn_protocols:
             if not 1 <= len(proto.encode()) <= 255:
                 raise ValueError(f"ALPN protocol {proto!r} must be 1 to 255 bytes")
@@ -202,6 +211,8 @@ class ClientConfig(_Common):
     session: Session | None = None
     # An external PSK (identity, key) shared with the server; SHA-256 (RFC 9258 §4).
     psk: tuple[bytes, bytes] | None = None
+    # The SRTP MKI offered with srtp_profiles (RFC 5764 §4.1.3; empty: no MKI).
+    srtp_mki: bytes = b""
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
@@ -213,6 +224,10 @@ class ClientConfig(_Common):
             raise ValueError(f"key share groups {missing} are not among the configured groups")
         if self.psk is not None and (not self.psk[0] or len(self.psk[1]) < 16):
             raise ValueError("psk must be (a non-empty identity, a key of at least 16 bytes)")
+        if not isinstance(self.srtp_mki, bytes) or len(self.srtp_mki) > 255:
+            raise ValueError("srtp_mki must be bytes, at most 255 of them")
+        if self.srtp_mki and not self.srtp:
+            raise ValueError("srtp_mki needs srtp_profiles")
         if self.verify and self.psk is None:
             from .handshake.certificates import load_trust_store
 
@@ -247,8 +262,14 @@ class ServerConfig(_Common):
     # client reports (RFC 8446 §8).
     max_early_data: int = 0
     early_data_window: float = 10.0
+    # Where used tickets are remembered (None: one guard for the whole process); share a
+    # store between processes or machines that share a ticket secret (handshake.antireplay).
+    replay_store: ReplayStore | None = None
     # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
+    # Answer a client's SRTP MKI with the same MKI (we will use it) rather than an empty one
+    # (we will not), RFC 5764 §4.1.3.
+    srtp_accept_mki: bool = False
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
     tickets: Any = field(default=None, init=False)
@@ -262,9 +283,14 @@ class ServerConfig(_Common):
             raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
         if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:
             raise ValueError("max_early_data must be 0..2^32-1 and early_data_window positive")
-        from .handshake.tickets import PROCESS_REPLAY_GUARD
+        from .handshake.antireplay import PROCESS_REPLAY_GUARD
 
-        self.replay_guard = PROCESS_REPLAY_GUARD
+        if self.replay_store is None:
+            self.replay_guard = PROCESS_REPLAY_GUARD
+        elif callable(getattr(self.replay_store, "first_use", None)):
+            self.replay_guard = self.replay_store
+        else:
+            raise TypeError("replay_store must have first_use(ticket, expires, now) -> bool")
         if not 0 <= self.session_tickets <= 8:
             raise ValueError("session_tickets must be between 0 and 8")
         if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:

@@ -56,7 +56,7 @@ from .events import (
 )
 from .handshake import certificates as certs
 from .handshake import extensions as ext
-from .handshake import groups
+from .handshake import groups, srtp
 from .handshake import messages as msgs
 from .handshake.constants import (
     DTLS13_VERSION,
@@ -66,6 +66,7 @@ from .handshake.constants import (
     NamedGroup,
     SignatureScheme,
 )
+from .handshake.exporter import ExporterSecret
 from .handshake.flights import Flight, handshake_fragment
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.gate import hello_retry_request
@@ -196,11 +197,13 @@ class Connection:
         "_decoded_hello",
         "_early_accepted",
         "_early_budget",
+        "_early_exporter",
         "_early_offered",
         "_early_result",
         "_enforce_record_limit",
         "_epoch2_records",
         "_events",
+        "_exporter",
         "_final_ack_repeated_at",
         "_final_acks",
         "_flight",
@@ -244,6 +247,7 @@ class Connection:
         "_send_seq",
         "_server_name",
         "_spare_peer_cids",
+        "_srtp",
         "_suite",
         "_timeouts",
         "_transcript",
@@ -374,6 +378,7 @@ class Connection:
         self._group: NamedGroup | None = None
         self._scheme: SignatureScheme | None = None
         self._alpn: str | None = None
+        self._srtp: srtp.SrtpNegotiated | None = None  # DTLS-SRTP (RFC 5764), once agreed
         self._peer_chain: tuple[x509.Certificate, ...] = ()
         self._random = self.config.random_bytes(32)
         self._client_random = self._random if self.is_client else b""
@@ -413,6 +418,9 @@ class Connection:
         self._early_accepted = False
         self._early_result: bool | None = None
         self._early_budget = 0
+        # Exporter master secrets (RFC 8446 §7.5): kept after the handshake for the exporter.
+        self._exporter: ExporterSecret | None = None
+        self._early_exporter: ExporterSecret | None = None
         self._psk_schedule: KeySchedule | None = None
         self._resumption_secret = b""
         self._server_name: str | None = None  # server: the ClientHello's SNI, lower case
@@ -940,6 +948,44 @@ class Connection:
     @property
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._peer_chain
+
+    def export_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """`length` bytes of keying material for `label` and `context` (RFC 8446 §7.5), the
+        same on both sides; only once the handshake has completed. `context=None` and
+        `context=b""` give the same value in (D)TLS 1.3."""
+        if self._exporter is None or self.handshake_completed_at is None:
+            raise LocalProtocolError("keying material can be exported once the handshake is done")
+        return self._exporter.export(label, context, length)
+
+    @property
+    def srtp_profile(self) -> srtp.SrtpProtectionProfile | None:
+        """The SRTP protection profile use_srtp agreed on (RFC 5764), or None."""
+        return self._srtp.profile if self._srtp is not None else None
+
+    @property
+    def srtp_mki(self) -> bytes:
+        """The SRTP MKI both sides use (empty: none)."""
+        return self._srtp.mki if self._srtp is not None else b""
+
+    def srtp_keying_material(self) -> srtp.SrtpKeyingMaterial:
+        """SRTP master keys and salts for both directions (RFC 5764 §4.2), once the
+        handshake is done; LocalProtocolError when no SRTP profile was agreed."""
+        if self._srtp is None:
+            raise LocalProtocolError("no SRTP protection profile was negotiated")
+        return srtp.keying_material(self._srtp.profile, self.export_keying_material)
+
+    def export_early_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """Keying material from the early_exporter_master_secret, for use with 0-RTT data
+        (RFC 8446 §7.5): a client once it offered 0-RTT, a server once it accepted it."""
+        if self._early_exporter is None:
+            raise LocalProtocolError(
+                "no early exporter: 0-RTT was not offered (client) or accepted (server)"
+            )
+        return self._early_exporter.export(label, context, length)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to one of the RARE_STAT_NAMES counters."""
@@ -1758,6 +1804,8 @@ class Connection:
                     ExtensionType.connection_id, ext.push_connection_id, self.local_cids[0]
                 )
             )
+        if cfg.srtp:
+            extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         # Sent even without a PSK to offer: a server must not issue tickets the client's
         # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
         modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
@@ -1803,6 +1851,7 @@ class Connection:
             self._early_budget = cfg.session.max_early_data
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(self._psk_schedule)
         self._emit_flight(now)
 
     def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
@@ -1954,6 +2003,10 @@ class Connection:
             if len(names) != 1 or names[0].decode("latin-1") not in cfg.alpn_protocols:
                 raise IllegalParameter("server selected an ALPN protocol we did not offer")
             self._alpn = names[0].decode("latin-1")
+        use_srtp = ee.extension(ExtensionType.use_srtp)
+        if use_srtp is not None:
+            assert isinstance(cfg, ClientConfig)
+            self._srtp = srtp.client_check(cfg.srtp, cfg.srtp_mki, use_srtp)
         limit = ee.extension(ExtensionType.record_size_limit)
         if limit is not None:
             if cfg.record_size_limit is None:
@@ -2119,6 +2172,8 @@ class Connection:
         if self._hrr_done and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         self._alpn = self._choose_alpn(ch)
+        use_srtp = ch.extension(ExtensionType.use_srtp)
+        self._srtp = srtp.server_choose(cfg.srtp, cfg.srtp_accept_mki, use_srtp)
         self._suite = suite
         self._params = SUITES[suite]
         self._group = NamedGroup(group) if group is not None else None
@@ -2133,6 +2188,7 @@ class Connection:
             self._records.install_read_epoch(1, CipherSuite(suite), early, now)
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
+            self._keep_early_exporter(accepted[1])
         server_share, shared = (
             groups.encapsulate(group, shares[group]) if group is not None else (b"", None)
         )
@@ -2190,6 +2246,8 @@ class Connection:
                 )
             )
             self._enforce_record_limit = True
+        if self._srtp is not None:
+            ee_ext.append(srtp.server_extension(self._srtp))  # RFC 8446 §4.2: CH, EE
         if self._early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         self._add_message(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
@@ -2582,11 +2640,18 @@ class Connection:
         self._write_secret, self._read_secret = (
             (self._c_app, self._s_app) if self.is_client else (self._s_app, self._c_app)
         )
+        self._exporter = ExporterSecret(ks.hash_name, ks.exporter_master_secret(finished_hash))
         if self._keylog is not None:
             self._log_secret("CLIENT_TRAFFIC_SECRET_0", self._c_app)
             self._log_secret("SERVER_TRAFFIC_SECRET_0", self._s_app)
-            # Nothing else uses the exporter secret yet.
-            self._log_secret("EXPORTER_SECRET", ks.exporter_master_secret(finished_hash))
+            self._log_secret("EXPORTER_SECRET", self._exporter.secret)
+
+    def _keep_early_exporter(self, schedule: KeySchedule) -> None:
+        """early_exporter_master_secret over ClientHello (RFC 8446 §7.1), once 0-RTT is on."""
+        hello_hash = self._transcript.digest(schedule.hash_name)
+        secret = schedule.early_exporter_master_secret(hello_hash)
+        self._early_exporter = ExporterSecret(schedule.hash_name, secret)
+        self._log_secret("EARLY_EXPORTER_SECRET", secret)
 
     def _log_secret(self, label: str, secret: bytes) -> None:
         if self._keylog is not None:

@@ -14,13 +14,15 @@ import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import inf
 from typing import Any, Literal
 
 from ._fast import Lease, MemoryBudgetExceeded
+from .cid_layout import check_cid_prefix
 from .config import ServerConfig
 from .connection import Connection
+from .demux import NonDtlsHandler, is_other_protocol
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
 from .memory.trim import trim_heap
@@ -73,12 +75,21 @@ class DoSProtectionConfig:
     # policy is "never": then the flight waits for the client's repeated ClientHellos).
     # None: no limit (where amplification is no threat, e.g. after ICE).
     amplification_limit: float | None = 3.0
+    # ClientHellos per second, for the whole endpoint, that may still go to the cookie gate
+    # from sources over their bucket's quota. Anyone can send from anyone's address, so a
+    # spoofer can empty a victim's bucket; the victim then gets a cookie exchange (RFC 9147
+    # §5.1) instead of silence, and its ClientHello with a valid cookie draws on a second
+    # bucket of its source that only proven traffic reaches. The gate answers statelessly,
+    # so this bounds CPU only: set it near what the gate can answer (about 20,000 a second).
+    over_quota_cookie_rate: float = 10_000.0
 
     def __post_init__(self) -> None:
         if not 0 < self.emergency_low < self.emergency_high <= 1:
             raise ValueError("need 0 < emergency_low < emergency_high <= 1")
         if self.unanswered_handshake_timeout is not None and self.unanswered_handshake_timeout <= 0:
             raise ValueError("unanswered_handshake_timeout must be positive (or None)")
+        if self.over_quota_cookie_rate < 0:
+            raise ValueError("over_quota_cookie_rate must not be negative")
         if self.amplification_limit is not None and self.amplification_limit < 1:
             raise ValueError("amplification_limit must be at least 1 (or None)")
         for name in (
@@ -229,14 +240,23 @@ class ServerEndpoint:
         dos: DoSProtectionConfig | None = None,
         cookie_policy: CookiePolicy = "under_load",
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        on_non_dtls_datagram: NonDtlsHandler | None = None,
+        cid_prefix: bytes = b"",
     ) -> None:
+        """`on_non_dtls_datagram(data, addr)` takes the datagrams of the protocols that may
+        share a DTLS-SRTP port (STUN, ZRTP, TURN channels, RTP/RTCP; RFC 7983 §7) instead
+        of the connections and the cookie gate; without it they are dropped as before.
+        `cid_prefix`: bytes every CID issued here starts with, naming this endpoint to
+        whatever routes by CID (see dtls13.cid_layout)."""
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        self.cid_prefix = check_cid_prefix(cid_prefix, config.cid_length)
         self.config = config
         self.pools = pools if pools is not None else default_pool_set()
         self.dos = dos or DoSProtectionConfig()
         self.cookie_policy: CookiePolicy = cookie_policy
         self._wall_clock = wall_clock
+        self.on_non_dtls_datagram = on_non_dtls_datagram
         self.owner = self.pools.owner("endpoint", id(self), self.dos.max_total_memory)
         self.gate = HelloGate(
             config,
@@ -268,7 +288,18 @@ class ServerEndpoint:
         self._replacements: dict[Any, Connection] = {}
         self._new: list[Connection] = []
         self._buckets: OrderedDict[Any, _Bucket] = OrderedDict()
+        self._proven_buckets: OrderedDict[Any, _Bucket] = OrderedDict()
         dos = self.dos
+        # One bucket for the whole endpoint: a second's worth of over-quota cookie checks.
+        rate = dos.over_quota_cookie_rate
+        self._over_quota_dos = replace(
+            dos,
+            datagrams_per_second=rate,
+            datagram_burst=rate,
+            bytes_per_second=rate * 65535,
+            byte_burst=rate * 65535,
+        )
+        self._over_quota_budget = _Bucket(self._over_quota_dos, 0.0)
         self._refill_time = max(
             dos.datagram_burst / dos.datagrams_per_second if dos.datagrams_per_second else inf,
             dos.byte_burst / dos.bytes_per_second if dos.bytes_per_second else inf,
@@ -295,8 +326,14 @@ class ServerEndpoint:
         self.emergency = False
         self.counters: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
         self.counters.update(
-            datagrams=0, connections_created=0, emergencies=0, address_changes=0, heap_trims=0
+            datagrams=0,
+            connections_created=0,
+            emergencies=0,
+            address_changes=0,
+            heap_trims=0,
+            over_quota_cookie_checks=0,
         )
+        self.counters.update(non_dtls_datagrams=0, non_dtls_handler_errors=0)
         self.closed = False
 
     # -- the sans-IO surface ----------------------------------------------------------
@@ -306,6 +343,10 @@ class ServerEndpoint:
         if self.closed:
             return None
         self.counters["datagrams"] += 1
+        if self.on_non_dtls_datagram is not None and is_other_protocol(data):
+            # Before admission and any parsing: no state, one copy, counted (RFC 7983 §7).
+            self._hand_over(data, addr)
+            return None
         self._update_emergency()
         if self._cid_length:
             cid = _cid_of(data, self._cid_length)
@@ -315,7 +356,15 @@ class ServerEndpoint:
         conn = self.connections.get(addr)
         if conn is not None and conn.handshake_complete and not _is_client_hello(data):
             return self._to_existing(conn, data, addr, now)
+        if conn is not None and conn.address_validated and not _is_client_hello(data):
+            # A half-open handshake whose peer proved its address: like an established
+            # connection, it is not charged to a per-source bucket that spoofers can empty.
+            self._half_open_inputs += 1
+            conn.receive_datagram(data, addr, now)
+            return conn
         if not self._admit(data, addr, now):
+            if conn is None and addr not in self._replacements and _is_client_hello(data):
+                return self._over_quota_hello(data, addr, now)
             self.counters["rate_limited"] += 1
             return None
         if conn is not None and not conn.handshake_complete:
@@ -330,9 +379,21 @@ class ServerEndpoint:
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
 
+    def _hand_over(self, data: Any, addr: Any) -> None:
+        handler = self.on_non_dtls_datagram
+        assert handler is not None
+        self.counters["non_dtls_datagrams"] += 1
+        try:
+            handler(bytes(data), addr)
+        except Exception:
+            # The application's bug, not the peer's: counted; raised in debug mode.
+            self.counters["non_dtls_handler_errors"] += 1
+            if self.config.debug:
+                raise
+
     def _to_cid(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection | None:
         """A datagram for a CID of ours: the connection decides whether the peer moved."""
-        if not conn.handshake_complete and not self._admit(data, addr, now):
+        if not conn.address_validated and not self._admit(data, addr, now):
             self.counters["rate_limited"] += 1
             return None
         old = conn.peer_address
@@ -348,9 +409,14 @@ class ServerEndpoint:
         return conn
 
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
-        """A CID no live connection of this endpoint uses."""
+        """A CID no live connection of this endpoint uses, starting with cid_prefix."""
+        if not length:
+            # connection_id=0: we ask for no CID on the peer's records (RFC 9146 §3); an
+            # empty CID routes nothing, and every connection has the same one.
+            return b""
+        prefix = self.cid_prefix
         while True:
-            cid = self.config.random_bytes(length)
+            cid = prefix + self.config.random_bytes(length - len(prefix))
             other = self._by_cid.get(cid)
             if other is None or other.closed:
                 self._by_cid[cid] = conn
@@ -527,20 +593,43 @@ class ServerEndpoint:
     # -- admission ----------------------------------------------------------------------
 
     def _admit(self, data: Any, addr: Any, now: float) -> bool:
+        """Charge a datagram to its source's bucket (traffic of unproven addresses)."""
+        return self._take(self._buckets, data, addr, now)
+
+    def _admit_proven(self, data: Any, addr: Any, now: float) -> bool:
+        """Charge a ClientHello whose cookie proved its address, once the source's own
+        bucket is empty, to a second bucket only proven traffic reaches: a spoofer empties
+        the first, never this one; a real host flooding from its address empties both."""
+        return self._take(self._proven_buckets, data, addr, now)
+
+    def _over_quota_hello(self, data: Any, addr: Any, now: float) -> Connection | None:
+        """A ClientHello from a source over its quota (perhaps emptied by a spoofer): a
+        cookie exchange, within an endpoint-wide budget, lets a real client prove its
+        address (RFC 9147 §5.1); with a valid cookie it may go on (_from_stranger). Not
+        with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
+        factor = 0.25 if self.emergency else 1.0
+        if self.cookie_policy == "never" or not self._over_quota_budget.admit(
+            self._over_quota_dos, len(memoryview(data)), now, factor
+        ):
+            self.counters["rate_limited"] += 1
+            return None
+        self.counters["over_quota_cookie_checks"] += 1
+        return self._from_stranger(data, addr, now, existing=None, over_quota=True)
+
+    def _take(self, buckets: OrderedDict[Any, _Bucket], data: Any, addr: Any, now: float) -> bool:
         host = _host(addr)
-        bucket = self._buckets.get(host)
+        bucket = buckets.get(host)
         if bucket is None:
             bucket = _Bucket(self.dos, now)
-            self._buckets[host] = bucket
-            if len(self._buckets) > self.dos.max_tracked_sources:
-                self._buckets.popitem(last=False)
+            buckets[host] = bucket
+            if len(buckets) > self.dos.max_tracked_sources:
+                buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(host)
+            buckets.move_to_end(host)
         factor = 0.25 if self.emergency else 1.0
         admitted = bucket.admit(self.dos, len(memoryview(data)), now, factor)
         # A bucket left alone long enough to refill is the same as no bucket: forget those
         # (oldest first), so a flood from many sources leaves no per-source state behind.
-        buckets = self._buckets
         while len(buckets) > 1:
             oldest = next(iter(buckets.values()))
             if now - oldest.stamp < self._refill_time:
@@ -618,10 +707,21 @@ class ServerEndpoint:
         return self._half_open_of(_host(addr)) >= self._half_open_cap()
 
     def _from_stranger(
-        self, data: Any, addr: Any, now: float, existing: Connection | None
+        self,
+        data: Any,
+        addr: Any,
+        now: float,
+        existing: Connection | None,
+        *,
+        over_quota: bool = False,
     ) -> Connection | None:
         # §5.11: an established address must prove reachability with a cookie first.
-        require = existing is not None or self._cookie_required() or self._source_needs_cookie(addr)
+        require = (
+            over_quota
+            or existing is not None
+            or self._cookie_required()
+            or self._source_needs_cookie(addr)
+        )
         result = self.gate.receive_untrusted(data, addr, now, require_cookie=require)
         if result.verdict is Verdict.REPLY:
             assert result.reply is not None
@@ -632,6 +732,9 @@ class ServerEndpoint:
             return None
         # The gate accepts a second ClientHello (message_seq 1) only with a valid cookie.
         proven = result.first_message_seq == 1
+        if over_quota and not (proven and self._admit_proven(data, addr, now)):
+            self.counters["rate_limited"] += 1
+            return None
         if not self._room_for(addr, replacing=existing is not None, proven=proven):
             return None
         assert result.datagram is not None

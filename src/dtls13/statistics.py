@@ -68,6 +68,9 @@ class ServerEndpointStatistics:
     emergencies: int
     address_changes: int
     heap_trims: int
+    # ClientHellos from sources over their quota given to the cookie gate (a cookie
+    # exchange for a client whose bucket a spoofer may have emptied), within a budget:
+    over_quota_cookie_checks: int
     # Datagrams dropped at admission, by reason:
     rate_limited: int
     too_many_connections: int
@@ -80,6 +83,10 @@ class ServerEndpointStatistics:
     half_open_unanswered: int  # half-open handshakes ended: their peer never answered
     half_open_displaced: int  # unproven half-opens that gave way to a client with a cookie
     memory_refused: int
+    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983) handed to
+    # on_non_dtls_datagram, and the times it raised:
+    non_dtls_datagrams: int
+    non_dtls_handler_errors: int
     gate: dict[str, int]  # the cookie gate's counters (hello_retry_requests, cookies_ok, ...)
     gate_partials: int  # fragmented first ClientHellos being reassembled now
     memory_in_use: int

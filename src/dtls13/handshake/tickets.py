@@ -19,10 +19,8 @@ certificates are compressed, so the ticket's length reveals nothing secret.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,38 +212,3 @@ def _unpack_chain(packed: bytes) -> tuple[x509.Certificate, ...]:
     while not buf.eof():
         ders.append(buf.pull_vector(3))
     return tuple(x509.load_der_x509_certificate(der) for der in ders)
-
-
-class ReplayGuard:
-    """Tickets already used for 0-RTT, forgotten when they expire (RFC 8446 §8.1).
-
-    Guarantee: a ticket's early data is accepted at most once by all the servers that
-    consult this guard; every ServerConfig of a process consults PROCESS_REPLAY_GUARD. The
-    set is bounded, and when it is full 0-RTT is refused (never accepted twice).
-    """
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._seen: dict[bytes, float] = {}  # ticket digest -> expiry (wall clock)
-        self._pruned_at = float("-inf")
-        self._lock = threading.Lock()  # first_use is a check-then-set
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
-        key = hashlib.sha256(ticket).digest()
-        with self._lock:
-            if len(self._seen) >= self.capacity and now - self._pruned_at >= 1.0:
-                # At most once a second: a full guard is not rescanned per attempt.
-                self._pruned_at = now
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            if len(self._seen) >= self.capacity or key in self._seen:
-                return False
-            self._seen[key] = expires
-            return True
-
-
-# Shared by every ServerConfig in the process: configurations with the same ticket
-# secret open the same tickets, so one guard must see all their 0-RTT attempts.
-PROCESS_REPLAY_GUARD = ReplayGuard()

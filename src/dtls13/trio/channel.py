@@ -23,6 +23,7 @@ from ..events import (
     NewSessionTicketReceived,
 )
 from ..handshake.constants import NamedGroup, SignatureScheme
+from ..handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from ..handshake.tickets import Session
 from ..statistics import ConnectionStatistics
 from .errors import TRIO_CLASSES
@@ -367,6 +368,35 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             self.endpoint._start_client(self)
         self._conn.send_early_data(value)
         self.endpoint._after(self)
+
+    def export_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """Keying material both sides derive alike (RFC 8446 §7.5 exporter), e.g. SRTP keys
+        or a channel binding. Raises LocalProtocolError before the handshake completed."""
+        return self._conn.export_keying_material(label, context, length)
+
+    @property
+    def srtp_profile(self) -> SrtpProtectionProfile | None:
+        """The SRTP protection profile use_srtp agreed on (RFC 5764), or None."""
+        return self._conn.srtp_profile
+
+    @property
+    def srtp_mki(self) -> bytes:
+        """The SRTP MKI in use (empty: none)."""
+        return self._conn.srtp_mki
+
+    def srtp_keying_material(self) -> SrtpKeyingMaterial:
+        """SRTP master keys and salts of both directions (RFC 5764 §4.2); raises
+        LocalProtocolError before the handshake or when no profile was agreed."""
+        return self._conn.srtp_keying_material()
+
+    def export_early_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes:
+        """The early exporter, for 0-RTT data: a client once it offered 0-RTT
+        (``send_early_data``), a server once it accepted it; else LocalProtocolError."""
+        return self._conn.export_early_keying_material(label, context, length)
 
     @property
     def terminated(self) -> ConnectionTerminated | None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..config import ClientConfig, ServerConfig
+from ..demux import NonDtlsHandler
 from ..memory import PoolSet
 from .channel import DTLSChannel
 from .endpoint import DTLSEndpoint, Handler
@@ -45,6 +46,7 @@ async def open_dtls_client(
     local_address: tuple[str, int] | None = None,
     pools: PoolSet | None = None,
     incoming_packets_buffer: int = 10,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
 ) -> DTLSChannel:
     """Resolve `host`, bind a socket, connect and complete the handshake.
 
@@ -63,7 +65,12 @@ async def open_dtls_client(
         # Connected: datagrams from anyone but the server never reach us, and an ICMP port
         # unreachable ends the handshake within seconds, not after handshake_timeout.
         await sock.connect(addr)
-        endpoint = DTLSEndpoint(sock, pools=pools, incoming_packets_buffer=incoming_packets_buffer)
+        endpoint = DTLSEndpoint(
+            sock,
+            pools=pools,
+            incoming_packets_buffer=incoming_packets_buffer,
+            on_non_dtls_datagram=on_non_dtls_datagram,
+        )
     except BaseException:
         sock.close()
         raise
@@ -88,6 +95,8 @@ async def serve_dtls(
     dos: DoSProtectionConfig | None = None,
     cookie_policy: str = "under_load",
     reuse_port: bool = False,
+    on_non_dtls_datagram: NonDtlsHandler | None = None,
+    cid_prefix: bytes = b"",
     task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
@@ -96,6 +105,8 @@ async def serve_dtls(
     port when `port` is 0). `host` None means every IPv4 interface. `reuse_port` sets
     SO_REUSEPORT, so several processes serve one port, the kernel hashing each client's
     address to one of them; give them the same ``cookie_secret`` and ``ticket_secret``.
+    `cid_prefix` starts every connection ID this server issues (see dtls13.cid_layout), so
+    that a datagram whose address changed can still be steered to it (dtls13.steering).
     """
     sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
     try:
@@ -105,6 +116,8 @@ async def serve_dtls(
             incoming_packets_buffer=incoming_packets_buffer,
             dos=dos,
             cookie_policy=cookie_policy,
+            on_non_dtls_datagram=on_non_dtls_datagram,
+            cid_prefix=cid_prefix,
         )
     except BaseException:
         sock.close()

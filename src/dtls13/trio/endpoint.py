@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from ..cid_layout import check_cid_prefix
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
+from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, PoolSet, default_pool_set
 from ..statistics import ServerEndpointStatistics
 from ._addresses import address_key
@@ -69,6 +71,10 @@ class DTLSEndpointStatistics:
     receive_errors: int
     port_unreachable: int  # ICMP port unreachable reports on a connected socket
     internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
+    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983 §7) handed to
+    # on_non_dtls_datagram, and the times it raised (``last_handler_error``):
+    non_dtls_datagrams: int
+    non_dtls_handler_errors: int
     connections: int  # live channels, client and server
     queued_datagrams: int  # waiting for room in the socket's send buffer
     memory_in_use: int  # bytes in use in the endpoint's pools
@@ -92,7 +98,13 @@ class DTLSEndpoint:
         dos: DoSProtectionConfig | None = None,
         cookie_policy: str = "under_load",
         max_datagram_size: int = MAX_DATAGRAM,
+        on_non_dtls_datagram: NonDtlsHandler | None = None,
+        cid_prefix: bytes = b"",
     ) -> None:
+        """`on_non_dtls_datagram(data, addr)`: where the datagrams of other protocols on
+        this socket go (STUN, ZRTP, TURN channels, RTP/RTCP by their first byte, RFC 7983
+        §7), for client channels and ``serve()`` alike; called in the receive task, it must
+        not block. Without it they are dropped and counted as any undecodable datagram."""
         self._initialized = False
         if socket.type != trio.socket.SOCK_DGRAM:
             raise ValueError("DTLS requires a SOCK_DGRAM socket")
@@ -100,11 +112,15 @@ class DTLSEndpoint:
             raise ValueError("incoming_packets_buffer must be at least 1")
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+        # Checked against the CID length when serve() gets its configuration.
+        cid_prefix = check_cid_prefix(cid_prefix, 32)
         self.socket = socket
         self.pools = pools if pools is not None else default_pool_set()
         self.incoming_packets_buffer = incoming_packets_buffer
         self.dos = dos
         self.cookie_policy = cookie_policy
+        self.on_non_dtls_datagram = on_non_dtls_datagram
+        self.cid_prefix = cid_prefix
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
         # Non-blocking sends and receives without a trip through the scheduler (see the top).
         self._raw = RawSocket(fileno=os.dup(socket.fileno()))
@@ -161,8 +177,11 @@ class DTLSEndpoint:
             "receive_errors": 0,
             "port_unreachable": 0,
             "internal_errors": 0,
+            "non_dtls_datagrams": 0,
+            "non_dtls_handler_errors": 0,
         }
         self.last_internal_error: BaseException | None = None
+        self.last_handler_error: BaseException | None = None
         self._initialized = True
 
     # -- life cycle -------------------------------------------------------------------
@@ -311,6 +330,8 @@ class DTLSEndpoint:
         except OSError:
             raise RuntimeError("the DTLS socket must be bound before it can serve") from None
         kwargs: dict[str, Any] = {"pools": self.pools, "cookie_policy": self.cookie_policy}
+        if self.cid_prefix:
+            kwargs["cid_prefix"] = self.cid_prefix
         if self.dos is not None:
             kwargs["dos"] = self.dos
         self._server = ServerEndpoint(config, **kwargs)
@@ -353,6 +374,9 @@ class DTLSEndpoint:
     def _on_datagram(self, data: Any, addr: Any) -> None:
         now = trio.current_time()
         self.counters["datagrams_in"] += 1
+        if self.on_non_dtls_datagram is not None and is_other_protocol(data):
+            self._hand_over(data, addr)
+            return
         channel = self._clients.get((addr[0], addr[1]))
         if channel is not None:
             channel._conn.receive_datagram(data, addr, now)
@@ -380,6 +404,18 @@ class DTLSEndpoint:
                 self._after(channel, now)
                 return
         self._collect_server_output(now)
+
+    def _hand_over(self, data: Any, addr: Any) -> None:
+        """One copy to the application's handler (the buffer serves the next datagram);
+        nothing is kept, and no connection or handshake sees it."""
+        handler = self.on_non_dtls_datagram
+        assert handler is not None
+        self.counters["non_dtls_datagrams"] += 1
+        try:
+            handler(bytes(data), addr)
+        except Exception as exc:
+            self.counters["non_dtls_handler_errors"] += 1
+            self.last_handler_error = exc
 
     def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
