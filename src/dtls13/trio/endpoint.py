@@ -24,7 +24,6 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, final
 
@@ -35,7 +34,6 @@ from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, PoolSet, default_pool_set
-from ..statistics import ServerEndpointStatistics
 from ._addresses import address_key
 from ._socketio import (
     Flusher,
@@ -48,6 +46,7 @@ from ._socketio import (
     send_loop,
     timer_loop,
 )
+from ._stats import DTLSEndpointStatistics
 from .channel import DTLSChannel
 
 if TYPE_CHECKING:
@@ -57,28 +56,6 @@ MAX_DATAGRAM = 65536
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
 
 Handler = Callable[..., Awaitable[object]]
-
-
-@dataclass(frozen=True, slots=True)
-class DTLSEndpointStatistics:
-    """Counters of one endpoint (a snapshot)."""
-
-    datagrams_in: int
-    datagrams_out: int
-    dropped_no_connection: int  # from an address with no connection, and no serve() running
-    dropped_memory_budget: int  # no pooled buffer to receive into: left in the kernel's queue
-    send_errors: int
-    receive_errors: int
-    port_unreachable: int  # ICMP port unreachable reports on a connected socket
-    internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
-    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983 §7) handed to
-    # on_non_dtls_datagram, and the times it raised (``last_handler_error``):
-    non_dtls_datagrams: int
-    non_dtls_handler_errors: int
-    connections: int  # live channels, client and server
-    queued_datagrams: int  # waiting for room in the socket's send buffer
-    memory_in_use: int  # bytes in use in the endpoint's pools
-    server: ServerEndpointStatistics | None  # while serve() runs
 
 
 @final
