@@ -1,13 +1,17 @@
 """Echo throughput: dtls13 against raw trio UDP and trio.DTLSEndpoint, in one run.
 
 The server runs in a separate process; this process is the client. Ping-pong sends one
-message and waits for its echo; windowed keeps 32 messages in flight. Each figure is the
-median of several runs (min and max shown), and each ratio compares with raw trio UDP
-measured in the same run (modes interleaved run by run). trio.DTLSEndpoint (DTLS 1.2 over
-pyOpenSSL) is included when pyOpenSSL is installed (`pip install -e ".[bench]"`). Both DTLS
-libraries get the same receive queue (`QUEUE`) so a window of 32 is not dropped.
+message and waits for its echo; windowed keeps 32 messages in flight; "fan-in" runs 1,000
+connections that each send 10 messages/s and reports the spread of their round trips. Each
+figure is the median of several runs (min and max shown), and each ratio compares with raw
+trio UDP (and, where named, trio.DTLSEndpoint) measured in the same run (modes interleaved
+run by run). trio.DTLSEndpoint (DTLS 1.2 over pyOpenSSL) is included when pyOpenSSL is
+installed (`pip install -e ".[bench]"`). Both DTLS libraries get the same receive queue
+(`QUEUE`) so a window of 32 is not dropped. `--plain-io` runs dtls13 on its plain
+recvfrom_into/sendto path (no recvmmsg/sendmmsg), client and server.
 
-    python benchmarks/bench_echo.py [--runs 3] [--seconds 2] [--quick] [--json PATH]
+    python benchmarks/bench_echo.py [--runs 3] [--seconds 2] [--quick] [--case NAME]
+        [--plain-io] [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import dataclasses
 import math
 import os
+import random
+import statistics
 import subprocess
 import sys
 import time
@@ -36,8 +42,21 @@ WINDOW = 32
 # Receive queues of both DTLS libraries hold a whole window (their default, 10, would drop).
 QUEUE = 2 * WINDOW
 BENCH_DOS = DoSProtectionConfig(
-    datagrams_per_second=1e9, datagram_burst=1e9, bytes_per_second=1e12, byte_burst=1e12
+    datagrams_per_second=1e9,
+    datagram_burst=1e9,
+    bytes_per_second=1e12,
+    byte_burst=1e12,
+    max_connections_per_ip=100_000,  # the fan-in's clients all come from 127.0.0.1
+    max_half_open_per_ip=100_000,
 )
+
+
+def _plain_io() -> None:
+    """dtls13 without recvmmsg/sendmmsg in this process (--plain-io, inherited by servers)."""
+    if os.environ.get("DTLS13_BENCH_PLAIN_IO"):
+        from dtls13.trio import _socketio
+
+        _socketio.BATCH_IO = False
 
 
 def _certs() -> tuple[Any, Any]:
@@ -88,7 +107,7 @@ async def _serve(mode: str, port: int) -> None:
 
 
 async def _open(mode: str, port: int) -> tuple[Callable[[bytes], Awaitable[None]], Any, Any]:
-    """(send, receive, close) for one client of `mode`."""
+    """(send, receive, close) for one client of `mode`, its handshake done."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await sock.bind(("127.0.0.1", 0))
     addr = ("127.0.0.1", port)
@@ -168,6 +187,77 @@ async def _windowed(mode: str, port: int, size: int, seconds: float) -> float:
     return received / seconds
 
 
+FAN_IN_CONNECTIONS = 1000
+FAN_IN_RATE = 10.0  # messages per second per connection
+FAN_IN_SIZE = 64
+
+
+async def _fan_in(mode: str, port: int, seconds: float) -> dict[str, float]:
+    """FAN_IN_CONNECTIONS clients, each sending FAN_IN_RATE messages/s (at random phases)
+    and timing its echo: delivered msgs/s, round-trip percentiles over all messages, and
+    the spread between connections (slowest connection's median / median of medians),
+    server CPU per message once the handshakes are done."""
+    clients: list[Any] = []
+    limit = trio.CapacityLimiter(16)
+    failed = 0
+
+    async def opener() -> None:
+        nonlocal failed
+        async with limit:
+            # trio.DTLSEndpoint's handshake never gives up: one stuck must not hang the run.
+            with trio.move_on_after(30):
+                clients.append(await _open(mode, port))
+                return
+            failed += 1
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(FAN_IN_CONNECTIONS):
+            nursery.start_soon(opener)
+    payload = b"x" * FAN_IN_SIZE
+    cpu_before = _process_cpu(_server_pid)
+    rtts: list[list[float]] = [[] for _ in clients]
+    lost = 0
+    start = trio.current_time() + 0.2
+    end = start + seconds
+
+    async def client(i: int) -> None:
+        nonlocal lost
+        send, receive, _ = clients[i]
+        due = start + random.random() / FAN_IN_RATE
+        while True:
+            await trio.sleep_until(due)
+            if trio.current_time() >= end:
+                return
+            t0 = trio.current_time()
+            await send(payload)
+            with trio.move_on_after(1) as timeout:
+                await receive()
+                rtts[i].append(trio.current_time() - t0)
+            if timeout.cancelled_caught:
+                lost += 1
+            due = max(due + 1 / FAN_IN_RATE, trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(clients)):
+            nursery.start_soon(client, i)
+    cpu = _process_cpu(_server_pid) - cpu_before
+    for _, _, close in clients:
+        await close()
+    every = sorted(x for r in rtts for x in r)
+    medians = sorted(statistics.median(r) for r in rtts if r)
+    if not every:
+        return {"rate": 0.0}
+    return {
+        "rate": len(every) / seconds,
+        "p50": every[len(every) // 2] * 1e3,
+        "p99": every[min(len(every) - 1, int(len(every) * 0.99))] * 1e3,
+        "spread": medians[-1] / statistics.median(medians),
+        "lost": float(lost),
+        "failed handshakes": float(failed),
+        "cpu": cpu / len(every) * 1e6,
+    }
+
+
 def _process_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far (Linux /proc), or NaN."""
     try:
@@ -178,8 +268,12 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> tuple[float, float]:
-    """(msgs/s, server CPU seconds during the run) with a fresh server process."""
+_server_pid = 0
+
+
+def _with_server(mode: str, work: Callable[[int], Awaitable[Any]]) -> tuple[Any, float]:
+    """(the work's result, server CPU seconds during the run) with a fresh server process;
+    the CPU counted from when the work started (the fan-in's handshakes included)."""
     port = 20000 + (time.monotonic_ns() // 1000) % 20000
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--port", str(port)],
@@ -190,6 +284,8 @@ def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> tuple[fl
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{mode} server did not start")
+        global _server_pid
+        _server_pid = proc.pid
         before = _process_cpu(proc.pid)
         rate = trio.run(work, port)
         return rate, _process_cpu(proc.pid) - before
@@ -198,12 +294,16 @@ def _with_server(mode: str, work: Callable[[int], Awaitable[float]]) -> tuple[fl
         proc.wait()
 
 
-# case -> (message size, windowed?, the issue's target for dtls13 against raw UDP)
-CASES: dict[str, tuple[int, bool, float | None]] = {
-    "ping-pong 64 B": (64, False, 0.75),
-    "ping-pong 1200 B": (1200, False, None),
-    "windowed 1200 B": (1200, True, 0.75),
+# case -> (message size, windowed?, target for dtls13 against raw UDP, against trio-dtls)
+CASES: dict[str, tuple[int, bool, float | None, float | None]] = {
+    "ping-pong 64 B": (64, False, 0.75, None),
+    "ping-pong 512 B": (512, False, None, None),
+    "ping-pong 1178 B": (1178, False, None, None),
+    "windowed 64 B": (64, True, None, None),
+    "windowed 512 B": (512, True, None, None),
+    "windowed 1178 B": (1178, True, 1.0, 2.0),
 }
+FAN_IN = "fan-in"  # FAN_IN_CONNECTIONS connections, each FAN_IN_RATE msgs/s
 
 
 def _job(
@@ -222,7 +322,10 @@ def measure(
     rows: list[Row] = []
     figures: dict[str, dict[str, list[float]]] = {}
     for case in cases:
-        size, windowed, target = CASES[case]
+        if case == FAN_IN:
+            rows.extend(_measure_fan_in(modes, runs, seconds))
+            continue
+        size, windowed, target, target_trio = CASES[case]
         work = _windowed if windowed else _ping_pong
         figs: dict[str, list[float]] = {m: [] for m in modes}
         cpu: dict[str, list[float]] = {m: [] for m in modes}
@@ -247,6 +350,19 @@ def measure(
             if has_target and row.ratio is not None and target is not None:
                 row = dataclasses.replace(row, met=row.ratio >= target)
             rows.append(row)
+        if "dtls13" in figs and "trio-dtls" in figs and figs["trio-dtls"]:
+            row = make_row(
+                "echo",
+                f"{case}, dtls13",
+                "msgs/s",
+                figs["dtls13"],
+                baseline_values=figs["trio-dtls"],
+                baseline="trio.DTLSEndpoint",
+                target=f">= {target_trio:.2f}x" if target_trio is not None else None,
+            )
+            if target_trio is not None and row.ratio is not None:
+                row = dataclasses.replace(row, met=row.ratio >= target_trio)
+            rows.append(row)
         # Server CPU per message (the handshake included, a few ms): steadier than msgs/s
         # on a shared machine, and what a busy server pays.
         for mode in modes:
@@ -264,30 +380,83 @@ def measure(
     return rows, figures
 
 
+def _measure_fan_in(modes: list[str], runs: int, seconds: float) -> list[Row]:
+    figs: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
+    for _ in range(runs):
+        for mode in modes:
+
+            async def job(port: int, mode: str = mode) -> dict[str, float]:
+                return await _fan_in(mode, port, seconds)
+
+            result, _ = _with_server(mode, job)
+            for k, v in result.items():
+                figs[mode].setdefault(k, []).append(v)
+    rows: list[Row] = []
+    units = {
+        "rate": ("delivered", "msgs/s"),
+        "p50": ("round trip p50", "ms"),
+        "p99": ("round trip p99", "ms"),
+        "spread": ("slowest connection's median / median", "x"),
+        "cpu": ("server CPU", "µs/msg"),
+        "lost": ("no echo within 1 s", "msgs"),
+        "failed handshakes": ("handshakes not done in 30 s", "connections"),
+    }
+    for key, (what, unit) in units.items():
+        for mode in modes:
+            values = figs[mode].get(key, [])
+            if not values:
+                continue
+            base = figs["raw"].get(key) if mode != "raw" else None
+            rows.append(
+                make_row(
+                    "echo",
+                    f"fan-in {FAN_IN_CONNECTIONS:,} x {FAN_IN_RATE:g}/s, {what}, {mode}",
+                    unit,
+                    values,
+                    baseline_values=base,
+                    baseline="raw trio UDP" if base else None,
+                )
+            )
+    return rows
+
+
 def main() -> None:
+    global FAN_IN_CONNECTIONS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--quick", action="store_true", help="one short run of each")
     parser.add_argument(
-        "--case", action="append", choices=list(CASES), help="only these cases (repeatable)"
+        "--case",
+        action="append",
+        choices=[*CASES, FAN_IN],
+        help="only these cases (repeatable)",
+    )
+    parser.add_argument("--plain-io", action="store_true", help="dtls13 without recvmmsg")
+    parser.add_argument(
+        "--connections", type=int, default=FAN_IN_CONNECTIONS, help="fan-in connections"
     )
     parser.add_argument("--serve", choices=MODES)
     parser.add_argument("--port", type=int, default=0)
     add_json_argument(parser)
     args = parser.parse_args()
+    if args.plain_io:
+        os.environ["DTLS13_BENCH_PLAIN_IO"] = "1"
+    _plain_io()
+    FAN_IN_CONNECTIONS = args.connections
     if args.serve:
         trio.run(_serve, args.serve, args.port)
         return
     if args.quick:
         args.runs, args.seconds = 1, 0.3
+        FAN_IN_CONNECTIONS = min(FAN_IN_CONNECTIONS, 100)
     modes = list(MODES)
     try:
         import OpenSSL  # noqa: F401
     except ImportError:
         modes.remove("trio-dtls")
         print("(pyOpenSSL missing: trio.DTLSEndpoint not measured)")
-    rows, _ = measure(modes, args.case or list(CASES), args.runs, args.seconds)
+    rows, _ = measure(modes, args.case or [*CASES, FAN_IN], args.runs, args.seconds)
     print(markdown_table(rows))
     write_json(args.json, rows)
 

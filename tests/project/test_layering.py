@@ -36,6 +36,7 @@ LAYER_ORDER = (
 )
 LAYERS: dict[str, str] = {
     "dtls13._fast": "base",
+    "dtls13._io": "base",  # batched datagram I/O (Cython)
     "dtls13.errors": "base",
     "dtls13.alerts": "base",
     "dtls13.crypto": "base",
@@ -122,7 +123,11 @@ def imports_of(module: str, path: Path) -> Iterator[tuple[str, int]]:
 
 def _exists(module: str) -> bool:
     rel = Path(*module.split("."))
-    return (SRC / rel).with_suffix(".py").exists() or (SRC / rel / "__init__.py").exists()
+    return (
+        (SRC / rel).with_suffix(".py").exists()
+        or (SRC / rel).with_suffix(".pyx").exists()  # a compiled module (dtls13._io)
+        or (SRC / rel / "__init__.py").exists()
+    )
 
 
 def upward_edges(found: list[tuple[str, Path]] | None = None) -> list[str]:

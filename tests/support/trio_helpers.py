@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import trio
 
-from dtls13 import ClientConfig, DTLSChannel, ServerConfig
+from dtls13 import ClientConfig, DTLSChannel, DTLSEndpoint, ServerConfig
 from dtls13.endpoint import DoSProtectionConfig
+from dtls13.trio._socketio import RawSocket
 from tests.support.dtls_pair import pki
 
 # 100 clients from one address must not trip the per-source limits meant for floods.
@@ -48,3 +50,37 @@ async def wait_for(cond: Any, timeout: float = 5.0) -> None:
     with trio.fail_after(timeout):
         while not cond():
             await trio.sleep(0.001)
+
+
+class _SendThrough:
+    """Stands in for an endpoint's batch socket while a test fakes its plain socket: each
+    datagram of a batch goes through the fake's sendto, so the fake's full buffer or error
+    reaches the batched send path as the errno a sendmmsg would report at that item."""
+
+    def __init__(self, raw: Any, batch: Any) -> None:
+        self.raw = raw
+        self.batch = batch
+
+    def send(self, items: list[tuple[Any, Any]], connected: bool) -> tuple[int, int]:
+        for i, (lease, addr) in enumerate(items):
+            try:
+                if connected:
+                    self.raw.send(lease)
+                else:
+                    self.raw.sendto(lease, addr)
+            except OSError as exc:
+                return i, exc.errno or errno.EAGAIN
+        return len(items), 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.batch, name)
+
+
+def use_socket(endpoint: DTLSEndpoint, raw: Any) -> None:
+    """Route the endpoint's sends through `raw` (a fake wrapping its stdlib socket), on the
+    batched path too; given the endpoint's own socket back, undo that."""
+    batch = endpoint._batch
+    original = batch.batch if isinstance(batch, _SendThrough) else batch
+    endpoint._raw = raw
+    if original is not None:
+        endpoint._batch = original if isinstance(raw, RawSocket) else _SendThrough(raw, original)

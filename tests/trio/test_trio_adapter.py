@@ -12,7 +12,7 @@ import trio
 from dtls13 import DTLSChannel, DTLSEndpoint, open_dtls_client, serve_dtls
 from dtls13.crypto.suites import CipherSuite
 from dtls13.memory import PoolSet
-from tests.support.trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
+from tests.support.trio_helpers import GENEROUS, configs, echo, udp_socket, use_socket, wait_for
 
 
 def have_ipv6() -> bool:
@@ -243,7 +243,7 @@ async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet)
             # already queued and goes.
             original = endpoint._wait_sent
             real = endpoint._raw
-            endpoint._raw = FullSocket(real, full_for=3)  # type: ignore[assignment]
+            use_socket(endpoint, FullSocket(real, full_for=3))
             with trio.CancelScope() as scope:
 
                 async def cancel_then_wait(target: int) -> None:
@@ -256,7 +256,7 @@ async def test_cancelled_send_still_delivers_what_it_handed_over(pools: PoolSet)
             assert scope.cancelled_caught
             with trio.fail_after(5):
                 await wait_for(lambda: not endpoint.statistics().queued_datagrams)
-            endpoint._raw = real
+            use_socket(endpoint, real)
             with trio.fail_after(5):
                 assert await channel.receive() == b"handed over"
             assert channel.statistics().app_records_out == 1

@@ -14,7 +14,7 @@ import trio.testing
 
 from dtls13 import DTLSChannel, DTLSEndpoint
 from dtls13.memory import PoolSet
-from tests.support.trio_helpers import GENEROUS, configs, echo, udp_socket, wait_for
+from tests.support.trio_helpers import GENEROUS, configs, echo, udp_socket, use_socket, wait_for
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID", default="unset")
 
@@ -241,14 +241,14 @@ async def test_the_send_task_starts_only_once_the_socket_is_full(pools: PoolSet)
                 assert await channel.receive() == b"direct"
             assert not endpoint.debug_state().sender_started
             raw = endpoint._raw
-            endpoint._raw = FullOnce(raw)  # type: ignore[assignment]
+            use_socket(endpoint, FullOnce(raw))
             with trio.fail_after(5):
                 await channel.send(b"queued first")
                 assert await channel.receive() == b"queued first"
             assert (
                 endpoint.debug_state().sender_started and not endpoint.statistics().queued_datagrams
             )
-            endpoint._raw = raw
+            use_socket(endpoint, raw)
             await channel.aclose()
         server.close()
     assert pools.in_use == 0

@@ -12,8 +12,8 @@ import trio.testing
 
 from dtls13 import DTLSChannel, DTLSEndpoint
 from dtls13.memory import PoolSet
-from dtls13.trio import endpoint as endpoint_module
-from tests.support.trio_helpers import GENEROUS, configs, udp_socket, wait_for
+from dtls13.trio import _socketio
+from tests.support.trio_helpers import GENEROUS, configs, udp_socket, use_socket, wait_for
 
 
 class FlakySocket:
@@ -76,7 +76,7 @@ async def test_send_falls_back_to_the_send_task_when_the_socket_is_full(pools: P
             channel = endpoint.connect(addr, client_config)
             await channel.do_handshake()
             flaky = FlakySocket(endpoint._raw, [False, True, True, False, True])
-            endpoint._raw = flaky  # type: ignore[assignment]
+            use_socket(endpoint, flaky)
             waits: list[int] = []
             original = endpoint._wait_sent
 
@@ -94,7 +94,7 @@ async def test_send_falls_back_to_the_send_task_when_the_socket_is_full(pools: P
             assert flaky.refused > 0 and waits
             assert server.messages == sent
             assert endpoint.counters["send_errors"] == 0
-            endpoint._raw = flaky.sock
+            use_socket(endpoint, flaky.sock)
             await channel.aclose()
         server.endpoint.close()
     assert pools.in_use == 0
@@ -109,7 +109,7 @@ async def test_queued_datagrams_keep_their_order_behind_a_full_socket(pools: Poo
             channel = endpoint.connect(addr, client_config)
             await channel.do_handshake()
             flaky = FlakySocket(endpoint._raw, [True] * 3 + [False] * 7)
-            endpoint._raw = flaky  # type: ignore[assignment]
+            use_socket(endpoint, flaky)
             sent = [b"burst %d" % i for i in range(40)]
             # Records produced while earlier ones wait in the queue go behind them.
             for message in sent:
@@ -120,7 +120,7 @@ async def test_queued_datagrams_keep_their_order_behind_a_full_socket(pools: Poo
                 await wait_for(lambda: not endpoint.statistics().queued_datagrams)
                 await wait_for(lambda: len(server.messages) == len(sent))
             assert server.messages == sent
-            endpoint._raw = flaky.sock
+            use_socket(endpoint, flaky.sock)
             await channel.aclose()
         server.endpoint.close()
     assert pools.in_use == 0
@@ -129,7 +129,7 @@ async def test_queued_datagrams_keep_their_order_behind_a_full_socket(pools: Poo
 async def test_a_burst_is_drained_in_batches_and_delivered_in_order(
     pools: PoolSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(endpoint_module, "RECV_BATCH", 16)
+    monkeypatch.setattr(_socketio, "RECV_BATCH", 16)
     client_config, _ = configs()
     server = Collector()
     async with trio.open_nursery() as nursery:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ._stats import DTLSEndpointStatistics
 from .channel import DTLSChannel, DTLSChannelStatistics
-from .endpoint import DTLSEndpoint, DTLSEndpointStatistics, open_dtls_client, serve_dtls
+from .convenience import open_dtls_client, serve_dtls
+from .endpoint import DTLSEndpoint
 
 __all__ = [
     "DTLSChannel",

@@ -223,10 +223,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._app_records_out += 1
         endpoint = self.endpoint
         target = endpoint._after(self)
+        if not yielded:
+            # On the batched path the datagram leaves while this task yields (with what
+            # other tasks send in this scheduler pass): sent when it resumes.
+            await trio.lowlevel.cancel_shielded_checkpoint()
         if endpoint._sent < target:
             await endpoint._wait_sent(target)
-        elif not yielded:
-            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive(self) -> bytes:
         """The next message; ``trio.EndOfChannel`` after the peer's close_notify,

@@ -1,34 +1,29 @@
 """DTLSEndpoint: DTLS 1.3 connections over one trio UDP socket, shaped like trio.DTLSEndpoint.
 
 Up to three background tasks per endpoint (trio system tasks, holding only a weak reference
-so an endpoint nobody closed can still be collected and warn):
+so an endpoint nobody closed can still be collected and warn), in `_socketio`:
 
-- the receive task: takes up to `RECV_BATCH` datagrams with non-blocking
-  ``recvfrom_into`` a pooled lease, each handed to the sans-IO core, then waits for the
-  socket to be readable once it ran dry (or yields, when the batch filled up);
+- the receive task: waits for the socket to be readable, then takes up to `RECV_BATCH`
+  datagrams (``recvmmsg`` into pooled leases where the platform has it), each handed to
+  the sans-IO core, and yields when the batch filled up before it takes more;
 - the send task (started the first time the socket buffer is full): sends what could not
   go at once, in order, waiting for the socket to be writable;
 - the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
 
 Datagrams are sent straight from the call that produced them (``send()``, the receive task)
-with a non-blocking ``sendto`` whenever nothing is queued before them: one scheduler pass per
-message instead of a hand-over to the send task. Both fast paths use a stdlib socket on a
-``dup`` of the trio socket's descriptor (the trio socket stays the one trio waits on).
+whenever nothing is queued before them: everything one receive batch produced leaves with one
+``sendmmsg``, and a ``send()`` costs one scheduler pass, not a hand-over to the send task.
 """
 
 from __future__ import annotations
 
 import contextvars
-import errno
-import ipaddress
 import math
 import os
-import socket as stdlib_socket
 import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, final
 
@@ -38,8 +33,20 @@ from ..cid_layout import check_cid_prefix
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
-from ..memory import Lease, MemoryBudgetExceeded, PoolSet, default_pool_set
-from ..statistics import ServerEndpointStatistics
+from ..memory import Lease, PoolSet, default_pool_set
+from ._addresses import address_key
+from ._socketio import (
+    Flusher,
+    RawSocket,
+    batch_socket,
+    flush,
+    port_unreachable,
+    receive_batch,
+    receive_loop,
+    send_loop,
+    timer_loop,
+)
+from ._stats import DTLSEndpointStatistics
 from .channel import DTLSChannel
 from .debug import DTLSEndpointDebugState
 
@@ -47,69 +54,9 @@ if TYPE_CHECKING:
     from ..endpoint import DoSProtectionConfig, ServerEndpoint
 
 MAX_DATAGRAM = 65536
-RECV_BATCH = 64  # datagrams the receive task takes per wakeup before it yields
 SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
-# A client's handshake ends with PeerUnreachable when ICMP port unreachable came back for
-# tries at least this far apart (the first flight and its retransmissions at 1 and 3 s).
-UNREACHABLE_GRACE = 2.0
 
 Handler = Callable[..., Awaitable[object]]
-_AF_INET = stdlib_socket.AF_INET
-
-
-class _RawSocket(stdlib_socket.socket):
-    """A dup of the endpoint's socket for non-blocking calls. Collected unclosed, it closes
-    quietly: the endpoint that owns it is the one that warns."""
-
-    __slots__ = ()
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def _describe(address: Any) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def _key(address: Any) -> tuple[str, int]:
-    """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
-    host, port = address[0], address[1]
-    try:
-        # The usual case, a dotted quad already in the form recvfrom reports, costs no parse.
-        if stdlib_socket.inet_ntop(_AF_INET, stdlib_socket.inet_pton(_AF_INET, host)) == host:
-            return host, int(port)
-    except (OSError, TypeError, ValueError):
-        pass
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).compressed, int(port)
-    except (ValueError, AttributeError):
-        raise ValueError(
-            f"{address!r}: connect() takes an IP address; resolve host names first "
-            "(open_dtls_client does)"
-        ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class DTLSEndpointStatistics:
-    """Counters of one endpoint (a snapshot)."""
-
-    datagrams_in: int
-    datagrams_out: int
-    dropped_no_connection: int  # from an address with no connection, and no serve() running
-    dropped_memory_budget: int  # no pooled buffer to receive into: left in the kernel's queue
-    send_errors: int
-    receive_errors: int
-    port_unreachable: int  # ICMP port unreachable reports on a connected socket
-    internal_errors: int  # bugs caught at the edge (``last_internal_error`` has the newest)
-    # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983 §7) handed to
-    # on_non_dtls_datagram, and the times it raised (``last_handler_error``):
-    non_dtls_datagrams: int
-    non_dtls_handler_errors: int
-    connections: int  # live channels, client and server
-    queued_datagrams: int  # waiting for room in the socket's send buffer
-    memory_in_use: int  # bytes in use in the endpoint's pools
-    server: ServerEndpointStatistics | None  # while serve() runs
 
 
 @final
@@ -154,8 +101,10 @@ class DTLSEndpoint:
         self.cid_prefix = cid_prefix
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
         # Non-blocking sends and receives without a trip through the scheduler (see the top).
-        self._raw = _RawSocket(fileno=os.dup(socket.fileno()))
+        self._raw = RawSocket(fileno=os.dup(socket.fileno()))
         self._raw.setblocking(False)
+        self._batch = batch_socket(self._raw, self._recv_size)  # None: one datagram per call
+        self._recv_want = 4  # receive leases for the next wake-up (follows what came)
         # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
         # unreachable from it: a client learns within seconds that nothing listens there.
         try:
@@ -163,6 +112,9 @@ class DTLSEndpoint:
         except OSError:
             self._peer = None
         self._token = trio.lowlevel.current_trio_token()
+        # On the batched path, what tasks send during one scheduler pass leaves together
+        # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
+        self._flusher = Flusher.for_this_run() if self._batch is not None else None
         self._owner = self.pools.owner("endpoint", f"trio:{id(self):x}")
         self._clients: dict[tuple[str, int], DTLSChannel] = {}
         self._server: ServerEndpoint | None = None
@@ -190,6 +142,8 @@ class DTLSEndpoint:
         self._loops_started = False
         self._sender_started = False
         self._backlogged = False  # a channel's receive queue filled up: yield to its reader
+        self._holding = False  # sends wait for the end of a receive batch or timer run
+        self._held_behind = 0  # datagrams queued when the holding began
         self._drained = False  # the last receive batch found the socket empty
         self._closed = False
         self.counters: dict[str, int] = {
@@ -251,6 +205,8 @@ class DTLSEndpoint:
         """Close every connection and the socket now (close_notify not awaited)."""
         if self._closed:
             return
+        if self._outq and not self._sender_started:  # close_notify queued a moment ago
+            self._flush()
         self._closed = True
         channels = [*self._clients.values(), *self._server_channels.values()]
         for ch in channels:
@@ -309,7 +265,7 @@ class DTLSEndpoint:
         self._check_closed()
         if not isinstance(config, ClientConfig):
             raise TypeError("connect() needs a ClientConfig")
-        key = _key(address)
+        key = address_key(address)
         old = self._clients.get(key)
         if old is not None:
             self._close_channel(old)
@@ -489,8 +445,30 @@ class DTLSEndpoint:
         outq.extend(datagrams)
         self._queued += len(datagrams)
         # Nothing queued before these: send them now (the send task, if anything was
-        # queued, is already on its way and keeps the order).
-        if not waiting and self._flush():
+        # queued, is already on its way and keeps the order), or at the end of the
+        # receive batch or timer run that produced them.
+        if waiting or self._holding:
+            return
+        if self._flusher is not None:
+            self._flusher.pending[self] = None
+        elif self._flush():
+            self._wake_sender()
+
+    def _hold_sends(self) -> bool:
+        """Keep what the core produces queued until `_release_sends`: a receive batch or a
+        timer run leaves with one sendmmsg. False if already holding (nested)."""
+        if self._holding:
+            return False
+        self._holding = True
+        self._held_behind = len(self._outq)
+        return True
+
+    def _release_sends(self, held: bool) -> None:
+        if not held:
+            return
+        self._holding = False
+        # Behind datagrams that were already waiting, the send task sends them in order.
+        if self._outq and not self._held_behind and not self._closed and self._flush():
             self._wake_sender()
 
     def _wake_sender(self) -> None:
@@ -499,68 +477,15 @@ class DTLSEndpoint:
             self._send_wakeup.set()
         else:
             self._sender_started = True
-            trio.lowlevel.spawn_system_task(_send_loop, weakref.ref(self), self.socket)
+            trio.lowlevel.spawn_system_task(send_loop, weakref.ref(self), self.socket)
 
     def _flush(self) -> bool:
         """Send queued datagrams in order while the socket takes them; True if it is full."""
-        outq = self._outq
-        raw = self._raw
-        counters = self.counters
-        connected = self._peer is not None
-        refused = False
-        sent = 0
-        full = False
-        while outq:
-            lease, addr = outq[0]
-            if not lease.released:  # else its connection's memory was reclaimed
-                try:
-                    if connected:
-                        raw.send(lease)  # sendto with an address is EISCONN on BSDs
-                    else:
-                        raw.sendto(lease, addr)
-                    counters["datagrams_out"] += 1
-                except BlockingIOError:
-                    full = True
-                    break
-                except ConnectionRefusedError:
-                    refused = True  # acted on below, once this loop is done with the queue
-                except OSError:
-                    if self._closed or raw.fileno() < 0:
-                        break
-                    counters["send_errors"] += 1
-                lease.release()
-            outq.popleft()
-            sent += 1
-        if sent:
-            self._on_sent(sent)
-        if refused:
-            self._port_unreachable()
-        return full
+        return flush(self)
 
     def _port_unreachable(self) -> None:
-        """ICMP port unreachable from the connected peer. It ends a client's handshake only
-        while nothing has come from the peer, and only once the port stayed closed across
-        tries UNREACHABLE_GRACE apart (a server starting up a moment late is still met):
-        an ICMP message is as easy to forge as any unauthenticated datagram, so it may
-        stop a search, never a live association."""
-        self.counters["port_unreachable"] += 1
-        channel = self._clients.get(_key(self._peer)) if self._peer is not None else None
-        if channel is None or channel._handshake is not None or channel._conn.closed:
-            return
-        if channel._conn.stats["datagrams_in"]:
-            return
-        now = trio.current_time()
-        if channel._unreachable_since is None:
-            channel._unreachable_since = now
-            return
-        if now - channel._unreachable_since < UNREACHABLE_GRACE:
-            return
-        channel._unreachable = True
-        channel._conn.abandon(
-            f"no answer from {_describe(self._peer)}: nothing listens on that port "
-            "(ICMP port unreachable)"
-        )
-        self._after(channel)
+        """ICMP port unreachable from the connected peer (see `_socketio.port_unreachable`)."""
+        port_unreachable(self)
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -569,7 +494,7 @@ class DTLSEndpoint:
     def _bury(self, channel: DTLSChannel) -> None:
         channel._buried = True
         if not channel._server:
-            key = _key(channel.peer_address)
+            key = address_key(channel.peer_address)
             if self._clients.get(key) is channel:
                 del self._clients[key]
         if self._sent >= self._queued:
@@ -602,6 +527,13 @@ class DTLSEndpoint:
             await self._progress.park()
 
     def _run_timers(self) -> None:
+        held = self._hold_sends()
+        try:
+            self._run_due_timers()
+        finally:
+            self._release_sends(held)
+
+    def _run_due_timers(self) -> None:
         now = trio.current_time()
         for channel in list(self._clients.values()):
             t = channel._conn.get_timer()
@@ -648,54 +580,13 @@ class DTLSEndpoint:
             self._progress.unpark_all()
 
     def _receive_batch(self) -> int | None:
-        """Take up to RECV_BATCH datagrams off the socket and through the core.
-
-        Returns how many were taken (`_drained` tells whether the socket ran dry; else
-        the batch filled up or a channel's receive queue did, and its reader runs before
-        more is taken); None when the memory budget refused a buffer."""
-        raw = self._raw
-        counters = self.counters
-        size = self._recv_size
-        # One buffer serves the whole batch: the core copies out what it keeps.
+        """Take up to RECV_BATCH datagrams off the socket and through the core; what they
+        produce leaves together at the end."""
+        held = self._hold_sends()
         try:
-            lease = self.pools.acquire(size)
-        except MemoryBudgetExceeded:
-            counters["dropped_memory_budget"] += 1
-            return None
-        taken = 0
-        self._drained = False
-        try:
-            while taken < RECV_BATCH and not self._closed:
-                lease.length = size
-                try:
-                    n, addr = raw.recvfrom_into(lease)
-                except BlockingIOError:
-                    self._drained = True
-                    break
-                except ConnectionRefusedError:
-                    self._port_unreachable()
-                    taken += 1
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EBADF, errno.ENOTSOCK) or raw.fileno() < 0:
-                        break
-                    counters["receive_errors"] += 1
-                    taken += 1
-                    continue
-                taken += 1
-                lease.length = n
-                try:
-                    with memoryview(lease) as view:
-                        self._on_datagram(view, addr)
-                except Exception as exc:  # the core never raises for input; a bug must not stop us
-                    self._internal_error(exc)
-                if self._backlogged:
-                    self._backlogged = False
-                    break
+            return receive_batch(self)
         finally:
-            if not lease.released:
-                lease.release()
-        return taken
+            self._release_sends(held)
 
     # -- background tasks -------------------------------------------------------------
 
@@ -704,8 +595,8 @@ class DTLSEndpoint:
             return
         self._loops_started = True
         ref = weakref.ref(self)
-        trio.lowlevel.spawn_system_task(_receive_loop, ref, self.socket)
-        trio.lowlevel.spawn_system_task(_timer_loop, ref)
+        trio.lowlevel.spawn_system_task(receive_loop, ref, self.socket)
+        trio.lowlevel.spawn_system_task(timer_loop, ref)
 
     def _internal_error(self, exc: BaseException) -> None:
         self.counters["internal_errors"] += 1
@@ -738,213 +629,3 @@ async def _run_handler(handler: Handler, channel: DTLSChannel, args: tuple[Any, 
         await handler(channel, *args)
     finally:
         await channel.aclose()
-
-
-async def _receive_loop(
-    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType
-) -> None:
-    while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        taken = ep._receive_batch()
-        drained = ep._drained
-        if ep._closed:
-            return
-        del ep
-        try:
-            if taken is None:  # memory budget: leave the datagrams in the kernel's queue
-                await trio.sleep(0.01)
-            elif drained:
-                await trio.lowlevel.wait_readable(sock)
-            else:  # a full batch, or a reader to let catch up: yield, then go on
-                await trio.lowlevel.checkpoint()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                return
-            raise
-
-
-async def _send_loop(
-    ref: weakref.ReferenceType[DTLSEndpoint], sock: trio.socket.SocketType
-) -> None:
-    while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        if not ep._outq:
-            if ep._send_wakeup.is_set():
-                ep._send_wakeup = trio.Event()
-            wakeup = ep._send_wakeup
-            del ep
-            await wakeup.wait()
-            continue
-        try:
-            full = ep._flush()
-        except Exception as exc:
-            ep._internal_error(exc)
-            full = False
-        del ep
-        try:
-            if full:
-                await trio.lowlevel.wait_writable(sock)
-            else:
-                await trio.lowlevel.checkpoint()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                return
-            raise
-
-
-async def _timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
-    while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        try:
-            deadline = ep._next_deadline()
-        except Exception as exc:
-            ep._internal_error(exc)
-            deadline = trio.current_time() + 0.1
-        scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
-        task = ep._timer_sleeper = trio.lowlevel.current_task()
-        del ep
-        with scope:
-            await trio.lowlevel.wait_task_rescheduled(_timer_abort(ref, task))
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        # Timers the core arms while they run are found by _next_deadline just after.
-        ep._timer_scope = None
-        try:
-            ep._run_timers()
-        except Exception as exc:
-            ep._internal_error(exc)
-        del ep
-
-
-def _timer_abort(
-    ref: weakref.ReferenceType[DTLSEndpoint], task: trio.lowlevel.Task
-) -> Callable[[Any], trio.lowlevel.Abort]:
-    def abort(_: Any) -> trio.lowlevel.Abort:  # the deadline came (or the run ends)
-        ep = ref()
-        if ep is not None and ep._timer_sleeper is task:
-            ep._timer_sleeper = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    return abort
-
-
-async def _bound_socket(
-    host: str | None, port: int, *, reuse_port: bool = False
-) -> trio.socket.SocketType:
-    infos = await trio.socket.getaddrinfo(
-        host, port, type=trio.socket.SOCK_DGRAM, flags=trio.socket.AI_PASSIVE
-    )
-    if not infos:  # pragma: no cover - getaddrinfo raises instead
-        raise OSError(f"cannot resolve {host!r}")
-    family, _, _, _, addr = infos[0]
-    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-    try:
-        if family == trio.socket.AF_INET6:
-            sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
-        if reuse_port:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-        await sock.bind(addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def open_dtls_client(
-    host: str,
-    port: int,
-    config: ClientConfig,
-    *,
-    local_address: tuple[str, int] | None = None,
-    pools: PoolSet | None = None,
-    incoming_packets_buffer: int = 10,
-    on_non_dtls_datagram: NonDtlsHandler | None = None,
-) -> DTLSChannel:
-    """Resolve `host`, bind a socket, connect and complete the handshake.
-
-    The channel owns its endpoint: closing the channel closes the socket too. Raises
-    OSError when `host` does not resolve, and the handshake's exceptions (see
-    ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` within about 3 s when the
-    server's host keeps reporting that nothing listens on `port`.
-    """
-    infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
-    family, _, _, _, addr = infos[0]
-    if local_address is None:
-        local_address = ("::", 0) if family == trio.socket.AF_INET6 else ("0.0.0.0", 0)
-    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-    try:
-        await sock.bind(local_address)
-        # Connected: datagrams from anyone but the server never reach us, and an ICMP port
-        # unreachable ends the handshake within seconds, not after handshake_timeout.
-        await sock.connect(addr)
-        endpoint = DTLSEndpoint(
-            sock,
-            pools=pools,
-            incoming_packets_buffer=incoming_packets_buffer,
-            on_non_dtls_datagram=on_non_dtls_datagram,
-        )
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        channel = endpoint.connect((str(addr[0]), int(addr[1])), config)
-        channel._owns_endpoint = True
-        await channel.do_handshake()
-    except BaseException:
-        endpoint.close()
-        raise
-    return channel
-
-
-async def serve_dtls(
-    handler: Handler,
-    port: int,
-    config: ServerConfig,
-    *,
-    host: str | None = None,
-    pools: PoolSet | None = None,
-    incoming_packets_buffer: int = 10,
-    dos: DoSProtectionConfig | None = None,
-    cookie_policy: str = "under_load",
-    reuse_port: bool = False,
-    on_non_dtls_datagram: NonDtlsHandler | None = None,
-    cid_prefix: bytes = b"",
-    task_status: trio.TaskStatus[DTLSEndpoint] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Bind (`host`, `port`) and serve `handler` on it until cancelled (like trio.serve_tcp).
-
-    With ``nursery.start`` it reports the running `DTLSEndpoint` (its ``socket`` tells the
-    port when `port` is 0). `host` None means every IPv4 interface. `reuse_port` sets
-    SO_REUSEPORT, so several processes serve one port, the kernel hashing each client's
-    address to one of them; give them the same ``cookie_secret`` and ``ticket_secret``.
-    `cid_prefix` starts every connection ID this server issues (see dtls13.cid_layout), so
-    that a datagram whose address changed can still be steered to it (dtls13.steering).
-    """
-    sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
-    try:
-        endpoint = DTLSEndpoint(
-            sock,
-            pools=pools,
-            incoming_packets_buffer=incoming_packets_buffer,
-            dos=dos,
-            cookie_policy=cookie_policy,
-            on_non_dtls_datagram=on_non_dtls_datagram,
-            cid_prefix=cid_prefix,
-        )
-    except BaseException:
-        sock.close()
-        raise
-    async with endpoint, trio.open_nursery() as nursery:
-        await nursery.start(endpoint.serve, config, handler)
-        task_status.started(endpoint)
