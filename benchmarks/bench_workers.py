@@ -49,7 +49,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def serve(workers: int) -> None:
-    from dtls13 import cli
+    from dtls13 import cli, cli_workers
 
     args = cli.build_parser().parse_args(
         ["server", "--port", "0", "--workers", str(workers), "--cookie", "never", "-q"]
@@ -57,7 +57,7 @@ def serve(workers: int) -> None:
     log = cli._Log(args)
     config, cert_path = cli.server_config(args, log)
     try:
-        cli.run_workers(args, config, log, dos=BENCH_DOS)
+        cli_workers.run_workers(args, config, log, dos=BENCH_DOS)
     finally:
         if cert_path:
             os.unlink(cert_path)

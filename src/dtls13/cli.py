@@ -18,34 +18,24 @@ import argparse
 import os
 import signal
 import socket
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import trio
 
 from . import __version__
-from .alerts import AlertDescription
-from .cid_layout import MAX_WORKERS, MIN_RANDOM_CID_BYTES, worker_cid_prefix
+from .cid_layout import MAX_WORKERS, MIN_RANDOM_CID_BYTES
 from .cli_keying import add_keying_options, keying_options, keying_report
 from .config import ClientConfig, ServerConfig
 from .connection import MIN_MTU
 from .endpoint import DoSProtectionConfig
 from .errors import (
-    CertificateVerificationFailed,
-    ConnectionEnded,
     DTLSError,
-    HandshakeFailed,
-    HandshakeTimeout,
-    PeerClosed,
-    PeerUnreachable,
 )
 from .handshake.antireplay import ReplayStore
-from .steering import attach_steering, bind_group
-from .trio import DTLSChannel, DTLSEndpoint, open_dtls_client
+from .trio import DTLSChannel, DTLSEndpoint
 
 EXIT_USAGE = 2  # bad options or configuration
 EXIT_FAILURE = 1  # runtime failures: bind, resolve, handshake
@@ -416,390 +406,7 @@ async def run_server(
                     break
 
 
-# -- workers --------------------------------------------------------------------------
-
-WORKER_START_TIMEOUT = 30.0
-WORKER_STOP_TIMEOUT = 5.0
-
-
-class _Stop(Exception):
-    """SIGINT or SIGTERM reached the parent."""
-
-
-class SharedMonotonicClock(trio.abc.Clock):
-    """trio's clock on CLOCK_MONOTONIC, which every process of the machine shares.
-
-    trio's default clock starts at a random offset per run; the cookie jar's ticks and
-    rotation periods come from the clock it is given, so workers need one clock to accept
-    each other's cookies.
-    """
-
-    def start_clock(self) -> None:
-        pass
-
-    def current_time(self) -> float:
-        return time.monotonic()
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return deadline - time.monotonic()
-
-
-def _worker(
-    index: int,
-    args: argparse.Namespace,
-    config: ServerConfig,
-    group: list[socket.socket],
-    conn: Any,
-    dos: DoSProtectionConfig | None,
-) -> None:
-    """One worker process (forked): serve until SIGINT/SIGTERM, exit 0; report failures."""
-    # The other workers' sockets came along with the fork: held here too, a worker's
-    # socket would outlive it in the SO_REUSEPORT group and swallow its datagrams.
-    for i, other in enumerate(group):
-        if i != index:
-            other.close()
-    prefix = worker_cid_prefix(index) if config.cid_length else b""
-    log = _Log(args, prefix=f"worker {index}: ")
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    # Not the parent's handlers (inherited by fork): a stop request before trio listens,
-    # or one trio re-delivers as it stops listening, ends this worker cleanly.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, leave)
-    try:
-        trio.run(
-            lambda: run_server(
-                args,
-                config,
-                log,
-                bound=group[index],
-                ready=lambda p: conn.send(("ready", p)),
-                dos=dos,
-                cid_prefix=prefix,
-            ),
-            clock=SharedMonotonicClock(),
-        )
-    except Failure as exc:
-        conn.send(("error", str(exc)))
-        sys.exit(EXIT_FAILURE)
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
-
-
-def _steer(sock: socket.socket, log: _Log) -> bool:
-    """Attach the CID steering program to the workers' group; on failure say so once and
-    let the kernel hash addresses."""
-    if os.environ.get("DTLS13_STEERING", "").lower() == "off":
-        log("DTLS13_STEERING=off: workers are chosen by address hash only")
-        return False
-    try:
-        attach_steering(sock)
-    except OSError as exc:
-        log(
-            f"cannot steer by connection ID ({exc.strerror or exc}): workers are chosen by "
-            "address hash, so a client whose address changes may lose its connection"
-        )
-        return False
-    return True
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
-def run_workers(
-    args: argparse.Namespace,
-    config: ServerConfig,
-    log: _Log,
-    *,
-    dos: DoSProtectionConfig | None = None,
-) -> None:
-    """Fork `args.workers` servers on one port, print its address once, supervise them.
-
-    SIGINT/SIGTERM stop every worker and return; a worker that ends on its own stops the
-    rest and raises Failure. `dos`: the endpoints' limits (benchmarks raise them).
-    """
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise UsageError("--workers needs SO_REUSEPORT, which this system lacks")
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    # The workers' sockets are bound here, in worker order, so that socket i of the
-    # SO_REUSEPORT group is worker i's (the steering program returns that index); being
-    # bound, they also hold the port from the start and report a port in use at once. A
-    # first bind without SO_REUSEPORT makes sure no other server (one with SO_REUSEPORT
-    # included, which we would silently join) has the port.
-    group: list[socket.socket] = []
-    port = args.port
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind((args.host, port))
-            port = probe.getsockname()[1]
-        group.extend(bind_group(family, (args.host, port), args.workers))
-    except (OSError, UnicodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise Failure(f"cannot listen on {_peer((args.host, port))}: {reason}") from None
-    steered = bool(config.cid_length) and _steer(group[0], log)
-    # fork: the workers inherit the configuration (keys, secrets) without it ever being
-    # serialized or put on a command line.
-    ctx = multiprocessing.get_context("fork")
-    workers: list[Any] = []
-    pipes: dict[Any, int] = {}
-    stopping = False
-
-    def stop_all() -> None:
-        for proc in workers:
-            if proc.is_alive():
-                proc.terminate()
-        deadline = time.monotonic() + WORKER_STOP_TIMEOUT
-        for proc in workers:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if not stopping:
-            raise _Stop
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for i in range(args.workers):
-            receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=_worker,
-                args=(i, args, config, group, sender, dos),
-                name=f"dtls13-worker-{i}",
-            )
-            proc.start()
-            sender.close()
-            workers.append(proc)
-            pipes[receiver] = i
-        waiting = dict(pipes)
-        deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Failure(f"{len(waiting)} of {args.workers} workers did not start")
-            ready: Any
-            for ready in wait(list(waiting), left):
-                i = waiting.pop(ready)
-                try:
-                    kind, value = ready.recv()
-                except EOFError:
-                    workers[i].join(WORKER_STOP_TIMEOUT)
-                    code = _exit_reason(workers[i].exitcode)
-                    raise Failure(f"worker {i} failed to start ({code})") from None
-                if kind != "ready":
-                    raise Failure(f"worker {i}: {value}")
-        for sock in group:  # the workers hold them now
-            sock.close()
-        pids = ", ".join(str(p.pid) for p in workers)
-        how = ", steered by connection ID" if steered else ""
-        print(f"{args.workers} workers (pids {pids}) share the port through SO_REUSEPORT{how}")
-        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
-        sentinels = {proc.sentinel: i for i, proc in enumerate(workers)}
-        ended = wait(list(sentinels))
-        i = sentinels[ended[0]]
-        proc = workers[i]
-        proc.join()
-        raise Failure(
-            f"worker {i} (pid {proc.pid}) ended unexpectedly ({_exit_reason(proc.exitcode)}); "
-            "stopped the others"
-        )
-    except _Stop:
-        log("stopping")
-    finally:
-        stopping = True
-        for sock in group:
-            sock.close()
-        stop_all()
-        for receiver in pipes:
-            receiver.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-# -- client ---------------------------------------------------------------------------
-
-
-def client_config(args: argparse.Namespace) -> ClientConfig:
-    opts = _options(args)
-    opts["handshake_timeout"] = HANDSHAKE_TIMEOUT
-    opts["server_name"] = args.server_name or args.host
-    if args.insecure:
-        opts["verify"] = False
-    elif args.cafile:
-        opts["cafile"] = args.cafile
-    return ClientConfig(**opts)
-
-
-# What to do about the alerts a server sends to end a handshake.
-_ALERT_HINTS: dict[AlertDescription, str] = {
-    AlertDescription.handshake_failure: "no cipher suite, group or signature algorithm in "
-    "common (see --ciphers and --groups)",
-    AlertDescription.protocol_version: "the server does not speak DTLS 1.3",
-    AlertDescription.certificate_required: "the server requires a client certificate: "
-    "give one with --cert and --key",
-    AlertDescription.no_application_protocol: "no ALPN protocol in common (see --alpn)",
-    AlertDescription.unknown_ca: "the server does not trust the CA of our client "
-    "certificate (--cert)",
-    AlertDescription.bad_certificate: "the server rejected our client certificate (--cert)",
-    AlertDescription.certificate_unknown: "the server rejected our client certificate (--cert)",
-    AlertDescription.access_denied: "the server refused us access",
-}
-
-
-def _handshake_failure(peer: str, exc: HandshakeFailed) -> Failure:
-    """One line that says what went wrong and what to do."""
-    if isinstance(exc, PeerUnreachable):
-        return Failure(f"no answer from {peer}: nothing listens on that port (is the server "
-                       "running, on that port?)")  # fmt: skip
-    if isinstance(exc, HandshakeTimeout):
-        return Failure(f"no answer from {peer} within {HANDSHAKE_TIMEOUT:g} s: is a DTLS 1.3 "
-                       "server running there, and does a firewall let UDP through?")  # fmt: skip
-    if isinstance(exc, CertificateVerificationFailed):
-        why = exc.reason.removeprefix("certificate verification failed: ")
-        return Failure(
-            f"handshake with {peer} failed: the server's certificate was rejected: {why}. "
-            "Trust its CA with --cafile (and check --server-name), or skip verification "
-            "with --insecure"
-        )
-    if exc.by_peer and exc.alert is not None:
-        hint = _ALERT_HINTS.get(exc.alert, "see the server's log")
-        return Failure(f"handshake with {peer} failed: the server sent {exc.alert.name}: {hint}")
-    return Failure(f"handshake with {peer} failed: {exc.reason}")
-
-
-async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) -> None:
-    peer = _peer((args.host, args.port))
-    try:
-        channel = await open_dtls_client(args.host, args.port, config)
-    except OSError as exc:
-        raise Failure(f"cannot reach {peer}: {exc.strerror or exc}") from None
-    except HandshakeFailed as exc:
-        raise _handshake_failure(peer, exc) from None
-    log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
-    for line in keying_report(channel, args):
-        print(line, flush=True)
-    try:
-        if args.count:
-            await _timed_echoes(channel, args.count, args.size, args.mtu or DEFAULT_MTU)
-        else:
-            await _echo_lines(channel, log)
-    except (trio.EndOfChannel, PeerClosed):
-        log("the server closed the connection")
-    except ConnectionEnded as exc:
-        raise Failure(f"the connection to {peer} failed: {exc}") from None
-    finally:
-        await channel.aclose()
-
-
-class _StdinLines:
-    """Lines of standard input, read in a worker thread that Ctrl-C or the server's close
-    may abandon. It reads the file descriptor itself: a thread left blocked inside
-    ``sys.stdin``'s buffered reader holds its lock, and the interpreter then aborts at exit
-    ("could not acquire lock ... at interpreter shutdown")."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._pending = b""
-        self._ended = False
-
-    async def readline(self) -> bytes:
-        """The next line with its newline; the unterminated rest at the end; b"" after."""
-        while b"\n" not in self._pending and not self._ended:
-            chunk = await trio.to_thread.run_sync(os.read, self._fd, 65536, abandon_on_cancel=True)
-            self._ended = not chunk
-            self._pending += chunk
-        line, newline, self._pending = self._pending.partition(b"\n")
-        return line + newline
-
-
-async def _echo_lines(channel: DTLSChannel, log: _Log) -> None:
-    """Send each non-empty line of stdin and print the echoes as they come; at the end of
-    input wait up to ECHO_TIMEOUT for the last ones. Ends early when the server closes."""
-    stdin, stdout = _StdinLines(sys.stdin.fileno()), sys.stdout.buffer
-    limit = channel.get_cleartext_mtu()
-    awaited = 0
-    problems: list[str] = []
-    async with trio.open_nursery() as nursery:
-
-        async def print_echoes() -> None:
-            nonlocal awaited
-            async for echoed in channel:  # ends at the server's close_notify
-                awaited -= 1
-                stdout.write(echoed + b"\n")
-                stdout.flush()
-            log("the server closed the connection")
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(print_echoes)
-        while line := await stdin.readline():
-            message = line.rstrip(b"\r\n")
-            if not message:
-                continue
-            if len(message) > limit:
-                problems.append(f"a line of {len(message)} bytes does not fit one datagram "
-                                f"(at most {limit} bytes; raise --mtu)")  # fmt: skip
-                continue
-            await channel.send(message)
-            awaited += 1
-        with trio.move_on_after(ECHO_TIMEOUT):
-            while awaited > 0:
-                await trio.sleep(0.01)
-        if awaited > 0:
-            problems.append(f"{awaited} lines got no echo within {ECHO_TIMEOUT:g} s")
-        nursery.cancel_scope.cancel()
-    if problems:
-        raise Failure(problems[-1] if len(problems) == 1 else f"{len(problems)} problems; "
-                      f"the last: {problems[-1]}")  # fmt: skip
-
-
-async def _timed_echoes(channel: DTLSChannel, count: int, size: int, mtu: int) -> None:
-    limit = channel.get_cleartext_mtu()
-    if size > limit:
-        raise UsageError(
-            f"--size {size} does not fit one datagram: at most {limit} bytes at --mtu {mtu} "
-            "(raise --mtu, or lower --size)"
-        )
-    rtts: list[float] = []
-    lost = 0
-    started = trio.current_time()
-    for i in range(count):
-        payload = (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
-        t0 = trio.current_time()
-        await channel.send(payload)
-        with trio.move_on_after(ECHO_TIMEOUT):
-            while True:
-                echoed = await channel.receive()
-                if echoed == payload:
-                    rtts.append(trio.current_time() - t0)
-                    break
-            continue
-        lost += 1
-    elapsed = trio.current_time() - started
-    ms = sorted(r * 1000 for r in rtts)
-    if ms:
-        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-        print(
-            f"{len(ms)}/{count} echoes of {size} bytes in {elapsed:.3f} s "
-            f"({len(ms) / elapsed:.0f} msg/s); round trip ms: min {ms[0]:.3f} "
-            f"avg {statistics.fmean(ms):.3f} p50 {statistics.median(ms):.3f} "
-            f"p99 {p99:.3f} max {ms[-1]:.3f}",
-            flush=True,
-        )
-    if lost:
-        raise Failure(f"{lost} of {count} messages got no echo")
+# -- running --------------------------------------------------------------------------
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -839,15 +446,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             config, cert_path = server_config(args, log)
             if args.workers > 1:
+                from .cli_workers import run_workers
+
                 run_workers(args, config, log)
             elif args.loop == "asyncio":
                 cli_asyncio.run(cli_asyncio.run_server, args, config, log)
             else:
                 _run(run_server, args, config, log)
-        elif args.loop == "asyncio":
-            cli_asyncio.run(cli_asyncio.run_client, args, client_config(args), log)
         else:
-            _run(run_client, args, client_config(args), log)
+            from .cli_client import client_config, run_client
+
+            if args.loop == "asyncio":
+                cli_asyncio.run(cli_asyncio.run_client, args, client_config(args), log)
+            else:
+                _run(run_client, args, client_config(args), log)
         return 0
     except UsageError as exc:
         print(f"dtls13: error: {exc}", file=sys.stderr)

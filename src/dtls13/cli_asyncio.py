@@ -22,10 +22,10 @@ from .cli import (
     Failure,
     UsageError,
     _describe,
-    _handshake_failure,
     _Log,
     _peer,
 )
+from .cli_client import _handshake_failure
 from .cli_keying import keying_report
 from .config import ClientConfig, ServerConfig
 from .errors import ConnectionEnded, DTLSError, HandshakeFailed, PeerClosed

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from dtls13 import ClientConfig, DTLSChannel, DTLSEndpoint, cli
+from dtls13 import ClientConfig, DTLSChannel, DTLSEndpoint, cli, cli_workers
 from dtls13.cli import build_parser
 from dtls13.memory import PoolSet
 from tests.support.cli_helpers import ServerProcess, run_cli
@@ -172,6 +172,6 @@ def test_a_kernel_that_refuses_the_program_leaves_hashing_with_one_line(
     args = build_parser().parse_args(["server"])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as alone:  # in no reuseport group
         alone.bind(("127.0.0.1", 0))
-        assert cli._steer(alone, cli._Log(args)) is False
+        assert cli_workers._steer(alone, cli._Log(args)) is False
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("cannot steer by connection ID ("), lines

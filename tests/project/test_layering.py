@@ -65,6 +65,8 @@ LAYERS: dict[str, str] = {
     "dtls13": "facade",
     "dtls13.cli": "cli",
     "dtls13.cli_keying": "cli",
+    "dtls13.cli_client": "cli",
+    "dtls13.cli_workers": "cli",
     "dtls13.cli_asyncio": "cli",
     "dtls13.__main__": "cli",
 }
