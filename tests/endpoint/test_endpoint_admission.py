@@ -6,29 +6,30 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from dtls13.admission import ConnectionTable, host_of
 from dtls13.connection import Connection
-from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint, _ConnectionTable, _host
+from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
 from dtls13.memory import PoolSet
 from tests.support.dtls_pair import SERVER_ADDR, configs, wall_clock
 from tests.support.netsim import SimNetwork
 
 
 def _recount(ep: ServerEndpoint) -> tuple[Counter[Any], set[Connection]]:
-    hosts = Counter(_host(a) for a in ep.connections)
+    hosts = Counter(host_of(a) for a in ep.connections)
     half = {c for c in ep.connections.values() if not c.handshake_complete}
     return hosts, half
 
 
 def _check(ep: ServerEndpoint) -> None:
     hosts, half = _recount(ep)
-    assert isinstance(ep.connections, _ConnectionTable)
+    assert isinstance(ep.connections, ConnectionTable)
     assert ep.connections.per_host == dict(hosts)
     assert set(ep.debug_state().half_open) == half
     assert ep.statistics().half_open == len(half)
 
 
 def test_connection_table_counts_hosts_through_every_mutation() -> None:
-    table = _ConnectionTable()
+    table = ConnectionTable()
     a, b = object(), object()
     table[("10.0.0.1", 1)] = a  # type: ignore[assignment]
     table[("10.0.0.1", 2)] = b  # type: ignore[assignment]

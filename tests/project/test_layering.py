@@ -59,6 +59,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
     "dtls13.endpoint": "endpoint",
+    "dtls13.admission": "endpoint",
     "dtls13.trio": "trio",
     "dtls13.asyncio": "trio",  # the other event-loop adapter, beside trio's (never imports it)
     "dtls13.udp": "endpoint",  # socket helpers the adapters share
