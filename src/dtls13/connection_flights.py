@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._fast import Buffer, DecodeError, MemoryBudgetExceeded
 from .alerts import DecodeErrorAlert, IllegalParameter, TooManyCidsRequested, UnexpectedMessage
+from .cid_layout import NoFreeConnectionId
 from .events import KeyUpdated
 from .handshake import messages as msgs
 from .handshake.constants import HandshakeType, KeyUpdateRequest
@@ -46,12 +47,17 @@ def on_request_connection_id(self: Connection, msg: msgs.RequestConnectionId, no
     # issue stays valid (and routed) for the connection's life: hold at most
     # MAX_LOCAL_CIDS.
     count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
-    if count < min(msg.num_cids, MAX_CIDS):
+    cids: list[bytes] = []
+    try:
+        while len(cids) < count:
+            cids.append(self._new_cid(len(self.local_cids[0])))
+    except NoFreeConnectionId:
+        pass  # the endpoint's CID space is full: fewer (perhaps none), as §9 allows
+    self.local_cids += cids  # issued: routed to us until the connection goes
+    if len(cids) < min(msg.num_cids, MAX_CIDS):
         self.count("cid_requests_refused")
         if self.rare_stat("cid_requests_refused") > MAX_REFUSED_CID_REQUESTS:
             raise TooManyCidsRequested("the peer keeps asking for connection IDs")
-    cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
-    self.local_cids += cids
     self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
 
 
