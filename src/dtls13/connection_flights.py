@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
 MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot retire one)
+# Timeouts of one flight after the handshake (the client's final flight, a post-handshake
+# message) before we stop retransmitting it: RFC 9147 sets no limit, but a peer that never
+# ACKs must not keep an idle connection sending. With the §5.8.2 timers (1 s doubling to
+# 60 s) that is about 5 minutes, past the peer's handshake_timeout (120 s by default).
+MAX_UNACKED_RETRANSMISSIONS = 10
 MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 

@@ -34,6 +34,9 @@ class ConnectionStatistics:
     tickets_withheld: int  # server: tickets not sent, the client chain too large for one
     idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
     cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap, or no free CID)
+    # flights after the handshake (the final flight, a KeyUpdate, ...) the peer never ACKed,
+    # no longer retransmitted after MAX_UNACKED_RETRANSMISSIONS timeouts:
+    unacked_flights_abandoned: int
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
     amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
