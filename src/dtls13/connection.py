@@ -95,7 +95,7 @@ STAT_NAMES = (
 # key-sharing dict allows (see memory/counters.py), and an ordinary connection pays nothing
 # for these.
 RARE_STAT_NAMES = (
-    "tickets_withheld",  # server: tickets not sent, the client chain too large for one
+    "tickets_withheld",  # server: tickets not sent (client chain too large, or no memory)
     "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
     "session_server_name_mismatch",  # client: session for another name, not offered
     "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
@@ -105,6 +105,7 @@ RARE_STAT_NAMES = (
     "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
     "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
+    "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
 )
 MIN_MTU = 256
 

@@ -127,10 +127,20 @@ def emit_flight(
     if writer is not None:
         flight.emit(writer, self._max_payload())
     else:
+        emit_datagrams(self, flight)
+    self._retransmit_at = (self._now if now is None else now) + self._rto
+
+
+def emit_datagrams(self: Connection, flight: Flight) -> None:
+    """The flight's unacknowledged fragments in datagrams of their own. No memory for
+    them is a lost datagram: counted, and the retransmission timer sends them again (the
+    flight itself is stored, so nothing is lost for good)."""
+    try:
         with self._records.datagram_writer(self.mtu) as w:
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
-    self._retransmit_at = (self._now if now is None else now) + self._rto
+    except MemoryBudgetExceeded:
+        self.count("flight_datagrams_unsent")
 
 
 def retransmit(self: Connection, now: float) -> None:
@@ -141,9 +151,7 @@ def retransmit(self: Connection, now: float) -> None:
     self.stats["retransmissions"] += 1
     self._retransmitted_this_input = True
     self._retransmitted_at = now
-    with self._records.datagram_writer(self.mtu) as w:
-        flight.emit(w, self._max_payload())
-        self._queue(w.finish())
+    emit_datagrams(self, flight)
     self._retransmit_at = now + self._rto
 
 
