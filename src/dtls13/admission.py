@@ -197,6 +197,7 @@ DROP_COUNTERS = (
     "half_open_unanswered",  # half-open handshakes ended: their peer never answered
     "half_open_displaced",  # unproven half-open handshakes that gave way to a proven client
     "memory_refused",
+    "cid_space_exhausted",  # no free CID: a new connection refused, or fewer CIDs issued
 )
 
 

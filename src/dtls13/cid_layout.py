@@ -53,3 +53,17 @@ def check_cid_prefix(prefix: bytes, cid_length: int | None) -> bytes:
             f"{len(prefix) + MIN_RANDOM_CID_BYTES} bytes (it is {cid_length})"
         )
     return prefix
+
+
+# Random draws an endpoint makes for one fresh CID before it gives up: with half the space
+# taken, all of them collide once in 2**32 tries; a space that full refuses, never loops.
+MAX_CID_DRAWS = 32
+
+
+class NoFreeConnectionId(Exception):
+    """Every CID drawn for a new one was taken: the endpoint's CID space is (nearly) full."""
+
+
+def cid_space(cid_length: int, prefix: bytes = b"") -> int:
+    """How many distinct CIDs of `cid_length` bytes start with `prefix`."""
+    return int(256 ** max(0, cid_length - len(prefix)))

@@ -35,6 +35,7 @@ from .alerts import (
 )
 from .config import ClientConfig, ServerConfig
 from .connection_flights import MAX_LOCAL_CIDS as MAX_LOCAL_CIDS
+from .connection_flights import MAX_UNACKED_RETRANSMISSIONS
 from .crypto.suites import CipherSuite
 from .events import (
     ConnectionTerminated,
@@ -94,7 +95,7 @@ STAT_NAMES = (
 # key-sharing dict allows (see memory/counters.py), and an ordinary connection pays nothing
 # for these.
 RARE_STAT_NAMES = (
-    "tickets_withheld",  # server: tickets not sent, the client chain too large for one
+    "tickets_withheld",  # server: tickets not sent (client chain too large, or no memory)
     "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
     "session_server_name_mismatch",  # client: session for another name, not offered
     "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
@@ -103,6 +104,8 @@ RARE_STAT_NAMES = (
     "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
     "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
     "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
+    "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
+    "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
 )
 MIN_MTU = 256
 
@@ -553,6 +556,13 @@ class Connection:
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         if self._retransmit_at is not None and now >= self._retransmit_at:
+            if self._hs.connected and self._timeouts >= MAX_UNACKED_RETRANSMISSIONS:
+                # Stop: the flight stays, so a repeat of the peer's flight (§5.8.1 case 3)
+                # or a new post-handshake message sends it again, with a fresh count.
+                self._retransmit_at = None
+                self._timeouts = 0
+                self.count("unacked_flights_abandoned")
+                return
             self._timeouts += 1
             self._rto = min(self._rto * 2, self.config.retransmit_max)
             # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._fast import Buffer, DecodeError, MemoryBudgetExceeded
 from .alerts import DecodeErrorAlert, IllegalParameter, TooManyCidsRequested, UnexpectedMessage
+from .cid_layout import NoFreeConnectionId
 from .events import KeyUpdated
 from .handshake import messages as msgs
 from .handshake.constants import HandshakeType, KeyUpdateRequest
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 MAX_CIDS = 4  # CIDs issued per NewConnectionId, and spare peer CIDs kept (RFC 9147 §9)
 MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot retire one)
+# Timeouts of one flight after the handshake (the client's final flight, a post-handshake
+# message) before we stop retransmitting it: RFC 9147 sets no limit, but a peer that never
+# ACKs must not keep an idle connection sending. With the §5.8.2 timers (1 s doubling to
+# 60 s) that is about 5 minutes, past the peer's handshake_timeout (120 s by default).
+MAX_UNACKED_RETRANSMISSIONS = 10
 MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 
@@ -46,12 +52,17 @@ def on_request_connection_id(self: Connection, msg: msgs.RequestConnectionId, no
     # issue stays valid (and routed) for the connection's life: hold at most
     # MAX_LOCAL_CIDS.
     count = min(msg.num_cids, MAX_CIDS, MAX_LOCAL_CIDS - len(self.local_cids))
-    if count < min(msg.num_cids, MAX_CIDS):
+    cids: list[bytes] = []
+    try:
+        while len(cids) < count:
+            cids.append(self._new_cid(len(self.local_cids[0])))
+    except NoFreeConnectionId:
+        pass  # the endpoint's CID space is full: fewer (perhaps none), as §9 allows
+    self.local_cids += cids  # issued: routed to us until the connection goes
+    if len(cids) < min(msg.num_cids, MAX_CIDS):
         self.count("cid_requests_refused")
         if self.rare_stat("cid_requests_refused") > MAX_REFUSED_CID_REQUESTS:
             raise TooManyCidsRequested("the peer keeps asking for connection IDs")
-    cids = [self._new_cid(len(self.local_cids[0])) for _ in range(count)]
-    self.local_cids += cids
     self._send_post_handshake(msgs.NewConnectionId(tuple(cids), CID_SPARE), now)
 
 
@@ -116,10 +127,20 @@ def emit_flight(
     if writer is not None:
         flight.emit(writer, self._max_payload())
     else:
+        emit_datagrams(self, flight)
+    self._retransmit_at = (self._now if now is None else now) + self._rto
+
+
+def emit_datagrams(self: Connection, flight: Flight) -> None:
+    """The flight's unacknowledged fragments in datagrams of their own. No memory for
+    them is a lost datagram: counted, and the retransmission timer sends them again (the
+    flight itself is stored, so nothing is lost for good)."""
+    try:
         with self._records.datagram_writer(self.mtu) as w:
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
-    self._retransmit_at = (self._now if now is None else now) + self._rto
+    except MemoryBudgetExceeded:
+        self.count("flight_datagrams_unsent")
 
 
 def retransmit(self: Connection, now: float) -> None:
@@ -130,9 +151,7 @@ def retransmit(self: Connection, now: float) -> None:
     self.stats["retransmissions"] += 1
     self._retransmitted_this_input = True
     self._retransmitted_at = now
-    with self._records.datagram_writer(self.mtu) as w:
-        flight.emit(w, self._max_payload())
-        self._queue(w.finish())
+    emit_datagrams(self, flight)
     self._retransmit_at = now + self._rto
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._fast import DecodeError
+from ._fast import DecodeError, MemoryBudgetExceeded
 from .alerts import Alert, DecodeErrorAlert, IllegalParameter
 from .config import ServerConfig
 from .crypto.suites import SUITES
@@ -503,18 +503,34 @@ def server_completed(self: Connection, out: HandshakeOutput, now: float) -> None
     self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
     self._ack_list.clear()
     self._ack_at = None
-    # The ACK and the session tickets leave in one datagram when they fit (one send).
-    with self._records.datagram_writer(self.mtu) as w:
-        self._send_ack_for(self._final_acks, w)
-        self._complete(out.completed, now)
-        if out.flight is FlightKind.TICKETS:
-            self._start_flight()
-            assert self._flight is not None
-            self._flight.needs_ack = True
+    self._complete(out.completed, now)
+    tickets = False
+    if out.flight is FlightKind.TICKETS:
+        self._start_flight()
+        assert self._flight is not None
+        self._flight.needs_ack = True
+        try:
             for m in out.messages:
                 self._add_encoded(m.msg_type, m.body, m.epoch)
-            self._emit_flight(now, writer=w)
-        self._queue(w.finish())
+            tickets = True
+        except MemoryBudgetExceeded:
+            # Tickets are optional (RFC 8446 §4.6.1): with no memory for them, none.
+            self.count("tickets_withheld", len(out.messages))
+            self._flight.release()
+            self._flight = None
+    # The ACK and the session tickets leave in one datagram when they fit (one send). No
+    # memory for it is a lost datagram: the client repeats its final flight and gets the
+    # ACK again (_repeat_final_acks); the tickets' timer sends them again.
+    try:
+        with self._records.datagram_writer(self.mtu) as w:
+            self._send_ack_for(self._final_acks, w)
+            if tickets:
+                self._emit_flight(now, writer=w)
+            self._queue(w.finish())
+    except MemoryBudgetExceeded:
+        self.count("flight_datagrams_unsent")
+        if tickets:
+            self._retransmit_at = now + self._rto
     self._drop_handshake_state()
     # Our handshake flight is done with (implicitly acknowledged above); alerts and
     # ACKs go out in epoch 3 from now on. The epoch-2 read keys go too: the only

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import heapq
 import itertools
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import inf
@@ -28,9 +29,9 @@ from .admission import (
     host_of,
     is_client_hello,
 )
-from .cid_layout import check_cid_prefix
+from .cid_layout import MAX_CID_DRAWS, NoFreeConnectionId, check_cid_prefix, cid_space
 from .config import ServerConfig
-from .connection import Connection
+from .connection import MAX_LOCAL_CIDS, Connection
 from .demux import NonDtlsHandler, is_other_protocol
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
@@ -83,6 +84,7 @@ class ServerEndpoint:
         self.config = config
         self.pools = pools if pools is not None else default_pool_set()
         self.dos = dos or DoSProtectionConfig()
+        self._warn_if_cid_space_is_small(config)
         self.cookie_policy: CookiePolicy = cookie_policy
         self._wall_clock = wall_clock
         self.on_non_dtls_datagram = on_non_dtls_datagram
@@ -221,6 +223,24 @@ class ServerEndpoint:
             self.connections.setdefault(conn.peer_address, conn)
         return conn
 
+    def _warn_if_cid_space_is_small(self, config: ServerConfig) -> None:
+        """A warning (not an error: any length is valid, RFC 9146 §3) when the CIDs of this
+        length cannot give every connection the cap allows its MAX_LOCAL_CIDS: past that,
+        new connections are refused (cid_space_exhausted)."""
+        length = config.cid_length
+        if not length:
+            return
+        space = cid_space(length, self.cid_prefix)
+        needed = self.dos.max_concurrent_connections * MAX_LOCAL_CIDS
+        if space < needed:
+            warnings.warn(
+                f"{length}-byte connection IDs give {space} distinct ones, fewer than the "
+                f"{needed} that max_concurrent_connections={self.dos.max_concurrent_connections}"
+                f" connections may hold; past them new connections are refused",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
         """A CID no live connection of this endpoint uses, starting with cid_prefix."""
         if not length:
@@ -228,12 +248,15 @@ class ServerEndpoint:
             # empty CID routes nothing, and every connection has the same one.
             return b""
         prefix = self.cid_prefix
-        while True:
+        # Bounded: a full space (a short connection_id) refuses instead of looping.
+        for _ in range(MAX_CID_DRAWS):
             cid = prefix + self.config.random_bytes(length - len(prefix))
             other = self._by_cid.get(cid)
             if other is None or other.closed:
                 self._by_cid[cid] = conn
                 return cid
+        self.counters["cid_space_exhausted"] += 1
+        raise NoFreeConnectionId(f"no free {length}-byte connection ID")
 
     def new_connections(self) -> list[Connection]:
         """Connections created since the last call."""
@@ -539,6 +562,8 @@ class ServerEndpoint:
         except MemoryBudgetExceeded:
             self.counters["memory_refused"] += 1
             return None
+        except NoFreeConnectionId:
+            return None  # counted as cid_space_exhausted
         self.counters["connections_created"] += 1
         self._started[id(conn)] = now
         if existing is not None:

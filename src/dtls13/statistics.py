@@ -31,9 +31,15 @@ class ConnectionStatistics:
     # server: tickets refused (a full handshake instead) because they were issued under
     # another server name, or without the client certificate this server requires
     psk_refused_identity: int
-    tickets_withheld: int  # server: tickets not sent, the client chain too large for one
+    tickets_withheld: int  # server: tickets not sent (client chain too large, or no memory)
     idle_releases: int  # times an idle connection let its ciphers' OpenSSL objects go
-    cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap reached)
+    cid_requests_refused: int  # RequestConnectionId answered with fewer CIDs (cap, or no free CID)
+    # flights after the handshake (the final flight, a KeyUpdate, ...) the peer never ACKed,
+    # no longer retransmitted after MAX_UNACKED_RETRANSMISSIONS timeouts:
+    unacked_flights_abandoned: int
+    # flight datagrams (or the ACK of the final flight) not sent for want of pooled memory,
+    # as if lost: the retransmission timer (or the peer's repeat) sends them again:
+    flight_datagrams_unsent: int
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
     amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
@@ -83,6 +89,9 @@ class ServerEndpointStatistics:
     half_open_unanswered: int  # half-open handshakes ended: their peer never answered
     half_open_displaced: int  # unproven half-opens that gave way to a client with a cookie
     memory_refused: int
+    # No free connection ID (a short connection_id whose space is full): a new connection
+    # refused at admission, or a RequestConnectionId answered with fewer CIDs.
+    cid_space_exhausted: int
     # Datagrams of other protocols (STUN, RTP/RTCP, ...; RFC 7983) handed to
     # on_non_dtls_datagram, and the times it raised:
     non_dtls_datagrams: int
