@@ -3,12 +3,15 @@ and the connection table that counts connections per source host."""
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import inf
 from typing import Any
 
-from .connection import Connection
+from .cid_layout import MAX_CID_DRAWS, NoFreeConnectionId, cid_space
+from .connection import MAX_LOCAL_CIDS, Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +282,47 @@ class ConnectionTable(dict[Any, Connection]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         for addr, conn in dict(*args, **kwargs).items():
             self[addr] = conn
+
+
+class CidIssuer:
+    """The connection IDs a server endpoint issues, and which connection each routes to
+    (RFC 9147 §9): random after `prefix`, never one a live connection holds."""
+
+    def __init__(self, prefix: bytes, random_bytes: Callable[[int], bytes]) -> None:
+        self.prefix = prefix
+        self.random_bytes = random_bytes
+        self.by_cid: dict[bytes, Connection] = {}
+
+    def issue(self, conn: Connection, length: int) -> bytes:
+        """A free CID of `length` bytes for `conn`; NoFreeConnectionId when none is found."""
+        if not length:
+            # connection_id=0: we ask for no CID on the peer's records (RFC 9146 §3); an
+            # empty CID routes nothing, and every connection has the same one.
+            return b""
+        prefix = self.prefix
+        # Bounded: a full space (a short connection_id) refuses instead of looping.
+        for _ in range(MAX_CID_DRAWS):
+            cid = prefix + self.random_bytes(length - len(prefix))
+            other = self.by_cid.get(cid)
+            if other is None or other.closed:
+                self.by_cid[cid] = conn
+                return cid
+        raise NoFreeConnectionId(f"no free {length}-byte connection ID")
+
+
+def warn_if_cid_space_is_small(length: int | None, prefix: bytes, dos: DoSProtectionConfig) -> None:
+    """A warning (not an error: any length is valid, RFC 9146 §3) when CIDs of this length
+    cannot give every connection the cap allows its MAX_LOCAL_CIDS: past that, new
+    connections are refused (cid_space_exhausted)."""
+    if not length:
+        return
+    space = cid_space(length, prefix)
+    needed = dos.max_concurrent_connections * MAX_LOCAL_CIDS
+    if space < needed:
+        warnings.warn(
+            f"{length}-byte connection IDs give {space} distinct ones, fewer than the "
+            f"{needed} that max_concurrent_connections={dos.max_concurrent_connections}"
+            f" connections may hold; past them new connections are refused",
+            RuntimeWarning,
+            stacklevel=3,
+        )

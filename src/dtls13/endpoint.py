@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import heapq
 import itertools
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import inf
@@ -22,16 +21,18 @@ from typing import Any, Literal
 from ._fast import Lease, MemoryBudgetExceeded
 from .admission import (
     DROP_COUNTERS,
+    CidIssuer,
     ConnectionTable,
     DoSProtectionConfig,
     SourceRates,
     cid_of,
     host_of,
     is_client_hello,
+    warn_if_cid_space_is_small,
 )
-from .cid_layout import MAX_CID_DRAWS, NoFreeConnectionId, check_cid_prefix, cid_space
+from .cid_layout import NoFreeConnectionId, check_cid_prefix
 from .config import ServerConfig
-from .connection import MAX_LOCAL_CIDS, Connection
+from .connection import Connection
 from .demux import NonDtlsHandler, is_other_protocol
 from .handshake.gate import HelloGate, Verdict
 from .memory import PoolSet, default_pool_set
@@ -84,7 +85,7 @@ class ServerEndpoint:
         self.config = config
         self.pools = pools if pools is not None else default_pool_set()
         self.dos = dos or DoSProtectionConfig()
-        self._warn_if_cid_space_is_small(config)
+        warn_if_cid_space_is_small(config.cid_length, self.cid_prefix, self.dos)
         self.cookie_policy: CookiePolicy = cookie_policy
         self._wall_clock = wall_clock
         self.on_non_dtls_datagram = on_non_dtls_datagram
@@ -112,7 +113,8 @@ class ServerEndpoint:
         # Half-open handshakes per host, counted when `_half_open` is pruned.
         self._half_open_hosts: dict[Any, int] = {}
         # CIDs we issued -> their connection (RFC 9147 §9): routes whatever the source.
-        self._by_cid: dict[bytes, Connection] = {}
+        self._cids = CidIssuer(self.cid_prefix, config.random_bytes)
+        self._by_cid = self._cids.by_cid
         self._cid_length = config.cid_length or 0
         # §5.11: a new association from an address that already has one, until it proves
         # itself with a verified Finished.
@@ -223,40 +225,13 @@ class ServerEndpoint:
             self.connections.setdefault(conn.peer_address, conn)
         return conn
 
-    def _warn_if_cid_space_is_small(self, config: ServerConfig) -> None:
-        """A warning (not an error: any length is valid, RFC 9146 §3) when the CIDs of this
-        length cannot give every connection the cap allows its MAX_LOCAL_CIDS: past that,
-        new connections are refused (cid_space_exhausted)."""
-        length = config.cid_length
-        if not length:
-            return
-        space = cid_space(length, self.cid_prefix)
-        needed = self.dos.max_concurrent_connections * MAX_LOCAL_CIDS
-        if space < needed:
-            warnings.warn(
-                f"{length}-byte connection IDs give {space} distinct ones, fewer than the "
-                f"{needed} that max_concurrent_connections={self.dos.max_concurrent_connections}"
-                f" connections may hold; past them new connections are refused",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-
     def _issue_cid(self, conn: Connection, length: int) -> bytes:
-        """A CID no live connection of this endpoint uses, starting with cid_prefix."""
-        if not length:
-            # connection_id=0: we ask for no CID on the peer's records (RFC 9146 §3); an
-            # empty CID routes nothing, and every connection has the same one.
-            return b""
-        prefix = self.cid_prefix
-        # Bounded: a full space (a short connection_id) refuses instead of looping.
-        for _ in range(MAX_CID_DRAWS):
-            cid = prefix + self.config.random_bytes(length - len(prefix))
-            other = self._by_cid.get(cid)
-            if other is None or other.closed:
-                self._by_cid[cid] = conn
-                return cid
-        self.counters["cid_space_exhausted"] += 1
-        raise NoFreeConnectionId(f"no free {length}-byte connection ID")
+        """A CID no live connection of this endpoint uses (the connection's cid_issuer)."""
+        try:
+            return self._cids.issue(conn, length)
+        except NoFreeConnectionId:
+            self.counters["cid_space_exhausted"] += 1
+            raise
 
     def new_connections(self) -> list[Connection]:
         """Connections created since the last call."""
