@@ -149,9 +149,13 @@ cdef class BatchSocket:
     """recvmmsg into caller-supplied leases and sendmmsg of (lease, address) items on one
     non-blocking UDP descriptor (not owned: the caller closes it).
 
-    Each receive slot is a lease (one datagram's worth) followed by a private overflow
-    area of `max_datagram - slot` bytes (anonymous memory, touched only by a datagram
-    larger than the lease; see `copy_overflow`)."""
+    Each receive slot is a lease (one datagram's worth) followed by one of
+    `overflow_slots` shared overflow areas of `max_datagram - slot` bytes (slot i uses area
+    i mod overflow_slots; anonymous memory, touched only by a datagram longer than its
+    lease; see `copy_overflow`). Two long datagrams of one receive on the same area leave
+    the earlier one's tail overwritten: `lost(i)` says so, as it does for a datagram
+    longer than `max_datagram` (cut by the kernel, MSG_TRUNC). A receive of at most
+    `overflow_slots` datagrams never loses one."""
 
     cdef int _fd
     cdef int _family
@@ -164,6 +168,9 @@ cdef class BatchSocket:
     cdef char *_overflow
     cdef size_t _overflow_size
     cdef size_t _overflow_map
+    cdef unsigned int _overflow_slots
+    cdef char *_lost
+    cdef char *_claimed
     cdef char *_scratch
     cdef Py_ssize_t _scratch_size
     cdef int *_items_per_msg
@@ -177,15 +184,18 @@ cdef class BatchSocket:
     cdef readonly Py_ssize_t slot_size
 
     def __cinit__(self, int fd, int family, int batch, Py_ssize_t slot_size,
-                  Py_ssize_t max_datagram, bint gso=True):
+                  Py_ssize_t max_datagram, bint gso=True, int overflow_slots=1):
         self._msgs = NULL
         self._overflow = NULL
+        self._lost = NULL
+        self._claimed = NULL
         if not DTLS13_HAVE_MMSG:
             raise OSError("recvmmsg/sendmmsg are not available on this platform")
         if family != AF_INET and family != AF_INET6:
             raise ValueError("an AF_INET or AF_INET6 socket is needed")
-        if batch < 1 or slot_size < 1 or max_datagram < slot_size:
-            raise ValueError("batch and slot_size must be positive, max_datagram >= slot_size")
+        if batch < 1 or slot_size < 1 or max_datagram < slot_size or overflow_slots < 1:
+            raise ValueError("batch, slot_size and overflow_slots must be positive, "
+                             "max_datagram >= slot_size")
         self._fd = fd
         self._family = family
         self._cap = batch
@@ -196,13 +206,18 @@ cdef class BatchSocket:
         self._bufs = <Py_buffer *>calloc(batch, sizeof(Py_buffer))
         self._control = <char *>calloc(batch, DTLS13_CMSG_SPACE_U16)
         self._items_per_msg = <int *>calloc(batch, sizeof(int))
+        self._overflow_slots = <unsigned int>min(overflow_slots, batch)
+        self._lost = <char *>calloc(batch, 1)
+        self._claimed = <char *>calloc(self._overflow_slots, 1)
         if (self._msgs == NULL or self._iovs == NULL or self._names == NULL
-                or self._bufs == NULL or self._control == NULL or self._items_per_msg == NULL):
+                or self._bufs == NULL or self._control == NULL or self._items_per_msg == NULL
+                or self._lost == NULL or self._claimed == NULL):
             raise MemoryError()
         self._overflow_size = <size_t>(max_datagram - slot_size)
+        self._overflow_map = 0
         if self._overflow_size:
             # Address space only: the kernel backs a page once a long datagram lands on it.
-            self._overflow_map = self._overflow_size * batch
+            self._overflow_map = self._overflow_size * self._overflow_slots
             p = mmap(NULL, self._overflow_map, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
             if p == MAP_FAILED:
@@ -226,6 +241,8 @@ cdef class BatchSocket:
         free(self._bufs)
         free(self._control)
         free(self._items_per_msg)
+        free(self._lost)
+        free(self._claimed)
         free(self._scratch)
         if self._overflow != NULL:
             munmap(self._overflow, self._overflow_map)
@@ -233,6 +250,16 @@ cdef class BatchSocket:
     @property
     def batch(self) -> int:
         return self._cap
+
+    @property
+    def overflow_slots(self) -> int:
+        """Overflow areas: a receive of at most this many datagrams keeps every one whole."""
+        return self._overflow_slots
+
+    @property
+    def overflow_reserved(self) -> int:
+        """Bytes of address space reserved for long datagrams' tails (backed only once used)."""
+        return self._overflow_map
 
     def recv(self, list leases):
         """Receive up to len(leases) datagrams with one recvmmsg: a list of (length,
@@ -254,7 +281,8 @@ cdef class BatchSocket:
             self._iovs[2 * i].iov_len = <size_t>self._bufs[i].len
             m.msg_hdr.msg_iov = &self._iovs[2 * i]
             if self._overflow_size and self._bufs[i].len == self.slot_size:
-                self._iovs[2 * i + 1].iov_base = self._overflow + i * self._overflow_size
+                self._iovs[2 * i + 1].iov_base = (
+                    self._overflow + (i % self._overflow_slots) * self._overflow_size)
                 self._iovs[2 * i + 1].iov_len = self._overflow_size
                 m.msg_hdr.msg_iovlen = 2
             else:
@@ -278,10 +306,29 @@ cdef class BatchSocket:
             if err == EAGAIN or err == EWOULDBLOCK:
                 return []
             raise OSError(err, strerror(err))  # the errno's subclass, as socket calls raise
+        # Which long datagrams kept their tail: the last one on each area, walking back.
+        cdef unsigned int area
+        memset(self._claimed, 0, self._overflow_slots)
+        for i in range(r - 1, -1, -1):
+            m = &self._msgs[i]
+            self._lost[i] = (m.msg_hdr.msg_flags & MSG_TRUNC) != 0
+            if m.msg_hdr.msg_iovlen == 2 and <Py_ssize_t>m.msg_len > self.slot_size:
+                area = <unsigned int>(i % self._overflow_slots)
+                if self._claimed[area]:
+                    self._lost[i] = 1
+                self._claimed[area] = 1
         out = []
         for i in range(r):
             out.append((<Py_ssize_t>self._msgs[i].msg_len, self._address(i)))
         return out
+
+    def lost(self, Py_ssize_t i) -> bool:
+        """Whether datagram `i` of the last receive is not whole: longer than its slot and
+        overflow (the kernel cut it), or its tail overwritten by a later long datagram that
+        shared its overflow area. The caller drops it and counts it."""
+        if i < 0 or i >= self._cap:
+            raise IndexError(i)
+        return bool(self._lost[i])
 
     def truncated(self, Py_ssize_t i) -> bool:
         """Whether datagram `i` of the last receive was longer than its slot and overflow."""
@@ -297,11 +344,14 @@ cdef class BatchSocket:
         cdef Py_buffer view
         if extra <= 0:
             return
+        if self._lost[i]:
+            raise ValueError("datagram %d is not whole (see lost())" % i)
         PyObject_GetBuffer(dest, &view, PyBUF_WRITABLE)
         try:
             if view.len < length:
                 raise ValueError("destination shorter than the datagram")
-            memcpy(<char *>view.buf + self.slot_size, self._overflow + i * self._overflow_size,
+            memcpy(<char *>view.buf + self.slot_size,
+                   self._overflow + (i % self._overflow_slots) * self._overflow_size,
                    <size_t>extra)
         finally:
             PyBuffer_Release(&view)

@@ -90,6 +90,98 @@ def test_a_datagram_longer_than_its_slot_is_whole_after_copy_overflow(
 
 
 @linux_only
+def test_overflow_space_is_per_overflow_area_not_per_slot(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    _, b = pair
+    tail = 65536 - DATAGRAM_SLOT
+    shared = _io.BatchSocket(b.fileno(), socket.AF_INET, 64, DATAGRAM_SLOT, 65536)
+    four = _io.BatchSocket(b.fileno(), socket.AF_INET, 64, DATAGRAM_SLOT, 65536, overflow_slots=4)
+    none = _io.BatchSocket(b.fileno(), socket.AF_INET, 8, DATAGRAM_SLOT, DATAGRAM_SLOT)
+    assert (shared.overflow_slots, shared.overflow_reserved) == (1, tail)
+    assert (four.overflow_slots, four.overflow_reserved) == (4, 4 * tail)
+    assert none.overflow_reserved == 0
+    with pytest.raises(ValueError):
+        _io.BatchSocket(b.fileno(), socket.AF_INET, 8, DATAGRAM_SLOT, 65536, overflow_slots=0)
+
+
+@linux_only
+@pytest.mark.parametrize("overflow_slots", [1, 2, 3])
+def test_more_long_datagrams_than_overflow_areas_each_is_whole_or_lost(
+    pools: PoolSet, pair: tuple[socket.socket, socket.socket], overflow_slots: int
+) -> None:
+    a, b = pair
+    batch = _io.BatchSocket(
+        b.fileno(), socket.AF_INET, 8, DATAGRAM_SLOT, 65536, overflow_slots=overflow_slots
+    )
+    payloads = [bytes([i]) * (3000 + 100 * i) for i in range(6)]
+    payloads.insert(2, b"short")
+    for p in payloads:
+        a.sendto(p, b.getsockname())
+    time.sleep(0.05)
+    leases = [pools.acquire(DATAGRAM_SLOT) for _ in range(8)]
+    try:
+        got = batch.recv(leases)
+        assert [n for n, _ in got] == [len(p) for p in payloads]
+        whole = 0
+        for i, p in enumerate(payloads):
+            if batch.lost(i):
+                with pytest.raises(ValueError):
+                    batch.copy_overflow(i, bytearray(len(p)))
+                continue
+            out = bytearray(len(p))
+            out[: min(len(p), DATAGRAM_SLOT)] = leases[i].tobytes()[: len(p)]
+            batch.copy_overflow(i, out)
+            assert bytes(out) == p
+            whole += 1
+        # The last long datagram on each area keeps its tail; the short one needs none.
+        assert whole == overflow_slots + 1
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+@linux_only
+def test_a_receive_of_no_more_datagrams_than_overflow_areas_loses_none(
+    pools: PoolSet, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    batch = _io.BatchSocket(b.fileno(), socket.AF_INET, 8, DATAGRAM_SLOT, 65536, overflow_slots=2)
+    for i in range(4):
+        a.sendto(bytes([i]) * 4000, b.getsockname())
+    time.sleep(0.05)
+    leases = [pools.acquire(DATAGRAM_SLOT) for _ in range(2)]
+    try:
+        for _ in range(2):
+            got = batch.recv(leases)
+            assert [n for n, _ in got] == [4000, 4000]
+            assert not batch.lost(0) and not batch.lost(1)
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+@linux_only
+def test_a_datagram_longer_than_max_datagram_is_lost_not_cut_silently(
+    pools: PoolSet, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    batch = _io.BatchSocket(b.fileno(), socket.AF_INET, 4, DATAGRAM_SLOT, 4096)
+    a.sendto(b"x" * 5000, b.getsockname())
+    a.sendto(b"y" * 4096, b.getsockname())
+    time.sleep(0.05)
+    leases = [pools.acquire(DATAGRAM_SLOT) for _ in range(4)]
+    try:
+        got = batch.recv(leases)
+        assert [n for n, _ in got] == [4096, 4096]
+        assert batch.truncated(0) and batch.lost(0)
+        assert not batch.truncated(1) and not batch.lost(1)
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+@linux_only
 def test_one_send_delivers_equal_datagrams_and_a_shorter_last_one_separately(
     pools: PoolSet, pair: tuple[socket.socket, socket.socket]
 ) -> None:

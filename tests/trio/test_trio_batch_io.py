@@ -246,3 +246,112 @@ async def test_what_handlers_send_in_one_scheduler_pass_leaves_with_one_sendmmsg
             await ep.aclose()
         server.close()
     assert pools.in_use == 0
+
+
+batched_only = pytest.mark.skipif(not HAVE_MMSG, reason="the batched path is Linux's")
+
+
+class _CallRecorder:
+    """Stands in for an endpoint's BatchSocket and records how many leases each receive
+    call was given."""
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+        self.calls: list[int] = []
+
+    def recv(self, leases: list[Any]) -> list[tuple[int, Any]]:
+        self.calls.append(len(leases))
+        got: list[tuple[int, Any]] = self._batch.recv(leases)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+
+@batched_only
+async def test_a_client_endpoint_reserves_two_overflow_areas_not_sixty_four(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server, addr = await _echo_server(nursery, pools)
+        channel = await open_dtls_client(addr[0], addr[1], client_config, pools=pools)
+        async with channel:
+            client = channel.endpoint
+            assert client._batch is not None and server._batch is not None
+            tail = client._recv_size - client._batch.slot_size
+            assert client._batch.batch == _socketio.RECV_CALL_CONNECTED
+            assert tail <= 64 * 1024
+            assert client._batch.overflow_slots == _socketio.OVERFLOW_SLOTS_CONNECTED == 2
+            assert client._batch.overflow_reserved == 2 * tail
+            # A thousand clients reserve at most 128 MiB of address space, not 4 GiB.
+            assert 1000 * client._batch.overflow_reserved <= 128 * 1024 * 1024
+            assert server._batch.overflow_slots == _socketio.OVERFLOW_SLOTS
+            assert server._batch.overflow_reserved == _socketio.OVERFLOW_SLOTS * tail
+        server.close()
+    assert pools.in_use == 0
+
+
+@batched_only
+async def test_a_ping_pong_wake_up_takes_two_receive_leases(pools: PoolSet) -> None:
+    client_config, _ = configs()
+    async with trio.open_nursery() as nursery:
+        server, addr = await _echo_server(nursery, pools)
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.do_handshake()
+            recorder = _CallRecorder(endpoint._batch)
+            endpoint._batch = recorder  # type: ignore[assignment]
+            with trio.fail_after(10):
+                for i in range(30):
+                    await channel.send(b"ping %d" % i)
+                    assert await channel.receive() == b"ping %d" % i
+            # One datagram waiting: one call, with one lease for it and one to find the
+            # socket dry (it used to be four leases per wake-up at least).
+            assert len(recorder.calls) >= 30 and recorder.calls[-20:] == [2] * 20
+            await channel.aclose()
+        server.close()
+    assert pools.in_use == 0
+
+
+@batched_only
+@pytest.mark.parametrize(("overflow_slots", "first_call"), [(4, 2), (1, 64)])
+async def test_a_burst_of_long_datagrams_arrives_whole_or_counted(
+    pools: PoolSet, monkeypatch: pytest.MonkeyPatch, overflow_slots: int, first_call: int
+) -> None:
+    monkeypatch.setattr(_socketio, "OVERFLOW_SLOTS", overflow_slots)
+    client_config, server_config = configs(mtu=9000)
+    server_config = dataclasses.replace(server_config, mtu=9000)
+    received: list[bytes] = []
+
+    async def collect(channel: DTLSChannel) -> None:
+        async for message in channel:
+            received.append(message)
+
+    async with trio.open_nursery() as nursery:
+        server = DTLSEndpoint(
+            await udp_socket(), pools=pools, dos=GENEROUS, incoming_packets_buffer=200
+        )
+        await nursery.start(server.serve, server_config, collect)
+        assert server._batch is not None and server._batch.overflow_slots == overflow_slots
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(server.socket.getsockname(), client_config)
+            await channel.do_handshake()
+            await trio.testing.wait_all_tasks_blocked()
+            server._recv_want = first_call
+            sent = [bytes([i]) * (4000 + i) for i in range(10)]
+            for message in sent:  # all in the server's socket before it wakes up
+                channel._conn.send(message)
+                endpoint._after(channel)
+            dropped = lambda: server.counters["dropped_long_datagrams"]  # noqa: E731
+            with trio.fail_after(10):
+                await wait_for(lambda: len(received) + dropped() == len(sent))
+            # Whole, in order, none twice: the tail of each came with it.
+            assert received == [m for m in sent if m in received]
+            if first_call == 2:  # then calls no larger than the overflow areas: none lost
+                assert received == sent and dropped() == 0
+            else:  # one call took all ten on one overflow area: the last kept its tail
+                assert dropped() == 9 and received == sent[-1:]
+            assert server.counters["internal_errors"] == 0
+            await channel.aclose()
+        server.close()
+        nursery.cancel_scope.cancel()
+    assert pools.in_use == 0

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
 
 RECV_BATCH = 64  # datagrams the receive task takes per wake-up before it yields
+# Datagrams per recvmmsg: a listening socket hears many peers; a connected one (a client's)
+# hears one, whose bursts a few calls of 8 take as well, with 1/8 of the bookkeeping.
+RECV_CALL = 64
+RECV_CALL_CONNECTED = 8
+# Areas for long datagrams' tails (each max_datagram - slot bytes of address space, backed
+# only once touched), shared by the slots of a receive call; after a call that brought a
+# long datagram, calls take no more datagrams than there are areas, so none is lost. The
+# smallest call (two leases) never loses one either.
+OVERFLOW_SLOTS = 4
+OVERFLOW_SLOTS_CONNECTED = 2
 SEND_BATCH = 64  # datagrams per sendmmsg
 # Use recvmmsg/sendmmsg where the build has them; tests set this False (before making an
 # endpoint) to run the plain one-datagram-per-call path.
@@ -51,7 +61,14 @@ def batch_socket(raw: stdlib_socket.socket, recv_size: int) -> _io.BatchSocket |
         return None
     slot = min(DATAGRAM_SLOT, recv_size)
     try:
-        return _io.BatchSocket(raw.fileno(), raw.family, RECV_BATCH, slot, recv_size)
+        raw.getpeername()
+        calls, overflow = RECV_CALL_CONNECTED, OVERFLOW_SLOTS_CONNECTED
+    except OSError:
+        calls, overflow = RECV_CALL, OVERFLOW_SLOTS
+    try:
+        return _io.BatchSocket(
+            raw.fileno(), raw.family, calls, slot, recv_size, overflow_slots=overflow
+        )
     except (OSError, MemoryError):
         return None
 
@@ -106,24 +123,29 @@ def receive_batch(ep: DTLSEndpoint) -> int | None:
     pools = ep.pools
     counters = ep.counters
     slot = batch.slot_size
-    # Leases for as many datagrams as the last wake-up brought (a ping-pong takes one or
-    # two, a burst up to the whole batch); the core copies out what it keeps, so the
-    # same leases serve every recvmmsg of this wake-up.
+    cap = ep._recv_cap
+    # Leases for one more datagram than the last wake-up's fullest call brought (two for a
+    # ping-pong: one call takes its datagram and finds the socket dry), doubled while calls
+    # come back full; the core copies out what it keeps, so the same leases serve every
+    # recvmmsg of this wake-up.
     leases: list[Lease] = []
     try:
-        for _ in range(ep._recv_want):
+        for _ in range(min(ep._recv_want, cap)):
             leases.append(pools.acquire(slot))
     except MemoryBudgetExceeded:
         if not leases:
             counters["dropped_memory_budget"] += 1
             return None
     taken = 0
+    peak = 0
     ep._drained = False
     try:
         while taken < RECV_BATCH and not ep._closed:
-            room = RECV_BATCH - taken
+            use = min(len(leases), RECV_BATCH - taken)
+            if ep._recv_long:  # long datagrams coming: as many as there are overflow areas
+                use = min(use, batch.overflow_slots)
             try:
-                got = batch.recv(leases if room >= len(leases) else leases[:room])
+                got = batch.recv(leases if use == len(leases) else leases[:use])
             except ConnectionRefusedError:
                 ep._port_unreachable()
                 taken += 1
@@ -137,11 +159,17 @@ def receive_batch(ep: DTLSEndpoint) -> int | None:
             if not got:
                 ep._drained = True
                 break
+            peak = max(peak, len(got))
+            long_seen = False
             for i, (n, addr) in enumerate(got):
                 taken += 1
                 if addr is None:  # an address family we do not speak
                     counters["receive_errors"] += 1
+                elif n >= slot and batch.lost(i):  # cut, or its tail overwritten
+                    long_seen = True
+                    counters["dropped_long_datagrams"] += 1
                 elif n > slot:
+                    long_seen = True
                     _deliver_long(ep, batch, i, leases[i], n, addr)
                 else:
                     lease = leases[i]
@@ -152,19 +180,23 @@ def receive_batch(ep: DTLSEndpoint) -> int | None:
                     except Exception as exc:  # the core never raises for input: a bug
                         ep._internal_error(exc)
                     lease.length = slot
+            ep._recv_long = long_seen
             if ep._backlogged:  # a reader to let catch up (what recvmmsg took went in)
                 ep._backlogged = False
                 break
-            if len(got) < len(leases):
+            if len(got) < use:
                 ep._drained = True
                 break
+            if len(leases) < cap and use == len(leases):  # a full call: more may be waiting
+                try:
+                    for _ in range(min(len(leases), cap - len(leases))):
+                        leases.append(pools.acquire(slot))
+                except MemoryBudgetExceeded:
+                    pass
     finally:
         for lease in leases:
             lease.release()
-    want = 4
-    while want < taken and want < RECV_BATCH:
-        want *= 2
-    ep._recv_want = want
+    ep._recv_want = max(2, peak + 1)
     return taken
 
 

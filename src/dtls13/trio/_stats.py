@@ -15,6 +15,9 @@ class DTLSEndpointStatistics:
     datagrams_out: int
     dropped_no_connection: int  # from an address with no connection, and no serve() running
     dropped_memory_budget: int  # no pooled buffer to receive into: left in the kernel's queue
+    # Longer than max_datagram_size (cut by the kernel), or, in a receive batch with more
+    # long datagrams than overflow areas, one whose tail a later one overwrote:
+    dropped_long_datagrams: int
     send_errors: int
     receive_errors: int
     port_unreachable: int  # ICMP port unreachable reports on a connected socket

@@ -104,7 +104,9 @@ class DTLSEndpoint:
         self._raw = RawSocket(fileno=os.dup(socket.fileno()))
         self._raw.setblocking(False)
         self._batch = batch_socket(self._raw, self._recv_size)  # None: one datagram per call
-        self._recv_want = 4  # receive leases for the next wake-up (follows what came)
+        self._recv_cap = self._batch.batch if self._batch is not None else 0  # per recvmmsg
+        self._recv_want = 2  # receive leases for the next wake-up (follows what came)
+        self._recv_long = False  # the last receive call brought a long datagram
         # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
         # unreachable from it: a client learns within seconds that nothing listens there.
         try:
@@ -151,6 +153,7 @@ class DTLSEndpoint:
             "datagrams_out": 0,
             "dropped_no_connection": 0,
             "dropped_memory_budget": 0,
+            "dropped_long_datagrams": 0,
             "send_errors": 0,
             "receive_errors": 0,
             "port_unreachable": 0,
