@@ -135,3 +135,40 @@ def test_records_awaiting_an_ack_are_bounded_to_the_newest_32() -> None:
         server.close()
         output(client, now)
         output(server, now)
+
+
+def test_a_key_update_is_acked_at_once() -> None:
+    """A KeyUpdate is a flight of one message whose sender may not use its new keys until it
+    is ACKed (RFC 9147 §8); wolfSSL also ignores a new update request while its own
+    KeyUpdate waits for an ACK. So it is ACKed at once, not after the delay."""
+    ccfg, scfg = configs(server={"session_tickets": 0})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    now = 1.0
+    client.connect(SERVER_ADDR, now)
+    try:
+        for _ in range(20):
+            for data in output(client, now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            for data in output(server, now):
+                client.receive_datagram(data, SERVER_ADDR, now)
+            if server.handshake_complete and client.handshake_complete:
+                break
+        assert server.handshake_complete and client.handshake_complete
+        now += 5.0
+        client.handle_timer(now)
+        server.handle_timer(now)
+        output(client, now)
+        output(server, now)
+        acks_before = server.stats["acks_sent"]
+        client.key_update(request_peer=False)
+        for data in output(client, now):
+            server.receive_datagram(data, CLIENT_ADDR, now)
+        assert output(server, now) != []  # the ACK, at the same instant
+        assert server.stats["acks_sent"] == acks_before + 1
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)
