@@ -58,7 +58,13 @@ def echo_and_close(runner: FakeRunner, conn: Connection, seen: list[object]) -> 
 
 def test_shim_server_handshakes_and_echoes(tmp_path: Path) -> None:
     cert, key = write_leaf(tmp_path)
-    runner = FakeRunner(["-server", "-dtls", "-cert-file", cert, "-key-file", key])
+    # -expect-no-hrr and -expect-no-server-name: the shim reads the handshake's results.
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-expect-no-hrr", "-expect-no-server-name"],
+        ]
+    )
     pools = PoolSet()
     client = Connection(ClientConfig(verify=False), pools=pools)
     try:
