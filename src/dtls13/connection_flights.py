@@ -158,10 +158,11 @@ def retransmit(self: Connection, now: float) -> None:
 def send_ack(self: Connection, now: float) -> None:
     self._ack_at = None
     numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
-    if self._hs.connected:
-        # Post-handshake messages are ACKed once each (RFC 9147 §7.1); a repeat gets its
-        # own ACK again, so nothing needs remembering and the list must not grow forever.
-        self._ack_list.clear()
+    # Once connected the list is not emptied: each ACK repeats the newest records received
+    # (MAX_ACK_RECORDS of them, as BoringSSL does), so one lost ACK costs the peer no
+    # retransmission when a later one arrives. RFC 9147 §7.1: implementations SHOULD ACK as
+    # many received records as fit, favouring those not yet acknowledged; §7.2: a record
+    # is acknowledged if it appears in any ACK.
     self._send_ack_for(numbers)
 
 
@@ -176,6 +177,13 @@ def send_ack_for(
     if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
         # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
         numbers = numbers[len(numbers) - max(0, (limit - 2) // 16) :]
+    if writer is None and len(numbers) > 1:
+        # ...and a datagram of the MTU (a 32-record ACK is 514 bytes): the newest again.
+        epoch = self._records.write_epoch
+        pad = self.config.record_padding
+        room = self.mtu - self._records.record_overhead(epoch) - (pad - 1 if pad > 1 else 0)
+        fit = max(1, (room - 2) // 16)
+        numbers = numbers[max(0, len(numbers) - fit) :]
     buf = Buffer(capacity=2 + 16 * len(numbers))
     push_ack(buf, numbers)
     epoch = self._records.write_epoch

@@ -358,7 +358,9 @@ def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) 
         # KeyUpdate unacknowledged forever, and with it every later key update (§7.1).
         # After the usual delay, like the first copy: copies that come in a burst get one
         # ACK, and a peer reading in order meets no ACK where it waits for data.
-        if self._ack_list:
+        # The list is kept once connected (send_ack): a repeat of the final flight (epoch
+        # 2, never in the list) gets the final ACK whatever the list holds.
+        if not in_handshake and self._ack_list:
             if self._ack_at is None:
                 self._ack_at = now + self._rto / 4
         elif self._final_acks:

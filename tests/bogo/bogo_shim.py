@@ -129,8 +129,8 @@ class Shim:
         if f.has("-cert-file") or f.has("-key-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
-        if f.has("-verify-peer"):
-            raise Unimplemented("-verify-peer on a client: no name to check the runner's chain by")
+        # -verify-peer, -use-custom-verify-callback: BoringSSL's callback accepts any chain
+        # (flags.check_verify_flags), as verify=False does; -verify-fail is refused there.
         opts["verify"] = False
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
@@ -150,8 +150,16 @@ class Shim:
             raise Unimplemented("a server without a certificate (PSK-only) is not configured")
         opts["certificate_chain"] = f.str("-cert-file")
         opts["private_key"] = f.str("-key-file")
-        if f.has("-require-any-client-certificate") or f.has("-verify-peer"):
-            raise Unimplemented("client certificates: no verify callback accepting any chain")
+        # As test_config.cc sets the mode: -verify-peer wins (SSL_VERIFY_PEER: a certificate
+        # is asked for, not required), else -require-any-client-certificate requires one.
+        if f.has("-verify-peer"):
+            opts["client_auth"] = "optional"
+        elif f.has("-require-any-client-certificate"):
+            opts["client_auth"] = "required"
+        if "client_auth" in opts and f.has("-trust-cert"):
+            # The root of the runner's certificate: BoringSSL's callback accepts any chain,
+            # ours must chain to a trusted root, and the runner's chains lead to this one.
+            opts["cafile"] = f.str("-trust-cert")
         opts["session_tickets"] = 0 if f.has("-no-ticket") else 1
         opts["ticket_secret"] = self.ticket_secret
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
@@ -370,9 +378,11 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
     alpn = f.str("-expect-alpn")
     if alpn is not None and alpn != (ev.alpn_protocol or ""):
         raise ShimFailure(f"ALPN mismatch: got {ev.alpn_protocol!r}, wanted {alpn!r}")
-    if f.has("-expect-hrr") and not conn._hrr_done:
+    st = conn.statistics()
+    hrr = st.hello_retry_requests_sent + st.hello_retry_requests_received > 0
+    if f.has("-expect-hrr") and not hrr:
         raise ShimFailure("expected a HelloRetryRequest")
-    if f.has("-expect-no-hrr") and conn._hrr_done:
+    if f.has("-expect-no-hrr") and hrr:
         raise ShimFailure("unexpected HelloRetryRequest")
     sigalg = f.int("-expect-peer-signature-algorithm")
     if sigalg is not None:
@@ -381,10 +391,15 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
         if ev.signature_scheme is None or sigalg != ev.signature_scheme:
             raise ShimFailure(f"Signature algorithm mismatch: {ev.signature_scheme}, {sigalg}")
     server_name = f.str("-expect-server-name")
-    if server_name is not None and conn._server_name != server_name:
-        raise ShimFailure(f"Server name mismatch: got {conn._server_name!r}")
-    if f.has("-expect-no-server-name") and conn._server_name is not None:
+    got_name = getattr(conn._hs, "server_name", None)  # the server's view of the client's SNI
+    if server_name is not None and got_name != server_name:
+        raise ShimFailure(f"Server name mismatch: got {got_name!r}")
+    if f.has("-expect-no-server-name") and got_name is not None:
         raise ShimFailure("unexpected server name")
+    if f.has("-verify-fail") and ev.peer_certificates and not ev.resumed:
+        # A resumption with -on-resume-verify-fail that fell back to a full handshake: the
+        # callback would have rejected the chain (flags.check_verify_flags).
+        raise ShimFailure("CERTIFICATE_VERIFY_FAILED: a full handshake where only resumption")
     if f.has("-expect-no-peer-cert") and ev.peer_certificates:
         raise ShimFailure("unexpected peer certificate")
     cert_file = f.str("-expect-peer-cert-file")
@@ -440,7 +455,7 @@ def run(argv: list[str]) -> int:
         check_supported(first)
         resume_count = common.int("-resume-count", 0) or 0
         if resume_count:
-            check_supported(again)
+            check_supported(again, resumption=True)
         shim = Shim(common)
         for i in range(resume_count + 1):
             shim.run_connection(first if i == 0 else again, resumed=i > 0)

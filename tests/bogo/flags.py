@@ -43,6 +43,10 @@ BOOL_FLAGS = frozenset(
         "-handshake-twice",
         "-no-op-extra-handshake",
         "-verify-fail",
+        "-expect-verify-result",
+        "-use-custom-verify-callback",
+        "-reverify-on-resume",
+        "-use-old-client-cert-callback",
         "-expect-secure-renegotiation",
         "-expect-no-secure-renegotiation",
         "-no-tls1",
@@ -187,8 +191,10 @@ def prescan_versions(argv: list[str]) -> None:
             raise NotDTLS13(f"only DTLS 1.3 is implemented ({arg} {argv[i + 1]})")
 
 
-def check_supported(flags: Flags) -> None:
-    """Configurations this library deliberately does not offer (DTLS 1.2, TLS): exit 89."""
+def check_supported(flags: Flags, resumption: bool = False) -> None:
+    """Configurations this library deliberately does not offer (DTLS 1.2, TLS): exit 89.
+    `resumption`: these are the flags of a resumption (-on-resume-*), not the first
+    connection's."""
     if not flags.has("-dtls"):
         raise NotDTLS13("only DTLS is implemented (no -dtls)")
     max_version = flags.int("-max-version")
@@ -212,5 +218,30 @@ def check_supported(flags: Flags) -> None:
     mtu = flags.int("-mtu")
     if mtu is not None and mtu < 256:
         raise Unimplemented(f"-mtu {mtu}: this library's smallest MTU is 256 bytes")
-    if flags.has("-verify-fail"):
-        raise Unimplemented("-verify-fail: no custom verification callback")
+    check_verify_flags(flags, resumption)
+
+
+def check_verify_flags(flags: Flags, resumption: bool) -> None:
+    """BoringSSL's verify callbacks (test_config.cc: CertVerifyCallback, CustomVerifyCallback)
+    accept every chain unless -verify-fail. Accepting maps onto verify=False on a client (the
+    callback replaces chain validation; the CertificateVerify signature is still checked) and
+    client_auth with the runner's root (-trust-cert) on a server. A callback that rejects a
+    chain is an API this library does not have: with -verify-fail the shim runs only where
+    BoringSSL does not call the callback (a resumption without -reverify-on-resume)."""
+    if not flags.has("-verify-fail"):
+        return
+    if not flags.has("-server") and not flags.has("-verify-peer"):
+        raise Unimplemented(
+            "-verify-fail without -verify-peer: soft-fail verification (a failed chain "
+            "recorded, the handshake going on) is not offered"
+        )
+    if not resumption:
+        raise Unimplemented(
+            "-verify-fail: no application callback that rejects a chain (a chain the trust "
+            "store rejects gets unknown_ca / bad_certificate, not the callback's alert)"
+        )
+    if flags.has("-reverify-on-resume"):
+        raise Unimplemented(
+            "-reverify-on-resume with -verify-fail: a resumption does not verify the "
+            "original chain again"
+        )

@@ -15,7 +15,7 @@ from fake_runner import PEER, FakeRunner
 
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
-from dtls13.events import DataReceived, HandshakeCompleted
+from dtls13.events import ConnectionTerminated, DataReceived, HandshakeCompleted
 from dtls13.memory import PoolSet
 from tests.support.dtls_pair import pki
 
@@ -58,7 +58,13 @@ def echo_and_close(runner: FakeRunner, conn: Connection, seen: list[object]) -> 
 
 def test_shim_server_handshakes_and_echoes(tmp_path: Path) -> None:
     cert, key = write_leaf(tmp_path)
-    runner = FakeRunner(["-server", "-dtls", "-cert-file", cert, "-key-file", key])
+    # -expect-no-hrr and -expect-no-server-name: the shim reads the handshake's results.
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-expect-no-hrr", "-expect-no-server-name"],
+        ]
+    )
     pools = PoolSet()
     client = Connection(ClientConfig(verify=False), pools=pools)
     try:
@@ -115,12 +121,90 @@ def test_shim_client_retransmits_when_the_runner_advances_its_clock(tmp_path: Pa
     assert (code, err) == (0, "")
 
 
+def test_shim_server_requires_a_client_certificate_chaining_to_the_trust_cert(
+    tmp_path: Path,
+) -> None:
+    """-require-any-client-certificate with -trust-cert: client_auth against that root."""
+    cert, key = write_leaf(tmp_path)
+    root = pki("ec256").write_root(tmp_path)
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-require-any-client-certificate", "-expect-verify-result", "-trust-cert", str(root)],
+        ]
+    )
+    leaf = pki("ec256").leaf("ec256")
+    pools = PoolSet()
+    client = Connection(
+        ClientConfig(verify=False, certificate_chain=leaf.chain_pem, private_key=leaf.key_pem),
+        pools=pools,
+    )
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted) for e in seen)
+
+        runner.pump(client, NOW, done)
+        echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        code, err = runner.finish()
+    assert (code, err) == (0, "")
+
+
+def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
+    tmp_path: Path,
+) -> None:
+    """The client's chain is checked: a root other than -trust-cert fails the handshake."""
+    cert, key = write_leaf(tmp_path)
+    other_root = pki("ec384").write_root(tmp_path)
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-require-any-client-certificate", "-trust-cert", str(other_root)],
+        ]
+    )
+    leaf = pki("ec256").leaf("ec256")
+    pools = PoolSet()
+    client = Connection(
+        ClientConfig(verify=False, certificate_chain=leaf.chain_pem, private_key=leaf.key_pem),
+        pools=pools,
+    )
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        ended: list[object] = []
+
+        def rejected() -> bool:
+            ended.extend(e for e in events(client) if isinstance(e, ConnectionTerminated))
+            return bool(ended)
+
+        runner.pump(client, NOW, rejected)
+    finally:
+        if not client.closed:
+            client.abandon()
+        code, err = runner.finish()
+    assert code == 1
+    assert "sent alert: unknown_ca" in err
+
+
 @pytest.mark.parametrize(
     "flags",
     [
         ["-dtls", "-max-version", str(0xFEFD)],  # DTLS 1.2 only
         ["-dtls", "-no-such-flag"],
         ["-server", "-max-version", str(0xFEFC)],  # TLS, not DTLS
+        ["-dtls", "-verify-peer", "-verify-fail"],  # a callback rejecting a chain
+        ["-dtls", "-verify-fail", "-expect-verify-result"],  # soft-fail verification
+        [
+            *["-dtls", "-verify-peer", "-reverify-on-resume", "-on-resume-verify-fail"],
+            *["-resume-count", "1"],
+        ],
     ],
 )
 def test_shim_refuses_what_it_does_not_implement_with_exit_89(flags: list[str]) -> None:
