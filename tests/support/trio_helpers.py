@@ -9,7 +9,7 @@ import trio
 
 from dtls13 import ClientConfig, DTLSChannel, DTLSEndpoint, ServerConfig
 from dtls13.endpoint import DoSProtectionConfig
-from dtls13.trio._socketio import RawSocket
+from dtls13.udp import RawSocket
 from tests.support.dtls_pair import pki
 
 # 100 clients from one address must not trip the per-source limits meant for floods.

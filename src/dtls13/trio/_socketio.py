@@ -21,7 +21,8 @@ import trio
 
 from .. import _io
 from ..memory import DATAGRAM_SLOT, Lease, MemoryBudgetExceeded
-from ._addresses import address_key, describe
+from ..udp import address_key
+from ..udp import describe_address as describe
 
 if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
@@ -43,16 +44,6 @@ SEND_BATCH = 64  # datagrams per sendmmsg
 BATCH_IO = _io.HAVE_MMSG
 _CLOSED_ERRNOS = (errno.EBADF, errno.ENOTSOCK)
 _FULL_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
-
-
-class RawSocket(stdlib_socket.socket):
-    """A dup of the endpoint's socket for non-blocking calls. Collected unclosed, it closes
-    quietly: the endpoint that owns it is the one that warns."""
-
-    __slots__ = ()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def batch_socket(raw: stdlib_socket.socket, recv_size: int) -> _io.BatchSocket | None:

@@ -34,10 +34,9 @@ from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
 from ..memory import Lease, PoolSet, default_pool_set
-from ._addresses import address_key
+from ..udp import RawSocket, address_key
 from ._socketio import (
     Flusher,
-    RawSocket,
     batch_socket,
     flush,
     port_unreachable,
