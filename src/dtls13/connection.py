@@ -636,6 +636,11 @@ class Connection:
                 f"{len(data)} bytes exceed the peer's record_size_limit "
                 f"(at most {limit} bytes of application data per record)"
             )
+        if self._ack_at is not None and self._ack_list:
+            # A post-handshake message waits for its delayed ACK: the ACK leaves now, ahead
+            # of the data, so a peer reading in order meets the ACK of its flight (say a
+            # ticket) before our data, not after it (wolfSSL's server with 0-RTT needs it).
+            self._send_ack(0.0)
         with self._records.datagram_writer(self.mtu) as w:
             space = w.space(epoch)
             if len(data) > space:

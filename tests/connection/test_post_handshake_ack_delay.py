@@ -6,6 +6,7 @@ waits for application data."""
 from __future__ import annotations
 
 from dtls13.connection import Connection
+from dtls13.events import DataReceived
 from dtls13.memory import PoolSet
 from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, wall_clock
 
@@ -167,6 +168,53 @@ def test_a_key_update_is_acked_at_once() -> None:
             server.receive_datagram(data, CLIENT_ADDR, now)
         assert output(server, now) != []  # the ACK, at the same instant
         assert server.stats["acks_sent"] == acks_before + 1
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)
+
+
+def test_a_pending_ack_leaves_before_application_data() -> None:
+    """Data sent while a ticket's ACK waits for its delay takes the ACK with it, first: a
+    peer that reads in order (wolfSSL's server) meets the ACK of its flight before our data,
+    and no second ACK follows when the delay runs out."""
+    ccfg, scfg = configs(server={"session_tickets": 1})
+    pools = PoolSet()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    now = 1.0
+    client.connect(SERVER_ADDR, now)
+    try:
+        for _ in range(20):
+            for data in output(client, now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            if server.handshake_complete:
+                break
+            for data in output(server, now):
+                client.receive_datagram(data, SERVER_ADDR, now)
+        assert server.handshake_complete and client.handshake_complete
+        for data in output(server, now):  # the ticket
+            client.receive_datagram(data, SERVER_ADDR, now)
+        assert output(client, now) == []  # its ACK is delayed...
+        acks_before = client.stats["acks_sent"]
+        client.send(b"ping")  # ...until data leaves
+        assert client.stats["acks_sent"] == acks_before + 1
+        datagrams = output(client, now)
+        assert len(datagrams) == 2
+        for data in datagrams:
+            server.receive_datagram(data, CLIENT_ADDR, now)
+        assert server._flight is None or server._flight.acknowledged  # the first was the ACK
+        received = []
+        while (event := server.next_event()) is not None:
+            if isinstance(event, DataReceived):
+                received.append(bytes(event.data))
+        assert received == [b"ping"]
+        timer = client.get_timer()
+        if timer is not None:
+            client.handle_timer(timer)
+            assert output(client, timer) == []
+        assert client.stats["acks_sent"] == acks_before + 1
     finally:
         client.close()
         server.close()

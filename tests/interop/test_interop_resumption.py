@@ -106,12 +106,6 @@ def test_our_client_resumes_with_wolfssl_server(
     _our_client_resumes_with_wolfssl(wolfssl, certs, pools, early=False)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known interop bug: since NewSessionTicket is ACKed after rto/4 instead of at once, "
-    "wolfSSL's -r server often drops the resumed connection's 0-RTT data (passes again with an "
-    "immediate ticket ACK; the right fix is still open)",
-)
 def test_our_client_sends_early_data_to_wolfssl_server(
     wolfssl: WolfSSL, certs: Certs, pools: PoolSet
 ) -> None:
