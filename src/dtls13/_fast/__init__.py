@@ -36,6 +36,8 @@ from .protection import (
     OPEN_BAD_CONTENT_TYPE,
     OPEN_REPLAY,
     RecordCipher,
+    secret_refcount,
+    wipe_secret,
 )
 from .record import (
     RecordNumber,
@@ -87,8 +89,10 @@ __all__ = [
     "read_datagram_untrusted",
     "reconstruct_sequence",
     "scan_client_hello",
+    "secret_refcount",
     "unified_header_length",
     "unmask_header_into",
+    "wipe_secret",
     "xor_into",
     "zero_fill",
 ]

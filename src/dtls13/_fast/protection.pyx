@@ -340,3 +340,24 @@ cdef class RecordCipher:
             return OPEN_BAD_CONTENT_TYPE
         window.update(seq)
         return i
+
+
+# -- secrets held as bytes ------------------------------------------------------------------
+
+def secret_refcount(object obj):
+    """The reference count of `obj` as this call sees it (for calibrating `wipe_secret`)."""
+    return Py_REFCNT(obj)
+
+
+def wipe_secret(object secret, Py_ssize_t sole):
+    """Zero a bytes object of key material in place if no one but the caller holds it.
+
+    `sole` is the count `secret_refcount` showed for a local variable passed the same way
+    (dtls13.crypto.secrets measures it at import). A bytes object anyone else still holds
+    (a cache, an AEAD object, the application) is left alone. Returns whether it zeroed."""
+    if type(secret) is not bytes or PyBytes_GET_SIZE(secret) == 0:
+        return False
+    if Py_REFCNT(secret) != sole:
+        return False
+    dtls13_secure_zero(PyBytes_AS_STRING(secret), <size_t>PyBytes_GET_SIZE(secret))
+    return True

@@ -35,6 +35,7 @@ from ..alerts import (
 )
 from ..config import ClientConfig, ServerConfig
 from ..crypto.suites import CipherSuite, SuiteParams
+from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
 from . import extensions as ext
@@ -220,10 +221,24 @@ class HandshakeContext:
         return "client" if self.is_client else "server"
 
     def close(self) -> None:
-        """The connection ended: no more messages."""
+        """The connection ended: no more messages, and no more secrets."""
         if not self.closed:
             self._transition = None
             self._set_state(self.CLOSED)
+        self.zeroize_secrets()
+
+    def zeroize_secrets(self) -> None:
+        """Forget the secrets this handshake holds, zeroing the bytes no one else holds
+        (RFC 8446 §7.1 forward secrecy; dtls13.crypto.zeroize): traffic and resumption
+        secrets, and what `drop_handshake_state` forgets. Exporter secrets stay for
+        `export_keying_material` after the close; they are zeroed with their object."""
+        self.drop_handshake_state()
+        write, self.write_secret = self.write_secret, b""
+        zeroize(write)
+        read, self.read_secret = self.read_secret, b""
+        zeroize(read)
+        resumption, self.resumption_secret = self.resumption_secret, b""
+        zeroize(resumption)
 
     def handle_message(
         self,
@@ -337,13 +352,17 @@ class HandshakeContext:
     def next_write_secret(self) -> bytes:
         """Our next application traffic secret (KeyUpdate, RFC 8446 §7.2)."""
         assert self.schedule is not None
-        self.write_secret = self.schedule.next_application_traffic_secret(self.write_secret)
+        old = self.write_secret
+        self.write_secret = self.schedule.next_application_traffic_secret(old)
+        zeroize(old)  # RFC 8446 §7.2: once the next secret exists, the old one goes
         return self.write_secret
 
     def next_read_secret(self) -> bytes:
         """The peer's next application traffic secret (its KeyUpdate)."""
         assert self.schedule is not None
-        self.read_secret = self.schedule.next_application_traffic_secret(self.read_secret)
+        old = self.read_secret
+        self.read_secret = self.schedule.next_application_traffic_secret(old)
+        zeroize(old)
         return self.read_secret
 
     def _complete(self) -> None:
@@ -371,9 +390,11 @@ class HandshakeContext:
         self.transcript = _SPENT_TRANSCRIPT
         ks = self.schedule
         if ks is not None:
-            ks.early_secret = b""
-            ks.handshake_secret = ks.master_secret = None
-        self._c_hs = self._s_hs = b""
+            ks.zeroize()
+        c_hs, self._c_hs = self._c_hs, b""
+        zeroize(c_hs)
+        s_hs, self._s_hs = self._s_hs, b""
+        zeroize(s_hs)
 
     # -- certificates (both roles) -----------------------------------------------------
 

@@ -18,6 +18,7 @@ import hashlib
 from dataclasses import dataclass
 
 from dtls13.crypto.hkdf import DTLS13_PREFIX, digest_size, hkdf_expand, hkdf_label
+from dtls13.crypto.zeroize import zeroize
 
 # HkdfLabel's label is opaque<7..255> and holds the prefix too (RFC 8446 §7.1).
 MAX_LABEL = 255 - len(DTLS13_PREFIX)
@@ -25,10 +26,17 @@ MAX_LABEL = 255 - len(DTLS13_PREFIX)
 
 @dataclass(frozen=True, slots=True)
 class ExporterSecret:
-    """An exporter master secret and the hash of the suite it belongs to."""
+    """An exporter master secret and the hash of the suite it belongs to; the secret is
+    zeroed when this object goes (it outlives the connection's close: keys may still be
+    exported after it, e.g. for SRTP)."""
 
     hash_name: str
     secret: bytes = b""
+
+    def __del__(self) -> None:
+        secret = self.secret
+        object.__setattr__(self, "secret", b"")
+        zeroize(secret)
 
     def export(self, label: str | bytes, context: bytes | None, length: int) -> bytes:
         """TLS-Exporter(label, context, length) under this secret."""

@@ -23,6 +23,7 @@ from dtls13.crypto.hkdf import (
     hmac_digest,
 )
 from dtls13.crypto.suites import SuiteParams
+from dtls13.crypto.zeroize import zeroize
 
 from .constants import HandshakeType
 from .messages import transcript_header
@@ -141,7 +142,10 @@ class KeySchedule:
         salt = self._early_derived
         if salt is None:
             salt = self._derived(self.early_secret)
-        self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
+            self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
+            zeroize(salt)  # derived from the PSK (without one it is a shared constant)
+        else:
+            self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
         return self.handshake_secret
 
     def client_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
@@ -155,10 +159,20 @@ class KeySchedule:
     # -- master secret ---------------------------------------------------------------------------
 
     def master(self) -> bytes:
-        self.master_secret = hkdf_extract(
-            self.hash_name, self._derived(self._need_handshake()), bytes(self.hash_len)
-        )
+        salt = self._derived(self._need_handshake())
+        self.master_secret = hkdf_extract(self.hash_name, salt, bytes(self.hash_len))
+        zeroize(salt)
         return self.master_secret
+
+    def zeroize(self) -> None:
+        """Forget the early, handshake and master secrets, zeroing those no one else holds
+        (the early secret without a PSK is a shared constant and stays)."""
+        early, self.early_secret = self.early_secret, b""
+        zeroize(early)
+        handshake, self.handshake_secret = self.handshake_secret, None
+        zeroize(handshake)
+        master, self.master_secret = self.master_secret, None
+        zeroize(master)
 
     def client_application_traffic_secret(self, server_finished_hash: bytes) -> bytes:
         """``c ap traffic`` over ClientHello...server Finished."""

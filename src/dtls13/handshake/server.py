@@ -16,6 +16,7 @@ from ..alerts import (
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
+from ..crypto.zeroize import zeroize
 from . import certificates as certs
 from . import extensions as ext
 from . import groups, negotiation, srtp
@@ -523,9 +524,10 @@ class ServerHandshake(HandshakeContext):
         for i in range(cfg.session_tickets):
             nonce = bytes([i])
             age_add = int.from_bytes(cfg.random_bytes(4), "big")
+            psk = ks.resumption_psk(secret, nonce)
             state = TicketState(
                 self.suite,
-                ks.resumption_psk(secret, nonce),
+                psk,
                 wall,
                 cfg.ticket_lifetime,
                 age_add,
@@ -535,6 +537,8 @@ class ServerHandshake(HandshakeContext):
                 self.peer_chain,
             )
             ticket = cfg.tickets.seal(state, wall)
+            del state  # sealed: the PSK lives on only inside the ticket
+            zeroize(psk)
             extensions = (
                 (
                     ext.make_extension(
@@ -549,6 +553,7 @@ class ServerHandshake(HandshakeContext):
                 None,
                 transcript=False,
             )
+        zeroize(secret)
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()

@@ -15,6 +15,7 @@ from typing_extensions import Buffer as BufferLike
 from .._fast import RecordCipher
 from ..crypto.hkdf import expand_label_info, hmac_digest
 from ..crypto.suites import AEAD, SUITES, CipherSuite, SuiteParams
+from ..crypto.zeroize import zeroize
 
 # RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
 MASK_SAMPLE = 16
@@ -109,14 +110,24 @@ class EpochKeys:
         self.suite = suite
         self.params = params
         self.tag_length = params.tag_length
-        self.cipher = RecordCipher(
-            build,
-            hmac_digest(secret, key_info, h)[:n],
-            hmac_digest(secret, iv_info, h)[:n_iv],
-            hmac_digest(secret, sn_info, h)[:n],
-            params.tag_length,
-            params.chacha,
-        )
+        # HKDF-Expand-Label's one block, cut to size (RFC 8446 §7.3): the cipher copies the
+        # keys inline, so both the blocks and the cuts are zeroed here.
+        key_block = hmac_digest(secret, key_info, h)
+        iv_block = hmac_digest(secret, iv_info, h)
+        sn_block = hmac_digest(secret, sn_info, h)
+        # Copies, never the block itself (a slice of the whole is the same object).
+        key = bytes(memoryview(key_block)[:n])
+        iv = bytes(memoryview(iv_block)[:n_iv])
+        sn_key = bytes(memoryview(sn_block)[:n])
+        try:
+            self.cipher = RecordCipher(build, key, iv, sn_key, params.tag_length, params.chacha)
+        finally:
+            zeroize(key_block)
+            zeroize(iv_block)
+            zeroize(sn_block)
+            zeroize(key)
+            zeroize(iv)
+            zeroize(sn_key)
 
     def nonce(self, sequence_number: int) -> bytearray:
         """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch)."""
