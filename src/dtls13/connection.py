@@ -156,6 +156,7 @@ class Connection:
         "_key_update_pending",
         "_newest_protected",
         "_now",
+        "_other_hello",
         "_outbox",
         "_peer_record_limit",
         "_rare_stats",
@@ -274,6 +275,9 @@ class Connection:
             confidentiality_limit=self.config.confidentiality_limit,
         )
         self._reassembler: Reassembler | None = self._new_reassembler(first_message_seq)
+        # A server's reassembly of a fragmented ClientHello other than the one it answered
+        # (a client that started over, see _other_client_hello), while it holds keys.
+        self._other_hello: Reassembler | None = None
         # After the handshake, while no message is in reassembly: (next message_seq, the
         # counters) instead of a Reassembler (it and its pool owner are ~1.3 KiB).
         self._idle_reassembly: tuple[int, dict[str, int]] | None = None
@@ -939,6 +943,7 @@ class Connection:
             self._flight = None
         if self._reassembler is not None:
             self._reassembler.close()
+        self._drop_other_hello()
         self._records.close()
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
@@ -1077,6 +1082,8 @@ class Connection:
     _handle_handshake_record = _handshake.handle_handshake_record
     _changed_hello = _handshake.changed_hello
     _other_client_hello = _handshake.other_client_hello
+    _answer_other_client_hello = _handshake.answer_other_client_hello
+    _drop_other_hello = _handshake.drop_other_hello
     _fragment_in_right_epoch = staticmethod(_handshake.fragment_in_right_epoch)
     _buffer_fragment = _handshake.buffer_fragment
     _buffer_hello_fragment = _handshake.buffer_hello_fragment

@@ -103,6 +103,7 @@ def restart_handshake(
         self._flight.release()
     if self._reassembler is not None:
         self._reassembler.close()
+    self._drop_other_hello()
     # The association goes on: its epoch-0 numbers do not start over (the peer's
     # epoch-0 replay window saw the earlier ones, RFC 9147 §4.5.1).
     plaintext_seq = self._records.next_sequence_number(0)
@@ -237,29 +238,67 @@ def other_client_hello(
     HelloRetryRequest with a cookie, state untouched, and only a ClientHello2 whose
     cookie checks for this address starts the handshake over, from that ClientHello2
     (as a server made for it by a stateless endpoint would). Anything else is dropped.
+    A fragmented ClientHello (post-quantum key shares) is reassembled first, apart from
+    the handshake's own messages and within the same budget.
     """
+    if header.fragment_offset == 0 and header.fragment_length == header.length:
+        self._answer_other_client_hello(header.message_seq, fragment, now, record_number)
+        return
+    other = self._other_hello
+    if other is not None and other.next_expected_seq != header.message_seq:
+        self._drop_other_hello()  # a new attempt: only the newest is reassembled
+        other = None
+    if other is None:
+        if header.message_seq > 1:
+            self.stats["dropped_handshake_fragments"] += 1
+            return
+        other = self._other_hello = self._new_reassembler(header.message_seq)
+        other.max_messages_ahead = 0
+    buffered = self._buffer_fragment(header, fragment, authenticated=False, into=other)
+    if not buffered:
+        self.stats["dropped_handshake_fragments"] += 1
+    message = other.next_message()
+    if message is not None:
+        try:
+            self._answer_other_client_hello(message.message_seq, message.body, now, record_number)
+        finally:
+            self._drop_other_hello()
+
+
+def drop_other_hello(self: Connection) -> None:
+    other, self._other_hello = self._other_hello, None
+    if other is not None:
+        other.close()
+
+
+def answer_other_client_hello(
+    self: Connection,
+    message_seq: int,
+    body_view: memoryview,
+    now: float,
+    record_number: RecordNumber,
+) -> None:
+    """Act on a whole ClientHello other than ours (see other_client_hello)."""
     cfg = self.config
     assert isinstance(cfg, ServerConfig)
-    if header.fragment_offset != 0 or header.fragment_length != header.length:
-        self.stats["dropped_handshake_fragments"] += 1  # whole, unfragmented hellos only
-        return
-    body = bytes(fragment)
+    body = bytes(body_view)
     try:
         ch = msgs.pull_message(HandshakeType.client_hello, body)
         assert isinstance(ch, msgs.ClientHello)
         cookie_data = ch.extension(ExtensionType.cookie)
         if cookie_data is not None:
             cookie = ext.decode(cookie_data, ext.pull_cookie)
-            if header.message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
+            if message_seq == 1 and cfg.cookie_jar.check(cookie, now, self.peer_address):
                 self._restart_handshake(now, "a ClientHello with a valid cookie", 1)
-                self._buffer_hello_fragment(header, fragment, record_number)
+                whole = msgs.HandshakeHeader(HandshakeType.client_hello, len(body), 1, 0, len(body))
+                self._buffer_hello_fragment(whole, memoryview(body), record_number)
             else:
                 self.stats["dropped_handshake_fragments"] += 1
             return
         suite = negotiation.choose_suite(cfg, ch.cipher_suites)
         shares_data = ch.extension(ExtensionType.key_share)
         groups_data = ch.extension(ExtensionType.supported_groups)
-        if suite is None or header.message_seq != 0 or groups_data is None:
+        if suite is None or message_seq != 0 or groups_data is None:
             self.stats["dropped_handshake_fragments"] += 1
             return
         shared: set[int] = set()
@@ -294,11 +333,16 @@ def fragment_in_right_epoch(msg_type: int, epoch: int) -> bool:
 
 
 def buffer_fragment(
-    self: Connection, header: Any, fragment: memoryview, *, authenticated: bool = True
+    self: Connection,
+    header: Any,
+    fragment: memoryview,
+    *,
+    authenticated: bool = True,
+    into: Reassembler | None = None,
 ) -> bool:
-    """Give a fragment to the reassembler; False if it was not processed or buffered
-    (such records must not be ACKed, RFC 9147 §7)."""
-    reassembler = self._reassembly()
+    """Give a fragment to the reassembler (or `into`); False if it was not processed or
+    buffered (such records must not be ACKed, RFC 9147 §7)."""
+    reassembler = self._reassembly() if into is None else into
     counters = reassembler.counters
     before = counters["too_far_ahead"] + counters["over_budget"] + counters["too_scattered"]
     reassembler.add_fragment_untrusted(

@@ -313,3 +313,33 @@ def test_repeated_loss_of_large_datagrams_lowers_the_mtu() -> None:
     assert pair.exchange(b"small path", b"ok")
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_a_client_starting_over_with_a_fragmented_client_hello_is_answered() -> None:
+    # A post-quantum ClientHello does not fit one datagram. When the client starts over
+    # (here: its ServerHello was damaged on the way), the server that holds keys for the
+    # association must reassemble the new ClientHello to answer it with a cookie
+    # exchange (RFC 9147 §5.11), and the ClientHello2 that brings the cookie back too.
+    pair = make_pair(
+        client={"key_share_groups": ["X25519MLKEM768"]},
+        server={"groups": ["X25519MLKEM768"]},
+    )
+    done: list[bool] = []
+
+    def damage_server_hello(src: Any, dst: Any, data: bytes) -> bytes:
+        if data[0] == 22 and data[13] == 2 and not done:  # the first ServerHello
+            done.append(True)
+            damaged = bytearray(data)
+            damaged[13 + 12 + 2 + 10] ^= 0x01  # inside server_random
+            return bytes(damaged)
+        return data
+
+    pair.net.tamper = damage_server_hello
+    assert pair.handshake(max_time=30)
+    assert pair.client.stats["handshake_restarts"] == 1
+    assert pair.server.stats["handshake_restarts"] == 1
+    assert pair.server.stats["hello_retry_requests_sent"] == 1
+    assert pair.net.now < 10  # answered at once, not after timeouts
+    assert pair.exchange(b"after restart", b"ok")
+    pair.close()
+    assert pair.pools.in_use == 0

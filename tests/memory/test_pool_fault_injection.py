@@ -54,6 +54,7 @@ def scenario(
     client.connect(SERVER_ADDR, now)
     outcome = "stuck"
     sent_this_tick = False
+    app_retries = 3
     for _ in range(500):
         moved = False
         for src, dst, addr in ((client, server, CLIENT_ADDR), (server, client, SERVER_ADDR)):
@@ -88,6 +89,12 @@ def scenario(
             sent_this_tick = False
             timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
             if not timers:
+                if app_retries and (not got["server"] or not got["client"]):
+                    # Nothing pending on either side, and the data was refused or lost:
+                    # the application sends it again a little later (a few times).
+                    app_retries -= 1
+                    now += 1.0
+                    continue
                 break
             now = max(now, min(timers))
             for conn in (client, server):
