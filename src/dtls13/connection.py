@@ -640,20 +640,26 @@ class Connection:
                 f"{len(data)} bytes exceed the peer's record_size_limit "
                 f"(at most {limit} bytes of application data per record)"
             )
-        if self._ack_at is not None and self._ack_list:
-            # A post-handshake message waits for its delayed ACK: the ACK leaves now, ahead
-            # of the data, so a peer reading in order meets the ACK of its flight (say a
-            # ticket) before our data, not after it (wolfSSL's server with 0-RTT needs it).
-            self._send_ack(0.0)
+        ack = self._ack_at is not None and bool(self._ack_list)
         with self._records.datagram_writer(self.mtu) as w:
             space = w.space(epoch)
             if len(data) > space:
                 raise ValueError(
                     f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {space})"
                 )
+            if ack:
+                # A post-handshake message waits for its delayed ACK: the ACK goes now,
+                # ahead of the data (in its datagram when both fit), so a peer reading in
+                # order meets the ACK of its flight (a ticket) before our data, not after
+                # it (wolfSSL's server lost the next connection's 0-RTT data otherwise).
+                ack = self._send_ack_for(self._ack_numbers(), w)
+                if len(data) > w.space(epoch):
+                    w.new_datagram()
             w.add(epoch, ContentType.application_data, data)
             addr = self.peer_address
             self._outbox.extend([(d, addr) for d in w.finish()])
+        if ack:
+            self._ack_at = None
         self.stats["app_bytes_out"] += len(data)
         if self._records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
@@ -1108,6 +1114,7 @@ class Connection:
     _emit_flight = _flights.emit_flight
     _retransmit = _flights.retransmit
     _send_ack = _flights.send_ack
+    _ack_numbers = _flights.ack_numbers
     _send_ack_for = _flights.send_ack_for
     _handle_ack = _flights.handle_ack
     _on_flight_acknowledged = _flights.on_flight_acknowledged

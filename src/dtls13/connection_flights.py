@@ -155,9 +155,14 @@ def retransmit(self: Connection, now: float) -> None:
     self._retransmit_at = now + self._rto
 
 
+def ack_numbers(self: Connection) -> list[RecordNumber]:
+    """The records the next ACK lists, oldest first."""
+    return sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+
+
 def send_ack(self: Connection, now: float) -> None:
     self._ack_at = None
-    numbers = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
+    numbers = ack_numbers(self)
     # Once connected the list is not emptied: each ACK repeats the newest records received
     # (MAX_ACK_RECORDS of them, as BoringSSL does), so one lost ACK costs the peer no
     # retransmission when a later one arrives. RFC 9147 §7.1: implementations SHOULD ACK as
@@ -168,8 +173,9 @@ def send_ack(self: Connection, now: float) -> None:
 
 def send_ack_for(
     self: Connection, numbers: list[RecordNumber], writer: DatagramWriter | None = None
-) -> None:
-    """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s.
+) -> bool:
+    """An ACK record of `numbers`, in a datagram of its own or first in `writer`'s; False
+    if it could not be sent.
 
     Best effort in a datagram of its own: ACKs are advisory (RFC 9147 §7), so with no
     memory left for one (output piling up uncollected) it is counted, not raised."""
@@ -177,16 +183,21 @@ def send_ack_for(
     if limit is not None and self._records.write_epoch > 0 and 2 + 16 * len(numbers) > limit:
         # The newest fit the peer's record_size_limit; ACKs are advisory (RFC 9147 §7).
         numbers = numbers[len(numbers) - max(0, (limit - 2) // 16) :]
-    if writer is None and len(numbers) > 1:
+    epoch = self._records.write_epoch
+    if writer is not None:
+        # ...and what is left of the writer's datagram: the newest again.
+        fit = (writer.space(epoch) - 2) // 16
+        if fit < 0 or (fit == 0 and numbers):
+            return False
+        numbers = numbers[max(0, len(numbers) - fit) :]
+    elif len(numbers) > 1:
         # ...and a datagram of the MTU (a 32-record ACK is 514 bytes): the newest again.
-        epoch = self._records.write_epoch
         pad = self.config.record_padding
         room = self.mtu - self._records.record_overhead(epoch) - (pad - 1 if pad > 1 else 0)
         fit = max(1, (room - 2) // 16)
         numbers = numbers[max(0, len(numbers) - fit) :]
     buf = Buffer(capacity=2 + 16 * len(numbers))
     push_ack(buf, numbers)
-    epoch = self._records.write_epoch
     if writer is not None:
         writer.add(epoch, ContentType.ack, buf.data)
     else:
@@ -196,8 +207,9 @@ def send_ack_for(
                 self._queue(w.finish())
         except MemoryBudgetExceeded:
             self.count("acks_unsent")
-            return
+            return False
     self.stats["acks_sent"] += 1
+    return True
 
 
 def handle_ack(self: Connection, record: Any, now: float) -> None:

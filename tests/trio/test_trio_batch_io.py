@@ -355,3 +355,35 @@ async def test_a_burst_of_long_datagrams_arrives_whole_or_counted(
         server.close()
         nursery.cancel_scope.cancel()
     assert pools.in_use == 0
+
+
+async def test_the_plain_receive_path_counts_a_long_datagram_and_never_delivers_it_cut(
+    pools: PoolSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where there is no recvmmsg (macOS, the BSDs) a datagram longer than the receive
+    # buffer is cut by the kernel: it is counted, not handed to the core cut.
+    monkeypatch.setattr(_socketio, "BATCH_IO", False)
+    seen: list[int] = []
+    async with DTLSEndpoint(await udp_socket(), pools=pools, max_datagram_size=1024) as server:
+        assert server._batch is None
+        inner = server._on_datagram
+
+        def spy(view: memoryview, addr: Any) -> None:
+            seen.append(len(view))
+            inner(view, addr)
+
+        server._on_datagram = spy  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            _, server_config = configs()
+            await nursery.start(server.serve, server_config, echo)
+            sender = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with sender:
+                await sender.sendto(b"\x16" + b"x" * 1499, server.socket.getsockname())
+                await sender.sendto(b"\x16" + b"y" * 99, server.socket.getsockname())
+                with trio.fail_after(10):
+                    await wait_for(lambda: len(seen) == 1)
+            assert seen == [100]
+            assert server.counters["dropped_long_datagrams"] == 1
+            assert server.counters["internal_errors"] == 0
+            nursery.cancel_scope.cancel()
+    assert pools.in_use == 0

@@ -43,6 +43,8 @@ SEND_BATCH = 64  # datagrams per sendmmsg
 # endpoint) to run the plain one-datagram-per-call path.
 BATCH_IO = _io.HAVE_MMSG
 _CLOSED_ERRNOS = (errno.EBADF, errno.ENOTSOCK)
+_RECVMSG = hasattr(stdlib_socket.socket, "recvmsg_into")
+_MSG_TRUNC = getattr(stdlib_socket, "MSG_TRUNC", 0)
 _FULL_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
@@ -228,7 +230,10 @@ def _receive_plain(ep: DTLSEndpoint) -> int | None:
         while taken < RECV_BATCH and not ep._closed:
             lease.length = size
             try:
-                n, addr = raw.recvfrom_into(lease)
+                if _RECVMSG:
+                    n, _, flags, addr = raw.recvmsg_into((lease,))
+                else:  # pragma: no cover - Windows: no recvmsg, so no way to tell
+                    (n, addr), flags = raw.recvfrom_into(lease), 0
             except BlockingIOError:
                 ep._drained = True
                 break
@@ -243,6 +248,10 @@ def _receive_plain(ep: DTLSEndpoint) -> int | None:
                 taken += 1
                 continue
             taken += 1
+            if flags & _MSG_TRUNC:
+                # The kernel cut it to our buffer: never hand a cut datagram to the core.
+                counters["dropped_long_datagrams"] += 1
+                continue
             lease.length = n
             try:
                 with memoryview(lease) as view:
