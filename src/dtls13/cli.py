@@ -393,12 +393,14 @@ async def run_server(
     async with DTLSEndpoint(
         sock, cookie_policy=args.cookie, dos=dos, cid_prefix=cid_prefix
     ) as endpoint:
-        if ready is None:
-            print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(endpoint.serve, config, echo)
-                if ready is not None:
+                # Printed once serving and with SIGTERM handled: a supervisor that reads
+                # the line may stop the server at once, cleanly.
+                if ready is None:
+                    print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
+                else:
                     ready(port)
                 async for _ in signals:
                     log("stopping")

@@ -73,11 +73,12 @@ async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) 
 
     async with endpoint:
         log(f"event loop: {type(asyncio.get_running_loop()).__module__} (asyncio adapter)", 2)
-        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        # After the handlers: a supervisor that reads the line may stop the server at once.
+        print(f"dtls13 echo server listening on {_peer((args.host, port))}", flush=True)
         serving = asyncio.create_task(endpoint.serve(config, echo))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)

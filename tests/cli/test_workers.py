@@ -195,3 +195,16 @@ def test_port_in_use_gives_one_line_even_when_its_holder_shares_it(reuse_port: b
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], lines
     assert "in use" in lines[0]
+
+
+@pytest.mark.parametrize("loop", [[], ["--loop", "asyncio"]], ids=["trio", "asyncio"])
+def test_sigterm_right_after_the_address_is_printed_stops_a_single_server_cleanly(
+    loop: list[str],
+) -> None:
+    # The address line tells a supervisor the server is up: from then on SIGTERM is a clean
+    # stop (exit 0), never the default action (exit -15).
+    for _ in range(3):
+        server = ServerProcess(*loop)
+        status, err = server.stop()
+        assert status == 0, err
+        assert "Traceback" not in err
