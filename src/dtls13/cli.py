@@ -27,7 +27,7 @@ import trio
 
 from . import __version__
 from .cid_layout import MAX_WORKERS, MIN_RANDOM_CID_BYTES
-from .cli_keying import add_keying_options, keying_options, keying_report
+from .cli_keying import ChannelInfo, add_keying_options, keying_options, keying_report
 from .config import ClientConfig, ServerConfig
 from .connection import MIN_MTU
 from .endpoint import DoSProtectionConfig
@@ -233,7 +233,7 @@ class _Log:
             print(self.prefix + message, file=sys.stderr, flush=True)
 
 
-def _describe(channel: DTLSChannel) -> str:
+def _describe(channel: ChannelInfo) -> str:
     info = channel.handshake_info
     if info is None:
         return "no handshake"

@@ -53,8 +53,8 @@ async def run_server(args: argparse.Namespace, config: ServerConfig, log: _Log) 
 
     async def echo(channel: DTLSChannel) -> None:
         peer = _peer(channel.peer_address)
-        log(f"{peer}: handshake done ({_describe(channel)})")  # type: ignore[arg-type]
-        for line in keying_report(channel, args):  # type: ignore[arg-type]
+        log(f"{peer}: handshake done ({_describe(channel)})")
+        for line in keying_report(channel, args):
             print(line, flush=True)
         try:
             async for message in channel:
@@ -97,8 +97,8 @@ async def run_client(args: argparse.Namespace, config: ClientConfig, log: _Log) 
         raise _handshake_failure(peer, exc) from None
     except OSError as exc:
         raise Failure(f"cannot reach {peer}: {exc.strerror or exc}") from None
-    log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")  # type: ignore[arg-type]
-    for line in keying_report(channel, args):  # type: ignore[arg-type]
+    log(f"connected to {_peer(channel.peer_address)} ({_describe(channel)})")
+    for line in keying_report(channel, args):
         print(line, flush=True)
     try:
         if args.count:

@@ -5,10 +5,26 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Protocol
 
+from .events import HandshakeCompleted
 from .handshake.exporter import exporter_label
-from .trio import DTLSChannel
+from .handshake.srtp import SrtpProtectionProfile
+
+
+class ChannelInfo(Protocol):
+    """What the CLI reads of a channel, from either adapter (trio or asyncio)."""
+
+    @property
+    def handshake_info(self) -> HandshakeCompleted | None: ...
+
+    @property
+    def srtp_profile(self) -> SrtpProtectionProfile | None: ...
+
+    def export_keying_material(
+        self, label: str | bytes, context: bytes | None, length: int
+    ) -> bytes: ...
+
 
 DEFAULT_EXPORT_LENGTH = 20  # openssl's -keymatexportlen default
 
@@ -53,7 +69,7 @@ def keying_options(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def keying_report(channel: DTLSChannel, args: argparse.Namespace) -> list[str]:
+def keying_report(channel: ChannelInfo, args: argparse.Namespace) -> list[str]:
     """The lines openssl prints about the same things once a handshake is done."""
     lines: list[str] = []
     if channel.srtp_profile is not None:
