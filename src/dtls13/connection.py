@@ -569,9 +569,19 @@ class Connection:
                 return
             self._timeouts += 1
             self._rto = min(self._rto * 2, self.config.retransmit_max)
-            # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU.
+            # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU; after the
+            # handshake only for a flight a smaller MTU would cut (a ticket or KeyUpdate of
+            # a few hundred bytes losing its ACKs says nothing about the path's MTU).
             if self._timeouts >= 2 and self.mtu > 576:
-                self.mtu = max(576, self.mtu * 3 // 4)
+                smaller = max(576, self.mtu * 3 // 4)
+                flight = self._flight
+                if not self._hs.connected or (
+                    flight is not None
+                    and flight.unacked_bytes()
+                    + self._records.record_overhead(self._records.write_epoch)
+                    > smaller
+                ):
+                    self.mtu = smaller
             self._guard(now, lambda: self._retransmit(now))
 
     def _arm_unanswered(self, now: float) -> None:

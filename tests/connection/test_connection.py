@@ -343,3 +343,29 @@ def test_a_client_starting_over_with_a_fragmented_client_hello_is_answered() -> 
     assert pair.exchange(b"after restart", b"ok")
     pair.close()
     assert pair.pools.in_use == 0
+
+
+def test_lost_acks_of_a_small_post_handshake_flight_do_not_lower_the_mtu() -> None:
+    # RFC 9147 §4.4 backs off the record size when retransmissions go unanswered, which
+    # helps only a flight too big for the path. After the handshake, a ticket of a few
+    # hundred bytes whose ACKs are lost says nothing about the path's MTU: lowering it made
+    # the application's next 1,100-byte send() fail with ValueError.
+    pair = make_pair(server={"session_tickets": 1})
+    assert pair.handshake()
+    mtu = pair.server.mtu
+    blocked: list[bytes] = []
+
+    def drop_client_acks(src: Any, dst: Any, data: bytes) -> bytes | None:
+        if dst == ("10.0.0.2", 4433):
+            blocked.append(data)
+            return None
+        return data
+
+    pair.net.tamper = drop_client_acks
+    pair.net.run(lambda: False, max_time=pair.net.now + 30)
+    assert pair.server.stats["retransmissions"] >= 3 and blocked
+    assert pair.server.mtu == mtu
+    pair.net.tamper = None
+    pair.server.send(b"x" * 1100)
+    pair.close()
+    assert pair.pools.in_use == 0

@@ -118,6 +118,12 @@ class Flight:
     def acknowledged(self) -> bool:
         return bool(self.messages) and all(m.complete for m in self.messages)
 
+    def unacked_bytes(self) -> int:
+        """Handshake bytes (fragment headers included) a retransmission would send."""
+        return sum(
+            HANDSHAKE_HEADER + end - start for m in self.messages for start, end in m.unacked()
+        )
+
     def emit(self, writer: RecordWriter, max_payload: int | None = None) -> int:
         """Write every unacknowledged fragment into records; returns records written.
 
