@@ -1,6 +1,6 @@
 """Pool acquire+release from Python against bytearray, measured in the same run.
 
-Targets (issue: foundation): the 1.5 KiB path no slower than bytearray(1500), the
+Targets: the 1.5 KiB path no slower than bytearray(1500), the
 16 KiB path at least 2x faster than bytearray(16384), bookkeeping under 2% of pooled bytes.
 
     python benchmarks/bench_pools.py [--runs 7] [--number 200000] [--quick] [--json PATH]

@@ -5,7 +5,7 @@ released (header, inner plaintext, encrypt_into in place, record-number mask).
 Unprotect: receive_datagram_untrusted of that datagram (header parse, mask,
 reconstruction, decrypt_into a pooled lease, replay window) and release of the record.
 Baseline: a bare `AESGCM.encrypt_into` of the same payload size into a preallocated
-buffer (the crypto floor). Target (issue 3): protect at most 3x the bare call for
+buffer (the crypto floor). Target: protect at most 3x the bare call for
 1200-byte records.
 
     python benchmarks/bench_record.py [--runs 5] [--number 20000] [--quick] [--json PATH]

@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import Row, markdown_table, read_json
 
 HERE = Path(__file__).resolve().parent
-# The issue's benchmarks, in this order (quick ones first); others follow in name order.
+# The targeted benchmarks, in this order (quick ones first); others follow in name order.
 ORDER = ("pools", "record", "echo", "handshake", "memory", "flood", "workers")
 TAIL_LINES = 12
 
@@ -139,7 +139,7 @@ def render(outcomes: list[Outcome], command: str, started: datetime.datetime) ->
         f"- command: `{command}`",
         "",
         "Median, min and max of several runs; the ratio is the median against the baseline "
-        "named in *vs*, measured in the same run; *met* compares with the issue's target.",
+        "named in *vs*, measured in the same run; *met* compares with its target.",
         "",
         markdown_table(rows),
         "",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     scripts = discover(args.dir)
     outcomes: list[Outcome] = []
-    # The benchmarks the issue asks for are expected here: one that is absent is reported.
+    # The targeted benchmarks are expected here: one that is absent is reported.
     expected = ORDER if args.dir.resolve() == HERE else ()
     names = args.only or list(dict.fromkeys([*expected, *scripts]))
     env = dict(os.environ)
