@@ -47,9 +47,7 @@ def _pair(
         certificate_chain=first.chain_pem,
         private_key=first.key,
         certificates=[(c.chain_pem, c.key) for c in rest],
-        idle_release_after=None,
-        debug=True,
-        **(server or {}),
+        **{"idle_release_after": None, "debug": True, **(server or {})},
     )
     extra: dict[str, Any] = dict(client or {})
     if schemes is not None:
@@ -277,3 +275,13 @@ def test_the_alpn_callback_is_not_asked_when_the_client_offers_no_alpn() -> None
         raise AssertionError("asked")
 
     assert _alpn(_pair([EC], server={"alpn_callback": fail})) == (None, None)
+
+
+@pytest.mark.parametrize("which", ["certificate_callback", "alpn_callback"])
+def test_a_callback_that_raises_is_internal_error_and_counted(which: str) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("bug in the application")
+
+    pair = _pair([EC], server={which: broken, "debug": False}, client={"alpn_protocols": ["a"]})
+    _fails_with(pair, A.internal_error)
+    assert pair.server.rare_stat("server_callback_errors") == 1

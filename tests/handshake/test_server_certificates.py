@@ -14,7 +14,7 @@ from dtls13.handshake.gate import FlightBound
 from dtls13.handshake.selection import CertificateSet, ServerCertificate, certificate_names
 from tests.support.pki import NOW, TestPKI, cached_key
 
-PKI = TestPKI.create("ec256", slot=200)
+PKI = TestPKI.create("ec256", slot=240)
 EC = PKI.leaf("ec256", dns_names=("localhost",), cn="ec")
 RSA = PKI.leaf("rsa2048", dns_names=("localhost",), cn="rsa")
 BIG = PKI.leaf("rsa4096", dns_names=("Big.Example.com", "*.Example.com"), cn="big")

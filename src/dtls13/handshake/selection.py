@@ -183,13 +183,14 @@ def choose_certificate(
     """The chain a full handshake sends and the scheme its CertificateVerify uses.
 
     `config.certificate_callback` is asked first; None from it means the built-in choice.
-    Something other than a ServerCertificate from it is the programmer's bug: counted
-    (`server_callback_errors`) and answered with internal_error, the endpoint goes on.
+    Something other than a ServerCertificate from it, or an exception, is the programmer's
+    bug: counted (`server_callback_errors`) and answered with internal_error; the endpoint
+    goes on.
     """
     callback = config.certificate_callback
     if callback is not None:
         known = tuple(_known_scheme(s) for s in offered)
-        chosen = callback(server_name, known)
+        chosen = _call(callback, count, server_name, known)
         if chosen is not None:
             if not isinstance(chosen, ServerCertificate):
                 count("server_callback_errors", 1)
@@ -221,7 +222,7 @@ def choose_alpn(config: Any, offered: Sequence[str], count: Any) -> str:
     """
     callback = config.alpn_callback
     if callback is not None:
-        chosen = callback(tuple(offered))
+        chosen = _call(callback, count, tuple(offered))
         if chosen is None:
             raise NoApplicationProtocol("alpn_callback accepted none of the client's protocols")
         if not isinstance(chosen, str) or chosen not in offered:
@@ -234,6 +235,16 @@ def choose_alpn(config: Any, offered: Sequence[str], count: Any) -> str:
         if proto in offered:
             return str(proto)
     raise NoApplicationProtocol("no ALPN protocol in common")
+
+
+def _call(callback: Any, count: Any, *args: Any) -> Any:
+    """The application's callback, its exceptions counted; they go on up to the connection,
+    which answers internal_error (or re-raises them with `debug`)."""
+    try:
+        return callback(*args)
+    except Exception:
+        count("server_callback_errors", 1)
+        raise
 
 
 def _known_scheme(value: int) -> int:
