@@ -9,6 +9,7 @@ import pytest
 from dtls13.alerts import AlertDescription
 from dtls13.config import ServerConfig
 from dtls13.handshake.constants import SignatureScheme
+from dtls13.handshake.signatures import HAVE_MLDSA
 from dtls13.memory import PoolSet
 from tests.interop.peers import Peer, Side, assert_pools_empty
 from tests.support.pki import Issued, TestPKI
@@ -17,6 +18,9 @@ PKI = TestPKI.create("ec256", slot=300)
 EC = PKI.leaf("ec256", dns_names=("localhost", "ec.example.com"), cn="certsel ec leaf")
 RSA = PKI.leaf("rsa2048", dns_names=("localhost",), cn="certsel rsa leaf")
 WILD = PKI.leaf("ec256", dns_names=("*.example.net",), cn="certsel wildcard leaf")
+MLDSA = (
+    PKI.leaf("mldsa65", dns_names=("localhost",), cn="certsel ml-dsa leaf") if HAVE_MLDSA else None
+)
 P256, PSS = "ecdsa_secp256r1_sha256", "rsa_pss_rsae_sha256"
 
 
@@ -27,23 +31,29 @@ P256, PSS = "ecdsa_secp256r1_sha256", "rsa_pss_rsae_sha256"
         ("localhost", PSS, RSA, PSS),
         ("ec.example.com", f"{PSS}:{P256}", EC, P256),
         ("www.example.net", f"{PSS}:{P256}", WILD, P256),
+        pytest.param(
+            "localhost", "mldsa65", MLDSA, "mldsa65",
+            marks=pytest.mark.skipif(not HAVE_MLDSA, reason="cryptography without ML-DSA"),
+        ),
     ],
-    ids=["ecdsa-only", "rsa-pss-only", "sni-exact", "sni-wildcard"],
+    ids=["ecdsa-only", "rsa-pss-only", "sni-exact", "sni-wildcard", "mldsa65-only"],
 )  # fmt: skip
 def test_openssl_client_gets_the_chain_for_its_servername_and_sigalgs(
     server_name: str,
     sigalgs: str,
-    expected: Issued,
+    expected: Issued | None,
     scheme: str,
     openssl: str,
     pools: PoolSet,
     tmp_path: Path,
 ) -> None:
-    # RSA first: the EC and wildcard chains are sent only when chosen.
+    assert expected is not None
+    # RSA first: the others are sent only when chosen.
+    more = [EC, WILD, *([MLDSA] if MLDSA is not None else [])]
     config = ServerConfig(
         certificate_chain=RSA.chain_pem,
         private_key=RSA.key_pem,
-        certificates=[(EC.chain_pem, EC.key_pem), (WILD.chain_pem, WILD.key_pem)],
+        certificates=[(c.chain_pem, c.key_pem) for c in more],
     )
     ca = PKI.write_root(tmp_path)
     ours = Side(config, pools)
