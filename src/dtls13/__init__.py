@@ -28,6 +28,7 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "LocalProtocolError",
     "PeerClosed",
     "PeerUnreachable",
+    "ServerCertificate",
     "ServerConfig",
     "SrtpKeyingMaterial",
     "SrtpProtectionProfile",

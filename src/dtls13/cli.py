@@ -103,8 +103,8 @@ def _mtu(value: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cert", metavar="F", help="certificate chain (PEM)")
-    p.add_argument("--key", metavar="F", help="private key (PEM or DER)")
+    p.add_argument("--cert", metavar="F", action="append", help="certificate chain (PEM)")
+    p.add_argument("--key", metavar="F", action="append", help="private key (PEM or DER)")
     p.add_argument(
         "--mtu",
         type=_mtu,
@@ -214,11 +214,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
     if keylog:
         opts["keylog"] = keylog
-    if (args.cert is None) != (args.key is None):
-        raise UsageError("--cert and --key go together")
-    if args.cert is not None:
-        opts["certificate_chain"] = args.cert
-        opts["private_key"] = args.key
+    certs, keys = args.cert or [], args.key or []
+    if len(certs) != len(keys):
+        raise UsageError("--cert and --key go together: one --key for each --cert")
+    if len(certs) > 1 and args.command != "server":
+        raise UsageError("a client takes one --cert and one --key")
+    if certs:
+        # A server's further pairs: chosen per client by SNI and signature_algorithms.
+        opts["certificate_chain"], opts["private_key"] = certs[0], keys[0]
+        if len(certs) > 1:
+            opts["certificates"] = list(zip(certs[1:], keys[1:], strict=True))
     opts.update(keying_options(args))
     return opts
 

@@ -13,10 +13,16 @@ from cryptography import x509
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake.antireplay import ReplayStore
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.tickets import Session
 
 KeyLog = Callable[[str], None]
+# (the client's server_name or None, its signature_algorithms) -> a chain, or None for
+# the built-in choice among the configured ones.
+CertificateCallback = Callable[[str | None, tuple[int, ...]], ServerCertificate | None]
+# The client's ALPN protocols, in its order -> one of them, or None (no_application_protocol).
+AlpnCallback = Callable[[tuple[str, ...]], str | None]
 PathOrData = str | os.PathLike[str] | bytes
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
@@ -270,6 +276,12 @@ class ServerConfig(_Common):
     # Answer a client's SRTP MKI with the same MKI (we will use it) rather than an empty one
     # (we will not), RFC 5764 §4.1.3.
     srtp_accept_mki: bool = False
+    # More chains besides certificate_chain/private_key: ServerCertificate objects or
+    # (chain, key) tuples; each handshake gets one by SNI and signature_algorithms.
+    certificates: Sequence[ServerCertificate | tuple[Any, ...]] = ()
+    certificate_callback: CertificateCallback | None = None
+    alpn_callback: AlpnCallback | None = None
+    server_certificates: Any = field(default=None, init=False)  # a selection.CertificateSet
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
     tickets: Any = field(default=None, init=False)
@@ -277,8 +289,19 @@ class ServerConfig(_Common):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.certificate_chain is None and not self.external_psks:
-            raise ValueError("a server needs certificate_chain and private_key (or external_psks)")
+        self.server_certificates = load_server_certificates(
+            (self.chain, self.key) if self.chain else None, self.certificates
+        )
+        if not self.chain and self.server_certificates.certificates:
+            first = self.server_certificates.certificates[0]
+            self.chain, self.key = first.chain, first.key
+        if not self.chain and not self.external_psks:
+            raise ValueError(
+                "a server needs certificate_chain and private_key, certificates, or external_psks"
+            )
+        for name in ("certificate_callback", "alpn_callback"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be callable (or None)")
         if any(not i or len(k) < 16 for i, k in self.external_psks.items()):
             raise ValueError("external_psks: non-empty identities, keys of at least 16 bytes")
         if not 0 <= self.max_early_data <= 0xFFFFFFFF or self.early_data_window <= 0:

@@ -106,6 +106,7 @@ RARE_STAT_NAMES = (
     "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
+    "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
 )
 MIN_MTU = 256
 

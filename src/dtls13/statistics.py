@@ -43,6 +43,9 @@ class ConnectionStatistics:
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
     amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
+    # server: certificate_callback or alpn_callback raised or returned something unusable
+    # (a bug in the application): the handshake ended with internal_error
+    server_callback_errors: int
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int

@@ -167,3 +167,45 @@ def test_client_handshake_failure_gives_one_line_and_exit_1(tmp_path: Path) -> N
         assert "handshake with 127.0.0.1" in one_line(result.stderr)
     finally:
         server.stop()
+
+
+def test_server_with_two_chains_sends_each_client_the_one_for_its_server_name(
+    tmp_path: Path,
+) -> None:
+    p = pki("ec256")
+    a_cert, a_key = p.leaf("ec256", dns_names=("a.example.com",)).write(tmp_path, "a")
+    b_cert, b_key = p.leaf("ec256", dns_names=("b.example.com",)).write(tmp_path, "b")
+    ca = p.write_root(tmp_path)
+    server = ServerProcess(
+        "--cert", str(a_cert), "--key", str(a_key), "--cert", str(b_cert), "--key", str(b_key)
+    )  # fmt: skip
+    try:
+        for name in ("a.example.com", "b.example.com"):
+            result = run_cli(
+                "client", "--host", "127.0.0.1", "--port", str(server.port), "--cafile", str(ca),
+                "--server-name", name, input=name.encode() + b"\n",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == name.encode() + b"\n"
+    finally:
+        status, err = server.stop()
+    assert status == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["server", "--cert", "a.pem", "--key", "a.key", "--cert", "b.pem"], "one --key for each"),
+        (
+            ["client", "--host", "h", "--port", "1", "--cert", "a", "--key", "a", "--cert", "b",
+             "--key", "b"],
+            "one --cert and one --key",
+        ),
+    ],
+)  # fmt: skip
+def test_cert_and_key_pairs_that_do_not_pair_give_one_line_and_exit_2(
+    args: list[str], fragment: str
+) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert fragment in one_line(result.stderr)

@@ -472,17 +472,14 @@ def test_forged_plaintext_hello_does_not_destroy_an_association(side: str) -> No
     pair.close()
 
 
-def test_server_certificate_with_an_invalid_x509_version_is_bad_certificate(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    real = handshake_context.certificate_body
-
-    def body(chain: Any) -> bytes:
-        # The leaf's version field, [0] EXPLICIT INTEGER 2 (v3), becomes 5: no such version.
-        return real(chain).replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
-
-    monkeypatch.setattr(handshake_context, "certificate_body", body)
+def test_server_certificate_with_an_invalid_x509_version_is_bad_certificate() -> None:
     pair = make_pair()
+    # The server sends its chain's Certificate message as encoded once with its config.
+    served = pair.server.config.server_certificates.certificates[0]
+    # The leaf's version field, [0] EXPLICIT INTEGER 2 (v3), becomes 5: no such version.
+    forged = served.body.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    assert forged != served.body
+    object.__setattr__(served, "body", forged)
     assert not pair.handshake(max_time=10)
     _fails_with(pair, "client", A.bad_certificate)
     ended = pair.terminated("client")

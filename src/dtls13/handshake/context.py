@@ -440,11 +440,17 @@ class HandshakeContext:
 
     _after_certificate_verify: ClassVar[Any]
 
-    def _send_certificate_and_verify(self, scheme: SignatureScheme) -> None:
+    def _send_certificate_and_verify(
+        self, scheme: SignatureScheme, body: bytes | None = None, key: Any = None
+    ) -> None:
+        """Certificate and CertificateVerify: `body` (an encoded Certificate) and `key`,
+        or the configured chain and key."""
         cfg = self.config
-        self._send_encoded(HandshakeType.certificate, certificate_body(cfg.chain), 2)
+        if body is None:
+            body, key = certificate_body(cfg.chain), cfg.key
+        self._send_encoded(HandshakeType.certificate, body, 2)
         signature = certs.sign_certificate_verify(
-            cfg.key, scheme, self.transcript.digest(), is_server=not self.is_client
+            key, scheme, self.transcript.digest(), is_server=not self.is_client
         )
         self._send(msgs.CertificateVerify(scheme, signature), 2)
 

@@ -109,11 +109,13 @@ class FlightBound:
     @classmethod
     def of(cls, config: ServerSettings) -> FlightBound:
         certificate = 0
-        if config.chain:
-            scheme = schemes_for_key(config.key)[0]
-            signature = sign_certificate_verify(config.key, scheme, bytes(32), is_server=True)
-            chain = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in config.chain)
-            certificate = chain + len(signature) + 200
+        # The largest of the configured chains (one a certificate_callback makes on the
+        # spot is still held to the connection's own amplification limit).
+        for chain, key in ((c.chain, c.key) for c in config.server_certificates.certificates):
+            scheme = schemes_for_key(key)[0]
+            signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
+            size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
+            certificate = max(certificate, size + len(signature) + 200)
         shares = {int(g): groups.server_share_length(g) for g in config.group_order}
         return cls(600, certificate, shares)
 

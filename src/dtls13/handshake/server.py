@@ -11,17 +11,15 @@ from ..alerts import (
     HandshakeFailure,
     IllegalParameter,
     MissingExtension,
-    NoApplicationProtocol,
     ProtocolVersion,
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
-from . import certificates as certs
 from . import extensions as ext
-from . import groups, negotiation, srtp
+from . import groups, negotiation, selection, srtp
 from . import messages as msgs
-from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
+from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     FlightKind,
     HandshakeContext,
@@ -67,6 +65,7 @@ class ServerHandshake(HandshakeContext):
 
     __slots__ = (
         "_cert_request",
+        "_certificate",
         "_client_hello",
         "_hrr_cookie",
         "_hrr_group",
@@ -85,6 +84,7 @@ class ServerHandshake(HandshakeContext):
         self._hrr_group: int | None = None
         self._client_hello: msgs.ClientHello | None = None
         self._cert_request: msgs.CertificateRequest | None = None
+        self._certificate: selection.ServerCertificate | None = None  # the chain we send
         self._peer_address: Any = None
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
@@ -158,6 +158,7 @@ class ServerHandshake(HandshakeContext):
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
         accepted = self._server_psk(ch, body, suite) if mode is not None else None
+        self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
         self.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
             if group is None:
@@ -168,12 +169,12 @@ class ServerHandshake(HandshakeContext):
             sig = ch.extension(ExtensionType.signature_algorithms)
             if sig is None:
                 raise MissingExtension("ClientHello without signature_algorithms")
-            if cfg.key is None:
-                raise HandshakeFailure("no certificate, and no PSK the client knows")
-            self.scheme = certs.choose_scheme(cfg.key, decode(sig, ext.pull_signature_algorithms))
+            self._certificate, scheme = selection.choose_certificate(
+                cfg, self.server_name, decode(sig, ext.pull_signature_algorithms), self._count
+            )
+            self.scheme = SignatureScheme(scheme)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
-        self.alpn = self._choose_alpn(ch)
         self.srtp = srtp.server_choose(
             cfg.srtp, cfg.srtp_accept_mki, ch.extension(ExtensionType.use_srtp)
         )
@@ -281,8 +282,9 @@ class ServerHandshake(HandshakeContext):
             self._cert_request = request
             self._send(request, 2)
         if accepted is None:
-            assert self.scheme is not None
-            self._send_certificate_and_verify(self.scheme)
+            assert self.scheme is not None and self._certificate is not None
+            chosen = self._certificate
+            self._send_certificate_and_verify(self.scheme, chosen.body, chosen.key)
         ks = self.schedule
         assert ks is not None
         self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
@@ -306,7 +308,7 @@ class ServerHandshake(HandshakeContext):
         _, _, state, identity = accepted
         if state is None or not state.max_early_data or state.suite != suite:
             return False
-        if state.alpn != self._choose_alpn(ch):
+        if state.alpn != self.alpn:
             return False
         wall = self._wall_clock().timestamp()
         reported = ((identity.obfuscated_ticket_age - state.age_add) & 0xFFFFFFFF) / 1000
@@ -475,13 +477,10 @@ class ServerHandshake(HandshakeContext):
     def _choose_alpn(self, ch: msgs.ClientHello) -> str | None:
         cfg = self.config
         data = ch.extension(ExtensionType.application_layer_protocol_negotiation)
-        if data is None or not cfg.alpn_protocols:
+        if data is None or not (cfg.alpn_protocols or cfg.alpn_callback is not None):
             return None
         offered = [n.decode("latin-1") for n in decode(data, ext.pull_alpn)]
-        for proto in cfg.alpn_protocols:
-            if proto in offered:
-                return proto
-        raise NoApplicationProtocol("no ALPN protocol in common")
+        return selection.choose_alpn(cfg, offered, self._count)
 
     def _on_client_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
         if not msg.certificate_list:
@@ -560,6 +559,7 @@ class ServerHandshake(HandshakeContext):
         self.hello_bodies.clear()
         self._client_hello = None
         self._cert_request = None
+        self._certificate = None
         self._hrr_cookie = None
 
 
