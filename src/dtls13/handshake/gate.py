@@ -109,10 +109,12 @@ class FlightBound:
     @classmethod
     def of(cls, config: ServerSettings) -> FlightBound:
         certificate = 0
-        if config.chain:
+        if config.key is not None:
             scheme = schemes_for_key(config.key)[0]
             signature = sign_certificate_verify(config.key, scheme, bytes(32), is_server=True)
             chain = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in config.chain)
+            # A raw public key (RFC 7250) instead: its SubjectPublicKeyInfo, ~100 bytes.
+            chain = max(chain, len(getattr(config, "own_spki", b"")) + 5)
             certificate = chain + len(signature) + 200
         shares = {int(g): groups.server_share_length(g) for g in config.group_order}
         return cls(600, certificate, shares)

@@ -13,13 +13,14 @@ from ..alerts import (
     MissingExtension,
     NoApplicationProtocol,
     ProtocolVersion,
+    UnsupportedCertificate,
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
 from . import certificates as certs
 from . import extensions as ext
-from . import groups, negotiation, srtp
+from . import groups, negotiation, raw_keys, srtp
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
 from .context import (
@@ -71,6 +72,7 @@ class ServerHandshake(HandshakeContext):
         "_hrr_cookie",
         "_hrr_group",
         "_peer_address",
+        "_type_answers",
         "hello_bodies",
         "server_name",
     )
@@ -86,6 +88,7 @@ class ServerHandshake(HandshakeContext):
         self._client_hello: msgs.ClientHello | None = None
         self._cert_request: msgs.CertificateRequest | None = None
         self._peer_address: Any = None
+        self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
@@ -171,6 +174,7 @@ class ServerHandshake(HandshakeContext):
             if cfg.key is None:
                 raise HandshakeFailure("no certificate, and no PSK the client knows")
             self.scheme = certs.choose_scheme(cfg.key, decode(sig, ext.pull_signature_algorithms))
+            self._type_answers = self._choose_certificate_types(ch)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         self.alpn = self._choose_alpn(ch)
@@ -184,6 +188,7 @@ class ServerHandshake(HandshakeContext):
         if accepted is not None and accepted[2] is not None:
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
+            self.peer_public_key = accepted[2].client_public_key or None
         self.client_random = ch.random
         self.transcript.add(HandshakeType.client_hello, body)
         if self.early_accepted and accepted is not None:
@@ -265,6 +270,7 @@ class ServerHandshake(HandshakeContext):
             ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
         if self.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
+        ee_ext += self._type_answers
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -359,9 +365,9 @@ class ServerHandshake(HandshakeContext):
                     # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
                     self._count("psk_refused_identity", 1)
                     continue
-                if cfg.client_auth == "required" and not state.client_chain:
+                if not self._ticket_identity_acceptable(state):
                     # A resumption inherits the original's authentication (RFC 8446 §2.2):
-                    # none here, so the full handshake must ask for a certificate.
+                    # none we accept here, so the full handshake must ask for one.
                     self._count("psk_refused_identity", 1)
                     continue
                 psk, psk_hash = state.psk, SUITES[state.suite].hash_name
@@ -378,6 +384,59 @@ class ServerHandshake(HandshakeContext):
                 raise DecryptError("PSK binder does not verify")
             return index, ks, state, identity
         return None
+
+    def _ticket_identity_acceptable(self, state: TicketState) -> bool:
+        """Whether this configuration accepts the client identity a ticket carries: a raw
+        public key it still pins, a certificate while it verifies X.509 clients (or asks for
+        no client authentication), or none unless authentication is required."""
+        cfg = self.config
+        if state.client_public_key:
+            return state.client_public_key in cfg.pinned
+        if state.client_chain:
+            return cfg.client_auth == "none" or cfg.trust is not None
+        return cfg.client_auth != "required"
+
+    def _choose_certificate_types(self, ch: msgs.ClientHello) -> tuple[ext.Extension, ...]:
+        """Our certificate type and the one we ask of the client (RFC 7250 §4.2), and the
+        EncryptedExtensions answers. An extension is processed only when a raw public key is
+        among our types for it; else it is ignored, as by a server without RFC 7250."""
+        cfg = self.config
+        CT = raw_keys.CertificateType
+        answers = []
+        offered = ch.extension(ExtensionType.server_certificate_type)
+        if CT.RawPublicKey in cfg.own_types:
+            types = (
+                decode(offered, raw_keys.pull_certificate_types)
+                if offered is not None
+                else (CT.X509,)
+            )
+            chosen = raw_keys.choose(types, cfg.own_types)
+            if chosen is None:
+                raise UnsupportedCertificate("no server certificate type in common")
+            self.own_type = CT(chosen)
+            if offered is not None:
+                answers.append(
+                    ext.make_extension(
+                        ExtensionType.server_certificate_type,
+                        raw_keys.push_certificate_type,
+                        chosen,
+                    )
+                )
+        offered = ch.extension(ExtensionType.client_certificate_type)
+        # RFC 7250 §4.2: answered only with a CertificateRequest (a full handshake).
+        if offered is not None and cfg.client_auth != "none" and CT.RawPublicKey in cfg.peer_types:
+            chosen = raw_keys.choose(
+                decode(offered, raw_keys.pull_certificate_types), cfg.peer_types
+            )
+            if chosen is None:
+                raise UnsupportedCertificate("no client certificate type in common")
+            self.peer_type = CT(chosen)
+            answers.append(
+                ext.make_extension(
+                    ExtensionType.client_certificate_type, raw_keys.push_certificate_type, chosen
+                )
+            )
+        return tuple(answers)
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -535,6 +594,7 @@ class ServerHandshake(HandshakeContext):
                 self.alpn,
                 self.server_name,
                 self.peer_chain,
+                self.peer_public_key or b"",
             )
             ticket = cfg.tickets.seal(state, wall)
             del state  # sealed: the PSK lives on only inside the ticket
