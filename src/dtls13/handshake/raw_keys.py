@@ -22,15 +22,20 @@ import enum
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .._fast import Buffer, DecodeError
-from ..alerts import BadCertificate, CertificateUnknown
+from ..alerts import BadCertificate, CertificateUnknown, DecodeErrorAlert, UnsupportedCertificate
+from . import extensions as ext
+from .constants import ExtensionType
 from .signatures import PublicKey, schemes_for_key
+
+if TYPE_CHECKING:
+    from .tickets import TicketState
 
 
 class CertificateType(enum.IntEnum):
@@ -38,6 +43,21 @@ class CertificateType(enum.IntEnum):
 
     X509 = 0
     RawPublicKey = 2
+
+
+class RawKeySettings(Protocol):
+    """What the server's choices here read from ``ServerConfig`` (a layer above)."""
+
+    @property
+    def own_types(self) -> tuple[CertificateType, ...]: ...
+    @property
+    def peer_types(self) -> tuple[CertificateType, ...]: ...
+    @property
+    def pinned(self) -> frozenset[bytes]: ...
+    @property
+    def client_auth(self) -> str: ...
+    @property
+    def trust(self) -> Any: ...
 
 
 PinnedKeySource: TypeAlias = "str | os.PathLike[str] | bytes | PublicKey | x509.Certificate"
@@ -70,6 +90,59 @@ def push_certificate_type(buf: Buffer, cert_type: int) -> None:
 def choose(offered: Iterable[int], supported: Sequence[CertificateType]) -> int | None:
     """The first type in the peer's preference order we support (None: none in common)."""
     return next((t for t in offered if t in supported), None)
+
+
+def server_choice(
+    cfg: RawKeySettings, server_types: bytes | None, client_types: bytes | None
+) -> tuple[CertificateType, CertificateType, tuple[ext.Extension, ...]]:
+    """A server's (own type, client's type, EncryptedExtensions answers) for a ClientHello's
+    server_certificate_type and client_certificate_type (RFC 7250 §4.2).
+
+    An extension is processed only when a raw public key is among our types for it; else
+    it is ignored, as by a server without RFC 7250, and X.509 applies. The client type is
+    answered only with a CertificateRequest: call this for full handshakes only.
+    """
+    CT = CertificateType
+    own = peer = CT.X509
+    answers = []
+    if CT.RawPublicKey in cfg.own_types:
+        # Without the extension the client processes X.509 only.
+        offered = _decode_types(server_types) if server_types is not None else (CT.X509,)
+        chosen = choose(offered, cfg.own_types)
+        if chosen is None:
+            raise UnsupportedCertificate("no server certificate type in common")
+        own = CT(chosen)
+        if server_types is not None:
+            answers.append(_answer(ExtensionType.server_certificate_type, chosen))
+    if client_types is not None and cfg.client_auth != "none" and CT.RawPublicKey in cfg.peer_types:
+        chosen = choose(_decode_types(client_types), cfg.peer_types)
+        if chosen is None:
+            raise UnsupportedCertificate("no client certificate type in common")
+        peer = CT(chosen)
+        answers.append(_answer(ExtensionType.client_certificate_type, chosen))
+    return own, peer, tuple(answers)
+
+
+def _decode_types(data: bytes) -> tuple[int, ...]:
+    try:
+        return ext.decode(data, pull_certificate_types)
+    except DecodeError as exc:
+        raise DecodeErrorAlert(f"malformed certificate type list: {exc}") from None
+
+
+def _answer(ext_type: ExtensionType, chosen: int) -> ext.Extension:
+    return ext.make_extension(ext_type, push_certificate_type, chosen)
+
+
+def ticket_identity_acceptable(cfg: RawKeySettings, state: TicketState) -> bool:
+    """Whether a server configuration accepts the client identity a ticket carries: a raw
+    public key it still pins, a certificate while it verifies X.509 clients (or asks for no
+    client authentication), or none unless client authentication is required."""
+    if state.client_public_key:
+        return state.client_public_key in cfg.pinned
+    if state.client_chain:
+        return cfg.client_auth == "none" or cfg.trust is not None
+    return cfg.client_auth != "required"
 
 
 # -- keys (programmer input: raise at once) ----------------------------------------------
@@ -199,5 +272,7 @@ __all__ = [
     "pull_certificate_types",
     "push_certificate_type",
     "push_certificate_types",
+    "server_choice",
     "spki",
+    "ticket_identity_acceptable",
 ]

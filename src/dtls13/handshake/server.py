@@ -13,7 +13,6 @@ from ..alerts import (
     MissingExtension,
     NoApplicationProtocol,
     ProtocolVersion,
-    UnsupportedCertificate,
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
@@ -167,6 +166,7 @@ class ServerHandshake(HandshakeContext):
                 raise MissingExtension("no key_share for a handshake without a PSK")
         else:
             group = None  # psk_ke: no (EC)DHE
+        self._type_answers = ()
         if accepted is None:
             sig = ch.extension(ExtensionType.signature_algorithms)
             if sig is None:
@@ -365,7 +365,7 @@ class ServerHandshake(HandshakeContext):
                     # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
                     self._count("psk_refused_identity", 1)
                     continue
-                if not self._ticket_identity_acceptable(state):
+                if not raw_keys.ticket_identity_acceptable(cfg, state):
                     # A resumption inherits the original's authentication (RFC 8446 §2.2):
                     # none we accept here, so the full handshake must ask for one.
                     self._count("psk_refused_identity", 1)
@@ -385,58 +385,14 @@ class ServerHandshake(HandshakeContext):
             return index, ks, state, identity
         return None
 
-    def _ticket_identity_acceptable(self, state: TicketState) -> bool:
-        """Whether this configuration accepts the client identity a ticket carries: a raw
-        public key it still pins, a certificate while it verifies X.509 clients (or asks for
-        no client authentication), or none unless authentication is required."""
-        cfg = self.config
-        if state.client_public_key:
-            return state.client_public_key in cfg.pinned
-        if state.client_chain:
-            return cfg.client_auth == "none" or cfg.trust is not None
-        return cfg.client_auth != "required"
-
     def _choose_certificate_types(self, ch: msgs.ClientHello) -> tuple[ext.Extension, ...]:
-        """Our certificate type and the one we ask of the client (RFC 7250 §4.2), and the
-        EncryptedExtensions answers. An extension is processed only when a raw public key is
-        among our types for it; else it is ignored, as by a server without RFC 7250."""
-        cfg = self.config
-        CT = raw_keys.CertificateType
-        answers = []
-        offered = ch.extension(ExtensionType.server_certificate_type)
-        if CT.RawPublicKey in cfg.own_types:
-            types = (
-                decode(offered, raw_keys.pull_certificate_types)
-                if offered is not None
-                else (CT.X509,)
-            )
-            chosen = raw_keys.choose(types, cfg.own_types)
-            if chosen is None:
-                raise UnsupportedCertificate("no server certificate type in common")
-            self.own_type = CT(chosen)
-            if offered is not None:
-                answers.append(
-                    ext.make_extension(
-                        ExtensionType.server_certificate_type,
-                        raw_keys.push_certificate_type,
-                        chosen,
-                    )
-                )
-        offered = ch.extension(ExtensionType.client_certificate_type)
-        # RFC 7250 §4.2: answered only with a CertificateRequest (a full handshake).
-        if offered is not None and cfg.client_auth != "none" and CT.RawPublicKey in cfg.peer_types:
-            chosen = raw_keys.choose(
-                decode(offered, raw_keys.pull_certificate_types), cfg.peer_types
-            )
-            if chosen is None:
-                raise UnsupportedCertificate("no client certificate type in common")
-            self.peer_type = CT(chosen)
-            answers.append(
-                ext.make_extension(
-                    ExtensionType.client_certificate_type, raw_keys.push_certificate_type, chosen
-                )
-            )
-        return tuple(answers)
+        """Our certificate type and the client's (RFC 7250 §4.2); the answers for EE."""
+        self.own_type, self.peer_type, answers = raw_keys.server_choice(
+            self.config,
+            ch.extension(ExtensionType.server_certificate_type),
+            ch.extension(ExtensionType.client_certificate_type),
+        )
+        return answers
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
