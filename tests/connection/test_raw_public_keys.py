@@ -119,6 +119,16 @@ def test_mutual_raw_public_keys() -> None:
     pair.close()
 
 
+def test_mutual_raw_keys_after_a_hello_retry_request() -> None:
+    """The types are chosen from the second ClientHello, which repeats the offers."""
+    pair = _pair(mutual_client(), mutual_server(require_cookie=True))
+    assert pair.handshake()
+    assert pair.server.statistics().hello_retry_requests_sent == 1
+    assert pair.server.peer_public_key == _spki(CLIENT)
+    assert pair.client.peer_public_key == _spki(SERVER)
+    pair.close()
+
+
 def test_server_with_certificate_and_raw_key_serves_both_kinds_of_client() -> None:
     leaf = pki().leaf("ec256")
     both = ServerConfig(
