@@ -28,6 +28,7 @@ CONFIGURE_FLAGS=(
   --enable-ed25519 --enable-ed448
   --enable-sni --enable-alpn --enable-maxfragment
   --enable-keylog-export --enable-examples
+  --enable-rpk            # raw public keys (RFC 7250): the example client's --rpk
   --enable-jobserver=no   # parallelism comes from make -j below
 )
 if [[ "${WOLFSSL_DEBUG:-0}" == 1 ]]; then

@@ -10,6 +10,8 @@ as the code documents it:
   ``Reassembler.add_record_untrusted``): only ``DecodeErrorAlert`` and
   ``IllegalParameter``, the two ``Alert`` classes its docstring names;
 - ``parse_certificate_chain_untrusted``: ``BadCertificate`` only;
+- ``peer_key_untrusted`` (a raw public key, RFC 7250): ``BadCertificate`` and
+  ``CertificateUnknown`` only;
 - ``CookieJar.check`` and ``TicketProtector.open``: nothing (None for bad input).
 
 A message that decodes must encode again to bytes that decode to an equal message.
@@ -23,12 +25,17 @@ from typing import Any
 import fuzz_common
 
 from dtls13._fast import Buffer, DecodeError
-from dtls13.alerts import BadCertificate, DecodeErrorAlert, IllegalParameter
+from dtls13.alerts import BadCertificate, CertificateUnknown, DecodeErrorAlert, IllegalParameter
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import parse_certificate_chain_untrusted
 from dtls13.handshake.cookie import CookieJar
 from dtls13.handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
+from dtls13.handshake.raw_keys import (
+    peer_key_untrusted,
+    pull_certificate_type,
+    pull_certificate_types,
+)
 from dtls13.handshake.srtp import pull_use_srtp
 from dtls13.handshake.tickets import TicketProtector
 from dtls13.memory import PoolSet
@@ -139,6 +146,10 @@ def _certificates(data: bytes) -> None:
     parse_certificate_chain_untrusted(p for _, p in fuzz_common.split_chunks(data, limit=4))
 
 
+def _raw_key(data: bytes) -> None:
+    peer_key_untrusted([p for _, p in fuzz_common.split_chunks(data, limit=4)], frozenset())
+
+
 def _cookie(data: bytes) -> None:
     assert COOKIES.check(data, 100.0, ("192.0.2.1", 1234)) is None or len(data) > 32
 
@@ -195,6 +206,10 @@ TARGETS: list[tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]] = 
     (_ticket, ()),
     # Appended (the corpus names targets by their index): use_srtp (RFC 5764).
     (_whole(pull_use_srtp), _DECODE_ERROR),
+    # Raw public keys (RFC 7250): the certificate-type extensions and the peer's key.
+    (_whole(pull_certificate_types), _DECODE_ERROR),
+    (_whole(pull_certificate_type), _DECODE_ERROR),
+    (_raw_key, (BadCertificate, CertificateUnknown)),
 ]
 
 

@@ -57,3 +57,10 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def public_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The PEM SubjectPublicKeyInfo of a key's public half (a raw public key, RFC 7250)."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

@@ -106,6 +106,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert", metavar="F", action="append", help="certificate chain (PEM)")
     p.add_argument("--key", metavar="F", action="append", help="private key (PEM or DER)")
     p.add_argument(
+        "--raw-key",
+        action="store_true",
+        help="present the key as a raw public key (RFC 7250) to peers that accept one "
+        "(--cert becomes optional)",
+    )
+    p.add_argument(
+        "--pin",
+        action="append",
+        metavar="F",
+        help="accept the peer's raw public key (RFC 7250) if it is in this PEM file "
+        "(PUBLIC KEY or CERTIFICATE blocks; repeatable)",
+    )
+    p.add_argument(
         "--mtu",
         type=_mtu,
         metavar="N",
@@ -215,8 +228,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if keylog:
         opts["keylog"] = keylog
     certs, keys = args.cert or [], args.key or []
-    if len(certs) != len(keys):
-        raise UsageError("--cert and --key go together: one --key for each --cert")
+    if args.raw_key and keys and not certs:
+        # A bare key, presented as a raw public key (RFC 7250).
+        if len(keys) > 1:
+            raise UsageError("--raw-key takes one --key")
+        opts["private_key"] = keys[0]
+    elif len(certs) != len(keys):
+        raise UsageError(
+            "--cert and --key go together: one --key for each --cert (a bare --key needs --raw-key)"
+        )
     if len(certs) > 1 and args.command != "server":
         raise UsageError("a client takes one --cert and one --key")
     if certs:
@@ -224,6 +244,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         opts["certificate_chain"], opts["private_key"] = certs[0], keys[0]
         if len(certs) > 1:
             opts["certificates"] = list(zip(certs[1:], keys[1:], strict=True))
+    if args.raw_key:
+        opts["raw_public_key"] = True
+    if args.pin:
+        opts["pinned_public_keys"] = list(args.pin)
     opts.update(keying_options(args))
     return opts
 
@@ -260,12 +284,12 @@ def _peer(address: Any) -> str:
 
 def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, str | None]:
     """The server's configuration; makes a self-signed certificate without --cert."""
-    from .certgen import cert_pem, fingerprint, make_self_signed
+    from .certgen import cert_pem, fingerprint, make_self_signed, public_key_pem
 
     opts = _options(args)
     cert_path = None
     cert = None
-    if "certificate_chain" not in opts:
+    if "private_key" not in opts:
         ips = ["127.0.0.1", "::1"]
         if args.host not in ips and args.host not in ("0.0.0.0", "::"):
             try:
@@ -279,10 +303,10 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
         cert, key = make_self_signed(names, ips)
         opts["certificate_chain"], opts["private_key"] = [cert], key
     if args.require_client_cert:
-        if not args.cafile:
-            raise UsageError("--require-client-cert needs --cafile")
+        if not args.cafile and not args.pin:
+            raise UsageError("--require-client-cert needs --cafile or --pin")
         opts["client_auth"] = "required"
-    elif args.cafile:
+    elif args.cafile or args.pin:
         opts["client_auth"] = "optional"
     if args.cafile:
         opts["cafile"] = args.cafile
@@ -306,8 +330,12 @@ def server_config(args: argparse.Namespace, log: _Log) -> tuple[ServerConfig, st
         fd, cert_path = tempfile.mkstemp(prefix="dtls13-echo-", suffix=".pem")
         with os.fdopen(fd, "wb") as f:
             f.write(cert_pem(cert))
+            if args.raw_key:  # for a client's --pin
+                f.write(public_key_pem(config.key))
         print(f"self-signed ECDSA P-256 certificate: {cert_path}", flush=True)
         print(f"SHA-256 fingerprint: {fingerprint(cert)}", flush=True)
+        if args.raw_key:
+            print(f"raw public key (pin it with --pin): {cert_path}", flush=True)
     return config, cert_path
 
 

@@ -40,6 +40,8 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     opts["handshake_timeout"] = HANDSHAKE_TIMEOUT
     opts["server_name"] = args.server_name or args.host
     if args.insecure:
+        if args.pin:
+            raise UsageError("--pin verifies the server: leave out --insecure")
         opts["verify"] = False
     elif args.cafile:
         opts["cafile"] = args.cafile

@@ -13,6 +13,7 @@ from cryptography import x509
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake.antireplay import ReplayStore
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.tickets import Session
@@ -116,6 +117,14 @@ class _Common:
     # DTLS-SRTP (RFC 5764): SRTP protection profiles, in order of preference (empty: no
     # use_srtp). A client offers them; a server picks the first of its own the client offered.
     srtp_profiles: Sequence[SrtpProtectionProfile | str | int] = ()
+    # Raw public keys (RFC 7250): present private_key's bare public key (its
+    # SubjectPublicKeyInfo) to a peer that accepts one; certificate_chain becomes optional
+    # (with it, X.509 for peers that do not).
+    raw_public_key: bool = False
+    # The peer's public keys accepted as raw keys (public key objects, certificates, PEM or
+    # DER bytes, or paths). With them the peer may authenticate by one of these keys; X.509
+    # from the peer is then accepted only when cafile or cadir is given too.
+    pinned_public_keys: Sequence[PinnedKeySource] = ()
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -126,6 +135,11 @@ class _Common:
     srtp: tuple[SrtpProtectionProfile, ...] = field(default=(), init=False)
     chain: tuple[x509.Certificate, ...] = field(default=(), init=False)
     key: Any = field(default=None, init=False)
+    pinned: frozenset[bytes] = field(default=frozenset(), init=False)
+    own_spki: bytes = field(default=b"", init=False)
+    # Certificate types we can send, and accept from the peer, in order of preference.
+    own_types: tuple[CertificateType, ...] = field(default=(), init=False)
+    peer_types: tuple[CertificateType, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
@@ -169,7 +183,8 @@ class _Common:
             raise ValueError("record_size_limit must be between 64 and 2**14 + 1 (or None)")
         if not isinstance(self.connection_id, bool) and not 0 <= self.connection_id <= 32:
             raise ValueError("connection_id must be a bool or a length between 0 and 32")
-        if (self.certificate_chain is None) != (self.private_key is None):
+        bare_key = self.raw_public_key and self.certificate_chain is None
+        if (self.certificate_chain is None) != (self.private_key is None) and not bare_key:
             raise ValueError("certificate_chain and private_key go together: give both or neither")
         if self.certificate_chain is not None:
             from .handshake.certificates import (
@@ -181,6 +196,31 @@ class _Common:
             self.chain = tuple(load_certificate_chain(self.certificate_chain))
             self.key = load_private_key(self.private_key, self.private_key_password)
             check_key_matches_certificate(self.key, self.chain[0])
+        self._load_raw_keys()
+
+    def _load_raw_keys(self) -> None:
+        """Our raw public key and the pinned peer keys (RFC 7250), checked at once."""
+        from .handshake.raw_keys import load_pinned_keys, spki
+
+        if not isinstance(self.raw_public_key, bool):
+            raise TypeError("raw_public_key must be True or False")
+        if self.raw_public_key:
+            if self.private_key is None:
+                raise ValueError("raw_public_key needs private_key")
+            if self.key is None:
+                from .handshake.certificates import load_private_key
+
+                self.key = load_private_key(self.private_key, self.private_key_password)
+            self.own_spki = spki(self.key.public_key())
+        if self.pinned_public_keys:
+            self.pinned = load_pinned_keys(self.pinned_public_keys)
+        own = [CertificateType.RawPublicKey] if self.raw_public_key else []
+        self.own_types = tuple(own + ([CertificateType.X509] if self.chain else []))
+        peer = [CertificateType.RawPublicKey] if self.pinned else []
+        trust_given = getattr(self, "cafile", None) is not None or getattr(self, "cadir", None)
+        if not self.pinned or trust_given:
+            peer.append(CertificateType.X509)
+        self.peer_types = tuple(peer)
 
     @property
     def cid_length(self) -> int | None:
@@ -234,7 +274,9 @@ class ClientConfig(_Common):
             raise ValueError("srtp_mki must be bytes, at most 255 of them")
         if self.srtp_mki and not self.srtp:
             raise ValueError("srtp_mki needs srtp_profiles")
-        if self.verify and self.psk is None:
+        if self.pinned and not self.verify:
+            raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
+        if self.verify and self.psk is None and CertificateType.X509 in self.peer_types:
             from .handshake.certificates import load_trust_store
 
             self.trust = load_trust_store(self.cafile, self.cadir)
@@ -292,13 +334,16 @@ class ServerConfig(_Common):
         self.server_certificates = load_server_certificates(
             (self.chain, self.key) if self.chain else None, self.certificates
         )
-        if not self.chain and self.server_certificates.certificates:
+        if not self.chain and self.key is None and self.server_certificates.certificates:
             first = self.server_certificates.certificates[0]
             self.chain, self.key = first.chain, first.key
-        if not self.chain and not self.external_psks:
+        if self.key is None and not self.external_psks:
             raise ValueError(
-                "a server needs certificate_chain and private_key, certificates, or external_psks"
+                "a server needs certificate_chain and private_key, certificates, "
+                "private_key with raw_public_key, or external_psks"
             )
+        if self.pinned and self.client_auth == "none":
+            raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
         for name in ("certificate_callback", "alpn_callback"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable (or None)")
@@ -335,7 +380,7 @@ class ServerConfig(_Common):
             rotation_interval=self.cookie_rotation,
             random_bytes=self.random_bytes,
         )
-        if self.client_auth != "none":
+        if self.client_auth != "none" and CertificateType.X509 in self.peer_types:
             from .handshake.certificates import load_trust_store
 
             self.trust = load_trust_store(self.cafile, self.cadir)

@@ -823,6 +823,11 @@ class Connection:
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._hs.peer_chain
 
+    @property
+    def peer_public_key(self) -> bytes | None:
+        """The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: none."""
+        return self._hs.peer_public_key
+
     def export_keying_material(
         self, label: str | bytes, context: bytes | None, length: int
     ) -> bytes:

@@ -30,6 +30,8 @@ class HandshakeCompleted(Event):
     resumed: bool
     # None: no early data was offered; True/False: the server accepted or rejected it.
     early_data_accepted: bool | None = None
+    # The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: it sent none.
+    peer_public_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ class Session:
     server_name: str | None = None
     # The server's chain authenticated in the full handshake: what a resumption reports.
     peer_certificates: tuple[x509.Certificate, ...] = ()
+    # Or the server's raw public key (RFC 7250, DER SubjectPublicKeyInfo) it authenticated by.
+    peer_public_key: bytes | None = None
 
     def expired(self, now: float) -> bool:
         return now - self.received_at >= self.lifetime

@@ -11,6 +11,7 @@ from ..alerts import (
     MissingExtension,
     ProtocolVersion,
     UnexpectedMessage,
+    UnsupportedCertificate,
     UnsupportedExtension,
 )
 from ..config import ClientConfig
@@ -18,7 +19,7 @@ from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import certificates as certs
 from . import extensions as ext
-from . import groups, srtp
+from . import groups, raw_keys, srtp
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
 from .context import (
@@ -143,6 +144,7 @@ class ClientHandshake(HandshakeContext):
             )
         if cfg.srtp:
             extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
+        extensions += _certificate_type_offers(cfg)
         # Sent even without a PSK to offer: a server must not issue tickets the client's
         # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
         modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
@@ -200,6 +202,8 @@ class ClientHandshake(HandshakeContext):
             wall = self._wall_clock().timestamp()
             if session.expired(wall) or session.suite not in cfg.suites:
                 return None
+            if not _same_identity_kind(session, cfg):
+                return None  # this configuration would not accept the session's server
             if not _same_name(session.server_name, cfg.server_name):
                 # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
                 # the one used in the original session": a full handshake instead.
@@ -263,6 +267,7 @@ class ClientHandshake(HandshakeContext):
             if cfg.psk is None and cfg.session is not None:
                 # The resumption inherits the original's authentication (RFC 8446 §2.2).
                 self.peer_chain = cfg.session.peer_certificates
+                self.peer_public_key = cfg.session.peer_public_key
         key_share = sh.extension(ExtensionType.key_share)
         shared: bytes | None = None
         if key_share is None:
@@ -349,6 +354,7 @@ class ClientHandshake(HandshakeContext):
                 raise UnsupportedExtension("record_size_limit in EncryptedExtensions, not sent")
             self._out.peer_record_limit = record_size_limit(limit)
             self._out.enforce_record_limit = True
+        self._certificate_types(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
         if accepted_early and not self.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
@@ -357,6 +363,26 @@ class ClientHandshake(HandshakeContext):
         self.transcript.add(HandshakeType.encrypted_extensions, body)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self._set_state(S.WAIT_FINISHED if self.resumed else S.WAIT_CERTIFICATE_OR_REQUEST)
+
+    def _certificate_types(self, ee: msgs.EncryptedExtensions) -> None:
+        """The certificate types the server chose (RFC 7250 §4.2): one each, among ours."""
+        cfg = self.config
+        CT = raw_keys.CertificateType
+        server_type = ee.extension(ExtensionType.server_certificate_type)
+        if server_type is not None:
+            chosen = decode(server_type, raw_keys.pull_certificate_type)
+            if chosen not in cfg.peer_types:
+                raise IllegalParameter(f"server certificate type {chosen} was not offered")
+            self.peer_type = CT(chosen)
+        elif CT.X509 not in cfg.peer_types and not self.resumed:
+            # Absent, the server sends X.509, which we did not offer to accept.
+            raise UnsupportedCertificate("the server does not send a raw public key")
+        client_type = ee.extension(ExtensionType.client_certificate_type)
+        if client_type is not None:
+            chosen = decode(client_type, raw_keys.pull_certificate_type)
+            if chosen not in cfg.own_types:
+                raise IllegalParameter(f"client certificate type {chosen} was not offered")
+            self.own_type = CT(chosen)
 
     def _on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes, *_: Any) -> None:
         if cr.certificate_request_context != b"":
@@ -374,7 +400,8 @@ class ClientHandshake(HandshakeContext):
     def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
         ks = self.schedule
         assert ks is not None and self.suite is not None
-        if self._cert_request is None and not self.peer_chain and not self.resumed:
+        authenticated = self.peer_chain or self.peer_public_key is not None or self.resumed
+        if self._cert_request is None and not authenticated:
             raise UnexpectedMessage("Finished before the server authenticated")
         if not ks.check_verify_data(self._s_hs, self.transcript.digest(), fin.verify_data):
             raise DecryptError("server Finished does not verify")
@@ -393,7 +420,7 @@ class ClientHandshake(HandshakeContext):
 
     def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
         cfg = self.config
-        if not cfg.chain:
+        if self.own_type != raw_keys.CertificateType.RawPublicKey and not cfg.chain:
             self._send(msgs.Certificate(b"", ()), 2)
             return
         sig = request.extension(ExtensionType.signature_algorithms)
@@ -418,6 +445,7 @@ class ClientHandshake(HandshakeContext):
             alpn=self.alpn,
             server_name=cfg.server_name,
             peer_certificates=self.peer_chain,
+            peer_public_key=self.peer_public_key,
         )
         self._out.ticket = NewSessionTicketReceived(
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
@@ -430,6 +458,40 @@ class ClientHandshake(HandshakeContext):
         self.client_hello = None
         self._cert_request = None
         self._hrr_cookie = None
+
+
+def _certificate_type_offers(cfg: ClientConfig) -> list[ext.Extension]:
+    """server_certificate_type / client_certificate_type (RFC 7250 §4.1), offered only when
+    a raw public key is among the types: X.509 alone is the default without them."""
+    RPK = raw_keys.CertificateType.RawPublicKey
+    offers = []
+    if RPK in cfg.peer_types:
+        offers.append(
+            ext.make_extension(
+                ExtensionType.server_certificate_type,
+                raw_keys.push_certificate_types,
+                list(cfg.peer_types),
+            )
+        )
+    if RPK in cfg.own_types:
+        offers.append(
+            ext.make_extension(
+                ExtensionType.client_certificate_type,
+                raw_keys.push_certificate_types,
+                list(cfg.own_types),
+            )
+        )
+    return offers
+
+
+def _same_identity_kind(session: Session, cfg: ClientConfig) -> bool:
+    """Whether `cfg` would accept the server identity `session` was authenticated with: a
+    raw public key still pinned, or a certificate while X.509 is still accepted."""
+    if session.peer_public_key is not None:
+        return session.peer_public_key in cfg.pinned
+    if session.peer_certificates:
+        return raw_keys.CertificateType.X509 in cfg.peer_types
+    return True
 
 
 def _same_name(a: str | None, b: str | None) -> bool:

@@ -43,6 +43,8 @@ class ExtensionType(enum.IntEnum):
     heartbeat = 15
     application_layer_protocol_negotiation = 16
     signed_certificate_timestamp = 18
+    client_certificate_type = 19  # RFC 7250
+    server_certificate_type = 20  # RFC 7250
     padding = 21
     encrypt_then_mac = 22
     extended_master_secret = 23

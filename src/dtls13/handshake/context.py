@@ -32,6 +32,7 @@ from ..alerts import (
     DecodeErrorAlert,
     IllegalParameter,
     UnexpectedMessage,
+    UnsupportedCertificate,
 )
 from ..config import ClientConfig, ServerConfig
 from ..crypto.suites import CipherSuite, SuiteParams
@@ -40,7 +41,7 @@ from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
 from . import extensions as ext
 from . import messages as msgs
-from . import srtp
+from . import raw_keys, srtp
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .exporter import ExporterSecret
 from .key_schedule import KeySchedule, Transcript
@@ -142,9 +143,12 @@ class HandshakeContext:
         "group",
         "in_hello",
         "local_cid",
+        "own_type",
         "params",
         "peer_chain",
         "peer_finished",
+        "peer_public_key",
+        "peer_type",
         "random",
         "read_secret",
         "resumed",
@@ -186,6 +190,10 @@ class HandshakeContext:
         self.exporter: ExporterSecret | None = None
         self.early_exporter: ExporterSecret | None = None
         self.peer_chain: tuple[x509.Certificate, ...] = ()
+        # RFC 7250: the certificate types of our Certificate and the peer's (X.509 unless
+        # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
+        self.own_type = self.peer_type = raw_keys.CertificateType.X509
+        self.peer_public_key: bytes | None = None
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -377,6 +385,7 @@ class HandshakeContext:
             peer_certificates=self.peer_chain,
             resumed=self.resumed,
             early_data_accepted=self.early_result if self.is_client else None,
+            peer_public_key=self.peer_public_key,
         )
 
     def drop_handshake_state(self) -> None:
@@ -406,6 +415,14 @@ class HandshakeContext:
             if self.is_client:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
+        if self.peer_type == raw_keys.CertificateType.RawPublicKey:
+            entries = [e.cert_data for e in msg.certificate_list]
+            self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
+            self.transcript.add(HandshakeType.certificate, body)
+            return
+        if raw_keys.CertificateType.X509 not in cfg.peer_types:
+            # We accept only raw public keys, which the peer did not agree to send.
+            raise UnsupportedCertificate("an X.509 certificate where a raw public key was needed")
         chain = tuple(
             certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
         )
@@ -426,8 +443,9 @@ class HandshakeContext:
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
         scheme = SignatureScheme(cv.algorithm)
+        peer_key = self.peer_public_key
         certs.verify_certificate_verify(
-            self.peer_chain[0].public_key(),
+            raw_keys.load_peer_key(peer_key) if peer_key else self.peer_chain[0].public_key(),
             scheme,
             cv.signature,
             self.transcript.digest(),
@@ -447,7 +465,11 @@ class HandshakeContext:
         or the configured chain and key."""
         cfg = self.config
         if body is None:
-            body, key = certificate_body(cfg.chain), cfg.key
+            if self.own_type == raw_keys.CertificateType.RawPublicKey:
+                body = raw_key_certificate_body(cfg.own_spki)
+            else:
+                body = certificate_body(cfg.chain)
+            key = cfg.key
         self._send_encoded(HandshakeType.certificate, body, 2)
         signature = certs.sign_certificate_verify(
             key, scheme, self.transcript.digest(), is_server=not self.is_client
@@ -469,6 +491,12 @@ def certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
     if len(_CERTIFICATE_BODIES) >= 64:
         _CERTIFICATE_BODIES.clear()
     _CERTIFICATE_BODIES[id(chain)] = (chain, body)
+    return body
+
+
+def raw_key_certificate_body(spki: bytes) -> bytes:
+    """A Certificate message body with our raw public key (RFC 8446 §4.4.2, RFC 7250 §3)."""
+    _, body = msgs.push_message(msgs.Certificate(b"", (msgs.CertificateEntry(spki),)))
     return body
 
 

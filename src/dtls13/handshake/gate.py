@@ -116,6 +116,12 @@ class FlightBound:
             signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
             size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
             certificate = max(certificate, size + len(signature) + 200)
+        own_spki = getattr(config, "own_spki", b"")
+        if own_spki and config.key is not None:
+            # A raw public key (RFC 7250) instead: its SubjectPublicKeyInfo, ~100 bytes.
+            scheme = schemes_for_key(config.key)[0]
+            signature = sign_certificate_verify(config.key, scheme, bytes(32), is_server=True)
+            certificate = max(certificate, len(own_spki) + 5 + len(signature) + 200)
         shares = {int(g): groups.server_share_length(g) for g in config.group_order}
         return cls(600, certificate, shares)
 

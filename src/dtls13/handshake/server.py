@@ -16,8 +16,9 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
+from . import certificates as certs
 from . import extensions as ext
-from . import groups, negotiation, selection, srtp
+from . import groups, negotiation, raw_keys, selection, srtp
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
@@ -70,6 +71,7 @@ class ServerHandshake(HandshakeContext):
         "_hrr_cookie",
         "_hrr_group",
         "_peer_address",
+        "_type_answers",
         "hello_bodies",
         "server_name",
     )
@@ -86,6 +88,7 @@ class ServerHandshake(HandshakeContext):
         self._cert_request: msgs.CertificateRequest | None = None
         self._certificate: selection.ServerCertificate | None = None  # the chain we send
         self._peer_address: Any = None
+        self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
@@ -165,14 +168,24 @@ class ServerHandshake(HandshakeContext):
                 raise MissingExtension("no key_share for a handshake without a PSK")
         else:
             group = None  # psk_ke: no (EC)DHE
+        self._type_answers = ()
         if accepted is None:
             sig = ch.extension(ExtensionType.signature_algorithms)
             if sig is None:
                 raise MissingExtension("ClientHello without signature_algorithms")
-            self._certificate, scheme = selection.choose_certificate(
-                cfg, self.server_name, decode(sig, ext.pull_signature_algorithms), self._count
-            )
-            self.scheme = SignatureScheme(scheme)
+            offered = decode(sig, ext.pull_signature_algorithms)
+            self._type_answers = self._choose_certificate_types(ch)
+            if self.own_type == raw_keys.CertificateType.RawPublicKey:
+                # RFC 7250: the configured key itself, signing with a scheme offered.
+                if cfg.key is None:
+                    raise HandshakeFailure("no raw public key, and no PSK the client knows")
+                self._certificate = None
+                self.scheme = certs.choose_scheme(cfg.key, offered)
+            else:
+                self._certificate, scheme = selection.choose_certificate(
+                    cfg, self.server_name, offered, self._count
+                )
+                self.scheme = SignatureScheme(scheme)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         self.srtp = srtp.server_choose(
@@ -185,6 +198,7 @@ class ServerHandshake(HandshakeContext):
         if accepted is not None and accepted[2] is not None:
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
+            self.peer_public_key = accepted[2].client_public_key or None
         self.client_random = ch.random
         self.transcript.add(HandshakeType.client_hello, body)
         if self.early_accepted and accepted is not None:
@@ -266,6 +280,7 @@ class ServerHandshake(HandshakeContext):
             ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
         if self.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
+        ee_ext += self._type_answers
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -282,9 +297,12 @@ class ServerHandshake(HandshakeContext):
             self._cert_request = request
             self._send(request, 2)
         if accepted is None:
-            assert self.scheme is not None and self._certificate is not None
+            assert self.scheme is not None
             chosen = self._certificate
-            self._send_certificate_and_verify(self.scheme, chosen.body, chosen.key)
+            if chosen is None:  # a raw public key (RFC 7250)
+                self._send_certificate_and_verify(self.scheme)
+            else:
+                self._send_certificate_and_verify(self.scheme, chosen.body, chosen.key)
         ks = self.schedule
         assert ks is not None
         self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
@@ -361,9 +379,9 @@ class ServerHandshake(HandshakeContext):
                     # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
                     self._count("psk_refused_identity", 1)
                     continue
-                if cfg.client_auth == "required" and not state.client_chain:
+                if not raw_keys.ticket_identity_acceptable(cfg, state):
                     # A resumption inherits the original's authentication (RFC 8446 §2.2):
-                    # none here, so the full handshake must ask for a certificate.
+                    # none we accept here, so the full handshake must ask for one.
                     self._count("psk_refused_identity", 1)
                     continue
                 psk, psk_hash = state.psk, SUITES[state.suite].hash_name
@@ -380,6 +398,15 @@ class ServerHandshake(HandshakeContext):
                 raise DecryptError("PSK binder does not verify")
             return index, ks, state, identity
         return None
+
+    def _choose_certificate_types(self, ch: msgs.ClientHello) -> tuple[ext.Extension, ...]:
+        """Our certificate type and the client's (RFC 7250 §4.2); the answers for EE."""
+        self.own_type, self.peer_type, answers = raw_keys.server_choice(
+            self.config,
+            ch.extension(ExtensionType.server_certificate_type),
+            ch.extension(ExtensionType.client_certificate_type),
+        )
+        return answers
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -534,6 +561,7 @@ class ServerHandshake(HandshakeContext):
                 self.alpn,
                 self.server_name,
                 self.peer_chain,
+                self.peer_public_key or b"",
             )
             ticket = cfg.tickets.seal(state, wall)
             del state  # sealed: the PSK lives on only inside the ticket

@@ -2,10 +2,10 @@
 
 The server keeps nothing per session: a ticket is the session state (suite, resumption
 PSK, issue time, lifetime, age_add, ALPN, the server name the client asked for and the
-client's certificate chain, if it authenticated) sealed with AES-256-GCM under a key
-derived from one shared secret and the current rotation period. Every process or machine
-given the same secret derives the same keys, so any of them opens any ticket; a ticket
-sealed in the previous period still opens, older ones do not.
+client's certificate chain or raw public key, if it authenticated) sealed with AES-256-GCM
+under a key derived from one shared secret and the current rotation period. Every process
+or machine given the same secret derives the same keys, so any of them opens any ticket; a
+ticket sealed in the previous period still opens, older ones do not.
 
 The chain is in the ticket whole, as DER: a resumed connection inherits the original's
 authentication (RFC 8446 §2.2) and reports the same peer certificates, which a hash could
@@ -37,7 +37,7 @@ from ..crypto.suites import CipherSuite
 # What a client keeps to resume; configs and events carry it, so it sits below the handshake.
 from ..session import Session as Session
 
-TICKET_VERSION = 2
+TICKET_VERSION = 3
 # The most DER bytes of client certificates a ticket carries. The ticket comes back in the
 # resuming ClientHello, whose first flight a server endpoint assembles only up to 8 KiB
 # (HelloGate.max_hello), next to key shares of up to ~1.2 KiB (X25519MLKEM768): 4 KiB keeps
@@ -64,6 +64,8 @@ class TicketState:
     server_name: str | None = None
     # The client's chain, as verified by the issuing server; () when none was sent.
     client_chain: tuple[x509.Certificate, ...] = ()
+    # Or the client's raw public key (RFC 7250, DER SubjectPublicKeyInfo); b"": none.
+    client_public_key: bytes = b""
 
 
 def chain_size(chain: tuple[x509.Certificate, ...]) -> int:
@@ -115,7 +117,7 @@ class TicketProtector:
         nonce = self._random(_NONCE)
         chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
         packed = zlib.compress(chain, 9) if chain else b""
-        buf = Buffer(capacity=128 + len(packed))
+        buf = Buffer(capacity=128 + len(packed) + len(state.client_public_key))
         buf.push_uint8(TICKET_VERSION)
         buf.push_uint16(state.suite)
         buf.push_uint64(int(state.issued_at * 1000))
@@ -126,6 +128,7 @@ class TicketProtector:
         buf.push_vector(1, (state.alpn or "").encode())
         buf.push_vector(2, (state.server_name or "").encode("ascii"))
         buf.push_vector(2, packed)
+        buf.push_vector(2, state.client_public_key)
         sealed = self._key(period).encrypt(nonce, buf.data, key_id)
         return key_id + nonce + sealed
 
@@ -161,6 +164,7 @@ class TicketProtector:
             alpn = buf.pull_vector(1).decode() or None
             server_name = buf.pull_vector(2).decode("ascii") or None
             packed = buf.pull_vector(2)
+            client_public_key = buf.pull_vector(2)
             buf.expect_end()
         except (DecodeError, ValueError):
             return None
@@ -171,7 +175,16 @@ class TicketProtector:
         except (DecodeError, ValueError, zlib.error):
             return None
         return TicketState(
-            suite, psk, issued, lifetime, age_add, max_early, alpn, server_name, chain
+            suite,
+            psk,
+            issued,
+            lifetime,
+            age_add,
+            max_early,
+            alpn,
+            server_name,
+            chain,
+            client_public_key,
         )
 
 

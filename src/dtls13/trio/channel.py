@@ -343,6 +343,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         return self._handshake.peer_certificates if self._handshake else ()
 
     @property
+    def peer_public_key(self) -> bytes | None:
+        """The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: none."""
+        return self._handshake.peer_public_key if self._handshake else None
+
+    @property
     def session(self) -> Session | None:
         """The newest session the server issued (clients only): resume it with
         ``ClientConfig(session=channel.session)`` on the next connection."""
