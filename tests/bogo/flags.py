@@ -61,6 +61,7 @@ BOOL_FLAGS = frozenset(
         "-expect-accept-early-data",
         "-expect-reject-early-data",
         "-expect-ticket-supports-early-data",
+        "-no-tls13",
     }
 )
 
@@ -81,6 +82,8 @@ INT_FLAGS = frozenset(
         "-initial-timeout-duration-ms",
         "-read-size",
         "-export-keying-material",
+        # Which codepoint QUIC transport parameters use: nothing outside QUIC.
+        "-quic-use-legacy-codepoint",
     }
 )
 INT_VECTOR_FLAGS = frozenset({"-curves", "-key-shares", "-signing-prefs", "-verify-prefs"})
@@ -101,6 +104,8 @@ STRING_FLAGS = frozenset(
         "-export-label",
         "-export-context",
         "-expect-early-data-reason",
+        "-psk",
+        "-psk-identity",
     }
 )
 BASE64_FLAGS = frozenset({"-ticket-key"})
@@ -217,6 +222,12 @@ def check_supported(flags: Flags, resumption: bool = False) -> None:
     expect = flags.int("-expect-version")
     if expect is not None and expect != DTLS13:
         raise NotDTLS13(f"only DTLS 1.3 is implemented (-expect-version {expect:#x})")
+    if flags.has("-no-tls13"):
+        raise NotDTLS13("-no-tls13: (D)TLS 1.3 switched off")
+    if flags.has("-psk"):
+        # BoringSSL's PSK callbacks serve the TLS 1.2 PSK cipher suites only (TLS 1.3
+        # external PSKs go through its credentials, -new-psk-credential).
+        raise NotDTLS13("-psk: the TLS 1.2 PSK cipher suites")
     for name in ("-expect-secure-renegotiation", "-expect-no-secure-renegotiation"):
         if flags.has(name):
             raise NotDTLS13(f"{name}: renegotiation is TLS 1.2 only")

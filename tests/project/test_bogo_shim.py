@@ -244,6 +244,8 @@ def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
         ["-server", "-max-version", str(0xFEFC)],  # TLS, not DTLS
         ["-dtls", "-verify-peer", "-verify-fail"],  # a callback rejecting a chain
         ["-dtls", "-server", "-enable-early-data"],  # BoringSSL has no 0-RTT over DTLS
+        ["-dtls", "-psk", "secret"],  # BoringSSL's TLS 1.2 PSK cipher suites
+        ["-dtls", "-no-tls13"],
         ["-dtls", "-verify-fail", "-expect-verify-result"],  # soft-fail verification
         [
             *["-dtls", "-verify-peer", "-reverify-on-resume", "-on-resume-verify-fail"],
