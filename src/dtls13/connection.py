@@ -45,7 +45,7 @@ from .events import (
 from .handshake import messages as msgs
 from .handshake import srtp
 from .handshake.client import ClientHandshake
-from .handshake.constants import KeyUpdateRequest
+from .handshake.constants import HandshakeType, KeyUpdateRequest
 from .handshake.context import HandshakeContext
 from .handshake.flights import Flight
 from .handshake.fragments import Reassembler
@@ -154,6 +154,7 @@ class Connection:
         "_idle_check_at",
         "_idle_mark",
         "_idle_reassembly",
+        "_key_update_deferred",
         "_key_update_pending",
         "_newest_protected",
         "_now",
@@ -321,6 +322,7 @@ class Connection:
         self._retransmitted_at: float | None = None
         # key update
         self._key_update_pending = False
+        self._key_update_deferred: KeyUpdateRequest | None = None
         # Plaintext records holding fragments of a hello still in reassembly, by message_seq:
         # ACKed only once their message is complete (a forged fragment that conflicts with
         # the genuine hello is dropped, and its record must then not be ACKed, §7).
@@ -567,6 +569,11 @@ class Connection:
                 self._retransmit_at = None
                 self._timeouts = 0
                 self.count("unacked_flights_abandoned")
+                deferred, self._key_update_deferred = self._key_update_deferred, None
+                if deferred is not None:
+                    # A KeyUpdate waiting for this flight's ACK joins it instead.
+                    request: KeyUpdateRequest = deferred
+                    self._guard(now, lambda: self._send_key_update(request))
                 return
             self._timeouts += 1
             self._rto = min(self._rto * 2, self.config.retransmit_max)
@@ -724,18 +731,33 @@ class Connection:
         self._activity()
         if not self._hs.connected:
             raise LocalProtocolError("key_update() needs an established connection")
-        if self._key_update_pending:
+        if self._key_update_pending or self._key_update_deferred is not None:
             return
         request = (
             KeyUpdateRequest.update_requested
             if request_peer
             else KeyUpdateRequest.update_not_requested
         )
+        flight = self._flight
+        if (
+            flight is not None
+            and not flight.acknowledged
+            and self._retransmit_at is not None
+            and any(m.msg_type == HandshakeType.finished for m in flight.messages)
+        ):
+            # The client's final flight is still unacknowledged: the KeyUpdate goes once it
+            # is ACKed, as its own flight (RFC 9147 §5.8: one flight at a time). Joining it
+            # re-sent our epoch-2 Finished at once, after the handshake, next to an epoch-3
+            # KeyUpdate, and the peer took the stale epoch for an error.
+            self._key_update_deferred = request
+            return
+        self._send_key_update(request)
+
+    def _send_key_update(self, request: KeyUpdateRequest) -> None:
         self._key_update_pending = True
-        # An unacknowledged flight (a NewSessionTicket, the client's final flight) must
-        # still be delivered: the KeyUpdate joins it. A new flight dropped it, and the peer,
-        # missing that message_seq, never processed the KeyUpdate behind it although it
-        # ACKed it, so our next epoch was unreadable (RFC 9147 §7.1, §8).
+        # A flight still unacknowledged (its retransmission given up) must be delivered:
+        # the KeyUpdate joins it. A new flight dropped it, and the peer, missing that
+        # message_seq, never processed the KeyUpdate behind it (RFC 9147 §7.1, §8).
         if self._flight is None or self._flight.acknowledged:
             self._start_flight()
         self._add_message(msgs.KeyUpdate(request))

@@ -264,6 +264,9 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
         assert hs.suite is not None
         self._records.install_write_epoch(epoch, hs.suite, hs.next_write_secret())
         self._event(KeyUpdated(sending=True, epoch=epoch))
+    deferred, self._key_update_deferred = self._key_update_deferred, None
+    if deferred is not None and not self._hs.closed:
+        self._send_key_update(deferred)
 
 
 def on_post_handshake(self: Connection, msg: Any, now: float) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._fast import DecodeError, MemoryBudgetExceeded
-from .alerts import Alert, DecodeErrorAlert, IllegalParameter
+from .alerts import Alert, DecodeErrorAlert, IllegalParameter, UnexpectedMessage
 from .config import ServerConfig
 from .crypto.suites import SUITES
 from .events import HandshakeCompleted
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 MAX_RESTARTS = 3  # handshake restarts after damaged hellos (see _restart_handshake)
+KNOWN_TYPES = frozenset(int(t) for t in HandshakeType if t != HandshakeType.message_hash)
 MAX_ACK_RECORDS = 32  # record numbers awaiting our ACK (the newest are kept; BoringSSL: 32)
 
 
@@ -135,6 +136,11 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
         fragments = pull_handshake_fragments_untrusted(record.payload)
         for header, fragment in fragments:
             if not self._fragment_in_right_epoch(header.msg_type, record.epoch):
+                if record.epoch == 2 and header.msg_type not in KNOWN_TYPES:
+                    # A type that exists in no epoch, under the handshake keys: the peer
+                    # itself sent it (as in epoch 3 and later, where such a message meets
+                    # the state machine): unexpected_message, not a quiet drop.
+                    raise UnexpectedMessage(f"handshake type {header.msg_type} in epoch 2")
                 self.stats["dropped_handshake_fragments"] += 1
             elif header.message_seq < self._next_receive_seq():
                 if self._changed_hello(header, fragment):

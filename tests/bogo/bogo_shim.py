@@ -260,6 +260,9 @@ class Driver:
                     if f.has("-key-update"):
                         conn.key_update(request_peer=False)
                     self.send(bytes(b ^ 0xFF for b in ev.data))
+                    if f.has("-key-update-before-read"):
+                        # bssl_shim updates its keys before every read, not only the first.
+                        conn.key_update(request_peer=False)
                 elif isinstance(ev, NewSessionTicketReceived):
                     self.shim.session = ev.session
                     self.got_ticket = True
@@ -355,6 +358,13 @@ class Driver:
                     "new session was%s cached, but we expected the opposite"
                     % ("" if self.got_ticket else " not")
                 )
+            # As bssl_shim: the newest ticket's 0-RTT support, checked both ways.
+            early = self.got_ticket and self.shim.session.max_early_data > 0
+            if want_ticket and early != f.has("-expect-ticket-supports-early-data"):
+                raise ShimFailure(
+                    "new session did%s support early data, but we expected the opposite"
+                    % ("" if early else " not")
+                )
         if not conn.closed:
             conn.close()
             self.flush()
@@ -366,6 +376,13 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
         raise ShimFailure(f"session unexpectedly was{'' if ev.resumed else ' not'} reused")
     if not resumed and ev.resumed:
         raise ShimFailure("session unexpectedly resumed on the first connection")
+    # -expect-session-id: a session cached statefully (a session ID); this library has only
+    # tickets, so -expect-no-session-id always holds. -expect-ticket-renewal concerns TLS 1.2
+    # (bssl_shim checks it below TLS 1.3 only); -use-early-callback only moves where
+    # BoringSSL installs its one credential. bssl_shim checks none of -expect-early-data-reason,
+    # -expect-accept-early-data and -expect-reject-early-data over DTLS.
+    if f.has("-expect-session-id") and not resumed:
+        raise ShimFailure("session was not cached on the server.")
     version = f.int("-expect-version")
     if version is not None and version != DTLS13:
         raise ShimFailure(f"Version mismatch: got {DTLS13:#x}, wanted {version:#x}")

@@ -52,6 +52,16 @@ BOOL_FLAGS = frozenset(
         "-no-tls1",
         "-no-tls11",
         "-no-tls12",
+        # Session and 0-RTT expectations (bogo_shim.check_handshake says what each asks).
+        "-expect-session-id",
+        "-expect-no-session-id",
+        "-expect-ticket-renewal",
+        "-use-early-callback",
+        "-enable-early-data",
+        "-expect-accept-early-data",
+        "-expect-reject-early-data",
+        "-expect-ticket-supports-early-data",
+        "-no-tls13",
     }
 )
 
@@ -72,6 +82,8 @@ INT_FLAGS = frozenset(
         "-initial-timeout-duration-ms",
         "-read-size",
         "-export-keying-material",
+        # Which codepoint QUIC transport parameters use: nothing outside QUIC.
+        "-quic-use-legacy-codepoint",
     }
 )
 INT_VECTOR_FLAGS = frozenset({"-curves", "-key-shares", "-signing-prefs", "-verify-prefs"})
@@ -91,6 +103,9 @@ STRING_FLAGS = frozenset(
         "-cipher",
         "-export-label",
         "-export-context",
+        "-expect-early-data-reason",
+        "-psk",
+        "-psk-identity",
     }
 )
 BASE64_FLAGS = frozenset({"-ticket-key"})
@@ -207,6 +222,12 @@ def check_supported(flags: Flags, resumption: bool = False) -> None:
     expect = flags.int("-expect-version")
     if expect is not None and expect != DTLS13:
         raise NotDTLS13(f"only DTLS 1.3 is implemented (-expect-version {expect:#x})")
+    if flags.has("-no-tls13"):
+        raise NotDTLS13("-no-tls13: (D)TLS 1.3 switched off")
+    if flags.has("-psk"):
+        # BoringSSL's PSK callbacks serve the TLS 1.2 PSK cipher suites only (TLS 1.3
+        # external PSKs go through its credentials, -new-psk-credential).
+        raise NotDTLS13("-psk: the TLS 1.2 PSK cipher suites")
     for name in ("-expect-secure-renegotiation", "-expect-no-secure-renegotiation"):
         if flags.has(name):
             raise NotDTLS13(f"{name}: renegotiation is TLS 1.2 only")
@@ -215,6 +236,13 @@ def check_supported(flags: Flags, resumption: bool = False) -> None:
     read_size = flags.int("-read-size")
     if read_size is not None:
         raise Unimplemented("-read-size: records are delivered whole, never truncated")
+    if flags.has("-server") and flags.has("-enable-early-data"):
+        # On a client it is no switch here: this client offers 0-RTT whenever a ticket
+        # allows it, and the shim writes no early data unless told to.
+        raise Unimplemented(
+            "-enable-early-data on a server: BoringSSL never accepts 0-RTT over DTLS and the "
+            "runner's expectations follow that; this library would accept it"
+        )
     mtu = flags.int("-mtu")
     if mtu is not None and mtu < 256:
         raise Unimplemented(f"-mtu {mtu}: this library's smallest MTU is 256 bytes")

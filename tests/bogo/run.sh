@@ -19,8 +19,10 @@ runner="$DTLS13_BORINGSSL/bogo-runner.test"
 if [ ! -x "$runner" ] || [ -n "$(find "$DTLS13_BORINGSSL/ssl/test/runner" -newer "$runner" -name '*.go' | head -1)" ]; then
     (cd "$DTLS13_BORINGSSL/ssl/test/runner" && GOTOOLCHAIN=local go test -c -o "$runner" .)
 fi
-# The shim runs under this Python (the one with dtls13 installed).
+# The shim runs under this Python and imports this checkout's dtls13 (build the compiled
+# modules in place first: setup.py build_ext --inplace).
 export PATH="$(dirname "$python"):$PATH"
+export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
 export BOGO_SHIM_LOG="$out/shim.log"
 rm -f "$BOGO_SHIM_LOG" "$out/results.json"
 cd "$DTLS13_BORINGSSL/ssl/test/runner"

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
+from dtls13.connection_handshake import KNOWN_TYPES
 from dtls13.events import HandshakeCompleted
 from dtls13.handshake import context as handshake_context
 from dtls13.handshake import extensions as ext
@@ -311,9 +312,12 @@ def _expected_drop(msg_type: int, epoch: int, state: State) -> bool:
     """Documented rule (connection._handle_handshake_record): a handshake message in an
     epoch it can never travel in (RFC 9147 §6.1), or a new unprotected one once the hellos
     are over (§5.11), is dropped quietly; in its epoch but not expected in this state, it
-    is unexpected_message (RFC 8446 §A)."""
+    is unexpected_message (RFC 8446 §A), and so is, under the handshake keys, a type that
+    exists in no epoch."""
     if epoch == 0 and state not in HELLO_STATES:
         return True
+    if epoch == 2 and msg_type not in KNOWN_TYPES:
+        return False  # a type that exists in no epoch, authenticated: unexpected_message
     expected = MESSAGE_EPOCH.get(msg_type, 3)
     return (epoch >= 3) != (expected >= 3) or (expected < 3 and epoch != expected)
 

@@ -85,6 +85,49 @@ def test_shim_server_handshakes_and_echoes(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize(
+    ("flags", "code", "error"),
+    [
+        # Tickets only, no stateful cache (-expect-no-session-id holds); the 0-RTT checks
+        # bssl_shim skips over DTLS and the early callback that only moves where BoringSSL
+        # installs its credential.
+        (
+            [
+                *["-expect-no-session-id", "-expect-ticket-renewal", "-use-early-callback"],
+                *["-expect-early-data-reason", "disabled", "-expect-reject-early-data"],
+            ],
+            0,
+            "",
+        ),
+        (["-expect-session-id"], 1, "session was not cached on the server.\n"),
+    ],
+)
+def test_shim_server_checks_the_session_expectations(
+    tmp_path: Path, flags: list[str], code: int, error: str
+) -> None:
+    cert, key = write_leaf(tmp_path)
+    runner = FakeRunner(["-server", "-dtls", "-cert-file", cert, "-key-file", key, *flags])
+    pools = PoolSet()
+    client = Connection(ClientConfig(verify=False), pools=pools)
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted | ConnectionTerminated) for e in seen)
+
+        runner.pump(client, NOW, done)
+        if code == 0:
+            echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        got = runner.finish()
+    assert got == (code, error)
+
+
 def test_shim_client_retransmits_when_the_runner_advances_its_clock(tmp_path: Path) -> None:
     cert, key = write_leaf(tmp_path)
     runner = FakeRunner(["-dtls", "-expect-session-miss"])
@@ -200,6 +243,9 @@ def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
         ["-dtls", "-no-such-flag"],
         ["-server", "-max-version", str(0xFEFC)],  # TLS, not DTLS
         ["-dtls", "-verify-peer", "-verify-fail"],  # a callback rejecting a chain
+        ["-dtls", "-server", "-enable-early-data"],  # BoringSSL has no 0-RTT over DTLS
+        ["-dtls", "-psk", "secret"],  # BoringSSL's TLS 1.2 PSK cipher suites
+        ["-dtls", "-no-tls13"],
         ["-dtls", "-verify-fail", "-expect-verify-result"],  # soft-fail verification
         [
             *["-dtls", "-verify-peer", "-reverify-on-resume", "-on-resume-verify-fail"],
