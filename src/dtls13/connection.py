@@ -48,6 +48,7 @@ from .handshake.client import ClientHandshake
 from .handshake.constants import HandshakeType, KeyUpdateRequest
 from .handshake.context import HandshakeContext
 from .handshake.flights import Flight
+from .handshake.fragments import COUNTER_NAMES as REASSEMBLY_COUNTER_NAMES
 from .handshake.fragments import Reassembler
 from .handshake.server import ServerHandshake
 from .handshake.state import ClientState, State
@@ -242,7 +243,8 @@ class Connection:
         # A deque of its own only while events wait: an idle connection shares the
         # empty _NO_EVENTS instead of holding a ~760-byte deque block.
         self._events: deque[Event] | tuple[()] = _NO_EVENTS
-        self._outbox: list[tuple[Lease, Address]] = []
+        # A list of its own only while datagrams wait (like _events).
+        self._outbox: list[tuple[Lease, Address]] | tuple[()] = ()
         self.mtu = config.mtu
         self._handshake_deadline: float | None = None
         self._unanswered_timeout = unanswered_timeout
@@ -281,8 +283,9 @@ class Connection:
         # (a client that started over, see _other_client_hello), while it holds keys.
         self._other_hello: Reassembler | None = None
         # After the handshake, while no message is in reassembly: (next message_seq, the
-        # counters) instead of a Reassembler (it and its pool owner are ~1.3 KiB).
-        self._idle_reassembly: tuple[int, dict[str, int]] | None = None
+        # counters' values by COUNTER_NAMES) instead of a Reassembler (it and its pool owner
+        # are ~1.3 KiB).
+        self._idle_reassembly: tuple[int, tuple[int, ...]] | None = None
         # connection_id (RFC 9146) and record_size_limit (RFC 8449), once negotiated
         self.cid_negotiated = False
         self._peer_record_limit: int | None = None
@@ -480,8 +483,11 @@ class Connection:
         """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
-        out, self._outbox = self._outbox, []
-        if self._amplification_limit is not None and out:
+        out = self._outbox
+        if isinstance(out, tuple) or not out:
+            return []
+        self._outbox = ()
+        if self._amplification_limit is not None:
             out = self._within_amplification_limit(out)
         self.stats["datagrams_out"] += len(out)
         return out
@@ -674,8 +680,7 @@ class Connection:
                 if len(data) > w.space(epoch):
                     w.new_datagram()
             w.add(epoch, ContentType.application_data, data)
-            addr = self.peer_address
-            self._outbox.extend([(d, addr) for d in w.finish()])
+            self._queue(w.finish())
         if ack:
             self._ack_at = None
         self.stats["app_bytes_out"] += len(data)
@@ -804,7 +809,7 @@ class Connection:
         self._terminate(None, reason, by_peer=False, now=None)
         for lease, _ in self._outbox:
             lease.release()
-        self._outbox = []
+        self._outbox = ()
 
     @property
     def state(self) -> State:
@@ -918,10 +923,10 @@ class Connection:
             **self.stats,
             **{name: rare.get(name, 0) for name in RARE_STAT_NAMES},
             record_drops=dict(self._records.drops),
-            reassembly=dict(
-                self._reassembler.counters
+            reassembly=(
+                dict(self._reassembler.counters)
                 if self._reassembler is not None
-                else self._idle_reassembly[1]
+                else dict(zip(REASSEMBLY_COUNTER_NAMES, self._idle_reassembly[1], strict=True))
                 if self._idle_reassembly is not None
                 else {}
             ),
@@ -1003,8 +1008,13 @@ class Connection:
     # -- output helpers -----------------------------------------------------------------
 
     def _queue(self, datagrams: list[Lease]) -> None:
+        if not datagrams:
+            return
+        outbox = self._outbox
+        if isinstance(outbox, tuple):
+            outbox = self._outbox = []
         addr = self.peer_address
-        self._outbox.extend((d, addr) for d in datagrams)
+        outbox.extend((d, addr) for d in datagrams)
 
     def _max_payload(self) -> int | None:
         """Most content bytes per protected record under the peer's record_size_limit, which

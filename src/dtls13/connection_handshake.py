@@ -24,6 +24,7 @@ from .handshake.constants import ExtensionType, HandshakeType
 from .handshake.context import FlightKind, HandshakeOutput
 from .handshake.cookie import pack_cookie_extra
 from .handshake.flights import handshake_fragment
+from .handshake.fragments import COUNTER_NAMES as REASSEMBLY_COUNTER_NAMES
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.key_schedule import Transcript
 from .handshake.server import ServerHandshake
@@ -43,9 +44,9 @@ def reassembly(self: Connection) -> Reassembler:
     reassembler = self._reassembler
     if reassembler is None:
         assert self._idle_reassembly is not None
-        seq, counters = self._idle_reassembly
+        seq, counts = self._idle_reassembly
         reassembler = self._reassembler = self._new_reassembler(seq)
-        reassembler.counters = counters
+        reassembler.counters = dict(zip(REASSEMBLY_COUNTER_NAMES, counts, strict=True))
         self._idle_reassembly = None
     return reassembler
 
@@ -66,7 +67,9 @@ def idle_reassembler(self: Connection) -> None:
         and reassembler.bytes_buffered == 0
         and reassembler.pending == 0
     ):
-        self._idle_reassembly = (reassembler.next_expected_seq, reassembler.counters)
+        # The counters' values only (~110 B instead of a ~270-byte dict per idle connection).
+        counts = tuple(reassembler.counters[name] for name in REASSEMBLY_COUNTER_NAMES)
+        self._idle_reassembly = (reassembler.next_expected_seq, counts)
         reassembler.close()
         self._reassembler = None
 
@@ -622,3 +625,6 @@ def drop_handshake_state(self: Connection) -> None:
     HandshakeContext.drop_handshake_state); no plaintext record is sent after this."""
     self._hs.drop_handshake_state()
     self._records.retire_write_epoch(0)
+    if not self._hello_records:
+        # An emptied dict keeps the table it grew to (~160 B): an idle one starts afresh.
+        self._hello_records = {}

@@ -120,6 +120,10 @@ class ServerEndpoint:
         # itself with a verified Finished.
         self._replacements: dict[Any, Connection] = {}
         self._new: list[Connection] = []
+        # Bound once: each connection holds these two callbacks, and a bound method made
+        # per connection would be 64 B more each.
+        self._issue_cid_cb = self._issue_cid
+        self._touch_cb = self.touch
         self._rates = SourceRates(self.dos)
         self._replies: list[tuple[Lease, Any]] = []
         self._started: dict[int, float] = {}
@@ -470,6 +474,12 @@ class ServerEndpoint:
             for conn, addr in self._half_open.items()
             if not conn.handshake_complete and table.get(addr) is conn
         }
+        started = self._started
+        for conn in self._half_open.keys() - live.keys():
+            # Only half-open handshakes are ever compared by start time (the oldest go
+            # first): an established connection need not keep its entry.
+            if conn.handshake_complete:
+                started.pop(id(conn), None)
         hosts: dict[Any, int] = {}
         for addr in live.values():
             host = host_of(addr)
@@ -561,8 +571,8 @@ class ServerEndpoint:
             owner_parent=self.owner,
             memory_limit=self.dos.max_per_connection_memory,
             first_message_seq=first_message_seq,
-            cid_issuer=self._issue_cid,
-            on_activity=self.touch,
+            cid_issuer=self._issue_cid_cb,
+            on_activity=self._touch_cb,
             unanswered_timeout=self.dos.unanswered_handshake_timeout,
             amplification_limit=self.dos.amplification_limit,
             **({"wall_clock": self._wall_clock} if self._wall_clock else {}),

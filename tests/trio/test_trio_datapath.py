@@ -225,7 +225,7 @@ async def test_send_and_receive_are_one_checkpoint_each(pools: PoolSet) -> None:
                 scope.cancel()
                 await channel.send(b"never")
             assert scope.cancelled_caught
-            channel._queue.append(b"queued")
+            channel._enqueue(b"queued")
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await channel.receive()

@@ -404,6 +404,10 @@ class HandshakeContext:
         zeroize(c_hs)
         s_hs, self._s_hs = self._s_hs, b""
         zeroize(s_hs)
+        # The hellos' randoms are done with (~130 B per idle connection), unless there is a
+        # key log, which names secrets by the client's.
+        if self._keylog is None:
+            self.random = self.client_random = b""
 
     # -- certificates (both roles) -----------------------------------------------------
 

@@ -66,6 +66,11 @@ class DTLSChannelStatistics:
     connection: ConnectionStatistics | None = None  # the sans-IO connection's own figures
 
 
+# What a channel with no message waiting holds instead of a deque of its own (see
+# Connection._events).
+_NO_MESSAGES: tuple[()] = ()
+
+
 @final
 class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
     """A DTLS 1.3 connection; get one from `DTLSEndpoint.connect` or `DTLSEndpoint.serve`.
@@ -83,7 +88,9 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         self._conn = conn
         self._server = server
         self._connect_sent = server
-        self._queue: deque[bytes] = deque()
+        # A deque of its own only while messages wait (a deque is ~760 B even when empty):
+        # an idle channel shares the empty _NO_MESSAGES.
+        self._queue: deque[bytes] | tuple[()] = _NO_MESSAGES
         self._queue_limit = endpoint.incoming_packets_buffer
         # A receive() parked on an empty queue is `_reader`: the next message is handed to it
         # with its wakeup. Other waiters (do_handshake, a second receive) park in `_lot`.
@@ -115,7 +122,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                 elif len(queue) >= self._queue_limit:
                     self._dropped += 1
                 else:
-                    queue.append(ev.data)
+                    queue = self._enqueue(ev.data)
                     if len(queue) >= self._queue_limit:
                         # Let the reader catch up before the receive task takes more.
                         self.endpoint._backlogged = True
@@ -126,6 +133,13 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
         self._wake()
+
+    def _enqueue(self, data: bytes) -> deque[bytes]:
+        queue = self._queue
+        if type(queue) is not deque:
+            queue = self._queue = deque()
+        queue.append(data)
+        return queue
 
     def _wake(self) -> None:
         """Let every waiter look again (it finds what changed)."""
@@ -253,7 +267,12 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                     return data
             else:
                 await self._park()
-        return self._queue.popleft()
+        queue = self._queue
+        assert type(queue) is deque
+        data = queue.popleft()
+        if not queue:
+            self._queue = _NO_MESSAGES
+        return data
 
     def close(self) -> None:
         """Close at once: close_notify is queued but not waited for (see ``aclose``)."""
