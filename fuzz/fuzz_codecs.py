@@ -10,6 +10,8 @@ as the code documents it:
   ``Reassembler.add_record_untrusted``): only ``DecodeErrorAlert`` and
   ``IllegalParameter``, the two ``Alert`` classes its docstring names;
 - ``parse_certificate_chain_untrusted``: ``BadCertificate`` only;
+- ``compression.open_untrusted`` (a CompressedCertificate, RFC 8879): ``DecodeErrorAlert``,
+  ``IllegalParameter`` and ``BadCertificate``, its pooled buffer given back;
 - ``CookieJar.check`` and ``TicketProtector.open``: nothing (None for bad input).
 
 A message that decodes must encode again to bytes that decode to an equal message.
@@ -24,6 +26,7 @@ import fuzz_common
 
 from dtls13._fast import Buffer, DecodeError
 from dtls13.alerts import BadCertificate, DecodeErrorAlert, IllegalParameter
+from dtls13.handshake import compression
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import parse_certificate_chain_untrusted
@@ -139,6 +142,13 @@ def _certificates(data: bytes) -> None:
     parse_certificate_chain_untrusted(p for _, p in fuzz_common.split_chunks(data, limit=4))
 
 
+def _compressed_certificate(data: bytes) -> None:
+    """A CompressedCertificate body, decompressed into pooled memory (limit 4096)."""
+    compression.open_untrusted(
+        data, compression.available(), 4096, lambda n: POOLS.acquire(n, None), bytes
+    )
+
+
 def _cookie(data: bytes) -> None:
     assert COOKIES.check(data, 100.0, ("192.0.2.1", 1234)) is None or len(data) > 32
 
@@ -195,6 +205,10 @@ TARGETS: list[tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]] = 
     (_ticket, ()),
     # Appended (the corpus names targets by their index): use_srtp (RFC 5764).
     (_whole(pull_use_srtp), _DECODE_ERROR),
+    # Certificate compression (RFC 8879).
+    (_whole(compression.pull_compress_certificate), _DECODE_ERROR),
+    (_whole(compression.pull_compressed_certificate), _DECODE_ERROR),
+    (_compressed_certificate, (DecodeErrorAlert, IllegalParameter, BadCertificate)),
 ]
 
 

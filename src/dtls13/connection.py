@@ -106,6 +106,8 @@ RARE_STAT_NAMES = (
     "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
+    "certificates_compressed",  # our Certificate sent as a CompressedCertificate (RFC 8879)
+    "certificates_decompressed",  # the peer's CompressedCertificate decompressed (RFC 8879)
 )
 MIN_MTU = 256
 
@@ -289,7 +291,11 @@ class Connection:
         hs: HandshakeContext
         if isinstance(self.config, ClientConfig):
             hs = ClientHandshake(
-                self.config, wall_clock=self._wall_clock, count=self._count, local_cid=local_cid
+                self.config,
+                wall_clock=self._wall_clock,
+                count=self._count,
+                local_cid=local_cid,
+                scratch=self._scratch_lease,
             )
         else:
             hs = ServerHandshake(
@@ -297,6 +303,7 @@ class Connection:
                 wall_clock=self._wall_clock,
                 count=self._count,
                 local_cid=local_cid,
+                scratch=self._scratch_lease,
                 after_stateless_retry=first_message_seq > 0,
             )
         self._hs = hs
@@ -853,6 +860,11 @@ class Connection:
             self.stats[name] += n
         else:
             self.count(name, n)
+
+    def _scratch_lease(self, size: int) -> Lease:
+        """Pooled memory for the handshake's transient buffers (a decompressed
+        certificate), charged to this connection."""
+        return self.pools.acquire(size, self.owner)
 
     def rare_stat(self, name: str) -> int:
         """One of the RARE_STAT_NAMES counters."""

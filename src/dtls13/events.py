@@ -30,6 +30,10 @@ class HandshakeCompleted(Event):
     resumed: bool
     # None: no early data was offered; True/False: the server accepted or rejected it.
     early_data_accepted: bool | None = None
+    # RFC 8879: the algorithm our Certificate went out compressed with, and the one the
+    # peer's came with (None: not compressed, or no certificate).
+    certificate_compression_sent: str | None = None
+    certificate_compression_received: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

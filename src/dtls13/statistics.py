@@ -43,6 +43,8 @@ class ConnectionStatistics:
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
     amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
+    certificates_compressed: int  # our Certificate sent as a CompressedCertificate (RFC 8879)
+    certificates_decompressed: int  # the peer's CompressedCertificate decompressed (RFC 8879)
     # Input dropped (and not fatal), by reason:
     dropped_handshake_fragments: int
     dropped_app_data_early: int

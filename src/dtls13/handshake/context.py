@@ -37,9 +37,9 @@ from ..config import ClientConfig, ServerConfig
 from ..crypto.suites import CipherSuite, SuiteParams
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
+from . import compression, srtp
 from . import extensions as ext
 from . import messages as msgs
-from . import srtp
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .exporter import ExporterSecret
 from .key_schedule import KeySchedule, Transcript
@@ -124,10 +124,14 @@ class HandshakeContext:
         "_count",
         "_keylog",
         "_out",
+        "_peer_compression",
         "_s_hs",
+        "_scratch",
         "_transition",
         "_wall_clock",
         "alpn",
+        "certificate_compression_received",
+        "certificate_compression_sent",
         "client_random",
         "closed",
         "config",
@@ -165,10 +169,18 @@ class HandshakeContext:
         wall_clock: Callable[[], datetime.datetime],
         count: Callable[[str, int], None],
         local_cid: bytes | None = None,
+        scratch: compression.Acquire | None = None,
     ) -> None:
         """`count(name, n)` adds to a connection counter; `local_cid` is the connection
-        ID we ask the peer to put on its records (None: no connection_id extension)."""
+        ID we ask the peer to put on its records (None: no connection_id extension);
+        `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
+        self._scratch = scratch
+        # RFC 8879: the algorithms the peer offered for our Certificate (its preference
+        # order), and the algorithm each side's Certificate came compressed with.
+        self._peer_compression: tuple[int, ...] = ()
+        self.certificate_compression_sent: compression.Algorithm | None = None
+        self.certificate_compression_received: compression.Algorithm | None = None
         self._wall_clock = wall_clock
         self._count = count
         self._keylog = config.keylog_callback()
@@ -358,6 +370,8 @@ class HandshakeContext:
             peer_certificates=self.peer_chain,
             resumed=self.resumed,
             early_data_accepted=self.early_result if self.is_client else None,
+            certificate_compression_sent=_name(self.certificate_compression_sent),
+            certificate_compression_received=_name(self.certificate_compression_received),
         )
 
     def drop_handshake_state(self) -> None:
@@ -377,7 +391,9 @@ class HandshakeContext:
 
     # -- certificates (both roles) -----------------------------------------------------
 
-    def _on_certificate(self, msg: msgs.Certificate, body: bytes) -> None:
+    def _on_certificate(
+        self, msg: msgs.Certificate, body: bytes, msg_type: int = HandshakeType.certificate
+    ) -> None:
         cfg = self.config
         if msg.certificate_request_context != b"":
             raise IllegalParameter("non-empty certificate_request_context")
@@ -396,7 +412,35 @@ class HandshakeContext:
         else:
             certs.verify_client_chain(list(chain), cfg.trust, now)
         self.peer_chain = chain
-        self.transcript.add(HandshakeType.certificate, body)
+        # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
+        self.transcript.add(msg_type, body)
+
+    def _decompress_certificate(self, body: bytes, offered: bool) -> msgs.Certificate:
+        """The Certificate a CompressedCertificate carries (RFC 8879 §4); `offered`: we
+        sent compress_certificate (else the message is unexpected_message)."""
+        if not offered or not self.config.compression:
+            raise UnexpectedMessage("CompressedCertificate, but no compression was offered")
+
+        def parse(view: memoryview) -> msgs.Certificate:
+            # §5: "processed as if it were encoded without being compressed".
+            try:
+                msg = msgs.pull_message(HandshakeType.certificate, view)
+            except DecodeError as exc:
+                raise DecodeErrorAlert(f"certificate: {exc}") from None
+            assert isinstance(msg, msgs.Certificate)
+            return msg
+
+        algorithm, certificate = compression.open_untrusted(
+            body,
+            self.config.compression,
+            self.config.max_handshake_message,
+            self._scratch,
+            parse,
+        )
+        self.certificate_compression_received = algorithm
+        self._count("certificates_decompressed", 1)
+        result: msgs.Certificate = certificate
+        return result
 
     def _on_certificate_verify(
         self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
@@ -421,7 +465,20 @@ class HandshakeContext:
 
     def _send_certificate_and_verify(self, scheme: SignatureScheme) -> None:
         cfg = self.config
-        self._send_encoded(HandshakeType.certificate, certificate_body(cfg.chain), 2)
+        body = certificate_body(cfg.chain)
+        algorithm = compression.choose(self._peer_compression, cfg.compression)
+        compressed = (
+            compression.compressed_certificate_body(cfg.chain, body, algorithm)
+            if algorithm is not None
+            else None
+        )
+        if compressed is None:
+            self._send_encoded(HandshakeType.certificate, body, 2)
+        else:
+            # RFC 8879 §4: sent instead of the Certificate message, hashed as sent.
+            self.certificate_compression_sent = algorithm
+            self._count("certificates_compressed", 1)
+            self._send_encoded(HandshakeType.compressed_certificate, compressed, 2)
         signature = certs.sign_certificate_verify(
             cfg.key, scheme, self.transcript.digest(), is_server=not self.is_client
         )
@@ -443,6 +500,10 @@ def certificate_body(chain: tuple[x509.Certificate, ...]) -> bytes:
         _CERTIFICATE_BODIES.clear()
     _CERTIFICATE_BODIES[id(chain)] = (chain, body)
     return body
+
+
+def _name(algorithm: compression.Algorithm | None) -> str | None:
+    return algorithm.name if algorithm is not None else None
 
 
 def extension_name(ext_type: int) -> str:
