@@ -11,6 +11,7 @@ import pytest
 from dtls13.alerts import AlertDescription
 from dtls13.config import ServerConfig
 from dtls13.connection import Connection
+from dtls13.endpoint import ServerEndpoint
 from dtls13.events import HandshakeCompleted
 from dtls13.handshake import compression
 from dtls13.handshake.compression import Algorithm
@@ -279,15 +280,57 @@ def _first_flight(server_cfg: Any, client_cfg: Any) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
+def _big_chain_server() -> ServerConfig:
+    names = [f"service-{i}.region-{i % 7}.example.com" for i in range(120)]
+    leaf = pki().leaf("ec256", dns_names=names, cn="dtls13 big chain")
+    return ServerConfig(certificate_chain=leaf.chain_pem, private_key=leaf.key_pem, debug=True)
+
+
 def test_a_big_chain_makes_a_smaller_first_flight() -> None:
     """What compression is for: fewer bytes before the client's address is proven (the
     server may send 3x what it received, RFC 9147 §5.1) and fewer datagrams to lose."""
-    names = [f"service-{i}.region-{i % 7}.example.com" for i in range(120)]
-    leaf = pki().leaf("ec256", dns_names=names, cn="dtls13 big chain")
-    ccfg = configs()[0]
-    plain_cfg = configs(client={"certificate_compression": ()})[0]
-    scfg = ServerConfig(certificate_chain=leaf.chain_pem, private_key=leaf.key_pem, debug=True)
-    plain = _first_flight(scfg, plain_cfg)
-    packed = _first_flight(scfg, ccfg)
+    scfg = _big_chain_server()
+    plain = _first_flight(scfg, configs(client={"certificate_compression": ()})[0])
+    packed = _first_flight(scfg, configs()[0])
     assert packed[0] < plain[0], (packed, plain)
     assert packed[1] < plain[1] * 2 // 3, (packed, plain)
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["compressed", "uncompressed"])
+def test_a_compressed_big_chain_fits_the_anti_amplification_budget(compress: bool) -> None:
+    """A post-quantum ClientHello (~1.3 KB) pays for a 3x flight (RFC 9147 §5.1): with the
+    big chain compressed the whole flight goes at once; uncompressed it does not fit, so the
+    endpoint's gate asks for a cookie first (a round trip more)."""
+    client = {"key_share_groups": ["X25519MLKEM768"]}
+    if not compress:
+        client["certificate_compression"] = ()
+    ccfg = configs(client=client)[0]
+    pools = PoolSet()
+    c = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    c.connect(SERVER_ADDR, 0.0)
+    out = c.datagrams_to_send(0.0)
+    hello = [bytes(lease) for lease, _ in out]
+    for lease, _ in out:
+        lease.release()
+    c.abandon()
+    pools.release_owner(c.owner)
+    ep = ServerEndpoint(_big_chain_server(), pools=pools, wall_clock=wall_clock)
+    for datagram in hello:
+        ep.receive_datagram(datagram, CLIENT_ADDR, 0.0)
+    sent = []
+    for lease, _ in ep.datagrams_to_send(0.0):
+        sent.append(len(lease))
+        lease.release()
+    assert sum(sent) <= 3 * sum(map(len, hello))
+    if compress:
+        assert ep.gate.counters["hello_retry_sent"] == 0
+        conn = ep.connections[CLIENT_ADDR]
+        assert conn.rare_stat("amplification_limited") == 0
+        assert conn.rare_stat("certificates_compressed") == 1 and len(sent) >= 2
+    else:
+        assert ep.gate.counters["hello_retry_sent"] == 1 and len(sent) == 1
+        assert CLIENT_ADDR not in ep.connections
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(0.0):
+        lease.release()
+    ep.release()

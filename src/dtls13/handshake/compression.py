@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import Buffer, DecodeError
 from ..alerts import BadCertificate, DecodeErrorAlert, IllegalParameter
+from . import messages as msgs
 
 STEP = 16384  # the most output asked of a decompressor at once
 
@@ -231,6 +233,38 @@ def compressed_certificate_body(
         _COMPRESSED.clear()
     _COMPRESSED[key] = (chain, encoded)
     return encoded
+
+
+def savings(chain: tuple[x509.Certificate, ...], ours: Sequence[Algorithm]) -> dict[Algorithm, int]:
+    """The bytes compression saves on the Certificate message of `chain`, by algorithm
+    in our order (0: not smaller, sent uncompressed): the HelloRetryRequest gate's
+    estimate of our first flight."""
+    entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+    _, body = msgs.push_message(msgs.Certificate(b"", entries))
+    out = {}
+    for algorithm in ours:
+        packed = compressed_certificate_body(chain, body, algorithm)
+        out[algorithm] = len(body) - len(packed) if packed is not None else 0
+    return out
+
+
+def saved(savings: dict[Algorithm, int], offered: Sequence[int] | None) -> int:
+    """What `savings` says compression saves when the peer offers `offered` (None:
+    unknown, the best case)."""
+    if offered is None:
+        return max(savings.values(), default=0)
+    algorithm = choose(offered, tuple(savings))
+    return savings[algorithm] if algorithm is not None else 0
+
+
+def offered_in(data: bytes | None) -> tuple[int, ...]:
+    """The algorithms of a compress_certificate extension (absent or malformed: ())."""
+    if data is None:
+        return ()
+    try:
+        return decode_offer_untrusted(data)
+    except DecodeErrorAlert:
+        return ()
 
 
 # -- decompression (the peer's, untrusted) ----------------------------------------------

@@ -12,6 +12,7 @@ from cryptography import x509
 
 from ..crypto.registry import NamedGroup
 from ..crypto.suites import CipherSuite
+from .compression import CertificateCompressionAlgorithm
 
 
 class ServerSettings(Protocol):
@@ -25,6 +26,8 @@ class ServerSettings(Protocol):
     def chain(self) -> tuple[x509.Certificate, ...]: ...
     @property
     def key(self) -> Any: ...
+    @property
+    def compression(self) -> tuple[CertificateCompressionAlgorithm, ...]: ...
     @property
     def cookie_jar(self) -> Any: ...
     @property
