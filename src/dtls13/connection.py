@@ -384,6 +384,9 @@ class Connection:
         self._track_path(records, addr)
         while records:
             epochs = len(self._records.read_epochs())
+            # Counted before any is handled: a repeated ServerHello ahead of them in the
+            # datagram must see that the handshake keys work (connection_handshake.py).
+            self._epoch2_records += sum(1 for r in records if r.epoch == 2)
             self._handle_records(records, now)
             # Records that came ahead of their keys (a ServerHello and epoch-2 records in
             # one datagram) are read once handling the earlier ones installed the keys.
@@ -1010,9 +1013,9 @@ class Connection:
                     f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
                 )
         if record.epoch == 2:
-            # It authenticated under the handshake keys: the peer has our flight, so it is
-            # there (anyone can send plaintext from a spoofed address).
-            self._epoch2_records += 1
+            # It authenticated under the handshake keys (counted in _epoch2_records): the
+            # peer has our flight, so it is there (anyone can send plaintext from a spoofed
+            # address).
             self._unanswered_at = None
         ct = record.content_type
         if ct == ContentType.handshake:

@@ -334,3 +334,46 @@ def test_a_compressed_big_chain_fits_the_anti_amplification_budget(compress: boo
     for lease, _ in ep.datagrams_to_send(0.0):
         lease.release()
     ep.release()
+
+
+def _deliver(src: Connection, dst: Connection, addr: Any, now: float) -> list[bytes]:
+    out = src.datagrams_to_send(now)
+    data = [bytes(lease) for lease, _ in out]
+    for lease, _ in out:
+        lease.release()
+    for datagram in data:
+        dst.receive_datagram(datagram, addr, now)
+    return data
+
+
+def test_a_one_datagram_flight_corrupted_once_is_not_taken_for_damaged_hellos() -> None:
+    """A compressed certificate puts the server's whole flight, ServerHello and one epoch-2
+    record, in one datagram. With that record corrupted, the repeated flight's ServerHello
+    used to be handled before the (good) epoch-2 record after it in the same datagram, so
+    the client took "no epoch-2 record authenticates" for damaged hellos and restarted."""
+    pools = PoolSet()
+    ccfg, scfg = configs()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
+    client.connect(SERVER_ADDR, 0.0)
+    _deliver(client, server, CLIENT_ADDR, 0.0)
+    out = server.datagrams_to_send(0.0)
+    flight = [bytearray(lease) for lease, _ in out]
+    for lease, _ in out:
+        lease.release()
+    assert len(flight) == 1
+    flight[0][-1] ^= 1  # the epoch-2 record's tag
+    client.receive_datagram(bytes(flight[0]), SERVER_ADDR, 0.0)
+    assert client.statistics().record_drops["auth_failed"] == 1
+    server.handle_timer(1.0)  # the server repeats its flight
+    now = 1.0
+    for _ in range(4):
+        _deliver(server, client, SERVER_ADDR, now)
+        _deliver(client, server, CLIENT_ADDR, now)
+        now += 0.1
+    assert client.handshake_complete and server.handshake_complete
+    assert client.statistics().handshake_restarts == 0
+    for conn in (client, server):
+        conn.close()
+        for lease, _ in conn.datagrams_to_send(now):
+            lease.release()
