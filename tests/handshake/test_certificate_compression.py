@@ -300,3 +300,19 @@ def test_a_brotli_that_cannot_bound_its_output_counts_as_missing(monkeypatch: An
     assert Algorithm.brotli not in compression.available()
     with pytest.raises(ValueError, match="needs the package 'brotli'"):
         ClientConfig(server_name="x", cafile=pki().root_pem, certificate_compression=("brotli",))
+
+
+def test_a_pool_refusal_falls_back_to_a_buffer_that_lives_only_during_the_call() -> None:
+    """Once its record is ACKed the message cannot come back: decompression must not fail
+    for want of pooled memory (the buffer is freed before open_untrusted returns)."""
+    from dtls13._fast import MemoryBudgetExceeded
+
+    def refuse(size: int) -> Any:
+        raise MemoryBudgetExceeded("no memory")
+
+    body = _certificate()
+    message = _message(Algorithm.zlib, len(body), zlib.compress(body))
+    _, cert = compression.open_untrusted(
+        message, ALL, 65536, refuse, lambda v: msgs.pull_message(HandshakeType.certificate, v)
+    )
+    assert msgs.push_message(cert)[1] == body

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .._fast import Buffer, DecodeError
+from .._fast import Buffer, DecodeError, MemoryBudgetExceeded
 from ..alerts import BadCertificate, DecodeErrorAlert, IllegalParameter
 from . import messages as msgs
 
@@ -359,7 +359,7 @@ def open_untrusted(
 ) -> tuple[Algorithm, Any]:
     """Decompress a CompressedCertificate body and return (algorithm, use(certificate
     body)); the decompressed bytes live only during `use` (in a pooled lease when
-    `acquire` is given).
+    `acquire` is given and the pools grant it).
 
     RFC 8879 §4: the algorithm "MUST be one of the algorithms listed in the peer's
     compress_certificate extension" (no alert named; illegal_parameter, RFC 8446 §6.2,
@@ -381,7 +381,15 @@ def open_untrusted(
         raise BadCertificate(
             f"compressed certificate of {length} bytes exceeds the limit of {max_length} bytes"
         )
-    lease = acquire(length) if acquire is not None and length else None
+    lease = None
+    if acquire is not None and length:
+        try:
+            lease = acquire(length)
+        except MemoryBudgetExceeded:
+            # The pools refused: a heap buffer instead, so that the handshake goes on
+            # (a lost datagram could not bring this message back once it is ACKed). It
+            # lives only during this call, so at most one exists at a time.
+            lease = None
     try:
         view = lease.view(0, length) if lease is not None else memoryview(bytearray(length))
         try:
