@@ -308,7 +308,7 @@ def test_a_pool_refusal_falls_back_to_a_buffer_that_lives_only_during_the_call()
     from dtls13._fast import MemoryBudgetExceeded
 
     def refuse(size: int) -> Any:
-        raise MemoryBudgetExceeded("no memory")
+        raise MemoryBudgetExceeded("connection", size, 0, 0)
 
     body = _certificate()
     message = _message(Algorithm.zlib, len(body), zlib.compress(body))
