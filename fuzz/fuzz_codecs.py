@@ -12,6 +12,8 @@ as the code documents it:
 - ``parse_certificate_chain_untrusted``: ``BadCertificate`` only;
 - ``peer_key_untrusted`` (a raw public key, RFC 7250): ``BadCertificate`` and
   ``CertificateUnknown`` only;
+- ``compression.open_untrusted`` (a CompressedCertificate, RFC 8879): ``DecodeErrorAlert``,
+  ``IllegalParameter`` and ``BadCertificate``, its pooled buffer given back;
 - ``CookieJar.check`` and ``TicketProtector.open``: nothing (None for bad input).
 
 A message that decodes must encode again to bytes that decode to an equal message.
@@ -26,6 +28,7 @@ import fuzz_common
 
 from dtls13._fast import Buffer, DecodeError
 from dtls13.alerts import BadCertificate, CertificateUnknown, DecodeErrorAlert, IllegalParameter
+from dtls13.handshake import compression
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import parse_certificate_chain_untrusted
@@ -150,6 +153,13 @@ def _raw_key(data: bytes) -> None:
     peer_key_untrusted([p for _, p in fuzz_common.split_chunks(data, limit=4)], frozenset())
 
 
+def _compressed_certificate(data: bytes) -> None:
+    """A CompressedCertificate body, decompressed into pooled memory (limit 4096)."""
+    compression.open_untrusted(
+        data, compression.available(), 4096, lambda n: POOLS.acquire(n, None), bytes
+    )
+
+
 def _cookie(data: bytes) -> None:
     assert COOKIES.check(data, 100.0, ("192.0.2.1", 1234)) is None or len(data) > 32
 
@@ -210,6 +220,10 @@ TARGETS: list[tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]] = 
     (_whole(pull_certificate_types), _DECODE_ERROR),
     (_whole(pull_certificate_type), _DECODE_ERROR),
     (_raw_key, (BadCertificate, CertificateUnknown)),
+    # Certificate compression (RFC 8879).
+    (_whole(compression.pull_compress_certificate), _DECODE_ERROR),
+    (_whole(compression.pull_compressed_certificate), _DECODE_ERROR),
+    (_compressed_certificate, (DecodeErrorAlert, IllegalParameter, BadCertificate)),
 ]
 
 

@@ -28,6 +28,7 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 
@@ -46,6 +47,7 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject reads i
 __all__ = [
     "Alert",
     "AlertDescription",
+    "CertificateCompressionAlgorithm",
     "CertificateVerificationFailed",
     "ClientConfig",
     "ConnectionEnded",

@@ -11,7 +11,9 @@ from typing import Any, Literal
 from cryptography import x509
 
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
+from .handshake import compression
 from .handshake.antireplay import ReplayStore
+from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
 from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
@@ -125,6 +127,11 @@ class _Common:
     # DER bytes, or paths). With them the peer may authenticate by one of these keys; X.509
     # from the peer is then accepted only when cafile or cadir is given too.
     pinned_public_keys: Sequence[PinnedKeySource] = ()
+    # RFC 8879 certificate compression: "brotli", "zstd", "zlib" in order of preference
+    # (brotli needs the package `brotli`, zstd `zstandard`). Offered to the peer for its
+    # Certificate, and used for ours when the peer offers it. None: every algorithm whose
+    # package is installed; (): off.
+    certificate_compression: Sequence[str | int] | None = None
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -133,6 +140,7 @@ class _Common:
     group_order: tuple[NamedGroup, ...] = field(default=(), init=False)
     schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     srtp: tuple[SrtpProtectionProfile, ...] = field(default=(), init=False)
+    compression: tuple[CertificateCompressionAlgorithm, ...] = field(default=(), init=False)
     chain: tuple[x509.Certificate, ...] = field(default=(), init=False)
     key: Any = field(default=None, init=False)
     pinned: frozenset[bytes] = field(default=frozenset(), init=False)
@@ -156,6 +164,7 @@ class _Common:
         if isinstance(self.srtp_profiles, str | bytes):
             raise TypeError("srtp_profiles is a sequence of profiles, not one string")
         self.srtp = normalise_profiles(self.srtp_profiles)
+        self.compression = compression.normalise(self.certificate_compression)
         for proto in self.alpn_protocols:
             if not 1 <= len(proto.encode()) <= 255:
                 raise ValueError(f"ALPN protocol {proto!r} must be 1 to 255 bytes")

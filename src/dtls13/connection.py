@@ -108,6 +108,8 @@ RARE_STAT_NAMES = (
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
     "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
+    "certificates_compressed",  # our Certificate sent as a CompressedCertificate (RFC 8879)
+    "certificates_decompressed",  # the peer's CompressedCertificate decompressed (RFC 8879)
 )
 MIN_MTU = 256
 
@@ -298,7 +300,11 @@ class Connection:
         hs: HandshakeContext
         if isinstance(self.config, ClientConfig):
             hs = ClientHandshake(
-                self.config, wall_clock=self._wall_clock, count=self._count, local_cid=local_cid
+                self.config,
+                wall_clock=self._wall_clock,
+                count=self._count,
+                local_cid=local_cid,
+                scratch=self._scratch_lease,
             )
         else:
             hs = ServerHandshake(
@@ -306,6 +312,7 @@ class Connection:
                 wall_clock=self._wall_clock,
                 count=self._count,
                 local_cid=local_cid,
+                scratch=self._scratch_lease,
                 after_stateless_retry=first_message_seq > 0,
             )
         self._hs = hs
@@ -387,6 +394,9 @@ class Connection:
         self._track_path(records, addr)
         while records:
             epochs = len(self._records.read_epochs())
+            # Counted before any is handled: a repeated ServerHello ahead of them in the
+            # datagram must see that the handshake keys work (connection_handshake.py).
+            self._epoch2_records += sum(1 for r in records if r.epoch == 2)
             self._handle_records(records, now)
             # Records that came ahead of their keys (a ServerHello and epoch-2 records in
             # one datagram) are read once handling the earlier ones installed the keys.
@@ -912,6 +922,11 @@ class Connection:
         else:
             self.count(name, n)
 
+    def _scratch_lease(self, size: int) -> Lease:
+        """Pooled memory for the handshake's transient buffers (a decompressed
+        certificate), charged to this connection."""
+        return self.pools.acquire(size, self.owner)
+
     def rare_stat(self, name: str) -> int:
         """One of the RARE_STAT_NAMES counters."""
         return 0 if self._rare_stats is None else self._rare_stats.get(name, 0)
@@ -1062,9 +1077,9 @@ class Connection:
                     f"{size}-byte record over our record_size_limit {self.config.record_size_limit}"
                 )
         if record.epoch == 2:
-            # It authenticated under the handshake keys: the peer has our flight, so it is
-            # there (anyone can send plaintext from a spoofed address).
-            self._epoch2_records += 1
+            # It authenticated under the handshake keys (counted in _epoch2_records): the
+            # peer has our flight, so it is there (anyone can send plaintext from a spoofed
+            # address).
             self._unanswered_at = None
         ct = record.content_type
         if ct == ContentType.handshake:

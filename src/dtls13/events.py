@@ -32,6 +32,10 @@ class HandshakeCompleted(Event):
     early_data_accepted: bool | None = None
     # The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: it sent none.
     peer_public_key: bytes | None = None
+    # RFC 8879: the algorithm our Certificate went out compressed with, and the one the
+    # peer's came with (None: not compressed, or no certificate).
+    certificate_compression_sent: str | None = None
+    certificate_compression_received: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ REASSEMBLY_CHUNKS = {
 }
 REASSEMBLED = {("reassembly_store.py", "assemble")}
 REASSEMBLY = REASSEMBLY_CHUNKS | REASSEMBLED
+# A compressed certificate's decompressed bytes (RFC 8879; on by default).
+DECOMPRESSED = {("connection.py", "_scratch_lease")}
 
 
 class AcquireLog:
@@ -148,7 +150,7 @@ def test_every_buffer_comes_from_the_pools_and_goes_back() -> None:
     assert all(owner is not None for *_, owner in log.entries)
     assert all(id(_root(owner)) in owners for *_, owner in log.entries)
     # Every site is one of the known kinds of buffer.
-    sites = DATAGRAM_OUT | RECORD_IN | FLIGHT_MESSAGE | REASSEMBLY
+    sites = DATAGRAM_OUT | RECORD_IN | FLIGHT_MESSAGE | REASSEMBLY | DECOMPRESSED
     assert {(w, f) for w, f, _, _ in log.entries} <= sites
     # The pools counted exactly the acquisitions we saw: nothing bypassed the entry point.
     stats = pools.statistics()
@@ -174,6 +176,10 @@ def test_every_buffer_comes_from_the_pools_and_goes_back() -> None:
         for w, f, _, o in log.entries
         if (w, f) in REASSEMBLED
     )
+    # Each side decompressed its peer's certificate (client auth) into a lease of its own.
+    decompressed = [o for w, f, _, o in log.entries if (w, f) in DECOMPRESSED]
+    assert len(decompressed) == 2 * len(pairs)
+    assert {id(o) for o in decompressed} == owners
     # Datagram leases fit the MTU's class; the class for 1200 bytes is the 1536 one.
     datagram_sizes = {size for w, f, size, _ in log.entries if (w, f) in DATAGRAM_OUT}
     assert datagram_sizes <= {1200, 300, 500}

@@ -88,6 +88,36 @@ def openssl() -> str:
     return binary
 
 
+@functools.cache
+def _compression_algorithms(binary: str) -> frozenset[str]:
+    """The certificate compression algorithms an openssl was built with (`list -disabled`
+    names those it was not: ZLIB, BROTLI, ZSTD)."""
+    try:
+        out = subprocess.run(
+            [binary, "list", "-disabled"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    disabled = {line.strip().lstrip("- ").lower() for line in out.stdout.decode().splitlines()}
+    return frozenset(a for a in ("zlib", "brotli", "zstd") if a not in disabled)
+
+
+@pytest.fixture
+def openssl_compression() -> tuple[str, frozenset[str]]:
+    """An OpenSSL with DTLS 1.3 and certificate compression (RFC 8879), and its
+    algorithms: DTLS13_OPENSSL_COMP, else the OpenSSL the other tests use when it was
+    built with zlib, brotli or zstd."""
+    binary = os.environ.get("DTLS13_OPENSSL_COMP") or _find_openssl()
+    if binary is None or not _compression_algorithms(binary):
+        pytest.skip(
+            "no OpenSSL with DTLS 1.3 built with zlib, brotli or zstd: set "
+            "DTLS13_OPENSSL_COMP to one configured with enable-zlib enable-brotli enable-zstd"
+        )
+    if not _speaks_dtls13(binary):
+        pytest.fail(f"{binary} is not an openssl whose s_server has -dtls1_3")
+    return binary, _compression_algorithms(binary)
+
+
 @pytest.fixture(scope="session")
 def interop_pki() -> TestPKI:
     return TestPKI.create("ec256", slot=200)

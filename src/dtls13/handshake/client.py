@@ -18,8 +18,8 @@ from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import certificates as certs
+from . import compression, groups, raw_keys, srtp
 from . import extensions as ext
-from . import groups, raw_keys, srtp
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
 from .context import (
@@ -145,6 +145,13 @@ class ClientHandshake(HandshakeContext):
         if cfg.srtp:
             extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         extensions += _certificate_type_offers(cfg)
+        if cfg.compression:
+            # RFC 8879 §3: the server may send its Certificate compressed with one of these.
+            extensions.append(
+                ext.Extension(
+                    ExtensionType.compress_certificate, compression.extension_data(cfg.compression)
+                )
+            )
         # Sent even without a PSK to offer: a server must not issue tickets the client's
         # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
         modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
@@ -397,6 +404,11 @@ class ClientHandshake(HandshakeContext):
         self._on_certificate(msg, body)
         self._set_state(S.WAIT_CERTIFICATE_VERIFY)
 
+    def _on_server_compressed_certificate(self, _: Any, body: bytes, *__: Any) -> None:
+        msg = self._decompress_certificate(body, offered=True)  # offered in ClientHello
+        self._on_certificate(msg, body, HT.compressed_certificate)
+        self._set_state(S.WAIT_CERTIFICATE_VERIFY)
+
     def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
         ks = self.schedule
         assert ks is not None and self.suite is not None
@@ -425,6 +437,9 @@ class ClientHandshake(HandshakeContext):
             return
         sig = request.extension(ExtensionType.signature_algorithms)
         schemes = decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
+        offer = request.extension(ExtensionType.compress_certificate)
+        if offer is not None:
+            self._peer_compression = compression.decode_offer_untrusted(offer)
         scheme = certs.choose_scheme(cfg.key, schemes)
         self._send_certificate_and_verify(scheme)
 
@@ -532,6 +547,12 @@ CLIENT_TRANSITIONS: dict[tuple[Any, int], Transition] = {
     (S.WAIT_CERTIFICATE, HT.certificate): Transition(
         "_on_server_certificate", (S.WAIT_CERTIFICATE_VERIFY,)
     ),
+    **{
+        (s, HT.compressed_certificate): Transition(
+            "_on_server_compressed_certificate", (S.WAIT_CERTIFICATE_VERIFY,), parse=False
+        )
+        for s in (S.WAIT_CERTIFICATE_OR_REQUEST, S.WAIT_CERTIFICATE)
+    },
     (S.WAIT_CERTIFICATE_VERIFY, HT.certificate_verify): Transition(
         "_on_certificate_verify", (S.WAIT_FINISHED,)
     ),

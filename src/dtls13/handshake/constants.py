@@ -29,6 +29,7 @@ class HandshakeType(enum.IntEnum):
     certificate_verify = 15
     finished = 20
     key_update = 24
+    compressed_certificate = 25  # RFC 8879
     message_hash = 254
 
 
@@ -48,6 +49,7 @@ class ExtensionType(enum.IntEnum):
     padding = 21
     encrypt_then_mac = 22
     extended_master_secret = 23
+    compress_certificate = 27  # RFC 8879
     record_size_limit = 28
     session_ticket = 35
     pre_shared_key = 41

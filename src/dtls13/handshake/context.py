@@ -39,9 +39,9 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
+from . import compression, raw_keys, srtp
 from . import extensions as ext
 from . import messages as msgs
-from . import raw_keys, srtp
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .exporter import ExporterSecret
 from .key_schedule import KeySchedule, Transcript
@@ -126,10 +126,14 @@ class HandshakeContext:
         "_count",
         "_keylog",
         "_out",
+        "_peer_compression",
         "_s_hs",
+        "_scratch",
         "_transition",
         "_wall_clock",
         "alpn",
+        "certificate_compression_received",
+        "certificate_compression_sent",
         "client_random",
         "closed",
         "config",
@@ -170,10 +174,18 @@ class HandshakeContext:
         wall_clock: Callable[[], datetime.datetime],
         count: Callable[[str, int], None],
         local_cid: bytes | None = None,
+        scratch: compression.Acquire | None = None,
     ) -> None:
         """`count(name, n)` adds to a connection counter; `local_cid` is the connection
-        ID we ask the peer to put on its records (None: no connection_id extension)."""
+        ID we ask the peer to put on its records (None: no connection_id extension);
+        `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
+        self._scratch = scratch
+        # RFC 8879: the algorithms the peer offered for our Certificate (its preference
+        # order), and the algorithm each side's Certificate came compressed with.
+        self._peer_compression: tuple[int, ...] = ()
+        self.certificate_compression_sent: compression.Algorithm | None = None
+        self.certificate_compression_received: compression.Algorithm | None = None
         self._wall_clock = wall_clock
         self._count = count
         self._keylog = config.keylog_callback()
@@ -386,6 +398,8 @@ class HandshakeContext:
             resumed=self.resumed,
             early_data_accepted=self.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
+            certificate_compression_sent=_name(self.certificate_compression_sent),
+            certificate_compression_received=_name(self.certificate_compression_received),
         )
 
     def drop_handshake_state(self) -> None:
@@ -411,7 +425,9 @@ class HandshakeContext:
 
     # -- certificates (both roles) -----------------------------------------------------
 
-    def _on_certificate(self, msg: msgs.Certificate, body: bytes) -> None:
+    def _on_certificate(
+        self, msg: msgs.Certificate, body: bytes, msg_type: int = HandshakeType.certificate
+    ) -> None:
         cfg = self.config
         if msg.certificate_request_context != b"":
             raise IllegalParameter("non-empty certificate_request_context")
@@ -438,7 +454,35 @@ class HandshakeContext:
         else:
             certs.verify_client_chain(list(chain), cfg.trust, now)
         self.peer_chain = chain
-        self.transcript.add(HandshakeType.certificate, body)
+        # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
+        self.transcript.add(msg_type, body)
+
+    def _decompress_certificate(self, body: bytes, offered: bool) -> msgs.Certificate:
+        """The Certificate a CompressedCertificate carries (RFC 8879 §4); `offered`: we
+        sent compress_certificate (else the message is unexpected_message)."""
+        if not offered or not self.config.compression:
+            raise UnexpectedMessage("CompressedCertificate, but no compression was offered")
+
+        def parse(view: memoryview) -> msgs.Certificate:
+            # §5: "processed as if it were encoded without being compressed".
+            try:
+                msg = msgs.pull_message(HandshakeType.certificate, view)
+            except DecodeError as exc:
+                raise DecodeErrorAlert(f"certificate: {exc}") from None
+            assert isinstance(msg, msgs.Certificate)
+            return msg
+
+        algorithm, certificate = compression.open_untrusted(
+            body,
+            self.config.compression,
+            self.config.max_handshake_message,
+            self._scratch,
+            parse,
+        )
+        self.certificate_compression_received = algorithm
+        self._count("certificates_decompressed", 1)
+        result: msgs.Certificate = certificate
+        return result
 
     def _on_certificate_verify(
         self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
@@ -463,18 +507,40 @@ class HandshakeContext:
     _after_certificate_verify: ClassVar[Any]
 
     def _send_certificate_and_verify(
-        self, scheme: SignatureScheme, body: bytes | None = None, key: Any = None
+        self,
+        scheme: SignatureScheme,
+        body: bytes | None = None,
+        key: Any = None,
+        chain: tuple[x509.Certificate, ...] | None = None,
     ) -> None:
-        """Certificate and CertificateVerify: `body` (an encoded Certificate) and `key`,
-        or the configured chain and key."""
+        """Certificate (or CompressedCertificate) and CertificateVerify: `body` (an encoded
+        Certificate of `chain`) and `key`, or the configured chain (or raw key) and key."""
         cfg = self.config
         if body is None:
-            if self.own_type == raw_keys.CertificateType.RawPublicKey:
-                body = raw_key_certificate_body(cfg.own_spki)
-            else:
-                body = certificate_body(cfg.chain)
             key = cfg.key
-        self._send_encoded(HandshakeType.certificate, body, 2)
+            if self.own_type == raw_keys.CertificateType.RawPublicKey:
+                body, chain = raw_key_certificate_body(cfg.own_spki), None
+            else:
+                chain = cfg.chain
+                body = certificate_body(chain)
+        # A raw key is not compressed (OpenSSL does not either): ~100 bytes.
+        algorithm = (
+            compression.choose(self._peer_compression, cfg.compression)
+            if chain is not None
+            else None
+        )
+        compressed = (
+            compression.compressed_certificate_body(chain, body, algorithm)
+            if algorithm is not None and chain is not None
+            else None
+        )
+        if compressed is None:
+            self._send_encoded(HandshakeType.certificate, body, 2)
+        else:
+            # RFC 8879 §4: sent instead of the Certificate message, hashed as sent.
+            self.certificate_compression_sent = algorithm
+            self._count("certificates_compressed", 1)
+            self._send_encoded(HandshakeType.compressed_certificate, compressed, 2)
         signature = certs.sign_certificate_verify(
             key, scheme, self.transcript.digest(), is_server=not self.is_client
         )
@@ -502,6 +568,10 @@ def raw_key_certificate_body(spki: bytes) -> bytes:
     """A Certificate message body with our raw public key (RFC 8446 §4.4.2, RFC 7250 §3)."""
     _, body = msgs.push_message(msgs.Certificate(b"", (msgs.CertificateEntry(spki),)))
     return body
+
+
+def _name(algorithm: compression.Algorithm | None) -> str | None:
+    return algorithm.name if algorithm is not None else None
 
 
 def extension_name(ext_type: int) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -45,8 +45,8 @@ from ..alerts import Alert, AlertDescription, AlertLevel
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
+from . import compression, groups, negotiation
 from . import extensions as ext
-from . import groups, negotiation
 from . import messages as msgs
 from .certificates import schemes_for_key, sign_certificate_verify
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
@@ -105,33 +105,50 @@ class FlightBound:
     base: int  # ServerHello without its share, EncryptedExtensions, Finished, headers
     certificate: int  # Certificate, CertificateVerify (and a CertificateRequest): 0 with PSKs
     shares: dict[int, int]  # our key share's length by group
+    # What compressing the Certificate saves, by algorithm (RFC 8879).
+    saves: dict[compression.Algorithm, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: ServerSettings) -> FlightBound:
         certificate = 0
         # The largest of the configured chains (one a certificate_callback makes on the
-        # spot is still held to the connection's own amplification limit).
+        # spot is still held to the connection's own amplification limit), and for each
+        # compression algorithm the largest compressed one.
+        sizes: list[tuple[int, dict[Any, int]]] = []
         for chain, key in ((c.chain, c.key) for c in config.server_certificates.certificates):
             scheme = schemes_for_key(key)[0]
             signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
             size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
-            certificate = max(certificate, size + len(signature) + 200)
+            sizes.append(
+                (size + len(signature) + 200, compression.savings(chain, config.compression))
+            )
         own_spki = getattr(config, "own_spki", b"")
         if own_spki and config.key is not None:
-            # A raw public key (RFC 7250) instead: its SubjectPublicKeyInfo, ~100 bytes.
+            # A raw public key (RFC 7250) instead: its SubjectPublicKeyInfo, ~100 bytes,
+            # never compressed.
             scheme = schemes_for_key(config.key)[0]
             signature = sign_certificate_verify(config.key, scheme, bytes(32), is_server=True)
-            certificate = max(certificate, len(own_spki) + 5 + len(signature) + 200)
+            sizes.append((len(own_spki) + 5 + len(signature) + 200, {}))
+        saves: dict[Any, int] = {}
+        if sizes:
+            certificate = max(size for size, _ in sizes)
+            for algorithm in config.compression:
+                largest = max(size - saved.get(algorithm, 0) for size, saved in sizes)
+                saves[algorithm] = certificate - largest
         shares = {int(g): groups.server_share_length(g) for g in config.group_order}
-        return cls(600, certificate, shares)
+        return cls(600, certificate, shares, saves)
 
-    def bytes(self, offered: Sequence[int] | None, psk: bool = False) -> int:
+    def bytes(
+        self, offered: Sequence[int] | None, psk: bool = False, compressions: Any = ()
+    ) -> int:
         """The bound when the client offers key shares of `offered` (None: unknown; an HRR
-        for the group then comes first anyway, so assume our largest share) and, with
-        `psk`, resumes (no certificate)."""
+        for the group then comes first anyway, so assume our largest share), with `psk`
+        resumes (no certificate), and offers certificate compression with `compressions`
+        (None: unknown, so assume the best)."""
         ours = [n for g, n in self.shares.items() if offered is None or g in offered]
         share = max(ours or self.shares.values())
-        return self.base + share + (0 if psk else self.certificate)
+        certificate = self.certificate - compression.saved(self.saves, compressions)
+        return self.base + share + (0 if psk else certificate)
 
 
 def _share_groups(ch: msgs.ClientHello) -> tuple[int, ...] | None:
@@ -248,9 +265,10 @@ class HelloGate:
         cookie = self.config.require_cookie if require_cookie is None else require_cookie
         scan = scan_client_hello(data, self.max_hello)
         if scan is not None:
-            # A lone, whole, well-formed first ClientHello without a cookie extension.
+            # A lone, whole, well-formed first ClientHello without a cookie extension (its
+            # certificate compression unread: the best is assumed, _decide looks again).
             if not cookie and self.amplification_limit is not None:
-                cookie = self._cannot_pay(len(data), scan[5], scan[7])
+                cookie = self._cannot_pay(len(data), scan[5], scan[7], None)
             if cookie:
                 retry = self._fast_retry(scan, data, addr, now)
                 if retry is not None:
@@ -282,16 +300,20 @@ class HelloGate:
                 )
         return GateResult(Verdict.DROP)
 
-    def _cannot_pay(self, paid: int, shares: Sequence[int] | None, psk: bool) -> bool:
+    def _cannot_pay(
+        self, paid: int, shares: Sequence[int] | None, psk: bool, compressions: Any = ()
+    ) -> bool:
         """Whether `paid` bytes of ClientHello, offering key shares of `shares` (and a
-        PSK, which spares the certificate if we take it), are too few for our first flight
+        PSK, which spares the certificate if we take it, and certificate compression,
+        see FlightBound.bytes), are too few for our first flight
         under the amplification limit. A PSK we then refuse makes the flight bigger than
         judged here: the connection holds it back until the client's repeated ClientHellos
         have paid for it."""
         assert self.amplification_limit is not None
         if self._flight_bound is None:
             self._flight_bound = FlightBound.of(self.config)
-        return paid * self.amplification_limit < self._flight_bound.bytes(shares, psk)
+        bound = self._flight_bound.bytes(shares, psk, compressions)
+        return paid * self.amplification_limit < bound
 
     # -- parsing and assembly -------------------------------------------------------
 
@@ -464,7 +486,8 @@ class HelloGate:
             # fragments its body with one handshake and one record header at least.
             paid = len(original) if original is not None else len(body) + PLAINTEXT_HEADER + 12
             psk = ch.extension(ExtensionType.pre_shared_key) is not None
-            require_cookie = self._cannot_pay(paid, _share_groups(ch), psk)
+            offer = compression.offered_in(ch.extension(ExtensionType.compress_certificate))
+            require_cookie = self._cannot_pay(paid, _share_groups(ch), psk, offer)
         if not require_cookie:
             return self._accept(body, 0, record_seq, original, ch)
         hrr = self._stateless_retry(ch, body, addr, now, record_seq)

@@ -17,8 +17,8 @@ from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
 from . import certificates as certs
+from . import compression, groups, negotiation, raw_keys, selection, srtp
 from . import extensions as ext
-from . import groups, negotiation, raw_keys, selection, srtp
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
@@ -188,6 +188,9 @@ class ServerHandshake(HandshakeContext):
                 self.scheme = SignatureScheme(scheme)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
+        offer = ch.extension(ExtensionType.compress_certificate)
+        if offer is not None:
+            self._peer_compression = compression.decode_offer_untrusted(offer)
         self.srtp = srtp.server_choose(
             cfg.srtp, cfg.srtp_accept_mki, ch.extension(ExtensionType.use_srtp)
         )
@@ -284,16 +287,22 @@ class ServerHandshake(HandshakeContext):
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
-            request = msgs.CertificateRequest(
-                b"",
-                (
-                    ext.make_extension(
-                        ExtensionType.signature_algorithms,
-                        ext.push_signature_algorithms,
-                        list(signing_schemes(cfg.schemes)),
-                    ),
+            request_ext = [
+                ext.make_extension(
+                    ExtensionType.signature_algorithms,
+                    ext.push_signature_algorithms,
+                    list(signing_schemes(cfg.schemes)),
                 ),
-            )
+            ]
+            if cfg.compression:
+                # RFC 8879 §3: the client may send its Certificate compressed.
+                request_ext.append(
+                    ext.Extension(
+                        ExtensionType.compress_certificate,
+                        compression.extension_data(cfg.compression),
+                    )
+                )
+            request = msgs.CertificateRequest(b"", tuple(request_ext))
             self._cert_request = request
             self._send(request, 2)
         if accepted is None:
@@ -302,7 +311,9 @@ class ServerHandshake(HandshakeContext):
             if chosen is None:  # a raw public key (RFC 7250)
                 self._send_certificate_and_verify(self.scheme)
             else:
-                self._send_certificate_and_verify(self.scheme, chosen.body, chosen.key)
+                self._send_certificate_and_verify(
+                    self.scheme, chosen.body, chosen.key, chosen.chain
+                )
         ks = self.schedule
         assert ks is not None
         self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
@@ -509,15 +520,22 @@ class ServerHandshake(HandshakeContext):
         offered = [n.decode("latin-1") for n in decode(data, ext.pull_alpn)]
         return selection.choose_alpn(cfg, offered, self._count)
 
-    def _on_client_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
+    def _on_client_certificate(
+        self, msg: msgs.Certificate, body: bytes, *_: Any, msg_type: int = HT.certificate
+    ) -> None:
         if not msg.certificate_list:
             if self.config.client_auth == "required":
                 raise CertificateRequired("client sent no certificate")
-            self.transcript.add(HandshakeType.certificate, body)
+            self.transcript.add(msg_type, body)
             self._set_state(S.WAIT_CLIENT_FINISHED)
             return
-        self._on_certificate(msg, body)
+        self._on_certificate(msg, body, msg_type)
         self._set_state(S.WAIT_CLIENT_CERTIFICATE_VERIFY)
+
+    def _on_client_compressed_certificate(self, _: Any, body: bytes, *__: Any) -> None:
+        # Offered in our CertificateRequest when we have algorithms (RFC 8879 §3).
+        msg = self._decompress_certificate(body, offered=self._cert_request is not None)
+        self._on_client_certificate(msg, body, msg_type=HT.compressed_certificate)
 
     def _on_finished(self, fin: msgs.Finished, body: bytes, *_: Any) -> None:
         ks = self.schedule
@@ -599,6 +617,9 @@ SERVER_TRANSITIONS: dict[tuple[Any, int], Transition] = {
     (S.WAIT_CLIENT_HELLO, HT.client_hello): Transition("_on_client_hello", _HELLO),
     (S.WAIT_CLIENT_HELLO_AFTER_RETRY, HT.client_hello): Transition("_on_client_hello", _HELLO[1:]),
     (S.WAIT_CLIENT_CERTIFICATE, HT.certificate): Transition("_on_client_certificate", _AFTER_CERT),
+    (S.WAIT_CLIENT_CERTIFICATE, HT.compressed_certificate): Transition(
+        "_on_client_compressed_certificate", _AFTER_CERT, parse=False
+    ),
     (S.WAIT_CLIENT_CERTIFICATE_VERIFY, HT.certificate_verify): Transition(
         "_on_certificate_verify", (S.WAIT_CLIENT_FINISHED,)
     ),

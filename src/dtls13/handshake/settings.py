@@ -12,6 +12,7 @@ from cryptography import x509
 
 from ..crypto.registry import NamedGroup
 from ..crypto.suites import CipherSuite
+from .compression import CertificateCompressionAlgorithm
 
 
 class ServerSettings(Protocol):
@@ -27,6 +28,8 @@ class ServerSettings(Protocol):
     def key(self) -> Any: ...
     @property
     def server_certificates(self) -> Any: ...  # a selection.CertificateSet
+    @property
+    def compression(self) -> tuple[CertificateCompressionAlgorithm, ...]: ...
     @property
     def cookie_jar(self) -> Any: ...
     @property

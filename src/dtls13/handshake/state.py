@@ -89,6 +89,7 @@ MESSAGE_EPOCH: dict[int, int] = {
     HT.encrypted_extensions: 2,
     HT.certificate_request: 2,
     HT.certificate: 2,
+    HT.compressed_certificate: 2,
     HT.certificate_verify: 2,
     HT.finished: 2,
     HELLO_VERIFY_REQUEST: 0,  # only so a DTLS 1.2 server gets protocol_version
