@@ -137,6 +137,7 @@ class Connection:
         "__dict__",
         "__weakref__",
         "_ack_at",
+        "_ack_key_update",
         "_ack_list",
         "_amplification_limit",
         "_cid_issuer",
@@ -326,6 +327,7 @@ class Connection:
         self._closed_cleartext_mtu: int | None = None
         self._ack_list: list[RecordNumber] = []
         self._ack_at: float | None = None
+        self._ack_key_update = False  # the pending ACK covers a KeyUpdate of the peer's
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
         self._final_ack_repeated_at: float | None = None
         self._retransmitted_this_input = False
@@ -674,25 +676,14 @@ class Connection:
                 f"{len(data)} bytes exceed the peer's record_size_limit "
                 f"(at most {limit} bytes of application data per record)"
             )
-        ack = self._ack_at is not None and bool(self._ack_list)
         with self._records.datagram_writer(self.mtu) as w:
             space = w.space(epoch)
             if len(data) > space:
                 raise ValueError(
                     f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {space})"
                 )
-            if ack:
-                # A post-handshake message waits for its delayed ACK: the ACK goes now,
-                # ahead of the data (in its datagram when both fit), so a peer reading in
-                # order meets the ACK of its flight (a ticket) before our data, not after
-                # it (wolfSSL's server lost the next connection's 0-RTT data otherwise).
-                ack = self._send_ack_for(self._ack_numbers(), w)
-                if len(data) > w.space(epoch):
-                    w.new_datagram()
             w.add(epoch, ContentType.application_data, data)
             self._queue(w.finish())
-        if ack:
-            self._ack_at = None
         self.stats["app_bytes_out"] += len(data)
         if self._records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
@@ -1177,7 +1168,6 @@ class Connection:
     _emit_flight = _flights.emit_flight
     _retransmit = _flights.retransmit
     _send_ack = _flights.send_ack
-    _ack_numbers = _flights.ack_numbers
     _send_ack_for = _flights.send_ack_for
     _handle_ack = _flights.handle_ack
     _on_flight_acknowledged = _flights.on_flight_acknowledged

@@ -137,6 +137,13 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
     flight itself is stored, so nothing is lost for good)."""
     try:
         with self._records.datagram_writer(self.mtu) as w:
+            if self._ack_key_update and self._ack_at is not None and self._ack_list:
+                # The ACK of the peer's KeyUpdate goes first: a peer whose KeyUpdate is
+                # unacknowledged ignores our update request (wolfSSL). Other pending ACKs
+                # wait for their timer (BoringSSL reads our flight and nothing before it).
+                self._ack_key_update = not send_ack_for(self, ack_numbers(self), w)
+                if not self._ack_key_update:
+                    self._ack_at = None
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
     except MemoryBudgetExceeded:
@@ -162,6 +169,7 @@ def ack_numbers(self: Connection) -> list[RecordNumber]:
 
 def send_ack(self: Connection, now: float) -> None:
     self._ack_at = None
+    self._ack_key_update = False
     numbers = ack_numbers(self)
     # Once connected the list is not emptied: each ACK repeats the newest records received
     # (MAX_ACK_RECORDS of them, as BoringSSL does), so one lost ACK costs the peer no

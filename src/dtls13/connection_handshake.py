@@ -474,16 +474,16 @@ def first_hello(self: Connection, msg_type: int) -> bool:
 def handle_message(self: Connection, msg_type: int, body: memoryview, now: float) -> None:
     """Hand one complete message to the handshake context and apply what it returns."""
     hs = self._hs
-    if hs.connected and msg_type == HandshakeType.key_update:
-        # A KeyUpdate is a flight of its own, and its sender may not use its new keys, nor
-        # (wolfSSL) answer our next update request, until it is ACKed (RFC 9147 §8): at once.
-        self._ack_at = now
-    elif hs.connected and self._ack_at is None:
-        # Other post-handshake messages are ACKed after 1/4 of the retransmission timeout
+    if hs.connected and self._ack_at is None:
+        # Post-handshake messages are ACKed after 1/4 of the retransmission timeout
         # (RFC 9147 §7.1), not at once: the peer's other messages of the flight (a second
         # ticket) join the same ACK, and a peer reading in order finds no ACK where it waits
-        # for application data.
+        # for application data. The ACK of a KeyUpdate goes ahead of our own next
+        # post-handshake flight (emit_datagrams): a peer whose KeyUpdate waits for its ACK
+        # ignores our next update request until then (wolfSSL).
         self._ack_at = now + self._rto / 4
+    if hs.connected and msg_type == HandshakeType.key_update:
+        self._ack_key_update = True
     hello, self._decoded_hello = self._decoded_hello, None
     parsed = None
     if hello is not None and msg_type == HandshakeType.client_hello and hello[0] == body:

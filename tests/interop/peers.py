@@ -279,6 +279,16 @@ class Side:
         self.conn.connect((HOST, port), time.monotonic())
         self.driver.flush()
 
+    def take_ticket(self, peer: Peer) -> None:
+        """Wait for the peer's NewSessionTicket and for our ACK of it to leave (after 1/4
+        of the retransmission timeout, RFC 9147 §7.1). wolfSSL's example server reads once
+        and closes: data of ours that arrives before that ACK can leave the ticket
+        unacknowledged at its close, and its next resumption then often drops our 0-RTT
+        data."""
+        acks = self.conn.statistics().acks_sent
+        assert self.pump(lambda: bool(self.tickets()), peer), peer.describe()
+        assert self.pump(lambda: self.conn.statistics().acks_sent > acks, peer), peer.describe()
+
     def pump(
         self,
         until: Callable[[], bool],
