@@ -90,6 +90,9 @@ STAT_NAMES = (
     "dropped_early_data",
     # Resumption refused because the identities would not match (RFC 8446 §4.6.1, §2.2):
     "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+    # RFC 8879, on most handshakes (compression is on by default): common, not rare.
+    "certificates_compressed",  # our Certificate sent as a CompressedCertificate
+    "certificates_decompressed",  # the peer's CompressedCertificate decompressed
 )
 # Counters that stay zero on almost every connection, kept apart in a dict made on first use
 # (Connection.count): the common ones above then stay within the 30 keys a CPython
@@ -108,8 +111,6 @@ RARE_STAT_NAMES = (
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
     "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
-    "certificates_compressed",  # our Certificate sent as a CompressedCertificate (RFC 8879)
-    "certificates_decompressed",  # the peer's CompressedCertificate decompressed (RFC 8879)
 )
 MIN_MTU = 256
 

@@ -422,6 +422,7 @@ class HandshakeContext:
         # key log, which names secrets by the client's.
         if self._keylog is None:
             self.random = self.client_random = b""
+        self._peer_compression = ()
 
     # -- certificates (both roles) -----------------------------------------------------
 

@@ -607,6 +607,7 @@ class ServerHandshake(HandshakeContext):
         self._cert_request = None
         self._certificate = None
         self._hrr_cookie = None
+        self._type_answers = ()
 
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
