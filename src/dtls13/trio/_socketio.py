@@ -224,6 +224,7 @@ def _receive_plain(ep: DTLSEndpoint) -> int | None:
     except MemoryBudgetExceeded:
         counters["dropped_memory_budget"] += 1
         return None
+    buffers = (lease,)  # recvmsg_into's list of buffers: one, the same for every datagram
     taken = 0
     ep._drained = False
     try:
@@ -231,7 +232,7 @@ def _receive_plain(ep: DTLSEndpoint) -> int | None:
             lease.length = size
             try:
                 if _RECVMSG:
-                    n, _, flags, addr = raw.recvmsg_into((lease,))
+                    n, _, flags, addr = raw.recvmsg_into(buffers)
                 else:  # pragma: no cover - Windows: no recvmsg, so no way to tell
                     (n, addr), flags = raw.recvfrom_into(lease), 0
             except BlockingIOError:
