@@ -4,7 +4,8 @@
 #   DTLS13_BORINGSSL=/path/to/boringssl tests/bogo/run.sh ['pattern;pattern']
 #
 # Builds ssl/test/runner once (Go; GOTOOLCHAIN=local) into $DTLS13_BORINGSSL/bogo-runner.test,
-# runs the tests whose names match (default: every test with DTLS in its name) and prints
+# runs the tests whose names match (default: every test with DTLS in its name; BOGO_SKIP:
+# patterns to leave out) and prints
 # passed / failed / unimplemented / disabled. Results: $BOGO_OUT (default /tmp/bogo-dtls13).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,6 +14,7 @@ repo=$(cd "$here/../.." && pwd)
 out=${BOGO_OUT:-/tmp/bogo-dtls13}
 pattern=${1:-*DTLS*}
 workers=${BOGO_WORKERS:-2}
+skip=${BOGO_SKIP:-}
 python=${DTLS13_PYTHON:-$repo/.venv/bin/python}
 mkdir -p "$out"
 runner="$DTLS13_BORINGSSL/bogo-runner.test"
@@ -30,10 +32,10 @@ cd "$DTLS13_BORINGSSL/ssl/test/runner"
 # at once (cheap): the summary counts the disabled ones from this list.
 "$runner" -shim-path "$here/list-shim" -shim-config "$here/config.json" \
     -allow-unimplemented -include-disabled -pipe -num-workers "$workers" \
-    -json-output "$out/all.json" -test "$pattern" > "$out/list.log" 2>&1 || true
+    -json-output "$out/all.json" -test "$pattern" -skip "$skip" > "$out/list.log" 2>&1 || true
 "$runner" -shim-path "$here/shim" -shim-config "$here/config.json" \
     -allow-unimplemented -pipe -num-workers "$workers" \
-    -json-output "$out/results.json" -test "$pattern" > "$out/runner.log" 2>&1 || true
+    -json-output "$out/results.json" -test "$pattern" -skip "$skip" > "$out/runner.log" 2>&1 || true
 "$python" "$here/summarise.py" "$out/results.json" "$here/config.json" "$BOGO_SHIM_LOG" \
     "$out/all.json"
 exit 0
