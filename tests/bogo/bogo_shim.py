@@ -109,6 +109,9 @@ class Shim:
                 opts["signature_schemes"] = [SignatureScheme(s) for s in schemes]
             except ValueError as e:
                 raise Unimplemented(f"signature algorithm: {e}") from None
+        if f.has("-srtp-profiles"):
+            # OpenSSL's profile names, as this library's SrtpProtectionProfile spells them.
+            opts["srtp_profiles"] = (f.str("-srtp-profiles") or "").split(":")
         if f.has("-cipher"):
             # BoringSSL's cipher strings configure TLS 1.2 suites only; TLS 1.3 suites are
             # not configurable there either.

@@ -106,6 +106,7 @@ STRING_FLAGS = frozenset(
         "-expect-early-data-reason",
         "-psk",
         "-psk-identity",
+        "-srtp-profiles",
     }
 )
 BASE64_FLAGS = frozenset({"-ticket-key"})
