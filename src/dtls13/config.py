@@ -35,8 +35,9 @@ DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.secp384r1,
     NamedGroup.x448,
 )
-# Key shares a client sends in its first ClientHello (the rest are offered for HRR).
-DEFAULT_KEY_SHARES: tuple[NamedGroup, ...] = (NamedGroup.x25519,)
+# The key share a client sends in its first ClientHello when it is configured with this group
+# (the rest are offered for HRR); otherwise it sends one for the first configured group.
+DEFAULT_KEY_SHARE = NamedGroup.x25519
 
 DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.ecdsa_secp256r1_sha256,
@@ -261,7 +262,7 @@ class ClientConfig(_Common):
     cafile: str | os.PathLike[str] | bytes | Sequence[x509.Certificate] | None = None
     cadir: str | os.PathLike[str] | None = None
     verify: bool = True
-    key_share_groups: Sequence[NamedGroup | str | int] = DEFAULT_KEY_SHARES
+    key_share_groups: Sequence[NamedGroup | str | int] | None = None
     # Resume this session (from NewSessionTicketReceived.session), if still valid.
     session: Session | None = None
     # An external PSK (identity, key) shared with the server; SHA-256 (RFC 9258 §4).
@@ -273,7 +274,12 @@ class ClientConfig(_Common):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.share_groups = _names_to(NamedGroup, self.key_share_groups, "key share group")
+        if self.key_share_groups is None:
+            default = DEFAULT_KEY_SHARE
+            first = default if default in self.group_order else self.group_order[0]
+            self.share_groups = (first,)
+        else:
+            self.share_groups = _names_to(NamedGroup, self.key_share_groups, "key share group")
         missing = [g.name for g in self.share_groups if g not in self.group_order]
         if missing:
             raise ValueError(f"key share groups {missing} are not among the configured groups")

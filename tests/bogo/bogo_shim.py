@@ -48,6 +48,16 @@ class ShimFailure(Exception):
     """The test failed on our side: the message goes to stderr, exit 1."""
 
 
+def _reject_alpn(offered: tuple[str, ...]) -> str | None:
+    """-reject-alpn: an ALPN callback that accepts none of the client's protocols."""
+    return None
+
+
+def _select_empty_alpn(offered: tuple[str, ...]) -> str | None:
+    """-select-empty-alpn: an ALPN callback answering an empty name, which nobody offers."""
+    return ""
+
+
 def _alpn_list(wire: str) -> list[str]:
     """-advertise-alpn's value: length-prefixed protocol names, as on the wire."""
     raw = wire.encode("latin-1")
@@ -89,6 +99,10 @@ class Shim:
         # expects back records of 2^14 bytes); this library keeps every record within one
         # datagram, so without -mtu the shim's MTU is large enough for such records.
         opts["mtu"] = f.int("-mtu") if f.has("-mtu") else DEFAULT_MTU
+        if f.has("-max-cert-list"):
+            # BoringSSL's cap on the peer's certificate list bounds its largest handshake
+            # message, as max_handshake_message does here.
+            opts["max_handshake_message"] = f.int("-max-cert-list")
         if f.has("-initial-timeout-duration-ms"):
             opts["retransmit_initial"] = (f.int("-initial-timeout-duration-ms") or 0) / 1000
         curves = f.ints("-curves")
@@ -149,6 +163,10 @@ class Shim:
         opts = self._common_options(f)
         if f.has("-select-alpn"):
             opts["alpn_protocols"] = [f.str("-select-alpn")]
+        if f.has("-reject-alpn"):
+            opts["alpn_callback"] = _reject_alpn
+        elif f.has("-select-empty-alpn"):
+            opts["alpn_callback"] = _select_empty_alpn
         if not f.has("-cert-file"):
             raise Unimplemented("a server without a certificate (PSK-only) is not configured")
         opts["certificate_chain"] = f.str("-cert-file")

@@ -34,7 +34,7 @@ def test_names_numbers_and_members_are_accepted() -> None:
         ({"cipher_suites": ["TLS_RSA_WITH_RC4"]}, "unknown cipher suite 'TLS_RSA_WITH_RC4'"),
         ({"cipher_suites": []}, "at least one cipher suite"),
         ({"groups": ["x25519", "x25519"]}, "duplicate group"),
-        ({"groups": ["secp256r1"]}, "key share groups"),
+        ({"groups": ["secp256r1"], "key_share_groups": ["x25519"]}, "key share groups"),
         ({"mtu": 100}, "mtu must be between"),
         ({"retransmit_initial": 5, "retransmit_max": 1}, "retransmit_initial"),
         ({"alpn_protocols": [""]}, "ALPN protocol"),

@@ -50,3 +50,16 @@ def test_groups_without_an_implementation_are_refused(
         _server([group, "x25519"])
     with pytest.raises(ValueError, match=f"{group}.*not implemented"):
         ClientConfig(verify=False, groups=["x25519", group])
+
+
+def test_a_client_configured_without_x25519_sends_a_share_for_its_first_group() -> None:
+    client = ClientConfig(verify=False, groups=["secp384r1", "secp256r1"])
+    assert client.share_groups == (NamedGroup.secp384r1,)
+    # x25519, when configured, stays the default share wherever it is in the list.
+    client = ClientConfig(verify=False, groups=["secp256r1", "x25519"])
+    assert client.share_groups == (NamedGroup.x25519,)
+
+
+def test_explicit_key_shares_outside_the_groups_are_refused() -> None:
+    with pytest.raises(ValueError, match="not among the configured groups"):
+        ClientConfig(verify=False, groups=["secp256r1"], key_share_groups=["x25519"])
