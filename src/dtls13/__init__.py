@@ -31,6 +31,7 @@ from .errors import (
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
+from .peer_verification import PeerVerification
 
 if TYPE_CHECKING:
     from .trio import (
@@ -62,6 +63,7 @@ __all__ = [
     "LocalProtocolError",
     "PeerClosed",
     "PeerUnreachable",
+    "PeerVerification",
     "ServerCertificate",
     "ServerConfig",
     "SrtpKeyingMaterial",

@@ -19,6 +19,8 @@ from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.tickets import Session
+from .handshake.verification import check_callback
+from .peer_verification import VerifyCallback
 
 KeyLog = Callable[[str], None]
 # (the client's server_name or None, its signature_algorithms) -> a chain, or None for
@@ -133,6 +135,9 @@ class _Common:
     # Certificate, and used for ours when the peer offers it. None: every algorithm whose
     # package is installed; (): off.
     certificate_compression: Sequence[str | int] | None = None
+    # Called with a PeerVerification once the peer's Certificate is in: True accepts the
+    # peer, False or a certificate AlertDescription rejects it (handshake.verification).
+    verify_callback: VerifyCallback | None = None
     keylog: str | os.PathLike[str] | KeyLog | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
@@ -207,6 +212,7 @@ class _Common:
             self.key = load_private_key(self.private_key, self.private_key_password)
             check_key_matches_certificate(self.key, self.chain[0])
         self._load_raw_keys()
+        check_callback(self.verify_callback)
 
     def _load_raw_keys(self) -> None:
         """Our raw public key and the pinned peer keys (RFC 7250), checked at once."""
@@ -262,6 +268,9 @@ class ClientConfig(_Common):
     cafile: str | os.PathLike[str] | bytes | Sequence[x509.Certificate] | None = None
     cadir: str | os.PathLike[str] | None = None
     verify: bool = True
+    # Ask verify_callback (and the trust store) again on a resumption, about the chain the
+    # session authenticated; a rejection ends the resumed handshake.
+    reverify_on_resume: bool = False
     key_share_groups: Sequence[NamedGroup | str | int] | None = None
     # Resume this session (from NewSessionTicketReceived.session), if still valid.
     session: Session | None = None
@@ -291,14 +300,21 @@ class ClientConfig(_Common):
             raise ValueError("srtp_mki needs srtp_profiles")
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
-        if self.verify and self.psk is None and CertificateType.X509 in self.peer_types:
+        # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
+        # Connection.peer_verification, the handshake goes on).
+        soft_trust = self.cafile is not None or self.cadir is not None
+        if (
+            (self.verify or soft_trust)
+            and self.psk is None
+            and CertificateType.X509 in self.peer_types
+        ):
             from .handshake.certificates import load_trust_store
 
             self.trust = load_trust_store(self.cafile, self.cadir)
-            if self.server_name is None:
+            if self.verify and self.server_name is None and self.verify_callback is None:
                 raise ValueError(
                     "server_name is required when verifying certificates "
-                    "(or pass verify=False to skip verification)"
+                    "(or pass verify=False to skip verification, or a verify_callback)"
                 )
 
 

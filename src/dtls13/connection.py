@@ -54,6 +54,7 @@ from .handshake.server import ServerHandshake
 from .handshake.state import ClientState, State
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
+from .peer_verification import PeerVerification
 from .record import ContentType, RecordLayer, RecordNumber
 from .record.header import MAX_PLAINTEXT
 from .statistics import ConnectionStatistics
@@ -111,6 +112,7 @@ RARE_STAT_NAMES = (
     "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
     "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
+    "verify_callback_errors",  # verify_callback raised or answered unusably
 )
 MIN_MTU = 256
 
@@ -851,6 +853,12 @@ class Connection:
     @property
     def peer_certificates(self) -> tuple[x509.Certificate, ...]:
         return self._hs.peer_chain
+
+    @property
+    def peer_verification(self) -> PeerVerification | None:
+        """The verdict on the peer's certificate or raw public key (None: none seen yet, or
+        an external PSK): with verify=False, a rejection the handshake went on after."""
+        return self._hs.peer_verification
 
     @property
     def peer_public_key(self) -> bytes | None:

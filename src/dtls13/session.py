@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from .crypto.suites import CipherSuite
+from .peer_verification import PeerVerification
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Session:
     peer_certificates: tuple[x509.Certificate, ...] = ()
     # Or the server's raw public key (RFC 7250, DER SubjectPublicKeyInfo) it authenticated by.
     peer_public_key: bytes | None = None
+    # The verdict on them in the full handshake (a soft fail's rejection included).
+    peer_verification: PeerVerification | None = None
 
     def expired(self, now: float) -> bool:
         return now - self.received_at >= self.lifetime

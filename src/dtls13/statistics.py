@@ -46,6 +46,7 @@ class ConnectionStatistics:
     # server: certificate_callback or alpn_callback raised or returned something unusable
     # (a bug in the application): the handshake ended with internal_error
     server_callback_errors: int
+    verify_callback_errors: int  # verify_callback raised or returned something unusable
     certificates_compressed: int  # our Certificate sent as a CompressedCertificate (RFC 8879)
     certificates_decompressed: int  # the peer's CompressedCertificate decompressed (RFC 8879)
     # Input dropped (and not fatal), by reason:

@@ -665,3 +665,28 @@ def test_exporters_srtp_and_media_on_the_same_port(ad: Adapter, pools: PoolSet) 
             await channel.aclose()
 
     ad.run(scenario)
+
+
+def test_soft_fail_channel_reports_the_rejected_peer(ad: Adapter, pools: PoolSet) -> None:
+    """verify=False with a verify_callback that rejects: the handshake completes and the
+    channel tells the application the verdict."""
+    client_config, server_config = configs(verify=False, verify_callback=lambda peer: False)
+
+    async def scenario() -> None:
+        async with (
+            ad.serving(server_config, echo_handler(ad), pools=pools) as (_, addr),
+            ad.endpoint(pools=pools) as client,
+        ):
+            channel = client.connect(addr, client_config)
+            assert channel.peer_verification is None
+            await ad.within(5, channel.do_handshake())
+            verdict = channel.peer_verification
+            assert verdict is not None and verdict.verified is True
+            assert (
+                not verdict.accepted
+                and verdict.alert is dtls13.AlertDescription.certificate_unknown
+            )
+            assert verdict.chain == channel.peer_certificates
+            await channel.aclose()
+
+    ad.run(scenario)

@@ -12,6 +12,7 @@ failure, with the reason on stderr (config.json's ErrorMap matches it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import struct
@@ -67,6 +68,27 @@ def _alpn_list(wire: str) -> list[str]:
         out.append(raw[i + 1 : i + 1 + n].decode("latin-1"))
         i += 1 + n
     return out
+
+
+@functools.cache
+def verify_callback(fail: bool, custom: bool) -> Any:
+    """BoringSSL's verify callbacks in test_config.cc (one object per kind, so configs that
+    share flags compare equal): accept every chain, or with -verify-fail reject it. The
+    custom callback (-use-custom-verify-callback) leaves BoringSSL's default alert,
+    certificate_unknown; the legacy one fails with X509_V_ERR_APPLICATION_VERIFICATION,
+    which SSL_alert_from_verify_result turns into handshake_failure."""
+    from dtls13.alerts import AlertDescription
+
+    alert = AlertDescription.certificate_unknown if custom else AlertDescription.handshake_failure
+
+    def callback(peer: Any) -> Any:
+        return alert if fail else True
+
+    return callback
+
+
+def _verify_callback(f: Flags) -> Any:
+    return verify_callback(f.has("-verify-fail"), f.has("-use-custom-verify-callback"))
 
 
 class Shim:
@@ -146,9 +168,14 @@ class Shim:
         if f.has("-cert-file") or f.has("-key-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
-        # -verify-peer, -use-custom-verify-callback: BoringSSL's callback accepts any chain
-        # (flags.check_verify_flags), as verify=False does; -verify-fail is refused there.
-        opts["verify"] = False
+        # BoringSSL's callback replaces chain verification (ours has the last word); with
+        # SSL_VERIFY_PEER (-verify-peer) its rejection is fatal, else only recorded (soft
+        # fail: SSL_get_verify_result, -expect-verify-result).
+        opts["verify"] = f.has("-verify-peer")
+        opts["verify_callback"] = _verify_callback(f)
+        opts["reverify_on_resume"] = f.has("-reverify-on-resume")
+        if f.has("-trust-cert"):
+            opts["cafile"] = f.str("-trust-cert")
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
         opts["session"] = self.session
@@ -177,10 +204,12 @@ class Shim:
             opts["client_auth"] = "optional"
         elif f.has("-require-any-client-certificate"):
             opts["client_auth"] = "required"
-        if "client_auth" in opts and f.has("-trust-cert"):
-            # The root of the runner's certificate: BoringSSL's callback accepts any chain,
-            # ours must chain to a trusted root, and the runner's chains lead to this one.
-            opts["cafile"] = f.str("-trust-cert")
+        if "client_auth" in opts:
+            # BoringSSL's callback decides (flags.check_verify_flags); with -trust-cert the
+            # library's own verdict, which the callback overrides, has the runner's root.
+            opts["verify_callback"] = _verify_callback(f)
+            if f.has("-trust-cert"):
+                opts["cafile"] = f.str("-trust-cert")
         opts["session_tickets"] = 0 if f.has("-no-ticket") else 1
         opts["ticket_secret"] = self.ticket_secret
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
@@ -434,10 +463,13 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
         raise ShimFailure(f"Server name mismatch: got {got_name!r}")
     if f.has("-expect-no-server-name") and got_name is not None:
         raise ShimFailure("unexpected server name")
-    if f.has("-verify-fail") and ev.peer_certificates and not ev.resumed:
-        # A resumption with -on-resume-verify-fail that fell back to a full handshake: the
-        # callback would have rejected the chain (flags.check_verify_flags).
-        raise ShimFailure("CERTIFICATE_VERIFY_FAILED: a full handshake where only resumption")
+    if f.has("-expect-verify-result"):
+        # bssl_shim: SSL_get_verify_result is X509_V_OK, or with -verify-fail the callback's
+        # X509_V_ERR_APPLICATION_VERIFICATION (kept by a soft-failing client, and by the
+        # session for its resumptions). No certificate verified: X509_V_OK.
+        verdict = conn.peer_verification
+        if (verdict is not None and not verdict.accepted) != f.has("-verify-fail"):
+            raise ShimFailure("Wrong certificate verification result")
     if f.has("-expect-no-peer-cert") and ev.peer_certificates:
         raise ShimFailure("unexpected peer certificate")
     cert_file = f.str("-expect-peer-cert-file")

@@ -255,25 +255,18 @@ def check_supported(flags: Flags, resumption: bool = False) -> None:
 
 def check_verify_flags(flags: Flags, resumption: bool) -> None:
     """BoringSSL's verify callbacks (test_config.cc: CertVerifyCallback, CustomVerifyCallback)
-    accept every chain unless -verify-fail. Accepting maps onto verify=False on a client (the
-    callback replaces chain validation; the CertificateVerify signature is still checked) and
-    client_auth with the runner's root (-trust-cert) on a server. A callback that rejects a
-    chain is an API this library does not have: with -verify-fail the shim runs only where
-    BoringSSL does not call the callback (a resumption without -reverify-on-resume)."""
-    if not flags.has("-verify-fail"):
-        return
-    if not flags.has("-server") and not flags.has("-verify-peer"):
+    accept every chain unless -verify-fail; the shim installs one as verify_callback
+    (bogo_shim.verify_callback): fatal with -verify-peer (SSL_VERIFY_PEER) or on a server,
+    recorded and the handshake going on otherwise (a client's soft fail). -reverify-on-resume
+    maps onto reverify_on_resume; BoringSSL re-verifies only through the custom callback
+    (ssl_reverify_peer_cert fails every resumption without one), which the runner always
+    sets with it."""
+    if (
+        flags.has("-reverify-on-resume")
+        and not flags.has("-server")
+        and not flags.has("-use-custom-verify-callback")
+    ):
         raise Unimplemented(
-            "-verify-fail without -verify-peer: soft-fail verification (a failed chain "
-            "recorded, the handshake going on) is not offered"
-        )
-    if not resumption:
-        raise Unimplemented(
-            "-verify-fail: no application callback that rejects a chain (a chain the trust "
-            "store rejects gets unknown_ca / bad_certificate, not the callback's alert)"
-        )
-    if flags.has("-reverify-on-resume"):
-        raise Unimplemented(
-            "-reverify-on-resume with -verify-fail: a resumption does not verify the "
-            "original chain again"
+            "-reverify-on-resume without -use-custom-verify-callback: BoringSSL fails "
+            "every resumption's verification there"
         )

@@ -322,3 +322,11 @@ def test_exporter_shape() -> None:
     out = ks.exporter(bytes(32), b"EXPORTER-test", b"ctx", 20)
     assert len(out) == 20
     assert out != ks.exporter(bytes(32), b"EXPORTER-test", b"ctx2", 20)
+
+
+def test_psk_schedule_can_be_zeroized_before_any_handshake_secret() -> None:
+    """A handshake that fails after the PSK's early secret but before (EC)DHE (a bad
+    ServerHello, a rejected resumption) forgets its secrets; that must not raise."""
+    ks = KeySchedule("sha256", psk=b"k" * 32)
+    ks.zeroize()
+    assert ks.handshake_secret is None and ks.master_secret is None and ks.early_secret == b""

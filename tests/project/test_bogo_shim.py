@@ -200,16 +200,25 @@ def test_shim_server_requires_a_client_certificate_chaining_to_the_trust_cert(
     assert (code, err) == (0, "")
 
 
-def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("flags", "alert"),
+    [
+        # BoringSSL's legacy verify callback fails with X509_V_ERR_APPLICATION_VERIFICATION:
+        # handshake_failure; its custom callback leaves the default, certificate_unknown.
+        (["-verify-fail"], "handshake_failure"),
+        (["-verify-fail", "-use-custom-verify-callback"], "certificate_unknown"),
+    ],
+)
+def test_shim_server_verify_callback_rejects_the_client_chain(
+    tmp_path: Path, flags: list[str], alert: str
 ) -> None:
-    """The client's chain is checked: a root other than -trust-cert fails the handshake."""
+    """-verify-fail: the shim's verify_callback rejects the client's (trusted) chain."""
     cert, key = write_leaf(tmp_path)
-    other_root = pki("ec384").write_root(tmp_path)
+    root = pki("ec256").write_root(tmp_path)
     runner = FakeRunner(
         [
             *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
-            *["-require-any-client-certificate", "-trust-cert", str(other_root)],
+            *["-require-any-client-certificate", "-trust-cert", str(root), *flags],
         ]
     )
     leaf = pki("ec256").leaf("ec256")
@@ -221,7 +230,7 @@ def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
     try:
         runner.accept()
         client.connect(PEER, NOW)
-        ended: list[object] = []
+        ended: list[ConnectionTerminated] = []
 
         def rejected() -> bool:
             ended.extend(e for e in events(client) if isinstance(e, ConnectionTerminated))
@@ -232,8 +241,35 @@ def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
         if not client.closed:
             client.abandon()
         code, err = runner.finish()
+    assert ended[0].alert is not None and ended[0].alert.name == alert and ended[0].by_peer
     assert code == 1
-    assert "sent alert: unknown_ca" in err
+    assert f"sent alert: {alert}: certificate verification failed" in err
+
+
+def test_shim_client_soft_fail_records_the_rejection_and_completes(tmp_path: Path) -> None:
+    """-verify-fail without -verify-peer: the callback's rejection is only recorded, and
+    -expect-verify-result finds it (SSL_get_verify_result)."""
+    cert, key = write_leaf(tmp_path)
+    runner = FakeRunner(["-dtls", "-verify-fail", "-expect-verify-result"])
+    pools = PoolSet()
+    server = Connection(
+        ServerConfig(certificate_chain=cert, private_key=key), pools=pools, peer_address=PEER
+    )
+    try:
+        runner.accept()
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(server))
+            return any(isinstance(e, HandshakeCompleted) for e in seen)
+
+        runner.pump(server, NOW, done)
+        echo_and_close(runner, server, seen)
+    finally:
+        if not server.closed:
+            server.abandon()
+        code, err = runner.finish()
+    assert (code, err) == (0, "")
 
 
 @pytest.mark.parametrize(
@@ -242,15 +278,11 @@ def test_shim_server_without_the_trust_cert_root_rejects_the_client_chain(
         ["-dtls", "-max-version", str(0xFEFD)],  # DTLS 1.2 only
         ["-dtls", "-no-such-flag"],
         ["-server", "-max-version", str(0xFEFC)],  # TLS, not DTLS
-        ["-dtls", "-verify-peer", "-verify-fail"],  # a callback rejecting a chain
         ["-dtls", "-server", "-enable-early-data"],  # BoringSSL has no 0-RTT over DTLS
         ["-dtls", "-psk", "secret"],  # BoringSSL's TLS 1.2 PSK cipher suites
         ["-dtls", "-no-tls13"],
-        ["-dtls", "-verify-fail", "-expect-verify-result"],  # soft-fail verification
-        [
-            *["-dtls", "-verify-peer", "-reverify-on-resume", "-on-resume-verify-fail"],
-            *["-resume-count", "1"],
-        ],
+        # BoringSSL re-verifies a resumption only through its custom callback.
+        ["-dtls", "-verify-peer", "-reverify-on-resume", "-resume-count", "1"],
     ],
 )
 def test_shim_refuses_what_it_does_not_implement_with_exit_89(flags: list[str]) -> None:

@@ -44,6 +44,7 @@ LAYERS: dict[str, str] = {
     "dtls13.statistics": "base",
     "dtls13.certgen": "base",
     "dtls13.session": "base",
+    "dtls13.peer_verification": "base",
     "dtls13.demux": "base",  # RFC 7983 first-byte classes: no imports
     "dtls13.cid_layout": "base",  # connection ID layout: no imports
     "dtls13.steering": "base",  # the reuseport BPF program: sockets only

@@ -24,6 +24,7 @@ from ..events import (
 from ..handshake.constants import NamedGroup, SignatureScheme
 from ..handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from ..handshake.tickets import Session
+from ..peer_verification import PeerVerification
 from ..statistics import ConnectionStatistics
 from .errors import ASYNCIO_CLASSES, ClosedResourceError, NeedHandshakeError
 
@@ -307,6 +308,12 @@ class DTLSChannel(metaclass=_NoPublicConstructor):
     def peer_public_key(self) -> bytes | None:
         """The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: none."""
         return self._handshake.peer_public_key if self._handshake else None
+
+    @property
+    def peer_verification(self) -> PeerVerification | None:
+        """The verdict on the peer's certificate or raw key (``verify_callback``): with
+        ``verify=False``, a rejection the handshake went on after; None before it."""
+        return self._conn.peer_verification if self._handshake else None
 
     @property
     def session(self) -> Session | None:

@@ -18,7 +18,7 @@ from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, groups, raw_keys, srtp
+from . import compression, groups, raw_keys, srtp, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
@@ -368,6 +368,9 @@ class ClientHandshake(HandshakeContext):
         if self.early_offered:
             self.early_result = accepted_early
         self.transcript.add(HandshakeType.encrypted_extensions, body)
+        if self.resumed and cfg.session is not None:
+            # Where BoringSSL re-verifies too (after EncryptedExtensions, under handshake keys).
+            self.peer_verification = verification.on_resumption(self, cfg.session.peer_verification)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self._set_state(S.WAIT_FINISHED if self.resumed else S.WAIT_CERTIFICATE_OR_REQUEST)
 
@@ -461,6 +464,7 @@ class ClientHandshake(HandshakeContext):
             server_name=cfg.server_name,
             peer_certificates=self.peer_chain,
             peer_public_key=self.peer_public_key,
+            peer_verification=self.peer_verification,
         )
         self._out.ticket = NewSessionTicketReceived(
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
@@ -501,7 +505,11 @@ def _certificate_type_offers(cfg: ClientConfig) -> list[ext.Extension]:
 
 def _same_identity_kind(session: Session, cfg: ClientConfig) -> bool:
     """Whether `cfg` would accept the server identity `session` was authenticated with: a
-    raw public key still pinned, or a certificate while X.509 is still accepted."""
+    raw public key still pinned, or a certificate while X.509 is still accepted; never, with
+    verify=True, an identity that was not accepted (a soft fail, or verify=False unchecked)."""
+    verdict = session.peer_verification
+    if cfg.verify and verdict is not None and not verdict.accepted:
+        return False
     if session.peer_public_key is not None:
         return session.peer_public_key in cfg.pinned
     if session.peer_certificates:

@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp
+from . import compression, raw_keys, srtp, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -153,6 +153,7 @@ class HandshakeContext:
         "peer_finished",
         "peer_public_key",
         "peer_type",
+        "peer_verification",
         "random",
         "read_secret",
         "resumed",
@@ -206,6 +207,8 @@ class HandshakeContext:
         # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
         self.own_type = self.peer_type = raw_keys.CertificateType.X509
         self.peer_public_key: bytes | None = None
+        # The verdict on the peer's certificate or raw key (handshake.verification).
+        self.peer_verification: verification.PeerVerification | None = None
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -439,6 +442,7 @@ class HandshakeContext:
         if self.peer_type == raw_keys.CertificateType.RawPublicKey:
             entries = [e.cert_data for e in msg.certificate_list]
             self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
+            self.peer_verification = verification.verify_peer(self, (), self.peer_public_key)
             self.transcript.add(HandshakeType.certificate, body)
             return
         if raw_keys.CertificateType.X509 not in cfg.peer_types:
@@ -447,13 +451,9 @@ class HandshakeContext:
         chain = tuple(
             certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
         )
-        now = self._wall_clock()
-        if isinstance(cfg, ClientConfig):
-            if cfg.verify:
-                assert cfg.server_name is not None  # the config requires it with verify
-                certs.verify_server_chain(list(chain), cfg.trust, cfg.server_name, now)
-        else:
-            certs.verify_client_chain(list(chain), cfg.trust, now)
+        # The trust store's verdict and verify_callback's; raises when the chain is rejected
+        # and verification is required (RFC 8446 §4.4.2.4).
+        self.peer_verification = verification.verify_peer(self, chain, None)
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
         self.transcript.add(msg_type, body)

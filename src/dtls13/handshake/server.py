@@ -17,7 +17,7 @@ from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
 from . import certificates as certs
-from . import compression, groups, negotiation, raw_keys, selection, srtp
+from . import compression, groups, negotiation, raw_keys, selection, srtp, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -202,6 +202,7 @@ class ServerHandshake(HandshakeContext):
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
             self.peer_public_key = accepted[2].client_public_key or None
+            self.peer_verification = verification.on_resumption(self, None)
         self.client_random = ch.random
         self.transcript.add(HandshakeType.client_hello, body)
         if self.early_accepted and accepted is not None:
