@@ -32,6 +32,9 @@ class Session:
     peer_certificates: tuple[x509.Certificate, ...] = ()
     # Or the server's raw public key (RFC 7250, DER SubjectPublicKeyInfo) it authenticated by.
     peer_public_key: bytes | None = None
+    # What the server stapled to that chain (OCSP response, SCTs), reported again on resumption.
+    peer_ocsp_response: bytes | None = None
+    peer_signed_certificate_timestamps: tuple[bytes, ...] = ()
 
     def expired(self, now: float) -> bool:
         return now - self.received_at >= self.lifetime

@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp
+from . import compression, raw_keys, srtp, stapling
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -152,6 +152,7 @@ class HandshakeContext:
         "peer_chain",
         "peer_finished",
         "peer_public_key",
+        "peer_stapled",
         "peer_type",
         "random",
         "read_secret",
@@ -206,6 +207,8 @@ class HandshakeContext:
         # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
         self.own_type = self.peer_type = raw_keys.CertificateType.X509
         self.peer_public_key: bytes | None = None
+        # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
+        self.peer_stapled = stapling.NOTHING
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -400,6 +403,8 @@ class HandshakeContext:
             peer_public_key=self.peer_public_key,
             certificate_compression_sent=_name(self.certificate_compression_sent),
             certificate_compression_received=_name(self.certificate_compression_received),
+            peer_ocsp_response=self.peer_stapled.ocsp_response,
+            peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
         )
 
     def drop_handshake_state(self) -> None:
@@ -436,6 +441,12 @@ class HandshakeContext:
             if self.is_client:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
+        if isinstance(cfg, ClientConfig):
+            self.peer_stapled = stapling.peer_stapled_untrusted(
+                msg.certificate_list, cfg.request_ocsp, cfg.request_signed_certificate_timestamps
+            )
+        else:
+            stapling.check_client_entries_untrusted(msg.certificate_list)
         if self.peer_type == raw_keys.CertificateType.RawPublicKey:
             entries = [e.cert_data for e in msg.certificate_list]
             self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
@@ -452,6 +463,7 @@ class HandshakeContext:
             if cfg.verify:
                 assert cfg.server_name is not None  # the config requires it with verify
                 certs.verify_server_chain(list(chain), cfg.trust, cfg.server_name, now)
+            stapling.run_client_callback(cfg, self.peer_stapled, chain)
         else:
             certs.verify_client_chain(list(chain), cfg.trust, now)
         self.peer_chain = chain
