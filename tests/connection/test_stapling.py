@@ -265,3 +265,16 @@ def test_a_client_certificate_with_an_extension_is_unsupported_extension(
     ended = pair.terminated("server")
     assert ended is not None and ended.alert is AlertDescription.unsupported_extension
     pair.close()
+
+
+def test_a_staple_is_held_within_max_handshake_message() -> None:
+    # The staple is part of the Certificate message: a response that would take it over
+    # the client's cap is refused with the message, never buffered whole.
+    server = {"ocsp_response": b"\x30" * 60000, "certificate_compression": ()}
+    pair = _pair(17, {"request_ocsp": True, "max_handshake_message": 16384}, server)
+    pair.handshake(max_time=30)
+    ended = pair.terminated("client")
+    assert ended is not None and not ended.by_peer
+    assert ended.alert is AlertDescription.illegal_parameter and "exceeds" in ended.reason
+    assert pair.client.statistics().memory_high_water < 2 * 16384
+    pair.close()

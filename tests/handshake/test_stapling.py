@@ -168,6 +168,12 @@ def test_the_stapled_body_puts_both_on_the_leaf_only_and_is_made_once() -> None:
         ({"signed_certificate_timestamps": ["x"]}, TypeError, "bytes"),
         ({"signed_certificate_timestamps": [b"x" * 40000, b"y" * 40000]}, ValueError, "exceed"),
         ({"ocsp_callback": "not callable"}, TypeError, "callable"),
+        ({"ocsp_response": b"x" * 65528}, ValueError, "2\\*\\*16 - 1"),
+        (
+            {"ocsp_response": b"x" * 40000, "signed_certificate_timestamps": [b"y" * 30000]},
+            ValueError,
+            "together exceed",
+        ),
     ],
 )
 def test_bad_stapling_configuration_raises_at_once(kwargs: Any, error: type, match: str) -> None:

@@ -114,6 +114,7 @@ class ServerCertificate:
         set_(self, "ocsp_response", stapling.check_ocsp_response(self.ocsp_response))
         timestamps = stapling.check_timestamps(self.signed_certificate_timestamps)
         set_(self, "signed_certificate_timestamps", timestamps)
+        stapling.check_fits(self.ocsp_response, timestamps)
         set_(self, "stapled_bodies", {})
 
     @classmethod

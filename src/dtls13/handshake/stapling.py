@@ -56,16 +56,34 @@ NOTHING = Stapled()
 # -- configuration (programmer input: raise at once) ----------------------------------------
 
 
+# A CertificateEntry's extensions are a <0..2^16-1> block (RFC 8446 §4.4.2): the staples
+# of one leaf, with their 4-byte extension headers, fit in it.
+MAX_STAPLED = 0xFFFF
+MAX_OCSP_RESPONSE = MAX_STAPLED - 8  # extension header, status_type, 24-bit length
+
+
 def check_ocsp_response(value: object) -> bytes | None:
-    """A configured OCSP response: None or 1 .. 2^24-1 bytes (DER, not checked here)."""
+    """A configured OCSP response: None or 1 .. MAX_OCSP_RESPONSE bytes (DER, not checked)."""
     if value is None:
         return None
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(f"ocsp_response must be bytes or None, not {type(value).__name__}")
     data = bytes(value)
-    if not 1 <= len(data) < 1 << 24:
-        raise ValueError("ocsp_response must be 1 to 2**24 - 1 bytes (or None)")
+    if not 1 <= len(data) <= MAX_OCSP_RESPONSE:
+        raise ValueError(
+            f"ocsp_response must be 1 to {MAX_OCSP_RESPONSE} bytes (or None): it travels in "
+            "the leaf's CertificateEntry extensions, a block of at most 2**16 - 1 bytes"
+        )
     return data
+
+
+def check_fits(response: bytes | None, scts: Sequence[bytes]) -> None:
+    """The OCSP response and the SCTs together fit the leaf entry's extensions block."""
+    if _size(response, scts) > MAX_STAPLED:
+        raise ValueError(
+            "ocsp_response and signed_certificate_timestamps together exceed the 2**16 - 1 "
+            "bytes of the leaf's CertificateEntry extensions"
+        )
 
 
 def check_timestamps(value: object) -> tuple[bytes, ...]:
@@ -250,6 +268,7 @@ def server_body(cfg: Any, certificate: Any, ch: msgs.ClientHello, count: Any) ->
     if ocsp and callback is not None:
         try:
             response = check_ocsp_response(callback(certificate))
+            check_fits(response, certificate.signed_certificate_timestamps if sct else ())
         except (TypeError, ValueError) as exc:
             count("server_callback_errors", 1)
             raise InternalError(f"ocsp_callback: {exc}") from None
@@ -287,12 +306,13 @@ def stapled_body(certificate: Any, response: bytes | None, scts: tuple[bytes, ..
 def stapled_size(certificate: Any) -> int:
     """The most bytes stapling adds to `certificate`'s Certificate message (the
     amplification bound of the server's first flight)."""
-    size = 0
-    if certificate.ocsp_response is not None:
-        size += 8 + len(certificate.ocsp_response)
-    if certificate.signed_certificate_timestamps:
-        size += 6 + sum(2 + len(s) for s in certificate.signed_certificate_timestamps)
-    return size
+    return _size(certificate.ocsp_response, certificate.signed_certificate_timestamps)
+
+
+def _size(response: bytes | None, scts: Sequence[bytes]) -> int:
+    """The leaf entry's extensions (headers included) that stapling these takes."""
+    size = 8 + len(response) if response is not None else 0
+    return size + (6 + sum(2 + len(s) for s in scts) if scts else 0)
 
 
 def _name(ext_type: int) -> str:
