@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dtls13.alerts import DecodeErrorAlert, UnsupportedExtension
+from dtls13.alerts import Alert, DecodeErrorAlert, UnsupportedExtension
 from dtls13.config import ServerConfig
 from dtls13.handshake import messages as msgs
 from dtls13.handshake import stapling
@@ -211,3 +214,17 @@ def test_the_first_flight_bound_counts_what_is_stapled() -> None:
     grown = len(body) - len(cert.body)
     added = FlightBound.of(stapled).certificate - FlightBound.of(plain).certificate
     assert added == grown == stapling.stapled_size(cert) > 500
+
+
+@given(
+    ext_type=st.sampled_from([OCSP, SCT]),
+    data=st.binary(max_size=64),
+    asked=st.tuples(st.booleans(), st.booleans()),
+)
+def test_any_bytes_in_a_staple_or_a_request_raise_only_alerts(
+    ext_type: int, data: bytes, asked: tuple[bool, bool]
+) -> None:
+    with contextlib.suppress(Alert):
+        stapling.peer_stapled_untrusted(_entries(Extension(ext_type, data)), *asked)
+    with contextlib.suppress(Alert):
+        stapling.requested_untrusted(_hello(Extension(ext_type, data)))
