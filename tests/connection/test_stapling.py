@@ -278,3 +278,16 @@ def test_a_staple_is_held_within_max_handshake_message() -> None:
     assert ended.alert is AlertDescription.illegal_parameter and "exceeds" in ended.reason
     assert pair.client.statistics().memory_high_water < 2 * 16384
     pair.close()
+
+
+def test_a_client_callback_that_raises_ends_the_handshake_with_internal_error() -> None:
+    def broken(response: bytes | None, chain: tuple[Any, ...]) -> bool:
+        raise RuntimeError("the application's bug")
+
+    ccfg, scfg = configs(client={"request_ocsp": True, "ocsp_callback": broken}, server=STAPLE)
+    pair = make_pair(18, cfgs=(dataclasses.replace(ccfg, debug=False), scfg))
+    pair.handshake(max_time=30)
+    ended = pair.terminated("client")
+    assert ended is not None and ended.alert is AlertDescription.internal_error
+    assert not ended.by_peer
+    pair.close()
