@@ -150,6 +150,10 @@ class UnrecognizedName(Alert):
     description = AlertDescription.unrecognized_name
 
 
+class BadCertificateStatusResponse(Alert):
+    description = AlertDescription.bad_certificate_status_response
+
+
 class UnknownPskIdentity(Alert):
     description = AlertDescription.unknown_psk_identity
 
@@ -187,6 +191,7 @@ ALERT_CLASSES: dict[AlertDescription, type[Alert]] = {
         MissingExtension,
         UnsupportedExtension,
         UnrecognizedName,
+        BadCertificateStatusResponse,
         UnknownPskIdentity,
         CertificateRequired,
         NoApplicationProtocol,

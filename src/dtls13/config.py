@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
-from .handshake import compression
+from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
@@ -28,6 +28,11 @@ KeyLog = Callable[[str], None]
 CertificateCallback = Callable[[str | None, tuple[int, ...]], ServerCertificate | None]
 # The client's ALPN protocols, in its order -> one of them, or None (no_application_protocol).
 AlpnCallback = Callable[[tuple[str, ...]], str | None]
+# A client's check of the stapled OCSP response (None: none stapled) for the server's chain:
+# False rejects it (bad_certificate_status_response).
+ClientOcspCallback = Callable[[bytes | None, tuple[x509.Certificate, ...]], bool]
+# A server's OCSP response for the chosen chain, for a client that asks (None: none).
+ServerOcspCallback = Callable[[ServerCertificate], bytes | None]
 PathOrData = str | os.PathLike[str] | bytes
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
@@ -278,6 +283,14 @@ class ClientConfig(_Common):
     psk: tuple[bytes, bytes] | None = None
     # The SRTP MKI offered with srtp_profiles (RFC 5764 §4.1.3; empty: no MKI).
     srtp_mki: bytes = b""
+    # Ask the server to staple an OCSP response (status_request, RFC 6066 §8) and signed
+    # certificate timestamps (RFC 6962 §3.3.1) to its certificate; the library does not
+    # check them: HandshakeCompleted.peer_ocsp_response / peer_signed_certificate_timestamps.
+    request_ocsp: bool = False
+    request_signed_certificate_timestamps: bool = False
+    # With request_ocsp: called after the chain is verified with the stapled response (None
+    # when the server stapled none) and the chain; False ends the handshake.
+    ocsp_callback: ClientOcspCallback | None = None
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
@@ -298,6 +311,10 @@ class ClientConfig(_Common):
             raise ValueError("srtp_mki must be bytes, at most 255 of them")
         if self.srtp_mki and not self.srtp:
             raise ValueError("srtp_mki needs srtp_profiles")
+        for name in ("request_ocsp", "request_signed_certificate_timestamps"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False")
+        stapling.check_callback(self.ocsp_callback)
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
@@ -354,6 +371,14 @@ class ServerConfig(_Common):
     certificates: Sequence[ServerCertificate | tuple[Any, ...]] = ()
     certificate_callback: CertificateCallback | None = None
     alpn_callback: AlpnCallback | None = None
+    # Stapled to certificate_chain's leaf for a client that asks (RFC 8446 §4.4.2.1): a DER
+    # OCSPResponse and serialized SCTs (RFC 6962 §3.3), sent as given. For the chains in
+    # `certificates`, ServerCertificate takes the same two.
+    ocsp_response: bytes | None = None
+    signed_certificate_timestamps: Sequence[bytes] = ()
+    # Called for a client that asks for OCSP with the chosen ServerCertificate: the response
+    # to staple (None: none), instead of its configured one.
+    ocsp_callback: ServerOcspCallback | None = None
     server_certificates: Any = field(default=None, init=False)  # a selection.CertificateSet
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
@@ -362,8 +387,15 @@ class ServerConfig(_Common):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        stapled = (self.ocsp_response, self.signed_certificate_timestamps)
+        if not self.chain and (stapled[0] is not None or stapled[1]):
+            raise ValueError(
+                "ocsp_response and signed_certificate_timestamps go with certificate_chain "
+                "(for the chains in certificates, give them to each ServerCertificate)"
+            )
         self.server_certificates = load_server_certificates(
-            (self.chain, self.key) if self.chain else None, self.certificates
+            (self.chain, self.key, None, None, *stapled) if self.chain else None,
+            self.certificates,
         )
         if not self.chain and self.key is None and self.server_certificates.certificates:
             first = self.server_certificates.certificates[0]
@@ -375,7 +407,7 @@ class ServerConfig(_Common):
             )
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
-        for name in ("certificate_callback", "alpn_callback"):
+        for name in ("certificate_callback", "alpn_callback", "ocsp_callback"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable (or None)")
         if any(not i or len(k) < 16 for i, k in self.external_psks.items()):

@@ -861,6 +861,17 @@ class Connection:
         return self._hs.peer_verification
 
     @property
+    def peer_ocsp_response(self) -> bytes | None:
+        """The OCSP response the server stapled (ClientConfig.request_ocsp); not checked by
+        the library. None: none (or we are the server)."""
+        return self._hs.peer_stapled.ocsp_response
+
+    @property
+    def peer_signed_certificate_timestamps(self) -> tuple[bytes, ...]:
+        """The serialized SCTs the server stapled (RFC 6962 §3.3); not checked."""
+        return self._hs.peer_stapled.signed_certificate_timestamps
+
+    @property
     def peer_public_key(self) -> bytes | None:
         """The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: none."""
         return self._hs.peer_public_key

@@ -36,6 +36,11 @@ class HandshakeCompleted(Event):
     # peer's came with (None: not compressed, or no certificate).
     certificate_compression_sent: str | None = None
     certificate_compression_received: str | None = None
+    # What the server stapled to its certificate when the client asked (request_ocsp,
+    # request_signed_certificate_timestamps): a DER OCSPResponse and serialized SCTs, as
+    # received, not checked by the library. A resumption reports the original's.
+    peer_ocsp_response: bytes | None = None
+    peer_signed_certificate_timestamps: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,9 @@ class Session:
     peer_public_key: bytes | None = None
     # The verdict on them in the full handshake (a soft fail's rejection included).
     peer_verification: PeerVerification | None = None
+    # What the server stapled to that chain (OCSP response, SCTs), reported again on resumption.
+    peer_ocsp_response: bytes | None = None
+    peer_signed_certificate_timestamps: tuple[bytes, ...] = ()
 
     def expired(self, now: float) -> bool:
         return now - self.received_at >= self.lifetime

@@ -91,6 +91,29 @@ def _verify_callback(f: Flags) -> Any:
     return verify_callback(f.has("-verify-fail"), f.has("-use-custom-verify-callback"))
 
 
+def _sct_list(wire: bytes) -> list[bytes]:
+    """-signed-cert-timestamps' value: a SignedCertificateTimestampList (RFC 6962 §3.3) as
+    on the wire; the library takes its serialized SCTs."""
+    items, i = [], 2
+    if len(wire) < 2 or int.from_bytes(wire[:2], "big") != len(wire) - 2:
+        raise ShimFailure("INVALID_SCT_LIST: bad list length")
+    while i < len(wire):
+        n = int.from_bytes(wire[i : i + 2], "big")
+        item = wire[i + 2 : i + 2 + n]
+        if not n or len(item) != n:
+            raise ShimFailure("INVALID_SCT_LIST: bad SCT")
+        items.append(item)
+        i += 2 + n
+    if not items:
+        raise ShimFailure("INVALID_SCT_LIST: empty list")
+    return items
+
+
+def _sct_wire(items: tuple[bytes, ...]) -> bytes:
+    body = b"".join(len(i).to_bytes(2, "big") + i for i in items)
+    return len(body).to_bytes(2, "big") + body if items else b""
+
+
 class Shim:
     """One shim process: its configurations, its fake clock and the session it resumes."""
 
@@ -178,6 +201,12 @@ class Shim:
             opts["cafile"] = f.str("-trust-cert")
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
+        opts["request_ocsp"] = f.has("-enable-ocsp-stapling")
+        opts["request_signed_certificate_timestamps"] = f.has("-enable-signed-cert-timestamps")
+        if f.has("-use-ocsp-callback"):
+            # test_config.cc's LegacyOCSPCallback on a client: accept unless told to fail.
+            fail = f.has("-fail-ocsp-callback")
+            opts["ocsp_callback"] = lambda response, chain: not fail
         opts["session"] = self.session
         try:
             return ClientConfig(**opts)
@@ -210,6 +239,7 @@ class Shim:
             opts["verify_callback"] = _verify_callback(f)
             if f.has("-trust-cert"):
                 opts["cafile"] = f.str("-trust-cert")
+        self._server_stapling(f, opts)
         opts["session_tickets"] = 0 if f.has("-no-ticket") else 1
         opts["ticket_secret"] = self.ticket_secret
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
@@ -221,6 +251,30 @@ class Shim:
                 raise Unimplemented(f"configuration refused: {e}") from None
             self._server_key = key
         return self._server_config
+
+    @staticmethod
+    def _server_stapling(f: Flags, opts: dict[str, Any]) -> None:
+        """-ocsp-response, -signed-cert-timestamps and test_config.cc's LegacyOCSPCallback on
+        a server: it sets the response (-set-ocsp-in-callback), declines or fails."""
+        response = f.get("-ocsp-response")
+        scts = f.get("-signed-cert-timestamps")
+        if isinstance(scts, bytes):
+            opts["signed_certificate_timestamps"] = _sct_list(scts)
+        in_callback = f.has("-use-ocsp-callback") and f.has("-set-ocsp-in-callback")
+        if response is not None and not in_callback:
+            opts["ocsp_response"] = response
+        if not f.has("-use-ocsp-callback"):
+            return
+        fail, decline = f.has("-fail-ocsp-callback"), f.has("-decline-ocsp-callback")
+
+        def callback(certificate: Any) -> bytes | None:
+            if fail:
+                raise RuntimeError("OCSP_CB_ERROR: the OCSP callback failed")
+            if decline:
+                return None
+            return response if in_callback else certificate.ocsp_response  # type: ignore[return-value]
+
+        opts["ocsp_callback"] = callback
 
     # -- one connection ------------------------------------------------------------------
 
@@ -472,6 +526,12 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
             raise ShimFailure("Wrong certificate verification result")
     if f.has("-expect-no-peer-cert") and ev.peer_certificates:
         raise ShimFailure("unexpected peer certificate")
+    ocsp = f.get("-expect-ocsp-response")
+    if ocsp is not None and ocsp != ev.peer_ocsp_response:
+        raise ShimFailure("OCSP response mismatch")
+    scts = f.get("-expect-signed-cert-timestamps")
+    if scts is not None and scts != _sct_wire(ev.peer_signed_certificate_timestamps):
+        raise ShimFailure("SCT list mismatch")
     cert_file = f.str("-expect-peer-cert-file")
     if cert_file is not None:
         from cryptography import x509

@@ -64,6 +64,13 @@ BOOL_FLAGS = frozenset(
         "-expect-reject-early-data",
         "-expect-ticket-supports-early-data",
         "-no-tls13",
+        # OCSP stapling and SCTs (bogo_shim: the configs and check_handshake).
+        "-enable-ocsp-stapling",
+        "-enable-signed-cert-timestamps",
+        "-use-ocsp-callback",
+        "-set-ocsp-in-callback",
+        "-decline-ocsp-callback",
+        "-fail-ocsp-callback",
     }
 )
 
@@ -112,7 +119,15 @@ STRING_FLAGS = frozenset(
         "-srtp-profiles",
     }
 )
-BASE64_FLAGS = frozenset({"-ticket-key"})
+BASE64_FLAGS = frozenset(
+    {
+        "-ticket-key",
+        "-ocsp-response",
+        "-signed-cert-timestamps",
+        "-expect-ocsp-response",
+        "-expect-signed-cert-timestamps",
+    }
+)
 
 # Per-connection prefixes: -on-initial-X applies to the first connection only, -on-resume-X
 # to the resumptions (-on-retry-, after a 0-RTT rejection, does not arise: no 0-RTT here).

@@ -128,6 +128,53 @@ def test_shim_server_checks_the_session_expectations(
     assert got == (code, error)
 
 
+@pytest.mark.parametrize(
+    ("flags", "stapled"),
+    [
+        ([], b"\x01\x02\x03\x04"),
+        (["-use-ocsp-callback"], b"\x01\x02\x03\x04"),
+        (["-use-ocsp-callback", "-set-ocsp-in-callback"], b"\x01\x02\x03\x04"),
+        (["-use-ocsp-callback", "-decline-ocsp-callback"], None),
+    ],
+)
+def test_shim_server_staples_its_ocsp_response_and_timestamps(
+    tmp_path: Path, flags: list[str], stapled: bytes | None
+) -> None:
+    import base64
+
+    cert, key = write_leaf(tmp_path)
+    b64 = base64.b64encode
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-ocsp-response", b64(b"\x01\x02\x03\x04").decode()],
+            *["-signed-cert-timestamps", b64(b"\x00\x06\x00\x04\x05\x06\x07\x08").decode()],
+            *flags,
+        ]
+    )
+    pools = PoolSet()
+    ask = {"request_ocsp": True, "request_signed_certificate_timestamps": True}
+    client = Connection(ClientConfig(verify=False, **ask), pools=pools)
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted) for e in seen)
+
+        runner.pump(client, NOW, done)
+        assert client.peer_ocsp_response == stapled
+        assert client.peer_signed_certificate_timestamps == (b"\x05\x06\x07\x08",)
+        echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        code, err = runner.finish()
+    assert (code, err) == (0, "")
+
+
 def test_shim_client_retransmits_when_the_runner_advances_its_clock(tmp_path: Path) -> None:
     cert, key = write_leaf(tmp_path)
     runner = FakeRunner(["-dtls", "-expect-session-miss"])

@@ -18,7 +18,7 @@ from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, groups, raw_keys, srtp, verification
+from . import compression, groups, raw_keys, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
@@ -145,6 +145,7 @@ class ClientHandshake(HandshakeContext):
         if cfg.srtp:
             extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         extensions += _certificate_type_offers(cfg)
+        extensions += stapling.client_extensions(cfg)
         if cfg.compression:
             # RFC 8879 §3: the server may send its Certificate compressed with one of these.
             extensions.append(
@@ -275,6 +276,7 @@ class ClientHandshake(HandshakeContext):
                 # The resumption inherits the original's authentication (RFC 8446 §2.2).
                 self.peer_chain = cfg.session.peer_certificates
                 self.peer_public_key = cfg.session.peer_public_key
+                self.peer_stapled = stapling.of_session(cfg.session)
         key_share = sh.extension(ExtensionType.key_share)
         shared: bytes | None = None
         if key_share is None:
@@ -465,6 +467,8 @@ class ClientHandshake(HandshakeContext):
             peer_certificates=self.peer_chain,
             peer_public_key=self.peer_public_key,
             peer_verification=self.peer_verification,
+            peer_ocsp_response=self.peer_stapled.ocsp_response,
+            peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
         )
         self._out.ticket = NewSessionTicketReceived(
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session

@@ -204,7 +204,9 @@ def compress(algorithm: Algorithm, data: bytes) -> bytes:
 
 # Compressed bodies by (chain, algorithm): our Certificate message is compressed once per
 # chain and algorithm, not per handshake. None: compression does not make it smaller.
-_COMPRESSED: dict[tuple[int, Algorithm], tuple[tuple[x509.Certificate, ...], bytes | None]] = {}
+_COMPRESSED: dict[
+    tuple[int, Algorithm, int], tuple[tuple[x509.Certificate, ...], bytes, bytes | None]
+] = {}
 
 
 def choose(peer: Sequence[int], ours: Sequence[Algorithm]) -> Algorithm | None:
@@ -220,10 +222,11 @@ def compressed_certificate_body(
 ) -> bytes | None:
     """The CompressedCertificate body carrying the Certificate message `body` (of `chain`)
     compressed with `algorithm`, or None when that would not be smaller; cached."""
-    key = (id(chain), algorithm)
+    # One chain has several bodies when something is stapled to its leaf (stapling.py).
+    key = (id(chain), algorithm, len(body))
     entry = _COMPRESSED.get(key)
-    if entry is not None and entry[0] is chain:
-        return entry[1]
+    if entry is not None and entry[0] is chain and entry[1] == body:
+        return entry[2]
     encoded: bytes | None = encode_compressed_certificate(
         CompressedCertificate(int(algorithm), len(body), compress(algorithm, body))
     )
@@ -231,7 +234,7 @@ def compressed_certificate_body(
         encoded = None  # not worth it: send the Certificate message as it is
     if len(_COMPRESSED) >= 64:
         _COMPRESSED.clear()
-    _COMPRESSED[key] = (chain, encoded)
+    _COMPRESSED[key] = (chain, body, encoded)
     return encoded
 
 

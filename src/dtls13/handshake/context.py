@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp, verification
+from . import compression, raw_keys, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -152,6 +152,7 @@ class HandshakeContext:
         "peer_chain",
         "peer_finished",
         "peer_public_key",
+        "peer_stapled",
         "peer_type",
         "peer_verification",
         "random",
@@ -209,6 +210,8 @@ class HandshakeContext:
         self.peer_public_key: bytes | None = None
         # The verdict on the peer's certificate or raw key (handshake.verification).
         self.peer_verification: verification.PeerVerification | None = None
+        # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
+        self.peer_stapled = stapling.NOTHING
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -403,6 +406,8 @@ class HandshakeContext:
             peer_public_key=self.peer_public_key,
             certificate_compression_sent=_name(self.certificate_compression_sent),
             certificate_compression_received=_name(self.certificate_compression_received),
+            peer_ocsp_response=self.peer_stapled.ocsp_response,
+            peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
         )
 
     def drop_handshake_state(self) -> None:
@@ -439,6 +444,12 @@ class HandshakeContext:
             if self.is_client:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
+        if isinstance(cfg, ClientConfig):
+            self.peer_stapled = stapling.peer_stapled_untrusted(
+                msg.certificate_list, cfg.request_ocsp, cfg.request_signed_certificate_timestamps
+            )
+        else:
+            stapling.check_client_entries_untrusted(msg.certificate_list)
         if self.peer_type == raw_keys.CertificateType.RawPublicKey:
             entries = [e.cert_data for e in msg.certificate_list]
             self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
@@ -454,6 +465,8 @@ class HandshakeContext:
         # The trust store's verdict and verify_callback's; raises when the chain is rejected
         # and verification is required (RFC 8446 §4.4.2.4).
         self.peer_verification = verification.verify_peer(self, chain, None)
+        if isinstance(cfg, ClientConfig):
+            stapling.run_client_callback(cfg, self.peer_stapled, chain)
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
         self.transcript.add(msg_type, body)

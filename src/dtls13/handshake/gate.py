@@ -45,7 +45,7 @@ from ..alerts import Alert, AlertDescription, AlertLevel
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
-from . import compression, groups, negotiation
+from . import compression, groups, negotiation, stapling
 from . import extensions as ext
 from . import messages as msgs
 from .certificates import schemes_for_key, sign_certificate_verify
@@ -115,10 +115,12 @@ class FlightBound:
         # spot is still held to the connection's own amplification limit), and for each
         # compression algorithm the largest compressed one.
         sizes: list[tuple[int, dict[Any, int]]] = []
-        for chain, key in ((c.chain, c.key) for c in config.server_certificates.certificates):
+        for cert in config.server_certificates.certificates:
+            chain, key = cert.chain, cert.key
             scheme = schemes_for_key(key)[0]
             signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
             size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
+            size += stapling.stapled_size(cert)  # an OCSP response, SCTs on the leaf
             sizes.append(
                 (size + len(signature) + 200, compression.savings(chain, config.compression))
             )

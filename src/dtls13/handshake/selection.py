@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from ..alerts import HandshakeFailure, InternalError, NoApplicationProtocol
 from . import messages as msgs
+from . import stapling
 from .constants import SignatureScheme
 from .credentials import (
     CertificateSource,
@@ -72,12 +73,16 @@ class ServerCertificate:
     """One certificate chain with its private key, loaded and checked at construction.
 
     `names`: the server names (SNI) it is for; None: the DNS names in the certificate.
+    `ocsp_response` (DER OCSPResponse) and `signed_certificate_timestamps` (serialized
+    SCTs): stapled to the leaf for a client that asks (handshake.stapling); not checked.
     """
 
     certificate_chain: CertificateSource
     private_key: KeySource
     private_key_password: bytes | str | None = field(default=None, repr=False)
     names: Sequence[str] | None = None
+    ocsp_response: bytes | None = field(default=None, repr=False)
+    signed_certificate_timestamps: Sequence[bytes] = field(default=(), repr=False)
     # Filled in by __post_init__.
     chain: tuple[x509.Certificate, ...] = field(init=False, repr=False)
     key: PrivateKey = field(init=False, repr=False)
@@ -85,6 +90,8 @@ class ServerCertificate:
     schemes: frozenset[int] = field(init=False, repr=False)
     # The Certificate message's body (empty request context): encoded once, sent as is.
     body: bytes = field(init=False, repr=False)
+    # Bodies with stapled data (handshake.stapling), made on first use.
+    stapled_bodies: dict[Any, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         chain = tuple(load_certificate_chain(self.certificate_chain))
@@ -104,6 +111,11 @@ class ServerCertificate:
         set_(self, "server_names", names)
         set_(self, "schemes", frozenset(schemes_for_key(key)))
         set_(self, "body", body)
+        set_(self, "ocsp_response", stapling.check_ocsp_response(self.ocsp_response))
+        timestamps = stapling.check_timestamps(self.signed_certificate_timestamps)
+        set_(self, "signed_certificate_timestamps", timestamps)
+        stapling.check_fits(self.ocsp_response, timestamps)
+        set_(self, "stapled_bodies", {})
 
     @classmethod
     def of(cls, item: object) -> ServerCertificate:
@@ -164,7 +176,7 @@ class CertificateSet:
 
 
 def load_server_certificates(
-    primary: tuple[tuple[x509.Certificate, ...], Any] | None, extra: Sequence[Any]
+    primary: tuple[Any, ...] | None, extra: Sequence[Any]
 ) -> CertificateSet:
     """The configured chains: the single-chain fields' first, then `certificates`."""
     if isinstance(extra, str | bytes | os.PathLike) or not isinstance(extra, Sequence):

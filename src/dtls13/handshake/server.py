@@ -17,7 +17,7 @@ from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
 from . import certificates as certs
-from . import compression, groups, negotiation, raw_keys, selection, srtp, verification
+from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -312,9 +312,8 @@ class ServerHandshake(HandshakeContext):
             if chosen is None:  # a raw public key (RFC 7250)
                 self._send_certificate_and_verify(self.scheme)
             else:
-                self._send_certificate_and_verify(
-                    self.scheme, chosen.body, chosen.key, chosen.chain
-                )
+                body = stapling.server_body(cfg, chosen, ch, self._count)
+                self._send_certificate_and_verify(self.scheme, body, chosen.key, chosen.chain)
         ks = self.schedule
         assert ks is not None
         self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
