@@ -29,6 +29,7 @@ from .errors import (
     PeerUnreachable,
 )
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.identity import Credential
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 
@@ -52,6 +53,7 @@ __all__ = [
     "ClientConfig",
     "ConnectionEnded",
     "ConnectionFailed",
+    "Credential",
     "DTLSChannel",
     "DTLSChannelStatistics",
     "DTLSEndpoint",

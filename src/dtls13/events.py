@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -10,6 +11,9 @@ from .alerts import AlertDescription
 from .crypto.registry import NamedGroup, SignatureScheme
 from .crypto.suites import CipherSuite
 from .session import Session
+
+if TYPE_CHECKING:
+    from .handshake.identity import Credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,9 @@ class HandshakeCompleted(Event):
     # peer's came with (None: not compressed, or no certificate).
     certificate_compression_sent: str | None = None
     certificate_compression_received: str | None = None
+    # The credential we authenticated with: one of the config's `certificates` (or the
+    # one made from certificate_chain / raw_public_key); None: we sent none.
+    credential: Credential | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,7 @@ class HandshakeContext:
         "closed",
         "config",
         "connected",
+        "credential",
         "early_accepted",
         "early_budget",
         "early_exporter",
@@ -206,6 +207,8 @@ class HandshakeContext:
         # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
         self.own_type = self.peer_type = raw_keys.CertificateType.X509
         self.peer_public_key: bytes | None = None
+        # The credential (identity.Credential) we authenticated with; None: none sent.
+        self.credential: Any = None
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -398,6 +401,7 @@ class HandshakeContext:
             resumed=self.resumed,
             early_data_accepted=self.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
+            credential=self.credential,
             certificate_compression_sent=_name(self.certificate_compression_sent),
             certificate_compression_received=_name(self.certificate_compression_received),
         )
