@@ -69,6 +69,8 @@ class Shim:
         self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
         self._server_config: Any = None
         self._server_key: tuple[Any, ...] | None = None
+        # The -new-*-credential credentials and the default one, as given to the library.
+        self.credentials: tuple[list[Any], Any] = ([], None)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -103,7 +105,8 @@ class Shim:
                     raise Unimplemented(f"-curves: group {g.name} not implemented")
                 groups.append(g)
             opts["groups"] = groups
-        schemes = f.ints("-verify-prefs") or f.ints("-signing-prefs")
+        # With a credential list, -signing-prefs belong to the credentials (_credentials).
+        schemes = f.ints("-verify-prefs") or ([] if f.credentials() else f.ints("-signing-prefs"))
         if schemes:
             try:
                 opts["signature_schemes"] = [SignatureScheme(s) for s in schemes]
@@ -115,8 +118,46 @@ class Shim:
             pass
         return opts
 
+    def _credentials(self, f: Flags, cls: Any) -> tuple[list[Any], Any]:
+        """The credential list (-new-x509-credential, -new-rpk-credential and the flags after
+        each) and the default credential (-cert-file, -key-file, -signing-prefs before any),
+        as library credentials of class `cls`. BoringSSL tries the default after the list."""
+        from dtls13.handshake.constants import SignatureScheme
+
+        if f.has("-must-match-issuer"):
+            raise Unimplemented("-must-match-issuer without a -new-*-credential")
+
+        def schemes(c: Flags) -> list[Any] | None:
+            try:
+                return [SignatureScheme(v) for v in c.ints("-signing-prefs")] or None
+            except ValueError as e:
+                raise Unimplemented(f"signature algorithm: {e}") from None
+
+        made = []
+        try:
+            for c in f.credentials():
+                opts: dict[str, Any] = {
+                    "private_key": c.str("-key-file"),
+                    "signature_schemes": schemes(c),
+                    "must_match_issuer": c.has("-must-match-issuer"),
+                }
+                if c.get("type") == "rpk":
+                    if c.has("-cert-file"):
+                        raise Unimplemented("a raw public key credential with a certificate")
+                    opts["raw_public_key"] = True
+                else:
+                    opts["certificate_chain"] = c.str("-cert-file")
+                made.append(cls(**opts))
+            default = None
+            if f.has("-cert-file"):
+                default = cls(f.str("-cert-file"), f.str("-key-file"), signature_schemes=schemes(f))
+        except ValueError as e:
+            raise Unimplemented(f"credential refused: {e}") from None
+        return made, default
+
     def client_config(self, f: Flags) -> Any:
         from dtls13.config import ClientConfig
+        from dtls13.handshake.identity import Credential
 
         opts = self._common_options(f)
         if f.has("-advertise-alpn"):
@@ -126,7 +167,10 @@ class Shim:
             raise Unimplemented("-no-key-shares: a ClientHello always carries a key share")
         if shares:
             opts["key_share_groups"] = shares
-        if f.has("-cert-file") or f.has("-key-file"):
+        if f.credentials():
+            made, default = self.credentials = self._credentials(f, Credential)
+            opts["certificates"] = made + ([default] if default is not None else [])
+        elif f.has("-cert-file") or f.has("-key-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
         # -verify-peer, -use-custom-verify-callback: BoringSSL's callback accepts any chain
@@ -136,20 +180,32 @@ class Shim:
             opts["server_name"] = f.str("-host-name")
         opts["session"] = self.session
         try:
-            return ClientConfig(**opts)
+            cfg = ClientConfig(**opts)
         except ValueError as e:
             raise Unimplemented(f"configuration refused: {e}") from None
+        available = f.ints("-available-client-cert-types")
+        if available and set(available) != {int(t) for t in cfg.own_types}:
+            # The client offers the certificate types of its credentials (in their order).
+            raise Unimplemented(
+                f"-available-client-cert-types {available}: the credentials give {cfg.own_types}"
+            )
+        return cfg
 
     def server_config(self, f: Flags) -> Any:
         from dtls13.config import ServerConfig
+        from dtls13.handshake.selection import ServerCertificate
 
         opts = self._common_options(f)
         if f.has("-select-alpn"):
             opts["alpn_protocols"] = [f.str("-select-alpn")]
-        if not f.has("-cert-file"):
+        if f.credentials():
+            made, default = self._credentials(f, ServerCertificate)
+            opts["certificates"] = made + ([default] if default is not None else [])
+        elif not f.has("-cert-file"):
             raise Unimplemented("a server without a certificate (PSK-only) is not configured")
-        opts["certificate_chain"] = f.str("-cert-file")
-        opts["private_key"] = f.str("-key-file")
+        else:
+            opts["certificate_chain"] = f.str("-cert-file")
+            opts["private_key"] = f.str("-key-file")
         # As test_config.cc sets the mode: -verify-peer wins (SSL_VERIFY_PEER: a certificate
         # is asked for, not required), else -require-any-client-certificate requires one.
         if f.has("-verify-peer"):
@@ -170,6 +226,8 @@ class Shim:
             except ValueError as e:
                 raise Unimplemented(f"configuration refused: {e}") from None
             self._server_key = key
+            if f.credentials():
+                self.credentials = (made, default)
         return self._server_config
 
     # -- one connection ------------------------------------------------------------------
@@ -331,6 +389,7 @@ class Driver:
         f, conn = self.f, self.conn
         self.handshake_done = True
         check_handshake(f, ev, conn, self.resumed)
+        check_credential(f, ev, self.shim.credentials)
         export = f.int("-export-keying-material", 0) or 0
         if export > 0:
             # bssl_shim writes the exported bytes to the runner, which compares them.
@@ -427,6 +486,20 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
             want = x509.load_pem_x509_certificates(fh.read())
         if list(ev.peer_certificates) != want:
             raise ShimFailure("peer certificate chain mismatch")
+
+
+def check_credential(f: Flags, ev: Any, credentials: tuple[list[Any], Any]) -> None:
+    """-expect-selected-credential: the index in the credential list of the credential the
+    library reports it authenticated with (HandshakeCompleted.credential); -1 the default."""
+    want = f.int("-expect-selected-credential")
+    if want is None:
+        return
+    made, default = credentials
+    got: int | str = next((i for i, c in enumerate(made) if c is ev.credential), "none")
+    if ev.credential is not None and ev.credential is default:
+        got = -1
+    if got != want:
+        raise ShimFailure(f"credential {got} was selected, wanted {want}")
 
 
 def trace(line: str) -> None:
