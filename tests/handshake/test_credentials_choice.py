@@ -14,6 +14,7 @@ from dtls13.alerts import DecodeErrorAlert, HandshakeFailure, UnsupportedCertifi
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.handshake import extensions as ext
 from dtls13.handshake.constants import SignatureScheme as SS
+from dtls13.handshake.gate import FlightBound
 from dtls13.handshake.identity import (
     Credential,
     choose,
@@ -256,3 +257,12 @@ def test_client_credentials_come_in_order_and_give_the_offered_certificate_types
     assert cfg.own_types == (CT.X509, CT.RawPublicKey)
     with pytest.raises(TypeError, match="sequence"):
         ClientConfig(verify=False, certificates="cert.pem")  # type: ignore[arg-type]
+
+
+def test_the_first_flight_bound_counts_a_raw_key_credentials_certificate() -> None:
+    """The HelloRetryRequest gate's estimate of our first flight includes the raw key's
+    Certificate message (a SubjectPublicKeyInfo of ~90 bytes), never compressed."""
+    raw = ServerCertificate(private_key=EC_ONE.key, raw_public_key=True)
+    bound = FlightBound.of(_server(raw, certificate_compression=("zlib",)))
+    assert bound.certificate >= len(raw.body) + 64 + 200
+    assert all(saved == 0 for saved in bound.saves.values())

@@ -115,9 +115,13 @@ class FlightBound:
         # spot is still held to the connection's own amplification limit), and for each
         # compression algorithm the largest compressed one.
         sizes: list[tuple[int, dict[Any, int]]] = []
-        for chain, key in ((c.chain, c.key) for c in config.server_certificates.certificates):
+        for cred in config.server_certificates.certificates:
+            chain, key = cred.chain, cred.key
             scheme = schemes_for_key(key)[0]
             signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
+            if not chain:  # a raw public key credential (RFC 7250): never compressed
+                sizes.append((len(cred.body) + len(signature) + 200, {}))
+                continue
             size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
             sizes.append(
                 (size + len(signature) + 200, compression.savings(chain, config.compression))
