@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cryptography import x509
 
@@ -11,9 +11,6 @@ from .alerts import AlertDescription
 from .crypto.registry import NamedGroup, SignatureScheme
 from .crypto.suites import CipherSuite
 from .session import Session
-
-if TYPE_CHECKING:
-    from .handshake.identity import Credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +38,9 @@ class HandshakeCompleted(Event):
     certificate_compression_sent: str | None = None
     certificate_compression_received: str | None = None
     # The credential we authenticated with: one of the config's `certificates` (or the
-    # one made from certificate_chain / raw_public_key); None: we sent none.
-    credential: Credential | None = None
+    # one made from certificate_chain / raw_public_key): a handshake.identity.Credential
+    # (typed Any: events sit below the handshake layer). None: we sent none.
+    credential: Any = None
 
 
 @dataclass(frozen=True, slots=True)

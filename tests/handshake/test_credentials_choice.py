@@ -100,6 +100,18 @@ def test_an_x509_credential_knows_the_issuers_of_its_chain() -> None:
         ),
         (
             {"certificate_chain": EC_ONE.chain_pem, "private_key": EC_ONE.key,
+             "signature_schemes": ["no_such_scheme"]},
+            ValueError,
+            "unknown signature scheme",
+        ),
+        (
+            {"certificate_chain": EC_ONE.chain_pem, "private_key": EC_ONE.key,
+             "signature_schemes": [0xFEFE]},
+            ValueError,
+            "unknown signature scheme 0xfefe",
+        ),
+        (
+            {"certificate_chain": EC_ONE.chain_pem, "private_key": EC_ONE.key,
              "must_match_issuer": 1},
             TypeError,
             "True or False",
@@ -127,6 +139,15 @@ def test_a_credentials_own_schemes_limit_and_order_what_it_signs_with() -> None:
     assert cred.scheme_for([SS.rsa_pss_rsae_sha256]) is None
     # The configured order does not override the credential's own.
     assert cred.scheme_for(offered, [SS.rsa_pss_rsae_sha384]) == SS.rsa_pss_rsae_sha512
+
+
+def test_signature_schemes_take_members_numbers_and_names() -> None:
+    cred = Credential(
+        RSA_ONE.chain_pem,
+        RSA_ONE.key,
+        signature_schemes=[SS.rsa_pss_rsae_sha512, 0x0805, "RSA_PSS_RSAE_SHA256"],
+    )
+    assert cred.schemes == (SS.rsa_pss_rsae_sha512, SS.rsa_pss_rsae_sha384, SS.rsa_pss_rsae_sha256)
 
 
 def test_the_configured_order_comes_first_and_the_keys_other_schemes_after() -> None:

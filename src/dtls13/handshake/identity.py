@@ -93,11 +93,9 @@ class Credential:
         if self.signature_schemes is None:
             schemes = tuple(usable)
         else:
-            from ..config import _names_to
-
             if isinstance(self.signature_schemes, str | bytes):
                 raise TypeError("signature_schemes is a sequence of schemes, not one string")
-            wanted = _names_to(SignatureScheme, self.signature_schemes, "signature scheme")
+            wanted = [_scheme(v) for v in self.signature_schemes]
             schemes = tuple(s for s in wanted if s in usable)
             if not schemes:
                 raise ValueError(
@@ -144,6 +142,23 @@ class Credential:
         if not self.must_match_issuer:
             return True
         return authorities is not None and not self.issuers.isdisjoint(authorities)
+
+
+def _scheme(value: object) -> SignatureScheme:
+    """A SignatureScheme from a member, its number or its IANA name (programmer input)."""
+    if isinstance(value, SignatureScheme):
+        return value
+    if isinstance(value, int):
+        try:
+            return SignatureScheme(value)
+        except ValueError:
+            raise ValueError(f"unknown signature scheme 0x{value:04x}") from None
+    if isinstance(value, str):
+        match = {m.name.lower(): m for m in SignatureScheme}.get(value.lower())
+        if match is None:
+            raise ValueError(f"unknown signature scheme {value!r}")
+        return match
+    raise TypeError(f"a signature scheme is a name, a number or a member, not {value!r}")
 
 
 def choose(
