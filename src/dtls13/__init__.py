@@ -29,6 +29,7 @@ from .errors import (
     PeerUnreachable,
 )
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.identity import Credential
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from .peer_verification import PeerVerification
@@ -53,6 +54,7 @@ __all__ = [
     "ClientConfig",
     "ConnectionEnded",
     "ConnectionFailed",
+    "Credential",
     "DTLSChannel",
     "DTLSChannelStatistics",
     "DTLSEndpoint",

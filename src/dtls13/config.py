@@ -15,6 +15,7 @@ from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.identity import Credential
 from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
@@ -291,7 +292,12 @@ class ClientConfig(_Common):
     # With request_ocsp: called after the chain is verified with the stapled response (None
     # when the server stapled none) and the chain; False ends the handshake.
     ocsp_callback: ClientOcspCallback | None = None
+    # More client credentials besides certificate_chain/private_key and raw_public_key
+    # (which come first): Credential objects or (chain, key) tuples, in order of preference.
+    # A CertificateRequest gets the first that fits it (handshake.identity).
+    certificates: Sequence[Credential | tuple[Any, ...]] = ()
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
+    credentials: tuple[Credential, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -317,6 +323,7 @@ class ClientConfig(_Common):
         stapling.check_callback(self.ocsp_callback)
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
+        self._load_credentials()
         # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
         # Connection.peer_verification, the handshake goes on).
         soft_trust = self.cafile is not None or self.cadir is not None
@@ -333,6 +340,22 @@ class ClientConfig(_Common):
                     "server_name is required when verifying certificates "
                     "(or pass verify=False to skip verification, or a verify_callback)"
                 )
+
+    def _load_credentials(self) -> None:
+        """Every credential, in order: the raw key, the chain, then `certificates`; our
+        certificate types (client_certificate_type, RFC 7250 §4.1) in that order."""
+        if isinstance(self.certificates, str | bytes | os.PathLike) or not isinstance(
+            self.certificates, Sequence
+        ):
+            raise TypeError("certificates is a sequence of Credential or (chain, key) tuples")
+        creds = []
+        if self.raw_public_key:
+            creds.append(Credential(private_key=self.key, raw_public_key=True))
+        if self.chain:
+            creds.append(Credential(self.chain, self.key))
+        creds += [Credential.of(item) for item in self.certificates]
+        self.credentials = tuple(creds)
+        self.own_types = tuple(dict.fromkeys(c.certificate_type for c in creds))
 
 
 @dataclass(kw_only=True)
@@ -396,10 +419,16 @@ class ServerConfig(_Common):
         self.server_certificates = load_server_certificates(
             (self.chain, self.key, None, None, *stapled) if self.chain else None,
             self.certificates,
+            self.key if self.raw_public_key else None,
         )
         if not self.chain and self.key is None and self.server_certificates.certificates:
             first = self.server_certificates.certificates[0]
             self.chain, self.key = first.chain, first.key
+        # Our certificate types: those of the credentials (raw keys among `certificates` too).
+        held = {c.certificate_type for c in self.server_certificates.certificates}
+        self.own_types = tuple(
+            t for t in (CertificateType.RawPublicKey, CertificateType.X509) if t in held
+        )
         if self.key is None and not self.external_psks:
             raise ValueError(
                 "a server needs certificate_chain and private_key, certificates, "

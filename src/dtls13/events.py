@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
@@ -41,6 +42,10 @@ class HandshakeCompleted(Event):
     # received, not checked by the library. A resumption reports the original's.
     peer_ocsp_response: bytes | None = None
     peer_signed_certificate_timestamps: tuple[bytes, ...] = ()
+    # The credential we authenticated with: one of the config's `certificates` (or the
+    # one made from certificate_chain / raw_public_key): a handshake.identity.Credential
+    # (typed Any: events sit below the handshake layer). None: we sent none.
+    credential: Any = None
 
 
 @dataclass(frozen=True, slots=True)

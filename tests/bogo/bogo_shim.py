@@ -124,6 +124,8 @@ class Shim:
         self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
         self._server_config: Any = None
         self._server_key: tuple[Any, ...] | None = None
+        # The -new-*-credential credentials and the default one, as given to the library.
+        self.credentials: tuple[list[Any], Any] = ([], None)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -162,7 +164,8 @@ class Shim:
                     raise Unimplemented(f"-curves: group {g.name} not implemented")
                 groups.append(g)
             opts["groups"] = groups
-        schemes = f.ints("-verify-prefs") or f.ints("-signing-prefs")
+        # With a credential list, -signing-prefs belong to the credentials (_credentials).
+        schemes = f.ints("-verify-prefs") or ([] if f.credentials() else f.ints("-signing-prefs"))
         if schemes:
             try:
                 opts["signature_schemes"] = [SignatureScheme(s) for s in schemes]
@@ -177,8 +180,66 @@ class Shim:
             pass
         return opts
 
+    def _credentials(self, f: Flags, cls: Any) -> tuple[list[Any], Any]:
+        """The credential list (-new-x509-credential, -new-rpk-credential and the flags after
+        each) and the default credential (-cert-file, -key-file, -signing-prefs before any),
+        as library credentials of class `cls`. BoringSSL tries the default after the list."""
+        from dtls13.handshake.constants import SignatureScheme
+
+        if f.has("-must-match-issuer"):
+            raise Unimplemented("-must-match-issuer without a -new-*-credential")
+
+        def schemes(c: Flags) -> list[Any] | None:
+            try:
+                return [SignatureScheme(v) for v in c.ints("-signing-prefs")] or None
+            except ValueError as e:
+                raise Unimplemented(f"signature algorithm: {e}") from None
+
+        def stapled(c: Flags) -> dict[str, Any]:
+            """A server credential's -ocsp-response and -signed-cert-timestamps."""
+            response, scts = c.get("-ocsp-response"), c.get("-signed-cert-timestamps")
+            if "ocsp_response" not in getattr(cls, "__dataclass_fields__", {}):
+                if response is not None or scts is not None:
+                    raise Unimplemented("a client credential with stapled data")
+                return {}
+            out: dict[str, Any] = {}
+            if response is not None:
+                out["ocsp_response"] = response
+            if isinstance(scts, bytes):
+                out["signed_certificate_timestamps"] = _sct_list(scts)
+            return out
+
+        made = []
+        try:
+            for c in f.credentials():
+                opts: dict[str, Any] = {
+                    "private_key": c.str("-key-file"),
+                    "signature_schemes": schemes(c),
+                    "must_match_issuer": c.has("-must-match-issuer"),
+                    **stapled(c),
+                }
+                if c.get("type") == "rpk":
+                    if c.has("-cert-file"):
+                        raise Unimplemented("a raw public key credential with a certificate")
+                    opts["raw_public_key"] = True
+                else:
+                    opts["certificate_chain"] = c.str("-cert-file")
+                made.append(cls(**opts))
+            default = None
+            if f.has("-cert-file"):
+                default = cls(
+                    f.str("-cert-file"),
+                    f.str("-key-file"),
+                    signature_schemes=schemes(f),
+                    **stapled(f),
+                )
+        except ValueError as e:
+            raise Unimplemented(f"credential refused: {e}") from None
+        return made, default
+
     def client_config(self, f: Flags) -> Any:
         from dtls13.config import ClientConfig
+        from dtls13.handshake.identity import Credential
 
         opts = self._common_options(f)
         if f.has("-advertise-alpn"):
@@ -188,7 +249,10 @@ class Shim:
             raise Unimplemented("-no-key-shares: a ClientHello always carries a key share")
         if shares:
             opts["key_share_groups"] = shares
-        if f.has("-cert-file") or f.has("-key-file"):
+        if f.credentials():
+            made, default = self.credentials = self._credentials(f, Credential)
+            opts["certificates"] = made + ([default] if default is not None else [])
+        elif f.has("-cert-file") or f.has("-key-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
         # BoringSSL's callback replaces chain verification (ours has the last word); with
@@ -209,12 +273,20 @@ class Shim:
             opts["ocsp_callback"] = lambda response, chain: not fail
         opts["session"] = self.session
         try:
-            return ClientConfig(**opts)
+            cfg = ClientConfig(**opts)
         except ValueError as e:
             raise Unimplemented(f"configuration refused: {e}") from None
+        available = f.ints("-available-client-cert-types")
+        if available and set(available) != {int(t) for t in cfg.own_types}:
+            # The client offers the certificate types of its credentials (in their order).
+            raise Unimplemented(
+                f"-available-client-cert-types {available}: the credentials give {cfg.own_types}"
+            )
+        return cfg
 
     def server_config(self, f: Flags) -> Any:
         from dtls13.config import ServerConfig
+        from dtls13.handshake.selection import ServerCertificate
 
         opts = self._common_options(f)
         if f.has("-select-alpn"):
@@ -223,10 +295,14 @@ class Shim:
             opts["alpn_callback"] = _reject_alpn
         elif f.has("-select-empty-alpn"):
             opts["alpn_callback"] = _select_empty_alpn
-        if not f.has("-cert-file"):
+        if f.credentials():
+            made, default = self._credentials(f, ServerCertificate)
+            opts["certificates"] = made + ([default] if default is not None else [])
+        elif not f.has("-cert-file"):
             raise Unimplemented("a server without a certificate (PSK-only) is not configured")
-        opts["certificate_chain"] = f.str("-cert-file")
-        opts["private_key"] = f.str("-key-file")
+        else:
+            opts["certificate_chain"] = f.str("-cert-file")
+            opts["private_key"] = f.str("-key-file")
         # As test_config.cc sets the mode: -verify-peer wins (SSL_VERIFY_PEER: a certificate
         # is asked for, not required), else -require-any-client-certificate requires one.
         if f.has("-verify-peer"):
@@ -250,6 +326,8 @@ class Shim:
             except ValueError as e:
                 raise Unimplemented(f"configuration refused: {e}") from None
             self._server_key = key
+            if f.credentials():
+                self.credentials = (made, default)
         return self._server_config
 
     @staticmethod
@@ -258,11 +336,12 @@ class Shim:
         a server: it sets the response (-set-ocsp-in-callback), declines or fails."""
         response = f.get("-ocsp-response")
         scts = f.get("-signed-cert-timestamps")
-        if isinstance(scts, bytes):
-            opts["signed_certificate_timestamps"] = _sct_list(scts)
         in_callback = f.has("-use-ocsp-callback") and f.has("-set-ocsp-in-callback")
-        if response is not None and not in_callback:
-            opts["ocsp_response"] = response
+        if not f.credentials():  # else each credential has its own (_credentials)
+            if isinstance(scts, bytes):
+                opts["signed_certificate_timestamps"] = _sct_list(scts)
+            if response is not None and not in_callback:
+                opts["ocsp_response"] = response
         if not f.has("-use-ocsp-callback"):
             return
         fail, decline = f.has("-fail-ocsp-callback"), f.has("-decline-ocsp-callback")
@@ -435,6 +514,7 @@ class Driver:
         f, conn = self.f, self.conn
         self.handshake_done = True
         check_handshake(f, ev, conn, self.resumed)
+        check_credential(f, ev, self.shim.credentials)
         export = f.int("-export-keying-material", 0) or 0
         if export > 0:
             # bssl_shim writes the exported bytes to the runner, which compares them.
@@ -540,6 +620,20 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
             want = x509.load_pem_x509_certificates(fh.read())
         if list(ev.peer_certificates) != want:
             raise ShimFailure("peer certificate chain mismatch")
+
+
+def check_credential(f: Flags, ev: Any, credentials: tuple[list[Any], Any]) -> None:
+    """-expect-selected-credential: the index in the credential list of the credential the
+    library reports it authenticated with (HandshakeCompleted.credential); -1 the default."""
+    want = f.int("-expect-selected-credential")
+    if want is None:
+        return
+    made, default = credentials
+    got: int | str = next((i for i, c in enumerate(made) if c is ev.credential), "none")
+    if ev.credential is not None and ev.credential is default:
+        got = -1
+    if got != want:
+        raise ShimFailure(f"credential {got} was selected, wanted {want}")
 
 
 def trace(line: str) -> None:

@@ -71,6 +71,8 @@ BOOL_FLAGS = frozenset(
         "-set-ocsp-in-callback",
         "-decline-ocsp-callback",
         "-fail-ocsp-callback",
+        # On the newest -new-*-credential (parse_credentials).
+        "-must-match-issuer",
     }
 )
 
@@ -94,9 +96,27 @@ INT_FLAGS = frozenset(
         "-export-keying-material",
         # Which codepoint QUIC transport parameters use: nothing outside QUIC.
         "-quic-use-legacy-codepoint",
+        # The index of the credential the handshake used (-1: the default one).
+        "-expect-selected-credential",
     }
 )
-INT_VECTOR_FLAGS = frozenset({"-curves", "-key-shares", "-signing-prefs", "-verify-prefs"})
+INT_VECTOR_FLAGS = frozenset(
+    {"-curves", "-key-shares", "-signing-prefs", "-verify-prefs", "-available-client-cert-types"}
+)
+# BoringSSL's credential list (test_config.cc): each -new-*-credential starts one; the
+# CREDENTIAL_FLAGS after it belong to it (before any, to the default credential, which
+# BoringSSL tries after the list). Delegated, PSK and PAKE credentials are not offered here.
+NEW_CREDENTIAL_FLAGS = {"-new-x509-credential": "x509", "-new-rpk-credential": "rpk"}
+CREDENTIAL_FLAGS = frozenset(
+    {
+        "-cert-file",
+        "-key-file",
+        "-signing-prefs",
+        "-must-match-issuer",
+        "-ocsp-response",
+        "-signed-cert-timestamps",
+    }
+)
 STRING_FLAGS = frozenset(
     {
         "-cert-file",
@@ -165,6 +185,10 @@ class Flags:
     def ints(self, name: str) -> list[int]:
         return list(self.values.get(name, ()))  # type: ignore[call-overload]
 
+    def credentials(self) -> list[Flags]:
+        """The -new-*-credential credentials, in order (their type under "type")."""
+        return list(self.values.get("credentials", ()))  # type: ignore[call-overload]
+
 
 def _take(values: dict[str, object], name: str, argv: list[str], i: int) -> int:
     """Store flag `name` (argv[i] was its name); return the index of the next flag."""
@@ -194,11 +218,19 @@ def parse(argv: list[str]) -> tuple[Flags, Flags, Flags]:
     common: dict[str, object] = {}
     initial: dict[str, object] = {}
     resume: dict[str, object] = {}
+    credentials: list[Flags] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("-"):
             raise Unimplemented(f"unexpected argument {arg!r}")
+        if arg in NEW_CREDENTIAL_FLAGS:
+            credentials.append(Flags({"type": NEW_CREDENTIAL_FLAGS[arg]}))
+            i += 1
+            continue
+        if credentials and arg in CREDENTIAL_FLAGS:
+            i = _take(credentials[-1].values, arg, argv, i)
+            continue
         target, name = common, arg
         for prefix, where in (("-on-initial", initial), ("-on-resume", resume)):
             if arg.startswith(prefix + "-"):
@@ -206,6 +238,8 @@ def parse(argv: list[str]) -> tuple[Flags, Flags, Flags]:
         if name not in BOOL_FLAGS | INT_FLAGS | INT_VECTOR_FLAGS | STRING_FLAGS | BASE64_FLAGS:
             raise Unimplemented(f"unimplemented flag: {arg}")
         i = _take(target, name, argv, i)
+    if credentials:
+        common["credentials"] = credentials
     first = Flags({**common, **initial})
     again = Flags({**common, **resume})
     return Flags(common), first, again

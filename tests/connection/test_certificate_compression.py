@@ -230,7 +230,7 @@ def test_a_client_certificate_that_does_not_decompress_is_bad_certificate(
         compression.CompressedCertificate(1, 100, b"not zlib")
     )
     real = compression.compressed_certificate_body
-    client_chain = pair.client.config.chain
+    client_chain = pair.client.config.credentials[0].chain  # the chain the client sends
     monkeypatch.setattr(
         compression,
         "compressed_certificate_body",

@@ -17,9 +17,10 @@ from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
 from dtls13.handshake import extensions as ext
+from dtls13.handshake import raw_keys, selection
 from dtls13.handshake.constants import ExtensionType
+from dtls13.handshake.context import raw_key_certificate_body
 from dtls13.handshake.raw_keys import CertificateType, push_certificate_type, spki
-from dtls13.handshake.server import ServerHandshake
 from dtls13.handshake.tickets import Session
 from tests.support.dtls_pair import Pair, make_pair, pki
 from tests.support.pki import cached_key
@@ -190,7 +191,9 @@ def test_server_rejects_an_unpinned_client_key_with_certificate_unknown() -> Non
 def test_certificate_verify_is_checked_against_the_raw_key() -> None:
     """A server presenting a pinned key it does not hold fails on its signature."""
     server = rpk_server()
-    server.own_spki = _spki(STRANGER)  # claims the stranger's key, signs with its own
+    # Claims the stranger's key, signs with its own.
+    (raw_key,) = server.server_certificates.certificates
+    object.__setattr__(raw_key, "body", raw_key_certificate_body(_spki(STRANGER)))
     pair = _pair(rpk_client(pinned=STRANGER), server)
     assert _failed(pair, "client") is AlertDescription.decrypt_error
     pair.close()
@@ -254,10 +257,11 @@ def test_unsolicited_certificate_type_in_encrypted_extensions(
     """RFC 8446 §4.2: a response to an extension the client did not send."""
     ext_type = ExtensionType[which]
 
-    def unsolicited(self: ServerHandshake, ch: Any) -> tuple[ext.Extension, ...]:
-        return (ext.make_extension(ext_type, push_certificate_type, CertificateType.X509),)
+    def unsolicited(cfg: Any, client_types: Any) -> tuple[Any, tuple[ext.Extension, ...]]:
+        answer = ext.make_extension(ext_type, push_certificate_type, CertificateType.X509)
+        return CertificateType.X509, (answer,)
 
-    monkeypatch.setattr(ServerHandshake, "_choose_certificate_types", unsolicited)
+    monkeypatch.setattr(raw_keys, "client_type_choice", unsolicited)
     pair = _pair(x509_client(), x509_server())
     assert _failed(pair, "client") is AlertDescription.unsupported_extension
     pair.close()
@@ -266,17 +270,16 @@ def test_unsolicited_certificate_type_in_encrypted_extensions(
 def test_server_choosing_a_type_the_client_did_not_offer_is_illegal_parameter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = ServerHandshake._choose_certificate_types
+    original = selection.choose_server_credential
 
-    def x509_anyway(self: ServerHandshake, ch: Any) -> tuple[ext.Extension, ...]:
-        original(self, ch)
-        return (
-            ext.make_extension(
-                ExtensionType.server_certificate_type, push_certificate_type, CertificateType.X509
-            ),
+    def x509_anyway(*args: Any) -> Any:
+        cert, scheme, _ = original(*args)
+        answer = ext.make_extension(
+            ExtensionType.server_certificate_type, push_certificate_type, CertificateType.X509
         )
+        return cert, scheme, answer
 
-    monkeypatch.setattr(ServerHandshake, "_choose_certificate_types", x509_anyway)
+    monkeypatch.setattr(selection, "choose_server_credential", x509_anyway)
     pair = _pair(rpk_client(), rpk_server())
     assert _failed(pair, "client") is AlertDescription.illegal_parameter
     pair.close()

@@ -319,6 +319,50 @@ def test_shim_client_soft_fail_records_the_rejection_and_completes(tmp_path: Pat
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize(("expected", "code"), [("1", 0), ("0", 1), ("-1", 1)])
+def test_shim_server_maps_the_credential_list_and_reports_the_selected_one(
+    tmp_path: Path, expected: str, code: int
+) -> None:
+    """-new-x509-credential / -new-rpk-credential start credentials; the flags after one
+    belong to it; -expect-selected-credential checks HandshakeCompleted.credential."""
+    cert, key = write_leaf(tmp_path)
+    rsa = pki("rsa2048").leaf("rsa2048")
+    rsa_cert, rsa_key = tmp_path / "rsa.pem", tmp_path / "rsa.key"
+    rsa_cert.write_bytes(rsa.chain_pem)
+    rsa_key.write_bytes(rsa.key_pem)
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],  # the default: last
+            *["-new-x509-credential", "-cert-file", str(rsa_cert), "-key-file", str(rsa_key)],
+            *["-signing-prefs", str(0x0805)],  # RSA-PSS-SHA384 only: not offered below
+            *["-new-x509-credential", "-cert-file", cert, "-key-file", key],
+            *["-expect-selected-credential", expected],
+        ]
+    )
+    pools = PoolSet()
+    offered = ["ecdsa_secp256r1_sha256", "rsa_pss_rsae_sha256"]
+    client = Connection(ClientConfig(verify=False, signature_schemes=offered), pools=pools)
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted | ConnectionTerminated) for e in seen)
+
+        runner.pump(client, NOW, done)
+        if code == 0:
+            echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        got = runner.finish()
+    assert got[0] == code
+    if code:
+        assert f"credential 1 was selected, wanted {expected}" in got[1]
+
+
 @pytest.mark.parametrize(
     "flags",
     [
@@ -330,6 +374,10 @@ def test_shim_client_soft_fail_records_the_rejection_and_completes(tmp_path: Pat
         ["-dtls", "-no-tls13"],
         # BoringSSL re-verifies a resumption only through its custom callback.
         ["-dtls", "-verify-peer", "-reverify-on-resume", "-resume-count", "1"],
+        ["-dtls", "-server", "-new-delegated-credential"],  # no delegated credentials
+        # A credential flag before any credential.
+        ["-dtls", "-server", "-must-match-issuer", "-new-x509-credential", "-cert-file", "c"],
+        ["-dtls", "-server", "-new-x509-credential", "-cert-properties", "AAcAAAADAgIC"],
     ],
 )
 def test_shim_refuses_what_it_does_not_implement_with_exit_89(flags: list[str]) -> None:

@@ -17,11 +17,10 @@ from ..alerts import (
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
-from . import certificates as certs
-from . import compression, groups, raw_keys, srtp, stapling, verification
+from . import compression, groups, identity, raw_keys, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
-from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup
+from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     _NO_OUTPUT,
     FlightKind,
@@ -401,6 +400,9 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-empty certificate_request_context in the handshake")
         if cr.extension(ExtensionType.signature_algorithms) is None:
             raise MissingExtension("CertificateRequest without signature_algorithms")
+        cas = cr.extension(ExtensionType.certificate_authorities)
+        if cas is not None:  # checked on arrival (RFC 8446 §4.2.4: authorities<3..2^16-1>)
+            decode(cas, identity.pull_certificate_authorities)
         self._cert_request = cr
         self.transcript.add(HandshakeType.certificate_request, body)
         self._set_state(S.WAIT_CERTIFICATE)
@@ -436,17 +438,28 @@ class ClientHandshake(HandshakeContext):
         self._complete()
 
     def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
+        """Our first credential of the agreed type that signs with a scheme the request
+        lists and, if it must, has an issuer among its certificate_authorities."""
         cfg = self.config
-        if self.own_type != raw_keys.CertificateType.RawPublicKey and not cfg.chain:
-            self._send(msgs.Certificate(b"", ()), 2)
-            return
         sig = request.extension(ExtensionType.signature_algorithms)
         schemes = decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
+        cas = request.extension(ExtensionType.certificate_authorities)
+        names = decode(cas, identity.pull_certificate_authorities) if cas is not None else None
+        found = identity.choose(cfg.credentials, self.own_type, schemes, cfg.schemes, names)
+        if found is None:
+            # RFC 8446 §4.4.2: "If the server requests client authentication but no
+            # suitable certificate is available, the client MUST send a Certificate
+            # message containing no certificates."
+            self._send(msgs.Certificate(b"", ()), 2)
+            return
         offer = request.extension(ExtensionType.compress_certificate)
         if offer is not None:
             self._peer_compression = compression.decode_offer_untrusted(offer)
-        scheme = certs.choose_scheme(cfg.key, schemes)
-        self._send_certificate_and_verify(scheme)
+        self.credential, scheme = found
+        chain = self.credential.chain or None
+        self._send_certificate_and_verify(
+            SignatureScheme(scheme), self.credential.body, self.credential.key, chain
+        )
 
     def _on_new_session_ticket(self, msg: msgs.NewSessionTicket, body: bytes, *_: Any) -> None:
         cfg = self.config
@@ -480,6 +493,7 @@ class ClientHandshake(HandshakeContext):
         self._key_shares.clear()
         self.client_hello = None
         self._cert_request = None
+        self.credential = None
         self._hrr_cookie = None
 
 

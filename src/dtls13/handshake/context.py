@@ -138,6 +138,7 @@ class HandshakeContext:
         "closed",
         "config",
         "connected",
+        "credential",
         "early_accepted",
         "early_budget",
         "early_exporter",
@@ -212,6 +213,8 @@ class HandshakeContext:
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
+        # The credential (identity.Credential) we authenticated with; None: none sent.
+        self.credential: Any = None
         self.random = config.random_bytes(32)
         self.client_random = self.random if self.is_client else b""
         self._c_hs = self._s_hs = b""
@@ -404,6 +407,7 @@ class HandshakeContext:
             resumed=self.resumed,
             early_data_accepted=self.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
+            credential=self.credential,
             certificate_compression_sent=_name(self.certificate_compression_sent),
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,

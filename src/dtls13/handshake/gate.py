@@ -115,12 +115,15 @@ class FlightBound:
         # spot is still held to the connection's own amplification limit), and for each
         # compression algorithm the largest compressed one.
         sizes: list[tuple[int, dict[Any, int]]] = []
-        for cert in config.server_certificates.certificates:
-            chain, key = cert.chain, cert.key
+        for cred in config.server_certificates.certificates:
+            chain, key = cred.chain, cred.key
             scheme = schemes_for_key(key)[0]
             signature = sign_certificate_verify(key, scheme, bytes(32), is_server=True)
+            if not chain:  # a raw public key credential (RFC 7250): never compressed
+                sizes.append((len(cred.body) + len(signature) + 200, {}))
+                continue
             size = sum(len(c.public_bytes(Encoding.DER)) + 5 for c in chain)
-            size += stapling.stapled_size(cert)  # an OCSP response, SCTs on the leaf
+            size += stapling.stapled_size(cred)  # an OCSP response, SCTs on the leaf
             sizes.append(
                 (size + len(signature) + 200, compression.savings(chain, config.compression))
             )

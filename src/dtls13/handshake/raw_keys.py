@@ -92,35 +92,24 @@ def choose(offered: Iterable[int], supported: Sequence[CertificateType]) -> int 
     return next((t for t in offered if t in supported), None)
 
 
-def server_choice(
-    cfg: RawKeySettings, server_types: bytes | None, client_types: bytes | None
-) -> tuple[CertificateType, CertificateType, tuple[ext.Extension, ...]]:
-    """A server's (own type, client's type, EncryptedExtensions answers) for a ClientHello's
-    server_certificate_type and client_certificate_type (RFC 7250 §4.2).
+def client_type_choice(
+    cfg: RawKeySettings, client_types: bytes | None
+) -> tuple[CertificateType, tuple[ext.Extension, ...]]:
+    """A server's choice of the client's certificate type for a ClientHello's
+    client_certificate_type (RFC 7250 §4.2), and the EncryptedExtensions answer.
 
-    An extension is processed only when a raw public key is among our types for it; else
-    it is ignored, as by a server without RFC 7250, and X.509 applies. The client type is
-    answered only with a CertificateRequest: call this for full handshakes only.
+    The extension is processed only when a raw public key is among the types we accept
+    from clients; else it is ignored, as by a server without RFC 7250, and X.509 applies.
+    It is answered only with a CertificateRequest: call this for full handshakes only.
+    (Our own type goes with the credential chosen: `selection.choose_server_credential`.)
     """
     CT = CertificateType
-    own = peer = CT.X509
-    answers = []
-    if CT.RawPublicKey in cfg.own_types:
-        # Without the extension the client processes X.509 only.
-        offered = _decode_types(server_types) if server_types is not None else (CT.X509,)
-        chosen = choose(offered, cfg.own_types)
-        if chosen is None:
-            raise UnsupportedCertificate("no server certificate type in common")
-        own = CT(chosen)
-        if server_types is not None:
-            answers.append(_answer(ExtensionType.server_certificate_type, chosen))
-    if client_types is not None and cfg.client_auth != "none" and CT.RawPublicKey in cfg.peer_types:
-        chosen = choose(_decode_types(client_types), cfg.peer_types)
-        if chosen is None:
-            raise UnsupportedCertificate("no client certificate type in common")
-        peer = CT(chosen)
-        answers.append(_answer(ExtensionType.client_certificate_type, chosen))
-    return own, peer, tuple(answers)
+    if client_types is None or cfg.client_auth == "none" or CT.RawPublicKey not in cfg.peer_types:
+        return CT.X509, ()
+    chosen = choose(_decode_types(client_types), cfg.peer_types)
+    if chosen is None:
+        raise UnsupportedCertificate("no client certificate type in common")
+    return CT(chosen), (_answer(ExtensionType.client_certificate_type, chosen),)
 
 
 def _decode_types(data: bytes) -> tuple[int, ...]:
@@ -265,6 +254,7 @@ __all__ = [
     "CertificateType",
     "PinnedKeySource",
     "choose",
+    "client_type_choice",
     "load_peer_key",
     "load_pinned_keys",
     "peer_key_untrusted",
@@ -272,7 +262,6 @@ __all__ = [
     "pull_certificate_types",
     "push_certificate_type",
     "push_certificate_types",
-    "server_choice",
     "spki",
     "ticket_identity_acceptable",
 ]

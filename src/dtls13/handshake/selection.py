@@ -1,10 +1,12 @@
-"""A server's certificate chains and which one a ClientHello gets.
+"""A server's credentials and which one a ClientHello gets.
 
-A server may hold several chains (each with its private key) and picks one per handshake
-from the client's server_name (RFC 6066 §3) and signature_algorithms (RFC 8446 §4.2.3):
-the chosen key must sign with a scheme the client offered (§4.4.2.2, §4.4.3); among the
-chains that can, one issued for the exact name comes first, then one whose wildcard
-covers it, then the first configured. Loading is programmer input: it raises at once.
+A server may hold several credentials (X.509 chains or raw public keys, each with its
+private key) and picks one per handshake: of a certificate type the client accepts (RFC
+7250 §4.2), whose key signs with a scheme the client offered (RFC 8446 §4.4.2.2, §4.4.3)
+and, for one that must, whose issuer the client named (§4.2.4: handshake.identity); among
+those, one issued for the client's server_name (RFC 6066 §3) comes first, then one whose
+wildcard covers it, then the first configured. Loading is programmer input: it raises at
+once.
 """
 
 from __future__ import annotations
@@ -15,21 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from ..alerts import HandshakeFailure, InternalError, NoApplicationProtocol
-from . import messages as msgs
-from . import stapling
-from .constants import SignatureScheme
-from .credentials import (
-    CertificateSource,
-    KeySource,
-    check_key_matches_certificate,
-    load_certificate_chain,
-    load_private_key,
+from .._fast import DecodeError
+from ..alerts import (
+    DecodeErrorAlert,
+    HandshakeFailure,
+    InternalError,
+    NoApplicationProtocol,
+    UnsupportedCertificate,
 )
-from .signatures import PrivateKey, _scheme_name, schemes_for_key
+from . import extensions as ext
+from . import identity, stapling
+from .constants import ExtensionType, SignatureScheme
+from .identity import Credential
+from .raw_keys import CertificateType, pull_certificate_types, push_certificate_type
 
 
 def _check_name(name: object) -> str:
@@ -69,52 +71,38 @@ def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, eq=False)
-class ServerCertificate:
-    """One certificate chain with its private key, loaded and checked at construction.
+class ServerCertificate(Credential):
+    """A server's credential: a chain (or, with `raw_public_key=True`, a bare key) and its
+    private key, loaded and checked at construction (see `Credential`).
 
     `names`: the server names (SNI) it is for; None: the DNS names in the certificate.
     `ocsp_response` (DER OCSPResponse) and `signed_certificate_timestamps` (serialized
     SCTs): stapled to the leaf for a client that asks (handshake.stapling); not checked.
     """
 
-    certificate_chain: CertificateSource
-    private_key: KeySource
-    private_key_password: bytes | str | None = field(default=None, repr=False)
     names: Sequence[str] | None = None
     ocsp_response: bytes | None = field(default=None, repr=False)
     signed_certificate_timestamps: Sequence[bytes] = field(default=(), repr=False)
-    # Filled in by __post_init__.
-    chain: tuple[x509.Certificate, ...] = field(init=False, repr=False)
-    key: PrivateKey = field(init=False, repr=False)
     server_names: tuple[str, ...] = field(init=False)
-    schemes: frozenset[int] = field(init=False, repr=False)
-    # The Certificate message's body (empty request context): encoded once, sent as is.
-    body: bytes = field(init=False, repr=False)
     # Bodies with stapled data (handshake.stapling), made on first use.
     stapled_bodies: dict[Any, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        chain = tuple(load_certificate_chain(self.certificate_chain))
-        key = load_private_key(self.private_key, self.private_key_password)
-        check_key_matches_certificate(key, chain[0])
+        super().__post_init__()
         if self.names is None:
-            names = certificate_names(chain[0])
+            names = certificate_names(self.chain[0]) if self.chain else ()
         elif isinstance(self.names, str | bytes) or not isinstance(self.names, Sequence):
             raise TypeError("names is a sequence of server names, not one string")
         else:
             names = tuple(dict.fromkeys(_check_name(n) for n in self.names))
-        entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
-        _, body = msgs.push_message(msgs.Certificate(b"", entries))
         set_ = object.__setattr__
-        set_(self, "chain", chain)
-        set_(self, "key", key)
         set_(self, "server_names", names)
-        set_(self, "schemes", frozenset(schemes_for_key(key)))
-        set_(self, "body", body)
         set_(self, "ocsp_response", stapling.check_ocsp_response(self.ocsp_response))
         timestamps = stapling.check_timestamps(self.signed_certificate_timestamps)
         set_(self, "signed_certificate_timestamps", timestamps)
         stapling.check_fits(self.ocsp_response, timestamps)
+        if not self.chain and (self.ocsp_response is not None or timestamps):
+            raise ValueError("a raw public key has no certificate to staple OCSP or SCTs to")
         set_(self, "stapled_bodies", {})
 
     @classmethod
@@ -128,11 +116,6 @@ class ServerCertificate:
             "certificates holds ServerCertificate objects or (chain, key) tuples, "
             f"not {type(item).__name__}"
         )
-
-    def scheme_for(self, offered: Iterable[int]) -> int | None:
-        """The first of the client's schemes this key can sign with (None: none)."""
-        mine = self.schemes
-        return next((s for s in offered if s in mine), None)
 
 
 class CertificateSet:
@@ -155,10 +138,15 @@ class CertificateSet:
         return len(self.certificates)
 
     def select(
-        self, server_name: str | None, offered: Sequence[int]
+        self,
+        server_name: str | None,
+        offered: Sequence[int],
+        cert_type: CertificateType = CertificateType.X509,
+        preference: Sequence[int] | None = None,
+        authorities: frozenset[bytes] | None = None,
     ) -> tuple[ServerCertificate, int] | None:
-        """The chain for this client and the scheme its key signs with, or None when no
-        key can sign with any offered scheme (the caller sends handshake_failure)."""
+        """The credential of `cert_type` for this client and the scheme its key signs with,
+        or None when none fits (see `identity.choose`)."""
         tiers: list[Iterable[ServerCertificate]] = []
         if server_name:
             tiers.append(self._exact.get(server_name, ()))
@@ -168,20 +156,24 @@ class CertificateSet:
                 tiers.append(self._wildcard.get(parent, ()))
         tiers.append(self.certificates)
         for tier in tiers:
-            for cert in tier:
-                scheme = cert.scheme_for(offered)
-                if scheme is not None:
-                    return cert, scheme
+            found = identity.choose(tier, cert_type, offered, preference, authorities)
+            if found is not None:
+                return found  # type: ignore[return-value]
         return None
 
 
 def load_server_certificates(
-    primary: tuple[Any, ...] | None, extra: Sequence[Any]
+    primary: tuple[Any, ...] | None,
+    extra: Sequence[Any],
+    raw_key: Any = None,
 ) -> CertificateSet:
-    """The configured chains: the single-chain fields' first, then `certificates`."""
+    """The configured credentials: the single-chain fields' first, then the bare key of
+    `raw_public_key` (`raw_key`), then `certificates`."""
     if isinstance(extra, str | bytes | os.PathLike) or not isinstance(extra, Sequence):
         raise TypeError("certificates is a sequence of ServerCertificate or (chain, key) tuples")
     loaded = [ServerCertificate(*primary)] if primary is not None else []
+    if raw_key is not None:
+        loaded.append(ServerCertificate(private_key=raw_key, raw_public_key=True))
     loaded += [ServerCertificate.of(item) for item in extra]
     return CertificateSet(loaded)
 
@@ -189,16 +181,58 @@ def load_server_certificates(
 # -- per handshake (the client's input: raise only Alert subclasses) -------------------
 
 
+def choose_server_credential(
+    config: Any,
+    server_name: str | None,
+    offered: Sequence[int],
+    count: Any,
+    server_types: bytes | None,
+    authorities: bytes | None,
+) -> tuple[ServerCertificate, int, ext.Extension | None]:
+    """The credential a full handshake sends, the scheme its CertificateVerify uses and
+    the server_certificate_type answer for EncryptedExtensions (None: none to send).
+
+    The certificate types are tried in the client's order (RFC 7250 §4.2; without its
+    server_certificate_type, or when we hold no raw key, X.509 only: the extension is
+    then ignored, as by a server without RFC 7250).
+    """
+    CT = CertificateType
+    own = config.own_types
+    offered_types: Sequence[int] = (CT.X509,)
+    if server_types is not None and CT.RawPublicKey in own:
+        offered_types = _decode(server_types, pull_certificate_types)
+    types = [CT(t) for t in dict.fromkeys(offered_types) if t in own]
+    if not types and CT.RawPublicKey in own:
+        raise UnsupportedCertificate("no server certificate type in common")
+    names = None
+    if authorities is not None:
+        names = _decode(authorities, identity.pull_certificate_authorities)
+    cert, scheme = choose_certificate(config, server_name, offered, count, types, names)
+    answer = None
+    if server_types is not None and CT.RawPublicKey in own:
+        answer = ext.make_extension(
+            ExtensionType.server_certificate_type, push_certificate_type, cert.certificate_type
+        )
+    return cert, scheme, answer
+
+
 def choose_certificate(
-    config: Any, server_name: str | None, offered: Sequence[int], count: Any
+    config: Any,
+    server_name: str | None,
+    offered: Sequence[int],
+    count: Any,
+    types: Sequence[CertificateType] = (CertificateType.X509,),
+    authorities: frozenset[bytes] | None = None,
 ) -> tuple[ServerCertificate, int]:
-    """The chain a full handshake sends and the scheme its CertificateVerify uses.
+    """The credential a full handshake sends and the scheme its CertificateVerify uses:
+    for each type in `types`, the first credential that fits (SNI tiers first for X.509).
 
     `config.certificate_callback` is asked first; None from it means the built-in choice.
     Something other than a ServerCertificate from it, or an exception, is the programmer's
     bug: counted (`server_callback_errors`) and answered with internal_error; the endpoint
     goes on.
     """
+    preference = config.schemes
     callback = config.certificate_callback
     if callback is not None:
         known = tuple(_known_scheme(s) for s in offered)
@@ -210,19 +244,30 @@ def choose_certificate(
                     f"certificate_callback returned a {type(chosen).__name__}, "
                     "not a ServerCertificate or None"
                 )
-            scheme = chosen.scheme_for(offered)
+            if chosen.certificate_type not in types:
+                raise HandshakeFailure("the callback's credential is of a type the client refuses")
+            scheme = chosen.scheme_for(offered, preference)
             if scheme is None:
-                raise HandshakeFailure(_no_scheme(offered, (chosen,)))
+                raise HandshakeFailure(identity.no_match_reason((chosen,), offered, None))
             return chosen, scheme
     certificates: CertificateSet = config.server_certificates
     if not certificates.certificates:
         raise HandshakeFailure("no certificate, and no PSK the client knows")
-    found = certificates.select(server_name, offered)
-    if found is None:
-        # RFC 8446 §4.4.2.2, §4.4.3: CertificateVerify uses a scheme the client offered;
-        # with no key able to, the handshake fails (§4.1.1: handshake_failure).
-        raise HandshakeFailure(_no_scheme(offered, certificates.certificates))
-    return found
+    for cert_type in types:
+        found = certificates.select(server_name, offered, cert_type, preference, authorities)
+        if found is not None:
+            return found
+    # RFC 8446 §4.4.2.2, §4.4.3: CertificateVerify uses a scheme the client offered;
+    # with no key able to, the handshake fails (§4.1.1: handshake_failure).
+    usable = [c for c in certificates.certificates if c.certificate_type in types]
+    raise HandshakeFailure(identity.no_match_reason(usable, offered, authorities))
+
+
+def _decode(data: bytes, pull: Any) -> Any:
+    try:
+        return ext.decode(data, pull)
+    except DecodeError as exc:
+        raise DecodeErrorAlert(f"malformed extension: {exc}") from None
 
 
 def choose_alpn(config: Any, offered: Sequence[str], count: Any) -> str:
@@ -264,11 +309,3 @@ def _known_scheme(value: int) -> int:
         return SignatureScheme(value)
     except ValueError:
         return value
-
-
-def _no_scheme(offered: Sequence[int], certificates: Sequence[ServerCertificate]) -> str:
-    ours = sorted({_scheme_name(s) for c in certificates for s in c.schemes})
-    return (
-        f"no certificate can sign with a scheme the client offers: ours {ours}, "
-        f"offered {[_scheme_name(s) for s in offered]}"
-    )

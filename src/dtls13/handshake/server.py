@@ -16,7 +16,6 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
-from . import certificates as certs
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -66,7 +65,6 @@ class ServerHandshake(HandshakeContext):
 
     __slots__ = (
         "_cert_request",
-        "_certificate",
         "_client_hello",
         "_hrr_cookie",
         "_hrr_group",
@@ -86,7 +84,6 @@ class ServerHandshake(HandshakeContext):
         self._hrr_group: int | None = None
         self._client_hello: msgs.ClientHello | None = None
         self._cert_request: msgs.CertificateRequest | None = None
-        self._certificate: selection.ServerCertificate | None = None  # the chain we send
         self._peer_address: Any = None
         self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
@@ -174,18 +171,20 @@ class ServerHandshake(HandshakeContext):
             if sig is None:
                 raise MissingExtension("ClientHello without signature_algorithms")
             offered = decode(sig, ext.pull_signature_algorithms)
-            self._type_answers = self._choose_certificate_types(ch)
-            if self.own_type == raw_keys.CertificateType.RawPublicKey:
-                # RFC 7250: the configured key itself, signing with a scheme offered.
-                if cfg.key is None:
-                    raise HandshakeFailure("no raw public key, and no PSK the client knows")
-                self._certificate = None
-                self.scheme = certs.choose_scheme(cfg.key, offered)
-            else:
-                self._certificate, scheme = selection.choose_certificate(
-                    cfg, self.server_name, offered, self._count
-                )
-                self.scheme = SignatureScheme(scheme)
+            self.peer_type, self._type_answers = raw_keys.client_type_choice(
+                cfg, ch.extension(ExtensionType.client_certificate_type)
+            )
+            self.credential, scheme, answer = selection.choose_server_credential(
+                cfg,
+                self.server_name,
+                offered,
+                self._count,
+                ch.extension(ExtensionType.server_certificate_type),
+                ch.extension(ExtensionType.certificate_authorities),
+            )
+            self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
+            if answer is not None:
+                self._type_answers = (answer, *self._type_answers)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         offer = ch.extension(ExtensionType.compress_certificate)
@@ -307,13 +306,12 @@ class ServerHandshake(HandshakeContext):
             self._cert_request = request
             self._send(request, 2)
         if accepted is None:
-            assert self.scheme is not None
-            chosen = self._certificate
-            if chosen is None:  # a raw public key (RFC 7250)
-                self._send_certificate_and_verify(self.scheme)
-            else:
-                body = stapling.server_body(cfg, chosen, ch, self._count)
-                self._send_certificate_and_verify(self.scheme, body, chosen.key, chosen.chain)
+            chosen = self.credential
+            assert self.scheme is not None and chosen is not None
+            body = stapling.server_body(cfg, chosen, ch, self._count) if chosen.chain else None
+            self._send_certificate_and_verify(
+                self.scheme, body or chosen.body, chosen.key, chosen.chain or None
+            )
         ks = self.schedule
         assert ks is not None
         self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
@@ -409,15 +407,6 @@ class ServerHandshake(HandshakeContext):
                 raise DecryptError("PSK binder does not verify")
             return index, ks, state, identity
         return None
-
-    def _choose_certificate_types(self, ch: msgs.ClientHello) -> tuple[ext.Extension, ...]:
-        """Our certificate type and the client's (RFC 7250 §4.2); the answers for EE."""
-        self.own_type, self.peer_type, answers = raw_keys.server_choice(
-            self.config,
-            ch.extension(ExtensionType.server_certificate_type),
-            ch.extension(ExtensionType.client_certificate_type),
-        )
-        return answers
 
     def _send_hello_retry(
         self, ch: msgs.ClientHello, body: bytes, suite: int, group: int | None, now: float
@@ -605,7 +594,7 @@ class ServerHandshake(HandshakeContext):
         self.hello_bodies.clear()
         self._client_hello = None
         self._cert_request = None
-        self._certificate = None
+        self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
 
