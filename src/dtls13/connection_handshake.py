@@ -614,7 +614,7 @@ def repeat_final_acks(self: Connection, now: float) -> None:
     if not self._hs.connected or self.is_client:
         return
     last = self._final_ack_repeated_at
-    if last is not None and now - last < self.config.retransmit_initial / 4:
+    if last is not None and now - last < self._retransmit_initial / 4:
         return
     self._final_ack_repeated_at = now
     self._send_ack_for(self._final_acks)

@@ -84,6 +84,8 @@ class Shim:
             # BoringSSL's timer: 400 ms initial, doubling up to 60 s (the runner's timeouts).
             "retransmit_initial": 0.4,
             "retransmit_max": 60.0,
+            # ...giving up at the timeout after the 12th retransmission (DTLS1_MAX_TIMEOUTS).
+            "max_retransmissions": 12,
         }
         # BoringSSL never splits an application record to fit the MTU (the runner sends and
         # expects back records of 2^14 bytes); this library keeps every record within one
@@ -320,12 +322,18 @@ class Driver:
             else:
                 assert isinstance(value, int)
                 want_us = value // 1000
-                got_us = None if t is None else round((t - shim.now) * 1e6)
+                # A timer already due is 0 (DTLSv1_get_timeout's answer), not negative.
+                got_us = None if t is None else max(0, round((t - shim.now) * 1e6))
                 if got_us != want_us:
                     got = "none" if got_us is None else f"{got_us / 1e6:.6f}s"
                     raise ShimFailure(f"Expected timeout of {want_us / 1e6:.6f}s, but got {got}.")
         elif op == UPDATE_TIMEOUT:
-            raise Unimplemented("changing the initial timeout of a live connection")
+            # DTLSv1_set_initial_timeout_duration: running timers are rescaled too.
+            assert isinstance(value, int)
+            try:
+                conn.set_retransmit_timeout(value / 1000)
+            except ValueError as e:
+                raise Unimplemented(f"initial timeout {value} ms: {e}") from None
 
     def on_handshake(self, ev: Any) -> None:
         f, conn = self.f, self.conn
