@@ -129,6 +129,13 @@ class Shim:
             raise Unimplemented("-no-key-shares: a ClientHello always carries a key share")
         if shares:
             opts["key_share_groups"] = shares
+        elif "groups" in opts:
+            # BoringSSL's default shares (ssl_setup_key_shares): the first group, and the
+            # first after it of the other kind (post-quantum or classical).
+            groups = opts["groups"]
+            pq = ["MLKEM" in g.name for g in groups]
+            other = next((g for g, q in zip(groups, pq, strict=True) if q != pq[0]), None)
+            opts["key_share_groups"] = [groups[0]] + ([other] if other is not None else [])
         if f.has("-cert-file") or f.has("-key-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
