@@ -514,6 +514,10 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
     if out.answered:
         # The peer's answer implicitly acknowledged our flight: stop retransmitting it.
         if self._flight is not None:
+            if self._timeouts == 0:
+                # Answered without a retransmission: the timer a lossy earlier flight
+                # backed off to is kept no longer (RFC 9147 §5.8.2).
+                self._rto = self._retransmit_initial
             self._flight.release()
             self._flight = None
         self._retransmit_at = None
