@@ -106,6 +106,10 @@ class _Common:
     retransmit_initial: float = 1.0
     retransmit_max: float = 60.0
     handshake_timeout: float = 120.0
+    # Timeouts of one flight, each followed by a retransmission, before the connection
+    # ends (timed out) at the next; None: bounded by handshake_timeout, and after the
+    # handshake a flight stops being retransmitted (connection_flights.py).
+    max_retransmissions: int | None = None
     max_handshake_message: int = 65536
     max_messages_ahead: int = 8
     max_bytes_buffered: int = 256 * 1024
@@ -186,6 +190,12 @@ class _Common:
             raise ValueError("need 0 < retransmit_initial <= retransmit_max")
         if self.handshake_timeout <= 0:
             raise ValueError("handshake_timeout must be positive")
+        if self.max_retransmissions is not None and (
+            isinstance(self.max_retransmissions, bool)
+            or not isinstance(self.max_retransmissions, int)
+            or self.max_retransmissions < 1
+        ):
+            raise ValueError("max_retransmissions must be a positive integer (or None)")
         if not 1024 <= self.max_handshake_message <= 1 << 24:
             raise ValueError("max_handshake_message must be between 1024 and 2**24")
         if self.max_messages_ahead < 1 or self.max_bytes_buffered < self.max_handshake_message:

@@ -173,6 +173,7 @@ class Connection:
         "_records",
         "_restarts",
         "_retransmit_at",
+        "_retransmit_initial",
         "_retransmitted_at",
         "_retransmitted_this_input",
         "_rto",
@@ -261,6 +262,8 @@ class Connection:
         self._amplification_limit = None if self.is_client else amplification_limit
         self._unvalidated_in = self._unvalidated_out = 0
         self._restarts = 0
+        # The initial retransmission timeout; set_retransmit_timeout() changes it.
+        self._retransmit_initial = config.retransmit_initial
         if config.cid_length is not None:
             self.local_cids.append(self._new_cid(config.cid_length))
         self._init_handshake(first_message_seq)
@@ -324,7 +327,7 @@ class Connection:
         self._send_seq = 0 if self.is_client else first_message_seq
         # reliability
         self._flight: Flight | None = None
-        self._rto = self.config.retransmit_initial
+        self._rto = self._retransmit_initial
         self._retransmit_at: float | None = None
         self._timeouts = 0
         self._closed_cleartext_mtu: int | None = None
@@ -584,7 +587,23 @@ class Connection:
         if self._ack_at is not None and now >= self._ack_at:
             self._guard(now, lambda: self._send_ack(now))
         if self._retransmit_at is not None and now >= self._retransmit_at:
-            if self._hs.connected and self._timeouts >= MAX_UNACKED_RETRANSMISSIONS:
+            limit = self.config.max_retransmissions
+            if limit is not None and self._timeouts >= limit:
+                # As BoringSSL and OpenSSL give up after 12: the peer is gone, or the
+                # path no longer carries our flight.
+                self._terminate(
+                    None,
+                    f"no answer to our flight after {limit} retransmissions",
+                    by_peer=False,
+                    now=now,
+                    timed_out=True,
+                )
+                return
+            if (
+                limit is None
+                and self._hs.connected
+                and self._timeouts >= MAX_UNACKED_RETRANSMISSIONS
+            ):
                 # Stop: the flight stays, so a repeat of the peer's flight (§5.8.1 case 3)
                 # or a new post-handshake message sends it again, with a fresh count.
                 self._retransmit_at = None
@@ -1192,6 +1211,7 @@ class Connection:
     _handle_ack = _flights.handle_ack
     _on_flight_acknowledged = _flights.on_flight_acknowledged
     _on_post_handshake = _flights.on_post_handshake
+    set_retransmit_timeout = _flights.set_retransmit_timeout
 
 
 __all__ = ["Connection"]

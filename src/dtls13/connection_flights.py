@@ -257,7 +257,7 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
     key_update = any(m.msg_type == HandshakeType.key_update for m in flight.messages)
     flight.release()
     self._flight = None
-    self._rto = self.config.retransmit_initial
+    self._rto = self._retransmit_initial
     if self._hs.connected and 2 in self._records.write_epochs():
         # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
         # epoch 2 again, so its keys (an AEAD and a mask cipher) can go. The server
@@ -296,3 +296,28 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
         if msg.request_update == KeyUpdateRequest.update_requested:
             self._send_ack(now)
             self.key_update(request_peer=False)
+
+
+def set_retransmit_timeout(self: Connection, initial: float) -> None:
+    """Use `initial` seconds as this connection's initial retransmission timeout from now
+    on (the config's `retransmit_initial` for a new one), as a path's round-trip time
+    becomes known (RFC 9147 §5.8.2: 1.5 times an RTT estimate).
+
+    Running timers are rescaled, keeping their back-off and when they were armed: the
+    retransmission timer a flight already doubled twice becomes 4 * `initial`, the delayed
+    ACK a quarter of the rescaled timer; one already past is due at once."""
+    if isinstance(initial, bool) or not isinstance(initial, int | float):
+        raise TypeError(f"initial must be a number of seconds, not {initial!r}")
+    limit = self.config.retransmit_max
+    if not 0 < initial <= limit:  # NaN fails this too
+        raise ValueError(f"need 0 < initial <= retransmit_max ({limit:g}), not {initial!r}")
+    old_rto = self._rto
+    rto = min(old_rto * initial / self._retransmit_initial, limit)
+    self._retransmit_initial = float(initial)
+    self._rto = rto
+    # Both timers were armed `old_rto` (the ACK's: a quarter of it) before they are due.
+    if self._retransmit_at is not None:
+        self._retransmit_at += rto - old_rto
+    if self._ack_at is not None:
+        self._ack_at += (rto - old_rto) / 4
+    self._activity()

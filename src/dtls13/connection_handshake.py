@@ -207,8 +207,15 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
         self._restart_handshake(now, "epoch-2 records fail to authenticate")
     elif repeat:
         self._on_peer_repeat(now, in_handshake=record.epoch < 3)
-    elif ackable and not progressed and not self._hs.closed and self._ack_at is None:
+    elif (
+        not self._hs.closed
+        and self._ack_at is None
+        and ((ackable and not progressed) or (not self._hs.connected and self._ack_list))
+    ):
         # Part of a flight arrived and the rest did not (yet): ACK after rto/4 (§7.1).
+        # During the handshake the list holds records of the peer's current flight only
+        # (our next flight clears it: an implicit ACK), also when whole messages of it
+        # were processed, so a partial flight gets an ACK of all that arrived.
         self._ack_at = now + self._rto / 4
 
 
@@ -507,12 +514,16 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
     if out.answered:
         # The peer's answer implicitly acknowledged our flight: stop retransmitting it.
         if self._flight is not None:
+            if self._timeouts == 0:
+                # Answered without a retransmission: the timer a lossy earlier flight
+                # backed off to is kept no longer (RFC 9147 §5.8.2).
+                self._rto = self._retransmit_initial
             self._flight.release()
             self._flight = None
         self._retransmit_at = None
         if self.is_client:
-            self._ack_list.clear()
-            self._ack_at = None
+            # The records that answered us (the ServerHello) start the peer's flight:
+            # still to be ACKed while the rest of it is missing (§7.1).
             records.tentative_cid_length = 0
     if out.peer_cid is not None:
         self._use_cids(out.peer_cid)
@@ -614,7 +625,7 @@ def repeat_final_acks(self: Connection, now: float) -> None:
     if not self._hs.connected or self.is_client:
         return
     last = self._final_ack_repeated_at
-    if last is not None and now - last < self.config.retransmit_initial / 4:
+    if last is not None and now - last < self._retransmit_initial / 4:
         return
     self._final_ack_repeated_at = now
     self._send_ack_for(self._final_acks)

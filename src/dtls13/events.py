@@ -79,7 +79,8 @@ class NewSessionTicketReceived(Event):
 class ConnectionTerminated(Event):
     """The connection ended: by close_notify, an alert (sent or received) or a timeout.
 
-    ``timed_out``: the handshake did not complete within ``handshake_timeout``.
+    ``timed_out``: the handshake did not complete within ``handshake_timeout``, or a
+    flight went unanswered through ``max_retransmissions`` retransmissions.
     ``certificate_error``: we rejected the peer's certificate chain, for this reason (the
     verifier's words). ``dtls13.errors.error_for`` makes the matching exception.
     """

@@ -42,6 +42,7 @@ from framing import (
 PEER = ("127.0.0.1", 1)  # the runner, as the connection sees it
 START = 1000.0  # the fake clock's start (seconds); it never reads a real clock
 DEFAULT_MTU = 16384 + 256
+CLOCK_SLACK = 1e-9  # the runner counts in nanoseconds; our float seconds round apart
 HANDSHAKE_TIMEOUT = 1e9  # the runner's timeouts decide when a handshake has failed
 
 
@@ -141,6 +142,8 @@ class Shim:
             # BoringSSL's timer: 400 ms initial, doubling up to 60 s (the runner's timeouts).
             "retransmit_initial": 0.4,
             "retransmit_max": 60.0,
+            # ...giving up at the timeout after the 12th retransmission (DTLS1_MAX_TIMEOUTS).
+            "max_retransmissions": 12,
         }
         # BoringSSL never splits an application record to fit the MTU (the runner sends and
         # expects back records of 2^14 bytes); this library keeps every record within one
@@ -249,6 +252,13 @@ class Shim:
             raise Unimplemented("-no-key-shares: a ClientHello always carries a key share")
         if shares:
             opts["key_share_groups"] = shares
+        elif "groups" in opts:
+            # BoringSSL's default shares (ssl_setup_key_shares): the first group, and the
+            # first after it of the other kind (post-quantum or classical).
+            groups = opts["groups"]
+            pq = ["MLKEM" in g.name for g in groups]
+            other = next((g for g, q in zip(groups, pq, strict=True) if q != pq[0]), None)
+            opts["key_share_groups"] = [groups[0]] + ([other] if other is not None else [])
         if f.credentials():
             made, default = self.credentials = self._credentials(f, Credential)
             opts["certificates"] = made + ([default] if default is not None else [])
@@ -316,7 +326,8 @@ class Shim:
             if f.has("-trust-cert"):
                 opts["cafile"] = f.str("-trust-cert")
         self._server_stapling(f, opts)
-        opts["session_tickets"] = 0 if f.has("-no-ticket") else 1
+        # Two tickets, as BoringSSL sends (its num_tickets); the runner waits for both.
+        opts["session_tickets"] = 0 if f.has("-no-ticket") else 2
         opts["ticket_secret"] = self.ticket_secret
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
         if self._server_key != key:
@@ -485,7 +496,9 @@ class Driver:
             assert isinstance(value, int)
             shim.now += value / 1e9
             t = conn.get_timer()
-            if t is not None and t <= shim.now:
+            if t is not None and t <= shim.now + CLOCK_SLACK:
+                # A timer the runner's clock reached, up to float rounding of the sums.
+                shim.now = max(shim.now, t)
                 conn.handle_timer(shim.now)
         elif op == MTU:
             assert isinstance(value, int)
@@ -503,12 +516,18 @@ class Driver:
             else:
                 assert isinstance(value, int)
                 want_us = value // 1000
-                got_us = None if t is None else round((t - shim.now) * 1e6)
+                # A timer already due is 0 (DTLSv1_get_timeout's answer), not negative.
+                got_us = None if t is None else max(0, round((t - shim.now) * 1e6))
                 if got_us != want_us:
                     got = "none" if got_us is None else f"{got_us / 1e6:.6f}s"
                     raise ShimFailure(f"Expected timeout of {want_us / 1e6:.6f}s, but got {got}.")
         elif op == UPDATE_TIMEOUT:
-            raise Unimplemented("changing the initial timeout of a live connection")
+            # DTLSv1_set_initial_timeout_duration: running timers are rescaled too.
+            assert isinstance(value, int)
+            try:
+                conn.set_retransmit_timeout(value / 1000)
+            except ValueError as e:
+                raise Unimplemented(f"initial timeout {value} ms: {e}") from None
 
     def on_handshake(self, ev: Any) -> None:
         f, conn = self.f, self.conn
