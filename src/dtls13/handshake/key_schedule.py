@@ -82,6 +82,8 @@ class KeySchedule:
         # RFC 8446 §7.1: "If a given secret is not available, then the 0-value consisting
         # of a string of Hash.length bytes set to zeros is used."
         self._early_derived: bytes | None = None
+        self.handshake_secret: bytes | None = None
+        self.master_secret: bytes | None = None
         if psk:
             self.early_secret = hkdf_extract(self.hash_name, bytes(self.hash_len), psk)
             return
@@ -92,8 +94,6 @@ class KeySchedule:
             constants = early, self._derived(early)
             _NO_PSK[(self.hash_name, prefix)] = constants
         self.early_secret, self._early_derived = constants
-        self.handshake_secret: bytes | None = None
-        self.master_secret: bytes | None = None
 
     # -- helpers --------------------------------------------------------------------------
 
