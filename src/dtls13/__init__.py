@@ -29,6 +29,7 @@ from .errors import (
     PeerUnreachable,
 )
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 
@@ -59,6 +60,7 @@ __all__ = [
     "DTLSError",
     "HandshakeFailed",
     "HandshakeTimeout",
+    "ImportedPsk",
     "LocalProtocolError",
     "PeerClosed",
     "PeerUnreachable",

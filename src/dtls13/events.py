@@ -36,6 +36,9 @@ class HandshakeCompleted(Event):
     # peer's came with (None: not compressed, or no certificate).
     certificate_compression_sent: str | None = None
     certificate_compression_received: str | None = None
+    # The identity of the external PSK (plain or imported, RFC 9258) that authenticated
+    # the handshake; None after certificates or a session ticket.
+    psk_identity: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

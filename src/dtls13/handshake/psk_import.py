@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from .._fast import Buffer
 from ..crypto.hkdf import DTLS13_PREFIX, digest_size, hkdf_expand_label, hkdf_extract
 from .constants import DTLS13_VERSION
+from .key_schedule import KeySchedule
+from .tickets import Session
 
 # RFC 9258 §10 (IANA "TLS KDF Identifiers"): the target_kdf of an ImportedIdentity.
 KDF_IDS: dict[str, int] = {"sha256": 0x0001, "sha384": 0x0002}  # HKDF_SHA256, HKDF_SHA384
@@ -115,3 +117,30 @@ def server_match(
         if index is not None:
             return index, psk, derive_ipskx(psk, hash_name)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class PskOffer:
+    """One PSK a ClientHello offers, whatever its kind: a session ticket (`session`), a
+    plain external PSK or an imported one (`external`: the external identity)."""
+
+    identity: bytes
+    obfuscated_age: int
+    schedule: KeySchedule
+    session: Session | None = None
+    external: bytes | None = None
+    imported: bool = False
+
+    def binder_key(self) -> bytes:
+        """ "res binder", "ext binder" or "imp binder" (RFC 8446 §7.1, RFC 9258 §5.2)."""
+        return self.schedule.binder_key(self.external is not None, imported=self.imported)
+
+
+def imported_offers(psks: Sequence[ImportedPsk], hash_names: Iterable[str]) -> list[PskOffer]:
+    """`client_offers` as PskOffers."""
+    return [
+        PskOffer(
+            o.identity, 0, KeySchedule(o.hash_name, psk=o.ipskx), None, o.source.identity, True
+        )
+        for o in client_offers(psks, hash_names)
+    ]
