@@ -85,6 +85,7 @@ INT_FLAGS = frozenset(
         "-initial-timeout-duration-ms",
         "-read-size",
         "-export-keying-material",
+        "-expect-selected-credential",
         # Which codepoint QUIC transport parameters use: nothing outside QUIC.
         "-quic-use-legacy-codepoint",
     }
