@@ -30,6 +30,7 @@ from .errors import (
 )
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.identity import Credential
+from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
 from .peer_verification import PeerVerification
@@ -62,6 +63,7 @@ __all__ = [
     "DTLSError",
     "HandshakeFailed",
     "HandshakeTimeout",
+    "ImportedPsk",
     "LocalProtocolError",
     "PeerClosed",
     "PeerUnreachable",

@@ -16,6 +16,7 @@ from .handshake.antireplay import ReplayStore
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
 from .handshake.identity import Credential
+from .handshake.psk_import import ImportedPsk
 from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
@@ -65,6 +66,15 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.rsa_pkcs1_sha384,
     SignatureScheme.rsa_pkcs1_sha512,
 )
+
+
+def _imported(psks: Sequence[ImportedPsk]) -> tuple[ImportedPsk, ...]:
+    """imported_psks as a tuple of ImportedPsk (TypeError for anything else)."""
+    if isinstance(psks, (bytes, str, ImportedPsk)) or not all(
+        isinstance(p, ImportedPsk) for p in psks
+    ):
+        raise TypeError("imported_psks must be a sequence of ImportedPsk")
+    return tuple(psks)
 
 
 def _names_to(enum_type: Any, values: Sequence[Any], what: str) -> tuple[Any, ...]:
@@ -292,6 +302,11 @@ class ClientConfig(_Common):
     session: Session | None = None
     # An external PSK (identity, key) shared with the server; SHA-256 (RFC 9258 §4).
     psk: tuple[bytes, bytes] | None = None
+    # External PSKs offered imported (RFC 9258), each for every hash of cipher_suites.
+    imported_psks: Sequence[ImportedPsk] = ()
+    # With psk or imported_psks: the server must use one of them (else missing_extension);
+    # False lets it authenticate with a certificate instead, checked as verify says.
+    require_psk: bool = True
     # The SRTP MKI offered with srtp_profiles (RFC 5764 §4.1.3; empty: no MKI).
     srtp_mki: bytes = b""
     # Ask the server to staple an OCSP response (status_request, RFC 6066 §8) and signed
@@ -323,6 +338,7 @@ class ClientConfig(_Common):
             raise ValueError(f"key share groups {missing} are not among the configured groups")
         if self.psk is not None and (not self.psk[0] or len(self.psk[1]) < 16):
             raise ValueError("psk must be (a non-empty identity, a key of at least 16 bytes)")
+        self.imported_psks = _imported(self.imported_psks)
         if not isinstance(self.srtp_mki, bytes) or len(self.srtp_mki) > 255:
             raise ValueError("srtp_mki must be bytes, at most 255 of them")
         if self.srtp_mki and not self.srtp:
@@ -334,14 +350,11 @@ class ClientConfig(_Common):
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()
+        psk_only = self.require_psk and (self.psk is not None or bool(self.imported_psks))
         # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
         # Connection.peer_verification, the handshake goes on).
         soft_trust = self.cafile is not None or self.cadir is not None
-        if (
-            (self.verify or soft_trust)
-            and self.psk is None
-            and CertificateType.X509 in self.peer_types
-        ):
+        if (self.verify or soft_trust) and not psk_only and CertificateType.X509 in self.peer_types:
             from .handshake.certificates import load_trust_store
 
             self.trust = load_trust_store(self.cafile, self.cadir)
@@ -396,6 +409,8 @@ class ServerConfig(_Common):
     replay_store: ReplayStore | None = None
     # External PSKs: identity -> key (SHA-256); a server with only these needs no certificate.
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
+    # External PSKs clients offer imported (RFC 9258), in our order of preference.
+    imported_psks: Sequence[ImportedPsk] = ()
     # Answer a client's SRTP MKI with the same MKI (we will use it) rather than an empty one
     # (we will not), RFC 5764 §4.1.3.
     srtp_accept_mki: bool = False
@@ -439,10 +454,11 @@ class ServerConfig(_Common):
         self.own_types = tuple(
             t for t in (CertificateType.RawPublicKey, CertificateType.X509) if t in held
         )
-        if self.key is None and not self.external_psks:
+        self.imported_psks = _imported(self.imported_psks)
+        if self.key is None and not self.external_psks and not self.imported_psks:
             raise ValueError(
                 "a server needs certificate_chain and private_key, certificates, "
-                "private_key with raw_public_key, or external_psks"
+                "private_key with raw_public_key, external_psks or imported_psks"
             )
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")

@@ -46,6 +46,9 @@ class HandshakeCompleted(Event):
     # one made from certificate_chain / raw_public_key): a handshake.identity.Credential
     # (typed Any: events sit below the handshake layer). None: we sent none.
     credential: Any = None
+    # The identity of the external PSK (plain or imported, RFC 9258) that authenticated
+    # the handshake; None after certificates or a session ticket.
+    psk_identity: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import struct
 import sys
 from typing import Any
 
+import psk_credentials
 from flags import (
     DTLS13,
     Flags,
@@ -118,8 +119,9 @@ def _sct_wire(items: tuple[bytes, ...]) -> bytes:
 class Shim:
     """One shim process: its configurations, its fake clock and the session it resumes."""
 
-    def __init__(self, common: Flags) -> None:
+    def __init__(self, common: Flags, psks: list[psk_credentials.PskCredential]) -> None:
         self.common = common
+        self.psks = psks  # -new-psk-credential: imported PSKs (RFC 9258), in order
         self.now = START
         self.session: Any = None
         self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
@@ -271,8 +273,13 @@ class Shim:
         opts["verify"] = f.has("-verify-peer")
         opts["verify_callback"] = _verify_callback(f)
         opts["reverify_on_resume"] = f.has("-reverify-on-resume")
-        if f.has("-trust-cert"):
+        if f.str("-trust-cert"):  # empty for a PSK credential
             opts["cafile"] = f.str("-trust-cert")
+        if self.psks:
+            opts["imported_psks"] = psk_credentials.imported_psks(self.psks)
+            # BoringSSL: a client with PSK credentials takes a certificate instead only
+            # when it verifies certificates (SSL_VERIFY_PEER), else MISSING_EXTENSION.
+            opts["require_psk"] = not f.has("-verify-peer")
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
         opts["request_ocsp"] = f.has("-enable-ocsp-stapling")
@@ -305,12 +312,18 @@ class Shim:
             opts["alpn_callback"] = _reject_alpn
         elif f.has("-select-empty-alpn"):
             opts["alpn_callback"] = _select_empty_alpn
+        if self.psks and f.credentials():
+            # BoringSSL orders PSK and certificate credentials in one list; here a PSK the
+            # client offers always wins, so the list's order cannot decide.
+            raise Unimplemented("a credential list mixing PSK and certificate credentials")
         if f.credentials():
             made, default = self._credentials(f, ServerCertificate)
             opts["certificates"] = made + ([default] if default is not None else [])
-        elif not f.has("-cert-file"):
-            raise Unimplemented("a server without a certificate (PSK-only) is not configured")
-        else:
+        if self.psks:
+            opts["imported_psks"] = psk_credentials.imported_psks(self.psks)
+        elif not f.credentials() and not f.has("-cert-file"):
+            raise Unimplemented("a server without a certificate or a PSK credential")
+        if not f.credentials() and f.has("-cert-file"):
             opts["certificate_chain"] = f.str("-cert-file")
             opts["private_key"] = f.str("-key-file")
         # As test_config.cc sets the mode: -verify-peer wins (SSL_VERIFY_PEER: a certificate
@@ -323,7 +336,7 @@ class Shim:
             # BoringSSL's callback decides (flags.check_verify_flags); with -trust-cert the
             # library's own verdict, which the callback overrides, has the runner's root.
             opts["verify_callback"] = _verify_callback(f)
-            if f.has("-trust-cert"):
+            if f.str("-trust-cert"):  # empty for a PSK credential
                 opts["cafile"] = f.str("-trust-cert")
         self._server_stapling(f, opts)
         # Two tickets, as BoringSSL sends (its num_tickets); the runner waits for both.
@@ -533,7 +546,10 @@ class Driver:
         f, conn = self.f, self.conn
         self.handshake_done = True
         check_handshake(f, ev, conn, self.resumed)
-        check_credential(f, ev, self.shim.credentials)
+        if self.shim.psks:
+            self.check_selected_credential(ev)
+        else:
+            check_credential(f, ev, self.shim.credentials)
         export = f.int("-export-keying-material", 0) or 0
         if export > 0:
             # bssl_shim writes the exported bytes to the runner, which compares them.
@@ -551,6 +567,19 @@ class Driver:
                 self.send((f.str("-shim-initial-write") or "hello").encode())
         if f.has("-key-update-before-read"):
             conn.key_update(request_peer=False)
+
+    def check_selected_credential(self, ev: Any) -> None:
+        """-expect-selected-credential: the index of the credential the handshake used
+        (-1: none of them). Only PSK credentials are configured this way here: the one
+        whose identity the library reports."""
+        want = self.f.int("-expect-selected-credential")
+        if want is None:
+            return
+        got = next((i for i, c in enumerate(self.shim.psks) if c.identity == ev.psk_identity), -1)
+        if [c.identity for c in self.shim.psks].count(ev.psk_identity) > 1:
+            raise Unimplemented("two PSK credentials with one identity: which was used?")
+        if got != want:
+            raise ShimFailure(f"selected credential {got}, wanted {want}")
 
     def finish(self) -> None:
         f, conn = self.f, self.conn
@@ -575,9 +604,11 @@ class Driver:
 
 def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
     """The -expect-* flags about the handshake (BoringSSL's CheckHandshakeProperties)."""
-    if resumed and ev.resumed == f.has("-expect-session-miss"):
-        raise ShimFailure(f"session unexpectedly was{'' if ev.resumed else ' not'} reused")
-    if not resumed and ev.resumed:
+    # BoringSSL's "session reused" means a ticket: an external PSK handshake is none.
+    reused = ev.resumed and ev.psk_identity is None
+    if resumed and reused == f.has("-expect-session-miss"):
+        raise ShimFailure(f"session unexpectedly was{'' if reused else ' not'} reused")
+    if not resumed and reused:
         raise ShimFailure("session unexpectedly resumed on the first connection")
     # -expect-session-id: a session cached statefully (a session ID); this library has only
     # tickets, so -expect-no-session-id always holds. -expect-ticket-renewal concerns TLS 1.2
@@ -694,12 +725,13 @@ def run(argv: list[str]) -> int:
         return 0
     try:
         prescan_versions(argv)
+        argv, psks = psk_credentials.split(argv)
         common, first, again = parse(argv)
         check_supported(first)
         resume_count = common.int("-resume-count", 0) or 0
         if resume_count:
             check_supported(again, resumption=True)
-        shim = Shim(common)
+        shim = Shim(common, psks)
         for i in range(resume_count + 1):
             shim.run_connection(first if i == 0 else again, resumed=i > 0)
     except Unimplemented as e:

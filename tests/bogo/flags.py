@@ -94,10 +94,9 @@ INT_FLAGS = frozenset(
         "-initial-timeout-duration-ms",
         "-read-size",
         "-export-keying-material",
+        "-expect-selected-credential",
         # Which codepoint QUIC transport parameters use: nothing outside QUIC.
         "-quic-use-legacy-codepoint",
-        # The index of the credential the handshake used (-1: the default one).
-        "-expect-selected-credential",
     }
 )
 INT_VECTOR_FLAGS = frozenset(

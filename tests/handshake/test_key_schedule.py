@@ -330,3 +330,15 @@ def test_psk_schedule_can_be_zeroized_before_any_handshake_secret() -> None:
     ks = KeySchedule("sha256", psk=b"k" * 32)
     ks.zeroize()
     assert ks.handshake_secret is None and ks.master_secret is None and ks.early_secret == b""
+
+
+def test_psk_schedule_can_be_zeroized_before_its_master_secret() -> None:
+    """A PSK handshake that fails between ServerHello and Finished forgets its secrets:
+    the schedule of a PSK had no master_secret attribute, and zeroizing it raised out of
+    the connection (a client that got a CertificateRequest in a PSK handshake crashed)."""
+    ks = KeySchedule("sha256", psk=b"k" * 32)
+    with pytest.raises(LocalProtocolError):
+        ks.master()  # before the handshake secret: a clear error, not AttributeError
+    ks.handshake(bytes(32))
+    ks.zeroize()
+    assert ks.handshake_secret is None and ks.master_secret is None

@@ -34,7 +34,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert hs._c_hs == hs._s_hs == b""
     assert hs.random == hs.client_random == b"" or hs._keylog is not None
     if isinstance(hs, ClientHandshake):
-        assert hs._psk_schedule is None and not hs._key_shares and hs.client_hello is None
+        assert not hs._psk_offers and not hs._key_shares and hs.client_hello is None
     else:
         assert isinstance(hs, ServerHandshake)
         assert not hs.hello_bodies and hs._client_hello is None

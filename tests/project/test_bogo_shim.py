@@ -371,6 +371,7 @@ def test_shim_server_maps_the_credential_list_and_reports_the_selected_one(
         ["-server", "-max-version", str(0xFEFC)],  # TLS, not DTLS
         ["-dtls", "-server", "-enable-early-data"],  # BoringSSL has no 0-RTT over DTLS
         ["-dtls", "-psk", "secret"],  # BoringSSL's TLS 1.2 PSK cipher suites
+        ["-dtls", "-psk-importer-sha256"],  # a PSK credential's flag without the credential
         ["-dtls", "-no-tls13"],
         # BoringSSL re-verifies a resumption only through its custom callback.
         ["-dtls", "-verify-peer", "-reverify-on-resume", "-resume-count", "1"],
@@ -385,3 +386,56 @@ def test_shim_refuses_what_it_does_not_implement_with_exit_89(flags: list[str]) 
     code, err = runner.finish()
     assert code == 89
     assert "unimplemented" in err
+
+
+def _psk_flags(identity: bytes, key: bytes, context: bytes, sha: str) -> list[str]:
+    """One PSK credential as runner.go appendCredentialFlags writes it."""
+    import base64
+
+    def b64(v: bytes) -> str:
+        return base64.b64encode(v).decode()
+
+    return [
+        *["-new-psk-credential", "-psk-importer-key", b64(key)],
+        *["-psk-importer-identity", b64(identity), "-psk-importer-context", b64(context)],
+        f"-psk-importer-{sha}",
+    ]
+
+
+@pytest.mark.parametrize(("selected", "code"), [("1", 0), ("0", 1)])
+def test_shim_server_uses_psk_credentials(selected: str, code: int) -> None:
+    """-new-psk-credential and its -psk-importer-* flags make imported PSKs (RFC 9258) of a
+    server with no certificate; -expect-selected-credential names the one used."""
+    from dtls13 import ImportedPsk
+
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls"],
+            *_psk_flags(b"psk3", b"IJKL" * 8, b"context3", "sha256"),
+            *_psk_flags(b"psk2", b"EFGH" * 12, b"context2", "sha384"),
+            *["-expect-selected-credential", selected],
+        ]
+    )
+    psk = ImportedPsk(b"psk2", b"EFGH" * 12, b"context2", "sha384")
+    pools = PoolSet()
+    client = Connection(ClientConfig(imported_psks=[psk]), pools=pools)
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted | ConnectionTerminated) for e in seen)
+
+        runner.pump(client, NOW, done)
+        completed = [e for e in seen if isinstance(e, HandshakeCompleted)]
+        assert completed and completed[0].psk_identity == b"psk2"
+        if code == 0:
+            echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        got = runner.finish()
+    assert got[0] == code
+    assert code == 0 or "selected credential 1, wanted 0" in got[1]

@@ -32,6 +32,7 @@ from .context import (
     signing_schemes,
 )
 from .key_schedule import KeySchedule
+from .psk_import import PskOffer, imported_offers
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
 
@@ -48,7 +49,7 @@ class ClientHandshake(HandshakeContext):
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
 
-    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_schedule", "client_hello")
+    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_offers", "client_hello")
 
     config: ClientConfig
 
@@ -56,7 +57,7 @@ class ClientHandshake(HandshakeContext):
         super().__init__(config, **kwargs)
         self._key_shares: dict[int, groups.KeyExchange] = {}
         self._hrr_cookie: bytes | None = None
-        self._psk_schedule: KeySchedule | None = None
+        self._psk_offers: list[PskOffer] = []
         self._cert_request: msgs.CertificateRequest | None = None
         self.client_hello: msgs.ClientHello | None = None
         self._set_state(S.START)
@@ -160,18 +161,22 @@ class ClientHandshake(HandshakeContext):
                 ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
             )
         )
-        offer = self._psk_offer()
-        if offer is not None:
-            identity, age, _, schedule = offer
-            if cfg.session is not None and cfg.session.max_early_data and not self.retried:
+        offers = self._psk_offers = self._offers()
+        if offers:
+            session = offers[0].session
+            # RFC 8446 §4.2.10: early data goes under the first PSK offered.
+            if session is not None and session.max_early_data and not self.retried:
                 extensions.append(ext.Extension(ExtensionType.early_data, b""))
                 self.early_offered = True
-            # pre_shared_key comes last; its binder is computed over everything before it.
+            # pre_shared_key comes last; its binders are computed over everything before it.
             extensions.append(
                 ext.make_extension(
                     ExtensionType.pre_shared_key,
                     ext.push_pre_shared_key_client,
-                    ext.OfferedPsks((ext.PskIdentity(identity, age),), (bytes(schedule.hash_len),)),
+                    ext.OfferedPsks(
+                        tuple(ext.PskIdentity(o.identity, o.obfuscated_age) for o in offers),
+                        tuple(bytes(o.schedule.hash_len) for o in offers),
+                    ),
                 )
             )
         hello = msgs.ClientHello(
@@ -179,59 +184,64 @@ class ClientHandshake(HandshakeContext):
             cipher_suites=tuple(int(s) for s in cfg.suites),
             extensions=tuple(extensions),
         )
-        if offer is not None:
-            _, _, external, schedule = offer
-            partial = self.transcript.digest_with(msgs.binder_prefix(hello), schedule.hash_name)
-            binder = schedule.verify_data(schedule.binder_key(external), partial)
-            hello = msgs.replace_binders(hello, (binder,))
-            self._psk_schedule = schedule
+        if offers:
+            prefix = msgs.binder_prefix(hello)
+            binders = tuple(
+                o.schedule.verify_data(
+                    o.binder_key(), self.transcript.digest_with(prefix, o.schedule.hash_name)
+                )
+                for o in offers
+            )
+            hello = msgs.replace_binders(hello, binders)
         self.client_hello = hello
         self._out.flight = FlightKind.HANDSHAKE
         self._send(hello, 0)
-        if self.early_offered and self._psk_schedule is not None and cfg.session is not None:
-            early = self._psk_schedule.client_early_traffic_secret(
-                self.transcript.digest(self._psk_schedule.hash_name)
-            )
-            self._install(1, write=True, secret=early, suite=cfg.session.suite)
-            self.early_budget = cfg.session.max_early_data
+        if self.early_offered and offers[0].session is not None:
+            first, session = offers[0].schedule, offers[0].session
+            early = first.client_early_traffic_secret(self.transcript.digest(first.hash_name))
+            self._install(1, write=True, secret=early, suite=session.suite)
+            self.early_budget = session.max_early_data
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
-            self._keep_early_exporter(self._psk_schedule)
+            self._keep_early_exporter(first)
 
-    def _psk_offer(self) -> tuple[bytes, int, bool, KeySchedule] | None:
-        """(identity, obfuscated age, external?, schedule) of the PSK to offer, if any."""
+    def _offers(self) -> list[PskOffer]:
+        """The PSKs to offer, in order: the session to resume, the external PSK, the
+        imported ones (RFC 9258) for each hash of our suites."""
         cfg = self.config
+        offers: list[PskOffer] = []
+        session = self._session_offer()
+        if session is not None:
+            offers.append(session)
         if cfg.psk is not None:
             identity, key = cfg.psk
-            offer = (identity, 0, True, KeySchedule("sha256", psk=key))
-        elif cfg.session is not None:
-            session = cfg.session
-            wall = self._wall_clock().timestamp()
-            if session.expired(wall) or session.suite not in cfg.suites:
-                return None
-            if not _same_identity_kind(session, cfg):
-                return None  # this configuration would not accept the session's server
-            if not _same_name(session.server_name, cfg.server_name):
-                # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
-                # the one used in the original session": a full handshake instead.
-                if not self.retried:
-                    self._count("session_server_name_mismatch", 1)
-                return None
-            hash_name = SUITES[session.suite].hash_name
-            offer = (
-                session.ticket,
-                session.obfuscated_age(wall),
-                False,
-                KeySchedule(hash_name, psk=session.psk),
-            )
-        else:
-            return None
+            schedule = KeySchedule("sha256", psk=key)
+            offers.append(PskOffer(identity, 0, schedule, external=identity))
+        hashes = [SUITES[s].hash_name for s in cfg.suites]
+        offers += imported_offers(cfg.imported_psks, hashes)
         # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
-        # cannot be offered again.
-        hash_name = offer[3].hash_name
-        if self.transcript.hash_name not in (None, hash_name):
+        # cannot be offered again (RFC 8446 §4.1.4 lets the client drop it).
+        fixed = self.transcript.hash_name
+        return [o for o in offers if fixed in (None, o.schedule.hash_name)]
+
+    def _session_offer(self) -> PskOffer | None:
+        cfg = self.config
+        session = cfg.session
+        if session is None:
             return None
-        return offer
+        wall = self._wall_clock().timestamp()
+        if session.expired(wall) or session.suite not in cfg.suites:
+            return None
+        if not _same_identity_kind(session, cfg):
+            return None  # this configuration would not accept the session's server
+        if not _same_name(session.server_name, cfg.server_name):
+            # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
+            # the one used in the original session": a full handshake instead.
+            if not self.retried:
+                self._count("session_server_name_mismatch", 1)
+            return None
+        schedule = KeySchedule(SUITES[session.suite].hash_name, psk=session.psk)
+        return PskOffer(session.ticket, session.obfuscated_age(wall), schedule, session)
 
     def _on_hello_verify_request(self, msg: Any, body: bytes, now: float, *_: Any) -> None:
         # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
@@ -262,20 +272,28 @@ class ClientHandshake(HandshakeContext):
         if self.transcript.hash_name is None:
             self.transcript.select(self.params.hash_name)
         schedule: KeySchedule | None = None
+        self.psk_identity = None  # a ServerHello dropped as damaged may have set it
         psk_data = sh.extension(ExtensionType.pre_shared_key)
         if psk_data is not None:
             selected = decode(psk_data, ext.pull_pre_shared_key_server)
-            schedule = self._psk_schedule
-            if schedule is None or selected != 0:
+            # RFC 8446 §4.2.11: "Clients MUST verify that the server's selected_identity is
+            # within the range supplied by the client" (else illegal_parameter).
+            if not 0 <= selected < len(self._psk_offers):
                 raise IllegalParameter("server selected a PSK we did not offer")
+            offer = self._psk_offers[selected]
+            schedule = offer.schedule
             if schedule.hash_name != self.params.hash_name:
                 raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
             self.resumed = True
-            if cfg.psk is None and cfg.session is not None:
+            self.psk_identity = offer.external
+            if offer.session is not None:
                 # The resumption inherits the original's authentication (RFC 8446 §2.2).
-                self.peer_chain = cfg.session.peer_certificates
-                self.peer_public_key = cfg.session.peer_public_key
-                self.peer_stapled = stapling.of_session(cfg.session)
+                self.peer_chain = offer.session.peer_certificates
+                self.peer_public_key = offer.session.peer_public_key
+                self.peer_stapled = stapling.of_session(offer.session)
+        elif cfg.require_psk and (cfg.psk is not None or cfg.imported_psks):
+            # Configured with external PSKs only: a certificate is nothing we can check.
+            raise MissingExtension("the server did not select one of our external PSKs")
         key_share = sh.extension(ExtensionType.key_share)
         shared: bytes | None = None
         if key_share is None:
@@ -489,7 +507,7 @@ class ClientHandshake(HandshakeContext):
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()
-        self._psk_schedule = None
+        self._psk_offers = []
         self._key_shares.clear()
         self.client_hello = None
         self._cert_request = None

@@ -156,6 +156,7 @@ class HandshakeContext:
         "peer_stapled",
         "peer_type",
         "peer_verification",
+        "psk_identity",
         "random",
         "read_secret",
         "resumed",
@@ -221,6 +222,7 @@ class HandshakeContext:
         self.read_secret = self.write_secret = self.resumption_secret = b""
         self.peer_finished = False
         self.resumed = False
+        self.psk_identity: bytes | None = None  # the external PSK that authenticated us
         self.early_offered = self.early_accepted = False
         self.early_result: bool | None = None
         self.early_budget = 0
@@ -408,6 +410,7 @@ class HandshakeContext:
             early_data_accepted=self.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
             credential=self.credential,
+            psk_identity=self.psk_identity,
             certificate_compression_sent=_name(self.certificate_compression_sent),
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,

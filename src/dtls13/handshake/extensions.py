@@ -359,11 +359,12 @@ def _push_binder(buf: Buffer, binder: bytes) -> None:
 
 
 def pull_pre_shared_key_client(buf: Buffer) -> OfferedPsks:
-    """``OfferedPsks``: as many binders as identities, at least one of each."""
+    """``OfferedPsks``: at least one identity and one binder. Whether there are as many
+    binders as identities is for the server to check (illegal_parameter, as BoringSSL)."""
     identities = tuple(buf.pull_list(2, _pull_psk_identity))
     binders = tuple(buf.pull_list(2, _pull_binder))
-    if not identities or len(identities) != len(binders):
-        raise DecodeError("PSK identities and binders do not match")
+    if not identities or not binders:
+        raise DecodeError("no PSK identities or no binders")
     return OfferedPsks(identities, binders)
 
 

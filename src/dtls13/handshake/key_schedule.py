@@ -120,9 +120,10 @@ class KeySchedule:
 
     # -- early secret -----------------------------------------------------------------------
 
-    def binder_key(self, external: bool = False) -> bytes:
-        """``ext binder`` for external PSKs, ``res binder`` for resumption (§7.1)."""
-        label = b"ext binder" if external else b"res binder"
+    def binder_key(self, external: bool = False, *, imported: bool = False) -> bytes:
+        """``ext binder`` for external PSKs, ``res binder`` for resumption (§7.1), ``imp
+        binder`` for imported PSKs (RFC 9258 §5.2)."""
+        label = b"imp binder" if imported else b"ext binder" if external else b"res binder"
         return self.derive(self.early_secret, label, empty_hash(self.hash_name))
 
     def client_early_traffic_secret(self, client_hello_hash: bytes) -> bytes:

@@ -28,7 +28,8 @@ from .context import (
     signing_schemes,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
-from .key_schedule import KeySchedule, Transcript
+from .key_schedule import Transcript
+from .psk_choice import Accepted, check_kept_psks, choose_psk
 from .state import HELLO_STATES, ServerState, Transition
 from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
 
@@ -49,8 +50,6 @@ _CLIENT_HELLO2_MAY_CHANGE = frozenset(
         ExtensionType.padding,
     }
 )
-
-Accepted = tuple[int, KeySchedule, TicketState | None, ext.PskIdentity]
 
 
 class ServerHandshake(HandshakeContext):
@@ -157,7 +156,7 @@ class ServerHandshake(HandshakeContext):
             if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        accepted = self._server_psk(ch, body, suite) if mode is not None else None
+        accepted = choose_psk(self, ch, body, suite) if mode is not None else None
         self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
         self.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
@@ -197,6 +196,7 @@ class ServerHandshake(HandshakeContext):
         self.params = SUITES[suite]
         self.group = NamedGroup(group) if group is not None else None
         self.resumed = accepted is not None
+        self.psk_identity = accepted[4] if accepted is not None else None
         if accepted is not None and accepted[2] is not None:
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
@@ -332,7 +332,7 @@ class ServerHandshake(HandshakeContext):
         self._count("early_data_offered", 1)
         if accepted is None or accepted[0] != 0 or self.retried or not cfg.max_early_data:
             return False
-        _, _, state, identity = accepted
+        _, _, state, identity, _ = accepted
         if state is None or not state.max_early_data or state.suite != suite:
             return False
         if state.alpn != self.alpn:
@@ -362,50 +362,6 @@ class ServerHandshake(HandshakeContext):
         for name, code in (("psk_dhe_ke", 1), ("psk_ke", 0)):
             if code in offered and name in self.config.psk_modes:
                 return name
-        return None
-
-    def _server_psk(self, ch: msgs.ClientHello, body: bytes, suite: int) -> Accepted | None:
-        """The first offered PSK we know and whose binder verifies:
-        (index, schedule, the ticket's state or None for an external PSK, identity)."""
-        cfg = self.config
-        data = ch.extension(ExtensionType.pre_shared_key)
-        assert data is not None
-        offered = decode(data, ext.pull_pre_shared_key_client)
-        if len(offered.identities) != len(offered.binders):
-            raise IllegalParameter("pre_shared_key: identities and binders differ in number")
-        wall = self._wall_clock().timestamp()
-        hash_name = SUITES[CipherSuite(suite)].hash_name
-        for index, identity in enumerate(offered.identities):
-            external = identity.identity in cfg.external_psks
-            state: TicketState | None = None
-            if external:
-                psk, psk_hash = cfg.external_psks[identity.identity], "sha256"
-            else:
-                state = cfg.tickets.open(identity.identity, wall)
-                if state is None:
-                    continue
-                if state.server_name != self.server_name:
-                    # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
-                    self._count("psk_refused_identity", 1)
-                    continue
-                if not raw_keys.ticket_identity_acceptable(cfg, state):
-                    # A resumption inherits the original's authentication (RFC 8446 §2.2):
-                    # none we accept here, so the full handshake must ask for one.
-                    self._count("psk_refused_identity", 1)
-                    continue
-                psk, psk_hash = state.psk, SUITES[state.suite].hash_name
-            if psk_hash != hash_name:
-                continue
-            ks = KeySchedule(hash_name, psk=psk)
-            # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
-            cut = ext.binders_length(len(b) for b in offered.binders)
-            prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
-            partial_hash = self.transcript.digest_with(prefix)
-            if not ks.check_verify_data(
-                ks.binder_key(external), partial_hash, offered.binders[index]
-            ):
-                raise DecryptError("PSK binder does not verify")
-            return index, ks, state, identity
         return None
 
     def _send_hello_retry(
@@ -464,6 +420,8 @@ class ServerHandshake(HandshakeContext):
         first = self._client_hello
         if suite != self.suite or (first is not None and ch.random != first.random):
             raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
+        if first is not None:
+            check_kept_psks(self, first, ch, suite)
         if self._hrr_cookie is not None:
             data = ch.extension(ExtensionType.cookie)
             if data is None:
