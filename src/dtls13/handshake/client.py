@@ -346,6 +346,9 @@ class ClientHandshake(HandshakeContext):
     def _on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes, *_: Any) -> None:
         cfg = self.config
         self._check_solicited(ee.extensions, "EncryptedExtensions")
+        sni_ack = ee.extension(ExtensionType.server_name)
+        if sni_ack is not None:
+            decode(sni_ack, ext.pull_server_name_ack)  # RFC 6066 §3
         alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
         if alpn is not None:
             names = decode(alpn, ext.pull_alpn)
@@ -396,6 +399,9 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-empty certificate_request_context in the handshake")
         if cr.extension(ExtensionType.signature_algorithms) is None:
             raise MissingExtension("CertificateRequest without signature_algorithms")
+        authorities = cr.extension(ExtensionType.certificate_authorities)
+        if authorities is not None:
+            decode(authorities, ext.pull_certificate_authorities)  # well formed, not used
         self._cert_request = cr
         self.transcript.add(HandshakeType.certificate_request, body)
         self._set_state(S.WAIT_CERTIFICATE)
