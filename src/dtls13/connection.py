@@ -762,6 +762,15 @@ class Connection:
 
     def _send_key_update(self, request: KeyUpdateRequest) -> None:
         self._key_update_pending = True
+        if (
+            request == KeyUpdateRequest.update_requested
+            and self._ack_key_update
+            and self._ack_at is not None
+            and self._ack_list
+        ):
+            # The peer's KeyUpdate is ACKed first: until then it may send no KeyUpdate
+            # (RFC 9147 §8), so it would drop our request (wolfSSL does).
+            self._send_ack(self._now)
         # A flight still unacknowledged (its retransmission given up) must be delivered:
         # the KeyUpdate joins it. A new flight dropped it, and the peer, missing that
         # message_seq, never processed the KeyUpdate behind it (RFC 9147 §7.1, §8).

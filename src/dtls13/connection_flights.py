@@ -137,13 +137,6 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
     flight itself is stored, so nothing is lost for good)."""
     try:
         with self._records.datagram_writer(self.mtu) as w:
-            if self._ack_key_update and self._ack_at is not None and self._ack_list:
-                # The ACK of the peer's KeyUpdate goes first: a peer whose KeyUpdate is
-                # unacknowledged ignores our update request (wolfSSL). Other pending ACKs
-                # wait for their timer (BoringSSL reads our flight and nothing before it).
-                self._ack_key_update = not send_ack_for(self, ack_numbers(self), w)
-                if not self._ack_key_update:
-                    self._ack_at = None
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
     except MemoryBudgetExceeded:
@@ -294,5 +287,7 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
         self._records.install_read_epoch(epoch, hs.suite, hs.next_read_secret(), now)
         self._event(KeyUpdated(sending=False, epoch=epoch))
         if msg.request_update == KeyUpdateRequest.update_requested:
-            self._send_ack(now)
+            # Our answer goes at once, its ACK after the usual delay: a peer reading for
+            # our KeyUpdate finds it first (BoringSSL), and one whose KeyUpdate waits for
+            # that ACK still takes an update that requests nothing.
             self.key_update(request_peer=False)

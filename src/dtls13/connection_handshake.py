@@ -479,8 +479,8 @@ def handle_message(self: Connection, msg_type: int, body: memoryview, now: float
         # (RFC 9147 §7.1), not at once: the peer's other messages of the flight (a second
         # ticket) join the same ACK, and a peer reading in order finds no ACK where it waits
         # for application data. The ACK of a KeyUpdate goes ahead of our own next
-        # post-handshake flight (emit_datagrams): a peer whose KeyUpdate waits for its ACK
-        # ignores our next update request until then (wolfSSL).
+        # update request (_send_key_update): a peer whose KeyUpdate waits for its ACK
+        # ignores our update request until then (wolfSSL).
         self._ack_at = now + self._rto / 4
     if hs.connected and msg_type == HandshakeType.key_update:
         self._ack_key_update = True
