@@ -155,6 +155,11 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
                 # handshake flight is answered by our own flight, or by our final ACK
                 # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
                 ackable = ackable or (self._hs.connected and record.epoch >= 3)
+            elif record.epoch >= 3 and record.epoch < self._records.read_epochs()[-1]:
+                # A new message under keys that a KeyUpdate of the peer's retired: RFC 8446
+                # §5.1, handshake messages MUST NOT span key changes (on_post_handshake
+                # checks what came before the KeyUpdate was processed).
+                raise UnexpectedMessage("a handshake message after KeyUpdate under the old keys")
             elif plaintext and not self._hs.in_hello:
                 # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                 # association; past the hellos only retransmissions are plaintext.
