@@ -31,6 +31,7 @@ from .alerts import (
     InternalError,
     LocalProtocolError,
     RecordOverflow,
+    UnexpectedMessage,
     alert_for,
 )
 from .config import ClientConfig, ServerConfig
@@ -1096,6 +1097,11 @@ class Connection:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
                 self._event(DataReceived(data))
+            elif record.epoch == 2:
+                # Authenticated under the handshake keys, so the peer itself sent it: no
+                # application data is ever protected with those (RFC 8446 §7.1, RFC 9147
+                # §6.1), as in TLS.
+                raise UnexpectedMessage("application data under the handshake keys")
             else:
                 # RFC 9147 §5.8.1: discard application data before the peer's Finished.
                 self.stats["dropped_app_data_early"] += 1

@@ -398,6 +398,7 @@ def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) 
     # repeated server flight means that flight was lost, so resend it (case 3).
     # Once per repeated handshake flight, not once per datagram of it: the peer's
     # flight comes as a burst, and answering each of its datagrams multiplied ours.
+    # Not within rto/4 of sending our flight either (apply()).
     recently = (
         in_handshake
         and self._retransmitted_at is not None
@@ -553,6 +554,10 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
         else:
             flight.needs_ack = kind is FlightKind.FINAL
             self._emit_flight(now)
+            # Copies of the peer's flight that come soon after ours crossed it on the
+            # way (network duplicates, or a peer that sends fragments twice): they do
+            # not say ours was lost, so on_peer_repeat waits as after a retransmission.
+            self._retransmitted_at = now
     if out.completed is not None:
         self._complete(out.completed, now)
         self._drop_handshake_state()
