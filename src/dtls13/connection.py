@@ -804,14 +804,29 @@ class Connection:
     def spare_peer_cids(self) -> tuple[bytes, ...]:
         return tuple(self._spare_peer_cids)
 
-    def close(self) -> None:
-        """Send close_notify (if anything was established) and release everything."""
+    def close(self, alert: AlertDescription = AlertDescription.close_notify) -> None:
+        """Send close_notify (if anything was established) and release everything.
+
+        `alert` other than close_notify aborts instead: that error alert is sent (at the
+        fatal level, RFC 8446 §6.2) and the connection ends with it; user_canceled is a
+        warning followed by close_notify (§6.1)."""
+        if not isinstance(alert, AlertDescription):
+            raise TypeError("alert must be an AlertDescription")
         self._activity()
         if self._hs.closed:
             return
-        if self._records.write_epoch >= 2 or self._hs.connected:
+        established = self._records.write_epoch >= 2 or self._hs.connected
+        if alert not in (AlertDescription.close_notify, AlertDescription.user_canceled):
+            # Unprotected, an error alert is sent as the handshake's own are (the peer
+            # treats a plaintext one as it sees fit, RFC 9147 §4.5.2).
+            self._send_alert(AlertLevel.FATAL, alert)
+            self._terminate(alert, "aborted locally", by_peer=False, now=None)
+            return
+        if established:
+            if alert is AlertDescription.user_canceled:
+                self._send_alert(AlertLevel.WARNING, alert)
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
-        self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
+        self._terminate(alert, "closed locally", by_peer=False, now=None)
 
     def abandon(self, reason: str = "abandoned by the endpoint") -> None:
         """End at once without sending anything (a superseded or shed association)."""
