@@ -31,6 +31,7 @@ from .alerts import (
     InternalError,
     LocalProtocolError,
     RecordOverflow,
+    UnexpectedMessage,
     alert_for,
 )
 from .config import ClientConfig, ServerConfig
@@ -783,6 +784,15 @@ class Connection:
 
     def _send_key_update(self, request: KeyUpdateRequest) -> None:
         self._key_update_pending = True
+        if (
+            request == KeyUpdateRequest.update_requested
+            and self._ack_key_update
+            and self._ack_at is not None
+            and self._ack_list
+        ):
+            # The peer's KeyUpdate is ACKed first: until then it may send no KeyUpdate
+            # (RFC 9147 §8), so it would drop our request (wolfSSL does).
+            self._send_ack(self._now)
         # A flight still unacknowledged (its retransmission given up) must be delivered:
         # the KeyUpdate joins it. A new flight dropped it, and the peer, missing that
         # message_seq, never processed the KeyUpdate behind it (RFC 9147 §7.1, §8).
@@ -815,14 +825,29 @@ class Connection:
     def spare_peer_cids(self) -> tuple[bytes, ...]:
         return tuple(self._spare_peer_cids)
 
-    def close(self) -> None:
-        """Send close_notify (if anything was established) and release everything."""
+    def close(self, alert: AlertDescription = AlertDescription.close_notify) -> None:
+        """Send close_notify (if anything was established) and release everything.
+
+        `alert` other than close_notify aborts instead: that error alert is sent (at the
+        fatal level, RFC 8446 §6.2) and the connection ends with it; user_canceled is a
+        warning followed by close_notify (§6.1)."""
+        if not isinstance(alert, AlertDescription):
+            raise TypeError("alert must be an AlertDescription")
         self._activity()
         if self._hs.closed:
             return
-        if self._records.write_epoch >= 2 or self._hs.connected:
+        established = self._records.write_epoch >= 2 or self._hs.connected
+        if alert not in (AlertDescription.close_notify, AlertDescription.user_canceled):
+            # Unprotected, an error alert is sent as the handshake's own are (the peer
+            # treats a plaintext one as it sees fit, RFC 9147 §4.5.2).
+            self._send_alert(AlertLevel.FATAL, alert)
+            self._terminate(alert, "aborted locally", by_peer=False, now=None)
+            return
+        if established:
+            if alert is AlertDescription.user_canceled:
+                self._send_alert(AlertLevel.WARNING, alert)
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
-        self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False, now=None)
+        self._terminate(alert, "closed locally", by_peer=False, now=None)
 
     def abandon(self, reason: str = "abandoned by the endpoint") -> None:
         """End at once without sending anything (a superseded or shed association)."""
@@ -1125,6 +1150,11 @@ class Connection:
                 data = record.tobytes()
                 self.stats["app_bytes_in"] += len(data)
                 self._event(DataReceived(data))
+            elif record.epoch == 2:
+                # Authenticated under the handshake keys, so the peer itself sent it: no
+                # application data is ever protected with those (RFC 8446 §7.1, RFC 9147
+                # §6.1), as in TLS.
+                raise UnexpectedMessage("application data under the handshake keys")
             else:
                 # RFC 9147 §5.8.1: discard application data before the peer's Finished.
                 self.stats["dropped_app_data_early"] += 1

@@ -32,7 +32,13 @@ CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 
 
 def send_post_handshake(self: Connection, msg: Any, now: float) -> None:
-    """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does."""
+    """One post-handshake message; it joins an unacknowledged flight, as KeyUpdate does,
+    but never follows a KeyUpdate under the old keys: it waits for that KeyUpdate's ACK."""
+    if self._key_update_pending and self._flight is not None:
+        # RFC 8446 §5.1: handshake messages MUST NOT span key changes; RFC 9147 §8: the
+        # new keys wait for the ACK, and so does whatever comes after the KeyUpdate.
+        self._flight.after_ack.append(msg)
+        return
     if self._flight is None or self._flight.acknowledged:
         self._start_flight()
     assert self._flight is not None
@@ -137,13 +143,6 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
     flight itself is stored, so nothing is lost for good)."""
     try:
         with self._records.datagram_writer(self.mtu) as w:
-            if self._ack_key_update and self._ack_at is not None and self._ack_list:
-                # The ACK of the peer's KeyUpdate goes first: a peer whose KeyUpdate is
-                # unacknowledged ignores our update request (wolfSSL). Other pending ACKs
-                # wait for their timer (BoringSSL reads our flight and nothing before it).
-                self._ack_key_update = not send_ack_for(self, ack_numbers(self), w)
-                if not self._ack_key_update:
-                    self._ack_at = None
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
     except MemoryBudgetExceeded:
@@ -255,6 +254,7 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
     flight = self._flight
     assert flight is not None
     key_update = any(m.msg_type == HandshakeType.key_update for m in flight.messages)
+    after_ack, flight.after_ack = flight.after_ack, []
     flight.release()
     self._flight = None
     self._rto = self._retransmit_initial
@@ -272,6 +272,9 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
         assert hs.suite is not None
         self._records.install_write_epoch(epoch, hs.suite, hs.next_write_secret())
         self._event(KeyUpdated(sending=True, epoch=epoch))
+    for msg in after_ack:
+        if not self._hs.closed:
+            self._send_post_handshake(msg, now)
     deferred, self._key_update_deferred = self._key_update_deferred, None
     if deferred is not None and not self._hs.closed:
         self._send_key_update(deferred)
@@ -287,6 +290,12 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
         assert isinstance(msg, msgs.KeyUpdate)
         if msg.request_update not in (0, 1):
             raise IllegalParameter("bad KeyUpdate request_update")
+        reassembler = self._reassembler
+        if reassembler is not None and reassembler.pending:
+            # Something of a later message came before the new keys existed, under the
+            # old ones: RFC 8446 §5.1, messages MUST NOT span key changes (RFC 9147 §8:
+            # what follows a KeyUpdate waits for its ACK and the new keys).
+            raise UnexpectedMessage("a handshake message after KeyUpdate under the old keys")
         self.stats["key_updates_received"] += 1
         hs = self._hs
         assert hs.suite is not None
@@ -294,7 +303,9 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
         self._records.install_read_epoch(epoch, hs.suite, hs.next_read_secret(), now)
         self._event(KeyUpdated(sending=False, epoch=epoch))
         if msg.request_update == KeyUpdateRequest.update_requested:
-            self._send_ack(now)
+            # Our answer goes at once, its ACK after the usual delay: a peer reading for
+            # our KeyUpdate finds it first (BoringSSL), and one whose KeyUpdate waits for
+            # that ACK still takes an update that requests nothing.
             self.key_update(request_peer=False)
 
 

@@ -155,6 +155,11 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
                 # handshake flight is answered by our own flight, or by our final ACK
                 # (the flights it implicitly acknowledges SHOULD NOT be ACKed, §7.1).
                 ackable = ackable or (self._hs.connected and record.epoch >= 3)
+            elif record.epoch >= 3 and record.epoch < self._records.read_epochs()[-1]:
+                # A new message under keys that a KeyUpdate of the peer's retired: RFC 8446
+                # §5.1, handshake messages MUST NOT span key changes (on_post_handshake
+                # checks what came before the KeyUpdate was processed).
+                raise UnexpectedMessage("a handshake message after KeyUpdate under the old keys")
             elif plaintext and not self._hs.in_hello:
                 # RFC 9147 §5.11: a forged epoch-0 message must not destroy the
                 # association; past the hellos only retransmissions are plaintext.
@@ -400,6 +405,7 @@ def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) 
     # repeated server flight means that flight was lost, so resend it (case 3).
     # Once per repeated handshake flight, not once per datagram of it: the peer's
     # flight comes as a burst, and answering each of its datagrams multiplied ours.
+    # Not within rto/4 of sending our flight either (apply()).
     recently = (
         in_handshake
         and self._retransmitted_at is not None
@@ -486,8 +492,8 @@ def handle_message(self: Connection, msg_type: int, body: memoryview, now: float
         # (RFC 9147 §7.1), not at once: the peer's other messages of the flight (a second
         # ticket) join the same ACK, and a peer reading in order finds no ACK where it waits
         # for application data. The ACK of a KeyUpdate goes ahead of our own next
-        # post-handshake flight (emit_datagrams): a peer whose KeyUpdate waits for its ACK
-        # ignores our next update request until then (wolfSSL).
+        # update request (_send_key_update): a peer whose KeyUpdate waits for its ACK
+        # ignores our update request until then (wolfSSL).
         self._ack_at = now + self._rto / 4
     if hs.connected and msg_type == HandshakeType.key_update:
         self._ack_key_update = True
@@ -559,6 +565,10 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
         else:
             flight.needs_ack = kind is FlightKind.FINAL
             self._emit_flight(now)
+            # Copies of the peer's flight that come soon after ours crossed it on the
+            # way (network duplicates, or a peer that sends fragments twice): they do
+            # not say ours was lost, so on_peer_repeat waits as after a retransmission.
+            self._retransmitted_at = now
     if out.completed is not None:
         self._complete(out.completed, now)
         self._drop_handshake_state()

@@ -159,11 +159,11 @@ def _established(ccfg: ClientConfig, scfg: ServerConfig) -> tuple[Connection, Co
     return client, server, now
 
 
-def test_a_key_update_is_acked_after_the_delay_or_ahead_of_our_own_key_update() -> None:
+def test_a_key_update_is_acked_after_the_delay_or_ahead_of_our_own_update_request() -> None:
     """A KeyUpdate is ACKed like other post-handshake messages, after the delay (BoringSSL
     reads nothing but data where it waits for data), except that the ACK goes ahead of
-    our own next KeyUpdate: a peer whose KeyUpdate waits for its ACK ignores our update
-    request until then (wolfSSL)."""
+    our own next update request: a peer whose KeyUpdate waits for its ACK may send no
+    KeyUpdate (RFC 9147 §8) and ignores our request until then (wolfSSL)."""
     ccfg, scfg = configs(server={"session_tickets": 0})
     client, server, now = _established(ccfg, scfg)
     try:
@@ -175,13 +175,46 @@ def test_a_key_update_is_acked_after_the_delay_or_ahead_of_our_own_key_update() 
         server.send(b"data while the ACK waits")
         datagrams = output(server, now)
         assert len(datagrams) == 1 and server.stats["acks_sent"] == acks_before  # data alone
-        server.key_update(request_peer=False)
+        server.key_update(request_peer=True)
         datagrams = output(server, now)
         assert server.stats["acks_sent"] == acks_before + 1  # the ACK, then our KeyUpdate
         for data in datagrams:
             client.receive_datagram(data, SERVER_ADDR, now)
-        assert client._flight is None or client._flight.acknowledged
+        # Its KeyUpdate acknowledged, the client sends with the new keys and answers ours.
+        assert client._records.write_epoch == 4
+        assert client.stats["key_updates_sent"] == 2
         assert server.get_timer() != now + scfg.retransmit_initial / 4  # no second ACK due
+    finally:
+        client.close()
+        server.close()
+        output(client, now)
+        output(server, now)
+
+
+def test_the_key_update_answering_a_request_goes_before_the_ack_of_the_request() -> None:
+    """The peer asked us to update: our KeyUpdate goes at once and alone, its ACK after the
+    delay. A peer reading for our KeyUpdate (BoringSSL's runner) met an ACK first and
+    failed with unexpected_message."""
+    ccfg, scfg = configs(server={"session_tickets": 0})
+    client, server, now = _established(ccfg, scfg)
+    try:
+        acks_before = server.stats["acks_sent"]
+        client.key_update(request_peer=True)
+        for data in output(client, now):
+            server.receive_datagram(data, CLIENT_ADDR, now)
+        datagrams = output(server, now)
+        assert len(datagrams) == 1 and server.stats["acks_sent"] == acks_before
+        assert server.stats["key_updates_sent"] == 1
+        for data in datagrams:
+            client.receive_datagram(data, SERVER_ADDR, now)
+        assert client.stats["key_updates_received"] == 1
+        assert client._flight is not None and not client._flight.acknowledged
+        now += scfg.retransmit_initial / 4
+        server.handle_timer(now)
+        for data in output(server, now):
+            client.receive_datagram(data, SERVER_ADDR, now)
+        assert server.stats["acks_sent"] == acks_before + 1
+        assert client._flight is None or client._flight.acknowledged
     finally:
         client.close()
         server.close()

@@ -27,11 +27,13 @@ def scenario(
     callers: list[str] | None = None,
     counters: dict[str, int] | None = None,
     client_args: dict[str, Any] | None = None,
+    server_args: dict[str, Any] | None = None,
 ) -> tuple[AcquireFault, str]:
     """Handshake, one record each way, close; the `fail_at`-th acquire fails.
     Returns the fault (how many acquires there were) and how it ended; `owners` collects
     the owner of each acquire, `callers` the functions on the stack of the failing one,
-    `counters` the two sides' statistics summed; `client_args`: the client config's arguments."""
+    `counters` the two sides' statistics summed; `client_args` / `server_args`: the client and
+    server configs' arguments."""
     pools = PoolSet()
     fault = pools.inject_acquire_fault(fail_at)
     assert fault is not None
@@ -46,7 +48,7 @@ def scenario(
             return inner(size, owner, secure)
 
         pools.acquire = logged
-    ccfg, scfg = cached_configs(client=client_args)
+    ccfg, scfg = cached_configs(client=client_args, server=server_args)
     client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
     server = Connection(scfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
     got: dict[str, list[bytes]] = {"client": [], "server": []}
@@ -123,18 +125,20 @@ def test_a_run_without_a_fault_delivers_and_counts_its_acquires() -> None:
 
 
 def test_a_record_is_not_acknowledged_when_one_of_its_fragments_could_not_be_buffered() -> None:
-    # The server's flight packs EncryptedExtensions, Certificate and the start of
-    # CertificateVerify in one record; the client's reassembly failing to buffer that last
-    # fragment must keep the record unacknowledged, or the server never sends it again
-    # and the handshake stalls until it times out. (Uncompressed: a compressed certificate
-    # makes the flight small enough for whole messages, reassembled nowhere.)
+    # The server's flight packs several messages in a record, the last one cut where the
+    # record ends; the client's reassembly failing to buffer that last fragment must keep
+    # the record unacknowledged, or the server never sends it again and the handshake
+    # stalls until it times out. (Uncompressed, at an MTU of 500: the Certificate cannot
+    # fit one record, so messages are reassembled whatever the exact sizes.)
     uncompressed = {"certificate_compression": ()}
+    small = {"mtu": 500}
     owners: list[str] = []
-    scenario(10**9, owners, client_args=uncompressed)
+    scenario(10**9, owners, client_args=uncompressed, server_args=small)
     reassembly = [i + 1 for i, label in enumerate(owners) if label.startswith("reassembly")]
     assert reassembly
     for n in reassembly:
-        assert scenario(n, client_args=uncompressed)[1] == "delivered", n
+        outcome = scenario(n, client_args=uncompressed, server_args=small)[1]
+        assert outcome == "delivered", n
 
 
 # Where a failed acquire happens decides what must follow:

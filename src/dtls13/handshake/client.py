@@ -365,6 +365,9 @@ class ClientHandshake(HandshakeContext):
     def _on_encrypted_extensions(self, ee: msgs.EncryptedExtensions, body: bytes, *_: Any) -> None:
         cfg = self.config
         self._check_solicited(ee.extensions, "EncryptedExtensions")
+        sni_ack = ee.extension(ExtensionType.server_name)
+        if sni_ack is not None:
+            decode(sni_ack, ext.pull_server_name_ack)  # RFC 6066 §3
         alpn = ee.extension(ExtensionType.application_layer_protocol_negotiation)
         if alpn is not None:
             names = decode(alpn, ext.pull_alpn)

@@ -240,6 +240,38 @@ def push_server_name(buf: Buffer, host_name: str) -> None:
         buf.push_vector(2, host_name.encode("ascii"))
 
 
+def pull_server_name_ack(buf: Buffer) -> None:
+    """The server's answer in EncryptedExtensions: "extension_data" SHALL be empty."""
+    if not buf.eof():
+        raise DecodeError("server_name acknowledgement is not empty")
+
+
+# -- certificate_authorities (RFC 8446 §4.2.4) -------------------------------------------
+
+
+def _pull_distinguished_name(buf: Buffer) -> bytes:
+    name = buf.pull_vector(2)
+    if not name:
+        raise DecodeError("empty DistinguishedName")  # opaque DistinguishedName<1..2^16-1>
+    return name
+
+
+def _push_distinguished_name(buf: Buffer, name: bytes) -> None:
+    buf.push_vector(2, name)
+
+
+def pull_certificate_authorities(buf: Buffer) -> tuple[bytes, ...]:
+    """``DistinguishedName authorities<3..2^16-1>``: DER names, at least one."""
+    names = tuple(buf.pull_list(2, _pull_distinguished_name))
+    if not names:
+        raise DecodeError("empty certificate_authorities")
+    return names
+
+
+def push_certificate_authorities(buf: Buffer, names: Sequence[bytes]) -> None:
+    buf.push_list(2, _push_distinguished_name, names)
+
+
 # -- application_layer_protocol_negotiation (RFC 7301 §3.1) ------------------------------
 
 

@@ -20,7 +20,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .._fast import Buffer, DecodeError
+from .._fast import Buffer
+from . import extensions as ext
 from . import messages as msgs
 from .constants import SignatureScheme
 from .credentials import (
@@ -199,23 +200,12 @@ def no_match_reason(
 #     struct { DistinguishedName authorities<3..2^16-1>; } CertificateAuthoritiesExtension;
 
 
-def _pull_name(buf: Buffer) -> bytes:
-    name = buf.pull_vector(2)
-    if not name:
-        raise DecodeError("empty DistinguishedName")
-    return bytes(name)
-
-
 def pull_certificate_authorities(buf: Buffer) -> frozenset[bytes]:
-    """The DER DistinguishedNames of a certificate_authorities extension."""
-    names = buf.pull_list(2, _pull_name)
-    if not names:
-        raise DecodeError("empty certificate_authorities")
-    return frozenset(names)
+    """The DER DistinguishedNames of a certificate_authorities extension, as a set."""
+    return frozenset(ext.pull_certificate_authorities(buf))
 
 
-def push_certificate_authorities(buf: Buffer, names: Sequence[bytes]) -> None:
-    buf.push_list(2, lambda b, name: b.push_vector(2, name), names)
+push_certificate_authorities = ext.push_certificate_authorities
 
 
 __all__ = [

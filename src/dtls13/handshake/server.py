@@ -127,6 +127,9 @@ class ServerHandshake(HandshakeContext):
         sni = ch.extension(ExtensionType.server_name)
         host = decode(sni, ext.pull_server_name) if sni is not None else None
         self.server_name = host.lower() if host is not None else None
+        authorities = ch.extension(ExtensionType.certificate_authorities)
+        if authorities is not None:
+            decode(authorities, ext.pull_certificate_authorities)  # well formed, not used
         mode = self._psk_mode(ch)
         supported = ch.extension(ExtensionType.supported_groups)
         shares_data = ch.extension(ExtensionType.key_share)
@@ -261,6 +264,10 @@ class ServerHandshake(HandshakeContext):
         self._send(sh, 0)
         self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
         ee_ext = []
+        if self.server_name is not None and accepted is None:
+            # RFC 6066 §3: a server that saw (and may select its certificate by) the name
+            # says so with an empty server_name, but not when resuming.
+            ee_ext.append(ext.Extension(ExtensionType.server_name, b""))
         if self.alpn is not None:
             ee_ext.append(
                 ext.make_extension(
