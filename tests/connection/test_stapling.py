@@ -244,23 +244,24 @@ def test_a_compressed_certificate_carries_the_staple_only_to_a_client_that_asked
         pair.close()
 
 
-def test_a_client_certificate_with_an_extension_is_unsupported_extension(
-    monkeypatch: Any,
-) -> None:
-    from dtls13.handshake import context
+def test_a_client_certificate_with_an_extension_is_unsupported_extension() -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from dtls13.handshake import messages as msgs
     from dtls13.handshake.extensions import Extension
 
-    def with_extension(chain: Any) -> bytes:
-        entries = [msgs.CertificateEntry(c.public_bytes(context.Encoding.DER)) for c in chain]
-        entries[0] = msgs.CertificateEntry(entries[0].cert_data, (Extension(5, b"\x01"),))
-        return msgs.push_message(msgs.Certificate(b"", tuple(entries)))[1]
-
-    monkeypatch.setattr(context, "certificate_body", with_extension)
     leaf = pki().leaf("ec256", dns_names=("client",), cn="client")
     client = {"certificate_chain": leaf.chain_pem, "private_key": leaf.key_pem}
     server = {"client_auth": "required", "cafile": pki().root_pem}
-    pair = _pair(16, client, server)
+    ccfg, scfg = configs(client=client, server=server)
+    # The client's credential sends its encoded Certificate body as is: give its leaf entry
+    # an extension (status_request), which no CertificateRequest of ours asks for.
+    credential = ccfg.credentials[0]
+    entries = [msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in credential.chain]
+    entries[0] = msgs.CertificateEntry(entries[0].cert_data, (Extension(5, b"\x01"),))
+    body = msgs.push_message(msgs.Certificate(b"", tuple(entries)))[1]
+    object.__setattr__(credential, "body", body)
+    pair = make_pair(16, cfgs=(ccfg, scfg))
     pair.handshake(max_time=30)
     ended = pair.terminated("server")
     assert ended is not None and ended.alert is AlertDescription.unsupported_extension
