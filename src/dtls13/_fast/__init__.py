@@ -4,6 +4,7 @@
 - `buffer`: the wire-format `Buffer` reader/writer
 - `record`: record header codecs, record numbers, the replay window, mask and nonce helpers
 - `protection`: `RecordCipher`, one epoch's AEAD, nonces and record-number masks
+- `keys`: `EpochKeyMaker`, a traffic secret to its `RecordCipher` in one call
 - `datagram`: epochs' send/receive state, `DatagramWriter`, `read_datagram_untrusted`
 - `handshake`: fragment coverage, the first-ClientHello scan, HMAC
 - `errors`: the exceptions they raise
@@ -30,6 +31,7 @@ from .handshake import (
     hmac_digest,
     scan_client_hello,
 )
+from .keys import EpochKeyMaker
 from .memory import Lease, Owner, PoolCore, SlabPool, live_pools
 from .protection import (
     OPEN_AUTH_FAILED,
@@ -65,6 +67,7 @@ __all__ = [
     "DatagramWriter",
     "DecodeError",
     "EncodeError",
+    "EpochKeyMaker",
     "FragmentCoverage",
     "InboundRecord",
     "Lease",
