@@ -6,7 +6,7 @@
 - `protection`: `RecordCipher`, one epoch's AEAD, nonces and record-number masks
 - `keys`: `EpochKeyMaker`, a traffic secret to its `RecordCipher` in one call
 - `datagram`: epochs' send/receive state, `DatagramWriter`, `read_datagram_untrusted`
-- `handshake`: fragment coverage, the first-ClientHello scan, HMAC
+- `handshake`: fragment coverage, the first-ClientHello scan, HMAC, the transcript hash
 - `errors`: the exceptions they raise
 
 The modules share C-level declarations through their .pxd files (calls between them stay
@@ -28,8 +28,10 @@ from .handshake import (
     FRAGMENT_MISMATCH,
     FRAGMENT_TOO_SCATTERED,
     FragmentCoverage,
+    hash_copy_digest,
     hmac_digest,
     scan_client_hello,
+    transcript_add,
 )
 from .keys import EpochKeyMaker
 from .memory import Lease, Owner, PoolCore, SlabPool, live_pools
@@ -84,6 +86,7 @@ __all__ = [
     "chacha20_mask_into",
     "encode_plaintext_header",
     "encode_unified_header",
+    "hash_copy_digest",
     "hmac_digest",
     "inner_content_type",
     "live_pools",
@@ -93,6 +96,7 @@ __all__ = [
     "reconstruct_sequence",
     "scan_client_hello",
     "secret_refcount",
+    "transcript_add",
     "unified_header_length",
     "unmask_header_into",
     "wipe_secret",

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # cython: cdivision=True, initializedcheck=False
 """Handshake hot paths: fragment coverage for reassembly, the stateless scan of a first
-ClientHello, HMAC for the key schedule."""
+ClientHello, HMAC for the key schedule, the transcript hash."""
 
 cimport cython
 from cpython.buffer cimport (
@@ -385,3 +385,30 @@ def hmac_digest(key, msg, str digestmod):
     """HMAC(key, msg) with the named hash, through an HMAC object: with OpenSSL 3 this is
     about a third faster than its one-shot HMAC() (``_hashlib.hmac_digest``)."""
     return _hmac_new(key, msg, digestmod).digest()
+
+
+# -- the transcript hash ------------------------------------------------------------------------
+
+
+def transcript_add(dict hashes, int msg_type, body):
+    """Hash one handshake message into every running hash of `hashes` (name -> hash
+    object) behind its TLS-style 4-byte header, not the 12-byte DTLS one (RFC 9147 §5.2)."""
+    cdef Py_ssize_t n = len(body)
+    if not 0 <= n < (1 << 24):
+        raise ValueError("handshake message too long")
+    if not 0 <= msg_type < 256:
+        raise ValueError("handshake type out of range")
+    cdef unsigned char h[4]
+    h[0] = <unsigned char>msg_type
+    h[1] = <unsigned char>(n >> 16)
+    h[2] = <unsigned char>(n >> 8)
+    h[3] = <unsigned char>n
+    header = (<char *>h)[:4]
+    for running in hashes.values():
+        running.update(header)
+        running.update(body)
+
+
+def hash_copy_digest(running):
+    """The digest of what `running` has hashed so far; `running` goes on unchanged."""
+    return running.copy().digest()
