@@ -158,7 +158,7 @@ class Flight:
                     )
                     pending.append(payload)
                     carried.append((index, pos, pos + piece))
-                    pending_size += len(payload)
+                    pending_size += HANDSHAKE_HEADER + piece  # len(payload)
                     pos += piece
                     if pos >= end:
                         break
