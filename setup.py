@@ -50,6 +50,7 @@ EXTENSIONS = [
     fast("buffer"),
     fast("record"),
     fast("protection"),
+    fast("keys"),
     fast("datagram"),
     fast("handshake"),
     # Batched datagram I/O (recvmmsg/sendmmsg, UDP GSO) for the trio adapter.

@@ -68,7 +68,7 @@ def idle_reassembler(self: Connection) -> None:
         and reassembler.pending == 0
     ):
         # The counters' values only (~110 B instead of a ~270-byte dict per idle connection).
-        counts = tuple(reassembler.counters[name] for name in REASSEMBLY_COUNTER_NAMES)
+        counts = tuple(map(reassembler.counters.__getitem__, REASSEMBLY_COUNTER_NAMES))
         self._idle_reassembly = (reassembler.next_expected_seq, counts)
         reassembler.close()
         self._reassembler = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -25,3 +27,19 @@ def test_bench_handshake_in_process_smoke() -> None:
         "floor",
     }
     assert all(len(v) == 1 and v[0] > 0 for v in figures.values())
+
+
+def test_profile_handshake_counts_the_servers_calls(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import profile_handshake
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.setattr(sys, "argv", ["profile_handshake.py", "--handshakes", "2", "--top", "3"])
+    profile_handshake.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Python calls per server handshake: ")
+    assert float(lines[0].split(": ")[1].split()[0]) > 100  # a whole handshake was profiled
+    assert len(lines) == 4

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dtls13.handshake.cookie as cookie_module
 from dtls13.handshake.cookie import CookieContents, CookieJar
 
 ADDR = ("192.0.2.7", 40000)
@@ -63,6 +64,32 @@ def test_wrong_address_rejected() -> None:
     # IPv6 flowinfo/scope do not matter; host and port do.
     v6 = ("2001:db8::1", 443, 0, 0)
     assert jar.check(jar.make(NOW, v6, CH1), NOW, ("2001:db8::1", 443, 7, 0)) is not None
+
+
+def test_a_cookie_checked_again_at_once_is_not_macd_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The gate and then the connection it admits check the same cookie at the same time:
+    # the second answer is the first one's, for the same bytes, address and time only.
+    jar = _jar()
+    cookie = jar.make(NOW, ADDR, CH1, b"x")
+    macs: list[bytes] = []
+    real = cookie_module.hmac_digest
+
+    def counted(key: bytes, msg: bytes, name: str) -> bytes:
+        macs.append(msg)
+        return real(key, msg, name)
+
+    monkeypatch.setattr(cookie_module, "hmac_digest", counted)
+    first = jar.check(cookie, NOW, ADDR)
+    assert first is not None and len(macs) == 1
+    assert jar.check(cookie, NOW, ADDR) == first and len(macs) == 1
+    assert jar.check(cookie, NOW, ("192.0.2.8", 40000)) is None
+    tampered = cookie[:-1] + bytes([cookie[-1] ^ 1])
+    assert jar.check(tampered, NOW, ADDR) is None
+    assert jar.check(cookie, NOW + 1, ADDR) == first and len(macs) == 4  # checked in full
+    jar.rotate(NOW + 1)  # the previous secret still opens it, but only a full check says so
+    assert jar.check(cookie, NOW + 1, ADDR) == first and len(macs) == 6
 
 
 def test_expired_and_future_ticks_rejected() -> None:

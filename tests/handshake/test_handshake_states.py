@@ -8,6 +8,7 @@ import logging
 import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from dtls13.handshake.context import HandshakeContext
 from dtls13.handshake.diagram import diagram
 from dtls13.handshake.server import SERVER_TRANSITIONS, ServerHandshake
 from dtls13.handshake.state import (
+    HELLO_STATES,
     HELLO_VERIFY_REQUEST,
     ClientState,
     ServerState,
@@ -176,3 +178,22 @@ def test_the_diagram_command_prints_the_diagram() -> None:
     for state in every:
         if state.name != "CLOSED":
             assert f" {state.name}" in done.stdout, state
+
+
+def test_looking_a_state_up_runs_no_python_code() -> None:
+    # Every transition looks its state up in a set and the handler table: identity hashing.
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    table = {ServerState.CONNECTED: 1, ClientState.START: 2}
+    sys.setprofile(profile)
+    try:
+        found = (ServerState.CONNECTED in HELLO_STATES, ClientState.START in HELLO_STATES)
+        value = table.get(ClientState.START)
+    finally:
+        sys.setprofile(None)
+    assert found == (False, True) and value == 2
+    assert calls == []

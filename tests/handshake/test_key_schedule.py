@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -315,6 +316,23 @@ def test_transcript_select_and_copy() -> None:
     assert raw.digest() == c.digest("sha256")
     with pytest.raises(LocalProtocolError):
         Transcript().restart_with_message_hash()
+
+
+def test_transcript_hashes_each_message_behind_its_four_byte_header() -> None:
+    # Lengths across every byte of the uint24, bytes and memoryview bodies, both hashes.
+    t = Transcript()
+    expected = b""
+    for msg_type, n in ((1, 0), (2, 255), (11, 256), (15, 70000)):
+        body = os.urandom(n)
+        t.add(msg_type, memoryview(body) if n % 2 else body)
+        expected += bytes((msg_type,)) + n.to_bytes(3, "big") + body
+    assert t.digest("sha256") == hashlib.sha256(expected).digest()
+    assert t.digest("sha384") == hashlib.sha384(expected).digest()
+    assert t.digest("sha256") == hashlib.sha256(expected).digest()  # digest() keeps state
+    with pytest.raises(ValueError):
+        t.add(256, b"")
+    with pytest.raises(ValueError):
+        t.add(1, memoryview(bytearray(1 << 24)))
 
 
 def test_exporter_shape() -> None:

@@ -13,6 +13,7 @@ from dtls13.crypto.suites import CipherSuite
 from dtls13.endpoint import ServerEndpoint
 from dtls13.handshake import messages as msgs
 from dtls13.handshake import negotiation
+from dtls13.handshake.constants import HandshakeType
 from dtls13.handshake.constants import NamedGroup as G
 from dtls13.handshake.cookie import pack_cookie_extra, unpack_cookie_extra
 from dtls13.handshake.state import ServerState
@@ -61,13 +62,25 @@ def test_hello_retry_request_is_the_same_bytes_for_the_same_choices() -> None:
     assert hrr.is_hello_retry_request and len(hrr.extensions) == 1  # supported_versions
 
 
+@pytest.mark.parametrize("suite", [AES128, AES256, CHACHA])
+@pytest.mark.parametrize("group", [None, G.x25519, G.secp256r1])
+def test_a_hello_retry_request_body_from_its_cached_prefix_is_the_codecs(
+    suite: CipherSuite, group: G | None
+) -> None:
+    for cookie in (b"", b"c" * 40, bytes(range(256)), b"\xff" * 300):
+        for _ in range(2):  # built, then from the cached prefix
+            expected = msgs.push_message(negotiation.hello_retry_request(suite, group, cookie))
+            assert expected[0] == HandshakeType.server_hello
+            assert negotiation.hello_retry_request_body(suite, group, cookie) == expected[1]
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Who built a HelloRetryRequest or chose a suite, by caller module."""
     seen: list[str] = []
     import sys
 
-    for name in ("hello_retry_request", "choose_suite"):
+    for name in ("hello_retry_request", "hello_retry_request_body", "choose_suite"):
         real = getattr(negotiation, name)
 
         def wrapper(*args: Any, _real: Any = real, _name: str = name) -> Any:
@@ -101,7 +114,7 @@ def test_gate_and_server_handshake_decide_in_negotiation(calls: list[str]) -> No
             break
     assert client.handshake_complete
     assert "gate.py:choose_suite" in calls and "gate.py:hello_retry_request" in calls
-    assert "server.py:choose_suite" in calls and "server.py:hello_retry_request" in calls
+    assert "server.py:choose_suite" in calls and "server.py:hello_retry_request_body" in calls
     client.close()
     ep.close()
     for lease, _ in [*client.datagrams_to_send(now), *ep.datagrams_to_send(now)]:

@@ -4,8 +4,9 @@
 - `buffer`: the wire-format `Buffer` reader/writer
 - `record`: record header codecs, record numbers, the replay window, mask and nonce helpers
 - `protection`: `RecordCipher`, one epoch's AEAD, nonces and record-number masks
+- `keys`: `EpochKeyMaker`, a traffic secret to its `RecordCipher` in one call
 - `datagram`: epochs' send/receive state, `DatagramWriter`, `read_datagram_untrusted`
-- `handshake`: fragment coverage, the first-ClientHello scan, HMAC
+- `handshake`: fragment coverage, the first-ClientHello scan, HMAC, the transcript hash
 - `errors`: the exceptions they raise
 
 The modules share C-level declarations through their .pxd files (calls between them stay
@@ -27,9 +28,13 @@ from .handshake import (
     FRAGMENT_MISMATCH,
     FRAGMENT_TOO_SCATTERED,
     FragmentCoverage,
+    handshake_fragment,
+    hash_copy_digest,
     hmac_digest,
     scan_client_hello,
+    transcript_add,
 )
+from .keys import EpochKeyMaker
 from .memory import Lease, Owner, PoolCore, SlabPool, live_pools
 from .protection import (
     OPEN_AUTH_FAILED,
@@ -65,6 +70,7 @@ __all__ = [
     "DatagramWriter",
     "DecodeError",
     "EncodeError",
+    "EpochKeyMaker",
     "FragmentCoverage",
     "InboundRecord",
     "Lease",
@@ -81,6 +87,8 @@ __all__ = [
     "chacha20_mask_into",
     "encode_plaintext_header",
     "encode_unified_header",
+    "handshake_fragment",
+    "hash_copy_digest",
     "hmac_digest",
     "inner_content_type",
     "live_pools",
@@ -90,6 +98,7 @@ __all__ = [
     "reconstruct_sequence",
     "scan_client_hello",
     "secret_refcount",
+    "transcript_add",
     "unified_header_length",
     "unmask_header_into",
     "wipe_secret",

@@ -1,6 +1,6 @@
 """Type stubs for dtls13._fast.handshake (compiled)."""
 
-from typing import Self, final
+from typing import Any, Self, final
 
 from typing_extensions import Buffer as _BufferLike
 
@@ -41,3 +41,14 @@ def scan_client_hello(
     | None
 ): ...
 def hmac_digest(key: bytes, msg: bytes, digestmod: str) -> bytes: ...
+def transcript_add(hashes: dict[str, Any], msg_type: int, body: _BufferLike) -> None: ...
+def hash_copy_digest(running: Any) -> bytes: ...
+def handshake_fragment(
+    msg_type: int,
+    length: int,
+    message_seq: int,
+    offset: int,
+    body: _BufferLike,
+    start: int = 0,
+    end: int = -1,
+) -> bytes: ...

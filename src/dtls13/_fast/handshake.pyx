@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # cython: cdivision=True, initializedcheck=False
 """Handshake hot paths: fragment coverage for reassembly, the stateless scan of a first
-ClientHello, HMAC for the key schedule."""
+ClientHello, HMAC for the key schedule, the transcript hash."""
 
 cimport cython
 from cpython.buffer cimport (
@@ -10,12 +10,15 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memmove
 
 from ._common cimport _CT_HANDSHAKE, _get_read
 from .record cimport _Header, _parse_header
+
+from .errors import EncodeError
 
 # Return codes of FragmentCoverage.write_fragment (never exceptions: the
 # bytes are untrusted and the caller turns these into an alert or a drop).
@@ -385,3 +388,72 @@ def hmac_digest(key, msg, str digestmod):
     """HMAC(key, msg) with the named hash, through an HMAC object: with OpenSSL 3 this is
     about a third faster than its one-shot HMAC() (``_hashlib.hmac_digest``)."""
     return _hmac_new(key, msg, digestmod).digest()
+
+
+# -- the transcript hash ------------------------------------------------------------------------
+
+
+def transcript_add(dict hashes, int msg_type, body):
+    """Hash one handshake message into every running hash of `hashes` (name -> hash
+    object) behind its TLS-style 4-byte header, not the 12-byte DTLS one (RFC 9147 §5.2)."""
+    cdef Py_ssize_t n = len(body)
+    if not 0 <= n < (1 << 24):
+        raise ValueError("handshake message too long")
+    if not 0 <= msg_type < 256:
+        raise ValueError("handshake type out of range")
+    cdef unsigned char h[4]
+    h[0] = <unsigned char>msg_type
+    h[1] = <unsigned char>(n >> 16)
+    h[2] = <unsigned char>(n >> 8)
+    h[3] = <unsigned char>n
+    header = (<char *>h)[:4]
+    for running in hashes.values():
+        running.update(header)
+        running.update(body)
+
+
+def hash_copy_digest(running):
+    """The digest of what `running` has hashed so far; `running` goes on unchanged."""
+    return running.copy().digest()
+
+
+# -- outgoing handshake fragments ---------------------------------------------------------------
+
+
+def handshake_fragment(int msg_type, Py_ssize_t length, int message_seq, Py_ssize_t offset,
+                       body, Py_ssize_t start=0, Py_ssize_t end=-1):
+    """One DTLSHandshake fragment (RFC 9147 §5.2): the 12-byte header and ``body[start:end]``
+    (all of `body` by default; `end` -1: its end), which sits at `offset` of a message of
+    `length` bytes."""
+    cdef Py_buffer v
+    cdef Py_ssize_t n
+    cdef unsigned char *p
+    _get_read(body, &v)
+    try:
+        if end < 0:
+            end = v.len
+        if not 0 <= start <= end <= v.len:
+            raise EncodeError("handshake fragment outside its body")
+        n = end - start
+        if not (0 <= msg_type < 256 and 0 <= message_seq < (1 << 16) and n < (1 << 24)):
+            raise EncodeError("handshake header field out of range")
+        if not 0 <= offset <= length - n or length >= (1 << 24):
+            raise EncodeError("handshake fragment beyond the message length")
+        out = PyBytes_FromStringAndSize(NULL, 12 + n)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = <unsigned char>msg_type
+        p[1] = <unsigned char>(length >> 16)
+        p[2] = <unsigned char>(length >> 8)
+        p[3] = <unsigned char>length
+        p[4] = <unsigned char>(message_seq >> 8)
+        p[5] = <unsigned char>message_seq
+        p[6] = <unsigned char>(offset >> 16)
+        p[7] = <unsigned char>(offset >> 8)
+        p[8] = <unsigned char>offset
+        p[9] = <unsigned char>(n >> 16)
+        p[10] = <unsigned char>(n >> 8)
+        p[11] = <unsigned char>n
+        memcpy(p + 12, <unsigned char *>v.buf + start, n)
+        return out
+    finally:
+        PyBuffer_Release(&v)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeAlias
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
@@ -42,6 +44,14 @@ class SuiteParams:
         if self.suite in _CCM:
             return AESCCM(key, tag_length=self.tag_length)
         return AESGCM(key)
+
+    def aead_factory(self) -> Callable[[bytes], AEAD]:
+        """`aead` as a compiled callable (no Python frame per epoch)."""
+        if self.chacha:
+            return ChaCha20Poly1305
+        if self.suite in _CCM:
+            return partial(AESCCM, tag_length=self.tag_length)
+        return AESGCM
 
     @property
     def hash_length(self) -> int:

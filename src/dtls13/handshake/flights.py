@@ -7,12 +7,12 @@ Message bodies are held in pooled leases until the flight is acknowledged or rep
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._fast import EncodeError, Lease, Owner
+from .._fast import Lease, Owner
+from .._fast import handshake_fragment as handshake_fragment  # header + bytes, RFC 9147 §5.2
 from ..memory import PoolSet
 from ..record import RecordNumber
 
@@ -30,25 +30,6 @@ class RecordWriter(Protocol):
         self, epoch: int, content_type: int, payload: Any, *, last: bool = False
     ) -> RecordNumber | None: ...
     def new_datagram(self) -> None: ...
-
-
-_HEADER = struct.Struct("!III")
-
-
-def handshake_fragment(
-    msg_type: int, length: int, message_seq: int, offset: int, body: memoryview | bytes
-) -> bytes:
-    """One DTLSHandshake fragment: the 12-byte header (RFC 9147 §5.2) and its bytes."""
-    n = len(body)
-    if not (0 <= msg_type < 256 and 0 <= message_seq < 1 << 16 and 0 <= n < 1 << 24):
-        raise EncodeError("handshake header field out of range")
-    if not 0 <= offset <= length - n or length >= 1 << 24:
-        raise EncodeError("handshake fragment beyond the message length")
-    # type(1) length(3) | message_seq(2) offset(3, high two bytes) | offset low byte, length(3)
-    header = _HEADER.pack(
-        msg_type << 24 | length, message_seq << 16 | offset >> 8, (offset & 0xFF) << 24 | n
-    )
-    return header + body
 
 
 @dataclass
@@ -174,16 +155,12 @@ class Flight:
                         if cap is not None and cap < room:
                             room = cap
                     piece = left if left < room else room
-                    view = msg.body.view(pos, pos + piece)
-                    try:
-                        payload = handshake_fragment(
-                            msg.msg_type, length, msg.message_seq, pos, view
-                        )
-                    finally:
-                        view.release()
+                    payload = handshake_fragment(
+                        msg.msg_type, length, msg.message_seq, pos, msg.body, pos, pos + piece
+                    )
                     pending.append(payload)
                     carried.append((index, pos, pos + piece))
-                    pending_size += len(payload)
+                    pending_size += HANDSHAKE_HEADER + piece  # len(payload)
                     pos += piece
                     if pos >= end:
                         break

@@ -25,8 +25,8 @@ from dtls13.crypto.hkdf import (
 from dtls13.crypto.suites import SuiteParams
 from dtls13.crypto.zeroize import zeroize
 
+from .._fast import hash_copy_digest, transcript_add
 from .constants import HandshakeType
-from .messages import transcript_header
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -292,10 +292,7 @@ class Transcript:
 
     def add(self, msg_type: int, body: bytes | memoryview) -> None:
         """Hash one whole message given its type and body."""
-        header = transcript_header(msg_type, len(body))
-        for h in self._hashes.values():
-            h.update(header)
-            h.update(body)
+        transcript_add(self._hashes, msg_type, body)  # transcript_header(...) + body, each
 
     def add_raw(self, data: bytes | memoryview) -> None:
         """Hash bytes already in TLS form (header + body), e.g. a truncated ClientHello."""
@@ -304,7 +301,11 @@ class Transcript:
 
     def digest(self, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far."""
-        return self._running(hash_name).copy().digest()
+        name = hash_name if hash_name is not None else self.hash_name
+        running = self._hashes.get(name) if name is not None else None
+        if running is None:
+            running = self._running(hash_name)  # says why not
+        return hash_copy_digest(running)
 
     def digest_with(self, data: bytes | memoryview, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far followed by `data` (which is not kept):

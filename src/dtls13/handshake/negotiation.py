@@ -60,3 +60,24 @@ def hello_retry_request(suite: int, group: int | None, cookie: bytes | None) -> 
     return msgs.ServerHello(
         random=msgs.HELLO_RETRY_REQUEST_RANDOM, cipher_suite=suite, extensions=tuple(extensions)
     )
+
+
+# HelloRetryRequest bodies up to their cookie, by (suite, group, cookie length): the cookie
+# extension comes last, so everything before the cookie's bytes depends on these only.
+_HRR_PREFIXES: dict[tuple[int, int | None, int], bytes] = {}
+
+
+def hello_retry_request_body(suite: int, group: int | None, cookie: bytes) -> bytes:
+    """The encoded body of ``hello_retry_request(suite, group, cookie)``, byte for byte."""
+    key = (suite, group, len(cookie))
+    prefix = _HRR_PREFIXES.get(key)
+    if prefix is None:
+        stand_in = bytes(len(cookie))  # the codec builds it once per key
+        _, whole = msgs.push_message(hello_retry_request(suite, group, stand_in))
+        if not whole.endswith(stand_in):
+            raise AssertionError("the cookie is not the end of the HelloRetryRequest")
+        prefix = whole[: len(whole) - len(stand_in)]
+        if len(_HRR_PREFIXES) >= 64:
+            _HRR_PREFIXES.clear()
+        _HRR_PREFIXES[key] = prefix
+    return prefix + cookie

@@ -415,9 +415,8 @@ class ServerHandshake(HandshakeContext):
         suite = CipherSuite(suite_code)
         params = SUITES[suite]
         self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
-        hrr = negotiation.hello_retry_request(suite, group, cookie)
-        msg_type, hrr_body = msgs.push_message(hrr)
-        self.transcript.add(msg_type, hrr_body)
+        hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
+        self.transcript.add(HT.server_hello, hrr_body)
         self._hrr_cookie = cookie
         self._hrr_group = group
         self.suite = suite

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from .constants import HandshakeType as HT
 
 
-class ClientState(enum.Enum):
+class _State(enum.Enum):
+    # Members are singletons compared by identity: hashing by identity spares Enum's
+    # Python-level __hash__ on every table and set lookup of a state.
+    __hash__ = object.__hash__
+
+
+class ClientState(_State):
     """Where the client side of the handshake stands."""
 
     START = "start"
@@ -32,7 +38,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ServerState(enum.Enum):
+class ServerState(_State):
     """Where the server side of the handshake stands."""
 
     WAIT_CLIENT_HELLO = "wait ClientHello"

@@ -35,7 +35,7 @@ from .header import (
     SEQUENCE_LIMIT,
     ContentType,
 )
-from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, EpochKeys
+from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, record_cipher
 
 DROP_REASONS: Final = (
     "bad_header",  # unparsable header: the rest of the datagram is discarded too
@@ -189,8 +189,7 @@ class RecordLayer:
         if epoch <= self.write_epoch:
             raise LocalProtocolError(f"write epoch {epoch} is not newer than {self.write_epoch}")
         limit = self.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
-        keys = EpochKeys(epoch, suite, traffic_secret)
-        self._write[epoch] = WriteEpoch(epoch, keys.cipher, limit)
+        self._write[epoch] = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
 
     def retire_write_epoch(self, epoch: int) -> None:
         """Forget an older write epoch (once nothing needs retransmitting in it)."""
@@ -224,8 +223,8 @@ class RecordLayer:
             # Only two epoch bits are on the wire: at most four epochs can be live.
             self._retire(clash)
         limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
-        keys = EpochKeys(epoch, suite, traffic_secret)
-        state = ReadEpoch(epoch, keys.cipher, self.replay_window, limit)
+        cipher = record_cipher(suite, traffic_secret)
+        state = ReadEpoch(epoch, cipher, self.replay_window, limit)
         self._read_by_bits[epoch & 3] = state
         self._retired_bits &= ~(1 << (epoch & 3))
 

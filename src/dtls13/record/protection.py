@@ -7,15 +7,11 @@ one epoch, all derived from the traffic secret with HKDF-Expand-Label and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from typing_extensions import Buffer as BufferLike
 
-from .._fast import RecordCipher
+from .._fast import EpochKeyMaker, RecordCipher
 from ..crypto.hkdf import expand_label_info, hmac_digest
-from ..crypto.suites import AEAD, SUITES, CipherSuite, SuiteParams
-from ..crypto.zeroize import zeroize
+from ..crypto.suites import SUITES, CipherSuite, SuiteParams
 
 # RFC 9147 §4.2.3: the mask is computed over the first 16 ciphertext bytes.
 MASK_SAMPLE = 16
@@ -43,54 +39,46 @@ INTEGRITY_LIMITS: dict[CipherSuite, int] = {
 }
 
 
-# Per suite, what deriving one epoch's keys needs: the hash, the three HMAC inputs of
-# HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length) with their lengths, and what
-# RecordCipher builds its objects with (made once per suite, not per epoch).
-_Build = Callable[[bytes, bytes | None], tuple[AEAD, object]]
-_KeySpec = tuple[str, bytes, int, bytes, int, bytes, _Build]
-_KEY_SPECS: dict[int, _KeySpec] = {}
-_ECB = modes.ECB()
+# Per suite, the compiled epoch key set-up (made once per suite, not per epoch): the hash and
+# the three HMAC inputs of HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length), and
+# what RecordCipher builds its AEAD and AES-ECB mask objects with.
+_KEY_MAKERS: dict[int, EpochKeyMaker] = {}
 
 
-def _builder(params: SuiteParams) -> _Build:
-    """RecordCipher's build(key, sn_key): the AEAD and, for AES suites, one AES-ECB
-    encryptor reused for every record mask of the epoch (ECB keeps no state between
-    blocks); ChaCha20 masks are computed in _fast."""
-    make_aead = params.aead
-
-    def build(key: bytes, sn_key: bytes | None) -> tuple[AEAD, object]:
-        if sn_key is None:
-            return make_aead(key), None
-        return make_aead(key), Cipher(algorithms.AES(sn_key), _ECB).encryptor()
-
-    return build
-
-
-def _key_spec(suite: CipherSuite) -> _KeySpec:
-    spec = _KEY_SPECS.get(suite)
-    if spec is None:
+def _key_maker(suite: CipherSuite) -> EpochKeyMaker:
+    maker = _KEY_MAKERS.get(suite)
+    if maker is None:
         params = SUITES[suite]
         n, n_iv = params.key_length, params.iv_length
-        spec = (
+        maker = EpochKeyMaker(
             params.hash_name,
             expand_label_info(b"key", n),
             n,
             expand_label_info(b"iv", n_iv),
             n_iv,
             expand_label_info(b"sn", n),
-            _builder(params),
+            params.aead_factory(),
+            params.tag_length,
+            params.chacha,
         )
-        _KEY_SPECS[suite] = spec
-    return spec
+        _KEY_MAKERS[suite] = maker
+    return maker
+
+
+def record_cipher(suite: CipherSuite, secret: bytes) -> RecordCipher:
+    """One epoch's `RecordCipher` (one direction) from its traffic secret."""
+    maker = _KEY_MAKERS.get(suite) or _key_maker(suite)
+    return maker.cipher(secret)
 
 
 def derive_record_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes, bytes]:
     """(key, iv, sn_key) for a traffic secret (RFC 8446 §7.3, RFC 9147 §4.2.3)."""
-    h, key_info, n, iv_info, n_iv, sn_info, _ = _key_spec(suite)
+    params = SUITES[suite]
+    h, n, n_iv = params.hash_name, params.key_length, params.iv_length
     # HKDF-Expand-Label with an empty context: one HMAC each (the outputs fit one block).
-    key = hmac_digest(secret, key_info, h)[:n]
-    iv = hmac_digest(secret, iv_info, h)[:n_iv]
-    sn_key = hmac_digest(secret, sn_info, h)[:n]
+    key = hmac_digest(secret, expand_label_info(b"key", n), h)[:n]
+    iv = hmac_digest(secret, expand_label_info(b"iv", n_iv), h)[:n_iv]
+    sn_key = hmac_digest(secret, expand_label_info(b"sn", n), h)[:n]
     return key, iv, sn_key
 
 
@@ -105,29 +93,12 @@ class EpochKeys:
 
     def __init__(self, epoch: int, suite: CipherSuite, secret: bytes) -> None:
         params: SuiteParams = SUITES[suite]
-        h, key_info, n, iv_info, n_iv, sn_info, build = _key_spec(suite)
         self.epoch = epoch
         self.suite = suite
         self.params = params
         self.tag_length = params.tag_length
-        # HKDF-Expand-Label's one block, cut to size (RFC 8446 §7.3): the cipher copies the
-        # keys inline, so both the blocks and the cuts are zeroed here.
-        key_block = hmac_digest(secret, key_info, h)
-        iv_block = hmac_digest(secret, iv_info, h)
-        sn_block = hmac_digest(secret, sn_info, h)
-        # Copies, never the block itself (a slice of the whole is the same object).
-        key = bytes(memoryview(key_block)[:n])
-        iv = bytes(memoryview(iv_block)[:n_iv])
-        sn_key = bytes(memoryview(sn_block)[:n])
-        try:
-            self.cipher = RecordCipher(build, key, iv, sn_key, params.tag_length, params.chacha)
-        finally:
-            zeroize(key_block)
-            zeroize(iv_block)
-            zeroize(sn_block)
-            zeroize(key)
-            zeroize(iv)
-            zeroize(sn_key)
+        # The cipher copies the keys inline; the HMAC blocks they were cut from are zeroed.
+        self.cipher = record_cipher(suite, secret)
 
     def nonce(self, sequence_number: int) -> bytearray:
         """IV xor the 64-bit sequence number (RFC 8446 §5.3; RFC 9147 §4: not the epoch)."""
