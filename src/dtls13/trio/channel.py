@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
 
 _T = TypeVar("_T")
+# send_nowait() raises trio.WouldBlock while this many datagrams wait in the endpoint's send
+# queue (the socket buffer is full, or that many were queued in one scheduler pass).
+NOWAIT_SEND_LIMIT = 256
 _FRAGMENT_DROPS = ("duplicates", "old", "too_far_ahead", "over_budget", "too_scattered")
 
 
@@ -273,6 +276,45 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         if not queue:
             self._queue = _NO_MESSAGES
         return data
+
+    def receive_nowait(self) -> bytes:
+        """The next message if one is waiting, without a checkpoint; else raises
+        ``trio.WouldBlock`` (as before the handshake). After the end of the connection,
+        what ``receive`` raises. With ``await receive()`` for the first message, it takes a
+        whole burst per scheduler pass (as trio's memory channels)."""
+        queue = self._queue
+        if queue:
+            assert type(queue) is deque
+            data = queue.popleft()
+            if not queue:
+                self._queue = _NO_MESSAGES
+            return data
+        if self._closed:
+            raise self._error()
+        t = self._terminated
+        if t is not None:
+            if self._handshake is None:  # as do_handshake()
+                raise self._error()
+            if t.by_peer and t.alert is AlertDescription.close_notify:
+                raise trio.EndOfChannel
+            raise self._error()
+        raise trio.WouldBlock
+
+    def send_nowait(self, value: bytes | bytearray | memoryview) -> None:
+        """Protect one message and queue its datagram without a checkpoint; it leaves with
+        what other tasks send in this scheduler pass, when the task next yields. Raises
+        ``trio.WouldBlock`` before the handshake and while the endpoint's send queue is
+        backed up (``await send()`` waits instead); otherwise as ``send``."""
+        if not value:
+            raise ValueError("empty DTLS messages are not sent (as in trio)")
+        if self._closed or self._terminated is not None:
+            raise self._error()
+        endpoint = self.endpoint
+        if self._handshake is None or len(endpoint._outq) >= NOWAIT_SEND_LIMIT:
+            raise trio.WouldBlock
+        self._conn.send(value)
+        self._app_records_out += 1
+        endpoint._after(self)
 
     def close(self) -> None:
         """Close at once: close_notify is queued but not waited for (see ``aclose``)."""
