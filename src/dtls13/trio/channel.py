@@ -117,18 +117,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         conn = self._conn
         while (ev := conn.next_event()) is not None:
             if type(ev) is DataReceived:
-                queue = self._queue
-                reader = self._reader
-                if reader is not None and not queue:
-                    self._reader = None
-                    trio.lowlevel.reschedule(reader, Value(ev.data))
-                elif len(queue) >= self._queue_limit:
-                    self._dropped += 1
-                else:
-                    queue = self._enqueue(ev.data)
-                    if len(queue) >= self._queue_limit:
-                        # Let the reader catch up before the receive task takes more.
-                        self.endpoint._backlogged = True
+                self._deliver(ev.data)
             elif isinstance(ev, HandshakeCompleted):
                 self._handshake = ev
             elif isinstance(ev, NewSessionTicketReceived):
@@ -136,6 +125,29 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
         self._wake()
+
+    def _deliver(self, data: bytes) -> None:
+        """A received message: to the parked reader, else into the queue (or dropped when
+        it is full)."""
+        queue = self._queue
+        reader = self._reader
+        if reader is not None and not queue:
+            self._reader = None
+            trio.lowlevel.reschedule(reader, Value(data))
+        elif len(queue) >= self._queue_limit:
+            self._dropped += 1
+        else:
+            queue = self._enqueue(data)
+            if len(queue) >= self._queue_limit:
+                # Let the reader catch up before the receive task takes more.
+                self.endpoint._backlogged = True
+
+    def _deliver_alone(self, data: bytes) -> None:
+        """`_deliver`, then wake the other waiters as `_process_events` does (the
+        established data path: a message and no other event)."""
+        self._deliver(data)
+        if self._reader is not None or self._lot:
+            self._wake()
 
     def _enqueue(self, data: bytes) -> deque[bytes]:
         queue = self._queue
