@@ -170,18 +170,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             self._lot = trio.lowlevel.ParkingLot()
         await self._lot.park()
 
-    async def _wait_message(self) -> bytes | None:
-        """Park as the reader: the message it was woken with, or None (look again)."""
-        task = trio.lowlevel.current_task()
-        self._reader = task
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            if self._reader is task:
-                self._reader = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        data: bytes | None = await trio.lowlevel.wait_task_rescheduled(abort)
-        return data
+    def _abort_reader(self, _: object) -> trio.lowlevel.Abort:
+        # Only the parked reader can be aborted, and while it is parked it is `_reader`
+        # (a second receive() parks in `_lot`; waking the reader clears `_reader` first).
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _endpoint_closed(self) -> None:
         self._closed = True
@@ -277,7 +270,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                     raise trio.EndOfChannel
                 raise self._error()
             if self._reader is None:
-                data = await self._wait_message()
+                # Park as the reader, in this frame (an idle channel's handler is parked
+                # here: no coroutine or closure of its own), woken with the message or
+                # None (look again).
+                self._reader = trio.lowlevel.current_task()
+                data: bytes | None = await trio.lowlevel.wait_task_rescheduled(self._abort_reader)
                 if data is not None:
                     return data
             else:
