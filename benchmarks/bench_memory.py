@@ -57,6 +57,8 @@ WARM_UP = 100
 TARGET_PER_CONN_KIB = 8.0  # at 1,000 and 10,000 idle connections
 TARGET_TOTAL_MIB = {10_000: 200.0, 100_000: 1024.0}
 BENCH_DOS = DoSProtectionConfig(
+    max_total_memory=8 << 30,
+    max_tracked_sources=1_000_000,
     datagrams_per_second=1e9,
     datagram_burst=1e9,
     bytes_per_second=1e12,
@@ -356,7 +358,7 @@ class _Clients:
             with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                 sock.send(d)
 
-    def establish(self, n: int, timeout: float = 120.0) -> float:
+    def establish(self, n: int, timeout: float = 600.0) -> float:
         """Open n more connections; returns the seconds it took."""
         start = time.monotonic()
         todo = n
@@ -430,11 +432,25 @@ class _Clients:
             n -= CHUNK
             self.settle()
             self.drop()
+            print(
+                f"  {self.mode}: a chunk of clients settled, {n if n > 0 else 0:,} to go",
+                file=sys.stderr,
+            )
         return took
 
     def close(self) -> None:
         self.drop()
         self.sel.close()
+
+
+def _short(what: str, want: int, fig: dict[str, Any]) -> None:
+    """A shortfall: up to 0.1% (handshakes lost on a loaded machine, at 100,000) is noted
+    in the figures and on stderr; more stops the run."""
+    got = int(what.split(" of ")[0].rsplit(" ", 1)[-1])
+    if want - got > want // 1000:
+        raise RuntimeError(what)
+    fig["shortfall"] = want - got
+    print(f"  note: {what}", file=sys.stderr)
 
 
 def _measure(
@@ -455,7 +471,7 @@ def _measure(
         fig = ask()
         fig["waited"] = wait
         if fig["ciphers_released"] < warm + n:
-            raise RuntimeError(f"{mode}: {fig['ciphers_released']} of {warm + n} released")
+            _short(f"{mode}: {fig['ciphers_released']} of {warm + n} released", warm + n, fig)
         results[n, True] = fig
 
     try:
@@ -473,7 +489,7 @@ def _measure(
             fig = ask()
             fig["seconds"] = took
             if fig["established"] < warm + n:
-                raise RuntimeError(f"{mode}: {fig['established']} of {warm + n} established")
+                _short(f"{mode}: {fig['established']} of {warm + n} established", warm + n, fig)
             results[n, False] = fig
             if mode == "dtls13":
                 idle(n)
