@@ -443,6 +443,16 @@ class _Clients:
         self.sel.close()
 
 
+def _progress(
+    mode: str, n: int, warm: int, base: dict[str, Any] | None, fig: dict[str, Any]
+) -> None:
+    """Each figure on stderr as it is taken (a long run stopped early still tells)."""
+    per = ""
+    if base is not None and n > warm:
+        per = f", {(fig['rss'] - base['rss']) / (n - warm) / 1024:.2f} KiB per connection"
+    print(f"  {mode}: {n:,} connections, RSS {fig['rss'] / 2**20:.1f} MiB{per}", file=sys.stderr)
+
+
 def _short(what: str, want: int, fig: dict[str, Any]) -> None:
     """A shortfall: up to 0.1% (handshakes lost on a loaded machine, at 100,000) is noted
     in the figures and on stderr; more stops the run."""
@@ -470,6 +480,7 @@ def _measure(
         clients.settle(quiet=wait, limit=wait)
         fig = ask()
         fig["waited"] = wait
+        _progress(mode, warm + n, warm, results.get((0, True)), fig)
         if fig["ciphers_released"] < warm + n:
             _short(f"{mode}: {fig['ciphers_released']} of {warm + n} released", warm + n, fig)
         results[n, True] = fig
@@ -488,6 +499,7 @@ def _measure(
             clients.settle()
             fig = ask()
             fig["seconds"] = took
+            _progress(mode, warm + n, warm, results.get((0, False)), fig)
             if fig["established"] < warm + n:
                 _short(f"{mode}: {fig['established']} of {warm + n} established", warm + n, fig)
             results[n, False] = fig
