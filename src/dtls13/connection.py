@@ -375,11 +375,17 @@ class Connection:
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
         """Take one datagram from the network; never raises for bad network input."""
+        self._receive_general(data, addr, now)
+
+    def _receive_general(self, data: Any, addr: Address, now: float) -> None:
         if self._hs.closed:
             self._activity()
             return
         self._now = now
         self._activity()
+        self._receive_datagram(data, addr, now)
+
+    def _receive_datagram(self, data: Any, addr: Address, now: float) -> None:
         if self.peer_address is None:
             self.peer_address = addr
         if self.handshake_started is None:
@@ -395,7 +401,49 @@ class Connection:
         records = self._records.receive_datagram_untrusted(data, now)
         if drops["retired_epoch"] != retired and self._final_acks:
             self._repeat_final_acks(now)
-        forged = drops["auth_failed"] != failed
+        self._receive_records(records, addr, now, drops["auth_failed"] != failed)
+
+    def receive_datagram_data(self, data: Any, addr: Address, now: float) -> bytes | None:
+        """``receive_datagram``, except that the data of an application record alone in its
+        datagram, on an established connection with no event waiting, is returned instead
+        of queued as a `DataReceived` event (the established data path: one compiled call
+        reads the record). None: nothing to return (any events are queued as usual)."""
+        if (
+            self._events
+            or not self._hs.connected
+            or self._enforce_record_limit
+            or self._amplification_limit is not None
+            or self._records.pending_count
+        ):
+            self._receive_general(data, addr, now)
+            return None
+        # What receive_datagram does before and around reading the records (the epoch is
+        # live, so no retired-epoch drop can happen).
+        self._now = now
+        self._activity()
+        records = self._records
+        drops = records.drops
+        failed = drops["auth_failed"]
+        got = records.receive_app_untrusted(data, now)
+        if got is None:  # not the established path's kind of datagram: nothing was done
+            self._receive_datagram(data, addr, now)
+            return None
+        stats = self.stats
+        stats["datagrams_in"] += 1
+        self._retransmitted_this_input = False
+        if not isinstance(got, tuple):
+            self._receive_records(got, addr, now, drops["auth_failed"] != failed)
+            return None
+        payload, epoch, seq = got
+        # As _app_data_fast.
+        newest = (epoch, seq)
+        if newest > self._newest_protected:
+            self._follow(newest, addr)
+        stats["records_in"] += 1
+        stats["app_bytes_in"] += len(payload)
+        return payload
+
+    def _receive_records(self, records: list[Any], addr: Address, now: float, forged: bool) -> None:
         if len(records) == 1 and self._app_data_fast(records[0], addr):
             if forged:
                 self._check_integrity(now)
@@ -692,23 +740,25 @@ class Connection:
             raise LocalProtocolError(
                 f"cannot send application data in state {self._hs.state.value}"
             )
-        epoch = self._records.write_epoch
-        limit = self._max_payload()
-        if limit is not None and len(data) > limit:
-            raise ValueError(
-                f"{len(data)} bytes exceed the peer's record_size_limit "
-                f"(at most {limit} bytes of application data per record)"
-            )
-        with self._records.datagram_writer(self.mtu) as w:
-            space = w.space(epoch)
-            if len(data) > space:
+        records = self._records
+        if self._peer_record_limit is not None:
+            limit = self._max_payload()
+            if limit is not None and len(data) > limit:
                 raise ValueError(
-                    f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {space})"
+                    f"{len(data)} bytes exceed the peer's record_size_limit "
+                    f"(at most {limit} bytes of application data per record)"
                 )
-            w.add(epoch, ContentType.application_data, data)
-            self._queue(w.finish())
+        sealed = records.seal_app_datagram(data, self.mtu)
+        if isinstance(sealed, int):
+            raise ValueError(
+                f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {sealed})"
+            )
+        outbox = self._outbox
+        if isinstance(outbox, tuple):
+            outbox = self._outbox = []
+        outbox.append((sealed, self.peer_address))
         self.stats["app_bytes_out"] += len(data)
-        if self._records.key_update_due and not self._key_update_pending:
+        if records.key_update_due and not self._key_update_pending:
             self.key_update(request_peer=False)
 
     @property

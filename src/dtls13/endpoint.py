@@ -161,6 +161,9 @@ class ServerEndpoint:
 
     def receive_datagram(self, data: Any, addr: Any, now: float) -> Connection | None:
         """Route one datagram; returns the connection that took it, if any. Never raises."""
+        return self._route(data, addr, now)
+
+    def _route(self, data: Any, addr: Any, now: float) -> Connection | None:
         if self.closed:
             return None
         self.counters["datagrams"] += 1
@@ -199,6 +202,30 @@ class ServerEndpoint:
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
+
+    def receive_datagram_data(
+        self, data: Any, addr: Any, now: float
+    ) -> tuple[Connection | None, bytes | None]:
+        """``receive_datagram``, except that for an established connection (routed by
+        address) an application record alone in its datagram comes back as ``(connection,
+        data)`` instead of a `DataReceived` event (`Connection.receive_datagram_data`).
+        ``(connection or None, None)``: routed as receive_datagram does."""
+        if self.closed or self.on_non_dtls_datagram is not None or self._cid_length:
+            return self._route(data, addr, now), None
+        conn = self.connections.get(addr)
+        # A unified header (0b001xxxxx) is never a ClientHello.
+        if (
+            conn is None
+            or not data
+            or data[0] & 0xE0 != 0x20
+            or not conn.handshake_complete
+            or addr in self._replacements
+        ):
+            return self._route(data, addr, now), None
+        # As receive_datagram and _to_existing for such a datagram.
+        self.counters["datagrams"] += 1
+        self._update_emergency()
+        return conn, conn.receive_datagram_data(data, addr, now)
 
     def _hand_over(self, data: Any, addr: Any) -> None:
         handler = self.on_non_dtls_datagram

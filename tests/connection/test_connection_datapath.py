@@ -9,6 +9,7 @@ import pytest
 
 from dtls13.connection import Connection
 from dtls13.events import ConnectionTerminated, DataReceived
+from dtls13.record import RecordLayer
 from tests.support.dtls_pair import CLIENT_ADDR, Pair, make_pair
 
 
@@ -32,15 +33,25 @@ def datagram(conn: Connection, data: bytes, now: float) -> bytes:
 
 @pytest.fixture
 def fast_hits(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """What each call of the established-path check decided (True: it took the record)."""
+    """What each call of the established-path check decided (True: it took the record),
+    in the general path's check of a lone record or the compiled read of one (this
+    module runs through both receive paths, tests/connection/conftest.py)."""
     hits: list[bool] = []
     original = Connection._app_data_fast
+    compiled = RecordLayer.receive_app_untrusted
 
     def counting(self: Connection, record: Any, addr: Any) -> bool:
         hits.append(original(self, record, addr))
         return hits[-1]
 
+    def counting_compiled(self: RecordLayer, data: Any, now: float) -> Any:
+        got = compiled(self, data, now)
+        if type(got) is tuple:
+            hits.append(True)
+        return got
+
     monkeypatch.setattr(Connection, "_app_data_fast", counting)
+    monkeypatch.setattr(RecordLayer, "receive_app_untrusted", counting_compiled)
     return hits
 
 

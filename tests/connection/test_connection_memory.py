@@ -30,6 +30,7 @@ DATAGRAM_OUT = {
     ("flights.py", "emit"),
     ("flights.py", "_flush"),
     ("connection.py", "send"),
+    ("layer.py", "seal_app_datagram"),  # Connection.send's record, sealed in one call
     ("connection_flights.py", "send_ack_for"),
     ("connection.py", "_send_alert"),
 }
@@ -37,6 +38,7 @@ RECORD_IN = {
     ("layer.py", "receive_datagram_untrusted"),
     ("layer.py", "_read_records"),
     ("layer.py", "receive_pending"),
+    ("layer.py", "receive_app_untrusted"),  # the established data path
 }
 FLIGHT_MESSAGE = {("flights.py", "add")}
 # Chunks of a message in fragments, or one lease for a whole message ahead of the next.

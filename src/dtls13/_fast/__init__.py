@@ -21,7 +21,9 @@ from .datagram import (
     InboundRecord,
     ReadEpoch,
     WriteEpoch,
+    open_app_datagram_untrusted,
     read_datagram_untrusted,
+    seal_app_datagram,
 )
 from .errors import DecodeError, EncodeError, LeaseReleasedError, MemoryBudgetExceeded
 from .handshake import (
@@ -93,10 +95,12 @@ __all__ = [
     "inner_content_type",
     "live_pools",
     "make_nonce_into",
+    "open_app_datagram_untrusted",
     "parse_header_untrusted",
     "read_datagram_untrusted",
     "reconstruct_sequence",
     "scan_client_hello",
+    "seal_app_datagram",
     "secret_refcount",
     "transcript_add",
     "unified_header_length",

@@ -91,3 +91,24 @@ def read_datagram_untrusted(
     pending: list[Lease] | None = None,
     max_pending: int = 0,
 ) -> tuple[list[InboundRecord], int]: ...
+def open_app_datagram_untrusted(
+    data: _BufferLike,
+    cid_length: int,
+    by_bits: dict[int, ReadEpoch],
+    acquire: Callable[[int, Owner | None], Lease],
+    owner: Owner | None,
+    drops: dict[str, int],
+    content_types: dict[int, Any],
+) -> tuple[bytes, int, int] | list[InboundRecord] | None: ...
+def seal_app_datagram(
+    epochs: dict[int, WriteEpoch],
+    epoch: int,
+    acquire: Callable[[int, Owner | None], Lease],
+    owner: Owner | None,
+    mtu: int,
+    seq_bits: int,
+    cid: bytes | None,
+    padding: int,
+    error: type[Exception],
+    payload: _BufferLike,
+) -> Lease | int: ...

@@ -429,3 +429,6 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
     finally:
         PyBuffer_Release(&v)
     return (out, newest)
+
+
+include "established.pxi"

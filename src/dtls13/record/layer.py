@@ -22,8 +22,10 @@ from .._fast import (
     RecordCipher,
     ReplayWindow,
     WriteEpoch,
+    open_app_datagram_untrusted,
     parse_header_untrusted,
     read_datagram_untrusted,
+    seal_app_datagram,
     unified_header_length,
 )
 from ..alerts import LocalProtocolError
@@ -325,7 +327,7 @@ class RecordLayer:
     @property
     def key_update_due(self) -> bool:
         """The current write key reached its confidentiality limit (RFC 9147 §4.5.3)."""
-        state = self._write[self.write_epoch]
+        state = self._write[max(self._write)]
         return state.cipher is not None and state.protected >= state.limit
 
     @property
@@ -417,6 +419,59 @@ class RecordLayer:
             self._used(newest, now)
         self.records_received += len(records)
         return records
+
+    def receive_app_untrusted(
+        self, data: BufferLike, now: float
+    ) -> tuple[bytes, int, int] | list[InboundRecord] | None:
+        """The established data path: `receive_datagram_untrusted` for a datagram that is
+        one protected record of a live epoch >= 3, the same state changes in one compiled
+        call. ``(data, epoch, sequence number)`` for application data, else the records
+        (as receive_datagram_untrusted returns them); None: not such a datagram, nothing
+        was done (but expiring, which the general path repeats), call
+        receive_datagram_untrusted."""
+        if self.closed or self._split_cid_length():
+            return None
+        self.expire(now)
+        got = open_app_datagram_untrusted(
+            data,
+            self.read_cid_length,
+            self._read_by_bits,
+            self._acquire,
+            self._owner,
+            self.drops,
+            _CONTENT_TYPES,
+        )
+        if got is None:
+            return None
+        self.datagrams_received += 1
+        if isinstance(got, tuple):
+            self.records_received += 1
+            epoch = got[1]
+        else:
+            self.records_received += len(got)
+            epoch = got[0].epoch if got else -1
+        if epoch > self._newest_used:
+            self._used(epoch, now)
+        return got
+
+    def seal_app_datagram(self, data: BufferLike, mtu: int) -> Lease | int:
+        """One application data record of the current write epoch alone in a datagram
+        lease, as ``datagram_writer(mtu)`` would write it; the largest payload that fits
+        (an int) when `data` does not."""
+        if self.closed:
+            self._check_open()
+        return seal_app_datagram(
+            self._write,
+            max(self._write),
+            self._acquire,
+            self._owner,
+            mtu,
+            self.seq_bits,
+            self.write_cid,
+            self.padding,
+            LocalProtocolError,
+            data,
+        )
 
     def _split_cid_length(self) -> int:
         """The CID length when records of a datagram may differ in having a CID, else 0."""

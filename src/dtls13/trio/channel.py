@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from .endpoint import DTLSEndpoint
 
 _T = TypeVar("_T")
+# send_nowait() raises trio.WouldBlock while this many datagrams wait in the endpoint's send
+# queue (the socket buffer is full, or that many were queued in one scheduler pass).
+NOWAIT_SEND_LIMIT = 256
 _FRAGMENT_DROPS = ("duplicates", "old", "too_far_ahead", "over_budget", "too_scattered")
 
 
@@ -115,18 +118,7 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         conn = self._conn
         while (ev := conn.next_event()) is not None:
             if type(ev) is DataReceived:
-                queue = self._queue
-                reader = self._reader
-                if reader is not None and not queue:
-                    self._reader = None
-                    trio.lowlevel.reschedule(reader, Value(ev.data))
-                elif len(queue) >= self._queue_limit:
-                    self._dropped += 1
-                else:
-                    queue = self._enqueue(ev.data)
-                    if len(queue) >= self._queue_limit:
-                        # Let the reader catch up before the receive task takes more.
-                        self.endpoint._backlogged = True
+                self._deliver(ev.data)
             elif isinstance(ev, HandshakeCompleted):
                 self._handshake = ev
             elif isinstance(ev, NewSessionTicketReceived):
@@ -134,6 +126,29 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             elif isinstance(ev, ConnectionTerminated):
                 self._terminated = ev
         self._wake()
+
+    def _deliver(self, data: bytes) -> None:
+        """A received message: to the parked reader, else into the queue (or dropped when
+        it is full)."""
+        queue = self._queue
+        reader = self._reader
+        if reader is not None and not queue:
+            self._reader = None
+            trio.lowlevel.reschedule(reader, Value(data))
+        elif len(queue) >= self._queue_limit:
+            self._dropped += 1
+        else:
+            queue = self._enqueue(data)
+            if len(queue) >= self._queue_limit:
+                # Let the reader catch up before the receive task takes more.
+                self.endpoint._backlogged = True
+
+    def _deliver_alone(self, data: bytes) -> None:
+        """`_deliver`, then wake the other waiters as `_process_events` does (the
+        established data path: a message and no other event)."""
+        self._deliver(data)
+        if self._reader is not None or self._lot:
+            self._wake()
 
     def _enqueue(self, data: bytes) -> deque[bytes]:
         queue = self._queue
@@ -156,18 +171,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
             self._lot = trio.lowlevel.ParkingLot()
         await self._lot.park()
 
-    async def _wait_message(self) -> bytes | None:
-        """Park as the reader: the message it was woken with, or None (look again)."""
-        task = trio.lowlevel.current_task()
-        self._reader = task
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            if self._reader is task:
-                self._reader = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        data: bytes | None = await trio.lowlevel.wait_task_rescheduled(abort)
-        return data
+    def _abort_reader(self, _: object) -> trio.lowlevel.Abort:
+        # Only the parked reader can be aborted, and while it is parked it is `_reader`
+        # (a second receive() parks in `_lot`; waking the reader clears `_reader` first).
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _endpoint_closed(self) -> None:
         self._closed = True
@@ -263,7 +271,11 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
                     raise trio.EndOfChannel
                 raise self._error()
             if self._reader is None:
-                data = await self._wait_message()
+                # Park as the reader, in this frame (an idle channel's handler is parked
+                # here: no coroutine or closure of its own), woken with the message or
+                # None (look again).
+                self._reader = trio.lowlevel.current_task()
+                data: bytes | None = await trio.lowlevel.wait_task_rescheduled(self._abort_reader)
                 if data is not None:
                     return data
             else:
@@ -274,6 +286,45 @@ class DTLSChannel(trio.abc.Channel[bytes], metaclass=_NoPublicConstructor):
         if not queue:
             self._queue = _NO_MESSAGES
         return data
+
+    def receive_nowait(self) -> bytes:
+        """The next message if one is waiting, without a checkpoint; else raises
+        ``trio.WouldBlock`` (as before the handshake). After the end of the connection,
+        what ``receive`` raises. With ``await receive()`` for the first message, it takes a
+        whole burst per scheduler pass (as trio's memory channels)."""
+        queue = self._queue
+        if queue:
+            assert type(queue) is deque
+            data = queue.popleft()
+            if not queue:
+                self._queue = _NO_MESSAGES
+            return data
+        if self._closed:
+            raise self._error()
+        t = self._terminated
+        if t is not None:
+            if self._handshake is None:  # as do_handshake()
+                raise self._error()
+            if t.by_peer and t.alert is AlertDescription.close_notify:
+                raise trio.EndOfChannel
+            raise self._error()
+        raise trio.WouldBlock
+
+    def send_nowait(self, value: bytes | bytearray | memoryview) -> None:
+        """Protect one message and queue its datagram without a checkpoint; it leaves with
+        what other tasks send in this scheduler pass, when the task next yields. Raises
+        ``trio.WouldBlock`` before the handshake and while the endpoint's send queue is
+        backed up (``await send()`` waits instead); otherwise as ``send``."""
+        if not value:
+            raise ValueError("empty DTLS messages are not sent (as in trio)")
+        if self._closed or self._terminated is not None:
+            raise self._error()
+        endpoint = self.endpoint
+        if self._handshake is None or len(endpoint._outq) >= NOWAIT_SEND_LIMIT:
+            raise trio.WouldBlock
+        self._conn.send(value)
+        self._app_records_out += 1
+        endpoint._after(self)
 
     def close(self) -> None:
         """Close at once: close_notify is queued but not waited for (see ``aclose``)."""

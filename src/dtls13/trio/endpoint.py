@@ -33,6 +33,7 @@ from ..cid_layout import check_cid_prefix
 from ..config import ClientConfig, ServerConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
+from ..events import DataReceived
 from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
 from ._socketio import (
@@ -359,14 +360,32 @@ class DTLSEndpoint:
             return
         channel = self._clients.get((addr[0], addr[1]))
         if channel is not None:
-            channel._conn.receive_datagram(data, addr, now)
+            client = channel._conn
+            app = client.receive_datagram_data(data, addr, now)
+            if app is not None:  # the established data path: a message, nothing else
+                channel._deliver_alone(app)
+                t = client.get_timer()
+                if t is not None:
+                    self._arm_timer(t)
+                return
             self._after(channel, now)
             return
         server = self._server
         if server is None:
             self.counters["dropped_no_connection"] += 1
             return
-        conn = server.receive_datagram(data, addr, now)
+        conn, app = server.receive_datagram_data(data, addr, now)
+        if app is not None:
+            assert conn is not None
+            channel = self._server_channels.get(id(conn))
+            if channel is not None and not server._attention:
+                channel._deliver_alone(app)
+                t = conn.get_timer()
+                if t is not None:
+                    self._arm_timer(t)
+                return
+            # Something else to attend to: the general path below takes it as an event.
+            conn._event(DataReceived(app))
         for new in server.new_connections():
             self._server_channels[id(new)] = DTLSChannel._create(
                 self, new, new.peer_address, server=True
