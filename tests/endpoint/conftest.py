@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.established import PATHS, use_receive_path
+from tests.support.established import parametrize_modules, receive_path
 
 BOTH_PATHS = {
     "test_endpoint",
@@ -14,12 +14,7 @@ BOTH_PATHS = {
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_PATHS:
-        metafunc.parametrize("receive_path", PATHS, indirect=True)
+    parametrize_modules(metafunc, BOTH_PATHS)
 
 
-@pytest.fixture(autouse=True)
-def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    path: str = getattr(request, "param", "general")
-    use_receive_path(monkeypatch, path)
-    return path
+__all__ = ["receive_path"]  # the autouse fixture, defined once in tests/support/established.py

@@ -34,3 +34,17 @@ def use_receive_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     if path == "established":
         monkeypatch.setattr(Connection, "receive_datagram", _connection_receive)
         monkeypatch.setattr(ServerEndpoint, "receive_datagram", _server_receive)
+
+
+def parametrize_modules(metafunc: pytest.Metafunc, modules: set[str]) -> None:
+    """A conftest's pytest_generate_tests: run the tests of `modules` through both paths."""
+    if metafunc.module.__name__.rsplit(".", 1)[-1] in modules:
+        metafunc.parametrize("receive_path", PATHS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The path a test runs through ("general" unless parametrized); import it into a conftest."""
+    path: str = getattr(request, "param", "general")
+    use_receive_path(monkeypatch, path)
+    return path
