@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -162,13 +163,16 @@ def _scheme(value: object) -> SignatureScheme:
     raise TypeError(f"a signature scheme is a name, a number or a member, not {value!r}")
 
 
+C = TypeVar("C", bound="Credential")
+
+
 def choose(
-    credentials: Iterable[Credential],
+    credentials: Iterable[C],
     cert_type: CertificateType,
     offered: Sequence[int],
     preference: Sequence[int] | None,
     authorities: frozenset[bytes] | None,
-) -> tuple[Credential, int] | None:
+) -> tuple[C, int] | None:
     """The first credential of `cert_type` the peer can take, and the scheme it signs with."""
     for cred in credentials:
         if cred.certificate_type != cert_type or not cred.matches_issuers(authorities):

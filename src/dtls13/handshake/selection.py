@@ -158,7 +158,7 @@ class CertificateSet:
         for tier in tiers:
             found = identity.choose(tier, cert_type, offered, preference, authorities)
             if found is not None:
-                return found  # type: ignore[return-value]
+                return found
         return None
 
 
