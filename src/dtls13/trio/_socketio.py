@@ -75,6 +75,7 @@ class Flusher(trio.abc.Instrument):
 
     def __init__(self) -> None:
         self.pending: dict[DTLSEndpoint, None] = {}  # insertion-ordered set
+        self.token = trio.lowlevel.current_trio_token()
 
     @classmethod
     def for_this_run(cls) -> Flusher:
@@ -99,6 +100,15 @@ class Flusher(trio.abc.Instrument):
                     ep._wake_sender()
             except Exception as exc:  # an instrument that raises is removed by trio
                 ep._internal_error(exc)
+        # trio chose this I/O wait's timeout before calling us: a task the sends woke (one
+        # waiting for its datagrams to leave, e.g. aclose) would sleep until the next
+        # deadline. A no-op callback wakes the I/O wait at once.
+        if timeout > 0 and trio.lowlevel.current_statistics().tasks_runnable:
+            self.token.run_sync_soon(_nothing)
+
+
+def _nothing() -> None:
+    pass
 
 
 # -- receiving ------------------------------------------------------------------------
