@@ -65,6 +65,7 @@ LAYERS: dict[str, str] = {
     "dtls13.trio": "trio",
     "dtls13.asyncio": "trio",  # the other event-loop adapter, beside trio's (never imports it)
     "dtls13.udp": "endpoint",  # socket helpers the adapters share
+    "dtls13.channel_view": "endpoint",  # what both adapters' channels report
     "dtls13": "facade",
     "dtls13.cli": "cli",
     "dtls13.cli_keying": "cli",
