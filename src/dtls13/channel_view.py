@@ -5,9 +5,13 @@ SRTP keys, 0-RTT, and the common part of its statistics. One implementation for 
 from __future__ import annotations
 
 from abc import ABCMeta
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
+
+from .alerts import AlertDescription, alert_for
+from .errors import ConnectionEnded, error_for
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from .peer_verification import PeerVerification
 
 _T = TypeVar("_T")
+ErrorClasses = Mapping[type[ConnectionEnded], type[ConnectionEnded]]
 _FRAGMENT_DROPS = ("duplicates", "old", "too_far_ahead", "over_budget", "too_scattered")
 
 
@@ -48,8 +53,29 @@ class ChannelView:
     _app_records_out: int
     endpoint: Any
 
+    _unreachable: bool
+
     def _error(self) -> BaseException:
         raise NotImplementedError
+
+    def _termination_error(self, classes: ErrorClasses) -> BaseException:
+        """The ``dtls13.errors`` class (in the adapter's flavour) for how the connection
+        ended, its alert as the cause."""
+        t = self._terminated
+        assert t is not None
+        exc = error_for(
+            reason=t.reason,
+            alert=t.alert,
+            by_peer=t.by_peer,
+            handshake_complete=self._handshake is not None,
+            timed_out=t.timed_out,
+            certificate_error=t.certificate_error,
+            unreachable=self._unreachable,
+            classes=classes,
+        )
+        if t.alert is not None and t.alert is not AlertDescription.close_notify:
+            exc.__cause__ = alert_for(t.alert, t.reason)
+        return exc
 
     @property
     def peer_address(self) -> Any:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
-from ..alerts import AlertDescription, alert_for
 from ..channel_view import ChannelView, NoPublicConstructor
 from ..connection import Connection
-from ..errors import PeerClosed, error_for
+from ..errors import PeerClosed
 from ..events import (
     ConnectionTerminated,
     DataReceived,
@@ -127,21 +126,7 @@ class DTLSChannel(ChannelView, metaclass=NoPublicConstructor):
         else the ``dtls13.errors`` class for how it ended (asyncio flavour)."""
         if self._closed:
             return ClosedResourceError("this DTLS channel was closed")
-        t = self._terminated
-        assert t is not None
-        exc = error_for(
-            reason=t.reason,
-            alert=t.alert,
-            by_peer=t.by_peer,
-            handshake_complete=self._handshake is not None,
-            timed_out=t.timed_out,
-            certificate_error=t.certificate_error,
-            unreachable=self._unreachable,
-            classes=ASYNCIO_CLASSES,
-        )
-        if t.alert is not None and t.alert is not AlertDescription.close_notify:
-            exc.__cause__ = alert_for(t.alert, t.reason)
-        return exc
+        return self._termination_error(ASYNCIO_CLASSES)
 
     # -- the channel API --------------------------------------------------------------
 

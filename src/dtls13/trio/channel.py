@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 import trio
 from outcome import Value
 
-from ..alerts import AlertDescription, alert_for
+from ..alerts import AlertDescription
 from ..channel_view import ChannelView, NoPublicConstructor
 from ..connection import Connection
-from ..errors import error_for
 from ..events import (
     ConnectionTerminated,
     DataReceived,
@@ -170,21 +169,7 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
         else the ``dtls13.errors`` class for how it ended (also a BrokenResourceError)."""
         if self._closed:
             return trio.ClosedResourceError("this DTLS channel was closed")
-        t = self._terminated
-        assert t is not None
-        exc = error_for(
-            reason=t.reason,
-            alert=t.alert,
-            by_peer=t.by_peer,
-            handshake_complete=self._handshake is not None,
-            timed_out=t.timed_out,
-            certificate_error=t.certificate_error,
-            unreachable=self._unreachable,
-            classes=TRIO_CLASSES,
-        )
-        if t.alert is not None and t.alert is not AlertDescription.close_notify:
-            exc.__cause__ = alert_for(t.alert, t.reason)
-        return exc
+        return self._termination_error(TRIO_CLASSES)
 
     # -- the Channel API --------------------------------------------------------------
 
