@@ -76,6 +76,7 @@ class Flusher(trio.abc.Instrument):
     def __init__(self) -> None:
         self.pending: dict[DTLSEndpoint, None] = {}  # insertion-ordered set
         self.token = trio.lowlevel.current_trio_token()
+        self.woke = False  # a flush made a task runnable (set by the endpoints)
 
     @classmethod
     def for_this_run(cls) -> Flusher:
@@ -103,8 +104,10 @@ class Flusher(trio.abc.Instrument):
         # trio chose this I/O wait's timeout before calling us: a task the sends woke (one
         # waiting for its datagrams to leave, e.g. aclose) would sleep until the next
         # deadline. A no-op callback wakes the I/O wait at once.
-        if timeout > 0 and trio.lowlevel.current_statistics().tasks_runnable:
-            self.token.run_sync_soon(_nothing)
+        if self.woke:
+            self.woke = False
+            if timeout > 0:
+                self.token.run_sync_soon(_nothing)
 
 
 def _nothing() -> None:
@@ -404,6 +407,8 @@ def port_unreachable(ep: DTLSEndpoint) -> None:
     if now - channel._unreachable_since < UNREACHABLE_GRACE:
         return
     channel._unreachable = True
+    if ep._flusher is not None:
+        ep._flusher.woke = True  # the handshake's waiters learn it now
     channel._conn.abandon(
         f"no answer from {describe(ep._peer)}: nothing listens on that port (ICMP port unreachable)"
     )

@@ -599,6 +599,8 @@ class DTLSEndpoint:
             self._forget(graveyard.popleft()[1])
         if self._progress:
             self._progress.unpark_all()
+            if self._flusher is not None:
+                self._flusher.woke = True
 
     def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core; what they
