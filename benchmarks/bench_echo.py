@@ -6,7 +6,10 @@ connections that each send 10 messages/s and reports the spread of their round t
 figure is the median of several runs (min and max shown), and each ratio compares with raw
 trio UDP (and, where named, trio.DTLSEndpoint) measured in the same run (modes interleaved
 run by run). trio.DTLSEndpoint (DTLS 1.2 over pyOpenSSL) is included when pyOpenSSL is
-installed (`pip install -e ".[bench]"`). Both DTLS libraries get the same receive queue
+installed (`pip install -e ".[bench]"`). Ping-pong also runs "raw-relay": raw UDP where, as in
+dtls13 and trio.DTLSEndpoint, a receive task reads the socket and hands each datagram to the
+task that waits for it (one more scheduler pass per message on each side): the floor of that
+design, to which dtls13 is compared too. Both DTLS libraries get the same receive queue
 (`QUEUE`) so a window of 32 is not dropped. `--plain-io` runs dtls13 on its plain
 recvfrom_into/sendto path (no recvmmsg/sendmmsg), client and server.
 
@@ -17,6 +20,7 @@ recvfrom_into/sendto path (no recvmmsg/sendmmsg), client and server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -37,7 +41,8 @@ from dtls13 import ClientConfig, DTLSEndpoint, ServerConfig
 from dtls13.certgen import make_self_signed
 from dtls13.endpoint import DoSProtectionConfig
 
-MODES = ("raw", "dtls13", "trio-dtls")
+MODES = ("raw", "raw-relay", "dtls13", "trio-dtls")
+RELAY = "raw-relay"  # ping-pong only: raw UDP through a receive task
 WINDOW = 32
 # Receive queues of both DTLS libraries hold a whole window (their default, 10, would drop).
 QUEUE = 2 * WINDOW
@@ -73,6 +78,10 @@ async def _serve(mode: str, port: int) -> None:
     if mode == "raw":
         while True:
             data, addr = await sock.recvfrom(65536)
+            await sock.sendto(data, addr)
+    if mode == RELAY:
+        relay = await _relay(sock)
+        async for data, addr in relay:
             await sock.sendto(data, addr)
     cert, key = _certs()
     if mode == "dtls13":
@@ -120,6 +129,25 @@ async def _serve(mode: str, port: int) -> None:
 # -- clients ------------------------------------------------------------------------------
 
 
+async def _relay(sock: trio.socket.SocketType) -> trio.MemoryReceiveChannel[tuple[bytes, Any]]:
+    """What a receive task hands over: (datagram, address) pairs it read from `sock` (it
+    ends when the socket is closed)."""
+    send, receive = trio.open_memory_channel[tuple[bytes, Any]](QUEUE)
+
+    async def reader() -> None:
+        with send:
+            while True:
+                try:
+                    item = await sock.recvfrom(65536)
+                except (trio.ClosedResourceError, OSError):
+                    return
+                with contextlib.suppress(trio.WouldBlock):  # full: dropped, as the DTLS
+                    send.send_nowait(item)  # endpoints do
+
+    trio.lowlevel.spawn_system_task(reader)
+    return receive
+
+
 async def _open(mode: str, port: int) -> tuple[Callable[[bytes], Awaitable[None]], Any, Any]:
     """(send, receive, close) for one client of `mode`, its handshake done."""
     send, receive, close, _ = await _open_nowait(mode, port)
@@ -134,6 +162,10 @@ async def _open_nowait(
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await sock.bind(("127.0.0.1", 0))
     addr = ("127.0.0.1", port)
+
+    async def close() -> None:
+        sock.close()
+
     if mode == "raw":
 
         async def send(data: bytes) -> None:
@@ -142,10 +174,17 @@ async def _open_nowait(
         async def receive() -> bytes:
             return (await sock.recvfrom(65536))[0]
 
-        async def close() -> None:
-            sock.close()
-
         return send, receive, close, None
+    if mode == RELAY:
+        relay = await _relay(sock)
+
+        async def send_relay(data: bytes) -> None:
+            await sock.sendto(data, addr)
+
+        async def receive_relay() -> bytes:
+            return (await relay.receive())[0]
+
+        return send_relay, receive_relay, close, None
     if mode == "dtls13":
         endpoint = DTLSEndpoint(sock, incoming_packets_buffer=QUEUE)
         channel = endpoint.connect(addr, ClientConfig(verify=False, mtu=1400))
@@ -356,14 +395,17 @@ def measure(
     modes: list[str], cases: list[str], runs: int, seconds: float
 ) -> tuple[list[Row], dict[str, dict[str, list[float]]]]:
     """Rows (msgs/s, ratio against raw UDP) and the raw figures per case and mode."""
+    all_modes = modes
     rows: list[Row] = []
     figures: dict[str, dict[str, list[float]]] = {}
     for case in cases:
         if case == FAN_IN:
-            rows.extend(_measure_fan_in(modes, runs, seconds))
+            rows.extend(_measure_fan_in([m for m in modes if m != RELAY], runs, seconds))
             continue
         size, windowed, target, target_trio = CASES[case]
         work = _windowed if windowed else _ping_pong
+        case_modes = [m for m in all_modes if not (windowed and m == RELAY)]
+        modes = case_modes
         figs: dict[str, list[float]] = {m: [] for m in modes}
         cpu: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(runs):
@@ -400,6 +442,18 @@ def measure(
             if target_trio is not None and row.ratio is not None:
                 row = dataclasses.replace(row, met=row.ratio >= target_trio)
             rows.append(row)
+        if "dtls13" in figs and RELAY in figs:
+            # Against raw UDP through a receive task: what the protocol itself costs.
+            rows.append(
+                make_row(
+                    "echo",
+                    f"{case}, dtls13",
+                    "msgs/s",
+                    figs["dtls13"],
+                    baseline_values=figs[RELAY],
+                    baseline="raw UDP through a receive task",
+                )
+            )
         # Server CPU per message (the handshake included, a few ms): steadier than msgs/s
         # on a shared machine, and what a busy server pays.
         for mode in modes:
