@@ -486,6 +486,7 @@ class Connection:
             and newest >= 3
             and not self._key_update_pending
             and records.auth_failures(newest) * 2 >= records.integrity_limit_of(newest)
+            and self._key_update_refusal() is None
         ):
             self.key_update(request_peer=True)
 
@@ -758,7 +759,11 @@ class Connection:
             outbox = self._outbox = []
         outbox.append((sealed, self.peer_address))
         self.stats["app_bytes_out"] += len(data)
-        if records.key_update_due and not self._key_update_pending:
+        if (
+            records.key_update_due
+            and not self._key_update_pending
+            and self._key_update_refusal() is None
+        ):
             self.key_update(request_peer=False)
 
     @property
@@ -806,12 +811,18 @@ class Connection:
         self.mtu = mtu
 
     def key_update(self, request_peer: bool = True) -> None:
-        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8."""
+        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8.
+
+        Raises LocalProtocolError once no update is possible: the write epoch reached
+        2^16-1, or every 16-bit handshake message number is used (open a new connection)."""
         self._activity()
         if not self._hs.connected:
             raise LocalProtocolError("key_update() needs an established connection")
         if self._key_update_pending or self._key_update_deferred is not None:
             return
+        refusal = self._key_update_refusal()
+        if refusal is not None:
+            raise LocalProtocolError(f"no key update possible: {refusal}")
         request = (
             KeyUpdateRequest.update_requested
             if request_peer
@@ -1278,6 +1289,7 @@ class Connection:
 
     # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ---------
 
+    _key_update_refusal = _flights.key_update_refusal
     _send_post_handshake = _flights.send_post_handshake
     _on_request_connection_id = _flights.on_request_connection_id
     _on_new_connection_id = _flights.on_new_connection_id

@@ -29,6 +29,21 @@ MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot re
 MAX_UNACKED_RETRANSMISSIONS = 10
 MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
+# RFC 9147 §4.2.1: "Implementations MUST NOT allow the epoch to wrap"; §8: a sender MUST NOT
+# pass 2^48-1. Each KeyUpdate also takes one of the 2^16 message_seq values, which DTLS 1.3
+# never resets (§5.2), so no peer can take an epoch much past 2^16 anyway: both directions
+# stop at 2^16-1, as BoringSSL does (a KeyUpdate past it is unexpected_message there).
+MAX_EPOCH = 0xFFFF
+MAX_MESSAGE_SEQ = 0xFFFF  # the uint16 message_seq of the DTLS handshake header (§5.2)
+
+
+def key_update_refusal(self: Connection) -> str | None:
+    """Why no KeyUpdate of ours can be sent any more (None: one can)."""
+    if self._records.write_epoch >= MAX_EPOCH:
+        return f"too many key updates: the write epoch reached its limit ({MAX_EPOCH})"
+    if self._send_seq > MAX_MESSAGE_SEQ:
+        return "message_seq overflow: every 16-bit handshake message number is used"
+    return None
 
 
 def send_post_handshake(self: Connection, msg: Any, now: float) -> None:
@@ -271,12 +286,19 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
         epoch = self._records.write_epoch + 1
         assert hs.suite is not None
         self._records.install_write_epoch(epoch, hs.suite, hs.next_write_secret())
+        # The flight that carried the KeyUpdate carried every message still unacknowledged
+        # (send_key_update): nothing is sent under an older epoch again (RFC 9147 §4.2.1:
+        # retransmissions use the original epoch), so its keys go. Kept, one per update
+        # made the connection grow, and every write_epoch lookup slower, for its lifetime.
+        for old in self._records.write_epochs():
+            if 3 <= old < epoch:
+                self._records.retire_write_epoch(old)
         self._event(KeyUpdated(sending=True, epoch=epoch))
     for msg in after_ack:
         if not self._hs.closed:
             self._send_post_handshake(msg, now)
     deferred, self._key_update_deferred = self._key_update_deferred, None
-    if deferred is not None and not self._hs.closed:
+    if deferred is not None and not self._hs.closed and self._key_update_refusal() is None:
         self._send_key_update(deferred)
 
 
@@ -296,16 +318,24 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
             # old ones: RFC 8446 §5.1, messages MUST NOT span key changes (RFC 9147 §8:
             # what follows a KeyUpdate waits for its ACK and the new keys).
             raise UnexpectedMessage("a handshake message after KeyUpdate under the old keys")
+        epoch = max(self._records.read_epochs()) + 1
+        if epoch > MAX_EPOCH:
+            raise UnexpectedMessage(
+                f"too many key updates: the peer's epoch would pass {MAX_EPOCH}"
+            )
         self.stats["key_updates_received"] += 1
         hs = self._hs
         assert hs.suite is not None
-        epoch = max(self._records.read_epochs()) + 1
         self._records.install_read_epoch(epoch, hs.suite, hs.next_read_secret(), now)
         self._event(KeyUpdated(sending=False, epoch=epoch))
-        if msg.request_update == KeyUpdateRequest.update_requested:
+        if (
+            msg.request_update == KeyUpdateRequest.update_requested
+            and self._key_update_refusal() is None
+        ):
             # Our answer goes at once, its ACK after the usual delay: a peer reading for
             # our KeyUpdate finds it first (BoringSSL), and one whose KeyUpdate waits for
-            # that ACK still takes an update that requests nothing.
+            # that ACK still takes an update that requests nothing. At our epoch limit the
+            # request is ignored (RFC 9147 §8: it "SHOULD instead ignore" the flag).
             self.key_update(request_peer=False)
 
 
