@@ -465,11 +465,11 @@ class Driver:
                     if not self.handshake_done:
                         raise ShimFailure("data before the handshake completed")
                     if f.has("-key-update"):
-                        conn.key_update(request_peer=False)
+                        self.update_keys()
                     self.send(bytes(b ^ 0xFF for b in ev.data))
                     if f.has("-key-update-before-read"):
                         # bssl_shim updates its keys before every read, not only the first.
-                        conn.key_update(request_peer=False)
+                        self.update_keys()
                 elif isinstance(ev, NewSessionTicketReceived):
                     self.shim.session = ev.session
                     self.got_ticket = True
@@ -492,6 +492,14 @@ class Driver:
                 break
             self.on_frame(op, value)
         self.finish()
+
+    def update_keys(self) -> None:
+        from dtls13.alerts import LocalProtocolError
+
+        try:
+            self.conn.key_update(request_peer=False)
+        except LocalProtocolError as e:  # no epoch or message number left for one
+            raise ShimFailure(f"key update refused: {e}") from None
 
     def send(self, data: bytes) -> None:
         try:
@@ -566,7 +574,7 @@ class Driver:
             if f.has("-shim-writes-first"):
                 self.send((f.str("-shim-initial-write") or "hello").encode())
         if f.has("-key-update-before-read"):
-            conn.key_update(request_peer=False)
+            self.update_keys()
 
     def check_selected_credential(self, ev: Any) -> None:
         """-expect-selected-credential: the index of the credential the handshake used
