@@ -58,6 +58,7 @@ from .memory.counters import zero_counters
 from .peer_verification import PeerVerification
 from .record import ContentType, RecordLayer, RecordNumber
 from .record.header import MAX_PLAINTEXT
+from .record.message_trace import TracedMessage
 from .statistics import ConnectionStatistics
 
 Address = Any
@@ -164,6 +165,7 @@ class Connection:
         "_idle_reassembly",
         "_key_update_deferred",
         "_key_update_pending",
+        "_message_callback",
         "_newest_protected",
         "_now",
         "_other_hello",
@@ -348,6 +350,7 @@ class Connection:
         self._hello_records: dict[int, list[RecordNumber]] = {}
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._current_seq = 0
+        self._message_callback = self.config.message_callback
         self._decoded_hello: tuple[bytes, msgs.ClientHello] | None = None
 
     def expect_client_hello(self, body: bytes, client_hello: msgs.ClientHello) -> None:
@@ -1135,6 +1138,10 @@ class Connection:
                 self._queue(w.finish())
         except MemoryBudgetExceeded:
             self.stats["alerts_unsent"] += 1
+            return
+        if self._message_callback is not None:
+            data = bytes([level, description])
+            self._message_callback(TracedMessage(True, ContentType.alert, None, data))
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -1253,6 +1260,9 @@ class Connection:
                 return
             raise DecodeErrorAlert("alert record of the wrong length")
         level, desc = payload[0], payload[1]
+        if self._message_callback is not None:
+            data = bytes(payload)
+            self._message_callback(TracedMessage(False, ContentType.alert, None, data))
         try:
             description = AlertDescription(desc)
         except ValueError:
@@ -1296,6 +1306,7 @@ class Connection:
     _start_flight = _flights.start_flight
     _add_message = _flights.add_message
     _add_encoded = _flights.add_encoded
+    _trace_sent = _flights.trace_sent
     _emit_flight = _flights.emit_flight
     _retransmit = _flights.retransmit
     _send_ack = _flights.send_ack

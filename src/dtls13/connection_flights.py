@@ -16,6 +16,7 @@ from .handshake import messages as msgs
 from .handshake.constants import HandshakeType, KeyUpdateRequest
 from .handshake.flights import Flight
 from .record import ContentType, DatagramWriter, RecordNumber, pull_ack, push_ack
+from .record.message_trace import TracedMessage
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -133,6 +134,16 @@ def add_encoded(self: Connection, msg_type: int, body: bytes, epoch: int | None)
     return body
 
 
+def trace_sent(self: Connection, flight: Flight) -> None:
+    """Give the message callback the flight's messages sent for the first time (in the
+    order they went, after what went ahead of them in the datagram, e.g. an ACK)."""
+    callback = self._message_callback
+    if callback is not None and flight.traced < len(flight.messages):
+        for m in flight.messages[flight.traced :]:
+            callback(TracedMessage(True, ContentType.handshake, m.msg_type, m.body.tobytes()))
+        flight.traced = len(flight.messages)
+
+
 def emit_flight(
     self: Connection,
     now: float | None,
@@ -147,6 +158,7 @@ def emit_flight(
         return
     if writer is not None:
         flight.emit(writer, self._max_payload())
+        trace_sent(self, flight)
     else:
         emit_datagrams(self, flight)
     self._retransmit_at = (self._now if now is None else now) + self._rto
@@ -162,6 +174,8 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
             self._queue(w.finish())
     except MemoryBudgetExceeded:
         self.count("flight_datagrams_unsent")
+        return
+    trace_sent(self, flight)
 
 
 def retransmit(self: Connection, now: float) -> None:
@@ -230,6 +244,8 @@ def send_ack_for(
         except MemoryBudgetExceeded:
             self.count("acks_unsent")
             return False
+    if self._message_callback is not None:
+        self._message_callback(TracedMessage(True, ContentType.ack, None, bytes(buf.data)))
     self.stats["acks_sent"] += 1
     return True
 
@@ -249,6 +265,9 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
     except DecodeError:
         raise DecodeErrorAlert("malformed ACK") from None
     self.stats["acks_received"] += 1
+    if self._message_callback is not None:
+        data = bytes(record.payload)
+        self._message_callback(TracedMessage(False, ContentType.ack, None, data))
     flight = self._flight
     if flight is None:
         return

@@ -129,6 +129,8 @@ class Shim:
         self._server_key: tuple[Any, ...] | None = None
         # The -new-*-credential credentials and the default one, as given to the library.
         self.credentials: tuple[list[Any], Any] = ([], None)
+        # This connection's messages as test_config.cc's MessageCallback writes them.
+        self.trace: list[str] = []
 
     # -- configuration -------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class Shim:
         # expects back records of 2^14 bytes); this library keeps every record within one
         # datagram, so without -mtu the shim's MTU is large enough for such records.
         opts["mtu"] = f.int("-mtu") if f.has("-mtu") else DEFAULT_MTU
+        if f.has("-expect-msg-callback"):
+            opts["message_callback"] = self.trace_message
         if f.has("-max-cert-list"):
             # BoringSSL's cap on the peer's certificate list bounds its largest handshake
             # message, as max_handshake_message does here.
@@ -379,6 +383,19 @@ class Shim:
 
         opts["ocsp_callback"] = callback
 
+    def trace_message(self, m: Any) -> None:
+        """The library's message_callback, written as test_config.cc's MessageCallback."""
+        from dtls13.record import ContentType
+
+        what = "write " if m.sent else "read "
+        if m.content_type == ContentType.handshake:
+            what += f"hs {m.message_type}"
+        elif m.content_type == ContentType.alert:
+            what += f"alert {m.data[0]} {m.data[1]}"
+        else:
+            what += "ack"
+        self.trace.append(what + "\n")
+
     # -- one connection ------------------------------------------------------------------
 
     def run_connection(self, f: Flags, resumed: bool) -> None:
@@ -394,6 +411,7 @@ class Shim:
         sock.connect((host, f.int("-port")))
         sock.sendall(struct.pack("<Q", f.int("-shim-id") or 0))
         pools = PoolSet()
+        self.trace = []
         conn = Connection(cfg, pools=pools, peer_address=PEER if is_server else None)
         try:
             Driver(self, f, conn, Framing(sock), resumed).run()
@@ -591,6 +609,10 @@ class Driver:
 
     def finish(self) -> None:
         f, conn = self.f, self.conn
+        want = f.str("-expect-msg-callback")
+        if want and "".join(self.shim.trace) != want:
+            got = "".join(self.shim.trace)
+            raise ShimFailure(f"Bad message callback trace. Wanted:\n{want}\nGot:\n{got}")
         if not f.has("-server"):
             want_ticket = not f.has("-expect-no-session") and not f.has("-shim-shuts-down")
             if want_ticket != self.got_ticket:
