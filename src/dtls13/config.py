@@ -23,6 +23,7 @@ from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.tickets import Session
 from .handshake.verification import check_callback
 from .peer_verification import VerifyCallback
+from .record.message_trace import MessageCallback, check_message_callback
 
 KeyLog = Callable[[str], None]
 # (the client's server_name or None, its signature_algorithms) -> a chain, or None for
@@ -159,6 +160,8 @@ class _Common:
     # peer, False or a certificate AlertDescription rejects it (handshake.verification).
     verify_callback: VerifyCallback | None = None
     keylog: str | os.PathLike[str] | KeyLog | None = None
+    # Called with a TracedMessage for each handshake message, ACK and alert sent or read.
+    message_callback: MessageCallback | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     debug: bool = False
     # Normalised and loaded forms, filled in by __post_init__.
@@ -239,6 +242,7 @@ class _Common:
             check_key_matches_certificate(self.key, self.chain[0])
         self._load_raw_keys()
         check_callback(self.verify_callback)
+        check_message_callback(self.message_callback)
 
     def _load_raw_keys(self) -> None:
         """Our raw public key and the pinned peer keys (RFC 7250), checked at once."""

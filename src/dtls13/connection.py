@@ -58,6 +58,7 @@ from .memory.counters import zero_counters
 from .peer_verification import PeerVerification
 from .record import ContentType, RecordLayer, RecordNumber
 from .record.header import MAX_PLAINTEXT
+from .record.message_trace import TracedMessage
 from .statistics import ConnectionStatistics
 
 Address = Any
@@ -164,6 +165,7 @@ class Connection:
         "_idle_reassembly",
         "_key_update_deferred",
         "_key_update_pending",
+        "_message_callback",
         "_newest_protected",
         "_now",
         "_other_hello",
@@ -348,6 +350,7 @@ class Connection:
         self._hello_records: dict[int, list[RecordNumber]] = {}
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._current_seq = 0
+        self._message_callback = self.config.message_callback
         self._decoded_hello: tuple[bytes, msgs.ClientHello] | None = None
 
     def expect_client_hello(self, body: bytes, client_hello: msgs.ClientHello) -> None:
@@ -486,6 +489,7 @@ class Connection:
             and newest >= 3
             and not self._key_update_pending
             and records.auth_failures(newest) * 2 >= records.integrity_limit_of(newest)
+            and self._key_update_refusal() is None
         ):
             self.key_update(request_peer=True)
 
@@ -758,7 +762,11 @@ class Connection:
             outbox = self._outbox = []
         outbox.append((sealed, self.peer_address))
         self.stats["app_bytes_out"] += len(data)
-        if records.key_update_due and not self._key_update_pending:
+        if (
+            records.key_update_due
+            and not self._key_update_pending
+            and self._key_update_refusal() is None
+        ):
             self.key_update(request_peer=False)
 
     @property
@@ -806,12 +814,18 @@ class Connection:
         self.mtu = mtu
 
     def key_update(self, request_peer: bool = True) -> None:
-        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8."""
+        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8.
+
+        Raises LocalProtocolError once no update is possible: the write epoch reached
+        2^16-1, or every 16-bit handshake message number is used (open a new connection)."""
         self._activity()
         if not self._hs.connected:
             raise LocalProtocolError("key_update() needs an established connection")
         if self._key_update_pending or self._key_update_deferred is not None:
             return
+        refusal = self._key_update_refusal()
+        if refusal is not None:
+            raise LocalProtocolError(f"no key update possible: {refusal}")
         request = (
             KeyUpdateRequest.update_requested
             if request_peer
@@ -1124,6 +1138,10 @@ class Connection:
                 self._queue(w.finish())
         except MemoryBudgetExceeded:
             self.stats["alerts_unsent"] += 1
+            return
+        if self._message_callback is not None:
+            data = bytes([level, description])
+            self._message_callback(TracedMessage(True, ContentType.alert, None, data))
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -1242,6 +1260,9 @@ class Connection:
                 return
             raise DecodeErrorAlert("alert record of the wrong length")
         level, desc = payload[0], payload[1]
+        if self._message_callback is not None:
+            data = bytes(payload)
+            self._message_callback(TracedMessage(False, ContentType.alert, None, data))
         try:
             description = AlertDescription(desc)
         except ValueError:
@@ -1278,12 +1299,14 @@ class Connection:
 
     # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ---------
 
+    _key_update_refusal = _flights.key_update_refusal
     _send_post_handshake = _flights.send_post_handshake
     _on_request_connection_id = _flights.on_request_connection_id
     _on_new_connection_id = _flights.on_new_connection_id
     _start_flight = _flights.start_flight
     _add_message = _flights.add_message
     _add_encoded = _flights.add_encoded
+    _trace_sent = _flights.trace_sent
     _emit_flight = _flights.emit_flight
     _retransmit = _flights.retransmit
     _send_ack = _flights.send_ack

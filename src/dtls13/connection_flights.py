@@ -16,6 +16,7 @@ from .handshake import messages as msgs
 from .handshake.constants import HandshakeType, KeyUpdateRequest
 from .handshake.flights import Flight
 from .record import ContentType, DatagramWriter, RecordNumber, pull_ack, push_ack
+from .record.message_trace import TracedMessage
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -29,6 +30,21 @@ MAX_LOCAL_CIDS = 8  # CIDs of ours a connection holds in all (DTLS 1.3 cannot re
 MAX_UNACKED_RETRANSMISSIONS = 10
 MAX_REFUSED_CID_REQUESTS = 8  # requests answered with no CIDs before too_many_cids_requested
 CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
+# RFC 9147 §4.2.1: "Implementations MUST NOT allow the epoch to wrap"; §8: a sender MUST NOT
+# pass 2^48-1. Each KeyUpdate also takes one of the 2^16 message_seq values, which DTLS 1.3
+# never resets (§5.2), so no peer can take an epoch much past 2^16 anyway: both directions
+# stop at 2^16-1, as BoringSSL does (a KeyUpdate past it is unexpected_message there).
+MAX_EPOCH = 0xFFFF
+MAX_MESSAGE_SEQ = 0xFFFF  # the uint16 message_seq of the DTLS handshake header (§5.2)
+
+
+def key_update_refusal(self: Connection) -> str | None:
+    """Why no KeyUpdate of ours can be sent any more (None: one can)."""
+    if self._records.write_epoch >= MAX_EPOCH:
+        return f"too many key updates: the write epoch reached its limit ({MAX_EPOCH})"
+    if self._send_seq > MAX_MESSAGE_SEQ:
+        return "message_seq overflow: every 16-bit handshake message number is used"
+    return None
 
 
 def send_post_handshake(self: Connection, msg: Any, now: float) -> None:
@@ -118,6 +134,16 @@ def add_encoded(self: Connection, msg_type: int, body: bytes, epoch: int | None)
     return body
 
 
+def trace_sent(self: Connection, flight: Flight) -> None:
+    """Give the message callback the flight's messages sent for the first time (in the
+    order they went, after what went ahead of them in the datagram, e.g. an ACK)."""
+    callback = self._message_callback
+    if callback is not None and flight.traced < len(flight.messages):
+        for m in flight.messages[flight.traced :]:
+            callback(TracedMessage(True, ContentType.handshake, m.msg_type, m.body.tobytes()))
+        flight.traced = len(flight.messages)
+
+
 def emit_flight(
     self: Connection,
     now: float | None,
@@ -132,6 +158,7 @@ def emit_flight(
         return
     if writer is not None:
         flight.emit(writer, self._max_payload())
+        trace_sent(self, flight)
     else:
         emit_datagrams(self, flight)
     self._retransmit_at = (self._now if now is None else now) + self._rto
@@ -147,6 +174,8 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
             self._queue(w.finish())
     except MemoryBudgetExceeded:
         self.count("flight_datagrams_unsent")
+        return
+    trace_sent(self, flight)
 
 
 def retransmit(self: Connection, now: float) -> None:
@@ -215,6 +244,8 @@ def send_ack_for(
         except MemoryBudgetExceeded:
             self.count("acks_unsent")
             return False
+    if self._message_callback is not None:
+        self._message_callback(TracedMessage(True, ContentType.ack, None, bytes(buf.data)))
     self.stats["acks_sent"] += 1
     return True
 
@@ -234,6 +265,9 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
     except DecodeError:
         raise DecodeErrorAlert("malformed ACK") from None
     self.stats["acks_received"] += 1
+    if self._message_callback is not None:
+        data = bytes(record.payload)
+        self._message_callback(TracedMessage(False, ContentType.ack, None, data))
     flight = self._flight
     if flight is None:
         return
@@ -271,12 +305,19 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
         epoch = self._records.write_epoch + 1
         assert hs.suite is not None
         self._records.install_write_epoch(epoch, hs.suite, hs.next_write_secret())
+        # The flight that carried the KeyUpdate carried every message still unacknowledged
+        # (send_key_update): nothing is sent under an older epoch again (RFC 9147 §4.2.1:
+        # retransmissions use the original epoch), so its keys go. Kept, one per update
+        # made the connection grow, and every write_epoch lookup slower, for its lifetime.
+        for old in self._records.write_epochs():
+            if 3 <= old < epoch:
+                self._records.retire_write_epoch(old)
         self._event(KeyUpdated(sending=True, epoch=epoch))
     for msg in after_ack:
         if not self._hs.closed:
             self._send_post_handshake(msg, now)
     deferred, self._key_update_deferred = self._key_update_deferred, None
-    if deferred is not None and not self._hs.closed:
+    if deferred is not None and not self._hs.closed and self._key_update_refusal() is None:
         self._send_key_update(deferred)
 
 
@@ -296,16 +337,24 @@ def on_post_handshake(self: Connection, msg: Any, now: float) -> None:
             # old ones: RFC 8446 §5.1, messages MUST NOT span key changes (RFC 9147 §8:
             # what follows a KeyUpdate waits for its ACK and the new keys).
             raise UnexpectedMessage("a handshake message after KeyUpdate under the old keys")
+        epoch = max(self._records.read_epochs()) + 1
+        if epoch > MAX_EPOCH:
+            raise UnexpectedMessage(
+                f"too many key updates: the peer's epoch would pass {MAX_EPOCH}"
+            )
         self.stats["key_updates_received"] += 1
         hs = self._hs
         assert hs.suite is not None
-        epoch = max(self._records.read_epochs()) + 1
         self._records.install_read_epoch(epoch, hs.suite, hs.next_read_secret(), now)
         self._event(KeyUpdated(sending=False, epoch=epoch))
-        if msg.request_update == KeyUpdateRequest.update_requested:
+        if (
+            msg.request_update == KeyUpdateRequest.update_requested
+            and self._key_update_refusal() is None
+        ):
             # Our answer goes at once, its ACK after the usual delay: a peer reading for
             # our KeyUpdate finds it first (BoringSSL), and one whose KeyUpdate waits for
-            # that ACK still takes an update that requests nothing.
+            # that ACK still takes an update that requests nothing. At our epoch limit the
+            # request is ignored (RFC 9147 §8: it "SHOULD instead ignore" the flag).
             self.key_update(request_peer=False)
 
 

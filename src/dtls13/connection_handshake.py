@@ -30,6 +30,7 @@ from .handshake.key_schedule import Transcript
 from .handshake.server import ServerHandshake
 from .handshake.state import MESSAGE_EPOCH, ClientState, ServerState
 from .record import ContentType, RecordNumber
+from .record.message_trace import TracedMessage
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -451,6 +452,9 @@ def process_messages(self: Connection, now: float) -> bool:
         # suite before failing, and the genuine hello that follows may differ.
         hello_state = self._hs.in_hello
         saved = self._hs.save_hello() if first_hello or hello_state else None
+        if self._message_callback is not None:
+            trace = TracedMessage(False, ContentType.handshake, msg_type, bytes(message.body))
+            self._message_callback(trace)
         try:
             self._handle_message(msg_type, message.body, now)
         except (DecodeErrorAlert, IllegalParameter) as alert:
@@ -562,6 +566,7 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
             with records.datagram_writer(self.mtu) as w:
                 flight.emit(w)
                 self._queue(w.finish())
+            self._trace_sent(flight)
         else:
             flight.needs_ack = kind is FlightKind.FINAL
             self._emit_flight(now)

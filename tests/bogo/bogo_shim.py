@@ -129,6 +129,8 @@ class Shim:
         self._server_key: tuple[Any, ...] | None = None
         # The -new-*-credential credentials and the default one, as given to the library.
         self.credentials: tuple[list[Any], Any] = ([], None)
+        # This connection's messages as test_config.cc's MessageCallback writes them.
+        self.trace: list[str] = []
 
     # -- configuration -------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class Shim:
         # expects back records of 2^14 bytes); this library keeps every record within one
         # datagram, so without -mtu the shim's MTU is large enough for such records.
         opts["mtu"] = f.int("-mtu") if f.has("-mtu") else DEFAULT_MTU
+        if f.has("-expect-msg-callback"):
+            opts["message_callback"] = self.trace_message
         if f.has("-max-cert-list"):
             # BoringSSL's cap on the peer's certificate list bounds its largest handshake
             # message, as max_handshake_message does here.
@@ -379,6 +383,19 @@ class Shim:
 
         opts["ocsp_callback"] = callback
 
+    def trace_message(self, m: Any) -> None:
+        """The library's message_callback, written as test_config.cc's MessageCallback."""
+        from dtls13.record import ContentType
+
+        what = "write " if m.sent else "read "
+        if m.content_type == ContentType.handshake:
+            what += f"hs {m.message_type}"
+        elif m.content_type == ContentType.alert:
+            what += f"alert {m.data[0]} {m.data[1]}"
+        else:
+            what += "ack"
+        self.trace.append(what + "\n")
+
     # -- one connection ------------------------------------------------------------------
 
     def run_connection(self, f: Flags, resumed: bool) -> None:
@@ -394,6 +411,7 @@ class Shim:
         sock.connect((host, f.int("-port")))
         sock.sendall(struct.pack("<Q", f.int("-shim-id") or 0))
         pools = PoolSet()
+        self.trace = []
         conn = Connection(cfg, pools=pools, peer_address=PEER if is_server else None)
         try:
             Driver(self, f, conn, Framing(sock), resumed).run()
@@ -434,7 +452,8 @@ class Driver:
                 data = bytes(lease)
             finally:
                 lease.release()
-            trace(f"send {data.hex()}")
+            if TRACE_PATH:
+                trace(f"send {data.hex()}")
             # If the runner already hung up, what we say no longer matters.
             with contextlib.suppress(OSError):
                 self.io.write_packet(data)
@@ -453,7 +472,8 @@ class Driver:
             conn.connect(PEER, self.shim.now)
         while not self.ended:
             while (ev := conn.next_event()) is not None:
-                trace(f"event {ev!r:.300}")
+                if TRACE_PATH:
+                    trace(f"event {ev!r:.300}")
                 if isinstance(ev, HandshakeCompleted):
                     self.on_handshake(ev)
                     if f.has("-shim-shuts-down"):
@@ -465,11 +485,11 @@ class Driver:
                     if not self.handshake_done:
                         raise ShimFailure("data before the handshake completed")
                     if f.has("-key-update"):
-                        conn.key_update(request_peer=False)
+                        self.update_keys()
                     self.send(bytes(b ^ 0xFF for b in ev.data))
                     if f.has("-key-update-before-read"):
                         # bssl_shim updates its keys before every read, not only the first.
-                        conn.key_update(request_peer=False)
+                        self.update_keys()
                 elif isinstance(ev, NewSessionTicketReceived):
                     self.shim.session = ev.session
                     self.got_ticket = True
@@ -493,6 +513,14 @@ class Driver:
             self.on_frame(op, value)
         self.finish()
 
+    def update_keys(self) -> None:
+        from dtls13.alerts import LocalProtocolError
+
+        try:
+            self.conn.key_update(request_peer=False)
+        except LocalProtocolError as e:  # no epoch or message number left for one
+            raise ShimFailure(f"key update refused: {e}") from None
+
     def send(self, data: bytes) -> None:
         try:
             self.conn.send(data)
@@ -501,7 +529,8 @@ class Driver:
 
     def on_frame(self, op: int, value: object) -> None:
         conn, shim = self.conn, self.shim
-        trace(f"frame {chr(op)} {value.hex() if isinstance(value, bytes) else value}")
+        if TRACE_PATH:
+            trace(f"frame {chr(op)} {value.hex() if isinstance(value, bytes) else value}")
         if op == PACKET:
             conn.receive_datagram(value, PEER, shim.now)
         elif op == TIMEOUT:
@@ -566,7 +595,7 @@ class Driver:
             if f.has("-shim-writes-first"):
                 self.send((f.str("-shim-initial-write") or "hello").encode())
         if f.has("-key-update-before-read"):
-            conn.key_update(request_peer=False)
+            self.update_keys()
 
     def check_selected_credential(self, ev: Any) -> None:
         """-expect-selected-credential: the index of the credential the handshake used
@@ -583,6 +612,10 @@ class Driver:
 
     def finish(self) -> None:
         f, conn = self.f, self.conn
+        want = f.str("-expect-msg-callback")
+        if want and "".join(self.shim.trace) != want:
+            got = "".join(self.shim.trace)
+            raise ShimFailure(f"Bad message callback trace. Wanted:\n{want}\nGot:\n{got}")
         if not f.has("-server"):
             want_ticket = not f.has("-expect-no-session") and not f.has("-shim-shuts-down")
             if want_ticket != self.got_ticket:
@@ -686,11 +719,15 @@ def check_credential(f: Flags, ev: Any, credentials: tuple[list[Any], Any]) -> N
         raise ShimFailure(f"credential {got} was selected, wanted {want}")
 
 
+# BOGO_SHIM_TRACE=<file>: what the shim saw and did, for debugging a test. Read once: a test
+# of 65,000 key updates passes some 400,000 frames, each of which would look it up.
+TRACE_PATH = os.environ.get("BOGO_SHIM_TRACE")
+
+
 def trace(line: str) -> None:
-    """With BOGO_SHIM_TRACE=<file>, what the shim saw and did, for debugging a test."""
-    path = os.environ.get("BOGO_SHIM_TRACE")
-    if path:
-        with open(path, "a") as fh:
+    """Append `line` to the BOGO_SHIM_TRACE file (callers check TRACE_PATH first)."""
+    if TRACE_PATH:
+        with open(TRACE_PATH, "a") as fh:
             fh.write(line + "\n")
 
 

@@ -450,43 +450,43 @@ def test_epoch_bits_select_keys_and_retire(pools: PoolSet) -> None:
 
 def test_unknown_epoch_and_plaintext_epoch(pools: PoolSet) -> None:
     suite = CipherSuite.TLS_AES_128_GCM_SHA256
-    b = RecordLayer(pools, max_pending=0)
+    b = RecordLayer(pools, max_pending_bytes=0)
     b.install_read_epoch(2, suite, secret_for(suite), 0.0)
     assert (
         b.receive_datagram_untrusted(ref.protect(suite, secret_for(suite), 1, 0, 22, b"e"), 0) == []
     )
     assert b.receive_datagram_untrusted(ref.plaintext(22, 0, b"x", epoch=2), 0) == []
-    assert b.drops["unknown_epoch"] == 2
+    assert b.drops["unknown_epoch"] == 1 and b.drops["pending_full"] == 1
 
 
 def test_records_ahead_of_their_keys_are_kept(pools: PoolSet) -> None:
     """ServerHello and the first encrypted handshake records in one datagram (§4.2.1)."""
     suite = CipherSuite.TLS_CHACHA20_POLY1305_SHA256
     s2, s3 = secret_for(suite, 2), secret_for(suite, 3)
-    client = RecordLayer(pools, max_pending=3, pending_lifetime=5.0)
+    client = RecordLayer(pools, max_pending_bytes=256, pending_lifetime=5.0)
     datagram = (
         ref.plaintext(22, 0, b"server hello")
         + ref.protect(suite, s2, 2, 0, 22, b"encrypted extensions")
         + ref.protect(suite, s2, 2, 1, 22, b"certificate")
     )
     got = take(client.receive_datagram_untrusted(datagram, 0.0))
-    assert got == [(0, 0, 22, b"server hello")] and client.pending_count == 2
+    assert got == [(0, 0, 22, b"server hello")] and client.pending_count == 1
     client.install_read_epoch(2, suite, s2, 1.0)
     got = take(client.receive_pending(1.0))
     assert got == [(2, 0, 22, b"encrypted extensions"), (2, 1, 22, b"certificate")]
     assert client.pending_count == 0
-    # Bounded: a fourth unknown record is dropped; stale ones expire.
-    for seq in range(4):
+    # Bounded (four 64-byte slots): a fifth datagram is dropped; stale ones expire.
+    for seq in range(5):
         client.receive_datagram_untrusted(ref.protect(suite, s3, 3, seq, 23, b"early"), 2.0)
-    assert client.pending_count == 3 and client.drops["unknown_epoch"] == 1
+    assert client.pending_count == 4 and client.drops["pending_full"] == 1
     client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 9, 23, b"later"), 6.0)
-    assert client.pending_count == 3 and client.drops["unknown_epoch"] == 2
+    assert client.pending_count == 4 and client.drops["pending_full"] == 2
     client.expire(7.5)
-    assert client.drops["pending_expired"] == 3 and client.pending_count == 0
+    assert client.drops["pending_expired"] == 4 and client.pending_count == 0
     # Keys that never come: records still without keys are dropped on retry.
     client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 11, 23, b"orphan"), 8.0)
     assert take(client.receive_pending(8.0)) == []
-    assert client.drops["unknown_epoch"] == 3
+    assert client.drops["unknown_epoch"] == 1
     # close() releases what is still kept.
     client.receive_datagram_untrusted(ref.protect(suite, s3, 3, 10, 23, b"kept"), 9.0)
     assert client.pending_count == 1

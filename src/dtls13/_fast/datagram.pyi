@@ -88,8 +88,8 @@ def read_datagram_untrusted(
     owner: Owner | None,
     drops: dict[str, int],
     content_types: dict[int, Any],
-    pending: list[Lease] | None = None,
-    max_pending: int = 0,
+    pending: list[tuple[Lease, int]] | None = None,
+    pending_budget: int = 0,
 ) -> tuple[list[InboundRecord], int]: ...
 def open_app_datagram_untrusted(
     data: _BufferLike,

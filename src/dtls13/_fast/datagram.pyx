@@ -300,7 +300,8 @@ cdef inline void _count(dict drops, str reason):
 
 def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retired_bits,
                             ReplayWindow plaintext, acquire, owner, dict drops,
-                            dict content_types, list pending=None, Py_ssize_t max_pending=0):
+                            dict content_types, list pending=None,
+                            Py_ssize_t pending_budget=0):
     """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
 
     `plaintext` is epoch 0's replay window while DTLSPlaintext records are read (checked
@@ -309,8 +310,10 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
     ReadEpoch; `retired_bits` has bit (1 << b) set for the epoch bits b of retired epochs
     (their records count as "retired_epoch"); `content_types` maps a content type value to
     the object put in the record. Records of an epoch neither live nor retired (its keys
-    may come next) are copied whole into leases appended to `pending`, up to
-    `max_pending` of them (RFC 9147 §4.2.1 allows buffering them). Returns
+    may come next) are copied whole, in order, into one lease per datagram appended to
+    `pending` as ``(lease, records in it)`` (RFC 9147 §4.2.1 allows buffering them), if
+    that lease's slot fits in `pending_budget` bytes; those that do not count as
+    "pending_full". Returns
     ``(records, newest epoch that deprotected a record or -1)``. Never raises
     for anything in `data`.
     """
@@ -324,6 +327,9 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
     cdef Lease lease
     cdef uint64_t seq = 0
     cdef int ctype = 0
+    # Records ahead of their keys: (offset, size) pairs, `kept_bytes` in all.
+    cdef list kept = None
+    cdef Py_ssize_t kept_bytes = 0, size
     try:
         _get_read(data, &v)
     except (TypeError, BufferError):
@@ -373,15 +379,16 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                     break
             obj = by_bits.get(<int>h.epoch)
             if obj is None:
-                if (pending is not None and len(pending) < max_pending
-                        and h.length >= _MASK_SAMPLE and not (retired_bits >> h.epoch) & 1):
-                    try:
-                        lease = acquire(h.header_length + h.length, owner)
-                    except MemoryBudgetExceeded:
-                        _count(drops, "budget")
+                if (pending is not None and h.length >= _MASK_SAMPLE
+                        and not (retired_bits >> h.epoch) & 1):
+                    size = h.header_length + h.length
+                    if kept_bytes + size <= pending_budget:
+                        if kept is None:
+                            kept = []
+                        kept.append((o, size))
+                        kept_bytes += size
                     else:
-                        memcpy(lease._ptr, p + o, h.header_length + h.length)
-                        pending.append(lease)
+                        _count(drops, "pending_full")
                 else:
                     _count(drops, "retired_epoch" if (retired_bits >> h.epoch) & 1
                            else "unknown_epoch")
@@ -426,9 +433,34 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
             out.append(_inbound(st.epoch, seq, content_types[ctype], lease))
             if <long long>st.epoch > newest:
                 newest = <long long>st.epoch
+        if kept is not None:
+            _keep(p, kept, kept_bytes, pending, pending_budget, acquire, owner, drops)
     finally:
         PyBuffer_Release(&v)
     return (out, newest)
+
+
+cdef void _keep(const uint8_t *p, list kept, Py_ssize_t total, list pending,
+                Py_ssize_t budget, acquire, owner, dict drops) except *:
+    """One lease for the records of a datagram that came ahead of their keys, back to
+    back in their order (a record without a length field is the datagram's last): the
+    memory a peer pins this way is what it sent, rounded up to one size class."""
+    cdef Lease lease
+    cdef Py_ssize_t at = 0, start, size
+    try:
+        lease = acquire(total, owner)
+    except MemoryBudgetExceeded:
+        drops["budget"] = drops.get("budget", 0) + len(kept)
+        return
+    if lease._capacity > budget:
+        # Its slot would pass the cap even though the bytes fit.
+        lease.release()
+        drops["pending_full"] = drops.get("pending_full", 0) + len(kept)
+        return
+    for start, size in kept:
+        memcpy(lease._ptr + at, p + start, size)
+        at += size
+    pending.append((lease, len(kept)))
 
 
 include "established.pxi"

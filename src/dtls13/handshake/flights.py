@@ -89,6 +89,7 @@ class Flight:
         self.needs_ack = False  # the flight is only ACKed explicitly (RFC 9147 §7.1)
         # Post-handshake messages that wait for this flight's KeyUpdate to be ACKed.
         self.after_ack: list[object] = []
+        self.traced = 0  # messages already given to a message callback (the first ones)
 
     def add(self, epoch: int, msg_type: int, message_seq: int, body: bytes) -> None:
         """Queue a message; its body is copied once into a pooled lease."""

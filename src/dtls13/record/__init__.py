@@ -6,7 +6,8 @@ API for the connection code::
 
     layer = RecordLayer(pools, owner, replay_window=256, padding=0, seq_bits=16,
                         omit_last_length=False, write_cid=None, read_cid_length=0,
-                        retire_after=120.0, max_pending=16, pending_lifetime=10.0,
+                        retire_after=120.0, max_pending_bytes=65536,
+                        pending_lifetime=10.0,
                         confidentiality_limit=None, integrity_limit=None)
     layer.install_write_epoch(epoch, suite, traffic_secret)      # epochs 1, 2, 3, 4+...
     layer.install_read_epoch(epoch, suite, traffic_secret, now)

@@ -51,6 +51,7 @@ DROP_REASONS: Final = (
     "bad_content_type",  # no or unknown inner content type
     "budget",  # no pooled memory for the plaintext
     "pending_expired",  # buffered for keys that did not come in time
+    "pending_full",  # ahead of its keys, but max_pending_bytes are kept already
 )
 
 # Content types are checked in _fast: DTLSPlaintext carries alert, handshake or
@@ -66,6 +67,9 @@ PLAINTEXT_REPLAY_WINDOW = 64
 # continue_plaintext_after() follows a peer's epoch-0 numbers only below this, leaving room
 # for far more epoch-0 records (hellos, retransmissions, alerts) than a handshake sends.
 PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
+# Pooled bytes a connection keeps for records ahead of their keys: room for a whole server
+# flight (a large certificate chain included) that came before its ServerHello.
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024
 
 
 class RecordLayer:
@@ -84,9 +88,10 @@ class RecordLayer:
     `cid_optional`: records without the C bit are accepted besides those with our CID (a
     server reading 0-RTT records, sent before the client knew it should use a CID).
     `retire_after`: seconds an older read epoch stays usable after a newer one is used.
-    `max_pending` / `pending_lifetime`: records of an epoch whose keys are not installed
-    yet (e.g. encrypted handshake records in the datagram of ServerHello) are kept, at
-    most this many for at most this many seconds, until `receive_pending()`.
+    `max_pending_bytes` / `pending_lifetime`: records of an epoch whose keys are not
+    installed yet (e.g. encrypted handshake records in the datagram of ServerHello) are
+    kept, one pooled slot per datagram holding what the peer sent, in slots of at most
+    this many bytes together, for at most this many seconds, until `receive_pending()`.
     `confidentiality_limit` / `integrity_limit`: override the per-suite limits of §4.5.3.
     """
 
@@ -96,6 +101,7 @@ class RecordLayer:
         "_newest_used",
         "_owner",
         "_pending",
+        "_pending_bytes",
         "_pending_times",
         "_plaintext_retire_at",
         "_plaintext_window",
@@ -110,7 +116,7 @@ class RecordLayer:
         "datagrams_received",
         "drops",
         "integrity_limit",
-        "max_pending",
+        "max_pending_bytes",
         "omit_last_length",
         "padding",
         "pending_lifetime",
@@ -135,7 +141,7 @@ class RecordLayer:
         write_cid: bytes | None = None,
         read_cid_length: int = 0,
         retire_after: float = DEFAULT_RETIRE_AFTER,
-        max_pending: int = 16,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         pending_lifetime: float = 10.0,
         confidentiality_limit: int | None = None,
         integrity_limit: int | None = None,
@@ -156,10 +162,12 @@ class RecordLayer:
         self.tentative_cid_length = 0
         self.cid_optional = False
         self.retire_after = retire_after
-        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.pending_lifetime = pending_lifetime
-        self._pending: list[Lease] = []
+        # Per datagram kept: (its lease, records in it); when it came; slot bytes in all.
+        self._pending: list[tuple[Lease, int]] = []
         self._pending_times: list[float] = []
+        self._pending_bytes = 0
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
@@ -265,16 +273,17 @@ class RecordLayer:
 
     def expire(self, now: float) -> None:
         """Retire older read epochs whose grace period has passed; drop stale pending records."""
-        if self._pending_times and now - self._pending_times[0] > self.pending_lifetime:
-            keep = [
-                i for i, t in enumerate(self._pending_times) if now - t <= self.pending_lifetime
-            ]
-            self.drops["pending_expired"] += len(self._pending) - len(keep)
-            for i, lease in enumerate(self._pending):
-                if i not in keep:
-                    lease.release()
-            self._pending = [self._pending[i] for i in keep]
-            self._pending_times = [self._pending_times[i] for i in keep]
+        times = self._pending_times
+        if times and now - times[0] > self.pending_lifetime:
+            # Kept in arrival order: the stale ones are a prefix.
+            stale = 0
+            while stale < len(times) and now - times[stale] > self.pending_lifetime:
+                stale += 1
+            for lease, records in self._pending[:stale]:
+                self.drops["pending_expired"] += records
+                self._pending_bytes -= lease.capacity
+                lease.release()
+            del self._pending[:stale], times[:stale]
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_window = None
             self._plaintext_retire_at = None
@@ -413,8 +422,7 @@ class RecordLayer:
             records, newest = self._read_tentative(data, split)
         else:
             records, newest = self._read_records(data, self.read_cid_length)
-        if len(self._pending_times) < len(self._pending):
-            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
+        self._note_pending(now)
         if newest > self._newest_used:
             self._used(newest, now)
         self.records_received += len(records)
@@ -482,7 +490,8 @@ class RecordLayer:
     def _read_records(
         self, data: BufferLike, cid_length: int, keep_pending: bool = True
     ) -> tuple[list[InboundRecord], int]:
-        return read_datagram_untrusted(
+        kept = len(self._pending)
+        got = read_datagram_untrusted(
             data,
             cid_length,
             self._read_by_bits,
@@ -493,8 +502,11 @@ class RecordLayer:
             self.drops,
             _CONTENT_TYPES,
             self._pending if keep_pending else None,
-            self.max_pending,
+            self.max_pending_bytes - self._pending_bytes,
         )
+        for lease, _ in self._pending[kept:]:
+            self._pending_bytes += lease.capacity
+        return got
 
     def _read_tentative(
         self, data: BufferLike, tentative_length: int, keep_pending: bool = True
@@ -529,20 +541,32 @@ class RecordLayer:
             view.release()
         return records, newest
 
+    def _note_pending(self, now: float) -> None:
+        """Time-stamp the datagrams of records just kept ahead of their keys."""
+        times = self._pending_times
+        if len(times) < len(self._pending):
+            times.extend([now] * (len(self._pending) - len(times)))
+
     @property
     def pending_count(self) -> int:
-        """Records kept for read keys not installed yet."""
+        """Datagrams whose records are kept for read keys not installed yet."""
         return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Pooled bytes those records hold (at most `max_pending_bytes`)."""
+        return self._pending_bytes
 
     def receive_pending(self, now: float) -> list[InboundRecord]:
         """Deprotect the kept records with the read keys installed since (call after
         install_read_epoch); those still without keys are dropped and counted."""
         self.expire(now)
         pending, self._pending, self._pending_times = self._pending, [], []
+        self._pending_bytes = 0
         out: list[InboundRecord] = []
         try:
             split = self._split_cid_length()
-            for lease in pending:
+            for lease, _ in pending:
                 if split:
                     records, newest = self._read_tentative(lease, split, keep_pending=False)
                 else:
@@ -553,7 +577,7 @@ class RecordLayer:
                     self._used(newest, now)
                 out += records
         finally:
-            for lease in pending:
+            for lease, _ in pending:
                 lease.release()
         self.records_received += len(out)
         return out
@@ -585,9 +609,10 @@ class RecordLayer:
         until released, and unfinished writers release theirs with `abort()` (or
         on leaving their `with` block); `pools.release_owner(owner)` reclaims all.
         """
-        for lease in self._pending:
+        for lease, _ in self._pending:
             lease.release()
         self._pending, self._pending_times = [], []
+        self._pending_bytes = 0
         self._retired_sent = self.records_sent
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
