@@ -361,3 +361,41 @@ def test_idle_established_connection_stays_under_its_measured_size() -> None:
         lease.release()
     server.release()
     assert pools.in_use == 0
+
+
+def test_idle_server_connection_shares_its_empty_parts_and_is_a_small_object() -> None:
+    import sys
+
+    from dtls13.connection_handshake import NO_HELLO_RECORDS
+
+    opts = {"idle_release_after": 1.0}
+    ccfg, scfg = configs(client=opts, server=opts)
+    pools = PoolSet()
+    server = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+    server.trim_heap = False
+    _idle_server_connections(server, ccfg, pools, 3)
+    conns = list(server.connections.values())
+    for conn in conns:
+        assert_no_handshake_state(conn)
+        # At most CPython's small-object size (512 B): a larger one comes from malloc, between
+        # OpenSSL's contexts, and keeps their pages in use once idle release frees them.
+        assert sys.getsizeof(conn) <= 512
+        # Nothing of their own while empty: shared empties instead of lists and dicts.
+        assert conn._ack_list == () and conn._spare_peer_cids == ()
+        assert conn._records._pending == () and conn._records._pending_times == ()
+        assert conn._hello_records is NO_HELLO_RECORDS
+        assert conn._amplification is None  # the address was validated
+        hs = conn.handshake
+        assert not isinstance(hs.hello_bodies, dict) and not hs.hello_bodies
+        assert hs._scratch is None
+    assert not NO_HELLO_RECORDS  # never written to
+    # The same idle reassembly state and server name: one object for all of them.
+    first = conns[0]
+    assert all(c._idle_reassembly is first._idle_reassembly for c in conns)
+    assert first.handshake.server_name is not None
+    assert all(c.handshake.server_name is first.handshake.server_name for c in conns)
+    server.close()
+    for lease, _ in server.datagrams_to_send(0.0):
+        lease.release()
+    server.release()
+    assert pools.in_use == 0

@@ -158,8 +158,9 @@ class RecordLayer:
         self.retire_after = retire_after
         self.max_pending = max_pending
         self.pending_lifetime = pending_lifetime
-        self._pending: list[Lease] = []
-        self._pending_times: list[float] = []
+        # Lists of their own only while records wait (an idle connection has none).
+        self._pending: list[Lease] | tuple[()] = ()
+        self._pending_times: list[float] | tuple[()] = ()
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
@@ -273,8 +274,11 @@ class RecordLayer:
             for i, lease in enumerate(self._pending):
                 if i not in keep:
                     lease.release()
-            self._pending = [self._pending[i] for i in keep]
-            self._pending_times = [self._pending_times[i] for i in keep]
+            if keep:
+                self._pending = [self._pending[i] for i in keep]
+                self._pending_times = [self._pending_times[i] for i in keep]
+            else:
+                self._pending = self._pending_times = ()
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_window = None
             self._plaintext_retire_at = None
@@ -414,7 +418,10 @@ class RecordLayer:
         else:
             records, newest = self._read_records(data, self.read_cid_length)
         if len(self._pending_times) < len(self._pending):
-            self._pending_times.extend([now] * (len(self._pending) - len(self._pending_times)))
+            self._pending_times = [
+                *self._pending_times,
+                *[now] * (len(self._pending) - len(self._pending_times)),
+            ]
         if newest > self._newest_used:
             self._used(newest, now)
         self.records_received += len(records)
@@ -482,7 +489,10 @@ class RecordLayer:
     def _read_records(
         self, data: BufferLike, cid_length: int, keep_pending: bool = True
     ) -> tuple[list[InboundRecord], int]:
-        return read_datagram_untrusted(
+        pending: list[Lease] | None = None
+        if keep_pending:
+            pending = self._pending if isinstance(self._pending, list) else []
+        got = read_datagram_untrusted(
             data,
             cid_length,
             self._read_by_bits,
@@ -492,9 +502,12 @@ class RecordLayer:
             self._owner,
             self.drops,
             _CONTENT_TYPES,
-            self._pending if keep_pending else None,
+            pending,
             self.max_pending,
         )
+        if pending:
+            self._pending = pending
+        return got
 
     def _read_tentative(
         self, data: BufferLike, tentative_length: int, keep_pending: bool = True
@@ -538,7 +551,7 @@ class RecordLayer:
         """Deprotect the kept records with the read keys installed since (call after
         install_read_epoch); those still without keys are dropped and counted."""
         self.expire(now)
-        pending, self._pending, self._pending_times = self._pending, [], []
+        pending, self._pending, self._pending_times = self._pending, (), ()
         out: list[InboundRecord] = []
         try:
             split = self._split_cid_length()
@@ -587,7 +600,7 @@ class RecordLayer:
         """
         for lease in self._pending:
             lease.release()
-        self._pending, self._pending_times = [], []
+        self._pending = self._pending_times = ()
         self._retired_sent = self.records_sent
         self._write.clear()
         self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
