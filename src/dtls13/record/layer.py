@@ -492,22 +492,23 @@ class RecordLayer:
         pending: list[Lease] | None = None
         if keep_pending:
             pending = self._pending if isinstance(self._pending, list) else []
-        got = read_datagram_untrusted(
-            data,
-            cid_length,
-            self._read_by_bits,
-            self._retired_bits,
-            self._plaintext_window,
-            self._acquire,
-            self._owner,
-            self.drops,
-            _CONTENT_TYPES,
-            pending,
-            self.max_pending,
-        )
-        if pending:
-            self._pending = pending
-        return got
+        try:
+            return read_datagram_untrusted(
+                data,
+                cid_length,
+                self._read_by_bits,
+                self._retired_bits,
+                self._plaintext_window,
+                self._acquire,
+                self._owner,
+                self.drops,
+                _CONTENT_TYPES,
+                pending,
+                self.max_pending,
+            )
+        finally:
+            if pending:  # kept even if reading raised: close() releases them
+                self._pending = pending
 
     def _read_tentative(
         self, data: BufferLike, tentative_length: int, keep_pending: bool = True
