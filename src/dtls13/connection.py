@@ -144,7 +144,7 @@ class Connection:
         "_ack_at",
         "_ack_key_update",
         "_ack_list",
-        "_amplification_limit",
+        "_amplification",
         "_cid_issuer",
         "_cid_request_outstanding",
         "_closed_cleartext_mtu",
@@ -185,8 +185,6 @@ class Connection:
         "_timeouts",
         "_unanswered_at",
         "_unanswered_timeout",
-        "_unvalidated_in",
-        "_unvalidated_out",
         "_wall_clock",
         "cid_negotiated",
         "config",
@@ -248,7 +246,7 @@ class Connection:
         self.on_activity = on_activity
         # Connection IDs we issued (the peer puts one on its records) and the peer's spares.
         self.local_cids: list[bytes] = []
-        self._spare_peer_cids: list[bytes] = []
+        self._spare_peer_cids: tuple[bytes, ...] = ()  # a tuple: most connections have none
         self._cid_request_outstanding = False
         # A deque of its own only while events wait: an idle connection shares the
         # empty _NO_EVENTS instead of holding a ~760-byte deque block.
@@ -260,10 +258,11 @@ class Connection:
         self._unanswered_timeout = unanswered_timeout
         self._unanswered_at: float | None = None
         self._cookie_checked = False  # a server: the peer returned a cookie we issued
-        # Bytes from and to a peer whose address is not validated yet (None: no limit,
-        # or validated since).
-        self._amplification_limit = None if self.is_client else amplification_limit
-        self._unvalidated_in = self._unvalidated_out = 0
+        # [limit, bytes from, bytes to the peer] while its address is not validated yet
+        # (None: no limit, or validated since; one slot, nothing kept once validated).
+        self._amplification: list[float] | None = (
+            None if self.is_client or amplification_limit is None else [amplification_limit, 0, 0]
+        )
         self._restarts = 0
         # The initial retransmission timeout; set_retransmit_timeout() changes it.
         self._retransmit_initial = config.retransmit_initial
@@ -334,7 +333,8 @@ class Connection:
         self._retransmit_at: float | None = None
         self._timeouts = 0
         self._closed_cleartext_mtu: int | None = None
-        self._ack_list: list[RecordNumber] = []
+        # Records to ACK (a list of its own only while there are any, like _outbox).
+        self._ack_list: list[RecordNumber] | tuple[()] = ()
         self._ack_at: float | None = None
         self._ack_key_update = False  # the pending ACK covers a KeyUpdate of the peer's
         self._final_acks: list[RecordNumber] = []  # re-sent when the peer repeats its final flight
@@ -396,8 +396,8 @@ class Connection:
             self._handshake_deadline = now + self.config.handshake_timeout
             self._arm_unanswered(now)
         self.stats["datagrams_in"] += 1
-        if self._amplification_limit is not None:
-            self._unvalidated_in += len(data)
+        if self._amplification is not None:
+            self._amplification[1] += len(data)
         self._retransmitted_this_input = False
         drops = self._records.drops
         retired, failed = drops["retired_epoch"], drops["auth_failed"]
@@ -415,7 +415,7 @@ class Connection:
             self._events
             or not self._hs.connected
             or self._enforce_record_limit
-            or self._amplification_limit is not None
+            or self._amplification is not None
             or self._records.pending_count
         ):
             self._receive_general(data, addr, now)
@@ -558,7 +558,7 @@ class Connection:
         if isinstance(out, tuple) or not out:
             return []
         self._outbox = ()
-        if self._amplification_limit is not None:
+        if self._amplification is not None:
             out = self._within_amplification_limit(out)
         self.stats["datagrams_out"] += len(out)
         return out
@@ -573,16 +573,18 @@ class Connection:
         to send, while one held back whole makes it repeat its ClientHello, which pays for
         the next try."""
         if self.address_validated:
-            self._amplification_limit = None
+            self._amplification = None
             return out
-        assert self._amplification_limit is not None
+        amplification = self._amplification
+        assert amplification is not None
+        limit, received, sent = amplification
         size = sum(len(lease) for lease, _ in out)
-        if self._unvalidated_out + size > self._amplification_limit * self._unvalidated_in:
+        if sent + size > limit * received:
             for lease, _ in out:
                 lease.release()
             self.count("amplification_limited", len(out))
             return []
-        self._unvalidated_out += size
+        amplification[2] = sent + size
         return out
 
     def get_timer(self) -> float | None:
@@ -882,12 +884,13 @@ class Connection:
         """Put the next spare CID from the peer on our records (e.g. on a new path)."""
         if not self._spare_peer_cids:
             return False
-        self._records.write_cid = self._spare_peer_cids.pop(0)
+        self._records.write_cid, *rest = self._spare_peer_cids
+        self._spare_peer_cids = tuple(rest)
         return True
 
     @property
     def spare_peer_cids(self) -> tuple[bytes, ...]:
-        return tuple(self._spare_peer_cids)
+        return self._spare_peer_cids
 
     def close(self, alert: AlertDescription = AlertDescription.close_notify) -> None:
         """Send close_notify (if anything was established) and release everything.

@@ -101,8 +101,8 @@ def on_new_connection_id(self: Connection, msg: msgs.NewConnectionId) -> None:
     if msg.usage == CID_IMMEDIATE:
         self._records.write_cid = cids.pop(0)
     known = set(self._spare_peer_cids)
-    self._spare_peer_cids += [c for c in cids if c not in known]
-    del self._spare_peer_cids[MAX_CIDS:]  # §9: extra spares MAY be discarded
+    spares = (*self._spare_peer_cids, *(c for c in cids if c not in known))
+    self._spare_peer_cids = spares[:MAX_CIDS]  # §9: extra spares MAY be discarded
 
 
 def start_flight(self: Connection, *, handshake: bool = False) -> None:
@@ -114,7 +114,7 @@ def start_flight(self: Connection, *, handshake: bool = False) -> None:
     if handshake:
         # This flight answers the peer's, which it acknowledges implicitly: no ACK
         # for that flight, so none still pending from its first fragments (§7.1).
-        self._ack_list.clear()
+        self._ack_list = ()
         self._ack_at = None
 
 

@@ -59,6 +59,16 @@ def next_receive_seq(self: Connection) -> int:
     return self._idle_reassembly[0]
 
 
+# What an idle connection holds as _hello_records: never written to (buffer_hello_fragment
+# gives the connection a dict of its own first).
+NO_HELLO_RECORDS: dict[int, list[RecordNumber]] = {}
+
+# Shared (next message_seq, counter values) tuples of idle connections' reassembly (immutable;
+# at most this many distinct ones are kept for sharing, the rest stay per connection).
+_IDLE_REASSEMBLY: dict[tuple[int, tuple[int, ...]], tuple[int, tuple[int, ...]]] = {}
+_IDLE_REASSEMBLY_KEPT = 256
+
+
 def idle_reassembler(self: Connection) -> None:
     """Let the reassembler go when the handshake is over and it holds nothing."""
     reassembler = self._reassembler
@@ -68,9 +78,14 @@ def idle_reassembler(self: Connection) -> None:
         and reassembler.bytes_buffered == 0
         and reassembler.pending == 0
     ):
-        # The counters' values only (~110 B instead of a ~270-byte dict per idle connection).
+        # The counters' values only (~110 B instead of a ~270-byte dict per idle connection),
+        # and most idle connections have the same ones: one shared tuple for them all.
         counts = tuple(map(reassembler.counters.__getitem__, REASSEMBLY_COUNTER_NAMES))
-        self._idle_reassembly = (reassembler.next_expected_seq, counts)
+        idle = (reassembler.next_expected_seq, counts)
+        shared = _IDLE_REASSEMBLY.get(idle)
+        if shared is None and len(_IDLE_REASSEMBLY) < _IDLE_REASSEMBLY_KEPT:
+            shared = _IDLE_REASSEMBLY[idle] = idle
+        self._idle_reassembly = idle if shared is None else shared
         reassembler.close()
         self._reassembler = None
 
@@ -187,15 +202,15 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
             return
         raise
     if ackable and not unbuffered:
-        self._ack_list.append(record.record_number)
+        acks_to_send(self).append(record.record_number)
     if self._hello_records:
         # Records of hellos now complete were processed: they may be ACKed (§7).
         complete = self._next_receive_seq()
         for seq in [seq for seq in self._hello_records if seq < complete]:
-            self._ack_list += self._hello_records.pop(seq)
+            acks_to_send(self).extend(self._hello_records.pop(seq))
     if len(self._ack_list) > MAX_ACK_RECORDS:
         # A peer may send many records before our delayed ACK is due: keep the newest.
-        del self._ack_list[:-MAX_ACK_RECORDS]
+        del acks_to_send(self)[:-MAX_ACK_RECORDS]
     damaged = self.stats["dropped_damaged_hello"]
     progressed = self._process_messages(now)
     if plaintext and progressed and self.stats["dropped_damaged_hello"] == damaged:
@@ -223,6 +238,14 @@ def handle_handshake_record(self: Connection, record: Any, now: float) -> None:
         # (our next flight clears it: an implicit ACK), also when whole messages of it
         # were processed, so a partial flight gets an ACK of all that arrived.
         self._ack_at = now + self._rto / 4
+
+
+def acks_to_send(self: Connection) -> list[RecordNumber]:
+    """The connection's list of records to ACK, made when the first one comes."""
+    acks = self._ack_list
+    if isinstance(acks, tuple):
+        acks = self._ack_list = []
+    return acks
 
 
 def changed_hello(self: Connection, header: Any, fragment: memoryview) -> bool:
@@ -395,6 +418,8 @@ def buffer_hello_fragment(
     if not buffered:
         self.stats["dropped_handshake_fragments"] += 1
         return
+    if self._hello_records is NO_HELLO_RECORDS:
+        self._hello_records = {}
     records = self._hello_records.setdefault(seq, [])
     if record_number not in records:
         records.append(record_number)
@@ -587,7 +612,7 @@ def server_completed(self: Connection, out: HandshakeOutput, now: float) -> None
     """The client's Finished verified: ACK its final flight, send the tickets."""
     assert out.completed is not None
     self._final_acks = sorted(set(self._ack_list), key=lambda n: (n.epoch, n.sequence_number))
-    self._ack_list.clear()
+    self._ack_list = ()
     self._ack_at = None
     self._complete(out.completed, now)
     tickets = False
@@ -652,5 +677,6 @@ def drop_handshake_state(self: Connection) -> None:
     self._hs.drop_handshake_state()
     self._records.retire_write_epoch(0)
     if not self._hello_records:
-        # An emptied dict keeps the table it grew to (~160 B): an idle one starts afresh.
-        self._hello_records = {}
+        # An emptied dict keeps the table it grew to (~160 B), and even an empty one is 64 B:
+        # an idle connection shares NO_HELLO_RECORDS until a hello record comes again.
+        self._hello_records = NO_HELLO_RECORDS

@@ -37,7 +37,7 @@ from .handshake import (
     transcript_add,
 )
 from .keys import EpochKeyMaker
-from .memory import Lease, Owner, PoolCore, SlabPool, live_pools
+from .memory import Lease, Owner, OwnerSet, PoolCore, SlabPool, live_pools
 from .protection import (
     OPEN_AUTH_FAILED,
     OPEN_BAD_CONTENT_TYPE,
@@ -79,6 +79,7 @@ __all__ = [
     "LeaseReleasedError",
     "MemoryBudgetExceeded",
     "Owner",
+    "OwnerSet",
     "PoolCore",
     "ReadEpoch",
     "RecordCipher",

@@ -3,7 +3,6 @@
 
 cimport cython
 from cpython.ref cimport PyObject
-from libc.stdint cimport uint32_t
 
 cdef enum:
     MAX_CLASSES = 32
@@ -18,6 +17,7 @@ cdef struct Arena:
 
 cdef class SlabPool
 cdef class Owner
+cdef class OwnerSet
 cdef class Lease
 cdef class PoolCore
 
@@ -66,9 +66,19 @@ cdef class Owner:
     cdef readonly Py_ssize_t reclaimed
     cdef readonly bint closed
     cdef Lease _head
-    # live leases per class (32-bit: one Owner per connection)
-    cdef uint32_t _class_live[MAX_CLASSES]
+    # The OwnerSet it is in (borrowed) and its neighbours there; NULL when in none.
+    cdef PyObject *_set
+    cdef PyObject *_set_prev
+    cdef PyObject *_set_next
     cdef object __weakref__
+
+
+@cython.final
+cdef class OwnerSet:
+    cdef PyObject *_first
+    cdef readonly Py_ssize_t count
+
+    cdef void _unlink(self, Owner owner)
 
 
 @cython.final

@@ -260,16 +260,25 @@ cdef class Owner:
         self.name = name
         self.limit = limit
         self.parent = parent
-        memset(self._class_live, 0, sizeof(self._class_live))
 
     @property
     def label(self):
         return f"{self.kind} {self.name}"
 
     def live_by_class(self):
-        """{class index: live leases} for classes with any."""
+        """{class index: live leases} for classes with any, counted from the live-lease
+        list (statistics only: no per-class array in every owner, ~128 B each)."""
+        cdef Py_ssize_t counts[MAX_CLASSES]
+        cdef Py_ssize_t index
         cdef int i
-        return {i: self._class_live[i] for i in range(MAX_CLASSES) if self._class_live[i]}
+        memset(counts, 0, sizeof(counts))
+        cdef Lease lease = self._head
+        while lease is not None:
+            index = lease._pool.class_index
+            if 0 <= index < MAX_CLASSES:
+                counts[index] += 1
+            lease = lease._next
+        return {i: counts[i] for i in range(MAX_CLASSES) if counts[i]}
 
     def leases(self):
         """The leases this owner still holds (the leak report reads it)."""
@@ -298,6 +307,10 @@ cdef class Owner:
         self.closed = True
         return n
 
+    def __dealloc__(self):
+        if self._set != NULL:
+            (<OwnerSet>self._set)._unlink(self)
+
     def __repr__(self):
         return f"<Owner {self.kind} {self.name!r} in_use={self.in_use} live={self.live}>"
 
@@ -305,6 +318,68 @@ cdef class Owner:
 # ---------------------------------------------------------------------------
 # Leases
 # ---------------------------------------------------------------------------
+
+@cython.final
+cdef class OwnerSet:
+    """The owners a PoolSet made, for its statistics and leak report, without keeping
+    them alive: a list threaded through the owners themselves (an owner leaves it when it
+    goes), where a weakref.WeakSet would hold a weak reference per owner (~130 B each)."""
+
+    def add(self, Owner owner):
+        if owner._set == <PyObject *>self:
+            return
+        if owner._set != NULL:
+            (<OwnerSet>owner._set)._unlink(owner)
+        owner._set = <PyObject *>self
+        owner._set_prev = NULL
+        owner._set_next = self._first
+        if self._first != NULL:
+            (<Owner>self._first)._set_prev = <PyObject *>owner
+        self._first = <PyObject *>owner
+        self.count += 1
+
+    def discard(self, Owner owner):
+        if owner._set == <PyObject *>self:
+            self._unlink(owner)
+
+    cdef void _unlink(self, Owner owner):
+        if owner._set_prev != NULL:
+            (<Owner>owner._set_prev)._set_next = owner._set_next
+        else:
+            self._first = owner._set_next
+        if owner._set_next != NULL:
+            (<Owner>owner._set_next)._set_prev = owner._set_prev
+        owner._set = owner._set_prev = owner._set_next = NULL
+        self.count -= 1
+
+    def owners(self):
+        """The owners in the set now (strong references), newest first."""
+        out = []
+        cdef PyObject *p = self._first
+        while p != NULL:
+            out.append(<Owner>p)
+            p = (<Owner>p)._set_next
+        return out
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        return iter(self.owners())
+
+    def __contains__(self, owner):
+        return isinstance(owner, Owner) and (<Owner>owner)._set == <PyObject *>self
+
+    def __dealloc__(self):
+        # The owners outlive their set: they just leave it.
+        cdef PyObject *p = self._first
+        cdef PyObject *nxt
+        while p != NULL:
+            nxt = (<Owner>p)._set_next
+            (<Owner>p)._set = (<Owner>p)._set_prev = (<Owner>p)._set_next = NULL
+            p = nxt
+        self._first = NULL
+
 
 @cython.final
 @cython.no_gc
@@ -347,8 +422,6 @@ cdef class Lease:
                 p.releases += 1
                 p = p.parent
             o.live -= 1
-            if self._pool.class_index >= 0:
-                o._class_live[self._pool.class_index] -= 1
         if self._pool._core is not None:
             self._pool._core.in_use_bytes -= self._capacity
         if self._exports == 0:
@@ -495,8 +568,6 @@ cdef inline Lease _make_lease(SlabPool pool, char *p, Py_ssize_t ai, Py_ssize_t 
             owner._head._prev = <PyObject *>lease
         owner._head = lease
         owner.live += 1
-        if pool.class_index >= 0:
-            owner._class_live[pool.class_index] += 1
     return lease
 
 

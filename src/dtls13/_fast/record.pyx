@@ -10,8 +10,8 @@ bytes end in `_untrusted` and raise only DecodeError.
 
 cimport cython
 from cpython.buffer cimport PyBuffer_Release
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, uint64_t
-from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
 from ._common cimport (
@@ -368,7 +368,10 @@ cdef class ReplayWindow:
             raise ValueError("replay window size must be positive")
         self._words = (size + 63) // 64
         self.size = self._words * 64
-        self._bits = <uint64_t *>realloc(NULL, sizeof(uint64_t) * self._words)
+        # From Python's allocator (its object arenas, for up to 512 B), not malloc: a window
+        # lives as long as its epoch, and one among the OpenSSL contexts a handshake
+        # allocates would keep their pages from going back once they are freed.
+        self._bits = <uint64_t *>PyMem_Malloc(sizeof(uint64_t) * self._words)
         if self._bits == NULL:
             raise MemoryError()
         memset(self._bits, 0, sizeof(uint64_t) * self._words)
@@ -376,7 +379,7 @@ cdef class ReplayWindow:
 
     def __dealloc__(self):
         if self._bits != NULL:
-            free(self._bits)
+            PyMem_Free(self._bits)
             self._bits = NULL
 
     @property

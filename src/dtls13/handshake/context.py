@@ -438,6 +438,7 @@ class HandshakeContext:
         if self._keylog is None:
             self.random = self.client_random = b""
         self._peer_compression = ()
+        self._scratch = None  # a bound method (64 B): certificates come only in the handshake
 
     # -- certificates (both roles) -----------------------------------------------------
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import sys
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..alerts import (
@@ -86,7 +89,8 @@ class ServerHandshake(HandshakeContext):
         self._peer_address: Any = None
         self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
-        self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        # ClientHellos processed, by message_seq (a read-only empty one once dropped).
+        self.hello_bodies: dict[int, bytes] | Mapping[int, bytes] = {}
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
@@ -99,7 +103,10 @@ class ServerHandshake(HandshakeContext):
         self, ch: msgs.ClientHello, body: bytes, now: float, seq: int, addr: Any
     ) -> None:
         cfg = self.config
-        self.hello_bodies[seq] = body
+        bodies = self.hello_bodies
+        if not isinstance(bodies, dict):
+            bodies = self.hello_bodies = {}
+        bodies[seq] = body
         self._peer_address = addr
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
@@ -126,7 +133,9 @@ class ServerHandshake(HandshakeContext):
             self.transcript.select(SUITES[suite].hash_name)
         sni = ch.extension(ExtensionType.server_name)
         host = decode(sni, ext.pull_server_name) if sni is not None else None
-        self.server_name = host.lower() if host is not None else None
+        # Interned: the connections to one name share one string (a string per connection
+        # otherwise; it stays as long as the connection, for tickets).
+        self.server_name = sys.intern(host.lower()) if host is not None else None
         authorities = ch.extension(ExtensionType.certificate_authorities)
         if authorities is not None:
             decode(authorities, ext.pull_certificate_authorities)  # well formed, not used
@@ -555,13 +564,15 @@ class ServerHandshake(HandshakeContext):
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()
-        self.hello_bodies.clear()
+        self.hello_bodies = _NO_HELLO_BODIES  # an emptied dict would still be 64 B or more
         self._client_hello = None
         self._cert_request = None
         self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
 
+
+_NO_HELLO_BODIES: Mapping[int, bytes] = MappingProxyType({})
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
 _AFTER_CERT = (S.WAIT_CLIENT_CERTIFICATE_VERIFY, S.WAIT_CLIENT_FINISHED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Sequence
 
-from .._fast import Lease, Owner, PoolCore, SlabPool
+from .._fast import Lease, Owner, OwnerSet, PoolCore, SlabPool
 from .faults import Acquire, AcquireFault
 from .sizing import SizingPolicy, policy_named
 from .stats import ClassStats, LeakEntry, LeakReport, OwnerStats, PoolStats
@@ -68,7 +68,8 @@ class PoolSet:
         for pool in pools:
             pool.grow_by = self.policy.grow_step(pool.arenas)
         self._core = PoolCore(pools, -1 if max_total_memory is None else max_total_memory, debug)
-        self._owners: weakref.WeakSet[Owner] = weakref.WeakSet()
+        # Not kept alive by the set (one per connection: no weak reference each).
+        self._owners = OwnerSet()
         # Bound once: the per-datagram path calls straight into the compiled core.
         self.acquire: Acquire = self._core.acquire
         _all_sets.add(self)
@@ -154,7 +155,7 @@ class PoolSet:
         )
 
     def owners(self) -> list[Owner]:
-        return sorted(self._owners, key=lambda o: (o.kind, str(o.name)))
+        return sorted(self._owners.owners(), key=lambda o: (o.kind, str(o.name)))
 
     def leak_report(self) -> LeakReport:
         """Live leases by owner and class; where each was taken in debug mode."""

@@ -165,8 +165,9 @@ class RecordLayer:
         self.max_pending_bytes = max_pending_bytes
         self.pending_lifetime = pending_lifetime
         # Per datagram kept: (its lease, records in it); when it came; slot bytes in all.
-        self._pending: list[tuple[Lease, int]] = []
-        self._pending_times: list[float] = []
+        # Lists of their own only while records wait (an idle connection has none).
+        self._pending: list[tuple[Lease, int]] | tuple[()] = ()
+        self._pending_times: list[float] | tuple[()] = ()
         self._pending_bytes = 0
         self.confidentiality_limit = confidentiality_limit
         self.integrity_limit = integrity_limit
@@ -276,6 +277,7 @@ class RecordLayer:
         times = self._pending_times
         if times and now - times[0] > self.pending_lifetime:
             # Kept in arrival order: the stale ones are a prefix.
+            assert isinstance(times, list) and isinstance(self._pending, list)
             stale = 0
             while stale < len(times) and now - times[stale] > self.pending_lifetime:
                 stale += 1
@@ -284,6 +286,8 @@ class RecordLayer:
                 self._pending_bytes -= lease.capacity
                 lease.release()
             del self._pending[:stale], times[:stale]
+            if not times:
+                self._pending = self._pending_times = ()
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_window = None
             self._plaintext_retire_at = None
@@ -490,23 +494,29 @@ class RecordLayer:
     def _read_records(
         self, data: BufferLike, cid_length: int, keep_pending: bool = True
     ) -> tuple[list[InboundRecord], int]:
-        kept = len(self._pending)
-        got = read_datagram_untrusted(
-            data,
-            cid_length,
-            self._read_by_bits,
-            self._retired_bits,
-            self._plaintext_window,
-            self._acquire,
-            self._owner,
-            self.drops,
-            _CONTENT_TYPES,
-            self._pending if keep_pending else None,
-            self.max_pending_bytes - self._pending_bytes,
-        )
-        for lease, _ in self._pending[kept:]:
-            self._pending_bytes += lease.capacity
-        return got
+        pending: list[tuple[Lease, int]] | None = None
+        if keep_pending:
+            pending = self._pending if isinstance(self._pending, list) else []
+        kept = len(pending) if pending is not None else 0
+        try:
+            return read_datagram_untrusted(
+                data,
+                cid_length,
+                self._read_by_bits,
+                self._retired_bits,
+                self._plaintext_window,
+                self._acquire,
+                self._owner,
+                self.drops,
+                _CONTENT_TYPES,
+                pending,
+                self.max_pending_bytes - self._pending_bytes,
+            )
+        finally:
+            if pending:  # kept even if reading raised: close() releases them
+                self._pending = pending
+                for lease, _ in pending[kept:]:
+                    self._pending_bytes += lease.capacity
 
     def _read_tentative(
         self, data: BufferLike, tentative_length: int, keep_pending: bool = True
@@ -545,7 +555,7 @@ class RecordLayer:
         """Time-stamp the datagrams of records just kept ahead of their keys."""
         times = self._pending_times
         if len(times) < len(self._pending):
-            times.extend([now] * (len(self._pending) - len(times)))
+            self._pending_times = [*times, *[now] * (len(self._pending) - len(times))]
 
     @property
     def pending_count(self) -> int:
@@ -561,7 +571,7 @@ class RecordLayer:
         """Deprotect the kept records with the read keys installed since (call after
         install_read_epoch); those still without keys are dropped and counted."""
         self.expire(now)
-        pending, self._pending, self._pending_times = self._pending, [], []
+        pending, self._pending, self._pending_times = self._pending, (), ()
         self._pending_bytes = 0
         out: list[InboundRecord] = []
         try:
@@ -611,7 +621,7 @@ class RecordLayer:
         """
         for lease, _ in self._pending:
             lease.release()
-        self._pending, self._pending_times = [], []
+        self._pending = self._pending_times = ()
         self._pending_bytes = 0
         self._retired_sent = self.records_sent
         self._write.clear()
