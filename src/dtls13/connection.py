@@ -165,7 +165,6 @@ class Connection:
         "_idle_reassembly",
         "_key_update_deferred",
         "_key_update_pending",
-        "_message_callback",
         "_newest_protected",
         "_now",
         "_other_hello",
@@ -350,7 +349,6 @@ class Connection:
         self._hello_records: dict[int, list[RecordNumber]] = {}
         self._epoch2_records = 0  # records that authenticated under the handshake keys
         self._current_seq = 0
-        self._message_callback = self.config.message_callback
         self._decoded_hello: tuple[bytes, msgs.ClientHello] | None = None
 
     def expect_client_hello(self, body: bytes, client_hello: msgs.ClientHello) -> None:
@@ -1142,9 +1140,9 @@ class Connection:
         except MemoryBudgetExceeded:
             self.stats["alerts_unsent"] += 1
             return
-        if self._message_callback is not None:
+        if self.config.message_callback is not None:
             data = bytes([level, description])
-            self._message_callback(TracedMessage(True, ContentType.alert, None, data))
+            self.config.message_callback(TracedMessage(True, ContentType.alert, None, data))
 
     # -- output helpers -----------------------------------------------------------------
 
@@ -1263,9 +1261,9 @@ class Connection:
                 return
             raise DecodeErrorAlert("alert record of the wrong length")
         level, desc = payload[0], payload[1]
-        if self._message_callback is not None:
+        if self.config.message_callback is not None:
             data = bytes(payload)
-            self._message_callback(TracedMessage(False, ContentType.alert, None, data))
+            self.config.message_callback(TracedMessage(False, ContentType.alert, None, data))
         try:
             description = AlertDescription(desc)
         except ValueError:

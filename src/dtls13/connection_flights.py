@@ -137,7 +137,7 @@ def add_encoded(self: Connection, msg_type: int, body: bytes, epoch: int | None)
 def trace_sent(self: Connection, flight: Flight) -> None:
     """Give the message callback the flight's messages sent for the first time (in the
     order they went, after what went ahead of them in the datagram, e.g. an ACK)."""
-    callback = self._message_callback
+    callback = self.config.message_callback
     if callback is not None and flight.traced < len(flight.messages):
         for m in flight.messages[flight.traced :]:
             callback(TracedMessage(True, ContentType.handshake, m.msg_type, m.body.tobytes()))
@@ -244,8 +244,8 @@ def send_ack_for(
         except MemoryBudgetExceeded:
             self.count("acks_unsent")
             return False
-    if self._message_callback is not None:
-        self._message_callback(TracedMessage(True, ContentType.ack, None, bytes(buf.data)))
+    if self.config.message_callback is not None:
+        self.config.message_callback(TracedMessage(True, ContentType.ack, None, bytes(buf.data)))
     self.stats["acks_sent"] += 1
     return True
 
@@ -265,9 +265,9 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
     except DecodeError:
         raise DecodeErrorAlert("malformed ACK") from None
     self.stats["acks_received"] += 1
-    if self._message_callback is not None:
+    if self.config.message_callback is not None:
         data = bytes(record.payload)
-        self._message_callback(TracedMessage(False, ContentType.ack, None, data))
+        self.config.message_callback(TracedMessage(False, ContentType.ack, None, data))
     flight = self._flight
     if flight is None:
         return

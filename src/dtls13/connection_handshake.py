@@ -477,9 +477,9 @@ def process_messages(self: Connection, now: float) -> bool:
         # suite before failing, and the genuine hello that follows may differ.
         hello_state = self._hs.in_hello
         saved = self._hs.save_hello() if first_hello or hello_state else None
-        if self._message_callback is not None:
+        if self.config.message_callback is not None:
             trace = TracedMessage(False, ContentType.handshake, msg_type, bytes(message.body))
-            self._message_callback(trace)
+            self.config.message_callback(trace)
         try:
             self._handle_message(msg_type, message.body, now)
         except (DecodeErrorAlert, IllegalParameter) as alert:

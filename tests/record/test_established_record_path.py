@@ -104,7 +104,8 @@ def test_both_read_paths_agree_on_every_datagram(
         else:
             continue
         for d in datagrams:
-            sent.append(d)
+            if d:  # an empty cut is read too, but never picked again to cut or corrupt
+                sent.append(d)
             assert read_established(established, d, now) == read_general(general, d, now)
             assert state(established) == state(general)
     assert pools.in_use == 0
