@@ -37,11 +37,11 @@ def _close_pairs() -> Any:
         _PAIRS.pop().close()
 
 
-def _pair(keys: list[EchKey], *, hrr: bool = False) -> Pair:
+def _pair(keys: list[EchKey], *, hrr: bool = False, **server: Any) -> Pair:
     # The client shares X25519 only; a server that takes P-256 only asks it to retry.
     client = {"groups": ["x25519", "secp256r1"], "key_share_groups": ["x25519"]}
     groups = {"groups": ["secp256r1"]} if hrr else {}
-    pair = make_pair(client=client, server={"ech_keys": keys, **groups}, cache=True)
+    pair = make_pair(client=client, server={"ech_keys": keys, **groups, **server}, cache=True)
     _PAIRS.append(pair)
     return pair
 
@@ -214,6 +214,14 @@ def test_hello_retry_request_confirms_and_the_second_hello_uses_the_same_context
         _transcript_hash((HandshakeType.message_hash, ch1_hash), (hrr_type, zeroed)),
     )
     assert signal == expected
+
+
+def test_a_cookie_hello_retry_request_of_the_connection_carries_the_ech_state() -> None:
+    pair = _pair([KEY], require_cookie=True)
+    wrapper = EchWrapper(pair, KEY.config)
+    assert pair.handshake()
+    assert _completed(pair, "server").ech_status is EchStatus.ACCEPTED
+    assert wrapper.sent[1].extension(ExtensionType.cookie) is not None
 
 
 def _alert(pair: Pair) -> AlertDescription | None:

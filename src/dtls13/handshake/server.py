@@ -16,6 +16,7 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
+from ..events import EchStatus
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -27,7 +28,7 @@ from .context import (
     record_size_limit,
     signing_schemes,
 )
-from .cookie import pack_cookie_extra, unpack_cookie_extra
+from .cookie import cookie_ech_state, pack_cookie_extra, unpack_cookie_extra
 from .ech_server import ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
@@ -104,6 +105,8 @@ class ServerHandshake(HandshakeContext):
         cfg = self.config
         self.hello_bodies[seq] = body
         self._peer_address = addr
+        if self.retried and self._client_hello is None:
+            self._restore_ech(ch, now)  # after a stateless HRR: what its cookie kept
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
         ch, body = self._ech.open(ch, body, self.retried, self._count)
@@ -396,7 +399,7 @@ class ServerHandshake(HandshakeContext):
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
-            extra = pack_cookie_extra(suite, group)
+            extra = pack_cookie_extra(suite, group, self._ech.retry_state())
             self._hrr_cookie = cfg.cookie_jar.make(now, self._peer_address, ch1_hash, extra)
         # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
         # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
@@ -426,12 +429,32 @@ class ServerHandshake(HandshakeContext):
         suite = CipherSuite(suite_code)
         params = SUITES[suite]
         self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
-        hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
+        if self._ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
+            hrr = negotiation.hello_retry_request(suite, group, cookie)
+            hrr = self._ech.hello_retry_request(hrr, self.transcript, ch.random)
+            hrr_body = msgs.push_message(hrr)[1]
+        else:
+            hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
         self.transcript.add(HT.server_hello, hrr_body)
         self._hrr_cookie = cookie
         self._hrr_group = group
         self.suite = suite
         return suite
+
+    def _restore_ech(self, ch: msgs.ClientHello, now: float) -> None:
+        """The Encrypted Client Hello state a stateless HelloRetryRequest's cookie kept, read
+        from ClientHelloOuter2's cookie (the inner one's is checked by _resume_from_cookie)."""
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            return  # _resume_from_cookie says what is missing
+        cookie = decode(data, ext.pull_cookie)
+        contents = self.config.cookie_jar.check(cookie, now, self._peer_address)
+        if contents is None:
+            raise IllegalParameter("invalid or expired cookie")
+        if not self._ech.restore(cookie_ech_state(contents.extra)):
+            raise IllegalParameter("cookie names an ECH key no longer held")
+        if self._ech.status is EchStatus.REJECTED:
+            self._count("ech_rejected", 1)
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
         first = self._client_hello
