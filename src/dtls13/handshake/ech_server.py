@@ -10,12 +10,14 @@ the ServerHello random and the HelloRetryRequest's extension.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._fast import Buffer, DecodeError
 from ..alerts import DecodeErrorAlert, DecryptError, IllegalParameter, MissingExtension
 from ..events import EchStatus
 from . import messages as msgs
 from .constants import ExtensionType
+from .cookie import cookie_ech_state
 from .ech import (
     CONFIRMATION_LENGTH,
     ECH_INNER_MARKER,
@@ -30,7 +32,7 @@ from .ech import (
     supported_suite,
 )
 from .ech_keys import EchKey
-from .extensions import Extension
+from .extensions import Extension, decode, pull_cookie
 from .hpke import HpkeContext, HpkeError, setup_base_receiver
 from .key_schedule import Transcript
 
@@ -155,6 +157,30 @@ class ServerEch:
             + self._suite.aead.to_bytes(2, "big")
             + self._enc
         )
+
+    def restore_from_cookie(
+        self,
+        ch: msgs.ClientHello,
+        jar: Any,
+        now: float,
+        addr: Any,
+        count: Callable[[str, int], None],
+    ) -> None:
+        """Take up the state a stateless HelloRetryRequest's cookie (in `ch`) kept."""
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            return  # the handshake says what is missing
+        try:
+            cookie = decode(data, pull_cookie)
+        except DecodeError:
+            raise DecodeErrorAlert("malformed cookie") from None
+        contents = jar.check(cookie, now, addr)
+        if contents is None:
+            raise IllegalParameter("invalid or expired cookie")
+        if not self.restore(cookie_ech_state(contents.extra)):
+            raise IllegalParameter("cookie names an ECH key no longer held")
+        if self.status is EchStatus.REJECTED:
+            count("ech_rejected", 1)
 
     def restore(self, state: bytes) -> bool:
         """Take up `retry_state()` from a valid cookie; False if it is not one of ours."""

@@ -16,7 +16,6 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
-from ..events import EchStatus
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -28,7 +27,7 @@ from .context import (
     record_size_limit,
     signing_schemes,
 )
-from .cookie import cookie_ech_state, pack_cookie_extra, unpack_cookie_extra
+from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .ech_server import ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
@@ -106,7 +105,9 @@ class ServerHandshake(HandshakeContext):
         self.hello_bodies[seq] = body
         self._peer_address = addr
         if self.retried and self._client_hello is None:
-            self._restore_ech(ch, now)  # after a stateless HRR: what its cookie kept
+            # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
+            # inner one's cookie is checked by _resume_from_cookie).
+            self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
         ch, body = self._ech.open(ch, body, self.retried, self._count)
@@ -440,21 +441,6 @@ class ServerHandshake(HandshakeContext):
         self._hrr_group = group
         self.suite = suite
         return suite
-
-    def _restore_ech(self, ch: msgs.ClientHello, now: float) -> None:
-        """The Encrypted Client Hello state a stateless HelloRetryRequest's cookie kept, read
-        from ClientHelloOuter2's cookie (the inner one's is checked by _resume_from_cookie)."""
-        data = ch.extension(ExtensionType.cookie)
-        if data is None:
-            return  # _resume_from_cookie says what is missing
-        cookie = decode(data, ext.pull_cookie)
-        contents = self.config.cookie_jar.check(cookie, now, self._peer_address)
-        if contents is None:
-            raise IllegalParameter("invalid or expired cookie")
-        if not self._ech.restore(cookie_ech_state(contents.extra)):
-            raise IllegalParameter("cookie names an ECH key no longer held")
-        if self._ech.status is EchStatus.REJECTED:
-            self._count("ech_rejected", 1)
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
         first = self._client_hello
