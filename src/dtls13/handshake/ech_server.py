@@ -142,6 +142,10 @@ class ServerEch:
         inner = decode_client_hello_inner(encoded, ch)
         return inner, _encode_client_hello(inner)
 
+    def forget(self) -> None:
+        """Drop the HPKE contexts once the handshake is over (the status stays)."""
+        self._contexts, self._enc = (), b""
+
     # -- a stateless HelloRetryRequest's cookie (RFC 9147 §5.1) -------------------------
 
     def retry_state(self) -> bytes:

@@ -581,6 +581,7 @@ class ServerHandshake(HandshakeContext):
         self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
+        self._ech.forget()
 
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
