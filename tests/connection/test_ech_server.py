@@ -136,7 +136,7 @@ def test_each_configured_suite_is_accepted(suite: EchCipherSuite) -> None:
 def _rejected(pair: Pair, sent: list[tuple[int, bytes]]) -> bytes | None:
     """The handshake goes on with the outer ClientHello; the EE's retry_configs."""
     assert pair.net.run(lambda: any(t == HandshakeType.finished for t, _ in sent), max_time=30)
-    assert pair.server._hs.ech_status is EchStatus.REJECTED
+    assert pair.server._hs.ech_status() is EchStatus.REJECTED
     assert pair.server._hs.server_name == "public.example"
     ee = next(b for t, b in sent if t == HandshakeType.encrypted_extensions)
     return msgs.pull_message(HandshakeType.encrypted_extensions, ee).extension(

@@ -81,5 +81,5 @@ def test_stateless_retry_after_a_rejection_sends_retry_configs_from_the_cookie()
         return conn is not None and conn.statistics().ech_rejected == 1
 
     assert net.run(rejected, max_time=30)
-    assert ep.connections[CLIENT_ADDR]._hs.ech_status is EchStatus.REJECTED
+    assert ep.connections[CLIENT_ADDR]._hs.ech_status() is EchStatus.REJECTED
     shutdown_world(net, ep, [client])

@@ -142,10 +142,6 @@ class ServerEch:
         inner = decode_client_hello_inner(encoded, ch)
         return inner, _encode_client_hello(inner)
 
-    def forget(self) -> None:
-        """Drop the HPKE contexts once the handshake is over (the status stays)."""
-        self._contexts, self._enc = (), b""
-
     # -- a stateless HelloRetryRequest's cookie (RFC 9147 §5.1) -------------------------
 
     def retry_state(self) -> bytes:
@@ -286,3 +282,8 @@ def _with_extension(hrr: msgs.ServerHello, confirmation: bytes) -> msgs.ServerHe
         legacy_compression_method=hrr.legacy_compression_method,
         legacy_version=hrr.legacy_version,
     )
+
+
+# What a connection holds once its handshake is over (ServerHandshake.drop_handshake_state):
+# one shared, empty state instead of its own, with its HPKE contexts, per idle connection.
+FINISHED = ServerEch(())

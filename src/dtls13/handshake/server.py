@@ -16,6 +16,7 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
+from ..events import EchStatus
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -28,7 +29,7 @@ from .context import (
     signing_schemes,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
-from .ech_server import ServerEch
+from .ech_server import FINISHED, ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
 from .state import HELLO_STATES, ServerState, Transition
@@ -111,7 +112,6 @@ class ServerHandshake(HandshakeContext):
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
         ch, body = self._ech.open(ch, body, self.retried, self._count)
-        self.ech_status = self._ech.status
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -442,6 +442,9 @@ class ServerHandshake(HandshakeContext):
         self.suite = suite
         return suite
 
+    def ech_status(self) -> EchStatus:
+        return self._ech.status  # until drop_handshake_state (HandshakeCompleted keeps it)
+
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
         first = self._client_hello
         if suite != self.suite or (first is not None and ch.random != first.random):
@@ -581,7 +584,7 @@ class ServerHandshake(HandshakeContext):
         self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
-        self._ech.forget()
+        self._ech = FINISHED  # its status is in ech_status; its HPKE keys go
 
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
