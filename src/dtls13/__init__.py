@@ -28,7 +28,9 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .events import EchStatus
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.ech_keys import EchKey, ech_config_list, generate_ech_key
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
@@ -61,6 +63,8 @@ __all__ = [
     "DTLSEndpoint",
     "DTLSEndpointStatistics",
     "DTLSError",
+    "EchKey",
+    "EchStatus",
     "HandshakeFailed",
     "HandshakeTimeout",
     "ImportedPsk",
@@ -73,6 +77,8 @@ __all__ = [
     "SrtpKeyingMaterial",
     "SrtpProtectionProfile",
     "__version__",
+    "ech_config_list",
+    "generate_ech_key",
     "open_dtls_client",
     "serve_dtls",
 ]

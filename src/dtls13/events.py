@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,15 @@ from .alerts import AlertDescription
 from .crypto.registry import NamedGroup, SignatureScheme
 from .crypto.suites import CipherSuite
 from .session import Session
+
+
+class EchStatus(enum.Enum):
+    """What became of Encrypted Client Hello (RFC 9849) in a handshake."""
+
+    NOT_OFFERED = "not_offered"
+    GREASE = "grease"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,9 @@ class HandshakeCompleted(Event):
     # The identity of the external PSK (plain or imported, RFC 9258) that authenticated
     # the handshake; None after certificates or a session ticket.
     psk_identity: bytes | None = None
+    # Encrypted Client Hello (RFC 9849): accepted (the handshake used the inner
+    # ClientHello), rejected (the outer one), GREASE, or not offered.
+    ech_status: EchStatus = EchStatus.NOT_OFFERED
 
 
 @dataclass(frozen=True, slots=True)

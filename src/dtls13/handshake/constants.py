@@ -63,6 +63,8 @@ class ExtensionType(enum.IntEnum):
     signature_algorithms_cert = 50
     key_share = 51
     connection_id = 54
+    ech_outer_extensions = 0xFD00  # RFC 9849 §5.1
+    encrypted_client_hello = 0xFE0D  # RFC 9849 §5
     renegotiation_info = 0xFF01
 
 

@@ -37,7 +37,7 @@ from ..alerts import (
 from ..config import ClientConfig, ServerConfig
 from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
-from ..events import HandshakeCompleted, NewSessionTicketReceived
+from ..events import EchStatus, HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
 from . import compression, raw_keys, srtp, stapling, verification
 from . import extensions as ext
@@ -415,7 +415,13 @@ class HandshakeContext:
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
+            ech_status=self.ech_status(),
         )
+
+    def ech_status(self) -> EchStatus:
+        """What became of Encrypted Client Hello (RFC 9849) in this handshake; each role
+        answers from its own ECH state (no slot here: an idle connection pays nothing)."""
+        return EchStatus.NOT_OFFERED
 
     def drop_handshake_state(self) -> None:
         """Forget what only the handshake needed, once it has completed.

@@ -19,6 +19,7 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
+from ..events import EchStatus
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -31,6 +32,7 @@ from .context import (
     signing_schemes,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
+from .ech_server import FINISHED, ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
 from .state import HELLO_STATES, ServerState, Transition
@@ -68,6 +70,7 @@ class ServerHandshake(HandshakeContext):
     __slots__ = (
         "_cert_request",
         "_client_hello",
+        "_ech",
         "_hrr_cookie",
         "_hrr_group",
         "_peer_address",
@@ -91,6 +94,7 @@ class ServerHandshake(HandshakeContext):
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         # ClientHellos processed, by message_seq (a read-only empty one once dropped).
         self.hello_bodies: dict[int, bytes] | Mapping[int, bytes] = {}
+        self._ech = ServerEch(config.ech_keys)  # Encrypted Client Hello (RFC 9849)
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
@@ -108,6 +112,13 @@ class ServerHandshake(HandshakeContext):
             bodies = self.hello_bodies = {}
         bodies[seq] = body
         self._peer_address = addr
+        if self.retried and self._client_hello is None:
+            # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
+            # inner one's cookie is checked by _resume_from_cookie).
+            self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
+        # From here on `ch` is the ClientHello the handshake answers: the inner one when
+        # we accept Encrypted Client Hello (RFC 9849 §7.1).
+        ch, body = self._ech.open(ch, body, self.retried, self._count)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -270,6 +281,8 @@ class ServerHandshake(HandshakeContext):
             out.peer_record_limit = record_size_limit(limit)
         assert self.suite is not None
         sh = msgs.ServerHello(random=self.random, cipher_suite=self.suite, extensions=tuple(sh_ext))
+        sh = self._ech.server_hello(sh, self.transcript, ch.random)
+        self.random = sh.random
         self._send(sh, 0)
         self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
         ee_ext = []
@@ -300,6 +313,7 @@ class ServerHandshake(HandshakeContext):
         if self.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         ee_ext += self._type_answers
+        ee_ext += self._ech.encrypted_extensions()
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -395,12 +409,13 @@ class ServerHandshake(HandshakeContext):
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
-            extra = pack_cookie_extra(suite, group)
+            extra = pack_cookie_extra(suite, group, self._ech.retry_state())
             self._hrr_cookie = cfg.cookie_jar.make(now, self._peer_address, ch1_hash, extra)
         # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
         # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
         self._out.flight = FlightKind.RETRY
-        self._send(negotiation.hello_retry_request(suite, group, self._hrr_cookie), 0)
+        hrr = negotiation.hello_retry_request(suite, group, self._hrr_cookie)
+        self._send(self._ech.hello_retry_request(hrr, self.transcript, ch.random), 0)
 
     def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
         """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
@@ -424,12 +439,20 @@ class ServerHandshake(HandshakeContext):
         suite = CipherSuite(suite_code)
         params = SUITES[suite]
         self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
-        hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
+        if self._ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
+            hrr = negotiation.hello_retry_request(suite, group, cookie)
+            hrr = self._ech.hello_retry_request(hrr, self.transcript, ch.random)
+            hrr_body = msgs.push_message(hrr)[1]
+        else:
+            hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
         self.transcript.add(HT.server_hello, hrr_body)
         self._hrr_cookie = cookie
         self._hrr_group = group
         self.suite = suite
         return suite
+
+    def ech_status(self) -> EchStatus:
+        return self._ech.status  # until drop_handshake_state (HandshakeCompleted keeps it)
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
         first = self._client_hello
@@ -570,6 +593,7 @@ class ServerHandshake(HandshakeContext):
         self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
+        self._ech = FINISHED  # its status is in ech_status; its HPKE keys go
 
 
 _NO_HELLO_BODIES: Mapping[int, bytes] = MappingProxyType({})
