@@ -20,6 +20,7 @@ from .handshake.psk_import import ImportedPsk
 from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
+from .handshake.ticket_keys import TicketKeyCallback, TicketSealer
 from .handshake.tickets import Session
 from .handshake.verification import check_callback
 from .peer_verification import VerifyCallback
@@ -398,6 +399,10 @@ class ServerConfig(_Common):
     ticket_secret: bytes | None = None  # share it so every process opens every ticket
     ticket_lifetime: int = 7200
     ticket_rotation: float = 3600.0
+    # The application's ticket keys (a TicketKeyCallback, e.g. a TicketKeyRing) or its own
+    # sealing (a TicketSealer) instead of keys derived from ticket_secret.
+    ticket_keys: TicketKeyCallback | None = None
+    ticket_sealer: TicketSealer | None = None
     # 0-RTT: the most early data a resumed client may send (0: refuse 0-RTT). Replay
     # protection: each ticket is accepted for 0-RTT once per process (whichever of its
     # ServerConfigs sees it) and only within `early_data_window` seconds of the age the
@@ -486,10 +491,17 @@ class ServerConfig(_Common):
         from .handshake.cookie import CookieJar
         from .handshake.tickets import TicketProtector
 
+        for name, kind in (("ticket_keys", TicketKeyCallback), ("ticket_sealer", TicketSealer)):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__} (or None)")
+        if (self.ticket_keys or self.ticket_sealer) and self.ticket_secret is not None:
+            raise ValueError("ticket_secret is for the built-in ticket keys: give one or the other")
         self.tickets = TicketProtector(
             self.ticket_secret,
             rotation_interval=self.ticket_rotation,
             random_bytes=self.random_bytes,
+            keys=self.ticket_keys,
+            sealer=self.ticket_sealer,
         )
 
         self.cookie_jar = CookieJar(

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import psk_credentials
+import ticket_hooks
 from flags import (
     DTLS13,
     Flags,
@@ -125,6 +126,9 @@ class Shim:
         self.now = START
         self.session: Any = None
         self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
+        # One set of ticket hooks for every connection, so that the resumption opens the
+        # first connection's ticket.
+        self.ticket_hooks = ticket_hooks.ticket_hooks(common)
         self._server_config: Any = None
         self._server_key: tuple[Any, ...] | None = None
         # The -new-*-credential credentials and the default one, as given to the library.
@@ -341,7 +345,7 @@ class Shim:
         self._server_stapling(f, opts)
         # Two tickets, as BoringSSL sends (its num_tickets); the runner waits for both.
         opts["session_tickets"] = 0 if f.has("-no-ticket") else 2
-        opts["ticket_secret"] = self.ticket_secret
+        opts.update(self.ticket_hooks or {"ticket_secret": self.ticket_secret})
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
         if self._server_key != key:
             # One config (its ticket and cookie keys) for the connections that share flags.

@@ -63,6 +63,11 @@ BOOL_FLAGS = frozenset(
         "-expect-accept-early-data",
         "-expect-reject-early-data",
         "-expect-ticket-supports-early-data",
+        # Ticket keys from the application (ticket_hooks.py).
+        "-use-ticket-callback",
+        "-use-ticket-aead-callback",
+        "-renew-ticket",
+        "-skip-ticket",
         "-no-tls13",
         # OCSP stapling and SCTs (bogo_shim: the configs and check_handshake).
         "-enable-ocsp-stapling",

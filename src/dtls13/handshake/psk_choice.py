@@ -72,9 +72,10 @@ def _ticket(hs: ServerHandshake, offered: ext.OfferedPsks, hash_name: str) -> Ac
     for index, identity in enumerate(offered.identities):
         if identity.identity in cfg.external_psks:
             continue
-        state = cfg.tickets.open(identity.identity, wall)
-        if state is None:
+        opened = open_ticket(hs, identity.identity, wall)
+        if opened is None:
             continue
+        state, renew = opened
         if state.server_name != hs.server_name:
             # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
             hs._count("psk_refused_identity", 1)
@@ -86,8 +87,20 @@ def _ticket(hs: ServerHandshake, offered: ext.OfferedPsks, hash_name: str) -> Ac
             continue
         if SUITES[state.suite].hash_name != hash_name:
             continue
+        hs.renew_tickets = renew
         return index, KeySchedule(hash_name, psk=state.psk), state, identity, None
     return None
+
+
+def open_ticket(hs: ServerHandshake, ticket: bytes, wall: float) -> tuple[TicketState, bool] | None:
+    """The ticket's state and whether to issue new tickets. The application's ticket keys
+    or sealer raising, or answering with the wrong type, is its bug: counted
+    (`server_callback_errors`) and, as any exception, internal_error."""
+    try:
+        return hs.config.tickets.open_ticket(ticket, wall)  # type: ignore[no-any-return]
+    except Exception:
+        hs._count("server_callback_errors", 1)
+        raise
 
 
 def check_kept_psks(

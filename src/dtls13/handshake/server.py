@@ -70,6 +70,7 @@ class ServerHandshake(HandshakeContext):
         "_peer_address",
         "_type_answers",
         "hello_bodies",
+        "renew_tickets",
         "server_name",
     )
 
@@ -87,6 +88,8 @@ class ServerHandshake(HandshakeContext):
         self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        # False: a resumption whose ticket the application's keys accepted without renewal.
+        self.renew_tickets = True
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
@@ -512,46 +515,62 @@ class ServerHandshake(HandshakeContext):
         ks = self.schedule
         if not cfg.session_tickets or ks is None or self.suite is None:
             return
+        if self.resumed and not self.renew_tickets:
+            return  # TicketDecision.ACCEPT: the client keeps the ticket it resumed with
         if chain_size(self.peer_chain) > MAX_TICKET_CHAIN:
             self._count("tickets_withheld", cfg.session_tickets)
             return
         secret = ks.resumption_master_secret(self.transcript.digest())
         wall = self._wall_clock().timestamp()
-        self._out.flight = FlightKind.TICKETS
-        for i in range(cfg.session_tickets):
-            nonce = bytes([i])
-            age_add = int.from_bytes(cfg.random_bytes(4), "big")
-            psk = ks.resumption_psk(secret, nonce)
-            state = TicketState(
-                self.suite,
-                psk,
-                wall,
-                cfg.ticket_lifetime,
-                age_add,
-                cfg.max_early_data,
-                self.alpn,
-                self.server_name,
-                self.peer_chain,
-                self.peer_public_key or b"",
-            )
-            ticket = cfg.tickets.seal(state, wall)
-            del state  # sealed: the PSK lives on only inside the ticket
-            zeroize(psk)
-            extensions = (
-                (
-                    ext.make_extension(
-                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
-                    ),
+        try:
+            for i in range(cfg.session_tickets):
+                nonce = bytes([i])
+                age_add = int.from_bytes(cfg.random_bytes(4), "big")
+                psk = ks.resumption_psk(secret, nonce)
+                state = TicketState(
+                    self.suite,
+                    psk,
+                    wall,
+                    cfg.ticket_lifetime,
+                    age_add,
+                    cfg.max_early_data,
+                    self.alpn,
+                    self.server_name,
+                    self.peer_chain,
+                    self.peer_public_key or b"",
                 )
-                if cfg.max_early_data
-                else ()
-            )
-            self._send(
-                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
-                None,
-                transcript=False,
-            )
-        zeroize(secret)
+                ticket = self._seal_ticket(state, wall)
+                del state  # sealed: the PSK lives on only inside the ticket
+                zeroize(psk)
+                if ticket is None:
+                    break  # the application's keys or sealer issue no ticket now
+                self._out.flight = FlightKind.TICKETS
+                extensions = (
+                    (
+                        ext.make_extension(
+                            ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
+                        ),
+                    )
+                    if cfg.max_early_data
+                    else ()
+                )
+                self._send(
+                    msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
+                    None,
+                    transcript=False,
+                )
+        finally:
+            zeroize(secret)
+
+    def _seal_ticket(self, state: TicketState, wall: float) -> bytes | None:
+        """The sealed ticket (None: none). The application's ticket keys or sealer raising,
+        or answering with the wrong type, is counted and, as any exception, internal_error."""
+        try:
+            return self.config.tickets.seal(state, wall)  # type: ignore[no-any-return]
+        except Exception:
+            if self.config.tickets.callback or self.config.tickets.sealer:
+                self._count("server_callback_errors", 1)
+            raise
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()
