@@ -416,6 +416,9 @@ class ServerConfig(_Common):
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
     # External PSKs clients offer imported (RFC 9258), in our order of preference.
     imported_psks: Sequence[ImportedPsk] = ()
+    # Whether an external or imported PSK the client offers wins over the certificates
+    # (True), or is used only when no certificate credential fits the ClientHello.
+    psks_before_certificates: bool = True
     # Answer a client's SRTP MKI with the same MKI (we will use it) rather than an empty one
     # (we will not), RFC 5764 §4.1.3.
     srtp_accept_mki: bool = False
@@ -465,6 +468,8 @@ class ServerConfig(_Common):
                 "a server needs certificate_chain and private_key, certificates, "
                 "private_key with raw_public_key, external_psks or imported_psks"
             )
+        if not isinstance(self.psks_before_certificates, bool):
+            raise TypeError("psks_before_certificates must be True or False")
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
         for name in ("certificate_callback", "alpn_callback", "ocsp_callback"):

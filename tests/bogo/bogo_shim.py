@@ -317,9 +317,17 @@ class Shim:
         elif f.has("-select-empty-alpn"):
             opts["alpn_callback"] = _select_empty_alpn
         if self.psks and f.credentials():
-            # BoringSSL orders PSK and certificate credentials in one list; here a PSK the
-            # client offers always wins, so the list's order cannot decide.
-            raise Unimplemented("a credential list mixing PSK and certificate credentials")
+            # BoringSSL orders PSK and certificate credentials in one list: the PSKs all
+            # first or all last is the library's psks_before_certificates.
+            places = [c.position for c in self.psks]
+            if places == list(range(len(places))):
+                opts["psks_before_certificates"] = True
+            elif places == list(range(len(f.credentials()), len(f.credentials()) + len(places))):
+                if f.has("-cert-file"):
+                    raise Unimplemented("a default credential after certificates-then-PSKs")
+                opts["psks_before_certificates"] = False
+            else:
+                raise Unimplemented("PSK credentials between certificate credentials")
         if f.credentials():
             made, default = self._credentials(f, ServerCertificate)
             opts["certificates"] = made + ([default] if default is not None else [])
@@ -574,14 +582,21 @@ class Driver:
 
     def check_selected_credential(self, ev: Any) -> None:
         """-expect-selected-credential: the index of the credential the handshake used
-        (-1: none of them). Only PSK credentials are configured this way here: the one
-        whose identity the library reports."""
+        (-1: none of them): the PSK whose identity the library reports, or the certificate
+        credential it reports, at their places in the whole list."""
         want = self.f.int("-expect-selected-credential")
         if want is None:
             return
-        got = next((i for i, c in enumerate(self.shim.psks) if c.identity == ev.psk_identity), -1)
+        got = next((c.position for c in self.shim.psks if c.identity == ev.psk_identity), -1)
         if [c.identity for c in self.shim.psks].count(ev.psk_identity) > 1:
             raise Unimplemented("two PSK credentials with one identity: which was used?")
+        made = self.shim.credentials[0]
+        if ev.psk_identity is None and ev.credential is not None and ev.credential in made:
+            # A certificate credential: its place among the certificates, after the PSKs
+            # when they come first (psks_before_certificates).
+            index = made.index(ev.credential)
+            before = self.shim.psks[0].position == 0
+            got = index + (len(self.shim.psks) if before else 0)
         if got != want:
             raise ShimFailure(f"selected credential {got}, wanted {want}")
 

@@ -29,7 +29,7 @@ from .context import (
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .key_schedule import Transcript
-from .psk_choice import Accepted, check_kept_psks, choose_psk
+from .psk_choice import Accepted, check_kept_psks, choose_psk, psk_after_certificates
 from .state import HELLO_STATES, ServerState, Transition
 from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
 
@@ -162,7 +162,14 @@ class ServerHandshake(HandshakeContext):
             if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        accepted = choose_psk(self, ch, body, suite) if mode is not None else None
+        self._type_answers = ()
+        certified = False
+        if mode is None:
+            accepted = None
+        elif cfg.psks_before_certificates:
+            accepted = choose_psk(self, ch, body, suite)
+        else:
+            accepted, certified = psk_after_certificates(self, ch, body, suite)
         self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
         self.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
@@ -170,26 +177,8 @@ class ServerHandshake(HandshakeContext):
                 raise MissingExtension("no key_share for a handshake without a PSK")
         else:
             group = None  # psk_ke: no (EC)DHE
-        self._type_answers = ()
-        if accepted is None:
-            sig = ch.extension(ExtensionType.signature_algorithms)
-            if sig is None:
-                raise MissingExtension("ClientHello without signature_algorithms")
-            offered = decode(sig, ext.pull_signature_algorithms)
-            self.peer_type, self._type_answers = raw_keys.client_type_choice(
-                cfg, ch.extension(ExtensionType.client_certificate_type)
-            )
-            self.credential, scheme, answer = selection.choose_server_credential(
-                cfg,
-                self.server_name,
-                offered,
-                self._count,
-                ch.extension(ExtensionType.server_certificate_type),
-                ch.extension(ExtensionType.certificate_authorities),
-            )
-            self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
-            if answer is not None:
-                self._type_answers = (answer, *self._type_answers)
+        if accepted is None and not certified:
+            self.choose_certificate(ch)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         offer = ch.extension(ExtensionType.compress_certificate)
@@ -561,6 +550,28 @@ class ServerHandshake(HandshakeContext):
                 )
         finally:
             zeroize(secret)
+
+    def choose_certificate(self, ch: msgs.ClientHello) -> None:
+        """The credential and signature scheme of a full handshake (raises when none fits)."""
+        cfg = self.config
+        sig = ch.extension(ExtensionType.signature_algorithms)
+        if sig is None:
+            raise MissingExtension("ClientHello without signature_algorithms")
+        offered = decode(sig, ext.pull_signature_algorithms)
+        self.peer_type, self._type_answers = raw_keys.client_type_choice(
+            cfg, ch.extension(ExtensionType.client_certificate_type)
+        )
+        self.credential, scheme, answer = selection.choose_server_credential(
+            cfg,
+            self.server_name,
+            offered,
+            self._count,
+            ch.extension(ExtensionType.server_certificate_type),
+            ch.extension(ExtensionType.certificate_authorities),
+        )
+        self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
+        if answer is not None:
+            self._type_answers = (answer, *self._type_answers)
 
     def _seal_ticket(self, state: TicketState, wall: float) -> bytes | None:
         """The sealed ticket (None: none). The application's ticket keys or sealer raising,
