@@ -22,6 +22,7 @@ from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
 from .handshake.ticket_keys import TicketKeyCallback, TicketSealer
 from .handshake.tickets import Session
+from .handshake.trust_anchors import check_ids as check_trust_anchor_ids
 from .handshake.verification import check_callback
 from .peer_verification import VerifyCallback
 
@@ -310,6 +311,9 @@ class ClientConfig(_Common):
     require_psk: bool = True
     # The SRTP MKI offered with srtp_profiles (RFC 5764 §4.1.3; empty: no MKI).
     srtp_mki: bytes = b""
+    # Trust anchor IDs (draft-ietf-tls-trust-anchor-ids) to name in the ClientHello: the
+    # trust anchors we have, so the server picks a chain to one (None: not sent).
+    trust_anchor_ids: Sequence[bytes] | None = None
     # Ask the server to staple an OCSP response (status_request, RFC 6066 §8) and signed
     # certificate timestamps (RFC 6962 §3.3.1) to its certificate; the library does not
     # check them: HandshakeCompleted.peer_ocsp_response / peer_signed_certificate_timestamps.
@@ -351,6 +355,8 @@ class ClientConfig(_Common):
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()
+        if self.trust_anchor_ids is not None:
+            self.trust_anchor_ids = check_trust_anchor_ids(self.trust_anchor_ids)
         psk_only = self.require_psk and (self.psk is not None or bool(self.imported_psks))
         # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
         # Connection.peer_verification, the handshake goes on).

@@ -49,6 +49,10 @@ class HandshakeCompleted(Event):
     # The identity of the external PSK (plain or imported, RFC 9258) that authenticated
     # the handshake; None after certificates or a session ticket.
     psk_identity: bytes | None = None
+    # Trust anchor IDs (ClientConfig.trust_anchor_ids, draft-ietf-tls-trust-anchor-ids):
+    # the server said its certificate chains to one we named; the IDs it said it has.
+    peer_matched_trust_anchor: bool = False
+    peer_available_trust_anchors: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,37 @@ def _sct_list(wire: bytes) -> list[bytes]:
     return items
 
 
+def cert_properties(c: Flags) -> dict[str, Any]:
+    """-cert-properties (a CertificatePropertyList, draft-ietf-tls-trust-anchor-ids): its
+    trust_anchor_id property as the credential's; trust anchor groups are not implemented."""
+    wire = c.get("-cert-properties")
+    if not isinstance(wire, bytes):
+        return {}
+    try:
+        (length,) = struct.unpack("!H", wire[:2])
+        body, out, i = wire[2:], {}, 0
+        if length != len(body):
+            raise ShimFailure("-cert-properties: bad length")
+        while i < len(body):
+            kind, size = struct.unpack("!HH", body[i : i + 4])
+            data, i = body[i + 4 : i + 4 + size], i + 4 + size
+            if kind != 0:  # 1: trust anchor group inclusions
+                raise Unimplemented(f"certificate property {kind}")
+            out["trust_anchor_id"] = data
+    except struct.error:
+        raise ShimFailure("-cert-properties: truncated") from None
+    return out
+
+
+def trust_anchor_ids(wire: bytes) -> list[bytes]:
+    """-requested-trust-anchors: uint8-prefixed IDs one after the other."""
+    ids, i = [], 0
+    while i < len(wire):
+        ids.append(wire[i + 1 : i + 1 + wire[i]])
+        i += 1 + wire[i]
+    return ids
+
+
 def _sct_wire(items: tuple[bytes, ...]) -> bytes:
     body = b"".join(len(i).to_bytes(2, "big") + i for i in items)
     return len(body).to_bytes(2, "big") + body if items else b""
@@ -226,6 +257,7 @@ class Shim:
                     "signature_schemes": schemes(c),
                     "must_match_issuer": c.has("-must-match-issuer"),
                     **stapled(c),
+                    **cert_properties(c),
                 }
                 if c.get("type") == "rpk":
                     if c.has("-cert-file"):
@@ -241,6 +273,7 @@ class Shim:
                     f.str("-key-file"),
                     signature_schemes=schemes(f),
                     **stapled(f),
+                    **cert_properties(f),
                 )
         except ValueError as e:
             raise Unimplemented(f"credential refused: {e}") from None
@@ -286,6 +319,8 @@ class Shim:
             opts["require_psk"] = not f.has("-verify-peer")
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
+        if f.has("-requested-trust-anchors"):
+            opts["trust_anchor_ids"] = trust_anchor_ids(f.get("-requested-trust-anchors") or b"")  # type: ignore[arg-type]
         opts["request_ocsp"] = f.has("-enable-ocsp-stapling")
         opts["request_signed_certificate_timestamps"] = f.has("-enable-signed-cert-timestamps")
         if f.has("-use-ocsp-callback"):

@@ -119,6 +119,7 @@ CREDENTIAL_FLAGS = frozenset(
         "-must-match-issuer",
         "-ocsp-response",
         "-signed-cert-timestamps",
+        "-cert-properties",
     }
 )
 STRING_FLAGS = frozenset(
@@ -150,6 +151,9 @@ BASE64_FLAGS = frozenset(
         "-signed-cert-timestamps",
         "-expect-ocsp-response",
         "-expect-signed-cert-timestamps",
+        # Trust anchor IDs (bogo_shim: cert_properties, client_config).
+        "-cert-properties",
+        "-requested-trust-anchors",
     }
 )
 

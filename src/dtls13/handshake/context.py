@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp, stapling, verification
+from . import compression, raw_keys, srtp, stapling, trust_anchors, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -168,6 +168,8 @@ class HandshakeContext:
         "suite",
         "transcript",
         "transitions",
+        "trust_anchor_matched",
+        "trust_anchors_available",
         "write_secret",
     )
 
@@ -214,6 +216,9 @@ class HandshakeContext:
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
+        # Trust anchor IDs (client): the server's leaf chains to one we named; its IDs.
+        self.trust_anchor_matched = False
+        self.trust_anchors_available: tuple[bytes, ...] = ()
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.random = config.random_bytes(32)
@@ -415,6 +420,8 @@ class HandshakeContext:
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
+            peer_matched_trust_anchor=self.trust_anchor_matched,
+            peer_available_trust_anchors=self.trust_anchors_available,
         )
 
     def drop_handshake_state(self) -> None:
@@ -452,9 +459,15 @@ class HandshakeContext:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
         if isinstance(cfg, ClientConfig):
+            asked_anchors = cfg.trust_anchor_ids is not None
             self.peer_stapled = stapling.peer_stapled_untrusted(
-                msg.certificate_list, cfg.request_ocsp, cfg.request_signed_certificate_timestamps
+                msg.certificate_list,
+                cfg.request_ocsp,
+                cfg.request_signed_certificate_timestamps,
+                asked_anchors,
             )
+            if asked_anchors:
+                self.trust_anchor_matched = trust_anchors.matched_untrusted(msg.certificate_list)
         else:
             stapling.check_client_entries_untrusted(msg.certificate_list)
         if self.peer_type == raw_keys.CertificateType.RawPublicKey:

@@ -16,7 +16,17 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
-from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
+from . import (
+    compression,
+    groups,
+    negotiation,
+    raw_keys,
+    selection,
+    srtp,
+    stapling,
+    trust_anchors,
+    verification,
+)
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -133,6 +143,7 @@ class ServerHandshake(HandshakeContext):
         authorities = ch.extension(ExtensionType.certificate_authorities)
         if authorities is not None:
             decode(authorities, ext.pull_certificate_authorities)  # well formed, not used
+        trust_anchors.requested_untrusted(ch)  # well formed, whatever the handshake uses
         mode = self._psk_mode(ch)
         supported = ch.extension(ExtensionType.supported_groups)
         shares_data = ch.extension(ExtensionType.key_share)
@@ -283,6 +294,10 @@ class ServerHandshake(HandshakeContext):
         if self.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         ee_ext += self._type_answers
+        anchors = trust_anchors.requested_untrusted(ch)
+        if accepted is None:
+            available = trust_anchors.available_extension(cfg, anchors)
+            ee_ext += [available] if available is not None else []
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -307,7 +322,12 @@ class ServerHandshake(HandshakeContext):
         if accepted is None:
             chosen = self.credential
             assert self.scheme is not None and chosen is not None
-            body = stapling.server_body(cfg, chosen, ch, self._count) if chosen.chain else None
+            matched = trust_anchors.matched(chosen, anchors)
+            body = (
+                stapling.server_body(cfg, chosen, ch, self._count, matched)
+                if chosen.chain
+                else None
+            )
             self._send_certificate_and_verify(
                 self.scheme, body or chosen.body, chosen.key, chosen.chain or None
             )
@@ -568,6 +588,7 @@ class ServerHandshake(HandshakeContext):
             self._count,
             ch.extension(ExtensionType.server_certificate_type),
             ch.extension(ExtensionType.certificate_authorities),
+            trust_anchors.requested_untrusted(ch),
         )
         self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
         if answer is not None:
