@@ -58,7 +58,15 @@ class ClientHandshake(HandshakeContext):
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
 
-    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_offers", "client_hello")
+    __slots__ = (
+        "_cert_request",
+        "_hrr_cookie",
+        "_key_shares",
+        "_psk_offers",
+        "client_hello",
+        "trust_anchor_matched",
+        "trust_anchors_available",
+    )
 
     config: ClientConfig
 
@@ -69,6 +77,9 @@ class ClientHandshake(HandshakeContext):
         self._psk_offers: list[PskOffer] = []
         self._cert_request: msgs.CertificateRequest | None = None
         self.client_hello: msgs.ClientHello | None = None
+        # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
+        self.trust_anchor_matched = False
+        self.trust_anchors_available: tuple[bytes, ...] = ()
         self._set_state(S.START)
 
     @property

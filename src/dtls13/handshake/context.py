@@ -113,6 +113,7 @@ class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
     is_client: ClassVar[bool]
+    trust_anchor_matched: bool  # a ClientHandshake slot (trust anchor IDs)
     TRANSITIONS: ClassVar[Mapping[tuple[Any, int], Transition]]
     CONNECTED: ClassVar[Any]
     CLOSED: ClassVar[Any]
@@ -168,8 +169,6 @@ class HandshakeContext:
         "suite",
         "transcript",
         "transitions",
-        "trust_anchor_matched",
-        "trust_anchors_available",
         "write_secret",
     )
 
@@ -216,9 +215,6 @@ class HandshakeContext:
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
-        # Trust anchor IDs (client): the server's leaf chains to one we named; its IDs.
-        self.trust_anchor_matched = False
-        self.trust_anchors_available: tuple[bytes, ...] = ()
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.random = config.random_bytes(32)
@@ -420,8 +416,9 @@ class HandshakeContext:
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
-            peer_matched_trust_anchor=self.trust_anchor_matched,
-            peer_available_trust_anchors=self.trust_anchors_available,
+            # Client-only slots (ClientHandshake): a server has neither.
+            peer_matched_trust_anchor=getattr(self, "trust_anchor_matched", False),
+            peer_available_trust_anchors=getattr(self, "trust_anchors_available", ()),
         )
 
     def drop_handshake_state(self) -> None:

@@ -15,7 +15,6 @@ from ..alerts import (
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
-from ..crypto.zeroize import zeroize
 from . import (
     compression,
     groups,
@@ -41,7 +40,7 @@ from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk, psk_after_certificates
 from .state import HELLO_STATES, ServerState, Transition
-from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
+from .ticket_issue import send_session_tickets
 
 HT = HandshakeType
 S = ServerState
@@ -516,60 +515,7 @@ class ServerHandshake(HandshakeContext):
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         out.answered = True
         self._complete()
-        self._send_session_tickets()
-
-    def _send_session_tickets(self) -> None:
-        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
-        cfg = self.config
-        ks = self.schedule
-        if not cfg.session_tickets or ks is None or self.suite is None:
-            return
-        if self.resumed and not self.renew_tickets:
-            return  # TicketDecision.ACCEPT: the client keeps the ticket it resumed with
-        if chain_size(self.peer_chain) > MAX_TICKET_CHAIN:
-            self._count("tickets_withheld", cfg.session_tickets)
-            return
-        secret = ks.resumption_master_secret(self.transcript.digest())
-        wall = self._wall_clock().timestamp()
-        try:
-            for i in range(cfg.session_tickets):
-                nonce = bytes([i])
-                age_add = int.from_bytes(cfg.random_bytes(4), "big")
-                psk = ks.resumption_psk(secret, nonce)
-                state = TicketState(
-                    self.suite,
-                    psk,
-                    wall,
-                    cfg.ticket_lifetime,
-                    age_add,
-                    cfg.max_early_data,
-                    self.alpn,
-                    self.server_name,
-                    self.peer_chain,
-                    self.peer_public_key or b"",
-                )
-                ticket = self._seal_ticket(state, wall)
-                del state  # sealed: the PSK lives on only inside the ticket
-                zeroize(psk)
-                if ticket is None:
-                    break  # the application's keys or sealer issue no ticket now
-                self._out.flight = FlightKind.TICKETS
-                extensions = (
-                    (
-                        ext.make_extension(
-                            ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
-                        ),
-                    )
-                    if cfg.max_early_data
-                    else ()
-                )
-                self._send(
-                    msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
-                    None,
-                    transcript=False,
-                )
-        finally:
-            zeroize(secret)
+        send_session_tickets(self)
 
     def choose_certificate(self, ch: msgs.ClientHello) -> None:
         """The credential and signature scheme of a full handshake (raises when none fits)."""
@@ -593,16 +539,6 @@ class ServerHandshake(HandshakeContext):
         self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
         if answer is not None:
             self._type_answers = (answer, *self._type_answers)
-
-    def _seal_ticket(self, state: TicketState, wall: float) -> bytes | None:
-        """The sealed ticket (None: none). The application's ticket keys or sealer raising,
-        or answering with the wrong type, is counted and, as any exception, internal_error."""
-        try:
-            return self.config.tickets.seal(state, wall)  # type: ignore[no-any-return]
-        except Exception:
-            if self.config.tickets.callback or self.config.tickets.sealer:
-                self._count("server_callback_errors", 1)
-            raise
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()
