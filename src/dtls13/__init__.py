@@ -35,6 +35,13 @@ from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
 from .handshake.srtp import SrtpKeyingMaterial, SrtpProtectionProfile
+from .handshake.ticket_keys import (
+    TicketDecision,
+    TicketKey,
+    TicketKeyCallback,
+    TicketKeyRing,
+    TicketSealer,
+)
 from .peer_verification import PeerVerification
 
 if TYPE_CHECKING:
@@ -76,6 +83,11 @@ __all__ = [
     "ServerConfig",
     "SrtpKeyingMaterial",
     "SrtpProtectionProfile",
+    "TicketDecision",
+    "TicketKey",
+    "TicketKeyCallback",
+    "TicketKeyRing",
+    "TicketSealer",
     "__version__",
     "ech_config_list",
     "generate_ech_key",

@@ -21,7 +21,9 @@ from .handshake.psk_import import ImportedPsk
 from .handshake.raw_keys import CertificateType, PinnedKeySource
 from .handshake.selection import ServerCertificate, load_server_certificates
 from .handshake.srtp import SrtpProtectionProfile, normalise_profiles
+from .handshake.ticket_keys import TicketKeyCallback, TicketSealer
 from .handshake.tickets import Session
+from .handshake.trust_anchors import check_ids as check_trust_anchor_ids
 from .handshake.verification import check_callback
 from .peer_verification import VerifyCallback
 from .record.message_trace import MessageCallback, check_message_callback
@@ -314,6 +316,9 @@ class ClientConfig(_Common):
     require_psk: bool = True
     # The SRTP MKI offered with srtp_profiles (RFC 5764 §4.1.3; empty: no MKI).
     srtp_mki: bytes = b""
+    # Trust anchor IDs (draft-ietf-tls-trust-anchor-ids) to name in the ClientHello: the
+    # trust anchors we have, so the server picks a chain to one (None: not sent).
+    trust_anchor_ids: Sequence[bytes] | None = None
     # Ask the server to staple an OCSP response (status_request, RFC 6066 §8) and signed
     # certificate timestamps (RFC 6962 §3.3.1) to its certificate; the library does not
     # check them: HandshakeCompleted.peer_ocsp_response / peer_signed_certificate_timestamps.
@@ -355,6 +360,8 @@ class ClientConfig(_Common):
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()
+        if self.trust_anchor_ids is not None:
+            self.trust_anchor_ids = check_trust_anchor_ids(self.trust_anchor_ids)
         psk_only = self.require_psk and (self.psk is not None or bool(self.imported_psks))
         # With verify=False, a cafile/cadir still gives a verdict (soft fail: recorded in
         # Connection.peer_verification, the handshake goes on).
@@ -403,6 +410,10 @@ class ServerConfig(_Common):
     ticket_secret: bytes | None = None  # share it so every process opens every ticket
     ticket_lifetime: int = 7200
     ticket_rotation: float = 3600.0
+    # The application's ticket keys (a TicketKeyCallback, e.g. a TicketKeyRing) or its own
+    # sealing (a TicketSealer) instead of keys derived from ticket_secret.
+    ticket_keys: TicketKeyCallback | None = None
+    ticket_sealer: TicketSealer | None = None
     # 0-RTT: the most early data a resumed client may send (0: refuse 0-RTT). Replay
     # protection: each ticket is accepted for 0-RTT once per process (whichever of its
     # ServerConfigs sees it) and only within `early_data_window` seconds of the age the
@@ -416,6 +427,9 @@ class ServerConfig(_Common):
     external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
     # External PSKs clients offer imported (RFC 9258), in our order of preference.
     imported_psks: Sequence[ImportedPsk] = ()
+    # Whether an external or imported PSK the client offers wins over the certificates
+    # (True), or is used only when no certificate credential fits the ClientHello.
+    psks_before_certificates: bool = True
     # Answer a client's SRTP MKI with the same MKI (we will use it) rather than an empty one
     # (we will not), RFC 5764 §4.1.3.
     srtp_accept_mki: bool = False
@@ -468,6 +482,8 @@ class ServerConfig(_Common):
                 "a server needs certificate_chain and private_key, certificates, "
                 "private_key with raw_public_key, external_psks or imported_psks"
             )
+        if not isinstance(self.psks_before_certificates, bool):
+            raise TypeError("psks_before_certificates must be True or False")
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
         for name in ("certificate_callback", "alpn_callback", "ocsp_callback"):
@@ -497,10 +513,17 @@ class ServerConfig(_Common):
         from .handshake.cookie import CookieJar
         from .handshake.tickets import TicketProtector
 
+        for name, kind in (("ticket_keys", TicketKeyCallback), ("ticket_sealer", TicketSealer)):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__} (or None)")
+        if (self.ticket_keys or self.ticket_sealer) and self.ticket_secret is not None:
+            raise ValueError("ticket_secret is for the built-in ticket keys: give one or the other")
         self.tickets = TicketProtector(
             self.ticket_secret,
             rotation_interval=self.ticket_rotation,
             random_bytes=self.random_bytes,
+            keys=self.ticket_keys,
+            sealer=self.ticket_sealer,
         )
 
         self.cookie_jar = CookieJar(

@@ -62,6 +62,10 @@ class HandshakeCompleted(Event):
     # Encrypted Client Hello (RFC 9849): accepted (the handshake used the inner
     # ClientHello), rejected (the outer one), GREASE, or not offered.
     ech_status: EchStatus = EchStatus.NOT_OFFERED
+    # Trust anchor IDs (ClientConfig.trust_anchor_ids, draft-ietf-tls-trust-anchor-ids):
+    # the server said its certificate chains to one we named; the IDs it said it has.
+    peer_matched_trust_anchor: bool = False
+    peer_available_trust_anchors: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import psk_credentials
+import ticket_hooks
 from flags import (
     DTLS13,
     Flags,
@@ -111,6 +112,37 @@ def _sct_list(wire: bytes) -> list[bytes]:
     return items
 
 
+def cert_properties(c: Flags) -> dict[str, Any]:
+    """-cert-properties (a CertificatePropertyList, draft-ietf-tls-trust-anchor-ids): its
+    trust_anchor_id property as the credential's; trust anchor groups are not implemented."""
+    wire = c.get("-cert-properties")
+    if not isinstance(wire, bytes):
+        return {}
+    try:
+        (length,) = struct.unpack("!H", wire[:2])
+        body, out, i = wire[2:], {}, 0
+        if length != len(body):
+            raise ShimFailure("-cert-properties: bad length")
+        while i < len(body):
+            kind, size = struct.unpack("!HH", body[i : i + 4])
+            data, i = body[i + 4 : i + 4 + size], i + 4 + size
+            if kind != 0:  # 1: trust anchor group inclusions
+                raise Unimplemented(f"certificate property {kind}")
+            out["trust_anchor_id"] = data
+    except struct.error:
+        raise ShimFailure("-cert-properties: truncated") from None
+    return out
+
+
+def trust_anchor_ids(wire: bytes) -> list[bytes]:
+    """-requested-trust-anchors: uint8-prefixed IDs one after the other."""
+    ids, i = [], 0
+    while i < len(wire):
+        ids.append(wire[i + 1 : i + 1 + wire[i]])
+        i += 1 + wire[i]
+    return ids
+
+
 def _sct_wire(items: tuple[bytes, ...]) -> bytes:
     body = b"".join(len(i).to_bytes(2, "big") + i for i in items)
     return len(body).to_bytes(2, "big") + body if items else b""
@@ -125,6 +157,9 @@ class Shim:
         self.now = START
         self.session: Any = None
         self.ticket_secret = (common.get("-ticket-key") or os.urandom(32))[:32]  # type: ignore[index]
+        # One set of ticket hooks for every connection, so that the resumption opens the
+        # first connection's ticket.
+        self.ticket_hooks = ticket_hooks.ticket_hooks(common)
         self._server_config: Any = None
         self._server_key: tuple[Any, ...] | None = None
         # The -new-*-credential credentials and the default one, as given to the library.
@@ -226,6 +261,7 @@ class Shim:
                     "signature_schemes": schemes(c),
                     "must_match_issuer": c.has("-must-match-issuer"),
                     **stapled(c),
+                    **cert_properties(c),
                 }
                 if c.get("type") == "rpk":
                     if c.has("-cert-file"):
@@ -241,6 +277,7 @@ class Shim:
                     f.str("-key-file"),
                     signature_schemes=schemes(f),
                     **stapled(f),
+                    **cert_properties(f),
                 )
         except ValueError as e:
             raise Unimplemented(f"credential refused: {e}") from None
@@ -286,6 +323,8 @@ class Shim:
             opts["require_psk"] = not f.has("-verify-peer")
         if f.has("-host-name"):
             opts["server_name"] = f.str("-host-name")
+        if f.has("-requested-trust-anchors"):
+            opts["trust_anchor_ids"] = trust_anchor_ids(f.get("-requested-trust-anchors") or b"")  # type: ignore[arg-type]
         opts["request_ocsp"] = f.has("-enable-ocsp-stapling")
         opts["request_signed_certificate_timestamps"] = f.has("-enable-signed-cert-timestamps")
         if f.has("-use-ocsp-callback"):
@@ -317,9 +356,17 @@ class Shim:
         elif f.has("-select-empty-alpn"):
             opts["alpn_callback"] = _select_empty_alpn
         if self.psks and f.credentials():
-            # BoringSSL orders PSK and certificate credentials in one list; here a PSK the
-            # client offers always wins, so the list's order cannot decide.
-            raise Unimplemented("a credential list mixing PSK and certificate credentials")
+            # BoringSSL orders PSK and certificate credentials in one list: the PSKs all
+            # first or all last is the library's psks_before_certificates.
+            places = [c.position for c in self.psks]
+            if places == list(range(len(places))):
+                opts["psks_before_certificates"] = True
+            elif places == list(range(len(f.credentials()), len(f.credentials()) + len(places))):
+                if f.has("-cert-file"):
+                    raise Unimplemented("a default credential after certificates-then-PSKs")
+                opts["psks_before_certificates"] = False
+            else:
+                raise Unimplemented("PSK credentials between certificate credentials")
         if f.credentials():
             made, default = self._credentials(f, ServerCertificate)
             opts["certificates"] = made + ([default] if default is not None else [])
@@ -346,7 +393,7 @@ class Shim:
         opts.update(_ech_keys(f))
         # Two tickets, as BoringSSL sends (its num_tickets); the runner waits for both.
         opts["session_tickets"] = 0 if f.has("-no-ticket") else 2
-        opts["ticket_secret"] = self.ticket_secret
+        opts.update(self.ticket_hooks or {"ticket_secret": self.ticket_secret})
         key = tuple(sorted((k, repr(v)) for k, v in opts.items()))
         if self._server_key != key:
             # One config (its ticket and cookie keys) for the connections that share flags.
@@ -600,14 +647,21 @@ class Driver:
 
     def check_selected_credential(self, ev: Any) -> None:
         """-expect-selected-credential: the index of the credential the handshake used
-        (-1: none of them). Only PSK credentials are configured this way here: the one
-        whose identity the library reports."""
+        (-1: none of them): the PSK whose identity the library reports, or the certificate
+        credential it reports, at their places in the whole list."""
         want = self.f.int("-expect-selected-credential")
         if want is None:
             return
-        got = next((i for i, c in enumerate(self.shim.psks) if c.identity == ev.psk_identity), -1)
+        got = next((c.position for c in self.shim.psks if c.identity == ev.psk_identity), -1)
         if [c.identity for c in self.shim.psks].count(ev.psk_identity) > 1:
             raise Unimplemented("two PSK credentials with one identity: which was used?")
+        made = self.shim.credentials[0]
+        if ev.psk_identity is None and ev.credential is not None and ev.credential in made:
+            # A certificate credential: its place among the certificates, after the PSKs
+            # when they come first (psks_before_certificates).
+            index = made.index(ev.credential)
+            before = self.shim.psks[0].position == 0
+            got = index + (len(self.shim.psks) if before else 0)
         if got != want:
             raise ShimFailure(f"selected credential {got}, wanted {want}")
 

@@ -63,6 +63,11 @@ BOOL_FLAGS = frozenset(
         "-expect-accept-early-data",
         "-expect-reject-early-data",
         "-expect-ticket-supports-early-data",
+        # Ticket keys from the application (ticket_hooks.py).
+        "-use-ticket-callback",
+        "-use-ticket-aead-callback",
+        "-renew-ticket",
+        "-skip-ticket",
         "-no-tls13",
         # OCSP stapling and SCTs (bogo_shim: the configs and check_handshake).
         "-enable-ocsp-stapling",
@@ -122,6 +127,7 @@ CREDENTIAL_FLAGS = frozenset(
         "-must-match-issuer",
         "-ocsp-response",
         "-signed-cert-timestamps",
+        "-cert-properties",
     }
 )
 STRING_FLAGS = frozenset(
@@ -155,6 +161,9 @@ BASE64_FLAGS = frozenset(
         "-signed-cert-timestamps",
         "-expect-ocsp-response",
         "-expect-signed-cert-timestamps",
+        # Trust anchor IDs (bogo_shim: cert_properties, client_config).
+        "-cert-properties",
+        "-requested-trust-anchors",
     }
 )
 

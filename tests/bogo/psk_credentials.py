@@ -27,17 +27,22 @@ class PskCredential:
     identity: bytes = b""
     context: bytes = b""
     hash: str | None = None
+    # Its index in the whole credential list (-new-x509/-rpk-credential ones counted).
+    position: int = 0
 
 
 def split(argv: list[str]) -> tuple[list[str], list[PskCredential]]:
     """(argv without the PSK credentials' flags, the PSK credentials in order)."""
     rest: list[str] = []
     creds: list[PskCredential] = []
+    others = 0  # -new-x509-credential / -new-rpk-credential seen so far
     i = 0
     while i < len(argv):
         arg = argv[i]
+        if arg in ("-new-x509-credential", "-new-rpk-credential"):
+            others += 1
         if arg == NEW:
-            creds.append(PskCredential())
+            creds.append(PskCredential(position=len(creds) + others))
         elif arg in _BASE64 or arg in _HASHES:
             if not creds:
                 raise Unimplemented(f"{arg} without -new-psk-credential")

@@ -17,7 +17,16 @@ from ..alerts import (
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
-from . import compression, groups, identity, raw_keys, srtp, stapling, verification
+from . import (
+    compression,
+    groups,
+    identity,
+    raw_keys,
+    srtp,
+    stapling,
+    trust_anchors,
+    verification,
+)
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -49,7 +58,15 @@ class ClientHandshake(HandshakeContext):
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
 
-    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_offers", "client_hello")
+    __slots__ = (
+        "_cert_request",
+        "_hrr_cookie",
+        "_key_shares",
+        "_psk_offers",
+        "client_hello",
+        "trust_anchor_matched",
+        "trust_anchors_available",
+    )
 
     config: ClientConfig
 
@@ -60,6 +77,9 @@ class ClientHandshake(HandshakeContext):
         self._psk_offers: list[PskOffer] = []
         self._cert_request: msgs.CertificateRequest | None = None
         self.client_hello: msgs.ClientHello | None = None
+        # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
+        self.trust_anchor_matched = False
+        self.trust_anchors_available: tuple[bytes, ...] = ()
         self._set_state(S.START)
 
     @property
@@ -146,6 +166,7 @@ class ClientHandshake(HandshakeContext):
             extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         extensions += _certificate_type_offers(cfg)
         extensions += stapling.client_extensions(cfg)
+        extensions += trust_anchors.client_extension(cfg)
         if cfg.compression:
             # RFC 8879 §3: the server may send its Certificate compressed with one of these.
             extensions.append(
@@ -384,6 +405,7 @@ class ClientHandshake(HandshakeContext):
             self._out.peer_record_limit = record_size_limit(limit)
             self._out.enforce_record_limit = True
         self._certificate_types(ee)
+        self.trust_anchors_available = trust_anchors.available_untrusted(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
         if accepted_early and not self.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")

@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import EchStatus, HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp, stapling, verification
+from . import compression, raw_keys, srtp, stapling, trust_anchors, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -113,6 +113,7 @@ class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
     is_client: ClassVar[bool]
+    trust_anchor_matched: bool  # a ClientHandshake slot (trust anchor IDs)
     TRANSITIONS: ClassVar[Mapping[tuple[Any, int], Transition]]
     CONNECTED: ClassVar[Any]
     CLOSED: ClassVar[Any]
@@ -416,6 +417,9 @@ class HandshakeContext:
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
             ech_status=self.ech_status(),
+            # Client-only slots (ClientHandshake): a server has neither.
+            peer_matched_trust_anchor=getattr(self, "trust_anchor_matched", False),
+            peer_available_trust_anchors=getattr(self, "trust_anchors_available", ()),
         )
 
     def ech_status(self) -> EchStatus:
@@ -459,9 +463,15 @@ class HandshakeContext:
                 raise DecodeErrorAlert("server sent an empty Certificate")
             raise CertificateRequired("client sent no certificate")
         if isinstance(cfg, ClientConfig):
+            asked_anchors = cfg.trust_anchor_ids is not None
             self.peer_stapled = stapling.peer_stapled_untrusted(
-                msg.certificate_list, cfg.request_ocsp, cfg.request_signed_certificate_timestamps
+                msg.certificate_list,
+                cfg.request_ocsp,
+                cfg.request_signed_certificate_timestamps,
+                asked_anchors,
             )
+            if asked_anchors:
+                self.trust_anchor_matched = trust_anchors.matched_untrusted(msg.certificate_list)
         else:
             stapling.check_client_entries_untrusted(msg.certificate_list)
         if self.peer_type == raw_keys.CertificateType.RawPublicKey:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .._fast import Buffer
 from . import extensions as ext
 from . import messages as msgs
+from . import trust_anchors
 from .constants import SignatureScheme
 from .credentials import (
     CertificateSource,
@@ -45,7 +46,9 @@ class Credential:
     `signature_schemes`: the schemes this key signs with, in order of preference (None:
     every scheme the key can use, in the configured `signature_schemes` order).
     `must_match_issuer`: use this credential only for a peer whose certificate_authorities
-    extension names an issuer of its chain (RFC 8446 §4.2.4).
+    extension names an issuer of its chain (RFC 8446 §4.2.4), or whose trust_anchors
+    extension names its `trust_anchor_id` (draft-ietf-tls-trust-anchor-ids: the ID of the
+    trust anchor the chain leads to, 1 to 255 bytes).
     """
 
     certificate_chain: CertificateSource | None = None
@@ -55,6 +58,7 @@ class Credential:
     raw_public_key: bool = False
     signature_schemes: Sequence[SignatureScheme | str | int] | None = None
     must_match_issuer: bool = False
+    trust_anchor_id: bytes | None = None
     # Filled in by __post_init__.
     chain: tuple[x509.Certificate, ...] = field(init=False, repr=False)
     key: PrivateKey = field(init=False, repr=False)
@@ -73,12 +77,16 @@ class Credential:
             raise TypeError("raw_public_key must be True or False")
         if not isinstance(self.must_match_issuer, bool):
             raise TypeError("must_match_issuer must be True or False")
+        if self.trust_anchor_id is not None:
+            trust_anchors.check_id(self.trust_anchor_id)
         key = load_private_key(self.private_key, self.private_key_password)
         if self.raw_public_key:
             if self.certificate_chain is not None:
                 raise ValueError("a raw public key credential has no certificate_chain")
             if self.must_match_issuer:
                 raise ValueError("must_match_issuer needs a certificate chain (it has issuers)")
+            if self.trust_anchor_id is not None:
+                raise ValueError("trust_anchor_id needs a certificate chain (to a trust anchor)")
             chain: tuple[x509.Certificate, ...] = ()
             entries: tuple[msgs.CertificateEntry, ...] = (
                 msgs.CertificateEntry(spki(key.public_key())),
@@ -139,9 +147,14 @@ class Credential:
             mine = listed + [s for s in self.schemes if s not in listed]
         return next((s for s in mine if s in offered_set), None)
 
-    def matches_issuers(self, authorities: frozenset[bytes] | None) -> bool:
-        """Whether the peer's certificate_authorities allow this credential."""
+    def matches_issuers(
+        self, authorities: frozenset[bytes] | None, anchors: frozenset[bytes] | None = None
+    ) -> bool:
+        """Whether the peer's certificate_authorities or trust anchor IDs allow this
+        credential."""
         if not self.must_match_issuer:
+            return True
+        if anchors is not None and self.trust_anchor_id in anchors:
             return True
         return authorities is not None and not self.issuers.isdisjoint(authorities)
 
@@ -172,10 +185,11 @@ def choose(
     offered: Sequence[int],
     preference: Sequence[int] | None,
     authorities: frozenset[bytes] | None,
+    anchors: frozenset[bytes] | None = None,
 ) -> tuple[C, int] | None:
     """The first credential of `cert_type` the peer can take, and the scheme it signs with."""
     for cred in credentials:
-        if cred.certificate_type != cert_type or not cred.matches_issuers(authorities):
+        if cred.certificate_type != cert_type or not cred.matches_issuers(authorities, anchors):
             continue
         scheme = cred.scheme_for(offered, preference)
         if scheme is not None:
@@ -187,10 +201,11 @@ def no_match_reason(
     credentials: Sequence[Credential],
     offered: Sequence[int],
     authorities: frozenset[bytes] | None,
+    anchors: frozenset[bytes] | None = None,
 ) -> str:
     """Why no credential fits, for the alert's text."""
-    if credentials and all(not c.matches_issuers(authorities) for c in credentials):
-        return "no credential's issuer is among the peer's certificate_authorities"
+    if credentials and all(not c.matches_issuers(authorities, anchors) for c in credentials):
+        return "no credential's issuer is among the peer's certificate_authorities or trust anchors"
     ours = sorted({_scheme_name(s) for c in credentials for s in c.schemes})
     return (
         f"no credential can sign with a scheme the peer offers: ours {ours}, "

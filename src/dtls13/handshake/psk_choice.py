@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..alerts import DecryptError, IllegalParameter, MissingExtension
+from ..alerts import (
+    DecryptError,
+    HandshakeFailure,
+    IllegalParameter,
+    MissingExtension,
+    UnsupportedCertificate,
+)
 from ..crypto.suites import SUITES, CipherSuite
 from . import extensions as ext
 from . import messages as msgs
@@ -25,10 +31,40 @@ if TYPE_CHECKING:
 Accepted = tuple[int, KeySchedule, TicketState | None, ext.PskIdentity, bytes | None]
 
 
-def choose_psk(
+def psk_after_certificates(
     hs: ServerHandshake, ch: msgs.ClientHello, body: bytes, suite: int
+) -> tuple[Accepted | None, bool]:
+    """`psks_before_certificates=False`: a session ticket of ours, else a certificate
+    credential if one fits the ClientHello (hs.choose_certificate), else an external PSK.
+    (The PSK, if any; whether a certificate was chosen.)"""
+    accepted = choose_psk(hs, ch, body, suite, external=False)
+    if accepted is not None:
+        return accepted, False
+    try:
+        hs.choose_certificate(ch)
+        return None, True
+    except (HandshakeFailure, MissingExtension, UnsupportedCertificate):
+        # No certificate credential fits (RFC 8446 §4.2.3: a client that offers only a
+        # PSK may send no signature_algorithms): an external PSK, if the client has one.
+        hs.credential, hs._type_answers = None, ()
+        hs.peer_type = raw_keys.CertificateType.X509
+        accepted = choose_psk(hs, ch, body, suite, tickets=False)
+        if accepted is None:
+            raise
+        return accepted, False
+
+
+def choose_psk(
+    hs: ServerHandshake,
+    ch: msgs.ClientHello,
+    body: bytes,
+    suite: int,
+    *,
+    tickets: bool = True,
+    external: bool = True,
 ) -> Accepted | None:
-    """The PSK this handshake uses, its binder verified; None: none we know."""
+    """The PSK this handshake uses, its binder verified; None: none we know. `tickets`,
+    `external`: whether session tickets, imported and external PSKs are candidates."""
     cfg = hs.config
     data = ch.extension(ExtensionType.pre_shared_key)
     assert data is not None
@@ -36,16 +72,16 @@ def choose_psk(
     if len(offered.identities) != len(offered.binders):
         raise IllegalParameter("pre_shared_key: identities and binders differ in number")
     hash_name = SUITES[CipherSuite(suite)].hash_name
-    chosen = _ticket(hs, offered, hash_name)
+    chosen = _ticket(hs, offered, hash_name) if tickets else None
     binder_label = "res"
-    if chosen is None and cfg.imported_psks:
+    if chosen is None and external and cfg.imported_psks:
         wire = [i.identity for i in offered.identities]
         match = server_match(cfg.imported_psks, wire, hash_name)
         if match is not None:
             index, psk, ipskx = match
             ks = KeySchedule(hash_name, psk=ipskx)
             chosen, binder_label = (index, ks, None, offered.identities[index], psk.identity), "imp"
-    if chosen is None and hash_name == "sha256":  # plain external PSKs are SHA-256
+    if chosen is None and external and hash_name == "sha256":  # external PSKs: SHA-256
         for index, identity in enumerate(offered.identities):
             key = cfg.external_psks.get(identity.identity)
             if key is not None:
@@ -72,9 +108,10 @@ def _ticket(hs: ServerHandshake, offered: ext.OfferedPsks, hash_name: str) -> Ac
     for index, identity in enumerate(offered.identities):
         if identity.identity in cfg.external_psks:
             continue
-        state = cfg.tickets.open(identity.identity, wall)
-        if state is None:
+        opened = open_ticket(hs, identity.identity, wall)
+        if opened is None:
             continue
+        state, renew = opened
         if state.server_name != hs.server_name:
             # RFC 8446 §4.2.11 lets the server check the ticket against the SNI.
             hs._count("psk_refused_identity", 1)
@@ -86,8 +123,20 @@ def _ticket(hs: ServerHandshake, offered: ext.OfferedPsks, hash_name: str) -> Ac
             continue
         if SUITES[state.suite].hash_name != hash_name:
             continue
+        hs.renew_tickets = renew
         return index, KeySchedule(hash_name, psk=state.psk), state, identity, None
     return None
+
+
+def open_ticket(hs: ServerHandshake, ticket: bytes, wall: float) -> tuple[TicketState, bool] | None:
+    """The ticket's state and whether to issue new tickets. The application's ticket keys
+    or sealer raising, or answering with the wrong type, is its bug: counted
+    (`server_callback_errors`) and, as any exception, internal_error."""
+    try:
+        return hs.config.tickets.open_ticket(ticket, wall)  # type: ignore[no-any-return]
+    except Exception:
+        hs._count("server_callback_errors", 1)
+        raise
 
 
 def check_kept_psks(

@@ -18,9 +18,18 @@ from ..alerts import (
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
-from ..crypto.zeroize import zeroize
 from ..events import EchStatus
-from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
+from . import (
+    compression,
+    groups,
+    negotiation,
+    raw_keys,
+    selection,
+    srtp,
+    stapling,
+    trust_anchors,
+    verification,
+)
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -34,9 +43,9 @@ from .context import (
 from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .ech_server import FINISHED, ServerEch
 from .key_schedule import Transcript
-from .psk_choice import Accepted, check_kept_psks, choose_psk
+from .psk_choice import Accepted, check_kept_psks, choose_psk, psk_after_certificates
 from .state import HELLO_STATES, ServerState, Transition
-from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
+from .ticket_issue import send_session_tickets
 
 HT = HandshakeType
 S = ServerState
@@ -76,6 +85,7 @@ class ServerHandshake(HandshakeContext):
         "_peer_address",
         "_type_answers",
         "hello_bodies",
+        "renew_tickets",
         "server_name",
     )
 
@@ -95,6 +105,8 @@ class ServerHandshake(HandshakeContext):
         # ClientHellos processed, by message_seq (a read-only empty one once dropped).
         self.hello_bodies: dict[int, bytes] | Mapping[int, bytes] = {}
         self._ech = ServerEch(config.ech_keys)  # Encrypted Client Hello (RFC 9849)
+        # False: a resumption whose ticket the application's keys accepted without renewal.
+        self.renew_tickets = True
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
@@ -150,6 +162,7 @@ class ServerHandshake(HandshakeContext):
         authorities = ch.extension(ExtensionType.certificate_authorities)
         if authorities is not None:
             decode(authorities, ext.pull_certificate_authorities)  # well formed, not used
+        trust_anchors.requested_untrusted(ch)  # well formed, whatever the handshake uses
         mode = self._psk_mode(ch)
         supported = ch.extension(ExtensionType.supported_groups)
         shares_data = ch.extension(ExtensionType.key_share)
@@ -179,7 +192,14 @@ class ServerHandshake(HandshakeContext):
             if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        accepted = choose_psk(self, ch, body, suite) if mode is not None else None
+        self._type_answers = ()
+        certified = False
+        if mode is None:
+            accepted = None
+        elif cfg.psks_before_certificates:
+            accepted = choose_psk(self, ch, body, suite)
+        else:
+            accepted, certified = psk_after_certificates(self, ch, body, suite)
         self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
         self.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
@@ -187,26 +207,8 @@ class ServerHandshake(HandshakeContext):
                 raise MissingExtension("no key_share for a handshake without a PSK")
         else:
             group = None  # psk_ke: no (EC)DHE
-        self._type_answers = ()
-        if accepted is None:
-            sig = ch.extension(ExtensionType.signature_algorithms)
-            if sig is None:
-                raise MissingExtension("ClientHello without signature_algorithms")
-            offered = decode(sig, ext.pull_signature_algorithms)
-            self.peer_type, self._type_answers = raw_keys.client_type_choice(
-                cfg, ch.extension(ExtensionType.client_certificate_type)
-            )
-            self.credential, scheme, answer = selection.choose_server_credential(
-                cfg,
-                self.server_name,
-                offered,
-                self._count,
-                ch.extension(ExtensionType.server_certificate_type),
-                ch.extension(ExtensionType.certificate_authorities),
-            )
-            self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
-            if answer is not None:
-                self._type_answers = (answer, *self._type_answers)
+        if accepted is None and not certified:
+            self.choose_certificate(ch)
         if retried and self._client_hello is not None:
             self._check_same_client_hello(self._client_hello, ch)
         offer = ch.extension(ExtensionType.compress_certificate)
@@ -314,6 +316,10 @@ class ServerHandshake(HandshakeContext):
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         ee_ext += self._type_answers
         ee_ext += self._ech.encrypted_extensions()
+        anchors = trust_anchors.requested_untrusted(ch)
+        if accepted is None:
+            available = trust_anchors.available_extension(cfg, anchors)
+            ee_ext += [available] if available is not None else []
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -338,7 +344,12 @@ class ServerHandshake(HandshakeContext):
         if accepted is None:
             chosen = self.credential
             assert self.scheme is not None and chosen is not None
-            body = stapling.server_body(cfg, chosen, ch, self._count) if chosen.chain else None
+            matched = trust_anchors.matched(chosen, anchors)
+            body = (
+                stapling.server_body(cfg, chosen, ch, self._count, matched)
+                if chosen.chain
+                else None
+            )
             self._send_certificate_and_verify(
                 self.scheme, body or chosen.body, chosen.key, chosen.chain or None
             )
@@ -536,54 +547,30 @@ class ServerHandshake(HandshakeContext):
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         out.answered = True
         self._complete()
-        self._send_session_tickets()
+        send_session_tickets(self)
 
-    def _send_session_tickets(self) -> None:
-        """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
+    def choose_certificate(self, ch: msgs.ClientHello) -> None:
+        """The credential and signature scheme of a full handshake (raises when none fits)."""
         cfg = self.config
-        ks = self.schedule
-        if not cfg.session_tickets or ks is None or self.suite is None:
-            return
-        if chain_size(self.peer_chain) > MAX_TICKET_CHAIN:
-            self._count("tickets_withheld", cfg.session_tickets)
-            return
-        secret = ks.resumption_master_secret(self.transcript.digest())
-        wall = self._wall_clock().timestamp()
-        self._out.flight = FlightKind.TICKETS
-        for i in range(cfg.session_tickets):
-            nonce = bytes([i])
-            age_add = int.from_bytes(cfg.random_bytes(4), "big")
-            psk = ks.resumption_psk(secret, nonce)
-            state = TicketState(
-                self.suite,
-                psk,
-                wall,
-                cfg.ticket_lifetime,
-                age_add,
-                cfg.max_early_data,
-                self.alpn,
-                self.server_name,
-                self.peer_chain,
-                self.peer_public_key or b"",
-            )
-            ticket = cfg.tickets.seal(state, wall)
-            del state  # sealed: the PSK lives on only inside the ticket
-            zeroize(psk)
-            extensions = (
-                (
-                    ext.make_extension(
-                        ExtensionType.early_data, ext.push_early_data_ticket, cfg.max_early_data
-                    ),
-                )
-                if cfg.max_early_data
-                else ()
-            )
-            self._send(
-                msgs.NewSessionTicket(cfg.ticket_lifetime, age_add, nonce, ticket, extensions),
-                None,
-                transcript=False,
-            )
-        zeroize(secret)
+        sig = ch.extension(ExtensionType.signature_algorithms)
+        if sig is None:
+            raise MissingExtension("ClientHello without signature_algorithms")
+        offered = decode(sig, ext.pull_signature_algorithms)
+        self.peer_type, self._type_answers = raw_keys.client_type_choice(
+            cfg, ch.extension(ExtensionType.client_certificate_type)
+        )
+        self.credential, scheme, answer = selection.choose_server_credential(
+            cfg,
+            self.server_name,
+            offered,
+            self._count,
+            ch.extension(ExtensionType.server_certificate_type),
+            ch.extension(ExtensionType.certificate_authorities),
+            trust_anchors.requested_untrusted(ch),
+        )
+        self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
+        if answer is not None:
+            self._type_answers = (answer, *self._type_answers)
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()

@@ -33,6 +33,7 @@ from ..alerts import (
 )
 from . import extensions as ext
 from . import messages as msgs
+from . import trust_anchors
 from .constants import ExtensionType
 
 STATUS_TYPE_OCSP = 1
@@ -40,6 +41,7 @@ STATUS_TYPE_OCSP = 1
 STATUS_REQUEST_DATA = bytes([STATUS_TYPE_OCSP, 0, 0, 0, 0])
 _OCSP = ExtensionType.status_request
 _SCT = ExtensionType.signed_certificate_timestamp
+_ANCHORS = trust_anchors.EXTENSION_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +189,15 @@ def client_extensions(cfg: Any) -> list[ext.Extension]:
 
 
 def peer_stapled_untrusted(
-    entries: Sequence[msgs.CertificateEntry], ocsp: bool, sct: bool
+    entries: Sequence[msgs.CertificateEntry], ocsp: bool, sct: bool, anchors: bool = False
 ) -> Stapled:
-    """What the server stapled to its leaf; `ocsp` / `sct`: we asked for it.
+    """What the server stapled to its leaf; `ocsp` / `sct` / `anchors` (trust anchor IDs):
+    we asked for it.
 
     RFC 8446 §4.4.2: an extension in a CertificateEntry must answer one of the ClientHello
     (else unsupported_extension). Those on intermediates are allowed and ignored: what
     matters is the leaf's. A malformed one: decode_error."""
-    allowed = {t for t, asked in ((_OCSP, ocsp), (_SCT, sct)) if asked}
+    allowed = {t for t, asked in ((_OCSP, ocsp), (_SCT, sct), (_ANCHORS, anchors)) if asked}
     for entry in entries:
         for e in entry.extensions:
             if e.type not in allowed:
@@ -254,7 +257,9 @@ def requested_untrusted(ch: msgs.ClientHello) -> tuple[bool, bool]:
     return ocsp, timestamps is not None
 
 
-def server_body(cfg: Any, certificate: Any, ch: msgs.ClientHello, count: Any) -> bytes:
+def server_body(
+    cfg: Any, certificate: Any, ch: msgs.ClientHello, count: Any, anchor_matched: bool = False
+) -> bytes:
     """The Certificate message body for `certificate` (a selection.ServerCertificate): its
     plain body, or one whose leaf entry carries what the client asked for and we have.
 
@@ -276,15 +281,18 @@ def server_body(cfg: Any, certificate: Any, ch: msgs.ClientHello, count: Any) ->
             count("server_callback_errors", 1)
             raise
     timestamps = certificate.signed_certificate_timestamps if sct else ()
-    if response is None and not timestamps:
+    if response is None and not timestamps and not anchor_matched:
         return bytes(certificate.body)
-    return stapled_body(certificate, response, tuple(timestamps))
+    return stapled_body(certificate, response, tuple(timestamps), anchor_matched)
 
 
-def stapled_body(certificate: Any, response: bytes | None, scts: tuple[bytes, ...]) -> bytes:
-    """The body of `certificate`'s Certificate message with the leaf entry's extensions;
-    the configured values' body is made once per chain (a callback's, each time)."""
-    key = (response, scts)
+def stapled_body(
+    certificate: Any, response: bytes | None, scts: tuple[bytes, ...], anchor: bool = False
+) -> bytes:
+    """The body of `certificate`'s Certificate message with the leaf entry's extensions
+    (`anchor`: the empty trust_anchors of draft-ietf-tls-trust-anchor-ids); the configured
+    values' body is made once per chain (a callback's, each time)."""
+    key = (response, scts, anchor)
     cache: dict[Any, bytes] = certificate.stapled_bodies
     body = cache.get(key)
     if body is not None:
@@ -294,11 +302,13 @@ def stapled_body(certificate: Any, response: bytes | None, scts: tuple[bytes, ..
         leaf_ext.append(ext.Extension(_OCSP, encode_certificate_status(response)))
     if scts:
         leaf_ext.append(ext.Extension(_SCT, encode_timestamps(scts)))
+    if anchor:
+        leaf_ext.append(ext.Extension(trust_anchors.EXTENSION_TYPE, b""))
     ders = [c.public_bytes(Encoding.DER) for c in certificate.chain]
     entries = [msgs.CertificateEntry(ders[0], tuple(leaf_ext))]
     entries += [msgs.CertificateEntry(der) for der in ders[1:]]
     _, body = msgs.push_message(msgs.Certificate(b"", tuple(entries)))
-    if response == certificate.ocsp_response and len(cache) < 4:
+    if response == certificate.ocsp_response and len(cache) < 8:
         cache[key] = body
     return body
 
@@ -306,7 +316,8 @@ def stapled_body(certificate: Any, response: bytes | None, scts: tuple[bytes, ..
 def stapled_size(certificate: Any) -> int:
     """The most bytes stapling adds to `certificate`'s Certificate message (the
     amplification bound of the server's first flight)."""
-    return _size(certificate.ocsp_response, certificate.signed_certificate_timestamps)
+    anchor = 4 if certificate.trust_anchor_id is not None else 0  # an empty extension
+    return anchor + _size(certificate.ocsp_response, certificate.signed_certificate_timestamps)
 
 
 def _size(response: bytes | None, scts: Sequence[bytes]) -> int:
