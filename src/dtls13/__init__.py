@@ -29,6 +29,7 @@ from .errors import (
     PeerUnreachable,
 )
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.delegated import delegated_credential
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
@@ -73,6 +74,7 @@ __all__ = [
     "SrtpKeyingMaterial",
     "SrtpProtectionProfile",
     "__version__",
+    "delegated_credential",
     "open_dtls_client",
     "serve_dtls",
 ]

@@ -317,11 +317,15 @@ class ClientConfig(_Common):
     # With request_ocsp: called after the chain is verified with the stapled response (None
     # when the server stapled none) and the chain; False ends the handshake.
     ocsp_callback: ClientOcspCallback | None = None
+    # Accept a server's delegated credential (RFC 9345) whose key signs with one of these
+    # schemes, in the delegated_credential extension (empty: none offered, none accepted).
+    delegated_credential_schemes: Sequence[SignatureScheme | str | int] = ()
     # More client credentials besides certificate_chain/private_key and raw_public_key
     # (which come first): Credential objects or (chain, key) tuples, in order of preference.
     # A CertificateRequest gets the first that fits it (handshake.identity).
     certificates: Sequence[Credential | tuple[Any, ...]] = ()
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
+    dc_schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     credentials: tuple[Credential, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
@@ -347,6 +351,12 @@ class ClientConfig(_Common):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False")
         stapling.check_callback(self.ocsp_callback)
+        if isinstance(self.delegated_credential_schemes, str | bytes):
+            raise TypeError("delegated_credential_schemes is a sequence of schemes, not one")
+        if self.delegated_credential_schemes:
+            self.dc_schemes = _names_to(
+                SignatureScheme, self.delegated_credential_schemes, "signature scheme"
+            )
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()

@@ -17,7 +17,16 @@ from ..alerts import (
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
-from . import compression, groups, identity, raw_keys, srtp, stapling, verification
+from . import (
+    compression,
+    delegated,
+    groups,
+    identity,
+    raw_keys,
+    srtp,
+    stapling,
+    verification,
+)
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -146,6 +155,8 @@ class ClientHandshake(HandshakeContext):
             extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
         extensions += _certificate_type_offers(cfg)
         extensions += stapling.client_extensions(cfg)
+        if cfg.dc_schemes:
+            extensions.append(delegated.client_extension(cfg.dc_schemes))
         if cfg.compression:
             # RFC 8879 §3: the server may send its Certificate compressed with one of these.
             extensions.append(

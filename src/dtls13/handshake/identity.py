@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import Buffer
+from . import delegated
 from . import extensions as ext
 from . import messages as msgs
 from .constants import SignatureScheme
@@ -46,6 +47,9 @@ class Credential:
     every scheme the key can use, in the configured `signature_schemes` order).
     `must_match_issuer`: use this credential only for a peer whose certificate_authorities
     extension names an issuer of its chain (RFC 8446 §4.2.4).
+    `delegated_credential`: a delegated credential (RFC 9345) for `private_key`, signed by
+    the chain's leaf (`dtls13.delegated_credential`): the credential then serves only a
+    peer that asks for delegated credentials (handshake.delegated).
     """
 
     certificate_chain: CertificateSource | None = None
@@ -55,7 +59,9 @@ class Credential:
     raw_public_key: bool = False
     signature_schemes: Sequence[SignatureScheme | str | int] | None = None
     must_match_issuer: bool = False
+    delegated_credential: bytes | None = field(default=None, repr=False)
     # Filled in by __post_init__.
+    delegation: delegated.DelegatedCredential | None = field(init=False, repr=False)
     chain: tuple[x509.Certificate, ...] = field(init=False, repr=False)
     key: PrivateKey = field(init=False, repr=False)
     certificate_type: CertificateType = field(init=False)
@@ -74,11 +80,14 @@ class Credential:
         if not isinstance(self.must_match_issuer, bool):
             raise TypeError("must_match_issuer must be True or False")
         key = load_private_key(self.private_key, self.private_key_password)
+        dc: delegated.DelegatedCredential | None = None
         if self.raw_public_key:
             if self.certificate_chain is not None:
                 raise ValueError("a raw public key credential has no certificate_chain")
             if self.must_match_issuer:
                 raise ValueError("must_match_issuer needs a certificate chain (it has issuers)")
+            if self.delegated_credential is not None:
+                raise ValueError("a delegated credential needs the certificate chain it is for")
             chain: tuple[x509.Certificate, ...] = ()
             entries: tuple[msgs.CertificateEntry, ...] = (
                 msgs.CertificateEntry(spki(key.public_key())),
@@ -88,10 +97,14 @@ class Credential:
             if self.certificate_chain is None:
                 raise ValueError("certificate_chain is needed (or raw_public_key=True)")
             chain = tuple(load_certificate_chain(self.certificate_chain))
-            check_key_matches_certificate(key, chain[0])
             entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+            if self.delegated_credential is None:
+                check_key_matches_certificate(key, chain[0])
+            else:
+                dc = delegated.own(self.delegated_credential, chain[0], key)
+                entries = (delegated.leaf_entry(chain, dc), *entries[1:])
             cert_type = CertificateType.X509
-        usable = schemes_for_key(key)
+        usable = [SignatureScheme(dc.dc_cert_verify_algorithm)] if dc else schemes_for_key(key)
         if self.signature_schemes is None:
             schemes = tuple(usable)
         else:
@@ -108,6 +121,7 @@ class Credential:
         set_ = object.__setattr__
         set_(self, "chain", chain)
         set_(self, "key", key)
+        set_(self, "delegation", dc)
         set_(self, "certificate_type", cert_type)
         set_(self, "schemes", schemes)
         set_(self, "issuers", frozenset(c.issuer.public_bytes() for c in chain))
@@ -172,12 +186,14 @@ def choose(
     offered: Sequence[int],
     preference: Sequence[int] | None,
     authorities: frozenset[bytes] | None,
+    dc_offered: Sequence[int] | None = None,
 ) -> tuple[C, int] | None:
-    """The first credential of `cert_type` the peer can take, and the scheme it signs with."""
+    """The first credential of `cert_type` the peer can take, and the scheme it signs with
+    (one with a delegated credential only when `dc_offered` allows it: handshake.delegated)."""
     for cred in credentials:
         if cred.certificate_type != cert_type or not cred.matches_issuers(authorities):
             continue
-        scheme = cred.scheme_for(offered, preference)
+        scheme = delegated.scheme_for(cred, offered, preference, dc_offered)
         if scheme is not None:
             return cred, scheme
     return None

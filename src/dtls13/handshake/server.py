@@ -183,6 +183,7 @@ class ServerHandshake(HandshakeContext):
                 self._count,
                 ch.extension(ExtensionType.server_certificate_type),
                 ch.extension(ExtensionType.certificate_authorities),
+                ch.extension(ExtensionType.delegated_credential),
             )
             self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
             if answer is not None:

@@ -195,6 +195,7 @@ def peer_stapled_untrusted(
     (else unsupported_extension). Those on intermediates are allowed and ignored: what
     matters is the leaf's. A malformed one: decode_error."""
     allowed = {t for t, asked in ((_OCSP, ocsp), (_SCT, sct)) if asked}
+    allowed.add(ExtensionType.delegated_credential)  # handshake.delegated checks it
     for entry in entries:
         for e in entry.extensions:
             if e.type not in allowed:
@@ -289,7 +290,8 @@ def stapled_body(certificate: Any, response: bytes | None, scts: tuple[bytes, ..
     body = cache.get(key)
     if body is not None:
         return body
-    leaf_ext = []
+    dc = getattr(certificate, "delegation", None)  # RFC 9345 §4.1.2: on the leaf, too
+    leaf_ext = [] if dc is None else [ext.Extension(ExtensionType.delegated_credential, dc.raw)]
     if response is not None:
         leaf_ext.append(ext.Extension(_OCSP, encode_certificate_status(response)))
     if scts:
