@@ -22,6 +22,7 @@ from . import (
     delegated,
     groups,
     identity,
+    permutation,
     raw_keys,
     srtp,
     stapling,
@@ -190,6 +191,8 @@ class ClientHandshake(HandshakeContext):
                     ),
                 )
             )
+        if cfg.permute_extensions:
+            extensions = permutation.permuted(extensions, self.random)
         hello = msgs.ClientHello(
             random=self.random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
