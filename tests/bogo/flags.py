@@ -73,6 +73,9 @@ BOOL_FLAGS = frozenset(
         "-fail-ocsp-callback",
         # On the newest -new-*-credential (parse_credentials).
         "-must-match-issuer",
+        # ClientConfig.permute_extensions, ServerConfig.acknowledge_server_name=False.
+        "-permute-extensions",
+        "-no-server-name-ack",
     }
 )
 
@@ -104,8 +107,13 @@ INT_VECTOR_FLAGS = frozenset(
 )
 # BoringSSL's credential list (test_config.cc): each -new-*-credential starts one; the
 # CREDENTIAL_FLAGS after it belong to it (before any, to the default credential, which
-# BoringSSL tries after the list). Delegated, PSK and PAKE credentials are not offered here.
-NEW_CREDENTIAL_FLAGS = {"-new-x509-credential": "x509", "-new-rpk-credential": "rpk"}
+# BoringSSL tries after the list). PSK and PAKE credentials are not offered here; a
+# delegated one is the leaf's chain with the DC key and -delegated-credential (RFC 9345).
+NEW_CREDENTIAL_FLAGS = {
+    "-new-x509-credential": "x509",
+    "-new-rpk-credential": "rpk",
+    "-new-delegated-credential": "delegated",
+}
 CREDENTIAL_FLAGS = frozenset(
     {
         "-cert-file",
@@ -114,6 +122,7 @@ CREDENTIAL_FLAGS = frozenset(
         "-must-match-issuer",
         "-ocsp-response",
         "-signed-cert-timestamps",
+        "-delegated-credential",
     }
 )
 STRING_FLAGS = frozenset(
@@ -145,6 +154,7 @@ BASE64_FLAGS = frozenset(
         "-signed-cert-timestamps",
         "-expect-ocsp-response",
         "-expect-signed-cert-timestamps",
+        "-delegated-credential",
     }
 )
 
