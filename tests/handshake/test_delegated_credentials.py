@@ -21,6 +21,7 @@ from dtls13.handshake.constants import ExtensionType
 from dtls13.handshake.constants import SignatureScheme as SS
 from dtls13.handshake.extensions import Extension
 from dtls13.handshake.selection import ServerCertificate
+from dtls13.handshake.server import ServerHandshake
 from tests.support.dtls_pair import Pair, make_pair
 from tests.support.pki import DAY, NOW, TestPKI, cached_key
 
@@ -129,11 +130,39 @@ def test_a_delegated_credential_we_did_not_ask_for_is_unexpected_message() -> No
     assert delegated.peer_credential_untrusted((plain, entry), LEAF.cert, (), [P256], NOW) is None
 
 
-def test_the_certificate_verify_must_use_the_credentials_scheme() -> None:
+def test_the_client_takes_the_credentials_key() -> None:
     entry = msgs.CertificateEntry(b"leaf", (Extension(ExtensionType.delegated_credential, _dc()),))
     dc = delegated.peer_credential_untrusted((entry,), LEAF.cert, [P256], [P256], NOW)
     assert dc is not None
     assert delegated.peer_key_untrusted(dc).public_numbers() == DC_KEY.public_key().public_numbers()
+
+
+def test_a_server_that_signs_with_the_leaf_key_instead_is_refused(monkeypatch: Any) -> None:
+    """With a delegated credential sent, CertificateVerify must use its scheme and verify
+    with its key (RFC 9345 §4.1.3): a valid signature by the leaf's key does not do."""
+    p384_key = cached_key("ec384", 266)
+    dc = dtls13.delegated_credential(
+        LEAF.cert, LEAF.key, p384_key, SS.ecdsa_secp384r1_sha384, DAY, now=NOW
+    )
+    real = ServerHandshake._send_certificate_and_verify
+
+    def leaf_signs(
+        self: Any, scheme: Any, body: Any = None, key: Any = None, chain: Any = None
+    ) -> None:
+        real(self, P256, body, LEAF.key, chain)
+
+    monkeypatch.setattr(ServerHandshake, "_send_certificate_and_verify", leaf_signs)
+    client = ClientConfig(
+        server_name="localhost",
+        cafile=PKI.root_pem,
+        delegated_credential_schemes=[SS.ecdsa_secp384r1_sha384],
+        idle_release_after=None,
+        debug=True,
+    )
+    cred = ServerCertificate(LEAF.chain_pem, p384_key, delegated_credential=dc)
+    server = ServerConfig(certificates=[cred], idle_release_after=None, debug=True)
+    pair = make_pair(cfgs=(client, server))
+    assert _client_alert(pair) == AlertDescription.illegal_parameter
 
 
 def test_configuration_mistakes_raise_at_once() -> None:
