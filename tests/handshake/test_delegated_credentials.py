@@ -80,6 +80,7 @@ def test_a_client_that_does_not_ask_gets_the_plain_certificate() -> None:
     assert not pair.handshake(max_time=10)
     ended = pair.terminated("server")
     assert ended is not None and ended.alert == AlertDescription.handshake_failure
+    assert "did not ask for them" in ended.reason
 
 
 def test_the_credential_is_chosen_only_when_the_client_names_its_scheme() -> None:
@@ -126,6 +127,9 @@ def test_a_delegated_credential_we_did_not_ask_for_is_unexpected_message() -> No
     # Asked for, it is checked and returned; on another certificate it is ignored (§4.1.2).
     got = delegated.peer_credential_untrusted((entry,), LEAF.cert, [P256], [P256], NOW)
     assert got is not None and got.dc_cert_verify_algorithm == P256
+    # An application's wall clock without a time zone is taken as UTC.
+    naive = NOW.replace(tzinfo=None)
+    assert delegated.peer_credential_untrusted((entry,), LEAF.cert, [P256], [P256], naive)
     plain = msgs.CertificateEntry(b"leaf")
     assert delegated.peer_credential_untrusted((plain, entry), LEAF.cert, (), [P256], NOW) is None
 

@@ -116,15 +116,15 @@ def _not_before(cert: x509.Certificate) -> datetime.datetime:
 def leaf_allows_delegation(leaf: x509.Certificate) -> str | None:
     """Why `leaf` cannot issue delegated credentials (RFC 9345 §4.2), or None."""
     try:
-        leaf.extensions.get_extension_for_oid(DELEGATION_USAGE)
-    except x509.ExtensionNotFound:
-        return "the certificate has no DelegationUsage extension"
-    except ValueError as err:
-        return f"the certificate's extensions do not parse: {err}"
-    try:
-        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
+        extensions = leaf.extensions
+        extensions.get_extension_for_oid(DELEGATION_USAGE)
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound as missing:
+        if missing.oid == DELEGATION_USAGE:
+            return "the certificate has no DelegationUsage extension"
         return "the certificate has no key usage extension (digitalSignature is required)"
+    except Exception as err:  # the peer's bytes, parsed lazily by cryptography
+        return f"the certificate's extensions do not parse: {err}"
     if not usage.digital_signature:
         return "the certificate's key usage lacks digitalSignature"
     return None
@@ -255,6 +255,19 @@ def scheme_for(
     return dc.dc_cert_verify_algorithm
 
 
+def unusable_reason(credentials: Sequence[Any], dc_offered: Sequence[int] | None) -> str | None:
+    """Why no credential fits when each holds a delegated credential (None: not that)."""
+    if not credentials or any(c.delegation is None for c in credentials):
+        return None
+    if dc_offered is None:
+        return "only delegated credentials, and the client did not ask for them (RFC 9345)"
+    return (
+        "no delegated credential for a scheme the client accepts: ours "
+        f"{sorted({_scheme_name(c.delegation.dc_cert_verify_algorithm) for c in credentials})}, "
+        f"offered {[_scheme_name(s) for s in dc_offered]}"
+    )
+
+
 # -- client: checking what the server sent ----------------------------------------------------
 
 
@@ -297,6 +310,8 @@ def peer_credential_untrusted(
             f"delegated credential signed with {_scheme_name(dc.algorithm)}, not offered"
         )
     expires = dc.expires(leaf)
+    if now.tzinfo is None:  # an application's wall clock without a zone: taken as UTC
+        now = now.replace(tzinfo=datetime.UTC)
     if now >= expires:
         raise IllegalParameter("delegated credential expired")
     if (expires - now).total_seconds() > MAX_VALID_TIME:

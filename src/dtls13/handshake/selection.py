@@ -266,7 +266,10 @@ def choose_certificate(
     # RFC 8446 §4.4.2.2, §4.4.3: CertificateVerify uses a scheme the client offered;
     # with no key able to, the handshake fails (§4.1.1: handshake_failure).
     usable = [c for c in certificates.certificates if c.certificate_type in types]
-    raise HandshakeFailure(identity.no_match_reason(usable, offered, authorities))
+    raise HandshakeFailure(
+        delegated.unusable_reason(usable, dc_offered)
+        or identity.no_match_reason(usable, offered, authorities)
+    )
 
 
 def _decode(data: bytes, pull: Any) -> Any:
