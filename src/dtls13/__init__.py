@@ -30,6 +30,7 @@ from .errors import (
 )
 from .events import EchStatus
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.delegated import delegated_credential
 from .handshake.ech_keys import EchKey, ech_config_list, generate_ech_key
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
@@ -89,6 +90,7 @@ __all__ = [
     "TicketKeyRing",
     "TicketSealer",
     "__version__",
+    "delegated_credential",
     "ech_config_list",
     "generate_ech_key",
     "open_dtls_client",

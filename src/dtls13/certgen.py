@@ -11,6 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# id-pe-delegationUsage (RFC 9345 §4.2), DelegationUsage ::= NULL (as handshake.delegated).
+_DELEGATION_USAGE = x509.ObjectIdentifier("1.3.6.1.4.1.44363.44")
+
 
 def make_self_signed(
     dns_names: Sequence[str] = ("localhost",),
@@ -18,14 +21,17 @@ def make_self_signed(
     *,
     days: int = 30,
     common_name: str = "dtls13 echo server",
+    delegation_usage: bool = False,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """An ECDSA P-256 certificate signed by its own key, for `dns_names` and `ips`."""
+    """An ECDSA P-256 certificate signed by its own key, for `dns_names` and `ips`;
+    `delegation_usage`: one that may issue delegated credentials (RFC 9345 §4.2: the
+    DelegationUsage extension and the digitalSignature key usage)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -37,9 +43,13 @@ def make_self_signed(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if delegation_usage:
+        usage = x509.KeyUsage(True, False, False, False, False, True, False, False, False)
+        builder = builder.add_extension(usage, critical=True).add_extension(
+            x509.UnrecognizedExtension(_DELEGATION_USAGE, b"\x05\x00"), critical=False
+        )
+    return builder.sign(key, hashes.SHA256()), key
 
 
 def fingerprint(cert: x509.Certificate) -> str:

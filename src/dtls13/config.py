@@ -327,11 +327,18 @@ class ClientConfig(_Common):
     # With request_ocsp: called after the chain is verified with the stapled response (None
     # when the server stapled none) and the chain; False ends the handshake.
     ocsp_callback: ClientOcspCallback | None = None
+    # Accept a server's delegated credential (RFC 9345) whose key signs with one of these
+    # schemes, in the delegated_credential extension (empty: none offered, none accepted).
+    delegated_credential_schemes: Sequence[SignatureScheme | str | int] = ()
+    # Send the ClientHello's extensions in a new random order on each connection
+    # (pre_shared_key stays last), so servers cannot come to depend on one order.
+    permute_extensions: bool = False
     # More client credentials besides certificate_chain/private_key and raw_public_key
     # (which come first): Credential objects or (chain, key) tuples, in order of preference.
     # A CertificateRequest gets the first that fits it (handshake.identity).
     certificates: Sequence[Credential | tuple[Any, ...]] = ()
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
+    dc_schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     credentials: tuple[Credential, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
@@ -357,6 +364,14 @@ class ClientConfig(_Common):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False")
         stapling.check_callback(self.ocsp_callback)
+        if isinstance(self.delegated_credential_schemes, str | bytes):
+            raise TypeError("delegated_credential_schemes is a sequence of schemes, not one")
+        if self.delegated_credential_schemes:
+            self.dc_schemes = _names_to(
+                SignatureScheme, self.delegated_credential_schemes, "signature scheme"
+            )
+        if not isinstance(self.permute_extensions, bool):
+            raise TypeError("permute_extensions must be True or False")
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()
@@ -449,6 +464,9 @@ class ServerConfig(_Common):
     # Encrypted Client Hello (RFC 9849): the keys whose configs this server publishes
     # (ech_config_list); a ClientHelloOuter none of them decrypts gets the retry=True ones.
     ech_keys: Sequence[EchKey] = ()
+    # Answer a client's server_name with the empty acknowledgement in EncryptedExtensions
+    # (RFC 6066 §3); False: never, for a server whose answer does not depend on the name.
+    acknowledge_server_name: bool = True
     server_certificates: Any = field(default=None, init=False)  # a selection.CertificateSet
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
@@ -486,6 +504,8 @@ class ServerConfig(_Common):
             raise TypeError("psks_before_certificates must be True or False")
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
+        if not isinstance(self.acknowledge_server_name, bool):
+            raise TypeError("acknowledge_server_name must be True or False")
         for name in ("certificate_callback", "alpn_callback", "ocsp_callback"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable (or None)")

@@ -232,6 +232,8 @@ class Shim:
 
         if f.has("-must-match-issuer"):
             raise Unimplemented("-must-match-issuer without a -new-*-credential")
+        if f.has("-delegated-credential"):
+            raise Unimplemented("-delegated-credential without -new-delegated-credential")
 
         def schemes(c: Flags) -> list[Any] | None:
             try:
@@ -269,6 +271,9 @@ class Shim:
                     opts["raw_public_key"] = True
                 else:
                     opts["certificate_chain"] = c.str("-cert-file")
+                if c.get("type") == "delegated":
+                    # The leaf's chain, the DC's key, the DC (RFC 9345).
+                    opts["delegated_credential"] = c.get("-delegated-credential")
                 made.append(cls(**opts))
             default = None
             if f.has("-cert-file"):
@@ -332,6 +337,7 @@ class Shim:
             fail = f.has("-fail-ocsp-callback")
             opts["ocsp_callback"] = lambda response, chain: not fail
         opts["session"] = self.session
+        opts["permute_extensions"] = f.has("-permute-extensions")
         try:
             cfg = ClientConfig(**opts)
         except ValueError as e:
@@ -349,6 +355,7 @@ class Shim:
         from dtls13.handshake.selection import ServerCertificate
 
         opts = self._common_options(f)
+        opts["acknowledge_server_name"] = not f.has("-no-server-name-ack")
         if f.has("-select-alpn"):
             opts["alpn_protocols"] = [f.str("-select-alpn")]
         if f.has("-reject-alpn"):

@@ -79,6 +79,9 @@ BOOL_FLAGS = frozenset(
         # On the newest -new-*-credential (parse_credentials).
         "-must-match-issuer",
         "-expect-ech-accept",
+        # ClientConfig.permute_extensions, ServerConfig.acknowledge_server_name=False.
+        "-permute-extensions",
+        "-no-server-name-ack",
     }
 )
 
@@ -117,8 +120,13 @@ INT_VECTOR_FLAGS = frozenset(
 )
 # BoringSSL's credential list (test_config.cc): each -new-*-credential starts one; the
 # CREDENTIAL_FLAGS after it belong to it (before any, to the default credential, which
-# BoringSSL tries after the list). Delegated, PSK and PAKE credentials are not offered here.
-NEW_CREDENTIAL_FLAGS = {"-new-x509-credential": "x509", "-new-rpk-credential": "rpk"}
+# BoringSSL tries after the list). PSK and PAKE credentials are not offered here; a
+# delegated one is the leaf's chain with the DC key and -delegated-credential (RFC 9345).
+NEW_CREDENTIAL_FLAGS = {
+    "-new-x509-credential": "x509",
+    "-new-rpk-credential": "rpk",
+    "-new-delegated-credential": "delegated",
+}
 CREDENTIAL_FLAGS = frozenset(
     {
         "-cert-file",
@@ -128,6 +136,7 @@ CREDENTIAL_FLAGS = frozenset(
         "-ocsp-response",
         "-signed-cert-timestamps",
         "-cert-properties",
+        "-delegated-credential",
     }
 )
 STRING_FLAGS = frozenset(
@@ -164,6 +173,7 @@ BASE64_FLAGS = frozenset(
         # Trust anchor IDs (bogo_shim: cert_properties, client_config).
         "-cert-properties",
         "-requested-trust-anchors",
+        "-delegated-credential",
     }
 )
 

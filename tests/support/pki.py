@@ -258,8 +258,10 @@ def make_leaf(
     client: bool = True,
     slot: int = 0,
     cn: str = "dtls13 test leaf",
+    extra: Sequence[x509.ExtensionType] = (),
 ) -> Issued:
-    """An end-entity certificate issued by `issuer` (chain: leaf, intermediates)."""
+    """An end-entity certificate issued by `issuer` (chain: leaf, intermediates), with the
+    non-critical extensions `extra` besides the usual ones."""
     key = cached_key(kind, slot)
     # ML-DSA: build with a placeholder key, then swap the key in (see above).
     cert_key = cached_key("ec256", 1000 + slot) if kind in MLDSA_KINDS else key
@@ -305,6 +307,8 @@ def make_leaf(
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if usages:
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)
     cert = builder.sign(issuer.key, _sign_hash(issuer.key))
     if cert_key is not key:
         cert = swap_public_key(cert, key.public_key(), issuer.key)

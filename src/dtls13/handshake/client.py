@@ -19,8 +19,10 @@ from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import (
     compression,
+    delegated,
     groups,
     identity,
+    permutation,
     raw_keys,
     srtp,
     stapling,
@@ -167,6 +169,8 @@ class ClientHandshake(HandshakeContext):
         extensions += _certificate_type_offers(cfg)
         extensions += stapling.client_extensions(cfg)
         extensions += trust_anchors.client_extension(cfg)
+        if cfg.dc_schemes:
+            extensions.append(delegated.client_extension(cfg.dc_schemes))
         if cfg.compression:
             # RFC 8879 §3: the server may send its Certificate compressed with one of these.
             extensions.append(
@@ -200,6 +204,8 @@ class ClientHandshake(HandshakeContext):
                     ),
                 )
             )
+        if cfg.permute_extensions:
+            extensions = permutation.permuted(extensions, self.random)
         hello = msgs.ClientHello(
             random=self.random,
             cipher_suites=tuple(int(s) for s in cfg.suites),

@@ -51,6 +51,7 @@ class ExtensionType(enum.IntEnum):
     extended_master_secret = 23
     compress_certificate = 27  # RFC 8879
     record_size_limit = 28
+    delegated_credential = 34  # RFC 9345
     session_ticket = 35
     pre_shared_key = 41
     early_data = 42

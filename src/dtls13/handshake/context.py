@@ -39,7 +39,7 @@ from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
 from ..events import EchStatus, HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
-from . import compression, raw_keys, srtp, stapling, trust_anchors, verification
+from . import compression, delegated, raw_keys, srtp, stapling, trust_anchors, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -152,6 +152,7 @@ class HandshakeContext:
         "own_type",
         "params",
         "peer_chain",
+        "peer_delegation",
         "peer_finished",
         "peer_public_key",
         "peer_stapled",
@@ -215,6 +216,8 @@ class HandshakeContext:
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
+        # The server's delegated credential, checked (RFC 9345; handshake.delegated).
+        self.peer_delegation: delegated.DelegatedCredential | None = None
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.random = config.random_bytes(32)
@@ -491,6 +494,13 @@ class HandshakeContext:
         self.peer_verification = verification.verify_peer(self, chain, None)
         if isinstance(cfg, ClientConfig):
             stapling.run_client_callback(cfg, self.peer_stapled, chain)
+            self.peer_delegation = delegated.peer_credential_untrusted(
+                msg.certificate_list,
+                chain[0],
+                cfg.dc_schemes,
+                signing_schemes(cfg.schemes),
+                self._wall_clock(),
+            )
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
         self.transcript.add(msg_type, body)
@@ -525,13 +535,19 @@ class HandshakeContext:
     def _on_certificate_verify(
         self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
     ) -> None:
-        offered = signing_schemes(self.config.schemes)
+        dc = self.peer_delegation
+        # RFC 9345 §4.1.3: with a delegated credential, its scheme and its key.
+        offered = (dc.dc_cert_verify_algorithm,) if dc else signing_schemes(self.config.schemes)
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
         scheme = SignatureScheme(cv.algorithm)
         peer_key = self.peer_public_key
         certs.verify_certificate_verify(
-            raw_keys.load_peer_key(peer_key) if peer_key else self.peer_chain[0].public_key(),
+            delegated.peer_key_untrusted(dc)
+            if dc
+            else raw_keys.load_peer_key(peer_key)
+            if peer_key
+            else self.peer_chain[0].public_key(),
             scheme,
             cv.signature,
             self.transcript.digest(),

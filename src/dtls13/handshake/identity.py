@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import Buffer
+from . import delegated, trust_anchors
 from . import extensions as ext
 from . import messages as msgs
-from . import trust_anchors
 from .constants import SignatureScheme
 from .credentials import (
     CertificateSource,
@@ -49,6 +49,9 @@ class Credential:
     extension names an issuer of its chain (RFC 8446 §4.2.4), or whose trust_anchors
     extension names its `trust_anchor_id` (draft-ietf-tls-trust-anchor-ids: the ID of the
     trust anchor the chain leads to, 1 to 255 bytes).
+    `delegated_credential`: a delegated credential (RFC 9345) for `private_key`, signed by
+    the chain's leaf (`dtls13.delegated_credential`): the credential then serves only a
+    peer that asks for delegated credentials (handshake.delegated).
     """
 
     certificate_chain: CertificateSource | None = None
@@ -59,7 +62,9 @@ class Credential:
     signature_schemes: Sequence[SignatureScheme | str | int] | None = None
     must_match_issuer: bool = False
     trust_anchor_id: bytes | None = None
+    delegated_credential: bytes | None = field(default=None, repr=False)
     # Filled in by __post_init__.
+    delegation: delegated.DelegatedCredential | None = field(init=False, repr=False)
     chain: tuple[x509.Certificate, ...] = field(init=False, repr=False)
     key: PrivateKey = field(init=False, repr=False)
     certificate_type: CertificateType = field(init=False)
@@ -80,6 +85,7 @@ class Credential:
         if self.trust_anchor_id is not None:
             trust_anchors.check_id(self.trust_anchor_id)
         key = load_private_key(self.private_key, self.private_key_password)
+        dc: delegated.DelegatedCredential | None = None
         if self.raw_public_key:
             if self.certificate_chain is not None:
                 raise ValueError("a raw public key credential has no certificate_chain")
@@ -87,6 +93,8 @@ class Credential:
                 raise ValueError("must_match_issuer needs a certificate chain (it has issuers)")
             if self.trust_anchor_id is not None:
                 raise ValueError("trust_anchor_id needs a certificate chain (to a trust anchor)")
+            if self.delegated_credential is not None:
+                raise ValueError("a delegated credential needs the certificate chain it is for")
             chain: tuple[x509.Certificate, ...] = ()
             entries: tuple[msgs.CertificateEntry, ...] = (
                 msgs.CertificateEntry(spki(key.public_key())),
@@ -96,10 +104,14 @@ class Credential:
             if self.certificate_chain is None:
                 raise ValueError("certificate_chain is needed (or raw_public_key=True)")
             chain = tuple(load_certificate_chain(self.certificate_chain))
-            check_key_matches_certificate(key, chain[0])
             entries = tuple(msgs.CertificateEntry(c.public_bytes(Encoding.DER)) for c in chain)
+            if self.delegated_credential is None:
+                check_key_matches_certificate(key, chain[0])
+            else:
+                dc = delegated.own(self.delegated_credential, chain[0], key)
+                entries = (delegated.leaf_entry(chain, dc), *entries[1:])
             cert_type = CertificateType.X509
-        usable = schemes_for_key(key)
+        usable = [SignatureScheme(dc.dc_cert_verify_algorithm)] if dc else schemes_for_key(key)
         if self.signature_schemes is None:
             schemes = tuple(usable)
         else:
@@ -116,6 +128,7 @@ class Credential:
         set_ = object.__setattr__
         set_(self, "chain", chain)
         set_(self, "key", key)
+        set_(self, "delegation", dc)
         set_(self, "certificate_type", cert_type)
         set_(self, "schemes", schemes)
         set_(self, "issuers", frozenset(c.issuer.public_bytes() for c in chain))
@@ -186,12 +199,14 @@ def choose(
     preference: Sequence[int] | None,
     authorities: frozenset[bytes] | None,
     anchors: frozenset[bytes] | None = None,
+    dc_offered: Sequence[int] | None = None,
 ) -> tuple[C, int] | None:
-    """The first credential of `cert_type` the peer can take, and the scheme it signs with."""
+    """The first credential of `cert_type` the peer can take, and the scheme it signs with
+    (one with a delegated credential only when `dc_offered` allows it: handshake.delegated)."""
     for cred in credentials:
         if cred.certificate_type != cert_type or not cred.matches_issuers(authorities, anchors):
             continue
-        scheme = cred.scheme_for(offered, preference)
+        scheme = delegated.scheme_for(cred, offered, preference, dc_offered)
         if scheme is not None:
             return cred, scheme
     return None

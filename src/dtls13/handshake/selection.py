@@ -27,8 +27,8 @@ from ..alerts import (
     NoApplicationProtocol,
     UnsupportedCertificate,
 )
+from . import delegated, identity, stapling
 from . import extensions as ext
-from . import identity, stapling
 from .constants import ExtensionType, SignatureScheme
 from .identity import Credential
 from .raw_keys import CertificateType, pull_certificate_types, push_certificate_type
@@ -145,6 +145,7 @@ class CertificateSet:
         preference: Sequence[int] | None = None,
         authorities: frozenset[bytes] | None = None,
         anchors: frozenset[bytes] | None = None,
+        dc_offered: Sequence[int] | None = None,
     ) -> tuple[ServerCertificate, int] | None:
         """The credential of `cert_type` for this client and the scheme its key signs with,
         or None when none fits (see `identity.choose`)."""
@@ -157,7 +158,9 @@ class CertificateSet:
                 tiers.append(self._wildcard.get(parent, ()))
         tiers.append(self.certificates)
         for tier in tiers:
-            found = identity.choose(tier, cert_type, offered, preference, authorities, anchors)
+            found = identity.choose(
+                tier, cert_type, offered, preference, authorities, anchors, dc_offered
+            )
             if found is not None:
                 return found
         return None
@@ -190,6 +193,7 @@ def choose_server_credential(
     server_types: bytes | None,
     authorities: bytes | None,
     anchors: frozenset[bytes] | None = None,
+    delegated_offer: bytes | None = None,
 ) -> tuple[ServerCertificate, int, ext.Extension | None]:
     """The credential a full handshake sends, the scheme its CertificateVerify uses and
     the server_certificate_type answer for EncryptedExtensions (None: none to send).
@@ -209,7 +213,10 @@ def choose_server_credential(
     names = None
     if authorities is not None:
         names = _decode(authorities, identity.pull_certificate_authorities)
-    cert, scheme = choose_certificate(config, server_name, offered, count, types, names, anchors)
+    dc_offered = delegated.offered_schemes_untrusted(delegated_offer)
+    cert, scheme = choose_certificate(
+        config, server_name, offered, count, types, names, anchors, dc_offered
+    )
     answer = None
     if server_types is not None and CT.RawPublicKey in own:
         answer = ext.make_extension(
@@ -226,6 +233,7 @@ def choose_certificate(
     types: Sequence[CertificateType] = (CertificateType.X509,),
     authorities: frozenset[bytes] | None = None,
     anchors: frozenset[bytes] | None = None,
+    dc_offered: Sequence[int] | None = None,
 ) -> tuple[ServerCertificate, int]:
     """The credential a full handshake sends and the scheme its CertificateVerify uses:
     for each type in `types`, the first credential that fits (SNI tiers first for X.509).
@@ -249,7 +257,7 @@ def choose_certificate(
                 )
             if chosen.certificate_type not in types:
                 raise HandshakeFailure("the callback's credential is of a type the client refuses")
-            scheme = chosen.scheme_for(offered, preference)
+            scheme = delegated.scheme_for(chosen, offered, preference, dc_offered)
             if scheme is None:
                 raise HandshakeFailure(identity.no_match_reason((chosen,), offered, None))
             return chosen, scheme
@@ -258,14 +266,17 @@ def choose_certificate(
         raise HandshakeFailure("no certificate, and no PSK the client knows")
     for cert_type in types:
         found = certificates.select(
-            server_name, offered, cert_type, preference, authorities, anchors
+            server_name, offered, cert_type, preference, authorities, anchors, dc_offered
         )
         if found is not None:
             return found
     # RFC 8446 §4.4.2.2, §4.4.3: CertificateVerify uses a scheme the client offered;
     # with no key able to, the handshake fails (§4.1.1: handshake_failure).
     usable = [c for c in certificates.certificates if c.certificate_type in types]
-    raise HandshakeFailure(identity.no_match_reason(usable, offered, authorities, anchors))
+    raise HandshakeFailure(
+        delegated.unusable_reason(usable, dc_offered)
+        or identity.no_match_reason(usable, offered, authorities, anchors)
+    )
 
 
 def _decode(data: bytes, pull: Any) -> Any:

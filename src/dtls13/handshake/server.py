@@ -288,7 +288,7 @@ class ServerHandshake(HandshakeContext):
         self._send(sh, 0)
         self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
         ee_ext = []
-        if self.server_name is not None and accepted is None:
+        if self.server_name is not None and accepted is None and cfg.acknowledge_server_name:
             # RFC 6066 §3: a server that saw (and may select its certificate by) the name
             # says so with an empty server_name, but not when resuming.
             ee_ext.append(ext.Extension(ExtensionType.server_name, b""))
@@ -567,6 +567,7 @@ class ServerHandshake(HandshakeContext):
             ch.extension(ExtensionType.server_certificate_type),
             ch.extension(ExtensionType.certificate_authorities),
             trust_anchors.requested_untrusted(ch),
+            ch.extension(ExtensionType.delegated_credential),
         )
         self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
         if answer is not None:

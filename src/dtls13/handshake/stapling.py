@@ -198,6 +198,7 @@ def peer_stapled_untrusted(
     (else unsupported_extension). Those on intermediates are allowed and ignored: what
     matters is the leaf's. A malformed one: decode_error."""
     allowed = {t for t, asked in ((_OCSP, ocsp), (_SCT, sct), (_ANCHORS, anchors)) if asked}
+    allowed.add(ExtensionType.delegated_credential)  # handshake.delegated checks it
     for entry in entries:
         for e in entry.extensions:
             if e.type not in allowed:
@@ -297,7 +298,8 @@ def stapled_body(
     body = cache.get(key)
     if body is not None:
         return body
-    leaf_ext = []
+    dc = getattr(certificate, "delegation", None)  # RFC 9345 §4.1.2: on the leaf, too
+    leaf_ext = [] if dc is None else [ext.Extension(ExtensionType.delegated_credential, dc.raw)]
     if response is not None:
         leaf_ext.append(ext.Extension(_OCSP, encode_certificate_status(response)))
     if scts:
