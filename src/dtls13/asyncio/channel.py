@@ -154,6 +154,8 @@ class DTLSChannel(metaclass=_NoPublicConstructor):
             timed_out=t.timed_out,
             certificate_error=t.certificate_error,
             unreachable=self._unreachable,
+            ech_rejected=t.ech_rejected,
+            ech_retry_configs=t.ech_retry_configs,
             classes=ASYNCIO_CLASSES,
         )
         if t.alert is not None and t.alert is not AlertDescription.close_notify:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 
 from ..alerts import (
     DecryptError,
+    EchRequired,
     IllegalParameter,
     MissingExtension,
     ProtocolVersion,
@@ -17,7 +19,7 @@ from ..alerts import (
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
-from . import compression, groups, identity, raw_keys, srtp, stapling, verification
+from . import compression, ech, ech_client, groups, identity, raw_keys, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
@@ -49,7 +51,18 @@ class ClientHandshake(HandshakeContext):
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
 
-    __slots__ = ("_cert_request", "_hrr_cookie", "_key_shares", "_psk_offers", "client_hello")
+    __slots__ = (
+        "_cert_request",
+        "_ech",
+        "_ech_extension",
+        "_hrr_cookie",
+        "_key_shares",
+        "_psk_offers",
+        "client_hello",
+        "ech_name_override",
+        "ech_retry_configs",
+        "ech_status",
+    )
 
     config: ClientConfig
 
@@ -60,6 +73,21 @@ class ClientHandshake(HandshakeContext):
         self._psk_offers: list[PskOffer] = []
         self._cert_request: msgs.CertificateRequest | None = None
         self.client_hello: msgs.ClientHello | None = None
+        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
+        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        self.ech_status = ech.EchStatus.NOT_OFFERED
+        self._ech: ech_client.EchOffer | None = None
+        self._ech_extension: ext.Extension | None = None
+        self.ech_retry_configs: bytes | None = None
+        # The name the server's certificate is checked against once ECH was rejected:
+        # the config's public_name (§6.1.7), not server_name.
+        self.ech_name_override: str | None = None
+        chosen = ech_client.choose(config.ech_configs)
+        if chosen is not None:
+            self._ech = ech_client.EchOffer(*chosen, config.random_bytes)
+        elif config.ech_grease:
+            self._ech_extension = ech_client.grease_extension(config.random_bytes)
+            self.ech_status = ech.EchStatus.GREASE
         self._set_state(S.START)
 
     @property
@@ -116,9 +144,12 @@ class ClientHandshake(HandshakeContext):
                 list(cfg.schemes),
             ),
         ]
-        if cfg.server_name and not _is_ip(cfg.server_name):
+        sni = self._hello_server_name()
+        # Where ClientHelloOuter names the public name when ClientHelloInner names none.
+        outer_sni_at = len(extensions)
+        if sni is not None:
             extensions.append(
-                ext.make_extension(ExtensionType.server_name, ext.push_server_name, cfg.server_name)
+                ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
             )
         if cfg.alpn_protocols:
             extensions.append(
@@ -161,7 +192,13 @@ class ClientHandshake(HandshakeContext):
                 ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
             )
         )
-        offers = self._psk_offers = self._offers()
+        if self._ech is not None:
+            extensions.append(ech_client.inner_marker())
+        elif self._ech_extension is not None:
+            extensions.append(self._ech_extension)
+        # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
+        rejected = self.ech_status is ech.EchStatus.REJECTED
+        offers = self._psk_offers = [] if rejected else self._offers()
         if offers:
             session = offers[0].session
             # RFC 8446 §4.2.10: early data goes under the first PSK offered.
@@ -179,6 +216,11 @@ class ClientHandshake(HandshakeContext):
                     ),
                 )
             )
+        natural = list(extensions)
+        if sni is None:
+            natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
+        if self._ech is not None:
+            extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
             random=self.random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
@@ -195,7 +237,18 @@ class ClientHandshake(HandshakeContext):
             hello = msgs.replace_binders(hello, binders)
         self.client_hello = hello
         self._out.flight = FlightKind.HANDSHAKE
-        self._send(hello, 0)
+        offer = self._ech
+        if offer is None:
+            self._send(hello, 0)
+        else:
+            # RFC 9849 §6.1: ClientHelloOuter goes out; both hellos are hashed until the
+            # server's answer says which one it took (§6.1.4).
+            outer = offer.seal(hello, natural, self._hello_server_name())
+            outer_type, outer_body = msgs.push_message(outer)
+            _, inner_body = msgs.push_message(hello)
+            self.transcript.add(HandshakeType.client_hello, inner_body)
+            offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
+            self._send_encoded(outer_type, outer_body, 0, transcript=False)
         if self.early_offered and offers[0].session is not None:
             first, session = offers[0].schedule, offers[0].session
             early = first.client_early_traffic_secret(self.transcript.digest(first.hash_name))
@@ -204,6 +257,14 @@ class ClientHandshake(HandshakeContext):
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
+
+    def _hello_server_name(self) -> str | None:
+        """The server_name to send: ours, or the ECH config's public_name once the server
+        rejected ECH at a HelloRetryRequest (ClientHelloOuter's name, RFC 9849 §6.1)."""
+        if self.ech_name_override is not None:
+            return self.ech_name_override
+        name = self.config.server_name
+        return name if name and not _is_ip(name) else None
 
     def _offers(self) -> list[PskOffer]:
         """The PSKs to offer, in order: the session to resume, the external PSK, the
@@ -260,6 +321,9 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        if self._ech is not None or self.ech_status is ech.EchStatus.GREASE:
+            # Before anything else: the answer says which ClientHello the server took.
+            self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
         suite = CipherSuite(sh.cipher_suite)
         if self.suite is not None and suite != self.suite:
@@ -317,6 +381,38 @@ class ClientHandshake(HandshakeContext):
         out.answered = True
         self._derive_handshake_secrets(shared, schedule)
         self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
+
+    def _ech_answer(self, sh: msgs.ServerHello, body: bytes) -> None:
+        """Whether the server accepted ECH (RFC 9849 §6.1.4): the confirmation in the last 8
+        bytes of ServerHello.random, or in a HelloRetryRequest's encrypted_client_hello."""
+        hash_name = SUITES[CipherSuite(sh.cipher_suite)].hash_name
+        offer = self._ech
+        if sh.is_hello_retry_request:
+            ech_client.check_hrr_signal(sh)
+        if offer is None:
+            return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
+        accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
+        if not accepted and self.ech_status is ech.EchStatus.ACCEPTED:
+            # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
+            raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
+        if accepted:
+            self.ech_status = ech.EchStatus.ACCEPTED
+            if not sh.is_hello_retry_request:
+                self._ech = None
+            return
+        # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
+        # name (§6.1.7), with the outer transcript and random, resuming nothing.
+        self.ech_status = ech.EchStatus.REJECTED
+        self.ech_name_override = offer.public_name
+        self.transcript = offer.outer_transcript
+        self.client_hello = offer.outer_hello
+        self.random = self.client_random = offer.outer_random
+        self._psk_offers = []
+        assert offer.outer_hello is not None
+        self._ech_extension = ext.Extension(
+            ech_client.ECH_TYPE, offer.outer_hello.extension(ech_client.ECH_TYPE) or b""
+        )
+        self._ech = None
 
     def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
         cfg = self.config
@@ -384,6 +480,7 @@ class ClientHandshake(HandshakeContext):
             self._out.peer_record_limit = record_size_limit(limit)
             self._out.enforce_record_limit = True
         self._certificate_types(ee)
+        self._ech_retry_configs(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
         if accepted_early and not self.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
@@ -395,6 +492,19 @@ class ClientHandshake(HandshakeContext):
             self.peer_verification = verification.on_resumption(self, cfg.session.peer_verification)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self._set_state(S.WAIT_FINISHED if self.resumed else S.WAIT_CERTIFICATE_OR_REQUEST)
+
+    def _ech_retry_configs(self, ee: msgs.EncryptedExtensions) -> None:
+        """The server's retry_configs (RFC 9849 §7.1): after an ECH it accepted, the
+        extension is unsupported_extension (§7.2); otherwise it must parse (else
+        decode_error, §6.1.6, §6.2.1); only a rejection keeps it."""
+        data = ee.extension(ech_client.ECH_TYPE)
+        if data is None:
+            return
+        if self.ech_status is ech.EchStatus.ACCEPTED:
+            raise UnsupportedExtension("encrypted_client_hello in EncryptedExtensions after ECH")
+        ech_client.check_retry_configs(data)
+        if self.ech_status is ech.EchStatus.REJECTED:
+            self.ech_retry_configs = bytes(data)
 
     def _certificate_types(self, ee: msgs.EncryptedExtensions) -> None:
         """The certificate types the server chose (RFC 7250 §4.2): one each, among ours."""
@@ -451,10 +561,24 @@ class ClientHandshake(HandshakeContext):
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
         self._out.flight = FlightKind.FINAL
+        rejected = self.ech_status is ech.EchStatus.REJECTED
         if self._cert_request is not None:
-            self._send_own_certificate(self._cert_request)
+            if rejected:
+                # RFC 9849 §6.1.7: "If the server requests a client certificate, the client
+                # MUST respond with an empty Certificate message".
+                self._send(msgs.Certificate(b"", ()), 2)
+            else:
+                self._send_own_certificate(self._cert_request)
         self._send(msgs.Finished(ks.verify_data(self._c_hs, self.transcript.digest())), 2)
         self._install(3, write=True, secret=self.write_secret)
+        if rejected:
+            # §6.1.6: the server authenticated for the public name, which is no success:
+            # end with ech_required (in epoch 3, as the peer now reads), once our flight
+            # is out, never with application data.
+            self._out.abort = EchRequired(
+                "the server rejected Encrypted Client Hello", self.ech_retry_configs
+            )
+            return
         self.resumption_secret = ks.resumption_master_secret(self.transcript.digest())
         self._complete()
 
@@ -508,12 +632,20 @@ class ClientHandshake(HandshakeContext):
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
         )
 
+    def _complete(self) -> None:
+        super()._complete()
+        completed = self._out.completed
+        assert completed is not None
+        self._out.completed = dataclasses.replace(completed, ech_status=self.ech_status)
+
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()
         self._psk_offers = []
         self._key_shares.clear()
         self.client_hello = None
         self._cert_request = None
+        self._ech = None
+        self._ech_extension = None
         self.credential = None
         self._hrr_cookie = None
 
