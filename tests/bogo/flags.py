@@ -73,6 +73,12 @@ BOOL_FLAGS = frozenset(
         "-fail-ocsp-callback",
         # On the newest -new-*-credential (parse_credentials).
         "-must-match-issuer",
+        # Encrypted Client Hello, a client's (bogo_shim.client_config, check_handshake).
+        "-enable-ech-grease",
+        "-expect-ech-accept",
+        "-expect-no-ech-retry-configs",
+        "-expect-no-ech-name-override",
+        "-reject-unusable-ech-config",
     }
 )
 
@@ -136,6 +142,10 @@ STRING_FLAGS = frozenset(
         "-psk",
         "-psk-identity",
         "-srtp-profiles",
+        "-expect-ech-name-override",
+        # A client's NPN protocol: BoringSSL offers NPN neither in DTLS nor in (D)TLS 1.3
+        # (extensions.cc), so it changes nothing here.
+        "-select-next-proto",
     }
 )
 BASE64_FLAGS = frozenset(
@@ -145,6 +155,8 @@ BASE64_FLAGS = frozenset(
         "-signed-cert-timestamps",
         "-expect-ocsp-response",
         "-expect-signed-cert-timestamps",
+        "-ech-config-list",
+        "-expect-ech-retry-configs",
     }
 )
 
