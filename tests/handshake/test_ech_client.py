@@ -366,6 +366,35 @@ def test_accepted_ech_after_hello_retry_request_reuses_the_hpke_context() -> Non
     assert completed.group is NamedGroup.secp256r1
 
 
+def test_a_server_hello_dropped_as_damaged_leaves_no_ech_verdict_behind() -> None:
+    """The connection drops a ServerHello that fails as illegal_parameter and restores the
+    hello state (save_hello / restore_hello): the ECH verdict it reached goes too."""
+    c = client()
+    s = server(server_config(SECRET))
+    assert isinstance(s, EchServer)
+    body, inner = Front().open(first_hello(c))
+    s.inner_random = inner.random
+    flight = s.handle_message(HT.client_hello, body, 0.0).messages
+    sh = msgs.pull_message(HT.server_hello, flight[0].body)
+    assert isinstance(sh, msgs.ServerHello)
+    # No confirmation (a changed random), and a key share for a group we did not offer.
+    share = ext.make_extension(
+        ET.key_share, ext.push_key_share_entry, ext.KeyShareEntry(NamedGroup.secp384r1, b"\x04")
+    )
+    others = tuple(e for e in sh.extensions if e.type != ET.key_share)
+    damaged = dataclasses.replace(sh, random=bytes(32), extensions=(*others, share))
+    saved = c.save_hello()
+    with pytest.raises(IllegalParameter):
+        c.handle_message(HT.server_hello, msgs.push_message(damaged)[1], 0.0)
+    c.restore_hello(saved)
+    answers = [c.handle_message(m.msg_type, m.body, 0.0) for m in flight]
+    assert c.ech_status is EchStatus.ACCEPTED
+    for m in answers[-1].messages:
+        s.handle_message(m.msg_type, m.body, 0.0)
+    completed = next(o.completed for o in answers if o.completed)
+    assert completed.ech_status is EchStatus.ACCEPTED and s.server_name == SECRET
+
+
 def test_server_hello_must_confirm_the_ech_its_hello_retry_request_accepted() -> None:
     c = client()
     s = server(server_config(SECRET, groups=["secp256r1"]))

@@ -258,6 +258,41 @@ class ClientHandshake(HandshakeContext):
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
 
+    def save_hello(self) -> tuple[Any, ...]:
+        # A ServerHello dropped as damaged must not leave its ECH verdict behind either:
+        # an off-path sender's hello would otherwise decide which ClientHello counts.
+        offer = self._ech
+        outer = offer.outer_transcript.copy() if offer is not None else None
+        ech_state = (
+            self.ech_status,
+            offer,
+            outer,
+            self.client_hello,
+            self.random,
+            self.client_random,
+            self._ech_extension,
+            self.ech_name_override,
+            self._psk_offers,
+        )
+        return (super().save_hello(), ech_state)
+
+    def restore_hello(self, saved: tuple[Any, ...]) -> None:
+        base, ech_state = saved
+        super().restore_hello(base)
+        (
+            self.ech_status,
+            self._ech,
+            outer,
+            self.client_hello,
+            self.random,
+            self.client_random,
+            self._ech_extension,
+            self.ech_name_override,
+            self._psk_offers,
+        ) = ech_state
+        if self._ech is not None:
+            self._ech.outer_transcript = outer
+
     def _hello_server_name(self) -> str | None:
         """The server_name to send: ours, or the ECH config's public_name once the server
         rejected ECH at a HelloRetryRequest (ClientHelloOuter's name, RFC 9849 §6.1)."""
