@@ -494,6 +494,18 @@ def test_grease_sends_the_same_extension_in_the_second_hello() -> None:
     assert len(seen) == 2 and seen[0] is not None and seen[0] == seen[1]
 
 
+@pytest.mark.parametrize("grease", [False, True])
+def test_ech_extension_in_server_hello_is_an_unsupported_extension(grease: bool) -> None:
+    class Echoing(EchServer):
+        def _signal(self, sh: msgs.ServerHello) -> msgs.ServerHello:
+            stray = ext.Extension(ET.encrypted_client_hello, bytes(8))
+            return dataclasses.replace(sh, extensions=(*sh.extensions, stray))
+
+    c = client(ech_config_list=None, ech_grease=True) if grease else client()
+    with pytest.raises(UnsupportedExtension, match="in ServerHello"):
+        run(c, server(server_config(SECRET), Echoing), None)
+
+
 def test_grease_checks_retry_configs_syntax() -> None:
     c = client(ech_config_list=None, ech_grease=True)
     s = _rejecting(SECRET)

@@ -424,6 +424,9 @@ class ClientHandshake(HandshakeContext):
         offer = self._ech
         if sh.is_hello_retry_request:
             ech_client.check_hrr_signal(sh)
+        elif sh.extension(ech_client.ECH_TYPE) is not None:
+            # §5: the extension belongs in HelloRetryRequest and EncryptedExtensions only.
+            raise UnsupportedExtension("encrypted_client_hello in ServerHello")
         if offer is None:
             return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
         accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
