@@ -79,6 +79,8 @@ BOOL_FLAGS = frozenset(
         "-expect-no-ech-retry-configs",
         "-expect-no-ech-name-override",
         "-reject-unusable-ech-config",
+        # False Start (RFC 7918) exists only below (D)TLS 1.3: nothing to switch on here.
+        "-false-start",
     }
 )
 
