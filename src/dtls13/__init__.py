@@ -29,7 +29,9 @@ from .errors import (
     PeerClosed,
     PeerUnreachable,
 )
+from .events import EchStatus
 from .handshake.compression import CertificateCompressionAlgorithm
+from .handshake.ech_keys import EchKey, ech_config_list, generate_ech_key
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
 from .handshake.selection import ServerCertificate
@@ -62,7 +64,9 @@ __all__ = [
     "DTLSEndpoint",
     "DTLSEndpointStatistics",
     "DTLSError",
+    "EchKey",
     "EchRejected",
+    "EchStatus",
     "HandshakeFailed",
     "HandshakeTimeout",
     "ImportedPsk",
@@ -75,6 +79,8 @@ __all__ = [
     "SrtpKeyingMaterial",
     "SrtpProtectionProfile",
     "__version__",
+    "ech_config_list",
+    "generate_ech_key",
     "open_dtls_client",
     "serve_dtls",
 ]

@@ -17,6 +17,7 @@ from .handshake.antireplay import ReplayStore
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
 from .handshake.ech import EchConfig, pull_ech_config_list
+from .handshake.ech_keys import EchKey
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
 from .handshake.raw_keys import CertificateType, PinnedKeySource
@@ -449,6 +450,9 @@ class ServerConfig(_Common):
     # Called for a client that asks for OCSP with the chosen ServerCertificate: the response
     # to staple (None: none), instead of its configured one.
     ocsp_callback: ServerOcspCallback | None = None
+    # Encrypted Client Hello (RFC 9849): the keys whose configs this server publishes
+    # (ech_config_list); a ClientHelloOuter none of them decrypts gets the retry=True ones.
+    ech_keys: Sequence[EchKey] = ()
     server_certificates: Any = field(default=None, init=False)  # a selection.CertificateSet
     trust: Any = field(default=None, init=False)
     cookie_jar: Any = field(default=None, init=False)
@@ -503,6 +507,9 @@ class ServerConfig(_Common):
             raise ValueError("session_tickets must be between 0 and 8")
         if not 0 < self.ticket_lifetime <= 7 * 24 * 3600:
             raise ValueError("ticket_lifetime must be positive and at most seven days")
+        self.ech_keys = tuple(self.ech_keys)
+        if not all(isinstance(k, EchKey) for k in self.ech_keys):
+            raise TypeError("ech_keys must hold EchKey objects (see generate_ech_key)")
         if self.client_auth not in ("none", "optional", "required"):
             raise ValueError("client_auth must be 'none', 'optional' or 'required'")
         from .handshake.cookie import CookieJar

@@ -115,6 +115,7 @@ RARE_STAT_NAMES = (
     "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
     "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
     "verify_callback_errors",  # verify_callback raised or answered unusably
+    "ech_rejected",  # server: an encrypted ClientHello no ech_keys opened (outer answered)
 )
 MIN_MTU = 256
 

@@ -47,6 +47,9 @@ class ConnectionStatistics:
     # (a bug in the application): the handshake ended with internal_error
     server_callback_errors: int
     verify_callback_errors: int  # verify_callback raised or returned something unusable
+    # server: an Encrypted Client Hello (RFC 9849) none of ech_keys decrypts (unknown config,
+    # GREASE, corrupted): the handshake went on with the outer ClientHello, retry_configs sent
+    ech_rejected: int
     certificates_compressed: int  # our Certificate sent as a CompressedCertificate (RFC 8879)
     certificates_decompressed: int  # the peer's CompressedCertificate decompressed (RFC 8879)
     # Input dropped (and not fatal), by reason:

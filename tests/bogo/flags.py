@@ -108,7 +108,14 @@ INT_FLAGS = frozenset(
     }
 )
 INT_VECTOR_FLAGS = frozenset(
-    {"-curves", "-key-shares", "-signing-prefs", "-verify-prefs", "-available-client-cert-types"}
+    {
+        "-curves",
+        "-key-shares",
+        "-signing-prefs",
+        "-verify-prefs",
+        "-available-client-cert-types",
+        "-ech-is-retry-config",
+    }
 )
 # BoringSSL's credential list (test_config.cc): each -new-*-credential starts one; the
 # CREDENTIAL_FLAGS after it belong to it (before any, to the default credential, which
@@ -160,6 +167,13 @@ BASE64_FLAGS = frozenset(
         "-ech-config-list",
         "-expect-ech-retry-configs",
     }
+)
+
+# Flags that take a base64 value and may repeat (each appends).
+BASE64_VECTOR_FLAGS = frozenset({"-ech-server-config", "-ech-server-key"})
+
+KNOWN_FLAGS = (
+    BOOL_FLAGS | INT_FLAGS | INT_VECTOR_FLAGS | STRING_FLAGS | BASE64_FLAGS | BASE64_VECTOR_FLAGS
 )
 
 # Per-connection prefixes: -on-initial-X applies to the first connection only, -on-resume-X
@@ -220,6 +234,9 @@ def _take(values: dict[str, object], name: str, argv: list[str], i: int) -> int:
         values[name] = raw
     elif name in BASE64_FLAGS:
         values[name] = base64.b64decode(raw)
+    elif name in BASE64_VECTOR_FLAGS:
+        values.setdefault(name, [])
+        values[name].append(base64.b64decode(raw))  # type: ignore[attr-defined]
     else:
         raise Unimplemented(f"unimplemented flag: {name}")
     return i + 2
@@ -248,7 +265,7 @@ def parse(argv: list[str]) -> tuple[Flags, Flags, Flags]:
         for prefix, where in (("-on-initial", initial), ("-on-resume", resume)):
             if arg.startswith(prefix + "-"):
                 target, name = where, arg[len(prefix) :]
-        if name not in BOOL_FLAGS | INT_FLAGS | INT_VECTOR_FLAGS | STRING_FLAGS | BASE64_FLAGS:
+        if name not in KNOWN_FLAGS:
             raise Unimplemented(f"unimplemented flag: {arg}")
         i = _take(target, name, argv, i)
     if credentials:

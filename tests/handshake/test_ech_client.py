@@ -149,14 +149,16 @@ class EchServer(ServerHandshake):
         hash_name = self.transcript.hash_name
         assert hash_name is not None
         if sh.is_hello_retry_request:
+            # (A server that knows ECH may have added its own; this one is computed here.)
+            others = tuple(e for e in sh.extensions if e.type != ET.encrypted_client_hello)
             zero = ext.Extension(ET.encrypted_client_hello, bytes(8))
-            _, body = msgs.push_message(dataclasses.replace(sh, extensions=(*sh.extensions, zero)))
+            _, body = msgs.push_message(dataclasses.replace(sh, extensions=(*others, zero)))
             digest = self.transcript.digest_with(_header(body) + body)
             signal = ech.hrr_accept_confirmation(hash_name, self.inner_random, digest)
             extension = ext.Extension(ET.encrypted_client_hello, signal)
-            return dataclasses.replace(sh, extensions=(*sh.extensions, extension))
-        if not self.accept_server_hello:
-            return sh
+            return dataclasses.replace(sh, extensions=(*others, extension))
+        if not self.accept_server_hello:  # (overwriting what a server that knows ECH put)
+            return dataclasses.replace(sh, random=sh.random[:24] + bytes(8))
         zeroed = dataclasses.replace(sh, random=sh.random[:24] + bytes(8))
         _, body = msgs.push_message(zeroed)
         digest = self.transcript.digest_with(_header(body) + body)

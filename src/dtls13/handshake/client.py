@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from typing import Any
 
@@ -61,7 +60,6 @@ class ClientHandshake(HandshakeContext):
         "client_hello",
         "ech_name_override",
         "ech_retry_configs",
-        "ech_status",
     )
 
     config: ClientConfig
@@ -75,7 +73,6 @@ class ClientHandshake(HandshakeContext):
         self.client_hello: msgs.ClientHello | None = None
         # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
         # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
-        self.ech_status = ech.EchStatus.NOT_OFFERED
         self._ech: ech_client.EchOffer | None = None
         self._ech_extension: ext.Extension | None = None
         self.ech_retry_configs: bytes | None = None
@@ -669,12 +666,6 @@ class ClientHandshake(HandshakeContext):
         self._out.ticket = NewSessionTicketReceived(
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
         )
-
-    def _complete(self) -> None:
-        super()._complete()
-        completed = self._out.completed
-        assert completed is not None
-        self._out.completed = dataclasses.replace(completed, ech_status=self.ech_status)
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()

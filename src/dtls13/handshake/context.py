@@ -38,7 +38,7 @@ from ..alerts import (
 from ..config import ClientConfig, ServerConfig
 from ..crypto.suites import CipherSuite, SuiteParams
 from ..crypto.zeroize import zeroize
-from ..events import HandshakeCompleted, NewSessionTicketReceived
+from ..events import EchStatus, HandshakeCompleted, NewSessionTicketReceived
 from . import certificates as certs
 from . import compression, raw_keys, srtp, stapling, verification
 from . import extensions as ext
@@ -146,6 +146,7 @@ class HandshakeContext:
         "early_exporter",
         "early_offered",
         "early_result",
+        "ech_status",
         "exporter",
         "group",
         "in_hello",
@@ -228,6 +229,7 @@ class HandshakeContext:
         self.early_offered = self.early_accepted = False
         self.early_result: bool | None = None
         self.early_budget = 0
+        self.ech_status = EchStatus.NOT_OFFERED  # Encrypted Client Hello (RFC 9849)
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
@@ -417,6 +419,7 @@ class HandshakeContext:
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
+            ech_status=self.ech_status,
         )
 
     def drop_handshake_state(self) -> None:

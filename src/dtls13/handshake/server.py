@@ -28,6 +28,7 @@ from .context import (
     signing_schemes,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
+from .ech_server import ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
 from .state import HELLO_STATES, ServerState, Transition
@@ -65,6 +66,7 @@ class ServerHandshake(HandshakeContext):
     __slots__ = (
         "_cert_request",
         "_client_hello",
+        "_ech",
         "_hrr_cookie",
         "_hrr_group",
         "_peer_address",
@@ -87,6 +89,7 @@ class ServerHandshake(HandshakeContext):
         self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
         self.hello_bodies: dict[int, bytes] = {}  # ClientHellos processed, by message_seq
+        self._ech = ServerEch(config.ech_keys)  # Encrypted Client Hello (RFC 9849)
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
@@ -101,6 +104,10 @@ class ServerHandshake(HandshakeContext):
         cfg = self.config
         self.hello_bodies[seq] = body
         self._peer_address = addr
+        # From here on `ch` is the ClientHello the handshake answers: the inner one when
+        # we accept Encrypted Client Hello (RFC 9849 §7.1).
+        ch, body = self._ech.open(ch, body, self.retried, self._count)
+        self.ech_status = self._ech.status
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -261,6 +268,8 @@ class ServerHandshake(HandshakeContext):
             out.peer_record_limit = record_size_limit(limit)
         assert self.suite is not None
         sh = msgs.ServerHello(random=self.random, cipher_suite=self.suite, extensions=tuple(sh_ext))
+        sh = self._ech.server_hello(sh, self.transcript, ch.random)
+        self.random = sh.random
         self._send(sh, 0)
         self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
         ee_ext = []
@@ -291,6 +300,7 @@ class ServerHandshake(HandshakeContext):
         if self.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         ee_ext += self._type_answers
+        ee_ext += self._ech.encrypted_extensions()
         self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
         authenticate_client = cfg.client_auth != "none" and accepted is None
         if authenticate_client:
@@ -391,7 +401,8 @@ class ServerHandshake(HandshakeContext):
         # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
         # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
         self._out.flight = FlightKind.RETRY
-        self._send(negotiation.hello_retry_request(suite, group, self._hrr_cookie), 0)
+        hrr = negotiation.hello_retry_request(suite, group, self._hrr_cookie)
+        self._send(self._ech.hello_retry_request(hrr, self.transcript, ch.random), 0)
 
     def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
         """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
