@@ -5,6 +5,7 @@ public name, then ends the handshake with ech_required and reports EchRejected
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -94,8 +95,13 @@ def test_adapters_raise_ech_rejected_as_their_broken_resource_error() -> None:
 # -- a dtls13 client against a dtls13 server with ECH keys ------------------------------------
 
 
+@functools.cache
+def _leaf() -> Any:
+    return pki().leaf("ec256", dns_names=("secret.example", "public.example"))
+
+
 def _ech_pair(client_list: bytes | None, *, grease: bool = False, **server: Any) -> Any:
-    leaf = pki().leaf("ec256", dns_names=("secret.example", "public.example"))
+    leaf = _leaf()
     keys = [generate_ech_key(7, "public.example")]
     scfg = ServerConfig(
         certificate_chain=leaf.chain_pem,

@@ -37,11 +37,11 @@ def _close_pairs() -> Any:
         _PAIRS.pop().close()
 
 
-def _pair(keys: list[EchKey], *, hrr: bool = False) -> Pair:
+def _pair(keys: list[EchKey], *, hrr: bool = False, **server: Any) -> Pair:
     # The client shares X25519 only; a server that takes P-256 only asks it to retry.
     client = {"groups": ["x25519", "secp256r1"], "key_share_groups": ["x25519"]}
     groups = {"groups": ["secp256r1"]} if hrr else {}
-    pair = make_pair(client=client, server={"ech_keys": keys, **groups}, cache=True)
+    pair = make_pair(client=client, server={"ech_keys": keys, **groups, **server}, cache=True)
     _PAIRS.append(pair)
     return pair
 
@@ -103,6 +103,7 @@ def test_server_answers_the_inner_client_hello_and_confirms_acceptance() -> None
     ee = msgs.pull_message(HandshakeType.encrypted_extensions, sent[1][1])
     assert ee.extension(ExtensionType.encrypted_client_hello) is None
     assert pair.server.statistics().ech_rejected == 0
+    assert pair.server._hs._ech._contexts == ()  # the HPKE keys go with the handshake
 
 
 def test_compressed_outer_extensions_and_padding_are_accepted() -> None:
@@ -135,7 +136,7 @@ def test_each_configured_suite_is_accepted(suite: EchCipherSuite) -> None:
 def _rejected(pair: Pair, sent: list[tuple[int, bytes]]) -> bytes | None:
     """The handshake goes on with the outer ClientHello; the EE's retry_configs."""
     assert pair.net.run(lambda: any(t == HandshakeType.finished for t, _ in sent), max_time=30)
-    assert pair.server._hs.ech_status is EchStatus.REJECTED
+    assert pair.server._hs.ech_status() is EchStatus.REJECTED
     assert pair.server._hs.server_name == "public.example"
     ee = next(b for t, b in sent if t == HandshakeType.encrypted_extensions)
     return msgs.pull_message(HandshakeType.encrypted_extensions, ee).extension(
@@ -214,6 +215,14 @@ def test_hello_retry_request_confirms_and_the_second_hello_uses_the_same_context
         _transcript_hash((HandshakeType.message_hash, ch1_hash), (hrr_type, zeroed)),
     )
     assert signal == expected
+
+
+def test_a_cookie_hello_retry_request_of_the_connection_carries_the_ech_state() -> None:
+    pair = _pair([KEY], require_cookie=True)
+    wrapper = EchWrapper(pair, KEY.config)
+    assert pair.handshake()
+    assert _completed(pair, "server").ech_status is EchStatus.ACCEPTED
+    assert wrapper.sent[1].extension(ExtensionType.cookie) is not None
 
 
 def _alert(pair: Pair) -> AlertDescription | None:

@@ -6,6 +6,7 @@ acceptance the way RFC 9849 §7 says (the client-facing server of a shared-mode 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import pytest
@@ -85,8 +86,13 @@ def client(counts: dict[str, int] | None = None, **options: Any) -> ClientHandsh
     return ClientHandshake(ClientConfig(**settings), wall_clock=wall_clock, count=count)
 
 
+@functools.cache
+def _leaf(*names: str) -> Any:
+    return pki().leaf("ec256", dns_names=names)
+
+
 def server_config(name: str, **options: Any) -> ServerConfig:
-    leaf = pki().leaf("ec256", dns_names=(name,))
+    leaf = _leaf(name)
     return ServerConfig(
         certificate_chain=leaf.chain_pem,
         private_key=leaf.key_pem,
@@ -297,7 +303,7 @@ def test_no_usable_config_sends_no_ech_and_grease_only_when_asked() -> None:
         hello = msgs.pull_message(HT.client_hello, first_hello(c))
         assert isinstance(hello, msgs.ClientHello)
         assert (hello.extension(ET.encrypted_client_hello) is not None) == grease
-        assert _sni(hello) == SECRET and c.ech_status is status
+        assert _sni(hello) == SECRET and c.ech_status() is status
 
 
 @pytest.mark.parametrize(
@@ -390,7 +396,7 @@ def test_a_server_hello_dropped_as_damaged_leaves_no_ech_verdict_behind() -> Non
         c.handle_message(HT.server_hello, msgs.push_message(damaged)[1], 0.0)
     c.restore_hello(saved)
     answers = [c.handle_message(m.msg_type, m.body, 0.0) for m in flight]
-    assert c.ech_status is EchStatus.ACCEPTED
+    assert c.ech_status() is EchStatus.ACCEPTED
     for m in answers[-1].messages:
         s.handle_message(m.msg_type, m.body, 0.0)
     completed = next(o.completed for o in answers if o.completed)
@@ -423,7 +429,7 @@ def _rejecting(name: str = PUBLIC, **options: Any) -> EchServer:
 
 
 def test_rejected_ech_authenticates_the_public_name_then_ends_with_ech_required() -> None:
-    leaf = pki().leaf("ec256", dns_names=("client.example",))
+    leaf = _leaf("client.example")
     c = client(certificate_chain=leaf.chain_pem, private_key=leaf.key_pem)
     s = _rejecting(client_auth="optional")
     s.retry_configs = RETRY_LIST
@@ -431,7 +437,7 @@ def test_rejected_ech_authenticates_the_public_name_then_ends_with_ech_required(
     abort = result.abort
     assert isinstance(abort, EchRequired) and abort.description is AlertDescription.ech_required
     assert abort.retry_configs == RETRY_LIST
-    assert result.client_completed is None and c.ech_status is EchStatus.REJECTED
+    assert result.client_completed is None and c.ech_status() is EchStatus.REJECTED
     assert s.server_name == PUBLIC
     verdict = c.peer_verification
     assert verdict is not None and verdict.accepted

@@ -490,3 +490,48 @@ def test_shim_client_reports_an_ech_rejection(
     assert code == 1 and verdict in err
     if verdict == "sent alert":
         assert "sent alert: ech_required" in err
+
+
+@pytest.mark.parametrize(
+    ("expect", "code", "error"),
+    [
+        ([], 0, ""),
+        (["-expect-ech-accept"], 1, "ECH was not accepted, but wanted opposite.\n"),
+    ],
+)
+def test_shim_server_takes_ech_keys_and_checks_acceptance(
+    tmp_path: Path, expect: list[str], code: int, error: str
+) -> None:
+    import base64
+
+    from dtls13 import generate_ech_key
+
+    cert, key = write_leaf(tmp_path)
+    ech = generate_ech_key(42, "public.example")
+    runner = FakeRunner(
+        [
+            *["-server", "-dtls", "-cert-file", cert, "-key-file", key],
+            *["-ech-server-config", base64.b64encode(ech.config.encoded).decode()],
+            *["-ech-server-key", base64.b64encode(ech.private_key.private_bytes_raw()).decode()],
+            *["-ech-is-retry-config", "1", *expect],
+        ]
+    )
+    pools = PoolSet()
+    client = Connection(ClientConfig(verify=False), pools=pools)  # offers no ECH
+    try:
+        runner.accept()
+        client.connect(PEER, NOW)
+        seen: list[object] = []
+
+        def ended() -> bool:
+            seen.extend(events(client))
+            return any(isinstance(e, HandshakeCompleted | ConnectionTerminated) for e in seen)
+
+        runner.pump(client, NOW, ended)
+        if code == 0:
+            echo_and_close(runner, client, seen)
+    finally:
+        if not client.closed:
+            client.abandon()
+        got = runner.finish()
+    assert got == (code, error)

@@ -41,23 +41,26 @@ def _server_name(name: bytes) -> bytes:
 
 
 class EchWrapper:
-    """Wrap `pair`'s client so that its ClientHellos go out encrypted under `config`."""
+    """Wrap `pair`'s client so that its ClientHellos go out encrypted under `config`
+    (`pair`: anything with the client at CLIENT_ADDR as `.client` and the `.net`)."""
 
     def __init__(
         self,
-        pair: Pair,
+        pair: Pair | Any,
         config: EchConfig,
         *,
         suite: EchCipherSuite = SUITE,
         compressed: Sequence[int] = (),
         padding: int = 0,
         config_id: int | None = None,
+        outer_drops: Sequence[int] = (),
     ) -> None:
         self.config = config
         self.suite = suite
         self.compressed = compressed
         self.padding = padding
         self.config_id = config.config_id if config_id is None else config_id
+        self.outer_drops = outer_drops  # extension types left out of the outer ClientHello
         self.context: HpkeContext | None = None
         self.sent: list[msgs.ClientHello] = []  # the outer ClientHellos, in order
         self.inner: list[msgs.ClientHello] = []
@@ -107,7 +110,7 @@ class EchWrapper:
             ech = self.mangle_outer(index, ech)
         extensions = []
         for ext in inner.extensions:
-            if ext.type == ExtensionType.encrypted_client_hello:
+            if ext.type == ExtensionType.encrypted_client_hello or ext.type in self.outer_drops:
                 continue
             if ext.type == ExtensionType.server_name:
                 ext = Extension(ext.type, _server_name(self.config.public_name))

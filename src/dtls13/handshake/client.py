@@ -54,6 +54,7 @@ class ClientHandshake(HandshakeContext):
         "_cert_request",
         "_ech",
         "_ech_extension",
+        "_ech_state",
         "_hrr_cookie",
         "_key_shares",
         "_psk_offers",
@@ -73,6 +74,7 @@ class ClientHandshake(HandshakeContext):
         self.client_hello: msgs.ClientHello | None = None
         # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
         # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        self._ech_state = ech.EchStatus.NOT_OFFERED
         self._ech: ech_client.EchOffer | None = None
         self._ech_extension: ext.Extension | None = None
         self.ech_retry_configs: bytes | None = None
@@ -84,7 +86,7 @@ class ClientHandshake(HandshakeContext):
             self._ech = ech_client.EchOffer(*chosen, config.random_bytes)
         elif config.ech_grease:
             self._ech_extension = ech_client.grease_extension(config.random_bytes)
-            self.ech_status = ech.EchStatus.GREASE
+            self._ech_state = ech.EchStatus.GREASE
         self._set_state(S.START)
 
     @property
@@ -194,7 +196,7 @@ class ClientHandshake(HandshakeContext):
         elif self._ech_extension is not None:
             extensions.append(self._ech_extension)
         # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
-        rejected = self.ech_status is ech.EchStatus.REJECTED
+        rejected = self._ech_state is ech.EchStatus.REJECTED
         offers = self._psk_offers = [] if rejected else self._offers()
         if offers:
             session = offers[0].session
@@ -261,7 +263,7 @@ class ClientHandshake(HandshakeContext):
         offer = self._ech
         outer = offer.outer_transcript.copy() if offer is not None else None
         ech_state = (
-            self.ech_status,
+            self._ech_state,
             offer,
             outer,
             self.client_hello,
@@ -277,7 +279,7 @@ class ClientHandshake(HandshakeContext):
         base, ech_state = saved
         super().restore_hello(base)
         (
-            self.ech_status,
+            self._ech_state,
             self._ech,
             outer,
             self.client_hello,
@@ -289,6 +291,9 @@ class ClientHandshake(HandshakeContext):
         ) = ech_state
         if self._ech is not None:
             self._ech.outer_transcript = outer
+
+    def ech_status(self) -> ech.EchStatus:
+        return self._ech_state
 
     def _hello_server_name(self) -> str | None:
         """The server_name to send: ours, or the ECH config's public_name once the server
@@ -353,7 +358,7 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
-        if self._ech is not None or self.ech_status is ech.EchStatus.GREASE:
+        if self._ech is not None or self._ech_state is ech.EchStatus.GREASE:
             # Before anything else: the answer says which ClientHello the server took.
             self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
@@ -427,17 +432,17 @@ class ClientHandshake(HandshakeContext):
         if offer is None:
             return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
         accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
-        if not accepted and self.ech_status is ech.EchStatus.ACCEPTED:
+        if not accepted and self._ech_state is ech.EchStatus.ACCEPTED:
             # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
             raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
         if accepted:
-            self.ech_status = ech.EchStatus.ACCEPTED
+            self._ech_state = ech.EchStatus.ACCEPTED
             if not sh.is_hello_retry_request:
                 self._ech = None
             return
         # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
         # name (§6.1.7), with the outer transcript and random, resuming nothing.
-        self.ech_status = ech.EchStatus.REJECTED
+        self._ech_state = ech.EchStatus.REJECTED
         self.ech_name_override = offer.public_name
         self.transcript = offer.outer_transcript
         self.client_hello = offer.outer_hello
@@ -535,10 +540,10 @@ class ClientHandshake(HandshakeContext):
         data = ee.extension(ech_client.ECH_TYPE)
         if data is None:
             return
-        if self.ech_status is ech.EchStatus.ACCEPTED:
+        if self._ech_state is ech.EchStatus.ACCEPTED:
             raise UnsupportedExtension("encrypted_client_hello in EncryptedExtensions after ECH")
         ech_client.check_retry_configs(data)
-        if self.ech_status is ech.EchStatus.REJECTED:
+        if self._ech_state is ech.EchStatus.REJECTED:
             self.ech_retry_configs = bytes(data)
 
     def _certificate_types(self, ee: msgs.EncryptedExtensions) -> None:
@@ -596,7 +601,7 @@ class ClientHandshake(HandshakeContext):
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
         self._out.flight = FlightKind.FINAL
-        rejected = self.ech_status is ech.EchStatus.REJECTED
+        rejected = self._ech_state is ech.EchStatus.REJECTED
         if self._cert_request is not None:
             if rejected:
                 # RFC 9849 §6.1.7: "If the server requests a client certificate, the client

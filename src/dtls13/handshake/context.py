@@ -146,7 +146,6 @@ class HandshakeContext:
         "early_exporter",
         "early_offered",
         "early_result",
-        "ech_status",
         "exporter",
         "group",
         "in_hello",
@@ -229,7 +228,6 @@ class HandshakeContext:
         self.early_offered = self.early_accepted = False
         self.early_result: bool | None = None
         self.early_budget = 0
-        self.ech_status = EchStatus.NOT_OFFERED  # Encrypted Client Hello (RFC 9849)
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
@@ -419,8 +417,13 @@ class HandshakeContext:
             certificate_compression_received=_name(self.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
-            ech_status=self.ech_status,
+            ech_status=self.ech_status(),
         )
+
+    def ech_status(self) -> EchStatus:
+        """What became of Encrypted Client Hello (RFC 9849) in this handshake; each role
+        answers from its own ECH state (no slot here: an idle connection pays nothing)."""
+        return EchStatus.NOT_OFFERED
 
     def drop_handshake_state(self) -> None:
         """Forget what only the handshake needed, once it has completed.

@@ -179,14 +179,23 @@ class CookieJar:
 _RETRY_EXTRA = struct.Struct("!HH")
 
 
-def pack_cookie_extra(suite: int, group: int | None) -> bytes:
-    """The cookie's `extra` naming the HelloRetryRequest's suite and group."""
-    return _RETRY_EXTRA.pack(suite, group or 0)
+def pack_cookie_extra(suite: int, group: int | None, ech: bytes = b"") -> bytes:
+    """The cookie's `extra` naming the HelloRetryRequest's suite and group, then what it
+    keeps of Encrypted Client Hello (ServerEch.retry_state)."""
+    return _RETRY_EXTRA.pack(suite, group or 0) + ech
 
 
 def unpack_cookie_extra(extra: bytes) -> tuple[int, int | None] | None:
     """(suite, group or None) from a cookie's `extra`; None if it is not one of ours."""
-    if len(extra) != _RETRY_EXTRA.size:
+    ech = extra[_RETRY_EXTRA.size :]
+    if len(extra) < _RETRY_EXTRA.size or not (
+        ech in (b"", b"\x01") or (len(ech) > 6 and ech[0] == 2)
+    ):
         return None
-    suite, group = _RETRY_EXTRA.unpack(extra)
+    suite, group = _RETRY_EXTRA.unpack_from(extra)
     return int(suite), int(group) or None
+
+
+def cookie_ech_state(extra: bytes) -> bytes:
+    """The Encrypted Client Hello state a cookie's `extra` carries (b"": none)."""
+    return extra[_RETRY_EXTRA.size :]

@@ -10,15 +10,18 @@ the ServerHello random and the HelloRetryRequest's extension.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._fast import Buffer, DecodeError
 from ..alerts import DecodeErrorAlert, DecryptError, IllegalParameter, MissingExtension
 from ..events import EchStatus
 from . import messages as msgs
 from .constants import ExtensionType
+from .cookie import cookie_ech_state
 from .ech import (
     CONFIRMATION_LENGTH,
     ECH_INNER_MARKER,
+    EchCipherSuite,
     EchOuter,
     accept_confirmation,
     client_hello_outer_aad,
@@ -29,7 +32,7 @@ from .ech import (
     supported_suite,
 )
 from .ech_keys import EchKey
-from .extensions import Extension
+from .extensions import Extension, decode, pull_cookie
 from .hpke import HpkeContext, HpkeError, setup_base_receiver
 from .key_schedule import Transcript
 
@@ -45,16 +48,18 @@ def _encode_client_hello(hello: msgs.ClientHello) -> bytes:
 class ServerEch:
     """One handshake's ECH state on a server with `keys` (possibly none)."""
 
-    __slots__ = ("_config_id", "_context", "_keys", "_outer", "_suite", "inner", "status")
+    __slots__ = ("_config_id", "_contexts", "_enc", "_keys", "_suite", "inner", "status")
 
     def __init__(self, keys: Sequence[EchKey]) -> None:
         self._keys = tuple(keys)
         self.status = EchStatus.NOT_OFFERED
         self.inner = False  # the ClientHello we answer carries the inner marker
-        self._context: HpkeContext | None = None
+        # The HPKE contexts ClientHelloOuter2 may use: the one that opened ClientHelloOuter1,
+        # or after a stateless retry those of every key with its config_id (RFC 9849 §7.1.1).
+        self._contexts: tuple[HpkeContext, ...] = ()
         self._config_id = -1
-        self._suite: object = None
-        self._outer: EchOuter | None = None
+        self._suite: EchCipherSuite | None = None
+        self._enc = b""
 
     def _outer_extension(self, ch: msgs.ClientHello) -> EchOuter | None:
         data = ch.extension(ExtensionType.encrypted_client_hello)
@@ -85,7 +90,7 @@ class ServerEch:
         self, ch: msgs.ClientHello, body: bytes, count: Callable[[str, int], None]
     ) -> Hello:
         # Afresh: a first ClientHello dropped as damaged must leave no trace.
-        self.status, self._context = EchStatus.NOT_OFFERED, None
+        self.status, self._contexts = EchStatus.NOT_OFFERED, ()
         outer = self._outer_extension(ch)
         if outer is None:
             return ch, body  # no extension, or the inner marker
@@ -110,7 +115,8 @@ class ServerEch:
                 continue  # RFC 9849 §7.1: try the next config with this id, then reject
             inner = decode_client_hello_inner(encoded, ch)
             self.status = EchStatus.ACCEPTED
-            self._context, self._config_id, self._suite = context, outer.config_id, outer.suite
+            self._contexts, self._config_id, self._suite = (context,), outer.config_id, outer.suite
+            self._enc = outer.enc
             return inner, _encode_client_hello(inner)
         count("ech_rejected", 1)
         return ch, body
@@ -124,14 +130,91 @@ class ServerEch:
             raise DecodeErrorAlert("second ClientHello with an inner encrypted_client_hello")
         if outer.config_id != self._config_id or outer.suite != self._suite or outer.enc:
             raise IllegalParameter("second ClientHelloOuter changed its ECH config or enc")
-        context = self._context
-        assert context is not None
-        try:
-            encoded = context.open(client_hello_outer_aad(ch, outer), outer.payload)
-        except HpkeError:
-            raise DecryptError("second ClientHelloOuter does not decrypt") from None
+        aad = client_hello_outer_aad(ch, outer)
+        for context in self._contexts:
+            try:
+                encoded = context.open(aad, outer.payload)
+                break
+            except HpkeError:
+                continue
+        else:
+            raise DecryptError("second ClientHelloOuter does not decrypt")
         inner = decode_client_hello_inner(encoded, ch)
         return inner, _encode_client_hello(inner)
+
+    # -- a stateless HelloRetryRequest's cookie (RFC 9147 §5.1) -------------------------
+
+    def retry_state(self) -> bytes:
+        """What a stateless HelloRetryRequest's cookie keeps of this state: nothing, the
+        rejection (1), or the acceptance (2) with what rebuilds the HPKE context."""
+        if self.status is EchStatus.REJECTED:
+            return b"\x01"
+        if self.status is not EchStatus.ACCEPTED or self._suite is None:
+            return b""
+        return (
+            bytes((2, self._config_id))
+            + self._suite.kdf.to_bytes(2, "big")
+            + self._suite.aead.to_bytes(2, "big")
+            + self._enc
+        )
+
+    def restore_from_cookie(
+        self,
+        ch: msgs.ClientHello,
+        jar: Any,
+        now: float,
+        addr: Any,
+        count: Callable[[str, int], None],
+    ) -> None:
+        """Take up the state a stateless HelloRetryRequest's cookie (in `ch`) kept."""
+        data = ch.extension(ExtensionType.cookie)
+        if data is None:
+            return  # the handshake says what is missing
+        try:
+            cookie = decode(data, pull_cookie)
+        except DecodeError:
+            raise DecodeErrorAlert("malformed cookie") from None
+        contents = jar.check(cookie, now, addr)
+        if contents is None:
+            raise IllegalParameter("invalid or expired cookie")
+        if not self.restore(cookie_ech_state(contents.extra)):
+            raise IllegalParameter("cookie names an ECH key no longer held")
+        if self.status is EchStatus.REJECTED:
+            count("ech_rejected", 1)
+
+    def restore(self, state: bytes) -> bool:
+        """Take up `retry_state()` from a valid cookie; False if it is not one of ours."""
+        if state == b"\x01":
+            self.status = EchStatus.REJECTED
+            return True
+        if not state:
+            return True
+        if len(state) < 6 or state[0] != 2:
+            return False
+        config_id = state[1]
+        suite = EchCipherSuite(int.from_bytes(state[2:4], "big"), int.from_bytes(state[4:6], "big"))
+        contexts = []
+        for key in self._keys:
+            if key.config.config_id != config_id or not supported_suite(key.config, suite):
+                continue
+            try:
+                context = setup_base_receiver(
+                    key.config.kem_id,
+                    suite.kdf,
+                    suite.aead,
+                    state[6:],
+                    key.private_key,
+                    key.config.hpke_info,
+                )
+            except HpkeError:
+                continue
+            context.skip_to(1)  # ClientHelloOuter1 took sequence number 0
+            contexts.append(context)
+        if not contexts:
+            return False  # the key is gone (rotated out since the cookie was made)
+        self.status, self._config_id, self._suite = EchStatus.ACCEPTED, config_id, suite
+        self._contexts, self._enc = tuple(contexts), state[6:]
+        return True
 
     # -- what the server sends ---------------------------------------------------------
 
@@ -199,3 +282,8 @@ def _with_extension(hrr: msgs.ServerHello, confirmation: bytes) -> msgs.ServerHe
         legacy_compression_method=hrr.legacy_compression_method,
         legacy_version=hrr.legacy_version,
     )
+
+
+# What a connection holds once its handshake is over (ServerHandshake.drop_handshake_state):
+# one shared, empty state instead of its own, with its HPKE contexts, per idle connection.
+FINISHED = ServerEch(())

@@ -51,10 +51,18 @@ from . import messages as msgs
 from .certificates import schemes_for_key, sign_certificate_verify
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .cookie import pack_cookie_extra
+from .ech_server import ServerEch
 from .flights import handshake_fragment
 from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
+from .key_schedule import Transcript
 from .messages import transcript_header
 from .settings import ServerSettings
+
+_ECH_TYPE = ExtensionType.encrypted_client_hello.to_bytes(2, "big")
+
+
+def _ignore(name: str, n: int) -> None:
+    """Counts of a ClientHello the gate looks into: the connection that follows counts."""
 
 
 class Verdict(enum.Enum):
@@ -578,6 +586,11 @@ class HelloGate:
         at, length, suites, versions, groups, shares, record_seq, _ = scan
         if versions is None or DTLS13_VERSION not in versions:
             return None
+        with memoryview(data) as view:
+            if _ECH_TYPE in view[at : at + length].tobytes():
+                # Maybe an encrypted_client_hello: the inner ClientHello decides the HRR
+                # (RFC 9849 §7.1.1), which only the decoded path knows how to open.
+                return None
         cfg = self.config
         suite = negotiation.choose_suite(cfg, suites)
         if suite is None:
@@ -608,8 +621,16 @@ class HelloGate:
     def _stateless_retry(
         self, ch: msgs.ClientHello, body: bytes, addr: Any, now: float, record_seq: int
     ) -> list[Lease] | None:
-        """A HelloRetryRequest with a cookie, built from this ClientHello alone."""
+        """A HelloRetryRequest with a cookie, built from this ClientHello alone (from its
+        inner ClientHello when it is a ClientHelloOuter one of our ECH keys opens)."""
         cfg = self.config
+        ech: ServerEch | None = None
+        if ch.extension(ExtensionType.encrypted_client_hello) is not None:
+            ech = ServerEch(cfg.ech_keys)
+            try:
+                ch, body = ech.open(ch, body, False, _ignore)
+            except Alert:
+                return None  # a connection decides (a malformed first ClientHello: dropped)
         versions = ch.extension(ExtensionType.supported_versions)
         try:
             offered = ext.decode(versions, ext.pull_supported_versions_client) if versions else ()
@@ -638,8 +659,20 @@ class HelloGate:
             SUITES[suite].hash_name, transcript_header(HandshakeType.client_hello, len(body))
         )
         ch1.update(body)
-        cookie = cfg.cookie_jar.make(now, addr, ch1.digest(), pack_cookie_extra(suite, group))
-        fragment = self._hrr_fragment(suite, group, cookie)
+        state = ech.retry_state() if ech is not None else b""
+        cookie = cfg.cookie_jar.make(
+            now, addr, ch1.digest(), pack_cookie_extra(suite, group, state)
+        )
+        if ech is not None and ech.inner:
+            # The HRR confirms ECH (RFC 9849 §7.2.1) over message_hash(ClientHelloInner1).
+            transcript = Transcript.from_message_hash(SUITES[suite].hash_name, ch1.digest())
+            hrr = negotiation.hello_retry_request(suite, group, cookie)
+            msg_type, hrr_body = msgs.push_message(
+                ech.hello_retry_request(hrr, transcript, ch.random)
+            )
+            fragment = handshake_fragment(msg_type, len(hrr_body), 0, 0, hrr_body)
+        else:
+            fragment = self._hrr_fragment(suite, group, cookie)
         try:
             return self._record(ContentType.handshake, fragment, record_seq)
         except MemoryBudgetExceeded:

@@ -105,6 +105,12 @@ class HpkeContext:
     def sequence(self) -> int:
         return self._sequence
 
+    def skip_to(self, sequence: int) -> None:
+        """Continue at `sequence`: a context rebuilt after messages it did not see."""
+        if sequence < self._sequence:
+            raise ValueError("an HPKE sequence number never goes back")
+        self._sequence = sequence
+
     def _nonce(self) -> bytes:
         if self._sequence >= (1 << (8 * len(self._base_nonce))) - 1:
             raise HpkeError("HPKE sequence number exhausted")

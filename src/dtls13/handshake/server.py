@@ -16,6 +16,7 @@ from ..alerts import (
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
+from ..events import EchStatus
 from . import compression, groups, negotiation, raw_keys, selection, srtp, stapling, verification
 from . import extensions as ext
 from . import messages as msgs
@@ -28,7 +29,7 @@ from .context import (
     signing_schemes,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
-from .ech_server import ServerEch
+from .ech_server import FINISHED, ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk
 from .state import HELLO_STATES, ServerState, Transition
@@ -104,10 +105,13 @@ class ServerHandshake(HandshakeContext):
         cfg = self.config
         self.hello_bodies[seq] = body
         self._peer_address = addr
+        if self.retried and self._client_hello is None:
+            # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
+            # inner one's cookie is checked by _resume_from_cookie).
+            self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
         ch, body = self._ech.open(ch, body, self.retried, self._count)
-        self.ech_status = self._ech.status
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -396,7 +400,7 @@ class ServerHandshake(HandshakeContext):
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
-            extra = pack_cookie_extra(suite, group)
+            extra = pack_cookie_extra(suite, group, self._ech.retry_state())
             self._hrr_cookie = cfg.cookie_jar.make(now, self._peer_address, ch1_hash, extra)
         # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
         # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
@@ -426,12 +430,20 @@ class ServerHandshake(HandshakeContext):
         suite = CipherSuite(suite_code)
         params = SUITES[suite]
         self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
-        hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
+        if self._ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
+            hrr = negotiation.hello_retry_request(suite, group, cookie)
+            hrr = self._ech.hello_retry_request(hrr, self.transcript, ch.random)
+            hrr_body = msgs.push_message(hrr)[1]
+        else:
+            hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
         self.transcript.add(HT.server_hello, hrr_body)
         self._hrr_cookie = cookie
         self._hrr_group = group
         self.suite = suite
         return suite
+
+    def ech_status(self) -> EchStatus:
+        return self._ech.status  # until drop_handshake_state (HandshakeCompleted keeps it)
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
         first = self._client_hello
@@ -572,6 +584,7 @@ class ServerHandshake(HandshakeContext):
         self.credential = None
         self._hrr_cookie = None
         self._type_answers = ()
+        self._ech = FINISHED  # its status is in ech_status; its HPKE keys go
 
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
