@@ -47,6 +47,7 @@ class AlertDescription(enum.IntEnum):
     unknown_psk_identity = 115
     certificate_required = 116
     no_application_protocol = 120
+    ech_required = 121  # RFC 9849 §11.2
 
 
 class Alert(Exception):
@@ -166,6 +167,17 @@ class NoApplicationProtocol(Alert):
     description = AlertDescription.no_application_protocol
 
 
+class EchRequired(Alert):
+    """A client ends a handshake whose Encrypted Client Hello the server rejected (RFC 9849
+    §6.1.6); `retry_configs` is the ECHConfigList the server sent to retry with."""
+
+    description = AlertDescription.ech_required
+
+    def __init__(self, reason: str = "", retry_configs: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.retry_configs = retry_configs
+
+
 ALERT_CLASSES: dict[AlertDescription, type[Alert]] = {
     cls.description: cls
     for cls in (
@@ -195,6 +207,7 @@ ALERT_CLASSES: dict[AlertDescription, type[Alert]] = {
         UnknownPskIdentity,
         CertificateRequired,
         NoApplicationProtocol,
+        EchRequired,
     )
 }
 

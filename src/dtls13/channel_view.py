@@ -71,6 +71,8 @@ class ChannelView:
             timed_out=t.timed_out,
             certificate_error=t.certificate_error,
             unreachable=self._unreachable,
+            ech_rejected=t.ech_rejected,
+            ech_retry_configs=t.ech_retry_configs,
             classes=classes,
         )
         if t.alert is not None and t.alert is not AlertDescription.close_notify:

@@ -10,11 +10,13 @@ from typing import Any, Literal
 
 from cryptography import x509
 
+from ._fast import DecodeError
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
+from .handshake.ech import EchConfig, pull_ech_config_list
 from .handshake.ech_keys import EchKey
 from .handshake.identity import Credential
 from .handshake.psk_import import ImportedPsk
@@ -337,9 +339,16 @@ class ClientConfig(_Common):
     # (which come first): Credential objects or (chain, key) tuples, in order of preference.
     # A CertificateRequest gets the first that fits it (handshake.identity).
     certificates: Sequence[Credential | tuple[Any, ...]] = ()
+    # Encrypted Client Hello (RFC 9849): the server's ECHConfigList (e.g. from its DNS HTTPS
+    # record). The first config we support encrypts the real ClientHello; the observable one
+    # names the config's public_name. A rejection raises EchRejected with retry_configs.
+    ech_config_list: bytes | None = None
+    # Without a usable ech_config_list, send a GREASE encrypted_client_hello (§6.2).
+    ech_grease: bool = False
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     dc_schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     credentials: tuple[Credential, ...] = field(default=(), init=False)
+    ech_configs: tuple[EchConfig, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -372,6 +381,7 @@ class ClientConfig(_Common):
             )
         if not isinstance(self.permute_extensions, bool):
             raise TypeError("permute_extensions must be True or False")
+        self._load_ech()
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
         self._load_credentials()
@@ -390,6 +400,18 @@ class ClientConfig(_Common):
                     "server_name is required when verifying certificates "
                     "(or pass verify=False to skip verification, or a verify_callback)"
                 )
+
+    def _load_ech(self) -> None:
+        if not isinstance(self.ech_grease, bool):
+            raise TypeError("ech_grease must be True or False")
+        if self.ech_config_list is None:
+            return
+        if not isinstance(self.ech_config_list, bytes):
+            raise TypeError("ech_config_list must be bytes (an ECHConfigList, RFC 9849 §4)")
+        try:
+            self.ech_configs = pull_ech_config_list(self.ech_config_list)
+        except DecodeError as exc:
+            raise ValueError(f"ech_config_list is not a valid ECHConfigList: {exc}") from None
 
     def _load_credentials(self) -> None:
         """Every credential, in order: the raw key, the chain, then `certificates`; our

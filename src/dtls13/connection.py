@@ -28,6 +28,7 @@ from .alerts import (
     AlertDescription,
     AlertLevel,
     DecodeErrorAlert,
+    EchRequired,
     InternalError,
     LocalProtocolError,
     RecordOverflow,
@@ -1102,6 +1103,8 @@ class Connection:
             by_peer=False,
             now=now,
             certificate_error=alert.certificate_error,
+            ech_rejected=isinstance(alert, EchRequired),
+            ech_retry_configs=getattr(alert, "retry_configs", None),
         )
 
     def _terminate(
@@ -1113,13 +1116,21 @@ class Connection:
         now: float | None,
         timed_out: bool = False,
         certificate_error: str | None = None,
+        ech_rejected: bool = False,
+        ech_retry_configs: bytes | None = None,
     ) -> None:
         if self._hs.connected:
             # What get_cleartext_mtu() answers once the record layer is gone.
             self._closed_cleartext_mtu = self.get_cleartext_mtu()
         self._hs.close()
         self.terminated = ConnectionTerminated(
-            alert, reason, by_peer, timed_out=timed_out, certificate_error=certificate_error
+            alert,
+            reason,
+            by_peer,
+            timed_out=timed_out,
+            certificate_error=certificate_error,
+            ech_rejected=ech_rejected,
+            ech_retry_configs=ech_retry_configs,
         )
         self._event(self.terminated)
         self._retransmit_at = self._ack_at = None

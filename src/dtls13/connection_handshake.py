@@ -599,6 +599,8 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
             # way (network duplicates, or a peer that sends fragments twice): they do
             # not say ours was lost, so on_peer_repeat waits as after a retransmission.
             self._retransmitted_at = now
+    if out.abort is not None:
+        raise out.abort
     if out.completed is not None:
         self._complete(out.completed, now)
         self._drop_handshake_state()

@@ -9,6 +9,7 @@
         ├── ConnectionFailed            a fatal alert (sent or received) after the handshake
         └── HandshakeFailed             the handshake did not complete
             ├── CertificateVerificationFailed   the peer's certificate was rejected
+            ├── EchRejected                     the server rejected Encrypted Client Hello
             ├── HandshakeTimeout                no answer within handshake_timeout
             └── PeerUnreachable                 ICMP: nothing listens at the peer's port
 
@@ -79,6 +80,25 @@ class CertificateVerificationFailed(HandshakeFailed):
         self.verification_error = verification_error
 
 
+class EchRejected(HandshakeFailed):
+    """The server rejected our Encrypted Client Hello (RFC 9849 §6.1.6): it authenticated for
+    the ECH config's public name, and we ended the handshake with ech_required. Retry on a
+    new connection with `retry_configs` (an ECHConfigList) as ``ech_config_list``; None: the
+    server sent none, so ECH is disabled for it (retry without ECH)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        alert: AlertDescription | None,
+        by_peer: bool,
+        retry_configs: bytes | None,
+    ) -> None:
+        super().__init__(message, reason=reason, alert=alert, by_peer=by_peer)
+        self.retry_configs = retry_configs
+
+
 class HandshakeTimeout(HandshakeFailed):
     """No handshake within ``handshake_timeout`` (the peer is silent or the path loses
     everything)."""
@@ -103,6 +123,8 @@ def error_for(
     timed_out: bool = False,
     certificate_error: str | None = None,
     unreachable: bool = False,
+    ech_rejected: bool = False,
+    ech_retry_configs: bytes | None = None,
     classes: Mapping[type[ConnectionEnded], type[ConnectionEnded]] | None = None,
 ) -> ConnectionEnded:
     """The exception for how a connection ended (the fields of ``ConnectionTerminated``).
@@ -126,6 +148,16 @@ def error_for(
         return make(PeerUnreachable, reason)
     if timed_out:
         return make(HandshakeTimeout, f"DTLS {reason}")
+    if ech_rejected:
+        ech_cls = swap.get(EchRejected, EchRejected)
+        assert issubclass(ech_cls, EchRejected)
+        return ech_cls(
+            f"DTLS handshake failed: {reason}{tail}",
+            reason=reason,
+            alert=alert,
+            by_peer=by_peer,
+            retry_configs=ech_retry_configs,
+        )
     if certificate_error is not None:
         cls = swap.get(CertificateVerificationFailed, CertificateVerificationFailed)
         assert issubclass(cls, CertificateVerificationFailed)

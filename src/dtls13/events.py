@@ -110,3 +110,8 @@ class ConnectionTerminated(Event):
     by_peer: bool
     timed_out: bool = False
     certificate_error: str | None = None
+    # We ended the handshake because the server rejected Encrypted Client Hello (alert
+    # ech_required, RFC 9849 §6.1.6), and the ECHConfigList it sent to retry with (None:
+    # none sent; ECH is then disabled for this server, §6.1.6).
+    ech_rejected: bool = False
+    ech_retry_configs: bytes | None = None

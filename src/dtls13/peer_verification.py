@@ -53,6 +53,9 @@ class PeerVerification:
     alert: AlertDescription | None  # the alert a rejection sends (soft fail: would send)
     resumed: bool = False  # about a resumption: the chain the session authenticated
     by_callback: bool = False  # verify_callback gave the verdict
+    # A client whose Encrypted Client Hello the server rejected: the ECH config's
+    # public_name, which server_name then holds (RFC 9849 §6.1.7); None otherwise.
+    ech_name_override: str | None = None
 
 
 VerifyCallback = Callable[[PeerVerification], "bool | AlertDescription"]

@@ -473,7 +473,11 @@ def test_asyncio_exceptions_are_the_librarys_and_asyncios() -> None:
     from dtls13.asyncio.errors import ASYNCIO_CLASSES
 
     for base, flavour in ASYNCIO_CLASSES.items():
-        extra = {"verification_error": "x"} if base is dtls13.CertificateVerificationFailed else {}
+        extra: dict[str, object] = {}
+        if base is dtls13.CertificateVerificationFailed:
+            extra = {"verification_error": "x"}
+        if base is dtls13.EchRejected:
+            extra = {"retry_configs": b"configs"}
         exc = flavour("why", reason="r", alert=None, by_peer=True, **extra)
         assert isinstance(exc, base) and str(exc) == "why"
         assert isinstance(exc, EOFError if base is dtls13.PeerClosed else ConnectionError)

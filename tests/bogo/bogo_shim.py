@@ -74,24 +74,38 @@ def _alpn_list(wire: str) -> list[str]:
 
 
 @functools.cache
-def verify_callback(fail: bool, custom: bool) -> Any:
+def verify_callback(
+    fail: bool, custom: bool, ech_name: str | None = None, no_ech_name: bool = False
+) -> Any:
     """BoringSSL's verify callbacks in test_config.cc (one object per kind, so configs that
     share flags compare equal): accept every chain, or with -verify-fail reject it. The
     custom callback (-use-custom-verify-callback) leaves BoringSSL's default alert,
     certificate_unknown; the legacy one fails with X509_V_ERR_APPLICATION_VERIFICATION,
-    which SSL_alert_from_verify_result turns into handshake_failure."""
+    which SSL_alert_from_verify_result turns into handshake_failure. Both reject a chain
+    verified for another ECH name override than -expect-(no-)ech-name-override says
+    (CheckVerifyCallback)."""
     from dtls13.alerts import AlertDescription
 
     alert = AlertDescription.certificate_unknown if custom else AlertDescription.handshake_failure
 
     def callback(peer: Any) -> Any:
+        override = peer.ech_name_override
+        if (no_ech_name and override is not None) or (
+            ech_name is not None and override != ech_name
+        ):
+            return alert
         return alert if fail else True
 
     return callback
 
 
 def _verify_callback(f: Flags) -> Any:
-    return verify_callback(f.has("-verify-fail"), f.has("-use-custom-verify-callback"))
+    return verify_callback(
+        f.has("-verify-fail"),
+        f.has("-use-custom-verify-callback"),
+        f.str("-expect-ech-name-override"),
+        f.has("-expect-no-ech-name-override"),
+    )
 
 
 def _sct_list(wire: bytes) -> list[bytes]:
@@ -338,10 +352,20 @@ class Shim:
             opts["ocsp_callback"] = lambda response, chain: not fail
         opts["session"] = self.session
         opts["permute_extensions"] = f.has("-permute-extensions")
+        if f.has("-ech-config-list"):
+            opts["ech_config_list"] = f.get("-ech-config-list")
+        opts["ech_grease"] = f.has("-enable-ech-grease")
         try:
             cfg = ClientConfig(**opts)
         except ValueError as e:
+            if "ech_config_list" in str(e):  # SSL_set1_ech_config_list refuses it
+                raise ShimFailure(f"invalid ECH config list: {e}") from None
             raise Unimplemented(f"configuration refused: {e}") from None
+        if f.has("-reject-unusable-ech-config"):
+            from dtls13.handshake.ech_client import choose
+
+            if choose(cfg.ech_configs) is None:
+                raise ShimFailure("unusable ECH config list: no config this client supports")
         available = f.ints("-available-client-cert-types")
         if available and set(available) != {int(t) for t in cfg.own_types}:
             # The client offers the certificate types of its credentials (in their order).
@@ -555,6 +579,7 @@ class Driver:
                             raise ShimFailure("close_notify before the handshake completed")
                         self.ended = True
                         break
+                    check_ech_rejection(f, ev)
                     raise ShimFailure(describe(ev))
             self.flush()
             if self.ended:
@@ -724,6 +749,8 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
     alpn = f.str("-expect-alpn")
     if alpn is not None and alpn != (ev.alpn_protocol or ""):
         raise ShimFailure(f"ALPN mismatch: got {ev.alpn_protocol!r}, wanted {alpn!r}")
+    if f.has("-expect-ech-retry-configs") or f.has("-expect-no-ech-retry-configs"):
+        raise ShimFailure("Expected ECH rejection, but connection succeeded.")
     st = conn.statistics()
     hrr = st.hello_retry_requests_sent + st.hello_retry_requests_received > 0
     if f.has("-expect-hrr") and not hrr:
@@ -769,6 +796,19 @@ def check_handshake(f: Flags, ev: Any, conn: Any, resumed: bool) -> None:
             want = x509.load_pem_x509_certificates(fh.read())
         if list(ev.peer_certificates) != want:
             raise ShimFailure("peer certificate chain mismatch")
+
+
+def check_ech_rejection(f: Flags, ev: Any) -> None:
+    """-expect-ech-retry-configs / -expect-no-ech-retry-configs on a failed connection: it
+    ended by ECH rejection (EchRejected), with these retry configs (bssl_shim)."""
+    expect_none = f.has("-expect-no-ech-retry-configs")
+    expected = f.get("-expect-ech-retry-configs")
+    if not expect_none and expected is None:
+        return
+    if not ev.ech_rejected:
+        raise ShimFailure(f"Expected ECH rejection, but: {describe(ev)}")
+    if ev.ech_retry_configs != (None if expect_none else expected):
+        raise ShimFailure(f"ECH retry configs mismatch: got {ev.ech_retry_configs!r}")
 
 
 def _ech_keys(f: Flags) -> dict[str, Any]:

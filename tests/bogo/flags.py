@@ -78,10 +78,17 @@ BOOL_FLAGS = frozenset(
         "-fail-ocsp-callback",
         # On the newest -new-*-credential (parse_credentials).
         "-must-match-issuer",
+        # Encrypted Client Hello, a client's (bogo_shim.client_config, check_handshake).
+        "-enable-ech-grease",
         "-expect-ech-accept",
         # ClientConfig.permute_extensions, ServerConfig.acknowledge_server_name=False.
         "-permute-extensions",
         "-no-server-name-ack",
+        "-expect-no-ech-retry-configs",
+        "-expect-no-ech-name-override",
+        "-reject-unusable-ech-config",
+        # False Start (RFC 7918) exists only below (D)TLS 1.3: nothing to switch on here.
+        "-false-start",
     }
 )
 
@@ -161,6 +168,10 @@ STRING_FLAGS = frozenset(
         "-srtp-profiles",
         # bogo_shim: the library's message_callback, its trace compared at the end.
         "-expect-msg-callback",
+        "-expect-ech-name-override",
+        # A client's NPN protocol: BoringSSL offers NPN neither in DTLS nor in (D)TLS 1.3
+        # (extensions.cc), so it changes nothing here.
+        "-select-next-proto",
     }
 )
 BASE64_FLAGS = frozenset(
@@ -174,6 +185,8 @@ BASE64_FLAGS = frozenset(
         "-cert-properties",
         "-requested-trust-anchors",
         "-delegated-credential",
+        "-ech-config-list",
+        "-expect-ech-retry-configs",
     }
 )
 

@@ -442,6 +442,57 @@ def test_shim_server_uses_psk_credentials(selected: str, code: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("flags", "verdict"),
+    [
+        (["-expect-no-ech-retry-configs", "-expect-ech-name-override", "localhost"], "sent alert"),
+        (["-expect-ech-retry-configs", "AAQAAAAA"], "retry configs mismatch"),
+        (["-expect-no-ech-name-override"], "sent alert: certificate_unknown"),
+    ],
+)
+def test_shim_client_reports_an_ech_rejection(
+    tmp_path: Path, flags: list[str], verdict: str
+) -> None:
+    """-ech-config-list against a server without ECH: the shim's client authenticates the
+    public name ("localhost", which the server's certificate names), then fails with
+    ech_required, and checks the retry configs and the name override it was told to."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from dtls13.handshake import ech, hpke
+
+    public = X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    suite = ech.EchCipherSuite(hpke.KdfId.HKDF_SHA256, hpke.AeadId.AES_128_GCM)
+    config = ech.encode_ech_config(1, 0x20, public, [suite], b"localhost")
+    config_list = base64.b64encode(ech.push_ech_config_list([config])).decode()
+    cert, key = write_leaf(tmp_path)
+    args = ["-dtls", "-host-name", "secret.example", "-ech-config-list", config_list]
+    args += ["-verify-peer", "-use-custom-verify-callback", *flags]
+    runner = FakeRunner(args)
+    pools = PoolSet()
+    server = Connection(
+        ServerConfig(certificate_chain=cert, private_key=key), pools=pools, peer_address=PEER
+    )
+    try:
+        runner.accept()
+        seen: list[object] = []
+
+        def done() -> bool:
+            seen.extend(events(server))
+            return any(isinstance(e, ConnectionTerminated) for e in seen)
+
+        runner.pump(server, NOW, done)
+    finally:
+        if not server.closed:
+            server.abandon()
+        code, err = runner.finish()
+    assert code == 1 and verdict in err
+    if verdict == "sent alert":
+        assert "sent alert: ech_required" in err
+
+
+@pytest.mark.parametrize(
     ("expect", "code", "error"),
     [
         ([], 0, ""),

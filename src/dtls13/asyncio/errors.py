@@ -41,6 +41,7 @@ ASYNCIO_CLASSES: dict[type[errors.ConnectionEnded], type[errors.ConnectionEnded]
         errors.ConnectionFailed,
         errors.HandshakeFailed,
         errors.CertificateVerificationFailed,
+        errors.EchRejected,
         errors.HandshakeTimeout,
         errors.PeerUnreachable,
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..alerts import (
     DecryptError,
+    EchRequired,
     IllegalParameter,
     MissingExtension,
     ProtocolVersion,
@@ -20,6 +21,8 @@ from ..events import NewSessionTicketReceived
 from . import (
     compression,
     delegated,
+    ech,
+    ech_client,
     groups,
     identity,
     permutation,
@@ -62,10 +65,15 @@ class ClientHandshake(HandshakeContext):
 
     __slots__ = (
         "_cert_request",
+        "_ech",
+        "_ech_extension",
+        "_ech_state",
         "_hrr_cookie",
         "_key_shares",
         "_psk_offers",
         "client_hello",
+        "ech_name_override",
+        "ech_retry_configs",
         "trust_anchor_matched",
         "trust_anchors_available",
     )
@@ -82,6 +90,21 @@ class ClientHandshake(HandshakeContext):
         # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
         self.trust_anchor_matched = False
         self.trust_anchors_available: tuple[bytes, ...] = ()
+        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
+        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        self._ech_state = ech.EchStatus.NOT_OFFERED
+        self._ech: ech_client.EchOffer | None = None
+        self._ech_extension: ext.Extension | None = None
+        self.ech_retry_configs: bytes | None = None
+        # The name the server's certificate is checked against once ECH was rejected:
+        # the config's public_name (§6.1.7), not server_name.
+        self.ech_name_override: str | None = None
+        chosen = ech_client.choose(config.ech_configs)
+        if chosen is not None:
+            self._ech = ech_client.EchOffer(*chosen, config.random_bytes)
+        elif config.ech_grease:
+            self._ech_extension = ech_client.grease_extension(config.random_bytes)
+            self._ech_state = ech.EchStatus.GREASE
         self._set_state(S.START)
 
     @property
@@ -138,9 +161,12 @@ class ClientHandshake(HandshakeContext):
                 list(cfg.schemes),
             ),
         ]
-        if cfg.server_name and not _is_ip(cfg.server_name):
+        sni = self._hello_server_name()
+        # Where ClientHelloOuter names the public name when ClientHelloInner names none.
+        outer_sni_at = len(extensions)
+        if sni is not None:
             extensions.append(
-                ext.make_extension(ExtensionType.server_name, ext.push_server_name, cfg.server_name)
+                ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
             )
         if cfg.alpn_protocols:
             extensions.append(
@@ -186,7 +212,13 @@ class ClientHandshake(HandshakeContext):
                 ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
             )
         )
-        offers = self._psk_offers = self._offers()
+        if self._ech is not None:
+            extensions.append(ech_client.inner_marker())
+        elif self._ech_extension is not None:
+            extensions.append(self._ech_extension)
+        # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
+        rejected = self._ech_state is ech.EchStatus.REJECTED
+        offers = self._psk_offers = [] if rejected else self._offers()
         if offers:
             session = offers[0].session
             # RFC 8446 §4.2.10: early data goes under the first PSK offered.
@@ -206,6 +238,11 @@ class ClientHandshake(HandshakeContext):
             )
         if cfg.permute_extensions:
             extensions = permutation.permuted(extensions, self.random)
+        natural = list(extensions)
+        if sni is None:
+            natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
+        if self._ech is not None:
+            extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
             random=self.random,
             cipher_suites=tuple(int(s) for s in cfg.suites),
@@ -222,7 +259,18 @@ class ClientHandshake(HandshakeContext):
             hello = msgs.replace_binders(hello, binders)
         self.client_hello = hello
         self._out.flight = FlightKind.HANDSHAKE
-        self._send(hello, 0)
+        offer = self._ech
+        if offer is None:
+            self._send(hello, 0)
+        else:
+            # RFC 9849 §6.1: ClientHelloOuter goes out; both hellos are hashed until the
+            # server's answer says which one it took (§6.1.4).
+            outer = offer.seal(hello, natural, self._hello_server_name())
+            outer_type, outer_body = msgs.push_message(outer)
+            _, inner_body = msgs.push_message(hello)
+            self.transcript.add(HandshakeType.client_hello, inner_body)
+            offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
+            self._send_encoded(outer_type, outer_body, 0, transcript=False)
         if self.early_offered and offers[0].session is not None:
             first, session = offers[0].schedule, offers[0].session
             early = first.client_early_traffic_secret(self.transcript.digest(first.hash_name))
@@ -231,6 +279,52 @@ class ClientHandshake(HandshakeContext):
             if self._keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
+
+    def save_hello(self) -> tuple[Any, ...]:
+        # A ServerHello dropped as damaged must not leave its ECH verdict behind either:
+        # an off-path sender's hello would otherwise decide which ClientHello counts.
+        offer = self._ech
+        outer = offer.outer_transcript.copy() if offer is not None else None
+        ech_state = (
+            self._ech_state,
+            offer,
+            outer,
+            self.client_hello,
+            self.random,
+            self.client_random,
+            self._ech_extension,
+            self.ech_name_override,
+            self._psk_offers,
+        )
+        return (super().save_hello(), ech_state)
+
+    def restore_hello(self, saved: tuple[Any, ...]) -> None:
+        base, ech_state = saved
+        super().restore_hello(base)
+        (
+            self._ech_state,
+            self._ech,
+            outer,
+            self.client_hello,
+            self.random,
+            self.client_random,
+            self._ech_extension,
+            self.ech_name_override,
+            self._psk_offers,
+        ) = ech_state
+        if self._ech is not None:
+            self._ech.outer_transcript = outer
+
+    def ech_status(self) -> ech.EchStatus:
+        return self._ech_state
+
+    def _hello_server_name(self) -> str | None:
+        """The server_name to send: ours, or the ECH config's public_name once the server
+        rejected ECH at a HelloRetryRequest (ClientHelloOuter's name, RFC 9849 §6.1)."""
+        if self.ech_name_override is not None:
+            return self.ech_name_override
+        name = self.config.server_name
+        return name if name and not _is_ip(name) else None
 
     def _offers(self) -> list[PskOffer]:
         """The PSKs to offer, in order: the session to resume, the external PSK, the
@@ -287,6 +381,9 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
+        if self._ech is not None or self._ech_state is ech.EchStatus.GREASE:
+            # Before anything else: the answer says which ClientHello the server took.
+            self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
         suite = CipherSuite(sh.cipher_suite)
         if self.suite is not None and suite != self.suite:
@@ -344,6 +441,41 @@ class ClientHandshake(HandshakeContext):
         out.answered = True
         self._derive_handshake_secrets(shared, schedule)
         self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
+
+    def _ech_answer(self, sh: msgs.ServerHello, body: bytes) -> None:
+        """Whether the server accepted ECH (RFC 9849 §6.1.4): the confirmation in the last 8
+        bytes of ServerHello.random, or in a HelloRetryRequest's encrypted_client_hello."""
+        hash_name = SUITES[CipherSuite(sh.cipher_suite)].hash_name
+        offer = self._ech
+        if sh.is_hello_retry_request:
+            ech_client.check_hrr_signal(sh)
+        elif sh.extension(ech_client.ECH_TYPE) is not None:
+            # §5: the extension belongs in HelloRetryRequest and EncryptedExtensions only.
+            raise UnsupportedExtension("encrypted_client_hello in ServerHello")
+        if offer is None:
+            return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
+        accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
+        if not accepted and self._ech_state is ech.EchStatus.ACCEPTED:
+            # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
+            raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
+        if accepted:
+            self._ech_state = ech.EchStatus.ACCEPTED
+            if not sh.is_hello_retry_request:
+                self._ech = None
+            return
+        # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
+        # name (§6.1.7), with the outer transcript and random, resuming nothing.
+        self._ech_state = ech.EchStatus.REJECTED
+        self.ech_name_override = offer.public_name
+        self.transcript = offer.outer_transcript
+        self.client_hello = offer.outer_hello
+        self.random = self.client_random = offer.outer_random
+        self._psk_offers = []
+        assert offer.outer_hello is not None
+        self._ech_extension = ext.Extension(
+            ech_client.ECH_TYPE, offer.outer_hello.extension(ech_client.ECH_TYPE) or b""
+        )
+        self._ech = None
 
     def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
         cfg = self.config
@@ -412,6 +544,7 @@ class ClientHandshake(HandshakeContext):
             self._out.enforce_record_limit = True
         self._certificate_types(ee)
         self.trust_anchors_available = trust_anchors.available_untrusted(ee)
+        self._ech_retry_configs(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
         if accepted_early and not self.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
@@ -423,6 +556,19 @@ class ClientHandshake(HandshakeContext):
             self.peer_verification = verification.on_resumption(self, cfg.session.peer_verification)
         # A PSK handshake authenticates by the PSK: no certificates (RFC 8446 §2.2).
         self._set_state(S.WAIT_FINISHED if self.resumed else S.WAIT_CERTIFICATE_OR_REQUEST)
+
+    def _ech_retry_configs(self, ee: msgs.EncryptedExtensions) -> None:
+        """The server's retry_configs (RFC 9849 §7.1): after an ECH it accepted, the
+        extension is unsupported_extension (§7.2); otherwise it must parse (else
+        decode_error, §6.1.6, §6.2.1); only a rejection keeps it."""
+        data = ee.extension(ech_client.ECH_TYPE)
+        if data is None:
+            return
+        if self._ech_state is ech.EchStatus.ACCEPTED:
+            raise UnsupportedExtension("encrypted_client_hello in EncryptedExtensions after ECH")
+        ech_client.check_retry_configs(data)
+        if self._ech_state is ech.EchStatus.REJECTED:
+            self.ech_retry_configs = bytes(data)
 
     def _certificate_types(self, ee: msgs.EncryptedExtensions) -> None:
         """The certificate types the server chose (RFC 7250 §4.2): one each, among ours."""
@@ -479,10 +625,24 @@ class ClientHandshake(HandshakeContext):
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
         self._out.flight = FlightKind.FINAL
+        rejected = self._ech_state is ech.EchStatus.REJECTED
         if self._cert_request is not None:
-            self._send_own_certificate(self._cert_request)
+            if rejected:
+                # RFC 9849 §6.1.7: "If the server requests a client certificate, the client
+                # MUST respond with an empty Certificate message".
+                self._send(msgs.Certificate(b"", ()), 2)
+            else:
+                self._send_own_certificate(self._cert_request)
         self._send(msgs.Finished(ks.verify_data(self._c_hs, self.transcript.digest())), 2)
         self._install(3, write=True, secret=self.write_secret)
+        if rejected:
+            # §6.1.6: the server authenticated for the public name, which is no success:
+            # end with ech_required (in epoch 3, as the peer now reads), once our flight
+            # is out, never with application data.
+            self._out.abort = EchRequired(
+                "the server rejected Encrypted Client Hello", self.ech_retry_configs
+            )
+            return
         self.resumption_secret = ks.resumption_master_secret(self.transcript.digest())
         self._complete()
 
@@ -542,6 +702,8 @@ class ClientHandshake(HandshakeContext):
         self._key_shares.clear()
         self.client_hello = None
         self._cert_request = None
+        self._ech = None
+        self._ech_extension = None
         self.credential = None
         self._hrr_cookie = None
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._fast import DecodeError
 from ..alerts import (
+    Alert,
     CertificateRequired,
     DecodeErrorAlert,
     IllegalParameter,
@@ -102,6 +103,7 @@ class HandshakeOutput:
     completed: HandshakeCompleted | None = None
     ticket: NewSessionTicketReceived | None = None
     post_handshake: Any = None  # a KeyUpdate or CID message, for the connection
+    abort: Alert | None = None  # once the flight is out, end the handshake with this alert
 
 
 # What `_out` holds between calls: nothing of the last output (message bodies, events) is

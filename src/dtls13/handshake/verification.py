@@ -65,7 +65,12 @@ def verify_peer(
     A raw public key reaches here only once it matched a pinned key (raw_keys), so the
     library's verdict on it is True."""
     cfg = hs.config
-    server_name = cfg.server_name if hs.is_client else getattr(hs, "server_name", None)
+    override = getattr(hs, "ech_name_override", None) if hs.is_client else None
+    if hs.is_client:
+        # Once the server rejected ECH, it authenticates for the public name (RFC 9849 §6.1.7).
+        server_name = override if override is not None else cfg.server_name
+    else:
+        server_name = getattr(hs, "server_name", None)
     library_alert: Alert | None = None
     if public_key is not None:
         verified: bool | None = True
@@ -83,6 +88,7 @@ def verify_peer(
         accepted=verified is True,
         alert=None if library_alert is None else library_alert.description,
         resumed=resumed,
+        ech_name_override=override,
     )
     if cfg.verify_callback is not None:
         outcome = _ask(cfg.verify_callback, outcome, hs._count)

@@ -27,6 +27,7 @@ TRIO_CLASSES: dict[type[errors.ConnectionEnded], type[errors.ConnectionEnded]] =
         errors.ConnectionFailed,
         errors.HandshakeFailed,
         errors.CertificateVerificationFailed,
+        errors.EchRejected,
         errors.HandshakeTimeout,
         errors.PeerUnreachable,
     )
