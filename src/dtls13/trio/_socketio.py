@@ -93,6 +93,7 @@ class Flusher(trio.abc.Instrument):
             return
         endpoints = list(self.pending)
         self.pending.clear()
+        self.woke = False  # set by wake-ups outside this hook: trio saw those tasks already
         for ep in endpoints:
             if ep._closed or ep._holding or not ep._outq:
                 continue
@@ -104,10 +105,8 @@ class Flusher(trio.abc.Instrument):
         # trio chose this I/O wait's timeout before calling us: a task the sends woke (one
         # waiting for its datagrams to leave, e.g. aclose) would sleep until the next
         # deadline. A no-op callback wakes the I/O wait at once.
-        if self.woke:
-            self.woke = False
-            if timeout > 0:
-                self.token.run_sync_soon(_nothing)
+        if self.woke and timeout > 0:
+            self.token.run_sync_soon(_nothing)
 
 
 def _nothing() -> None:
