@@ -34,3 +34,6 @@ def test_bench_echo_quick_writes_rows(tmp_path: Path) -> None:
     dtls = next(r for r in rows if r["case"] == "ping-pong 64 B, dtls13")
     assert dtls["target"] == ">= 0.75x" and dtls["met"] in (True, False)
     assert dtls["median"] > 0 and dtls["ratio"] is not None
+    relay = next(r for r in rows if r["case"] == "ping-pong 64 B, raw-relay")
+    assert relay["median"] > 0 and relay["baseline"] == "raw trio UDP"
+    assert any(r.get("baseline") == "raw UDP through a receive task" for r in rows)
