@@ -345,6 +345,10 @@ class ClientConfig(_Common):
     ech_config_list: bytes | None = None
     # Without a usable ech_config_list, send a GREASE encrypted_client_hello (§6.2).
     ech_grease: bool = False
+    # Pad the first ClientHello with a padding extension (RFC 7685) to fill one datagram of
+    # `mtu` bytes, so a server that sends at most 3x what it received from an unverified
+    # address (RFC 9147 §5.1) can answer with its whole flight instead of a cookie.
+    pad_client_hello: bool = False
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     dc_schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     credentials: tuple[Credential, ...] = field(default=(), init=False)
@@ -379,8 +383,9 @@ class ClientConfig(_Common):
             self.dc_schemes = _names_to(
                 SignatureScheme, self.delegated_credential_schemes, "signature scheme"
             )
-        if not isinstance(self.permute_extensions, bool):
-            raise TypeError("permute_extensions must be True or False")
+        for name in ("permute_extensions", "pad_client_hello"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False")
         self._load_ech()
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")

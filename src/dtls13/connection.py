@@ -374,7 +374,7 @@ class Connection:
         self._arm_unanswered(now)
         hs = self._hs
         assert isinstance(hs, ClientHandshake)
-        self._guard(now, lambda: self._apply(hs.start(), now))
+        self._guard(now, lambda: self._apply(hs.start(self._hello_padding()), now))
 
     def receive_datagram(self, data: Any, addr: Address, now: float) -> None:
         """Take one datagram from the network; never raises for bad network input."""
@@ -796,6 +796,11 @@ class Connection:
             self._queue(w.finish())
         self._hs.early_budget -= len(data)
         self.stats["early_data_bytes_out"] += len(data)
+
+    def _hello_padding(self) -> int:
+        """The datagram size a first ClientHello is padded to (0: not padded)."""
+        config = self.config
+        return self.mtu if isinstance(config, ClientConfig) and config.pad_client_hello else 0
 
     def get_cleartext_mtu(self) -> int:
         """The largest application data record that fits one datagram now (once closed: as

@@ -132,7 +132,7 @@ def restart_handshake(
     self._records.continue_plaintext_after(plaintext_seq - 1)
     self._arm_unanswered(now)
     if isinstance(self._hs, ClientHandshake):
-        self._apply(self._hs.start(), now)
+        self._apply(self._hs.start(self._hello_padding()), now)
 
 
 def handle_handshake_record(self: Connection, record: Any, now: float) -> None:

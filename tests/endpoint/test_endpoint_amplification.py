@@ -122,3 +122,24 @@ def test_the_limit_can_be_lifted_where_amplification_is_no_threat() -> None:
     dos = DoSProtectionConfig(amplification_limit=None)
     sent, _ = _bytes_drawn(hello, seconds=0.5, cookie_policy="never", dos=dos)
     assert sent > 3 * len(hello[0])
+
+
+def test_a_padded_client_hello_gets_the_flight_without_a_cookie() -> None:
+    """pad_client_hello fills the first datagram, which pays for a flight with an ECDSA chain
+    under the 3x rule: no HelloRetryRequest round trip."""
+    hello = _client_hello({"pad_client_hello": True})
+    assert [len(d) for d in hello] == [1200]
+    sent, ep = _bytes_drawn(hello, seconds=0.5)
+    assert ep.gate.counters["hello_retry_sent"] == 0
+    assert 500 < sent <= 3 * 1200
+    _, ep = _bytes_drawn(_client_hello(), seconds=0.5)
+    assert ep.gate.counters["hello_retry_sent"] == 1  # the same hello unpadded: a cookie first
+
+
+def test_a_padded_client_hello_too_small_for_a_large_chain_still_gets_a_cookie() -> None:
+    """An RSA-4096 chain's flight is more than three datagrams: padding cannot pay for it,
+    and the server still sends at most 3x what it received."""
+    hello = _client_hello({"pad_client_hello": True}, kind="rsa4096")
+    sent, ep = _bytes_drawn(hello, "rsa4096", seconds=0.5)
+    assert ep.gate.counters["hello_retry_sent"] == 1
+    assert 0 < sent <= 3 * 1200

@@ -112,19 +112,20 @@ class ClientHandshake(HandshakeContext):
         """Whether the server answered with a HelloRetryRequest."""
         return self.state is S.WAIT_SERVER_HELLO_AFTER_RETRY
 
-    def start(self) -> HandshakeOutput:
-        """The first flight: ClientHello (and the 0-RTT write keys when offering early data)."""
+    def start(self, pad_to: int = 0) -> HandshakeOutput:
+        """The first flight: ClientHello (and the 0-RTT write keys when offering early data),
+        padded to fill a datagram of `pad_to` bytes (0: not padded)."""
         if self.state is not S.START:
             raise AssertionError("start() called twice")
         out = self._out = HandshakeOutput()
         try:
-            self._send_client_hello()
+            self._send_client_hello(pad_to)
             self._set_state(S.WAIT_SERVER_HELLO)
         finally:
             self._out = _NO_OUTPUT
         return out
 
-    def _send_client_hello(self) -> None:
+    def _send_client_hello(self, pad_to: int = 0) -> None:
         cfg = self.config
         if not self._key_shares:
             for group in cfg.share_groups:
@@ -238,6 +239,9 @@ class ClientHandshake(HandshakeContext):
             )
         if cfg.permute_extensions:
             extensions = permutation.permuted(extensions, self.random)
+        if pad_to and self._ech is None:
+            # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
+            extensions = _padded(extensions, self.random, cfg, pad_to, bool(offers))
         natural = list(extensions)
         if sni is None:
             natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
@@ -706,6 +710,29 @@ class ClientHandshake(HandshakeContext):
         self._ech_extension = None
         self.credential = None
         self._hrr_cookie = None
+
+
+# A plaintext record's header and a handshake message's header (RFC 9147 §4, §5.2).
+_HELLO_OVERHEAD = 13 + 12
+
+
+def _padded(
+    extensions: list[ext.Extension], random: bytes, cfg: ClientConfig, pad_to: int, psk: bool
+) -> list[ext.Extension]:
+    """`extensions` with a padding extension (RFC 7685) that makes the ClientHello fill a
+    datagram of `pad_to` bytes, before pre_shared_key, which stays last (RFC 8446 §4.2.11);
+    unchanged when the hello already fills it."""
+    hello = msgs.ClientHello(
+        random=random,
+        cipher_suites=tuple(int(s) for s in cfg.suites),
+        extensions=tuple(extensions),
+    )
+    room = pad_to - _HELLO_OVERHEAD - len(msgs.push_message(hello)[1]) - 4
+    if room < 0:
+        return extensions
+    padding = ext.Extension(ExtensionType.padding, bytes(room))
+    at = len(extensions) - 1 if psk else len(extensions)
+    return [*extensions[:at], padding, *extensions[at:]]
 
 
 def _certificate_type_offers(cfg: ClientConfig) -> list[ext.Extension]:
