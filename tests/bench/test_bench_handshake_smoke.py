@@ -21,6 +21,7 @@ def test_bench_handshake_in_process_smoke() -> None:
     figures = bench_handshake._in_process(1, 3)
     assert set(figures) == {
         "full",
+        "full, padded hello",
         "full, cookie=always",
         "X25519MLKEM768 full",
         "resumed",
