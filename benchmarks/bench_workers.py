@@ -4,8 +4,9 @@ The server is the CLI's own worker machinery (fork, SO_REUSEPORT, shared secrets
 the per-source DoS limits raised (every client here comes from 127.0.0.1) and no cookie,
 like bench_echo.py. Load comes from separate generator processes, each running several
 concurrent clients: full handshakes (a fresh socket and handshake per connection, client
-certificate verification off to spare the generators) and 64-byte ping-pong echo (one
-message in flight per client). Server CPU time is read from /proc for every worker.
+certificate verification off to spare the generators, ClientHellos padded so the cookie-less
+server can answer them at once under the 3x anti-amplification rule) and 64-byte ping-pong
+echo (one message in flight per client). Server CPU time is read from /proc for every worker.
 
 On a 2-core machine the generators compete with the workers for the same two cores, so
 2 workers cannot show a 2x gain here; the server CPU figures say how much of the machine
