@@ -60,11 +60,18 @@ class Case:
     @property
     def id(self) -> str:
         name = f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
+        if self.ours.get("pad_client_hello"):
+            name += "-padded-hello"
         lost = [f"in{i}" for i in sorted(self.lose_in)] + [f"out{i}" for i in sorted(self.lose_out)]
         return name + "".join(f"-lose-{x}" for x in lost)
 
     def side(self, config: ClientConfig | ServerConfig, pools: PoolSet) -> Side:
         return Side(config, pools, drop_in=set(self.lose_in), drop_out=set(self.lose_out))
+
+    def check_padding(self, side: Side, mtu: int) -> None:
+        """With pad_client_hello, our first datagram (the ClientHello) filled the MTU."""
+        if self.ours.get("pad_client_hello"):
+            assert side.lossy.sizes_out[0] == mtu, side.lossy.sizes_out
 
     def check_losses(self, side: Side) -> None:
         """Every datagram the case meant to lose was lost (the indices still fit)."""
@@ -238,9 +245,11 @@ class LossySocket:
         self.drop_in, self.drop_out = drop_in, drop_out
         self.count_in = self.count_out = 0
         self.dropped: list[str] = []
+        self.sizes_out: list[int] = []  # every datagram handed to sendto, lost or not
 
     def sendto(self, data: Any, addr: Any) -> int:
         index, self.count_out = self.count_out, self.count_out + 1
+        self.sizes_out.append(len(data))
         if index in self.drop_out:
             self.dropped.append(f"out#{index} ({len(data)} bytes)")
             return len(data)

@@ -52,6 +52,13 @@ CLIENT_CASES = [
     ),
     # We send an x25519 share; the server only takes secp384r1: HelloRetryRequest.
     Case("TLS_AES_128_GCM_SHA256", NamedGroup.secp384r1, peer=("-groups", "secp384r1"), hrr=True),
+    # A first ClientHello padded to a whole datagram (RFC 7685 padding extension).
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.x25519,
+        ours={"key_share_groups": ["x25519"], "pad_client_hello": True},
+        peer=("-groups", "x25519"),
+    ),
 ]
 
 # Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7). Sent #1 is
@@ -126,6 +133,7 @@ def test_our_client_with_openssl_server(
     ended = ours.terminated()
     assert ended is not None and ended.alert is AlertDescription.close_notify
     assert not ended.by_peer
+    case.check_padding(ours, config.mtu)
     case.check_losses(ours)
     assert_pools_empty(pools)
 
