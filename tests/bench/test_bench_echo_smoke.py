@@ -37,3 +37,5 @@ def test_bench_echo_quick_writes_rows(tmp_path: Path) -> None:
     relay = next(r for r in rows if r["case"] == "ping-pong 64 B, raw-relay")
     assert relay["median"] > 0 and relay["baseline"] == "raw trio UDP"
     assert any(r.get("baseline") == "raw UDP through a receive task" for r in rows)
+    client = next(r for r in rows if r["case"] == "ping-pong 64 B, dtls13, client CPU")
+    assert client["median"] > 0 and client["baseline"] == "raw trio UDP"
