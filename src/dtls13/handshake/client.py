@@ -54,6 +54,9 @@ from .tickets import Session
 
 HT = HandshakeType
 S = ClientState
+# Wire values to enum members by a dict lookup (cheaper than calling the enum).
+_CIPHER_SUITES = {int(s): s for s in CipherSuite}
+_NAMED_GROUPS = {int(g): g for g in NamedGroup}
 
 
 class ClientHandshake(HandshakeContext):
@@ -195,10 +198,11 @@ class ClientHandshake(HandshakeContext):
         if pad_to and self._ech is None:
             # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
             extensions = _padded(extensions, self.random, template, pad_to, bool(offers))
-        natural = list(extensions)
-        if sni is None:
-            natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
+        natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
         if self._ech is not None:
+            natural = list(extensions)
+            if sni is None:
+                natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
             extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
             random=self.random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
@@ -285,6 +289,8 @@ class ClientHandshake(HandshakeContext):
         """The PSKs to offer, in order: the session to resume, the external PSK, the
         imported ones (RFC 9258) for each hash of our suites."""
         cfg = self.config
+        if cfg.session is None and cfg.psk is None and not cfg.imported_psks:
+            return []
         offers: list[PskOffer] = []
         session = self._session_offer()
         if session is not None:
@@ -340,7 +346,7 @@ class ClientHandshake(HandshakeContext):
             # Before anything else: the answer says which ClientHello the server took.
             self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
-        suite = CipherSuite(sh.cipher_suite)
+        suite = _CIPHER_SUITES[sh.cipher_suite]  # one of cfg.suites
         if self.suite is not None and suite != self.suite:
             raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
         self.suite = suite
@@ -384,7 +390,7 @@ class ClientHandshake(HandshakeContext):
             if kx is None:
                 raise IllegalParameter("server key share for a group we did not send")
             shared = kx.shared_secret(entry.key_exchange)
-            self.group = NamedGroup(entry.group)
+            self.group = _NAMED_GROUPS[entry.group]  # one of our key shares' groups
         out = self._out
         cid_data = sh.extension(ExtensionType.connection_id)
         if cid_data is not None:
