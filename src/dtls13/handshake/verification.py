@@ -36,6 +36,7 @@ def _library_verdict(
     if cfg.trust is None:
         return None, None, "not checked: no trust store (verify=False without cafile/cadir)"
     from . import certificates as certs  # not for the unchecked case above
+
     now = hs._wall_clock()
     try:
         if hs.is_client:
