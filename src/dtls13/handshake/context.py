@@ -49,6 +49,8 @@ from .key_schedule import KeySchedule, Transcript
 from .state import State, Transition, type_name
 
 logger = logging.getLogger("dtls13.handshake")
+# Wire values to members by a dict lookup (cheaper than calling the enum).
+_SIGNATURE_SCHEMES = {int(s): s for s in SignatureScheme}
 
 Config = ClientConfig | ServerConfig
 
@@ -546,7 +548,7 @@ class HandshakeContext:
         offered = (dc.dc_cert_verify_algorithm,) if dc else signing_schemes(self.config.schemes)
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
-        scheme = SignatureScheme(cv.algorithm)
+        scheme = _SIGNATURE_SCHEMES.get(cv.algorithm) or SignatureScheme(cv.algorithm)
         peer_key = self.peer_public_key
         certs.verify_certificate_verify(
             delegated.peer_key_untrusted(dc)
