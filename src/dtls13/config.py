@@ -14,6 +14,7 @@ from ._fast import DecodeError
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
+from .handshake.client_caches import ClientCaches
 from .handshake.compression import CertificateCompressionAlgorithm
 from .handshake.constants import NamedGroup, SignatureScheme
 from .handshake.ech import EchConfig, pull_ech_config_list
@@ -354,6 +355,11 @@ class ClientConfig(_Common):
     credentials: tuple[Credential, ...] = field(default=(), init=False)
     ech_configs: tuple[EchConfig, ...] = field(default=(), init=False)
     trust: Any = field(default=None, init=False)
+    # Work its connections share: the ClientHello's fixed extensions, servers' certificates
+    # decompressed and parsed (handshake.client_caches; public data, never a verdict).
+    caches: ClientCaches = field(
+        default_factory=ClientCaches, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from cryptography import x509
+
 from ..alerts import (
     DecryptError,
     EchRequired,
@@ -19,8 +21,8 @@ from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
 from ..events import NewSessionTicketReceived
 from . import (
+    client_caches,
     compression,
-    delegated,
     ech,
     ech_client,
     groups,
@@ -34,6 +36,7 @@ from . import (
 )
 from . import extensions as ext
 from . import messages as msgs
+from .client_hello import HelloTemplate, hello_template
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     _NO_OUTPUT,
@@ -43,7 +46,6 @@ from .context import (
     decode,
     extension_name,
     record_size_limit,
-    signing_schemes,
 )
 from .key_schedule import KeySchedule
 from .psk_import import PskOffer, imported_offers
@@ -52,6 +54,9 @@ from .tickets import Session
 
 HT = HandshakeType
 S = ClientState
+# Wire values to enum members by a dict lookup (cheaper than calling the enum).
+_CIPHER_SUITES = {int(s): s for s in CipherSuite}
+_NAMED_GROUPS = {int(g): g for g in NamedGroup}
 
 
 class ClientHandshake(HandshakeContext):
@@ -130,38 +135,23 @@ class ClientHandshake(HandshakeContext):
         if not self._key_shares:
             for group in cfg.share_groups:
                 self._key_shares[group] = groups.generate(group)
-        extensions = [
-            ext.make_extension(
-                ExtensionType.supported_versions,
-                ext.push_supported_versions_client,
-                [DTLS13_VERSION],
-            ),
-        ]
+        # What the configuration alone decides is encoded once per ClientConfig.
+        template = hello_template(cfg)
+        extensions = [template.supported_versions]
         # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
         if self._hrr_cookie is not None:
             extensions.append(
                 ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
             )
-        extensions += [
-            ext.make_extension(
-                ExtensionType.supported_groups, ext.push_supported_groups, list(cfg.group_order)
-            ),
+        extensions.append(template.supported_groups)
+        extensions.append(
             ext.make_extension(
                 ExtensionType.key_share,
                 ext.push_key_share_client,
                 [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._key_shares.items()],
-            ),
-            ext.make_extension(
-                ExtensionType.signature_algorithms,
-                ext.push_signature_algorithms,
-                list(signing_schemes(cfg.schemes)),
-            ),
-            ext.make_extension(
-                ExtensionType.signature_algorithms_cert,
-                ext.push_signature_algorithms,
-                list(cfg.schemes),
-            ),
-        ]
+            )
+        )
+        extensions += template.signature_algorithms
         sni = self._hello_server_name()
         # Where ClientHelloOuter names the public name when ClientHelloInner names none.
         outer_sni_at = len(extensions)
@@ -169,50 +159,16 @@ class ClientHandshake(HandshakeContext):
             extensions.append(
                 ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
             )
-        if cfg.alpn_protocols:
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.application_layer_protocol_negotiation,
-                    ext.push_alpn,
-                    [p.encode() for p in cfg.alpn_protocols],
-                )
-            )
-        if cfg.record_size_limit is not None:
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.record_size_limit,
-                    ext.push_record_size_limit,
-                    cfg.record_size_limit,
-                )
-            )
+        extensions += template.before_cid
         if self.local_cid is not None:
             extensions.append(
                 ext.make_extension(
                     ExtensionType.connection_id, ext.push_connection_id, self.local_cid
                 )
             )
-        if cfg.srtp:
-            extensions.append(srtp.client_extension(cfg.srtp, cfg.srtp_mki))
+        extensions += template.after_cid
         extensions += _certificate_type_offers(cfg)
-        extensions += stapling.client_extensions(cfg)
-        extensions += trust_anchors.client_extension(cfg)
-        if cfg.dc_schemes:
-            extensions.append(delegated.client_extension(cfg.dc_schemes))
-        if cfg.compression:
-            # RFC 8879 §3: the server may send its Certificate compressed with one of these.
-            extensions.append(
-                ext.Extension(
-                    ExtensionType.compress_certificate, compression.extension_data(cfg.compression)
-                )
-            )
-        # Sent even without a PSK to offer: a server must not issue tickets the client's
-        # modes cannot use (RFC 8446 §4.2.9), and OpenSSL sends none to a client without it.
-        modes = [1 if m == "psk_dhe_ke" else 0 for m in cfg.psk_modes]
-        extensions.append(
-            ext.make_extension(
-                ExtensionType.psk_key_exchange_modes, ext.push_psk_key_exchange_modes, modes
-            )
-        )
+        extensions += template.after_types
         if self._ech is not None:
             extensions.append(ech_client.inner_marker())
         elif self._ech_extension is not None:
@@ -241,16 +197,15 @@ class ClientHandshake(HandshakeContext):
             extensions = permutation.permuted(extensions, self.random)
         if pad_to and self._ech is None:
             # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
-            extensions = _padded(extensions, self.random, cfg, pad_to, bool(offers))
-        natural = list(extensions)
-        if sni is None:
-            natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
+            extensions = _padded(extensions, self.random, template, pad_to, bool(offers))
+        natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
         if self._ech is not None:
+            natural = list(extensions)
+            if sni is None:
+                natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
             extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
-            random=self.random,
-            cipher_suites=tuple(int(s) for s in cfg.suites),
-            extensions=tuple(extensions),
+            random=self.random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
         )
         if offers:
             prefix = msgs.binder_prefix(hello)
@@ -334,6 +289,8 @@ class ClientHandshake(HandshakeContext):
         """The PSKs to offer, in order: the session to resume, the external PSK, the
         imported ones (RFC 9258) for each hash of our suites."""
         cfg = self.config
+        if cfg.session is None and cfg.psk is None and not cfg.imported_psks:
+            return []
         offers: list[PskOffer] = []
         session = self._session_offer()
         if session is not None:
@@ -389,7 +346,7 @@ class ClientHandshake(HandshakeContext):
             # Before anything else: the answer says which ClientHello the server took.
             self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
-        suite = CipherSuite(sh.cipher_suite)
+        suite = _CIPHER_SUITES[sh.cipher_suite]  # one of cfg.suites
         if self.suite is not None and suite != self.suite:
             raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
         self.suite = suite
@@ -433,7 +390,7 @@ class ClientHandshake(HandshakeContext):
             if kx is None:
                 raise IllegalParameter("server key share for a group we did not send")
             shared = kx.shared_secret(entry.key_exchange)
-            self.group = NamedGroup(entry.group)
+            self.group = _NAMED_GROUPS[entry.group]  # one of our key shares' groups
         out = self._out
         cid_data = sh.extension(ExtensionType.connection_id)
         if cid_data is not None:
@@ -611,9 +568,45 @@ class ClientHandshake(HandshakeContext):
         self._set_state(S.WAIT_CERTIFICATE_VERIFY)
 
     def _on_server_compressed_certificate(self, _: Any, body: bytes, *__: Any) -> None:
-        msg = self._decompress_certificate(body, offered=True)  # offered in ClientHello
+        msg = self._decompress_server_certificate(body)
         self._on_certificate(msg, body, HT.compressed_certificate)
         self._set_state(S.WAIT_CERTIFICATE_VERIFY)
+
+    def _decompress_server_certificate(self, body: bytes) -> msgs.Certificate:
+        """The Certificate the server's CompressedCertificate carries: decompressed and
+        decoded once per ClientConfig for the same bytes (a server we connect to again);
+        what it says is checked on every handshake, as for a Certificate."""
+        cfg = self.config
+        cache = cfg.caches.certificates
+        entry = cache.get(body)
+        if entry is not None:
+            algorithm, length, msg = entry
+            # The limits the configuration sets held when it was cached; they still do.
+            if algorithm in cfg.compression and length <= cfg.max_handshake_message:
+                self.certificate_compression_received = algorithm
+                self._count("certificates_decompressed", 1)
+                cached: msgs.Certificate = msg
+                return cached
+        msg = self._decompress_certificate(body, offered=True)  # offered in ClientHello
+        # RFC 8879 §4: uint16 algorithm, uint24 uncompressed_length (decoded just now).
+        length = int.from_bytes(body[2:5], "big")
+        if length <= client_caches.LARGEST_KEPT:
+            cache.put(body, (self.certificate_compression_received, length, msg))
+        return msg
+
+    def _parse_peer_chain_untrusted(
+        self, entries: tuple[msgs.CertificateEntry, ...]
+    ) -> tuple[x509.Certificate, ...]:
+        """The server's certificates, parsed once per ClientConfig for the same DER bytes
+        (x509.Certificate objects are immutable); verified on every handshake all the same."""
+        ders = tuple(e.cert_data for e in entries)
+        cache = self.config.caches.chains
+        chain = cache.get(ders)
+        if chain is None:
+            chain = super()._parse_peer_chain_untrusted(entries)
+            if sum(map(len, ders)) <= client_caches.LARGEST_KEPT:
+                cache.put(ders, chain)
+        return chain
 
     def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
         ks = self.schedule
@@ -717,15 +710,17 @@ _HELLO_OVERHEAD = 13 + 12
 
 
 def _padded(
-    extensions: list[ext.Extension], random: bytes, cfg: ClientConfig, pad_to: int, psk: bool
+    extensions: list[ext.Extension],
+    random: bytes,
+    template: HelloTemplate,
+    pad_to: int,
+    psk: bool,
 ) -> list[ext.Extension]:
     """`extensions` with a padding extension (RFC 7685) that makes the ClientHello fill a
     datagram of `pad_to` bytes, before pre_shared_key, which stays last (RFC 8446 §4.2.11);
     unchanged when the hello already fills it."""
     hello = msgs.ClientHello(
-        random=random,
-        cipher_suites=tuple(int(s) for s in cfg.suites),
-        extensions=tuple(extensions),
+        random=random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
     )
     room = pad_to - _HELLO_OVERHEAD - len(msgs.push_message(hello)[1]) - 4
     if room < 0:

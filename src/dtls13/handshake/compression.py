@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -315,7 +316,9 @@ def _zstd_steps(module: Any, data: bytes | memoryview, limit: int) -> Iterator[b
 def _steps(algorithm: Algorithm, data: bytes | memoryview, limit: int) -> Iterator[bytes]:
     if algorithm is Algorithm.zlib:
         return _zlib_steps(data, limit)
-    module = _module(algorithm)
+    # The configuration offering `algorithm` checked its package (normalise): imported.
+    name = PACKAGES[algorithm]
+    module = sys.modules.get(name) or importlib.import_module(name)
     if algorithm is Algorithm.brotli:
         return _brotli_steps(module, data, limit)
     return _zstd_steps(module, data, limit)

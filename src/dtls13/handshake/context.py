@@ -49,6 +49,8 @@ from .key_schedule import KeySchedule, Transcript
 from .state import State, Transition, type_name
 
 logger = logging.getLogger("dtls13.handshake")
+# Wire values to members by a dict lookup (cheaper than calling the enum).
+_SIGNATURE_SCHEMES = {int(s): s for s in SignatureScheme}
 
 Config = ClientConfig | ServerConfig
 
@@ -488,9 +490,7 @@ class HandshakeContext:
         if raw_keys.CertificateType.X509 not in cfg.peer_types:
             # We accept only raw public keys, which the peer did not agree to send.
             raise UnsupportedCertificate("an X.509 certificate where a raw public key was needed")
-        chain = tuple(
-            certs.parse_certificate_chain_untrusted(e.cert_data for e in msg.certificate_list)
-        )
+        chain = self._parse_peer_chain_untrusted(msg.certificate_list)
         # The trust store's verdict and verify_callback's; raises when the chain is rejected
         # and verification is required (RFC 8446 §4.4.2.4).
         self.peer_verification = verification.verify_peer(self, chain, None)
@@ -506,6 +506,12 @@ class HandshakeContext:
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
         self.transcript.add(msg_type, body)
+
+    def _parse_peer_chain_untrusted(
+        self, entries: tuple[msgs.CertificateEntry, ...]
+    ) -> tuple[x509.Certificate, ...]:
+        """The peer's certificates, parsed (BadCertificate when one is malformed)."""
+        return tuple(certs.parse_certificate_chain_untrusted(e.cert_data for e in entries))
 
     def _decompress_certificate(self, body: bytes, offered: bool) -> msgs.Certificate:
         """The Certificate a CompressedCertificate carries (RFC 8879 §4); `offered`: we
@@ -542,7 +548,7 @@ class HandshakeContext:
         offered = (dc.dc_cert_verify_algorithm,) if dc else signing_schemes(self.config.schemes)
         if cv.algorithm not in offered:
             raise IllegalParameter(f"signature scheme 0x{cv.algorithm:04x} was not offered")
-        scheme = SignatureScheme(cv.algorithm)
+        scheme = _SIGNATURE_SCHEMES.get(cv.algorithm) or SignatureScheme(cv.algorithm)
         peer_key = self.peer_public_key
         certs.verify_certificate_verify(
             delegated.peer_key_untrusted(dc)

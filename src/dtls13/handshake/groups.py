@@ -333,7 +333,7 @@ def is_kem(group: int) -> bool:
 def generate(group: int, *, seed: bytes | None = None) -> KeyExchange:
     """Fresh private state for `group` (`seed` makes it deterministic, for tests)."""
     try:
-        named = NamedGroup(group)
+        named = group if type(group) is NamedGroup else NamedGroup(group)
     except ValueError:
         raise ValueError(f"unsupported group {group:#06x}") from None
     if named == NamedGroup.x25519:

@@ -32,11 +32,11 @@ def _library_verdict(
     hs: Any, chain: tuple[x509.Certificate, ...], server_name: str | None
 ) -> tuple[bool | None, Alert | None, str | None]:
     """(verified, the alert a failure raises, why not checked)."""
-    from . import certificates as certs
-
     cfg = hs.config
     if cfg.trust is None:
         return None, None, "not checked: no trust store (verify=False without cafile/cadir)"
+    from . import certificates as certs  # not for the unchecked case above
+
     now = hs._wall_clock()
     try:
         if hs.is_client:
