@@ -516,12 +516,6 @@ class ServerEndpoint:
         self._half_open_pruned = key
         return live
 
-    def _half_open_of(self, host: Any) -> int:
-        """Half-open handshakes from `host` (kept with the half-open set: O(1) while it
-        holds)."""
-        self._half_open_now()
-        return self._half_open_hosts.get(host, 0)
-
     def _half_open_cap(self) -> int:
         cap = self.dos.max_half_open_per_ip
         return max(1, cap // 2 if self.emergency else cap)
@@ -533,7 +527,8 @@ class ServerEndpoint:
         Not with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
         if self.cookie_policy == "never":
             return False
-        return self._half_open_of(host_of(addr)) >= self._half_open_cap()
+        self._half_open_now()  # brings _half_open_hosts (per host) up to date
+        return self._half_open_hosts.get(host_of(addr), 0) >= self._half_open_cap()
 
     def _from_stranger(
         self,
@@ -624,7 +619,8 @@ class ServerEndpoint:
             self.counters["too_many_connections_per_ip"] += 1
             return False
         all_full = len(self._half_open_now()) >= dos.max_half_open
-        host_full = self._half_open_of(host) >= self._half_open_cap()
+        # _half_open_now() just brought the per-host counts up to date.
+        host_full = self._half_open_hosts.get(host, 0) >= self._half_open_cap()
         if proven and (all_full or host_full):
             unproven = self._oldest_unproven_half_open(host if host_full else None)
             if unproven is not None:
