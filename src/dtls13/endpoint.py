@@ -161,9 +161,6 @@ class ServerEndpoint:
 
     def receive_datagram(self, data: Any, addr: Any, now: float) -> Connection | None:
         """Route one datagram; returns the connection that took it, if any. Never raises."""
-        return self._route(data, addr, now)
-
-    def _route(self, data: Any, addr: Any, now: float) -> Connection | None:
         if self.closed:
             return None
         self.counters["datagrams"] += 1
@@ -202,6 +199,10 @@ class ServerEndpoint:
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
+
+    # The routing itself, for receive_datagram_data (receive_datagram may be replaced on an
+    # instance or in a subclass; this stays the endpoint's own, without a call in between).
+    _route = receive_datagram
 
     def receive_datagram_data(
         self, data: Any, addr: Any, now: float

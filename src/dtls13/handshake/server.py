@@ -131,13 +131,14 @@ class ServerHandshake(HandshakeContext):
             bodies = self.hello_bodies = {}
         bodies[seq] = body
         self._peer_address = addr
-        if self.retried and self._client_hello is None:
+        retried = self.retried  # the state changes only once the ClientHello is answered
+        if retried and self._client_hello is None:
             # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
             # inner one's cookie is checked by _resume_from_cookie).
             self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
-        ch, body = self._ech.open(ch, body, self.retried, self._count)
+        ch, body = self._ech.open(ch, body, retried, self._count)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -153,7 +154,6 @@ class ServerHandshake(HandshakeContext):
         suite = negotiation.choose_suite(cfg, ch.cipher_suites)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        retried = self.retried
         if retried and self._client_hello is None:
             # ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
