@@ -183,7 +183,7 @@ class ServerEndpoint:
             self._half_open_inputs += 1
             conn.receive_datagram(data, addr, now)
             return conn
-        if not self._admit(data, addr, now):
+        if not self._rates.admit(data, addr, now, self.emergency):
             if conn is None and addr not in self._replacements and is_client_hello(data):
                 return self._over_quota_hello(data, addr, now)
             self.counters["rate_limited"] += 1
@@ -242,7 +242,7 @@ class ServerEndpoint:
 
     def _to_cid(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection | None:
         """A datagram for a CID of ours: the connection decides whether the peer moved."""
-        if not conn.address_validated and not self._admit(data, addr, now):
+        if not conn.address_validated and not self._rates.admit(data, addr, now, self.emergency):
             self.counters["rate_limited"] += 1
             return None
         old = conn.peer_address
@@ -444,9 +444,6 @@ class ServerEndpoint:
         )
 
     # -- admission ----------------------------------------------------------------------
-
-    def _admit(self, data: Any, addr: Any, now: float) -> bool:
-        return self._rates.admit(data, addr, now, self.emergency)
 
     def _over_quota_hello(self, data: Any, addr: Any, now: float) -> Connection | None:
         """A ClientHello from a source over its quota (perhaps emptied by a spoofer): a
