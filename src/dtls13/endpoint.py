@@ -384,7 +384,15 @@ class ServerEndpoint:
 
     def reap(self) -> list[Connection]:
         """Remove and return every closed connection."""
-        dead = [c for c in (*self.connections.values(), *self._replacements.values()) if c.closed]
+        # Called after every batch of datagrams: a loop, no copy of the tables.
+        dead = []
+        for conn in self.connections.values():
+            if conn.closed:
+                dead.append(conn)
+        if self._replacements:
+            for conn in self._replacements.values():
+                if conn.closed:
+                    dead.append(conn)
         for conn in dead:
             self.remove(conn)
         return dead
