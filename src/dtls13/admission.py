@@ -96,15 +96,15 @@ class _Bucket:
         self.stamp = now
 
     def admit(self, cfg: DoSProtectionConfig, size: int, now: float, factor: float) -> bool:
-        elapsed = max(0.0, now - self.stamp)
+        # min()/max() written out: this runs for every datagram of an unproven source.
+        elapsed = now - self.stamp if now > self.stamp else 0.0  # a clock that went back
         self.stamp = now
-        self.datagrams = min(
-            cfg.datagram_burst * factor,
-            self.datagrams + elapsed * cfg.datagrams_per_second * factor,
-        )
-        self.bytes = min(
-            cfg.byte_burst * factor, self.bytes + elapsed * cfg.bytes_per_second * factor
-        )
+        cap = cfg.datagram_burst * factor
+        datagrams = self.datagrams + elapsed * cfg.datagrams_per_second * factor
+        self.datagrams = datagrams if datagrams < cap else cap
+        cap = cfg.byte_burst * factor
+        size_budget = self.bytes + elapsed * cfg.bytes_per_second * factor
+        self.bytes = size_budget if size_budget < cap else cap
         if self.datagrams < 1 or self.bytes < size:
             return False
         self.datagrams -= 1

@@ -161,9 +161,6 @@ class ServerEndpoint:
 
     def receive_datagram(self, data: Any, addr: Any, now: float) -> Connection | None:
         """Route one datagram; returns the connection that took it, if any. Never raises."""
-        return self._route(data, addr, now)
-
-    def _route(self, data: Any, addr: Any, now: float) -> Connection | None:
         if self.closed:
             return None
         self.counters["datagrams"] += 1
@@ -186,7 +183,7 @@ class ServerEndpoint:
             self._half_open_inputs += 1
             conn.receive_datagram(data, addr, now)
             return conn
-        if not self._admit(data, addr, now):
+        if not self._rates.admit(data, addr, now, self.emergency):
             if conn is None and addr not in self._replacements and is_client_hello(data):
                 return self._over_quota_hello(data, addr, now)
             self.counters["rate_limited"] += 1
@@ -202,6 +199,10 @@ class ServerEndpoint:
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
+
+    # The routing itself, for receive_datagram_data (receive_datagram may be replaced on an
+    # instance or in a subclass; this stays the endpoint's own, without a call in between).
+    _route = receive_datagram
 
     def receive_datagram_data(
         self, data: Any, addr: Any, now: float
@@ -241,7 +242,7 @@ class ServerEndpoint:
 
     def _to_cid(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection | None:
         """A datagram for a CID of ours: the connection decides whether the peer moved."""
-        if not conn.address_validated and not self._admit(data, addr, now):
+        if not conn.address_validated and not self._rates.admit(data, addr, now, self.emergency):
             self.counters["rate_limited"] += 1
             return None
         old = conn.peer_address
@@ -383,7 +384,15 @@ class ServerEndpoint:
 
     def reap(self) -> list[Connection]:
         """Remove and return every closed connection."""
-        dead = [c for c in (*self.connections.values(), *self._replacements.values()) if c.closed]
+        # Called after every batch of datagrams: a loop, no copy of the tables.
+        dead = []
+        for conn in self.connections.values():
+            if conn.closed:
+                dead.append(conn)
+        if self._replacements:
+            for conn in self._replacements.values():
+                if conn.closed:
+                    dead.append(conn)
         for conn in dead:
             self.remove(conn)
         return dead
@@ -443,9 +452,6 @@ class ServerEndpoint:
         )
 
     # -- admission ----------------------------------------------------------------------
-
-    def _admit(self, data: Any, addr: Any, now: float) -> bool:
-        return self._rates.admit(data, addr, now, self.emergency)
 
     def _over_quota_hello(self, data: Any, addr: Any, now: float) -> Connection | None:
         """A ClientHello from a source over its quota (perhaps emptied by a spoofer): a
@@ -516,12 +522,6 @@ class ServerEndpoint:
         self._half_open_pruned = key
         return live
 
-    def _half_open_of(self, host: Any) -> int:
-        """Half-open handshakes from `host` (kept with the half-open set: O(1) while it
-        holds)."""
-        self._half_open_now()
-        return self._half_open_hosts.get(host, 0)
-
     def _half_open_cap(self) -> int:
         cap = self.dos.max_half_open_per_ip
         return max(1, cap // 2 if self.emergency else cap)
@@ -533,7 +533,8 @@ class ServerEndpoint:
         Not with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
         if self.cookie_policy == "never":
             return False
-        return self._half_open_of(host_of(addr)) >= self._half_open_cap()
+        self._half_open_now()  # brings _half_open_hosts (per host) up to date
+        return self._half_open_hosts.get(host_of(addr), 0) >= self._half_open_cap()
 
     def _from_stranger(
         self,
@@ -624,7 +625,8 @@ class ServerEndpoint:
             self.counters["too_many_connections_per_ip"] += 1
             return False
         all_full = len(self._half_open_now()) >= dos.max_half_open
-        host_full = self._half_open_of(host) >= self._half_open_cap()
+        # _half_open_now() just brought the per-host counts up to date.
+        host_full = self._half_open_hosts.get(host, 0) >= self._half_open_cap()
         if proven and (all_full or host_full):
             unproven = self._oldest_unproven_half_open(host if host_full else None)
             if unproven is not None:

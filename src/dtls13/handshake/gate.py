@@ -102,6 +102,8 @@ PLAINTEXT_HEADER = 13
 # A partial ClientHello that got a second fragment within this many seconds is a client
 # making progress: when it is its host's only one, eviction passes it by.
 PROGRESS_WINDOW = 1.0
+# Flight bounds remembered by what the ClientHello offered (HelloGate._cannot_pay).
+_MAX_BOUNDS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +233,8 @@ class HelloGate:
         # at this many times their size get a cookie (RFC 9147 §5.1). None: no such rule.
         self.amplification_limit: float | None = None
         self._flight_bound: FlightBound | None = None  # made on first use (one signature)
+        # Its bytes() by (shares, psk, compressions): most ClientHellos ask the same few.
+        self._bounds: dict[tuple[Any, bool, Any], int] = {}
 
     @property
     def partials(self) -> int:
@@ -323,9 +327,15 @@ class HelloGate:
         judged here: the connection holds it back until the client's repeated ClientHellos
         have paid for it."""
         assert self.amplification_limit is not None
-        if self._flight_bound is None:
-            self._flight_bound = FlightBound.of(self.config)
-        bound = self._flight_bound.bytes(shares, psk, compressions)
+        key = (shares, psk, compressions)  # tuples or None from the scan and _decide
+        bound = self._bounds.get(key)
+        if bound is None:
+            if self._flight_bound is None:
+                self._flight_bound = FlightBound.of(self.config)
+            bound = self._flight_bound.bytes(shares, psk, compressions)
+            if len(self._bounds) >= _MAX_BOUNDS:  # the client chooses the keys: bounded
+                self._bounds.clear()
+            self._bounds[key] = bound
         return paid * self.amplification_limit < bound
 
     # -- parsing and assembly -------------------------------------------------------

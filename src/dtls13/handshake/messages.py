@@ -115,8 +115,27 @@ class _HasExtensions:
         return None
 
 
+class _IndexedExtensions(_HasExtensions):
+    """Mixin: look up an extension through a type -> data index built on the first lookup
+    (a server looks up some 25 per ClientHello). The index is a slot, not a dataclass
+    field: equality, hashing, repr, replace() and pickling do not see it."""
+
+    __slots__ = ("_index",)
+    _index: dict[int, bytes]
+
+    def extension(self, ext_type: int) -> bytes | None:
+        try:
+            index = self._index
+        except AttributeError:  # the first lookup
+            # The first extension of a type wins, as in the scan (only a message built
+            # locally can repeat a type: pull_extensions refuses duplicates).
+            index = {ext.type: ext.data for ext in reversed(self.extensions)}
+            object.__setattr__(self, "_index", index)
+        return index.get(ext_type)
+
+
 @dataclass(frozen=True, slots=True)
-class ClientHello(_HasExtensions):
+class ClientHello(_IndexedExtensions):
     """RFC 9147 §5.3. `cipher_suites` may hold unknown values; `legacy_cookie` must be empty."""
 
     random: bytes

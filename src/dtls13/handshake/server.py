@@ -54,6 +54,13 @@ S = ServerState
 _SH_SUPPORTED_VERSIONS = ext.make_extension(
     ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
 )
+# Enum members by value: a lookup instead of an Enum call (two Python calls); a value not
+# listed still goes through the call, which raises as before.
+_SUITE_OF = {int(m): m for m in CipherSuite}
+_GROUP_OF = {int(m): m for m in NamedGroup}
+_SCHEME_OF = {int(m): m for m in SignatureScheme}
+
+
 # What a second ClientHello may change (RFC 8446 §4.1.2).
 _CLIENT_HELLO2_MAY_CHANGE = frozenset(
     {
@@ -124,13 +131,14 @@ class ServerHandshake(HandshakeContext):
             bodies = self.hello_bodies = {}
         bodies[seq] = body
         self._peer_address = addr
-        if self.retried and self._client_hello is None:
+        retried = self.retried  # the state changes only once the ClientHello is answered
+        if retried and self._client_hello is None:
             # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
             # inner one's cookie is checked by _resume_from_cookie).
             self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
-        ch, body = self._ech.open(ch, body, self.retried, self._count)
+        ch, body = self._ech.open(ch, body, retried, self._count)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -146,7 +154,6 @@ class ServerHandshake(HandshakeContext):
         suite = negotiation.choose_suite(cfg, ch.cipher_suites)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        retried = self.retried
         if retried and self._client_hello is None:
             # ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
@@ -217,9 +224,12 @@ class ServerHandshake(HandshakeContext):
         self.srtp = srtp.server_choose(
             cfg.srtp, cfg.srtp_accept_mki, ch.extension(ExtensionType.use_srtp)
         )
-        self.suite = CipherSuite(suite)
+        self.suite = _SUITE_OF[suite] if suite in _SUITE_OF else CipherSuite(suite)
         self.params = SUITES[suite]
-        self.group = NamedGroup(group) if group is not None else None
+        if group is None:
+            self.group = None
+        else:
+            self.group = _GROUP_OF[group] if group in _GROUP_OF else NamedGroup(group)
         self.resumed = accepted is not None
         self.psk_identity = accepted[4] if accepted is not None else None
         if accepted is not None and accepted[2] is not None:
@@ -416,7 +426,7 @@ class ServerHandshake(HandshakeContext):
         self._set_state(S.WAIT_CLIENT_HELLO_AFTER_RETRY)
         self._count("hello_retry_requests_sent", 1)
         self._client_hello = ch
-        self.suite = CipherSuite(suite)
+        self.suite = _SUITE_OF[suite] if suite in _SUITE_OF else CipherSuite(suite)
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
@@ -447,7 +457,7 @@ class ServerHandshake(HandshakeContext):
         suite_code, group = unpacked
         if suite_code not in cfg.suites or suite_code not in ch.cipher_suites:
             raise IllegalParameter("cookie names a suite no longer offered")
-        suite = CipherSuite(suite_code)
+        suite = _SUITE_OF[suite_code] if suite_code in _SUITE_OF else CipherSuite(suite_code)
         params = SUITES[suite]
         self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
         if self._ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
@@ -569,7 +579,8 @@ class ServerHandshake(HandshakeContext):
             trust_anchors.requested_untrusted(ch),
             ch.extension(ExtensionType.delegated_credential),
         )
-        self.own_type, self.scheme = self.credential.certificate_type, SignatureScheme(scheme)
+        self.own_type = self.credential.certificate_type
+        self.scheme = _SCHEME_OF[scheme] if scheme in _SCHEME_OF else SignatureScheme(scheme)
         if answer is not None:
             self._type_answers = (answer, *self._type_answers)
 
