@@ -100,18 +100,23 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def udp_port_bound(port: int) -> bool:
-    """Whether some socket on this host is bound to UDP `port` (Linux /proc)."""
+def udp_port_sockets(port: int) -> frozenset[int]:
+    """The inodes of the sockets on this host bound to UDP `port` (Linux /proc)."""
     suffix = f":{port:04X}"
+    found: set[int] = set()
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
             with open(table, encoding="ascii") as f:
                 rows = [line.split() for line in f][1:]
         except OSError:
             continue
-        if any(len(row) > 1 and row[1].endswith(suffix) for row in rows):
-            return True
-    return False
+        found.update(int(row[9]) for row in rows if len(row) > 9 and row[1].endswith(suffix))
+    return frozenset(found)
+
+
+def udp_port_bound(port: int) -> bool:
+    """Whether some socket on this host is bound to UDP `port` (Linux /proc)."""
+    return bool(udp_port_sockets(port))
 
 
 class Peer:
@@ -162,6 +167,16 @@ class Peer:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"peer did not bind UDP port {port}; {self.describe()}")
             time.sleep(0.01)
+
+    def wait_rebound(self, port: int, before: frozenset[int], timeout: float = 5.0) -> None:
+        """Wait until the peer listens on `port` with a socket not in `before`: servers that
+        close their socket after each connection and bind a new one for the next (wolfSSL's
+        example server) lose what arrives in between, and 0-RTT data is not sent again."""
+        deadline = time.monotonic() + timeout
+        while not udp_port_sockets(port) - before:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"peer did not bind UDP port {port} again; {self.describe()}")
+            time.sleep(0.005)
 
     def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None

@@ -26,6 +26,7 @@ from tests.interop.peers import (
     assert_pools_empty,
     describe_endpoint,
     free_udp_port,
+    udp_port_sockets,
 )
 
 SERVER_REPLY = b"I hear you fa shizzle!"  # wolfSSL's example server always answers this
@@ -65,6 +66,7 @@ def _our_client_resumes_with_wolfssl(
     config = ClientConfig(server_name="localhost", cafile=certs.root_pem)
     with Peer(argv, cwd=wolfssl.home) as peer:
         peer.wait_bound(port)
+        socket_of_first = udp_port_sockets(port)
         first = Side(config, pools)
         try:
             first.connect(port)
@@ -72,6 +74,9 @@ def _our_client_resumes_with_wolfssl(
             session = first.tickets()[0].session
         finally:
             first.close()
+        # It binds a new socket for the resumption: the 0-RTT record, sent once, must not
+        # arrive before it (the ClientHello would be sent again, the early data not).
+        peer.wait_rebound(port, socket_of_first)
         if early:
             assert session.max_early_data > 0, session
 
