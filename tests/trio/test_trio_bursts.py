@@ -138,12 +138,12 @@ async def test_receive_nowait_after_the_peer_closed_raises_end_of_channel(
     assert pools.in_use == 0
 
 
-@pytest.mark.skipif(not _socketio.BATCH_IO, reason="needs recvmmsg/sendmmsg (Linux)")
 def _unread(endpoint: DTLSEndpoint) -> int:
     """Bytes of the next datagram waiting in the endpoint's socket (0: none)."""
     return struct.unpack("i", fcntl.ioctl(endpoint._raw.fileno(), termios.FIONREAD, b"\0" * 4))[0]
 
 
+@pytest.mark.skipif(not _socketio.BATCH_IO, reason="needs recvmmsg/sendmmsg (Linux)")
 async def test_send_nowait_would_block_while_the_send_queue_is_full(pools: PoolSet) -> None:
     client_config, _ = configs()
     server = Collector()
