@@ -270,10 +270,12 @@ def test_zero_counters_with_names_that_are_not_identifiers() -> None:
 # Python bytes (tracemalloc) an idle established server connection holds in the sans-IO
 # core: the Connection, its record layer and kept handshake context, its pool owner and the
 # endpoint's entries for it, once its ciphers' OpenSSL objects went (idle release; those live
-# in OpenSSL's own allocations, not seen here). This test measures ~4,040 B, the replay
-# windows' bitmaps included (~4,880 B, without them, before the trims benchmarks/README.md
-# lists with the breakdown; ~5,490 B before the ones earlier); the bound leaves ~4%.
-IDLE_CONNECTION_BYTES = 4_200
+# in OpenSSL's own allocations, not seen here). This test measures ~3,460 B (~4,040 B before
+# the record layer kept its epochs in attributes instead of dicts and shared its drop
+# counters' zeros; ~4,880 B, without the replay windows' bitmaps, before the trims
+# benchmarks/README.md lists with the breakdown; ~5,490 B before the ones earlier); the
+# bound leaves ~4%.
+IDLE_CONNECTION_BYTES = 3_600
 
 
 def _establish(server: ServerEndpoint, ccfg: Any, pools: PoolSet, port: int, now: float) -> None:
@@ -395,6 +397,38 @@ def test_idle_server_connection_shares_its_empty_parts_and_is_a_small_object() -
     assert all(c._idle_reassembly is first._idle_reassembly for c in conns)
     assert first.handshake.server_name is not None
     assert all(c.handshake.server_name is first.handshake.server_name for c in conns)
+    server.close()
+    for lease, _ in server.datagrams_to_send(0.0):
+        lease.release()
+    server.release()
+    assert pools.in_use == 0
+
+
+def test_idle_record_layer_holds_no_container_of_its_own() -> None:
+    """An idle server connection's record layer keeps its one write and one read epoch in
+    attributes and counts no drops: no dict, list or set of its own (epochs by number or
+    by epoch bits, drop counters, pending records), only shared empty tuples and zeros."""
+    import gc
+    import sys
+
+    from dtls13.record.layer import NO_DROPS
+
+    opts = {"idle_release_after": 1.0}
+    ccfg, scfg = configs(client=opts, server=opts)
+    pools = PoolSet()
+    server = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+    server.trim_heap = False
+    _idle_server_connections(server, ccfg, pools, 3)
+    for conn in server.connections.values():
+        records = conn._records
+        assert records.write_epochs() == [3] and records._write_older == ()
+        assert [e for e in records.read_epochs() if e] == [3] and records._read_older == ()
+        assert records.drops is NO_DROPS
+        held = gc.get_referents(records)
+        assert not [o for o in held if isinstance(o, dict | list | set)], held
+        assert all(o == () for o in held if isinstance(o, tuple))
+        # Slots only, and no more of them than now (280 B: 31 slots).
+        assert sys.getsizeof(records) <= 280
     server.close()
     for lease, _ in server.datagrams_to_send(0.0):
         lease.release()
