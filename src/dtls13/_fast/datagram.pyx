@@ -32,6 +32,7 @@ from .record import encode_plaintext_header
 
 
 @cython.final
+@cython.no_gc  # holds only its cipher: never in a cycle (no GC header per epoch)
 cdef class WriteEpoch:
     """Send state of one epoch: its cipher (None for plaintext epoch 0), the next
     sequence number, records protected so far and the confidentiality limit."""
@@ -244,6 +245,7 @@ cdef Py_ssize_t _write_plaintext(Lease lease, Py_ssize_t pos, int content_type, 
 
 
 @cython.final
+@cython.no_gc  # its cipher, its window and a float or None: never in a cycle
 cdef class ReadEpoch:
     """Receive state of one protected epoch: cipher, replay window, failed
     authentications (RFC 9147 §4.5.3) and when it retires (None: not yet set)."""
