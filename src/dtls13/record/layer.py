@@ -9,8 +9,9 @@ counted by reason, never raised (§4.5.2).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from typing_extensions import Buffer as BufferLike
 
@@ -78,6 +79,21 @@ PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024
 
 
+class _Options(NamedTuple):
+    """A layer's settings that no per-record path reads (see RecordLayer)."""
+
+    replay_window: int
+    retire_after: float
+    max_pending_bytes: int
+    pending_lifetime: float
+    confidentiality_limit: int | None
+    integrity_limit: int | None
+
+
+# One _Options for every layer made with the same settings (those of one config).
+_shared_options: Final = lru_cache(maxsize=32)(_Options)
+
+
 class RecordLayer:
     """Epochs, record protection and datagram packing for one association.
 
@@ -105,6 +121,7 @@ class RecordLayer:
     __slots__ = (
         "_acquire",
         "_newest_used",
+        "_options",
         "_owner",
         "_pending",
         "_pending_bytes",
@@ -119,18 +136,12 @@ class RecordLayer:
         "_write_older",
         "cid_optional",
         "closed",
-        "confidentiality_limit",
         "datagrams_received",
         "drops",
-        "integrity_limit",
-        "max_pending_bytes",
         "omit_last_length",
         "padding",
-        "pending_lifetime",
         "read_cid_length",
         "records_received",
-        "replay_window",
-        "retire_after",
         "seq_bits",
         "tentative_cid_length",
         "write_cid",
@@ -159,7 +170,6 @@ class RecordLayer:
             raise LocalProtocolError("padding must be >= 0 and replay_window >= 1")
         self._owner = owner
         self._acquire = pools.acquire
-        self.replay_window = replay_window
         self.padding = padding
         self.seq_bits = seq_bits
         self.omit_last_length = omit_last_length
@@ -167,16 +177,20 @@ class RecordLayer:
         self.read_cid_length = read_cid_length
         self.tentative_cid_length = 0
         self.cid_optional = False
-        self.retire_after = retire_after
-        self.max_pending_bytes = max_pending_bytes
-        self.pending_lifetime = pending_lifetime
+        # Not one slot each: one connection's layer lives as long as the connection.
+        self._options = _shared_options(
+            replay_window,
+            retire_after,
+            max_pending_bytes,
+            pending_lifetime,
+            confidentiality_limit,
+            integrity_limit,
+        )
         # Per datagram kept: (its lease, records in it); when it came; slot bytes in all.
         # Lists of their own only while records wait (an idle connection has none).
         self._pending: list[tuple[Lease, int]] | tuple[()] = ()
         self._pending_times: list[float] | tuple[()] = ()
         self._pending_bytes = 0
-        self.confidentiality_limit = confidentiality_limit
-        self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
         # The newest write epoch, and the older ones still kept (oldest first; while records
         # in them may need retransmitting): no container of its own once idle.
@@ -211,7 +225,7 @@ class RecordLayer:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
         if epoch <= self.write_epoch:
             raise LocalProtocolError(f"write epoch {epoch} is not newer than {self.write_epoch}")
-        limit = self.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
+        limit = self._options.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
         state = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
         self._write_older = (*self._write_older, self._write_now)
         self._write_now = state
@@ -258,9 +272,9 @@ class RecordLayer:
             if clash.epoch & 3 == epoch & 3:
                 # Only two epoch bits are on the wire: at most four epochs can be live.
                 self._retire(clash)
-        limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
+        limit = self._options.integrity_limit or INTEGRITY_LIMITS[suite]
         cipher = record_cipher(suite, traffic_secret)
-        state = ReadEpoch(epoch, cipher, self.replay_window, limit)
+        state = ReadEpoch(epoch, cipher, self._options.replay_window, limit)
         if self._read_newest is not None:
             self._read_older = (*self._read_older, self._read_newest)
         self._read_newest = state
@@ -311,11 +325,12 @@ class RecordLayer:
     def expire(self, now: float) -> None:
         """Retire older read epochs whose grace period has passed; drop stale pending records."""
         times = self._pending_times
-        if times and now - times[0] > self.pending_lifetime:
+        if times and now - times[0] > self._options.pending_lifetime:
             # Kept in arrival order: the stale ones are a prefix.
             assert isinstance(times, list) and isinstance(self._pending, list)
             stale = 0
-            while stale < len(times) and now - times[stale] > self.pending_lifetime:
+            lifetime = self._options.pending_lifetime
+            while stale < len(times) and now - times[stale] > lifetime:
                 stale += 1
             drops = self.own_drops()
             for lease, records in self._pending[:stale]:
@@ -338,7 +353,7 @@ class RecordLayer:
     def _used(self, epoch: int, now: float) -> None:
         # §4.2.1: keys of earlier epochs MAY be kept "for up to the default MSL".
         self._newest_used = epoch
-        deadline = now + self.retire_after
+        deadline = now + self._options.retire_after
         if self._plaintext_window is not None and self._plaintext_retire_at is None:
             self._plaintext_retire_at = deadline
         for state in self._read_states():
@@ -559,7 +574,7 @@ class RecordLayer:
                 self,
                 _CONTENT_TYPES,
                 pending,
-                self.max_pending_bytes - self._pending_bytes,
+                self._options.max_pending_bytes - self._pending_bytes,
             )
         finally:
             if pending:  # kept even if reading raised: close() releases them
