@@ -276,12 +276,12 @@ def test_zero_counters_with_names_that_are_not_identifiers() -> None:
 # Python bytes (tracemalloc) an idle established server connection holds in the sans-IO
 # core: the Connection, its record layer and kept handshake context, its pool owner and the
 # endpoint's entries for it, once its ciphers' OpenSSL objects went (idle release; those live
-# in OpenSSL's own allocations, not seen here). This test measures ~3,320 B (~4,040 B before
+# in OpenSSL's own allocations, not seen here). This test measures ~3,310 B (~4,040 B before
 # the record layer kept its epochs in attributes instead of dicts, shared its drop counters'
-# zeros and its settings, and its ciphers and epochs lost their GC headers; ~4,880 B,
+# zeros and its settings, and its ciphers, epochs and windows shrank; ~4,880 B,
 # without the replay windows' bitmaps, before the trims benchmarks/README.md lists with the
 # breakdown; ~5,490 B before the ones earlier); the bound leaves ~4%.
-IDLE_CONNECTION_BYTES = 3_450
+IDLE_CONNECTION_BYTES = 3_440
 
 
 def _establish(server: ServerEndpoint, ccfg: Any, pools: PoolSet, port: int, now: float) -> None:
