@@ -850,3 +850,29 @@ def test_drops_are_shared_zeros_until_the_first_drop(pools: PoolSet) -> None:
         NO_DROPS["replay"] = 1  # type: ignore[index]
     pools.release_owner(tiny)
     assert pools.in_use == 0
+
+
+def test_every_read_epoch_past_its_time_retires_at_once(pools: PoolSet) -> None:
+    """Older epochs get their retire time when a newer one is used; once that newer one is
+    retired early (its key exhausted, say), the others' time still ends them together."""
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    b = RecordLayer(pools, retire_after=10.0)
+    for epoch in (2, 3, 4):
+        b.install_read_epoch(epoch, suite, secret_for(suite, epoch), 0.0)
+    got = b.receive_datagram_untrusted(
+        ref.protect(suite, secret_for(suite, 4), 4, 0, 23, b"x"), 1.0
+    )
+    assert take(got) == [(4, 0, 23, b"x")]
+    b.retire_read_epoch(4)
+    assert b.read_epochs() == [0, 2, 3]
+    b.expire(10.5)
+    assert b.read_epochs() == [0, 2, 3]
+    b.expire(11.0)
+    assert b.read_epochs() == []
+    assert (
+        b.receive_datagram_untrusted(ref.protect(suite, secret_for(suite, 3), 3, 0, 23, b"y"), 12.0)
+        == []
+    )
+    assert b.drops["retired_epoch"] == 1
+    b.close()
+    assert pools.in_use == 0

@@ -343,12 +343,13 @@ class RecordLayer:
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_window = None
             self._plaintext_retire_at = None
-        newest = self._read_newest
-        if newest is not None and newest.retire_at is not None and now >= newest.retire_at:
-            self._retire(newest)
         for state in self._read_older:
             if state.retire_at is not None and now >= state.retire_at:
                 self._retire(state)
+        # Last: retiring the newest makes the newest of the others the newest.
+        newest = self._read_newest
+        if newest is not None and newest.retire_at is not None and now >= newest.retire_at:
+            self._retire(newest)
 
     def _used(self, epoch: int, now: float) -> None:
         # §4.2.1: keys of earlier epochs MAY be kept "for up to the default MSL".
