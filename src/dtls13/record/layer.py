@@ -293,7 +293,9 @@ class RecordLayer:
 
     def read_epochs(self) -> list[int]:
         """Epochs whose records are accepted now (0 while plaintext is readable)."""
-        live = [s.epoch for s in self._read_states()]
+        live = [s.epoch for s in self._read_older]
+        if self._read_newest is not None:
+            live.append(self._read_newest.epoch)
         return [0, *live] if self._plaintext_window is not None else live
 
     def plaintext_taken(self, seq: int) -> None:
