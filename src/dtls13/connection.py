@@ -402,6 +402,7 @@ class Connection:
         drops = self._records.drops
         retired, failed = drops["retired_epoch"], drops["auth_failed"]
         records = self._records.receive_datagram_untrusted(data, now)
+        drops = self._records.drops  # a dict of its own from the first drop on
         if drops["retired_epoch"] != retired and self._final_acks:
             self._repeat_final_acks(now)
         self._receive_records(records, addr, now, drops["auth_failed"] != failed)
@@ -425,8 +426,7 @@ class Connection:
         self._now = now
         self._activity()
         records = self._records
-        drops = records.drops
-        failed = drops["auth_failed"]
+        failed = records.drops["auth_failed"]
         got = records.receive_app_untrusted(data, now)
         if got is None:  # not the established path's kind of datagram: nothing was done
             self._receive_datagram(data, addr, now)
@@ -435,7 +435,7 @@ class Connection:
         stats["datagrams_in"] += 1
         self._retransmitted_this_input = False
         if not isinstance(got, tuple):
-            self._receive_records(got, addr, now, drops["auth_failed"] != failed)
+            self._receive_records(got, addr, now, records.drops["auth_failed"] != failed)
             return None
         payload, epoch, seq = got
         # As _app_data_fast.

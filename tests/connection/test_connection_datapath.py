@@ -140,3 +140,30 @@ def test_a_closed_connection_delivers_nothing() -> None:
     server.receive_datagram(wire, CLIENT_ADDR, now)
     assert events(server) == []
     pair.close()
+
+
+def test_the_first_failed_authentication_is_seen_by_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until its first drop a record layer counts in zeros shared by all layers; that drop
+    gives it a dict of its own, and the connection still sees the failed authentication
+    (it checks the key's integrity limit, RFC 9147 §4.5.3)."""
+    from dtls13.record.layer import NO_DROPS
+
+    checks: list[Connection] = []
+    original = Connection._check_integrity
+
+    def spy(self: Connection, now: float) -> None:
+        checks.append(self)
+        original(self, now)
+
+    monkeypatch.setattr(Connection, "_check_integrity", spy)
+    pair = established()
+    client, server, now = pair.client, pair.server, pair.net.now
+    assert server._records.drops is NO_DROPS
+    wire = datagram(client, b"hello", now)
+    server.receive_datagram(wire[:-1] + bytes([wire[-1] ^ 1]), CLIENT_ADDR, now)
+    assert checks == [server]
+    assert server.statistics().record_drops["auth_failed"] == 1
+    assert events(server) == []
+    pair.close()

@@ -40,7 +40,7 @@ def _objects_gone(pair: Pair) -> None:
     for conn in (pair.client, pair.server):
         records = conn._records
         assert records.ciphers_built == 0
-        for state in (*records._write.values(), *records._read.values()):
+        for state in (*records._write_states(), *records._read_states()):
             assert state.cipher is None or not state.cipher.built
         # Released, nothing left to time: no work per tick until the next record.
         assert conn.get_timer() is None
@@ -114,7 +114,7 @@ def test_active_connection_keeps_its_ciphers() -> None:
     _idle(pair, 0.5)  # past the client's ACK of the ticket (sent after rto/4)
     built = _built(pair)
     assert built[0] and built[1]
-    builds = [s.cipher.builds for s in pair.server._records._read.values()]
+    builds = [s.cipher.builds for s in pair.server._records._read_states()]
     # A record every IDLE/2 seconds, one direction at a time, for many periods.
     for i in range(16):
         sender = pair.client if i % 2 else pair.server
@@ -123,7 +123,7 @@ def test_active_connection_keeps_its_ciphers() -> None:
     pair.drain()
     assert pair.client.stats["idle_releases"] == 0 and pair.server.stats["idle_releases"] == 0
     assert _built(pair) == built
-    assert [s.cipher.builds for s in pair.server._records._read.values()] == builds
+    assert [s.cipher.builds for s in pair.server._records._read_states()] == builds
     # The look-again timer is armed at most once per period, not per record.
     assert pair.server.get_timer() is not None
     pair.close()

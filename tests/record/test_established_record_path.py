@@ -48,9 +48,7 @@ def read_established(layer: RecordLayer, data: bytes, now: float) -> list[Any]:
 def state(layer: RecordLayer) -> dict[str, Any]:
     figures = layer.statistics()
     figures["newest_used"] = layer._newest_used
-    figures["windows"] = {
-        s.epoch: (s.window.highest, s.failures) for s in layer._read_by_bits.values()
-    }
+    figures["windows"] = {s.epoch: (s.window.highest, s.failures) for s in layer._read_states()}
     return figures
 
 

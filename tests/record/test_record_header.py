@@ -265,6 +265,9 @@ def test_replay_window_edges() -> None:
     assert ReplayWindow(1).size == 64 and ReplayWindow(65).size == 128
     with pytest.raises(ValueError):
         ReplayWindow(0)
+    assert ReplayWindow(1 << 24).size == 1 << 24  # the largest (its size is a C int)
+    with pytest.raises(ValueError):
+        ReplayWindow((1 << 24) + 1)
 
 
 @pytest.mark.parametrize("size", [64, 256, 1000])

@@ -498,7 +498,7 @@ def test_sequence_numbers_never_wrap(pools: PoolSet) -> None:
     suite = CipherSuite.TLS_AES_128_GCM_SHA256
     a = RecordLayer(pools)
     a.install_write_epoch(3, suite, secret_for(suite))
-    a._write[3].next_seq = (1 << 48) - 1
+    a._write_now.next_seq = (1 << 48) - 1
     w = a.datagram_writer(1400)
     assert w.add(3, 23, b"last") == RecordNumber(3, (1 << 48) - 1)
     with pytest.raises(LocalProtocolError):
@@ -790,3 +790,89 @@ def test_space_when_nothing_fits(pools: PoolSet) -> None:
         assert w.add(3, 23, bytes(32)) is None
         assert w.add(3, 23, bytes(31)) is not None
         assert w.space(0) == -1 and w.space(3) == -1 and w.remaining == 0
+
+
+def test_drops_are_shared_zeros_until_the_first_drop(pools: PoolSet) -> None:
+    """Every place that counts a drop, each on a layer that has not dropped before: the
+    count lands in a dict of that layer's own; the shared zeros stay zeros."""
+    from dtls13.record.layer import NO_DROPS
+
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    s2, s3 = secret_for(suite, 2), secret_for(suite, 3)
+    bad = bytearray(ref.protect(suite, s3, 3, 0, 23, b"established"))
+    bad[-1] ^= 1
+    two_ahead = ref.protect(suite, s2, 2, 0, 22, b"a" * 20) + ref.protect(
+        suite, s2, 2, 1, 22, b"b" * 20
+    )
+    tiny = pools.owner("connection", "tiny", limit=1)
+
+    def general(layer: RecordLayer) -> None:  # compiled general path
+        assert layer.receive_datagram_untrusted(b"", 0.0) == []
+
+    def established(layer: RecordLayer) -> None:  # compiled established path
+        layer.install_read_epoch(3, suite, s3, 0.0)
+        assert layer.receive_app_untrusted(bytes(bad), 0.0) == []
+
+    def kept_without_memory(layer: RecordLayer) -> None:  # compiled: records ahead of keys
+        assert layer.receive_datagram_untrusted(two_ahead, 0.0) == []
+        assert layer.pending_count == 0
+
+    def tentative(layer: RecordLayer) -> None:  # Python: a client's CID offer undecided
+        layer.tentative_cid_length = 4
+        assert layer.receive_datagram_untrusted(b"\x3f", 0.0) == []
+
+    def expired(layer: RecordLayer) -> None:  # Python: kept records that got no keys
+        take(layer.receive_datagram_untrusted(two_ahead, 0.0))
+        assert layer.pending_count == 1
+        layer.expire(60.0)
+
+    cases = [
+        (general, None, "bad_header", 1),
+        (established, None, "auth_failed", 1),
+        (kept_without_memory, tiny, "budget", 2),
+        (tentative, None, "bad_header", 1),
+        (expired, None, "pending_expired", 2),
+    ]
+    for run, owner, reason, count in cases:
+        layer = RecordLayer(pools, owner)
+        assert layer.drops is NO_DROPS
+        run(layer)
+        expected = {**dict.fromkeys(DROP_REASONS, 0), reason: count}
+        assert type(layer.drops) is dict and layer.drops == expected, run.__name__
+        assert layer.statistics()["drops"] == expected
+        # A second drop goes to the same dict.
+        own = layer.drops
+        layer.own_drops()[reason] += 1
+        assert layer.drops is own and own[reason] == count + 1
+        assert dict(NO_DROPS) == dict.fromkeys(DROP_REASONS, 0)
+        layer.close()
+    with pytest.raises(TypeError):
+        NO_DROPS["replay"] = 1  # type: ignore[index]
+    pools.release_owner(tiny)
+    assert pools.in_use == 0
+
+
+def test_every_read_epoch_past_its_time_retires_at_once(pools: PoolSet) -> None:
+    """Older epochs get their retire time when a newer one is used; once that newer one is
+    retired early (its key exhausted, say), the others' time still ends them together."""
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    b = RecordLayer(pools, retire_after=10.0)
+    for epoch in (2, 3, 4):
+        b.install_read_epoch(epoch, suite, secret_for(suite, epoch), 0.0)
+    got = b.receive_datagram_untrusted(
+        ref.protect(suite, secret_for(suite, 4), 4, 0, 23, b"x"), 1.0
+    )
+    assert take(got) == [(4, 0, 23, b"x")]
+    b.retire_read_epoch(4)
+    assert b.read_epochs() == [0, 2, 3]
+    b.expire(10.5)
+    assert b.read_epochs() == [0, 2, 3]
+    b.expire(11.0)
+    assert b.read_epochs() == []
+    assert (
+        b.receive_datagram_untrusted(ref.protect(suite, secret_for(suite, 3), 3, 0, 23, b"y"), 12.0)
+        == []
+    )
+    assert b.drops["retired_epoch"] == 1
+    b.close()
+    assert pools.in_use == 0

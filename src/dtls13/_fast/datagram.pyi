@@ -1,7 +1,7 @@
 """Type stubs for dtls13._fast.datagram (compiled)."""
 
-from collections.abc import Callable
-from typing import Any, Literal, Self, final
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol, Self, final
 
 from typing_extensions import Buffer as _BufferLike
 
@@ -20,11 +20,21 @@ class WriteEpoch:
     @property
     def cipher(self) -> RecordCipher | None: ...
 
+class _Layer(Protocol):
+    """What the compiled paths use of a RecordLayer: its write epochs (the newest and the
+    older ones kept) and its drop counters (`own_drops()` makes them a dict of its own)."""
+
+    _write_now: WriteEpoch
+    _write_older: tuple[WriteEpoch, ...]
+    @property
+    def drops(self) -> Mapping[str, int]: ...
+    def own_drops(self) -> dict[str, int]: ...
+
 @final
 class DatagramWriter:
     def __new__(
         cls,
-        epochs: dict[int, WriteEpoch],
+        layer: _Layer,
         acquire: Callable[[int, Owner | None], Lease],
         owner: Owner | None,
         mtu: int,
@@ -81,12 +91,13 @@ class InboundRecord:
 def read_datagram_untrusted(
     data: _BufferLike,
     cid_length: int,
-    by_bits: dict[int, ReadEpoch],
+    read_newest: ReadEpoch | None,
+    read_older: tuple[ReadEpoch, ...],
     retired_bits: int,
     plaintext: ReplayWindow | None,
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,
-    drops: dict[str, int],
+    layer: _Layer,
     content_types: dict[int, Any],
     pending: list[tuple[Lease, int]] | None = None,
     pending_budget: int = 0,
@@ -94,15 +105,15 @@ def read_datagram_untrusted(
 def open_app_datagram_untrusted(
     data: _BufferLike,
     cid_length: int,
-    by_bits: dict[int, ReadEpoch],
+    read_newest: ReadEpoch | None,
+    read_older: tuple[ReadEpoch, ...],
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,
-    drops: dict[str, int],
+    layer: _Layer,
     content_types: dict[int, Any],
 ) -> tuple[bytes, int, int] | list[InboundRecord] | None: ...
 def seal_app_datagram(
-    epochs: dict[int, WriteEpoch],
-    epoch: int,
+    layer: _Layer,
     acquire: Callable[[int, Owner | None], Lease],
     owner: Owner | None,
     mtu: int,

@@ -32,6 +32,7 @@ from .record import encode_plaintext_header
 
 
 @cython.final
+@cython.no_gc  # holds only its cipher: never in a cycle (no GC header per epoch)
 cdef class WriteEpoch:
     """Send state of one epoch: its cipher (None for plaintext epoch 0), the next
     sequence number, records protected so far and the confidentiality limit."""
@@ -56,14 +57,16 @@ cdef class DatagramWriter:
     """Packs records into pooled datagram leases of at most `mtu` bytes.
 
     Made by RecordLayer.datagram_writer(mtu), which snapshots the layer's
-    sending options. `add()` returns the record's RecordNumber, or None when
+    sending options; its write epochs are looked up in the layer on each record (its
+    `_write_now`, the newest, and `_write_older`), so epochs installed or retired while
+    the writer is open count. `add()` returns the record's RecordNumber, or None when
     the record does not fit the current datagram (call `new_datagram()` and
     retry). `finish()` hands the datagrams over: the caller sends `len(lease)`
     bytes of each and releases it. `abort()` (or leaving a `with` block)
     releases whatever was not handed over.
     """
 
-    cdef dict _epochs
+    cdef object _layer
     cdef object _acquire
     cdef object _owner
     cdef object _error
@@ -77,13 +80,13 @@ cdef class DatagramWriter:
     cdef bint _omit_last_length
     cdef Py_ssize_t _padding
 
-    def __cinit__(self, dict epochs, acquire, owner, Py_ssize_t mtu, int seq_bits, cid,
+    def __cinit__(self, layer, acquire, owner, Py_ssize_t mtu, int seq_bits, cid,
                   bint omit_last_length, Py_ssize_t padding, error):
         if seq_bits != 8 and seq_bits != 16:
             raise error("seq_bits must be 8 or 16")
         if not _PLAINTEXT_HEADER + 1 <= mtu <= 65535:
             raise error(f"MTU {mtu} is outside {_PLAINTEXT_HEADER + 1}..65535")
-        self._epochs = epochs
+        self._layer = layer
         self._acquire = acquire
         self._owner = owner
         self._error = error
@@ -106,17 +109,27 @@ cdef class DatagramWriter:
         return len(self._datagrams) + (1 if self._pos else 0)
 
     cdef WriteEpoch _state(self, epoch):
-        cdef object st = self._epochs.get(epoch)
-        if st is None:
-            raise self._error(f"no write keys for epoch {epoch}")
-        return <WriteEpoch>st
+        cdef WriteEpoch st = <WriteEpoch?>self._layer._write_now
+        cdef uint64_t e
+        try:
+            e = epoch
+        except (OverflowError, TypeError):
+            raise self._error(f"no write keys for epoch {epoch}") from None
+        if st.epoch == e:
+            return st
+        for obj in <tuple?>self._layer._write_older:
+            if (<WriteEpoch>obj).epoch == e:
+                return <WriteEpoch>obj
+        raise self._error(f"no write keys for epoch {epoch}")
 
     def space(self, epoch, *, bint last=False):
         """The largest payload one record of `epoch` can carry in this datagram.
 
         -1 when not even an empty record fits (0: only an empty one does).
         """
-        cdef WriteEpoch st = self._state(epoch)
+        return self._space(self._state(epoch), last)
+
+    cdef Py_ssize_t _space(self, WriteEpoch st, bint last):
         cdef Py_ssize_t remaining = self.mtu - self._pos, avail, tag
         if st.cipher is None:
             avail = remaining - _PLAINTEXT_HEADER
@@ -142,11 +155,13 @@ cdef class DatagramWriter:
         LocalProtocolError for an unknown epoch, an oversized payload or
         exhausted sequence numbers (RFC 9147 §4.2.1: rekey before they wrap).
         """
-        cdef WriteEpoch st = self._state(epoch)
+        return self._add(self._state(epoch), content_type, payload, last)
+
+    cdef object _add(self, WriteEpoch st, int content_type, payload, bint last):
         cdef uint64_t seq = st.next_seq
         cdef Py_ssize_t total
         if seq >= _SEQ_LIMIT:
-            raise self._error(f"sequence numbers of epoch {epoch} are exhausted")
+            raise self._error(f"sequence numbers of epoch {st.epoch} are exhausted")
         if self._lease is None:
             self._lease = self._acquire(self.mtu, self._owner)
         try:
@@ -230,6 +245,7 @@ cdef Py_ssize_t _write_plaintext(Lease lease, Py_ssize_t pos, int content_type, 
 
 
 @cython.final
+@cython.no_gc  # its cipher, its window and a float or None: never in a cycle
 cdef class ReadEpoch:
     """Receive state of one protected epoch: cipher, replay window, failed
     authentications (RFC 9147 §4.5.3) and when it retires (None: not yet set)."""
@@ -294,26 +310,43 @@ cdef inline InboundRecord _inbound(uint64_t epoch, uint64_t seq, object ctype, L
     return r
 
 
-cdef inline void _count(dict drops, str reason):
-    drops[reason] = drops.get(reason, 0) + 1
+cdef void _count(object layer, str reason, Py_ssize_t n=1) except *:
+    """Count `n` records dropped for `reason` in the layer's `drops`: a dict of its own
+    from the first drop on (until then it is a read-only mapping of zeros all share)."""
+    cdef object drops = layer.drops
+    if type(drops) is not dict:
+        drops = layer.own_drops()
+    (<dict>drops)[reason] = (<dict>drops).get(reason, 0) + n
 
 
-def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retired_bits,
-                            ReplayWindow plaintext, acquire, owner, dict drops,
-                            dict content_types, list pending=None,
+cdef inline ReadEpoch _with_bits(ReadEpoch newest, tuple older, uint64_t bits):
+    """The live read epoch whose two low bits are `bits` (at most one is), or None."""
+    if newest is not None and (newest.epoch & 3) == bits:
+        return newest
+    for obj in older:
+        if ((<ReadEpoch>obj).epoch & 3) == bits:
+            return <ReadEpoch>obj
+    return None
+
+
+def read_datagram_untrusted(data, Py_ssize_t cid_length, ReadEpoch read_newest,
+                            tuple read_older, int retired_bits, ReplayWindow plaintext,
+                            acquire, owner, layer, dict content_types, list pending=None,
                             Py_ssize_t pending_budget=0):
-    """Every valid record of a datagram; invalid ones are counted in `drops` by reason.
+    """Every valid record of a datagram; invalid ones are counted in `layer.drops` by
+    reason (see _count).
 
     `plaintext` is epoch 0's replay window while DTLSPlaintext records are read (checked
     here, updated by the caller for records it took), None once epoch 0 retired (its
-    records then count as "retired_epoch"). `by_bits` maps two epoch bits to the live
-    ReadEpoch; `retired_bits` has bit (1 << b) set for the epoch bits b of retired epochs
-    (their records count as "retired_epoch"); `content_types` maps a content type value to
-    the object put in the record. Records of an epoch neither live nor retired (its keys
-    may come next) are copied whole, in order, into one lease per datagram appended to
-    `pending` as ``(lease, records in it)`` (RFC 9147 §4.2.1 allows buffering them), if
-    that lease's slot fits in `pending_budget` bytes; those that do not count as
-    "pending_full". Returns
+    records then count as "retired_epoch"). `read_newest` is the newest live ReadEpoch
+    (None: none), `read_older` the other live ones (no two share their two low bits, which
+    the header carries); `retired_bits` has bit (1 << b) set for the epoch bits b of
+    retired epochs (their records count as "retired_epoch"); `content_types` maps a
+    content type value to the object put in the record. Records of an epoch neither live
+    nor retired (its keys may come next) are copied whole, in order, into one lease per
+    datagram appended to `pending` as ``(lease, records in it)`` (RFC 9147 §4.2.1 allows
+    buffering them), if that lease's slot fits in `pending_budget` bytes; those that do
+    not count as "pending_full". Returns
     ``(records, newest epoch that deprotected a record or -1)``. Never raises
     for anything in `data`.
     """
@@ -333,26 +366,26 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
     try:
         _get_read(data, &v)
     except (TypeError, BufferError):
-        _count(drops, "bad_header")
+        _count(layer, "bad_header")
         return (out, newest)
     try:
         p = <const uint8_t *>v.buf
         n = v.len
         if n == 0:
-            _count(drops, "bad_header")
+            _count(layer, "bad_header")
         while o < n:
             if _parse_header(p, n, o, cid_length, &h):
                 # Later records cannot be located: the rest goes too.
-                _count(drops, "bad_header")
+                _count(layer, "bad_header")
                 break
             start = o + h.header_length
             if h.first < 0x20:
                 o = start + h.length
                 if h.epoch != 0:
-                    _count(drops, "unknown_epoch")
+                    _count(layer, "unknown_epoch")
                     continue
                 if plaintext is None:
-                    _count(drops, "retired_epoch")
+                    _count(layer, "retired_epoch")
                     continue
                 # §4.5.1: "a separate sliding window is needed for each epoch", epoch 0
                 # included: a copy of a record already taken is a replay. Nothing
@@ -360,12 +393,12 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                 # (RecordLayer.plaintext_taken, for a hello it used): a forged record
                 # numbered far ahead and dropped must not push genuine ones out.
                 if not plaintext.check(h.seq):
-                    _count(drops, "replay")
+                    _count(layer, "replay")
                     continue
                 try:
                     lease = acquire(h.length, owner)
                 except MemoryBudgetExceeded:
-                    _count(drops, "budget")
+                    _count(layer, "budget")
                     continue
                 memcpy(lease._ptr, p + start, h.length)
                 out.append(_inbound(0, h.seq, content_types[h.first], lease))
@@ -375,10 +408,10 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                     first_cid = o
                 elif memcmp(p + o + 1, p + first_cid + 1, cid_length) != 0:
                     # §4: "the rest of the datagram MUST be discarded".
-                    _count(drops, "bad_cid")
+                    _count(layer, "bad_cid")
                     break
-            obj = by_bits.get(<int>h.epoch)
-            if obj is None:
+            st = _with_bits(read_newest, read_older, h.epoch)
+            if st is None:
                 if (pending is not None and h.length >= _MASK_SAMPLE
                         and not (retired_bits >> h.epoch) & 1):
                     size = h.header_length + h.length
@@ -388,27 +421,26 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                         kept.append((o, size))
                         kept_bytes += size
                     else:
-                        _count(drops, "pending_full")
+                        _count(layer, "pending_full")
                 else:
-                    _count(drops, "retired_epoch" if (retired_bits >> h.epoch) & 1
+                    _count(layer, "retired_epoch" if (retired_bits >> h.epoch) & 1
                            else "unknown_epoch")
                 o = start + h.length
                 continue
-            st = <ReadEpoch>obj
             # §4.2.3: "Receivers MUST reject shorter records as if they had failed
             # deprotection" (this also leaves room for the tag).
             if h.length < _MASK_SAMPLE:
-                _count(drops, "too_short")
+                _count(layer, "too_short")
                 o = start + h.length
                 continue
             if st.failures >= st.limit:
-                _count(drops, "integrity_limit")
+                _count(layer, "integrity_limit")
                 o = start + h.length
                 continue
             try:
                 lease = acquire(h.length - st.cipher.tag_length, owner)
             except MemoryBudgetExceeded:
-                _count(drops, "budget")
+                _count(layer, "budget")
                 o = start + h.length
                 continue
             try:
@@ -423,25 +455,25 @@ def read_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, int retir
                 if index == OPEN_AUTH_FAILED:
                     # §4.5.3: "count the number of received packets that fail authentication".
                     st.failures += 1
-                    _count(drops, "auth_failed")
+                    _count(layer, "auth_failed")
                 elif index == OPEN_REPLAY:
-                    _count(drops, "replay")
+                    _count(layer, "replay")
                 else:
-                    _count(drops, "bad_content_type")
+                    _count(layer, "bad_content_type")
                 continue
             lease._length = index
             out.append(_inbound(st.epoch, seq, content_types[ctype], lease))
             if <long long>st.epoch > newest:
                 newest = <long long>st.epoch
         if kept is not None:
-            _keep(p, kept, kept_bytes, pending, pending_budget, acquire, owner, drops)
+            _keep(p, kept, kept_bytes, pending, pending_budget, acquire, owner, layer)
     finally:
         PyBuffer_Release(&v)
     return (out, newest)
 
 
 cdef void _keep(const uint8_t *p, list kept, Py_ssize_t total, list pending,
-                Py_ssize_t budget, acquire, owner, dict drops) except *:
+                Py_ssize_t budget, acquire, owner, layer) except *:
     """One lease for the records of a datagram that came ahead of their keys, back to
     back in their order (a record without a length field is the datagram's last): the
     memory a peer pins this way is what it sent, rounded up to one size class."""
@@ -450,12 +482,12 @@ cdef void _keep(const uint8_t *p, list kept, Py_ssize_t total, list pending,
     try:
         lease = acquire(total, owner)
     except MemoryBudgetExceeded:
-        drops["budget"] = drops.get("budget", 0) + len(kept)
+        _count(layer, "budget", len(kept))
         return
     if lease._capacity > budget:
         # Its slot would pass the cap even though the bytes fit.
         lease.release()
-        drops["pending_full"] = drops.get("pending_full", 0) + len(kept)
+        _count(layer, "pending_full", len(kept))
         return
     for start, size in kept:
         memcpy(lease._ptr + at, p + start, size)

@@ -6,8 +6,8 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 
-def open_app_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, acquire, owner,
-                                dict drops, dict content_types):
+def open_app_datagram_untrusted(data, Py_ssize_t cid_length, ReadEpoch read_newest,
+                                tuple read_older, acquire, owner, layer, dict content_types):
     """Read a datagram that is exactly one protected record of a live epoch >= 3.
 
     None when it is anything else: nothing was done (use read_datagram_untrusted). Else
@@ -35,23 +35,20 @@ def open_app_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, acqui
             return None
         if _parse_header(p, v.len, 0, cid_length, &h) or h.header_length + h.length != v.len:
             return None
-        obj = by_bits.get(<int>h.epoch)
-        if obj is None:
-            return None
-        st = <ReadEpoch>obj
-        if st.epoch < 3:
+        st = _with_bits(read_newest, read_older, h.epoch)
+        if st is None or st.epoch < 3:
             return None
         # From here on, read_datagram_untrusted's steps for one record of a live epoch.
         if h.length < _MASK_SAMPLE:
-            _count(drops, "too_short")
+            _count(layer, "too_short")
             return []
         if st.failures >= st.limit:
-            _count(drops, "integrity_limit")
+            _count(layer, "integrity_limit")
             return []
         try:
             lease = acquire(h.length - st.cipher.tag_length, owner)
         except MemoryBudgetExceeded:
-            _count(drops, "budget")
+            _count(layer, "budget")
             return []
         try:
             index = st.cipher._open(p, h.header_length, h.length, st.window, lease, &seq,
@@ -63,11 +60,11 @@ def open_app_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, acqui
             lease.release()
             if index == OPEN_AUTH_FAILED:
                 st.failures += 1
-                _count(drops, "auth_failed")
+                _count(layer, "auth_failed")
             elif index == OPEN_REPLAY:
-                _count(drops, "replay")
+                _count(layer, "replay")
             else:
-                _count(drops, "bad_content_type")
+                _count(layer, "bad_content_type")
             return []
         if ctype == 23 and index <= _MAX_PLAINTEXT:
             try:
@@ -81,16 +78,18 @@ def open_app_datagram_untrusted(data, Py_ssize_t cid_length, dict by_bits, acqui
         PyBuffer_Release(&v)
 
 
-def seal_app_datagram(dict epochs, epoch, acquire, owner, Py_ssize_t mtu, int seq_bits, cid,
+def seal_app_datagram(layer, acquire, owner, Py_ssize_t mtu, int seq_bits, cid,
                       Py_ssize_t padding, error, payload):
-    """One application data record of `epoch` (with its length field) alone in a new
-    datagram lease of at most `mtu` bytes, as DatagramWriter.space + add + finish would
-    make it. Returns the lease (the caller sends and releases it), or the largest payload
-    that fits (an int) when `payload` does not; raises `error` as DatagramWriter does."""
-    cdef DatagramWriter w = DatagramWriter(epochs, acquire, owner, mtu, seq_bits, cid, False,
+    """One application data record of the layer's newest write epoch (with its length
+    field) alone in a new datagram lease of at most `mtu` bytes, as DatagramWriter.space +
+    add + finish would make it. Returns the lease (the caller sends and releases it), or
+    the largest payload that fits (an int) when `payload` does not; raises `error` as
+    DatagramWriter does."""
+    cdef DatagramWriter w = DatagramWriter(layer, acquire, owner, mtu, seq_bits, cid, False,
                                            padding, error)
     cdef Py_buffer pl
-    cdef Py_ssize_t space = w.space(epoch)
+    cdef WriteEpoch st = <WriteEpoch?>layer._write_now
+    cdef Py_ssize_t space = w._space(st, False)
     _get_read(payload, &pl)
     try:
         if pl.len > space:
@@ -98,7 +97,7 @@ def seal_app_datagram(dict epochs, epoch, acquire, owner, Py_ssize_t mtu, int se
     finally:
         PyBuffer_Release(&pl)
     try:
-        w.add(epoch, 23, payload)
+        w._add(st, 23, payload, False)
         out = w.finish()
     except BaseException:
         w.abort()

@@ -22,11 +22,13 @@ cdef class RecordCipher:
     # The bytes objects the built objects were made from: zeroed once let go.
     cdef object _key_obj
     cdef object _sn_obj
-    cdef readonly Py_ssize_t tag_length
+    # C ints, not Py_ssize_t: one cipher per epoch and direction lives as long as the
+    # connection, and these fit in far less.
+    cdef readonly int tag_length
     cdef readonly bint chacha
     cdef readonly unsigned int builds
-    cdef Py_ssize_t _key_len
-    cdef Py_ssize_t _sn_len
+    cdef int _key_len
+    cdef int _sn_len
     cdef unsigned char _iv[12]
     cdef unsigned char _key[32]
     cdef unsigned char _sn_key[32]

@@ -61,6 +61,7 @@ cdef void _zero_bytes(PyObject *obj, Py_ssize_t refs) noexcept:
 
 
 @cython.final
+@cython.no_gc  # holds a builder, OpenSSL-backed objects and bytes: never in a cycle
 cdef class RecordCipher:
     """One epoch's record protection in one direction: AEAD, nonce, record-number mask.
 
@@ -77,11 +78,12 @@ cdef class RecordCipher:
     def __cinit__(self, build, key, iv, sn_key, Py_ssize_t tag_length, bint chacha):
         if not 1 <= tag_length <= 16:
             raise ValueError("tag length must be 1..16")
-        self._key_len = _copy_secret(key, self._key, 16, 32, "key")
+        self._key_len = <int>_copy_secret(key, self._key, 16, 32, "key")
         _copy_secret(iv, self._iv, 12, 12, "record IV")
-        self._sn_len = _copy_secret(sn_key, self._sn_key, 32 if chacha else 16, 32, "sn_key")
+        self._sn_len = <int>_copy_secret(sn_key, self._sn_key, 32 if chacha else 16, 32,
+                                         "sn_key")
         self._build = build
-        self.tag_length = tag_length
+        self.tag_length = <int>tag_length
         self.chacha = chacha
 
     def __dealloc__(self):

@@ -25,8 +25,9 @@ cpdef uint64_t reconstruct_sequence(
 @cython.final
 cdef class ReplayWindow:
     cdef uint64_t *_bits
-    cdef Py_ssize_t _words
-    cdef readonly Py_ssize_t size
+    # C ints: one window per read epoch lives as long as the connection (48 B, not 56).
+    cdef int _words
+    cdef readonly int size
     cdef uint64_t _top  # highest accepted + 1; 0 before the first record
 
     cpdef bint check(self, uint64_t seq)

@@ -354,6 +354,12 @@ def inner_content_type(buf, Py_ssize_t length):
         PyBuffer_Release(&v)
 
 
+# Records a window tracks at most (a 2 MiB bitmap): far beyond any reordering, and its
+# size fits a C int.
+cdef enum:
+    _MAX_WINDOW = 1 << 24
+
+
 @cython.final
 cdef class ReplayWindow:
     """Anti-replay sliding window of RFC 9147 §4.5.1 (RFC 4303 §3.4.3 bitmap).
@@ -366,7 +372,9 @@ cdef class ReplayWindow:
     def __cinit__(self, Py_ssize_t size=256):
         if size < 1:
             raise ValueError("replay window size must be positive")
-        self._words = (size + 63) // 64
+        if size > _MAX_WINDOW:
+            raise ValueError(f"replay window size must be at most {_MAX_WINDOW}")
+        self._words = <int>((size + 63) // 64)
         self.size = self._words * 64
         # From Python's allocator (its object arenas, for up to 512 B), not malloc: a window
         # lives as long as its epoch, and one among the OpenSSL contexts a handshake

@@ -28,7 +28,8 @@ API for the connection code::
     layer.receive_pending(now)             # after install_read_epoch: records that came
                                            # ahead of their keys (e.g. with ServerHello)
 
-    layer.drops             # {reason: count}; reasons in DROP_REASONS
+    layer.drops             # {reason: count}; reasons in DROP_REASONS (read-only zeros
+                            # shared by all layers until the first drop)
     layer.stats             # records, datagrams, drops, epochs, auth failures, pending
     layer.key_update_due    # confidentiality limit of the current write key reached
     layer.integrity_limit_reached   # a live read key failed authentication too often

@@ -8,7 +8,10 @@ counted by reason, never raised (§4.5.2).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
 from typing_extensions import Buffer as BufferLike
 
@@ -54,6 +57,10 @@ DROP_REASONS: Final = (
     "pending_full",  # ahead of its keys, but max_pending_bytes are kept already
 )
 
+# What `drops` is until a layer's first drop: the same read-only zeros for every layer (most
+# never drop a record), then a dict of its own.
+NO_DROPS: Final[Mapping[str, int]] = MappingProxyType(dict.fromkeys(DROP_REASONS, 0))
+
 # Content types are checked in _fast: DTLSPlaintext carries alert, handshake or
 # ack (RFC 9147 §4.1); protected records also application data (Figure 5).
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
@@ -70,6 +77,21 @@ PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
 # Pooled bytes a connection keeps for records ahead of their keys: room for a whole server
 # flight (a large certificate chain included) that came before its ServerHello.
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024
+
+
+class _Options(NamedTuple):
+    """A layer's settings that no per-record path reads (see RecordLayer)."""
+
+    replay_window: int
+    retire_after: float
+    max_pending_bytes: int
+    pending_lifetime: float
+    confidentiality_limit: int | None
+    integrity_limit: int | None
+
+
+# One _Options for every layer made with the same settings (those of one config).
+_shared_options: Final = lru_cache(maxsize=32)(_Options)
 
 
 class RecordLayer:
@@ -99,31 +121,27 @@ class RecordLayer:
     __slots__ = (
         "_acquire",
         "_newest_used",
+        "_options",
         "_owner",
         "_pending",
         "_pending_bytes",
         "_pending_times",
         "_plaintext_retire_at",
         "_plaintext_window",
-        "_pools",
-        "_read_by_bits",
+        "_read_newest",
+        "_read_older",
         "_retired_bits",
         "_retired_sent",
-        "_write",
+        "_write_now",
+        "_write_older",
         "cid_optional",
         "closed",
-        "confidentiality_limit",
         "datagrams_received",
         "drops",
-        "integrity_limit",
-        "max_pending_bytes",
         "omit_last_length",
         "padding",
-        "pending_lifetime",
         "read_cid_length",
         "records_received",
-        "replay_window",
-        "retire_after",
         "seq_bits",
         "tentative_cid_length",
         "write_cid",
@@ -150,10 +168,8 @@ class RecordLayer:
             raise LocalProtocolError("seq_bits must be 8 or 16")
         if padding < 0 or replay_window < 1:
             raise LocalProtocolError("padding must be >= 0 and replay_window >= 1")
-        self._pools = pools
         self._owner = owner
         self._acquire = pools.acquire
-        self.replay_window = replay_window
         self.padding = padding
         self.seq_bits = seq_bits
         self.omit_last_length = omit_last_length
@@ -161,21 +177,30 @@ class RecordLayer:
         self.read_cid_length = read_cid_length
         self.tentative_cid_length = 0
         self.cid_optional = False
-        self.retire_after = retire_after
-        self.max_pending_bytes = max_pending_bytes
-        self.pending_lifetime = pending_lifetime
+        # Not one slot each: one connection's layer lives as long as the connection.
+        self._options = _shared_options(
+            replay_window,
+            retire_after,
+            max_pending_bytes,
+            pending_lifetime,
+            confidentiality_limit,
+            integrity_limit,
+        )
         # Per datagram kept: (its lease, records in it); when it came; slot bytes in all.
         # Lists of their own only while records wait (an idle connection has none).
         self._pending: list[tuple[Lease, int]] | tuple[()] = ()
         self._pending_times: list[float] | tuple[()] = ()
         self._pending_bytes = 0
-        self.confidentiality_limit = confidentiality_limit
-        self.integrity_limit = integrity_limit
         # Epoch 0 is plaintext: writable, and readable until retired like any epoch.
-        self._write: dict[int, WriteEpoch] = {0: WriteEpoch(0, None, SEQUENCE_LIMIT)}
-        # The live read epochs by their two low bits (what the unified header carries: at
-        # most four are live), and a bit (1 << b) per two-bit value b of a retired one.
-        self._read_by_bits: dict[int, ReadEpoch] = {}
+        # The newest write epoch, and the older ones still kept (oldest first; while records
+        # in them may need retransmitting): no container of its own once idle.
+        self._write_now = WriteEpoch(0, None, SEQUENCE_LIMIT)
+        self._write_older: tuple[WriteEpoch, ...] = ()
+        # The live read epochs alike: the newest and the others, oldest first. No two share
+        # their two low bits (what the unified header carries: at most four are live).
+        # A bit (1 << b) per two-bit value b of a retired one.
+        self._read_newest: ReadEpoch | None = None
+        self._read_older: tuple[ReadEpoch, ...] = ()
         self._retired_bits = 0
         # Epoch 0's replay window (RFC 9147 §4.5.1: one per epoch, epoch 0 included); None
         # once DTLSPlaintext records are no longer read. A client keeps it across a
@@ -185,7 +210,8 @@ class RecordLayer:
         self._plaintext_retire_at: float | None = None
         self._newest_used = 0
         self.closed = False
-        self.drops: dict[str, int] = zero_counters(DROP_REASONS)
+        # Records dropped by reason: NO_DROPS until the first drop (see own_drops).
+        self.drops: Mapping[str, int] = NO_DROPS
         self.records_received = 0
         self._retired_sent = 0
         self.datagrams_received = 0
@@ -199,24 +225,37 @@ class RecordLayer:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
         if epoch <= self.write_epoch:
             raise LocalProtocolError(f"write epoch {epoch} is not newer than {self.write_epoch}")
-        limit = self.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
-        self._write[epoch] = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
+        limit = self._options.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
+        state = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
+        self._write_older = (*self._write_older, self._write_now)
+        self._write_now = state
 
     def retire_write_epoch(self, epoch: int) -> None:
         """Forget an older write epoch (once nothing needs retransmitting in it)."""
         if epoch == self.write_epoch:
             raise LocalProtocolError("cannot retire the current write epoch")
-        state = self._write.pop(epoch, None)
+        state = self._write_state(epoch)
         if state is not None:
+            self._write_older = tuple(s for s in self._write_older if s is not state)
             self._retired_sent += state.next_seq
 
     @property
     def write_epoch(self) -> int:
         """The newest write epoch."""
-        return max(self._write)
+        return self._write_now.epoch
 
     def write_epochs(self) -> list[int]:
-        return sorted(self._write)
+        return [*(s.epoch for s in self._write_older), self._write_now.epoch]
+
+    def _write_states(self) -> tuple[WriteEpoch, ...]:
+        """The write epochs' states, oldest first."""
+        return (*self._write_older, self._write_now)
+
+    def _write_state(self, epoch: int) -> WriteEpoch | None:
+        for state in self._write_states():
+            if state.epoch == epoch:
+                return state
+        return None
 
     def install_read_epoch(
         self, epoch: int, suite: CipherSuite, traffic_secret: bytes, now: float
@@ -226,27 +265,37 @@ class RecordLayer:
         self.expire(now)
         if not 1 <= epoch < SEQUENCE_LIMIT:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
-        live = self._read
-        if epoch in live or (live and epoch < max(live)):
+        newest = self._read_newest
+        if newest is not None and epoch <= newest.epoch:
             raise LocalProtocolError(f"read epoch {epoch} is not newer than the installed ones")
-        clash = self._read_by_bits.get(epoch & 3)
-        if clash is not None:
-            # Only two epoch bits are on the wire: at most four epochs can be live.
-            self._retire(clash)
-        limit = self.integrity_limit or INTEGRITY_LIMITS[suite]
+        for clash in self._read_states():
+            if clash.epoch & 3 == epoch & 3:
+                # Only two epoch bits are on the wire: at most four epochs can be live.
+                self._retire(clash)
+        limit = self._options.integrity_limit or INTEGRITY_LIMITS[suite]
         cipher = record_cipher(suite, traffic_secret)
-        state = ReadEpoch(epoch, cipher, self.replay_window, limit)
-        self._read_by_bits[epoch & 3] = state
+        state = ReadEpoch(epoch, cipher, self._options.replay_window, limit)
+        if self._read_newest is not None:
+            self._read_older = (*self._read_older, self._read_newest)
+        self._read_newest = state
         self._retired_bits &= ~(1 << (epoch & 3))
 
-    @property
-    def _read(self) -> dict[int, ReadEpoch]:
-        """The live read epochs by epoch (a snapshot)."""
-        return {s.epoch: s for s in self._read_by_bits.values()}
+    def _read_states(self) -> tuple[ReadEpoch, ...]:
+        """The live read epochs' states, oldest first."""
+        newest = self._read_newest
+        return self._read_older if newest is None else (*self._read_older, newest)
+
+    def _read_state(self, epoch: int) -> ReadEpoch | None:
+        for state in self._read_states():
+            if state.epoch == epoch:
+                return state
+        return None
 
     def read_epochs(self) -> list[int]:
         """Epochs whose records are accepted now (0 while plaintext is readable)."""
-        live = sorted(s.epoch for s in self._read_by_bits.values())
+        live = [s.epoch for s in self._read_older]
+        if self._read_newest is not None:
+            live.append(self._read_newest.epoch)
         return [0, *live] if self._plaintext_window is not None else live
 
     def plaintext_taken(self, seq: int) -> None:
@@ -263,26 +312,31 @@ class RecordLayer:
         if epoch == 0:
             self._plaintext_window = None
             return
-        state = self._read.get(epoch)
+        state = self._read_state(epoch)
         if state is not None:
             self._retire(state)
 
     def _retire(self, state: ReadEpoch) -> None:
-        if self._read_by_bits.get(state.epoch & 3) is state:
-            del self._read_by_bits[state.epoch & 3]
+        older = self._read_older
+        if state is self._read_newest:
+            self._read_newest, self._read_older = (older[-1], older[:-1]) if older else (None, ())
+        else:
+            self._read_older = tuple(s for s in older if s is not state)
         self._retired_bits |= 1 << (state.epoch & 3)
 
     def expire(self, now: float) -> None:
         """Retire older read epochs whose grace period has passed; drop stale pending records."""
         times = self._pending_times
-        if times and now - times[0] > self.pending_lifetime:
+        if times and now - times[0] > self._options.pending_lifetime:
             # Kept in arrival order: the stale ones are a prefix.
             assert isinstance(times, list) and isinstance(self._pending, list)
             stale = 0
-            while stale < len(times) and now - times[stale] > self.pending_lifetime:
+            lifetime = self._options.pending_lifetime
+            while stale < len(times) and now - times[stale] > lifetime:
                 stale += 1
+            drops = self.own_drops()
             for lease, records in self._pending[:stale]:
-                self.drops["pending_expired"] += records
+                drops["pending_expired"] += records
                 self._pending_bytes -= lease.capacity
                 lease.release()
             del self._pending[:stale], times[:stale]
@@ -291,17 +345,21 @@ class RecordLayer:
         if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
             self._plaintext_window = None
             self._plaintext_retire_at = None
-        for state in [s for s in self._read_by_bits.values() if s.retire_at is not None]:
+        for state in self._read_older:
             if state.retire_at is not None and now >= state.retire_at:
                 self._retire(state)
+        # Last: retiring the newest makes the newest of the others the newest.
+        newest = self._read_newest
+        if newest is not None and newest.retire_at is not None and now >= newest.retire_at:
+            self._retire(newest)
 
     def _used(self, epoch: int, now: float) -> None:
         # §4.2.1: keys of earlier epochs MAY be kept "for up to the default MSL".
         self._newest_used = epoch
-        deadline = now + self.retire_after
+        deadline = now + self._options.retire_after
         if self._plaintext_window is not None and self._plaintext_retire_at is None:
             self._plaintext_retire_at = deadline
-        for state in self._read_by_bits.values():
+        for state in self._read_states():
             if state.epoch < epoch and state.retire_at is None:
                 state.retire_at = deadline
                 # Only late records still need it: its OpenSSL objects go now and are
@@ -332,41 +390,44 @@ class RecordLayer:
         return sum(1 for c in self._ciphers() if c.built)
 
     def _ciphers(self) -> list[RecordCipher]:
-        out = [s.cipher for s in self._write.values() if s.cipher is not None]
-        return out + [s.cipher for s in self._read_by_bits.values()]
+        out = [s.cipher for s in self._write_states() if s.cipher is not None]
+        return out + [s.cipher for s in self._read_states()]
 
     # -- limits -------------------------------------------------------------
 
     @property
     def key_update_due(self) -> bool:
         """The current write key reached its confidentiality limit (RFC 9147 §4.5.3)."""
-        state = self._write[max(self._write)]
+        state = self._write_now
         return state.cipher is not None and state.protected >= state.limit
 
     @property
     def integrity_limit_reached(self) -> bool:
         """A live read key failed authentication too often: close (or rekey and retire it)."""
-        return any(s.failures >= s.limit for s in self._read_by_bits.values())
+        return any(s.failures >= s.limit for s in self._read_states())
 
     def exhausted_read_epochs(self) -> list[int]:
         """Live read epochs whose key reached its integrity limit (RFC 9147 §4.5.3)."""
-        return [s.epoch for s in self._read_by_bits.values() if s.failures >= s.limit]
+        return [s.epoch for s in self._read_states() if s.failures >= s.limit]
 
     def integrity_limit_of(self, epoch: int) -> int:
         """The integrity limit of `epoch`'s read key (0: no such live epoch)."""
-        state = self._read.get(epoch)
+        state = self._read_state(epoch)
         return 0 if state is None else state.limit
 
     def auth_failures(self, epoch: int) -> int:
-        state = self._read.get(epoch)
+        state = self._read_state(epoch)
         return 0 if state is None else state.failures
 
     def records_protected(self, epoch: int) -> int:
-        state = self._write.get(epoch)
+        state = self._write_state(epoch)
         return 0 if state is None else state.protected
 
     def next_sequence_number(self, epoch: int) -> int:
-        return self._write[epoch].next_seq
+        state = self._write_state(epoch)
+        if state is None:
+            raise KeyError(epoch)
+        return state.next_seq
 
     def continue_plaintext_after(self, seq: int) -> None:
         """Number our next epoch-0 record after `seq`, a record number the peer used
@@ -375,7 +436,7 @@ class RecordLayer:
         Numbers only move forward; one so large that our own few epoch-0 records could
         run out of numbers after it is ignored (only a broken or hostile peer sends it).
         """
-        state = self._write.get(0)
+        state = self._write_state(0)
         if state is not None and state.next_seq <= seq < PLAINTEXT_FOLLOW_LIMIT:
             state.next_seq = seq + 1
 
@@ -384,13 +445,16 @@ class RecordLayer:
     @property
     def records_sent(self) -> int:
         """Records written by all writers, in every epoch so far."""
-        return self._retired_sent + sum(s.next_seq for s in self._write.values())
+        sent = self._retired_sent + self._write_now.next_seq
+        for state in self._write_older:
+            sent += state.next_seq
+        return sent
 
     def datagram_writer(self, mtu: int) -> DatagramWriter:
         """A writer packing records into pooled datagrams of at most `mtu` bytes."""
         self._check_open()
         return DatagramWriter(
-            self._write,
+            self,
             self._acquire,
             self._owner,
             mtu,
@@ -403,7 +467,9 @@ class RecordLayer:
 
     def record_overhead(self, epoch: int, *, with_length: bool = True) -> int:
         """Bytes a record of `epoch` adds to its payload, before padding."""
-        state = self._write[epoch]
+        state = self._write_state(epoch)
+        if state is None:
+            raise KeyError(epoch)
         if state.cipher is None:
             return PLAINTEXT_HEADER_LENGTH
         cid = len(self.write_cid) if self.write_cid else 0
@@ -447,10 +513,11 @@ class RecordLayer:
         got = open_app_datagram_untrusted(
             data,
             self.read_cid_length,
-            self._read_by_bits,
+            self._read_newest,
+            self._read_older,
             self._acquire,
             self._owner,
-            self.drops,
+            self,
             _CONTENT_TYPES,
         )
         if got is None:
@@ -473,8 +540,7 @@ class RecordLayer:
         if self.closed:
             self._check_open()
         return seal_app_datagram(
-            self._write,
-            max(self._write),
+            self,
             self._acquire,
             self._owner,
             mtu,
@@ -502,15 +568,16 @@ class RecordLayer:
             return read_datagram_untrusted(
                 data,
                 cid_length,
-                self._read_by_bits,
+                self._read_newest,
+                self._read_older,
                 self._retired_bits,
                 self._plaintext_window,
                 self._acquire,
                 self._owner,
-                self.drops,
+                self,
                 _CONTENT_TYPES,
                 pending,
-                self.max_pending_bytes - self._pending_bytes,
+                self._options.max_pending_bytes - self._pending_bytes,
             )
         finally:
             if pending:  # kept even if reading raised: close() releases them
@@ -536,7 +603,7 @@ class RecordLayer:
                         view, offset, cid_length
                     )
                 except DecodeError:
-                    self.drops["bad_header"] += 1
+                    self.own_drops()["bad_header"] += 1
                     break
                 end = offset + header_length + length
                 chunk = view[offset:end]
@@ -608,7 +675,7 @@ class RecordLayer:
             "drops": dict(self.drops),
             "write_epochs": self.write_epochs(),
             "read_epochs": self.read_epochs(),
-            "auth_failures": {e: s.failures for e, s in self._read.items()},
+            "auth_failures": {s.epoch: s.failures for s in self._read_states()},
             "pending": len(self._pending),
         }
 
@@ -624,11 +691,20 @@ class RecordLayer:
         self._pending = self._pending_times = ()
         self._pending_bytes = 0
         self._retired_sent = self.records_sent
-        self._write.clear()
-        self._write[0] = WriteEpoch(0, None, SEQUENCE_LIMIT)
-        self._read_by_bits.clear()
+        self._write_now = WriteEpoch(0, None, SEQUENCE_LIMIT)
+        self._write_older = ()
+        self._read_newest = None
+        self._read_older = ()
         self._plaintext_window = None
         self.closed = True
+
+    def own_drops(self) -> dict[str, int]:
+        """`drops` as a dict of this layer's own, made at the first drop (the compiled read
+        paths call this too): counting goes there."""
+        drops = self.drops
+        if not isinstance(drops, dict):
+            drops = self.drops = zero_counters(DROP_REASONS)
+        return drops
 
     def _check_open(self) -> None:
         if self.closed:
