@@ -52,7 +52,7 @@ def _hellos(cfg: ClientConfig, cid: bytes | None) -> tuple[bytes, bytes]:
     hs.start(pad_to=cfg.mtu if cfg.pad_client_hello else 0)
     assert hs.client_hello is not None
     first = msgs.push_message(hs.client_hello)[1]
-    hs._hrr_cookie = b"a cookie"
+    hs._work.hrr_cookie = b"a cookie"
     hs._send_client_hello()
     return first, msgs.push_message(hs.client_hello)[1]
 
@@ -288,6 +288,6 @@ def test_the_client_hello_keeps_its_extension_order_connection_after_connection(
         hs.start()
         assert hs.client_hello is not None
         assert _names(hs.client_hello) == [n for n in order if n != "cookie"]
-        hs._hrr_cookie = b"a cookie"
+        hs._work.hrr_cookie = b"a cookie"
         hs._send_client_hello()
         assert _names(hs.client_hello) == order

@@ -256,7 +256,7 @@ def test_keylog_callback_nss_format(suite: CipherSuite) -> None:
     assert pair.handshake()
     assert len(client_lines) == 5
     assert sorted(client_lines) == sorted(server_lines)
-    random_hex = pair.client.handshake.random.hex()
+    random_hex = pair.client.handshake.client_random.hex()  # kept for the key log
     secret_len = SUITES[suite].hash_length * 2
     labels = set()
     for line in client_lines:

@@ -47,7 +47,7 @@ from .context import (
     extension_name,
     record_size_limit,
 )
-from .key_schedule import KeySchedule
+from .key_schedule import KeySchedule, resumption_psk
 from .psk_import import PskOffer, imported_offers
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
@@ -69,11 +69,9 @@ class ClientHandshake(HandshakeContext):
     _after_certificate_verify = S.WAIT_FINISHED
 
     __slots__ = (
-        "_cert_request",
         "_ech",
         "_ech_extension",
         "_ech_state",
-        "_hrr_cookie",
         "_key_shares",
         "_psk_offers",
         "client_hello",
@@ -88,9 +86,7 @@ class ClientHandshake(HandshakeContext):
     def __init__(self, config: ClientConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._hrr_cookie: bytes | None = None
         self._psk_offers: list[PskOffer] = []
-        self._cert_request: msgs.CertificateRequest | None = None
         self.client_hello: msgs.ClientHello | None = None
         # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
         self.trust_anchor_matched = False
@@ -139,9 +135,9 @@ class ClientHandshake(HandshakeContext):
         template = hello_template(cfg)
         extensions = [template.supported_versions]
         # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
-        if self._hrr_cookie is not None:
+        if self._work.hrr_cookie is not None:
             extensions.append(
-                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
+                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._work.hrr_cookie)
             )
         extensions.append(template.supported_groups)
         extensions.append(
@@ -194,10 +190,10 @@ class ClientHandshake(HandshakeContext):
                 )
             )
         if cfg.permute_extensions:
-            extensions = permutation.permuted(extensions, self.random)
+            extensions = permutation.permuted(extensions, self._work.random)
         if pad_to and self._ech is None:
             # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
-            extensions = _padded(extensions, self.random, template, pad_to, bool(offers))
+            extensions = _padded(extensions, self._work.random, template, pad_to, bool(offers))
         natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
         if self._ech is not None:
             natural = list(extensions)
@@ -205,13 +201,15 @@ class ClientHandshake(HandshakeContext):
                 natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
             extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
-            random=self.random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
+            random=self._work.random,
+            cipher_suites=template.cipher_suites,
+            extensions=tuple(extensions),
         )
         if offers:
             prefix = msgs.binder_prefix(hello)
             binders = tuple(
                 o.schedule.verify_data(
-                    o.binder_key(), self.transcript.digest_with(prefix, o.schedule.hash_name)
+                    o.binder_key(), self._work.transcript.digest_with(prefix, o.schedule.hash_name)
                 )
                 for o in offers
             )
@@ -227,12 +225,12 @@ class ClientHandshake(HandshakeContext):
             outer = offer.seal(hello, natural, self._hello_server_name())
             outer_type, outer_body = msgs.push_message(outer)
             _, inner_body = msgs.push_message(hello)
-            self.transcript.add(HandshakeType.client_hello, inner_body)
+            self._work.transcript.add(HandshakeType.client_hello, inner_body)
             offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
             self._send_encoded(outer_type, outer_body, 0, transcript=False)
         if self.early_offered and offers[0].session is not None:
             first, session = offers[0].schedule, offers[0].session
-            early = first.client_early_traffic_secret(self.transcript.digest(first.hash_name))
+            early = first.client_early_traffic_secret(self._work.transcript.digest(first.hash_name))
             self._install(1, write=True, secret=early, suite=session.suite)
             self.early_budget = session.max_early_data
             if self._keylog is not None:
@@ -249,7 +247,7 @@ class ClientHandshake(HandshakeContext):
             offer,
             outer,
             self.client_hello,
-            self.random,
+            self._work.random,
             self.client_random,
             self._ech_extension,
             self.ech_name_override,
@@ -265,7 +263,7 @@ class ClientHandshake(HandshakeContext):
             self._ech,
             outer,
             self.client_hello,
-            self.random,
+            self._work.random,
             self.client_random,
             self._ech_extension,
             self.ech_name_override,
@@ -303,7 +301,7 @@ class ClientHandshake(HandshakeContext):
         offers += imported_offers(cfg.imported_psks, hashes)
         # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
         # cannot be offered again (RFC 8446 §4.1.4 lets the client drop it).
-        fixed = self.transcript.hash_name
+        fixed = self._work.transcript.hash_name
         return [o for o in offers if fixed in (None, o.schedule.hash_name)]
 
     def _session_offer(self) -> PskOffer | None:
@@ -354,8 +352,8 @@ class ClientHandshake(HandshakeContext):
         if sh.is_hello_retry_request:
             self._on_hello_retry(sh, body)
             return
-        if self.transcript.hash_name is None:
-            self.transcript.select(self.params.hash_name)
+        if self._work.transcript.hash_name is None:
+            self._work.transcript.select(self.params.hash_name)
         schedule: KeySchedule | None = None
         self.psk_identity = None  # a ServerHello dropped as damaged may have set it
         psk_data = sh.extension(ExtensionType.pre_shared_key)
@@ -398,7 +396,7 @@ class ClientHandshake(HandshakeContext):
                 raise UnsupportedExtension("connection_id in ServerHello, not offered")
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
         self._key_shares.clear()
-        self.transcript.add(HandshakeType.server_hello, body)
+        self._work.transcript.add(HandshakeType.server_hello, body)
         out.answered = True
         self._derive_handshake_secrets(shared, schedule)
         self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
@@ -415,7 +413,9 @@ class ClientHandshake(HandshakeContext):
             raise UnsupportedExtension("encrypted_client_hello in ServerHello")
         if offer is None:
             return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
-        accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
+        accepted = ech_client.accepted(
+            hash_name, self._work.random, self._work.transcript, sh, body
+        )
         if not accepted and self._ech_state is ech.EchStatus.ACCEPTED:
             # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
             raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
@@ -428,9 +428,9 @@ class ClientHandshake(HandshakeContext):
         # name (§6.1.7), with the outer transcript and random, resuming nothing.
         self._ech_state = ech.EchStatus.REJECTED
         self.ech_name_override = offer.public_name
-        self.transcript = offer.outer_transcript
+        self._work.transcript = offer.outer_transcript
         self.client_hello = offer.outer_hello
-        self.random = self.client_random = offer.outer_random
+        self._work.random = self.client_random = offer.outer_random
         self._psk_offers = []
         assert offer.outer_hello is not None
         self._ech_extension = ext.Extension(
@@ -449,13 +449,13 @@ class ClientHandshake(HandshakeContext):
             self.early_offered = False
             self.early_result = False
         self._count("hello_retry_requests_received", 1)
-        self.transcript.select(self.params.hash_name)
-        self.transcript.restart_with_message_hash()
-        self.transcript.add(HandshakeType.server_hello, body)
+        self._work.transcript.select(self.params.hash_name)
+        self._work.transcript.restart_with_message_hash()
+        self._work.transcript.add(HandshakeType.server_hello, body)
         changed = False
         cookie = hrr.extension(ExtensionType.cookie)
         if cookie is not None:
-            self._hrr_cookie = decode(cookie, ext.pull_cookie)
+            self._work.hrr_cookie = decode(cookie, ext.pull_cookie)
             changed = True
         group_data = hrr.extension(ExtensionType.key_share)
         if group_data is not None:
@@ -511,7 +511,7 @@ class ClientHandshake(HandshakeContext):
             raise UnsupportedExtension("early_data accepted but not offered")
         if self.early_offered:
             self.early_result = accepted_early
-        self.transcript.add(HandshakeType.encrypted_extensions, body)
+        self._work.transcript.add(HandshakeType.encrypted_extensions, body)
         if self.resumed and cfg.session is not None:
             # Where BoringSSL re-verifies too (after EncryptedExtensions, under handshake keys).
             self.peer_verification = verification.on_resumption(self, cfg.session.peer_verification)
@@ -559,8 +559,8 @@ class ClientHandshake(HandshakeContext):
         cas = cr.extension(ExtensionType.certificate_authorities)
         if cas is not None:  # checked on arrival (RFC 8446 §4.2.4: authorities<3..2^16-1>)
             decode(cas, identity.pull_certificate_authorities)
-        self._cert_request = cr
-        self.transcript.add(HandshakeType.certificate_request, body)
+        self._work.cert_request = cr
+        self._work.transcript.add(HandshakeType.certificate_request, body)
         self._set_state(S.WAIT_CERTIFICATE)
 
     def _on_server_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
@@ -609,28 +609,32 @@ class ClientHandshake(HandshakeContext):
         return chain
 
     def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None and self.suite is not None
         authenticated = self.peer_chain or self.peer_public_key is not None or self.resumed
-        if self._cert_request is None and not authenticated:
+        if self._work.cert_request is None and not authenticated:
             raise UnexpectedMessage("Finished before the server authenticated")
-        if not ks.check_verify_data(self._s_hs, self.transcript.digest(), fin.verify_data):
+        if not ks.check_verify_data(
+            self._work.s_hs, self._work.transcript.digest(), fin.verify_data
+        ):
             raise DecryptError("server Finished does not verify")
-        self.transcript.add(HandshakeType.finished, body)
+        self._work.transcript.add(HandshakeType.finished, body)
         self.peer_finished = True
         self._derive_application_secrets()
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
         self._out.flight = FlightKind.FINAL
         rejected = self._ech_state is ech.EchStatus.REJECTED
-        if self._cert_request is not None:
+        if self._work.cert_request is not None:
             if rejected:
                 # RFC 9849 §6.1.7: "If the server requests a client certificate, the client
                 # MUST respond with an empty Certificate message".
                 self._send(msgs.Certificate(b"", ()), 2)
             else:
-                self._send_own_certificate(self._cert_request)
-        self._send(msgs.Finished(ks.verify_data(self._c_hs, self.transcript.digest())), 2)
+                self._send_own_certificate(self._work.cert_request)
+        self._send(
+            msgs.Finished(ks.verify_data(self._work.c_hs, self._work.transcript.digest())), 2
+        )
         self._install(3, write=True, secret=self.write_secret)
         if rejected:
             # §6.1.6: the server authenticated for the public name, which is no success:
@@ -640,7 +644,7 @@ class ClientHandshake(HandshakeContext):
                 "the server rejected Encrypted Client Hello", self.ech_retry_configs
             )
             return
-        self.resumption_secret = ks.resumption_master_secret(self.transcript.digest())
+        self.resumption_secret = ks.resumption_master_secret(self._work.transcript.digest())
         self._complete()
 
     def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
@@ -660,7 +664,7 @@ class ClientHandshake(HandshakeContext):
             return
         offer = request.extension(ExtensionType.compress_certificate)
         if offer is not None:
-            self._peer_compression = compression.decode_offer_untrusted(offer)
+            self._work.peer_compression = compression.decode_offer_untrusted(offer)
         self.credential, scheme = found
         chain = self.credential.chain or None
         self._send_certificate_and_verify(
@@ -669,14 +673,14 @@ class ClientHandshake(HandshakeContext):
 
     def _on_new_session_ticket(self, msg: msgs.NewSessionTicket, body: bytes, *_: Any) -> None:
         cfg = self.config
-        assert self.schedule is not None and self.suite is not None
+        assert self.params is not None and self.suite is not None
         if msg.ticket_lifetime > 7 * 24 * 3600:
             raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
         early = msg.extension(ExtensionType.early_data)
         session = Session(
             max_early_data=decode(early, ext.pull_early_data_ticket) if early else 0,
             ticket=msg.ticket,
-            psk=self.schedule.resumption_psk(self.resumption_secret, msg.ticket_nonce),
+            psk=resumption_psk(self.params.hash_name, self.resumption_secret, msg.ticket_nonce),
             suite=self.suite,
             received_at=self._wall_clock().timestamp(),
             lifetime=msg.ticket_lifetime,
@@ -698,11 +702,8 @@ class ClientHandshake(HandshakeContext):
         self._psk_offers = []
         self._key_shares.clear()
         self.client_hello = None
-        self._cert_request = None
         self._ech = None
         self._ech_extension = None
-        self.credential = None
-        self._hrr_cookie = None
 
 
 # A plaintext record's header and a handshake message's header (RFC 9147 §4, §5.2).

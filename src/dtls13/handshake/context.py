@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -45,7 +45,7 @@ from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .exporter import ExporterSecret
-from .key_schedule import KeySchedule, Transcript
+from .key_schedule import KeySchedule, Transcript, next_application_traffic_secret
 from .state import State, Transition, type_name
 
 logger = logging.getLogger("dtls13.handshake")
@@ -56,7 +56,8 @@ Config = ClientConfig | ServerConfig
 
 # Stands for the transcript once the handshake is over: it hashes nothing (no hash
 # runs) and has no digest, so a post-handshake use would fail loudly.
-_SPENT_TRANSCRIPT = Transcript(candidates=())
+SPENT_TRANSCRIPT = Transcript(candidates=())
+_W = TypeVar("_W", bound="HandshakeWork")
 
 
 class FlightKind(enum.Enum):
@@ -113,6 +114,79 @@ class HandshakeOutput:
 _NO_OUTPUT = HandshakeOutput()
 
 
+class HandshakeWork:
+    """What only a handshake in progress needs: one object in `HandshakeContext._work`,
+    replaced by a shared, read-only spent one once the handshake is over, so an idle
+    connection keeps neither this state nor a slot for each part of it."""
+
+    __slots__ = (
+        "c_hs",
+        "cert_request",
+        "hrr_cookie",
+        "peer_compression",
+        "random",
+        "s_hs",
+        "schedule",
+        "scratch",
+        "transcript",
+    )
+
+    def __init__(self, random: bytes, scratch: compression.Acquire | None) -> None:
+        self.transcript = Transcript()
+        # The key schedule; after the handshake, KeyUpdate and tickets need only the
+        # suite's hash (HandshakeContext.params).
+        self.schedule: KeySchedule | None = None
+        self.c_hs = self.s_hs = b""  # the handshake traffic secrets
+        self.random = random  # our hello's random
+        # `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate.
+        self.scratch = scratch
+        # RFC 8879: the algorithms the peer offered for our Certificate (its preference order).
+        self.peer_compression: tuple[int, ...] = ()
+        self.cert_request: msgs.CertificateRequest | None = None
+        self.hrr_cookie: bytes | None = None  # the cookie of the HelloRetryRequest
+
+    def zeroize(self) -> None:
+        """Zero the secrets only this state holds (the key schedule's, the handshake
+        traffic secrets): the state is dropped next."""
+        ks = self.schedule
+        if ks is not None:
+            ks.zeroize()
+        c_hs, self.c_hs = self.c_hs, b""
+        zeroize(c_hs)
+        s_hs, self.s_hs = self.s_hs, b""
+        zeroize(s_hs)
+
+
+class ReadOnlyWork:
+    """Mixed into a `HandshakeWork` class for its shared spent instance: read-only, as
+    every finished handshake holds it."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"the handshake is over: no {name} to set")
+
+
+class _SpentWork(ReadOnlyWork, HandshakeWork):
+    __slots__ = ()
+
+
+def spent_work(work: _W, spent_class: type[_W]) -> _W:
+    """`work`, built with the spent values, made the read-only instance of `spent_class`
+    (a `ReadOnlyWork` subclass of its class, same layout)."""
+    assert issubclass(spent_class, ReadOnlyWork) and spent_class.__mro__[2] is type(work)
+    work.__class__ = spent_class
+    return work
+
+
+# What a finished handshake holds instead of its working state: no transcript (it hashes
+# nothing and has no digest, so a post-handshake use fails loudly), no key schedule, no
+# secrets, no randoms.
+_SPENT_WORK = HandshakeWork(b"", None)
+_SPENT_WORK.transcript = SPENT_TRANSCRIPT
+_SPENT_WORK = spent_work(_SPENT_WORK, _SpentWork)
+
+
 class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
@@ -122,20 +196,19 @@ class HandshakeContext:
     CONNECTED: ClassVar[Any]
     CLOSED: ClassVar[Any]
     HELLO_STATES: ClassVar[frozenset[Any]]
+    # The role's spent working state, shared by its finished handshakes.
+    SPENT_WORK: ClassVar[HandshakeWork] = _SPENT_WORK
     state: State
 
     # "__dict__": tests patch methods on instances; it is created only when used.
     __slots__ = (
         "__dict__",
-        "_c_hs",
         "_count",
         "_keylog",
         "_out",
-        "_peer_compression",
-        "_s_hs",
-        "_scratch",
         "_transition",
         "_wall_clock",
+        "_work",
         "alpn",
         "certificate_compression_received",
         "certificate_compression_sent",
@@ -163,16 +236,13 @@ class HandshakeContext:
         "peer_type",
         "peer_verification",
         "psk_identity",
-        "random",
         "read_secret",
         "resumed",
         "resumption_secret",
-        "schedule",
         "scheme",
         "srtp",
         "state",
         "suite",
-        "transcript",
         "transitions",
         "write_secret",
     )
@@ -190,18 +260,14 @@ class HandshakeContext:
         ID we ask the peer to put on its records (None: no connection_id extension);
         `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
-        self._scratch = scratch
-        # RFC 8879: the algorithms the peer offered for our Certificate (its preference
-        # order), and the algorithm each side's Certificate came compressed with.
-        self._peer_compression: tuple[int, ...] = ()
+        self._work = self._new_work(config.random_bytes(32), scratch)
+        # RFC 8879: the algorithm each side's Certificate came compressed with.
         self.certificate_compression_sent: compression.Algorithm | None = None
         self.certificate_compression_received: compression.Algorithm | None = None
         self._wall_clock = wall_clock
         self._count = count
         self._keylog = config.keylog_callback()
         self.local_cid = local_cid
-        self.transcript = Transcript()
-        self.schedule: KeySchedule | None = None
         self.params: SuiteParams | None = None
         self.suite: CipherSuite | None = None
         self.group: NamedGroup | None = None
@@ -224,9 +290,7 @@ class HandshakeContext:
         self.peer_delegation: delegated.DelegatedCredential | None = None
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
-        self.random = config.random_bytes(32)
-        self.client_random = self.random if self.is_client else b""
-        self._c_hs = self._s_hs = b""
+        self.client_random = self._work.random if self.is_client else b""
         self.read_secret = self.write_secret = self.resumption_secret = b""
         self.peer_finished = False
         self.resumed = False
@@ -237,6 +301,10 @@ class HandshakeContext:
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
+
+    def _new_work(self, random: bytes, scratch: compression.Acquire | None) -> HandshakeWork:
+        """The working state of a new handshake (each role adds its own parts)."""
+        return HandshakeWork(random, scratch)
 
     # -- state -------------------------------------------------------------------------
 
@@ -319,10 +387,10 @@ class HandshakeContext:
 
     def save_hello(self) -> tuple[Any, ...]:
         """What handling a first hello changes before it can still fail as damaged."""
-        return (self.transcript.copy(), self.suite, self.params, self.group, self.resumed)
+        return (self._work.transcript.copy(), self.suite, self.params, self.group, self.resumed)
 
     def restore_hello(self, saved: tuple[Any, ...]) -> None:
-        self.transcript, self.suite, self.params, self.group, self.resumed = saved
+        self._work.transcript, self.suite, self.params, self.group, self.resumed = saved
 
     # -- output ------------------------------------------------------------------------
 
@@ -334,7 +402,7 @@ class HandshakeContext:
         self, msg_type: int, body: bytes, epoch: int | None, *, transcript: bool = True
     ) -> None:
         if transcript:
-            self.transcript.add(msg_type, body)
+            self._work.transcript.add(msg_type, body)
         self._out.messages.append(OutMessage(epoch, msg_type, body))
 
     def _install(
@@ -352,22 +420,23 @@ class HandshakeContext:
         assert self.params is not None and self.suite is not None
         ks = schedule if schedule is not None else KeySchedule(self.params)
         ks.handshake(shared)
-        self.schedule = ks
-        hello_hash = self.transcript.digest()
-        self._c_hs = ks.client_handshake_traffic_secret(hello_hash)
-        self._s_hs = ks.server_handshake_traffic_secret(hello_hash)
-        mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
+        self._work.schedule = ks
+        hello_hash = self._work.transcript.digest()
+        self._work.c_hs = ks.client_handshake_traffic_secret(hello_hash)
+        self._work.s_hs = ks.server_handshake_traffic_secret(hello_hash)
+        work = self._work
+        mine, theirs = (work.c_hs, work.s_hs) if self.is_client else (work.s_hs, work.c_hs)
         self._install(2, write=True, secret=mine)
         self._install(2, write=False, secret=theirs)
         if self._keylog is not None:
-            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
-            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._work.c_hs)
+            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._work.s_hs)
 
     def _derive_application_secrets(self) -> None:
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None
         ks.master()
-        finished_hash = self.transcript.digest()
+        finished_hash = self._work.transcript.digest()
         c_app = ks.client_application_traffic_secret(finished_hash)
         s_app = ks.server_application_traffic_secret(finished_hash)
         self.write_secret, self.read_secret = (c_app, s_app) if self.is_client else (s_app, c_app)
@@ -379,7 +448,7 @@ class HandshakeContext:
 
     def _keep_early_exporter(self, schedule: KeySchedule) -> None:
         """early_exporter_master_secret over ClientHello (RFC 8446 §7.1), once 0-RTT is on."""
-        hello_hash = self.transcript.digest(schedule.hash_name)
+        hello_hash = self._work.transcript.digest(schedule.hash_name)
         secret = schedule.early_exporter_master_secret(hello_hash)
         self.early_exporter = ExporterSecret(schedule.hash_name, secret)
         self._log_secret("EARLY_EXPORTER_SECRET", secret)
@@ -390,17 +459,17 @@ class HandshakeContext:
 
     def next_write_secret(self) -> bytes:
         """Our next application traffic secret (KeyUpdate, RFC 8446 §7.2)."""
-        assert self.schedule is not None
+        assert self.params is not None
         old = self.write_secret
-        self.write_secret = self.schedule.next_application_traffic_secret(old)
+        self.write_secret = next_application_traffic_secret(self.params.hash_name, old)
         zeroize(old)  # RFC 8446 §7.2: once the next secret exists, the old one goes
         return self.write_secret
 
     def next_read_secret(self) -> bytes:
         """The peer's next application traffic secret (its KeyUpdate)."""
-        assert self.schedule is not None
+        assert self.params is not None
         old = self.read_secret
-        self.read_secret = self.schedule.next_application_traffic_secret(old)
+        self.read_secret = next_application_traffic_secret(self.params.hash_name, old)
         zeroize(old)
         return self.read_secret
 
@@ -442,20 +511,16 @@ class HandshakeContext:
         our key shares go (less memory per connection, and secrets that are no longer
         needed are not kept: RFC 8446 §7.1 forward secrecy).
         """
-        self.transcript = _SPENT_TRANSCRIPT
-        ks = self.schedule
-        if ks is not None:
-            ks.zeroize()
-        c_hs, self._c_hs = self._c_hs, b""
-        zeroize(c_hs)
-        s_hs, self._s_hs = self._s_hs, b""
-        zeroize(s_hs)
-        # The hellos' randoms are done with (~130 B per idle connection), unless there is a
-        # key log, which names secrets by the client's.
+        work = self._work
+        if work is self.SPENT_WORK:
+            return
+        self._work = self.SPENT_WORK
+        work.zeroize()
+        # The client's random is done with, unless there is a key log, which names
+        # secrets by it.
         if self._keylog is None:
-            self.random = self.client_random = b""
-        self._peer_compression = ()
-        self._scratch = None  # a bound method (64 B): certificates come only in the handshake
+            self.client_random = b""
+        self.credential = None
 
     # -- certificates (both roles) -----------------------------------------------------
 
@@ -485,7 +550,7 @@ class HandshakeContext:
             entries = [e.cert_data for e in msg.certificate_list]
             self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
             self.peer_verification = verification.verify_peer(self, (), self.peer_public_key)
-            self.transcript.add(HandshakeType.certificate, body)
+            self._work.transcript.add(HandshakeType.certificate, body)
             return
         if raw_keys.CertificateType.X509 not in cfg.peer_types:
             # We accept only raw public keys, which the peer did not agree to send.
@@ -505,7 +570,7 @@ class HandshakeContext:
             )
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
-        self.transcript.add(msg_type, body)
+        self._work.transcript.add(msg_type, body)
 
     def _parse_peer_chain_untrusted(
         self, entries: tuple[msgs.CertificateEntry, ...]
@@ -532,7 +597,7 @@ class HandshakeContext:
             body,
             self.config.compression,
             self.config.max_handshake_message,
-            self._scratch,
+            self._work.scratch,
             parse,
         )
         self.certificate_compression_received = algorithm
@@ -558,12 +623,12 @@ class HandshakeContext:
             else self.peer_chain[0].public_key(),
             scheme,
             cv.signature,
-            self.transcript.digest(),
+            self._work.transcript.digest(),
             is_server=self.is_client,
         )
         if self.is_client:
             self.scheme = scheme
-        self.transcript.add(HandshakeType.certificate_verify, body)
+        self._work.transcript.add(HandshakeType.certificate_verify, body)
         self._set_state(self._after_certificate_verify)
 
     _after_certificate_verify: ClassVar[Any]
@@ -587,7 +652,7 @@ class HandshakeContext:
                 body = certificate_body(chain)
         # A raw key is not compressed (OpenSSL does not either): ~100 bytes.
         algorithm = (
-            compression.choose(self._peer_compression, cfg.compression)
+            compression.choose(self._work.peer_compression, cfg.compression)
             if chain is not None
             else None
         )
@@ -604,7 +669,7 @@ class HandshakeContext:
             self._count("certificates_compressed", 1)
             self._send_encoded(HandshakeType.compressed_certificate, compressed, 2)
         signature = certs.sign_certificate_verify(
-            key, scheme, self.transcript.digest(), is_server=not self.is_client
+            key, scheme, self._work.transcript.digest(), is_server=not self.is_client
         )
         self._send(msgs.CertificateVerify(scheme, signature), 2)
 
