@@ -48,7 +48,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
         pass
     else:
         raise AssertionError("the spent working state took a write")
-    assert hs.credential is None
+    assert work.credential is None and work.psk_identity is None and work.local_cid is None
     assert hs._out is handshake_context._NO_OUTPUT  # no last message bodies or events kept
     assert conn._flight is None  # every flight acknowledged
     assert conn._records.write_epochs() == [conn._records.write_epoch]
@@ -287,7 +287,7 @@ IDLE_CONNECTION_BYTES = 4_200
 # The kept ServerHandshake itself (sys.getsizeof): a slot for each part used after the
 # handshake (512 B, and an 88-B key schedule, when the handshake-only state had slots
 # of its own).
-IDLE_SERVER_HANDSHAKE_BYTES = 392
+IDLE_SERVER_HANDSHAKE_BYTES = 328
 
 
 def _establish(server: ServerEndpoint, ccfg: Any, pools: PoolSet, port: int, now: float) -> None:

@@ -156,10 +156,10 @@ class ClientHandshake(HandshakeContext):
                 ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
             )
         extensions += template.before_cid
-        if self.local_cid is not None:
+        if self._work.local_cid is not None:
             extensions.append(
                 ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
                 )
             )
         extensions += template.after_cid
@@ -355,7 +355,7 @@ class ClientHandshake(HandshakeContext):
         if self._work.transcript.hash_name is None:
             self._work.transcript.select(self.params.hash_name)
         schedule: KeySchedule | None = None
-        self.psk_identity = None  # a ServerHello dropped as damaged may have set it
+        self._work.psk_identity = None  # a ServerHello dropped as damaged may have set it
         psk_data = sh.extension(ExtensionType.pre_shared_key)
         if psk_data is not None:
             selected = decode(psk_data, ext.pull_pre_shared_key_server)
@@ -368,7 +368,7 @@ class ClientHandshake(HandshakeContext):
             if schedule.hash_name != self.params.hash_name:
                 raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
             self.resumed = True
-            self.psk_identity = offer.external
+            self._work.psk_identity = offer.external
             if offer.session is not None:
                 # The resumption inherits the original's authentication (RFC 8446 §2.2).
                 self.peer_chain = offer.session.peer_certificates
@@ -392,7 +392,7 @@ class ClientHandshake(HandshakeContext):
         out = self._out
         cid_data = sh.extension(ExtensionType.connection_id)
         if cid_data is not None:
-            if self.local_cid is None:
+            if self._work.local_cid is None:
                 raise UnsupportedExtension("connection_id in ServerHello, not offered")
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
         self._key_shares.clear()
@@ -447,7 +447,7 @@ class ClientHandshake(HandshakeContext):
         if self.early_offered:
             # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
             self.early_offered = False
-            self.early_result = False
+            self._work.early_result = False
         self._count("hello_retry_requests_received", 1)
         self._work.transcript.select(self.params.hash_name)
         self._work.transcript.restart_with_message_hash()
@@ -510,7 +510,7 @@ class ClientHandshake(HandshakeContext):
         if accepted_early and not self.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
         if self.early_offered:
-            self.early_result = accepted_early
+            self._work.early_result = accepted_early
         self._work.transcript.add(HandshakeType.encrypted_extensions, body)
         if self.resumed and cfg.session is not None:
             # Where BoringSSL re-verifies too (after EncryptedExtensions, under handshake keys).
@@ -549,7 +549,7 @@ class ClientHandshake(HandshakeContext):
             chosen = decode(client_type, raw_keys.pull_certificate_type)
             if chosen not in cfg.own_types:
                 raise IllegalParameter(f"client certificate type {chosen} was not offered")
-            self.own_type = CT(chosen)
+            self._work.own_type = CT(chosen)
 
     def _on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes, *_: Any) -> None:
         if cr.certificate_request_context != b"":
@@ -583,7 +583,7 @@ class ClientHandshake(HandshakeContext):
             algorithm, length, msg = entry
             # The limits the configuration sets held when it was cached; they still do.
             if algorithm in cfg.compression and length <= cfg.max_handshake_message:
-                self.certificate_compression_received = algorithm
+                self._work.certificate_compression_received = algorithm
                 self._count("certificates_decompressed", 1)
                 cached: msgs.Certificate = msg
                 return cached
@@ -591,7 +591,7 @@ class ClientHandshake(HandshakeContext):
         # RFC 8879 §4: uint16 algorithm, uint24 uncompressed_length (decoded just now).
         length = int.from_bytes(body[2:5], "big")
         if length <= client_caches.LARGEST_KEPT:
-            cache.put(body, (self.certificate_compression_received, length, msg))
+            cache.put(body, (self._work.certificate_compression_received, length, msg))
         return msg
 
     def _parse_peer_chain_untrusted(
@@ -655,7 +655,7 @@ class ClientHandshake(HandshakeContext):
         schemes = decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
         cas = request.extension(ExtensionType.certificate_authorities)
         names = decode(cas, identity.pull_certificate_authorities) if cas is not None else None
-        found = identity.choose(cfg.credentials, self.own_type, schemes, cfg.schemes, names)
+        found = identity.choose(cfg.credentials, self._work.own_type, schemes, cfg.schemes, names)
         if found is None:
             # RFC 8446 §4.4.2: "If the server requests client authentication but no
             # suitable certificate is available, the client MUST send a Certificate
@@ -665,10 +665,10 @@ class ClientHandshake(HandshakeContext):
         offer = request.extension(ExtensionType.compress_certificate)
         if offer is not None:
             self._work.peer_compression = compression.decode_offer_untrusted(offer)
-        self.credential, scheme = found
-        chain = self.credential.chain or None
+        self._work.credential, scheme = found
+        chain = self._work.credential.chain or None
         self._send_certificate_and_verify(
-            SignatureScheme(scheme), self.credential.body, self.credential.key, chain
+            SignatureScheme(scheme), self._work.credential.body, self._work.credential.key, chain
         )
 
     def _on_new_session_ticket(self, msg: msgs.NewSessionTicket, body: bytes, *_: Any) -> None:

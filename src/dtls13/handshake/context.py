@@ -122,8 +122,16 @@ class HandshakeWork:
     __slots__ = (
         "c_hs",
         "cert_request",
+        "certificate_compression_received",
+        "certificate_compression_sent",
+        "credential",
+        "early_result",
         "hrr_cookie",
+        "local_cid",
+        "own_type",
         "peer_compression",
+        "peer_delegation",
+        "psk_identity",
         "random",
         "s_hs",
         "schedule",
@@ -131,7 +139,9 @@ class HandshakeWork:
         "transcript",
     )
 
-    def __init__(self, random: bytes, scratch: compression.Acquire | None) -> None:
+    def __init__(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> None:
         self.transcript = Transcript()
         # The key schedule; after the handshake, KeyUpdate and tickets need only the
         # suite's hash (HandshakeContext.params).
@@ -144,6 +154,20 @@ class HandshakeWork:
         self.peer_compression: tuple[int, ...] = ()
         self.cert_request: msgs.CertificateRequest | None = None
         self.hrr_cookie: bytes | None = None  # the cookie of the HelloRetryRequest
+        # The connection ID we ask the peer to put on its records (None: no
+        # connection_id extension).
+        self.local_cid = local_cid
+        # RFC 8879: the algorithm each side's Certificate came compressed with.
+        self.certificate_compression_sent: compression.Algorithm | None = None
+        self.certificate_compression_received: compression.Algorithm | None = None
+        # RFC 7250: the certificate type of our Certificate (X.509 unless negotiated).
+        self.own_type = raw_keys.CertificateType.X509
+        # The server's delegated credential, checked (RFC 9345; handshake.delegated).
+        self.peer_delegation: delegated.DelegatedCredential | None = None
+        # The credential (identity.Credential) we authenticated with; None: none sent.
+        self.credential: Any = None
+        self.psk_identity: bytes | None = None  # the external PSK that authenticated us
+        self.early_result: bool | None = None  # the client's: whether 0-RTT was accepted
 
     def zeroize(self) -> None:
         """Zero the secrets only this state holds (the key schedule's, the handshake
@@ -182,7 +206,7 @@ def spent_work(work: _W, spent_class: type[_W]) -> _W:
 # What a finished handshake holds instead of its working state: no transcript (it hashes
 # nothing and has no digest, so a post-handshake use fails loudly), no key schedule, no
 # secrets, no randoms.
-_SPENT_WORK = HandshakeWork(b"", None)
+_SPENT_WORK = HandshakeWork(b"", None, None)
 _SPENT_WORK.transcript = SPENT_TRANSCRIPT
 _SPENT_WORK = spent_work(_SPENT_WORK, _SpentWork)
 
@@ -210,32 +234,24 @@ class HandshakeContext:
         "_wall_clock",
         "_work",
         "alpn",
-        "certificate_compression_received",
-        "certificate_compression_sent",
         "client_random",
         "closed",
         "config",
         "connected",
-        "credential",
         "early_accepted",
         "early_budget",
         "early_exporter",
         "early_offered",
-        "early_result",
         "exporter",
         "group",
         "in_hello",
-        "local_cid",
-        "own_type",
         "params",
         "peer_chain",
-        "peer_delegation",
         "peer_finished",
         "peer_public_key",
         "peer_stapled",
         "peer_type",
         "peer_verification",
-        "psk_identity",
         "read_secret",
         "resumed",
         "resumption_secret",
@@ -260,14 +276,10 @@ class HandshakeContext:
         ID we ask the peer to put on its records (None: no connection_id extension);
         `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
-        self._work = self._new_work(config.random_bytes(32), scratch)
-        # RFC 8879: the algorithm each side's Certificate came compressed with.
-        self.certificate_compression_sent: compression.Algorithm | None = None
-        self.certificate_compression_received: compression.Algorithm | None = None
+        self._work = self._new_work(config.random_bytes(32), scratch, local_cid)
         self._wall_clock = wall_clock
         self._count = count
         self._keylog = config.keylog_callback()
-        self.local_cid = local_cid
         self.params: SuiteParams | None = None
         self.suite: CipherSuite | None = None
         self.group: NamedGroup | None = None
@@ -278,33 +290,29 @@ class HandshakeContext:
         self.exporter: ExporterSecret | None = None
         self.early_exporter: ExporterSecret | None = None
         self.peer_chain: tuple[x509.Certificate, ...] = ()
-        # RFC 7250: the certificate types of our Certificate and the peer's (X.509 unless
-        # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
-        self.own_type = self.peer_type = raw_keys.CertificateType.X509
+        # RFC 7250: the certificate type of the peer's Certificate (X.509 unless
+        # negotiated), and its raw public key (DER SubjectPublicKeyInfo) if it sent one.
+        self.peer_type = raw_keys.CertificateType.X509
         self.peer_public_key: bytes | None = None
         # The verdict on the peer's certificate or raw key (handshake.verification).
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
-        # The server's delegated credential, checked (RFC 9345; handshake.delegated).
-        self.peer_delegation: delegated.DelegatedCredential | None = None
-        # The credential (identity.Credential) we authenticated with; None: none sent.
-        self.credential: Any = None
         self.client_random = self._work.random if self.is_client else b""
         self.read_secret = self.write_secret = self.resumption_secret = b""
         self.peer_finished = False
         self.resumed = False
-        self.psk_identity: bytes | None = None  # the external PSK that authenticated us
         self.early_offered = self.early_accepted = False
-        self.early_result: bool | None = None
         self.early_budget = 0
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
 
-    def _new_work(self, random: bytes, scratch: compression.Acquire | None) -> HandshakeWork:
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> HandshakeWork:
         """The working state of a new handshake (each role adds its own parts)."""
-        return HandshakeWork(random, scratch)
+        return HandshakeWork(random, scratch, local_cid)
 
     # -- state -------------------------------------------------------------------------
 
@@ -484,12 +492,12 @@ class HandshakeContext:
             alpn_protocol=self.alpn,
             peer_certificates=self.peer_chain,
             resumed=self.resumed,
-            early_data_accepted=self.early_result if self.is_client else None,
+            early_data_accepted=self._work.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
-            credential=self.credential,
-            psk_identity=self.psk_identity,
-            certificate_compression_sent=_name(self.certificate_compression_sent),
-            certificate_compression_received=_name(self.certificate_compression_received),
+            credential=self._work.credential,
+            psk_identity=self._work.psk_identity,
+            certificate_compression_sent=_name(self._work.certificate_compression_sent),
+            certificate_compression_received=_name(self._work.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
             ech_status=self.ech_status(),
@@ -520,7 +528,6 @@ class HandshakeContext:
         # secrets by it.
         if self._keylog is None:
             self.client_random = b""
-        self.credential = None
 
     # -- certificates (both roles) -----------------------------------------------------
 
@@ -561,7 +568,7 @@ class HandshakeContext:
         self.peer_verification = verification.verify_peer(self, chain, None)
         if isinstance(cfg, ClientConfig):
             stapling.run_client_callback(cfg, self.peer_stapled, chain)
-            self.peer_delegation = delegated.peer_credential_untrusted(
+            self._work.peer_delegation = delegated.peer_credential_untrusted(
                 msg.certificate_list,
                 chain[0],
                 cfg.dc_schemes,
@@ -600,7 +607,7 @@ class HandshakeContext:
             self._work.scratch,
             parse,
         )
-        self.certificate_compression_received = algorithm
+        self._work.certificate_compression_received = algorithm
         self._count("certificates_decompressed", 1)
         result: msgs.Certificate = certificate
         return result
@@ -608,7 +615,7 @@ class HandshakeContext:
     def _on_certificate_verify(
         self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
     ) -> None:
-        dc = self.peer_delegation
+        dc = self._work.peer_delegation
         # RFC 9345 §4.1.3: with a delegated credential, its scheme and its key.
         offered = (dc.dc_cert_verify_algorithm,) if dc else signing_schemes(self.config.schemes)
         if cv.algorithm not in offered:
@@ -645,7 +652,7 @@ class HandshakeContext:
         cfg = self.config
         if body is None:
             key = cfg.key
-            if self.own_type == raw_keys.CertificateType.RawPublicKey:
+            if self._work.own_type == raw_keys.CertificateType.RawPublicKey:
                 body, chain = raw_key_certificate_body(cfg.own_spki), None
             else:
                 chain = cfg.chain
@@ -665,7 +672,7 @@ class HandshakeContext:
             self._send_encoded(HandshakeType.certificate, body, 2)
         else:
             # RFC 8879 §4: sent instead of the Certificate message, hashed as sent.
-            self.certificate_compression_sent = algorithm
+            self._work.certificate_compression_sent = algorithm
             self._count("certificates_compressed", 1)
             self._send_encoded(HandshakeType.compressed_certificate, compressed, 2)
         signature = certs.sign_certificate_verify(

@@ -46,7 +46,7 @@ def psk_after_certificates(
     except (HandshakeFailure, MissingExtension, UnsupportedCertificate):
         # No certificate credential fits (RFC 8446 §4.2.3: a client that offers only a
         # PSK may send no signature_algorithms): an external PSK, if the client has one.
-        hs.credential, hs._work.type_answers = None, ()
+        hs._work.credential, hs._work.type_answers = None, ()
         hs.peer_type = raw_keys.CertificateType.X509
         accepted = choose_psk(hs, ch, body, suite, tickets=False)
         if accepted is None:

@@ -90,8 +90,14 @@ class ServerWork(HandshakeWork):
         "type_answers",
     )
 
-    def __init__(self, random: bytes, scratch: compression.Acquire | None, ech: ServerEch) -> None:
-        super().__init__(random, scratch)
+    def __init__(
+        self,
+        random: bytes,
+        scratch: compression.Acquire | None,
+        local_cid: bytes | None,
+        ech: ServerEch,
+    ) -> None:
+        super().__init__(random, scratch, local_cid)
         self.hrr_group: int | None = None
         self.client_hello: msgs.ClientHello | None = None  # ClientHello1, after our HRR
         self.peer_address: Any = None
@@ -110,7 +116,7 @@ class _SpentServerWork(ReadOnlyWork, ServerWork):
 _NO_HELLO_BODIES: Mapping[int, bytes] = MappingProxyType({})
 # Every finished server handshake's working state: the shared ECH state FINISHED (its
 # status is what ech_status says from then on), no ClientHellos, no transcript.
-_SPENT_SERVER_WORK = ServerWork(b"", None, FINISHED)
+_SPENT_SERVER_WORK = ServerWork(b"", None, None, FINISHED)
 _SPENT_SERVER_WORK.hello_bodies = _NO_HELLO_BODIES
 _SPENT_SERVER_WORK.transcript = SPENT_TRANSCRIPT
 _SPENT_SERVER_WORK = spent_work(_SPENT_SERVER_WORK, _SpentServerWork)
@@ -140,8 +146,10 @@ class ServerHandshake(HandshakeContext):
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
 
-    def _new_work(self, random: bytes, scratch: compression.Acquire | None) -> ServerWork:
-        return ServerWork(random, scratch, ServerEch(self.config.ech_keys))
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> ServerWork:
+        return ServerWork(random, scratch, local_cid, ServerEch(self.config.ech_keys))
 
     @property
     def hello_bodies(self) -> Mapping[int, bytes]:
@@ -264,7 +272,7 @@ class ServerHandshake(HandshakeContext):
         else:
             self.group = _GROUP_OF[group] if group in _GROUP_OF else NamedGroup(group)
         self.resumed = accepted is not None
-        self.psk_identity = accepted[4] if accepted is not None else None
+        self._work.psk_identity = accepted[4] if accepted is not None else None
         if accepted is not None and accepted[2] is not None:
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
@@ -312,11 +320,11 @@ class ServerHandshake(HandshakeContext):
                 )
             )
         cid_data = ch.extension(ExtensionType.connection_id)
-        if cid_data is not None and self.local_cid is not None:
+        if cid_data is not None and self._work.local_cid is not None:
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
             sh_ext.append(
                 ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
                 )
             )
             # 0-RTT records were sent before the client could know our CID.
@@ -387,7 +395,7 @@ class ServerHandshake(HandshakeContext):
             self._work.cert_request = request
             self._send(request, 2)
         if accepted is None:
-            chosen = self.credential
+            chosen = self._work.credential
             assert self.scheme is not None and chosen is not None
             matched = trust_anchors.matched(chosen, anchors)
             body = (
@@ -610,7 +618,7 @@ class ServerHandshake(HandshakeContext):
         self.peer_type, self._work.type_answers = raw_keys.client_type_choice(
             cfg, ch.extension(ExtensionType.client_certificate_type)
         )
-        self.credential, scheme, answer = selection.choose_server_credential(
+        self._work.credential, scheme, answer = selection.choose_server_credential(
             cfg,
             self.server_name,
             offered,
@@ -620,7 +628,7 @@ class ServerHandshake(HandshakeContext):
             trust_anchors.requested_untrusted(ch),
             ch.extension(ExtensionType.delegated_credential),
         )
-        self.own_type = self.credential.certificate_type
+        self._work.own_type = self._work.credential.certificate_type
         self.scheme = _SCHEME_OF[scheme] if scheme in _SCHEME_OF else SignatureScheme(scheme)
         if answer is not None:
             self._work.type_answers = (answer, *self._work.type_answers)
