@@ -19,6 +19,7 @@ from ..alerts import (
 )
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
+from ..crypto.zeroize import zeroize
 from ..events import NewSessionTicketReceived
 from . import (
     client_caches,
@@ -77,6 +78,7 @@ class ClientHandshake(HandshakeContext):
         "client_hello",
         "ech_name_override",
         "ech_retry_configs",
+        "resumption_secret",
         "trust_anchor_matched",
         "trust_anchors_available",
     )
@@ -85,6 +87,7 @@ class ClientHandshake(HandshakeContext):
 
     def __init__(self, config: ClientConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
+        self.resumption_secret = b""  # for the PSKs of the server's tickets
         self._key_shares: dict[int, groups.KeyExchange] = {}
         self._psk_offers: list[PskOffer] = []
         self.client_hello: msgs.ClientHello | None = None
@@ -177,7 +180,7 @@ class ClientHandshake(HandshakeContext):
             # RFC 8446 §4.2.10: early data goes under the first PSK offered.
             if session is not None and session.max_early_data and not self.retried:
                 extensions.append(ext.Extension(ExtensionType.early_data, b""))
-                self.early_offered = True
+                self._work.early_offered = True
             # pre_shared_key comes last; its binders are computed over everything before it.
             extensions.append(
                 ext.make_extension(
@@ -228,12 +231,12 @@ class ClientHandshake(HandshakeContext):
             self._work.transcript.add(HandshakeType.client_hello, inner_body)
             offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
             self._send_encoded(outer_type, outer_body, 0, transcript=False)
-        if self.early_offered and offers[0].session is not None:
+        if self._work.early_offered and offers[0].session is not None:
             first, session = offers[0].schedule, offers[0].session
             early = first.client_early_traffic_secret(self._work.transcript.digest(first.hash_name))
             self._install(1, write=True, secret=early, suite=session.suite)
             self.early_budget = session.max_early_data
-            if self._keylog is not None:
+            if self._work.keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
 
@@ -248,7 +251,7 @@ class ClientHandshake(HandshakeContext):
             outer,
             self.client_hello,
             self._work.random,
-            self.client_random,
+            self._work.client_random,
             self._ech_extension,
             self.ech_name_override,
             self._psk_offers,
@@ -264,7 +267,7 @@ class ClientHandshake(HandshakeContext):
             outer,
             self.client_hello,
             self._work.random,
-            self.client_random,
+            self._work.client_random,
             self._ech_extension,
             self.ech_name_override,
             self._psk_offers,
@@ -430,7 +433,7 @@ class ClientHandshake(HandshakeContext):
         self.ech_name_override = offer.public_name
         self._work.transcript = offer.outer_transcript
         self.client_hello = offer.outer_hello
-        self._work.random = self.client_random = offer.outer_random
+        self._work.random = self._work.client_random = offer.outer_random
         self._psk_offers = []
         assert offer.outer_hello is not None
         self._ech_extension = ext.Extension(
@@ -444,9 +447,9 @@ class ClientHandshake(HandshakeContext):
         if self.retried:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._set_state(S.WAIT_SERVER_HELLO_AFTER_RETRY)
-        if self.early_offered:
+        if self._work.early_offered:
             # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
-            self.early_offered = False
+            self._work.early_offered = False
             self._work.early_result = False
         self._count("hello_retry_requests_received", 1)
         self._work.transcript.select(self.params.hash_name)
@@ -507,9 +510,9 @@ class ClientHandshake(HandshakeContext):
         self.trust_anchors_available = trust_anchors.available_untrusted(ee)
         self._ech_retry_configs(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
-        if accepted_early and not self.early_offered:
+        if accepted_early and not self._work.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
-        if self.early_offered:
+        if self._work.early_offered:
             self._work.early_result = accepted_early
         self._work.transcript.add(HandshakeType.encrypted_extensions, body)
         if self.resumed and cfg.session is not None:
@@ -696,6 +699,11 @@ class ClientHandshake(HandshakeContext):
         self._out.ticket = NewSessionTicketReceived(
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
         )
+
+    def zeroize_secrets(self) -> None:
+        super().zeroize_secrets()
+        resumption, self.resumption_secret = self.resumption_secret, b""
+        zeroize(resumption)
 
     def drop_handshake_state(self) -> None:
         super().drop_handshake_state()

@@ -124,9 +124,12 @@ class HandshakeWork:
         "cert_request",
         "certificate_compression_received",
         "certificate_compression_sent",
+        "client_random",
         "credential",
+        "early_offered",
         "early_result",
         "hrr_cookie",
+        "keylog",
         "local_cid",
         "own_type",
         "peer_compression",
@@ -167,7 +170,11 @@ class HandshakeWork:
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.psk_identity: bytes | None = None  # the external PSK that authenticated us
+        self.early_offered = False  # the client's: it offered 0-RTT
         self.early_result: bool | None = None  # the client's: whether 0-RTT was accepted
+        # The key log (SSLKEYLOGFILE lines), which names secrets by the client's random.
+        self.keylog: Callable[[str], None] | None = None
+        self.client_random = b""
 
     def zeroize(self) -> None:
         """Zero the secrets only this state holds (the key schedule's, the handshake
@@ -228,20 +235,17 @@ class HandshakeContext:
     __slots__ = (
         "__dict__",
         "_count",
-        "_keylog",
         "_out",
         "_transition",
         "_wall_clock",
         "_work",
         "alpn",
-        "client_random",
         "closed",
         "config",
         "connected",
         "early_accepted",
         "early_budget",
         "early_exporter",
-        "early_offered",
         "exporter",
         "group",
         "in_hello",
@@ -254,7 +258,6 @@ class HandshakeContext:
         "peer_verification",
         "read_secret",
         "resumed",
-        "resumption_secret",
         "scheme",
         "srtp",
         "state",
@@ -276,10 +279,11 @@ class HandshakeContext:
         ID we ask the peer to put on its records (None: no connection_id extension);
         `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
-        self._work = self._new_work(config.random_bytes(32), scratch, local_cid)
+        work = self._work = self._new_work(config.random_bytes(32), scratch, local_cid)
+        work.keylog = config.keylog_callback()
+        work.client_random = work.random if self.is_client else b""
         self._wall_clock = wall_clock
         self._count = count
-        self._keylog = config.keylog_callback()
         self.params: SuiteParams | None = None
         self.suite: CipherSuite | None = None
         self.group: NamedGroup | None = None
@@ -298,11 +302,10 @@ class HandshakeContext:
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
-        self.client_random = self._work.random if self.is_client else b""
-        self.read_secret = self.write_secret = self.resumption_secret = b""
+        self.read_secret = self.write_secret = b""
         self.peer_finished = False
         self.resumed = False
-        self.early_offered = self.early_accepted = False
+        self.early_accepted = False
         self.early_budget = 0
         self.transitions = 0
         self._out = _NO_OUTPUT
@@ -332,6 +335,11 @@ class HandshakeContext:
             )
 
     @property
+    def early_offered(self) -> bool:
+        """Whether our ClientHello offered 0-RTT (a client's, while its handshake runs)."""
+        return self._work.early_offered
+
+    @property
     def _role(self) -> str:
         return "client" if self.is_client else "server"
 
@@ -344,16 +352,15 @@ class HandshakeContext:
 
     def zeroize_secrets(self) -> None:
         """Forget the secrets this handshake holds, zeroing the bytes no one else holds
-        (RFC 8446 §7.1 forward secrecy; dtls13.crypto.zeroize): traffic and resumption
-        secrets, and what `drop_handshake_state` forgets. Exporter secrets stay for
-        `export_keying_material` after the close; they are zeroed with their object."""
+        (RFC 8446 §7.1 forward secrecy; dtls13.crypto.zeroize): the traffic secrets (and
+        a client's resumption secret), and what `drop_handshake_state` forgets. Exporter
+        secrets stay for `export_keying_material` after the close; they are zeroed with
+        their object."""
         self.drop_handshake_state()
         write, self.write_secret = self.write_secret, b""
         zeroize(write)
         read, self.read_secret = self.read_secret, b""
         zeroize(read)
-        resumption, self.resumption_secret = self.resumption_secret, b""
-        zeroize(resumption)
 
     def handle_message(
         self,
@@ -436,7 +443,7 @@ class HandshakeContext:
         mine, theirs = (work.c_hs, work.s_hs) if self.is_client else (work.s_hs, work.c_hs)
         self._install(2, write=True, secret=mine)
         self._install(2, write=False, secret=theirs)
-        if self._keylog is not None:
+        if self._work.keylog is not None:
             self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._work.c_hs)
             self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._work.s_hs)
 
@@ -449,7 +456,7 @@ class HandshakeContext:
         s_app = ks.server_application_traffic_secret(finished_hash)
         self.write_secret, self.read_secret = (c_app, s_app) if self.is_client else (s_app, c_app)
         self.exporter = ExporterSecret(ks.hash_name, ks.exporter_master_secret(finished_hash))
-        if self._keylog is not None:
+        if self._work.keylog is not None:
             self._log_secret("CLIENT_TRAFFIC_SECRET_0", c_app)
             self._log_secret("SERVER_TRAFFIC_SECRET_0", s_app)
             self._log_secret("EXPORTER_SECRET", self.exporter.secret)
@@ -462,8 +469,8 @@ class HandshakeContext:
         self._log_secret("EARLY_EXPORTER_SECRET", secret)
 
     def _log_secret(self, label: str, secret: bytes) -> None:
-        if self._keylog is not None:
-            self._keylog(f"{label} {self.client_random.hex()} {secret.hex()}")
+        if self._work.keylog is not None:
+            self._work.keylog(f"{label} {self._work.client_random.hex()} {secret.hex()}")
 
     def next_write_secret(self) -> bytes:
         """Our next application traffic secret (KeyUpdate, RFC 8446 §7.2)."""
@@ -514,20 +521,17 @@ class HandshakeContext:
     def drop_handshake_state(self) -> None:
         """Forget what only the handshake needed, once it has completed.
 
-        An idle connection then holds its current traffic secrets and the resumption
-        secret (tickets); the transcript, the handshake and master secrets, the hellos and
-        our key shares go (less memory per connection, and secrets that are no longer
-        needed are not kept: RFC 8446 §7.1 forward secrecy).
+        An idle connection then holds its current traffic secrets and a client the
+        resumption secret (tickets); the working state goes whole: the transcript, the
+        key schedule with the handshake and master secrets, the hellos and our key shares
+        (less memory per connection, and secrets that are no longer needed are not kept:
+        RFC 8446 §7.1 forward secrecy). Also called by `close`, during the handshake too.
         """
         work = self._work
         if work is self.SPENT_WORK:
             return
         self._work = self.SPENT_WORK
         work.zeroize()
-        # The client's random is done with, unless there is a key log, which names
-        # secrets by it.
-        if self._keylog is None:
-            self.client_random = b""
 
     # -- certificates (both roles) -----------------------------------------------------
 

@@ -278,12 +278,12 @@ class ServerHandshake(HandshakeContext):
             self.peer_chain = accepted[2].client_chain
             self.peer_public_key = accepted[2].client_public_key or None
             self.peer_verification = verification.on_resumption(self, None)
-        self.client_random = ch.random
+        self._work.client_random = ch.random
         self._work.transcript.add(HandshakeType.client_hello, body)
         if self.early_accepted and accepted is not None:
             early = accepted[1].client_early_traffic_secret(self._work.transcript.digest())
             self._install(1, write=False, secret=early)
-            if self._keylog is not None:
+            if self._work.keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(accepted[1])
         server_share, shared = (
