@@ -34,7 +34,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert work is type(hs).SPENT_WORK
     assert work.transcript is handshake_context.SPENT_TRANSCRIPT and work.schedule is None
     assert work.c_hs == work.s_hs == work.random == work.client_random == b""
-    assert work.scratch is None and work.keylog is None
+    assert work.scratch is None and work.keylog is None and not hs.early_data_open
     assert work.cert_request is None and work.hrr_cookie is None
     if isinstance(hs, ClientHandshake):
         assert not hs._psk_offers and not hs._key_shares and hs.client_hello is None
@@ -287,7 +287,7 @@ IDLE_CONNECTION_BYTES = 4_200
 # The kept ServerHandshake itself (sys.getsizeof): a slot for each part used after the
 # handshake (512 B, and an 88-B key schedule, when the handshake-only state had slots
 # of its own).
-IDLE_SERVER_HANDSHAKE_BYTES = 296
+IDLE_SERVER_HANDSHAKE_BYTES = 272
 
 
 def _establish(server: ServerEndpoint, ccfg: Any, pools: PoolSet, port: int, now: float) -> None:

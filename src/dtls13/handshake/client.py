@@ -235,7 +235,7 @@ class ClientHandshake(HandshakeContext):
             first, session = offers[0].schedule, offers[0].session
             early = first.client_early_traffic_secret(self._work.transcript.digest(first.hash_name))
             self._install(1, write=True, secret=early, suite=session.suite)
-            self.early_budget = session.max_early_data
+            self._work.early_budget = session.max_early_data
             if self._work.keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
@@ -622,7 +622,7 @@ class ClientHandshake(HandshakeContext):
         ):
             raise DecryptError("server Finished does not verify")
         self._work.transcript.add(HandshakeType.finished, body)
-        self.peer_finished = True
+        self._work.peer_finished = True
         self._derive_application_secrets()
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).

@@ -126,6 +126,8 @@ class HandshakeWork:
         "certificate_compression_sent",
         "client_random",
         "credential",
+        "early_accepted",
+        "early_budget",
         "early_offered",
         "early_result",
         "hrr_cookie",
@@ -134,6 +136,7 @@ class HandshakeWork:
         "own_type",
         "peer_compression",
         "peer_delegation",
+        "peer_finished",
         "psk_identity",
         "random",
         "s_hs",
@@ -170,7 +173,11 @@ class HandshakeWork:
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.psk_identity: bytes | None = None  # the external PSK that authenticated us
-        self.early_offered = False  # the client's: it offered 0-RTT
+        # 0-RTT (RFC 8446 §4.2.10): offered (a client's), accepted (a server's), and how
+        # many bytes the ticket still allows.
+        self.early_offered = self.early_accepted = False
+        self.early_budget = 0
+        self.peer_finished = False  # the peer's Finished verified
         self.early_result: bool | None = None  # the client's: whether 0-RTT was accepted
         # The key log (SSLKEYLOGFILE lines), which names secrets by the client's random.
         self.keylog: Callable[[str], None] | None = None
@@ -243,15 +250,12 @@ class HandshakeContext:
         "closed",
         "config",
         "connected",
-        "early_accepted",
-        "early_budget",
         "early_exporter",
         "exporter",
         "group",
         "in_hello",
         "params",
         "peer_chain",
-        "peer_finished",
         "peer_public_key",
         "peer_stapled",
         "peer_type",
@@ -303,10 +307,7 @@ class HandshakeContext:
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
         self.read_secret = self.write_secret = b""
-        self.peer_finished = False
         self.resumed = False
-        self.early_accepted = False
-        self.early_budget = 0
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
@@ -338,6 +339,22 @@ class HandshakeContext:
     def early_offered(self) -> bool:
         """Whether our ClientHello offered 0-RTT (a client's, while its handshake runs)."""
         return self._work.early_offered
+
+    @property
+    def early_data_open(self) -> bool:
+        """Whether the peer's 0-RTT is read now: we accepted it and its Finished, which
+        ends it (RFC 9147 §5.6), has not come (never once the handshake is over)."""
+        work = self._work
+        return work.early_accepted and not work.peer_finished
+
+    @property
+    def early_budget(self) -> int:
+        """The bytes of 0-RTT the ticket still allows (while the handshake runs)."""
+        return self._work.early_budget
+
+    @early_budget.setter
+    def early_budget(self, value: int) -> None:
+        self._work.early_budget = value
 
     @property
     def _role(self) -> str:

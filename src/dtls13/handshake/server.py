@@ -249,7 +249,7 @@ class ServerHandshake(HandshakeContext):
         else:
             accepted, certified = psk_after_certificates(self, ch, body, suite)
         self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
-        self.early_accepted = self._accept_early_data(ch, accepted, suite)
+        self._work.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
             if group is None:
                 raise MissingExtension("no key_share for a handshake without a PSK")
@@ -280,7 +280,7 @@ class ServerHandshake(HandshakeContext):
             self.peer_verification = verification.on_resumption(self, None)
         self._work.client_random = ch.random
         self._work.transcript.add(HandshakeType.client_hello, body)
-        if self.early_accepted and accepted is not None:
+        if self._work.early_accepted and accepted is not None:
             early = accepted[1].client_early_traffic_secret(self._work.transcript.digest())
             self._install(1, write=False, secret=early)
             if self._work.keylog is not None:
@@ -328,7 +328,7 @@ class ServerHandshake(HandshakeContext):
                 )
             )
             # 0-RTT records were sent before the client could know our CID.
-            out.cid_optional = self.early_accepted
+            out.cid_optional = self._work.early_accepted
         limit = ch.extension(ExtensionType.record_size_limit)
         if limit is not None:
             out.peer_record_limit = record_size_limit(limit)
@@ -365,7 +365,7 @@ class ServerHandshake(HandshakeContext):
             out.enforce_record_limit = True
         if self.srtp is not None:
             ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
-        if self.early_accepted:
+        if self._work.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
         ee_ext += self._work.type_answers
         ee_ext += self._work.ech.encrypted_extensions()
@@ -442,7 +442,7 @@ class ServerHandshake(HandshakeContext):
         ):
             self._count("early_data_replays", 1)
             return False
-        self.early_budget = state.max_early_data
+        self._work.early_budget = state.max_early_data
         return True
 
     def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
@@ -598,11 +598,11 @@ class ServerHandshake(HandshakeContext):
         ):
             raise DecryptError("client Finished does not verify")
         self._work.transcript.add(HandshakeType.finished, body)
-        self.peer_finished = True
+        self._work.peer_finished = True
         out = self._out
         self._install(3, write=False, secret=self.read_secret)
         # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
-        out.end_early_data = self.early_accepted
+        out.end_early_data = self._work.early_accepted
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         out.answered = True
         self._complete()
