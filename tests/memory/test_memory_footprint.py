@@ -18,7 +18,7 @@ from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
 from dtls13.events import HandshakeCompleted, KeyUpdated, NewSessionTicketReceived
 from dtls13.handshake import context as handshake_context
 from dtls13.handshake import messages as msgs
-from dtls13.handshake.client import ClientHandshake
+from dtls13.handshake.client import ClientHandshake, ClientWork
 from dtls13.handshake.ech_server import FINISHED
 from dtls13.handshake.server import ServerHandshake, ServerWork
 from dtls13.memory import PoolSet
@@ -37,7 +37,9 @@ def assert_no_handshake_state(conn: Connection) -> None:
     assert work.scratch is None and work.keylog is None and not hs.early_data_open
     assert work.cert_request is None and work.hrr_cookie is None
     if isinstance(hs, ClientHandshake):
-        assert not hs._psk_offers and not hs._key_shares and hs.client_hello is None
+        assert isinstance(work, ClientWork)
+        assert not work.psk_offers and not work.key_shares and work.client_hello is None
+        assert work.ech is None and work.ech_extension is None
     else:
         assert isinstance(hs, ServerHandshake)
         assert isinstance(work, ServerWork)

@@ -41,12 +41,16 @@ from .client_hello import HelloTemplate, hello_template
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     _NO_OUTPUT,
+    SPENT_TRANSCRIPT,
     FlightKind,
     HandshakeContext,
     HandshakeOutput,
+    HandshakeWork,
+    ReadOnlyWork,
     decode,
     extension_name,
     record_size_limit,
+    spent_work,
 )
 from .key_schedule import KeySchedule, resumption_psk
 from .psk_import import PskOffer, imported_offers
@@ -60,6 +64,34 @@ _CIPHER_SUITES = {int(s): s for s in CipherSuite}
 _NAMED_GROUPS = {int(g): g for g in NamedGroup}
 
 
+class ClientWork(HandshakeWork):
+    """The client's working state of a handshake in progress (see `HandshakeWork`)."""
+
+    __slots__ = ("client_hello", "ech", "ech_extension", "key_shares", "psk_offers")
+
+    def __init__(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> None:
+        super().__init__(random, scratch, local_cid)
+        self.key_shares: dict[int, groups.KeyExchange] = {}
+        self.psk_offers: list[PskOffer] = []
+        self.client_hello: msgs.ClientHello | None = None  # what the server answers
+        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
+        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        self.ech: ech_client.EchOffer | None = None
+        self.ech_extension: ext.Extension | None = None
+
+
+class _SpentClientWork(ReadOnlyWork, ClientWork):
+    __slots__ = ()
+
+
+# Every finished client handshake's working state: no hello, key shares or PSK offers.
+_SPENT_CLIENT_WORK = ClientWork(b"", None, None)
+_SPENT_CLIENT_WORK.transcript = SPENT_TRANSCRIPT
+_SPENT_CLIENT_WORK = spent_work(_SPENT_CLIENT_WORK, _SpentClientWork)
+
+
 class ClientHandshake(HandshakeContext):
     """The client's handshake: `start()` makes the ClientHello, `handle_message()` the rest."""
 
@@ -68,14 +100,10 @@ class ClientHandshake(HandshakeContext):
     CLOSED = S.CLOSED
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
+    SPENT_WORK = _SPENT_CLIENT_WORK
 
     __slots__ = (
-        "_ech",
-        "_ech_extension",
         "_ech_state",
-        "_key_shares",
-        "_psk_offers",
-        "client_hello",
         "ech_name_override",
         "ech_retry_configs",
         "resumption_secret",
@@ -84,32 +112,37 @@ class ClientHandshake(HandshakeContext):
     )
 
     config: ClientConfig
+    _work: ClientWork
 
     def __init__(self, config: ClientConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.resumption_secret = b""  # for the PSKs of the server's tickets
-        self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._psk_offers: list[PskOffer] = []
-        self.client_hello: msgs.ClientHello | None = None
         # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
         self.trust_anchor_matched = False
         self.trust_anchors_available: tuple[bytes, ...] = ()
-        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
-        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        # Encrypted Client Hello (RFC 9849): what became of it.
         self._ech_state = ech.EchStatus.NOT_OFFERED
-        self._ech: ech_client.EchOffer | None = None
-        self._ech_extension: ext.Extension | None = None
         self.ech_retry_configs: bytes | None = None
         # The name the server's certificate is checked against once ECH was rejected:
         # the config's public_name (§6.1.7), not server_name.
         self.ech_name_override: str | None = None
         chosen = ech_client.choose(config.ech_configs)
         if chosen is not None:
-            self._ech = ech_client.EchOffer(*chosen, config.random_bytes)
+            self._work.ech = ech_client.EchOffer(*chosen, config.random_bytes)
         elif config.ech_grease:
-            self._ech_extension = ech_client.grease_extension(config.random_bytes)
+            self._work.ech_extension = ech_client.grease_extension(config.random_bytes)
             self._ech_state = ech.EchStatus.GREASE
         self._set_state(S.START)
+
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> ClientWork:
+        return ClientWork(random, scratch, local_cid)
+
+    @property
+    def client_hello(self) -> msgs.ClientHello | None:
+        """The ClientHello the server answers (None before start() and once it is over)."""
+        return self._work.client_hello
 
     @property
     def retried(self) -> bool:
@@ -131,9 +164,9 @@ class ClientHandshake(HandshakeContext):
 
     def _send_client_hello(self, pad_to: int = 0) -> None:
         cfg = self.config
-        if not self._key_shares:
+        if not self._work.key_shares:
             for group in cfg.share_groups:
-                self._key_shares[group] = groups.generate(group)
+                self._work.key_shares[group] = groups.generate(group)
         # What the configuration alone decides is encoded once per ClientConfig.
         template = hello_template(cfg)
         extensions = [template.supported_versions]
@@ -147,7 +180,7 @@ class ClientHandshake(HandshakeContext):
             ext.make_extension(
                 ExtensionType.key_share,
                 ext.push_key_share_client,
-                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._key_shares.items()],
+                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._work.key_shares.items()],
             )
         )
         extensions += template.signature_algorithms
@@ -168,13 +201,13 @@ class ClientHandshake(HandshakeContext):
         extensions += template.after_cid
         extensions += _certificate_type_offers(cfg)
         extensions += template.after_types
-        if self._ech is not None:
+        if self._work.ech is not None:
             extensions.append(ech_client.inner_marker())
-        elif self._ech_extension is not None:
-            extensions.append(self._ech_extension)
+        elif self._work.ech_extension is not None:
+            extensions.append(self._work.ech_extension)
         # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
         rejected = self._ech_state is ech.EchStatus.REJECTED
-        offers = self._psk_offers = [] if rejected else self._offers()
+        offers = self._work.psk_offers = [] if rejected else self._offers()
         if offers:
             session = offers[0].session
             # RFC 8446 §4.2.10: early data goes under the first PSK offered.
@@ -194,11 +227,11 @@ class ClientHandshake(HandshakeContext):
             )
         if cfg.permute_extensions:
             extensions = permutation.permuted(extensions, self._work.random)
-        if pad_to and self._ech is None:
+        if pad_to and self._work.ech is None:
             # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
             extensions = _padded(extensions, self._work.random, template, pad_to, bool(offers))
         natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
-        if self._ech is not None:
+        if self._work.ech is not None:
             natural = list(extensions)
             if sni is None:
                 natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
@@ -217,9 +250,9 @@ class ClientHandshake(HandshakeContext):
                 for o in offers
             )
             hello = msgs.replace_binders(hello, binders)
-        self.client_hello = hello
+        self._work.client_hello = hello
         self._out.flight = FlightKind.HANDSHAKE
-        offer = self._ech
+        offer = self._work.ech
         if offer is None:
             self._send(hello, 0)
         else:
@@ -243,18 +276,18 @@ class ClientHandshake(HandshakeContext):
     def save_hello(self) -> tuple[Any, ...]:
         # A ServerHello dropped as damaged must not leave its ECH verdict behind either:
         # an off-path sender's hello would otherwise decide which ClientHello counts.
-        offer = self._ech
+        offer = self._work.ech
         outer = offer.outer_transcript.copy() if offer is not None else None
         ech_state = (
             self._ech_state,
             offer,
             outer,
-            self.client_hello,
+            self._work.client_hello,
             self._work.random,
             self._work.client_random,
-            self._ech_extension,
+            self._work.ech_extension,
             self.ech_name_override,
-            self._psk_offers,
+            self._work.psk_offers,
         )
         return (super().save_hello(), ech_state)
 
@@ -263,17 +296,17 @@ class ClientHandshake(HandshakeContext):
         super().restore_hello(base)
         (
             self._ech_state,
-            self._ech,
+            self._work.ech,
             outer,
-            self.client_hello,
+            self._work.client_hello,
             self._work.random,
             self._work.client_random,
-            self._ech_extension,
+            self._work.ech_extension,
             self.ech_name_override,
-            self._psk_offers,
+            self._work.psk_offers,
         ) = ech_state
-        if self._ech is not None:
-            self._ech.outer_transcript = outer
+        if self._work.ech is not None:
+            self._work.ech.outer_transcript = outer
 
     def ech_status(self) -> ech.EchStatus:
         return self._ech_state
@@ -343,7 +376,7 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
-        if self._ech is not None or self._ech_state is ech.EchStatus.GREASE:
+        if self._work.ech is not None or self._ech_state is ech.EchStatus.GREASE:
             # Before anything else: the answer says which ClientHello the server took.
             self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
@@ -364,9 +397,9 @@ class ClientHandshake(HandshakeContext):
             selected = decode(psk_data, ext.pull_pre_shared_key_server)
             # RFC 8446 §4.2.11: "Clients MUST verify that the server's selected_identity is
             # within the range supplied by the client" (else illegal_parameter).
-            if not 0 <= selected < len(self._psk_offers):
+            if not 0 <= selected < len(self._work.psk_offers):
                 raise IllegalParameter("server selected a PSK we did not offer")
-            offer = self._psk_offers[selected]
+            offer = self._work.psk_offers[selected]
             schedule = offer.schedule
             if schedule.hash_name != self.params.hash_name:
                 raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
@@ -387,7 +420,7 @@ class ClientHandshake(HandshakeContext):
                 raise MissingExtension("ServerHello without key_share")
         else:
             entry = decode(key_share, ext.pull_key_share_entry)
-            kx = self._key_shares.get(entry.group)
+            kx = self._work.key_shares.get(entry.group)
             if kx is None:
                 raise IllegalParameter("server key share for a group we did not send")
             shared = kx.shared_secret(entry.key_exchange)
@@ -398,7 +431,7 @@ class ClientHandshake(HandshakeContext):
             if self._work.local_cid is None:
                 raise UnsupportedExtension("connection_id in ServerHello, not offered")
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
-        self._key_shares.clear()
+        self._work.key_shares.clear()
         self._work.transcript.add(HandshakeType.server_hello, body)
         out.answered = True
         self._derive_handshake_secrets(shared, schedule)
@@ -408,7 +441,7 @@ class ClientHandshake(HandshakeContext):
         """Whether the server accepted ECH (RFC 9849 §6.1.4): the confirmation in the last 8
         bytes of ServerHello.random, or in a HelloRetryRequest's encrypted_client_hello."""
         hash_name = SUITES[CipherSuite(sh.cipher_suite)].hash_name
-        offer = self._ech
+        offer = self._work.ech
         if sh.is_hello_retry_request:
             ech_client.check_hrr_signal(sh)
         elif sh.extension(ech_client.ECH_TYPE) is not None:
@@ -425,21 +458,21 @@ class ClientHandshake(HandshakeContext):
         if accepted:
             self._ech_state = ech.EchStatus.ACCEPTED
             if not sh.is_hello_retry_request:
-                self._ech = None
+                self._work.ech = None
             return
         # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
         # name (§6.1.7), with the outer transcript and random, resuming nothing.
         self._ech_state = ech.EchStatus.REJECTED
         self.ech_name_override = offer.public_name
         self._work.transcript = offer.outer_transcript
-        self.client_hello = offer.outer_hello
+        self._work.client_hello = offer.outer_hello
         self._work.random = self._work.client_random = offer.outer_random
-        self._psk_offers = []
+        self._work.psk_offers = []
         assert offer.outer_hello is not None
-        self._ech_extension = ext.Extension(
+        self._work.ech_extension = ext.Extension(
             ech_client.ECH_TYPE, offer.outer_hello.extension(ech_client.ECH_TYPE) or b""
         )
-        self._ech = None
+        self._work.ech = None
 
     def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
         cfg = self.config
@@ -463,9 +496,9 @@ class ClientHandshake(HandshakeContext):
         group_data = hrr.extension(ExtensionType.key_share)
         if group_data is not None:
             group = decode(group_data, ext.pull_key_share_hrr)
-            if group not in cfg.group_order or group in self._key_shares:
+            if group not in cfg.group_order or group in self._work.key_shares:
                 raise IllegalParameter("HelloRetryRequest selected an unusable group")
-            self._key_shares = {group: groups.generate(group)}
+            self._work.key_shares = {group: groups.generate(group)}
             changed = True
         if not changed:
             # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
@@ -478,7 +511,7 @@ class ClientHandshake(HandshakeContext):
         """RFC 8446 §4.2: "Implementations MUST NOT send extension responses if the remote
         endpoint did not send the corresponding extension requests, with the exception of
         the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
-        hello = self.client_hello
+        hello = self._work.client_hello
         assert hello is not None
         offered = {e.type for e in hello.extensions}
         for e in extensions:
@@ -704,14 +737,6 @@ class ClientHandshake(HandshakeContext):
         super().zeroize_secrets()
         resumption, self.resumption_secret = self.resumption_secret, b""
         zeroize(resumption)
-
-    def drop_handshake_state(self) -> None:
-        super().drop_handshake_state()
-        self._psk_offers = []
-        self._key_shares.clear()
-        self.client_hello = None
-        self._ech = None
-        self._ech_extension = None
 
 
 # A plaintext record's header and a handshake message's header (RFC 9147 §4, §5.2).
