@@ -1230,7 +1230,7 @@ class Connection:
         elif ct == ContentType.alert:
             self._handle_alert(record, now)
         elif ct == ContentType.application_data:
-            if record.epoch == 1 and self._hs.early_accepted and not self._hs.peer_finished:
+            if record.epoch == 1 and self._hs.early_data_open:
                 self._on_early_data(record)
             elif record.epoch >= 3 and self._hs.connected:
                 data = record.tobytes()

@@ -246,7 +246,7 @@ def test_the_decompressed_certificate_lives_in_the_connections_pooled_memory() -
     pair = make_pair(client={"certificate_compression": ("zlib",)})
     hs = pair.client.handshake
     leases: list[Any] = []
-    real = hs._scratch
+    real = hs._work.scratch
     assert real is not None
 
     def spy(size: int) -> Any:
@@ -254,7 +254,7 @@ def test_the_decompressed_certificate_lives_in_the_connections_pooled_memory() -
         leases.append(lease)
         return lease
 
-    hs._scratch = spy
+    hs._work.scratch = spy
     assert pair.handshake()
     assert len(leases) == 1
     assert leases[0].owner is pair.client.owner and leases[0].released

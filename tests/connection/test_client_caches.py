@@ -48,11 +48,11 @@ def _fixed_key_shares(monkeypatch: pytest.MonkeyPatch) -> None:
 def _hellos(cfg: ClientConfig, cid: bytes | None) -> tuple[bytes, bytes]:
     """The encoded first ClientHello and the one answering a HelloRetryRequest's cookie."""
     hs = ClientHandshake(cfg, wall_clock=wall_clock, count=lambda name, n: None)
-    hs.local_cid = cid
+    hs._work.local_cid = cid
     hs.start(pad_to=cfg.mtu if cfg.pad_client_hello else 0)
     assert hs.client_hello is not None
     first = msgs.push_message(hs.client_hello)[1]
-    hs._hrr_cookie = b"a cookie"
+    hs._work.hrr_cookie = b"a cookie"
     hs._send_client_hello()
     return first, msgs.push_message(hs.client_hello)[1]
 
@@ -284,10 +284,10 @@ def test_the_client_hello_keeps_its_extension_order_connection_after_connection(
     cfg = ClientConfig(**options)
     for _ in range(2):
         hs = ClientHandshake(cfg, wall_clock=wall_clock, count=lambda name, n: None)
-        hs.local_cid = b"\x07" * 8 if options.get("connection_id") else None
+        hs._work.local_cid = b"\x07" * 8 if options.get("connection_id") else None
         hs.start()
         assert hs.client_hello is not None
         assert _names(hs.client_hello) == [n for n in order if n != "cookie"]
-        hs._hrr_cookie = b"a cookie"
+        hs._work.hrr_cookie = b"a cookie"
         hs._send_client_hello()
         assert _names(hs.client_hello) == order

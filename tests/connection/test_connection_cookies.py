@@ -37,7 +37,7 @@ def _to_second_hello(
     for d in _take(c, 0.0):
         s.receive_datagram(d, CLIENT_ADDR, 0.0)
     hrr = _take(s, 0.0)
-    cookie = s.handshake._hrr_cookie
+    cookie = s.handshake._work.hrr_cookie
     assert cookie is not None and len(hrr) == 1 and cookie in hrr[0]
     if tamper:
         # The HRR travels unprotected: flip one bit of the cookie's MAC on the way.

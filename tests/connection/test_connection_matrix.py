@@ -253,10 +253,10 @@ def test_keylog_callback_nss_format(suite: CipherSuite) -> None:
         client={"keylog": client_lines.append, "cipher_suites": [suite]},
         server={"keylog": server_lines.append},
     )
+    random_hex = pair.client.handshake._work.random.hex()  # the ClientHello's
     assert pair.handshake()
     assert len(client_lines) == 5
     assert sorted(client_lines) == sorted(server_lines)
-    random_hex = pair.client.handshake.random.hex()
     secret_len = SUITES[suite].hash_length * 2
     labels = set()
     for line in client_lines:

@@ -103,7 +103,7 @@ def test_server_answers_the_inner_client_hello_and_confirms_acceptance() -> None
     ee = msgs.pull_message(HandshakeType.encrypted_extensions, sent[1][1])
     assert ee.extension(ExtensionType.encrypted_client_hello) is None
     assert pair.server.statistics().ech_rejected == 0
-    assert pair.server._hs._ech._contexts == ()  # the HPKE keys go with the handshake
+    assert pair.server._hs._work.ech._contexts == ()  # the HPKE keys go with the handshake
 
 
 def test_compressed_outer_extensions_and_padding_are_accepted() -> None:

@@ -152,14 +152,14 @@ class EchServer(ServerHandshake):
         super()._send(msg, epoch, transcript=transcript)
 
     def _signal(self, sh: msgs.ServerHello) -> msgs.ServerHello:
-        hash_name = self.transcript.hash_name
+        hash_name = self._work.transcript.hash_name
         assert hash_name is not None
         if sh.is_hello_retry_request:
             # (A server that knows ECH may have added its own; this one is computed here.)
             others = tuple(e for e in sh.extensions if e.type != ET.encrypted_client_hello)
             zero = ext.Extension(ET.encrypted_client_hello, bytes(8))
             _, body = msgs.push_message(dataclasses.replace(sh, extensions=(*others, zero)))
-            digest = self.transcript.digest_with(_header(body) + body)
+            digest = self._work.transcript.digest_with(_header(body) + body)
             signal = ech.hrr_accept_confirmation(hash_name, self.inner_random, digest)
             extension = ext.Extension(ET.encrypted_client_hello, signal)
             return dataclasses.replace(sh, extensions=(*others, extension))
@@ -167,7 +167,7 @@ class EchServer(ServerHandshake):
             return dataclasses.replace(sh, random=sh.random[:24] + bytes(8))
         zeroed = dataclasses.replace(sh, random=sh.random[:24] + bytes(8))
         _, body = msgs.push_message(zeroed)
-        digest = self.transcript.digest_with(_header(body) + body)
+        digest = self._work.transcript.digest_with(_header(body) + body)
         signal = ech.accept_confirmation(hash_name, self.inner_random, digest)
         return dataclasses.replace(sh, random=sh.random[:24] + signal)
 
@@ -245,7 +245,7 @@ def test_observer_sees_only_the_public_name_and_the_server_the_real_hello() -> N
     assert inner.extension(ET.encrypted_client_hello) == ech.ECH_INNER_MARKER
     assert outer.random != inner.random  # §6.1: a fresh random for ClientHelloOuter
     # The client's transcript holds the inner hello until the server answers.
-    assert c.transcript.digest("sha256") == _hash(inner_body)
+    assert c._work.transcript.digest("sha256") == _hash(inner_body)
 
 
 def _hash(body: bytes) -> bytes:

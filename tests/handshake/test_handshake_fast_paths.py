@@ -154,7 +154,7 @@ def test_a_client_hello_decoded_by_the_gate_is_used_only_for_the_same_bytes() ->
         server = Connection(scfg, pools=pools, wall_clock=wall_clock)
         server.expect_client_hello(hint_body, marked)
         server.receive_datagram(data, ("10.0.0.1", 1), 0.0)
-        assert server.handshake.client_random == (marked.random if used else ch.random)
+        assert server.handshake._work.client_random == (marked.random if used else ch.random)
         server.close()
         for lease, _ in server.datagrams_to_send(0.0):
             lease.release()

@@ -165,7 +165,7 @@ def _mark_inner(client: Connection) -> None:
                 legacy_compression_methods=msg.legacy_compression_methods,
                 legacy_version=msg.legacy_version,
             )
-            hs.client_hello = msg  # what it checks the server's extensions against
+            hs._work.client_hello = msg  # what it checks the server's extensions against
         send(msg, epoch, **kwargs)
 
     hs._send = send_marked  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from ..alerts import (
 )
 from ..config import ClientConfig
 from ..crypto.suites import SUITES, CipherSuite
+from ..crypto.zeroize import zeroize
 from ..events import NewSessionTicketReceived
 from . import (
     client_caches,
@@ -40,14 +41,18 @@ from .client_hello import HelloTemplate, hello_template
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     _NO_OUTPUT,
+    SPENT_TRANSCRIPT,
     FlightKind,
     HandshakeContext,
     HandshakeOutput,
+    HandshakeWork,
+    ReadOnlyWork,
     decode,
     extension_name,
     record_size_limit,
+    spent_work,
 )
-from .key_schedule import KeySchedule
+from .key_schedule import KeySchedule, resumption_psk
 from .psk_import import PskOffer, imported_offers
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
@@ -59,6 +64,34 @@ _CIPHER_SUITES = {int(s): s for s in CipherSuite}
 _NAMED_GROUPS = {int(g): g for g in NamedGroup}
 
 
+class ClientWork(HandshakeWork):
+    """The client's working state of a handshake in progress (see `HandshakeWork`)."""
+
+    __slots__ = ("client_hello", "ech", "ech_extension", "key_shares", "psk_offers")
+
+    def __init__(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> None:
+        super().__init__(random, scratch, local_cid)
+        self.key_shares: dict[int, groups.KeyExchange] = {}
+        self.psk_offers: list[PskOffer] = []
+        self.client_hello: msgs.ClientHello | None = None  # what the server answers
+        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
+        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        self.ech: ech_client.EchOffer | None = None
+        self.ech_extension: ext.Extension | None = None
+
+
+class _SpentClientWork(ReadOnlyWork, ClientWork):
+    __slots__ = ()
+
+
+# Every finished client handshake's working state: no hello, key shares or PSK offers.
+_SPENT_CLIENT_WORK = ClientWork(b"", None, None)
+_SPENT_CLIENT_WORK.transcript = SPENT_TRANSCRIPT
+_SPENT_CLIENT_WORK = spent_work(_SPENT_CLIENT_WORK, _SpentClientWork)
+
+
 class ClientHandshake(HandshakeContext):
     """The client's handshake: `start()` makes the ClientHello, `handle_message()` the rest."""
 
@@ -67,50 +100,49 @@ class ClientHandshake(HandshakeContext):
     CLOSED = S.CLOSED
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_FINISHED
+    SPENT_WORK = _SPENT_CLIENT_WORK
 
     __slots__ = (
-        "_cert_request",
-        "_ech",
-        "_ech_extension",
         "_ech_state",
-        "_hrr_cookie",
-        "_key_shares",
-        "_psk_offers",
-        "client_hello",
         "ech_name_override",
         "ech_retry_configs",
+        "resumption_secret",
         "trust_anchor_matched",
         "trust_anchors_available",
     )
 
     config: ClientConfig
+    _work: ClientWork
 
     def __init__(self, config: ClientConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self._key_shares: dict[int, groups.KeyExchange] = {}
-        self._hrr_cookie: bytes | None = None
-        self._psk_offers: list[PskOffer] = []
-        self._cert_request: msgs.CertificateRequest | None = None
-        self.client_hello: msgs.ClientHello | None = None
+        self.resumption_secret = b""  # for the PSKs of the server's tickets
         # Trust anchor IDs: the server's leaf chains to one we named; the IDs it has.
         self.trust_anchor_matched = False
         self.trust_anchors_available: tuple[bytes, ...] = ()
-        # Encrypted Client Hello (RFC 9849): the offer while the server has not answered
-        # it; the GREASE or copied extension ClientHelloOuter carries without an offer.
+        # Encrypted Client Hello (RFC 9849): what became of it.
         self._ech_state = ech.EchStatus.NOT_OFFERED
-        self._ech: ech_client.EchOffer | None = None
-        self._ech_extension: ext.Extension | None = None
         self.ech_retry_configs: bytes | None = None
         # The name the server's certificate is checked against once ECH was rejected:
         # the config's public_name (§6.1.7), not server_name.
         self.ech_name_override: str | None = None
         chosen = ech_client.choose(config.ech_configs)
         if chosen is not None:
-            self._ech = ech_client.EchOffer(*chosen, config.random_bytes)
+            self._work.ech = ech_client.EchOffer(*chosen, config.random_bytes)
         elif config.ech_grease:
-            self._ech_extension = ech_client.grease_extension(config.random_bytes)
+            self._work.ech_extension = ech_client.grease_extension(config.random_bytes)
             self._ech_state = ech.EchStatus.GREASE
         self._set_state(S.START)
+
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> ClientWork:
+        return ClientWork(random, scratch, local_cid)
+
+    @property
+    def client_hello(self) -> msgs.ClientHello | None:
+        """The ClientHello the server answers (None before start() and once it is over)."""
+        return self._work.client_hello
 
     @property
     def retried(self) -> bool:
@@ -132,23 +164,23 @@ class ClientHandshake(HandshakeContext):
 
     def _send_client_hello(self, pad_to: int = 0) -> None:
         cfg = self.config
-        if not self._key_shares:
+        if not self._work.key_shares:
             for group in cfg.share_groups:
-                self._key_shares[group] = groups.generate(group)
+                self._work.key_shares[group] = groups.generate(group)
         # What the configuration alone decides is encoded once per ClientConfig.
         template = hello_template(cfg)
         extensions = [template.supported_versions]
         # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
-        if self._hrr_cookie is not None:
+        if self._work.hrr_cookie is not None:
             extensions.append(
-                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._hrr_cookie)
+                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._work.hrr_cookie)
             )
         extensions.append(template.supported_groups)
         extensions.append(
             ext.make_extension(
                 ExtensionType.key_share,
                 ext.push_key_share_client,
-                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._key_shares.items()],
+                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._work.key_shares.items()],
             )
         )
         extensions += template.signature_algorithms
@@ -160,28 +192,28 @@ class ClientHandshake(HandshakeContext):
                 ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
             )
         extensions += template.before_cid
-        if self.local_cid is not None:
+        if self._work.local_cid is not None:
             extensions.append(
                 ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
                 )
             )
         extensions += template.after_cid
         extensions += _certificate_type_offers(cfg)
         extensions += template.after_types
-        if self._ech is not None:
+        if self._work.ech is not None:
             extensions.append(ech_client.inner_marker())
-        elif self._ech_extension is not None:
-            extensions.append(self._ech_extension)
+        elif self._work.ech_extension is not None:
+            extensions.append(self._work.ech_extension)
         # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
         rejected = self._ech_state is ech.EchStatus.REJECTED
-        offers = self._psk_offers = [] if rejected else self._offers()
+        offers = self._work.psk_offers = [] if rejected else self._offers()
         if offers:
             session = offers[0].session
             # RFC 8446 §4.2.10: early data goes under the first PSK offered.
             if session is not None and session.max_early_data and not self.retried:
                 extensions.append(ext.Extension(ExtensionType.early_data, b""))
-                self.early_offered = True
+                self._work.early_offered = True
             # pre_shared_key comes last; its binders are computed over everything before it.
             extensions.append(
                 ext.make_extension(
@@ -194,31 +226,33 @@ class ClientHandshake(HandshakeContext):
                 )
             )
         if cfg.permute_extensions:
-            extensions = permutation.permuted(extensions, self.random)
-        if pad_to and self._ech is None:
+            extensions = permutation.permuted(extensions, self._work.random)
+        if pad_to and self._work.ech is None:
             # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
-            extensions = _padded(extensions, self.random, template, pad_to, bool(offers))
+            extensions = _padded(extensions, self._work.random, template, pad_to, bool(offers))
         natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
-        if self._ech is not None:
+        if self._work.ech is not None:
             natural = list(extensions)
             if sni is None:
                 natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
             extensions = ech_client.inner_order(extensions)
         hello = msgs.ClientHello(
-            random=self.random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
+            random=self._work.random,
+            cipher_suites=template.cipher_suites,
+            extensions=tuple(extensions),
         )
         if offers:
             prefix = msgs.binder_prefix(hello)
             binders = tuple(
                 o.schedule.verify_data(
-                    o.binder_key(), self.transcript.digest_with(prefix, o.schedule.hash_name)
+                    o.binder_key(), self._work.transcript.digest_with(prefix, o.schedule.hash_name)
                 )
                 for o in offers
             )
             hello = msgs.replace_binders(hello, binders)
-        self.client_hello = hello
+        self._work.client_hello = hello
         self._out.flight = FlightKind.HANDSHAKE
-        offer = self._ech
+        offer = self._work.ech
         if offer is None:
             self._send(hello, 0)
         else:
@@ -227,33 +261,33 @@ class ClientHandshake(HandshakeContext):
             outer = offer.seal(hello, natural, self._hello_server_name())
             outer_type, outer_body = msgs.push_message(outer)
             _, inner_body = msgs.push_message(hello)
-            self.transcript.add(HandshakeType.client_hello, inner_body)
+            self._work.transcript.add(HandshakeType.client_hello, inner_body)
             offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
             self._send_encoded(outer_type, outer_body, 0, transcript=False)
-        if self.early_offered and offers[0].session is not None:
+        if self._work.early_offered and offers[0].session is not None:
             first, session = offers[0].schedule, offers[0].session
-            early = first.client_early_traffic_secret(self.transcript.digest(first.hash_name))
+            early = first.client_early_traffic_secret(self._work.transcript.digest(first.hash_name))
             self._install(1, write=True, secret=early, suite=session.suite)
-            self.early_budget = session.max_early_data
-            if self._keylog is not None:
+            self._work.early_budget = session.max_early_data
+            if self._work.keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(first)
 
     def save_hello(self) -> tuple[Any, ...]:
         # A ServerHello dropped as damaged must not leave its ECH verdict behind either:
         # an off-path sender's hello would otherwise decide which ClientHello counts.
-        offer = self._ech
+        offer = self._work.ech
         outer = offer.outer_transcript.copy() if offer is not None else None
         ech_state = (
             self._ech_state,
             offer,
             outer,
-            self.client_hello,
-            self.random,
-            self.client_random,
-            self._ech_extension,
+            self._work.client_hello,
+            self._work.random,
+            self._work.client_random,
+            self._work.ech_extension,
             self.ech_name_override,
-            self._psk_offers,
+            self._work.psk_offers,
         )
         return (super().save_hello(), ech_state)
 
@@ -262,17 +296,17 @@ class ClientHandshake(HandshakeContext):
         super().restore_hello(base)
         (
             self._ech_state,
-            self._ech,
+            self._work.ech,
             outer,
-            self.client_hello,
-            self.random,
-            self.client_random,
-            self._ech_extension,
+            self._work.client_hello,
+            self._work.random,
+            self._work.client_random,
+            self._work.ech_extension,
             self.ech_name_override,
-            self._psk_offers,
+            self._work.psk_offers,
         ) = ech_state
-        if self._ech is not None:
-            self._ech.outer_transcript = outer
+        if self._work.ech is not None:
+            self._work.ech.outer_transcript = outer
 
     def ech_status(self) -> ech.EchStatus:
         return self._ech_state
@@ -303,7 +337,7 @@ class ClientHandshake(HandshakeContext):
         offers += imported_offers(cfg.imported_psks, hashes)
         # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
         # cannot be offered again (RFC 8446 §4.1.4 lets the client drop it).
-        fixed = self.transcript.hash_name
+        fixed = self._work.transcript.hash_name
         return [o for o in offers if fixed in (None, o.schedule.hash_name)]
 
     def _session_offer(self) -> PskOffer | None:
@@ -342,7 +376,7 @@ class ClientHandshake(HandshakeContext):
             raise IllegalParameter("non-zero compression method")
         if sh.cipher_suite not in cfg.suites:
             raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
-        if self._ech is not None or self._ech_state is ech.EchStatus.GREASE:
+        if self._work.ech is not None or self._ech_state is ech.EchStatus.GREASE:
             # Before anything else: the answer says which ClientHello the server took.
             self._ech_answer(sh, body)
         self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
@@ -354,23 +388,23 @@ class ClientHandshake(HandshakeContext):
         if sh.is_hello_retry_request:
             self._on_hello_retry(sh, body)
             return
-        if self.transcript.hash_name is None:
-            self.transcript.select(self.params.hash_name)
+        if self._work.transcript.hash_name is None:
+            self._work.transcript.select(self.params.hash_name)
         schedule: KeySchedule | None = None
-        self.psk_identity = None  # a ServerHello dropped as damaged may have set it
+        self._work.psk_identity = None  # a ServerHello dropped as damaged may have set it
         psk_data = sh.extension(ExtensionType.pre_shared_key)
         if psk_data is not None:
             selected = decode(psk_data, ext.pull_pre_shared_key_server)
             # RFC 8446 §4.2.11: "Clients MUST verify that the server's selected_identity is
             # within the range supplied by the client" (else illegal_parameter).
-            if not 0 <= selected < len(self._psk_offers):
+            if not 0 <= selected < len(self._work.psk_offers):
                 raise IllegalParameter("server selected a PSK we did not offer")
-            offer = self._psk_offers[selected]
+            offer = self._work.psk_offers[selected]
             schedule = offer.schedule
             if schedule.hash_name != self.params.hash_name:
                 raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
             self.resumed = True
-            self.psk_identity = offer.external
+            self._work.psk_identity = offer.external
             if offer.session is not None:
                 # The resumption inherits the original's authentication (RFC 8446 §2.2).
                 self.peer_chain = offer.session.peer_certificates
@@ -386,7 +420,7 @@ class ClientHandshake(HandshakeContext):
                 raise MissingExtension("ServerHello without key_share")
         else:
             entry = decode(key_share, ext.pull_key_share_entry)
-            kx = self._key_shares.get(entry.group)
+            kx = self._work.key_shares.get(entry.group)
             if kx is None:
                 raise IllegalParameter("server key share for a group we did not send")
             shared = kx.shared_secret(entry.key_exchange)
@@ -394,11 +428,11 @@ class ClientHandshake(HandshakeContext):
         out = self._out
         cid_data = sh.extension(ExtensionType.connection_id)
         if cid_data is not None:
-            if self.local_cid is None:
+            if self._work.local_cid is None:
                 raise UnsupportedExtension("connection_id in ServerHello, not offered")
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
-        self._key_shares.clear()
-        self.transcript.add(HandshakeType.server_hello, body)
+        self._work.key_shares.clear()
+        self._work.transcript.add(HandshakeType.server_hello, body)
         out.answered = True
         self._derive_handshake_secrets(shared, schedule)
         self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
@@ -407,7 +441,7 @@ class ClientHandshake(HandshakeContext):
         """Whether the server accepted ECH (RFC 9849 §6.1.4): the confirmation in the last 8
         bytes of ServerHello.random, or in a HelloRetryRequest's encrypted_client_hello."""
         hash_name = SUITES[CipherSuite(sh.cipher_suite)].hash_name
-        offer = self._ech
+        offer = self._work.ech
         if sh.is_hello_retry_request:
             ech_client.check_hrr_signal(sh)
         elif sh.extension(ech_client.ECH_TYPE) is not None:
@@ -415,28 +449,30 @@ class ClientHandshake(HandshakeContext):
             raise UnsupportedExtension("encrypted_client_hello in ServerHello")
         if offer is None:
             return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
-        accepted = ech_client.accepted(hash_name, self.random, self.transcript, sh, body)
+        accepted = ech_client.accepted(
+            hash_name, self._work.random, self._work.transcript, sh, body
+        )
         if not accepted and self._ech_state is ech.EchStatus.ACCEPTED:
             # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
             raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
         if accepted:
             self._ech_state = ech.EchStatus.ACCEPTED
             if not sh.is_hello_retry_request:
-                self._ech = None
+                self._work.ech = None
             return
         # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
         # name (§6.1.7), with the outer transcript and random, resuming nothing.
         self._ech_state = ech.EchStatus.REJECTED
         self.ech_name_override = offer.public_name
-        self.transcript = offer.outer_transcript
-        self.client_hello = offer.outer_hello
-        self.random = self.client_random = offer.outer_random
-        self._psk_offers = []
+        self._work.transcript = offer.outer_transcript
+        self._work.client_hello = offer.outer_hello
+        self._work.random = self._work.client_random = offer.outer_random
+        self._work.psk_offers = []
         assert offer.outer_hello is not None
-        self._ech_extension = ext.Extension(
+        self._work.ech_extension = ext.Extension(
             ech_client.ECH_TYPE, offer.outer_hello.extension(ech_client.ECH_TYPE) or b""
         )
-        self._ech = None
+        self._work.ech = None
 
     def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
         cfg = self.config
@@ -444,25 +480,25 @@ class ClientHandshake(HandshakeContext):
         if self.retried:
             raise UnexpectedMessage("second HelloRetryRequest")
         self._set_state(S.WAIT_SERVER_HELLO_AFTER_RETRY)
-        if self.early_offered:
+        if self._work.early_offered:
             # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
-            self.early_offered = False
-            self.early_result = False
+            self._work.early_offered = False
+            self._work.early_result = False
         self._count("hello_retry_requests_received", 1)
-        self.transcript.select(self.params.hash_name)
-        self.transcript.restart_with_message_hash()
-        self.transcript.add(HandshakeType.server_hello, body)
+        self._work.transcript.select(self.params.hash_name)
+        self._work.transcript.restart_with_message_hash()
+        self._work.transcript.add(HandshakeType.server_hello, body)
         changed = False
         cookie = hrr.extension(ExtensionType.cookie)
         if cookie is not None:
-            self._hrr_cookie = decode(cookie, ext.pull_cookie)
+            self._work.hrr_cookie = decode(cookie, ext.pull_cookie)
             changed = True
         group_data = hrr.extension(ExtensionType.key_share)
         if group_data is not None:
             group = decode(group_data, ext.pull_key_share_hrr)
-            if group not in cfg.group_order or group in self._key_shares:
+            if group not in cfg.group_order or group in self._work.key_shares:
                 raise IllegalParameter("HelloRetryRequest selected an unusable group")
-            self._key_shares = {group: groups.generate(group)}
+            self._work.key_shares = {group: groups.generate(group)}
             changed = True
         if not changed:
             # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
@@ -475,7 +511,7 @@ class ClientHandshake(HandshakeContext):
         """RFC 8446 §4.2: "Implementations MUST NOT send extension responses if the remote
         endpoint did not send the corresponding extension requests, with the exception of
         the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
-        hello = self.client_hello
+        hello = self._work.client_hello
         assert hello is not None
         offered = {e.type for e in hello.extensions}
         for e in extensions:
@@ -507,11 +543,11 @@ class ClientHandshake(HandshakeContext):
         self.trust_anchors_available = trust_anchors.available_untrusted(ee)
         self._ech_retry_configs(ee)
         accepted_early = ee.extension(ExtensionType.early_data) is not None
-        if accepted_early and not self.early_offered:
+        if accepted_early and not self._work.early_offered:
             raise UnsupportedExtension("early_data accepted but not offered")
-        if self.early_offered:
-            self.early_result = accepted_early
-        self.transcript.add(HandshakeType.encrypted_extensions, body)
+        if self._work.early_offered:
+            self._work.early_result = accepted_early
+        self._work.transcript.add(HandshakeType.encrypted_extensions, body)
         if self.resumed and cfg.session is not None:
             # Where BoringSSL re-verifies too (after EncryptedExtensions, under handshake keys).
             self.peer_verification = verification.on_resumption(self, cfg.session.peer_verification)
@@ -549,7 +585,7 @@ class ClientHandshake(HandshakeContext):
             chosen = decode(client_type, raw_keys.pull_certificate_type)
             if chosen not in cfg.own_types:
                 raise IllegalParameter(f"client certificate type {chosen} was not offered")
-            self.own_type = CT(chosen)
+            self._work.own_type = CT(chosen)
 
     def _on_certificate_request(self, cr: msgs.CertificateRequest, body: bytes, *_: Any) -> None:
         if cr.certificate_request_context != b"":
@@ -559,8 +595,8 @@ class ClientHandshake(HandshakeContext):
         cas = cr.extension(ExtensionType.certificate_authorities)
         if cas is not None:  # checked on arrival (RFC 8446 §4.2.4: authorities<3..2^16-1>)
             decode(cas, identity.pull_certificate_authorities)
-        self._cert_request = cr
-        self.transcript.add(HandshakeType.certificate_request, body)
+        self._work.cert_request = cr
+        self._work.transcript.add(HandshakeType.certificate_request, body)
         self._set_state(S.WAIT_CERTIFICATE)
 
     def _on_server_certificate(self, msg: msgs.Certificate, body: bytes, *_: Any) -> None:
@@ -583,7 +619,7 @@ class ClientHandshake(HandshakeContext):
             algorithm, length, msg = entry
             # The limits the configuration sets held when it was cached; they still do.
             if algorithm in cfg.compression and length <= cfg.max_handshake_message:
-                self.certificate_compression_received = algorithm
+                self._work.certificate_compression_received = algorithm
                 self._count("certificates_decompressed", 1)
                 cached: msgs.Certificate = msg
                 return cached
@@ -591,7 +627,7 @@ class ClientHandshake(HandshakeContext):
         # RFC 8879 §4: uint16 algorithm, uint24 uncompressed_length (decoded just now).
         length = int.from_bytes(body[2:5], "big")
         if length <= client_caches.LARGEST_KEPT:
-            cache.put(body, (self.certificate_compression_received, length, msg))
+            cache.put(body, (self._work.certificate_compression_received, length, msg))
         return msg
 
     def _parse_peer_chain_untrusted(
@@ -609,28 +645,32 @@ class ClientHandshake(HandshakeContext):
         return chain
 
     def _on_finished(self, fin: msgs.Finished, body: bytes, now: float, *_: Any) -> None:
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None and self.suite is not None
         authenticated = self.peer_chain or self.peer_public_key is not None or self.resumed
-        if self._cert_request is None and not authenticated:
+        if self._work.cert_request is None and not authenticated:
             raise UnexpectedMessage("Finished before the server authenticated")
-        if not ks.check_verify_data(self._s_hs, self.transcript.digest(), fin.verify_data):
+        if not ks.check_verify_data(
+            self._work.s_hs, self._work.transcript.digest(), fin.verify_data
+        ):
             raise DecryptError("server Finished does not verify")
-        self.transcript.add(HandshakeType.finished, body)
-        self.peer_finished = True
+        self._work.transcript.add(HandshakeType.finished, body)
+        self._work.peer_finished = True
         self._derive_application_secrets()
         self._install(3, write=False, secret=self.read_secret)
         # The client's final flight: [Certificate, CertificateVerify], Finished (epoch 2).
         self._out.flight = FlightKind.FINAL
         rejected = self._ech_state is ech.EchStatus.REJECTED
-        if self._cert_request is not None:
+        if self._work.cert_request is not None:
             if rejected:
                 # RFC 9849 §6.1.7: "If the server requests a client certificate, the client
                 # MUST respond with an empty Certificate message".
                 self._send(msgs.Certificate(b"", ()), 2)
             else:
-                self._send_own_certificate(self._cert_request)
-        self._send(msgs.Finished(ks.verify_data(self._c_hs, self.transcript.digest())), 2)
+                self._send_own_certificate(self._work.cert_request)
+        self._send(
+            msgs.Finished(ks.verify_data(self._work.c_hs, self._work.transcript.digest())), 2
+        )
         self._install(3, write=True, secret=self.write_secret)
         if rejected:
             # §6.1.6: the server authenticated for the public name, which is no success:
@@ -640,7 +680,7 @@ class ClientHandshake(HandshakeContext):
                 "the server rejected Encrypted Client Hello", self.ech_retry_configs
             )
             return
-        self.resumption_secret = ks.resumption_master_secret(self.transcript.digest())
+        self.resumption_secret = ks.resumption_master_secret(self._work.transcript.digest())
         self._complete()
 
     def _send_own_certificate(self, request: msgs.CertificateRequest) -> None:
@@ -651,7 +691,7 @@ class ClientHandshake(HandshakeContext):
         schemes = decode(sig, ext.pull_signature_algorithms) if sig is not None else ()
         cas = request.extension(ExtensionType.certificate_authorities)
         names = decode(cas, identity.pull_certificate_authorities) if cas is not None else None
-        found = identity.choose(cfg.credentials, self.own_type, schemes, cfg.schemes, names)
+        found = identity.choose(cfg.credentials, self._work.own_type, schemes, cfg.schemes, names)
         if found is None:
             # RFC 8446 §4.4.2: "If the server requests client authentication but no
             # suitable certificate is available, the client MUST send a Certificate
@@ -660,23 +700,23 @@ class ClientHandshake(HandshakeContext):
             return
         offer = request.extension(ExtensionType.compress_certificate)
         if offer is not None:
-            self._peer_compression = compression.decode_offer_untrusted(offer)
-        self.credential, scheme = found
-        chain = self.credential.chain or None
+            self._work.peer_compression = compression.decode_offer_untrusted(offer)
+        self._work.credential, scheme = found
+        chain = self._work.credential.chain or None
         self._send_certificate_and_verify(
-            SignatureScheme(scheme), self.credential.body, self.credential.key, chain
+            SignatureScheme(scheme), self._work.credential.body, self._work.credential.key, chain
         )
 
     def _on_new_session_ticket(self, msg: msgs.NewSessionTicket, body: bytes, *_: Any) -> None:
         cfg = self.config
-        assert self.schedule is not None and self.suite is not None
+        assert self.params is not None and self.suite is not None
         if msg.ticket_lifetime > 7 * 24 * 3600:
             raise IllegalParameter("ticket lifetime over seven days")  # RFC 8446 §4.6.1
         early = msg.extension(ExtensionType.early_data)
         session = Session(
             max_early_data=decode(early, ext.pull_early_data_ticket) if early else 0,
             ticket=msg.ticket,
-            psk=self.schedule.resumption_psk(self.resumption_secret, msg.ticket_nonce),
+            psk=resumption_psk(self.params.hash_name, self.resumption_secret, msg.ticket_nonce),
             suite=self.suite,
             received_at=self._wall_clock().timestamp(),
             lifetime=msg.ticket_lifetime,
@@ -693,16 +733,10 @@ class ClientHandshake(HandshakeContext):
             msg.ticket, msg.ticket_lifetime, msg.ticket_age_add, msg.ticket_nonce, session
         )
 
-    def drop_handshake_state(self) -> None:
-        super().drop_handshake_state()
-        self._psk_offers = []
-        self._key_shares.clear()
-        self.client_hello = None
-        self._cert_request = None
-        self._ech = None
-        self._ech_extension = None
-        self.credential = None
-        self._hrr_cookie = None
+    def zeroize_secrets(self) -> None:
+        super().zeroize_secrets()
+        resumption, self.resumption_secret = self.resumption_secret, b""
+        zeroize(resumption)
 
 
 # A plaintext record's header and a handshake message's header (RFC 9147 §4, §5.2).

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -45,7 +45,7 @@ from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .exporter import ExporterSecret
-from .key_schedule import KeySchedule, Transcript
+from .key_schedule import KeySchedule, Transcript, next_application_traffic_secret
 from .state import State, Transition, type_name
 
 logger = logging.getLogger("dtls13.handshake")
@@ -56,7 +56,8 @@ Config = ClientConfig | ServerConfig
 
 # Stands for the transcript once the handshake is over: it hashes nothing (no hash
 # runs) and has no digest, so a post-handshake use would fail loudly.
-_SPENT_TRANSCRIPT = Transcript(candidates=())
+SPENT_TRANSCRIPT = Transcript(candidates=())
+_W = TypeVar("_W", bound="HandshakeWork")
 
 
 class FlightKind(enum.Enum):
@@ -113,6 +114,117 @@ class HandshakeOutput:
 _NO_OUTPUT = HandshakeOutput()
 
 
+class HandshakeWork:
+    """What only a handshake in progress needs: one object in `HandshakeContext._work`,
+    replaced by a shared, read-only spent one once the handshake is over, so an idle
+    connection keeps neither this state nor a slot for each part of it."""
+
+    __slots__ = (
+        "c_hs",
+        "cert_request",
+        "certificate_compression_received",
+        "certificate_compression_sent",
+        "client_random",
+        "credential",
+        "early_accepted",
+        "early_budget",
+        "early_offered",
+        "early_result",
+        "hrr_cookie",
+        "keylog",
+        "local_cid",
+        "own_type",
+        "peer_compression",
+        "peer_delegation",
+        "peer_finished",
+        "psk_identity",
+        "random",
+        "s_hs",
+        "schedule",
+        "scratch",
+        "transcript",
+    )
+
+    def __init__(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> None:
+        self.transcript = Transcript()
+        # The key schedule; after the handshake, KeyUpdate and tickets need only the
+        # suite's hash (HandshakeContext.params).
+        self.schedule: KeySchedule | None = None
+        self.c_hs = self.s_hs = b""  # the handshake traffic secrets
+        self.random = random  # our hello's random
+        # `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate.
+        self.scratch = scratch
+        # RFC 8879: the algorithms the peer offered for our Certificate (its preference order).
+        self.peer_compression: tuple[int, ...] = ()
+        self.cert_request: msgs.CertificateRequest | None = None
+        self.hrr_cookie: bytes | None = None  # the cookie of the HelloRetryRequest
+        # The connection ID we ask the peer to put on its records (None: no
+        # connection_id extension).
+        self.local_cid = local_cid
+        # RFC 8879: the algorithm each side's Certificate came compressed with.
+        self.certificate_compression_sent: compression.Algorithm | None = None
+        self.certificate_compression_received: compression.Algorithm | None = None
+        # RFC 7250: the certificate type of our Certificate (X.509 unless negotiated).
+        self.own_type = raw_keys.CertificateType.X509
+        # The server's delegated credential, checked (RFC 9345; handshake.delegated).
+        self.peer_delegation: delegated.DelegatedCredential | None = None
+        # The credential (identity.Credential) we authenticated with; None: none sent.
+        self.credential: Any = None
+        self.psk_identity: bytes | None = None  # the external PSK that authenticated us
+        # 0-RTT (RFC 8446 §4.2.10): offered (a client's), accepted (a server's), and how
+        # many bytes the ticket still allows.
+        self.early_offered = self.early_accepted = False
+        self.early_budget = 0
+        self.peer_finished = False  # the peer's Finished verified
+        self.early_result: bool | None = None  # the client's: whether 0-RTT was accepted
+        # The key log (SSLKEYLOGFILE lines), which names secrets by the client's random.
+        self.keylog: Callable[[str], None] | None = None
+        self.client_random = b""
+
+    def zeroize(self) -> None:
+        """Zero the secrets only this state holds (the key schedule's, the handshake
+        traffic secrets): the state is dropped next."""
+        ks = self.schedule
+        if ks is not None:
+            ks.zeroize()
+        c_hs, self.c_hs = self.c_hs, b""
+        zeroize(c_hs)
+        s_hs, self.s_hs = self.s_hs, b""
+        zeroize(s_hs)
+
+
+class ReadOnlyWork:
+    """Mixed into a `HandshakeWork` class for its shared spent instance: read-only, as
+    every finished handshake holds it."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"the handshake is over: no {name} to set")
+
+
+class _SpentWork(ReadOnlyWork, HandshakeWork):
+    __slots__ = ()
+
+
+def spent_work(work: _W, spent_class: type[_W]) -> _W:
+    """`work`, built with the spent values, made the read-only instance of `spent_class`
+    (a `ReadOnlyWork` subclass of its class, same layout)."""
+    assert issubclass(spent_class, ReadOnlyWork) and spent_class.__mro__[2] is type(work)
+    work.__class__ = spent_class
+    return work
+
+
+# What a finished handshake holds instead of its working state: no transcript (it hashes
+# nothing and has no digest, so a post-handshake use fails loudly), no key schedule, no
+# secrets, no randoms.
+_SPENT_WORK = HandshakeWork(b"", None, None)
+_SPENT_WORK.transcript = SPENT_TRANSCRIPT
+_SPENT_WORK = spent_work(_SPENT_WORK, _SpentWork)
+
+
 class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
@@ -122,57 +234,38 @@ class HandshakeContext:
     CONNECTED: ClassVar[Any]
     CLOSED: ClassVar[Any]
     HELLO_STATES: ClassVar[frozenset[Any]]
+    # The role's spent working state, shared by its finished handshakes.
+    SPENT_WORK: ClassVar[HandshakeWork] = _SPENT_WORK
     state: State
 
     # "__dict__": tests patch methods on instances; it is created only when used.
     __slots__ = (
         "__dict__",
-        "_c_hs",
         "_count",
-        "_keylog",
         "_out",
-        "_peer_compression",
-        "_s_hs",
-        "_scratch",
         "_transition",
         "_wall_clock",
+        "_work",
         "alpn",
-        "certificate_compression_received",
-        "certificate_compression_sent",
-        "client_random",
         "closed",
         "config",
         "connected",
-        "credential",
-        "early_accepted",
-        "early_budget",
         "early_exporter",
-        "early_offered",
-        "early_result",
         "exporter",
         "group",
         "in_hello",
-        "local_cid",
-        "own_type",
         "params",
         "peer_chain",
-        "peer_delegation",
-        "peer_finished",
         "peer_public_key",
         "peer_stapled",
         "peer_type",
         "peer_verification",
-        "psk_identity",
-        "random",
         "read_secret",
         "resumed",
-        "resumption_secret",
-        "schedule",
         "scheme",
         "srtp",
         "state",
         "suite",
-        "transcript",
         "transitions",
         "write_secret",
     )
@@ -190,18 +283,11 @@ class HandshakeContext:
         ID we ask the peer to put on its records (None: no connection_id extension);
         `scratch(n)` lends a pooled buffer of n bytes for a decompressed certificate."""
         self.config = config
-        self._scratch = scratch
-        # RFC 8879: the algorithms the peer offered for our Certificate (its preference
-        # order), and the algorithm each side's Certificate came compressed with.
-        self._peer_compression: tuple[int, ...] = ()
-        self.certificate_compression_sent: compression.Algorithm | None = None
-        self.certificate_compression_received: compression.Algorithm | None = None
+        work = self._work = self._new_work(config.random_bytes(32), scratch, local_cid)
+        work.keylog = config.keylog_callback()
+        work.client_random = work.random if self.is_client else b""
         self._wall_clock = wall_clock
         self._count = count
-        self._keylog = config.keylog_callback()
-        self.local_cid = local_cid
-        self.transcript = Transcript()
-        self.schedule: KeySchedule | None = None
         self.params: SuiteParams | None = None
         self.suite: CipherSuite | None = None
         self.group: NamedGroup | None = None
@@ -212,31 +298,25 @@ class HandshakeContext:
         self.exporter: ExporterSecret | None = None
         self.early_exporter: ExporterSecret | None = None
         self.peer_chain: tuple[x509.Certificate, ...] = ()
-        # RFC 7250: the certificate types of our Certificate and the peer's (X.509 unless
-        # negotiated), and the peer's raw public key (DER SubjectPublicKeyInfo) if it sent one.
-        self.own_type = self.peer_type = raw_keys.CertificateType.X509
+        # RFC 7250: the certificate type of the peer's Certificate (X.509 unless
+        # negotiated), and its raw public key (DER SubjectPublicKeyInfo) if it sent one.
+        self.peer_type = raw_keys.CertificateType.X509
         self.peer_public_key: bytes | None = None
         # The verdict on the peer's certificate or raw key (handshake.verification).
         self.peer_verification: verification.PeerVerification | None = None
         # What the server stapled to its leaf (OCSP, SCTs; RFC 8446 §4.4.2.1).
         self.peer_stapled = stapling.NOTHING
-        # The server's delegated credential, checked (RFC 9345; handshake.delegated).
-        self.peer_delegation: delegated.DelegatedCredential | None = None
-        # The credential (identity.Credential) we authenticated with; None: none sent.
-        self.credential: Any = None
-        self.random = config.random_bytes(32)
-        self.client_random = self.random if self.is_client else b""
-        self._c_hs = self._s_hs = b""
-        self.read_secret = self.write_secret = self.resumption_secret = b""
-        self.peer_finished = False
+        self.read_secret = self.write_secret = b""
         self.resumed = False
-        self.psk_identity: bytes | None = None  # the external PSK that authenticated us
-        self.early_offered = self.early_accepted = False
-        self.early_result: bool | None = None
-        self.early_budget = 0
         self.transitions = 0
         self._out = _NO_OUTPUT
         self._transition: Transition | None = None
+
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> HandshakeWork:
+        """The working state of a new handshake (each role adds its own parts)."""
+        return HandshakeWork(random, scratch, local_cid)
 
     # -- state -------------------------------------------------------------------------
 
@@ -256,6 +336,27 @@ class HandshakeContext:
             )
 
     @property
+    def early_offered(self) -> bool:
+        """Whether our ClientHello offered 0-RTT (a client's, while its handshake runs)."""
+        return self._work.early_offered
+
+    @property
+    def early_data_open(self) -> bool:
+        """Whether the peer's 0-RTT is read now: we accepted it and its Finished, which
+        ends it (RFC 9147 §5.6), has not come (never once the handshake is over)."""
+        work = self._work
+        return work.early_accepted and not work.peer_finished
+
+    @property
+    def early_budget(self) -> int:
+        """The bytes of 0-RTT the ticket still allows (while the handshake runs)."""
+        return self._work.early_budget
+
+    @early_budget.setter
+    def early_budget(self, value: int) -> None:
+        self._work.early_budget = value
+
+    @property
     def _role(self) -> str:
         return "client" if self.is_client else "server"
 
@@ -268,16 +369,15 @@ class HandshakeContext:
 
     def zeroize_secrets(self) -> None:
         """Forget the secrets this handshake holds, zeroing the bytes no one else holds
-        (RFC 8446 §7.1 forward secrecy; dtls13.crypto.zeroize): traffic and resumption
-        secrets, and what `drop_handshake_state` forgets. Exporter secrets stay for
-        `export_keying_material` after the close; they are zeroed with their object."""
+        (RFC 8446 §7.1 forward secrecy; dtls13.crypto.zeroize): the traffic secrets (and
+        a client's resumption secret), and what `drop_handshake_state` forgets. Exporter
+        secrets stay for `export_keying_material` after the close; they are zeroed with
+        their object."""
         self.drop_handshake_state()
         write, self.write_secret = self.write_secret, b""
         zeroize(write)
         read, self.read_secret = self.read_secret, b""
         zeroize(read)
-        resumption, self.resumption_secret = self.resumption_secret, b""
-        zeroize(resumption)
 
     def handle_message(
         self,
@@ -319,10 +419,10 @@ class HandshakeContext:
 
     def save_hello(self) -> tuple[Any, ...]:
         """What handling a first hello changes before it can still fail as damaged."""
-        return (self.transcript.copy(), self.suite, self.params, self.group, self.resumed)
+        return (self._work.transcript.copy(), self.suite, self.params, self.group, self.resumed)
 
     def restore_hello(self, saved: tuple[Any, ...]) -> None:
-        self.transcript, self.suite, self.params, self.group, self.resumed = saved
+        self._work.transcript, self.suite, self.params, self.group, self.resumed = saved
 
     # -- output ------------------------------------------------------------------------
 
@@ -334,7 +434,7 @@ class HandshakeContext:
         self, msg_type: int, body: bytes, epoch: int | None, *, transcript: bool = True
     ) -> None:
         if transcript:
-            self.transcript.add(msg_type, body)
+            self._work.transcript.add(msg_type, body)
         self._out.messages.append(OutMessage(epoch, msg_type, body))
 
     def _install(
@@ -352,55 +452,56 @@ class HandshakeContext:
         assert self.params is not None and self.suite is not None
         ks = schedule if schedule is not None else KeySchedule(self.params)
         ks.handshake(shared)
-        self.schedule = ks
-        hello_hash = self.transcript.digest()
-        self._c_hs = ks.client_handshake_traffic_secret(hello_hash)
-        self._s_hs = ks.server_handshake_traffic_secret(hello_hash)
-        mine, theirs = (self._c_hs, self._s_hs) if self.is_client else (self._s_hs, self._c_hs)
+        self._work.schedule = ks
+        hello_hash = self._work.transcript.digest()
+        self._work.c_hs = ks.client_handshake_traffic_secret(hello_hash)
+        self._work.s_hs = ks.server_handshake_traffic_secret(hello_hash)
+        work = self._work
+        mine, theirs = (work.c_hs, work.s_hs) if self.is_client else (work.s_hs, work.c_hs)
         self._install(2, write=True, secret=mine)
         self._install(2, write=False, secret=theirs)
-        if self._keylog is not None:
-            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._c_hs)
-            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._s_hs)
+        if self._work.keylog is not None:
+            self._log_secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", self._work.c_hs)
+            self._log_secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", self._work.s_hs)
 
     def _derive_application_secrets(self) -> None:
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None
         ks.master()
-        finished_hash = self.transcript.digest()
+        finished_hash = self._work.transcript.digest()
         c_app = ks.client_application_traffic_secret(finished_hash)
         s_app = ks.server_application_traffic_secret(finished_hash)
         self.write_secret, self.read_secret = (c_app, s_app) if self.is_client else (s_app, c_app)
         self.exporter = ExporterSecret(ks.hash_name, ks.exporter_master_secret(finished_hash))
-        if self._keylog is not None:
+        if self._work.keylog is not None:
             self._log_secret("CLIENT_TRAFFIC_SECRET_0", c_app)
             self._log_secret("SERVER_TRAFFIC_SECRET_0", s_app)
             self._log_secret("EXPORTER_SECRET", self.exporter.secret)
 
     def _keep_early_exporter(self, schedule: KeySchedule) -> None:
         """early_exporter_master_secret over ClientHello (RFC 8446 §7.1), once 0-RTT is on."""
-        hello_hash = self.transcript.digest(schedule.hash_name)
+        hello_hash = self._work.transcript.digest(schedule.hash_name)
         secret = schedule.early_exporter_master_secret(hello_hash)
         self.early_exporter = ExporterSecret(schedule.hash_name, secret)
         self._log_secret("EARLY_EXPORTER_SECRET", secret)
 
     def _log_secret(self, label: str, secret: bytes) -> None:
-        if self._keylog is not None:
-            self._keylog(f"{label} {self.client_random.hex()} {secret.hex()}")
+        if self._work.keylog is not None:
+            self._work.keylog(f"{label} {self._work.client_random.hex()} {secret.hex()}")
 
     def next_write_secret(self) -> bytes:
         """Our next application traffic secret (KeyUpdate, RFC 8446 §7.2)."""
-        assert self.schedule is not None
+        assert self.params is not None
         old = self.write_secret
-        self.write_secret = self.schedule.next_application_traffic_secret(old)
+        self.write_secret = next_application_traffic_secret(self.params.hash_name, old)
         zeroize(old)  # RFC 8446 §7.2: once the next secret exists, the old one goes
         return self.write_secret
 
     def next_read_secret(self) -> bytes:
         """The peer's next application traffic secret (its KeyUpdate)."""
-        assert self.schedule is not None
+        assert self.params is not None
         old = self.read_secret
-        self.read_secret = self.schedule.next_application_traffic_secret(old)
+        self.read_secret = next_application_traffic_secret(self.params.hash_name, old)
         zeroize(old)
         return self.read_secret
 
@@ -415,12 +516,12 @@ class HandshakeContext:
             alpn_protocol=self.alpn,
             peer_certificates=self.peer_chain,
             resumed=self.resumed,
-            early_data_accepted=self.early_result if self.is_client else None,
+            early_data_accepted=self._work.early_result if self.is_client else None,
             peer_public_key=self.peer_public_key,
-            credential=self.credential,
-            psk_identity=self.psk_identity,
-            certificate_compression_sent=_name(self.certificate_compression_sent),
-            certificate_compression_received=_name(self.certificate_compression_received),
+            credential=self._work.credential,
+            psk_identity=self._work.psk_identity,
+            certificate_compression_sent=_name(self._work.certificate_compression_sent),
+            certificate_compression_received=_name(self._work.certificate_compression_received),
             peer_ocsp_response=self.peer_stapled.ocsp_response,
             peer_signed_certificate_timestamps=self.peer_stapled.signed_certificate_timestamps,
             ech_status=self.ech_status(),
@@ -437,25 +538,17 @@ class HandshakeContext:
     def drop_handshake_state(self) -> None:
         """Forget what only the handshake needed, once it has completed.
 
-        An idle connection then holds its current traffic secrets and the resumption
-        secret (tickets); the transcript, the handshake and master secrets, the hellos and
-        our key shares go (less memory per connection, and secrets that are no longer
-        needed are not kept: RFC 8446 §7.1 forward secrecy).
+        An idle connection then holds its current traffic secrets and a client the
+        resumption secret (tickets); the working state goes whole: the transcript, the
+        key schedule with the handshake and master secrets, the hellos and our key shares
+        (less memory per connection, and secrets that are no longer needed are not kept:
+        RFC 8446 §7.1 forward secrecy). Also called by `close`, during the handshake too.
         """
-        self.transcript = _SPENT_TRANSCRIPT
-        ks = self.schedule
-        if ks is not None:
-            ks.zeroize()
-        c_hs, self._c_hs = self._c_hs, b""
-        zeroize(c_hs)
-        s_hs, self._s_hs = self._s_hs, b""
-        zeroize(s_hs)
-        # The hellos' randoms are done with (~130 B per idle connection), unless there is a
-        # key log, which names secrets by the client's.
-        if self._keylog is None:
-            self.random = self.client_random = b""
-        self._peer_compression = ()
-        self._scratch = None  # a bound method (64 B): certificates come only in the handshake
+        work = self._work
+        if work is self.SPENT_WORK:
+            return
+        self._work = self.SPENT_WORK
+        work.zeroize()
 
     # -- certificates (both roles) -----------------------------------------------------
 
@@ -485,7 +578,7 @@ class HandshakeContext:
             entries = [e.cert_data for e in msg.certificate_list]
             self.peer_public_key = raw_keys.peer_key_untrusted(entries, cfg.pinned)
             self.peer_verification = verification.verify_peer(self, (), self.peer_public_key)
-            self.transcript.add(HandshakeType.certificate, body)
+            self._work.transcript.add(HandshakeType.certificate, body)
             return
         if raw_keys.CertificateType.X509 not in cfg.peer_types:
             # We accept only raw public keys, which the peer did not agree to send.
@@ -496,7 +589,7 @@ class HandshakeContext:
         self.peer_verification = verification.verify_peer(self, chain, None)
         if isinstance(cfg, ClientConfig):
             stapling.run_client_callback(cfg, self.peer_stapled, chain)
-            self.peer_delegation = delegated.peer_credential_untrusted(
+            self._work.peer_delegation = delegated.peer_credential_untrusted(
                 msg.certificate_list,
                 chain[0],
                 cfg.dc_schemes,
@@ -505,7 +598,7 @@ class HandshakeContext:
             )
         self.peer_chain = chain
         # RFC 8879 §4: CompressedCertificate replaces Certificate, in the transcript too.
-        self.transcript.add(msg_type, body)
+        self._work.transcript.add(msg_type, body)
 
     def _parse_peer_chain_untrusted(
         self, entries: tuple[msgs.CertificateEntry, ...]
@@ -532,10 +625,10 @@ class HandshakeContext:
             body,
             self.config.compression,
             self.config.max_handshake_message,
-            self._scratch,
+            self._work.scratch,
             parse,
         )
-        self.certificate_compression_received = algorithm
+        self._work.certificate_compression_received = algorithm
         self._count("certificates_decompressed", 1)
         result: msgs.Certificate = certificate
         return result
@@ -543,7 +636,7 @@ class HandshakeContext:
     def _on_certificate_verify(
         self, cv: msgs.CertificateVerify, body: bytes, now: float, seq: int, addr: Any
     ) -> None:
-        dc = self.peer_delegation
+        dc = self._work.peer_delegation
         # RFC 9345 §4.1.3: with a delegated credential, its scheme and its key.
         offered = (dc.dc_cert_verify_algorithm,) if dc else signing_schemes(self.config.schemes)
         if cv.algorithm not in offered:
@@ -558,12 +651,12 @@ class HandshakeContext:
             else self.peer_chain[0].public_key(),
             scheme,
             cv.signature,
-            self.transcript.digest(),
+            self._work.transcript.digest(),
             is_server=self.is_client,
         )
         if self.is_client:
             self.scheme = scheme
-        self.transcript.add(HandshakeType.certificate_verify, body)
+        self._work.transcript.add(HandshakeType.certificate_verify, body)
         self._set_state(self._after_certificate_verify)
 
     _after_certificate_verify: ClassVar[Any]
@@ -580,14 +673,14 @@ class HandshakeContext:
         cfg = self.config
         if body is None:
             key = cfg.key
-            if self.own_type == raw_keys.CertificateType.RawPublicKey:
+            if self._work.own_type == raw_keys.CertificateType.RawPublicKey:
                 body, chain = raw_key_certificate_body(cfg.own_spki), None
             else:
                 chain = cfg.chain
                 body = certificate_body(chain)
         # A raw key is not compressed (OpenSSL does not either): ~100 bytes.
         algorithm = (
-            compression.choose(self._peer_compression, cfg.compression)
+            compression.choose(self._work.peer_compression, cfg.compression)
             if chain is not None
             else None
         )
@@ -600,11 +693,11 @@ class HandshakeContext:
             self._send_encoded(HandshakeType.certificate, body, 2)
         else:
             # RFC 8879 §4: sent instead of the Certificate message, hashed as sent.
-            self.certificate_compression_sent = algorithm
+            self._work.certificate_compression_sent = algorithm
             self._count("certificates_compressed", 1)
             self._send_encoded(HandshakeType.compressed_certificate, compressed, 2)
         signature = certs.sign_certificate_verify(
-            key, scheme, self.transcript.digest(), is_server=not self.is_client
+            key, scheme, self._work.transcript.digest(), is_server=not self.is_client
         )
         self._send(msgs.CertificateVerify(scheme, signature), 2)
 

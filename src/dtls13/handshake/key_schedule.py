@@ -226,6 +226,19 @@ class KeySchedule:
         )
 
 
+def next_application_traffic_secret(hash_name: str, secret: bytes) -> bytes:
+    """§7.2: application_traffic_secret_N+1 ("traffic upd"): the suite's hash is all it
+    takes, so a connection keeps no key schedule for KeyUpdate."""
+    return hkdf_expand_label(hash_name, secret, b"traffic upd", b"", digest_size(hash_name))
+
+
+def resumption_psk(hash_name: str, resumption_master_secret: bytes, ticket_nonce: bytes) -> bytes:
+    """§4.6.1: the PSK a NewSessionTicket with `ticket_nonce` stands for."""
+    return hkdf_expand_label(
+        hash_name, resumption_master_secret, b"resumption", ticket_nonce, digest_size(hash_name)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TrafficKeys:
     """Record protection keys of one traffic secret (§7.3; ``sn`` per RFC 9147 §4.2.3)."""

@@ -46,7 +46,7 @@ def psk_after_certificates(
     except (HandshakeFailure, MissingExtension, UnsupportedCertificate):
         # No certificate credential fits (RFC 8446 §4.2.3: a client that offers only a
         # PSK may send no signature_algorithms): an external PSK, if the client has one.
-        hs.credential, hs._type_answers = None, ()
+        hs._work.credential, hs._work.type_answers = None, ()
         hs.peer_type = raw_keys.CertificateType.X509
         accepted = choose_psk(hs, ch, body, suite, tickets=False)
         if accepted is None:
@@ -95,7 +95,7 @@ def choose_psk(
     # The binder covers the ClientHello up to the binders (RFC 8446 §4.2.11.2).
     cut = ext.binders_length(len(b) for b in offered.binders)
     prefix = (msgs.transcript_header(HandshakeType.client_hello, len(body)) + body)[:-cut]
-    partial_hash = hs.transcript.digest_with(prefix)
+    partial_hash = hs._work.transcript.digest_with(prefix)
     if not ks.check_verify_data(binder_key, partial_hash, offered.binders[index]):
         raise DecryptError("PSK binder does not verify")
     return chosen
@@ -123,7 +123,7 @@ def _ticket(hs: ServerHandshake, offered: ext.OfferedPsks, hash_name: str) -> Ac
             continue
         if SUITES[state.suite].hash_name != hash_name:
             continue
-        hs.renew_tickets = renew
+        hs._work.renew_tickets = renew
         return index, KeySchedule(hash_name, psk=state.psk), state, identity, None
     return None
 

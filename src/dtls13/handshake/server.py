@@ -34,11 +34,15 @@ from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
+    SPENT_TRANSCRIPT,
     FlightKind,
     HandshakeContext,
+    HandshakeWork,
+    ReadOnlyWork,
     decode,
     record_size_limit,
     signing_schemes,
+    spent_work,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .ech_server import FINISHED, ServerEch
@@ -73,6 +77,51 @@ _CLIENT_HELLO2_MAY_CHANGE = frozenset(
 )
 
 
+class ServerWork(HandshakeWork):
+    """The server's working state of a handshake in progress (see `HandshakeWork`)."""
+
+    __slots__ = (
+        "client_hello",
+        "ech",
+        "hello_bodies",
+        "hrr_group",
+        "peer_address",
+        "renew_tickets",
+        "type_answers",
+    )
+
+    def __init__(
+        self,
+        random: bytes,
+        scratch: compression.Acquire | None,
+        local_cid: bytes | None,
+        ech: ServerEch,
+    ) -> None:
+        super().__init__(random, scratch, local_cid)
+        self.hrr_group: int | None = None
+        self.client_hello: msgs.ClientHello | None = None  # ClientHello1, after our HRR
+        self.peer_address: Any = None
+        self.type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
+        # ClientHellos processed, by message_seq (a read-only empty one once spent).
+        self.hello_bodies: dict[int, bytes] | Mapping[int, bytes] = {}
+        self.ech = ech  # Encrypted Client Hello (RFC 9849)
+        # False: a resumption whose ticket the application's keys accepted without renewal.
+        self.renew_tickets = True
+
+
+class _SpentServerWork(ReadOnlyWork, ServerWork):
+    __slots__ = ()
+
+
+_NO_HELLO_BODIES: Mapping[int, bytes] = MappingProxyType({})
+# Every finished server handshake's working state: the shared ECH state FINISHED (its
+# status is what ech_status says from then on), no ClientHellos, no transcript.
+_SPENT_SERVER_WORK = ServerWork(b"", None, None, FINISHED)
+_SPENT_SERVER_WORK.hello_bodies = _NO_HELLO_BODIES
+_SPENT_SERVER_WORK.transcript = SPENT_TRANSCRIPT
+_SPENT_SERVER_WORK = spent_work(_SPENT_SERVER_WORK, _SpentServerWork)
+
+
 class ServerHandshake(HandshakeContext):
     """The server's handshake, from a ClientHello (or, `after_stateless_retry`, from a
     second ClientHello answering a stateless HelloRetryRequest, RFC 9147 §5.1)."""
@@ -82,40 +131,30 @@ class ServerHandshake(HandshakeContext):
     CLOSED = S.CLOSED
     HELLO_STATES = HELLO_STATES
     _after_certificate_verify = S.WAIT_CLIENT_FINISHED
+    SPENT_WORK = _SPENT_SERVER_WORK
 
-    __slots__ = (
-        "_cert_request",
-        "_client_hello",
-        "_ech",
-        "_hrr_cookie",
-        "_hrr_group",
-        "_peer_address",
-        "_type_answers",
-        "hello_bodies",
-        "renew_tickets",
-        "server_name",
-    )
+    __slots__ = ("server_name",)
 
     config: ServerConfig
+    _work: ServerWork
 
     def __init__(
         self, config: ServerConfig, *, after_stateless_retry: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(config, **kwargs)
-        self._hrr_cookie: bytes | None = None
-        self._hrr_group: int | None = None
-        self._client_hello: msgs.ClientHello | None = None
-        self._cert_request: msgs.CertificateRequest | None = None
-        self._peer_address: Any = None
-        self._type_answers: tuple[ext.Extension, ...] = ()  # RFC 7250, for EE
         self.server_name: str | None = None  # the ClientHello's SNI, lower case
-        # ClientHellos processed, by message_seq (a read-only empty one once dropped).
-        self.hello_bodies: dict[int, bytes] | Mapping[int, bytes] = {}
-        self._ech = ServerEch(config.ech_keys)  # Encrypted Client Hello (RFC 9849)
-        # False: a resumption whose ticket the application's keys accepted without renewal.
-        self.renew_tickets = True
         first = S.WAIT_CLIENT_HELLO_AFTER_RETRY if after_stateless_retry else S.WAIT_CLIENT_HELLO
         self._set_state(first)
+
+    def _new_work(
+        self, random: bytes, scratch: compression.Acquire | None, local_cid: bytes | None
+    ) -> ServerWork:
+        return ServerWork(random, scratch, local_cid, ServerEch(self.config.ech_keys))
+
+    @property
+    def hello_bodies(self) -> Mapping[int, bytes]:
+        """The ClientHellos processed, by message_seq (none once the handshake is over)."""
+        return self._work.hello_bodies
 
     @property
     def retried(self) -> bool:
@@ -126,19 +165,19 @@ class ServerHandshake(HandshakeContext):
         self, ch: msgs.ClientHello, body: bytes, now: float, seq: int, addr: Any
     ) -> None:
         cfg = self.config
-        bodies = self.hello_bodies
+        bodies = self._work.hello_bodies
         if not isinstance(bodies, dict):
-            bodies = self.hello_bodies = {}
+            bodies = self._work.hello_bodies = {}
         bodies[seq] = body
-        self._peer_address = addr
+        self._work.peer_address = addr
         retried = self.retried  # the state changes only once the ClientHello is answered
-        if retried and self._client_hello is None:
+        if retried and self._work.client_hello is None:
             # After a stateless HRR: the ECH state ClientHelloOuter2's cookie kept (the
             # inner one's cookie is checked by _resume_from_cookie).
-            self._ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
+            self._work.ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
-        ch, body = self._ech.open(ch, body, retried, self._count)
+        ch, body = self._work.ech.open(ch, body, retried, self._count)
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client
@@ -154,13 +193,13 @@ class ServerHandshake(HandshakeContext):
         suite = negotiation.choose_suite(cfg, ch.cipher_suites)
         if suite is None:
             raise HandshakeFailure("no cipher suite in common")
-        if retried and self._client_hello is None:
+        if retried and self._work.client_hello is None:
             # ClientHello2 after a stateless HRR; all we know is the cookie.
             suite = self._resume_from_cookie(ch, now)
         elif retried:
             self._check_second_client_hello(ch, suite)
         else:
-            self.transcript.select(SUITES[suite].hash_name)
+            self._work.transcript.select(SUITES[suite].hash_name)
         sni = ch.extension(ExtensionType.server_name)
         host = decode(sni, ext.pull_server_name) if sni is not None else None
         # Interned: the connections to one name share one string (a string per connection
@@ -192,14 +231,16 @@ class ServerHandshake(HandshakeContext):
                 if retry_group is None or retried:
                     raise HandshakeFailure("no key-exchange group in common")
             if not retried and (retry_group is not None or cfg.require_cookie):
-                self._hrr_group = retry_group
+                self._work.hrr_group = retry_group
                 self._send_hello_retry(ch, body, suite, retry_group, now)
                 return
             assert group is not None
-            if self._hrr_group is not None and (group != self._hrr_group or len(shares) != 1):
+            if self._work.hrr_group is not None and (
+                group != self._work.hrr_group or len(shares) != 1
+            ):
                 # RFC 8446 §4.1.2: the new key_share holds exactly the group the HRR selected.
                 raise IllegalParameter("second ClientHello ignores the group the HRR selected")
-        self._type_answers = ()
+        self._work.type_answers = ()
         certified = False
         if mode is None:
             accepted = None
@@ -208,7 +249,7 @@ class ServerHandshake(HandshakeContext):
         else:
             accepted, certified = psk_after_certificates(self, ch, body, suite)
         self.alpn = self._choose_alpn(ch)  # before 0-RTT, which needs the same ALPN
-        self.early_accepted = self._accept_early_data(ch, accepted, suite)
+        self._work.early_accepted = self._accept_early_data(ch, accepted, suite)
         if accepted is None or mode == "psk_dhe_ke":
             if group is None:
                 raise MissingExtension("no key_share for a handshake without a PSK")
@@ -216,11 +257,11 @@ class ServerHandshake(HandshakeContext):
             group = None  # psk_ke: no (EC)DHE
         if accepted is None and not certified:
             self.choose_certificate(ch)
-        if retried and self._client_hello is not None:
-            self._check_same_client_hello(self._client_hello, ch)
+        if retried and self._work.client_hello is not None:
+            self._check_same_client_hello(self._work.client_hello, ch)
         offer = ch.extension(ExtensionType.compress_certificate)
         if offer is not None:
-            self._peer_compression = compression.decode_offer_untrusted(offer)
+            self._work.peer_compression = compression.decode_offer_untrusted(offer)
         self.srtp = srtp.server_choose(
             cfg.srtp, cfg.srtp_accept_mki, ch.extension(ExtensionType.use_srtp)
         )
@@ -231,18 +272,18 @@ class ServerHandshake(HandshakeContext):
         else:
             self.group = _GROUP_OF[group] if group in _GROUP_OF else NamedGroup(group)
         self.resumed = accepted is not None
-        self.psk_identity = accepted[4] if accepted is not None else None
+        self._work.psk_identity = accepted[4] if accepted is not None else None
         if accepted is not None and accepted[2] is not None:
             # The client certificate authenticated when the ticket was issued (RFC 8446 §2.2).
             self.peer_chain = accepted[2].client_chain
             self.peer_public_key = accepted[2].client_public_key or None
             self.peer_verification = verification.on_resumption(self, None)
-        self.client_random = ch.random
-        self.transcript.add(HandshakeType.client_hello, body)
-        if self.early_accepted and accepted is not None:
-            early = accepted[1].client_early_traffic_secret(self.transcript.digest())
+        self._work.client_random = ch.random
+        self._work.transcript.add(HandshakeType.client_hello, body)
+        if self._work.early_accepted and accepted is not None:
+            early = accepted[1].client_early_traffic_secret(self._work.transcript.digest())
             self._install(1, write=False, secret=early)
-            if self._keylog is not None:
+            if self._work.keylog is not None:
                 self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
             self._keep_early_exporter(accepted[1])
         server_share, shared = (
@@ -279,22 +320,24 @@ class ServerHandshake(HandshakeContext):
                 )
             )
         cid_data = ch.extension(ExtensionType.connection_id)
-        if cid_data is not None and self.local_cid is not None:
+        if cid_data is not None and self._work.local_cid is not None:
             out.peer_cid = decode(cid_data, ext.pull_connection_id)
             sh_ext.append(
                 ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self.local_cid
+                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
                 )
             )
             # 0-RTT records were sent before the client could know our CID.
-            out.cid_optional = self.early_accepted
+            out.cid_optional = self._work.early_accepted
         limit = ch.extension(ExtensionType.record_size_limit)
         if limit is not None:
             out.peer_record_limit = record_size_limit(limit)
         assert self.suite is not None
-        sh = msgs.ServerHello(random=self.random, cipher_suite=self.suite, extensions=tuple(sh_ext))
-        sh = self._ech.server_hello(sh, self.transcript, ch.random)
-        self.random = sh.random
+        sh = msgs.ServerHello(
+            random=self._work.random, cipher_suite=self.suite, extensions=tuple(sh_ext)
+        )
+        sh = self._work.ech.server_hello(sh, self._work.transcript, ch.random)
+        self._work.random = sh.random
         self._send(sh, 0)
         self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
         ee_ext = []
@@ -322,10 +365,10 @@ class ServerHandshake(HandshakeContext):
             out.enforce_record_limit = True
         if self.srtp is not None:
             ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
-        if self.early_accepted:
+        if self._work.early_accepted:
             ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
-        ee_ext += self._type_answers
-        ee_ext += self._ech.encrypted_extensions()
+        ee_ext += self._work.type_answers
+        ee_ext += self._work.ech.encrypted_extensions()
         anchors = trust_anchors.requested_untrusted(ch)
         if accepted is None:
             available = trust_anchors.available_extension(cfg, anchors)
@@ -349,10 +392,10 @@ class ServerHandshake(HandshakeContext):
                     )
                 )
             request = msgs.CertificateRequest(b"", tuple(request_ext))
-            self._cert_request = request
+            self._work.cert_request = request
             self._send(request, 2)
         if accepted is None:
-            chosen = self.credential
+            chosen = self._work.credential
             assert self.scheme is not None and chosen is not None
             matched = trust_anchors.matched(chosen, anchors)
             body = (
@@ -363,9 +406,11 @@ class ServerHandshake(HandshakeContext):
             self._send_certificate_and_verify(
                 self.scheme, body or chosen.body, chosen.key, chosen.chain or None
             )
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None
-        self._send(msgs.Finished(ks.verify_data(self._s_hs, self.transcript.digest())), 2)
+        self._send(
+            msgs.Finished(ks.verify_data(self._work.s_hs, self._work.transcript.digest())), 2
+        )
         self._derive_application_secrets()
         self._install(3, write=True, secret=self.write_secret)
         self._set_state(
@@ -397,7 +442,7 @@ class ServerHandshake(HandshakeContext):
         ):
             self._count("early_data_replays", 1)
             return False
-        self.early_budget = state.max_early_data
+        self._work.early_budget = state.max_early_data
         return True
 
     def _psk_mode(self, ch: msgs.ClientHello) -> str | None:
@@ -420,23 +465,25 @@ class ServerHandshake(HandshakeContext):
     ) -> None:
         """HelloRetryRequest for a group, a cookie or both (RFC 8446 §4.1.4, RFC 9147 §5.1)."""
         cfg = self.config
-        self.transcript.add(HandshakeType.client_hello, body)
-        ch1_hash = self.transcript.digest()
-        self.transcript.restart_with_message_hash()
+        self._work.transcript.add(HandshakeType.client_hello, body)
+        ch1_hash = self._work.transcript.digest()
+        self._work.transcript.restart_with_message_hash()
         self._set_state(S.WAIT_CLIENT_HELLO_AFTER_RETRY)
         self._count("hello_retry_requests_sent", 1)
-        self._client_hello = ch
+        self._work.client_hello = ch
         self.suite = _SUITE_OF[suite] if suite in _SUITE_OF else CipherSuite(suite)
         if cfg.require_cookie:
             # The cookie carries what a stateless server needs to rebuild this HRR and the
             # transcript: ClientHello1's hash, the suite and the group (RFC 9147 §5.1).
-            extra = pack_cookie_extra(suite, group, self._ech.retry_state())
-            self._hrr_cookie = cfg.cookie_jar.make(now, self._peer_address, ch1_hash, extra)
+            extra = pack_cookie_extra(suite, group, self._work.ech.retry_state())
+            self._work.hrr_cookie = cfg.cookie_jar.make(
+                now, self._work.peer_address, ch1_hash, extra
+            )
         # The HRR implicitly acknowledges ClientHello1 and is never retransmitted on a
         # timer: a repeated ClientHello1 gets it again (RFC 9147 §5.8.1 case 3, §7.1).
         self._out.flight = FlightKind.RETRY
-        hrr = negotiation.hello_retry_request(suite, group, self._hrr_cookie)
-        self._send(self._ech.hello_retry_request(hrr, self.transcript, ch.random), 0)
+        hrr = negotiation.hello_retry_request(suite, group, self._work.hrr_cookie)
+        self._send(self._work.ech.hello_retry_request(hrr, self._work.transcript, ch.random), 0)
 
     def _resume_from_cookie(self, ch: msgs.ClientHello, now: float) -> CipherSuite:
         """Rebuild the HRR state a stateless server left in its cookie; returns the suite.
@@ -449,7 +496,7 @@ class ServerHandshake(HandshakeContext):
         if data is None:
             raise MissingExtension("ClientHello with message_seq 1 but no cookie")
         cookie = decode(data, ext.pull_cookie)
-        contents = cfg.cookie_jar.check(cookie, now, self._peer_address)
+        contents = cfg.cookie_jar.check(cookie, now, self._work.peer_address)
         unpacked = unpack_cookie_extra(contents.extra) if contents is not None else None
         if contents is None or unpacked is None:
             raise IllegalParameter("invalid or expired cookie")
@@ -459,29 +506,29 @@ class ServerHandshake(HandshakeContext):
             raise IllegalParameter("cookie names a suite no longer offered")
         suite = _SUITE_OF[suite_code] if suite_code in _SUITE_OF else CipherSuite(suite_code)
         params = SUITES[suite]
-        self.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
-        if self._ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
+        self._work.transcript = Transcript.from_message_hash(params.hash_name, contents.ch1_hash)
+        if self._work.ech.inner:  # the HRR carried the ECH confirmation (RFC 9849 §7.2.1)
             hrr = negotiation.hello_retry_request(suite, group, cookie)
-            hrr = self._ech.hello_retry_request(hrr, self.transcript, ch.random)
+            hrr = self._work.ech.hello_retry_request(hrr, self._work.transcript, ch.random)
             hrr_body = msgs.push_message(hrr)[1]
         else:
             hrr_body = negotiation.hello_retry_request_body(suite, group, cookie)
-        self.transcript.add(HT.server_hello, hrr_body)
-        self._hrr_cookie = cookie
-        self._hrr_group = group
+        self._work.transcript.add(HT.server_hello, hrr_body)
+        self._work.hrr_cookie = cookie
+        self._work.hrr_group = group
         self.suite = suite
         return suite
 
     def ech_status(self) -> EchStatus:
-        return self._ech.status  # until drop_handshake_state (HandshakeCompleted keeps it)
+        return self._work.ech.status  # then FINISHED's (HandshakeCompleted keeps this one)
 
     def _check_second_client_hello(self, ch: msgs.ClientHello, suite: int) -> None:
-        first = self._client_hello
+        first = self._work.client_hello
         if suite != self.suite or (first is not None and ch.random != first.random):
             raise IllegalParameter("second ClientHello differs from the first beyond the HRR")
         if first is not None:
             check_kept_psks(self, first, ch, suite)
-        if self._hrr_cookie is not None:
+        if self._work.hrr_cookie is not None:
             data = ch.extension(ExtensionType.cookie)
             if data is None:
                 raise MissingExtension("second ClientHello without the cookie")
@@ -490,7 +537,7 @@ class ServerHandshake(HandshakeContext):
             # its age is bounded by the handshake timeout. Checking expiry here refused
             # the very cookie we had just re-sent with the HRR for a late ClientHello1
             # (RFC 9147 §5.8.1); expiry guards stateless servers (_resume_from_cookie).
-            if not hmac.compare_digest(cookie, self._hrr_cookie):
+            if not hmac.compare_digest(cookie, self._work.hrr_cookie):
                 raise IllegalParameter("cookie does not match the one we sent")
             self._out.address_validated = True
         self._out.answered = True  # the HelloRetryRequest is done with
@@ -501,7 +548,7 @@ class ServerHandshake(HandshakeContext):
         pre_shared_key updated and padding (a stateless server, without ClientHello1,
         cannot check this)."""
         may_change = set(_CLIENT_HELLO2_MAY_CHANGE)
-        if self._hrr_group is None:
+        if self._work.hrr_group is None:
             may_change.discard(ExtensionType.key_share)  # the HRR asked for no new share
 
         def fixed(ch: msgs.ClientHello) -> tuple[Any, ...]:
@@ -532,7 +579,7 @@ class ServerHandshake(HandshakeContext):
         if not msg.certificate_list:
             if self.config.client_auth == "required":
                 raise CertificateRequired("client sent no certificate")
-            self.transcript.add(msg_type, body)
+            self._work.transcript.add(msg_type, body)
             self._set_state(S.WAIT_CLIENT_FINISHED)
             return
         self._on_certificate(msg, body, msg_type)
@@ -540,20 +587,22 @@ class ServerHandshake(HandshakeContext):
 
     def _on_client_compressed_certificate(self, _: Any, body: bytes, *__: Any) -> None:
         # Offered in our CertificateRequest when we have algorithms (RFC 8879 §3).
-        msg = self._decompress_certificate(body, offered=self._cert_request is not None)
+        msg = self._decompress_certificate(body, offered=self._work.cert_request is not None)
         self._on_client_certificate(msg, body, msg_type=HT.compressed_certificate)
 
     def _on_finished(self, fin: msgs.Finished, body: bytes, *_: Any) -> None:
-        ks = self.schedule
+        ks = self._work.schedule
         assert ks is not None and self.suite is not None
-        if not ks.check_verify_data(self._c_hs, self.transcript.digest(), fin.verify_data):
+        if not ks.check_verify_data(
+            self._work.c_hs, self._work.transcript.digest(), fin.verify_data
+        ):
             raise DecryptError("client Finished does not verify")
-        self.transcript.add(HandshakeType.finished, body)
-        self.peer_finished = True
+        self._work.transcript.add(HandshakeType.finished, body)
+        self._work.peer_finished = True
         out = self._out
         self._install(3, write=False, secret=self.read_secret)
         # RFC 9147 §5.6: no EndOfEarlyData; epoch 1 ends with the client's Finished.
-        out.end_early_data = self.early_accepted
+        out.end_early_data = self._work.early_accepted
         # Our flight is implicitly acknowledged; the client's final flight needs an ACK.
         out.answered = True
         self._complete()
@@ -566,10 +615,10 @@ class ServerHandshake(HandshakeContext):
         if sig is None:
             raise MissingExtension("ClientHello without signature_algorithms")
         offered = decode(sig, ext.pull_signature_algorithms)
-        self.peer_type, self._type_answers = raw_keys.client_type_choice(
+        self.peer_type, self._work.type_answers = raw_keys.client_type_choice(
             cfg, ch.extension(ExtensionType.client_certificate_type)
         )
-        self.credential, scheme, answer = selection.choose_server_credential(
+        self._work.credential, scheme, answer = selection.choose_server_credential(
             cfg,
             self.server_name,
             offered,
@@ -579,23 +628,11 @@ class ServerHandshake(HandshakeContext):
             trust_anchors.requested_untrusted(ch),
             ch.extension(ExtensionType.delegated_credential),
         )
-        self.own_type = self.credential.certificate_type
+        self._work.own_type = self._work.credential.certificate_type
         self.scheme = _SCHEME_OF[scheme] if scheme in _SCHEME_OF else SignatureScheme(scheme)
         if answer is not None:
-            self._type_answers = (answer, *self._type_answers)
+            self._work.type_answers = (answer, *self._work.type_answers)
 
-    def drop_handshake_state(self) -> None:
-        super().drop_handshake_state()
-        self.hello_bodies = _NO_HELLO_BODIES  # an emptied dict would still be 64 B or more
-        self._client_hello = None
-        self._cert_request = None
-        self.credential = None
-        self._hrr_cookie = None
-        self._type_answers = ()
-        self._ech = FINISHED  # its status is in ech_status; its HPKE keys go
-
-
-_NO_HELLO_BODIES: Mapping[int, bytes] = MappingProxyType({})
 
 _HELLO = (S.WAIT_CLIENT_HELLO_AFTER_RETRY, S.WAIT_CLIENT_CERTIFICATE, S.WAIT_CLIENT_FINISHED)
 _AFTER_CERT = (S.WAIT_CLIENT_CERTIFICATE_VERIFY, S.WAIT_CLIENT_FINISHED)

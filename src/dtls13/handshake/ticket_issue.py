@@ -19,15 +19,15 @@ if TYPE_CHECKING:
 def send_session_tickets(hs: ServerHandshake) -> None:
     """Stateless NewSessionTickets (RFC 8446 §4.6.1), one post-handshake flight."""
     cfg = hs.config
-    ks = hs.schedule
+    ks = hs._work.schedule
     if not cfg.session_tickets or ks is None or hs.suite is None:
         return
-    if hs.resumed and not hs.renew_tickets:
+    if hs.resumed and not hs._work.renew_tickets:
         return  # TicketDecision.ACCEPT: the client keeps the ticket it resumed with
     if chain_size(hs.peer_chain) > MAX_TICKET_CHAIN:
         hs._count("tickets_withheld", cfg.session_tickets)
         return
-    secret = ks.resumption_master_secret(hs.transcript.digest())
+    secret = ks.resumption_master_secret(hs._work.transcript.digest())
     wall = hs._wall_clock().timestamp()
     try:
         for i in range(cfg.session_tickets):
