@@ -62,6 +62,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection": "connection",
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
+    "dtls13.connection_receive": "connection",
     "dtls13.endpoint": "endpoint",
     "dtls13.admission": "endpoint",
     "dtls13.trio": "trio",
