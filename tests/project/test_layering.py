@@ -60,6 +60,7 @@ LAYERS: dict[str, str] = {
     "dtls13.handshake.diagram": "roles",  # drawn from the roles' transition tables
     "dtls13.handshake.client_hello": "roles",  # the client's ClientHello, split from client.py
     "dtls13.connection": "connection",
+    "dtls13.connection_alerts": "connection",
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
     "dtls13.connection_receive": "connection",
