@@ -23,18 +23,13 @@ from . import connection_alerts as _alerts
 from . import connection_flights as _flights
 from . import connection_handshake as _handshake
 from . import connection_receive as _receive
+from . import connection_timers as _timers
 from ._fast import Lease
-from .alerts import (
-    LocalProtocolError,
-)
+from .alerts import LocalProtocolError
 from .config import ClientConfig, ServerConfig
 from .connection_flights import MAX_LOCAL_CIDS as MAX_LOCAL_CIDS
-from .connection_flights import MAX_UNACKED_RETRANSMISSIONS
 from .crypto.suites import CipherSuite
-from .events import (
-    ConnectionTerminated,
-    Event,
-)
+from .events import ConnectionTerminated, Event
 from .handshake import messages as msgs
 from .handshake import srtp
 from .handshake.client import ClientHandshake
@@ -401,135 +396,6 @@ class Connection:
             return []
         amplification[2] = sent + size
         return out
-
-    def get_timer(self) -> float | None:
-        """When ``handle_timer`` should be called next, or None."""
-        hs = self._hs
-        if hs.closed:
-            return None
-        t = self._retransmit_at
-        ack = self._ack_at
-        if ack is not None and (t is None or ack < t):
-            t = ack
-        if not hs.connected:
-            deadline = self._handshake_deadline
-            if deadline is not None and (t is None or deadline < t):
-                t = deadline
-            unanswered = self._unanswered_at
-            if unanswered is not None and (t is None or unanswered < t):
-                t = unanswered
-        idle = self._idle_check_at
-        if idle is not None and (t is None or idle < t):
-            t = idle
-        return t
-
-    def handle_timer(self, now: float) -> None:
-        """Retransmit, send a delayed ACK, give up the handshake or let an idle
-        connection's ciphers go, as the timer says."""
-        if self._hs.closed:
-            self._activity()
-            return
-        self._now = now
-        self._activity()
-        if self._idle_check_at is not None and now >= self._idle_check_at:
-            self._idle_check(now)
-        if (
-            not self._hs.connected
-            and self._handshake_deadline is not None
-            and now >= self._handshake_deadline
-        ):
-            self._terminate(
-                None,
-                f"handshake timed out after {self.config.handshake_timeout:g} s",
-                by_peer=False,
-                now=now,
-                timed_out=True,
-            )
-            return
-        if (
-            not self._hs.connected
-            and self._unanswered_at is not None
-            and now >= self._unanswered_at
-        ):
-            self.count("handshake_unanswered")
-            self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
-            return
-        if self._ack_at is not None and now >= self._ack_at:
-            self._guard(now, lambda: self._send_ack(now))
-        if self._retransmit_at is not None and now >= self._retransmit_at:
-            limit = self.config.max_retransmissions
-            if limit is not None and self._timeouts >= limit:
-                # As BoringSSL and OpenSSL give up after 12: the peer is gone, or the
-                # path no longer carries our flight.
-                self._terminate(
-                    None,
-                    f"no answer to our flight after {limit} retransmissions",
-                    by_peer=False,
-                    now=now,
-                    timed_out=True,
-                )
-                return
-            if (
-                limit is None
-                and self._hs.connected
-                and self._timeouts >= MAX_UNACKED_RETRANSMISSIONS
-            ):
-                # Stop: the flight stays, so a repeat of the peer's flight (§5.8.1 case 3)
-                # or a new post-handshake message sends it again, with a fresh count.
-                self._retransmit_at = None
-                self._timeouts = 0
-                self.count("unacked_flights_abandoned")
-                deferred, self._key_update_deferred = self._key_update_deferred, None
-                if deferred is not None:
-                    # A KeyUpdate waiting for this flight's ACK joins it instead.
-                    request: KeyUpdateRequest = deferred
-                    self._guard(now, lambda: self._send_key_update(request))
-                return
-            self._timeouts += 1
-            self._rto = min(self._rto * 2, self.config.retransmit_max)
-            # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU; after the
-            # handshake only for a flight a smaller MTU would cut (a ticket or KeyUpdate of
-            # a few hundred bytes losing its ACKs says nothing about the path's MTU).
-            if self._timeouts >= 2 and self.mtu > 576:
-                smaller = max(576, self.mtu * 3 // 4)
-                flight = self._flight
-                if not self._hs.connected or (
-                    flight is not None
-                    and flight.unacked_bytes()
-                    + self._records.record_overhead(self._records.write_epoch)
-                    > smaller
-                ):
-                    self.mtu = smaller
-            self._guard(now, lambda: self._retransmit(now))
-
-    def _arm_unanswered(self, now: float) -> None:
-        if self._unanswered_timeout is not None:
-            self._unanswered_at = now + self._unanswered_timeout
-
-    def _activity(self) -> None:
-        if self._idle_check_at is None and self._hs.connected:
-            self._arm_idle_check(self._now)
-        if self.on_activity is not None:
-            self.on_activity(self)
-
-    def _arm_idle_check(self, now: float) -> None:
-        after = self.config.idle_release_after
-        if after is not None:
-            self._idle_check_at = now + after
-            self._idle_mark = self._records.activity_mark
-
-    def _idle_check(self, now: float) -> None:
-        """Let the ciphers' OpenSSL objects go if no record went either way since the last
-        look, `idle_release_after` seconds ago (so idle between 1x and 2x that long); else
-        look again then. One look per period: an idle connection costs no work per tick,
-        and once released none at all until its next record."""
-        mark = self._records.activity_mark
-        if mark != self._idle_mark:
-            self._arm_idle_check(now)
-            return
-        self._idle_check_at = None
-        if self._records.release_ciphers():
-            self.stats["idle_releases"] += 1
 
     @property
     def has_events(self) -> bool:
@@ -921,6 +787,15 @@ class Connection:
     _terminate = _alerts.terminate
     _send_alert = _alerts.send_alert
     _handle_alert = _alerts.handle_alert
+
+    # -- the timer (connection_timers.py) --------------------------------------------------
+
+    get_timer = _timers.get_timer
+    handle_timer = _timers.handle_timer
+    _activity = _timers.activity
+    _arm_unanswered = _timers.arm_unanswered
+    _arm_idle_check = _timers.arm_idle_check
+    _idle_check = _timers.idle_check
 
     # -- handshake input and output (connection_handshake.py) ----------------------------
 

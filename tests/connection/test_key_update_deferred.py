@@ -78,7 +78,7 @@ def test_a_second_key_update_request_while_one_waits_is_merged() -> None:
 def test_a_waiting_key_update_joins_the_flight_once_its_retransmission_is_given_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("dtls13.connection.MAX_UNACKED_RETRANSMISSIONS", 1)
+    monkeypatch.setattr("dtls13.connection_timers.MAX_UNACKED_RETRANSMISSIONS", 1)
     pair, block = _client_done_server_ack_lost()
     client = pair.client
     client.key_update(request_peer=False)

@@ -89,7 +89,7 @@ def test_a_repeating_ack_is_cut_to_the_newest_records_that_fit_the_mtu(
     # 32 record numbers make a 514-byte ACK: at an MTU of 256 it keeps the newest that fit
     # (BoringSSL cuts its ACKs to the MTU too) rather than not being sent at all. The server
     # retransmits its ticket 40 times here, past the bound on unacknowledged flights.
-    monkeypatch.setattr("dtls13.connection.MAX_UNACKED_RETRANSMISSIONS", 100)
+    monkeypatch.setattr("dtls13.connection_timers.MAX_UNACKED_RETRANSMISSIONS", 100)
     client, server, now = connected({"session_tickets": 1, "mtu": 256})
     client.set_ciphertext_mtu(256)
     try:
