@@ -33,7 +33,7 @@ from .events import ConnectionTerminated, Event
 from .handshake import messages as msgs
 from .handshake import srtp
 from .handshake.client import ClientHandshake
-from .handshake.constants import HandshakeType, KeyUpdateRequest
+from .handshake.constants import KeyUpdateRequest
 from .handshake.context import HandshakeContext
 from .handshake.flights import Flight
 from .handshake.fragments import COUNTER_NAMES as REASSEMBLY_COUNTER_NAMES
@@ -501,79 +501,6 @@ class Connection:
             raise ValueError(f"MTU must be between {MIN_MTU} and 65535")
         self.mtu = mtu
 
-    def key_update(self, request_peer: bool = True) -> None:
-        """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8.
-
-        Raises LocalProtocolError once no update is possible: the write epoch reached
-        2^16-1, or every 16-bit handshake message number is used (open a new connection)."""
-        self._activity()
-        if not self._hs.connected:
-            raise LocalProtocolError("key_update() needs an established connection")
-        if self._key_update_pending or self._key_update_deferred is not None:
-            return
-        refusal = self._key_update_refusal()
-        if refusal is not None:
-            raise LocalProtocolError(f"no key update possible: {refusal}")
-        request = (
-            KeyUpdateRequest.update_requested
-            if request_peer
-            else KeyUpdateRequest.update_not_requested
-        )
-        flight = self._flight
-        if (
-            flight is not None
-            and not flight.acknowledged
-            and self._retransmit_at is not None
-            and any(m.msg_type == HandshakeType.finished for m in flight.messages)
-        ):
-            # The client's final flight is still unacknowledged: the KeyUpdate goes once it
-            # is ACKed, as its own flight (RFC 9147 §5.8: one flight at a time). Joining it
-            # re-sent our epoch-2 Finished at once, after the handshake, next to an epoch-3
-            # KeyUpdate, and the peer took the stale epoch for an error.
-            self._key_update_deferred = request
-            return
-        self._send_key_update(request)
-
-    def _send_key_update(self, request: KeyUpdateRequest) -> None:
-        self._key_update_pending = True
-        if (
-            request == KeyUpdateRequest.update_requested
-            and self._ack_key_update
-            and self._ack_at is not None
-            and self._ack_list
-        ):
-            # The peer's KeyUpdate is ACKed first: until then it may send no KeyUpdate
-            # (RFC 9147 §8), so it would drop our request (wolfSSL does).
-            self._send_ack(self._now)
-        # A flight still unacknowledged (its retransmission given up) must be delivered:
-        # the KeyUpdate joins it. A new flight dropped it, and the peer, missing that
-        # message_seq, never processed the KeyUpdate behind it (RFC 9147 §7.1, §8).
-        if self._flight is None or self._flight.acknowledged:
-            self._start_flight()
-        self._add_message(msgs.KeyUpdate(request))
-        self._emit_flight(None)
-        self.stats["key_updates_sent"] += 1
-
-    def request_connection_ids(self, count: int = 1) -> None:
-        """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
-        self._activity()
-        if not self._hs.connected or self.peer_cid is None:
-            raise LocalProtocolError("no connection IDs negotiated with a non-empty peer CID")
-        if self._cid_request_outstanding:
-            raise LocalProtocolError("a RequestConnectionId is still unanswered")
-        if not 1 <= count <= 255:
-            raise ValueError("count must be between 1 and 255")
-        self._cid_request_outstanding = True
-        self._send_post_handshake(msgs.RequestConnectionId(count), self._now)
-
-    def use_spare_connection_id(self) -> bool:
-        """Put the next spare CID from the peer on our records (e.g. on a new path)."""
-        if not self._spare_peer_cids:
-            return False
-        self._records.write_cid, *rest = self._spare_peer_cids
-        self._spare_peer_cids = tuple(rest)
-        return True
-
     @property
     def spare_peer_cids(self) -> tuple[bytes, ...]:
         return self._spare_peer_cids
@@ -744,19 +671,6 @@ class Connection:
         pad = self.config.record_padding
         return max(0, (limit // pad * pad if pad > 1 else limit) - 1)
 
-    def _new_cid(self, length: int) -> bytes:
-        if self._cid_issuer is not None:
-            return self._cid_issuer(self, length)
-        return self.config.random_bytes(length)
-
-    def _use_cids(self, peer_cid: bytes) -> None:
-        """connection_id negotiated (RFC 9146 §3): from the encrypted epochs on, records
-        carry the peer's CID to it and ours to us (RFC 9147 §9.1)."""
-        self.cid_negotiated = True
-        self._records.write_cid = peer_cid or None
-        self._records.read_cid_length = len(self.local_cids[0]) if self.local_cids else 0
-        self._records.tentative_cid_length = 0
-
     @property
     def peer_cid(self) -> bytes | None:
         """The CID we put on records to the peer (None: none)."""
@@ -824,6 +738,13 @@ class Connection:
 
     # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ---------
 
+    key_update = _flights.key_update
+    request_connection_ids = _flights.request_connection_ids
+    use_spare_connection_id = _flights.use_spare_connection_id
+    set_retransmit_timeout = _flights.set_retransmit_timeout
+    _send_key_update = _flights.send_key_update
+    _new_cid = _flights.new_cid
+    _use_cids = _flights.use_cids
     _key_update_refusal = _flights.key_update_refusal
     _send_post_handshake = _flights.send_post_handshake
     _on_request_connection_id = _flights.on_request_connection_id
@@ -839,7 +760,6 @@ class Connection:
     _handle_ack = _flights.handle_ack
     _on_flight_acknowledged = _flights.on_flight_acknowledged
     _on_post_handshake = _flights.on_post_handshake
-    set_retransmit_timeout = _flights.set_retransmit_timeout
 
 
 __all__ = ["Connection"]

@@ -1,5 +1,6 @@
 """Flights, ACKs and retransmission (RFC 9147 §5.8, §7) and the post-handshake messages a
-connection handles itself: KeyUpdate (§8) and connection IDs (§9).
+connection handles itself, sent and received: KeyUpdate (§8, ``key_update()``) and
+connection IDs (§9, ``request_connection_ids()``, ``use_spare_connection_id()``).
 
 Methods of `Connection` (connection.py binds them; it holds the state they use).
 """
@@ -9,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._fast import Buffer, DecodeError, MemoryBudgetExceeded
-from .alerts import DecodeErrorAlert, IllegalParameter, TooManyCidsRequested, UnexpectedMessage
+from .alerts import (
+    DecodeErrorAlert,
+    IllegalParameter,
+    LocalProtocolError,
+    TooManyCidsRequested,
+    UnexpectedMessage,
+)
 from .cid_layout import NoFreeConnectionId
 from .events import KeyUpdated
 from .handshake import messages as msgs
@@ -36,6 +43,59 @@ CID_IMMEDIATE, CID_SPARE = 0, 1  # ConnectionIdUsage
 # stop at 2^16-1, as BoringSSL does (a KeyUpdate past it is unexpected_message there).
 MAX_EPOCH = 0xFFFF
 MAX_MESSAGE_SEQ = 0xFFFF  # the uint16 message_seq of the DTLS handshake header (§5.2)
+
+
+def key_update(self: Connection, request_peer: bool = True) -> None:
+    """Update our sending keys (and ask the peer to update theirs), RFC 9147 §8.
+
+    Raises LocalProtocolError once no update is possible: the write epoch reached
+    2^16-1, or every 16-bit handshake message number is used (open a new connection)."""
+    self._activity()
+    if not self._hs.connected:
+        raise LocalProtocolError("key_update() needs an established connection")
+    if self._key_update_pending or self._key_update_deferred is not None:
+        return
+    refusal = self._key_update_refusal()
+    if refusal is not None:
+        raise LocalProtocolError(f"no key update possible: {refusal}")
+    request = (
+        KeyUpdateRequest.update_requested if request_peer else KeyUpdateRequest.update_not_requested
+    )
+    flight = self._flight
+    if (
+        flight is not None
+        and not flight.acknowledged
+        and self._retransmit_at is not None
+        and any(m.msg_type == HandshakeType.finished for m in flight.messages)
+    ):
+        # The client's final flight is still unacknowledged: the KeyUpdate goes once it
+        # is ACKed, as its own flight (RFC 9147 §5.8: one flight at a time). Joining it
+        # re-sent our epoch-2 Finished at once, after the handshake, next to an epoch-3
+        # KeyUpdate, and the peer took the stale epoch for an error.
+        self._key_update_deferred = request
+        return
+    self._send_key_update(request)
+
+
+def send_key_update(self: Connection, request: KeyUpdateRequest) -> None:
+    self._key_update_pending = True
+    if (
+        request == KeyUpdateRequest.update_requested
+        and self._ack_key_update
+        and self._ack_at is not None
+        and self._ack_list
+    ):
+        # The peer's KeyUpdate is ACKed first: until then it may send no KeyUpdate
+        # (RFC 9147 §8), so it would drop our request (wolfSSL does).
+        self._send_ack(self._now)
+    # A flight still unacknowledged (its retransmission given up) must be delivered:
+    # the KeyUpdate joins it. A new flight dropped it, and the peer, missing that
+    # message_seq, never processed the KeyUpdate behind it (RFC 9147 §7.1, §8).
+    if self._flight is None or self._flight.acknowledged:
+        self._start_flight()
+    self._add_message(msgs.KeyUpdate(request))
+    self._emit_flight(None)
+    self.stats["key_updates_sent"] += 1
 
 
 def key_update_refusal(self: Connection) -> str | None:
@@ -103,6 +163,43 @@ def on_new_connection_id(self: Connection, msg: msgs.NewConnectionId) -> None:
     known = set(self._spare_peer_cids)
     spares = (*self._spare_peer_cids, *(c for c in cids if c not in known))
     self._spare_peer_cids = spares[:MAX_CIDS]  # §9: extra spares MAY be discarded
+
+
+def request_connection_ids(self: Connection, count: int = 1) -> None:
+    """Ask the peer for `count` spare CIDs (RequestConnectionId, RFC 9147 §9)."""
+    self._activity()
+    if not self._hs.connected or self.peer_cid is None:
+        raise LocalProtocolError("no connection IDs negotiated with a non-empty peer CID")
+    if self._cid_request_outstanding:
+        raise LocalProtocolError("a RequestConnectionId is still unanswered")
+    if not 1 <= count <= 255:
+        raise ValueError("count must be between 1 and 255")
+    self._cid_request_outstanding = True
+    self._send_post_handshake(msgs.RequestConnectionId(count), self._now)
+
+
+def use_spare_connection_id(self: Connection) -> bool:
+    """Put the next spare CID from the peer on our records (e.g. on a new path)."""
+    if not self._spare_peer_cids:
+        return False
+    self._records.write_cid, *rest = self._spare_peer_cids
+    self._spare_peer_cids = tuple(rest)
+    return True
+
+
+def new_cid(self: Connection, length: int) -> bytes:
+    if self._cid_issuer is not None:
+        return self._cid_issuer(self, length)
+    return self.config.random_bytes(length)
+
+
+def use_cids(self: Connection, peer_cid: bytes) -> None:
+    """connection_id negotiated (RFC 9146 §3): from the encrypted epochs on, records
+    carry the peer's CID to it and ours to us (RFC 9147 §9.1)."""
+    self.cid_negotiated = True
+    self._records.write_cid = peer_cid or None
+    self._records.read_cid_length = len(self.local_cids[0]) if self.local_cids else 0
+    self._records.tentative_cid_length = 0
 
 
 def start_flight(self: Connection, *, handshake: bool = False) -> None:
