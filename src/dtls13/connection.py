@@ -23,11 +23,13 @@ from . import connection_alerts as _alerts
 from . import connection_flights as _flights
 from . import connection_handshake as _handshake
 from . import connection_receive as _receive
+from . import connection_send as _send
 from . import connection_timers as _timers
 from ._fast import Lease
 from .alerts import LocalProtocolError
 from .config import ClientConfig, ServerConfig
 from .connection_flights import MAX_LOCAL_CIDS as MAX_LOCAL_CIDS
+from .connection_send import MIN_MTU as MIN_MTU
 from .crypto.suites import CipherSuite
 from .events import ConnectionTerminated, Event
 from .handshake import messages as msgs
@@ -43,7 +45,7 @@ from .handshake.state import ClientState, State
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
 from .peer_verification import PeerVerification
-from .record import ContentType, RecordLayer, RecordNumber
+from .record import RecordLayer, RecordNumber
 from .statistics import ConnectionStatistics
 
 Address = Any
@@ -102,7 +104,6 @@ RARE_STAT_NAMES = (
     "verify_callback_errors",  # verify_callback raised or answered unusably
     "ech_rejected",  # server: an encrypted ClientHello no ech_keys opened (outer answered)
 )
-MIN_MTU = 256
 
 
 # What every connection with no event waiting holds instead of a deque of its own. A
@@ -360,43 +361,6 @@ class Connection:
         assert isinstance(hs, ClientHandshake)
         self._guard(now, lambda: self._apply(hs.start(self._hello_padding()), now))
 
-    def datagrams_to_send(self, now: float) -> list[tuple[Lease, Address]]:
-        """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
-        if self._ack_at is not None and now >= self._ack_at:
-            self._guard(now, lambda: self._send_ack(now))
-        out = self._outbox
-        if isinstance(out, tuple) or not out:
-            return []
-        self._outbox = ()
-        if self._amplification is not None:
-            out = self._within_amplification_limit(out)
-        self.stats["datagrams_out"] += len(out)
-        return out
-
-    def _within_amplification_limit(
-        self, out: list[tuple[Lease, Address]]
-    ) -> list[tuple[Lease, Address]]:
-        """RFC 9147 §5.1: "A server SHOULD limit the amount of data it sends toward a client
-        address to three times the amount of data sent by the client before it verifies
-        that the client is able to receive data at that address." All of this output or
-        none: a flight cut short would leave the client holding part of it with nothing
-        to send, while one held back whole makes it repeat its ClientHello, which pays for
-        the next try."""
-        if self.address_validated:
-            self._amplification = None
-            return out
-        amplification = self._amplification
-        assert amplification is not None
-        limit, received, sent = amplification
-        size = sum(len(lease) for lease, _ in out)
-        if sent + size > limit * received:
-            for lease, _ in out:
-                lease.release()
-            self.count("amplification_limited", len(out))
-            return []
-        amplification[2] = sent + size
-        return out
-
     @property
     def has_events(self) -> bool:
         """Whether ``next_event`` has something."""
@@ -420,86 +384,10 @@ class Connection:
         else:
             self._events = deque((event,))
 
-    def send(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one application data record."""
-        self._activity()
-        if not self._hs.connected:
-            raise LocalProtocolError(
-                f"cannot send application data in state {self._hs.state.value}"
-            )
-        records = self._records
-        if self._peer_record_limit is not None:
-            limit = self._max_payload()
-            if limit is not None and len(data) > limit:
-                raise ValueError(
-                    f"{len(data)} bytes exceed the peer's record_size_limit "
-                    f"(at most {limit} bytes of application data per record)"
-                )
-        sealed = records.seal_app_datagram(data, self.mtu)
-        if isinstance(sealed, int):
-            raise ValueError(
-                f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {sealed})"
-            )
-        outbox = self._outbox
-        if isinstance(outbox, tuple):
-            outbox = self._outbox = []
-        outbox.append((sealed, self.peer_address))
-        self.stats["app_bytes_out"] += len(data)
-        if (
-            records.key_update_due
-            and not self._key_update_pending
-            and self._key_update_refusal() is None
-        ):
-            self.key_update(request_peer=False)
-
-    @property
-    def early_data_possible(self) -> bool:
-        """Whether ``send_early_data`` may be called now (0-RTT on a resumed session)."""
-        hs = self._hs
-        return hs.early_offered and hs.state is ClientState.WAIT_SERVER_HELLO
-
-    def send_early_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Send application data in 0-RTT (epoch 1) before the handshake completes.
-
-        Early data can be replayed by an attacker (RFC 8446 §8): send only what is safe to
-        receive twice. ``HandshakeCompleted.early_data_accepted`` says whether the server
-        took it; if not, send it again with ``send()``.
-        """
-        self._activity()
-        if not self.early_data_possible:
-            raise LocalProtocolError("no 0-RTT now: needs a resumed session allowing early data")
-        if len(data) > self._hs.early_budget:
-            raise ValueError(f"early data over the ticket's limit ({self._hs.early_budget} B left)")
-        with self._records.datagram_writer(self.mtu) as w:
-            if len(data) > w.space(1):
-                raise ValueError(f"{len(data)} bytes do not fit one record at MTU {self.mtu}")
-            w.add(1, ContentType.application_data, data)
-            self._queue(w.finish())
-        self._hs.early_budget -= len(data)
-        self.stats["early_data_bytes_out"] += len(data)
-
     def _hello_padding(self) -> int:
         """The datagram size a first ClientHello is padded to (0: not padded)."""
         config = self.config
         return self.mtu if isinstance(config, ClientConfig) and config.pad_client_hello else 0
-
-    def get_cleartext_mtu(self) -> int:
-        """The largest application data record that fits one datagram now (once closed: as
-        it was when the connection ended)."""
-        if self._hs.closed:
-            if self._closed_cleartext_mtu is None:
-                raise LocalProtocolError("the connection ended before its handshake completed")
-            return self._closed_cleartext_mtu
-        epoch = self._records.write_epoch
-        with self._records.datagram_writer(self.mtu) as w:
-            space = w.space(epoch)
-        limit = self._max_payload()
-        return max(0, space if limit is None else min(space, limit))
-
-    def set_ciphertext_mtu(self, mtu: int) -> None:
-        if not MIN_MTU <= mtu <= 65535:
-            raise ValueError(f"MTU must be between {MIN_MTU} and 65535")
-        self.mtu = mtu
 
     @property
     def spare_peer_cids(self) -> tuple[bytes, ...]:
@@ -653,24 +541,6 @@ class Connection:
 
     # -- output helpers -----------------------------------------------------------------
 
-    def _queue(self, datagrams: list[Lease]) -> None:
-        if not datagrams:
-            return
-        outbox = self._outbox
-        if isinstance(outbox, tuple):
-            outbox = self._outbox = []
-        addr = self.peer_address
-        outbox.extend((d, addr) for d in datagrams)
-
-    def _max_payload(self) -> int | None:
-        """Most content bytes per protected record under the peer's record_size_limit, which
-        counts the inner content type and padding (RFC 8449 §4)."""
-        limit = self._peer_record_limit
-        if limit is None:
-            return None
-        pad = self.config.record_padding
-        return max(0, (limit // pad * pad if pad > 1 else limit) - 1)
-
     @property
     def peer_cid(self) -> bytes | None:
         """The CID we put on records to the peer (None: none)."""
@@ -691,6 +561,18 @@ class Connection:
     _handle_record = _receive.handle_record
     _handle_plaintext_after_keys = _receive.handle_plaintext_after_keys
     _on_early_data = _receive.on_early_data
+
+    # -- records out (connection_send.py) --------------------------------------------------
+
+    send = _send.send
+    datagrams_to_send = _send.datagrams_to_send
+    send_early_data = _send.send_early_data
+    early_data_possible = property(_send.early_data_possible)
+    get_cleartext_mtu = _send.get_cleartext_mtu
+    set_ciphertext_mtu = _send.set_ciphertext_mtu
+    _within_amplification_limit = _send.within_amplification_limit
+    _queue = _send.queue
+    _max_payload = _send.max_payload
 
     # -- alerts, errors, the end of the connection (connection_alerts.py) ------------
 

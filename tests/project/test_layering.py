@@ -64,6 +64,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
     "dtls13.connection_receive": "connection",
+    "dtls13.connection_send": "connection",
     "dtls13.connection_timers": "connection",
     "dtls13.endpoint": "endpoint",
     "dtls13.admission": "endpoint",
