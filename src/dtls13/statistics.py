@@ -1,8 +1,63 @@
-"""Snapshots of the sans-IO core's counters, as frozen dataclasses (``statistics()``)."""
+"""The sans-IO core's counters: the names a connection counts under (``STAT_NAMES``,
+``RARE_STAT_NAMES``) and snapshots as frozen dataclasses (``statistics()``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Connection.stats: counters of one connection.
+STAT_NAMES = (
+    "datagrams_in",
+    "datagrams_out",
+    "records_in",
+    "app_bytes_in",
+    "app_bytes_out",
+    "retransmissions",
+    "acks_sent",
+    "acks_received",
+    "dropped_handshake_fragments",
+    "dropped_app_data_early",
+    "dropped_malformed_plaintext",
+    "dropped_unexpected_content",
+    "key_updates_sent",
+    "key_updates_received",
+    "hello_retry_requests_sent",
+    "hello_retry_requests_received",
+    "alerts_unsent",
+    "handshake_restarts",
+    "dropped_damaged_hello",
+    "address_changes",
+    "early_data_offered",
+    "early_data_replays",
+    "early_data_bytes_in",
+    "early_data_bytes_out",
+    "dropped_early_data",
+    # Resumption refused because the identities would not match (RFC 8446 §4.6.1, §2.2):
+    "idle_releases",  # times an idle connection let its ciphers' OpenSSL objects go
+    # RFC 8879, on most handshakes (compression is on by default): common, not rare.
+    "certificates_compressed",  # our Certificate sent as a CompressedCertificate
+    "certificates_decompressed",  # the peer's CompressedCertificate decompressed
+)
+# Counters that stay zero on almost every connection, kept apart in a dict made on first use
+# (Connection.count): the common ones above then stay within the 30 keys a CPython
+# key-sharing dict allows (see memory/counters.py), and an ordinary connection pays nothing
+# for these.
+RARE_STAT_NAMES = (
+    "tickets_withheld",  # server: tickets not sent (client chain too large, or no memory)
+    "psk_refused_identity",  # server: ticket of another SNI, or without a required client cert
+    "session_server_name_mismatch",  # client: session for another name, not offered
+    "acks_unsent",  # ACKs not sent for want of memory (output left uncollected)
+    "dropped_conflicting_fragments",  # plaintext hello fragments that conflicted: dropped
+    "cid_requests_refused",  # RequestConnectionId answered with fewer CIDs (we hold the cap)
+    "keys_dropped_at_integrity_limit",  # old read keys dropped after too many forgeries
+    "handshake_unanswered",  # ended: the peer never answered our flight (unanswered_timeout)
+    "amplification_limited",  # datagrams not sent: over 3x what an unproven address sent
+    "unacked_flights_abandoned",  # flights after the handshake no longer retransmitted: no ACK
+    "flight_datagrams_unsent",  # flight datagrams not sent for want of memory: sent again later
+    "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
+    "verify_callback_errors",  # verify_callback raised or answered unusably
+    "ech_rejected",  # server: an encrypted ClientHello no ech_keys opened (outer answered)
+)
 
 
 @dataclass(frozen=True, slots=True)
