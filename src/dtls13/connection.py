@@ -8,6 +8,12 @@ No sockets, no clock, no trio: time comes in as ``now``.
 Every buffer the connection holds (datagrams, records, reassembly, flights) is a lease
 charged to this connection's owner in the pools; ``close()`` (or a fatal error) gives
 everything back.
+
+Here: the connection's state (``__slots__``, ``__init__``), ``connect``, events, queries and
+counters. The rest of its methods are functions of ``connection_receive`` (records in),
+``connection_send`` (records out), ``connection_timers``, ``connection_alerts``,
+``connection_handshake`` and ``connection_flights``, bound in the class body as methods:
+a call to one costs what a call to a method defined here does.
 """
 
 from __future__ import annotations
@@ -337,6 +343,13 @@ class Connection:
         config = self.config
         return self.mtu if isinstance(config, ClientConfig) and config.pad_client_hello else 0
 
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def peer_cid(self) -> bytes | None:
+        """The CID we put on records to the peer (None: none)."""
+        return self._records.write_cid
+
     @property
     def spare_peer_cids(self) -> tuple[bytes, ...]:
         return self._spare_peer_cids
@@ -445,6 +458,8 @@ class Connection:
             raise LocalProtocolError("no SRTP protection profile was negotiated")
         return srtp.keying_material(agreed.profile, self.export_keying_material)
 
+    # -- counters -----------------------------------------------------------------------
+
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to one of the RARE_STAT_NAMES counters."""
         rare = self._rare_stats
@@ -487,13 +502,6 @@ class Connection:
             leases_live=self.owner.live,
         )
 
-    # -- output helpers -----------------------------------------------------------------
-
-    @property
-    def peer_cid(self) -> bytes | None:
-        """The CID we put on records to the peer (None: none)."""
-        return self._records.write_cid
-
     # -- records in (connection_receive.py) ---------------------------------------------
 
     receive_datagram = _receive.receive_datagram
@@ -510,7 +518,7 @@ class Connection:
     _handle_plaintext_after_keys = _receive.handle_plaintext_after_keys
     _on_early_data = _receive.on_early_data
 
-    # -- records out (connection_send.py) --------------------------------------------------
+    # -- records out (connection_send.py) -----------------------------------------------
 
     send = _send.send
     datagrams_to_send = _send.datagrams_to_send
@@ -522,7 +530,7 @@ class Connection:
     _queue = _send.queue
     _max_payload = _send.max_payload
 
-    # -- alerts, errors, the end of the connection (connection_alerts.py) ------------
+    # -- alerts, errors, the end of the connection (connection_alerts.py) ---------------
 
     close = _alerts.close
     abandon = _alerts.abandon
@@ -532,7 +540,7 @@ class Connection:
     _send_alert = _alerts.send_alert
     _handle_alert = _alerts.handle_alert
 
-    # -- the timer (connection_timers.py) --------------------------------------------------
+    # -- the timer (connection_timers.py) -----------------------------------------------
 
     get_timer = _timers.get_timer
     handle_timer = _timers.handle_timer
@@ -541,7 +549,7 @@ class Connection:
     _arm_idle_check = _timers.arm_idle_check
     _idle_check = _timers.idle_check
 
-    # -- handshake input and output (connection_handshake.py) ----------------------------
+    # -- handshake input and output (connection_handshake.py) ---------------------------
 
     _reassembly = _handshake.reassembly
     _next_receive_seq = _handshake.next_receive_seq
@@ -566,7 +574,7 @@ class Connection:
     _repeat_final_acks = _handshake.repeat_final_acks
     _drop_handshake_state = _handshake.drop_handshake_state
 
-    # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ---------
+    # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ----------
 
     key_update = _flights.key_update
     request_connection_ids = _flights.request_connection_ids
