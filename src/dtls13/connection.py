@@ -12,8 +12,8 @@ everything back.
 Here: the connection's state (``__slots__``, ``__init__``), ``connect``, events, queries and
 counters. The rest of its methods are functions of ``connection_receive`` (records in),
 ``connection_send`` (records out), ``connection_timers``, ``connection_alerts``,
-``connection_handshake`` and ``connection_flights``, bound in the class body as methods:
-a call to one costs what a call to a method defined here does.
+``connection_handshake``, ``connection_new_association`` and ``connection_flights``, bound
+in the class body as methods: a call to one costs what a call to a method defined here does.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptography import x509
 from . import connection_alerts as _alerts
 from . import connection_flights as _flights
 from . import connection_handshake as _handshake
+from . import connection_new_association as _new_association
 from . import connection_receive as _receive
 from . import connection_send as _send
 from . import connection_timers as _timers
@@ -557,10 +558,6 @@ class Connection:
     _new_reassembler = _handshake.new_reassembler
     _restart_handshake = _handshake.restart_handshake
     _handle_handshake_record = _handshake.handle_handshake_record
-    _changed_hello = _handshake.changed_hello
-    _other_client_hello = _handshake.other_client_hello
-    _answer_other_client_hello = _handshake.answer_other_client_hello
-    _drop_other_hello = _handshake.drop_other_hello
     _fragment_in_right_epoch = staticmethod(_handshake.fragment_in_right_epoch)
     _buffer_fragment = _handshake.buffer_fragment
     _buffer_hello_fragment = _handshake.buffer_hello_fragment
@@ -573,6 +570,13 @@ class Connection:
     _complete = _handshake.complete
     _repeat_final_acks = _handshake.repeat_final_acks
     _drop_handshake_state = _handshake.drop_handshake_state
+
+    # -- another ClientHello: a new association (connection_new_association.py) ---------
+
+    _changed_hello = _new_association.changed_hello
+    _other_client_hello = _new_association.other_client_hello
+    _answer_other_client_hello = _new_association.answer_other_client_hello
+    _drop_other_hello = _new_association.drop_other_hello
 
     # -- flights, ACKs, retransmission, post-handshake (connection_flights.py) ----------
 

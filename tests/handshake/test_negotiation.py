@@ -140,8 +140,8 @@ def test_stateful_retry_and_a_connections_stateless_reply_decide_in_negotiation(
     for data in _client_hello_from_someone_else(pair):
         pair.server.receive_datagram(data, CLIENT_ADDR, pair.net.now)
     assert calls == [
-        "connection_handshake.py:choose_suite",
-        "connection_handshake.py:hello_retry_request",
+        "connection_new_association.py:choose_suite",
+        "connection_new_association.py:hello_retry_request",
     ]
     assert pair.server.statistics().hello_retry_requests_sent == 1
     assert pair.net.run(pair.completed)

@@ -63,6 +63,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_alerts": "connection",
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
+    "dtls13.connection_new_association": "connection",
     "dtls13.connection_receive": "connection",
     "dtls13.connection_send": "connection",
     "dtls13.connection_timers": "connection",
