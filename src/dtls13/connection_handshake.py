@@ -300,14 +300,14 @@ def on_peer_repeat(self: Connection, now: float, *, in_handshake: bool = False) 
     # repeated server flight means that flight was lost, so resend it (case 3).
     # Once per repeated handshake flight, not once per datagram of it: the peer's
     # flight comes as a burst, and answering each of its datagrams multiplied ours.
-    # Not within rto/4 of sending our flight either (apply()).
-    recently = (
-        in_handshake
-        and self._retransmitted_at is not None
-        and now - self._retransmitted_at < self._rto / 4
-    )
+    # Not within rto/4 of sending our flight either (apply()). A repeated post-handshake
+    # message says only that the peer lacks our ACK: our own post-handshake flight has
+    # its timer (RFC 9147 §7, §8), and resending it here made two sides with a flight
+    # each answer each other's copies at once for as long as their ACKs were lost.
+    recently = self._retransmitted_at is not None and now - self._retransmitted_at < self._rto / 4
     if (
-        self._flight is not None
+        in_handshake
+        and self._flight is not None
         and not self._flight.acknowledged
         and not self._retransmitted_this_input
         and not recently
