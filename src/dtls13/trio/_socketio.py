@@ -11,6 +11,7 @@ waits on).
 
 from __future__ import annotations
 
+import _socket
 import errno
 import socket as stdlib_socket
 import weakref
@@ -48,19 +49,27 @@ _MSG_TRUNC = getattr(stdlib_socket, "MSG_TRUNC", 0)
 _FULL_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
-def batch_socket(raw: stdlib_socket.socket, recv_size: int) -> _io.BatchSocket | None:
+# The C socket's own fields, as ints: socket.socket's properties of the same names make an
+# enum on every read (two Python calls and an enum lookup).
+socket_family = _socket.socket.family.__get__
+socket_type = _socket.socket.type.__get__
+
+
+def batch_socket(
+    raw: stdlib_socket.socket, recv_size: int, connected: bool
+) -> _io.BatchSocket | None:
     """recvmmsg/sendmmsg on `raw`'s descriptor, or None where not to be had."""
-    if not BATCH_IO or raw.family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+    family = socket_family(raw)
+    if not BATCH_IO or family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
         return None
     slot = min(DATAGRAM_SLOT, recv_size)
-    try:
-        raw.getpeername()
+    if connected:
         calls, overflow = RECV_CALL_CONNECTED, OVERFLOW_SLOTS_CONNECTED
-    except OSError:
+    else:
         calls, overflow = RECV_CALL, OVERFLOW_SLOTS
     try:
         return _io.BatchSocket(
-            raw.fileno(), raw.family, calls, slot, recv_size, overflow_slots=overflow
+            raw.fileno(), family, calls, slot, recv_size, overflow_slots=overflow
         )
     except (OSError, MemoryError):
         return None
@@ -448,9 +457,10 @@ async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None
         if ep is None or ep._closed:
             return
         if not ep._outq:
-            if ep._send_wakeup.is_set():
-                ep._send_wakeup = trio.Event()
             wakeup = ep._send_wakeup
+            assert wakeup is not None
+            if wakeup.is_set():
+                wakeup = ep._send_wakeup = trio.Event()
             del ep
             await wakeup.wait()
             continue

@@ -44,6 +44,7 @@ from ._socketio import (
     receive_batch,
     receive_loop,
     send_loop,
+    socket_type,
     timer_loop,
 )
 from ._stats import DTLSEndpointStatistics
@@ -84,14 +85,20 @@ class DTLSEndpoint:
         §7), for client channels and ``serve()`` alike; called in the receive task, it must
         not block. Without it they are dropped and counted as any undecodable datagram."""
         self._initialized = False
-        if socket.type != trio.socket.SOCK_DGRAM:
-            raise ValueError("DTLS requires a SOCK_DGRAM socket")
-        if incoming_packets_buffer < 1:
-            raise ValueError("incoming_packets_buffer must be at least 1")
-        if cookie_policy not in ("always", "under_load", "never"):
-            raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
-        # Checked against the CID length when serve() gets its configuration.
-        cid_prefix = check_cid_prefix(cid_prefix, 32)
+        # Non-blocking sends and receives without a trip through the scheduler (see the top).
+        raw = RawSocket(fileno=os.dup(socket.fileno()))
+        try:
+            if socket_type(raw) != trio.socket.SOCK_DGRAM:
+                raise ValueError("DTLS requires a SOCK_DGRAM socket")
+            if incoming_packets_buffer < 1:
+                raise ValueError("incoming_packets_buffer must be at least 1")
+            if cookie_policy not in ("always", "under_load", "never"):
+                raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+            # Checked against the CID length when serve() gets its configuration.
+            cid_prefix = check_cid_prefix(cid_prefix, 32)
+        except BaseException:
+            raw.close()
+            raise
         self.socket = socket
         self.pools = pools if pools is not None else default_pool_set()
         self.incoming_packets_buffer = incoming_packets_buffer
@@ -100,19 +107,19 @@ class DTLSEndpoint:
         self.on_non_dtls_datagram = on_non_dtls_datagram
         self.cid_prefix = cid_prefix
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
-        # Non-blocking sends and receives without a trip through the scheduler (see the top).
-        self._raw = RawSocket(fileno=os.dup(socket.fileno()))
-        self._raw.setblocking(False)
-        self._batch = batch_socket(self._raw, self._recv_size)  # None: one datagram per call
-        self._recv_cap = self._batch.batch if self._batch is not None else 0  # per recvmmsg
-        self._recv_want = 2  # receive leases for the next wake-up (follows what came)
-        self._recv_long = False  # the last receive call brought a long datagram
+        self._raw = raw
+        raw.setblocking(False)
         # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
         # unreachable from it: a client learns within seconds that nothing listens there.
         try:
-            self._peer: Any = self._raw.getpeername()
+            self._peer: Any = raw.getpeername()
         except OSError:
             self._peer = None
+        # recvmmsg/sendmmsg, or None: one datagram per system call
+        self._batch = batch_socket(raw, self._recv_size, self._peer is not None)
+        self._recv_cap = self._batch.batch if self._batch is not None else 0  # per recvmmsg
+        self._recv_want = 2  # receive leases for the next wake-up (follows what came)
+        self._recv_long = False  # the last receive call brought a long datagram
         self._token = trio.lowlevel.current_trio_token()
         # On the batched path, what tasks send during one scheduler pass leaves together
         # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
@@ -127,14 +134,16 @@ class DTLSEndpoint:
         self._handler: Handler | None = None
         self._handler_args: tuple[Any, ...] = ()
         self._handler_context = contextvars.Context()
-        self._serving_lot = trio.lowlevel.ParkingLot()  # serve() waits here for close()
+        self._serving_lot: trio.lowlevel.ParkingLot | None = None  # serve() waits for close()
         # Outgoing datagrams that could not be sent at once: the send task sends them in
         # order; `_queued` and `_sent` count all datagrams so callers can wait for theirs.
         self._outq: deque[tuple[Lease, Any]] = deque()
         self._queued = 0
         self._sent = 0
-        self._progress = trio.lowlevel.ParkingLot()
-        self._send_wakeup = trio.Event()
+        # Tasks waiting for their datagrams to leave park in `_progress` (made for the first).
+        self._progress: trio.lowlevel.ParkingLot | None = None
+        self._progress_waiters = 0
+        self._send_wakeup: trio.Event | None = None  # made with the send task
         # The timer task sleeps in this scope until its deadline, the earliest timer of the
         # core; an earlier timer moves the deadline (no wakeup, no recomputation).
         self._timer_scope: trio.CancelScope | None = None
@@ -232,12 +241,16 @@ class DTLSEndpoint:
             self.socket.close()
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
             os.close(self.socket.detach())
-        self._send_wakeup.set()
+        if self._send_wakeup is not None:
+            self._send_wakeup.set()
         sleeper, self._timer_sleeper = self._timer_sleeper, None
         if sleeper is not None:
             trio.lowlevel.reschedule(sleeper)
-        self._progress.unpark_all()
-        self._serving_lot.unpark_all()
+        if self._progress_waiters:
+            assert self._progress is not None
+            self._progress.unpark_all()
+        if self._serving_lot is not None:
+            self._serving_lot.unpark_all()
 
     async def aclose(self) -> None:
         """close_notify to every peer (waiting up to a second for it to go), then close."""
@@ -323,8 +336,9 @@ class DTLSEndpoint:
                 # Handlers see serve()'s context variables, as if it had spawned them.
                 self._handler_context = contextvars.copy_context()
                 task_status.started()
+                lot = self._serving_lot = trio.lowlevel.ParkingLot()
                 while not self._closed:
-                    await self._serving_lot.park()
+                    await lot.park()
         finally:
             self._handlers = self._handler = None
             if self._server is not None and not self._closed:
@@ -495,9 +509,11 @@ class DTLSEndpoint:
     def _wake_sender(self) -> None:
         # The send task only exists once the socket buffer was found full (rarely).
         if self._sender_started:
+            assert self._send_wakeup is not None
             self._send_wakeup.set()
         else:
             self._sender_started = True
+            self._send_wakeup = trio.Event()
             trio.lowlevel.spawn_system_task(send_loop, weakref.ref(self), self.socket)
 
     def _flush(self) -> bool:
@@ -544,8 +560,17 @@ class DTLSEndpoint:
 
     async def _wait_sent(self, target: int) -> None:
         """Backpressure: wait until the send task has sent the first `target` datagrams."""
-        while self._sent < target and not self._closed:
-            await self._progress.park()
+        if self._sent >= target or self._closed:
+            return
+        lot = self._progress
+        if lot is None:
+            lot = self._progress = trio.lowlevel.ParkingLot()
+        self._progress_waiters += 1
+        try:
+            while self._sent < target and not self._closed:
+                await lot.park()
+        finally:
+            self._progress_waiters -= 1
 
     def _run_timers(self) -> None:
         held = self._hold_sends()
@@ -597,7 +622,8 @@ class DTLSEndpoint:
         graveyard = self._graveyard
         while graveyard and graveyard[0][0] <= self._sent:
             self._forget(graveyard.popleft()[1])
-        if self._progress:
+        if self._progress_waiters:
+            assert self._progress is not None
             self._progress.unpark_all()
             if self._flusher is not None:
                 self._flusher.woke = True
