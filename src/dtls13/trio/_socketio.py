@@ -408,7 +408,7 @@ def port_unreachable(ep: DTLSEndpoint) -> None:
         return
     if channel._conn.stats["datagrams_in"]:
         return
-    now = trio.current_time()
+    now = ep._now()
     if channel._unreachable_since is None:
         channel._unreachable_since = now
         return
@@ -492,7 +492,7 @@ async def timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
             deadline = ep._next_deadline()
         except Exception as exc:
             ep._internal_error(exc)
-            deadline = trio.current_time() + 0.1
+            deadline = ep._now() + 0.1
         scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
         task = ep._timer_sleeper = trio.lowlevel.current_task()
         del ep

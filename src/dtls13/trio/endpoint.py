@@ -121,6 +121,8 @@ class DTLSEndpoint:
         self._recv_want = 2  # receive leases for the next wake-up (follows what came)
         self._recv_long = False  # the last receive call brought a long datagram
         self._token = trio.lowlevel.current_trio_token()
+        # trio.current_time() without its two wrappers (the run's clock never changes).
+        self._now = trio.lowlevel.current_clock().current_time
         # On the batched path, what tasks send during one scheduler pass leaves together
         # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
         self._flusher = Flusher.for_this_run() if self._batch is not None else None
@@ -294,8 +296,9 @@ class DTLSEndpoint:
 
     def _start_client(self, channel: DTLSChannel) -> None:
         self._check_closed()
-        channel._conn.connect(channel.peer_address, trio.current_time())
-        self._after(channel)
+        now = self._now()
+        channel._conn.connect(channel.peer_address, now)
+        self._after(channel, now)
 
     # -- server side ------------------------------------------------------------------
 
@@ -367,7 +370,7 @@ class DTLSEndpoint:
     # -- the core's input and output --------------------------------------------------
 
     def _on_datagram(self, data: Any, addr: Any) -> None:
-        now = trio.current_time()
+        now = self._now()
         self.counters["datagrams_in"] += 1
         if self.on_non_dtls_datagram is not None and is_other_protocol(data):
             self._hand_over(data, addr)
@@ -433,7 +436,7 @@ class DTLSEndpoint:
     def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
         if now is None:
-            now = trio.current_time()
+            now = self._now()
         if channel._conn.has_events:
             channel._process_events()
         if channel._server:
@@ -580,7 +583,7 @@ class DTLSEndpoint:
             self._release_sends(held)
 
     def _run_due_timers(self) -> None:
-        now = trio.current_time()
+        now = self._now()
         for channel in list(self._clients.values()):
             t = channel._conn.get_timer()
             if t is not None and t <= now:
