@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import _socket
 import errno
+import math
 import socket as stdlib_socket
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -483,40 +483,79 @@ async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None
             raise
 
 
-async def timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
+class Timers:
+    """The trio run's timer task: it sleeps until the earliest timer of any endpoint's
+    core, then runs the endpoints whose timer is due. One for all endpoints, not one each:
+    a client endpoint per connection would otherwise start and end a task per connection.
+
+    An endpoint keeps its earliest timer in ``_timer_at``; one that comes earlier than the
+    task's deadline moves that in place (no wakeup). Holds endpoints by weak reference.
+    """
+
+    _run_var: trio.lowlevel.RunVar[Timers] = trio.lowlevel.RunVar("dtls13_timers")
+
+    def __init__(self) -> None:
+        self.endpoints: dict[int, weakref.ReferenceType[DTLSEndpoint]] = {}
+        self.scope: trio.CancelScope | None = None  # the task sleeps in it
+        # The scope's deadline, read without its property; while timers run, the earliest
+        # timer armed meanwhile.
+        self.deadline = math.inf
+        self.now = trio.lowlevel.current_clock().current_time
+
+    @classmethod
+    def for_this_run(cls) -> Timers:
+        try:
+            return cls._run_var.get()
+        except LookupError:
+            timers = cls()
+            cls._run_var.set(timers)
+            trio.lowlevel.spawn_system_task(timer_loop, timers)
+            return timers
+
+    def move(self, t: float) -> None:
+        """An endpoint's timer `t` comes before the task's deadline."""
+        self.deadline = t
+        scope = self.scope
+        if scope is not None:
+            scope.deadline = t
+
+    def run_due(self) -> float:
+        """Run the endpoints whose earliest timer is due; the earliest timer left."""
+        now = self.now()
+        self.deadline = earliest = math.inf
+        endpoints = self.endpoints
+        for key, ref in list(endpoints.items()):
+            ep = ref()
+            if ep is None or ep._closed:  # (close() takes itself out; a collected one: here)
+                endpoints.pop(key, None)
+                continue
+            t = ep._timer_at
+            if t <= now:
+                try:
+                    ep._run_timers()
+                except Exception as exc:
+                    ep._internal_error(exc)
+                # Timers the core armed while they ran are found here.
+                try:
+                    t = ep._next_deadline()
+                except Exception as exc:
+                    ep._internal_error(exc)
+                    t = now + 0.1
+                ep._timer_at = t
+            if t < earliest:
+                earliest = t
+        return min(earliest, self.deadline)
+
+
+async def timer_loop(timers: Timers) -> None:
     while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        try:
-            deadline = ep._next_deadline()
-        except Exception as exc:
-            ep._internal_error(exc)
-            deadline = ep._now() + 0.1
-        scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
-        task = ep._timer_sleeper = trio.lowlevel.current_task()
-        del ep
+        deadline = timers.run_due()
+        scope = timers.scope = trio.CancelScope(deadline=deadline)
+        timers.deadline = deadline
         with scope:
-            await trio.lowlevel.wait_task_rescheduled(_timer_abort(ref, task))
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        # Timers the core arms while they run are found by _next_deadline just after.
-        ep._timer_scope = None
-        try:
-            ep._run_timers()
-        except Exception as exc:
-            ep._internal_error(exc)
-        del ep
+            await trio.lowlevel.wait_task_rescheduled(_until_the_deadline)
+        timers.scope = None
 
 
-def _timer_abort(
-    ref: weakref.ReferenceType[DTLSEndpoint], task: trio.lowlevel.Task
-) -> Callable[[Any], trio.lowlevel.Abort]:
-    def abort(_: Any) -> trio.lowlevel.Abort:  # the deadline came (or the run ends)
-        ep = ref()
-        if ep is not None and ep._timer_sleeper is task:
-            ep._timer_sleeper = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    return abort
+def _until_the_deadline(_: Any) -> trio.lowlevel.Abort:  # it came (or the run ends)
+    return trio.lowlevel.Abort.SUCCEEDED

@@ -1,14 +1,16 @@
 """DTLSEndpoint: DTLS 1.3 connections over one trio UDP socket, shaped like trio.DTLSEndpoint.
 
-Up to three background tasks per endpoint (trio system tasks, holding only a weak reference
-so an endpoint nobody closed can still be collected and warn), in `_socketio`:
+Background tasks (trio system tasks, holding only a weak reference so an endpoint nobody
+closed can still be collected and warn), in `_socketio`; two per endpoint at most:
 
 - the receive task: waits for the socket to be readable, then takes up to `RECV_BATCH`
   datagrams (``recvmmsg`` into pooled leases where the platform has it), each handed to
   the sans-IO core, and yields when the batch filled up before it takes more;
 - the send task (started the first time the socket buffer is full): sends what could not
   go at once, in order, waiting for the socket to be writable;
-- the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
+
+and one for all the endpoints of a trio run, the timer task (`_socketio.Timers`): it sleeps
+on the trio clock until the earliest ``get_timer()`` of their cores.
 
 Datagrams are sent straight from the call that produced them (``send()``, the receive task)
 whenever nothing is queued before them: everything one receive batch produced leaves with one
@@ -38,6 +40,7 @@ from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
 from ._socketio import (
     Flusher,
+    Timers,
     batch_socket,
     flush,
     port_unreachable,
@@ -45,7 +48,6 @@ from ._socketio import (
     receive_loop,
     send_loop,
     socket_type,
-    timer_loop,
 )
 from ._stats import DTLSEndpointStatistics
 from .channel import DTLSChannel
@@ -146,10 +148,11 @@ class DTLSEndpoint:
         self._progress: trio.lowlevel.ParkingLot | None = None
         self._progress_waiters = 0
         self._send_wakeup: trio.Event | None = None  # made with the send task
-        # The timer task sleeps in this scope until its deadline, the earliest timer of the
-        # core; an earlier timer moves the deadline (no wakeup, no recomputation).
-        self._timer_scope: trio.CancelScope | None = None
-        self._timer_sleeper: trio.lowlevel.Task | None = None  # close() wakes it directly
+        # The run's timer task sleeps until the earliest timer of its endpoints; ours is
+        # `_timer_at` (or earlier: a timer the core dropped is not taken back), and an
+        # earlier one moves the task's deadline in place (no wakeup, no recomputation).
+        self._timers = Timers.for_this_run()
+        self._timer_at = math.inf
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
@@ -245,9 +248,7 @@ class DTLSEndpoint:
             os.close(self.socket.detach())
         if self._send_wakeup is not None:
             self._send_wakeup.set()
-        sleeper, self._timer_sleeper = self._timer_sleeper, None
-        if sleeper is not None:
-            trio.lowlevel.reschedule(sleeper)
+        self._timers.endpoints.pop(id(self), None)
         if self._progress_waiters:
             assert self._progress is not None
             self._progress.unpark_all()
@@ -454,9 +455,10 @@ class DTLSEndpoint:
         return self._queued
 
     def _arm_timer(self, t: float) -> None:
-        scope = self._timer_scope
-        if scope is not None and t < scope.deadline:
-            scope.deadline = t
+        if t < self._timer_at:
+            self._timer_at = t
+            if t < self._timers.deadline:
+                self._timers.move(t)
 
     def _start_handler(self, channel: DTLSChannel) -> None:
         nursery, handler = self._handlers, self._handler
@@ -648,7 +650,7 @@ class DTLSEndpoint:
         self._loops_started = True
         ref = weakref.ref(self)
         trio.lowlevel.spawn_system_task(receive_loop, ref, self.socket)
-        trio.lowlevel.spawn_system_task(timer_loop, ref)
+        self._timers.endpoints[id(self)] = ref
 
     def _internal_error(self, exc: BaseException) -> None:
         self.counters["internal_errors"] += 1
@@ -656,7 +658,9 @@ class DTLSEndpoint:
 
     def debug_state(self) -> DTLSEndpointDebugState:
         """For tests and debugging, not for applications: the state of the endpoint's tasks."""
-        return DTLSEndpointDebugState(self._sender_started, self._timer_scope, self._handlers)
+        timers = self._timers
+        scope = timers.scope if id(self) in timers.endpoints else None
+        return DTLSEndpointDebugState(self._sender_started, scope, self._handlers)
 
     def statistics(self) -> DTLSEndpointStatistics:
         """Endpoint counters, the server's admission counters and pool figures."""
