@@ -178,9 +178,6 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
         """Run the handshake (or wait for it). Raises ``dtls13.HandshakeFailed`` (or its
         subclasses ``CertificateVerificationFailed``, ``HandshakeTimeout``,
         ``PeerUnreachable``) if it fails; all are ``trio.BrokenResourceError`` too."""
-        if self._handshake is None and not self._closed and self._terminated is None:
-            await self._run_handshake()
-            return
         await trio.lowlevel.checkpoint()
         if self._handshake is not None:
             return
@@ -193,29 +190,6 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
             if self._closed or self._terminated is not None:
                 raise self._error()
             await self._park()
-
-    async def _run_handshake(self) -> None:
-        """`do_handshake` while the handshake is to come: cancellation is checked before it
-        starts, and waiting for it is the schedule point (no scheduler pass before the
-        first flight goes)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if not self._connect_sent:
-            self._connect_sent = True
-            try:
-                self.endpoint._start_client(self)
-            except BaseException:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                raise
-        yielded = False
-        while self._handshake is None:
-            if self._closed or self._terminated is not None:
-                break
-            await self._park()
-            yielded = True
-        if not yielded:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        if self._handshake is None:
-            raise self._error()
 
     async def send(self, value: bytes | bytearray | memoryview) -> None:
         """Send one message as one record; returns once its datagram left the socket (or,
