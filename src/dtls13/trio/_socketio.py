@@ -427,15 +427,15 @@ def port_unreachable(ep: DTLSEndpoint) -> None:
 
 
 async def receive_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None:
+    # A new endpoint's socket is almost always empty: wait for it to be readable first (a
+    # datagram already waiting makes it readable at once).
+    ep = ref()
+    if ep is None or ep._closed:
+        return
+    del ep
+    taken: int | None = 0
+    drained = True
     while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        taken = ep._receive_batch()
-        drained = ep._drained
-        if ep._closed:
-            return
-        del ep
         try:
             if taken is None:  # memory budget: leave the datagrams in the kernel's queue
                 await trio.sleep(0.01)
@@ -449,6 +449,14 @@ async def receive_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> N
             if exc.errno in _CLOSED_ERRNOS:
                 return
             raise
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        taken = ep._receive_batch()
+        drained = ep._drained
+        if ep._closed:
+            return
+        del ep
 
 
 async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None:
