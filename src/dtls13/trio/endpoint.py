@@ -383,7 +383,7 @@ class DTLSEndpoint:
             if app is not None:  # the established data path: a message, nothing else
                 channel._deliver_alone(app)
                 t = client.get_timer()
-                if t is not None:
+                if t is not None and t < self._timer_at:
                     self._arm_timer(t)
                 return
             self._after(channel, now)
@@ -399,7 +399,7 @@ class DTLSEndpoint:
             if channel is not None and not server._attention:
                 channel._deliver_alone(app)
                 t = conn.get_timer()
-                if t is not None:
+                if t is not None and t < self._timer_at:
                     self._arm_timer(t)
                 return
             # Something else to attend to: the general path below takes it as an event.
@@ -413,7 +413,7 @@ class DTLSEndpoint:
         # established connection's own deadline is checked in _after.
         if conn is None or not conn.handshake_complete:
             t = server.get_timer()
-            if t is not None:
+            if t is not None and t < self._timer_at:
                 self._arm_timer(t)
         if conn is not None:
             channel = self._server_channels.get(id(conn))
@@ -441,24 +441,29 @@ class DTLSEndpoint:
         if channel._conn.has_events:
             channel._process_events()
         if channel._server:
-            self._collect_server_output(now)
+            server = self._server
+            out = server.datagrams_to_send(now) if server is not None else None
+            if out:
+                self._enqueue(out)
             if channel._handshake is not None and not channel._announced:
                 channel._announced = True
                 self._start_handler(channel)
         else:
-            self._enqueue(channel._conn.datagrams_to_send(now))
+            out = channel._conn.datagrams_to_send(now)
+            if out:
+                self._enqueue(out)
         if channel._terminated is not None and not channel._buried:
             self._bury(channel)
         t = channel._conn.get_timer()
-        if t is not None:
+        if t is not None and t < self._timer_at:
             self._arm_timer(t)
         return self._queued
 
     def _arm_timer(self, t: float) -> None:
-        if t < self._timer_at:
-            self._timer_at = t
-            if t < self._timers.deadline:
-                self._timers.move(t)
+        """A timer before `_timer_at` (callers compare: most timers are not)."""
+        self._timer_at = t
+        if t < self._timers.deadline:
+            self._timers.move(t)
 
     def _start_handler(self, channel: DTLSChannel) -> None:
         nursery, handler = self._handlers, self._handler
@@ -521,13 +526,10 @@ class DTLSEndpoint:
             self._send_wakeup = trio.Event()
             trio.lowlevel.spawn_system_task(send_loop, weakref.ref(self), self.socket)
 
-    def _flush(self) -> bool:
-        """Send queued datagrams in order while the socket takes them; True if it is full."""
-        return flush(self)
-
-    def _port_unreachable(self) -> None:
-        """ICMP port unreachable from the connected peer (see `_socketio.port_unreachable`)."""
-        port_unreachable(self)
+    # Send queued datagrams in order while the socket takes them; True if it is full.
+    _flush = flush
+    # ICMP port unreachable from the connected peer.
+    _port_unreachable = port_unreachable
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -636,11 +638,14 @@ class DTLSEndpoint:
     def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core; what they
         produce leaves together at the end."""
-        held = self._hold_sends()
+        if self._holding:  # (_hold_sends, in line: once per receive batch)
+            return receive_batch(self)
+        self._holding = True
+        self._held_behind = len(self._outq)
         try:
             return receive_batch(self)
         finally:
-            self._release_sends(held)
+            self._release_sends(True)
 
     # -- background tasks -------------------------------------------------------------
 
