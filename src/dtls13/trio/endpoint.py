@@ -123,8 +123,9 @@ class DTLSEndpoint:
         self._recv_want = 2  # receive leases for the next wake-up (follows what came)
         self._recv_long = False  # the last receive call brought a long datagram
         self._token = trio.lowlevel.current_trio_token()
+        self._timers = Timers.for_this_run()
         # trio.current_time() without its two wrappers (the run's clock never changes).
-        self._now = trio.lowlevel.current_clock().current_time
+        self._now = self._timers.now
         # On the batched path, what tasks send during one scheduler pass leaves together
         # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
         self._flusher = Flusher.for_this_run() if self._batch is not None else None
@@ -151,7 +152,6 @@ class DTLSEndpoint:
         # The run's timer task sleeps until the earliest timer of its endpoints; ours is
         # `_timer_at` (or earlier: a timer the core dropped is not taken back), and an
         # earlier one moves the task's deadline in place (no wakeup, no recomputation).
-        self._timers = Timers.for_this_run()
         self._timer_at = math.inf
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
