@@ -11,10 +11,11 @@ waits on).
 
 from __future__ import annotations
 
+import _socket
 import errno
+import math
 import socket as stdlib_socket
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -48,19 +49,27 @@ _MSG_TRUNC = getattr(stdlib_socket, "MSG_TRUNC", 0)
 _FULL_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
-def batch_socket(raw: stdlib_socket.socket, recv_size: int) -> _io.BatchSocket | None:
+# The C socket's own fields, as ints: socket.socket's properties of the same names make an
+# enum on every read (two Python calls and an enum lookup).
+socket_family = _socket.socket.family.__get__
+socket_type = _socket.socket.type.__get__
+
+
+def batch_socket(
+    raw: stdlib_socket.socket, recv_size: int, connected: bool
+) -> _io.BatchSocket | None:
     """recvmmsg/sendmmsg on `raw`'s descriptor, or None where not to be had."""
-    if not BATCH_IO or raw.family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+    family = socket_family(raw)
+    if not BATCH_IO or family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
         return None
     slot = min(DATAGRAM_SLOT, recv_size)
-    try:
-        raw.getpeername()
+    if connected:
         calls, overflow = RECV_CALL_CONNECTED, OVERFLOW_SLOTS_CONNECTED
-    except OSError:
+    else:
         calls, overflow = RECV_CALL, OVERFLOW_SLOTS
     try:
         return _io.BatchSocket(
-            raw.fileno(), raw.family, calls, slot, recv_size, overflow_slots=overflow
+            raw.fileno(), family, calls, slot, recv_size, overflow_slots=overflow
         )
     except (OSError, MemoryError):
         return None
@@ -399,7 +408,7 @@ def port_unreachable(ep: DTLSEndpoint) -> None:
         return
     if channel._conn.stats["datagrams_in"]:
         return
-    now = trio.current_time()
+    now = ep._now()
     if channel._unreachable_since is None:
         channel._unreachable_since = now
         return
@@ -418,15 +427,15 @@ def port_unreachable(ep: DTLSEndpoint) -> None:
 
 
 async def receive_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None:
+    # A new endpoint's socket is almost always empty: wait for it to be readable first (a
+    # datagram already waiting makes it readable at once).
+    ep = ref()
+    if ep is None or ep._closed:
+        return
+    del ep
+    taken: int | None = 0
+    drained = True
     while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        taken = ep._receive_batch()
-        drained = ep._drained
-        if ep._closed:
-            return
-        del ep
         try:
             if taken is None:  # memory budget: leave the datagrams in the kernel's queue
                 await trio.sleep(0.01)
@@ -440,6 +449,14 @@ async def receive_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> N
             if exc.errno in _CLOSED_ERRNOS:
                 return
             raise
+        ep = ref()
+        if ep is None or ep._closed:
+            return
+        taken = ep._receive_batch()
+        drained = ep._drained
+        if ep._closed:
+            return
+        del ep
 
 
 async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None:
@@ -448,9 +465,10 @@ async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None
         if ep is None or ep._closed:
             return
         if not ep._outq:
-            if ep._send_wakeup.is_set():
-                ep._send_wakeup = trio.Event()
             wakeup = ep._send_wakeup
+            assert wakeup is not None
+            if wakeup.is_set():
+                wakeup = ep._send_wakeup = trio.Event()
             del ep
             await wakeup.wait()
             continue
@@ -473,40 +491,79 @@ async def send_loop(ref: weakref.ReferenceType[DTLSEndpoint], sock: Any) -> None
             raise
 
 
-async def timer_loop(ref: weakref.ReferenceType[DTLSEndpoint]) -> None:
+class Timers:
+    """The trio run's timer task: it sleeps until the earliest timer of any endpoint's
+    core, then runs the endpoints whose timer is due. One for all endpoints, not one each:
+    a client endpoint per connection would otherwise start and end a task per connection.
+
+    An endpoint keeps its earliest timer in ``_timer_at``; one that comes earlier than the
+    task's deadline moves that in place (no wakeup). Holds endpoints by weak reference.
+    """
+
+    _run_var: trio.lowlevel.RunVar[Timers] = trio.lowlevel.RunVar("dtls13_timers")
+
+    def __init__(self) -> None:
+        self.endpoints: dict[int, weakref.ReferenceType[DTLSEndpoint]] = {}
+        self.scope: trio.CancelScope | None = None  # the task sleeps in it
+        # The scope's deadline, read without its property; while timers run, the earliest
+        # timer armed meanwhile.
+        self.deadline = math.inf
+        self.now = trio.lowlevel.current_clock().current_time
+
+    @classmethod
+    def for_this_run(cls) -> Timers:
+        try:
+            return cls._run_var.get()
+        except LookupError:
+            timers = cls()
+            cls._run_var.set(timers)
+            trio.lowlevel.spawn_system_task(timer_loop, timers)
+            return timers
+
+    def move(self, t: float) -> None:
+        """An endpoint's timer `t` comes before the task's deadline."""
+        self.deadline = t
+        scope = self.scope
+        if scope is not None:
+            scope.deadline = t
+
+    def run_due(self) -> float:
+        """Run the endpoints whose earliest timer is due; the earliest timer left."""
+        now = self.now()
+        self.deadline = earliest = math.inf
+        endpoints = self.endpoints
+        for key, ref in list(endpoints.items()):
+            ep = ref()
+            if ep is None or ep._closed:  # (close() takes itself out; a collected one: here)
+                endpoints.pop(key, None)
+                continue
+            t = ep._timer_at
+            if t <= now:
+                try:
+                    ep._run_timers()
+                except Exception as exc:
+                    ep._internal_error(exc)
+                # Timers the core armed while they ran are found here.
+                try:
+                    t = ep._next_deadline()
+                except Exception as exc:
+                    ep._internal_error(exc)
+                    t = now + 0.1
+                ep._timer_at = t
+            if t < earliest:
+                earliest = t
+        return min(earliest, self.deadline)
+
+
+async def timer_loop(timers: Timers) -> None:
     while True:
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        try:
-            deadline = ep._next_deadline()
-        except Exception as exc:
-            ep._internal_error(exc)
-            deadline = trio.current_time() + 0.1
-        scope = ep._timer_scope = trio.CancelScope(deadline=deadline)
-        task = ep._timer_sleeper = trio.lowlevel.current_task()
-        del ep
+        deadline = timers.run_due()
+        scope = timers.scope = trio.CancelScope(deadline=deadline)
+        timers.deadline = deadline
         with scope:
-            await trio.lowlevel.wait_task_rescheduled(_timer_abort(ref, task))
-        ep = ref()
-        if ep is None or ep._closed:
-            return
-        # Timers the core arms while they run are found by _next_deadline just after.
-        ep._timer_scope = None
-        try:
-            ep._run_timers()
-        except Exception as exc:
-            ep._internal_error(exc)
-        del ep
+            await trio.lowlevel.wait_task_rescheduled(_until_the_deadline)
+        timers.scope = None
 
 
-def _timer_abort(
-    ref: weakref.ReferenceType[DTLSEndpoint], task: trio.lowlevel.Task
-) -> Callable[[Any], trio.lowlevel.Abort]:
-    def abort(_: Any) -> trio.lowlevel.Abort:  # the deadline came (or the run ends)
-        ep = ref()
-        if ep is not None and ep._timer_sleeper is task:
-            ep._timer_sleeper = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    return abort
+def _until_the_deadline(_: Any) -> trio.lowlevel.Abort:  # it came (or the run ends)
+    return trio.lowlevel.Abort.SUCCEEDED

@@ -31,6 +31,7 @@ _T = TypeVar("_T")
 # send_nowait() raises trio.WouldBlock while this many datagrams wait in the endpoint's send
 # queue (the socket buffer is full, or that many were queued in one scheduler pass).
 NOWAIT_SEND_LIMIT = 256
+CLOSE_GRACE = 1.0  # seconds aclose() waits for close_notify to leave
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,13 +315,22 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
         target = endpoint._close_channel(self)
         self._closed = True
         self._wake()
-        if endpoint._sent < target or self._owns_endpoint:
+        if self._owns_endpoint:
             # Shielded and bounded: close_notify goes out even when aclose runs under cancel.
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(1.0):
+                with trio.move_on_after(CLOSE_GRACE):
                     await endpoint._wait_sent(target)
-                if self._owns_endpoint:
-                    await endpoint.aclose()
+                await endpoint.aclose()
+        elif endpoint._sent < target:
+            deadline = endpoint._now() + CLOSE_GRACE
+            # The schedule point, shielded: on the batched path close_notify leaves while
+            # this task yields, so it has usually gone when the task resumes.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if endpoint._sent < target:  # the socket buffer is full: the send task has it
+                with trio.CancelScope(shield=True, deadline=deadline):
+                    await endpoint._wait_sent(target)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
         await trio.lowlevel.checkpoint()
 
     def __enter__(self) -> DTLSChannel:

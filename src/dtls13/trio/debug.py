@@ -27,5 +27,7 @@ class DTLSEndpointDebugState:
     """``DTLSEndpoint.debug_state()``: the endpoint's tasks."""
 
     sender_started: bool  # the send task runs (started once the socket was first full)
-    timer_scope: trio.CancelScope | None  # the timer task's, while it runs
+    # The run's timer task's (shared by its endpoints: its deadline is their earliest timer),
+    # while it sleeps and this endpoint is one of them:
+    timer_scope: trio.CancelScope | None
     handlers: trio.Nursery | None  # where serve() starts its handlers, while it runs

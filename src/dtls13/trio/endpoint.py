@@ -1,14 +1,16 @@
 """DTLSEndpoint: DTLS 1.3 connections over one trio UDP socket, shaped like trio.DTLSEndpoint.
 
-Up to three background tasks per endpoint (trio system tasks, holding only a weak reference
-so an endpoint nobody closed can still be collected and warn), in `_socketio`:
+Background tasks (trio system tasks, holding only a weak reference so an endpoint nobody
+closed can still be collected and warn), in `_socketio`; two per endpoint at most:
 
 - the receive task: waits for the socket to be readable, then takes up to `RECV_BATCH`
   datagrams (``recvmmsg`` into pooled leases where the platform has it), each handed to
   the sans-IO core, and yields when the batch filled up before it takes more;
 - the send task (started the first time the socket buffer is full): sends what could not
   go at once, in order, waiting for the socket to be writable;
-- the timer task: sleeps on the trio clock until the earliest ``get_timer()`` of the core.
+
+and one for all the endpoints of a trio run, the timer task (`_socketio.Timers`): it sleeps
+on the trio clock until the earliest ``get_timer()`` of their cores.
 
 Datagrams are sent straight from the call that produced them (``send()``, the receive task)
 whenever nothing is queued before them: everything one receive batch produced leaves with one
@@ -38,13 +40,14 @@ from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
 from ._socketio import (
     Flusher,
+    Timers,
     batch_socket,
     flush,
     port_unreachable,
     receive_batch,
     receive_loop,
     send_loop,
-    timer_loop,
+    socket_type,
 )
 from ._stats import DTLSEndpointStatistics
 from .channel import DTLSChannel
@@ -84,14 +87,20 @@ class DTLSEndpoint:
         §7), for client channels and ``serve()`` alike; called in the receive task, it must
         not block. Without it they are dropped and counted as any undecodable datagram."""
         self._initialized = False
-        if socket.type != trio.socket.SOCK_DGRAM:
-            raise ValueError("DTLS requires a SOCK_DGRAM socket")
-        if incoming_packets_buffer < 1:
-            raise ValueError("incoming_packets_buffer must be at least 1")
-        if cookie_policy not in ("always", "under_load", "never"):
-            raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
-        # Checked against the CID length when serve() gets its configuration.
-        cid_prefix = check_cid_prefix(cid_prefix, 32)
+        # Non-blocking sends and receives without a trip through the scheduler (see the top).
+        raw = RawSocket(fileno=os.dup(socket.fileno()))
+        try:
+            if socket_type(raw) != trio.socket.SOCK_DGRAM:
+                raise ValueError("DTLS requires a SOCK_DGRAM socket")
+            if incoming_packets_buffer < 1:
+                raise ValueError("incoming_packets_buffer must be at least 1")
+            if cookie_policy not in ("always", "under_load", "never"):
+                raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
+            # Checked against the CID length when serve() gets its configuration.
+            cid_prefix = check_cid_prefix(cid_prefix, 32)
+        except BaseException:
+            raw.close()
+            raise
         self.socket = socket
         self.pools = pools if pools is not None else default_pool_set()
         self.incoming_packets_buffer = incoming_packets_buffer
@@ -100,20 +109,23 @@ class DTLSEndpoint:
         self.on_non_dtls_datagram = on_non_dtls_datagram
         self.cid_prefix = cid_prefix
         self._recv_size = min(max_datagram_size, self.pools.largest_class)
-        # Non-blocking sends and receives without a trip through the scheduler (see the top).
-        self._raw = RawSocket(fileno=os.dup(socket.fileno()))
-        self._raw.setblocking(False)
-        self._batch = batch_socket(self._raw, self._recv_size)  # None: one datagram per call
-        self._recv_cap = self._batch.batch if self._batch is not None else 0  # per recvmmsg
-        self._recv_want = 2  # receive leases for the next wake-up (follows what came)
-        self._recv_long = False  # the last receive call brought a long datagram
+        self._raw = raw
+        raw.setblocking(False)
         # A connected socket (open_dtls_client's) hears only its peer, and hears ICMP port
         # unreachable from it: a client learns within seconds that nothing listens there.
         try:
-            self._peer: Any = self._raw.getpeername()
+            self._peer: Any = raw.getpeername()
         except OSError:
             self._peer = None
+        # recvmmsg/sendmmsg, or None: one datagram per system call
+        self._batch = batch_socket(raw, self._recv_size, self._peer is not None)
+        self._recv_cap = self._batch.batch if self._batch is not None else 0  # per recvmmsg
+        self._recv_want = 2  # receive leases for the next wake-up (follows what came)
+        self._recv_long = False  # the last receive call brought a long datagram
         self._token = trio.lowlevel.current_trio_token()
+        self._timers = Timers.for_this_run()
+        # trio.current_time() without its two wrappers (the run's clock never changes).
+        self._now = self._timers.now
         # On the batched path, what tasks send during one scheduler pass leaves together
         # with one sendmmsg just before trio next waits for I/O (see `_socketio.Flusher`).
         self._flusher = Flusher.for_this_run() if self._batch is not None else None
@@ -127,18 +139,20 @@ class DTLSEndpoint:
         self._handler: Handler | None = None
         self._handler_args: tuple[Any, ...] = ()
         self._handler_context = contextvars.Context()
-        self._serving_lot = trio.lowlevel.ParkingLot()  # serve() waits here for close()
+        self._serving_lot: trio.lowlevel.ParkingLot | None = None  # serve() waits for close()
         # Outgoing datagrams that could not be sent at once: the send task sends them in
         # order; `_queued` and `_sent` count all datagrams so callers can wait for theirs.
         self._outq: deque[tuple[Lease, Any]] = deque()
         self._queued = 0
         self._sent = 0
-        self._progress = trio.lowlevel.ParkingLot()
-        self._send_wakeup = trio.Event()
-        # The timer task sleeps in this scope until its deadline, the earliest timer of the
-        # core; an earlier timer moves the deadline (no wakeup, no recomputation).
-        self._timer_scope: trio.CancelScope | None = None
-        self._timer_sleeper: trio.lowlevel.Task | None = None  # close() wakes it directly
+        # Tasks waiting for their datagrams to leave park in `_progress` (made for the first).
+        self._progress: trio.lowlevel.ParkingLot | None = None
+        self._progress_waiters = 0
+        self._send_wakeup: trio.Event | None = None  # made with the send task
+        # The run's timer task sleeps until the earliest timer of its endpoints; ours is
+        # `_timer_at` (or earlier: a timer the core dropped is not taken back), and an
+        # earlier one moves the task's deadline in place (no wakeup, no recomputation).
+        self._timer_at = math.inf
         # Connections to forget once the datagrams queued before their end have gone.
         self._graveyard: deque[tuple[int, DTLSChannel]] = deque()
         self._loops_started = False
@@ -232,12 +246,14 @@ class DTLSEndpoint:
             self.socket.close()
         except RuntimeError:  # outside trio (collected after the run): nobody waits on it
             os.close(self.socket.detach())
-        self._send_wakeup.set()
-        sleeper, self._timer_sleeper = self._timer_sleeper, None
-        if sleeper is not None:
-            trio.lowlevel.reschedule(sleeper)
-        self._progress.unpark_all()
-        self._serving_lot.unpark_all()
+        if self._send_wakeup is not None:
+            self._send_wakeup.set()
+        self._timers.endpoints.pop(id(self), None)
+        if self._progress_waiters:
+            assert self._progress is not None
+            self._progress.unpark_all()
+        if self._serving_lot is not None:
+            self._serving_lot.unpark_all()
 
     async def aclose(self) -> None:
         """close_notify to every peer (waiting up to a second for it to go), then close."""
@@ -281,8 +297,9 @@ class DTLSEndpoint:
 
     def _start_client(self, channel: DTLSChannel) -> None:
         self._check_closed()
-        channel._conn.connect(channel.peer_address, trio.current_time())
-        self._after(channel)
+        now = self._now()
+        channel._conn.connect(channel.peer_address, now)
+        self._after(channel, now)
 
     # -- server side ------------------------------------------------------------------
 
@@ -323,8 +340,9 @@ class DTLSEndpoint:
                 # Handlers see serve()'s context variables, as if it had spawned them.
                 self._handler_context = contextvars.copy_context()
                 task_status.started()
+                lot = self._serving_lot = trio.lowlevel.ParkingLot()
                 while not self._closed:
-                    await self._serving_lot.park()
+                    await lot.park()
         finally:
             self._handlers = self._handler = None
             if self._server is not None and not self._closed:
@@ -353,7 +371,7 @@ class DTLSEndpoint:
     # -- the core's input and output --------------------------------------------------
 
     def _on_datagram(self, data: Any, addr: Any) -> None:
-        now = trio.current_time()
+        now = self._now()
         self.counters["datagrams_in"] += 1
         if self.on_non_dtls_datagram is not None and is_other_protocol(data):
             self._hand_over(data, addr)
@@ -365,7 +383,7 @@ class DTLSEndpoint:
             if app is not None:  # the established data path: a message, nothing else
                 channel._deliver_alone(app)
                 t = client.get_timer()
-                if t is not None:
+                if t is not None and t < self._timer_at:
                     self._arm_timer(t)
                 return
             self._after(channel, now)
@@ -381,7 +399,7 @@ class DTLSEndpoint:
             if channel is not None and not server._attention:
                 channel._deliver_alone(app)
                 t = conn.get_timer()
-                if t is not None:
+                if t is not None and t < self._timer_at:
                     self._arm_timer(t)
                 return
             # Something else to attend to: the general path below takes it as an event.
@@ -395,7 +413,7 @@ class DTLSEndpoint:
         # established connection's own deadline is checked in _after.
         if conn is None or not conn.handshake_complete:
             t = server.get_timer()
-            if t is not None:
+            if t is not None and t < self._timer_at:
                 self._arm_timer(t)
         if conn is not None:
             channel = self._server_channels.get(id(conn))
@@ -419,27 +437,33 @@ class DTLSEndpoint:
     def _after(self, channel: DTLSChannel, now: float | None = None) -> int:
         """Events and output after the core ran; returns the count to wait for in `_sent`."""
         if now is None:
-            now = trio.current_time()
+            now = self._now()
         if channel._conn.has_events:
             channel._process_events()
         if channel._server:
-            self._collect_server_output(now)
+            server = self._server
+            out = server.datagrams_to_send(now) if server is not None else None
+            if out:
+                self._enqueue(out)
             if channel._handshake is not None and not channel._announced:
                 channel._announced = True
                 self._start_handler(channel)
         else:
-            self._enqueue(channel._conn.datagrams_to_send(now))
+            out = channel._conn.datagrams_to_send(now)
+            if out:
+                self._enqueue(out)
         if channel._terminated is not None and not channel._buried:
             self._bury(channel)
         t = channel._conn.get_timer()
-        if t is not None:
+        if t is not None and t < self._timer_at:
             self._arm_timer(t)
         return self._queued
 
     def _arm_timer(self, t: float) -> None:
-        scope = self._timer_scope
-        if scope is not None and t < scope.deadline:
-            scope.deadline = t
+        """A timer before `_timer_at` (callers compare: most timers are not)."""
+        self._timer_at = t
+        if t < self._timers.deadline:
+            self._timers.move(t)
 
     def _start_handler(self, channel: DTLSChannel) -> None:
         nursery, handler = self._handlers, self._handler
@@ -495,18 +519,17 @@ class DTLSEndpoint:
     def _wake_sender(self) -> None:
         # The send task only exists once the socket buffer was found full (rarely).
         if self._sender_started:
+            assert self._send_wakeup is not None
             self._send_wakeup.set()
         else:
             self._sender_started = True
+            self._send_wakeup = trio.Event()
             trio.lowlevel.spawn_system_task(send_loop, weakref.ref(self), self.socket)
 
-    def _flush(self) -> bool:
-        """Send queued datagrams in order while the socket takes them; True if it is full."""
-        return flush(self)
-
-    def _port_unreachable(self) -> None:
-        """ICMP port unreachable from the connected peer (see `_socketio.port_unreachable`)."""
-        port_unreachable(self)
+    # Send queued datagrams in order while the socket takes them; True if it is full.
+    _flush = flush
+    # ICMP port unreachable from the connected peer.
+    _port_unreachable = port_unreachable
 
     def _drop_output(self, conn: Connection) -> None:
         for lease, _ in conn.datagrams_to_send(0.0):
@@ -544,8 +567,17 @@ class DTLSEndpoint:
 
     async def _wait_sent(self, target: int) -> None:
         """Backpressure: wait until the send task has sent the first `target` datagrams."""
-        while self._sent < target and not self._closed:
-            await self._progress.park()
+        if self._sent >= target or self._closed:
+            return
+        lot = self._progress
+        if lot is None:
+            lot = self._progress = trio.lowlevel.ParkingLot()
+        self._progress_waiters += 1
+        try:
+            while self._sent < target and not self._closed:
+                await lot.park()
+        finally:
+            self._progress_waiters -= 1
 
     def _run_timers(self) -> None:
         held = self._hold_sends()
@@ -555,7 +587,7 @@ class DTLSEndpoint:
             self._release_sends(held)
 
     def _run_due_timers(self) -> None:
-        now = trio.current_time()
+        now = self._now()
         for channel in list(self._clients.values()):
             t = channel._conn.get_timer()
             if t is not None and t <= now:
@@ -597,7 +629,8 @@ class DTLSEndpoint:
         graveyard = self._graveyard
         while graveyard and graveyard[0][0] <= self._sent:
             self._forget(graveyard.popleft()[1])
-        if self._progress:
+        if self._progress_waiters:
+            assert self._progress is not None
             self._progress.unpark_all()
             if self._flusher is not None:
                 self._flusher.woke = True
@@ -605,11 +638,14 @@ class DTLSEndpoint:
     def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core; what they
         produce leaves together at the end."""
-        held = self._hold_sends()
+        if self._holding:  # (_hold_sends, in line: once per receive batch)
+            return receive_batch(self)
+        self._holding = True
+        self._held_behind = len(self._outq)
         try:
             return receive_batch(self)
         finally:
-            self._release_sends(held)
+            self._release_sends(True)
 
     # -- background tasks -------------------------------------------------------------
 
@@ -619,7 +655,7 @@ class DTLSEndpoint:
         self._loops_started = True
         ref = weakref.ref(self)
         trio.lowlevel.spawn_system_task(receive_loop, ref, self.socket)
-        trio.lowlevel.spawn_system_task(timer_loop, ref)
+        self._timers.endpoints[id(self)] = ref
 
     def _internal_error(self, exc: BaseException) -> None:
         self.counters["internal_errors"] += 1
@@ -627,7 +663,9 @@ class DTLSEndpoint:
 
     def debug_state(self) -> DTLSEndpointDebugState:
         """For tests and debugging, not for applications: the state of the endpoint's tasks."""
-        return DTLSEndpointDebugState(self._sender_started, self._timer_scope, self._handlers)
+        timers = self._timers
+        scope = timers.scope if id(self) in timers.endpoints else None
+        return DTLSEndpointDebugState(self._sender_started, scope, self._handlers)
 
     def statistics(self) -> DTLSEndpointStatistics:
         """Endpoint counters, the server's admission counters and pool figures."""
