@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import heapq
 import math
 import socket as stdlib_socket
 import weakref
@@ -496,7 +497,9 @@ class Timers:
     core, then runs the endpoints whose timer is due. One for all endpoints, not one each:
     a client endpoint per connection would otherwise start and end a task per connection.
 
-    An endpoint keeps its earliest timer in ``_timer_at``; one that comes earlier than the
+    An endpoint keeps its earliest timer in ``_timer_at`` and arms it here (`arm`): a heap
+    of (time, endpoint) entries, so a wake-up costs the due endpoints, not all of them. An
+    entry that an earlier one superseded is skipped when it comes up. One earlier than the
     task's deadline moves that in place (no wakeup). Holds endpoints by weak reference.
     """
 
@@ -504,6 +507,7 @@ class Timers:
 
     def __init__(self) -> None:
         self.endpoints: dict[int, weakref.ReferenceType[DTLSEndpoint]] = {}
+        self._heap: list[tuple[float, int]] = []  # (time, id of the endpoint)
         self.scope: trio.CancelScope | None = None  # the task sleeps in it
         # The scope's deadline, read without its property; while timers run, the earliest
         # timer armed meanwhile.
@@ -520,39 +524,49 @@ class Timers:
             trio.lowlevel.spawn_system_task(timer_loop, timers)
             return timers
 
-    def move(self, t: float) -> None:
-        """An endpoint's timer `t` comes before the task's deadline."""
-        self.deadline = t
-        scope = self.scope
-        if scope is not None:
-            scope.deadline = t
+    def add(self, endpoint: DTLSEndpoint) -> None:
+        """Run `endpoint`'s timers from now on (until it closes or is collected)."""
+        key = id(endpoint)
+        endpoints = self.endpoints
+        # (An id is reused only once its object is gone, and the callback runs first.)
+        endpoints[key] = weakref.ref(endpoint, lambda _: endpoints.pop(key, None))
+        if endpoint._timer_at < math.inf:
+            self.arm(key, endpoint._timer_at)
+
+    def arm(self, key: int, t: float) -> None:
+        """The endpoint `key`'s earliest timer is now `t`."""
+        heapq.heappush(self._heap, (t, key))
+        if t < self.deadline:
+            self.deadline = t
+            scope = self.scope
+            if scope is not None:
+                scope.deadline = t
 
     def run_due(self) -> float:
         """Run the endpoints whose earliest timer is due; the earliest timer left."""
         now = self.now()
-        self.deadline = earliest = math.inf
-        endpoints = self.endpoints
-        for key, ref in list(endpoints.items()):
-            ep = ref()
-            if ep is None or ep._closed:  # (close() takes itself out; a collected one: here)
-                endpoints.pop(key, None)
-                continue
-            t = ep._timer_at
-            if t <= now:
-                try:
-                    ep._run_timers()
-                except Exception as exc:
-                    ep._internal_error(exc)
-                # Timers the core armed while they ran are found here.
-                try:
-                    t = ep._next_deadline()
-                except Exception as exc:
-                    ep._internal_error(exc)
-                    t = now + 0.1
-                ep._timer_at = t
-            if t < earliest:
-                earliest = t
-        return min(earliest, self.deadline)
+        self.deadline = math.inf
+        heap, endpoints = self._heap, self.endpoints
+        while heap and heap[0][0] <= now:
+            t, key = heapq.heappop(heap)
+            ref = endpoints.get(key)
+            ep = ref() if ref is not None else None
+            if ep is None or ep._closed or ep._timer_at != t:
+                continue  # gone, or this entry was superseded by an earlier one
+            try:
+                ep._run_timers()
+            except Exception as exc:
+                ep._internal_error(exc)
+            # Timers the core armed while they ran are found here.
+            try:
+                t = ep._next_deadline()
+            except Exception as exc:
+                ep._internal_error(exc)
+                t = now + 0.1
+            ep._timer_at = t
+            if t < math.inf:
+                heapq.heappush(heap, (t, key))
+        return min(heap[0][0] if heap else math.inf, self.deadline)
 
 
 async def timer_loop(timers: Timers) -> None:

@@ -462,8 +462,8 @@ class DTLSEndpoint:
     def _arm_timer(self, t: float) -> None:
         """A timer before `_timer_at` (callers compare: most timers are not)."""
         self._timer_at = t
-        if t < self._timers.deadline:
-            self._timers.move(t)
+        if self._loops_started:
+            self._timers.arm(id(self), t)
 
     def _start_handler(self, channel: DTLSChannel) -> None:
         nursery, handler = self._handlers, self._handler
@@ -655,7 +655,7 @@ class DTLSEndpoint:
         self._loops_started = True
         ref = weakref.ref(self)
         trio.lowlevel.spawn_system_task(receive_loop, ref, self.socket)
-        self._timers.endpoints[id(self)] = ref
+        self._timers.add(self)
 
     def _internal_error(self, exc: BaseException) -> None:
         self.counters["internal_errors"] += 1
