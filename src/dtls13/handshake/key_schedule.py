@@ -334,8 +334,13 @@ class Transcript:
     def __init__(
         self, hash_name: str | None = None, candidates: Iterable[str] = TRANSCRIPT_HASHES
     ) -> None:
-        names = (hash_name,) if hash_name is not None else tuple(candidates)
-        self._hashes: dict[str, _Hash] = {name: _new_hash(name) for name in names}
+        names = (hash_name,) if hash_name is not None else candidates
+        hashes: dict[str, _Hash] = {}
+        for name in names:  # _new_hash inlined, no comprehension: one call per hash
+            hashes[name] = (
+                _EMPTY_STATES[name].copy() if name in _EMPTY_STATES else hashlib.new(name)
+            )
+        self._hashes = hashes
         self.hash_name = hash_name
 
     @classmethod
