@@ -502,6 +502,10 @@ class ServerEndpoint:
         key = (table.version, self._half_open_inputs)
         if key == self._half_open_pruned:
             return self._half_open
+        if not self._half_open:  # nothing to prune (a handshake at a time, say)
+            self._half_open_hosts = {}
+            self._half_open_pruned = key
+            return self._half_open
         live = {
             conn: addr
             for conn, addr in self._half_open.items()
@@ -524,7 +528,9 @@ class ServerEndpoint:
 
     def _half_open_cap(self) -> int:
         cap = self.dos.max_half_open_per_ip
-        return max(1, cap // 2 if self.emergency else cap)
+        if self.emergency:
+            cap //= 2
+        return cap if cap > 1 else 1  # max() written out: this runs for every new hello
 
     def _source_needs_cookie(self, addr: Any) -> bool:
         """A source whose half-open share is full gets a cookie exchange rather than a
