@@ -540,7 +540,8 @@ class ServerEndpoint:
         if self.cookie_policy == "never":
             return False
         self._half_open_now()  # brings _half_open_hosts (per host) up to date
-        return self._half_open_hosts.get(host_of(addr), 0) >= self._half_open_cap()
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
+        return self._half_open_hosts.get(host, 0) >= self._half_open_cap()
 
     def _from_stranger(
         self,
@@ -620,7 +621,7 @@ class ServerEndpoint:
         address cannot shut the client out; the caps still hold, and proven handshakes
         are never displaced (a real host gets its share and no more)."""
         dos = self.dos
-        host = host_of(addr)
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
         table = self.connections
         assert isinstance(table, ConnectionTable)
         per_host = table.per_host.get(host, 0)
