@@ -214,7 +214,8 @@ class KeySchedule:
         """Forget the early, handshake and master secrets, zeroing those no one else holds
         (the early secret without a PSK is a shared constant and stays)."""
         early, self.early_secret = self.early_secret, b""
-        zeroize(early)
+        if early is not self._consts.early:  # the shared constant without a PSK stays
+            zeroize(early)
         handshake, self.handshake_secret = self.handshake_secret, None
         zeroize(handshake)
         master, self.master_secret = self.master_secret, None
@@ -370,10 +371,10 @@ class Transcript:
     def digest(self, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far."""
         name = hash_name if hash_name is not None else self.hash_name
-        running = self._hashes.get(name) if name is not None else None
-        if running is None:
-            running = self._running(hash_name)  # says why not
-        return hash_copy_digest(running)
+        hashes = self._hashes
+        if name is not None and name in hashes:  # no .get(): a call less per digest
+            return hash_copy_digest(hashes[name])
+        return hash_copy_digest(self._running(hash_name))  # which raises, saying why
 
     def digest_with(self, data: bytes | memoryview, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far followed by `data` (which is not kept):
