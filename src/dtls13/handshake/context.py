@@ -428,10 +428,7 @@ class HandshakeContext:
 
     def _send(self, msg: Any, epoch: int | None, *, transcript: bool = True) -> None:
         msg_type, body = msgs.push_message(msg)
-        # _send_encoded inlined (a call less for each message of a flight).
-        if transcript:
-            self._work.transcript.add(msg_type, body)
-        self._out.messages.append(OutMessage(epoch, msg_type, body))
+        self._send_encoded(msg_type, body, epoch, transcript=transcript)
 
     def _send_encoded(
         self, msg_type: int, body: bytes, epoch: int | None, *, transcript: bool = True
