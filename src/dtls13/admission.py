@@ -169,7 +169,7 @@ class SourceRates:
         now: float,
         emergency: bool,
     ) -> bool:
-        host = host_of(addr)
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of, for every datagram
         bucket = buckets.get(host)
         if bucket is None:
             bucket = _Bucket(self.dos, now)
@@ -205,6 +205,8 @@ DROP_COUNTERS = (
 
 
 def host_of(addr: Any) -> Any:
+    """The host part of an address ((host, port, ...) -> host). Written out, not called,
+    where it runs for every datagram or new hello."""
     return addr[0] if isinstance(addr, tuple) else addr
 
 
@@ -238,11 +240,11 @@ class ConnectionTable(dict[Any, Connection]):
         self.version = 0  # changes with every entry added, replaced or removed
 
     def _added(self, addr: Any) -> None:
-        host = host_of(addr)
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
         self.per_host[host] = self.per_host.get(host, 0) + 1
 
     def _removed(self, addr: Any) -> None:
-        host = host_of(addr)
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
         left = self.per_host[host] - 1
         if left:
             self.per_host[host] = left

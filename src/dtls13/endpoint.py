@@ -502,6 +502,10 @@ class ServerEndpoint:
         key = (table.version, self._half_open_inputs)
         if key == self._half_open_pruned:
             return self._half_open
+        if not self._half_open:  # nothing to prune (a handshake at a time, say)
+            self._half_open_hosts = {}
+            self._half_open_pruned = key
+            return self._half_open
         live = {
             conn: addr
             for conn, addr in self._half_open.items()
@@ -524,7 +528,9 @@ class ServerEndpoint:
 
     def _half_open_cap(self) -> int:
         cap = self.dos.max_half_open_per_ip
-        return max(1, cap // 2 if self.emergency else cap)
+        if self.emergency:
+            cap //= 2
+        return cap if cap > 1 else 1  # max() written out: this runs for every new hello
 
     def _source_needs_cookie(self, addr: Any) -> bool:
         """A source whose half-open share is full gets a cookie exchange rather than a
@@ -534,7 +540,8 @@ class ServerEndpoint:
         if self.cookie_policy == "never":
             return False
         self._half_open_now()  # brings _half_open_hosts (per host) up to date
-        return self._half_open_hosts.get(host_of(addr), 0) >= self._half_open_cap()
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
+        return self._half_open_hosts.get(host, 0) >= self._half_open_cap()
 
     def _from_stranger(
         self,
@@ -614,7 +621,7 @@ class ServerEndpoint:
         address cannot shut the client out; the caps still hold, and proven handshakes
         are never displaced (a real host gets its share and no more)."""
         dos = self.dos
-        host = host_of(addr)
+        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
         table = self.connections
         assert isinstance(table, ConnectionTable)
         per_host = table.per_host.get(host, 0)

@@ -1,12 +1,14 @@
 """Per-epoch key set-up in one compiled call (`_fast.EpochKeyMaker`): the AEAD and the
-AES-ECB record-number mask it builds are the ones the public `cryptography` API and the
-reference derivation give, for every suite."""
+AES-ECB record-number masks it builds are the ones the public `cryptography` API and the
+reference derivation give, for every suite. The masks come from an AES-CBC context with a
+zero IV fed each sample XOR the previous output block: every block must be the ECB one."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from dtls13._fast import keys as fast_keys
 from dtls13.crypto.suites import CipherSuite
@@ -14,16 +16,42 @@ from dtls13.record.protection import _key_maker, record_cipher
 from tests.record import test_record_reference as ref
 
 
-def test_the_direct_aes_ecb_path_is_used_and_matches_the_public_api() -> None:
+def _public_aes_ecb(key: bytes) -> CipherContext:
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+
+def test_the_direct_mask_context_is_used_and_gives_the_public_aes_ecb_blocks() -> None:
     # The installed cryptography passes the import-time check: no per-epoch Cipher(...).
-    assert fast_keys.DIRECT_ECB
+    assert fast_keys.DIRECT_MASK_CTX
     maker = _key_maker(CipherSuite.TLS_AES_128_GCM_SHA256)
     for n in (16, 32):
+        key = os.urandom(n)
+        _, ctx = maker(os.urandom(16), key)
+        assert ctx is not None
+        ecb = _public_aes_ecb(key)
+        previous = bytes(16)
         for _ in range(20):
-            key, sample = os.urandom(n), os.urandom(16)
-            _, ecb = maker(os.urandom(16), key)
-            assert ecb is not None
-            assert ecb.update(sample) == fast_keys._public_ecb(key).update(sample)
+            sample = os.urandom(16)
+            previous = ctx.update(bytes(a ^ b for a, b in zip(sample, previous, strict=True)))
+            assert previous == ecb.update(sample)
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [s for s in CipherSuite if s != CipherSuite.TLS_CHACHA20_POLY1305_SHA256],
+    ids=lambda s: s.name,
+)
+def test_consecutive_masks_are_the_public_aes_ecb_blocks(suite: CipherSuite) -> None:
+    secret = os.urandom(ref.secret_length(suite))
+    _, _, sn_key = ref.keys(suite, secret)
+    ecb = _public_aes_ecb(sn_key)
+    cipher = record_cipher(suite, secret)
+    for _ in range(2):  # again after release(): a new context, chained from its IV
+        for _ in range(20):
+            sample = os.urandom(16)
+            assert bytes(cipher.mask(sample, 0)[:16]) == ecb.update(sample)
+        cipher.release()
+        assert not cipher.built
 
 
 @pytest.mark.parametrize("suite", list(CipherSuite), ids=lambda s: s.name)

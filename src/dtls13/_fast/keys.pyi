@@ -5,7 +5,7 @@ from typing import Any, final
 
 from .protection import RecordCipher
 
-DIRECT_ECB: bool
+DIRECT_MASK_CTX: bool
 
 def set_wipe_hook(hook: Callable[[bytes], object] | None) -> None: ...
 

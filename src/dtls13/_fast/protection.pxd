@@ -15,10 +15,18 @@ cpdef enum:
 
 
 @cython.final
+cdef class _CbcMask:
+    cdef object _ctx
+    cdef unsigned char _chain[16]
+
+    cdef int encrypt_block(self, const unsigned char *block, unsigned char *out) except -1
+
+
+@cython.final
 cdef class RecordCipher:
     cdef object _build
     cdef object _aead       # None while released
-    cdef object _ecb
+    cdef _CbcMask _mask      # None for ChaCha20 and while released
     # The bytes objects the built objects were made from: zeroed once let go.
     cdef object _key_obj
     cdef object _sn_obj

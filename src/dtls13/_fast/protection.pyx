@@ -3,7 +3,7 @@
 """Record protection of one epoch in one direction: AEAD, nonces, record-number masks.
 
 RFC 9147 §4 (the header as AAD), §4.2.3 (record-number encryption) and RFC 8446
-§5.3 (per-record nonces); the AEAD and AES-ECB objects come from `cryptography`.
+§5.3 (per-record nonces); the AEAD and AES objects come from `cryptography`.
 """
 
 cimport cython
@@ -61,18 +61,51 @@ cdef void _zero_bytes(PyObject *obj, Py_ssize_t refs) noexcept:
 
 
 @cython.final
+@cython.no_gc  # holds an OpenSSL-backed object: never in a cycle
+cdef class _CbcMask:
+    """AES-ECB blocks (record-number masks) from an AES-CBC encryptor with a zero IV:
+    each block is fed XOR the previous output block, the chaining value, which CBC's
+    chaining cancels. `cryptography` makes a CBC context with fewer of its Python-level
+    checks than an ECB one; the extra XOR costs nothing next to them."""
+
+    def __cinit__(self, ctx):
+        self._ctx = ctx
+        memset(self._chain, 0, _MASK_SAMPLE)  # the IV
+
+    def __dealloc__(self):
+        dtls13_secure_zero(self._chain, _MASK_SAMPLE)
+
+    cdef int encrypt_block(self, const unsigned char *block, unsigned char *out) except -1:
+        cdef unsigned char fed[_MASK_SAMPLE]
+        cdef int k
+        for k in range(_MASK_SAMPLE):
+            fed[k] = block[k] ^ self._chain[k]
+        # update() returning 16 new bytes costs one allocation; update_into a view of
+        # `out` would cost two.
+        got = self._ctx.update(PyMemoryView_FromMemory(<char *>fed, _MASK_SAMPLE, PyBUF_READ))
+        if not PyBytes_CheckExact(got) or PyBytes_GET_SIZE(got) != _MASK_SAMPLE:
+            raise ValueError("AES-CBC gave no 16-byte block")
+        memcpy(self._chain, PyBytes_AS_STRING(got), _MASK_SAMPLE)
+        memcpy(out, PyBytes_AS_STRING(got), _MASK_SAMPLE)
+        return 0
+
+
+@cython.final
 @cython.no_gc  # holds a builder, OpenSSL-backed objects and bytes: never in a cycle
 cdef class RecordCipher:
     """One epoch's record protection in one direction: AEAD, nonce, record-number mask.
 
     Holds the key bytes (key, IV, sn_key) inline and builds the OpenSSL-backed
     objects from them on first use: ``build(key, sn_key)`` (one shared callable
-    per suite) returns ``(aead, ecb)``, a cryptography AEAD object (its
+    per suite) returns ``(aead, mask_ctx)``, a cryptography AEAD object (its
     encrypt_into/decrypt_into are called with views straight into the datagram
-    and the plaintext lease) and an AES-ECB encryptor under sn_key, or None for
-    ChaCha20 masks, computed here from sn_key (RFC 9147 §4.2.3). `release()`
-    lets an idle epoch's objects go (a few KiB of OpenSSL contexts); the next
-    record builds them again. The key bytes are zeroed when the cipher goes.
+    and the plaintext lease) and an AES-CBC encryptor under sn_key with a zero
+    IV, or None for ChaCha20 masks, computed here from sn_key (RFC 9147 §4.2.3).
+    Each AES mask is AES-ECB(sn_key, sample): the encryptor is fed the sample
+    XOR its previous output block, which CBC's chaining cancels (a CBC context
+    is cheaper to make than an ECB one). `release()` lets an idle epoch's objects
+    go (a few KiB of OpenSSL contexts); the next record builds them again. The
+    key bytes are zeroed when the cipher goes.
     """
 
     def __cinit__(self, build, key, iv, sn_key, Py_ssize_t tag_length, bint chacha):
@@ -94,7 +127,7 @@ cdef class RecordCipher:
 
     @property
     def built(self):
-        """Whether the AEAD (and AES-ECB mask) objects exist now."""
+        """Whether the AEAD (and AES mask) objects exist now."""
         return self._aead is not None
 
     def release(self):
@@ -103,7 +136,7 @@ cdef class RecordCipher:
 
     cdef void _drop(self) noexcept:
         self._aead = None
-        self._ecb = None
+        self._mask = None
         key, self._key_obj = self._key_obj, None
         sn, self._sn_obj = self._sn_obj, None
         _zero_bytes(<PyObject *>key, 1)
@@ -116,17 +149,17 @@ cdef class RecordCipher:
         sn = None if self.chacha else PyBytes_FromStringAndSize(<char *>self._sn_key,
                                                                 self._sn_len)
         try:
-            aead, ecb = self._build(key, sn)
+            aead, mask_ctx = self._build(key, sn)
         except BaseException:
             _zero_bytes(<PyObject *>key, 1)
             _zero_bytes(<PyObject *>sn, 1)
             raise
-        if aead is None or (ecb is None) != self.chacha:
-            raise ValueError("build() must return (aead, ecb or None for ChaCha20)")
+        if aead is None or (mask_ctx is None) != self.chacha:
+            raise ValueError("build() must return (aead, mask encryptor or None for ChaCha20)")
         self._key_obj = key
         self._sn_obj = sn
         self._aead = aead
-        self._ecb = ecb
+        self._mask = None if mask_ctx is None else _CbcMask(mask_ctx)
         self.builds += 1
         return 0
 
@@ -139,19 +172,17 @@ cdef class RecordCipher:
             p[11 - k] ^= <unsigned char>(seq >> (8 * k))
 
     cdef int _compute_mask(self, const unsigned char *sample, unsigned char *out) except -1:
-        # `out` holds 64 bytes: a whole ChaCha20 block, and more than AES-ECB
-        # update_into's 31-byte minimum.
+        # `out` holds 64 bytes: a whole ChaCha20 block.
         if self.chacha:
             # "Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])"
             dtls13_chacha20_block(self._sn_key, sample, out)
-        else:
-            # "Mask = AES-ECB(sn_key, Ciphertext[0..15])" (update() returning 16 new bytes
-            # costs one allocation; update_into a view of `out` would cost two)
-            block = self._ecb.update(
-                PyMemoryView_FromMemory(<char *>sample, _MASK_SAMPLE, PyBUF_READ))
-            if not PyBytes_CheckExact(block) or PyBytes_GET_SIZE(block) != _MASK_SAMPLE:
-                raise ValueError("AES-ECB gave no 16-byte block")
-            memcpy(out, PyBytes_AS_STRING(block), _MASK_SAMPLE)
+            return 0
+        # "Mask = AES-ECB(sn_key, Ciphertext[0..15])"
+        try:
+            self._mask.encrypt_block(sample, out)
+        except BaseException:
+            self._drop()  # the context's chaining value is unknown now: build it anew
+            raise
         return 0
 
     def nonce(self, uint64_t seq):

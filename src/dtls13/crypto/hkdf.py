@@ -64,9 +64,10 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
 def hkdf_label(label: bytes, context: bytes, length: int, prefix: bytes = DTLS13_PREFIX) -> bytes:
     """The HkdfLabel structure: uint16 length, opaque label<7..255>, opaque context<0..255>."""
     full = prefix + label
-    if not 7 <= len(full) <= 255 or len(context) > 255:
+    n_full, n_context = len(full), len(context)
+    if not 7 <= n_full <= 255 or n_context > 255:
         raise ValueError("HkdfLabel label or context out of range")
-    return length.to_bytes(2, "big") + bytes([len(full)]) + full + bytes([len(context)]) + context
+    return length.to_bytes(2, "big") + bytes((n_full,)) + full + bytes((n_context,)) + context
 
 
 def expand_label_info(label: bytes, length: int, prefix: bytes = DTLS13_PREFIX) -> bytes:
@@ -90,12 +91,32 @@ def hkdf_expand_label(
     prefix: bytes = DTLS13_PREFIX,
 ) -> bytes:
     """HKDF-Expand-Label(Secret, Label, Context, Length)."""
-    if not context and (length <= 32 or length <= digest_size(hash_name)):
-        return _hmac_digest(secret, expand_label_info(label, length, prefix), hash_name)[:length]
+    if length <= 32 or length <= digest_size(hash_name):  # one block: one HMAC
+        info = (
+            hkdf_label(label, context, length, prefix) + b"\x01"
+            if context
+            else expand_label_info(label, length, prefix)
+        )
+        return _hmac_digest(secret, info, hash_name)[:length]
     return hkdf_expand(hash_name, secret, hkdf_label(label, context, length, prefix), length)
 
 
 _DERIVE_HEADS: dict[tuple[bytes, bytes, int], bytes] = {}
+
+
+def derive_secret_head(label: bytes, size: int, prefix: bytes = DTLS13_PREFIX) -> bytes:
+    """Derive-Secret's HkdfLabel up to its context, for a transcript hash of `size` bytes:
+    length = Hash.length, the label, the context's length (cached)."""
+    key = (prefix, label, size)
+    head = _DERIVE_HEADS.get(key)
+    if head is None:
+        full = prefix + label
+        if not 7 <= len(full) <= 255 or size > 255:
+            raise ValueError("HkdfLabel label or context out of range")
+        head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
+        if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
+            _DERIVE_HEADS[key] = head
+    return head
 
 
 def derive_secret(
@@ -107,16 +128,7 @@ def derive_secret(
 ) -> bytes:
     """Derive-Secret(Secret, Label, Messages), given Transcript-Hash(Messages)."""
     size = len(transcript_hash)
-    key = (prefix, label, size)
-    head = _DERIVE_HEADS.get(key)
-    if head is None:
-        full = prefix + label
-        if not 7 <= len(full) <= 255 or size > 255:
-            raise ValueError("HkdfLabel label or context out of range")
-        # HkdfLabel up to its context: length = Hash.length, the label, the context's length.
-        head = size.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((size,))
-        if len(_DERIVE_HEADS) < _MAX_CACHED_LABELS:
-            _DERIVE_HEADS[key] = head
+    head = _DERIVE_HEADS.get((prefix, label, size)) or derive_secret_head(label, size, prefix)
     # One block (HKDF-Expand's counter 1); every TLS 1.3 hash is at least 32 bytes long.
     if size <= 32 or size <= digest_size(hash_name):
         return _hmac_digest(secret, head + transcript_hash + b"\x01", hash_name)[:size]

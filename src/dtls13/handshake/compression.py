@@ -121,7 +121,7 @@ def pull_compress_certificate(buf: Buffer) -> tuple[int, ...]:
     length = buf.pull_uint8()
     if length < 2 or length % 2:
         raise DecodeError("compress_certificate: algorithms<2..2^8-2> of uint16")
-    return tuple(buf.pull_uint16() for _ in range(length // 2))
+    return tuple([buf.pull_uint16() for _ in range(length // 2)])  # no generator to resume
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +213,9 @@ _COMPRESSED: dict[
 def choose(peer: Sequence[int], ours: Sequence[Algorithm]) -> Algorithm | None:
     """The first algorithm of the peer's list (its preference) that we offer too."""
     for code in peer:
-        if code in ours:
-            return Algorithm(code)
+        for algorithm in ours:  # our member itself: no Enum call
+            if algorithm == code:
+                return algorithm
     return None
 
 

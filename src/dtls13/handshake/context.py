@@ -26,7 +26,7 @@ from typing import Any, ClassVar, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .._fast import DecodeError
+from .._fast import Buffer, DecodeError
 from ..alerts import (
     Alert,
     CertificateRequired,
@@ -738,10 +738,16 @@ def extension_name(ext_type: int) -> str:
 
 def decode(data: bytes, pull: Any) -> Any:
     """An extension's contents; malformed: decode_error."""
+    # ext.decode inlined: a call less for each of the ClientHello's extensions.
+    buf = Buffer(data)
     try:
-        return ext.decode(data, pull)
+        value = pull(buf)
+        buf.expect_end()
     except DecodeError as exc:
         raise DecodeErrorAlert(f"malformed extension: {exc}") from None
+    finally:
+        buf.close()
+    return value
 
 
 def record_size_limit(data: bytes) -> int:

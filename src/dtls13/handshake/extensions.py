@@ -49,13 +49,20 @@ def push_extension(buf: Buffer, ext: Extension) -> None:
 
 def pull_extensions(buf: Buffer) -> Extensions:
     """``Extension extensions<0..2^16-1>``; duplicates raise ``DuplicateExtensionError``."""
-    items = buf.pull_list(2, pull_extension)
-    seen: set[int] = set()
-    for ext in items:
-        if ext.type in seen:
-            raise DuplicateExtensionError(f"duplicate extension {ext.type}")
-        seen.add(ext.type)
-    return tuple(items)
+    # pull_extension inlined, and the extensions kept by type in wire order: no Python
+    # call per extension (a ClientHello carries some ten).
+    by_type: dict[int, Extension] = {}
+    duplicate: int | None = None
+    with buf.pull_block(2):
+        while not buf.eof():
+            ext_type = buf.pull_uint16()
+            # Raised after the block: a malformed block is a plain DecodeError first.
+            if duplicate is None and ext_type in by_type:
+                duplicate = ext_type
+            by_type[ext_type] = Extension(ext_type, buf.pull_vector(2))
+    if duplicate is not None:
+        raise DuplicateExtensionError(f"duplicate extension {duplicate}")
+    return tuple(by_type.values())
 
 
 def push_extensions(buf: Buffer, extensions: Iterable[Extension]) -> None:

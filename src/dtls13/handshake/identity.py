@@ -154,11 +154,16 @@ class Credential:
         schemes) orders them, the key's others coming after (a default list that leaves
         out a key type, ML-DSA, does not lock that key out)."""
         offered_set = set(offered)
-        mine: Iterable[int] = self.schemes
+        schemes = self.schemes
         if self.signature_schemes is None and preference is not None:
-            listed = [s for s in preference if s in self.schemes]
-            mine = listed + [s for s in self.schemes if s not in listed]
-        return next((s for s in mine if s in offered_set), None)
+            for s in preference:
+                if s in offered_set and s in schemes:
+                    return s
+        # The key's schemes in their own order (after `preference`: those it left out).
+        for s in schemes:
+            if s in offered_set:
+                return s
+        return None
 
     def matches_issuers(
         self, authorities: frozenset[bytes] | None, anchors: frozenset[bytes] | None = None

@@ -16,6 +16,7 @@ from dtls13.alerts import LocalProtocolError
 from dtls13.crypto.hkdf import (
     DTLS13_PREFIX,
     derive_secret,
+    derive_secret_head,
     digest_size,
     expand_label_info,
     hkdf_expand_label,
@@ -37,9 +38,20 @@ def hash_length(hash_name: str) -> int:
 
 
 _EMPTY_HASHES: dict[str, bytes] = {}
-# (hash, prefix) -> (early secret, Derive-Secret(early secret, "derived", "")) without a PSK:
-# both are constants of the suite's hash.
-_NO_PSK: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}
+
+# The labels a handshake derives from its own secrets (RFC 8446 §7.1), over a transcript
+# hash of the suite's length: the HMAC input up to that hash is a constant per label.
+_FIXED_LABELS = (
+    b"derived",
+    b"c e traffic",
+    b"e exp master",
+    b"c hs traffic",
+    b"s hs traffic",
+    b"c ap traffic",
+    b"s ap traffic",
+    b"exp master",
+    b"res master",
+)
 
 
 def empty_hash(hash_name: str) -> bytes:
@@ -48,6 +60,34 @@ def empty_hash(hash_name: str) -> bytes:
     if h is None:
         h = _EMPTY_HASHES[hash_name] = hashlib.new(hash_name).digest()
     return h
+
+
+class _Constants:
+    """What every key schedule of one hash and label prefix shares: made once."""
+
+    __slots__ = ("derived_info", "early", "early_derived", "finished_info", "hash_len", "heads")
+
+    def __init__(self, hash_name: str, prefix: bytes) -> None:
+        self.hash_len = size = digest_size(hash_name)
+        # Derive-Secret's HkdfLabel up to its context, per label.
+        self.heads = {label: derive_secret_head(label, size, prefix) for label in _FIXED_LABELS}
+        # The whole HMAC input of Derive-Secret(., "derived", "") and of "finished".
+        self.derived_info = self.heads[b"derived"] + empty_hash(hash_name) + b"\x01"
+        self.finished_info = expand_label_info(b"finished", size, prefix)
+        # Without a PSK the early secret and its "derived" successor are constants too.
+        zeros = bytes(size)
+        self.early = hkdf_extract(hash_name, zeros, zeros)
+        self.early_derived = derive_secret(
+            hash_name, self.early, b"derived", empty_hash(hash_name), prefix
+        )
+
+
+_CONSTANTS: dict[tuple[str, bytes], _Constants] = {}
+
+
+def _constants(hash_name: str, prefix: bytes) -> _Constants:
+    made = _CONSTANTS[(hash_name, prefix)] = _Constants(hash_name, prefix)
+    return made
 
 
 class KeySchedule:
@@ -60,6 +100,7 @@ class KeySchedule:
     """
 
     __slots__ = (
+        "_consts",
         "_early_derived",
         "early_secret",
         "handshake_secret",
@@ -76,8 +117,10 @@ class KeySchedule:
         *,
         prefix: bytes = DTLS13_PREFIX,
     ) -> None:
-        self.hash_name = suite if isinstance(suite, str) else suite.hash_name
-        self.hash_len = hash_length(self.hash_name)
+        hash_name = self.hash_name = suite if isinstance(suite, str) else suite.hash_name
+        consts = _CONSTANTS.get((hash_name, prefix)) or _constants(hash_name, prefix)
+        self._consts = consts
+        self.hash_len = consts.hash_len
         self.prefix = prefix
         # RFC 8446 §7.1: "If a given secret is not available, then the 0-value consisting
         # of a string of Hash.length bytes set to zeros is used."
@@ -86,15 +129,9 @@ class KeySchedule:
         self.handshake_secret: bytes | None = None
         self.master_secret: bytes | None = None
         if psk:
-            self.early_secret = hkdf_extract(self.hash_name, bytes(self.hash_len), psk)
+            self.early_secret = hkdf_extract(hash_name, bytes(self.hash_len), psk)
             return
-        constants = _NO_PSK.get((self.hash_name, prefix))
-        if constants is None:
-            zeros = bytes(self.hash_len)
-            early = hkdf_extract(self.hash_name, zeros, zeros)
-            constants = early, self._derived(early)
-            _NO_PSK[(self.hash_name, prefix)] = constants
-        self.early_secret, self._early_derived = constants
+        self.early_secret, self._early_derived = consts.early, consts.early_derived
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -105,18 +142,21 @@ class KeySchedule:
     def expand_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         return hkdf_expand_label(self.hash_name, secret, label, context, length, self.prefix)
 
+    def _derive_own(
+        self, secret: bytes | None, label: bytes, transcript_hash: bytes, name: str
+    ) -> bytes:
+        """`derive` for a label of _FIXED_LABELS from this schedule's `name` secret (None:
+        not derived yet): one HMAC with the label's HkdfLabel head made once per suite."""
+        if secret is None:
+            raise LocalProtocolError(f"{name} secret not derived yet")
+        if len(transcript_hash) != self.hash_len:  # not this suite's transcript hash
+            return self.derive(secret, label, transcript_hash)
+        head = self._consts.heads[label]
+        return hmac_digest(secret, head + transcript_hash + b"\x01", self.hash_name)
+
     def _derived(self, secret: bytes) -> bytes:
-        return self.derive(secret, b"derived", empty_hash(self.hash_name))
-
-    def _need_handshake(self) -> bytes:
-        if self.handshake_secret is None:
-            raise LocalProtocolError("handshake secret not derived yet")
-        return self.handshake_secret
-
-    def _need_master(self) -> bytes:
-        if self.master_secret is None:
-            raise LocalProtocolError("master secret not derived yet")
-        return self.master_secret
+        """Derive-Secret(secret, "derived", "")."""
+        return hmac_digest(secret, self._consts.derived_info, self.hash_name)
 
     # -- early secret -----------------------------------------------------------------------
 
@@ -127,10 +167,10 @@ class KeySchedule:
         return self.derive(self.early_secret, label, empty_hash(self.hash_name))
 
     def client_early_traffic_secret(self, client_hello_hash: bytes) -> bytes:
-        return self.derive(self.early_secret, b"c e traffic", client_hello_hash)
+        return self._derive_own(self.early_secret, b"c e traffic", client_hello_hash, "early")
 
     def early_exporter_master_secret(self, client_hello_hash: bytes) -> bytes:
-        return self.derive(self.early_secret, b"e exp master", client_hello_hash)
+        return self._derive_own(self.early_secret, b"e exp master", client_hello_hash, "early")
 
     def binder(self, binder_key: bytes, partial_client_hello_hash: bytes) -> bytes:
         """PSK binder (§4.2.11.2): a Finished MAC over the truncated ClientHello."""
@@ -142,27 +182,31 @@ class KeySchedule:
         """Extract the handshake secret from the (EC)DHE/KEM secret (None for psk_ke)."""
         ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
         salt = self._early_derived
+        # HKDF-Extract(salt, IKM) is HMAC(salt, IKM): the salt is never empty here.
         if salt is None:
             salt = self._derived(self.early_secret)
-            self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
+            self.handshake_secret = hmac_digest(salt, ikm, self.hash_name)
             zeroize(salt)  # derived from the PSK (without one it is a shared constant)
         else:
-            self.handshake_secret = hkdf_extract(self.hash_name, salt, ikm)
+            self.handshake_secret = hmac_digest(salt, ikm, self.hash_name)
         return self.handshake_secret
 
     def client_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
         """``c hs traffic`` over ClientHello...ServerHello."""
-        return self.derive(self._need_handshake(), b"c hs traffic", hello_hash)
+        return self._derive_own(self.handshake_secret, b"c hs traffic", hello_hash, "handshake")
 
     def server_handshake_traffic_secret(self, hello_hash: bytes) -> bytes:
         """``s hs traffic`` over ClientHello...ServerHello."""
-        return self.derive(self._need_handshake(), b"s hs traffic", hello_hash)
+        return self._derive_own(self.handshake_secret, b"s hs traffic", hello_hash, "handshake")
 
     # -- master secret ---------------------------------------------------------------------------
 
     def master(self) -> bytes:
-        salt = self._derived(self._need_handshake())
-        self.master_secret = hkdf_extract(self.hash_name, salt, bytes(self.hash_len))
+        handshake = self.handshake_secret
+        if handshake is None:
+            raise LocalProtocolError("handshake secret not derived yet")
+        salt = hmac_digest(handshake, self._consts.derived_info, self.hash_name)
+        self.master_secret = hmac_digest(salt, bytes(self.hash_len), self.hash_name)  # Extract
         zeroize(salt)
         return self.master_secret
 
@@ -170,7 +214,8 @@ class KeySchedule:
         """Forget the early, handshake and master secrets, zeroing those no one else holds
         (the early secret without a PSK is a shared constant and stays)."""
         early, self.early_secret = self.early_secret, b""
-        zeroize(early)
+        if early is not self._consts.early:  # the shared constant without a PSK stays
+            zeroize(early)
         handshake, self.handshake_secret = self.handshake_secret, None
         zeroize(handshake)
         master, self.master_secret = self.master_secret, None
@@ -178,29 +223,30 @@ class KeySchedule:
 
     def client_application_traffic_secret(self, server_finished_hash: bytes) -> bytes:
         """``c ap traffic`` over ClientHello...server Finished."""
-        return self.derive(self._need_master(), b"c ap traffic", server_finished_hash)
+        return self._derive_own(self.master_secret, b"c ap traffic", server_finished_hash, "master")
 
     def server_application_traffic_secret(self, server_finished_hash: bytes) -> bytes:
         """``s ap traffic`` over ClientHello...server Finished."""
-        return self.derive(self._need_master(), b"s ap traffic", server_finished_hash)
+        return self._derive_own(self.master_secret, b"s ap traffic", server_finished_hash, "master")
 
     def exporter_master_secret(self, server_finished_hash: bytes) -> bytes:
-        return self.derive(self._need_master(), b"exp master", server_finished_hash)
+        return self._derive_own(self.master_secret, b"exp master", server_finished_hash, "master")
 
     def resumption_master_secret(self, client_finished_hash: bytes) -> bytes:
         """``res master`` over ClientHello...client Finished."""
-        return self.derive(self._need_master(), b"res master", client_finished_hash)
+        return self._derive_own(self.master_secret, b"res master", client_finished_hash, "master")
 
     # -- Finished, KeyUpdate, tickets --------------------------------------------------------------
 
     def finished_key(self, base_key: bytes) -> bytes:
         """§4.4.4: HKDF-Expand-Label(BaseKey, "finished", "", Hash.length)."""
-        info = expand_label_info(b"finished", self.hash_len, self.prefix)
-        return hmac_digest(base_key, info, self.hash_name)
+        return hmac_digest(base_key, self._consts.finished_info, self.hash_name)
 
     def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
         """§4.4.4: HMAC(finished_key, Transcript-Hash(...))."""
-        return hmac_digest(self.finished_key(base_key), transcript_hash, self.hash_name)
+        # finished_key inlined (a Python call less per Finished).
+        key = hmac_digest(base_key, self._consts.finished_info, self.hash_name)
+        return hmac_digest(key, transcript_hash, self.hash_name)
 
     def check_verify_data(self, base_key: bytes, transcript_hash: bytes, received: bytes) -> bool:
         """Constant-time comparison of a received Finished (or binder) value."""
@@ -212,8 +258,13 @@ class KeySchedule:
 
     def resumption_psk(self, resumption_master_secret: bytes, ticket_nonce: bytes) -> bytes:
         """§4.6.1: the PSK a NewSessionTicket with `ticket_nonce` stands for."""
-        return self.expand_label(
-            resumption_master_secret, b"resumption", ticket_nonce, self.hash_len
+        return hkdf_expand_label(
+            self.hash_name,
+            resumption_master_secret,
+            b"resumption",
+            ticket_nonce,
+            self.hash_len,
+            self.prefix,
         )
 
     def exporter(
@@ -284,8 +335,13 @@ class Transcript:
     def __init__(
         self, hash_name: str | None = None, candidates: Iterable[str] = TRANSCRIPT_HASHES
     ) -> None:
-        names = (hash_name,) if hash_name is not None else tuple(candidates)
-        self._hashes: dict[str, _Hash] = {name: _new_hash(name) for name in names}
+        names = (hash_name,) if hash_name is not None else candidates
+        hashes: dict[str, _Hash] = {}
+        for name in names:  # _new_hash inlined, no comprehension: one call per hash
+            hashes[name] = (
+                _EMPTY_STATES[name].copy() if name in _EMPTY_STATES else hashlib.new(name)
+            )
+        self._hashes = hashes
         self.hash_name = hash_name
 
     @classmethod
@@ -315,10 +371,10 @@ class Transcript:
     def digest(self, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far."""
         name = hash_name if hash_name is not None else self.hash_name
-        running = self._hashes.get(name) if name is not None else None
-        if running is None:
-            running = self._running(hash_name)  # says why not
-        return hash_copy_digest(running)
+        hashes = self._hashes
+        if name is not None and name in hashes:  # no .get(): a call less per digest
+            return hash_copy_digest(hashes[name])
+        return hash_copy_digest(self._running(hash_name))  # which raises, saying why
 
     def digest_with(self, data: bytes | memoryview, hash_name: str | None = None) -> bytes:
         """Transcript-Hash of everything so far followed by `data` (which is not kept):

@@ -115,23 +115,26 @@ class _HasExtensions:
         return None
 
 
-class _IndexedExtensions(_HasExtensions):
+class _IndexedExtensions:
     """Mixin: look up an extension through a type -> data index built on the first lookup
-    (a server looks up some 25 per ClientHello). The index is a slot, not a dataclass
-    field: equality, hashing, repr, replace() and pickling do not see it."""
+    (a server looks up some 25 per ClientHello). The index is kept in a slot, not a
+    dataclass field: equality, hashing, repr, replace() and pickling do not see it."""
 
-    __slots__ = ("_index",)
-    _index: dict[int, bytes]
+    __slots__ = ("extension",)
+    extensions: Extensions
+    # `extension(ext_type) -> bytes | None`, as _HasExtensions has it. Once the index is
+    # built this slot holds its bound dict.get: a lookup is one C call, with no Python
+    # frame around it. Unset until then; __getattr__ builds it on the first lookup.
+    extension: Callable[[int], bytes | None]
 
-    def extension(self, ext_type: int) -> bytes | None:
-        try:
-            index = self._index
-        except AttributeError:  # the first lookup
-            # The first extension of a type wins, as in the scan (only a message built
-            # locally can repeat a type: pull_extensions refuses duplicates).
-            index = {ext.type: ext.data for ext in reversed(self.extensions)}
-            object.__setattr__(self, "_index", index)
-        return index.get(ext_type)
+    def __getattr__(self, name: str) -> Any:
+        if name != "extension":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # The first extension of a type wins, as in a scan (only a message built locally
+        # can repeat a type: pull_extensions refuses duplicates).
+        lookup = {ext.type: ext.data for ext in reversed(self.extensions)}.get
+        object.__setattr__(self, "extension", lookup)
+        return lookup
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,19 @@ def choose_suite(config: ServerSettings, offered: Collection[int]) -> CipherSuit
 
 def choose_share_group(config: ServerSettings, shares: Collection[int]) -> int | None:
     """Our most preferred group the client sent a key share for (None: none)."""
-    return next((g for g in config.group_order if g in shares), None)
+    for group in config.group_order:
+        if group in shares:
+            return group
+    return None
 
 
 def choose_retry_group(config: ServerSettings, supported: Iterable[int]) -> int | None:
     """The group a HelloRetryRequest asks for: our most preferred the client supports."""
     offered = set(supported)
-    return next((g for g in config.group_order if g in offered), None)
+    for group in config.group_order:
+        if group in offered:
+            return group
+    return None
 
 
 def retry_group(

@@ -7,7 +7,6 @@ arrived, so memory follows the bytes received, never the length a peer merely cl
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -81,9 +80,12 @@ class ReassembledMessage:
 
 
 def _release_view(view: memoryview) -> None:
-    # Still exported (e.g. a Buffer reading it): the slot is freed when that goes.
-    with contextlib.suppress(BufferError):
+    # Still exported (e.g. a Buffer reading it): the slot is freed when that goes. Not
+    # contextlib.suppress: three Python calls more per message.
+    try:  # noqa: SIM105
         view.release()
+    except BufferError:
+        pass
 
 
 class FragmentStore:

@@ -204,10 +204,11 @@ def choose_server_credential(
     """
     CT = CertificateType
     own = config.own_types
-    offered_types: Sequence[int] = (CT.X509,)
     if server_types is not None and CT.RawPublicKey in own:
         offered_types = _decode(server_types, pull_certificate_types)
-    types = [CT(t) for t in dict.fromkeys(offered_types) if t in own]
+        types = [CT(t) for t in dict.fromkeys(offered_types) if t in own]
+    else:
+        types = [CT.X509] if CT.X509 in own else []
     if not types and CT.RawPublicKey in own:
         raise UnsupportedCertificate("no server certificate type in common")
     names = None

@@ -77,6 +77,8 @@ class TicketState:
 
 def chain_size(chain: tuple[x509.Certificate, ...]) -> int:
     """DER bytes of a certificate chain, as a ticket would carry it."""
+    if not chain:  # most handshakes: no client certificate
+        return 0
     return sum(len(cert.public_bytes(Encoding.DER)) for cert in chain)
 
 
@@ -219,13 +221,17 @@ class TicketProtector:
         return plain, decision is TicketDecision.RENEW
 
 
-def _encode(state: TicketState) -> bytes:
-    """A ticket's plaintext; ValueError if the client chain is over MAX_TICKET_CHAIN."""
-    ders = [cert.public_bytes(Encoding.DER) for cert in state.client_chain]
+def _packed_chain(client_chain: tuple[x509.Certificate, ...]) -> bytes:
+    """The client's chain as a ticket carries it: 24-bit-length-prefixed DER, compressed."""
+    ders = [cert.public_bytes(Encoding.DER) for cert in client_chain]
     if sum(map(len, ders)) > MAX_TICKET_CHAIN:
         raise ValueError("client certificate chain too large for a ticket")
-    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
-    packed = zlib.compress(chain, 9) if chain else b""
+    return zlib.compress(b"".join(len(d).to_bytes(3, "big") + d for d in ders), 9)
+
+
+def _encode(state: TicketState) -> bytes:
+    """A ticket's plaintext; ValueError if the client chain is over MAX_TICKET_CHAIN."""
+    packed = _packed_chain(state.client_chain) if state.client_chain else b""
     buf = Buffer(capacity=128 + len(packed) + len(state.client_public_key))
     buf.push_uint8(TICKET_VERSION)
     buf.push_uint16(state.suite)

@@ -220,11 +220,13 @@ class RecordLayer:
 
     def install_write_epoch(self, epoch: int, suite: CipherSuite, traffic_secret: bytes) -> None:
         """Protect records of `epoch` with keys from `traffic_secret` from now on."""
-        self._check_open()
+        if self.closed:
+            self._check_open()
         if not 1 <= epoch < SEQUENCE_LIMIT:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
-        if epoch <= self.write_epoch:
-            raise LocalProtocolError(f"write epoch {epoch} is not newer than {self.write_epoch}")
+        current = self._write_now.epoch
+        if epoch <= current:
+            raise LocalProtocolError(f"write epoch {epoch} is not newer than {current}")
         limit = self._options.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
         state = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
         self._write_older = (*self._write_older, self._write_now)
@@ -232,7 +234,7 @@ class RecordLayer:
 
     def retire_write_epoch(self, epoch: int) -> None:
         """Forget an older write epoch (once nothing needs retransmitting in it)."""
-        if epoch == self.write_epoch:
+        if epoch == self._write_now.epoch:
             raise LocalProtocolError("cannot retire the current write epoch")
         state = self._write_state(epoch)
         if state is not None:
@@ -261,7 +263,8 @@ class RecordLayer:
         self, epoch: int, suite: CipherSuite, traffic_secret: bytes, now: float
     ) -> None:
         """Accept records of `epoch`; older epochs retire `retire_after` s after it is used."""
-        self._check_open()
+        if self.closed:
+            self._check_open()
         self.expire(now)
         if not 1 <= epoch < SEQUENCE_LIMIT:
             raise LocalProtocolError("epoch must be between 1 and 2^48-1")
@@ -293,9 +296,10 @@ class RecordLayer:
 
     def read_epochs(self) -> list[int]:
         """Epochs whose records are accepted now (0 while plaintext is readable)."""
-        live = [s.epoch for s in self._read_older]
-        if self._read_newest is not None:
-            live.append(self._read_newest.epoch)
+        newest = self._read_newest
+        live = [s.epoch for s in self._read_older] if self._read_older else []
+        if newest is not None:
+            live.append(newest.epoch)
         return [0, *live] if self._plaintext_window is not None else live
 
     def plaintext_taken(self, seq: int) -> None:
@@ -452,7 +456,8 @@ class RecordLayer:
 
     def datagram_writer(self, mtu: int) -> DatagramWriter:
         """A writer packing records into pooled datagrams of at most `mtu` bytes."""
-        self._check_open()
+        if self.closed:
+            self._check_open()
         return DatagramWriter(
             self,
             self._acquire,
@@ -492,7 +497,8 @@ class RecordLayer:
             records, newest = self._read_tentative(data, split)
         else:
             records, newest = self._read_records(data, self.read_cid_length)
-        self._note_pending(now)
+        if self._pending:  # records were kept ahead of their keys
+            self._note_pending(now)
         if newest > self._newest_used:
             self._used(newest, now)
         self.records_received += len(records)

@@ -41,7 +41,7 @@ INTEGRITY_LIMITS: dict[CipherSuite, int] = {
 
 # Per suite, the compiled epoch key set-up (made once per suite, not per epoch): the hash and
 # the three HMAC inputs of HKDF-Expand-Label(secret, "key" / "iv" / "sn", "", length), and
-# what RecordCipher builds its AEAD and AES-ECB mask objects with.
+# what RecordCipher builds its AEAD and record-number mask objects with.
 _KEY_MAKERS: dict[int, EpochKeyMaker] = {}
 
 
