@@ -117,3 +117,23 @@ def test_a_timer_armed_before_the_endpoint_joined_is_kept() -> None:
         assert ep.ran == 1
 
     trio.run(main)
+
+
+def test_superseded_entries_do_not_pile_up() -> None:
+    async def main() -> None:
+        clock = [0.0]
+        timers = _timers_at(clock)
+        eps = [FakeEndpoint(math.inf) for _ in range(10)]
+        for ep in eps:
+            timers.add(ep)  # type: ignore[arg-type]
+        for i in range(10_000):  # each arms an ever earlier timer, far in the future
+            ep = eps[i % 10]
+            t = 1e6 - i
+            ep._timer_at = t
+            timers.arm(id(ep), t)
+        assert len(timers._heap) <= 64 + 4 * 10
+        clock[0] = 2e6
+        timers.run_due()
+        assert all(ep.ran == 1 for ep in eps)
+
+    trio.run(main)

@@ -535,12 +535,26 @@ class Timers:
 
     def arm(self, key: int, t: float) -> None:
         """The endpoint `key`'s earliest timer is now `t`."""
-        heapq.heappush(self._heap, (t, key))
+        heap = self._heap
+        heapq.heappush(heap, (t, key))
+        if len(heap) > 64 + 4 * len(self.endpoints):
+            self._compact()
         if t < self.deadline:
             self.deadline = t
             scope = self.scope
             if scope is not None:
                 scope.deadline = t
+
+    def _compact(self) -> None:
+        """One entry per endpoint again: superseded entries would otherwise pile up until
+        their time came (at most the timers' horizon times the arming rate)."""
+        heap = []
+        for key, ref in self.endpoints.items():
+            ep = ref()
+            if ep is not None and not ep._closed and ep._timer_at < math.inf:
+                heap.append((ep._timer_at, key))
+        heapq.heapify(heap)
+        self._heap = heap
 
     def run_due(self) -> float:
         """Run the endpoints whose earliest timer is due; the earliest timer left."""
