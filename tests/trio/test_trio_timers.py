@@ -41,6 +41,11 @@ class FakeEndpoint:
         raise AssertionError(exc)
 
 
+def _join(timers: Timers, *endpoints: FakeEndpoint) -> None:
+    for ep in endpoints:
+        timers.add(ep)  # type: ignore[arg-type]  # a stand-in with what Timers uses
+
+
 def _timers_at(clock: list[float]) -> Timers:
     timers = Timers()
     timers.now = lambda: clock[0]
@@ -53,8 +58,7 @@ def test_a_wake_up_touches_only_the_endpoints_that_are_due() -> None:
         timers = _timers_at(clock)
         idle = [FakeEndpoint(1e9) for _ in range(1000)]
         busy = FakeEndpoint(101.0, then=102.0)
-        for ep in [*idle, busy]:
-            timers.add(ep)  # type: ignore[arg-type]
+        _join(timers, *idle, busy)
         for ep in idle:
             ep.looked_at = 0
         for step in range(1, 11):
@@ -73,7 +77,7 @@ def test_a_timer_superseded_by_an_earlier_one_runs_once() -> None:
         clock = [0.0]
         timers = _timers_at(clock)
         ep = FakeEndpoint(math.inf)
-        timers.add(ep)  # type: ignore[arg-type]
+        _join(timers, ep)
         for t in (5.0, 2.0):  # the endpoint arms 5, then an earlier 2
             ep._timer_at = t
             timers.arm(id(ep), t)
@@ -92,8 +96,7 @@ def test_closed_and_collected_endpoints_are_skipped_and_forgotten() -> None:
         clock = [0.0]
         timers = _timers_at(clock)
         closed, dropped = FakeEndpoint(1.0), FakeEndpoint(1.0)
-        timers.add(closed)  # type: ignore[arg-type]
-        timers.add(dropped)  # type: ignore[arg-type]
+        _join(timers, closed, dropped)
         closed._closed = True
         del dropped
         gc.collect()
@@ -110,7 +113,7 @@ def test_a_timer_armed_before_the_endpoint_joined_is_kept() -> None:
         clock = [0.0]
         timers = _timers_at(clock)
         ep = FakeEndpoint(3.0)
-        timers.add(ep)  # type: ignore[arg-type]
+        _join(timers, ep)
         assert timers.deadline == 3.0
         clock[0] = 3.0
         timers.run_due()
@@ -124,8 +127,7 @@ def test_superseded_entries_do_not_pile_up() -> None:
         clock = [0.0]
         timers = _timers_at(clock)
         eps = [FakeEndpoint(math.inf) for _ in range(10)]
-        for ep in eps:
-            timers.add(ep)  # type: ignore[arg-type]
+        _join(timers, *eps)
         for i in range(10_000):  # each arms an ever earlier timer, far in the future
             ep = eps[i % 10]
             t = 1e6 - i
