@@ -102,19 +102,23 @@ def receive_records(
         return
     self._track_path(records, addr)
     while records:
-        epochs = len(self._records.read_epochs())
+        # Only a layer holding records ahead of their keys needs the count (a restarted
+        # handshake's new layer holds none).
+        layer = self._records
+        epochs = len(layer.read_epochs()) if layer.pending_count else -1
         # Counted before any is handled: a repeated ServerHello ahead of them in the
         # datagram must see that the handshake keys work (connection_handshake.py).
-        self._epoch2_records += sum(1 for r in records if r.epoch == 2)
+        for r in records:
+            if r.epoch == 2:
+                self._epoch2_records += 1
         self._handle_records(records, now)
         # Records that came ahead of their keys (a ServerHello and epoch-2 records in
         # one datagram) are read once handling the earlier ones installed the keys.
-        if self.closed or not self._records.pending_count:
+        layer = self._records
+        if self._hs.closed or not layer.pending_count or len(layer.read_epochs()) == epochs:
             break
-        if len(self._records.read_epochs()) == epochs:
-            break
-        records = self._records.receive_pending(now)
-    if forged and not self.closed:
+        records = layer.receive_pending(now)
+    if forged and not self._hs.closed:
         self._check_integrity(now)
 
 
