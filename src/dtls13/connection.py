@@ -79,6 +79,10 @@ class Connection:
     # Handshake messages of one epoch share records while they fit (RFC 9147 §5.5 allows
     # it; one AEAD seal for EncryptedExtensions..Finished). False: one message per record.
     coalesce_handshake_records = True
+    # The datagram size of handshake flights once repeated retransmission timeouts made it
+    # smaller than `mtu` (connection_timers.py); None: `mtu`. Never the application
+    # records' size (RFC 9147 §4.4). Rare, so kept in the instance's __dict__ when set.
+    _flight_mtu: int | None = None
 
     __slots__ = (
         "__dict__",
@@ -194,6 +198,7 @@ class Connection:
         self._events: deque[Event] | tuple[()] = _NO_EVENTS
         # A list of its own only while datagrams wait (like _events).
         self._outbox: list[tuple[Lease, Address]] | tuple[()] = ()
+        # The largest datagram: what the application set, for its records and ours.
         self.mtu = config.mtu
         self._handshake_deadline: float | None = None
         self._unanswered_timeout = unanswered_timeout
@@ -342,7 +347,9 @@ class Connection:
     def _hello_padding(self) -> int:
         """The datagram size a first ClientHello is padded to (0: not padded)."""
         config = self.config
-        return self.mtu if isinstance(config, ClientConfig) and config.pad_client_hello else 0
+        if isinstance(config, ClientConfig) and config.pad_client_hello:
+            return self.flight_mtu
+        return 0
 
     # -- queries ------------------------------------------------------------------------
 
@@ -365,6 +372,12 @@ class Connection:
         """The handshake context (handshake/client.py or handshake/server.py): for tests
         and debugging, not an API (its attributes change with the implementation)."""
         return self._hs
+
+    @property
+    def flight_mtu(self) -> int:
+        """The datagram size handshake flights are sent in now: `mtu`, or less after
+        retransmissions went unanswered (RFC 9147 §4.4). Application records keep `mtu`."""
+        return self._flight_mtu or self.mtu
 
     @property
     def closed(self) -> bool:
@@ -601,6 +614,7 @@ class Connection:
     _send_ack_for = _flights.send_ack_for
     _handle_ack = _flights.handle_ack
     _on_flight_acknowledged = _flights.on_flight_acknowledged
+    _forget_flight_mtu = _flights.forget_flight_mtu
     _on_post_handshake = _flights.on_post_handshake
 
 

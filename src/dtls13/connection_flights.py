@@ -266,7 +266,7 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
     them is a lost datagram: counted, and the retransmission timer sends them again (the
     flight itself is stored, so nothing is lost for good)."""
     try:
-        with self._records.datagram_writer(self.mtu) as w:
+        with self._records.datagram_writer(self._flight_mtu or self.mtu) as w:
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
     except MemoryBudgetExceeded:
@@ -381,6 +381,13 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
         self._retransmit(now)
 
 
+def forget_flight_mtu(self: Connection) -> None:
+    """Later flights start from `mtu` again: the back-off was the handshake's guess, made
+    to complete it quickly (RFC 9147 §4.4); a later flight backs off on its own timeouts."""
+    if self._flight_mtu is not None:
+        del self._flight_mtu
+
+
 def on_flight_acknowledged(self: Connection, now: float) -> None:
     flight = self._flight
     assert flight is not None
@@ -389,6 +396,8 @@ def on_flight_acknowledged(self: Connection, now: float) -> None:
     flight.release()
     self._flight = None
     self._rto = self._retransmit_initial
+    if self._hs.connected:
+        forget_flight_mtu(self)
     if self._hs.connected and 2 in self._records.write_epochs():
         # The client's final flight (epoch 2) is acknowledged: nothing will be sent in
         # epoch 2 again, so its keys (an AEAD and a mask cipher) can go. The server

@@ -457,7 +457,7 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
         if kind is FlightKind.RETRY:
             # Like a stateless server, do not retransmit the HRR on a timer: a repeated
             # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
-            with records.datagram_writer(self.mtu) as w:
+            with records.datagram_writer(self._flight_mtu or self.mtu) as w:
                 flight.emit(w)
                 self._queue(w.finish())
             self._trace_sent(flight)
@@ -504,7 +504,7 @@ def server_completed(self: Connection, out: HandshakeOutput, now: float) -> None
     # memory for it is a lost datagram: the client repeats its final flight and gets the
     # ACK again (_repeat_final_acks); the tickets' timer sends them again.
     try:
-        with self._records.datagram_writer(self.mtu) as w:
+        with self._records.datagram_writer(self._flight_mtu or self.mtu) as w:
             self._send_ack_for(self._final_acks, w)
             if tickets:
                 self._emit_flight(now, writer=w)
@@ -547,6 +547,8 @@ def drop_handshake_state(self: Connection) -> None:
     HandshakeContext.drop_handshake_state); no plaintext record is sent after this."""
     self._hs.drop_handshake_state()
     self._records.retire_write_epoch(0)
+    if self._flight is None or self._flight.acknowledged:
+        self._forget_flight_mtu()
     if not self._hello_records:
         # An emptied dict keeps the table it grew to (~160 B), and even an empty one is 64 B:
         # an idle connection shares NO_HELLO_RECORDS until a hello record comes again.

@@ -135,6 +135,8 @@ def set_ciphertext_mtu(self: Connection, mtu: int) -> None:
     if not MIN_MTU <= mtu <= 65535:
         raise ValueError(f"MTU must be between {MIN_MTU} and 65535")
     self.mtu = mtu
+    # The application's knowledge of the path replaces the handshake's back-off guess.
+    self._forget_flight_mtu()
 
 
 def queue(self: Connection, datagrams: list[Lease]) -> None:

@@ -98,8 +98,12 @@ def handle_timer(self: Connection, now: float) -> None:
         # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU; after the
         # handshake only for a flight a smaller MTU would cut (a ticket or KeyUpdate of
         # a few hundred bytes losing its ACKs says nothing about the path's MTU).
-        if self._timeouts >= 2 and self.mtu > 576:
-            smaller = max(576, self.mtu * 3 // 4)
+        # Flights only: the application's records keep its MTU (§4.4: "DTLS's philosophy
+        # is to leave PMTU discovery to the application"; lost flights may as well mean
+        # congestion, and shrinking its records made its next send() fail).
+        current = self._flight_mtu or self.mtu
+        if self._timeouts >= 2 and current > 576:
+            smaller = max(576, current * 3 // 4)
             flight = self._flight
             if not self._hs.connected or (
                 flight is not None
@@ -107,7 +111,8 @@ def handle_timer(self: Connection, now: float) -> None:
                 + self._records.record_overhead(self._records.write_epoch)
                 > smaller
             ):
-                self.mtu = smaller
+                self._flight_mtu = smaller
+                self.count("mtu_backoffs")
         self._guard(now, lambda: self._retransmit(now))
 
 

@@ -57,6 +57,7 @@ RARE_STAT_NAMES = (
     "server_callback_errors",  # certificate/ALPN callback raised or answered unusably
     "verify_callback_errors",  # verify_callback raised or answered unusably
     "ech_rejected",  # server: an encrypted ClientHello no ech_keys opened (outer answered)
+    "mtu_backoffs",  # flight datagrams made smaller after repeated timeouts (RFC 9147 §4.4)
 )
 
 
@@ -95,6 +96,9 @@ class ConnectionStatistics:
     # flight datagrams (or the ACK of the final flight) not sent for want of pooled memory,
     # as if lost: the retransmission timer (or the peer's repeat) sends them again:
     flight_datagrams_unsent: int
+    # handshake flights retransmitted in smaller datagrams after repeated timeouts (RFC 9147
+    # §4.4); application records keep the MTU the application set:
+    mtu_backoffs: int
     keys_dropped_at_integrity_limit: int  # old read keys dropped after too many forgeries
     handshake_unanswered: int  # ended: the peer never answered our flight
     amplification_limited: int  # datagrams not sent: over 3x what an unproven address sent
