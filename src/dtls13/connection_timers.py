@@ -97,8 +97,10 @@ def handle_timer(self: Connection, now: float) -> None:
         self._rto = min(self._rto * 2, self.config.retransmit_max)
         # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU; after the
         # handshake only for a flight a smaller MTU would cut (a ticket or KeyUpdate of
-        # a few hundred bytes losing its ACKs says nothing about the path's MTU).
-        if self._timeouts >= 2 and self.mtu > 576:
+        # a few hundred bytes losing its ACKs says nothing about the path's MTU), and
+        # only if what we last sent left (None: held back under the amplification limit,
+        # so nothing was lost).
+        if self._timeouts >= 2 and self.mtu > 576 and self._retransmitted_at is not None:
             smaller = max(576, self.mtu * 3 // 4)
             flight = self._flight
             if not self._hs.connected or (
