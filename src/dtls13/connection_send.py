@@ -54,6 +54,10 @@ def within_amplification_limit(
         for lease, _ in out:
             lease.release()
         self.count("amplification_limited", len(out))
+        # Nothing left: the peer's next repeat, which pays for the flight, is no copy
+        # crossing it and gets it at once (on_peer_repeat), and the timeout that made
+        # this retransmission says nothing about the path's MTU (handle_timer).
+        self._retransmitted_at = None
         return []
     amplification[2] = sent + size
     return out

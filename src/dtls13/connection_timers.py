@@ -97,12 +97,14 @@ def handle_timer(self: Connection, now: float) -> None:
         self._rto = min(self._rto * 2, self.config.retransmit_max)
         # RFC 9147 §4.4: after repeated loss, assume a smaller path MTU; after the
         # handshake only for a flight a smaller MTU would cut (a ticket or KeyUpdate of
-        # a few hundred bytes losing its ACKs says nothing about the path's MTU).
-        # Flights only: the application's records keep its MTU (§4.4: "DTLS's philosophy
-        # is to leave PMTU discovery to the application"; lost flights may as well mean
-        # congestion, and shrinking its records made its next send() fail).
+        # a few hundred bytes losing its ACKs says nothing about the path's MTU), and
+        # only if what we last sent left (None: held back under the amplification limit,
+        # so nothing was lost). Flights only: the application's records keep its MTU
+        # (§4.4: "DTLS's philosophy is to leave PMTU discovery to the application"; lost
+        # flights may as well mean congestion, and shrinking its records made its next
+        # send() fail).
         current = self._flight_mtu or self.mtu
-        if self._timeouts >= 2 and current > 576:
+        if self._timeouts >= 2 and current > 576 and self._retransmitted_at is not None:
             smaller = max(576, current * 3 // 4)
             flight = self._flight
             if not self._hs.connected or (

@@ -143,3 +143,103 @@ def test_a_padded_client_hello_too_small_for_a_large_chain_still_gets_a_cookie()
     sent, ep = _bytes_drawn(hello, "rsa4096", seconds=0.5)
     assert ep.gate.counters["hello_retry_sent"] == 1
     assert 0 < sent <= 3 * 1200
+
+
+class _Wire:
+    """A client and a server endpoint joined by hand: each delivery at a time the test
+    picks, so the order of the two sides' timers is the test's, not a scheduler's."""
+
+    CLIENT = ("10.3.0.9", 4000)
+
+    def __init__(self, **endpoint: Any) -> None:
+        ccfg, scfg = cached_configs()
+        self.pools = PoolSet()
+        self.ep = ServerEndpoint(scfg, pools=self.pools, wall_clock=wall_clock, **endpoint)
+        self.client = Connection(ccfg, pools=self.pools, wall_clock=wall_clock)
+
+    def to_server(self, now: float) -> int:
+        """Deliver what the client has to send; the datagrams delivered."""
+        out = self.client.datagrams_to_send(now)
+        for lease, _ in out:
+            self.ep.receive_datagram(bytes(lease), self.CLIENT, now)
+            lease.release()
+        return len(out)
+
+    def to_client(self, now: float) -> int:
+        """Deliver what the server sends; the datagrams delivered."""
+        out = self.ep.datagrams_to_send(now)
+        for lease, addr in out:
+            assert addr == self.CLIENT
+            self.client.receive_datagram(bytes(lease), SERVER_ADDR, now)
+            lease.release()
+        return len(out)
+
+    def server_timer(self) -> float:
+        t = self.ep.get_timer()
+        assert t is not None
+        self.ep.handle_timer(t)
+        return t
+
+    def client_timer(self) -> float:
+        t = self.client.get_timer()
+        assert t is not None
+        self.client.handle_timer(t)
+        return t
+
+    def finish(self, now: float) -> None:
+        self.client.close()
+        self.to_server(now)
+        self.ep.close()
+        for lease, _ in self.ep.datagrams_to_send(now):
+            lease.release()
+        self.ep.release()
+        self.pools.release_owner(self.client.owner)
+        assert self.pools.in_use == 0
+
+
+def test_a_repeated_hello_right_after_a_held_back_retransmission_gets_the_flight() -> None:
+    """cookie_policy="never" and an unpadded hello: the flight waits for the client's
+    repeat to pay for it. When the server's timer fires just before that repeat comes, its
+    retransmission is held back as well; the repeat must still get the flight (nothing of
+    it has left, so the repeat is no copy crossing it), not wait for the next timer two
+    seconds later, by which time either side has backed off to a smaller MTU."""
+    wire = _Wire(cookie_policy="never")
+    wire.client.connect(SERVER_ADDR, 0.0)
+    assert wire.to_server(0.0) == 1
+    assert wire.to_client(0.0) == 0  # over 3x one hello: held back
+    t = wire.server_timer()  # the server's timer first ...
+    assert wire.to_client(t) == 0  # ... its retransmission held back too
+    assert wire.client_timer() == t  # then the client's repeat
+    assert wire.to_server(t + 0.01) == 1
+    assert wire.to_client(t + 0.01) > 0  # the flight the two hellos paid for
+    assert wire.client.handshake_complete
+    wire.to_server(t + 0.02)
+    conn = wire.ep.connections[_Wire.CLIENT]
+    assert conn.handshake_complete
+    mtu = cached_configs()[1].mtu
+    assert (conn.flight_mtu, wire.client.flight_mtu) == (mtu, mtu)
+    assert conn.stats["retransmissions"] == 2  # the held-back one and the one that left
+    wire.finish(t + 0.03)
+
+
+def test_timeouts_of_a_held_back_flight_do_not_shrink_the_mtu() -> None:
+    """A flight that never left was not lost: however many timeouts pass while the
+    amplification limit holds it back, they say nothing about the path's MTU, and the
+    flight goes out at full size once the client has paid for it."""
+    wire = _Wire(cookie_policy="never")
+    wire.client.connect(SERVER_ADDR, 0.0)
+    wire.to_server(0.0)
+    mtu = cached_configs()[1].mtu
+    now = 0.0
+    for _ in range(3):  # the client's repeats are lost; the server's timeouts pass
+        now = wire.server_timer()
+        assert wire.to_client(now) == 0
+    conn = wire.ep.connections[_Wire.CLIENT]
+    assert conn.flight_mtu == mtu
+    assert wire.client_timer() < now  # its first repeat, which does arrive
+    assert wire.to_server(now) == 1  # a late repeat pays for the flight
+    assert wire.to_client(now) > 0
+    assert wire.client.handshake_complete
+    wire.to_server(now)
+    assert conn.handshake_complete and conn.flight_mtu == mtu
+    wire.finish(now)

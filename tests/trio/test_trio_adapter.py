@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import socket
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from dtls13 import DTLSChannel, DTLSEndpoint, open_dtls_client, serve_dtls
 from dtls13.crypto.suites import CipherSuite
@@ -300,6 +302,48 @@ async def test_mtu_changes(pools: PoolSet) -> None:
                 channel.set_ciphertext_mtu(100)
             await channel.aclose()
         server.endpoint.close()
+    assert pools.in_use == 0
+
+
+async def test_a_flight_held_back_for_its_size_costs_no_mtu(
+    pools: PoolSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Without cookies an unpadded ClientHello does not pay for the server's flight (at
+    most 3x what the client sent): it goes when the client's repeat comes. With the
+    server's timer just before that repeat, the repeat still gets it at once, and neither
+    side backs off to a smaller MTU: a message of the full MTU echoes. (The server's timer
+    had made it shrink its MTU; its echo then failed and its handler's end sent
+    close_notify, so the client's receive() ended with EndOfChannel mid-echo.)"""
+    client_config, server_config = configs(mtu=1400)
+    # The server's timer comes first (a real server's often does: it started when the
+    # hello arrived, the client's before it left).
+    server_config = dataclasses.replace(server_config, mtu=1400, retransmit_initial=0.9)
+    echoed = 0
+
+    async def echo_all(channel: DTLSChannel) -> None:
+        nonlocal echoed
+        async for message in channel:
+            await channel.send(message)
+            echoed += 1
+
+    async with trio.open_nursery() as nursery:
+        sock = await udp_socket()
+        server = DTLSEndpoint(sock, pools=pools, dos=GENEROUS, cookie_policy="never")
+        await nursery.start(server.serve, server_config, echo_all)
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(sock.getsockname(), client_config)
+            start = trio.current_time()
+            await channel.do_handshake()
+            assert trio.current_time() - start == pytest.approx(1.0)  # the client's repeat
+            assert channel.statistics().retransmissions == 1
+            size = channel.get_cleartext_mtu()
+            assert size > 1300
+            for i in range(3):
+                await channel.send(bytes([i]) * size)
+                assert await channel.receive() == bytes([i]) * size
+            assert echoed == 3
+            await channel.aclose()
+        server.close()
     assert pools.in_use == 0
 
 
