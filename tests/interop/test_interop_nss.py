@@ -1,0 +1,115 @@
+"""Interop with NSS 3.123's tstclnt (DTLS 1.3 client, `-P client`) against our server.
+
+tstclnt sends what it reads from a file (-A; from a pipe it never sees the end of its
+input: poll reports only a hang-up, which it ignores) and prints what it receives. In DTLS
+mode it exits once its input has ended and the server's close_notify has come, so each
+test closes our side and then expects it to exit 0 (its stdout, where its exporter output
+goes, is flushed only then).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dtls13.config import ServerConfig
+from dtls13.crypto.suites import CipherSuite
+from dtls13.events import HandshakeCompleted
+from dtls13.handshake.constants import NamedGroup
+from dtls13.memory import PoolSet
+from tests.interop.peers import HOST, Certs, Nss, Peer, Side, assert_pools_empty
+
+MESSAGE = b"hello from nss\n"
+REPLY = b"hello from the dtls13 server\n"
+LABEL = "EXPORTER-dtls13-nss"
+# tstclnt's -c takes suites as ":" and four hex digits.
+NSS_SUITES = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: ":1301",
+    CipherSuite.TLS_AES_256_GCM_SHA384: ":1302",
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: ":1303",
+}
+# tstclnt's -I names; it sends a key share for the first group listed only.
+NSS_GROUPS = {
+    NamedGroup.x25519: "x25519",
+    NamedGroup.secp256r1: "P256",
+    NamedGroup.secp384r1: "P384",
+    NamedGroup.secp521r1: "P521",
+    NamedGroup.ffdhe2048: "FF2048",
+    NamedGroup.X25519MLKEM768: "x25519mlkem768",
+    NamedGroup.SecP256r1MLKEM768: "secp256r1mlkem768",
+    NamedGroup.SecP384r1MLKEM1024: "secp384r1mlkem1024",
+}
+
+
+def nss_db(nss: Nss, directory: Path, certs: Certs, *, trust_root: bool = True) -> Path:
+    """A certificate database (`-d sql:DIR`) trusting our test root for TLS servers."""
+    db = directory / "nssdb"
+    db.mkdir()
+    nss.run("certutil", "-N", "-d", f"sql:{db}", "--empty-password")
+    if trust_root:
+        nss.run("certutil", "-A", "-d", f"sql:{db}", "-n", "dtls13-root", "-t", "C,,", "-i", certs.ca)
+    return db
+
+
+def tstclnt(nss: Nss, directory: Path, port: int, db: Path | None, *extra: str) -> Peer:
+    """tstclnt sending MESSAGE to our server on `port` (on each of its connections),
+    verifying it against `db` (None: no database, any certificate accepted)."""
+    message = directory / "message.txt"
+    message.write_bytes(MESSAGE)
+    argv = [nss.tstclnt, "-h", HOST, "-p", str(port), "-P", "client", "-V", "tls1.3:tls1.3"]
+    argv += ["-a", "localhost", "-A", message]
+    argv += ["-d", f"sql:{db}"] if db else ["-D", "-o"]
+    return Peer([*argv, *extra], env=nss.env)
+
+
+def server_config(certs: Certs, **extra: object) -> ServerConfig:
+    return ServerConfig(certificate_chain=certs.chain_pem, private_key=certs.key_pem, **extra)  # type: ignore[arg-type]
+
+
+def peer_exported(peer: Peer) -> bytes:
+    """The keying material tstclnt printed for `-x LABEL:LEN` (hex bytes on the indented
+    lines after "Keying Material:")."""
+    found = re.search(r"Keying Material:\n((?:[ \t]+[0-9a-f:]+\n)+)", peer.output)
+    assert found, peer.describe()
+    return bytes.fromhex(re.sub(r"[^0-9a-f]", "", found.group(1)))
+
+
+def converse(ours: Side, peer: Peer) -> HandshakeCompleted:
+    """tstclnt's MESSAGE to us and our REPLY back, then our close_notify, after which it
+    exits 0. The handshake's report, as our server saw it."""
+    done = ours.handshake(peer)
+    assert ours.pump(lambda: len(ours.data()) >= len(MESSAGE), peer), peer.describe()
+    assert ours.data() == MESSAGE
+    ours.send(REPLY)
+    assert ours.peer_said(REPLY.decode(), peer), peer.describe()
+    ours.close()
+    assert peer.wait() == 0, peer.describe()
+    assert ours.conn.statistics().retransmissions == 0, ours.conn.statistics()
+    return done
+
+
+def test_nss_client_verifies_our_chain_and_exchanges_data(
+    nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt's defaults (an X25519MLKEM768 share, so its ClientHello comes in fragments),
+    our chain checked against the root in its database, data both ways, and the same
+    exported keying material on both sides."""
+    db = nss_db(nss, tmp_path, certs)
+    ours = Side(server_config(certs), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, db, "-x", f"{LABEL}:32") as peer:
+            done = converse(ours, peer)
+            assert done.cipher_suite is CipherSuite.TLS_AES_128_GCM_SHA256
+            assert done.group is NamedGroup.X25519MLKEM768
+            assert not done.resumed and done.peer_certificates == ()
+            stats = ours.conn.statistics()
+            assert stats.hello_retry_requests_sent == 0
+            assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 32)
+            # It printed the leaf and its issuer from the chain we sent.
+            assert "subject DN: CN=dtls13 test leaf,O=dtls13 tests" in peer.output
+            assert "issuer  DN: CN=dtls13 test intermediate,O=dtls13 tests" in peer.output
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
