@@ -113,3 +113,78 @@ def test_nss_client_verifies_our_chain_and_exchanges_data(
     finally:
         ours.close()
     assert_pools_empty(pools)
+
+
+@pytest.mark.parametrize("suite", list(NSS_SUITES), ids=lambda s: s.name)
+def test_nss_client_cipher_suite(
+    suite: CipherSuite, nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt offering one suite (-c): that suite, and the same keying material exported
+    through its hash on both sides."""
+    ours = Side(server_config(certs), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, None, "-c", NSS_SUITES[suite], "-x", f"{LABEL}:48") as peer:
+            done = converse(ours, peer)
+            assert done.cipher_suite is suite
+            assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 48)
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+@pytest.mark.parametrize("group", list(NSS_GROUPS), ids=lambda g: g.name)
+def test_nss_client_key_share(
+    group: NamedGroup, nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt sending a key share for one group (-I): our server, which takes all of
+    them, uses it at once."""
+    ours = Side(server_config(certs, groups=list(NSS_GROUPS)), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, None, "-I", NSS_GROUPS[group], "-x", LABEL) as peer:
+            done = converse(ours, peer)
+            assert done.group is group
+            assert ours.conn.statistics().hello_retry_requests_sent == 0
+            # 20 bytes: tstclnt's default length.
+            assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 20)
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+HRR_CASES = [
+    # A share for x25519 only; we take secp384r1 only, which the client also lists.
+    pytest.param(
+        {"groups": ["secp384r1"]}, ("-I", "x25519,P384"), NamedGroup.secp384r1, id="group"
+    ),
+    # A share we take, but we demand a cookie first (the HRR keeps the group).
+    pytest.param({"require_cookie": True}, (), NamedGroup.X25519MLKEM768, id="cookie"),
+    # Both in one HelloRetryRequest.
+    pytest.param(
+        {"groups": ["secp256r1"], "require_cookie": True},
+        ("-I", "x25519mlkem768,x25519,P256"),
+        NamedGroup.secp256r1,
+        id="group-and-cookie",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ours_extra", "peer_extra", "group"), HRR_CASES)
+def test_nss_client_hello_retry_request(
+    ours_extra: dict[str, object],
+    peer_extra: tuple[str, ...],
+    group: NamedGroup,
+    nss: Nss,
+    certs: Certs,
+    tmp_path: Path,
+    pools: PoolSet,
+) -> None:
+    ours = Side(server_config(certs, **ours_extra), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, None, *peer_extra, "-x", LABEL) as peer:
+            done = converse(ours, peer)
+            assert done.group is group
+            assert ours.conn.statistics().hello_retry_requests_sent == 1
+            assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 20)
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
