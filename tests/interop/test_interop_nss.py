@@ -13,17 +13,22 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
+from dtls13.alerts import AlertDescription
 from dtls13.config import ServerConfig
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 from tests.interop.peers import HOST, Certs, Nss, Peer, Side, assert_pools_empty
+from tests.support.pki import Issued, TestPKI
 
 MESSAGE = b"hello from nss\n"
 REPLY = b"hello from the dtls13 server\n"
 LABEL = "EXPORTER-dtls13-nss"
+CLIENT_NICKNAME = "dtls13-nss-client"
 # tstclnt's -c takes suites as ":" and four hex digits.
 NSS_SUITES = {
     CipherSuite.TLS_AES_128_GCM_SHA256: ":1301",
@@ -43,23 +48,45 @@ NSS_GROUPS = {
 }
 
 
-def nss_db(nss: Nss, directory: Path, certs: Certs, *, trust_root: bool = True) -> Path:
-    """A certificate database (`-d sql:DIR`) trusting our test root for TLS servers."""
+def nss_db(
+    nss: Nss,
+    directory: Path,
+    certs: Certs,
+    *,
+    trust_root: bool = True,
+    client: Issued | None = None,
+) -> Path:
+    """A certificate database (`-d sql:DIR`) trusting our test root for TLS servers, with
+    `client`'s chain and key under the nickname CLIENT_NICKNAME."""
     db = directory / "nssdb"
     db.mkdir()
     nss.run("certutil", "-N", "-d", f"sql:{db}", "--empty-password")
     if trust_root:
         nss.run("certutil", "-A", "-d", f"sql:{db}", "-n", "dtls13-root", "-t", "C,,", "-i", certs.ca)
+    if client is not None:
+        bundle = directory / "client.p12"
+        bundle.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                CLIENT_NICKNAME.encode(),
+                client.key,
+                client.cert,
+                client.chain[1:],
+                serialization.BestAvailableEncryption(b"p12"),
+            )
+        )
+        nss.run("pk12util", "-i", bundle, "-d", f"sql:{db}", "-W", "p12")
     return db
 
 
-def tstclnt(nss: Nss, directory: Path, port: int, db: Path | None, *extra: str) -> Peer:
+def tstclnt(
+    nss: Nss, directory: Path, port: int, db: Path | None, *extra: str, name: str = "localhost"
+) -> Peer:
     """tstclnt sending MESSAGE to our server on `port` (on each of its connections),
-    verifying it against `db` (None: no database, any certificate accepted)."""
+    verifying it for `name` against `db` (None: no database, any certificate accepted)."""
     message = directory / "message.txt"
     message.write_bytes(MESSAGE)
     argv = [nss.tstclnt, "-h", HOST, "-p", str(port), "-P", "client", "-V", "tls1.3:tls1.3"]
-    argv += ["-a", "localhost", "-A", message]
+    argv += ["-a", name, "-A", message]  # (a second -a names a second handshake)
     argv += ["-d", f"sql:{db}"] if db else ["-D", "-o"]
     return Peer([*argv, *extra], env=nss.env)
 
@@ -185,6 +212,78 @@ def test_nss_client_hello_retry_request(
             assert done.group is group
             assert ours.conn.statistics().hello_retry_requests_sent == 1
             assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 20)
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+REJECTIONS = [
+    # No trust anchor: the root is not in its database.
+    pytest.param(False, "localhost", "SEC_ERROR_UNKNOWN_ISSUER", AlertDescription.unknown_ca, id="unknown-root"),
+    # Trusted chain, but not for the name it asked for.
+    pytest.param(True, "nss.invalid", "SSL_ERROR_BAD_CERT_DOMAIN", AlertDescription.bad_certificate, id="wrong-name"),
+]
+
+
+@pytest.mark.parametrize(("trust_root", "name", "error", "alert"), REJECTIONS)
+def test_nss_client_rejects_our_chain(
+    trust_root: bool,
+    name: str,
+    error: str,
+    alert: AlertDescription,
+    nss: Nss,
+    certs: Certs,
+    tmp_path: Path,
+    pools: PoolSet,
+) -> None:
+    """tstclnt really checks what we send (without -o): it refuses our chain when it cannot
+    trust it, or when it is for another name, and tells us with an alert."""
+    db = nss_db(nss, tmp_path, certs, trust_root=trust_root)
+    ours = Side(server_config(certs), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, db, name=name) as peer:
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            ended = ours.terminated()
+            assert ended is not None and ended.by_peer, (ended, peer.describe())
+            assert ended.alert is alert, (ended, peer.describe())
+            assert not ours.conn.handshake_complete and ours.data() == b""
+            assert peer.wait() not in (0, None), peer.describe()
+            assert error in peer.output, peer.describe()
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+@pytest.mark.parametrize("with_certificate", [True, False], ids=["certificate", "none"])
+def test_nss_client_certificate(
+    with_certificate: bool,
+    nss: Nss,
+    certs: Certs,
+    interop_pki: TestPKI,
+    tmp_path: Path,
+    pools: PoolSet,
+) -> None:
+    """We require a client certificate: tstclnt presents its chain from its database (-n),
+    which we verify against our root; without one, we refuse it (certificate_required).
+    (Without -n it would pick one from its database by itself: the second database has
+    none.)"""
+    client = interop_pki.leaf("ec256", cn="dtls13 nss client", dns_names=(), ips=(), slot=9)
+    db = nss_db(nss, tmp_path, certs, client=client if with_certificate else None)
+    config = server_config(certs, client_auth="required", cafile=certs.root_pem)
+    ours = Side(config, pools)
+    nickname = ("-n", CLIENT_NICKNAME) if with_certificate else ()
+    try:
+        with tstclnt(nss, tmp_path, ours.port, db, *nickname) as peer:
+            if with_certificate:
+                done = converse(ours, peer)
+                assert done.peer_certificates == tuple(client.chain)
+            else:
+                assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+                ended = ours.terminated()
+                assert ended is not None and not ended.by_peer
+                assert ended.alert is AlertDescription.certificate_required
+                assert ours.data() == b""
+                assert peer.wait() not in (0, None), peer.describe()
     finally:
         ours.close()
     assert_pools_empty(pools)
