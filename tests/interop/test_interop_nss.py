@@ -22,7 +22,16 @@ from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
-from tests.interop.peers import HOST, Certs, Nss, Peer, Side, assert_pools_empty
+from tests.interop.peers import (
+    HOST,
+    Certs,
+    EndpointServer,
+    Nss,
+    Peer,
+    Side,
+    assert_pools_empty,
+    describe_endpoint,
+)
 from tests.support.pki import Issued, TestPKI
 
 MESSAGE = b"hello from nss\n"
@@ -286,4 +295,46 @@ def test_nss_client_certificate(
                 assert peer.wait() not in (0, None), peer.describe()
     finally:
         ours.close()
+    assert_pools_empty(pools)
+
+
+def _serve_and_close(server: EndpointServer, peer: Peer, connections: int) -> None:
+    """Serve tstclnt's connections one after another (-L): each is closed once its
+    handshake is done and MESSAGE has come (and been answered), which ends it for
+    tstclnt; it exits after the last."""
+
+    def close_served() -> bool:
+        for i, conn in enumerate(server.conns):
+            got = server.data(i, early=False)
+            if not conn.closed and got == MESSAGE and server.completed(i) is not None:
+                conn.close()
+        server.flush()
+        return peer.proc.poll() is not None
+
+    assert server.pump(close_served, peer, timeout=20), describe_endpoint(server, peer)
+    assert peer.wait() == 0, describe_endpoint(server, peer)
+    assert len(server.conns) == connections, describe_endpoint(server, peer)
+
+
+def test_nss_client_resumes(nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet) -> None:
+    """Two connections from tstclnt (-L 2) to our ServerEndpoint: the second resumes with
+    the ticket we issued on the first.
+
+    Not 0-RTT (-Z): NSS 3.123's DTLS client sends EndOfEarlyData (under the early data
+    keys, and in its transcript), which DTLS 1.3 omits (RFC 9147 §5.6), so its Finished
+    never matches ours."""
+    server = EndpointServer(server_config(certs), pools, REPLY)
+    try:
+        with tstclnt(nss, tmp_path, server.port, None, "-L", "2") as peer:
+            _serve_and_close(server, peer, 2)
+            first, second = server.completed(0), server.completed(1)
+            assert first is not None and not first.resumed, describe_endpoint(server, peer)
+            assert second is not None and second.resumed, describe_endpoint(server, peer)
+            assert server.data(0, early=False) == server.data(1, early=False) == MESSAGE
+            assert peer.output.count(REPLY.decode()) == 2, peer.describe()
+            # Its own count: one session taken from its cache, resumed with our ticket.
+            assert "1 cache hits" in peer.output, peer.describe()
+            assert "1 stateless resumes" in peer.output, peer.describe()
+    finally:
+        server.close()
     assert_pools_empty(pools)
