@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from dtls13.alerts import AlertDescription
 from dtls13.config import ServerConfig
 from dtls13.crypto.suites import CipherSuite
-from dtls13.events import HandshakeCompleted
+from dtls13.events import HandshakeCompleted, KeyUpdated
 from dtls13.handshake.constants import NamedGroup
 from dtls13.memory import PoolSet
 from tests.interop.peers import (
@@ -33,6 +33,7 @@ from tests.interop.peers import (
     describe_endpoint,
 )
 from tests.support.pki import Issued, TestPKI
+from tests.support.udp_driver import events_of
 
 MESSAGE = b"hello from nss\n"
 REPLY = b"hello from the dtls13 server\n"
@@ -337,4 +338,103 @@ def test_nss_client_resumes(nss: Nss, certs: Certs, tmp_path: Path, pools: PoolS
             assert "1 stateless resumes" in peer.output, peer.describe()
     finally:
         server.close()
+    assert_pools_empty(pools)
+
+
+def test_nss_client_through_our_endpoint_stateless_cookie(
+    nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """Our ServerEndpoint answering every first ClientHello with a stateless
+    HelloRetryRequest (cookie_policy="always"): tstclnt's second ClientHello, with the
+    cookie, starts the connection."""
+    server = EndpointServer(server_config(certs), pools, REPLY, cookie_policy="always")
+    try:
+        with tstclnt(nss, tmp_path, server.port, None) as peer:
+            _serve_and_close(server, peer, 1)
+            done = server.completed(0)
+            assert done is not None and done.group is NamedGroup.X25519MLKEM768
+            assert server.endpoint.gate.counters["hello_retry_sent"] == 1
+            assert server.conns[0].stats["retransmissions"] == 0
+            assert server.data(0, early=False) == MESSAGE
+            assert REPLY.decode() in peer.output, peer.describe()
+    finally:
+        server.close()
+    assert_pools_empty(pools)
+
+
+PSK = bytes(range(32))
+
+
+@pytest.mark.parametrize("key", [PSK, PSK[::-1]], ids=["same-key", "other-key"])
+def test_nss_client_external_psk(
+    key: bytes, nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt's external PSK (-z KEY:IDENTITY, SHA-256): we authenticate with it instead
+    of our certificate; with another key under the same identity its binder fails and we
+    abort (decrypt_error, RFC 8446 §4.2.11)."""
+    config = server_config(certs, external_psks={b"nss-psk": PSK})
+    ours = Side(config, pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, None, "-z", f"0x{key.hex()}:nss-psk") as peer:
+            if key == PSK:
+                done = converse(ours, peer)
+                assert done.psk_identity == b"nss-psk" and done.credential is None
+                assert done.cipher_suite is CipherSuite.TLS_AES_128_GCM_SHA256
+                # No certificate came: tstclnt prints the subject of one when it does.
+                assert "subject DN" not in peer.output, peer.describe()
+            else:
+                assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+                ended = ours.terminated()
+                assert ended is not None and not ended.by_peer
+                assert ended.alert is AlertDescription.decrypt_error
+                assert peer.wait() not in (0, None), peer.describe()
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+def test_nss_client_decompresses_our_certificate(
+    nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt offering zlib certificate compression (RFC 8879): our chain goes out
+    compressed, and it still verifies it against its database."""
+    db = nss_db(nss, tmp_path, certs)
+    ours = Side(server_config(certs, certificate_compression=["zlib"]), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, db, "--zlib-certificate-compression") as peer:
+            done = converse(ours, peer)
+            assert done.certificate_compression_sent == "zlib"
+            assert ours.conn.statistics().certificates_compressed == 1
+            assert "issuer  DN: CN=dtls13 test intermediate" in peer.output, peer.describe()
+    finally:
+        ours.close()
+    assert_pools_empty(pools)
+
+
+def test_nss_client_answers_our_key_update(
+    nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """We update our keys and ask tstclnt to update its own (RFC 9147 §8): it does, and
+    takes our reply under our new keys."""
+    ours = Side(server_config(certs), pools)
+    try:
+        with tstclnt(nss, tmp_path, ours.port, None) as peer:
+            ours.handshake(peer)
+            assert ours.pump(lambda: ours.data() == MESSAGE, peer), peer.describe()
+            ours.conn.key_update(request_peer=True)
+            ours.driver.flush()
+
+            def updated() -> set[tuple[bool, int]]:
+                return {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
+
+            # Ours is in use once tstclnt ACKs our KeyUpdate.
+            assert ours.pump(lambda: updated() == {(True, 4), (False, 4)}, peer), updated()
+            ours.send(REPLY)
+            assert ours.peer_said(REPLY.decode(), peer), peer.describe()
+            ours.close()
+            assert peer.wait() == 0, peer.describe()
+            stats = ours.conn.statistics()
+            assert stats.key_updates_sent == stats.key_updates_received == 1
+    finally:
+        ours.close()
     assert_pools_empty(pools)
