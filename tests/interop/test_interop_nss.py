@@ -72,7 +72,9 @@ def nss_db(
     db.mkdir()
     nss.run("certutil", "-N", "-d", f"sql:{db}", "--empty-password")
     if trust_root:
-        nss.run("certutil", "-A", "-d", f"sql:{db}", "-n", "dtls13-root", "-t", "C,,", "-i", certs.ca)
+        nss.run(
+            "certutil", "-A", "-d", f"sql:{db}", "-n", "dtls13-root", "-t", "C,,", "-i", certs.ca
+        )
     if client is not None:
         bundle = directory / "client.p12"
         bundle.write_bytes(
@@ -95,10 +97,11 @@ def tstclnt(
     verifying it for `name` against `db` (None: no database, any certificate accepted)."""
     message = directory / "message.txt"
     message.write_bytes(MESSAGE)
-    argv = [nss.tstclnt, "-h", HOST, "-p", str(port), "-P", "client", "-V", "tls1.3:tls1.3"]
+    argv: list[str | Path] = [nss.tstclnt, "-h", HOST, "-p", str(port), "-P", "client"]
+    argv += ["-V", "tls1.3:tls1.3"]
     argv += ["-a", name, "-A", message]  # (a second -a names a second handshake)
     argv += ["-d", f"sql:{db}"] if db else ["-D", "-o"]
-    return Peer([*argv, *extra], env=nss.env)
+    return Peer([*map(str, argv), *extra], env=nss.env)
 
 
 def server_config(certs: Certs, **extra: object) -> ServerConfig:
@@ -160,7 +163,9 @@ def test_nss_client_cipher_suite(
     through its hash on both sides."""
     ours = Side(server_config(certs), pools)
     try:
-        with tstclnt(nss, tmp_path, ours.port, None, "-c", NSS_SUITES[suite], "-x", f"{LABEL}:48") as peer:
+        with tstclnt(
+            nss, tmp_path, ours.port, None, "-c", NSS_SUITES[suite], "-x", f"{LABEL}:48"
+        ) as peer:
             done = converse(ours, peer)
             assert done.cipher_suite is suite
             assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 48)
@@ -229,9 +234,21 @@ def test_nss_client_hello_retry_request(
 
 REJECTIONS = [
     # No trust anchor: the root is not in its database.
-    pytest.param(False, "localhost", "SEC_ERROR_UNKNOWN_ISSUER", AlertDescription.unknown_ca, id="unknown-root"),
+    pytest.param(
+        False,
+        "localhost",
+        "SEC_ERROR_UNKNOWN_ISSUER",
+        AlertDescription.unknown_ca,
+        id="unknown-root",
+    ),
     # Trusted chain, but not for the name it asked for.
-    pytest.param(True, "nss.invalid", "SSL_ERROR_BAD_CERT_DOMAIN", AlertDescription.bad_certificate, id="wrong-name"),
+    pytest.param(
+        True,
+        "nss.invalid",
+        "SSL_ERROR_BAD_CERT_DOMAIN",
+        AlertDescription.bad_certificate,
+        id="wrong-name",
+    ),
 ]
 
 
