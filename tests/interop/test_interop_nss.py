@@ -1,10 +1,11 @@
-"""Interop with NSS 3.123's tstclnt (DTLS 1.3 client, `-P client`) against our server.
+"""Interop with NSS 3.123's tstclnt, a DTLS 1.3 client (`-P client`) to our server, and a
+DTLS 1.3 server (`-P server`) to our client (NSS's selfserv has no DTLS mode).
 
 tstclnt sends what it reads from a file (-A; from a pipe it never sees the end of its
-input: poll reports only a hang-up, which it ignores) and prints what it receives. In DTLS
-mode it exits once its input has ended and the server's close_notify has come, so each
+input: poll reports only a hang-up, which it ignores) and prints what it receives. As a
+client it exits once its input has ended and the server's close_notify has come, so each
 test closes our side and then expects it to exit 0 (its stdout, where its exporter output
-goes, is flushed only then).
+goes, is flushed only then); as a server, once its input has ended (sending close_notify).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from dtls13.alerts import AlertDescription
-from dtls13.config import ServerConfig
+from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted, KeyUpdated
 from dtls13.handshake.constants import NamedGroup
@@ -31,6 +32,7 @@ from tests.interop.peers import (
     Side,
     assert_pools_empty,
     describe_endpoint,
+    free_udp_port,
 )
 from tests.support.pki import Issued, TestPKI
 from tests.support.udp_driver import events_of
@@ -38,7 +40,7 @@ from tests.support.udp_driver import events_of
 MESSAGE = b"hello from nss\n"
 REPLY = b"hello from the dtls13 server\n"
 LABEL = "EXPORTER-dtls13-nss"
-CLIENT_NICKNAME = "dtls13-nss-client"
+NICKNAME = "dtls13-nss"  # of the certificate and key tstclnt presents
 # tstclnt's -c takes suites as ":" and four hex digits.
 NSS_SUITES = {
     CipherSuite.TLS_AES_128_GCM_SHA256: ":1301",
@@ -64,10 +66,10 @@ def nss_db(
     certs: Certs,
     *,
     trust_root: bool = True,
-    client: Issued | None = None,
+    identity: Issued | None = None,
 ) -> Path:
     """A certificate database (`-d sql:DIR`) trusting our test root for TLS servers, with
-    `client`'s chain and key under the nickname CLIENT_NICKNAME."""
+    `identity`'s chain and key under the nickname NICKNAME."""
     db = directory / "nssdb"
     db.mkdir()
     nss.run("certutil", "-N", "-d", f"sql:{db}", "--empty-password")
@@ -75,14 +77,14 @@ def nss_db(
         nss.run(
             "certutil", "-A", "-d", f"sql:{db}", "-n", "dtls13-root", "-t", "C,,", "-i", certs.ca
         )
-    if client is not None:
-        bundle = directory / "client.p12"
+    if identity is not None:
+        bundle = directory / "identity.p12"
         bundle.write_bytes(
             pkcs12.serialize_key_and_certificates(
-                CLIENT_NICKNAME.encode(),
-                client.key,
-                client.cert,
-                client.chain[1:],
+                NICKNAME.encode(),
+                identity.key,
+                identity.cert,
+                identity.chain[1:],
                 serialization.BestAvailableEncryption(b"p12"),
             )
         )
@@ -295,10 +297,10 @@ def test_nss_client_certificate(
     (Without -n it would pick one from its database by itself: the second database has
     none.)"""
     client = interop_pki.leaf("ec256", cn="dtls13 nss client", dns_names=(), ips=(), slot=9)
-    db = nss_db(nss, tmp_path, certs, client=client if with_certificate else None)
+    db = nss_db(nss, tmp_path, certs, identity=client if with_certificate else None)
     config = server_config(certs, client_auth="required", cafile=certs.root_pem)
     ours = Side(config, pools)
-    nickname = ("-n", CLIENT_NICKNAME) if with_certificate else ()
+    nickname = ("-n", NICKNAME) if with_certificate else ()
     try:
         with tstclnt(nss, tmp_path, ours.port, db, *nickname) as peer:
             if with_certificate:
@@ -454,4 +456,115 @@ def test_nss_client_answers_our_key_update(
             assert stats.key_updates_sent == stats.key_updates_received == 1
     finally:
         ours.close()
+    assert_pools_empty(pools)
+
+
+# -- tstclnt -P server, our client --------------------------------------------------------
+
+SERVER_MESSAGE = b"hello from the nss server\n"
+
+
+def tstclnt_server(nss: Nss, directory: Path, db: Path, port: int, *extra: str) -> Peer:
+    """tstclnt serving on `port` with NICKNAME's certificate from `db`: it sends
+    SERVER_MESSAGE once the handshake is done, then closes (close_notify) and exits."""
+    message = directory / "server-message.txt"
+    message.write_bytes(SERVER_MESSAGE)
+    argv = [str(nss.tstclnt), "-P", "server", "-h", HOST, "-p", str(port), "-d", f"sql:{db}"]
+    argv += ["-n", NICKNAME, "-V", "tls1.3:tls1.3", "-A", str(message), *extra]
+    return Peer(argv, env=nss.env)
+
+
+def client_config(certs: Certs, **extra: object) -> ClientConfig:
+    return ClientConfig(server_name="localhost", cafile=certs.root_pem, **extra)  # type: ignore[arg-type]
+
+
+SERVER_CASES = [
+    *(
+        pytest.param(suite, NamedGroup.x25519, (), id=suite.name)
+        for suite in NSS_SUITES
+        if suite is not CipherSuite.TLS_AES_128_GCM_SHA256
+    ),
+    *(
+        pytest.param(CipherSuite.TLS_AES_128_GCM_SHA256, group, (), id=group.name)
+        for group in (
+            NamedGroup.x25519,
+            NamedGroup.secp256r1,
+            NamedGroup.secp384r1,
+            NamedGroup.X25519MLKEM768,
+        )
+    ),
+    # Our share (x25519) is not for the group it takes (-I): HelloRetryRequest.
+    pytest.param(
+        CipherSuite.TLS_AES_128_GCM_SHA256,
+        NamedGroup.secp384r1,
+        ("-I", "P384"),
+        id="hrr-secp384r1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("suite", "group", "peer_extra"), SERVER_CASES)
+def test_our_client_with_nss_server(
+    suite: CipherSuite,
+    group: NamedGroup,
+    peer_extra: tuple[str, ...],
+    nss: Nss,
+    certs: Certs,
+    interop_pki: TestPKI,
+    tmp_path: Path,
+    pools: PoolSet,
+) -> None:
+    """We verify tstclnt's chain for "localhost", take its message and its close_notify;
+    both sides export the same keying material."""
+    identity = interop_pki.leaf("ec256", cn="dtls13 nss server", slot=9)
+    db = nss_db(nss, tmp_path, certs, identity=identity)
+    port = free_udp_port()
+    hrr = bool(peer_extra)
+    # Only the group (else it may prefer another we list, and ask for it); for the HRR,
+    # x25519 first with a share.
+    groups = [NamedGroup.x25519, group] if hrr else [group]
+    config = client_config(certs, cipher_suites=[suite], groups=groups, key_share_groups=groups[:1])
+    with tstclnt_server(nss, tmp_path, db, port, *peer_extra, "-x", LABEL) as peer:
+        peer.wait_bound(port)
+        ours = Side(config, pools)
+        try:
+            ours.connect(port)
+            done = ours.handshake(peer)
+            assert done.cipher_suite is suite and done.group is group
+            assert done.peer_certificates[:2] == tuple(identity.chain)
+            assert ours.conn.statistics().hello_retry_requests_received == int(hrr)
+            assert ours.pump(lambda: ours.conn.closed, peer), peer.describe()
+            assert ours.data() == SERVER_MESSAGE
+            ended = ours.terminated()
+            assert ended is not None and ended.by_peer
+            assert ended.alert is AlertDescription.close_notify
+            assert peer.wait() == 0, peer.describe()
+            assert peer_exported(peer) == ours.conn.export_keying_material(LABEL, None, 20)
+        finally:
+            ours.close()
+    assert_pools_empty(pools)
+
+
+def test_our_client_data_to_nss_server(
+    nss: Nss, certs: Certs, interop_pki: TestPKI, tmp_path: Path, pools: PoolSet
+) -> None:
+    """Data both ways with tstclnt reading its standard input (so it waits for ours)."""
+    identity = interop_pki.leaf("ec256", cn="dtls13 nss server", slot=9)
+    db = nss_db(nss, tmp_path, certs, identity=identity)
+    port = free_udp_port()
+    argv = [str(nss.tstclnt), "-P", "server", "-h", HOST, "-p", str(port), "-d", f"sql:{db}"]
+    argv += ["-n", NICKNAME, "-V", "tls1.3:tls1.3"]
+    with Peer(argv, env=nss.env) as peer:
+        peer.wait_bound(port)
+        ours = Side(client_config(certs), pools)
+        try:
+            ours.connect(port)
+            ours.handshake(peer)
+            ours.send(b"hello from the dtls13 client\n")
+            assert ours.peer_said("hello from the dtls13 client\n", peer), peer.describe()
+            peer.write(SERVER_MESSAGE)
+            assert ours.pump(lambda: ours.data() == SERVER_MESSAGE, peer), peer.describe()
+            assert ours.conn.statistics().retransmissions == 0
+        finally:
+            ours.close()
     assert_pools_empty(pools)
