@@ -135,9 +135,8 @@ def converse(ours: Side, peer: Peer) -> HandshakeCompleted:
 def test_nss_client_verifies_our_chain_and_exchanges_data(
     nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
 ) -> None:
-    """tstclnt's defaults (an X25519MLKEM768 share, so its ClientHello comes in fragments),
-    our chain checked against the root in its database, data both ways, and the same
-    exported keying material on both sides."""
+    """tstclnt's defaults (an X25519MLKEM768 share), our chain checked against the root in
+    its database, data both ways, and the same exported keying material on both sides."""
     db = nss_db(nss, tmp_path, certs)
     ours = Side(server_config(certs), pools)
     try:
@@ -222,6 +221,8 @@ def test_nss_client_hello_retry_request(
     tmp_path: Path,
     pools: PoolSet,
 ) -> None:
+    """One HelloRetryRequest from our server (for a group, a cookie, or both), then the
+    key exchange in the group it asked for."""
     ours = Side(server_config(certs, **ours_extra), pools)
     try:
         with tstclnt(nss, tmp_path, ours.port, None, *peer_extra, "-x", LABEL) as peer:
@@ -446,7 +447,8 @@ def test_nss_client_answers_our_key_update(
             def updated() -> set[tuple[bool, int]]:
                 return {(e.sending, e.epoch) for e in events_of(ours.driver, KeyUpdated)}
 
-            # Ours is in use once tstclnt ACKs our KeyUpdate.
+            # Ours is in use once tstclnt ACKs our KeyUpdate. (It answers only when our
+            # retransmission of it comes, a second later.)
             assert ours.pump(lambda: updated() == {(True, 4), (False, 4)}, peer), updated()
             ours.send(REPLY)
             assert ours.peer_said(REPLY.decode(), peer), peer.describe()
