@@ -3,7 +3,9 @@
 wolfSSL: ``$DTLS13_WOLFSSL_DIR`` or ``<repo>/.peers/wolfssl`` (built by
 ``.ci/build_wolfssl.sh``); its tests skip without it, except under CI (``CI=true``),
 where they fail. OpenSSL 4.1+: ``$DTLS13_OPENSSL`` or an ``openssl`` on PATH whose
-``s_server`` speaks DTLS 1.3; its tests skip without one.
+``s_server`` speaks DTLS 1.3; its tests skip without one. NSS 3.123+: ``$DTLS13_NSS``,
+a build's ``dist/Release`` directory (``bin/tstclnt`` and ``lib/``); its tests skip
+without it, under CI too (CI does not build NSS).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dtls13.memory import PoolSet
-from tests.interop.peers import Certs, WolfSSL, assert_pools_empty, write_certs
+from tests.interop.peers import Certs, Nss, WolfSSL, assert_pools_empty, write_certs
 from tests.support.pki import TestPKI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +88,21 @@ def openssl() -> str:
     if not _speaks_dtls13(binary):
         pytest.fail(f"DTLS13_OPENSSL={binary} is not an openssl whose s_server has -dtls1_3")
     return binary
+
+
+@pytest.fixture
+def nss() -> Nss:
+    """NSS's tstclnt and tools, from the dist/Release directory DTLS13_NSS names."""
+    env = os.environ.get("DTLS13_NSS")
+    if not env:
+        pytest.skip(
+            "no NSS 3.123+ (DTLS 1.3 client tstclnt): set DTLS13_NSS to an NSS build's "
+            "dist/Release directory (see docs/interop.md)"
+        )
+    found = Nss(Path(env).resolve())
+    if not os.access(found.tstclnt, os.X_OK) or not (found.home / "lib").is_dir():
+        pytest.fail(f"DTLS13_NSS={env} holds no bin/tstclnt and lib/ (an NSS dist/Release)")
+    return found
 
 
 @functools.cache

@@ -93,6 +93,36 @@ class WolfSSL:
         return self.home / "examples" / "server" / "server"
 
 
+@dataclass(frozen=True)
+class Nss:
+    """An NSS build's dist/Release directory: bin/tstclnt, bin/certutil, bin/pk12util and
+    the shared libraries they need in lib/."""
+
+    home: Path
+
+    @property
+    def tstclnt(self) -> Path:
+        return self.home / "bin" / "tstclnt"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment NSS's programs run in: their libraries first."""
+        env = dict(os.environ)
+        lib = str(self.home / "lib")
+        env["LD_LIBRARY_PATH"] = lib + (
+            f":{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else ""
+        )
+        return env
+
+    def run(self, tool: str, *args: str | os.PathLike[str]) -> str:
+        """Run one of NSS's tools (certutil, pk12util) to completion; its output."""
+        argv = [str(self.home / "bin" / tool), *map(str, args)]
+        done = subprocess.run(argv, env=self.env, capture_output=True, timeout=30, check=False)
+        out = (done.stdout + done.stderr).decode("utf-8", "replace")
+        assert done.returncode == 0, f"{' '.join(argv)} (exit {done.returncode}):\n{out}"
+        return out
+
+
 def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that nothing is bound to right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -122,11 +152,17 @@ def udp_port_bound(port: int) -> bool:
 class Peer:
     """A peer program run as a subprocess; its output is collected in a thread."""
 
-    def __init__(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = [str(a) for a in argv]
         self.proc = subprocess.Popen(
             self.argv,
             cwd=cwd,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
