@@ -166,3 +166,96 @@ def test_zero_rtt_resumption_over_a_lossy_network() -> None:
         pair.close()
         assert pair.pools.in_use == 0
     assert accepted >= 10
+
+
+def _nss_like_client(monkeypatch: pytest.MonkeyPatch, copies: int = 1) -> None:
+    """Clients that, as NSS's does, send EndOfEarlyData (empty, in the transcript) in
+    epoch 1 after the server accepted their 0-RTT, ahead of their final flight."""
+    from dtls13.handshake.client import ClientHandshake
+    from dtls13.handshake.constants import HandshakeType
+
+    derive = ClientHandshake._derive_application_secrets
+
+    def derive_then_end_early_data(self: ClientHandshake) -> None:
+        derive(self)
+        if self._work.early_result:
+            for _ in range(copies):
+                self._send_encoded(HandshakeType.end_of_early_data, b"", 1)
+
+    monkeypatch.setattr(ClientHandshake, "_derive_application_secrets", derive_then_end_early_data)
+
+
+def test_a_server_takes_the_end_of_early_data_a_client_sends_as_in_tls13(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # RFC 9147 §5.6 omits EndOfEarlyData; NSS's client sends it anyway and hashes it into
+    # its Finished. Dropped, the client's Finished never came (it has the next number);
+    # taken as TLS 1.3 takes it, the handshake completes.
+    cfgs = configs(server={"max_early_data": 4096})
+    session = _session(cfgs)
+    _nss_like_client(monkeypatch)
+    pair = _resumed_pair(1, cfgs, session)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.send_early_data(b"GET /sensor")
+    assert pair.net.run(pair.completed, max_time=10)
+    assert _early(pair) == [b"GET /sensor"]
+    assert _done(pair).early_data_accepted is True
+    server_done = next(e for e in pair.server_events if isinstance(e, HandshakeCompleted))
+    assert server_done.early_data_accepted is True and server_done.resumed
+    assert pair.server.statistics().retransmissions == 0
+    assert pair.exchange(b"after", b"ok")
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_a_second_end_of_early_data_is_an_unexpected_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfgs = configs(server={"max_early_data": 4096})
+    session = _session(cfgs)
+    _nss_like_client(monkeypatch, copies=2)
+    pair = _resumed_pair(1, cfgs, session)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.send_early_data(b"GET /sensor")
+    pair.net.run(lambda: pair.server.closed, max_time=10)
+    ended = pair.terminated("server")
+    assert ended is not None and "EndOfEarlyData" in ended.reason, ended
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_end_of_early_data_without_zero_rtt_is_an_unexpected_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client whose 0-RTT the server refused has no early keys on the server's side:
+    # its EndOfEarlyData cannot even be read (dropped), and the server's handler refuses
+    # one in any case. Here: the handler, in the state it is in.
+    from dtls13.alerts import UnexpectedMessage
+    from dtls13.handshake.constants import HandshakeType
+    from dtls13.handshake.state import ServerState
+
+    pair = make_pair(0, cfgs=configs())
+    pair.client.connect(SERVER_ADDR, 0.0)
+    assert pair.net.run(lambda: pair.server.state is ServerState.WAIT_CLIENT_FINISHED)
+    with pytest.raises(UnexpectedMessage, match="EndOfEarlyData"):
+        pair.server.handshake.handle_message(HandshakeType.end_of_early_data, b"", 0.0)
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
+def test_end_of_early_data_after_the_handshake_is_an_unexpected_message() -> None:
+    # Only epoch 1 carries it (and there only before the client's Finished): under the
+    # application keys it meets a connected state machine, which refuses it.
+    from dtls13.handshake.constants import HandshakeType
+
+    pair = make_pair(0, cfgs=configs())
+    assert pair.handshake()
+    client = pair.client
+    client._start_flight()
+    client._add_encoded(HandshakeType.end_of_early_data, b"", client._records.write_epoch)
+    client._emit_flight(pair.net.now)
+    pair.net.run(lambda: pair.server.closed, max_time=10)
+    ended = pair.terminated("server")
+    assert ended is not None and "end_of_early_data" in ended.reason, ended
+    pair.close()
+    assert pair.pools.in_use == 0

@@ -21,8 +21,9 @@ from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted, KeyUpdated
-from dtls13.handshake.constants import NamedGroup
+from dtls13.handshake.constants import HandshakeType, NamedGroup
 from dtls13.memory import PoolSet
+from dtls13.record.message_trace import TracedMessage
 from tests.interop.peers import (
     HOST,
     Certs,
@@ -339,11 +340,7 @@ def _serve_and_close(server: EndpointServer, peer: Peer, connections: int) -> No
 
 def test_nss_client_resumes(nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet) -> None:
     """Two connections from tstclnt (-L 2) to our ServerEndpoint: the second resumes with
-    the ticket we issued on the first.
-
-    Not 0-RTT (-Z): NSS 3.123's DTLS client sends EndOfEarlyData (under the early data
-    keys, and in its transcript), which DTLS 1.3 omits (RFC 9147 §5.6), so its Finished
-    never matches ours."""
+    the ticket we issued on the first."""
     server = EndpointServer(server_config(certs), pools, REPLY)
     try:
         with tstclnt(nss, tmp_path, server.port, None, "-L", "2") as peer:
@@ -569,4 +566,56 @@ def test_our_client_data_to_nss_server(
             assert ours.conn.statistics().retransmissions == 0
         finally:
             ours.close()
+    assert_pools_empty(pools)
+
+
+def test_nss_client_sends_early_data_and_its_end_of_early_data(
+    nss: Nss, certs: Certs, tmp_path: Path, pools: PoolSet
+) -> None:
+    """tstclnt's second connection (-L 2 -Z) resumes with our ticket and 0-RTT is
+    accepted. NSS's DTLS client then sends EndOfEarlyData under the early data keys and
+    hashes it, as in TLS 1.3, although RFC 9147 §5.6 omits it: our server takes it, so
+    the handshake completes (it waited for the message NSS numbered after it). Whether
+    tstclnt's message itself goes as 0-RTT depends on when it has read its file."""
+    read: list[int | None] = []
+
+    def trace(message: TracedMessage) -> None:
+        if not message.sent:
+            read.append(message.message_type)
+
+    config = server_config(certs, max_early_data=4096, message_callback=trace)
+    server = EndpointServer(config, pools, REPLY)
+
+    def close_served() -> bool:
+        # The server answers only data after the handshake: a 0-RTT message gets its
+        # REPLY here, once the handshake is complete, before our close_notify.
+        for i, conn in enumerate(server.conns):
+            early = server.data(i, early=True)
+            got = server.data(i, early=False) + early
+            if not conn.closed and got == MESSAGE and server.completed(i) is not None:
+                if early:
+                    conn.send(REPLY)
+                conn.close()
+        server.flush()
+        return peer.proc.poll() is not None
+
+    try:
+        with tstclnt(nss, tmp_path, server.port, None, "-L", "2", "-Z") as peer:
+            assert server.pump(close_served, peer, timeout=20), describe_endpoint(server, peer)
+            assert peer.wait() == 0, describe_endpoint(server, peer)
+            assert len(server.conns) == 2, describe_endpoint(server, peer)
+            first, second = server.completed(0), server.completed(1)
+            assert first is not None and not first.resumed, describe_endpoint(server, peer)
+            assert first.early_data_accepted is None, describe_endpoint(server, peer)
+            assert second is not None and second.resumed, describe_endpoint(server, peer)
+            assert second.early_data_accepted is True, describe_endpoint(server, peer)
+            assert read.count(HandshakeType.end_of_early_data) == 1, read
+            early = server.data(1, early=True)
+            assert early + server.data(1, early=False) == MESSAGE, describe_endpoint(server, peer)
+            stats = server.conns[1].statistics()
+            assert stats.early_data_bytes_in == len(early), stats
+            assert stats.retransmissions == 0 and stats.dropped_handshake_fragments == 0, stats
+            assert peer.output.count(REPLY.decode()) == 2, peer.describe()
+    finally:
+        server.close()
     assert_pools_empty(pools)

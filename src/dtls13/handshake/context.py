@@ -128,6 +128,7 @@ class HandshakeWork:
         "credential",
         "early_accepted",
         "early_budget",
+        "early_ended",
         "early_offered",
         "early_result",
         "hrr_cookie",
@@ -173,9 +174,10 @@ class HandshakeWork:
         # The credential (identity.Credential) we authenticated with; None: none sent.
         self.credential: Any = None
         self.psk_identity: bytes | None = None  # the external PSK that authenticated us
-        # 0-RTT (RFC 8446 §4.2.10): offered (a client's), accepted (a server's), and how
-        # many bytes the ticket still allows.
+        # 0-RTT (RFC 8446 §4.2.10): offered (by the client), accepted (by the server), and
+        # how many bytes the ticket still allows.
         self.early_offered = self.early_accepted = False
+        self.early_ended = False  # the peer's EndOfEarlyData came (server; see server.py)
         self.early_budget = 0
         self.peer_finished = False  # the peer's Finished verified
         self.early_result: bool | None = None  # the client's: whether 0-RTT was accepted
@@ -337,7 +339,8 @@ class HandshakeContext:
 
     @property
     def early_offered(self) -> bool:
-        """Whether our ClientHello offered 0-RTT (a client's, while its handshake runs)."""
+        """Whether the ClientHello offered 0-RTT (a client's own, a server's peer's), while
+        the handshake runs."""
         return self._work.early_offered
 
     @property
@@ -505,6 +508,13 @@ class HandshakeContext:
         zeroize(old)
         return self.read_secret
 
+    def _early_data_accepted(self) -> bool | None:
+        """HandshakeCompleted.early_data_accepted: None when the client offered no 0-RTT."""
+        work = self._work
+        if self.is_client:
+            return work.early_result
+        return work.early_accepted if work.early_offered else None
+
     def _complete(self) -> None:
         assert self.suite is not None
         self._set_state(self.CONNECTED)
@@ -516,7 +526,7 @@ class HandshakeContext:
             alpn_protocol=self.alpn,
             peer_certificates=self.peer_chain,
             resumed=self.resumed,
-            early_data_accepted=self._work.early_result if self.is_client else None,
+            early_data_accepted=self._early_data_accepted(),
             peer_public_key=self.peer_public_key,
             credential=self._work.credential,
             psk_identity=self._work.psk_identity,

@@ -10,11 +10,13 @@ from typing import Any
 
 from ..alerts import (
     CertificateRequired,
+    DecodeErrorAlert,
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
     MissingExtension,
     ProtocolVersion,
+    UnexpectedMessage,
 )
 from ..config import ServerConfig
 from ..crypto.suites import SUITES, CipherSuite
@@ -426,6 +428,7 @@ class ServerHandshake(HandshakeContext):
         if ch.extension(ExtensionType.early_data) is None:
             return False
         self._count("early_data_offered", 1)
+        self._work.early_offered = True
         if accepted is None or accepted[0] != 0 or self.retried or not cfg.max_early_data:
             return False
         _, _, state, identity, _ = accepted
@@ -590,6 +593,27 @@ class ServerHandshake(HandshakeContext):
         msg = self._decompress_certificate(body, offered=self._work.cert_request is not None)
         self._on_client_certificate(msg, body, msg_type=HT.compressed_certificate)
 
+    def _on_end_of_early_data(self, _: Any, body: bytes, *__: Any) -> None:
+        """An EndOfEarlyData in epoch 1 (the connection drops it in epochs 0 and 2; in 3 and
+        later, once connected, no state takes it).
+
+        RFC 9147 §5.6: "the EndOfEarlyData message is omitted both from the wire and the
+        handshake transcript"; NSS's client still sends it after its 0-RTT and hashes it, as TLS 1.3
+        does (RFC 8446 §4.5). Only the client holding the early keys can have sent it, so
+        it is taken as TLS 1.3 takes it: the end of the early data, in the transcript its
+        Finished covers. A client that sends none is unaffected.
+        """
+        work = self._work
+        if not work.early_accepted:
+            raise UnexpectedMessage("EndOfEarlyData without 0-RTT accepted")
+        if work.early_ended:
+            raise UnexpectedMessage("a second EndOfEarlyData")
+        if body:
+            raise DecodeErrorAlert("EndOfEarlyData with a body")
+        work.early_ended = True
+        work.transcript.add(HandshakeType.end_of_early_data, body)
+        self._out.end_early_data = True
+
     def _on_finished(self, fin: msgs.Finished, body: bytes, *_: Any) -> None:
         ks = self._work.schedule
         assert ks is not None and self.suite is not None
@@ -649,6 +673,11 @@ SERVER_TRANSITIONS: dict[tuple[Any, int], Transition] = {
         "_on_certificate_verify", (S.WAIT_CLIENT_FINISHED,)
     ),
     (S.WAIT_CLIENT_FINISHED, HT.finished): Transition("_on_finished", (S.CONNECTED,)),
+    # NSS's EndOfEarlyData (see _on_end_of_early_data): a client accepted for 0-RTT is
+    # not asked for a certificate, so it comes only here.
+    (S.WAIT_CLIENT_FINISHED, HT.end_of_early_data): Transition(
+        "_on_end_of_early_data", (S.WAIT_CLIENT_FINISHED,), parse=False
+    ),
     (S.CONNECTED, HT.key_update): Transition("_to_connection", (S.CONNECTED,)),
     (S.CONNECTED, HT.request_connection_id): Transition("_to_connection", (S.CONNECTED,)),
     (S.CONNECTED, HT.new_connection_id): Transition("_to_connection", (S.CONNECTED,)),
