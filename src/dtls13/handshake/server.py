@@ -598,10 +598,10 @@ class ServerHandshake(HandshakeContext):
         later, once connected, no state takes it).
 
         RFC 9147 §5.6: "the EndOfEarlyData message is omitted both from the wire and the
-        handshake transcript"; NSS's client still sends it after its 0-RTT and hashes it, as TLS 1.3
-        does (RFC 8446 §4.5). Only the client holding the early keys can have sent it, so
-        it is taken as TLS 1.3 takes it: the end of the early data, in the transcript its
-        Finished covers. A client that sends none is unaffected.
+        handshake transcript"; NSS's client still sends it after its 0-RTT and hashes it,
+        as TLS 1.3 does (RFC 8446 §4.5). Only the client holding the early keys can have
+        sent it, so it is taken as TLS 1.3 takes it: the end of the early data, in the
+        transcript its Finished covers. A client that sends none is unaffected.
         """
         work = self._work
         if not work.early_accepted:
