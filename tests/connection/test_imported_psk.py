@@ -11,11 +11,13 @@ from dtls13 import ImportedPsk
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
 from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
+from dtls13.handshake import client_offer
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.client import ClientHandshake
 from dtls13.handshake.constants import ExtensionType
 from dtls13.handshake.extensions import encode
-from dtls13.handshake.psk_import import imported_identity
+from dtls13.handshake.psk_import import PskOffer, imported_identity
 from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, make_pair
 
 PSK_A = ImportedPsk(b"sensor-17", b"A" * 32, b"plant-3")
@@ -169,7 +171,7 @@ def test_imported_psks_must_be_imported_psk_objects() -> None:
     ("kept", "alert"), [((), "missing_extension"), ((PSK_B,), "illegal_parameter")]
 )
 def test_second_client_hello_must_keep_the_psk_the_suite_allows(
-    kept: tuple[ImportedPsk, ...], alert: str
+    kept: tuple[ImportedPsk, ...], alert: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RFC 8446 §4.1.2: after a HelloRetryRequest the client may drop only PSKs the chosen
     suite cannot use."""
@@ -182,9 +184,14 @@ def test_second_client_hello_must_keep_the_psk_the_suite_allows(
     server = ServerConfig(imported_psks=[PSK_A], groups=["x25519"], debug=True)
     pair = make_pair(11, cfgs=(client, server))
     pair.client.connect(SERVER_ADDR, pair.net.now)
-    hs = pair.client.handshake
-    original = hs._offers  # type: ignore[attr-defined]
-    hs._offers = lambda: [o for o in original() if o.external in {p.identity for p in kept}]  # type: ignore[attr-defined]
+    # From the second ClientHello on, only the `kept` PSKs are offered.
+    original = client_offer.psk_offers
+    identities = {p.identity for p in kept}
+
+    def kept_offers(hs: ClientHandshake) -> list[PskOffer]:
+        return [o for o in original(hs) if o.external in identities]
+
+    monkeypatch.setattr(client_offer, "psk_offers", kept_offers)
     pair.net.run(lambda: pair.terminated("server") is not None)
     end = pair.terminated("server")
     pair.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import dtls13.handshake.client as client_module
+import dtls13.handshake.client_offer as client_offer
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
@@ -221,7 +221,7 @@ def test_no_server_certificate_type_in_common_is_unsupported_certificate(
         body = bytes([1, CertificateType.X509])
         return [ext.Extension(ExtensionType.server_certificate_type, body)]
 
-    monkeypatch.setattr(client_module, "_certificate_type_offers", only_x509)
+    monkeypatch.setattr(client_offer, "certificate_type_offers", only_x509)
     pair = _pair(x509_client(), rpk_server())
     assert _failed(pair, "server") is AlertDescription.unsupported_certificate
     pair.close()
@@ -230,13 +230,13 @@ def test_no_server_certificate_type_in_common_is_unsupported_certificate(
 def test_no_client_certificate_type_in_common_is_unsupported_certificate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = client_module._certificate_type_offers
+    original = client_offer.certificate_type_offers
 
     def client_offers_x509(cfg: ClientConfig) -> list[ext.Extension]:
         offers = [e for e in original(cfg) if e.type != ExtensionType.client_certificate_type]
         return [*offers, ext.Extension(ExtensionType.client_certificate_type, b"\x01\x00")]
 
-    monkeypatch.setattr(client_module, "_certificate_type_offers", client_offers_x509)
+    monkeypatch.setattr(client_offer, "certificate_type_offers", client_offers_x509)
     pair = _pair(mutual_client(), mutual_server())  # the server accepts raw keys only
     assert _failed(pair, "server") is AlertDescription.unsupported_certificate
     pair.close()

@@ -23,12 +23,12 @@ from ..crypto.zeroize import zeroize
 from ..events import NewSessionTicketReceived
 from . import (
     client_caches,
+    client_offer,
     compression,
     ech,
     ech_client,
     groups,
     identity,
-    permutation,
     raw_keys,
     srtp,
     stapling,
@@ -37,7 +37,6 @@ from . import (
 )
 from . import extensions as ext
 from . import messages as msgs
-from .client_hello import HelloTemplate, hello_template
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     _NO_OUTPUT,
@@ -53,7 +52,7 @@ from .context import (
     spent_work,
 )
 from .key_schedule import KeySchedule, resumption_psk
-from .psk_import import PskOffer, imported_offers
+from .psk_import import PskOffer
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
 
@@ -162,116 +161,8 @@ class ClientHandshake(HandshakeContext):
             self._out = _NO_OUTPUT
         return out
 
-    def _send_client_hello(self, pad_to: int = 0) -> None:
-        cfg = self.config
-        if not self._work.key_shares:
-            for group in cfg.share_groups:
-                self._work.key_shares[group] = groups.generate(group)
-        # What the configuration alone decides is encoded once per ClientConfig.
-        template = hello_template(cfg)
-        extensions = [template.supported_versions]
-        # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
-        if self._work.hrr_cookie is not None:
-            extensions.append(
-                ext.make_extension(ExtensionType.cookie, ext.push_cookie, self._work.hrr_cookie)
-            )
-        extensions.append(template.supported_groups)
-        extensions.append(
-            ext.make_extension(
-                ExtensionType.key_share,
-                ext.push_key_share_client,
-                [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in self._work.key_shares.items()],
-            )
-        )
-        extensions += template.signature_algorithms
-        sni = self._hello_server_name()
-        # Where ClientHelloOuter names the public name when ClientHelloInner names none.
-        outer_sni_at = len(extensions)
-        if sni is not None:
-            extensions.append(
-                ext.make_extension(ExtensionType.server_name, ext.push_server_name, sni)
-            )
-        extensions += template.before_cid
-        if self._work.local_cid is not None:
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
-                )
-            )
-        extensions += template.after_cid
-        extensions += _certificate_type_offers(cfg)
-        extensions += template.after_types
-        if self._work.ech is not None:
-            extensions.append(ech_client.inner_marker())
-        elif self._work.ech_extension is not None:
-            extensions.append(self._work.ech_extension)
-        # RFC 9849 §6.1.7: a handshake with ClientHelloOuter resumes nothing.
-        rejected = self._ech_state is ech.EchStatus.REJECTED
-        offers = self._work.psk_offers = [] if rejected else self._offers()
-        if offers:
-            session = offers[0].session
-            # RFC 8446 §4.2.10: early data goes under the first PSK offered.
-            if session is not None and session.max_early_data and not self.retried:
-                extensions.append(ext.Extension(ExtensionType.early_data, b""))
-                self._work.early_offered = True
-            # pre_shared_key comes last; its binders are computed over everything before it.
-            extensions.append(
-                ext.make_extension(
-                    ExtensionType.pre_shared_key,
-                    ext.push_pre_shared_key_client,
-                    ext.OfferedPsks(
-                        tuple(ext.PskIdentity(o.identity, o.obfuscated_age) for o in offers),
-                        tuple(bytes(o.schedule.hash_len) for o in offers),
-                    ),
-                )
-            )
-        if cfg.permute_extensions:
-            extensions = permutation.permuted(extensions, self._work.random)
-        if pad_to and self._work.ech is None:
-            # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
-            extensions = _padded(extensions, self._work.random, template, pad_to, bool(offers))
-        natural: list[ext.Extension] = []  # ClientHelloOuter's, for ECH
-        if self._work.ech is not None:
-            natural = list(extensions)
-            if sni is None:
-                natural.insert(outer_sni_at, ext.Extension(ExtensionType.server_name, b""))
-            extensions = ech_client.inner_order(extensions)
-        hello = msgs.ClientHello(
-            random=self._work.random,
-            cipher_suites=template.cipher_suites,
-            extensions=tuple(extensions),
-        )
-        if offers:
-            prefix = msgs.binder_prefix(hello)
-            binders = tuple(
-                o.schedule.verify_data(
-                    o.binder_key(), self._work.transcript.digest_with(prefix, o.schedule.hash_name)
-                )
-                for o in offers
-            )
-            hello = msgs.replace_binders(hello, binders)
-        self._work.client_hello = hello
-        self._out.flight = FlightKind.HANDSHAKE
-        offer = self._work.ech
-        if offer is None:
-            self._send(hello, 0)
-        else:
-            # RFC 9849 §6.1: ClientHelloOuter goes out; both hellos are hashed until the
-            # server's answer says which one it took (§6.1.4).
-            outer = offer.seal(hello, natural, self._hello_server_name())
-            outer_type, outer_body = msgs.push_message(outer)
-            _, inner_body = msgs.push_message(hello)
-            self._work.transcript.add(HandshakeType.client_hello, inner_body)
-            offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
-            self._send_encoded(outer_type, outer_body, 0, transcript=False)
-        if self._work.early_offered and offers[0].session is not None:
-            first, session = offers[0].schedule, offers[0].session
-            early = first.client_early_traffic_secret(self._work.transcript.digest(first.hash_name))
-            self._install(1, write=True, secret=early, suite=session.suite)
-            self._work.early_budget = session.max_early_data
-            if self._work.keylog is not None:
-                self._log_secret("CLIENT_EARLY_TRAFFIC_SECRET", early)
-            self._keep_early_exporter(first)
+    # The ClientHello and what it offers (client_offer.py).
+    _send_client_hello = client_offer.send_client_hello
 
     def save_hello(self) -> tuple[Any, ...]:
         # A ServerHello dropped as damaged must not leave its ECH verdict behind either:
@@ -318,46 +209,6 @@ class ClientHandshake(HandshakeContext):
             return self.ech_name_override
         name = self.config.server_name
         return name if name and not _is_ip(name) else None
-
-    def _offers(self) -> list[PskOffer]:
-        """The PSKs to offer, in order: the session to resume, the external PSK, the
-        imported ones (RFC 9258) for each hash of our suites."""
-        cfg = self.config
-        if cfg.session is None and cfg.psk is None and not cfg.imported_psks:
-            return []
-        offers: list[PskOffer] = []
-        session = self._session_offer()
-        if session is not None:
-            offers.append(session)
-        if cfg.psk is not None:
-            identity, key = cfg.psk
-            schedule = KeySchedule("sha256", psk=key)
-            offers.append(PskOffer(identity, 0, schedule, external=identity))
-        hashes = [SUITES[s].hash_name for s in cfg.suites]
-        offers += imported_offers(cfg.imported_psks, hashes)
-        # After a HelloRetryRequest the transcript hash is fixed: a PSK of another hash
-        # cannot be offered again (RFC 8446 §4.1.4 lets the client drop it).
-        fixed = self._work.transcript.hash_name
-        return [o for o in offers if fixed in (None, o.schedule.hash_name)]
-
-    def _session_offer(self) -> PskOffer | None:
-        cfg = self.config
-        session = cfg.session
-        if session is None:
-            return None
-        wall = self._wall_clock().timestamp()
-        if session.expired(wall) or session.suite not in cfg.suites:
-            return None
-        if not _same_identity_kind(session, cfg):
-            return None  # this configuration would not accept the session's server
-        if not _same_name(session.server_name, cfg.server_name):
-            # RFC 8446 §4.6.1: "Clients ... SHOULD only resume if the SNI value matches
-            # the one used in the original session": a full handshake instead.
-            if not self.retried:
-                self._count("session_server_name_mismatch", 1)
-            return None
-        schedule = KeySchedule(SUITES[session.suite].hash_name, psk=session.psk)
-        return PskOffer(session.ticket, session.obfuscated_age(wall), schedule, session)
 
     def _on_hello_verify_request(self, msg: Any, body: bytes, now: float, *_: Any) -> None:
         # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
@@ -737,74 +588,6 @@ class ClientHandshake(HandshakeContext):
         super().zeroize_secrets()
         resumption, self.resumption_secret = self.resumption_secret, b""
         zeroize(resumption)
-
-
-# A plaintext record's header and a handshake message's header (RFC 9147 §4, §5.2).
-_HELLO_OVERHEAD = 13 + 12
-
-
-def _padded(
-    extensions: list[ext.Extension],
-    random: bytes,
-    template: HelloTemplate,
-    pad_to: int,
-    psk: bool,
-) -> list[ext.Extension]:
-    """`extensions` with a padding extension (RFC 7685) that makes the ClientHello fill a
-    datagram of `pad_to` bytes, before pre_shared_key, which stays last (RFC 8446 §4.2.11);
-    unchanged when the hello already fills it."""
-    hello = msgs.ClientHello(
-        random=random, cipher_suites=template.cipher_suites, extensions=tuple(extensions)
-    )
-    room = pad_to - _HELLO_OVERHEAD - len(msgs.push_message(hello)[1]) - 4
-    if room < 0:
-        return extensions
-    padding = ext.Extension(ExtensionType.padding, bytes(room))
-    at = len(extensions) - 1 if psk else len(extensions)
-    return [*extensions[:at], padding, *extensions[at:]]
-
-
-def _certificate_type_offers(cfg: ClientConfig) -> list[ext.Extension]:
-    """server_certificate_type / client_certificate_type (RFC 7250 §4.1), offered only when
-    a raw public key is among the types: X.509 alone is the default without them."""
-    RPK = raw_keys.CertificateType.RawPublicKey
-    offers = []
-    if RPK in cfg.peer_types:
-        offers.append(
-            ext.make_extension(
-                ExtensionType.server_certificate_type,
-                raw_keys.push_certificate_types,
-                list(cfg.peer_types),
-            )
-        )
-    if RPK in cfg.own_types:
-        offers.append(
-            ext.make_extension(
-                ExtensionType.client_certificate_type,
-                raw_keys.push_certificate_types,
-                list(cfg.own_types),
-            )
-        )
-    return offers
-
-
-def _same_identity_kind(session: Session, cfg: ClientConfig) -> bool:
-    """Whether `cfg` would accept the server identity `session` was authenticated with: a
-    raw public key still pinned, or a certificate while X.509 is still accepted; never, with
-    verify=True, an identity that was not accepted (a soft fail, or verify=False unchecked)."""
-    verdict = session.peer_verification
-    if cfg.verify and verdict is not None and not verdict.accepted:
-        return False
-    if session.peer_public_key is not None:
-        return session.peer_public_key in cfg.pinned
-    if session.peer_certificates:
-        return raw_keys.CertificateType.X509 in cfg.peer_types
-    return True
-
-
-def _same_name(a: str | None, b: str | None) -> bool:
-    """Host names compare without regard to case (RFC 6066 §3, RFC 4343)."""
-    return (a.lower() if a is not None else None) == (b.lower() if b is not None else None)
 
 
 def _is_ip(name: str) -> bool:

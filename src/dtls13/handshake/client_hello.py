@@ -28,7 +28,7 @@ class HelloTemplate:
     # use_srtp: after connection_id.
     after_cid: tuple[ext.Extension, ...]
     # status_request .. psk_key_exchange_modes: after the certificate types (which the
-    # client adds itself: client._certificate_type_offers).
+    # client adds itself: client_offer.certificate_type_offers).
     after_types: tuple[ext.Extension, ...]
 
 
