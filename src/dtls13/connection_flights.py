@@ -266,7 +266,7 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
     them is a lost datagram: counted, and the retransmission timer sends them again (the
     flight itself is stored, so nothing is lost for good)."""
     try:
-        with self._records.datagram_writer(self._flight_mtu or self.mtu) as w:
+        with self._records.datagram_writer(self.flight_mtu) as w:
             flight.emit(w, self._max_payload())
             self._queue(w.finish())
     except MemoryBudgetExceeded:

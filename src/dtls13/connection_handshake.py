@@ -462,7 +462,7 @@ def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
         if kind is FlightKind.RETRY:
             # Like a stateless server, do not retransmit the HRR on a timer: a repeated
             # ClientHello1 gets it again (RFC 9147 §5.8.1 case 3).
-            with records.datagram_writer(self._flight_mtu or self.mtu) as w:
+            with records.datagram_writer(self.flight_mtu) as w:
                 flight.emit(w)
                 self._queue(w.finish())
             self._trace_sent(flight)
@@ -509,7 +509,7 @@ def server_completed(self: Connection, out: HandshakeOutput, now: float) -> None
     # memory for it is a lost datagram: the client repeats its final flight and gets the
     # ACK again (_repeat_final_acks); the tickets' timer sends them again.
     try:
-        with self._records.datagram_writer(self._flight_mtu or self.mtu) as w:
+        with self._records.datagram_writer(self.flight_mtu) as w:
             self._send_ack_for(self._final_acks, w)
             if tickets:
                 self._emit_flight(now, writer=w)

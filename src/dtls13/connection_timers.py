@@ -103,7 +103,7 @@ def handle_timer(self: Connection, now: float) -> None:
         # (§4.4: "DTLS's philosophy is to leave PMTU discovery to the application"; lost
         # flights may as well mean congestion, and shrinking its records made its next
         # send() fail).
-        current = self._flight_mtu or self.mtu
+        current = self.flight_mtu
         if self._timeouts >= 2 and current > 576 and self._retransmitted_at is not None:
             smaller = max(576, current * 3 // 4)
             flight = self._flight
