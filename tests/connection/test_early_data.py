@@ -185,18 +185,24 @@ def _nss_like_client(monkeypatch: pytest.MonkeyPatch, copies: int = 1) -> None:
     monkeypatch.setattr(ClientHandshake, "_derive_application_secrets", derive_then_end_early_data)
 
 
+def _nss_like_pair(monkeypatch: pytest.MonkeyPatch, copies: int = 1) -> Pair:
+    """A resumed pair whose NSS-like client (_nss_like_client) has sent 0-RTT data."""
+    cfgs = configs(server={"max_early_data": 4096})
+    session = _session(cfgs)
+    _nss_like_client(monkeypatch, copies)
+    pair = _resumed_pair(1, cfgs, session)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.send_early_data(b"GET /sensor")
+    return pair
+
+
 def test_a_server_takes_the_end_of_early_data_a_client_sends_as_in_tls13(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # RFC 9147 §5.6 omits EndOfEarlyData; NSS's client sends it anyway and hashes it into
     # its Finished. Dropped, the client's Finished never came (it has the next number);
     # taken as TLS 1.3 takes it, the handshake completes.
-    cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
-    _nss_like_client(monkeypatch)
-    pair = _resumed_pair(1, cfgs, session)
-    pair.client.connect(SERVER_ADDR, 0.0)
-    pair.client.send_early_data(b"GET /sensor")
+    pair = _nss_like_pair(monkeypatch)
     assert pair.net.run(pair.completed, max_time=10)
     assert _early(pair) == [b"GET /sensor"]
     assert _done(pair).early_data_accepted is True
@@ -211,12 +217,7 @@ def test_a_server_takes_the_end_of_early_data_a_client_sends_as_in_tls13(
 def test_a_second_end_of_early_data_is_an_unexpected_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
-    _nss_like_client(monkeypatch, copies=2)
-    pair = _resumed_pair(1, cfgs, session)
-    pair.client.connect(SERVER_ADDR, 0.0)
-    pair.client.send_early_data(b"GET /sensor")
+    pair = _nss_like_pair(monkeypatch, copies=2)
     pair.net.run(lambda: pair.server.closed, max_time=10)
     ended = pair.terminated("server")
     assert ended is not None and "EndOfEarlyData" in ended.reason, ended
@@ -224,9 +225,7 @@ def test_a_second_end_of_early_data_is_an_unexpected_message(
     assert pair.pools.in_use == 0
 
 
-def test_end_of_early_data_without_zero_rtt_is_an_unexpected_message(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_end_of_early_data_without_zero_rtt_is_an_unexpected_message() -> None:
     # A client whose 0-RTT the server refused has no early keys on the server's side:
     # its EndOfEarlyData cannot even be read (dropped), and the server's handler refuses
     # one in any case. Here: the handler, in the state it is in.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -107,8 +108,8 @@ def tstclnt(
     return Peer([*map(str, argv), *extra], env=nss.env)
 
 
-def server_config(certs: Certs, **extra: object) -> ServerConfig:
-    return ServerConfig(certificate_chain=certs.chain_pem, private_key=certs.key_pem, **extra)  # type: ignore[arg-type]
+def server_config(certs: Certs, **extra: Any) -> ServerConfig:
+    return ServerConfig(certificate_chain=certs.chain_pem, private_key=certs.key_pem, **extra)
 
 
 def peer_exported(peer: Peer) -> bytes:
@@ -473,8 +474,8 @@ def tstclnt_server(nss: Nss, directory: Path, db: Path, port: int, *extra: str) 
     return Peer(argv, env=nss.env)
 
 
-def client_config(certs: Certs, **extra: object) -> ClientConfig:
-    return ClientConfig(server_name="localhost", cafile=certs.root_pem, **extra)  # type: ignore[arg-type]
+def client_config(certs: Certs, **extra: Any) -> ClientConfig:
+    return ClientConfig(server_name="localhost", cafile=certs.root_pem, **extra)
 
 
 SERVER_CASES = [
