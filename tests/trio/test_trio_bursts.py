@@ -4,6 +4,7 @@ checkpoints, with the same errors as receive() / send()."""
 from __future__ import annotations
 
 import fcntl
+import socket
 import struct
 import termios
 
@@ -16,6 +17,7 @@ from dtls13.memory import PoolSet
 from dtls13.trio import _socketio
 from dtls13.trio import channel as channel_module
 from tests.support.trio_helpers import GENEROUS, configs, udp_socket, wait_for
+from tests.trio.test_trio_abuse import first_client_hellos, is_hello_retry_request
 from tests.trio.test_trio_datapath import Collector
 
 
@@ -153,7 +155,9 @@ async def test_send_nowait_would_block_while_the_send_queue_is_full(pools: PoolS
             channel = endpoint.connect(addr, client_config)
             await channel.do_handshake()
             limit = channel_module.NOWAIT_SEND_LIMIT
-            # On the batched path datagrams wait for the end of the scheduler pass.
+            # Datagrams held for the end of the scheduler pass, as a socket that takes none
+            # would keep them queued.
+            endpoint._flush_early = limit + 1
             for i in range(limit):
                 channel.send_nowait(b"%04d" % i)
             with pytest.raises(trio.WouldBlock):
@@ -169,4 +173,75 @@ async def test_send_nowait_would_block_while_the_send_queue_is_full(pools: PoolS
             assert server.messages[:-1] == sorted(server.messages[:-1])
             await channel.aclose()
         server.endpoint.close()
+    assert pools.in_use == 0
+
+
+@pytest.mark.skipif(not _socketio.BATCH_IO, reason="needs recvmmsg/sendmmsg (Linux)")
+async def test_a_long_burst_starts_leaving_before_the_sending_task_yields(
+    pools: PoolSet,
+) -> None:
+    # The peer works on the first datagrams of a burst while the rest are being made.
+    client_config, _ = configs()
+    server = Collector()
+    early = _socketio.FLUSH_EARLY
+    async with trio.open_nursery() as nursery:
+        addr = await server.start(nursery, pools, incoming_packets_buffer=4 * early)
+        async with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+            channel = endpoint.connect(addr, client_config)
+            await channel.do_handshake()
+            await trio.sleep(0)  # the client's last handshake datagram has left
+            before = endpoint.statistics().datagrams_out
+            sent = [b"%03d" % i for i in range(3 * early + 1)]
+            with trio.testing.assert_no_checkpoints():
+                for message in sent[: early - 1]:
+                    channel.send_nowait(message)
+                # Fewer than FLUSH_EARLY wait for the end of the scheduler pass...
+                assert endpoint.statistics().datagrams_out == before
+                assert endpoint.statistics().queued_datagrams == early - 1
+                # ... the one that makes FLUSH_EARLY sends them all at once.
+                channel.send_nowait(sent[early - 1])
+                assert endpoint.statistics().datagrams_out == before + early
+                assert endpoint.statistics().queued_datagrams == 0
+                for message in sent[early:]:
+                    channel.send_nowait(message)
+                assert endpoint.statistics().datagrams_out == before + 3 * early
+                assert endpoint.statistics().queued_datagrams == 1
+            await wait_for(lambda: server.messages == sent)
+            assert endpoint.statistics().queued_datagrams == 0
+            await channel.aclose()
+        server.endpoint.close()
+    assert pools.in_use == 0
+
+
+@pytest.mark.skipif(not _socketio.BATCH_IO, reason="needs recvmmsg/sendmmsg (Linux)")
+async def test_a_receive_batch_starts_sending_its_replies_before_it_ends(
+    pools: PoolSet,
+) -> None:
+    early = _socketio.FLUSH_EARLY
+    hellos = first_client_hellos(early + 4)
+    _, server_config = configs()
+    async with trio.open_nursery() as nursery:
+        server = DTLSEndpoint(await udp_socket(), pools=pools, dos=GENEROUS, cookie_policy="always")
+        await nursery.start(server.serve, server_config, echo_bursts)
+        flushes: list[tuple[bool, int]] = []  # (inside a receive batch, datagrams queued)
+        original = server._flush
+
+        def recording() -> bool:
+            flushes.append((server._holding, len(server._outq)))
+            return original()
+
+        server._flush = recording  # type: ignore[method-assign]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bot:
+            bot.bind(("127.0.0.1", 0))
+            bot.settimeout(5)
+            # Sent without yielding: the server's receive task takes them in one batch.
+            for hello in hellos:
+                bot.sendto(hello, server.socket.getsockname()[:2])
+            await wait_for(lambda: server.counters["datagrams_out"] >= len(hellos))
+            replies = [bot.recv(65536) for _ in hellos]
+        assert all(is_hello_retry_request(reply) for reply in replies)
+        # One HelloRetryRequest per ClientHello: the first FLUSH_EARLY leave mid-batch, the
+        # rest when the batch ends.
+        assert flushes == [(True, early), (False, len(hellos) - early)]
+        server.close()
     assert pools.in_use == 0

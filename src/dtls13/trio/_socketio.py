@@ -41,6 +41,10 @@ RECV_CALL_CONNECTED = 8
 OVERFLOW_SLOTS = 4
 OVERFLOW_SLOTS_CONNECTED = 2
 SEND_BATCH = 64  # datagrams per sendmmsg
+# Queued datagrams that leave at once instead of at the end of the scheduler pass: the peer
+# works on the first part of a burst while the rest is being made (with both sides holding
+# whole bursts, two processes take turns on two cores instead of overlapping).
+FLUSH_EARLY = 16
 # Use recvmmsg/sendmmsg where the build has them; tests set this False (before making an
 # endpoint) to run the plain one-datagram-per-call path.
 BATCH_IO = _io.HAVE_MMSG

@@ -282,7 +282,8 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
 
     def send_nowait(self, value: bytes | bytearray | memoryview) -> None:
         """Protect one message and queue its datagram without a checkpoint; it leaves with
-        what other tasks send in this scheduler pass, when the task next yields. Raises
+        what other tasks send in this scheduler pass, when the task next yields or once 16
+        datagrams wait (the peer starts on a long burst's first part). Raises
         ``trio.WouldBlock`` before the handshake and while the endpoint's send queue is
         backed up (``await send()`` waits instead); otherwise as ``send``."""
         if not value:

@@ -39,6 +39,7 @@ from ..events import DataReceived
 from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
 from ._socketio import (
+    FLUSH_EARLY,
     Flusher,
     Timers,
     batch_socket,
@@ -492,11 +493,28 @@ class DTLSEndpoint:
         # Nothing queued before these: send them now (the send task, if anything was
         # queued, is already on its way and keeps the order), or at the end of the
         # receive batch or timer run that produced them.
-        if waiting or self._holding:
+        queued = waiting + len(datagrams)
+        if self._holding:
+            # Held for one sendmmsg at the end of the receive batch or timer run, unless
+            # FLUSH_EARLY pile up behind nothing the send task owns.
+            if queued >= self._flush_early and not self._held_behind:
+                self._send_early()
             return
-        if self._flusher is not None:
-            self._flusher.pending[self] = None
+        flusher = self._flusher
+        if waiting:
+            # The send task's, or the end of the pass's (the flusher's) unless that many.
+            if flusher is not None and queued >= self._flush_early and self in flusher.pending:
+                del flusher.pending[self]
+                self._send_early()
+            return
+        if flusher is not None:
+            flusher.pending[self] = None
         elif self._flush():
+            self._wake_sender()
+
+    def _send_early(self) -> None:
+        if self._flush():  # the socket is full: the rest is the send task's
+            self._held_behind = len(self._outq)
             self._wake_sender()
 
     def _hold_sends(self) -> bool:
@@ -528,6 +546,7 @@ class DTLSEndpoint:
 
     # Send queued datagrams in order while the socket takes them; True if it is full.
     _flush = flush
+    _flush_early = FLUSH_EARLY  # tests change it per endpoint
     # ICMP port unreachable from the connected peer.
     _port_unreachable = port_unreachable
 
