@@ -490,31 +490,26 @@ class DTLSEndpoint:
         waiting = len(outq)
         outq.extend(datagrams)
         self._queued += len(datagrams)
-        # Nothing queued before these: send them now (the send task, if anything was
-        # queued, is already on its way and keeps the order), or at the end of the
-        # receive batch or timer run that produced them.
+        # Nothing queued before these: send them now, or at the end of the receive batch,
+        # timer run or scheduler pass (the flusher) that produced them. Queued behind others:
+        # the send task, if it has them, keeps the order. Unless the send task has them,
+        # FLUSH_EARLY waiting leave at once, so that the peer starts on a burst before its end.
         queued = waiting + len(datagrams)
         if self._holding:
-            # Held for one sendmmsg at the end of the receive batch or timer run, unless
-            # FLUSH_EARLY pile up behind nothing the send task owns.
-            if queued >= self._flush_early and not self._held_behind:
-                self._send_early()
+            if queued >= self._flush_early and not self._held_behind and self._flush():
+                self._held_behind = len(self._outq)  # the socket is full: the send task's
+                self._wake_sender()
             return
         flusher = self._flusher
         if waiting:
-            # The send task's, or the end of the pass's (the flusher's) unless that many.
             if flusher is not None and queued >= self._flush_early and self in flusher.pending:
                 del flusher.pending[self]
-                self._send_early()
+                if self._flush():
+                    self._wake_sender()
             return
         if flusher is not None:
             flusher.pending[self] = None
         elif self._flush():
-            self._wake_sender()
-
-    def _send_early(self) -> None:
-        if self._flush():  # the socket is full: the rest is the send task's
-            self._held_behind = len(self._outq)
             self._wake_sender()
 
     def _hold_sends(self) -> bool:
