@@ -184,7 +184,7 @@ def test_a_compressed_certificate_without_any_offer_is_unexpected_message(
 
 def test_a_length_other_than_the_announced_one_is_bad_certificate(monkeypatch: Any) -> None:
     chain = configs()[1].chain
-    from dtls13.handshake.context import certificate_body
+    from dtls13.handshake.authentication import certificate_body
 
     body = certificate_body(chain)
     _server_sends(

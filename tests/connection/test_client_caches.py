@@ -14,8 +14,7 @@ from dtls13 import ImportedPsk
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import HandshakeCompleted
-from dtls13.handshake import compression, groups
-from dtls13.handshake import context as context_module
+from dtls13.handshake import authentication, compression, groups
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.client import ClientHandshake
 from dtls13.handshake.client_caches import ENTRIES, BoundedCache
@@ -180,12 +179,12 @@ def test_a_cached_certificate_skips_decompression_not_its_checks(
     assert verdicts[0].chain == verdicts[1].chain == server.chain
 
     # The same certificate, signed for by another key: the cached path still refuses it.
-    real = context_module.certs.sign_certificate_verify
+    real = authentication.certs.sign_certificate_verify
 
     def wrong_key(key: Any, *args: Any, **kwargs: Any) -> Any:
         return real(pki().leaf(slot=44).key, *args, **kwargs)
 
-    monkeypatch.setattr(context_module.certs, "sign_certificate_verify", wrong_key)
+    monkeypatch.setattr(authentication.certs, "sign_certificate_verify", wrong_key)
     pair = make_pair(cfgs=(client, server))
     assert not pair.handshake(max_time=10)
     ended = pair.terminated("client")

@@ -11,7 +11,7 @@ import pytest
 from dtls13.alerts import AlertDescription as A
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import ConnectionTerminated, HandshakeCompleted
-from dtls13.handshake import context as context_module
+from dtls13.handshake import authentication
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import server as server_module
 from dtls13.handshake.constants import ExtensionType
@@ -67,13 +67,13 @@ def test_the_client_signs_with_its_first_configured_scheme_the_request_lists(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     signed: list[tuple[int, bool]] = []
-    original = context_module.certs.sign_certificate_verify
+    original = authentication.certs.sign_certificate_verify
 
     def spy(key: Any, scheme: int, digest: bytes, is_server: bool) -> bytes:
         signed.append((scheme, is_server))
         return original(key, scheme, digest, is_server=is_server)
 
-    monkeypatch.setattr(context_module.certs, "sign_certificate_verify", spy)
+    monkeypatch.setattr(authentication.certs, "sign_certificate_verify", spy)
     rsa = Credential(RSA.chain_pem, RSA.key)
     ours = ["ecdsa_secp256r1_sha256", "rsa_pss_rsae_sha512", "rsa_pss_rsae_sha256"]
     client, _ = _completed(_pair({"certificates": [rsa], "signature_schemes": ours}))

@@ -18,7 +18,7 @@ from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.connection_handshake import KNOWN_TYPES
 from dtls13.events import HandshakeCompleted
-from dtls13.handshake import context as handshake_context
+from dtls13.handshake import authentication
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.constants import ExtensionType, HandshakeType
@@ -92,7 +92,7 @@ def test_wrong_client_finished_is_decrypt_error() -> None:
 
 
 def _bad_signatures(monkeypatch: pytest.MonkeyPatch, server: bool) -> None:
-    real = handshake_context.certs.sign_certificate_verify
+    real = authentication.certs.sign_certificate_verify
 
     def sign(key: Any, scheme: Any, transcript_hash: bytes, *, is_server: bool) -> bytes:
         sig = real(key, scheme, transcript_hash, is_server=is_server)
@@ -100,7 +100,7 @@ def _bad_signatures(monkeypatch: pytest.MonkeyPatch, server: bool) -> None:
             sig = sig[:-1] + bytes([sig[-1] ^ 0x40])
         return sig
 
-    monkeypatch.setattr(handshake_context.certs, "sign_certificate_verify", sign)
+    monkeypatch.setattr(authentication.certs, "sign_certificate_verify", sign)
 
 
 @pytest.mark.parametrize("kind", ["ec256", "rsa2048", "ed25519"])

@@ -18,8 +18,8 @@ from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import raw_keys, selection
+from dtls13.handshake.authentication import raw_key_certificate_body
 from dtls13.handshake.constants import ExtensionType
-from dtls13.handshake.context import raw_key_certificate_body
 from dtls13.handshake.raw_keys import CertificateType, push_certificate_type, spki
 from dtls13.handshake.tickets import Session
 from tests.support.dtls_pair import Pair, make_pair, pki

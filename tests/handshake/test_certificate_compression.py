@@ -16,9 +16,9 @@ from dtls13.alerts import BadCertificate, DecodeErrorAlert, IllegalParameter
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.handshake import compression
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.authentication import certificate_body
 from dtls13.handshake.compression import Algorithm
 from dtls13.handshake.constants import HandshakeType
-from dtls13.handshake.context import certificate_body
 from tests.support.dtls_pair import pki
 
 ALL = list(Algorithm)

@@ -17,13 +17,13 @@ from dtls13._fast import Buffer, EncodeError
 from dtls13.alerts import LocalProtocolError
 from dtls13.crypto.hkdf import TLS13_PREFIX, derive_secret, hkdf_expand_label, hkdf_label
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.authentication import certificate_body as _certificate_body
 from dtls13.handshake.certificates import (
     certificate_verify_content,
     load_certificate_chain,
     sign_certificate_verify,
 )
 from dtls13.handshake.constants import SignatureScheme as S
-from dtls13.handshake.context import certificate_body as _certificate_body
 from dtls13.handshake.flights import handshake_fragment
 from dtls13.handshake.key_schedule import KeySchedule
 from tests.support.dtls_pair import pki

@@ -36,7 +36,7 @@ def test_certificates_alone_make_a_server_and_fill_chain_and_key() -> None:
 
 
 def test_the_certificate_body_is_encoded_once_with_the_configuration() -> None:
-    from dtls13.handshake.context import certificate_body
+    from dtls13.handshake.authentication import certificate_body
 
     made = ServerCertificate(RSA.chain_pem, RSA.key_pem)
     assert made.body == certificate_body(tuple(RSA.chain))

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from ..config import ClientConfig
 from . import compression, delegated, srtp, stapling, trust_anchors
 from . import extensions as ext
+from .authentication import signing_schemes
 from .constants import DTLS13_VERSION, ExtensionType
-from .context import signing_schemes
 
 
 @dataclass(frozen=True, slots=True)

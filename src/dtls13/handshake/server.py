@@ -34,6 +34,7 @@ from . import (
 )
 from . import extensions as ext
 from . import messages as msgs
+from .authentication import signing_schemes
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     SPENT_TRANSCRIPT,
@@ -43,7 +44,6 @@ from .context import (
     ReadOnlyWork,
     decode,
     record_size_limit,
-    signing_schemes,
     spent_work,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
