@@ -18,7 +18,8 @@ from math import inf
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ._fast import Lease, MemoryBudgetExceeded
+from . import endpoint_admission
+from ._fast import Lease
 from .admission import (
     DROP_COUNTERS,
     CidIssuer,
@@ -26,7 +27,6 @@ from .admission import (
     DoSProtectionConfig,
     SourceRates,
     cid_of,
-    host_of,
     is_client_hello,
     warn_if_cid_space_is_small,
 )
@@ -34,7 +34,7 @@ from .cid_layout import NoFreeConnectionId, check_cid_prefix
 from .config import ServerConfig
 from .connection import Connection
 from .demux import NonDtlsHandler, is_other_protocol
-from .handshake.gate import HelloGate, Verdict
+from .handshake.gate import HelloGate
 from .memory import PoolSet, default_pool_set
 from .memory.trim import trim_heap
 from .statistics import ServerEndpointStatistics
@@ -451,217 +451,22 @@ class ServerEndpoint:
             armed=MappingProxyType(self._armed),
         )
 
-    # -- admission ----------------------------------------------------------------------
+    # -- admission of new associations (endpoint_admission.py) --------------------------
 
-    def _over_quota_hello(self, data: Any, addr: Any, now: float) -> Connection | None:
-        """A ClientHello from a source over its quota (perhaps emptied by a spoofer): a
-        cookie exchange, within an endpoint-wide budget, lets a real client prove its
-        address (RFC 9147 §5.1); with a valid cookie it may go on (_from_stranger). Not
-        with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
-        if self.cookie_policy == "never" or not self._rates.over_quota_check(
-            data, now, self.emergency
-        ):
-            self.counters["rate_limited"] += 1
-            return None
-        self.counters["over_quota_cookie_checks"] += 1
-        return self._from_stranger(data, addr, now, existing=None, over_quota=True)
+    _over_quota_hello = endpoint_admission.over_quota_hello
+    _update_emergency = endpoint_admission.update_emergency
+    _shed_half_open = endpoint_admission.shed_half_open
+    _cookie_required = endpoint_admission.cookie_required
+    _half_open_now = endpoint_admission.half_open_now
+    _half_open_cap = endpoint_admission.half_open_cap
+    _source_needs_cookie = endpoint_admission.source_needs_cookie
+    _from_stranger = endpoint_admission.from_stranger
+    _new_connection = endpoint_admission.new_connection
+    _room_for = endpoint_admission.room_for
+    _oldest_unproven_half_open = endpoint_admission.oldest_unproven_half_open
+    _displace = endpoint_admission.displace
 
-    def _update_emergency(self) -> None:
-        limit = self.dos.max_total_memory
-        use = self.owner.in_use / limit if limit else 0.0
-        if not self.emergency and use >= self.dos.emergency_high:
-            self.emergency = True
-            self.counters["emergencies"] += 1
-            self._shed_half_open()
-        elif self.emergency and use < self.dos.emergency_low:
-            self.emergency = False
-
-    def _shed_half_open(self) -> None:
-        """Drop the oldest half of the half-open handshakes (emergency mode)."""
-        half_open = sorted(
-            self._half_open_now(),
-            key=lambda c: self._started.get(id(c), 0.0),
-        )
-        for conn in half_open[: (len(half_open) + 1) // 2]:
-            self.counters["half_open_shed"] += 1
-            conn.abandon()
-            self.remove(conn)
-            self._attention[conn] = None
-
-    def _cookie_required(self) -> bool:
-        if self.cookie_policy == "always" or self.emergency:
-            return True
-        if self.cookie_policy == "never":
-            return False
-        return len(self._half_open_now()) >= self.dos.cookie_threshold
-
-    def _half_open_now(self) -> dict[Connection, Any]:
-        """The connections in `connections` whose handshake is not complete (connection ->
-        address): O(half-open), not O(connections)."""
-        table = self.connections
-        key = (table.version, self._half_open_inputs)
-        if key == self._half_open_pruned:
-            return self._half_open
-        if not self._half_open:  # nothing to prune (a handshake at a time, say)
-            self._half_open_hosts = {}
-            self._half_open_pruned = key
-            return self._half_open
-        live = {
-            conn: addr
-            for conn, addr in self._half_open.items()
-            if not conn.handshake_complete and table.get(addr) is conn
-        }
-        started = self._started
-        for conn in self._half_open.keys() - live.keys():
-            # Only half-open handshakes are ever compared by start time (the oldest go
-            # first): an established connection need not keep its entry.
-            if conn.handshake_complete:
-                started.pop(id(conn), None)
-        hosts: dict[Any, int] = {}
-        for addr in live.values():
-            host = host_of(addr)
-            hosts[host] = hosts.get(host, 0) + 1
-        self._half_open = live
-        self._half_open_hosts = hosts
-        self._half_open_pruned = key
-        return live
-
-    def _half_open_cap(self) -> int:
-        cap = self.dos.max_half_open_per_ip
-        if self.emergency:
-            cap //= 2
-        return cap if cap > 1 else 1  # max() written out: this runs for every new hello
-
-    def _source_needs_cookie(self, addr: Any) -> bool:
-        """A source whose half-open share is full gets a cookie exchange rather than a
-        refusal: a client there proves its address with the cookie and may then take the
-        place of an unproven (possibly spoofed) handshake from that address (_room_for).
-        Not with cookie_policy="never", which promises no HelloRetryRequest for cookies."""
-        if self.cookie_policy == "never":
-            return False
-        self._half_open_now()  # brings _half_open_hosts (per host) up to date
-        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
-        return self._half_open_hosts.get(host, 0) >= self._half_open_cap()
-
-    def _from_stranger(
-        self,
-        data: Any,
-        addr: Any,
-        now: float,
-        existing: Connection | None,
-        *,
-        over_quota: bool = False,
-    ) -> Connection | None:
-        # §5.11: an established address must prove reachability with a cookie first.
-        require = (
-            over_quota
-            or existing is not None
-            or self._cookie_required()
-            or self._source_needs_cookie(addr)
-        )
-        result = self.gate.receive_untrusted(data, addr, now, require_cookie=require)
-        if result.verdict is Verdict.REPLY:
-            assert result.reply is not None
-            self._replies += [(lease, addr) for lease in result.reply]
-            return None
-        if result.verdict is not Verdict.ACCEPT:
-            self.counters["gate_dropped"] += 1
-            return None
-        # The gate accepts a second ClientHello (message_seq 1) only with a valid cookie.
-        proven = result.first_message_seq == 1
-        if over_quota and not (
-            proven and self._rates.admit_proven(data, addr, now, self.emergency)
-        ):
-            self.counters["rate_limited"] += 1
-            return None
-        if not self._room_for(addr, replacing=existing is not None, proven=proven):
-            return None
-        assert result.datagram is not None
-        try:
-            conn = self._new_connection(addr, result.first_message_seq)
-        except MemoryBudgetExceeded:
-            self.counters["memory_refused"] += 1
-            return None
-        except NoFreeConnectionId:
-            return None  # counted as cid_space_exhausted
-        self.counters["connections_created"] += 1
-        self._started[id(conn)] = now
-        if existing is not None:
-            self._replacements[addr] = conn
-        else:
-            self.connections[addr] = conn
-            self._half_open[conn] = addr
-        self._half_open_inputs += 1
-        self._new.append(conn)
-        if result.client_hello is not None:
-            conn.expect_client_hello(*result.client_hello)
-        conn.receive_datagram(result.datagram, addr, now)
-        return conn
-
-    def _new_connection(self, addr: Any, first_message_seq: int) -> Connection:
-        return Connection(
-            self.config,
-            pools=self.pools,
-            peer_address=addr,
-            owner_parent=self.owner,
-            memory_limit=self.dos.max_per_connection_memory,
-            first_message_seq=first_message_seq,
-            cid_issuer=self._issue_cid_cb,
-            on_activity=self._touch_cb,
-            unanswered_timeout=self.dos.unanswered_handshake_timeout,
-            amplification_limit=self.dos.amplification_limit,
-            **({"wall_clock": self._wall_clock} if self._wall_clock else {}),
-        )
-
-    def _room_for(self, addr: Any, *, replacing: bool, proven: bool = False) -> bool:
-        """Whether a new association from `addr` fits the caps. `proven`: its address is
-        validated (a valid cookie): when the half-open caps are full, it takes the place
-        of the oldest half-open handshake whose address is not (from its own host when
-        that host's share is full, else from any), so spoofed ClientHellos from a client's
-        address cannot shut the client out; the caps still hold, and proven handshakes
-        are never displaced (a real host gets its share and no more)."""
-        dos = self.dos
-        host = addr[0] if isinstance(addr, tuple) else addr  # host_of
-        table = self.connections
-        assert isinstance(table, ConnectionTable)
-        per_host = table.per_host.get(host, 0)
-        if not replacing and len(table) >= dos.max_concurrent_connections:
-            self.counters["too_many_connections"] += 1
-            return False
-        if not replacing and per_host >= dos.max_connections_per_ip:
-            self.counters["too_many_connections_per_ip"] += 1
-            return False
-        all_full = len(self._half_open_now()) >= dos.max_half_open
-        # _half_open_now() just brought the per-host counts up to date.
-        host_full = self._half_open_hosts.get(host, 0) >= self._half_open_cap()
-        if proven and (all_full or host_full):
-            unproven = self._oldest_unproven_half_open(host if host_full else None)
-            if unproven is not None:
-                self._displace(unproven)
-                return True
-        if all_full:
-            self.counters["too_many_half_open"] += 1
-            return False
-        if host_full:
-            self.counters["too_many_half_open_per_ip"] += 1
-            return False
-        return True
-
-    def _oldest_unproven_half_open(self, host: Any | None) -> Connection | None:
-        """The half-open handshake (from `host`, or any) that started first among those
-        whose peer has not proven its address."""
-        candidates = [
-            conn
-            for conn, addr in self._half_open_now().items()
-            if not conn.address_validated and (host is None or host_of(addr) == host)
-        ]
-        return min(candidates, key=lambda c: self._started.get(id(c), 0.0), default=None)
-
-    def _displace(self, conn: Connection) -> None:
-        self.counters["half_open_displaced"] += 1
-        conn.abandon("displaced by a handshake from a proven address")
-        self.remove(conn)
-        self._attention[conn] = None
+    # -- datagrams of existing associations ------------------------------------------
 
     def _to_existing(self, conn: Connection, data: Any, addr: Any, now: float) -> Connection:
         replacement = self._replacements.get(addr)

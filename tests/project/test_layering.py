@@ -71,6 +71,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_timers": "connection",
     "dtls13.endpoint": "endpoint",
     "dtls13.admission": "endpoint",
+    "dtls13.endpoint_admission": "endpoint",  # how ServerEndpoint admits a new association
     "dtls13.trio": "trio",
     "dtls13.asyncio": "trio",  # the other event-loop adapter, beside trio's (never imports it)
     "dtls13.udp": "endpoint",  # socket helpers the adapters share
