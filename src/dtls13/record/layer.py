@@ -1,5 +1,9 @@
 """The record layer of one association: epochs, protection, datagrams (RFC 9147 §4).
 
+`RecordLayer` packs records into datagrams and reads them out of received ones, keeping
+those that came ahead of their keys; its epochs (installation, retirement, AEAD limits)
+are functions in epochs.py that it binds.
+
 Sans-IO: no socket, no clock (`now` is passed in). Outgoing records are
 encrypted in place inside pooled datagram leases; incoming records are
 deprotected into pooled leases. Invalid incoming records are dropped and
@@ -22,7 +26,6 @@ from .._fast import (
     Lease,
     Owner,
     ReadEpoch,
-    RecordCipher,
     ReplayWindow,
     WriteEpoch,
     open_app_datagram_untrusted,
@@ -32,15 +35,15 @@ from .._fast import (
     unified_header_length,
 )
 from ..alerts import LocalProtocolError
-from ..crypto.suites import CipherSuite
 from ..memory import PoolSet
 from ..memory.counters import zero_counters
+from . import epochs
+from .epochs import DEFAULT_RETIRE_AFTER
 from .header import (
     PLAINTEXT_HEADER_LENGTH,
     SEQUENCE_LIMIT,
     ContentType,
 )
-from .protection import CONFIDENTIALITY_LIMITS, INTEGRITY_LIMITS, record_cipher
 
 DROP_REASONS: Final = (
     "bad_header",  # unparsable header: the rest of the datagram is discarded too
@@ -65,15 +68,11 @@ NO_DROPS: Final[Mapping[str, int]] = MappingProxyType(dict.fromkeys(DROP_REASONS
 # ack (RFC 9147 §4.1); protected records also application data (Figure 5).
 _CONTENT_TYPES: Final = {t.value: t for t in ContentType}
 
-DEFAULT_RETIRE_AFTER = 120.0  # seconds: TCP's MSL (RFC 9147 §4.2.1)
 # Records tracked by epoch 0's replay window. Epoch 0 carries a handful of records (the
 # hellos, their retransmissions, alerts), so no plausible reordering needs more; it is
 # also what OpenSSL keeps (for every epoch), so a peer that numbers its epoch-0 records
 # in a way OpenSSL refuses fails against us too, in our own tests.
 PLAINTEXT_REPLAY_WINDOW = 64
-# continue_plaintext_after() follows a peer's epoch-0 numbers only below this, leaving room
-# for far more epoch-0 records (hellos, retransmissions, alerts) than a handshake sends.
-PLAINTEXT_FOLLOW_LIMIT = SEQUENCE_LIMIT - (1 << 32)
 # Pooled bytes a connection keeps for records ahead of their keys: room for a whole server
 # flight (a large certificate chain included) that came before its ServerHello.
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024
@@ -216,188 +215,36 @@ class RecordLayer:
         self._retired_sent = 0
         self.datagrams_received = 0
 
-    # -- epochs -------------------------------------------------------------
+    # -- epochs (epochs.py) --------------------------------------------------
 
-    def install_write_epoch(self, epoch: int, suite: CipherSuite, traffic_secret: bytes) -> None:
-        """Protect records of `epoch` with keys from `traffic_secret` from now on."""
-        if self.closed:
-            self._check_open()
-        if not 1 <= epoch < SEQUENCE_LIMIT:
-            raise LocalProtocolError("epoch must be between 1 and 2^48-1")
-        current = self._write_now.epoch
-        if epoch <= current:
-            raise LocalProtocolError(f"write epoch {epoch} is not newer than {current}")
-        limit = self._options.confidentiality_limit or CONFIDENTIALITY_LIMITS[suite]
-        state = WriteEpoch(epoch, record_cipher(suite, traffic_secret), limit)
-        self._write_older = (*self._write_older, self._write_now)
-        self._write_now = state
+    install_write_epoch = epochs.install_write_epoch
+    retire_write_epoch = epochs.retire_write_epoch
+    write_epochs = epochs.write_epochs
+    _write_states = epochs.write_states
+    _write_state = epochs.write_state
+    install_read_epoch = epochs.install_read_epoch
+    _read_states = epochs.read_states
+    _read_state = epochs.read_state
+    read_epochs = epochs.read_epochs
+    plaintext_taken = epochs.plaintext_taken
+    retire_read_epoch = epochs.retire_read_epoch
+    _retire = epochs.retire
+    expire = epochs.expire
+    _used = epochs.used
+    exhausted_read_epochs = epochs.exhausted_read_epochs
+    integrity_limit_of = epochs.integrity_limit_of
+    auth_failures = epochs.auth_failures
+    records_protected = epochs.records_protected
+    next_sequence_number = epochs.next_sequence_number
+    continue_plaintext_after = epochs.continue_plaintext_after
+    release_ciphers = epochs.release_ciphers
+    _ciphers = epochs.ciphers
 
-    def retire_write_epoch(self, epoch: int) -> None:
-        """Forget an older write epoch (once nothing needs retransmitting in it)."""
-        if epoch == self._write_now.epoch:
-            raise LocalProtocolError("cannot retire the current write epoch")
-        state = self._write_state(epoch)
-        if state is not None:
-            self._write_older = tuple(s for s in self._write_older if s is not state)
-            self._retired_sent += state.next_seq
-
+    # The epochs' properties stay here: mypy types a property() of a function as Any.
     @property
     def write_epoch(self) -> int:
         """The newest write epoch."""
         return self._write_now.epoch
-
-    def write_epochs(self) -> list[int]:
-        return [*(s.epoch for s in self._write_older), self._write_now.epoch]
-
-    def _write_states(self) -> tuple[WriteEpoch, ...]:
-        """The write epochs' states, oldest first."""
-        return (*self._write_older, self._write_now)
-
-    def _write_state(self, epoch: int) -> WriteEpoch | None:
-        for state in self._write_states():
-            if state.epoch == epoch:
-                return state
-        return None
-
-    def install_read_epoch(
-        self, epoch: int, suite: CipherSuite, traffic_secret: bytes, now: float
-    ) -> None:
-        """Accept records of `epoch`; older epochs retire `retire_after` s after it is used."""
-        if self.closed:
-            self._check_open()
-        self.expire(now)
-        if not 1 <= epoch < SEQUENCE_LIMIT:
-            raise LocalProtocolError("epoch must be between 1 and 2^48-1")
-        newest = self._read_newest
-        if newest is not None and epoch <= newest.epoch:
-            raise LocalProtocolError(f"read epoch {epoch} is not newer than the installed ones")
-        for clash in self._read_states():
-            if clash.epoch & 3 == epoch & 3:
-                # Only two epoch bits are on the wire: at most four epochs can be live.
-                self._retire(clash)
-        limit = self._options.integrity_limit or INTEGRITY_LIMITS[suite]
-        cipher = record_cipher(suite, traffic_secret)
-        state = ReadEpoch(epoch, cipher, self._options.replay_window, limit)
-        if self._read_newest is not None:
-            self._read_older = (*self._read_older, self._read_newest)
-        self._read_newest = state
-        self._retired_bits &= ~(1 << (epoch & 3))
-
-    def _read_states(self) -> tuple[ReadEpoch, ...]:
-        """The live read epochs' states, oldest first."""
-        newest = self._read_newest
-        return self._read_older if newest is None else (*self._read_older, newest)
-
-    def _read_state(self, epoch: int) -> ReadEpoch | None:
-        for state in self._read_states():
-            if state.epoch == epoch:
-                return state
-        return None
-
-    def read_epochs(self) -> list[int]:
-        """Epochs whose records are accepted now (0 while plaintext is readable)."""
-        newest = self._read_newest
-        live = [s.epoch for s in self._read_older] if self._read_older else []
-        if newest is not None:
-            live.append(newest.epoch)
-        return [0, *live] if self._plaintext_window is not None else live
-
-    def plaintext_taken(self, seq: int) -> None:
-        """Epoch 0's record `seq` was used (a hello buffered): copies of it are replays now.
-        Only the connection knows: nothing authenticates a DTLSPlaintext record, and one it
-        dropped must not move the window (a forged number far ahead would push every
-        genuine record out of it)."""
-        window = self._plaintext_window
-        if window is not None:
-            window.update(seq)
-
-    def retire_read_epoch(self, epoch: int) -> None:
-        """Stop accepting records of `epoch` now."""
-        if epoch == 0:
-            self._plaintext_window = None
-            return
-        state = self._read_state(epoch)
-        if state is not None:
-            self._retire(state)
-
-    def _retire(self, state: ReadEpoch) -> None:
-        older = self._read_older
-        if state is self._read_newest:
-            self._read_newest, self._read_older = (older[-1], older[:-1]) if older else (None, ())
-        else:
-            self._read_older = tuple(s for s in older if s is not state)
-        self._retired_bits |= 1 << (state.epoch & 3)
-
-    def expire(self, now: float) -> None:
-        """Retire older read epochs whose grace period has passed; drop stale pending records."""
-        times = self._pending_times
-        if times and now - times[0] > self._options.pending_lifetime:
-            # Kept in arrival order: the stale ones are a prefix.
-            assert isinstance(times, list) and isinstance(self._pending, list)
-            stale = 0
-            lifetime = self._options.pending_lifetime
-            while stale < len(times) and now - times[stale] > lifetime:
-                stale += 1
-            drops = self.own_drops()
-            for lease, records in self._pending[:stale]:
-                drops["pending_expired"] += records
-                self._pending_bytes -= lease.capacity
-                lease.release()
-            del self._pending[:stale], times[:stale]
-            if not times:
-                self._pending = self._pending_times = ()
-        if self._plaintext_retire_at is not None and now >= self._plaintext_retire_at:
-            self._plaintext_window = None
-            self._plaintext_retire_at = None
-        for state in self._read_older:
-            if state.retire_at is not None and now >= state.retire_at:
-                self._retire(state)
-        # Last: retiring the newest makes the newest of the others the newest.
-        newest = self._read_newest
-        if newest is not None and newest.retire_at is not None and now >= newest.retire_at:
-            self._retire(newest)
-
-    def _used(self, epoch: int, now: float) -> None:
-        # §4.2.1: keys of earlier epochs MAY be kept "for up to the default MSL".
-        self._newest_used = epoch
-        deadline = now + self._options.retire_after
-        if self._plaintext_window is not None and self._plaintext_retire_at is None:
-            self._plaintext_retire_at = deadline
-        for state in self._read_states():
-            if state.epoch < epoch and state.retire_at is None:
-                state.retire_at = deadline
-                # Only late records still need it: its OpenSSL objects go now and are
-                # built again if one comes (the key bytes stay until it retires).
-                state.cipher.release()
-
-    # -- idle connections ---------------------------------------------------
-
-    @property
-    def activity_mark(self) -> int:
-        """A number that changes whenever a record is sent or a datagram received."""
-        return self.records_sent + self.datagrams_received
-
-    def release_ciphers(self) -> int:
-        """Let every epoch's AEAD and mask objects go (an idle connection's largest part);
-        each is built again from its key bytes when the epoch next protects or opens a
-        record. Returns how many were let go."""
-        released = 0
-        for cipher in self._ciphers():
-            if cipher.built:
-                cipher.release()
-                released += 1
-        return released
-
-    @property
-    def ciphers_built(self) -> int:
-        """Epoch ciphers (either direction) whose AEAD and mask objects exist now."""
-        return sum(1 for c in self._ciphers() if c.built)
-
-    def _ciphers(self) -> list[RecordCipher]:
-        out = [s.cipher for s in self._write_states() if s.cipher is not None]
-        return out + [s.cipher for s in self._read_states()]
-
-    # -- limits -------------------------------------------------------------
 
     @property
     def key_update_due(self) -> bool:
@@ -410,39 +257,15 @@ class RecordLayer:
         """A live read key failed authentication too often: close (or rekey and retire it)."""
         return any(s.failures >= s.limit for s in self._read_states())
 
-    def exhausted_read_epochs(self) -> list[int]:
-        """Live read epochs whose key reached its integrity limit (RFC 9147 §4.5.3)."""
-        return [s.epoch for s in self._read_states() if s.failures >= s.limit]
+    @property
+    def activity_mark(self) -> int:
+        """A number that changes whenever a record is sent or a datagram received."""
+        return self.records_sent + self.datagrams_received
 
-    def integrity_limit_of(self, epoch: int) -> int:
-        """The integrity limit of `epoch`'s read key (0: no such live epoch)."""
-        state = self._read_state(epoch)
-        return 0 if state is None else state.limit
-
-    def auth_failures(self, epoch: int) -> int:
-        state = self._read_state(epoch)
-        return 0 if state is None else state.failures
-
-    def records_protected(self, epoch: int) -> int:
-        state = self._write_state(epoch)
-        return 0 if state is None else state.protected
-
-    def next_sequence_number(self, epoch: int) -> int:
-        state = self._write_state(epoch)
-        if state is None:
-            raise KeyError(epoch)
-        return state.next_seq
-
-    def continue_plaintext_after(self, seq: int) -> None:
-        """Number our next epoch-0 record after `seq`, a record number the peer used
-        (a server after a ClientHello's record: see Connection._handle_handshake_record).
-
-        Numbers only move forward; one so large that our own few epoch-0 records could
-        run out of numbers after it is ignored (only a broken or hostile peer sends it).
-        """
-        state = self._write_state(0)
-        if state is not None and state.next_seq <= seq < PLAINTEXT_FOLLOW_LIMIT:
-            state.next_seq = seq + 1
+    @property
+    def ciphers_built(self) -> int:
+        """Epoch ciphers (either direction) whose AEAD and mask objects exist now."""
+        return sum(1 for c in self._ciphers() if c.built)
 
     # -- sending ------------------------------------------------------------
 
@@ -639,6 +462,24 @@ class RecordLayer:
     def pending_bytes(self) -> int:
         """Pooled bytes those records hold (at most `max_pending_bytes`)."""
         return self._pending_bytes
+
+    def _drop_stale_pending(self, now: float) -> None:
+        """Drop the kept records older than `pending_lifetime` (expire() calls this)."""
+        # Kept in arrival order: the stale ones are a prefix.
+        times = self._pending_times
+        assert isinstance(times, list) and isinstance(self._pending, list)
+        stale = 0
+        lifetime = self._options.pending_lifetime
+        while stale < len(times) and now - times[stale] > lifetime:
+            stale += 1
+        drops = self.own_drops()
+        for lease, records in self._pending[:stale]:
+            drops["pending_expired"] += records
+            self._pending_bytes -= lease.capacity
+            lease.release()
+        del self._pending[:stale], times[:stale]
+        if not times:
+            self._pending = self._pending_times = ()
 
     def receive_pending(self, now: float) -> list[InboundRecord]:
         """Deprotect the kept records with the read keys installed since (call after
