@@ -3,13 +3,8 @@
 RFC 9147 §5.1: a server answers a first ClientHello with a HelloRetryRequest carrying a
 stateless cookie and keeps no state until a second ClientHello brings the cookie back. The
 one exception is a first ClientHello that arrives in fragments (post-quantum key shares make
-it larger than one datagram): its fragments are assembled in pooled chunks taken only for
-the bytes that arrived (never sized by the length claimed), charged to a per-source and a
-global budget, and dropped after a short timeout. When the gate is full, a new partial
-ClientHello makes room by evicting one from the host that holds the most, the one that went
-longest without a new fragment first: a flood of spoofed first fragments then displaces its
-own partials, not a client whose fragments are arriving. Nothing else is kept; every
-refusal and eviction is counted.
+it larger than one datagram): partial_hellos.py holds it, within budgets, until it is whole.
+Nothing else is kept; every refusal and eviction is counted.
 
 A stateless reply (HelloRetryRequest, alert) carries the record sequence number of the
 ClientHello record it answers, the DTLS convention since RFC 6347 §4.2.1 ("In order to
@@ -38,14 +33,13 @@ from .._fast import (
     MemoryBudgetExceeded,
     Owner,
     encode_plaintext_header,
-    parse_header_untrusted,
     scan_client_hello,
 )
 from ..alerts import Alert, AlertDescription, AlertLevel
 from ..crypto.suites import SUITES
 from ..memory import PoolSet
 from ..record import ContentType
-from . import compression, groups, negotiation, stapling
+from . import compression, groups, negotiation, partial_hellos, stapling
 from . import extensions as ext
 from . import messages as msgs
 from .certificates import schemes_for_key, sign_certificate_verify
@@ -53,7 +47,6 @@ from .constants import DTLS13_VERSION, ExtensionType, HandshakeType
 from .cookie import pack_cookie_extra
 from .ech_server import ServerEch
 from .flights import handshake_fragment
-from .fragments import REASSEMBLY_CHUNK, FragmentStore, pull_handshake_fragments_untrusted
 from .key_schedule import Transcript
 from .messages import transcript_header
 from .settings import ServerSettings
@@ -82,26 +75,7 @@ class GateResult:
     client_hello: tuple[bytes, msgs.ClientHello] | None = None
 
 
-@dataclass
-class _Partial:
-    store: FragmentStore
-    length: int
-    msg_seq: int
-    started: float
-    last: float  # when a fragment last brought new bytes
-    fragments: int = 0  # fragments that brought new bytes
-    record_seq: int = 0  # the highest among the records of the fragments so far
-
-
-def _host(addr: Any) -> Any:
-    """The host part of an address (several ports of one host are one source)."""
-    return addr[0] if isinstance(addr, tuple) and addr else addr
-
-
 PLAINTEXT_HEADER = 13
-# A partial ClientHello that got a second fragment within this many seconds is a client
-# making progress: when it is its host's only one, eviction passes it by.
-PROGRESS_WINDOW = 1.0
 # Flight bounds remembered by what the ClientHello offered (HelloGate._cannot_pay).
 _MAX_BOUNDS = 64
 
@@ -222,7 +196,7 @@ class HelloGate:
         self.mtu = mtu or config.mtu
         # Partial ClientHellos by address, least recently progressed first (an entry moves
         # to the end when a fragment brings new bytes), and how many each host holds.
-        self._partials: dict[Any, tuple[Owner, _Partial]] = {}
+        self._partials: dict[Any, tuple[Owner, partial_hellos.PartialHello]] = {}
         self._hosts: dict[Any, int] = {}
         # (suite, group, cookie length) -> the HRR fragment's bytes before the cookie: the
         # cookie is the last thing in a HelloRetryRequest, so a flood costs one concatenation
@@ -244,17 +218,12 @@ class HelloGate:
     def bytes_held(self) -> int:
         return self.owner.in_use
 
-    def next_expiry(self) -> float | None:
-        """When the oldest partial ClientHello times out (None when none is held)."""
-        if not self._partials:
-            return None
-        return min(p.started for _, p in self._partials.values()) + self.timeout
-
-    def expire(self, now: float) -> None:
-        """Drop partial ClientHellos older than the timeout."""
-        for addr in [a for a, (_, p) in self._partials.items() if now - p.started >= self.timeout]:
-            self._discard(addr)
-            self.counters["partials_expired"] += 1
+    # First ClientHellos that arrive in fragments (partial_hellos.py).
+    next_expiry = partial_hellos.next_expiry
+    expire = partial_hellos.expire
+    _client_hello_fragments = partial_hellos.client_hello_fragments
+    _assemble = partial_hellos.assemble
+    _discard = partial_hellos.discard
 
     def close(self) -> None:
         for addr in list(self._partials):
@@ -337,134 +306,6 @@ class HelloGate:
                 self._bounds.clear()
             self._bounds[key] = bound
         return paid * self.amplification_limit < bound
-
-    # -- parsing and assembly -------------------------------------------------------
-
-    def _client_hello_fragments(self, data: Any) -> list[tuple[msgs.HandshakeHeader, bytes, int]]:
-        """(header, body, record sequence number) of each ClientHello fragment."""
-        view = memoryview(data)
-        out: list[tuple[msgs.HandshakeHeader, bytes, int]] = []
-        offset = 0
-        while offset < len(view):
-            first, epoch, seq, hl, length = parse_header_untrusted(view, offset, 0)
-            if first >= 0x20 and out:
-                break  # protected records after a ClientHello: 0-RTT data, for the connection
-            if first != ContentType.handshake or epoch != 0:
-                return []  # only plaintext handshake records may come from strangers
-            record = view[offset + hl : offset + hl + length]
-            for header, body in pull_handshake_fragments_untrusted(record):
-                if header.msg_type != HandshakeType.client_hello or header.length > self.max_hello:
-                    return []
-                out.append((header, bytes(body), seq))
-            offset += hl + length
-        return out
-
-    def _assemble(
-        self, addr: Any, header: msgs.HandshakeHeader, body: bytes, now: float, record_seq: int
-    ) -> tuple[bytes, int] | None:
-        """(the whole ClientHello, the highest record number of its fragments) once
-        complete."""
-        if header.fragment_offset == 0 and header.fragment_length == header.length:
-            self._discard(addr)
-            return body, record_seq
-        entry = self._partials.get(addr)
-        if entry is not None and (
-            entry[1].msg_seq != header.message_seq or entry[1].length != header.length
-        ):
-            self._discard(addr)  # a new attempt replaces the old one
-            entry = None
-        new = entry is None
-        if entry is None:
-            if len(self._partials) >= self.max_sources and not self._evict(addr, now):
-                self.counters["partials_refused"] += 1
-                return None
-            source = self.pools.owner("source", addr, self.per_source_bytes, self.owner)
-            store = FragmentStore(self.pools, source, header.length, 64)
-            entry = (source, _Partial(store, header.length, header.message_seq, now, now))
-            self._partials[addr] = entry
-            self._hosts[_host(addr)] = self._hosts.get(_host(addr), 0) + 1
-        source, partial = entry
-        partial.record_seq = max(partial.record_seq, record_seq)
-        result = self._write(addr, source, partial, header.fragment_offset, body, now)
-        if result is None:
-            self.counters["partials_refused"] += 1
-            if partial.store.coverage.covered == 0:
-                self._discard(addr)
-            return None
-        if result < 0:
-            self.counters["fragment_mismatch"] += 1
-            self._discard(addr)
-            return None
-        if new:
-            self.counters["partials_started"] += 1
-        if result > 0:
-            partial.fragments += 1
-            partial.last = now
-            # Least recently progressed first: move to the end.
-            del self._partials[addr]
-            self._partials[addr] = entry
-        if not partial.store.complete:
-            return None
-        whole = partial.store.tobytes()
-        self._discard(addr)
-        return whole, partial.record_seq
-
-    def _write(
-        self, addr: Any, source: Owner, partial: _Partial, offset: int, body: bytes, now: float
-    ) -> int | None:
-        """Merge a fragment; None when the memory for it cannot be had."""
-        for _ in range(4):
-            try:
-                return partial.store.write_untrusted(offset, body)
-            except MemoryBudgetExceeded:
-                # Past the source's own budget, or the process's: refused. Past the
-                # gate's total: make room at the expense of the biggest holder.
-                need = -(-len(body) // REASSEMBLY_CHUNK) * REASSEMBLY_CHUNK + REASSEMBLY_CHUNK
-                limit = self.owner.limit
-                if limit < 0 or self.owner.in_use + need <= limit or not self._evict(addr, now):
-                    return None
-        return None
-
-    def _evict(self, keep: Any, now: float) -> bool:
-        """Drop one partial ClientHello (never `keep`'s) to make room; False if none may go.
-
-        The victim comes from the host holding the most partials; among those, the one
-        longest without a new fragment, preferring one that got a single fragment. The
-        only partial of a host whose fragments are arriving (a second one within
-        PROGRESS_WINDOW) is never the victim: a flood of spoofed first fragments displaces
-        its own partials, not a client in the middle of sending its ClientHello.
-        """
-        most = max(self._hosts.values()) if len(self._hosts) < len(self._partials) else 1
-        victim = fallback = None
-        for addr, (_, partial) in self._partials.items():  # least recently progressed first
-            if addr == keep:
-                continue
-            count = self._hosts[_host(addr)]
-            if most > 1 and count < most:
-                continue
-            if partial.fragments <= 1:
-                victim = addr
-                break
-            if fallback is None and (count > 1 or now - partial.last >= PROGRESS_WINDOW):
-                fallback = addr
-        victim = victim if victim is not None else fallback
-        if victim is None:
-            return False
-        self._discard(victim)
-        self.counters["partials_evicted"] += 1
-        return True
-
-    def _discard(self, addr: Any) -> None:
-        entry = self._partials.pop(addr, None)
-        if entry is not None:
-            source, partial = entry
-            partial.store.release()
-            self.pools.release_owner(source)
-            host = _host(addr)
-            if self._hosts[host] == 1:
-                del self._hosts[host]
-            else:
-                self._hosts[host] -= 1
 
     # -- decisions ------------------------------------------------------------------
 
