@@ -11,9 +11,8 @@ import pytest
 from dtls13.alerts import AlertDescription as A
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.events import ConnectionTerminated, HandshakeCompleted
-from dtls13.handshake import authentication
+from dtls13.handshake import authentication, server_flight
 from dtls13.handshake import extensions as ext
-from dtls13.handshake import server as server_module
 from dtls13.handshake.constants import ExtensionType
 from dtls13.handshake.constants import SignatureScheme as SS
 from dtls13.handshake.identity import Credential
@@ -100,7 +99,7 @@ def test_a_malformed_certificate_authorities_in_a_certificate_request_is_decode_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """RFC 8446 §4.2.4: authorities<3..2^16-1>; an empty list is malformed."""
-    real = server_module.msgs
+    real = server_flight.msgs
 
     class WithEmptyAuthorities:
         def __getattr__(self, name: str) -> Any:
@@ -111,7 +110,7 @@ def test_a_malformed_certificate_authorities_in_a_certificate_request_is_decode_
             bad = ext.Extension(ExtensionType.certificate_authorities, b"\x00\x00")
             return real.CertificateRequest(context, (*extensions, bad))
 
-    monkeypatch.setattr(server_module, "msgs", WithEmptyAuthorities())
+    monkeypatch.setattr(server_flight, "msgs", WithEmptyAuthorities())
     pair = _pair({"certificates": [Credential(EC.chain_pem, EC.key)]})
     assert not pair.handshake()
     ended = pair.terminated("client")

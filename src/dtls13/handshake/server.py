@@ -27,14 +27,13 @@ from . import (
     negotiation,
     raw_keys,
     selection,
+    server_flight,
     srtp,
-    stapling,
     trust_anchors,
     verification,
 )
 from . import extensions as ext
 from . import messages as msgs
-from .authentication import signing_schemes
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
 from .context import (
     SPENT_TRANSCRIPT,
@@ -43,7 +42,6 @@ from .context import (
     HandshakeWork,
     ReadOnlyWork,
     decode,
-    record_size_limit,
     spent_work,
 )
 from .cookie import pack_cookie_extra, unpack_cookie_extra
@@ -56,10 +54,6 @@ from .ticket_issue import send_session_tickets
 HT = HandshakeType
 S = ServerState
 
-# The ServerHello's supported_versions (always DTLS 1.3): encoded once.
-_SH_SUPPORTED_VERSIONS = ext.make_extension(
-    ExtensionType.supported_versions, ext.push_supported_versions_server, DTLS13_VERSION
-)
 # Enum members by value: a lookup instead of an Enum call (two Python calls); a value not
 # listed still goes through the call, which raises as before.
 _SUITE_OF = {int(m): m for m in CipherSuite}
@@ -293,131 +287,8 @@ class ServerHandshake(HandshakeContext):
         )
         self._send_server_flight(ch, group, server_share, shared, accepted)
 
-    def _send_server_flight(
-        self,
-        ch: msgs.ClientHello,
-        group: int | None,
-        server_share: bytes,
-        shared: bytes | None,
-        accepted: Accepted | None,
-    ) -> None:
-        """ServerHello, EncryptedExtensions, [CertificateRequest, Certificate,
-        CertificateVerify], Finished: one flight, and the keys it takes."""
-        cfg = self.config
-        out = self._out
-        out.flight = FlightKind.HANDSHAKE
-        sh_ext = [_SH_SUPPORTED_VERSIONS]
-        if group is not None:
-            sh_ext.append(
-                ext.make_extension(
-                    ExtensionType.key_share,
-                    ext.push_key_share_entry,
-                    ext.KeyShareEntry(group, server_share),
-                )
-            )
-        if accepted is not None:
-            sh_ext.append(
-                ext.make_extension(
-                    ExtensionType.pre_shared_key, ext.push_pre_shared_key_server, accepted[0]
-                )
-            )
-        cid_data = ch.extension(ExtensionType.connection_id)
-        if cid_data is not None and self._work.local_cid is not None:
-            out.peer_cid = decode(cid_data, ext.pull_connection_id)
-            sh_ext.append(
-                ext.make_extension(
-                    ExtensionType.connection_id, ext.push_connection_id, self._work.local_cid
-                )
-            )
-            # 0-RTT records were sent before the client could know our CID.
-            out.cid_optional = self._work.early_accepted
-        limit = ch.extension(ExtensionType.record_size_limit)
-        if limit is not None:
-            out.peer_record_limit = record_size_limit(limit)
-        assert self.suite is not None
-        sh = msgs.ServerHello(
-            random=self._work.random, cipher_suite=self.suite, extensions=tuple(sh_ext)
-        )
-        sh = self._work.ech.server_hello(sh, self._work.transcript, ch.random)
-        self._work.random = sh.random
-        self._send(sh, 0)
-        self._derive_handshake_secrets(shared, accepted[1] if accepted else None)
-        ee_ext = []
-        if self.server_name is not None and accepted is None and cfg.acknowledge_server_name:
-            # RFC 6066 §3: a server that saw (and may select its certificate by) the name
-            # says so with an empty server_name, but not when resuming.
-            ee_ext.append(ext.Extension(ExtensionType.server_name, b""))
-        if self.alpn is not None:
-            ee_ext.append(
-                ext.make_extension(
-                    ExtensionType.application_layer_protocol_negotiation,
-                    ext.push_alpn,
-                    [self.alpn.encode("latin-1")],
-                )
-            )
-        if limit is not None and cfg.record_size_limit is not None:
-            # RFC 8449 §4: the server answers in EncryptedExtensions, only when asked.
-            ee_ext.append(
-                ext.make_extension(
-                    ExtensionType.record_size_limit,
-                    ext.push_record_size_limit,
-                    cfg.record_size_limit,
-                )
-            )
-            out.enforce_record_limit = True
-        if self.srtp is not None:
-            ee_ext.append(srtp.server_extension(self.srtp))  # RFC 8446 §4.2: CH, EE
-        if self._work.early_accepted:
-            ee_ext.append(ext.Extension(ExtensionType.early_data, b""))
-        ee_ext += self._work.type_answers
-        ee_ext += self._work.ech.encrypted_extensions()
-        anchors = trust_anchors.requested_untrusted(ch)
-        if accepted is None:
-            available = trust_anchors.available_extension(cfg, anchors)
-            ee_ext += [available] if available is not None else []
-        self._send(msgs.EncryptedExtensions(tuple(ee_ext)), 2)
-        authenticate_client = cfg.client_auth != "none" and accepted is None
-        if authenticate_client:
-            request_ext = [
-                ext.make_extension(
-                    ExtensionType.signature_algorithms,
-                    ext.push_signature_algorithms,
-                    list(signing_schemes(cfg.schemes)),
-                ),
-            ]
-            if cfg.compression:
-                # RFC 8879 §3: the client may send its Certificate compressed.
-                request_ext.append(
-                    ext.Extension(
-                        ExtensionType.compress_certificate,
-                        compression.extension_data(cfg.compression),
-                    )
-                )
-            request = msgs.CertificateRequest(b"", tuple(request_ext))
-            self._work.cert_request = request
-            self._send(request, 2)
-        if accepted is None:
-            chosen = self._work.credential
-            assert self.scheme is not None and chosen is not None
-            matched = trust_anchors.matched(chosen, anchors)
-            body = (
-                stapling.server_body(cfg, chosen, ch, self._count, matched)
-                if chosen.chain
-                else None
-            )
-            self._send_certificate_and_verify(
-                self.scheme, body or chosen.body, chosen.key, chosen.chain or None
-            )
-        ks = self._work.schedule
-        assert ks is not None
-        self._send(
-            msgs.Finished(ks.verify_data(self._work.s_hs, self._work.transcript.digest())), 2
-        )
-        self._derive_application_secrets()
-        self._install(3, write=True, secret=self.write_secret)
-        self._set_state(
-            S.WAIT_CLIENT_CERTIFICATE if authenticate_client else S.WAIT_CLIENT_FINISHED
-        )
+    # The first flight, ServerHello to Finished (server_flight.py).
+    _send_server_flight = server_flight.send_server_flight
 
     def _accept_early_data(
         self, ch: msgs.ClientHello, accepted: Accepted | None, suite: int
