@@ -199,6 +199,7 @@ def test_the_core_never_imports_trio() -> None:
         ("dtls13.record.layer", "record"),
         ("dtls13.record.epochs", "record"),
         ("dtls13.trio.channel", "trio"),
+        ("dtls13.trio._sendqueue", "trio"),
         ("dtls13", "facade"),
         ("dtls13.cli", "cli"),
     ],

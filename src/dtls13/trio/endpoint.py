@@ -38,6 +38,7 @@ from ..demux import NonDtlsHandler, is_other_protocol
 from ..events import DataReceived
 from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
+from . import _sendqueue
 from ._socketio import (
     FLUSH_EARLY,
     Flusher,
@@ -47,7 +48,6 @@ from ._socketio import (
     port_unreachable,
     receive_batch,
     receive_loop,
-    send_loop,
     socket_type,
 )
 from ._stats import DTLSEndpointStatistics
@@ -479,66 +479,13 @@ class DTLSEndpoint:
         if self._server is not None:
             self._enqueue(self._server.datagrams_to_send(now))
 
-    def _enqueue(self, datagrams: list[tuple[Lease, Any]]) -> None:
-        if not datagrams:
-            return
-        if self._closed:
-            for lease, _ in datagrams:
-                lease.release()
-            return
-        outq = self._outq
-        waiting = len(outq)
-        outq.extend(datagrams)
-        self._queued += len(datagrams)
-        # Nothing queued before these: send them now, or at the end of the receive batch,
-        # timer run or scheduler pass (the flusher) that produced them. Queued behind others:
-        # the send task, if it has them, keeps the order. Unless the send task has them,
-        # FLUSH_EARLY waiting leave at once, so that the peer starts on a burst before its end.
-        queued = waiting + len(datagrams)
-        if self._holding:
-            if queued >= self._flush_early and not self._held_behind and self._flush():
-                self._held_behind = len(self._outq)  # the socket is full: the send task's
-                self._wake_sender()
-            return
-        flusher = self._flusher
-        if waiting:
-            if flusher is not None and queued >= self._flush_early and self in flusher.pending:
-                del flusher.pending[self]
-                if self._flush():
-                    self._wake_sender()
-            return
-        if flusher is not None:
-            flusher.pending[self] = None
-        elif self._flush():
-            self._wake_sender()
-
-    def _hold_sends(self) -> bool:
-        """Keep what the core produces queued until `_release_sends`: a receive batch or a
-        timer run leaves with one sendmmsg. False if already holding (nested)."""
-        if self._holding:
-            return False
-        self._holding = True
-        self._held_behind = len(self._outq)
-        return True
-
-    def _release_sends(self, held: bool) -> None:
-        if not held:
-            return
-        self._holding = False
-        # Behind datagrams that were already waiting, the send task sends them in order.
-        if self._outq and not self._held_behind and not self._closed and self._flush():
-            self._wake_sender()
-
-    def _wake_sender(self) -> None:
-        # The send task only exists once the socket buffer was found full (rarely).
-        if self._sender_started:
-            assert self._send_wakeup is not None
-            self._send_wakeup.set()
-        else:
-            self._sender_started = True
-            self._send_wakeup = trio.Event()
-            trio.lowlevel.spawn_system_task(send_loop, weakref.ref(self), self.socket)
-
+    # The send queue (_sendqueue.py): when what the core produces leaves.
+    _enqueue = _sendqueue.enqueue
+    _hold_sends = _sendqueue.hold_sends
+    _release_sends = _sendqueue.release_sends
+    _wake_sender = _sendqueue.wake_sender
+    _wait_sent = _sendqueue.wait_sent
+    _on_sent = _sendqueue.on_sent
     # Send queued datagrams in order while the socket takes them; True if it is full.
     _flush = flush
     _flush_early = FLUSH_EARLY  # tests change it per endpoint
@@ -578,20 +525,6 @@ class DTLSEndpoint:
         if not channel._conn.closed:
             channel._conn.close()
         return self._after(channel)
-
-    async def _wait_sent(self, target: int) -> None:
-        """Backpressure: wait until the send task has sent the first `target` datagrams."""
-        if self._sent >= target or self._closed:
-            return
-        lot = self._progress
-        if lot is None:
-            lot = self._progress = trio.lowlevel.ParkingLot()
-        self._progress_waiters += 1
-        try:
-            while self._sent < target and not self._closed:
-                await lot.park()
-        finally:
-            self._progress_waiters -= 1
 
     def _run_timers(self) -> None:
         held = self._hold_sends()
@@ -637,17 +570,6 @@ class DTLSEndpoint:
             if t is not None:
                 times.append(t)
         return min(times) if times else math.inf
-
-    def _on_sent(self, count: int) -> None:
-        self._sent += count
-        graveyard = self._graveyard
-        while graveyard and graveyard[0][0] <= self._sent:
-            self._forget(graveyard.popleft()[1])
-        if self._progress_waiters:
-            assert self._progress is not None
-            self._progress.unpark_all()
-            if self._flusher is not None:
-                self._flusher.woke = True
 
     def _receive_batch(self) -> int | None:
         """Take up to RECV_BATCH datagrams off the socket and through the core; what they
