@@ -12,8 +12,10 @@ everything back.
 Here: the connection's state (``__slots__``, ``__init__``), ``connect``, events, queries and
 counters. The rest of its methods are functions of ``connection_receive`` (records in),
 ``connection_send`` (records out), ``connection_timers``, ``connection_alerts``,
-``connection_handshake``, ``connection_new_association`` and ``connection_flights``, bound
-in the class body as methods: a call to one costs what a call to a method defined here does.
+``connection_handshake``, ``connection_new_association``, ``connection_flights`` and
+``connection_keying`` (the peer's credentials, exporters, SRTP keys), bound in the class
+body as methods (or properties): a call to one costs what a call to a method (or property)
+defined here does.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from cryptography import x509
-
 from . import connection_alerts as _alerts
 from . import connection_flights as _flights
 from . import connection_handshake as _handshake
+from . import connection_keying as _keying
 from . import connection_new_association as _new_association
 from . import connection_receive as _receive
 from . import connection_send as _send
@@ -36,11 +37,11 @@ from ._fast import Lease
 from .alerts import LocalProtocolError
 from .config import ClientConfig, ServerConfig
 from .connection_flights import MAX_LOCAL_CIDS as MAX_LOCAL_CIDS
+from .connection_keying import bound_property
 from .connection_send import MIN_MTU as MIN_MTU
 from .crypto.suites import CipherSuite
 from .events import ConnectionTerminated, Event
 from .handshake import messages as msgs
-from .handshake import srtp
 from .handshake.client import ClientHandshake
 from .handshake.constants import KeyUpdateRequest
 from .handshake.context import HandshakeContext
@@ -51,7 +52,6 @@ from .handshake.server import ServerHandshake
 from .handshake.state import ClientState, State
 from .memory import PoolSet, default_pool_set
 from .memory.counters import zero_counters
-from .peer_verification import PeerVerification
 from .record import RecordLayer, RecordNumber
 from .statistics import RARE_STAT_NAMES as RARE_STAT_NAMES
 from .statistics import STAT_NAMES as STAT_NAMES
@@ -403,75 +403,6 @@ class Connection:
     def alpn_protocol(self) -> str | None:
         return self._hs.alpn
 
-    @property
-    def peer_certificates(self) -> tuple[x509.Certificate, ...]:
-        return self._hs.peer_chain
-
-    @property
-    def peer_verification(self) -> PeerVerification | None:
-        """The verdict on the peer's certificate or raw public key (None: none seen yet, or
-        an external PSK): with verify=False, a rejection the handshake went on after."""
-        return self._hs.peer_verification
-
-    @property
-    def peer_ocsp_response(self) -> bytes | None:
-        """The OCSP response the server stapled (ClientConfig.request_ocsp); not checked by
-        the library. None: none (or we are the server)."""
-        return self._hs.peer_stapled.ocsp_response
-
-    @property
-    def peer_signed_certificate_timestamps(self) -> tuple[bytes, ...]:
-        """The serialized SCTs the server stapled (RFC 6962 §3.3); not checked."""
-        return self._hs.peer_stapled.signed_certificate_timestamps
-
-    @property
-    def peer_public_key(self) -> bytes | None:
-        """The peer's raw public key (RFC 7250), DER SubjectPublicKeyInfo; None: none."""
-        return self._hs.peer_public_key
-
-    def export_keying_material(
-        self, label: str | bytes, context: bytes | None, length: int
-    ) -> bytes:
-        """`length` bytes of keying material for `label` and `context` (RFC 8446 §7.5), the
-        same on both sides; only once the handshake has completed. `context=None` and
-        `context=b""` give the same value in (D)TLS 1.3."""
-        exporter = self._hs.exporter
-        if exporter is None or self.handshake_completed_at is None:
-            raise LocalProtocolError("keying material can be exported once the handshake is done")
-        return exporter.export(label, context, length)
-
-    def export_early_keying_material(
-        self, label: str | bytes, context: bytes | None, length: int
-    ) -> bytes:
-        """Keying material from the early_exporter_master_secret, for use with 0-RTT data
-        (RFC 8446 §7.5): a client once it offered 0-RTT, a server once it accepted it."""
-        exporter = self._hs.early_exporter
-        if exporter is None:
-            raise LocalProtocolError(
-                "no early exporter: 0-RTT was not offered (client) or accepted (server)"
-            )
-        return exporter.export(label, context, length)
-
-    @property
-    def srtp_profile(self) -> srtp.SrtpProtectionProfile | None:
-        """The SRTP protection profile use_srtp agreed on (RFC 5764), or None."""
-        agreed = self._hs.srtp
-        return agreed.profile if agreed is not None else None
-
-    @property
-    def srtp_mki(self) -> bytes:
-        """The SRTP MKI both sides use (empty: none)."""
-        agreed = self._hs.srtp
-        return agreed.mki if agreed is not None else b""
-
-    def srtp_keying_material(self) -> srtp.SrtpKeyingMaterial:
-        """SRTP master keys and salts for both directions (RFC 5764 §4.2), once the
-        handshake is done; LocalProtocolError when no SRTP profile was agreed."""
-        agreed = self._hs.srtp
-        if agreed is None:
-            raise LocalProtocolError("no SRTP protection profile was negotiated")
-        return srtp.keying_material(agreed.profile, self.export_keying_material)
-
     # -- counters -----------------------------------------------------------------------
 
     def count(self, name: str, n: int = 1) -> None:
@@ -516,6 +447,19 @@ class Connection:
             leases_live=self.owner.live,
         )
 
+    # -- what the handshake established (connection_keying.py) --------------------------
+
+    peer_certificates = bound_property(_keying.peer_certificates)
+    peer_verification = bound_property(_keying.peer_verification)
+    peer_ocsp_response = bound_property(_keying.peer_ocsp_response)
+    peer_signed_certificate_timestamps = bound_property(_keying.peer_signed_certificate_timestamps)
+    peer_public_key = bound_property(_keying.peer_public_key)
+    export_keying_material = _keying.export_keying_material
+    export_early_keying_material = _keying.export_early_keying_material
+    srtp_profile = bound_property(_keying.srtp_profile)
+    srtp_mki = bound_property(_keying.srtp_mki)
+    srtp_keying_material = _keying.srtp_keying_material
+
     # -- records in (connection_receive.py) ---------------------------------------------
 
     receive_datagram = _receive.receive_datagram
@@ -537,7 +481,7 @@ class Connection:
     send = _send.send
     datagrams_to_send = _send.datagrams_to_send
     send_early_data = _send.send_early_data
-    early_data_possible = property(_send.early_data_possible)
+    early_data_possible = bound_property(_send.early_data_possible)
     get_cleartext_mtu = _send.get_cleartext_mtu
     set_ciphertext_mtu = _send.set_ciphertext_mtu
     _within_amplification_limit = _send.within_amplification_limit

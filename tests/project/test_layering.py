@@ -66,6 +66,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_alerts": "connection",
     "dtls13.connection_flights": "connection",
     "dtls13.connection_handshake": "connection",
+    "dtls13.connection_keying": "connection",
     "dtls13.connection_new_association": "connection",
     "dtls13.connection_receive": "connection",
     "dtls13.connection_send": "connection",
