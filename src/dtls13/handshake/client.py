@@ -38,23 +38,20 @@ from . import (
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
-from .context import (
-    _NO_OUTPUT,
-    SPENT_TRANSCRIPT,
-    FlightKind,
-    HandshakeContext,
-    HandshakeOutput,
-    HandshakeWork,
-    ReadOnlyWork,
-    decode,
-    extension_name,
-    record_size_limit,
-    spent_work,
-)
+from .context import HandshakeContext, decode, extension_name, record_size_limit
 from .key_schedule import KeySchedule, resumption_psk
 from .psk_import import PskOffer
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
+from .work import (
+    NO_OUTPUT,
+    SPENT_TRANSCRIPT,
+    FlightKind,
+    HandshakeOutput,
+    HandshakeWork,
+    ReadOnlyWork,
+    spent_work,
+)
 
 HT = HandshakeType
 S = ClientState
@@ -158,7 +155,7 @@ class ClientHandshake(HandshakeContext):
             self._send_client_hello(pad_to)
             self._set_state(S.WAIT_SERVER_HELLO)
         finally:
-            self._out = _NO_OUTPUT
+            self._out = NO_OUTPUT
         return out
 
     # The ClientHello and what it offers (client_offer.py).
