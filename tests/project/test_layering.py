@@ -61,6 +61,7 @@ LAYERS: dict[str, str] = {
     "dtls13.handshake.diagram": "roles",  # drawn from the roles' transition tables
     "dtls13.handshake.client_hello": "roles",  # the client's ClientHello, split from client.py
     "dtls13.handshake.client_offer": "roles",  # the ClientHello a client sends and its PSKs
+    "dtls13.handshake.client_answer": "roles",  # the ServerHello or HelloRetryRequest it reads
     "dtls13.handshake.authentication": "roles",  # Certificate, CertificateVerify: both roles
     "dtls13.handshake.server_flight": "roles",  # the server's first flight, split from server.py
     "dtls13.connection": "connection",
