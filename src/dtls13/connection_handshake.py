@@ -17,10 +17,10 @@ from .alerts import Alert, DecodeErrorAlert, IllegalParameter, UnexpectedMessage
 from .events import HandshakeCompleted
 from .handshake.client import ClientHandshake
 from .handshake.constants import HandshakeType
-from .handshake.context import FlightKind, HandshakeOutput
 from .handshake.fragments import COUNTER_NAMES as REASSEMBLY_COUNTER_NAMES
 from .handshake.fragments import Reassembler, pull_handshake_fragments_untrusted
 from .handshake.state import MESSAGE_EPOCH, ClientState, ServerState
+from .handshake.work import FlightKind, HandshakeOutput
 from .record import ContentType, RecordNumber
 from .record.message_trace import TracedMessage
 

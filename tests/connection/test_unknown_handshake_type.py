@@ -9,6 +9,7 @@ import pytest
 
 from dtls13.alerts import AlertDescription
 from dtls13.handshake import context as handshake_context
+from dtls13.handshake import work as handshake_work
 from dtls13.handshake.constants import HandshakeType
 from tests.support.dtls_pair import SERVER_ADDR, make_pair
 
@@ -30,7 +31,7 @@ def test_a_server_message_of_an_unknown_type_in_epoch_2_is_unexpected_message(
         original(self, msg_type, body, epoch, transcript=transcript)
         if msg_type == renamed and not self.is_client:
             last = self._out.messages[-1]
-            self._out.messages[-1] = handshake_context.OutMessage(last.epoch, msg_type + 42, body)
+            self._out.messages[-1] = handshake_work.OutMessage(last.epoch, msg_type + 42, body)
 
     monkeypatch.setattr(handshake_context.HandshakeContext, "_send_encoded", send_encoded)
     pair = make_pair()

@@ -29,8 +29,8 @@ from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.client import ClientHandshake
 from dtls13.handshake.constants import ExtensionType, HandshakeType, NamedGroup
-from dtls13.handshake.context import HandshakeOutput
 from dtls13.handshake.server import ServerHandshake
+from dtls13.handshake.work import HandshakeOutput
 from tests.support.dtls_pair import pki, wall_clock
 
 ET = ExtensionType

@@ -16,8 +16,8 @@ from dtls13 import connection as connection_module
 from dtls13.connection import Connection
 from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
 from dtls13.events import HandshakeCompleted, KeyUpdated, NewSessionTicketReceived
-from dtls13.handshake import context as handshake_context
 from dtls13.handshake import messages as msgs
+from dtls13.handshake import work as handshake_work
 from dtls13.handshake.client import ClientHandshake, ClientWork
 from dtls13.handshake.ech_server import FINISHED
 from dtls13.handshake.server import ServerHandshake, ServerWork
@@ -34,7 +34,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     # hellos, cookie, ECH keys) is gone: the role's shared, spent one stands in for it.
     work = hs._work
     assert work is type(hs).SPENT_WORK
-    assert work.transcript is handshake_context.SPENT_TRANSCRIPT and work.schedule is None
+    assert work.transcript is handshake_work.SPENT_TRANSCRIPT and work.schedule is None
     assert work.c_hs == work.s_hs == work.random == work.client_random == b""
     assert work.scratch is None and work.keylog is None and not hs.early_data_open
     assert work.cert_request is None and work.hrr_cookie is None
@@ -53,7 +53,7 @@ def assert_no_handshake_state(conn: Connection) -> None:
     else:
         raise AssertionError("the spent working state took a write")
     assert work.credential is None and work.psk_identity is None and work.local_cid is None
-    assert hs._out is handshake_context._NO_OUTPUT  # no last message bodies or events kept
+    assert hs._out is handshake_work.NO_OUTPUT  # no last message bodies or events kept
     assert conn._flight is None  # every flight acknowledged
     assert conn._records.write_epochs() == [conn._records.write_epoch]
     assert 2 not in conn._records.read_epochs()

@@ -53,6 +53,7 @@ LAYERS: dict[str, str] = {
     "dtls13.handshake": "handshake",
     "dtls13.config": "config",
     "dtls13.handshake.context": "roles",
+    "dtls13.handshake.work": "handshake",  # a step's output and working state: no config
     "dtls13.handshake.client": "roles",
     "dtls13.handshake.server": "roles",
     "dtls13.handshake.psk_choice": "roles",  # the server's PSK choice, split from server.py
@@ -60,6 +61,7 @@ LAYERS: dict[str, str] = {
     "dtls13.handshake.diagram": "roles",  # drawn from the roles' transition tables
     "dtls13.handshake.client_hello": "roles",  # the client's ClientHello, split from client.py
     "dtls13.handshake.client_offer": "roles",  # the ClientHello a client sends and its PSKs
+    "dtls13.handshake.client_answer": "roles",  # the ServerHello or HelloRetryRequest it reads
     "dtls13.handshake.authentication": "roles",  # Certificate, CertificateVerify: both roles
     "dtls13.handshake.server_flight": "roles",  # the server's first flight, split from server.py
     "dtls13.connection": "connection",
@@ -196,6 +198,7 @@ def test_the_core_never_imports_trio() -> None:
         ("dtls13.handshake.cookie", "handshake"),
         ("dtls13.handshake.gate", "handshake"),
         ("dtls13.handshake.partial_hellos", "handshake"),
+        ("dtls13.handshake.work", "handshake"),
         ("dtls13.handshake.negotiation", "handshake"),
         ("dtls13.record.layer", "record"),
         ("dtls13.record.epochs", "record"),

@@ -18,10 +18,10 @@ from ..alerts import (
     UnsupportedExtension,
 )
 from ..config import ClientConfig
-from ..crypto.suites import SUITES, CipherSuite
 from ..crypto.zeroize import zeroize
 from ..events import NewSessionTicketReceived
 from . import (
+    client_answer,
     client_caches,
     client_offer,
     compression,
@@ -31,36 +31,29 @@ from . import (
     identity,
     raw_keys,
     srtp,
-    stapling,
     trust_anchors,
     verification,
 )
 from . import extensions as ext
 from . import messages as msgs
-from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
-from .context import (
-    _NO_OUTPUT,
-    SPENT_TRANSCRIPT,
-    FlightKind,
-    HandshakeContext,
-    HandshakeOutput,
-    HandshakeWork,
-    ReadOnlyWork,
-    decode,
-    extension_name,
-    record_size_limit,
-    spent_work,
-)
-from .key_schedule import KeySchedule, resumption_psk
+from .constants import ExtensionType, HandshakeType, SignatureScheme
+from .context import HandshakeContext, decode, extension_name, record_size_limit
+from .key_schedule import resumption_psk
 from .psk_import import PskOffer
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
 from .tickets import Session
+from .work import (
+    NO_OUTPUT,
+    SPENT_TRANSCRIPT,
+    FlightKind,
+    HandshakeOutput,
+    HandshakeWork,
+    ReadOnlyWork,
+    spent_work,
+)
 
 HT = HandshakeType
 S = ClientState
-# Wire values to enum members by a dict lookup (cheaper than calling the enum).
-_CIPHER_SUITES = {int(s): s for s in CipherSuite}
-_NAMED_GROUPS = {int(g): g for g in NamedGroup}
 
 
 class ClientWork(HandshakeWork):
@@ -158,7 +151,7 @@ class ClientHandshake(HandshakeContext):
             self._send_client_hello(pad_to)
             self._set_state(S.WAIT_SERVER_HELLO)
         finally:
-            self._out = _NO_OUTPUT
+            self._out = NO_OUTPUT
         return out
 
     # The ClientHello and what it offers (client_offer.py).
@@ -214,147 +207,10 @@ class ClientHandshake(HandshakeContext):
         # A DTLS 1.0/1.2 server's cookie exchange: it cannot speak DTLS 1.3.
         raise ProtocolVersion("the server speaks only DTLS 1.2 or older")
 
-    def _on_server_hello(self, sh: msgs.ServerHello, body: bytes, now: float, *_: Any) -> None:
-        cfg = self.config
-        versions = sh.extension(ExtensionType.supported_versions)
-        if versions is None:
-            raise ProtocolVersion("the server does not speak DTLS 1.3 (no supported_versions)")
-        if decode(versions, ext.pull_supported_versions_server) != DTLS13_VERSION:
-            raise IllegalParameter("server selected a version other than DTLS 1.3")
-        if sh.legacy_version != 0xFEFD or sh.legacy_session_id_echo != b"":
-            raise IllegalParameter("bad legacy_version or legacy_session_id_echo")
-        if sh.legacy_compression_method != 0:
-            raise IllegalParameter("non-zero compression method")
-        if sh.cipher_suite not in cfg.suites:
-            raise IllegalParameter(f"server chose suite 0x{sh.cipher_suite:04x} we did not offer")
-        if self._work.ech is not None or self._ech_state is ech.EchStatus.GREASE:
-            # Before anything else: the answer says which ClientHello the server took.
-            self._ech_answer(sh, body)
-        self._check_solicited(sh.extensions, "ServerHello", sh.is_hello_retry_request)
-        suite = _CIPHER_SUITES[sh.cipher_suite]  # one of cfg.suites
-        if self.suite is not None and suite != self.suite:
-            raise IllegalParameter("ServerHello suite differs from HelloRetryRequest's")
-        self.suite = suite
-        self.params = SUITES[suite]
-        if sh.is_hello_retry_request:
-            self._on_hello_retry(sh, body)
-            return
-        if self._work.transcript.hash_name is None:
-            self._work.transcript.select(self.params.hash_name)
-        schedule: KeySchedule | None = None
-        self._work.psk_identity = None  # a ServerHello dropped as damaged may have set it
-        psk_data = sh.extension(ExtensionType.pre_shared_key)
-        if psk_data is not None:
-            selected = decode(psk_data, ext.pull_pre_shared_key_server)
-            # RFC 8446 §4.2.11: "Clients MUST verify that the server's selected_identity is
-            # within the range supplied by the client" (else illegal_parameter).
-            if not 0 <= selected < len(self._work.psk_offers):
-                raise IllegalParameter("server selected a PSK we did not offer")
-            offer = self._work.psk_offers[selected]
-            schedule = offer.schedule
-            if schedule.hash_name != self.params.hash_name:
-                raise IllegalParameter("server selected a suite whose hash differs from the PSK's")
-            self.resumed = True
-            self._work.psk_identity = offer.external
-            if offer.session is not None:
-                # The resumption inherits the original's authentication (RFC 8446 §2.2).
-                self.peer_chain = offer.session.peer_certificates
-                self.peer_public_key = offer.session.peer_public_key
-                self.peer_stapled = stapling.of_session(offer.session)
-        elif cfg.require_psk and (cfg.psk is not None or cfg.imported_psks):
-            # Configured with external PSKs only: a certificate is nothing we can check.
-            raise MissingExtension("the server did not select one of our external PSKs")
-        key_share = sh.extension(ExtensionType.key_share)
-        shared: bytes | None = None
-        if key_share is None:
-            if schedule is None or "psk_ke" not in cfg.psk_modes:
-                raise MissingExtension("ServerHello without key_share")
-        else:
-            entry = decode(key_share, ext.pull_key_share_entry)
-            kx = self._work.key_shares.get(entry.group)
-            if kx is None:
-                raise IllegalParameter("server key share for a group we did not send")
-            shared = kx.shared_secret(entry.key_exchange)
-            self.group = _NAMED_GROUPS[entry.group]  # one of our key shares' groups
-        out = self._out
-        cid_data = sh.extension(ExtensionType.connection_id)
-        if cid_data is not None:
-            if self._work.local_cid is None:
-                raise UnsupportedExtension("connection_id in ServerHello, not offered")
-            out.peer_cid = decode(cid_data, ext.pull_connection_id)
-        self._work.key_shares.clear()
-        self._work.transcript.add(HandshakeType.server_hello, body)
-        out.answered = True
-        self._derive_handshake_secrets(shared, schedule)
-        self._set_state(S.WAIT_ENCRYPTED_EXTENSIONS)
-
-    def _ech_answer(self, sh: msgs.ServerHello, body: bytes) -> None:
-        """Whether the server accepted ECH (RFC 9849 §6.1.4): the confirmation in the last 8
-        bytes of ServerHello.random, or in a HelloRetryRequest's encrypted_client_hello."""
-        hash_name = SUITES[CipherSuite(sh.cipher_suite)].hash_name
-        offer = self._work.ech
-        if sh.is_hello_retry_request:
-            ech_client.check_hrr_signal(sh)
-        elif sh.extension(ech_client.ECH_TYPE) is not None:
-            # §5: the extension belongs in HelloRetryRequest and EncryptedExtensions only.
-            raise UnsupportedExtension("encrypted_client_hello in ServerHello")
-        if offer is None:
-            return  # GREASE: a HelloRetryRequest's extension is checked, then ignored (§6.2.1)
-        accepted = ech_client.accepted(
-            hash_name, self._work.random, self._work.transcript, sh, body
-        )
-        if not accepted and self._ech_state is ech.EchStatus.ACCEPTED:
-            # §6.1.5: the HelloRetryRequest accepted ECH, so must the ServerHello.
-            raise IllegalParameter("ServerHello rejects the ECH its HelloRetryRequest accepted")
-        if accepted:
-            self._ech_state = ech.EchStatus.ACCEPTED
-            if not sh.is_hello_retry_request:
-                self._work.ech = None
-            return
-        # Rejected: the handshake goes on with ClientHelloOuter (§6.1.6), for the public
-        # name (§6.1.7), with the outer transcript and random, resuming nothing.
-        self._ech_state = ech.EchStatus.REJECTED
-        self.ech_name_override = offer.public_name
-        self._work.transcript = offer.outer_transcript
-        self._work.client_hello = offer.outer_hello
-        self._work.random = self._work.client_random = offer.outer_random
-        self._work.psk_offers = []
-        assert offer.outer_hello is not None
-        self._work.ech_extension = ext.Extension(
-            ech_client.ECH_TYPE, offer.outer_hello.extension(ech_client.ECH_TYPE) or b""
-        )
-        self._work.ech = None
-
-    def _on_hello_retry(self, hrr: msgs.ServerHello, body: bytes) -> None:
-        cfg = self.config
-        assert self.params is not None
-        if self.retried:
-            raise UnexpectedMessage("second HelloRetryRequest")
-        self._set_state(S.WAIT_SERVER_HELLO_AFTER_RETRY)
-        if self._work.early_offered:
-            # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
-            self._work.early_offered = False
-            self._work.early_result = False
-        self._count("hello_retry_requests_received", 1)
-        self._work.transcript.select(self.params.hash_name)
-        self._work.transcript.restart_with_message_hash()
-        self._work.transcript.add(HandshakeType.server_hello, body)
-        changed = False
-        cookie = hrr.extension(ExtensionType.cookie)
-        if cookie is not None:
-            self._work.hrr_cookie = decode(cookie, ext.pull_cookie)
-            changed = True
-        group_data = hrr.extension(ExtensionType.key_share)
-        if group_data is not None:
-            group = decode(group_data, ext.pull_key_share_hrr)
-            if group not in cfg.group_order or group in self._work.key_shares:
-                raise IllegalParameter("HelloRetryRequest selected an unusable group")
-            self._work.key_shares = {group: groups.generate(group)}
-            changed = True
-        if not changed:
-            # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
-            raise IllegalParameter("HelloRetryRequest changes nothing")
-        self._send_client_hello()
+    # The server's answer: ServerHello or HelloRetryRequest (client_answer.py).
+    _on_server_hello = client_answer.on_server_hello
+    _ech_answer = client_answer.ech_answer
+    _on_hello_retry = client_answer.on_hello_retry
 
     def _check_solicited(
         self, extensions: tuple[ext.Extension, ...], where: str, retry: bool = False

@@ -18,10 +18,10 @@ from . import extensions as ext
 from . import messages as msgs
 from .client_hello import HelloTemplate, hello_template
 from .constants import ExtensionType, HandshakeType
-from .context import FlightKind
 from .key_schedule import KeySchedule
 from .psk_import import PskOffer, imported_offers
 from .tickets import Session
+from .work import FlightKind
 
 if TYPE_CHECKING:
     from .client import ClientHandshake

@@ -35,21 +35,14 @@ from . import (
 from . import extensions as ext
 from . import messages as msgs
 from .constants import DTLS13_VERSION, ExtensionType, HandshakeType, NamedGroup, SignatureScheme
-from .context import (
-    SPENT_TRANSCRIPT,
-    FlightKind,
-    HandshakeContext,
-    HandshakeWork,
-    ReadOnlyWork,
-    decode,
-    spent_work,
-)
+from .context import HandshakeContext, decode
 from .cookie import pack_cookie_extra, unpack_cookie_extra
 from .ech_server import FINISHED, ServerEch
 from .key_schedule import Transcript
 from .psk_choice import Accepted, check_kept_psks, choose_psk, psk_after_certificates
 from .state import HELLO_STATES, ServerState, Transition
 from .ticket_issue import send_session_tickets
+from .work import SPENT_TRANSCRIPT, FlightKind, HandshakeWork, ReadOnlyWork, spent_work
 
 HT = HandshakeType
 S = ServerState

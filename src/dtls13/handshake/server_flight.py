@@ -17,8 +17,9 @@ from . import extensions as ext
 from . import messages as msgs
 from .authentication import signing_schemes
 from .constants import DTLS13_VERSION, ExtensionType
-from .context import FlightKind, decode, record_size_limit
+from .context import decode, record_size_limit
 from .state import ServerState as S
+from .work import FlightKind
 
 if TYPE_CHECKING:
     from .psk_choice import Accepted

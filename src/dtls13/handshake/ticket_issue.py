@@ -9,8 +9,8 @@ from ..crypto.zeroize import zeroize
 from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType
-from .context import FlightKind
 from .tickets import MAX_TICKET_CHAIN, TicketState, chain_size
+from .work import FlightKind
 
 if TYPE_CHECKING:
     from .server import ServerHandshake
