@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from math import inf
 from typing import Any
 
+from .arguments import check_fields, simple_fields
 from .cid_layout import MAX_CID_DRAWS, NoFreeConnectionId, cid_space
 from .connection import MAX_LOCAL_CIDS, Connection
 
@@ -67,6 +68,7 @@ class DoSProtectionConfig:
     over_quota_cookie_rate: float = 10_000.0
 
     def __post_init__(self) -> None:
+        check_fields(self, simple_fields(DoSProtectionConfig))
         if not 0 < self.emergency_low < self.emergency_high <= 1:
             raise ValueError("need 0 < emergency_low < emergency_high <= 1")
         if self.unanswered_handshake_timeout is not None and self.unanswered_handshake_timeout <= 0:

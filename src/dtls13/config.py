@@ -11,6 +11,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from ._fast import DecodeError
+from .arguments import CLIENT, COMMON, SERVER, check_fields
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
@@ -185,6 +186,7 @@ class _Common:
     peer_types: tuple[CertificateType, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
+        check_fields(self, COMMON)
         self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
         self.group_order = _names_to(NamedGroup, self.groups, "group")
         from .handshake.groups import SUPPORTED_GROUPS
@@ -209,11 +211,7 @@ class _Common:
             raise ValueError("need 0 < retransmit_initial <= retransmit_max")
         if self.handshake_timeout <= 0:
             raise ValueError("handshake_timeout must be positive")
-        if self.max_retransmissions is not None and (
-            isinstance(self.max_retransmissions, bool)
-            or not isinstance(self.max_retransmissions, int)
-            or self.max_retransmissions < 1
-        ):
+        if self.max_retransmissions is not None and self.max_retransmissions < 1:
             raise ValueError("max_retransmissions must be a positive integer (or None)")
         if not 1024 <= self.max_handshake_message <= 1 << 24:
             raise ValueError("max_handshake_message must be between 1024 and 2**24")
@@ -362,6 +360,9 @@ class ClientConfig(_Common):
     )
 
     def __post_init__(self) -> None:
+        check_fields(self, CLIENT)
+        if self.session is not None and not isinstance(self.session, Session):
+            raise TypeError("session must be a Session (NewSessionTicketReceived.session) or None")
         super().__post_init__()
         if self.key_share_groups is None:
             default = DEFAULT_KEY_SHARE
@@ -375,7 +376,7 @@ class ClientConfig(_Common):
         if self.psk is not None and (not self.psk[0] or len(self.psk[1]) < 16):
             raise ValueError("psk must be (a non-empty identity, a key of at least 16 bytes)")
         self.imported_psks = _imported(self.imported_psks)
-        if not isinstance(self.srtp_mki, bytes) or len(self.srtp_mki) > 255:
+        if len(self.srtp_mki) > 255:
             raise ValueError("srtp_mki must be bytes, at most 255 of them")
         if self.srtp_mki and not self.srtp:
             raise ValueError("srtp_mki needs srtp_profiles")
@@ -507,6 +508,7 @@ class ServerConfig(_Common):
     replay_guard: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        check_fields(self, SERVER)
         super().__post_init__()
         stapled = (self.ocsp_response, self.signed_certificate_timestamps)
         if not self.chain and (stapled[0] is not None or stapled[1]):

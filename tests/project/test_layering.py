@@ -48,6 +48,7 @@ LAYERS: dict[str, str] = {
     "dtls13.demux": "base",  # RFC 7983 first-byte classes: no imports
     "dtls13.cid_layout": "base",  # connection ID layout: no imports
     "dtls13.steering": "base",  # the reuseport BPF program: sockets only
+    "dtls13.arguments": "base",  # checks of the programmer's arguments: no imports
     "dtls13.memory": "memory",
     "dtls13.record": "record",
     "dtls13.handshake": "handshake",

@@ -1,0 +1,199 @@
+"""The programmer's arguments, checked at once: configuration fields by kind, the
+datagrams and times given to the sans-IO calls, the messages given to a channel.
+
+A field of the wrong type raises TypeError naming the field when the config is made, not
+a failure (or a silent misreading: a string taken as a sequence of one-letter names, a
+truthy string for a flag) somewhere later in a handshake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+Check = Callable[[Any], bool]
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def _bytes(v: Any) -> bool:
+    return isinstance(v, bytes)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _optional(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+def _items(check: Check | None = None) -> Check:
+    """A sequence (not one string or bytes value) whose items pass `check`."""
+
+    def ok(v: Any) -> bool:
+        if not isinstance(v, Sequence) or isinstance(v, str | bytes | bytearray):
+            return False
+        return check is None or all(check(x) for x in v)
+
+    return ok
+
+
+def _bytes_pair(v: Any) -> bool:
+    return isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, bytes) for x in v)
+
+
+def _bytes_mapping(v: Any) -> bool:
+    return isinstance(v, Mapping) and all(_bytes(k) and _bytes(x) for k, x in v.items())
+
+
+def _bool_or_int(v: Any) -> bool:
+    return isinstance(v, int)
+
+
+def _keylog(v: Any) -> bool:
+    return v is None or callable(v) or isinstance(v, str | os.PathLike)
+
+
+BOOL = (_bool, "True or False")
+INT = (_int, "an int")
+NUMBER = (_number, "a number (int or float, not NaN)")
+OPTIONAL_INT = (_optional(_int), "an int or None")
+OPTIONAL_NUMBER = (_optional(_number), "a number (not NaN) or None")
+OPTIONAL_BYTES = (_optional(_bytes), "bytes or None")
+OPTIONAL_STR = (_optional(_str), "a str or None")
+CALLABLE = (callable, "callable")
+OPTIONAL_CALLABLE = (_optional(callable), "callable or None")
+NAMES = (_items(), "a sequence of names, numbers or enum members (not one string)")
+OPTIONAL_NAMES = (_optional(_items()), "None or a sequence of names, numbers or enum members")
+STRINGS = (_items(_str), "a sequence of str (not one string)")
+BYTES_ITEMS = (_items(_bytes), "a sequence of bytes values (not one)")
+
+# Fields of every config.
+COMMON: dict[str, tuple[Check, str]] = {
+    "cipher_suites": NAMES,
+    "groups": NAMES,
+    "signature_schemes": NAMES,
+    "alpn_protocols": STRINGS,
+    "private_key_password": OPTIONAL_BYTES,
+    "mtu": INT,
+    "retransmit_initial": NUMBER,
+    "retransmit_max": NUMBER,
+    "handshake_timeout": NUMBER,
+    "max_handshake_message": INT,
+    "max_messages_ahead": INT,
+    "max_bytes_buffered": INT,
+    "record_padding": INT,
+    "psk_modes": STRINGS,
+    "confidentiality_limit": OPTIONAL_INT,
+    "record_size_limit": OPTIONAL_INT,
+    "idle_release_after": OPTIONAL_NUMBER,
+    "max_retransmissions": OPTIONAL_INT,
+    "connection_id": (_bool_or_int, "True, False or a length (int)"),
+    "raw_public_key": BOOL,
+    "keylog": (_keylog, "a path, a callable or None"),
+    "message_callback": OPTIONAL_CALLABLE,
+    "random_bytes": CALLABLE,
+    "debug": BOOL,
+}
+
+CLIENT: dict[str, tuple[Check, str]] = {
+    "server_name": OPTIONAL_STR,
+    "verify": BOOL,
+    "reverify_on_resume": BOOL,
+    "key_share_groups": OPTIONAL_NAMES,
+    "psk": (_optional(_bytes_pair), "an (identity, key) tuple of bytes or None"),
+    "require_psk": BOOL,
+    "srtp_mki": (_bytes, "bytes"),
+    "trust_anchor_ids": (_optional(BYTES_ITEMS[0]), "None or " + BYTES_ITEMS[1]),
+}
+
+SERVER: dict[str, tuple[Check, str]] = {
+    "client_auth": (_str, "'none', 'optional' or 'required'"),
+    "require_cookie": BOOL,
+    "cookie_secret": OPTIONAL_BYTES,
+    "cookie_lifetime": NUMBER,
+    "cookie_rotation": OPTIONAL_NUMBER,
+    "session_tickets": INT,
+    "ticket_secret": OPTIONAL_BYTES,
+    "ticket_lifetime": INT,
+    "ticket_rotation": NUMBER,
+    "max_early_data": INT,
+    "early_data_window": NUMBER,
+    "external_psks": (_bytes_mapping, "a mapping of bytes identities to bytes keys"),
+    "srtp_accept_mki": BOOL,
+    "ocsp_response": OPTIONAL_BYTES,
+    "signed_certificate_timestamps": BYTES_ITEMS,
+}
+
+
+_BY_ANNOTATION = {
+    "bool": BOOL,
+    "int": INT,
+    "float": NUMBER,
+    "int | None": OPTIONAL_INT,
+    "float | None": OPTIONAL_NUMBER,
+}
+
+
+@functools.cache
+def simple_fields(cls: type) -> dict[str, tuple[Check, str]]:
+    """The checks of a dataclass's fields annotated bool, int, float (or int / float | None)."""
+    return {
+        f.name: _BY_ANNOTATION[f.type]
+        for f in dataclasses.fields(cls)
+        if f.init and isinstance(f.type, str) and f.type in _BY_ANNOTATION
+    }
+
+
+def check_fields(config: object, fields: Mapping[str, tuple[Check, str]]) -> None:
+    """TypeError for the first field of `config` that is not of its kind."""
+    for name, (check, kind) in fields.items():
+        value = getattr(config, name)
+        if not check(value):
+            raise TypeError(f"{name} must be {kind}, not {value!r}")
+
+
+def check_datagram(data: Any) -> None:
+    """A datagram must be bytes-like (bytes, bytearray, memoryview, a lease...)."""
+    if type(data) is not bytes and type(data) is not memoryview:
+        _bytes_like(data, "a datagram")
+
+
+def check_message(data: Any) -> None:
+    """An application message must be bytes-like."""
+    if type(data) is not bytes:
+        _bytes_like(data, "a message")
+
+
+def _bytes_like(data: Any, what: str) -> None:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return
+    try:
+        memoryview(data).release()
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like, not {type(data).__name__}") from None
+
+
+def check_now(now: Any) -> None:
+    """The time given to a sans-IO call: seconds as an int or float, not NaN."""
+    if type(now) is float:
+        if now != now:
+            raise ValueError("now must not be NaN")
+        return
+    if not _number(now):
+        raise TypeError(f"now must be a time in seconds (int or float), not {now!r}")
