@@ -35,6 +35,7 @@ from . import connection_send as _send
 from . import connection_timers as _timers
 from ._fast import Lease
 from .alerts import LocalProtocolError
+from .arguments import check_now
 from .config import ClientConfig, ServerConfig
 from .connection_flights import MAX_LOCAL_CIDS as MAX_LOCAL_CIDS
 from .connection_keying import bound_property
@@ -307,6 +308,7 @@ class Connection:
 
     def connect(self, addr: Address, now: float) -> None:
         """Start the handshake (client)."""
+        check_now(now)
         self._activity()
         if not self.is_client:
             raise LocalProtocolError("connect() is for clients")

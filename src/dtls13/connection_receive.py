@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .alerts import AlertDescription, RecordOverflow, UnexpectedMessage, alert_for
+from .arguments import check_datagram, check_now
 from .events import DataReceived
 from .record import ContentType
 from .record.header import MAX_PLAINTEXT
@@ -20,7 +21,10 @@ if TYPE_CHECKING:
 
 
 def receive_datagram(self: Connection, data: Any, addr: Address, now: float) -> None:
-    """Take one datagram from the network; never raises for bad network input."""
+    """Take one datagram from the network; never raises for bad network input (TypeError
+    at once for data that is not bytes-like or a `now` that is not a time)."""
+    check_datagram(data)
+    check_now(now)
     self._receive_general(data, addr, now)
 
 

@@ -136,6 +136,8 @@ def get_cleartext_mtu(self: Connection) -> int:
 
 
 def set_ciphertext_mtu(self: Connection, mtu: int) -> None:
+    if not isinstance(mtu, int) or isinstance(mtu, bool):
+        raise TypeError(f"the MTU must be an int, not {mtu!r}")
     if not MIN_MTU <= mtu <= 65535:
         raise ValueError(f"MTU must be between {MIN_MTU} and 65535")
     self.mtu = mtu

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .arguments import check_now
 from .connection_flights import MAX_UNACKED_RETRANSMISSIONS
 from .handshake.constants import KeyUpdateRequest
 
@@ -42,6 +43,7 @@ def get_timer(self: Connection) -> float | None:
 def handle_timer(self: Connection, now: float) -> None:
     """Retransmit, send a delayed ACK, give up the handshake or let an idle
     connection's ciphers go, as the timer says."""
+    check_now(now)
     if self._hs.closed:
         self._activity()
         return

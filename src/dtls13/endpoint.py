@@ -30,6 +30,7 @@ from .admission import (
     is_client_hello,
     warn_if_cid_space_is_small,
 )
+from .arguments import check_datagram, check_now
 from .cid_layout import NoFreeConnectionId, check_cid_prefix
 from .config import ServerConfig
 from .connection import Connection
@@ -79,6 +80,10 @@ class ServerEndpoint:
         of the connections and the cookie gate; without it they are dropped as before.
         `cid_prefix`: bytes every CID issued here starts with, naming this endpoint to
         whatever routes by CID (see dtls13.cid_layout)."""
+        if not isinstance(config, ServerConfig):
+            raise TypeError("a ServerEndpoint needs a ServerConfig")
+        if dos is not None and not isinstance(dos, DoSProtectionConfig):
+            raise TypeError("dos must be a DoSProtectionConfig (or None)")
         if cookie_policy not in ("always", "under_load", "never"):
             raise ValueError("cookie_policy must be 'always', 'under_load' or 'never'")
         self.cid_prefix = check_cid_prefix(cid_prefix, config.cid_length)
@@ -160,7 +165,11 @@ class ServerEndpoint:
     # -- the sans-IO surface ----------------------------------------------------------
 
     def receive_datagram(self, data: Any, addr: Any, now: float) -> Connection | None:
-        """Route one datagram; returns the connection that took it, if any. Never raises."""
+        """Route one datagram; returns the connection that took it, if any. Never raises
+        for bad network input (TypeError at once for data that is not bytes-like or a
+        `now` that is not a time)."""
+        check_datagram(data)
+        check_now(now)
         if self.closed:
             return None
         self.counters["datagrams"] += 1
@@ -181,7 +190,7 @@ class ServerEndpoint:
             # A half-open handshake whose peer proved its address: like an established
             # connection, it is not charged to a per-source bucket that spoofers can empty.
             self._half_open_inputs += 1
-            conn.receive_datagram(data, addr, now)
+            conn._receive_general(data, addr, now)
             return conn
         if not self._rates.admit(data, addr, now, self.emergency):
             if conn is None and addr not in self._replacements and is_client_hello(data):
@@ -190,12 +199,12 @@ class ServerEndpoint:
             return None
         if conn is not None and not conn.handshake_complete:
             self._half_open_inputs += 1
-            conn.receive_datagram(data, addr, now)
+            conn._receive_general(data, addr, now)
             return conn
         replacement = self._replacements.get(addr)
         if replacement is not None:
             self._half_open_inputs += 1
-            replacement.receive_datagram(data, addr, now)
+            replacement._receive_general(data, addr, now)
             self._promote_if_done(addr, replacement)
             return replacement
         return self._from_stranger(data, addr, now, existing=conn)
@@ -247,7 +256,7 @@ class ServerEndpoint:
             return None
         old = conn.peer_address
         self._half_open_inputs += 1
-        conn.receive_datagram(data, addr, now)
+        conn._receive_general(data, addr, now)
         if conn.peer_address != old:
             self.counters["address_changes"] += 1
             if self.connections.get(old) is conn:
@@ -316,6 +325,7 @@ class ServerEndpoint:
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
+        check_now(now)
         self._refresh_timers()
         due: list[Connection] = []
         while (top := self._top()) is not None and top[0] <= now:
@@ -474,11 +484,11 @@ class ServerEndpoint:
             # Two associations on one address: try the new one first (§5.11 trial).
             before = replacement.stats["records_in"]
             self._half_open_inputs += 1
-            replacement.receive_datagram(data, addr, now)
+            replacement._receive_general(data, addr, now)
             if replacement.stats["records_in"] != before:
                 self._promote_if_done(addr, replacement)
                 return replacement
-        conn.receive_datagram(data, addr, now)
+        conn._receive_general(data, addr, now)
         return conn
 
     def _promote_if_done(self, addr: Any, replacement: Connection) -> None:

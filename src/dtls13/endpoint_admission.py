@@ -163,7 +163,7 @@ def from_stranger(
     ep._new.append(conn)
     if result.client_hello is not None:
         conn.expect_client_hello(*result.client_hello)
-    conn.receive_datagram(result.datagram, addr, now)
+    conn._receive_general(result.datagram, addr, now)
     return conn
 
 

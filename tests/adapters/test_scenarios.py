@@ -91,6 +91,32 @@ def test_handshake_and_echo(ad: Adapter, pools: PoolSet) -> None:
     ad.run(scenario)
 
 
+def test_programmer_errors_raise_at_once(ad: Adapter, pools: PoolSet) -> None:
+    """A value that is not bytes-like for send(), an MTU, port or handler of the wrong
+    kind: TypeError or ValueError at once, nothing sent, no handshake started and waited
+    for."""
+    client_config, server_config = configs()
+
+    async def scenario() -> None:
+        async with ad.endpoint(pools=pools) as client:
+            # Nobody listens there: a send that started the handshake would wait for it.
+            channel = client.connect(("127.0.0.1", 9), client_config)
+            for value in ("text", 12345, None):
+                with pytest.raises(TypeError, match="message must be bytes-like"):
+                    await ad.within(5, channel.send(value))
+            with pytest.raises(TypeError, match="MTU must be an int"):
+                channel.set_ciphertext_mtu("1400")
+            with pytest.raises(TypeError, match="port must be an int"):
+                client.connect(("127.0.0.1", "4433"), client_config)
+            with pytest.raises(ValueError, match="port must be between"):
+                client.connect(("127.0.0.1", 70000), client_config)
+            with pytest.raises(TypeError, match="handler"):
+                await ad.within(5, client.serve(server_config, "not a handler"))
+            assert client.statistics().datagrams_out == 0
+
+    ad.run(scenario)
+
+
 def test_many_clients_at_once(ad: Adapter, pools: PoolSet) -> None:
     client_config, server_config = configs()
     done: list[int] = []
@@ -499,6 +525,8 @@ def test_asyncio_endpoint_takes_a_socket_or_an_address_and_checks_them() -> None
             DTLSEndpoint(tcp)
         with pytest.raises(ValueError):
             DTLSEndpoint(("127.0.0.1", 0), cookie_policy="sometimes")
+        with pytest.raises(TypeError, match="incoming_packets_buffer"):
+            DTLSEndpoint(("127.0.0.1", 0), incoming_packets_buffer="10")  # type: ignore[arg-type]
         sock = udp_bot("127.0.0.1")
         async with DTLSEndpoint(sock) as endpoint:
             assert endpoint.socket is sock

@@ -446,6 +446,8 @@ async def test_api_shape(pools: PoolSet) -> None:
     with pytest.raises(ValueError, match="SOCK_DGRAM"):
         DTLSEndpoint(sock)
     sock.close()
+    with await udp_socket() as sock, pytest.raises(TypeError, match="incoming_packets_buffer"):
+        DTLSEndpoint(sock, incoming_packets_buffer="10")  # type: ignore[arg-type]
     client_config, server_config = configs()
     with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
         with pytest.raises(ValueError, match="IP address"):
@@ -453,6 +455,25 @@ async def test_api_shape(pools: PoolSet) -> None:
         with pytest.raises(TypeError):
             endpoint.connect(("127.0.0.1", 4433), server_config)  # type: ignore[arg-type]
     assert endpoint.closed
+
+
+async def test_a_message_that_is_not_bytes_like_raises_before_any_handshake(
+    pools: PoolSet,
+) -> None:
+    client_config, _ = configs()
+    with DTLSEndpoint(await udp_socket(), pools=pools) as endpoint:
+        # Nobody listens there: a send that started the handshake would wait for it.
+        channel = endpoint.connect(("127.0.0.1", 9), client_config)
+        with trio.fail_after(5):
+            for value in ("text", 12345, None):
+                with pytest.raises(TypeError, match="message must be bytes-like"):
+                    await channel.send(value)  # type: ignore[arg-type]
+                with pytest.raises(TypeError, match="message must be bytes-like"):
+                    channel.send_nowait(value)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="MTU must be an int"):
+            channel.set_ciphertext_mtu("1400")  # type: ignore[arg-type]
+        assert endpoint.statistics().datagrams_out == 0
+    assert pools.in_use == 0
 
 
 async def test_convenience_functions(pools: PoolSet) -> None:

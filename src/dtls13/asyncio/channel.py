@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
+from ..arguments import check_message
 from ..channel_view import ChannelView, NoPublicConstructor
 from ..connection import Connection
 from ..errors import PeerClosed
@@ -154,7 +155,10 @@ class DTLSChannel(ChannelView, metaclass=NoPublicConstructor):
 
         Raises ValueError when it does not fit one datagram (see ``get_cleartext_mtu``),
         ``dtls13.PeerClosed`` after the peer's close_notify, ``dtls13.ConnectionFailed``
-        after a fatal alert, `ClosedResourceError` after ``close``."""
+        after a fatal alert, `ClosedResourceError` after ``close``; TypeError at once for
+        a value that is not bytes-like."""
+        if type(value) is not bytes:
+            check_message(value)
         if not value:
             raise ValueError("empty DTLS messages are not sent")
         if self._handshake is None:

@@ -133,6 +133,10 @@ class DTLSEndpoint(Driver):
         §7), as the ``bytes`` asyncio delivered (no copy); called from the loop's callback,
         it must not block. Without it they are dropped and counted."""
         self._initialized = False
+        if not isinstance(incoming_packets_buffer, int) or isinstance(
+            incoming_packets_buffer, bool
+        ):
+            raise TypeError("incoming_packets_buffer must be an int")
         if incoming_packets_buffer < 1:
             raise ValueError("incoming_packets_buffer must be at least 1")
         if cookie_policy not in ("always", "under_load", "never"):
@@ -378,6 +382,8 @@ class DTLSEndpoint(Driver):
         self._check_closed()
         if not isinstance(config, ServerConfig):
             raise TypeError("serve() needs a ServerConfig")
+        if not callable(handler):
+            raise TypeError("serve() needs a handler to call with each channel")
         if self._server is not None:
             raise RuntimeError("another task is already serving on this endpoint")
         try:

@@ -11,6 +11,7 @@ import trio
 from outcome import Value
 
 from ..alerts import AlertDescription
+from ..arguments import check_message
 from ..channel_view import ChannelView, NoPublicConstructor
 from ..connection import Connection
 from ..events import (
@@ -197,7 +198,10 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
 
         Raises ValueError when it does not fit one datagram (see ``get_cleartext_mtu``),
         ``dtls13.PeerClosed`` after the peer's close_notify, ``dtls13.ConnectionFailed``
-        after a fatal alert, ``trio.ClosedResourceError`` after ``close``."""
+        after a fatal alert, ``trio.ClosedResourceError`` after ``close``; TypeError at
+        once for a value that is not bytes-like."""
+        if type(value) is not bytes:
+            check_message(value)
         if not value:
             raise ValueError("empty DTLS messages are not sent (as in trio)")
         # One checkpoint per call, as trio's sockets: cancellation is checked first, and the
@@ -286,6 +290,8 @@ class DTLSChannel(trio.abc.Channel[bytes], ChannelView, metaclass=NoPublicConstr
         datagrams wait (the peer starts on a long burst's first part). Raises
         ``trio.WouldBlock`` before the handshake and while the endpoint's send queue is
         backed up (``await send()`` waits instead); otherwise as ``send``."""
+        if type(value) is not bytes:
+            check_message(value)
         if not value:
             raise ValueError("empty DTLS messages are not sent (as in trio)")
         if self._closed or self._terminated is not None:

@@ -93,6 +93,10 @@ class DTLSEndpoint:
         try:
             if socket_type(raw) != trio.socket.SOCK_DGRAM:
                 raise ValueError("DTLS requires a SOCK_DGRAM socket")
+            if not isinstance(incoming_packets_buffer, int) or isinstance(
+                incoming_packets_buffer, bool
+            ):
+                raise TypeError("incoming_packets_buffer must be an int")
             if incoming_packets_buffer < 1:
                 raise ValueError("incoming_packets_buffer must be at least 1")
             if cookie_policy not in ("always", "under_load", "never"):
@@ -321,6 +325,8 @@ class DTLSEndpoint:
         self._check_closed()
         if not isinstance(config, ServerConfig):
             raise TypeError("serve() needs a ServerConfig")
+        if not callable(handler):
+            raise TypeError("serve() needs a handler to call with each channel")
         if self._server is not None:
             raise trio.BusyResourceError("another task is already serving on this endpoint")
         try:
