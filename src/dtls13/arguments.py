@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -166,6 +167,24 @@ def check_fields(config: object, fields: Mapping[str, tuple[Check, str]]) -> Non
         value = getattr(config, name)
         if not check(value):
             raise TypeError(f"{name} must be {kind}, not {value!r}")
+
+
+def server_name(name: str) -> str:
+    """ClientConfig.server_name as sent (SNI) and checked against the certificate: an IP
+    literal as given (never sent, RFC 6066 §3), a host name in ASCII with its non-ASCII
+    labels as IDNA A-labels, as the ssl module converts server_hostname. ValueError for
+    an empty name or one IDNA cannot encode (a label over 63 bytes)."""
+    if not name:
+        raise ValueError("server_name must not be empty (None: no name)")
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"server_name {name!r} is not a host name IDNA can encode") from None
 
 
 def check_datagram(data: Any) -> None:

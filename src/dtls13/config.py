@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from ._fast import DecodeError
-from .arguments import CLIENT, COMMON, SERVER, check_fields
+from .arguments import CLIENT, COMMON, SERVER, check_fields, server_name
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
@@ -363,6 +363,8 @@ class ClientConfig(_Common):
         check_fields(self, CLIENT)
         if self.session is not None and not isinstance(self.session, Session):
             raise TypeError("session must be a Session (NewSessionTicketReceived.session) or None")
+        if self.server_name is not None:
+            self.server_name = server_name(self.server_name)
         super().__post_init__()
         if self.key_share_groups is None:
             default = DEFAULT_KEY_SHARE

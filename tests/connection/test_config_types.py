@@ -15,7 +15,7 @@ import pytest
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.suites import CipherSuite
 from dtls13.endpoint import DoSProtectionConfig
-from tests.support.dtls_pair import pki
+from tests.support.dtls_pair import make_pair, pki
 
 # Values of the wrong type for each simple annotation a config field has.
 WRONG: dict[str, tuple[Any, ...]] = {
@@ -157,3 +157,29 @@ def test_every_numeric_dos_limit_is_checked() -> None:
         with pytest.raises(TypeError, match=f.name):
             DoSProtectionConfig(**{f.name: "1"})
     assert DoSProtectionConfig(datagram_burst=5, amplification_limit=None).datagram_burst == 5
+
+
+def test_a_non_ascii_server_name_is_sent_and_verified_as_its_a_label() -> None:
+    # As the ssl module does with server_hostname: the ClientHello's server_name and the
+    # certificate check both use the IDNA A-label (RFC 6066 §3: ASCII host names).
+    p = pki()
+    leaf = p.leaf(dns_names=("xn--bcher-kva.example",), slot=7)
+    ccfg = ClientConfig(server_name="Bücher.example", cafile=p.root_pem, debug=True)
+    assert ccfg.server_name == "xn--bcher-kva.example"
+    scfg = ServerConfig(certificate_chain=leaf.chain_pem, private_key=leaf.key_pem, debug=True)
+    pair = make_pair(3, cfgs=(ccfg, scfg))
+    assert pair.handshake()
+    assert pair.server._hs.server_name == "xn--bcher-kva.example"
+    pair.close()
+
+
+@pytest.mark.parametrize("name", ["", "a" * 64 + ".example", "ü" * 70])
+def test_a_server_name_idna_cannot_encode_raises_value_error(name: str) -> None:
+    with pytest.raises(ValueError, match="server_name"):
+        _client(server_name=name)
+
+
+def test_ip_literal_and_ascii_server_names_are_kept_as_given() -> None:
+    assert _client(server_name="192.0.2.1").server_name == "192.0.2.1"
+    assert _client(server_name="::1").server_name == "::1"
+    assert _client(server_name="Example.COM").server_name == "Example.COM"
