@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ._fast import Lease
 from .alerts import LocalProtocolError
+from .arguments import check_now
 from .handshake.state import ClientState
 from .record import ContentType
 
@@ -22,6 +23,8 @@ MIN_MTU = 256  # the smallest set_ciphertext_mtu() takes
 
 def datagrams_to_send(self: Connection, now: float) -> list[tuple[Lease, Address]]:
     """Datagrams to send now. Send ``len(lease)`` bytes of each, then release it."""
+    if type(now) is not float or now != now:
+        check_now(now)
     if self._ack_at is not None and now >= self._ack_at:
         self._guard(now, lambda: self._send_ack(now))
     out = self._outbox

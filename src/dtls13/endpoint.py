@@ -285,6 +285,8 @@ class ServerEndpoint:
         self._timer_dirty[conn] = None
 
     def datagrams_to_send(self, now: float) -> list[tuple[Lease, Any]]:
+        if type(now) is not float or now != now:
+            check_now(now)
         out, self._replies = self._replies, []
         dirty, self._out_dirty = self._out_dirty, {}
         for conn in dirty:

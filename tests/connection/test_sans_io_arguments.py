@@ -69,11 +69,15 @@ def test_a_time_that_is_not_a_number_raises_type_error(now: Any) -> None:
         client.handle_timer(now)
     with pytest.raises(TypeError, match="now must be a time"):
         client.receive_datagram(b"\x16", SERVER_ADDR, now)
+    with pytest.raises(TypeError, match="now must be a time"):
+        client.datagrams_to_send(now)
     endpoint = _endpoint(pools)
     with pytest.raises(TypeError, match="now must be a time"):
         endpoint.receive_datagram(b"\x16", PEER, now)
     with pytest.raises(TypeError, match="now must be a time"):
         endpoint.handle_timer(now)
+    with pytest.raises(TypeError, match="now must be a time"):
+        endpoint.datagrams_to_send(now)
     client.close()
     endpoint.close()
     endpoint.release()
@@ -88,6 +92,8 @@ def test_a_nan_time_raises_value_error() -> None:
     client.connect(SERVER_ADDR, 0)  # an int is a time
     with pytest.raises(ValueError, match="NaN"):
         client.handle_timer(math.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        client.datagrams_to_send(math.nan)
     client.close()
     pools.release_owner(client.owner)
 
