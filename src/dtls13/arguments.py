@@ -28,7 +28,9 @@ def _int(v: Any) -> bool:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+    if isinstance(v, int):
+        return not isinstance(v, bool)
+    return isinstance(v, float) and not math.isnan(v)
 
 
 def _bytes(v: Any) -> bool:
