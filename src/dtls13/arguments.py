@@ -189,6 +189,15 @@ def server_name(name: str) -> str:
         raise ValueError(f"server_name {name!r} is not a host name IDNA can encode") from None
 
 
+def check_port(port: Any, *, any_port: bool = False) -> None:
+    """A UDP port: an int from 1 to 65535 (from 0, "any", where we bind)."""
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"the port must be an int, not {port!r}")
+    if not (0 if any_port else 1) <= port <= 65535:
+        low = 0 if any_port else 1
+        raise ValueError(f"the port must be between {low} and 65535, not {port}")
+
+
 def check_datagram(data: Any) -> None:
     """A datagram must be bytes-like (bytes, bytearray, memoryview, a lease...)."""
     if type(data) is not bytes and type(data) is not memoryview:

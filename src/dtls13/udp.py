@@ -6,6 +6,8 @@ import ipaddress
 import socket as stdlib_socket
 from typing import Any
 
+from .arguments import check_port
+
 _AF_INET = stdlib_socket.AF_INET
 
 
@@ -28,10 +30,7 @@ def describe_address(address: Any) -> str:
 def address_key(address: Any) -> tuple[str, int]:
     """The routing key of an (IP literal, port) address: the forms recvfrom reports."""
     host, port = address[0], address[1]
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"{address!r}: the port must be an int")
-    if not 0 < port <= 65535:
-        raise ValueError(f"{address!r}: the port must be between 1 and 65535")
+    check_port(port)
     try:
         # The usual case, a dotted quad already in the form recvfrom reports, costs no parse.
         if stdlib_socket.inet_ntop(_AF_INET, stdlib_socket.inet_pton(_AF_INET, host)) == host:

@@ -112,6 +112,10 @@ def test_programmer_errors_raise_at_once(ad: Adapter, pools: PoolSet) -> None:
                 client.connect(("127.0.0.1", 70000), client_config)
             with pytest.raises(TypeError, match="handler"):
                 await ad.within(5, client.serve(server_config, "not a handler"))
+        with pytest.raises(TypeError, match="port must be an int"):
+            await ad.within(5, ad.open_client("4433", client_config))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="port must be between"):
+            await ad.within(5, ad.open_client(70000, client_config))
             assert client.statistics().datagrams_out == 0
 
     ad.run(scenario)
@@ -527,6 +531,8 @@ def test_asyncio_endpoint_takes_a_socket_or_an_address_and_checks_them() -> None
             DTLSEndpoint(("127.0.0.1", 0), cookie_policy="sometimes")
         with pytest.raises(TypeError, match="incoming_packets_buffer"):
             DTLSEndpoint(("127.0.0.1", 0), incoming_packets_buffer="10")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="port must be between 0 and 65535"):
+            await dtls13.asyncio.serve_dtls(echo_handler(ADAPTERS[1]), 70000, configs()[1])
         sock = udp_bot("127.0.0.1")
         async with DTLSEndpoint(sock) as endpoint:
             assert endpoint.socket is sock

@@ -476,6 +476,14 @@ async def test_a_message_that_is_not_bytes_like_raises_before_any_handshake(
     assert pools.in_use == 0
 
 
+async def test_serve_dtls_checks_the_port_before_binding() -> None:
+    _, server_config = configs()
+    with pytest.raises(ValueError, match="port must be between 0 and 65535"):
+        await serve_dtls(echo, 70000, server_config, host="127.0.0.1")
+    with pytest.raises(TypeError, match="port must be an int"):
+        await serve_dtls(echo, "4433", server_config, host="127.0.0.1")  # type: ignore[arg-type]
+
+
 async def test_convenience_functions(pools: PoolSet) -> None:
     client_config, server_config = configs()
     async with trio.open_nursery() as nursery:

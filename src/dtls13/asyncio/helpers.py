@@ -6,6 +6,7 @@ import asyncio
 import socket as stdlib_socket
 from typing import TYPE_CHECKING
 
+from ..arguments import check_port
 from ..config import ClientConfig, ServerConfig
 from ..demux import NonDtlsHandler
 from ..memory import PoolSet
@@ -52,6 +53,7 @@ async def open_dtls_client(
     ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` within about 3 s when the
     server's host keeps reporting that nothing listens on `port`.
     """
+    check_port(port)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=stdlib_socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
@@ -104,6 +106,7 @@ async def serve_dtls(
     sets SO_REUSEPORT, so several processes serve one port; give them the same
     ``cookie_secret`` and ``ticket_secret``.
     """
+    check_port(port, any_port=True)
     sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
     try:
         endpoint = DTLSEndpoint(

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..arguments import check_port
 from ..config import ClientConfig, ServerConfig
 from ..demux import NonDtlsHandler
 from ..memory import PoolSet
@@ -55,6 +56,7 @@ async def open_dtls_client(
     ``DTLSChannel.do_handshake``): ``dtls13.PeerUnreachable`` within about 3 s when the
     server's host keeps reporting that nothing listens on `port`.
     """
+    check_port(port)
     infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
     if local_address is None:
@@ -108,6 +110,7 @@ async def serve_dtls(
     `cid_prefix` starts every connection ID this server issues (see dtls13.cid_layout), so
     that a datagram whose address changed can still be steered to it (dtls13.steering).
     """
+    check_port(port, any_port=True)
     sock = await _bound_socket("0.0.0.0" if host is None else host, port, reuse_port=reuse_port)
     try:
         endpoint = DTLSEndpoint(
