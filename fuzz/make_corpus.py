@@ -163,6 +163,7 @@ def endpoint_seeds() -> list[bytes]:
                 lambda clients=clients: all(c.handshake_complete for c in clients.values()),
                 fuzz_common.START,
                 log,
+                flush=False,  # the clients' Finished, sent as they complete, is delivered
             )
             for c in clients.values():
                 c.send(b"data from a client")
