@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fuzz_codecs
 import fuzz_common
+import fuzz_connection
 import fuzz_endpoint
 import fuzz_record
 
@@ -137,7 +138,51 @@ def connection_seeds(recordings: list[fuzz_common.Recording], side: str) -> list
         # The same with a retransmission timer run in between and a duplicate.
         if chunks:
             seeds.append(bytes([i]) + fuzz_common.join_chunks([chunks[0], (0x8A, b""), *chunks]))
-    return seeds
+    return seeds + sealed_seeds(seeds, side)
+
+
+def sealed_seeds(seeds: list[bytes], side: str) -> list[bytes]:
+    """`seeds` again with each protected record the harness's connection reads as a sealed
+    chunk of its epoch and content type (the harness seals it itself: such seeds hold in
+    any process, whatever the keys), and each such record alone."""
+    run = fuzz_connection.server_input if side == "server" else fuzz_connection.client_input
+    learnt: list[tuple[list[tuple[int, Any, bytes]], int]] = []
+
+    class Learner(fuzz_connection.Sealer):
+        def close(self) -> None:
+            cid = self.conn.local_cids[0] if self.conn.cid_negotiated else b""
+            learnt.append((list(self.keys), len(cid)))
+            super().close()
+
+    pools = PoolSet()
+    out = []
+    original, fuzz_connection.Sealer = fuzz_connection.Sealer, Learner  # type: ignore[misc]
+    try:
+        for seed in seeds:
+            learnt.clear()
+            run(seed)
+            keys, cid_length = learnt[0]
+            reader = RecordLayer(pools, read_cid_length=cid_length)
+            for epoch, suite, secret in keys:
+                reader.install_read_epoch(epoch, suite, secret, fuzz_common.START)
+            chunks = []
+            for tag, payload in fuzz_common.split_chunks(seed[1:]):
+                if tag & 0x80:
+                    chunks.append((tag, payload))
+                    continue
+                for r in reader.receive_datagram_untrusted(payload, fuzz_common.START):
+                    if r.epoch and r.content_type in fuzz_connection.SEALED_TYPES:
+                        t = fuzz_connection.SEALED_TYPES.index(r.content_type)
+                        chunks.append((0x40 | (r.epoch & 0x0F) << 2 | t, r.tobytes()))
+                    r.release()
+            reader.close()
+            sealed = [c for c in chunks if c[0] < 0x80]
+            if sealed:  # none: the seed's keys are not the harness's (ML-KEM)
+                out.append(seed[:1] + fuzz_common.join_chunks(chunks))
+                out += [seed[:1] + fuzz_common.join_chunks([c]) for c in sealed]
+    finally:
+        fuzz_connection.Sealer = original  # type: ignore[misc]
+    return out
 
 
 def endpoint_seeds() -> list[bytes]:

@@ -108,6 +108,10 @@ def _event_counts(
     return counts
 
 
+def _sealed_chunks(seed: bytes) -> int:
+    return sum(1 for tag, _ in fuzz_common.split_chunks(seed[1:]) if tag & 0xC0 == 0x40)
+
+
 def _own_seeds(name: str) -> list[bytes]:
     """The seeds make_corpus.py recorded (not wolfSSL's, not crashes) whose encrypted
     records a harness can read again: the server's ML-KEM encapsulation is random, so each
@@ -115,6 +119,7 @@ def _own_seeds(name: str) -> list[bytes]:
     mlkem = next(i for i, s in enumerate(fuzz_common.SCENARIOS) if s.name.startswith("mlkem"))
     folder = fuzz_common.CORPUS / name
     seeds = [p.read_bytes() for p in sorted(folder.iterdir()) if "-" not in p.name]
+    seeds = [s for s in seeds if not _sealed_chunks(s)]
     if name == "endpoint":
         return [s for s in seeds if fuzz_endpoint.scenario_index(s[0]) != mlkem]
     return [s for s in seeds if s[0] % len(fuzz_common.SCENARIOS) != mlkem]
@@ -134,6 +139,22 @@ def test_committed_connection_seeds_still_authenticate(monkeypatch: pytest.Monke
     for seed in _own_seeds("endpoint"):
         counts = _event_counts(monkeypatch, fuzz_endpoint.one_input, seed)
         assert counts["HandshakeCompleted"] >= 1, f"endpoint seed {seed[:16].hex()}: {counts}"
+
+
+def test_sealed_seeds_reach_what_the_recorded_peer_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed whose records the harness seals itself (the recorded records' content) takes
+    a connection as far as the recording did: the server to its completed handshake, data
+    and the client's KeyUpdate; the client to its tickets, data and KeyUpdate."""
+    for side, run, wanted in (
+        ("server", fuzz_connection.server_input, ("HandshakeCompleted", "KeyUpdated")),
+        ("client", fuzz_connection.client_input, ("NewSessionTicketReceived", "KeyUpdated")),
+    ):
+        seeds = [s for s in fuzz_common.corpus(side) if _sealed_chunks(s) > 1]
+        assert len(seeds) >= len(fuzz_common.SCENARIOS) - 1, side
+        for seed in seeds:
+            counts = _event_counts(monkeypatch, run, seed)
+            missing = [w for w in (*wanted, "DataReceived") if not counts[w]]
+            assert not missing, f"{side} seed {seed[:16].hex()}: {counts}"
 
 
 def test_harnesses_leave_key_generation_random() -> None:
