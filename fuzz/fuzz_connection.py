@@ -5,7 +5,9 @@ At start, each scenario of ``fuzz_common.SCENARIOS`` (suites, groups incl.
 X25519MLKEM768, HelloRetryRequests, a 256-byte MTU, connection IDs, resumption) is
 handshaken once in memory and recorded. Each input replays the recorded prefix into a
 fresh connection (deterministic: the same keys as the recording) and then delivers its
-chunks: input = scenario selector byte, then ``tag:1 length:2 data`` chunks (tag < 0x40:
+chunks: input = selector byte (scenario: its low seven bits; bit 7: no prefix, the
+chunks play the peer from its first datagram on, hellos included), then
+``tag:1 length:2 data`` chunks (tag < 0x40:
 a datagram, 1 ms later; 0x40 <= tag < 0x80: a record sealed with the peer's keys, see
 ``Sealer``; tag >= 0x80: the clock moves (tag & 0x7F) / 10 s and timers run).
 
@@ -59,7 +61,7 @@ class Sealer:
 
     Chunk tag 0x40 | e << 2 | t: a record of content type ``SEALED_TYPES[t]`` whose
     content is the chunk's payload, in epoch `e` if `conn` has read keys for it, else in
-    the newest epoch it has keys for (none yet: the chunk is dropped).
+    the newest epoch it has keys for; epoch 0 (or no keys yet): a plaintext record.
     """
 
     def __init__(self, conn: Connection) -> None:
@@ -71,20 +73,18 @@ class Sealer:
         if layer is self.conn._records:
             self.keys.append((epoch, suite, secret))
 
-    def seal(self, tag: int, payload: bytes) -> bytes | None:
-        if not self.keys:
-            return None
+    def seal(self, tag: int, payload: bytes) -> bytes:
         if self.writer is None:
-            conn = self.conn
-            cid = conn.local_cids[0] if conn.cid_negotiated and conn.local_cids else None
-            self.writer = RecordLayer(POOLS, write_cid=cid)
+            self.writer = RecordLayer(POOLS)
         writer = self.writer
+        conn = self.conn
+        writer.write_cid = conn.local_cids[0] if conn.cid_negotiated and conn.local_cids else None
         for epoch, suite, secret in self.keys:
             if epoch > writer.write_epoch:
                 writer.install_write_epoch(epoch, suite, secret)
                 writer._write_now.next_seq = SEALED_FIRST_SEQ
         wanted = (tag >> 2) & 0x0F
-        epochs = {k[0] for k in self.keys}
+        epochs = {0, *(k[0] for k in self.keys)}
         epoch = wanted if wanted in epochs else max(epochs)
         w = writer.datagram_writer(65535)
         try:
@@ -133,13 +133,17 @@ def _feed(conn: Connection, sealer: Sealer, peer: object, data: bytes, now: floa
         else:
             now += 0.001
             datagram = sealer.seal(tag, payload) if tag & 0x40 else payload
-            if datagram is not None:
-                conn.receive_datagram(datagram, peer, now)
+            conn.receive_datagram(datagram, peer, now)
         fuzz_common.drain(conn, now)
         _check_events(conn)
     conn.close()
     fuzz_common.drain(conn, now)
     _check_events(conn)
+
+
+def scenario_index(selector: int) -> int:
+    """The scenario of a selector byte: its low seven bits (bit 7: no prefix)."""
+    return (selector & 0x7F) % len(fuzz_common.SCENARIOS)
 
 
 def _run(side: str, data: bytes) -> None:
@@ -157,7 +161,7 @@ def _run(side: str, data: bytes) -> None:
 
 def _run_connection(side: str, data: bytes) -> None:
     global _SEALER
-    rec = recording(data[0] % len(fuzz_common.SCENARIOS))
+    rec = recording(scenario_index(data[0]))
     rec.configs.reset()
     if side == "server":
         conn = fuzz_common.new_server(rec.configs, POOLS)
@@ -166,6 +170,8 @@ def _run_connection(side: str, data: bytes) -> None:
         conn = fuzz_common.new_client(rec.configs, POOLS)
         conn.connect(fuzz_common.SERVER_ADDR, fuzz_common.START)
         prefix, peer = rec.to_client[: rec.client_prefix], fuzz_common.SERVER_ADDR
+    if data[0] & 0x80:
+        prefix = []
     now = fuzz_common.START
     sealer = _SEALER = Sealer(conn)
     try:

@@ -138,13 +138,17 @@ def connection_seeds(recordings: list[fuzz_common.Recording], side: str) -> list
         # The same with a retransmission timer run in between and a duplicate.
         if chunks:
             seeds.append(bytes([i]) + fuzz_common.join_chunks([chunks[0], (0x8A, b""), *chunks]))
+        # With no prefix (selector bit 7): everything the side received, hellos included.
+        received = rec.to_server if side == "server" else rec.to_client
+        seeds.append(bytes([0x80 | i]) + fuzz_common.join_chunks([(0, d.data) for d in received]))
     return seeds + sealed_seeds(seeds, side)
 
 
 def sealed_seeds(seeds: list[bytes], side: str) -> list[bytes]:
-    """`seeds` again with each protected record the harness's connection reads as a sealed
-    chunk of its epoch and content type (the harness seals it itself: such seeds hold in
-    any process, whatever the keys), and each such record alone."""
+    """`seeds` again with each record the harness's connection reads as a sealed chunk of
+    its epoch and content type (the harness seals it itself: such seeds hold in any
+    process, whatever the keys; epoch 0: a plaintext record), and each such record
+    alone."""
     run = fuzz_connection.server_input if side == "server" else fuzz_connection.client_input
     learnt: list[tuple[list[tuple[int, Any, bytes]], int]] = []
 
@@ -171,13 +175,13 @@ def sealed_seeds(seeds: list[bytes], side: str) -> list[bytes]:
                     chunks.append((tag, payload))
                     continue
                 for r in reader.receive_datagram_untrusted(payload, fuzz_common.START):
-                    if r.epoch and r.content_type in fuzz_connection.SEALED_TYPES:
+                    if r.content_type in fuzz_connection.SEALED_TYPES:
                         t = fuzz_connection.SEALED_TYPES.index(r.content_type)
                         chunks.append((0x40 | (r.epoch & 0x0F) << 2 | t, r.tobytes()))
                     r.release()
             reader.close()
             sealed = [c for c in chunks if c[0] < 0x80]
-            if sealed:  # none: the seed's keys are not the harness's (ML-KEM)
+            if any(c[0] & 0x3C for c in sealed):  # none protected: other keys (ML-KEM)
                 out.append(seed[:1] + fuzz_common.join_chunks(chunks))
                 out += [seed[:1] + fuzz_common.join_chunks([c]) for c in sealed]
     finally:

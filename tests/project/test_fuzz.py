@@ -122,7 +122,7 @@ def _own_seeds(name: str) -> list[bytes]:
     seeds = [s for s in seeds if not _sealed_chunks(s)]
     if name == "endpoint":
         return [s for s in seeds if fuzz_endpoint.scenario_index(s[0]) != mlkem]
-    return [s for s in seeds if s[0] % len(fuzz_common.SCENARIOS) != mlkem]
+    return [s for s in seeds if fuzz_connection.scenario_index(s[0]) != mlkem]
 
 
 def test_committed_connection_seeds_still_authenticate(monkeypatch: pytest.MonkeyPatch) -> None:
