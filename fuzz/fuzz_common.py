@@ -158,6 +158,32 @@ SCENARIOS: tuple[Scenario, ...] = (
         {"connection_id": True},
     ),
     Scenario("resumption", {"key_share_groups": ("x25519",)}, resume=True),
+    # Added last: a selector's scenario is its value modulo the number of scenarios.
+    Scenario(
+        "client-auth-extras",
+        {
+            "key_share_groups": ("x25519",),
+            "certificate_chain": [_CERT[0]],
+            "private_key": _CERT[1],
+            "alpn_protocols": ("fuzz/1", "fuzz/2"),
+            "certificate_compression": ("zlib",),
+            "srtp_profiles": ("SRTP_AEAD_AES_128_GCM",),
+            "record_size_limit": 1024,
+        },
+        {
+            "client_auth": "required",
+            "cafile": [_CERT[0]],
+            "alpn_protocols": ("fuzz/2",),
+            "certificate_compression": ("zlib",),
+            "srtp_profiles": ("SRTP_AEAD_AES_128_GCM",),
+            "record_size_limit": 2048,
+        },
+    ),
+    Scenario(
+        "external-psk",
+        {"key_share_groups": ("x25519",), "psk": (b"fuzz psk", b"k" * 32)},
+        {"external_psks": {b"fuzz psk": b"k" * 32}},
+    ),
 )
 
 

@@ -191,7 +191,7 @@ def sealed_seeds(seeds: list[bytes], side: str) -> list[bytes]:
 
 def endpoint_seeds() -> list[bytes]:
     seeds = []
-    for index in (0, 1, 2, 4, 5):
+    for index in (0, 1, 2, 4, 5, 7, 8):
         for policy in (0, 1):  # under_load, always
             selector = index | policy << 5
             cfg = fuzz_endpoint.configs(index)
