@@ -19,8 +19,11 @@ import fuzz_endpoint
 import fuzz_record
 
 from dtls13.connection import Connection
+from dtls13.handshake import ech
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.ech_keys import DEFAULT_ECH_SUITES
+from dtls13.handshake.hpke import KemId
 from dtls13.memory import PoolSet
 from dtls13.record import ContentType, RecordLayer
 
@@ -77,6 +80,23 @@ def codec_seeds() -> list[bytes]:
     seen += [bytes([index["_cookie"]]) + bytes(48), bytes([index["_ticket"]]) + bytes(64)]
     # No recorded scenario negotiates DTLS-SRTP: profiles 1 and 7 with the MKI "ab".
     seen.append(bytes([index["pull_use_srtp"]]) + bytes.fromhex("0004000100070261 62"))
+    # Nor ECH, delegated credentials, certificate_authorities or trust anchor IDs.
+    config = ech.encode_ech_config(
+        7, KemId.DHKEM_X25519_HKDF_SHA256, bytes(range(32)), DEFAULT_ECH_SUITES, b"public.test"
+    )
+    outer = ech.EchOuter(DEFAULT_ECH_SUITES[0], 7, bytes(32), bytes(range(48)))
+    seen += [
+        bytes([index["pull_ech_config_list"]]) + ech.push_ech_config_list([config]),
+        bytes([index["pull_ech_client_hello"]]) + ech.push_ech_outer(outer),
+        bytes([index["pull_ech_client_hello"]]) + ech.ECH_INNER_MARKER,
+        bytes([index["decode_offer_untrusted"]]) + bytes.fromhex("0400010002"),
+        bytes([index["offered_schemes_untrusted"]]) + bytes.fromhex("000408070403"),
+        bytes([index["pull_delegated_credential"]])
+        + bytes.fromhex("00000e1008070000040102030408070002aabb"),
+        bytes([index["pull_certificate_authorities"]]) + bytes.fromhex("000600043002 0500"),
+        bytes([index["pull_ids"]]) + bytes.fromhex("00070201020301 0203"),
+        bytes([index["pull_available_ids"]]) + bytes.fromhex("0003020102"),
+    ]
     return seen
 
 
