@@ -14,7 +14,14 @@ as the code documents it:
   ``CertificateUnknown`` only;
 - ``compression.open_untrusted`` (a CompressedCertificate, RFC 8879): ``DecodeErrorAlert``,
   ``IllegalParameter`` and ``BadCertificate``, its pooled buffer given back;
-- ``CookieJar.check`` and ``TicketProtector.open``: nothing (None for bad input).
+- ``CookieJar.check`` and ``TicketProtector.open``: nothing (None for bad input);
+- Encrypted Client Hello (RFC 9849): ``pull_ech_config_list`` and ``pull_ech_client_hello``,
+  ``DecodeError`` only;
+- ``compression.decode_offer_untrusted`` and ``delegated.offered_schemes_untrusted`` (the
+  peer's compress_certificate and delegated_credential extensions): ``DecodeErrorAlert``
+  only;
+- delegated credentials, certificate_authorities, the server's empty server_name and
+  trust anchor IDs: ``DecodeError`` only.
 
 A message that decodes must encode again to bytes that decode to an equal message.
 """
@@ -28,7 +35,7 @@ import fuzz_common
 
 from dtls13._fast import Buffer, DecodeError
 from dtls13.alerts import BadCertificate, CertificateUnknown, DecodeErrorAlert, IllegalParameter
-from dtls13.handshake import compression
+from dtls13.handshake import compression, delegated, ech, trust_anchors
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.certificates import parse_certificate_chain_untrusted
@@ -224,6 +231,17 @@ TARGETS: list[tuple[Callable[[bytes], Any], tuple[type[BaseException], ...]]] = 
     (_whole(compression.pull_compress_certificate), _DECODE_ERROR),
     (_whole(compression.pull_compressed_certificate), _DECODE_ERROR),
     (_compressed_certificate, (DecodeErrorAlert, IllegalParameter, BadCertificate)),
+    # Encrypted Client Hello (RFC 9849), the peer's compress_certificate and
+    # delegated_credential extensions, certificate_authorities, trust anchor IDs.
+    (ech.pull_ech_config_list, _DECODE_ERROR),
+    (ech.pull_ech_client_hello, _DECODE_ERROR),
+    (compression.decode_offer_untrusted, (DecodeErrorAlert,)),
+    (delegated.offered_schemes_untrusted, (DecodeErrorAlert,)),
+    (_whole(delegated.pull_delegated_credential), _DECODE_ERROR),
+    (_whole(ext.pull_certificate_authorities), _DECODE_ERROR),
+    (_whole(ext.pull_server_name_ack), _DECODE_ERROR),
+    (_whole(trust_anchors.pull_ids), _DECODE_ERROR),
+    (_whole(trust_anchors.pull_available_ids), _DECODE_ERROR),
 ]
 
 

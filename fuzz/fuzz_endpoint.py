@@ -44,8 +44,13 @@ def configs(index: int) -> fuzz_common.Configs:
     return _CONFIGS[index]
 
 
+def scenario_index(selector: int) -> int:
+    """The scenario of a selector byte: its low five bits (bits 5-6 pick the policy)."""
+    return (selector & 0x1F) % len(fuzz_common.SCENARIOS)
+
+
 def endpoint(selector: int) -> ServerEndpoint:
-    cfg = configs(selector % len(fuzz_common.SCENARIOS))
+    cfg = configs(scenario_index(selector))
     cfg.reset()
     return ServerEndpoint(
         cfg.server,

@@ -14,12 +14,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fuzz_codecs
 import fuzz_common
+import fuzz_connection
 import fuzz_endpoint
 import fuzz_record
 
 from dtls13.connection import Connection
+from dtls13.handshake import ech
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
+from dtls13.handshake.ech_keys import DEFAULT_ECH_SUITES
+from dtls13.handshake.hpke import KemId
 from dtls13.memory import PoolSet
 from dtls13.record import ContentType, RecordLayer
 
@@ -76,6 +80,23 @@ def codec_seeds() -> list[bytes]:
     seen += [bytes([index["_cookie"]]) + bytes(48), bytes([index["_ticket"]]) + bytes(64)]
     # No recorded scenario negotiates DTLS-SRTP: profiles 1 and 7 with the MKI "ab".
     seen.append(bytes([index["pull_use_srtp"]]) + bytes.fromhex("0004000100070261 62"))
+    # Nor ECH, delegated credentials, certificate_authorities or trust anchor IDs.
+    config = ech.encode_ech_config(
+        7, KemId.DHKEM_X25519_HKDF_SHA256, bytes(range(32)), DEFAULT_ECH_SUITES, b"public.test"
+    )
+    outer = ech.EchOuter(DEFAULT_ECH_SUITES[0], 7, bytes(32), bytes(range(48)))
+    seen += [
+        bytes([index["pull_ech_config_list"]]) + ech.push_ech_config_list([config]),
+        bytes([index["pull_ech_client_hello"]]) + ech.push_ech_outer(outer),
+        bytes([index["pull_ech_client_hello"]]) + ech.ECH_INNER_MARKER,
+        bytes([index["decode_offer_untrusted"]]) + bytes.fromhex("0400010002"),
+        bytes([index["offered_schemes_untrusted"]]) + bytes.fromhex("000408070403"),
+        bytes([index["pull_delegated_credential"]])
+        + bytes.fromhex("00000e1008070000040102030408070002aabb"),
+        bytes([index["pull_certificate_authorities"]]) + bytes.fromhex("000600043002 0500"),
+        bytes([index["pull_ids"]]) + bytes.fromhex("00070201020301 0203"),
+        bytes([index["pull_available_ids"]]) + bytes.fromhex("0003020102"),
+    ]
     return seen
 
 
@@ -137,12 +158,60 @@ def connection_seeds(recordings: list[fuzz_common.Recording], side: str) -> list
         # The same with a retransmission timer run in between and a duplicate.
         if chunks:
             seeds.append(bytes([i]) + fuzz_common.join_chunks([chunks[0], (0x8A, b""), *chunks]))
-    return seeds
+        # With no prefix (selector bit 7): everything the side received, hellos included.
+        received = rec.to_server if side == "server" else rec.to_client
+        seeds.append(bytes([0x80 | i]) + fuzz_common.join_chunks([(0, d.data) for d in received]))
+    return seeds + sealed_seeds(seeds, side)
+
+
+def sealed_seeds(seeds: list[bytes], side: str) -> list[bytes]:
+    """`seeds` again with each record the harness's connection reads as a sealed chunk of
+    its epoch and content type (the harness seals it itself: such seeds hold in any
+    process, whatever the keys; epoch 0: a plaintext record), and each such record
+    alone."""
+    run = fuzz_connection.server_input if side == "server" else fuzz_connection.client_input
+    learnt: list[tuple[list[tuple[int, Any, bytes]], int]] = []
+
+    class Learner(fuzz_connection.Sealer):
+        def close(self) -> None:
+            cid = self.conn.local_cids[0] if self.conn.cid_negotiated else b""
+            learnt.append((list(self.keys), len(cid)))
+            super().close()
+
+    pools = PoolSet()
+    out = []
+    original, fuzz_connection.Sealer = fuzz_connection.Sealer, Learner  # type: ignore[misc]
+    try:
+        for seed in seeds:
+            learnt.clear()
+            run(seed)
+            keys, cid_length = learnt[0]
+            reader = RecordLayer(pools, read_cid_length=cid_length)
+            for epoch, suite, secret in keys:
+                reader.install_read_epoch(epoch, suite, secret, fuzz_common.START)
+            chunks = []
+            for tag, payload in fuzz_common.split_chunks(seed[1:]):
+                if tag & 0x80:
+                    chunks.append((tag, payload))
+                    continue
+                for r in reader.receive_datagram_untrusted(payload, fuzz_common.START):
+                    if r.content_type in fuzz_connection.SEALED_TYPES:
+                        t = fuzz_connection.SEALED_TYPES.index(r.content_type)
+                        chunks.append((0x40 | (r.epoch & 0x0F) << 2 | t, r.tobytes()))
+                    r.release()
+            reader.close()
+            sealed = [c for c in chunks if c[0] < 0x80]
+            if any(c[0] & 0x3C for c in sealed):  # none protected: other keys (ML-KEM)
+                out.append(seed[:1] + fuzz_common.join_chunks(chunks))
+                out += [seed[:1] + fuzz_common.join_chunks([c]) for c in sealed]
+    finally:
+        fuzz_connection.Sealer = original  # type: ignore[misc]
+    return out
 
 
 def endpoint_seeds() -> list[bytes]:
     seeds = []
-    for index in (0, 1, 2, 4, 5):
+    for index in (0, 1, 2, 4, 5, 7, 8):
         for policy in (0, 1):  # under_load, always
             selector = index | policy << 5
             cfg = fuzz_endpoint.configs(index)
@@ -163,6 +232,7 @@ def endpoint_seeds() -> list[bytes]:
                 lambda clients=clients: all(c.handshake_complete for c in clients.values()),
                 fuzz_common.START,
                 log,
+                flush=False,  # the clients' Finished, sent as they complete, is delivered
             )
             for c in clients.values():
                 c.send(b"data from a client")

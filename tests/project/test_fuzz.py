@@ -9,8 +9,10 @@ import importlib.util
 import random
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +84,77 @@ def _replay_every_scenario() -> None:
             fuzz_common.drain(conn, 0.0)
             fuzz_common.events(conn)
             assert completed, f"{scenario.name}: the {side} replay did not complete"
+
+
+def _event_counts(
+    monkeypatch: pytest.MonkeyPatch, one_input: Callable[[bytes], None], seed: bytes
+) -> Counter[str]:
+    """The events the harness's connections give on `seed`, by type name."""
+    for index in range(len(fuzz_common.SCENARIOS)):
+        fuzz_connection.recording(index)  # recorded (with their events) before counting
+    counts: Counter[str] = Counter()
+    original = fuzz_common.events
+
+    def events(conn: Any) -> list[Any]:
+        got = original(conn)
+        counts.update(type(e).__name__ for e in got)
+        return got
+
+    monkeypatch.setattr(fuzz_common, "events", events)
+    try:
+        one_input(seed)
+    finally:
+        monkeypatch.setattr(fuzz_common, "events", original)
+    return counts
+
+
+def _sealed_chunks(seed: bytes) -> int:
+    return sum(1 for tag, _ in fuzz_common.split_chunks(seed[1:]) if tag & 0xC0 == 0x40)
+
+
+def _own_seeds(name: str) -> list[bytes]:
+    """The seeds make_corpus.py recorded (not wolfSSL's, not crashes) whose encrypted
+    records a harness can read again: the server's ML-KEM encapsulation is random, so each
+    recording of that scenario (the harness makes its own) has other keys."""
+    mlkem = next(i for i, s in enumerate(fuzz_common.SCENARIOS) if s.name.startswith("mlkem"))
+    folder = fuzz_common.CORPUS / name
+    seeds = [p.read_bytes() for p in sorted(folder.iterdir()) if "-" not in p.name]
+    seeds = [s for s in seeds if not _sealed_chunks(s)]
+    if name == "endpoint":
+        return [s for s in seeds if fuzz_endpoint.scenario_index(s[0]) != mlkem]
+    return [s for s in seeds if fuzz_connection.scenario_index(s[0]) != mlkem]
+
+
+def test_committed_connection_seeds_still_authenticate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encrypted seeds are worth their bytes only while the harness derives the keys they
+    were written with: a change to the handshake's messages (and so its transcript) makes
+    them fail authentication, and the fuzzer then never gets past it. After such a
+    change, run fuzz/make_corpus.py."""
+    for seed in _own_seeds("server"):
+        counts = _event_counts(monkeypatch, fuzz_connection.server_input, seed)
+        assert counts["HandshakeCompleted"] == 1, f"server seed {seed[:16].hex()}: {counts}"
+    for seed in _own_seeds("client"):
+        counts = _event_counts(monkeypatch, fuzz_connection.client_input, seed)
+        assert counts["DataReceived"] >= 1, f"client seed {seed[:16].hex()}: {counts}"
+    for seed in _own_seeds("endpoint"):
+        counts = _event_counts(monkeypatch, fuzz_endpoint.one_input, seed)
+        assert counts["HandshakeCompleted"] >= 1, f"endpoint seed {seed[:16].hex()}: {counts}"
+
+
+def test_sealed_seeds_reach_what_the_recorded_peer_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed whose records the harness seals itself (the recorded records' content) takes
+    a connection as far as the recording did: the server to its completed handshake, data
+    and the client's KeyUpdate; the client to its tickets, data and KeyUpdate."""
+    for side, run, wanted in (
+        ("server", fuzz_connection.server_input, ("HandshakeCompleted", "KeyUpdated")),
+        ("client", fuzz_connection.client_input, ("NewSessionTicketReceived", "KeyUpdated")),
+    ):
+        seeds = [s for s in fuzz_common.corpus(side) if _sealed_chunks(s) > 1]
+        assert len(seeds) >= len(fuzz_common.SCENARIOS) - 1, side
+        for seed in seeds:
+            counts = _event_counts(monkeypatch, run, seed)
+            missing = [w for w in (*wanted, "DataReceived") if not counts[w]]
+            assert not missing, f"{side} seed {seed[:16].hex()}: {counts}"
 
 
 def test_harnesses_leave_key_generation_random() -> None:
