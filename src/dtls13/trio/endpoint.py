@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from ..cid_layout import check_cid_prefix
-from ..config import ClientConfig, ServerConfig
+from ..config import ClientConfig
 from ..connection import Connection
 from ..demux import NonDtlsHandler, is_other_protocol
 from ..events import DataReceived
 from ..memory import Lease, PoolSet, default_pool_set
 from ..udp import RawSocket, address_key
-from . import _sendqueue
+from . import _sendqueue, _serving
 from ._socketio import (
     FLUSH_EARLY,
     Flusher,
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from ..endpoint import DoSProtectionConfig, ServerEndpoint
 
 MAX_DATAGRAM = 65536
-SHUTDOWN_GRACE = 1.0  # seconds given to close_notify datagrams when closing
 
 Handler = Callable[..., Awaitable[object]]
 
@@ -268,7 +267,7 @@ class DTLSEndpoint:
         for ch in [*self._clients.values(), *self._server_channels.values()]:
             if not ch.closed:
                 self._close_channel(ch)
-        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+        with trio.CancelScope(shield=True), trio.move_on_after(_serving.SHUTDOWN_GRACE):
             await self._wait_sent(self._queued)
         self.close()
         await trio.lowlevel.checkpoint()
@@ -308,72 +307,11 @@ class DTLSEndpoint:
 
     # -- server side ------------------------------------------------------------------
 
-    async def serve(
-        self,
-        config: ServerConfig,
-        handler: Handler,
-        *args: Any,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Accept connections and run ``await handler(channel, *args)`` for each.
-
-        The handler starts once the handshake has completed; when it returns the channel
-        is closed with close_notify. Runs until cancelled or the endpoint is closed.
-        """
-        from ..endpoint import ServerEndpoint
-
-        self._check_closed()
-        if not isinstance(config, ServerConfig):
-            raise TypeError("serve() needs a ServerConfig")
-        if not callable(handler):
-            raise TypeError("serve() needs a handler to call with each channel")
-        if self._server is not None:
-            raise trio.BusyResourceError("another task is already serving on this endpoint")
-        try:
-            if self.socket.getsockname()[1] == 0:
-                raise OSError
-        except OSError:
-            raise RuntimeError("the DTLS socket must be bound before it can serve") from None
-        kwargs: dict[str, Any] = {"pools": self.pools, "cookie_policy": self.cookie_policy}
-        if self.cid_prefix:
-            kwargs["cid_prefix"] = self.cid_prefix
-        if self.dos is not None:
-            kwargs["dos"] = self.dos
-        self._server = ServerEndpoint(config, **kwargs)
-        self._ensure_loops()
-        try:
-            async with trio.open_nursery() as nursery:
-                self._handlers, self._handler, self._handler_args = nursery, handler, args
-                # Handlers see serve()'s context variables, as if it had spawned them.
-                self._handler_context = contextvars.copy_context()
-                task_status.started()
-                lot = self._serving_lot = trio.lowlevel.ParkingLot()
-                while not self._closed:
-                    await lot.park()
-        finally:
-            self._handlers = self._handler = None
-            if self._server is not None and not self._closed:
-                for ch in list(self._server_channels.values()):
-                    if not ch.closed:
-                        self._close_channel(ch)
-                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
-                    await self._wait_sent(self._queued)
-            self._stop_server()
-
-    def _stop_server(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        for ch in self._server_channels.values():
-            ch._endpoint_closed()
-        server.close()
-        for lease, _ in server.datagrams_to_send(0.0):
-            lease.release()
-        # This releases the connections' memory, datagrams still in our queue included;
-        # the send task skips released leases.
-        server.release()
-        self._server_channels.clear()
-        self._graveyard = deque(g for g in self._graveyard if not g[1]._server)
+    # serve() and what it starts (_serving.py).
+    serve = _serving.serve
+    _stop_server = _serving.stop_server
+    _start_handler = _serving.start_handler
+    _attend_server = _serving.attend_server
 
     # -- the core's input and output --------------------------------------------------
 
@@ -472,15 +410,6 @@ class DTLSEndpoint:
         if self._loops_started:
             self._timers.arm(id(self), t)
 
-    def _start_handler(self, channel: DTLSChannel) -> None:
-        nursery, handler = self._handlers, self._handler
-        # Once serve() is ending, its finally clause closes the channels left without one.
-        if nursery is None or handler is None or nursery.cancel_scope.cancel_called:
-            return
-        self._handler_context.run(
-            nursery.start_soon, _run_handler, handler, channel, self._handler_args
-        )
-
     def _collect_server_output(self, now: float) -> None:
         if self._server is not None:
             self._enqueue(self._server.datagrams_to_send(now))
@@ -554,21 +483,6 @@ class DTLSEndpoint:
             self._attend_server(now)
             self._collect_server_output(now)
 
-    def _attend_server(self, now: float) -> None:
-        """Events of the server connections whose timer fired or that the core ended (shed
-        handshakes, superseded associations): only those, never a walk over all of them."""
-        server = self._server
-        if server is None:
-            return
-        for conn in server.attention():
-            channel = self._server_channels.get(id(conn))
-            if channel is None:
-                continue
-            channel._process_events()
-            if channel._terminated is not None and not channel._buried:
-                self._collect_server_output(now)
-                self._bury(channel)
-
     def _next_deadline(self) -> float:
         times = [t for ch in self._clients.values() if (t := ch._conn.get_timer()) is not None]
         if self._server is not None:
@@ -625,10 +539,3 @@ class DTLSEndpoint:
         except OSError:
             where = "closed socket"
         return f"<DTLSEndpoint {where} closed={self._closed}>"
-
-
-async def _run_handler(handler: Handler, channel: DTLSChannel, args: tuple[Any, ...]) -> None:
-    try:
-        await handler(channel, *args)
-    finally:
-        await channel.aclose()
