@@ -9,7 +9,6 @@ truthy string for a flag) somewhere later in a handshake.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import math
 import os
@@ -86,61 +85,25 @@ OPTIONAL_NAMES = (_optional(_items()), "None or a sequence of names, numbers or 
 STRINGS = (_items(_str), "a sequence of str (not one string)")
 BYTES_ITEMS = (_items(_bytes), "a sequence of bytes values (not one)")
 
-# Fields of every config.
+# Fields whose annotation `simple_fields` cannot read a check from.
 COMMON: dict[str, tuple[Check, str]] = {
     "cipher_suites": NAMES,
     "groups": NAMES,
     "signature_schemes": NAMES,
-    "alpn_protocols": STRINGS,
-    "private_key_password": OPTIONAL_BYTES,
-    "mtu": INT,
-    "retransmit_initial": NUMBER,
-    "retransmit_max": NUMBER,
-    "handshake_timeout": NUMBER,
-    "max_handshake_message": INT,
-    "max_messages_ahead": INT,
-    "max_bytes_buffered": INT,
-    "record_padding": INT,
-    "psk_modes": STRINGS,
-    "confidentiality_limit": OPTIONAL_INT,
-    "record_size_limit": OPTIONAL_INT,
-    "idle_release_after": OPTIONAL_NUMBER,
-    "max_retransmissions": OPTIONAL_INT,
     "connection_id": (_bool_or_int, "True, False or a length (int)"),
-    "raw_public_key": BOOL,
     "keylog": (_keylog, "a path, a callable or None"),
     "message_callback": OPTIONAL_CALLABLE,
     "random_bytes": CALLABLE,
-    "debug": BOOL,
 }
 
 CLIENT: dict[str, tuple[Check, str]] = {
-    "server_name": OPTIONAL_STR,
-    "verify": BOOL,
-    "reverify_on_resume": BOOL,
     "key_share_groups": OPTIONAL_NAMES,
     "psk": (_optional(_bytes_pair), "an (identity, key) tuple of bytes or None"),
-    "require_psk": BOOL,
-    "srtp_mki": (_bytes, "bytes"),
-    "trust_anchor_ids": (_optional(BYTES_ITEMS[0]), "None or " + BYTES_ITEMS[1]),
 }
 
 SERVER: dict[str, tuple[Check, str]] = {
     "client_auth": (_str, "'none', 'optional' or 'required'"),
-    "require_cookie": BOOL,
-    "cookie_secret": OPTIONAL_BYTES,
-    "cookie_lifetime": NUMBER,
-    "cookie_rotation": OPTIONAL_NUMBER,
-    "session_tickets": INT,
-    "ticket_secret": OPTIONAL_BYTES,
-    "ticket_lifetime": INT,
-    "ticket_rotation": NUMBER,
-    "max_early_data": INT,
-    "early_data_window": NUMBER,
     "external_psks": (_bytes_mapping, "a mapping of bytes identities to bytes keys"),
-    "srtp_accept_mki": BOOL,
-    "ocsp_response": OPTIONAL_BYTES,
-    "signed_certificate_timestamps": BYTES_ITEMS,
 }
 
 
@@ -150,17 +113,29 @@ _BY_ANNOTATION = {
     "float": NUMBER,
     "int | None": OPTIONAL_INT,
     "float | None": OPTIONAL_NUMBER,
+    "bytes": (_bytes, "bytes"),
+    "bytes | None": OPTIONAL_BYTES,
+    "str | None": OPTIONAL_STR,
+    "Sequence[str]": STRINGS,
+    "Sequence[bytes]": BYTES_ITEMS,
+    "Sequence[bytes] | None": (_optional(BYTES_ITEMS[0]), "None or " + BYTES_ITEMS[1]),
 }
 
 
-@functools.cache
+_SIMPLE: dict[type, dict[str, tuple[Check, str]]] = {}
+
+
 def simple_fields(cls: type) -> dict[str, tuple[Check, str]]:
-    """The checks of a dataclass's fields annotated bool, int, float (or int / float | None)."""
-    return {
-        f.name: _BY_ANNOTATION[f.type]
-        for f in dataclasses.fields(cls)
-        if f.init and isinstance(f.type, str) and f.type in _BY_ANNOTATION
-    }
+    """The checks of a dataclass's fields of a simple annotation (bool, int, float, bytes,
+    str, a sequence of str or bytes, or one of these or None), read from the annotation."""
+    fields = _SIMPLE.get(cls)
+    if fields is None:
+        fields = _SIMPLE[cls] = {
+            f.name: _BY_ANNOTATION[f.type]
+            for f in dataclasses.fields(cls)
+            if f.init and isinstance(f.type, str) and f.type in _BY_ANNOTATION
+        }
+    return fields
 
 
 def check_fields(config: object, fields: Mapping[str, tuple[Check, str]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from ._fast import DecodeError
-from .arguments import CLIENT, COMMON, SERVER, check_fields, server_name
+from .arguments import CLIENT, COMMON, SERVER, check_fields, server_name, simple_fields
 from .crypto.suites import DEFAULT_SUITES, CipherSuite
 from .handshake import compression, stapling
 from .handshake.antireplay import ReplayStore
@@ -186,6 +186,7 @@ class _Common:
     peer_types: tuple[CertificateType, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
+        check_fields(self, simple_fields(type(self)))
         check_fields(self, COMMON)
         self.suites = _names_to(CipherSuite, self.cipher_suites, "cipher suite")
         self.group_order = _names_to(NamedGroup, self.groups, "group")
@@ -252,8 +253,6 @@ class _Common:
         """Our raw public key and the pinned peer keys (RFC 7250), checked at once."""
         from .handshake.raw_keys import load_pinned_keys, spki
 
-        if not isinstance(self.raw_public_key, bool):
-            raise TypeError("raw_public_key must be True or False")
         if self.raw_public_key:
             if self.private_key is None:
                 raise ValueError("raw_public_key needs private_key")
@@ -363,9 +362,9 @@ class ClientConfig(_Common):
         check_fields(self, CLIENT)
         if self.session is not None and not isinstance(self.session, Session):
             raise TypeError("session must be a Session (NewSessionTicketReceived.session) or None")
+        super().__post_init__()
         if self.server_name is not None:
             self.server_name = server_name(self.server_name)
-        super().__post_init__()
         if self.key_share_groups is None:
             default = DEFAULT_KEY_SHARE
             first = default if default in self.group_order else self.group_order[0]
@@ -382,9 +381,6 @@ class ClientConfig(_Common):
             raise ValueError("srtp_mki must be bytes, at most 255 of them")
         if self.srtp_mki and not self.srtp:
             raise ValueError("srtp_mki needs srtp_profiles")
-        for name in ("request_ocsp", "request_signed_certificate_timestamps"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False")
         stapling.check_callback(self.ocsp_callback)
         if isinstance(self.delegated_credential_schemes, str | bytes):
             raise TypeError("delegated_credential_schemes is a sequence of schemes, not one")
@@ -392,9 +388,6 @@ class ClientConfig(_Common):
             self.dc_schemes = _names_to(
                 SignatureScheme, self.delegated_credential_schemes, "signature scheme"
             )
-        for name in ("permute_extensions", "pad_client_hello"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False")
         self._load_ech()
         if self.pinned and not self.verify:
             raise ValueError("pinned_public_keys verify the server: they contradict verify=False")
@@ -416,12 +409,8 @@ class ClientConfig(_Common):
                 )
 
     def _load_ech(self) -> None:
-        if not isinstance(self.ech_grease, bool):
-            raise TypeError("ech_grease must be True or False")
         if self.ech_config_list is None:
             return
-        if not isinstance(self.ech_config_list, bytes):
-            raise TypeError("ech_config_list must be bytes (an ECHConfigList, RFC 9849 §4)")
         try:
             self.ech_configs = pull_ech_config_list(self.ech_config_list)
         except DecodeError as exc:
@@ -537,12 +526,8 @@ class ServerConfig(_Common):
                 "a server needs certificate_chain and private_key, certificates, "
                 "private_key with raw_public_key, external_psks or imported_psks"
             )
-        if not isinstance(self.psks_before_certificates, bool):
-            raise TypeError("psks_before_certificates must be True or False")
         if self.pinned and self.client_auth == "none":
             raise ValueError("pinned_public_keys authenticate clients: set client_auth too")
-        if not isinstance(self.acknowledge_server_name, bool):
-            raise TypeError("acknowledge_server_name must be True or False")
         for name in ("certificate_callback", "alpn_callback", "ocsp_callback"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable (or None)")
