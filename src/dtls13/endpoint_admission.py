@@ -45,10 +45,12 @@ def update_emergency(ep: ServerEndpoint) -> None:
 
 
 def shed_half_open(ep: ServerEndpoint) -> None:
-    """Drop the oldest half of the half-open handshakes (emergency mode)."""
+    """Drop half of the half-open handshakes (emergency mode): the oldest of those whose
+    peer has not proven its address first, so spoofed hellos cannot end the handshake of
+    a client that answered a cookie; then, if that is not half, the oldest proven ones."""
     half_open = sorted(
         ep._half_open_now(),
-        key=lambda c: ep._started.get(id(c), 0.0),
+        key=lambda c: (c.address_validated, ep._started.get(id(c), 0.0)),
     )
     for conn in half_open[: (len(half_open) + 1) // 2]:
         ep.counters["half_open_shed"] += 1

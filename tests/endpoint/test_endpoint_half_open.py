@@ -200,3 +200,38 @@ def test_at_the_global_cap_a_proven_client_displaces_the_oldest_unproven_half_op
     assert [c.closed for c in spoofed] == [True, False, False]
     shutdown_world(net, ep, [client])
     assert pools.in_use == 0
+
+
+def test_a_memory_emergency_sheds_unproven_half_opens_before_a_proven_one() -> None:
+    """Spoofed padded ClientHellos (big enough to be answered without a cookie) fill the
+    memory budget around a client that proved its address with a cookie: the emergency
+    sheds the oldest unproven handshakes first, so the spoofer cannot end the real
+    client's handshake, even though that handshake is older than most of theirs."""
+    net = SimNetwork(7)
+    dos = DoSProtectionConfig(max_total_memory=20_000, emergency_high=0.8, emergency_low=0.5)
+    ep, pools = _endpoint(net, dos, cookie_policy="under_load")
+    padded, _ = configs(client={"pad_client_hello": True})
+    spoofer = Connection(padded, pools=pools, wall_clock=wall_clock)
+    spoofer.connect(SERVER_ADDR, 0.0)
+    ((lease, _),) = spoofer.datagrams_to_send(0.0)
+    hello = lease.tobytes()
+    lease.release()
+    spoofer.abandon()
+    net.tamper = lambda src, dst, data: None if dst[0] == "10.5.4.1" else data
+    for port in range(2):
+        assert ep.receive_datagram(hello, ("10.5.4.1", 7000 + port), 0.0) is not None
+    ccfg, _ = configs()
+    client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+    addr = ("10.5.5.1", 5555)
+    net.add(addr, client)
+    client.connect(SERVER_ADDR, 0.1)
+    assert net.run(lambda: addr in ep.connections, max_time=5)
+    genuine = ep.connections[addr]
+    assert genuine.address_validated and not genuine.handshake_complete
+    for port in range(2, 6):
+        ep.receive_datagram(hello, ("10.5.4.1", 7000 + port), net.now)
+    assert ep.counters["emergencies"] == 1 and ep.counters["half_open_shed"] >= 2
+    assert not genuine.closed
+    assert net.run(lambda: client.handshake_complete and genuine.handshake_complete, max_time=30)
+    shutdown_world(net, ep, [client])
+    assert pools.in_use == 0
