@@ -17,6 +17,7 @@ plausible record numbers, alerts) is fair game from the first datagram on.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtls13.connection import Connection
-from dtls13.endpoint import ServerEndpoint
+from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
 from dtls13.events import DataReceived
 from dtls13.handshake.state import ClientState
 from dtls13.memory import PoolSet
@@ -44,6 +45,7 @@ KINDS = (
     "unified_header",
     "dtls12_ciphertext",
     "several",
+    "padded_hellos_elsewhere",
 )
 # Before these states the client has no key that could tell a forgery from the server.
 CLIENT_UNAUTHENTICATED = (
@@ -59,6 +61,7 @@ TELL_APART = {
     "application_data",
     "unified_header",
     "dtls12_ciphertext",
+    "padded_hellos_elsewhere",
 }
 
 forgery = st.tuples(
@@ -76,7 +79,9 @@ def _record_numbers(rng: random.Random) -> bytes:
     return len(body).to_bytes(2, "big") + body
 
 
-def _client_hello(ccfg: Any, pools: PoolSet) -> bytes:
+def _client_hello(ccfg: Any, pools: PoolSet, *, pad: bool = False) -> bytes:
+    if pad:
+        ccfg = dataclasses.replace(ccfg, pad_client_hello=True)
     spoofer = Connection(ccfg, pools=pools, wall_clock=wall_clock)
     spoofer.connect(SERVER_ADDR, 0.0)
     out = b""
@@ -111,6 +116,8 @@ def _forge(kind: str, rng: random.Random, ccfg: Any, pools: PoolSet) -> bytes:
         return plaintext_record(bytes(message), 22, seq)
     if kind == "client_hello":
         return _client_hello(ccfg, pools)
+    if kind == "padded_hellos_elsewhere":  # big enough to be answered without a cookie
+        return _client_hello(ccfg, pools, pad=True)
     if kind == "unified_header":  # 0b001CSLEE (§4): any flags, a plausible epoch
         first = 0x20 | rng.randrange(32)
         header = bytes([first])
@@ -147,7 +154,7 @@ def _applicable(kind: str, to_server: bool, client: Connection, ep: ServerEndpoi
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -156,6 +163,7 @@ def _applicable(kind: str, to_server: bool, client: Connection, ep: ServerEndpoi
     loss=st.sampled_from((0.0, 0.2)),
     cookie_policy=st.sampled_from(("under_load", "always")),
     cid=st.booleans(),
+    budget=st.sampled_from((None, 30_000)),
     seed=st.integers(0, 1000),
 )
 def test_off_path_forgeries_never_stop_a_genuine_handshake_or_its_data(
@@ -163,13 +171,18 @@ def test_off_path_forgeries_never_stop_a_genuine_handshake_or_its_data(
     loss: float,
     cookie_policy: str,
     cid: bool,
+    budget: int | None,
     seed: int,
 ) -> None:
     both = {"connection_id": cid}
     ccfg, scfg = configs(client=both, server=both)
     pools = PoolSet()
     net = SimNetwork(seed, Impairments(loss=loss))
-    ep = ServerEndpoint(scfg, pools=pools, cookie_policy=cookie_policy, wall_clock=wall_clock)
+    # A small memory budget: spoofed hellos elsewhere can bring on a memory emergency.
+    dos = DoSProtectionConfig() if budget is None else DoSProtectionConfig(max_total_memory=budget)
+    ep = ServerEndpoint(
+        scfg, pools=pools, dos=dos, cookie_policy=cookie_policy, wall_clock=wall_clock
+    )
     client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
     net.add(SERVER_ADDR, ep)
     net.add(CLIENT, client)
@@ -182,7 +195,10 @@ def test_off_path_forgeries_never_stop_a_genuine_handshake_or_its_data(
             if not _applicable(kind, to_server, client, ep):
                 continue
             data = _forge(kind, random.Random(salt), ccfg, pools)
-            if to_server:
+            if kind == "padded_hellos_elsewhere":  # from addresses nobody answers at
+                for i in range(1 + salt % 8):
+                    net.inject((f"10.8.{salt % 250}.{i + 1}", 4000), SERVER_ADDR, data)
+            elif to_server:
                 net.inject(CLIENT, SERVER_ADDR, data)
             else:
                 net.inject(SERVER_ADDR, CLIENT, data)
