@@ -12,7 +12,9 @@ application data in epoch 0). Likewise a well-formed ClientHello from the client
 address that reaches a server holding nothing for that address yet gets a genuine
 HelloRetryRequest the client cannot tell from its own. Everything else (noise, records
 of every content type in every epoch, handshake fragments of every type, ACKs naming
-plausible record numbers, alerts) is fair game from the first datagram on.
+plausible record numbers, alerts) is fair game from the first datagram on, as are bursts
+of padded ClientHellos from other addresses, which under a small memory budget bring on
+the endpoint's memory emergency.
 """
 
 from __future__ import annotations
