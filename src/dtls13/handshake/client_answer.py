@@ -155,6 +155,17 @@ def on_hello_retry(hs: ClientHandshake, hrr: msgs.ServerHello, body: bytes) -> N
     assert hs.params is not None
     if hs.retried:
         raise UnexpectedMessage("second HelloRetryRequest")
+    # Checked before anything changes: a HelloRetryRequest refused here is dropped as
+    # damaged (connection_handshake.py), and the genuine one must find nothing changed.
+    cookie_data = hrr.extension(ExtensionType.cookie)
+    cookie = decode(cookie_data, ext.pull_cookie) if cookie_data is not None else None
+    group_data = hrr.extension(ExtensionType.key_share)
+    group = decode(group_data, ext.pull_key_share_hrr) if group_data is not None else None
+    if group is not None and (group not in cfg.group_order or group in hs._work.key_shares):
+        raise IllegalParameter("HelloRetryRequest selected an unusable group")
+    if cookie is None and group is None:
+        # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
+        raise IllegalParameter("HelloRetryRequest changes nothing")
     hs._set_state(S.WAIT_SERVER_HELLO_AFTER_RETRY)
     if hs._work.early_offered:
         # RFC 8446 §4.2.10: no early data after a HelloRetryRequest.
@@ -164,19 +175,8 @@ def on_hello_retry(hs: ClientHandshake, hrr: msgs.ServerHello, body: bytes) -> N
     hs._work.transcript.select(hs.params.hash_name)
     hs._work.transcript.restart_with_message_hash()
     hs._work.transcript.add(HandshakeType.server_hello, body)
-    changed = False
-    cookie = hrr.extension(ExtensionType.cookie)
     if cookie is not None:
-        hs._work.hrr_cookie = decode(cookie, ext.pull_cookie)
-        changed = True
-    group_data = hrr.extension(ExtensionType.key_share)
-    if group_data is not None:
-        group = decode(group_data, ext.pull_key_share_hrr)
-        if group not in cfg.group_order or group in hs._work.key_shares:
-            raise IllegalParameter("HelloRetryRequest selected an unusable group")
+        hs._work.hrr_cookie = cookie
+    if group is not None:
         hs._work.key_shares = {group: groups.generate(group)}
-        changed = True
-    if not changed:
-        # RFC 8446 §4.1.4: an HRR that would not change the ClientHello is illegal.
-        raise IllegalParameter("HelloRetryRequest changes nothing")
     hs._send_client_hello()
