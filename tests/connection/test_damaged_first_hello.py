@@ -8,6 +8,8 @@ inside the core, which ends the handshake with internal_error (debug=False)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dtls13.connection import Connection
 from dtls13.crypto.suites import CipherSuite
 from dtls13.handshake import extensions as ext
@@ -99,40 +101,39 @@ def test_genuine_server_hello_completes_after_a_spoofed_one_with_another_suite()
     pair.close()
 
 
-def test_genuine_hello_retry_request_completes_after_a_damaged_one() -> None:
+@pytest.mark.parametrize("cookie", [False, True], ids=["group", "cookie_and_group"])
+def test_genuine_hello_retry_request_completes_after_a_damaged_one(cookie: bool) -> None:
     """A HelloRetryRequest whose selected group (or cookie and group) came damaged, naming
     a group the client cannot use, is dropped as damaged; the genuine one that follows
     must then be taken, not refused as a "second HelloRetryRequest", and the damaged
     one's cookie must not be echoed."""
+    pair = make_pair(
+        8,
+        client={"groups": ["x25519", "secp256r1"], "key_share_groups": ["x25519"]},
+        server={"groups": ["secp256r1"]},
+    )
     spoofed_cookie = ext.make_extension(ExtensionType.cookie, ext.push_cookie, b"spoofed")
-    for cookie in (False, True):
-        pair = make_pair(
-            8,
-            client={"groups": ["x25519", "secp256r1"], "key_share_groups": ["x25519"]},
-            server={"groups": ["secp256r1"]},
-        )
-        bad_group = ext.Extension(ExtensionType.key_share, b"\x12\x34")
-        spoofed = msgs.ServerHello(
-            random=msgs.HELLO_RETRY_REQUEST_RANDOM,
-            cipher_suite=CipherSuite.TLS_AES_128_GCM_SHA256,
-            extensions=(
-                ext.make_extension(
-                    ExtensionType.supported_versions, ext.push_supported_versions_server, 0xFEFC
-                ),
-                bad_group,
-                *((spoofed_cookie,) if cookie else ()),
+    spoofed = msgs.ServerHello(
+        random=msgs.HELLO_RETRY_REQUEST_RANDOM,
+        cipher_suite=CipherSuite.TLS_AES_128_GCM_SHA256,
+        extensions=(
+            ext.make_extension(
+                ExtensionType.supported_versions, ext.push_supported_versions_server, 0xFEFC
             ),
-        )
-        msg_type, body = msgs.push_message(spoofed)
-        sent: list[bytes] = []
-        pair.net.tamper = lambda src, dst, data: (sent.append(data), data)[1]
-        pair.client.connect(SERVER_ADDR, 0.0)
-        pair.client.receive_datagram(
-            plaintext_record(handshake_message(msg_type, body, 0)), SERVER_ADDR, 0.0
-        )
-        assert pair.client.stats["dropped_damaged_hello"] == 1
-        assert pair.net.run(pair.completed, max_time=20.0), pair.terminated("client")
-        assert pair.client.stats["hello_retry_requests_received"] == 1
-        assert not any(b"spoofed" in data for data in sent)
-        assert pair.exchange(b"ping", b"pong")
-        pair.close()
+            ext.Extension(ExtensionType.key_share, b"\x12\x34"),  # no group we know
+            *((spoofed_cookie,) if cookie else ()),
+        ),
+    )
+    msg_type, body = msgs.push_message(spoofed)
+    sent: list[bytes] = []
+    pair.net.tamper = lambda src, dst, data: (sent.append(data), data)[1]
+    pair.client.connect(SERVER_ADDR, 0.0)
+    pair.client.receive_datagram(
+        plaintext_record(handshake_message(msg_type, body, 0)), SERVER_ADDR, 0.0
+    )
+    assert pair.client.stats["dropped_damaged_hello"] == 1
+    assert pair.net.run(pair.completed, max_time=20.0), pair.terminated("client")
+    assert pair.client.stats["hello_retry_requests_received"] == 1
+    assert not any(b"spoofed" in data for data in sent)
+    assert pair.exchange(b"ping", b"pong")
+    pair.close()
