@@ -347,6 +347,9 @@ class ClientConfig(_Common):
     # `mtu` bytes, so a server that sends at most 3x what it received from an unverified
     # address (RFC 9147 §5.1) can answer with its whole flight instead of a cookie.
     pad_client_hello: bool = False
+    # GREASE (RFC 8701): offer reserved values (a cipher suite, a version, a group with a
+    # key share, a signature algorithm, two extensions) so servers keep ignoring unknowns.
+    grease: bool = False
     share_groups: tuple[NamedGroup, ...] = field(default=(), init=False)
     dc_schemes: tuple[SignatureScheme, ...] = field(default=(), init=False)
     credentials: tuple[Credential, ...] = field(default=(), init=False)

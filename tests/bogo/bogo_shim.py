@@ -355,6 +355,7 @@ class Shim:
         if f.has("-ech-config-list"):
             opts["ech_config_list"] = f.get("-ech-config-list")
         opts["ech_grease"] = f.has("-enable-ech-grease")
+        opts["grease"] = f.has("-enable-grease")
         try:
             cfg = ClientConfig(**opts)
         except ValueError as e:

@@ -81,8 +81,9 @@ BOOL_FLAGS = frozenset(
         # Encrypted Client Hello, a client's (bogo_shim.client_config, check_handshake).
         "-enable-ech-grease",
         "-expect-ech-accept",
-        # ClientConfig.permute_extensions, ServerConfig.acknowledge_server_name=False.
+        # ClientConfig.permute_extensions and grease, ServerConfig.acknowledge_server_name.
         "-permute-extensions",
+        "-enable-grease",
         "-no-server-name-ack",
         "-expect-no-ech-retry-configs",
         "-expect-no-ech-name-override",

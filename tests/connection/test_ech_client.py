@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -17,7 +18,9 @@ from dtls13.config import ClientConfig, ServerConfig
 from dtls13.errors import error_for
 from dtls13.events import EchStatus, HandshakeCompleted
 from dtls13.handshake import ech, hpke
-from tests.support.dtls_pair import configs, make_pair, pki
+from dtls13.handshake import messages as msgs
+from dtls13.handshake.grease import is_grease
+from tests.support.dtls_pair import SERVER_ADDR, configs, make_pair, pki
 
 # The test server's certificate names "localhost": here, the config's public name.
 _PUBLIC = X25519PrivateKey.from_private_bytes(bytes(32)).public_key()
@@ -100,7 +103,9 @@ def _leaf() -> Any:
     return pki().leaf("ec256", dns_names=("secret.example", "public.example"))
 
 
-def _ech_pair(client_list: bytes | None, *, grease: bool = False, **server: Any) -> Any:
+def _ech_pair(
+    client_list: bytes | None, *, grease: bool = False, client: Any = None, **server: Any
+) -> Any:
     leaf = _leaf()
     keys = [generate_ech_key(7, "public.example")]
     scfg = ServerConfig(
@@ -120,6 +125,7 @@ def _ech_pair(client_list: bytes | None, *, grease: bool = False, **server: Any)
         alpn_protocols=["h3"],
         idle_release_after=None,
         debug=True,
+        **(client or {}),
     )
     return make_pair(cfgs=(ccfg, scfg)), published
 
@@ -163,6 +169,31 @@ def test_accepted_ech_between_dtls13_peers_after_a_hello_retry_request() -> None
     assert client_done.ech_status is server_done.ech_status is EchStatus.ACCEPTED
     assert pair.client.statistics().hello_retry_requests_received == 1
     assert pair.server._hs.server_name == "secret.example"
+    pair.close()
+
+
+@pytest.mark.parametrize("groups", [["x25519"], ["secp256r1"]], ids=["direct", "after_retry"])
+def test_accepted_ech_carries_grease_in_both_hellos(groups: list[str]) -> None:
+    """RFC 8701 with RFC 9849: ClientHelloOuter (on the wire) and ClientHelloInner (in
+    it) both carry an empty GREASE extension and a one-byte one (the outer starts with the
+    empty one), and the server, which ignores them, accepts ECH."""
+    pair, _ = _ech_pair(None, client={"grease": True}, groups=groups)
+    wire = _hellos(pair)
+    pair.client.connect(SERVER_ADDR, 0.0)
+    inner = pair.client.handshake.client_hello
+    assert inner is not None
+    assert pair.net.run(pair.completed)
+    assert _completed(pair.client_events).ech_status is EchStatus.ACCEPTED
+    outers = [msgs.pull_message(d[13], d[25:]) for d in wire if d[0] == 22 and d[13] == 1]
+    assert len(outers) == (2 if groups == ["secp256r1"] else 1)
+    for hello in (inner, *outers):
+        assert isinstance(hello, msgs.ClientHello)
+        assert is_grease(hello.cipher_suites[0])
+        greased = [(e.type, e.data) for e in hello.extensions if is_grease(e.type)]
+        assert [data for _, data in greased] == [b"", b"\x00"]
+        assert greased[0][0] != greased[1][0]
+    for hello in outers:  # the inner's order is compression's (copied ones together)
+        assert is_grease(hello.extensions[0].type)
     pair.close()
 
 

@@ -62,6 +62,8 @@ class Case:
         name = f"{self.suite.removeprefix('TLS_')}-{self.group.name}" + ("-hrr" if self.hrr else "")
         if self.ours.get("pad_client_hello"):
             name += "-padded-hello"
+        if self.ours.get("grease"):
+            name += "-grease"
         lost = [f"in{i}" for i in sorted(self.lose_in)] + [f"out{i}" for i in sorted(self.lose_out)]
         return name + "".join(f"-lose-{x}" for x in lost)
 

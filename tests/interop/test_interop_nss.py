@@ -480,12 +480,12 @@ def client_config(certs: Certs, **extra: Any) -> ClientConfig:
 
 SERVER_CASES = [
     *(
-        pytest.param(suite, NamedGroup.x25519, (), id=suite.name)
+        pytest.param(suite, NamedGroup.x25519, (), False, id=suite.name)
         for suite in NSS_SUITES
         if suite is not CipherSuite.TLS_AES_128_GCM_SHA256
     ),
     *(
-        pytest.param(CipherSuite.TLS_AES_128_GCM_SHA256, group, (), id=group.name)
+        pytest.param(CipherSuite.TLS_AES_128_GCM_SHA256, group, (), False, id=group.name)
         for group in (
             NamedGroup.x25519,
             NamedGroup.secp256r1,
@@ -498,16 +498,27 @@ SERVER_CASES = [
         CipherSuite.TLS_AES_128_GCM_SHA256,
         NamedGroup.secp384r1,
         ("-I", "P384"),
+        False,
         id="hrr-secp384r1",
+    ),
+    # GREASE values (RFC 8701) in our ClientHellos: ignored, before and after an HRR.
+    pytest.param(CipherSuite.TLS_AES_128_GCM_SHA256, NamedGroup.x25519, (), True, id="grease"),
+    pytest.param(
+        CipherSuite.TLS_AES_128_GCM_SHA256,
+        NamedGroup.secp384r1,
+        ("-I", "P384"),
+        True,
+        id="grease-hrr-secp384r1",
     ),
 ]
 
 
-@pytest.mark.parametrize(("suite", "group", "peer_extra"), SERVER_CASES)
+@pytest.mark.parametrize(("suite", "group", "peer_extra", "grease"), SERVER_CASES)
 def test_our_client_with_nss_server(
     suite: CipherSuite,
     group: NamedGroup,
     peer_extra: tuple[str, ...],
+    grease: bool,
     nss: Nss,
     certs: Certs,
     interop_pki: TestPKI,
@@ -523,7 +534,9 @@ def test_our_client_with_nss_server(
     # Only the group (else it may prefer another we list, and ask for it); for the HRR,
     # x25519 first with a share.
     groups = [NamedGroup.x25519, group] if hrr else [group]
-    config = client_config(certs, cipher_suites=[suite], groups=groups, key_share_groups=groups[:1])
+    config = client_config(
+        certs, cipher_suites=[suite], groups=groups, key_share_groups=groups[:1], grease=grease
+    )
     with tstclnt_server(nss, tmp_path, db, port, *peer_extra, "-x", LABEL) as peer:
         peer.wait_bound(port)
         ours = Side(config, pools)

@@ -59,6 +59,20 @@ CLIENT_CASES = [
         ours={"key_share_groups": ["x25519"], "pad_client_hello": True},
         peer=("-groups", "x25519"),
     ),
+    # GREASE values (RFC 8701) in our ClientHellos: ignored, before and after an HRR.
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.x25519,
+        ours={"key_share_groups": ["x25519"], "grease": True},
+        peer=("-groups", "x25519"),
+    ),
+    Case(
+        "TLS_AES_128_GCM_SHA256",
+        NamedGroup.secp384r1,
+        ours={"grease": True},
+        peer=("-groups", "secp384r1"),
+        hrr=True,
+    ),
 ]
 
 # Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7). Sent #1 is

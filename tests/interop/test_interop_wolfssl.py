@@ -102,6 +102,8 @@ CLIENT_CASES = [
         NamedGroup.x25519,
         ours={"key_share_groups": ["x25519"], "pad_client_hello": True},
     ),
+    # GREASE values (RFC 8701) in both our ClientHellos (wolfSSL asks for a cookie).
+    Case("TLS_AES_128_GCM_SHA256", NamedGroup.x25519, ours={"grease": True}),
 ]
 
 # Lost datagrams: recovery by retransmission (RFC 9147 §5.8) and ACKs (§7) against real

@@ -38,6 +38,7 @@ from . import extensions as ext
 from . import messages as msgs
 from .constants import ExtensionType, HandshakeType, SignatureScheme
 from .context import HandshakeContext, decode, extension_name, record_size_limit
+from .grease import is_grease
 from .key_schedule import resumption_psk
 from .psk_import import PskOffer
 from .state import HELLO_STATES, HELLO_VERIFY_REQUEST, ClientState, Transition
@@ -220,7 +221,8 @@ class ClientHandshake(HandshakeContext):
         the "cookie" extension in the HelloRetryRequest" (else unsupported_extension)."""
         hello = self._work.client_hello
         assert hello is not None
-        offered = {e.type for e in hello.extensions}
+        # RFC 8701 §3.1: a GREASE extension we sent is never one the server may answer.
+        offered = {e.type for e in hello.extensions if not is_grease(e.type)}
         for e in extensions:
             if e.type not in offered and not (retry and e.type == ExtensionType.cookie):
                 raise UnsupportedExtension(f"{extension_name(e.type)} in {where}, not offered")

@@ -4,13 +4,14 @@ ClientHello that answers a HelloRetryRequest."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import ClientConfig
 from . import compression, delegated, srtp, stapling, trust_anchors
 from . import extensions as ext
 from .authentication import signing_schemes
 from .constants import DTLS13_VERSION, ExtensionType
+from .grease import GreaseValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,40 @@ def hello_template(cfg: ClientConfig) -> HelloTemplate:
     if template is None:
         template = cfg.caches.hello = _make(cfg)
     return template
+
+
+def greased_template(
+    template: HelloTemplate, cfg: ClientConfig, values: GreaseValues
+) -> HelloTemplate:
+    """`template` with a GREASE cipher suite, version, group and signature algorithm
+    first in their lists (RFC 8701 §3.1): made per connection, as the values are."""
+    return replace(
+        template,
+        cipher_suites=(values.cipher_suite, *template.cipher_suites),
+        supported_versions=_versions([values.version, DTLS13_VERSION]),
+        supported_groups=_groups([values.group, *cfg.group_order]),
+        signature_algorithms=(
+            _schemes(
+                ExtensionType.signature_algorithms,
+                [values.signature_algorithm, *signing_schemes(cfg.schemes)],
+            ),
+            template.signature_algorithms[1],
+        ),
+    )
+
+
+def _versions(versions: list[int]) -> ext.Extension:
+    return ext.make_extension(
+        ExtensionType.supported_versions, ext.push_supported_versions_client, versions
+    )
+
+
+def _groups(groups: list[int]) -> ext.Extension:
+    return ext.make_extension(ExtensionType.supported_groups, ext.push_supported_groups, groups)
+
+
+def _schemes(ext_type: ExtensionType, schemes: list[int]) -> ext.Extension:
+    return ext.make_extension(ext_type, ext.push_signature_algorithms, schemes)
 
 
 def _make(cfg: ClientConfig) -> HelloTemplate:
@@ -78,25 +113,11 @@ def _make(cfg: ClientConfig) -> HelloTemplate:
     )
     return HelloTemplate(
         cipher_suites=tuple(int(s) for s in cfg.suites),
-        supported_versions=ext.make_extension(
-            ExtensionType.supported_versions,
-            ext.push_supported_versions_client,
-            [DTLS13_VERSION],
-        ),
-        supported_groups=ext.make_extension(
-            ExtensionType.supported_groups, ext.push_supported_groups, list(cfg.group_order)
-        ),
+        supported_versions=_versions([DTLS13_VERSION]),
+        supported_groups=_groups(list(cfg.group_order)),
         signature_algorithms=(
-            ext.make_extension(
-                ExtensionType.signature_algorithms,
-                ext.push_signature_algorithms,
-                list(signing_schemes(cfg.schemes)),
-            ),
-            ext.make_extension(
-                ExtensionType.signature_algorithms_cert,
-                ext.push_signature_algorithms,
-                list(cfg.schemes),
-            ),
+            _schemes(ExtensionType.signature_algorithms, list(signing_schemes(cfg.schemes))),
+            _schemes(ExtensionType.signature_algorithms_cert, list(cfg.schemes)),
         ),
         before_cid=tuple(before_cid),
         after_cid=after_cid,

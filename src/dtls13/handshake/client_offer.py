@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from ..config import ClientConfig
 from ..crypto.suites import SUITES
-from . import ech, ech_client, groups, permutation, raw_keys
+from . import ech, ech_client, grease, groups, permutation, raw_keys
 from . import extensions as ext
 from . import messages as msgs
-from .client_hello import HelloTemplate, hello_template
+from .client_hello import HelloTemplate, greased_template, hello_template
 from .constants import ExtensionType, HandshakeType
 from .key_schedule import KeySchedule
 from .psk_import import PskOffer, imported_offers
@@ -36,6 +36,9 @@ def send_client_hello(hs: ClientHandshake, pad_to: int = 0) -> None:
             hs._work.key_shares[group] = groups.generate(group)
     # What the configuration alone decides is encoded once per ClientConfig.
     template = hello_template(cfg)
+    if cfg.grease:
+        greased = grease.grease_values(hs._work.random)
+        template = greased_template(template, cfg, greased)
     extensions = [template.supported_versions]
     # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.
     if hs._work.hrr_cookie is not None:
@@ -43,12 +46,13 @@ def send_client_hello(hs: ClientHandshake, pad_to: int = 0) -> None:
             ext.make_extension(ExtensionType.cookie, ext.push_cookie, hs._work.hrr_cookie)
         )
     extensions.append(template.supported_groups)
+    shares = [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in hs._work.key_shares.items()]
+    # RFC 8446 §4.1.2: a HelloRetryRequest that picks a group leaves that group's share
+    # alone in the second ClientHello; otherwise the shares (GREASE's too) stay.
+    if cfg.grease and hs._work.key_shares.keys() == set(cfg.share_groups):
+        shares.insert(0, grease.key_share(greased))
     extensions.append(
-        ext.make_extension(
-            ExtensionType.key_share,
-            ext.push_key_share_client,
-            [ext.KeyShareEntry(g, kx.public_bytes) for g, kx in hs._work.key_shares.items()],
-        )
+        ext.make_extension(ExtensionType.key_share, ext.push_key_share_client, shares)
     )
     extensions += template.signature_algorithms
     sni = hs._hello_server_name()
@@ -92,6 +96,12 @@ def send_client_hello(hs: ClientHandshake, pad_to: int = 0) -> None:
         )
     if cfg.permute_extensions:
         extensions = permutation.permuted(extensions, hs._work.random)
+    if cfg.grease:
+        # RFC 8701 §3.1, placed as BoringSSL places them: an empty one first, a non-empty
+        # one last (before pre_shared_key, which stays last).
+        at = len(extensions) - 1 if offers else len(extensions)
+        extensions.insert(at, grease.last_extension(greased))
+        extensions.insert(0, grease.first_extension(greased))
     if pad_to and hs._work.ech is None:
         # ClientHelloOuter is padded by its own rules (RFC 9849 §6.1.3).
         extensions = padded(extensions, hs._work.random, template, pad_to, bool(offers))
