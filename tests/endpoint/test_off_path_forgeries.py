@@ -95,7 +95,7 @@ def _client_hello(ccfg: Any, pools: PoolSet, *, pad: bool = False) -> bytes:
 
 
 def _forge(kind: str, rng: random.Random, ccfg: Any, pools: PoolSet) -> bytes:
-    seq = rng.randrange(64)
+    seq = rng.choice((rng.randrange(64), rng.randrange(2**48)))
     if kind == "noise":
         return rng.randbytes(rng.randrange(1, 300))
     if kind == "alert":
