@@ -9,7 +9,7 @@ import math
 
 import trio
 
-from dtls13.trio._socketio import Timers
+from dtls13.trio._timers import Timers
 
 
 class FakeEndpoint:

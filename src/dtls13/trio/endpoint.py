@@ -9,7 +9,7 @@ closed can still be collected and warn), in `_socketio`; two per endpoint at mos
 - the send task (started the first time the socket buffer is full): sends what could not
   go at once, in order, waiting for the socket to be writable;
 
-and one for all the endpoints of a trio run, the timer task (`_socketio.Timers`): it sleeps
+and one for all the endpoints of a trio run, the timer task (`_timers.Timers`): it sleeps
 on the trio clock until the earliest ``get_timer()`` of their cores.
 
 Datagrams are sent straight from the call that produced them (``send()``, the receive task)
@@ -42,7 +42,6 @@ from . import _sendqueue, _serving
 from ._socketio import (
     FLUSH_EARLY,
     Flusher,
-    Timers,
     batch_socket,
     flush,
     port_unreachable,
@@ -51,6 +50,7 @@ from ._socketio import (
     socket_type,
 )
 from ._stats import DTLSEndpointStatistics
+from ._timers import Timers
 from .channel import DTLSChannel
 from .debug import DTLSEndpointDebugState
 
