@@ -4,9 +4,12 @@ the server into an amplifier aimed at the address it names."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dtls13.connection import Connection
 from dtls13.endpoint import DoSProtectionConfig, ServerEndpoint
@@ -243,3 +246,72 @@ def test_timeouts_of_a_held_back_flight_do_not_shrink_the_mtu() -> None:
     wire.to_server(now)
     assert conn.handshake_complete and conn.flight_mtu == mtu
     wire.finish(now)
+
+
+# What a spoofer sends from the victim's address, in any order and at any pace: genuine
+# first hellos of several sizes (which it can make itself), repeats of them, the first
+# fragments of a fragmented one, and noise.
+_SPOOFED = st.sampled_from(("hello", "padded_hello", "pq_hello", "fragmented_hello", "noise"))
+
+
+@functools.cache
+def _spoofed(kind: str) -> tuple[bytes, ...]:
+    if kind == "hello":
+        return tuple(_client_hello())
+    if kind == "padded_hello":
+        return tuple(_client_hello({"pad_client_hello": True}))
+    if kind == "pq_hello":
+        return tuple(_client_hello({"key_share_groups": ["X25519MLKEM768"]}))
+    if kind == "fragmented_hello":
+        return tuple(_client_hello({"key_share_groups": ["X25519MLKEM768"], "mtu": 600}))
+    return (bytes(range(200)),)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(_SPOOFED, st.integers(0, 3), st.floats(0.0, 20.0)), min_size=1, max_size=8
+    ),
+    policy=st.sampled_from(("under_load", "never", "always")),
+)
+def test_whatever_a_spoofer_sends_the_victim_never_gets_three_times_as_much(
+    steps: list[tuple[str, int, float]], policy: str
+) -> None:
+    """At every moment, the bytes the server has sent to the spoofed address are at most
+    three times those it received from it (retransmissions included), however the spoofed
+    datagrams are mixed, repeated, cut short (a fragment alone) and spaced in time."""
+    _, scfg = cached_configs("ec256")
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock, cookie_policy=policy)
+    received = sent = 0
+    now = 0.0
+
+    def drain() -> None:
+        nonlocal sent
+        for lease, addr in ep.datagrams_to_send(now):
+            assert addr == VICTIM
+            sent += len(lease)
+            lease.release()
+        assert sent <= 3 * received, (sent, received)
+
+    def advance(until: float) -> None:
+        nonlocal now
+        while (t := ep.get_timer()) is not None and t <= until:
+            now = max(now, t)
+            ep.handle_timer(now)
+            drain()
+        now = max(now, until)
+
+    for kind, part, wait in steps:
+        datagrams = _spoofed(kind)
+        for datagram in datagrams[: part + 1] if kind == "fragmented_hello" else datagrams:
+            received += len(datagram)
+            ep.receive_datagram(datagram, VICTIM, now)
+            drain()
+        advance(now + wait)
+    advance(now + 200.0)
+    ep.close()
+    for lease, _ in ep.datagrams_to_send(now):
+        lease.release()
+    ep.release()
+    assert pools.in_use == 0
