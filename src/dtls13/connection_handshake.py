@@ -418,6 +418,18 @@ def handle_message(self: Connection, msg_type: int, body: memoryview, now: float
 def apply(self: Connection, out: HandshakeOutput, now: float) -> None:
     """Do what the handshake context asked: the order of HandshakeOutput's fields."""
     records = self._records
+    callback = self.config.message_callback
+    if out.ech_inner_hello is not None and callback is not None:
+        inner = out.ech_inner_hello
+        callback(
+            TracedMessage(
+                self.is_client,
+                ContentType.handshake,
+                HandshakeType.client_hello,
+                inner,
+                ech_inner=True,
+            )
+        )
     if out.address_validated:
         self._cookie_checked = True
     if out.answered:

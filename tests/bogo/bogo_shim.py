@@ -468,7 +468,9 @@ class Shim:
         from dtls13.record import ContentType
 
         what = "write " if m.sent else "read "
-        if m.content_type == ContentType.handshake:
+        if m.ech_inner:
+            what += "clienthelloinner"
+        elif m.content_type == ContentType.handshake:
             what += f"hs {m.message_type}"
         elif m.content_type == ContentType.alert:
             what += f"alert {m.data[0]} {m.data[1]}"

@@ -96,3 +96,87 @@ def test_a_fatal_alert_we_send_is_traced() -> None:
 def test_message_callback_must_be_callable() -> None:
     with pytest.raises(TypeError, match="message_callback"):
         ClientConfig(server_name="localhost", message_callback=3)  # type: ignore[arg-type]
+
+
+def _ech_lines(log: list[TracedMessage]) -> list[str]:
+    return ["clienthelloinner" if m.ech_inner else _line(m) for m in log]
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["direct", "after_retry"])
+def test_encrypted_client_hello_traces_the_inner_hello_where_it_is_sealed_and_opened(
+    retry: bool,
+) -> None:
+    """RFC 9849: the client traces ClientHelloInner (sent) just before the ClientHelloOuter
+    that carries it, the server (read) just after; the data is the inner hello's body."""
+    from dtls13 import ech_config_list, generate_ech_key
+    from dtls13.config import ServerConfig
+    from tests.support.dtls_pair import pki
+
+    leaf = pki().leaf("ec256", dns_names=("secret.example", "public.example"))
+    keys = [generate_ech_key(7, "public.example")]
+    client_log: list[TracedMessage] = []
+    server_log: list[TracedMessage] = []
+    scfg = ServerConfig(
+        certificate_chain=leaf.chain_pem,
+        private_key=leaf.key_pem,
+        ech_keys=keys,
+        session_tickets=0,
+        message_callback=server_log.append,
+        groups=["secp256r1"] if retry else ["x25519", "secp256r1"],
+        debug=True,
+    )
+    ccfg = ClientConfig(
+        server_name="secret.example",
+        cafile=pki().root_pem,
+        ech_config_list=ech_config_list(keys),
+        message_callback=client_log.append,
+        debug=True,
+    )
+    pair = make_pair(cfgs=(ccfg, scfg))
+    assert pair.handshake()
+    hello = [f"write hs {HT.client_hello}", f"read hs {HT.server_hello}"]
+    once = ["clienthelloinner", *hello]
+    assert _ech_lines(client_log)[: 6 if retry else 3] == (once * 2 if retry else once)
+    read = [f"read hs {HT.client_hello}", "clienthelloinner", f"write hs {HT.server_hello}"]
+    assert _ech_lines(server_log)[: 6 if retry else 3] == (read * 2 if retry else read)
+    inner_sent = [m for m in client_log if m.ech_inner]
+    inner_read = [m for m in server_log if m.ech_inner]
+    assert all(m.sent for m in inner_sent) and not any(m.sent for m in inner_read)
+    assert [m.data for m in inner_sent] == [m.data for m in inner_read]
+    assert all(m.message_type == HT.client_hello for m in inner_sent + inner_read)
+    assert b"secret.example" in inner_sent[0].data
+    outer = next(m for m in client_log if m.message_type == HT.client_hello and not m.ech_inner)
+    assert b"secret.example" not in outer.data
+    pair.close()
+
+
+def test_ech_grease_sends_no_inner_hello_to_trace() -> None:
+    client_log: list[TracedMessage] = []
+    server_log: list[TracedMessage] = []
+    pair = make_pair(
+        client={"message_callback": client_log.append, "ech_grease": True},
+        server={"message_callback": server_log.append},
+    )
+    assert pair.handshake()
+    assert not any(m.ech_inner for m in client_log + server_log)
+    pair.close()
+
+
+def test_a_server_that_cannot_open_the_inner_hello_traces_none() -> None:
+    """Rejected ECH (the server has no key for the config): the client sealed an inner
+    hello, and traced it; the server answered the outer one and traces no inner."""
+    from dtls13 import ech_config_list, generate_ech_key
+
+    client_log: list[TracedMessage] = []
+    server_log: list[TracedMessage] = []
+    pair = make_pair(
+        client={
+            "message_callback": client_log.append,
+            "ech_config_list": ech_config_list([generate_ech_key(7, "localhost")]),
+        },
+        server={"message_callback": server_log.append},
+    )
+    assert not pair.handshake(max_time=30)  # ech_required, by design
+    assert [m.sent for m in client_log if m.ech_inner] == [True]
+    assert not any(m.ech_inner for m in server_log)
+    pair.close()

@@ -136,6 +136,7 @@ def send_client_hello(hs: ClientHandshake, pad_to: int = 0) -> None:
         outer = offer.seal(hello, natural, hs._hello_server_name())
         outer_type, outer_body = msgs.push_message(outer)
         _, inner_body = msgs.push_message(hello)
+        hs._out.ech_inner_hello = inner_body
         hs._work.transcript.add(HandshakeType.client_hello, inner_body)
         offer.outer_transcript.add(HandshakeType.client_hello, outer_body)
         hs._send_encoded(outer_type, outer_body, 0, transcript=False)

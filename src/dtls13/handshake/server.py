@@ -166,7 +166,10 @@ class ServerHandshake(HandshakeContext):
             self._work.ech.restore_from_cookie(ch, self.config.cookie_jar, now, addr, self._count)
         # From here on `ch` is the ClientHello the handshake answers: the inner one when
         # we accept Encrypted Client Hello (RFC 9849 §7.1).
+        outer = ch
         ch, body = self._work.ech.open(ch, body, retried, self._count)
+        if ch is not outer:
+            self._out.ech_inner_hello = body
         versions = ch.extension(ExtensionType.supported_versions)
         if versions is None or DTLS13_VERSION not in decode(
             versions, ext.pull_supported_versions_client

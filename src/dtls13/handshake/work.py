@@ -75,6 +75,8 @@ class HandshakeOutput:
     ticket: NewSessionTicketReceived | None = None
     post_handshake: Any = None  # a KeyUpdate or CID message, for the connection
     abort: Alert | None = None  # once the flight is out, end the handshake with this alert
+    # The ClientHelloInner's body (RFC 9849) we sealed or opened, for the message trace.
+    ech_inner_hello: bytes | None = None
 
 
 # What `_out` holds between calls: nothing of the last output (message bodies, events) is

@@ -23,6 +23,10 @@ class TracedMessage:
     content_type: ContentType  # handshake, ack or alert
     message_type: int | None  # the HandshakeType of a handshake message, else None
     data: bytes  # the handshake message's body, the ACK's content or the alert's two bytes
+    # Encrypted Client Hello (RFC 9849): the ClientHelloInner, traced where the client
+    # seals it (before the ClientHelloOuter that carries it) and where the server opens it
+    # (after that ClientHelloOuter); never on the wire as a message of its own.
+    ech_inner: bool = False
 
 
 MessageCallback = Callable[[TracedMessage], None]
