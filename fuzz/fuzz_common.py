@@ -123,6 +123,15 @@ _CERT = _certificate()
 # -- scenarios: the configurations the recorded handshakes use --------------------------------
 
 
+class _EveryInputFirst:
+    """A 0-RTT replay store that takes every ticket as new: each fuzz input replays the
+    same recorded 0-RTT flight into a fresh server, which a real store would refuse after
+    the first (it would make every later input a 1-RTT one)."""
+
+    def first_use(self, ticket: bytes, expires: float, now: float) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -130,6 +139,7 @@ class Scenario:
     server: dict[str, Any] = field(default_factory=dict)
     resume: bool = False  # the client resumes a session from a first handshake
     mtu: int | None = None
+    early_data: bytes = b""  # resuming, the client sends this as 0-RTT data
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -183,6 +193,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "external-psk",
         {"key_share_groups": ("x25519",), "psk": (b"fuzz psk", b"k" * 32)},
         {"external_psks": {b"fuzz psk": b"k" * 32}},
+    ),
+    Scenario(
+        "zero-rtt",
+        {"key_share_groups": ("x25519",)},
+        {"max_early_data": 4096, "replay_store": _EveryInputFirst()},
+        resume=True,
+        early_data=b"early data from the client",
     ),
 )
 
@@ -360,11 +377,13 @@ def _record(index: int, pools: PoolSet | None) -> Recording:
             marks["client"] = to_client
         return client.handshake_complete and server.handshake_complete
 
-    client.connect(SERVER_ADDR, START)
+    start_client(client, scenario)
     # flush=False: the server's ACK of the client's Finished (and its tickets), sent as the
     # handshake completes, is delivered; lost, the client's KeyUpdate would wait for it.
     now = run(ends, mark, START, log, flush=False)
     assert client.handshake_complete and server.handshake_complete, scenario.name
+    early = server.stats["early_data_bytes_in"]
+    assert early == len(scenario.early_data), f"{scenario.name}: 0-RTT not taken ({early} B)"
     client.send(b"ping from the client")
     server.send(b"pong from the server")
     now = run(ends, lambda: False, now, log, max_time=1.0, flush=False)
@@ -385,6 +404,13 @@ def _record(index: int, pools: PoolSet | None) -> Recording:
         marks["server"],
         marks["client"],
     )
+
+
+def start_client(client: Connection, scenario: Scenario) -> None:
+    """Connect, and send the scenario's 0-RTT data when the resumed session allows it."""
+    client.connect(SERVER_ADDR, START)
+    if scenario.early_data and client.early_data_possible:
+        client.send_early_data(scenario.early_data)
 
 
 def new_client(configs: Configs, pools: PoolSet) -> Connection:

@@ -2,7 +2,7 @@
 server flight, each fed the fuzz input as further datagrams.
 
 At start, each scenario of ``fuzz_common.SCENARIOS`` (suites, groups incl.
-X25519MLKEM768, HelloRetryRequests, a 256-byte MTU, connection IDs, resumption) is
+X25519MLKEM768, HelloRetryRequests, a 256-byte MTU, connection IDs, resumption, 0-RTT) is
 handshaken once in memory and recorded. Each input replays the recorded prefix into a
 fresh connection (deterministic: the same keys as the recording) and then delivers its
 chunks: input = selector byte (scenario: its low seven bits; bit 7: no prefix, the
@@ -168,7 +168,7 @@ def _run_connection(side: str, data: bytes) -> None:
         prefix, peer = rec.to_server[: rec.server_prefix], fuzz_common.CLIENT_ADDR
     else:
         conn = fuzz_common.new_client(rec.configs, POOLS)
-        conn.connect(fuzz_common.SERVER_ADDR, fuzz_common.START)
+        fuzz_common.start_client(conn, rec.scenario)
         prefix, peer = rec.to_client[: rec.client_prefix], fuzz_common.SERVER_ADDR
     if data[0] & 0x80:
         prefix = []

@@ -73,7 +73,7 @@ def _replay_every_scenario() -> None:
                 deliveries, peer = rec.to_server, fuzz_common.CLIENT_ADDR
             else:
                 conn = fuzz_common.new_client(rec.configs, fuzz_connection.POOLS)
-                conn.connect(fuzz_common.SERVER_ADDR, fuzz_common.START)
+                fuzz_common.start_client(conn, rec.scenario)
                 deliveries, peer = rec.to_client, fuzz_common.SERVER_ADDR
             completed = False
             for d in deliveries:
