@@ -10,6 +10,7 @@ from tests.support.established import parametrize_modules, receive_path
 BOTH_PATHS = {
     "test_endpoint",
     "test_demux",
+    "test_off_path_forgeries",
 }
 
 
