@@ -241,6 +241,39 @@ def _endpoint_world(
     return net, clients, addrs, ep, pools
 
 
+def test_a_copy_raced_from_elsewhere_moves_the_association_until_the_peers_next_record() -> None:
+    """The documented limit (docs/security.md): with no return routability check, an
+    attacker who sees a record and sends a copy of it from another address first moves the
+    association there; the original, now a replay, is dropped; the peer's next record
+    moves it back."""
+    pair = make_pair(client={"connection_id": 8}, server={"connection_id": 8})
+    raced: list[bytes] = []
+
+    def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+        if race and src == CLIENT_ADDR and data[0] & 0xF0 == 0x30:
+            raced.append(data)
+            pair.net.inject(ATTACKER, SERVER_ADDR, data)  # delivered ahead of the original
+        return data
+
+    race = False
+    pair.net.tamper = tamper
+    assert pair.handshake()
+    assert pair.exchange(b"before", b"ok")
+    race = True
+    pair.client.send(b"seen on the path")
+    pair.net.flush()
+    race = False
+    assert raced
+    pair.net.run(lambda: False, max_time=pair.net.now + 0.5)
+    assert pair.server.peer_address == ATTACKER
+    assert pair.received("server").count(b"seen on the path") == 1  # the original: a replay
+    assert pair.exchange(b"next", b"back to the client")
+    assert pair.server.peer_address == CLIENT_ADDR
+    assert pair.server.stats["address_changes"] == 2
+    pair.close()
+    assert pair.pools.in_use == 0
+
+
 def _server_data(conn: Connection) -> list[bytes]:
     out = []
     while (ev := conn.next_event()) is not None:
