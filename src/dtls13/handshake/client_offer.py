@@ -37,7 +37,10 @@ def send_client_hello(hs: ClientHandshake, pad_to: int = 0) -> None:
     # What the configuration alone decides is encoded once per ClientConfig.
     template = hello_template(cfg)
     if cfg.grease:
-        greased = grease.grease_values(hs._work.random)
+        # From a random the path sees anyway: under ECH ClientHelloOuter's, never the
+        # inner one, which must stay secret (RFC 9849 §7.2).
+        offer = hs._work.ech
+        greased = grease.grease_values(offer.outer_random if offer else hs._work.random)
         template = greased_template(template, cfg, greased)
     extensions = [template.supported_versions]
     # wolfSSL needs the cookie inside the first fragment of a fragmented ClientHello2.

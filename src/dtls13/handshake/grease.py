@@ -5,10 +5,11 @@ RFC 8701 §2 reserves {0x0A,0x0A}, {0x1A,0x1A}, ..., {0xFA,0xFA} as cipher suite
 extensions, named groups, signature algorithms and versions. A client with
 `ClientConfig.grease` offers one of each (§3.1): a cipher suite, a version, a group in
 supported_groups with a one-byte key share, a signature algorithm, an empty extension first
-and a one-byte extension last. The values come from the ClientHello's random, so the
-ClientHello that answers a HelloRetryRequest (the same random, RFC 8446 §4.1.2) repeats
-them. A server that selects one is refused as selecting anything not offered is (§3.1:
-"Clients MUST reject GREASE values when negotiated by the server").
+and a one-byte extension last. The values come from the ClientHello's random (under
+Encrypted Client Hello, ClientHelloOuter's), so the ClientHello that answers a
+HelloRetryRequest (the same random, RFC 8446 §4.1.2) repeats them. A server that selects
+one is refused as selecting anything not offered is (§3.1: "Clients MUST reject GREASE
+values when negotiated by the server").
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def first_extension(values: GreaseValues) -> ext.Extension:
 
 
 def last_extension(values: GreaseValues) -> ext.Extension:
-    """The one-byte GREASE extension at the end (before padding and pre_shared_key): the
-    last extension is not empty, which some servers do not take (as BoringSSL does)."""
+    """The one-byte GREASE extension at the end (before padding and pre_shared_key): one
+    byte, as BoringSSL sends it, since some servers refuse an empty last extension."""
     return ext.Extension(values.last_extension, b"\x00")
 
 
