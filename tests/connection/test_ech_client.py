@@ -19,7 +19,7 @@ from dtls13.errors import error_for
 from dtls13.events import EchStatus, HandshakeCompleted
 from dtls13.handshake import ech, hpke
 from dtls13.handshake import messages as msgs
-from dtls13.handshake.grease import is_grease
+from dtls13.handshake.grease import grease_values, is_grease
 from tests.support.dtls_pair import SERVER_ADDR, configs, make_pair, pki
 
 # The test server's certificate names "localhost": here, the config's public name.
@@ -194,6 +194,15 @@ def test_accepted_ech_carries_grease_in_both_hellos(groups: list[str]) -> None:
         assert greased[0][0] != greased[1][0]
     for hello in outers:  # the inner's order is compression's (copied ones together)
         assert is_grease(hello.extensions[0].type)
+    # Drawn from ClientHelloOuter's random, which the path sees, not from the inner one.
+    first = outers[0]
+    assert isinstance(first, msgs.ClientHello)
+    values = grease_values(first.random)
+    for hello in (inner, *outers):
+        assert isinstance(hello, msgs.ClientHello)
+        assert hello.cipher_suites[0] == values.cipher_suite
+        types = [e.type for e in hello.extensions if is_grease(e.type)]
+        assert types == [values.first_extension, values.last_extension]
     pair.close()
 
 
