@@ -185,6 +185,30 @@ def test_forged_client_hello_cannot_destroy_an_established_association() -> None
     assert pools.in_use == 0
 
 
+def test_handling_the_timer_at_a_partial_hellos_deadline_expires_it_whatever_the_rounding() -> None:
+    """The deadline get_timer() gives (start + timeout, rounded) is the one handle_timer
+    keeps: at 3.3155673482279626 + 5.0 the difference rounds to just under 5.0, and a
+    deadline checked as "now - start >= timeout" never came, so a loop that handles each
+    timer at its time spun there for ever."""
+    from dtls13.handshake.flights import handshake_fragment
+
+    _, scfg = configs()
+    pools = PoolSet()
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)  # reassembly_timeout 5 s
+    frag = handshake_fragment(1, 3000, 0, 0, os.urandom(500))
+    record = b"\x16\xfe\xfd" + bytes(8) + len(frag).to_bytes(2, "big") + frag
+    start = 3.3155673482279626
+    assert (start + 5.0) - start < 5.0  # the rounding this is about
+    ep.receive_datagram(record, ("10.7.0.1", 1), start)
+    deadline = ep.get_timer()
+    assert deadline == start + 5.0
+    ep.handle_timer(deadline)
+    assert ep.gate.partials == 0 and ep.get_timer() is None
+    ep.close()
+    ep.release()
+    assert pools.in_use == 0
+
+
 def test_emergency_mode_sheds_half_open_handshakes_and_demands_cookies() -> None:
     dos = DoSProtectionConfig(
         max_total_memory=40_000, max_half_open_per_ip=100, emergency_high=0.5, emergency_low=0.2

@@ -56,7 +56,10 @@ def next_expiry(gate: HelloGate) -> float | None:
 
 def expire(gate: HelloGate, now: float) -> None:
     """Drop partial ClientHellos older than the timeout."""
-    for addr in [a for a, (_, p) in gate._partials.items() if now - p.started >= gate.timeout]:
+    # The deadline as next_expiry computes it: "now - started >= timeout" can miss the
+    # deadline it gave by a rounding, and a timer loop would fire at it for ever.
+    timeout = gate.timeout
+    for addr in [a for a, (_, p) in gate._partials.items() if now >= p.started + timeout]:
         discard(gate, addr)
         gate.counters["partials_expired"] += 1
 
