@@ -1,0 +1,153 @@
+"""Any sequence of what an application may call on two connected peers (send, KeyUpdate,
+connection ID requests and changes, MTU changes, close), interleaved with the network
+delivering, losing, duplicating and reordering datagrams and with time passing: a call
+the connection cannot take now raises a clear exception at once (never something else),
+nothing escapes a receive or timer path, each side receives only what the other sent,
+each record at most once, and every pool is back to zero at the end (hypothesis)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from dtls13.connection import Connection
+from dtls13.errors import LocalProtocolError
+from dtls13.events import DataReceived
+from tests.support.dtls_pair import SERVER_ADDR, Pair, make_pair
+from tests.support.netsim import Impairments
+
+# What an application may be told "not now" or "not that" with.
+REFUSALS = (LocalProtocolError, ValueError)
+SIDES = st.sampled_from(("client", "server"))
+
+
+class ConnectedPeers(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair: Pair | None = None
+        self.sent: dict[str, set[bytes]] = {"client": set(), "server": set()}
+        self.got: dict[str, list[bytes]] = {"client": [], "server": []}
+        self.counter = 0
+        self.steps = 0
+
+    @initialize(
+        seed=st.integers(0, 1000),
+        loss=st.sampled_from((0.0, 0.1)),
+        duplicate=st.sampled_from((0.0, 0.1)),
+        reorder=st.sampled_from((0.0, 0.2)),
+        cid=st.booleans(),
+    )
+    def connect(self, seed: int, loss: float, duplicate: float, reorder: float, cid: bool) -> None:
+        both = {"connection_id": 8 if cid else False, "mtu": 1200}
+        self.pair = make_pair(
+            seed,
+            Impairments(loss=loss, duplicate=duplicate, reorder=reorder),
+            client=both,
+            server={**both, "session_tickets": 0},
+            cache=True,
+        )
+        self.pair.client.connect(SERVER_ADDR, 0.0)
+        self.pair.net.run(self.pair.completed, max_time=60)
+
+    def _conn(self, side: str) -> Connection:
+        assert self.pair is not None
+        return self.pair.client if side == "client" else self.pair.server
+
+    def _call(self, call: Any, *args: Any) -> None:
+        with contextlib.suppress(*REFUSALS):  # refused at once, clearly: allowed
+            call(*args)
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(side=SIDES, size=st.integers(0, 1500))
+    def send(self, side: str, size: int) -> None:
+        self.counter += 1
+        data = self.counter.to_bytes(4, "big") + bytes(max(0, size - 4))
+        conn = self._conn(side)
+        try:
+            conn.send(data)
+        except REFUSALS:
+            return
+        self.sent[side].add(data)
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(side=SIDES, request_peer=st.booleans())
+    def key_update(self, side: str, request_peer: bool) -> None:
+        self._call(self._conn(side).key_update, request_peer)
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(side=SIDES, count=st.integers(-1, 20))
+    def request_connection_ids(self, side: str, count: int) -> None:
+        self._call(self._conn(side).request_connection_ids, count)
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(side=SIDES)
+    def use_spare_connection_id(self, side: str) -> None:
+        self._call(self._conn(side).use_spare_connection_id)
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(side=SIDES, mtu=st.integers(100, 1500))
+    def set_ciphertext_mtu(self, side: str, mtu: int) -> None:
+        self._call(self._conn(side).set_ciphertext_mtu, mtu)
+
+    # Late in a run only: a close ends what the other rules exercise.
+    @precondition(lambda self: self.pair is not None and self.steps > 20)
+    @rule(side=SIDES)
+    def close(self, side: str) -> None:
+        self._conn(side).close()
+
+    @precondition(lambda self: self.pair is not None)
+    @rule(seconds=st.sampled_from((0.005, 0.05, 0.5, 3.0, 30.0)))
+    def network(self, seconds: float) -> None:
+        pair = self.pair
+        assert pair is not None
+        pair.net.run(lambda: False, max_time=pair.net.now + seconds)
+        self._drain()
+
+    def _drain(self) -> None:
+        assert self.pair is not None
+        for side in ("client", "server"):
+            conn = self._conn(side)
+            while (ev := conn.next_event()) is not None:
+                if isinstance(ev, DataReceived):
+                    self.got[side].append(ev.data)
+
+    @invariant()
+    def only_what_was_sent_arrives_and_at_most_once(self) -> None:
+        self.steps += 1
+        for side, other in (("client", "server"), ("server", "client")):
+            got = self.got[side]
+            assert set(got) <= self.sent[other]
+            assert len(got) == len(set(got))
+
+    def teardown(self) -> None:
+        pair = self.pair
+        if pair is None:
+            return
+        pair.client.close()
+        pair.server.close()
+        pair.net.run(lambda: False, max_time=pair.net.now + 120)
+        for conn in (pair.client, pair.server):
+            for lease, _ in conn.datagrams_to_send(pair.net.now):
+                lease.release()
+        self._drain()
+        self.only_what_was_sent_arrives_and_at_most_once()
+        assert pair.pools.in_use == 0
+
+
+ConnectedPeers.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_any_sequence_of_application_calls_on_connected_peers = ConnectedPeers.TestCase
