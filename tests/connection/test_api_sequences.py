@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -21,10 +21,20 @@ from hypothesis.stateful import (
 )
 
 from dtls13.connection import Connection
+from dtls13.endpoint import ServerEndpoint
 from dtls13.errors import LocalProtocolError
 from dtls13.events import DataReceived
-from tests.support.dtls_pair import SERVER_ADDR, Pair, make_pair
-from tests.support.netsim import Impairments
+from dtls13.memory import PoolSet
+from tests.support.dtls_pair import (
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    Pair,
+    cached_configs,
+    make_pair,
+    shutdown_world,
+    wall_clock,
+)
+from tests.support.netsim import Impairments, SimNetwork
 
 # What an application may be told "not now" or "not that" with.
 REFUSALS = (LocalProtocolError, ValueError)
@@ -151,3 +161,48 @@ ConnectedPeers.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_any_sequence_of_application_calls_on_connected_peers = ConnectedPeers.TestCase
+
+
+class PeersThroughAnEndpoint(ConnectedPeers):
+    """The same, with the server's side made and routed by a ServerEndpoint."""
+
+    @initialize(
+        seed=st.integers(0, 1000),
+        loss=st.sampled_from((0.0, 0.1)),
+        duplicate=st.sampled_from((0.0, 0.1)),
+        reorder=st.sampled_from((0.0, 0.2)),
+        cid=st.booleans(),
+        policy=st.sampled_from(("under_load", "always")),
+    )
+    def connect(  # type: ignore[override]  # one more parameter: the cookie policy
+        self, seed: int, loss: float, duplicate: float, reorder: float, cid: bool, policy: str
+    ) -> None:
+        both = {"connection_id": 8 if cid else False, "mtu": 1200}
+        ccfg, scfg = cached_configs("ec256", both, {**both, "session_tickets": 0})
+        pools = PoolSet()
+        net = SimNetwork(seed, Impairments(loss=loss, duplicate=duplicate, reorder=reorder))
+        self.endpoint = ServerEndpoint(
+            scfg, pools=pools, cookie_policy=policy, wall_clock=wall_clock
+        )  # type: ignore[arg-type]
+        client = Connection(ccfg, pools=pools, wall_clock=wall_clock)
+        net.add(SERVER_ADDR, self.endpoint)
+        net.add(CLIENT_ADDR, client)
+        client.connect(SERVER_ADDR, 0.0)
+        ep = self.endpoint
+        net.run(lambda: client.handshake_complete and CLIENT_ADDR in ep.connections, max_time=60)
+        server = ep.connections.get(CLIENT_ADDR)
+        self.pair = Pair(net, client, server or client, pools)
+        assume(server is not None)  # all of a flight's copies lost: nothing to call
+
+    def teardown(self) -> None:
+        pair = self.pair
+        if pair is None:
+            return
+        shutdown_world(pair.net, self.endpoint, [pair.client])
+        self._drain()
+        self.only_what_was_sent_arrives_and_at_most_once()
+        assert pair.pools.in_use == 0
+
+
+PeersThroughAnEndpoint.TestCase.settings = ConnectedPeers.TestCase.settings
+test_any_sequence_of_application_calls_through_a_server_endpoint = PeersThroughAnEndpoint.TestCase
