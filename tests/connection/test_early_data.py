@@ -12,22 +12,16 @@ from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.events import DataReceived, HandshakeCompleted, NewSessionTicketReceived
 from dtls13.handshake.tickets import Session
-from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, configs, make_pair, wall_clock
+from tests.support.dtls_pair import (
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    Pair,
+    configs,
+    first_session,
+    make_pair,
+    wall_clock,
+)
 from tests.support.netsim import Impairments
-
-
-def _session(cfgs: tuple[ClientConfig, ServerConfig]) -> Session:
-    pair = make_pair(0, cfgs=cfgs)
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
 
 
 def _early(pair: Pair) -> list[bytes]:
@@ -48,7 +42,7 @@ def _resumed_pair(
 
 def test_early_data_is_delivered_before_the_handshake_completes() -> None:
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     assert session.max_early_data == 4096
     pair = _resumed_pair(1, cfgs, session)
     pair.client.connect(SERVER_ADDR, 0.0)
@@ -64,7 +58,7 @@ def test_early_data_is_delivered_before_the_handshake_completes() -> None:
 
 def test_replayed_zero_rtt_flight_is_not_delivered_twice() -> None:
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = _resumed_pair(2, cfgs, session)
     pair.client.connect(SERVER_ADDR, 0.0)
     pair.client.send_early_data(b"transfer 100")
@@ -95,7 +89,7 @@ def test_replayed_zero_rtt_flight_is_not_delivered_twice() -> None:
 
 def test_server_without_zero_rtt_rejects_and_the_client_learns_it() -> None:
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     strict = dataclasses.replace(cfgs[1], max_early_data=0)
     # Same ticket key, so the ticket still resumes; only 0-RTT is refused.
     object.__setattr__(strict, "tickets", cfgs[1].tickets)
@@ -111,7 +105,7 @@ def test_server_without_zero_rtt_rejects_and_the_client_learns_it() -> None:
 
 def test_hello_retry_request_rejects_early_data() -> None:
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     cookie_server = dataclasses.replace(cfgs[1], require_cookie=True)
     object.__setattr__(cookie_server, "tickets", cfgs[1].tickets)
     pair = make_pair(4, cfgs=(dataclasses.replace(cfgs[0], session=session), cookie_server))
@@ -124,7 +118,7 @@ def test_hello_retry_request_rejects_early_data() -> None:
 
 def test_early_data_limits_and_misuse() -> None:
     cfgs = configs(server={"max_early_data": 16})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = _resumed_pair(5, cfgs, session)
     with pytest.raises(LocalProtocolError):
         pair.client.send_early_data(b"before connect")
@@ -141,7 +135,7 @@ def test_early_data_limits_and_misuse() -> None:
 
 def test_zero_rtt_resumption_over_a_lossy_network() -> None:
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     accepted = 0
     for seed in range(30):
         # A fresh ticket each time: a ticket gives 0-RTT only once.
@@ -188,7 +182,7 @@ def _nss_like_client(monkeypatch: pytest.MonkeyPatch, copies: int = 1) -> None:
 def _nss_like_pair(monkeypatch: pytest.MonkeyPatch, copies: int = 1) -> Pair:
     """A resumed pair whose NSS-like client (_nss_like_client) has sent 0-RTT data."""
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     _nss_like_client(monkeypatch, copies)
     pair = _resumed_pair(1, cfgs, session)
     pair.client.connect(SERVER_ADDR, 0.0)

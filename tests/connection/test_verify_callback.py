@@ -17,10 +17,10 @@ import pytest
 from dtls13 import PeerVerification
 from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
-from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
+from dtls13.events import HandshakeCompleted
 from dtls13.handshake.raw_keys import spki
 from dtls13.handshake.tickets import Session
-from tests.support.dtls_pair import Pair, configs, make_pair, pki
+from tests.support.dtls_pair import Pair, configs, first_session, make_pair, pki
 from tests.support.pki import TestPKI, cached_key
 
 A = AlertDescription
@@ -253,17 +253,7 @@ def test_raw_public_key_reaches_the_callback_as_a_key_without_chain() -> None:
 
 
 def _session(ccfg: ClientConfig, scfg: ServerConfig) -> Session:
-    pair = make_pair(cfgs=(ccfg, scfg))
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
+    return first_session((ccfg, scfg))
 
 
 def _resumed(pair: Pair) -> bool:

@@ -18,7 +18,7 @@ import pytest
 
 from dtls13.config import ServerConfig
 from dtls13.connection import Connection
-from dtls13.events import DataReceived, NewSessionTicketReceived
+from dtls13.events import DataReceived
 from dtls13.handshake.antireplay import (
     PROCESS_REPLAY_GUARD,
     RedisReplayGuard,
@@ -26,8 +26,14 @@ from dtls13.handshake.antireplay import (
     ReplayStore,
     SharedMemoryReplayGuard,
 )
-from dtls13.handshake.tickets import Session
-from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, configs, make_pair, wall_clock
+from tests.support.dtls_pair import (
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    configs,
+    first_session,
+    make_pair,
+    wall_clock,
+)
 
 SECRET = bytes(range(32))
 
@@ -202,20 +208,6 @@ def test_replay_store_must_be_one() -> None:
 # -- a replayed 0-RTT flight, to another server instance -------------------------------------
 
 
-def _session(cfgs: tuple[Any, ServerConfig]) -> Session:
-    pair = make_pair(0, cfgs=cfgs)
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
-
-
 def _early_data_delivered(cfg: ServerConfig, flight: list[bytes], pools: Any) -> bool:
     """Replays `flight` to a fresh server connection built from `cfg`; early data taken?"""
     target = Connection(cfg, pools=pools, peer_address=CLIENT_ADDR, wall_clock=wall_clock)
@@ -259,7 +251,7 @@ def test_zero_rtt_replayed_to_another_server_instance(
     _, other = configs(
         server={"max_early_data": 4096, "ticket_secret": SECRET, "replay_store": make_store()}
     )
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = make_pair(1, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
     pair.client.connect(SERVER_ADDR, 0.0)
     pair.client.send_early_data(b"open the valve")

@@ -10,13 +10,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from dtls13.alerts import LocalProtocolError
-from dtls13.config import ClientConfig, ServerConfig
 from dtls13.crypto.hkdf import TLS13_PREFIX
-from dtls13.events import HandshakeCompleted, NewSessionTicketReceived
+from dtls13.events import HandshakeCompleted
 from dtls13.handshake.client import ClientHandshake
 from dtls13.handshake.exporter import export_keying_material
-from dtls13.handshake.tickets import Session
-from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, make_pair
+from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, first_session, make_pair
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
 
@@ -186,26 +184,12 @@ def test_exporter_works_after_the_handshake_state_is_dropped() -> None:
     assert pair.client.export_keying_material("EXPORTER-x", b"", 32) == before
 
 
-def _session(cfgs: tuple[ClientConfig, ServerConfig]) -> Session:
-    pair = make_pair(0, cfgs=cfgs)
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
-
-
 def test_early_exporter_with_zero_rtt_matches_on_both_sides() -> None:
     client_log, server_log = KeyLog(), KeyLog()
     cfgs = configs(
         client={"keylog": client_log}, server={"max_early_data": 4096, "keylog": server_log}
     )
-    session = _session(cfgs)
+    session = first_session(cfgs)
     client_log.lines.clear()
     server_log.lines.clear()
     pair = make_pair(1, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
@@ -227,7 +211,7 @@ def test_early_exporter_with_zero_rtt_matches_on_both_sides() -> None:
 
 def test_no_early_exporter_without_zero_rtt() -> None:
     cfgs = configs(server={"max_early_data": 0})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = make_pair(1, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
     assert pair.handshake()
     assert pair.client.handshake.resumed and pair.server.handshake.resumed

@@ -10,21 +10,19 @@ import pytest
 
 from dtls13._fast import Buffer
 from dtls13.alerts import AlertDescription as A
-from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.endpoint import ServerEndpoint
-from dtls13.events import NewSessionTicketReceived
 from dtls13.handshake import extensions as ext
 from dtls13.handshake import messages as msgs
 from dtls13.handshake.constants import DTLS13_VERSION, ExtensionType
 from dtls13.handshake.grease import GREASE_VALUES, grease_values, is_grease
-from dtls13.handshake.tickets import Session
 from dtls13.memory import PoolSet
 from tests.support.conn_helpers import split_records
 from tests.support.dtls_pair import (
     SERVER_ADDR,
     Pair,
     configs,
+    first_session,
     make_pair,
     shutdown_world,
     wall_clock,
@@ -111,22 +109,8 @@ def test_is_grease_knows_exactly_the_sixteen_reserved_values() -> None:
     assert [v for v in range(0x10000) if is_grease(v)] == list(GREASE_VALUES)
 
 
-def _session(cfgs: tuple[ClientConfig, ServerConfig]) -> Session:
-    pair = make_pair(0, cfgs=cfgs)
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
-
-
 def test_the_last_grease_extension_precedes_padding_and_pre_shared_key() -> None:
-    session = _session(configs(client={"grease": True}))
+    session = first_session(configs(client={"grease": True}))
     hello = _sent_hello(grease=True, session=session, pad_client_hello=True)
     types = [e.type for e in hello.extensions]
     assert types[-1] == ET.pre_shared_key
@@ -304,7 +288,7 @@ def test_encrypted_extensions_answering_a_grease_extension_are_refused() -> None
 
 def test_a_greasing_client_completes_a_handshake_and_resumes() -> None:
     cfgs = configs(client={"grease": True})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = make_pair(1, cfgs=(replace(cfgs[0], session=session), cfgs[1]))
     assert pair.handshake()
     assert pair.client.handshake.resumed and pair.exchange(b"ping", b"pong")

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 
 from dtls13.alerts import UnexpectedMessage
-from dtls13.config import ClientConfig, ServerConfig
-from dtls13.events import NewSessionTicketReceived
 from dtls13.handshake.client import CLIENT_TRANSITIONS, ClientHandshake
 from dtls13.handshake.constants import HandshakeType
 from dtls13.handshake.constants import NamedGroup as G
@@ -29,9 +27,8 @@ from dtls13.handshake.state import (
     State,
     Transition,
 )
-from dtls13.handshake.tickets import Session
 from tests.support.conn_helpers import auth_pair
-from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, make_pair, wall_clock
+from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, first_session, make_pair, wall_clock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIAGRAM = ROOT / "docs" / "handshake-states.md"
@@ -88,20 +85,6 @@ def test_a_state_change_outside_the_transitions_targets_is_refused() -> None:
         ctx._set_state(ClientState.WAIT_SERVER_HELLO)
 
 
-def _session(cfgs: tuple[ClientConfig, ServerConfig]) -> Session:
-    pair = make_pair(0, cfgs=cfgs)
-    assert pair.handshake()
-
-    def got_ticket() -> bool:
-        pair.drain()
-        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
-
-    assert pair.net.run(got_ticket)
-    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
-    pair.close()
-    return event.session
-
-
 def _finish(pair: Pair) -> None:
     assert pair.net.run(pair.completed)
     assert pair.exchange(b"ping", b"pong")
@@ -122,7 +105,7 @@ def _handshakes() -> None:
     hrr.client.connect(SERVER_ADDR, 0.0)
     _finish(hrr)
     cfgs = configs(server={"max_early_data": 4096})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     resumed = make_pair(4, cfgs=(dataclasses.replace(cfgs[0], session=session), cfgs[1]))
     resumed.client.connect(SERVER_ADDR, 0.0)
     resumed.client.send_early_data(b"early")

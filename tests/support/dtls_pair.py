@@ -8,7 +8,14 @@ from typing import Any
 
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
-from dtls13.events import ConnectionTerminated, DataReceived, Event, HandshakeCompleted
+from dtls13.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HandshakeCompleted,
+    NewSessionTicketReceived,
+)
+from dtls13.handshake.tickets import Session
 from dtls13.memory import PoolSet
 from tests.support.netsim import Impairments, SimNetwork
 from tests.support.pki import NOW, TestPKI
@@ -146,6 +153,22 @@ def make_pair(
     net.add(CLIENT_ADDR, c)
     net.add(SERVER_ADDR, s)
     return Pair(net, c, s, pools)
+
+
+def first_session(cfgs: tuple[ClientConfig, ServerConfig]) -> Session:
+    """The session of a full handshake between `cfgs`, once its ticket has come (resume it
+    with a server of the same ServerConfig: its ticket keys)."""
+    pair = make_pair(0, cfgs=cfgs)
+    assert pair.handshake()
+
+    def got_ticket() -> bool:
+        pair.drain()
+        return any(isinstance(e, NewSessionTicketReceived) for e in pair.client_events)
+
+    assert pair.net.run(got_ticket)
+    event = next(e for e in pair.client_events if isinstance(e, NewSessionTicketReceived))
+    pair.close()
+    return event.session
 
 
 def shutdown_world(net: SimNetwork, ep: Any, clients: list[Connection]) -> None:
