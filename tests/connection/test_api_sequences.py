@@ -77,7 +77,6 @@ class ConnectedPeers(RuleBasedStateMachine):
         with contextlib.suppress(*REFUSALS):  # refused at once, clearly: allowed
             call(*args)
 
-    @precondition(lambda self: self.pair is not None)
     @rule(side=SIDES, size=st.integers(0, 1500))
     def send(self, side: str, size: int) -> None:
         self.counter += 1
@@ -89,33 +88,28 @@ class ConnectedPeers(RuleBasedStateMachine):
             return
         self.sent[side].add(data)
 
-    @precondition(lambda self: self.pair is not None)
     @rule(side=SIDES, request_peer=st.booleans())
     def key_update(self, side: str, request_peer: bool) -> None:
         self._call(self._conn(side).key_update, request_peer)
 
-    @precondition(lambda self: self.pair is not None)
     @rule(side=SIDES, count=st.integers(-1, 20))
     def request_connection_ids(self, side: str, count: int) -> None:
         self._call(self._conn(side).request_connection_ids, count)
 
-    @precondition(lambda self: self.pair is not None)
     @rule(side=SIDES)
     def use_spare_connection_id(self, side: str) -> None:
         self._call(self._conn(side).use_spare_connection_id)
 
-    @precondition(lambda self: self.pair is not None)
     @rule(side=SIDES, mtu=st.integers(100, 1500))
     def set_ciphertext_mtu(self, side: str, mtu: int) -> None:
         self._call(self._conn(side).set_ciphertext_mtu, mtu)
 
     # Late in a run only: a close ends what the other rules exercise.
-    @precondition(lambda self: self.pair is not None and self.steps > 20)
+    @precondition(lambda self: self.steps > 20)
     @rule(side=SIDES)
     def close(self, side: str) -> None:
         self._conn(side).close()
 
-    @precondition(lambda self: self.pair is not None)
     @rule(seconds=st.sampled_from((0.005, 0.05, 0.5, 3.0, 30.0)))
     def network(self, seconds: float) -> None:
         pair = self.pair
