@@ -365,11 +365,12 @@ def test_config_connection_id_values() -> None:
 def test_early_data_without_cid_is_read_by_a_server_that_issued_one() -> None:
     """0-RTT records go out before the ServerHello says which CID to use: they carry none
     while the server already expects its CID on the client's records."""
-    from tests.connection.test_early_data import _early, _resumed_pair, _session
+    from tests.connection.test_early_data import _early, _resumed_pair
+    from tests.support.dtls_pair import first_session
 
     cid = {"connection_id": 8}
     cfgs = configs(client=cid, server={"max_early_data": 4096, **cid})
-    session = _session(cfgs)
+    session = first_session(cfgs)
     pair = _resumed_pair(1, cfgs, session)
     pair.client.connect(SERVER_ADDR, 0.0)
     pair.client.send_early_data(b"early one")
