@@ -13,7 +13,8 @@ Here: the connection's state (``__slots__``, ``__init__``), ``connect``, events,
 counters. The rest of its methods are functions of ``connection_receive`` (records in),
 ``connection_send`` (records out), ``connection_timers``, ``connection_alerts``,
 ``connection_handshake``, ``connection_new_association``, ``connection_flights`` and
-``connection_keying`` (the peer's credentials, exporters, SRTP keys), bound in the class
+``connection_keying`` (the peer's credentials, exporters, SRTP keys) and
+``connection_path`` (the reachability test of a peer's new address), bound in the class
 body as methods (or properties): a call to one costs what a call to a method (or property)
 defined here does.
 """
@@ -30,6 +31,7 @@ from . import connection_flights as _flights
 from . import connection_handshake as _handshake
 from . import connection_keying as _keying
 from . import connection_new_association as _new_association
+from . import connection_path as _path
 from . import connection_receive as _receive
 from . import connection_send as _send
 from . import connection_timers as _timers
@@ -84,6 +86,9 @@ class Connection:
     # smaller than `mtu` (connection_timers.py); None: `mtu`. Never the application
     # records' size (RFC 9147 §4.4). Rare, so kept in the instance's __dict__ when set.
     _flight_mtu: int | None = None
+    # A new address of the peer's being checked (connection_path.py); None: none. Rare,
+    # so kept in the instance's __dict__ while there is one.
+    _path_check: _path.PathCheck | None = None
 
     __slots__ = (
         "__dict__",
@@ -471,7 +476,6 @@ class Connection:
     _receive_records = _receive.receive_records
     _check_integrity = _receive.check_integrity
     _track_path = _receive.track_path
-    _follow = _receive.follow
     _app_data_fast = _receive.app_data_fast
     _handle_records = _receive.handle_records
     _handle_record = _receive.handle_record
@@ -562,6 +566,18 @@ class Connection:
     _on_flight_acknowledged = _flights.on_flight_acknowledged
     _forget_flight_mtu = _flights.forget_flight_mtu
     _on_post_handshake = _flights.on_post_handshake
+
+    # -- the peer's address (connection_path.py) ---------------------------------------
+
+    _follow = _path.follow
+    _after_path_input = _path.after_input
+    _send_path_copies = _path.send_copies
+    _within_check_limit = _path.within_check_limit
+    _on_ack_numbers = _path.on_ack_numbers
+    _hold = _path.hold
+    _end_path_check = _path.end_check
+    _drop_path_check = _path.drop_check
+    _path_hold_expired = _path.hold_expired
 
 
 __all__ = ["Connection"]

@@ -38,6 +38,13 @@ def close(self: Connection, alert: AlertDescription = AlertDescription.close_not
     self._activity()
     if self._hs.closed:
         return
+    if self._path_check is not None and alert in (
+        AlertDescription.close_notify,
+        AlertDescription.user_canceled,
+    ):
+        # Data held while a new address was checked goes ahead of close_notify, to the
+        # address the peer was last shown to read at.
+        self._end_path_check(moved=False)
     established = self._records.write_epoch >= 2 or self._hs.connected
     if alert not in (AlertDescription.close_notify, AlertDescription.user_canceled):
         # Unprotected, an error alert is sent as the handshake's own are (the peer
@@ -131,6 +138,8 @@ def terminate(
     if self._reassembler is not None:
         self._reassembler.close()
     self._drop_other_hello()
+    if self._path_check is not None:
+        self._drop_path_check()
     self._records.close()
 
 

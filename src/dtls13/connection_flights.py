@@ -273,6 +273,8 @@ def emit_datagrams(self: Connection, flight: Flight) -> None:
         self.count("flight_datagrams_unsent")
         return
     trace_sent(self, flight)
+    if self._path_check is not None:
+        self._send_path_copies(flight)
 
 
 def retransmit(self: Connection, now: float) -> None:
@@ -365,6 +367,8 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
     if self.config.message_callback is not None:
         data = bytes(record.payload)
         self.config.message_callback(TracedMessage(False, ContentType.ack, None, data))
+    if self._path_check is not None:
+        self._on_ack_numbers(numbers)
     flight = self._flight
     if flight is None:
         return
@@ -375,6 +379,10 @@ def handle_ack(self: Connection, record: Any, now: float) -> None:
         numbers = [n for n in numbers if n.epoch <= record.epoch]
     if flight.on_ack(numbers):
         self._retransmit_at = None
+        if self._path_check is not None:
+            # Acknowledged through the copies sent to the peer's address alone: it reads
+            # there, and no probe of the new address awaits an answer any more.
+            self._end_path_check(moved=False)
         self._on_flight_acknowledged(now)
     elif any(flight.carried(n) for n in numbers) and not self._retransmitted_this_input:
         # RFC 9147 §7.2: a partial ACK: send what is missing at once.

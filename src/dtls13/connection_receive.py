@@ -55,6 +55,8 @@ def read_datagram(self: Connection, data: Any, addr: Address, now: float) -> Non
     if drops["retired_epoch"] != retired and self._final_acks:
         self._repeat_final_acks(now)
     self._receive_records(records, addr, now, drops["auth_failed"] != failed)
+    if self._path_check is not None:
+        self._after_path_input(addr, len(data))
 
 
 def receive_datagram_data(self: Connection, data: Any, addr: Address, now: float) -> bytes | None:
@@ -92,6 +94,8 @@ def receive_datagram_data(self: Connection, data: Any, addr: Address, now: float
     newest = (epoch, seq)
     if newest > self._newest_protected:
         self._follow(newest, addr)
+    if self._path_check is not None:
+        self._after_path_input(addr, len(data))
     stats["records_in"] += 1
     stats["app_bytes_in"] += len(payload)
     return payload
@@ -153,23 +157,12 @@ def check_integrity(self: Connection, now: float) -> None:
 
 
 def track_path(self: Connection, records: list[Any], addr: Address) -> None:
-    """Follow the peer to a new address (NAT rebinding, RFC 9146 §6) only when a record
-    from there authenticated and is the newest seen: a replayed or spoofed datagram
-    cannot move the association."""
+    """A new address of the peer's (NAT rebinding, RFC 9146 §6) is checked only when a
+    record from there authenticated and is the newest seen (connection_path.py): a
+    replayed or spoofed datagram cannot start a check."""
     newest = max(((r.epoch, r.sequence_number) for r in records if r.epoch > 0), default=None)
     if newest is not None:
         self._follow(newest, addr)
-
-
-def follow(self: Connection, newest: tuple[int, int], addr: Address) -> None:
-    """`newest` (epoch, sequence number) authenticated from `addr`: move there if it is
-    the newest record seen (see _track_path)."""
-    if newest <= self._newest_protected:
-        return
-    self._newest_protected = newest
-    if addr != self.peer_address and self.cid_negotiated and self._hs.connected:
-        self.peer_address = addr
-        self.stats["address_changes"] += 1
 
 
 def app_data_fast(self: Connection, record: Any, addr: Address) -> bool:

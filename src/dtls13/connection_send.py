@@ -33,6 +33,8 @@ def datagrams_to_send(self: Connection, now: float) -> list[tuple[Lease, Address
     self._outbox = ()
     if self._amplification is not None:
         out = self._within_amplification_limit(out)
+    if self._path_check is not None:
+        out = self._within_check_limit(self._path_check, out)
     self.stats["datagrams_out"] += len(out)
     return out
 
@@ -84,10 +86,11 @@ def send(self: Connection, data: bytes | bytearray | memoryview) -> None:
         raise ValueError(
             f"{len(data)} bytes do not fit one record at MTU {self.mtu} (at most {sealed})"
         )
-    outbox = self._outbox
-    if isinstance(outbox, tuple):
-        outbox = self._outbox = []
-    outbox.append((sealed, self.peer_address))
+    if self._path_check is None or not self._hold(sealed):
+        outbox = self._outbox
+        if isinstance(outbox, tuple):
+            outbox = self._outbox = []
+        outbox.append((sealed, self.peer_address))
     self.stats["app_bytes_out"] += len(data)
     if (
         records.key_update_due

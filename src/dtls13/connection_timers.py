@@ -37,6 +37,11 @@ def get_timer(self: Connection) -> float | None:
     idle = self._idle_check_at
     if idle is not None and (t is None or idle < t):
         t = idle
+    check = self._path_check
+    if check is not None and check.held:
+        held = check.hold_until  # set before anything is held
+        if held is not None and (t is None or held < t):
+            t = held
     return t
 
 
@@ -68,6 +73,14 @@ def handle_timer(self: Connection, now: float) -> None:
         self.count("handshake_unanswered")
         self._terminate(None, "the peer never answered our flight", by_peer=False, now=now)
         return
+    check = self._path_check
+    if (
+        check is not None
+        and check.held
+        and check.hold_until is not None
+        and now >= check.hold_until
+    ):
+        self._path_hold_expired()
     if self._ack_at is not None and now >= self._ack_at:
         self._guard(now, lambda: self._send_ack(now))
     if self._retransmit_at is not None and now >= self._retransmit_at:

@@ -58,6 +58,8 @@ RARE_STAT_NAMES = (
     "verify_callback_errors",  # verify_callback raised or answered unusably
     "ech_rejected",  # server: an encrypted ClientHello no ech_keys opened (outer answered)
     "mtu_backoffs",  # flight datagrams made smaller after repeated timeouts (RFC 9147 §4.4)
+    "path_checks_started",  # a new address of the peer's probed before use (RFC 9147 §11)
+    "path_checks_abandoned",  # checks ended without a move (see ConnectionStatistics)
 )
 
 
@@ -78,7 +80,14 @@ class ConnectionStatistics:
     hello_retry_requests_sent: int
     hello_retry_requests_received: int
     handshake_restarts: int  # a client's handshake begun afresh (a server's version refusal)
-    address_changes: int  # the peer moved to an address a record authenticated from
+    # the peer moved to a new address once it ACKed a record sent only there (RFC 9147 §11):
+    address_changes: int
+    # checks of a new address a newest record came from: started, and ended without a move
+    # (a newer record from the peer's address: a copy raced from elsewhere, or the peer
+    # moved back; a flight acknowledged through the old address alone; another new
+    # address; or close()):
+    path_checks_started: int
+    path_checks_abandoned: int
     early_data_offered: int
     early_data_replays: int  # 0-RTT refused as a replay of an earlier use of its ticket
     early_data_bytes_in: int

@@ -10,7 +10,7 @@ import pytest
 from dtls13.connection import Connection
 from dtls13.events import ConnectionTerminated, DataReceived
 from dtls13.record import RecordLayer
-from tests.support.dtls_pair import CLIENT_ADDR, Pair, make_pair
+from tests.support.dtls_pair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 
 
 def established(**kwargs: Any) -> Pair:
@@ -102,21 +102,48 @@ def test_a_move_without_connection_ids_does_not_change_the_peer_address() -> Non
     pair.close()
 
 
-def test_a_move_with_connection_ids_follows_only_the_newest_record(
+def test_a_move_with_connection_ids_checks_the_newest_records_address_before_using_it(
     fast_hits: list[bool],
 ) -> None:
     pair = established(client={"connection_id": 4}, server={"connection_id": 4})
     client, server, now = pair.client, pair.server, pair.net.now
     assert server.cid_negotiated
+    moved = ("10.9.9.9", 1)
     old = datagram(client, b"old", now)
     new = datagram(client, b"new", now)
-    server.receive_datagram(new, ("10.9.9.9", 1), now)
-    assert server.peer_address == ("10.9.9.9", 1) and server.stats["address_changes"] == 1
-    # An older record from elsewhere is delivered but does not move the association.
+    server.receive_datagram(new, moved, now)
+    # RFC 9147 §11: not used before a reachability test.
+    assert server.peer_address == CLIENT_ADDR and server.stats["address_changes"] == 0
+    # An older record from elsewhere is delivered but starts no check of its address.
     server.receive_datagram(old, ("10.8.8.8", 2), now)
     assert events(server) == [DataReceived(b"new"), DataReceived(b"old")]
     assert fast_hits[-2:] == [True, True]
-    assert server.peer_address == ("10.9.9.9", 1) and server.stats["address_changes"] == 1
+    assert server.statistics().path_checks_started == 1
+    # Application data sent during the check waits for its end (RFC 9853 §5).
+    server.send(b"held")
+    out = server.datagrams_to_send(now)
+    assert {addr for _, addr in out} == {CLIENT_ADDR, moved}
+    assert len(out) == 2  # the probe (a KeyUpdate) to each address; the data held
+    probes = [lease.tobytes() for lease, addr in out if addr == moved]
+    for lease, _ in out:
+        lease.release()
+    # The client reads the probe (a KeyUpdate) at its new address and ACKs it from there.
+    client.receive_datagram(probes[0], SERVER_ADDR, now)
+    later = client.get_timer()
+    assert later is not None
+    client.handle_timer(later)
+    for lease, _ in client.datagrams_to_send(later):
+        server.receive_datagram(lease.tobytes(), moved, later)
+        lease.release()
+    assert server.peer_address == moved and server.stats["address_changes"] == 1
+    server.send(b"to the new address")
+    out = server.datagrams_to_send(later)
+    assert [addr for _, addr in out] == [moved, moved]
+    for lease, _ in out:
+        client.receive_datagram(lease.tobytes(), SERVER_ADDR, later)
+        lease.release()
+    got = [e for e in events(client) if isinstance(e, DataReceived)]
+    assert got == [DataReceived(b"held"), DataReceived(b"to the new address")]
     pair.close()
 
 

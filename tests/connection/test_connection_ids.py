@@ -241,18 +241,21 @@ def _endpoint_world(
     return net, clients, addrs, ep, pools
 
 
-def test_a_copy_raced_from_elsewhere_moves_the_association_until_the_peers_next_record() -> None:
-    """The documented limit (docs/security.md): with no return routability check, an
-    attacker who sees a record and sends a copy of it from another address first moves the
-    association there; the original, now a replay, is dropped; the peer's next record
-    moves it back."""
+def test_a_copy_raced_from_elsewhere_does_not_redirect_the_association() -> None:
+    """RFC 9147 §11: no new address before a reachability test. An attacker who sees a
+    record and sends a copy of it from another address first (the original, now a replay,
+    is dropped) gets there only the probe of that address, within three times what it
+    sent; the data goes on to the peer, and the peer's next record ends the check."""
     pair = make_pair(client={"connection_id": 8}, server={"connection_id": 8})
     raced: list[bytes] = []
+    to_attacker: list[int] = []
 
     def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
         if race and src == CLIENT_ADDR and data[0] & 0xF0 == 0x30:
             raced.append(data)
             pair.net.inject(ATTACKER, SERVER_ADDR, data)  # delivered ahead of the original
+        if dst == ATTACKER:
+            to_attacker.append(len(data))
         return data
 
     race = False
@@ -264,12 +267,18 @@ def test_a_copy_raced_from_elsewhere_moves_the_association_until_the_peers_next_
     pair.net.flush()
     race = False
     assert raced
-    pair.net.run(lambda: False, max_time=pair.net.now + 0.5)
-    assert pair.server.peer_address == ATTACKER
+    assert pair.server.peer_address == CLIENT_ADDR
+    pair.server.send(b"meant for the client")
+    pair.net.run(lambda: False, max_time=pair.net.now + 5)
+    assert pair.received("client").count(b"meant for the client") == 1
     assert pair.received("server").count(b"seen on the path") == 1  # the original: a replay
+    assert pair.server.peer_address == CLIENT_ADDR
+    assert 0 < sum(to_attacker) <= 3 * sum(len(d) for d in raced)
     assert pair.exchange(b"next", b"back to the client")
     assert pair.server.peer_address == CLIENT_ADDR
-    assert pair.server.stats["address_changes"] == 2
+    stats = pair.server.statistics()
+    assert stats.address_changes == 0
+    assert stats.path_checks_started == 1 and stats.path_checks_abandoned == 1
     pair.close()
     assert pair.pools.in_use == 0
 
@@ -297,7 +306,10 @@ def test_endpoint_routes_by_cid_after_the_client_moves() -> None:
     moved.send(b"hello from the new address")
     assert net.run(lambda: b"hello from the new address" in _server_data(conns[old]))
     server_conn = conns[old]
-    assert server_conn.peer_address == NEW_ADDR
+    # RFC 9147 §11: the new address is used once the client ACKed a probe sent there.
+    assert server_conn.peer_address == old
+    assert net.run(lambda: server_conn.peer_address == NEW_ADDR)
+    assert server_conn.statistics().path_checks_started == 1
     assert ep.connections.get(NEW_ADDR) is server_conn and old not in ep.connections
     assert ep.counters["address_changes"] == 1
     # Its answers go to the new address.

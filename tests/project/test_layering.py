@@ -71,6 +71,7 @@ LAYERS: dict[str, str] = {
     "dtls13.connection_handshake": "connection",
     "dtls13.connection_keying": "connection",
     "dtls13.connection_new_association": "connection",
+    "dtls13.connection_path": "connection",
     "dtls13.connection_receive": "connection",
     "dtls13.connection_send": "connection",
     "dtls13.connection_timers": "connection",

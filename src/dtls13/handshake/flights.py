@@ -195,6 +195,15 @@ class Flight:
         else:
             known += carried
 
+    @property
+    def records_sent(self) -> int:
+        """How many distinct records carried this flight's fragments so far."""
+        return len(self._records)
+
+    def record_numbers(self, first: int = 0) -> list[RecordNumber]:
+        """The numbers of those records, in the order sent, from the `first`th on."""
+        return list(self._records)[first:]
+
     def on_ack(self, record_numbers: list[RecordNumber]) -> bool:
         """Mark what the ACKed records carried; True when the whole flight is acknowledged."""
         for number in record_numbers:
