@@ -1,6 +1,8 @@
 """Any sequence of what an application may call on two connected peers (send, KeyUpdate,
 connection ID requests and changes, MTU changes, close), interleaved with the network
-delivering, losing, duplicating and reordering datagrams and with time passing: a call
+delivering, losing, duplicating and reordering datagrams, with time passing, with the
+client's NAT rebinding it to a new address and with an attacker racing copies of the
+client's datagrams from other addresses: a call
 the connection cannot take now raises a clear exception at once (never something else),
 nothing escapes a receive or timer path, each side receives only what the other sent,
 each record at most once, and every pool is back to zero at the end (hypothesis)."""
@@ -49,6 +51,7 @@ class ConnectedPeers(RuleBasedStateMachine):
         self.got: dict[str, list[bytes]] = {"client": [], "server": []}
         self.counter = 0
         self.steps = 0
+        self.client_addr = CLIENT_ADDR
 
     @initialize(
         seed=st.integers(0, 1000),
@@ -103,6 +106,31 @@ class ConnectedPeers(RuleBasedStateMachine):
     @rule(side=SIDES, mtu=st.integers(100, 1500))
     def set_ciphertext_mtu(self, side: str, mtu: int) -> None:
         self._call(self._conn(side).set_ciphertext_mtu, mtu)
+
+    @rule()
+    def client_rebinds(self) -> None:
+        """The client's NAT maps it to a new port: its datagrams come from there, and what
+        is sent to the old one is lost."""
+        assert self.pair is not None
+        endpoints = self.pair.net.endpoints
+        old = self.client_addr
+        self.client_addr = (old[0], old[1] + 1)
+        endpoints[self.client_addr] = endpoints.pop(old)
+
+    @rule(victim=st.integers(1, 3))
+    def race_the_clients_next_datagram(self, victim: int) -> None:
+        """A copy of the client's next datagram to the server arrives first, from a
+        victim's address (where nothing reads)."""
+        assert self.pair is not None
+        net = self.pair.net
+
+        def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
+            if src == self.client_addr and dst == SERVER_ADDR:
+                net.inject((f"203.0.113.{victim}", 9000), dst, data)
+                net.tamper = None
+            return data
+
+        net.tamper = tamper
 
     # Late in a run only: a close ends what the other rules exercise.
     @precondition(lambda self: self.steps > 20)
