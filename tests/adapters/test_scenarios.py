@@ -3,11 +3,13 @@ asyncio on uvloop. Each test is synchronous and runs its scenario on the adapter
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
 import socket
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import dtls13
 from dtls13 import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.endpoint import DoSProtectionConfig
+from dtls13.events import DataReceived
 from dtls13.memory import PoolSet
 from tests.support.adapters import ADAPTERS, Adapter, udp_bot
 from tests.support.dtls_pair import pki
@@ -728,3 +731,66 @@ def test_soft_fail_channel_reports_the_rejected_peer(ad: Adapter, pools: PoolSet
             await channel.aclose()
 
     ad.run(scenario)
+
+
+def test_a_client_that_rebinds_is_followed_once_it_acks_a_probe(
+    ad: Adapter, pools: PoolSet
+) -> None:
+    """Connection IDs on every adapter: a client whose NAT moves it to a new port (the old
+    socket closed) gets the echo of its next message at the new port once it has ACKed
+    the server's probe there (RFC 9147 §11); the server holds the echo meanwhile."""
+    client_config, server_config = configs(connection_id=8)
+    server_config = dataclasses.replace(server_config, connection_id=8)
+    client = Connection(client_config, pools=pools)
+    got: list[bytes] = []
+
+    async def pump(sock: socket.socket, until: Any) -> None:
+        """Drive the sans-IO client over `sock` until `until()`."""
+
+        async def loop() -> None:
+            while not until():
+                now = time.monotonic()
+                timer = client.get_timer()
+                if timer is not None and now >= timer:
+                    client.handle_timer(now)
+                for lease, dst in client.datagrams_to_send(now):
+                    sock.sendto(lease.tobytes(), dst)
+                    lease.release()
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        data, src = sock.recvfrom(65536)
+                        client.receive_datagram(data, src, time.monotonic())
+                while (ev := client.next_event()) is not None:
+                    if isinstance(ev, DataReceived):
+                        got.append(ev.data)
+                await ad.sleep(0.002)
+
+        await ad.within(10, loop())
+
+    async def scenario() -> None:
+        async with ad.serving(server_config, echo_handler(ad), pools=pools) as (server, addr):
+            first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            first.bind(("127.0.0.1", 0))
+            first.setblocking(False)
+            client.connect(addr, time.monotonic())
+            await pump(first, lambda: client.handshake_complete)
+            client.send(b"before")
+            await pump(first, lambda: b"before" in got)
+            first.close()  # the NAT's old mapping is gone
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                second.bind(("127.0.0.1", 0))
+                second.setblocking(False)
+                client.send(b"after")
+                await pump(second, lambda: b"after" in got)
+                client.send(b"again")
+                await pump(second, lambda: b"again" in got)
+                stats = server.statistics().server
+                assert stats is not None and stats.address_changes == 1
+                client.close()
+                for lease, dst in client.datagrams_to_send(time.monotonic()):
+                    second.sendto(lease.tobytes(), dst)
+                    lease.release()
+
+    ad.run(scenario)
+    assert got == [b"before", b"after", b"again"]
+    pools.release_owner(client.owner)
