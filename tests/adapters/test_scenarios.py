@@ -733,6 +733,55 @@ def test_soft_fail_channel_reports_the_rejected_peer(ad: Adapter, pools: PoolSet
     ad.run(scenario)
 
 
+class _SansIOClient:
+    """A sans-IO client Connection driven over plain sockets inside an adapter's loop (a
+    NAT in front of it is a change of socket)."""
+
+    def __init__(self, ad: Adapter, config: ClientConfig, pools: PoolSet) -> None:
+        self.ad = ad
+        self.conn = Connection(config, pools=pools)
+        self.got: list[bytes] = []
+
+    @staticmethod
+    def socket() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        return sock
+
+    async def pump(self, sock: socket.socket, until: Any, *, send: bool = True) -> None:
+        """Read `sock`, run the timer and send what the client has (if `send`, else drop
+        it) until `until()`."""
+        conn = self.conn
+
+        async def loop() -> None:
+            while not until():
+                now = time.monotonic()
+                timer = conn.get_timer()
+                if timer is not None and now >= timer:
+                    conn.handle_timer(now)
+                for lease, dst in conn.datagrams_to_send(now):
+                    if send:
+                        sock.sendto(lease.tobytes(), dst)
+                    lease.release()
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        data, src = sock.recvfrom(65536)
+                        conn.receive_datagram(data, src, time.monotonic())
+                while (ev := conn.next_event()) is not None:
+                    if isinstance(ev, DataReceived):
+                        self.got.append(ev.data)
+                await self.ad.sleep(0.002)
+
+        await self.ad.within(10, loop())
+
+    def close(self, sock: socket.socket) -> None:
+        self.conn.close()
+        for lease, dst in self.conn.datagrams_to_send(time.monotonic()):
+            sock.sendto(lease.tobytes(), dst)
+            lease.release()
+
+
 def test_a_client_that_rebinds_is_followed_once_it_acks_a_probe(
     ad: Adapter, pools: PoolSet
 ) -> None:
@@ -741,56 +790,62 @@ def test_a_client_that_rebinds_is_followed_once_it_acks_a_probe(
     the server's probe there (RFC 9147 §11); the server holds the echo meanwhile."""
     client_config, server_config = configs(connection_id=8)
     server_config = dataclasses.replace(server_config, connection_id=8)
-    client = Connection(client_config, pools=pools)
-    got: list[bytes] = []
-
-    async def pump(sock: socket.socket, until: Any) -> None:
-        """Drive the sans-IO client over `sock` until `until()`."""
-
-        async def loop() -> None:
-            while not until():
-                now = time.monotonic()
-                timer = client.get_timer()
-                if timer is not None and now >= timer:
-                    client.handle_timer(now)
-                for lease, dst in client.datagrams_to_send(now):
-                    sock.sendto(lease.tobytes(), dst)
-                    lease.release()
-                with contextlib.suppress(BlockingIOError):
-                    while True:
-                        data, src = sock.recvfrom(65536)
-                        client.receive_datagram(data, src, time.monotonic())
-                while (ev := client.next_event()) is not None:
-                    if isinstance(ev, DataReceived):
-                        got.append(ev.data)
-                await ad.sleep(0.002)
-
-        await ad.within(10, loop())
+    client = _SansIOClient(ad, client_config, pools)
+    got = client.got
 
     async def scenario() -> None:
         async with ad.serving(server_config, echo_handler(ad), pools=pools) as (server, addr):
-            first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            first.bind(("127.0.0.1", 0))
-            first.setblocking(False)
-            client.connect(addr, time.monotonic())
-            await pump(first, lambda: client.handshake_complete)
-            client.send(b"before")
-            await pump(first, lambda: b"before" in got)
+            first = client.socket()
+            client.conn.connect(addr, time.monotonic())
+            await client.pump(first, lambda: client.conn.handshake_complete)
+            client.conn.send(b"before")
+            await client.pump(first, lambda: b"before" in got)
             first.close()  # the NAT's old mapping is gone
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                second.bind(("127.0.0.1", 0))
-                second.setblocking(False)
-                client.send(b"after")
-                await pump(second, lambda: b"after" in got)
-                client.send(b"again")
-                await pump(second, lambda: b"again" in got)
+            with client.socket() as second:
+                client.conn.send(b"after")
+                await client.pump(second, lambda: b"after" in got)
+                client.conn.send(b"again")
+                await client.pump(second, lambda: b"again" in got)
                 stats = server.statistics().server
                 assert stats is not None and stats.address_changes == 1
-                client.close()
-                for lease, dst in client.datagrams_to_send(time.monotonic()):
-                    second.sendto(lease.tobytes(), dst)
-                    lease.release()
+                client.close(second)
 
     ad.run(scenario)
     assert got == [b"before", b"after", b"again"]
-    pools.release_owner(client.owner)
+    pools.release_owner(client.conn.owner)
+
+
+def test_a_held_echo_goes_to_the_old_port_when_the_probe_is_never_acked(
+    ad: Adapter, pools: PoolSet
+) -> None:
+    """The server's timer for what it holds during a check (RFC 9853's T) runs on every
+    adapter: the client's message comes from a new port, the client ACKs nothing, and the
+    echo leaves for the old port about one initial retransmission timeout later."""
+    client_config, server_config = configs(connection_id=8)
+    server_config = dataclasses.replace(server_config, connection_id=8)
+    client = _SansIOClient(ad, client_config, pools)
+    got = client.got
+
+    async def scenario() -> None:
+        async with ad.serving(server_config, echo_handler(ad), pools=pools) as (server, addr):
+            with client.socket() as first, client.socket() as second:
+                client.conn.connect(addr, time.monotonic())
+                await client.pump(first, lambda: client.conn.handshake_complete)
+                client.conn.send(b"before")
+                await client.pump(first, lambda: b"before" in got)
+                client.conn.send(b"after")
+                for lease, dst in client.conn.datagrams_to_send(time.monotonic()):
+                    second.sendto(lease.tobytes(), dst)
+                    lease.release()
+                sent_at = time.monotonic()
+                # The old port still reads (its mapping is alive); the client stays silent.
+                await client.pump(first, lambda: b"after" in got, send=False)
+                held = time.monotonic() - sent_at
+                assert held >= 0.5 * server_config.retransmit_initial, held
+                stats = server.statistics().server
+                assert stats is not None and stats.address_changes == 0
+                client.close(first)
+
+    ad.run(scenario)
+    assert got == [b"before", b"after"]
+    pools.release_owner(client.conn.owner)
