@@ -775,6 +775,13 @@ class _SansIOClient:
 
         await self.ad.within(10, loop())
 
+    async def start(self, addr: Any, sock: socket.socket) -> None:
+        """Handshake over `sock`, then one message echoed."""
+        self.conn.connect(addr, time.monotonic())
+        await self.pump(sock, lambda: self.conn.handshake_complete)
+        self.conn.send(b"before")
+        await self.pump(sock, lambda: b"before" in self.got)
+
     def close(self, sock: socket.socket) -> None:
         self.conn.close()
         for lease, dst in self.conn.datagrams_to_send(time.monotonic()):
@@ -796,10 +803,7 @@ def test_a_client_that_rebinds_is_followed_once_it_acks_a_probe(
     async def scenario() -> None:
         async with ad.serving(server_config, echo_handler(ad), pools=pools) as (server, addr):
             first = client.socket()
-            client.conn.connect(addr, time.monotonic())
-            await client.pump(first, lambda: client.conn.handshake_complete)
-            client.conn.send(b"before")
-            await client.pump(first, lambda: b"before" in got)
+            await client.start(addr, first)
             first.close()  # the NAT's old mapping is gone
             with client.socket() as second:
                 client.conn.send(b"after")
@@ -829,10 +833,7 @@ def test_a_held_echo_goes_to_the_old_port_when_the_probe_is_never_acked(
     async def scenario() -> None:
         async with ad.serving(server_config, echo_handler(ad), pools=pools) as (server, addr):
             with client.socket() as first, client.socket() as second:
-                client.conn.connect(addr, time.monotonic())
-                await client.pump(first, lambda: client.conn.handshake_complete)
-                client.conn.send(b"before")
-                await client.pump(first, lambda: b"before" in got)
+                await client.start(addr, first)
                 client.conn.send(b"after")
                 for lease, dst in client.conn.datagrams_to_send(time.monotonic()):
                     second.sendto(lease.tobytes(), dst)

@@ -22,8 +22,9 @@ def _pair() -> Pair:
 
 
 def _race_next_record(pair: Pair, attacker: Any, sent_to: dict[Any, int]) -> list[int]:
-    """The client's next record, copied from `attacker` ahead of the original; returns
-    the sizes of the copies."""
+    """The client sends a record and a copy of it from `attacker` reaches the server
+    first (it starts a check there); returns the sizes of the copies. `sent_to` counts
+    the bytes every address is sent from then on."""
     copies: list[int] = []
 
     def tamper(src: Any, dst: Any, data: bytes) -> bytes | None:
@@ -34,6 +35,10 @@ def _race_next_record(pair: Pair, attacker: Any, sent_to: dict[Any, int]) -> lis
         return data
 
     pair.net.tamper = tamper
+    pair.client.send(b"raced")
+    pair.net.flush()
+    pair.net.step()  # the copy arrives first
+    assert copies
     return copies
 
 
@@ -41,10 +46,7 @@ def test_data_sent_during_a_check_goes_to_the_old_address_when_the_peer_acks_fro
     pair = _pair()
     sent_to: dict[Any, int] = {}
     copies = _race_next_record(pair, ATTACKERS[0], sent_to)
-    pair.client.send(b"raced")
-    pair.net.flush()
-    pair.net.step()  # the copy arrives first
-    assert copies and pair.server.statistics().path_checks_started == 1
+    assert pair.server.statistics().path_checks_started == 1
     for i in range(5):
         pair.server.send(b"answer %d" % i)  # held until the check ends
     pair.net.run(lambda: False, max_time=pair.net.now + 3)
@@ -59,11 +61,7 @@ def test_data_sent_during_a_check_goes_to_the_old_address_when_the_peer_acks_fro
 
 def test_a_check_holds_at_most_max_held_datagrams_and_sends_the_rest_at_once() -> None:
     pair = _pair()
-    copies = _race_next_record(pair, ATTACKERS[0], {})
-    pair.client.send(b"raced")
-    pair.net.flush()
-    pair.net.step()  # the copy arrives first
-    assert copies
+    _race_next_record(pair, ATTACKERS[0], {})
     for i in range(MAX_HELD + 3):
         pair.server.send(b"burst %d" % i)
     out = pair.server.datagrams_to_send(pair.net.now)
@@ -82,11 +80,7 @@ def test_a_check_holds_at_most_max_held_datagrams_and_sends_the_rest_at_once() -
 
 def test_close_during_a_check_sends_what_it_held_ahead_of_close_notify() -> None:
     pair = _pair()
-    copies = _race_next_record(pair, ATTACKERS[0], {})
-    pair.client.send(b"raced")
-    pair.net.flush()
-    pair.net.step()  # the copy arrives first
-    assert copies
+    _race_next_record(pair, ATTACKERS[0], {})
     pair.server.send(b"last words")
     pair.server.close()
     pair.net.run(lambda: False, max_time=pair.net.now + 2)
@@ -99,11 +93,7 @@ def test_close_during_a_check_sends_what_it_held_ahead_of_close_notify() -> None
 
 def test_an_abort_during_a_check_releases_what_it_held() -> None:
     pair = _pair()
-    copies = _race_next_record(pair, ATTACKERS[0], {})
-    pair.client.send(b"raced")
-    pair.net.flush()
-    pair.net.step()  # the copy arrives first
-    assert copies
+    _race_next_record(pair, ATTACKERS[0], {})
     pair.server.send(b"never sent")
     pair.server.abandon()
     pair.net.run(lambda: False, max_time=pair.net.now + 2)
@@ -117,12 +107,7 @@ def test_copies_raced_from_ever_new_addresses_never_move_the_connection() -> Non
     sent_to: dict[Any, int] = {}
     raced: dict[Any, int] = {}
     for attacker in ATTACKERS[:40]:
-        copies = _race_next_record(pair, attacker, sent_to)
-        pair.client.send(b"raced")
-        pair.net.flush()
-        pair.net.step()
-        assert copies
-        raced[attacker] = sum(copies)
+        raced[attacker] = sum(_race_next_record(pair, attacker, sent_to))
         pair.net.run(lambda: False, max_time=pair.net.now + 0.1)
     stats = pair.server.statistics()
     assert stats.path_checks_started == 40 and stats.address_changes == 0
