@@ -577,7 +577,7 @@ class Connection:
     _hold = _path.hold
     _end_path_check = _path.end_check
     _drop_path_check = _path.drop_check
-    _path_hold_expired = _path.hold_expired
+    _release_held = _path.release_held
 
 
 __all__ = ["Connection"]

@@ -187,15 +187,9 @@ def hold(self: Connection, datagram: Lease) -> bool:
     return True
 
 
-def hold_expired(self: Connection) -> None:
-    """RFC 9853 §5.1: no ACK from the new address before the timer: the address stays,
-    and what was held goes there."""
-    check = self._path_check
-    assert check is not None
-    release_held(self, check)
-
-
 def release_held(self: Connection, check: PathCheck) -> None:
+    """What `check` held goes to the peer's address now: the check ended, or its timer
+    expired without an ACK from the new address (RFC 9853 §5.1: the address stays)."""
     if check.held:
         outbox = self._outbox
         if isinstance(outbox, tuple):

@@ -80,7 +80,7 @@ def handle_timer(self: Connection, now: float) -> None:
         and check.hold_until is not None
         and now >= check.hold_until
     ):
-        self._path_hold_expired()
+        self._release_held(check)
     if self._ack_at is not None and now >= self._ack_at:
         self._guard(now, lambda: self._send_ack(now))
     if self._retransmit_at is not None and now >= self._retransmit_at:
