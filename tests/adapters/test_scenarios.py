@@ -502,6 +502,45 @@ def test_every_pool_is_back_to_zero_after_a_busy_session(ad: Adapter, pools: Poo
     ad.run(scenario)
 
 
+def _live_connections() -> int:
+    return sum(1 for obj in gc.get_objects() if type(obj) is Connection)
+
+
+def test_served_and_closed_associations_are_freed_without_the_cycle_collector(
+    ad: Adapter, pools: PoolSet
+) -> None:
+    """A server that runs for long makes and drops a connection per association: none may
+    wait for the cycle collector to be freed (nor its handshake state or pooled owner)."""
+    client_config, server_config = configs()
+    ended: list[int] = []
+
+    async def handler(channel: Any) -> None:
+        async for message in channel:
+            await channel.send(message)
+        ended.append(1)
+
+    async def scenario() -> None:
+        async with ad.serving(server_config, handler, pools=pools) as (_, addr):
+            before = _live_connections()
+            for i in range(3):
+                async with ad.endpoint(pools=pools) as client:
+                    channel = client.connect(addr, client_config)
+                    await channel.send(b"ping %d" % i)
+                    assert await ad.within(5, channel.receive()) == b"ping %d" % i
+                    await channel.aclose()
+                del channel, client
+                await ad.wait_for(lambda n=i + 1: len(ended) == n)
+            await ad.sleep(0.05)  # the endpoint reaps what ended
+            assert _live_connections() == before
+
+    gc.collect()
+    gc.disable()
+    try:
+        ad.run(scenario)
+    finally:
+        gc.enable()
+
+
 def test_asyncio_exceptions_are_the_librarys_and_asyncios() -> None:
     from dtls13.asyncio.errors import ASYNCIO_CLASSES
 

@@ -3,11 +3,15 @@ replacements (a second association on one address), and leaves the open ones."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
+from dtls13.connection import Connection
 from dtls13.endpoint import ServerEndpoint
 from dtls13.memory import PoolSet
-from tests.support.dtls_pair import configs, wall_clock
+from tests.support.dtls_pair import SERVER_ADDR, configs, shutdown_world, wall_clock
+from tests.support.netsim import SimNetwork
 
 
 class _Fake:
@@ -45,4 +49,32 @@ def test_reap_takes_closed_connections_from_both_tables_and_only_those() -> None
     assert not ep.connections
     pools.release_owner(open_d.owner)
     ep.release()
+    assert pools.in_use == 0
+
+
+def test_a_reaped_connection_is_freed_at_once_without_the_cycle_collector() -> None:
+    ccfg, scfg = configs()
+    pools = PoolSet()
+    net = SimNetwork(5)
+    ep = ServerEndpoint(scfg, pools=pools, wall_clock=wall_clock)
+    net.add(SERVER_ADDR, ep)
+    clients = [Connection(ccfg, pools=pools, wall_clock=wall_clock) for _ in range(3)]
+    for i, c in enumerate(clients):
+        net.add(("10.4.1.1", 6000 + i), c)
+    gc.collect()
+    gc.disable()
+    try:
+        for c in clients:
+            c.connect(SERVER_ADDR, net.now)
+        assert net.run(lambda: all(c.handshake_complete for c in clients))
+        served = [weakref.ref(conn) for conn in ep.new_connections()]
+        assert len(served) == 3
+        for c in clients[:2]:
+            c.close()
+        net.run(lambda: False, max_time=net.now + 2)
+        assert len(ep.reap()) == 2  # the list is dropped at once
+        assert [ref() is None for ref in served] == [True, True, False]
+    finally:
+        gc.enable()
+    shutdown_world(net, ep, clients)
     assert pools.in_use == 0

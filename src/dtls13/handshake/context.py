@@ -43,6 +43,10 @@ logger = logging.getLogger("dtls13.handshake")
 Config = ClientConfig | ServerConfig
 
 
+def _count_nothing(name: str, n: int) -> None:
+    """The counter of a closed handshake."""
+
+
 class HandshakeContext:
     """One side of the handshake; see the module docstring."""
 
@@ -185,6 +189,10 @@ class HandshakeContext:
             self._transition = None
             self._set_state(self.CLOSED)
         self.zeroize_secrets()
+        # `count` is the connection's bound method and the connection holds this context:
+        # dropping it lets reference counting free both when the connection goes, without
+        # waiting for the cycle collector. A closed handshake has nothing left to count.
+        self._count = _count_nothing
 
     def zeroize_secrets(self) -> None:
         """Forget the secrets this handshake holds, zeroing the bytes no one else holds
