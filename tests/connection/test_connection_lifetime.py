@@ -9,6 +9,7 @@ them, however they ended.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import weakref
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dtls13.connection import Connection
-from tests.support.dtls_pair import Pair, make_pair
+from dtls13.memory import PoolSet
+from tests.support.dtls_pair import SERVER_ADDR, Pair, configs, first_session, make_pair
 from tests.support.netsim import Impairments
 
 
@@ -30,13 +32,18 @@ def no_cycle_collector() -> Iterator[None]:
         gc.enable()
 
 
-def _refs(pair: Pair) -> tuple[weakref.ref[Connection], weakref.ref[Connection]]:
-    return weakref.ref(pair.client), weakref.ref(pair.server)
-
-
 def _closed_after_data(pair: Pair) -> None:
     assert pair.handshake()
     assert pair.exchange(b"ping", b"pong")
+    pair.close()
+
+
+def _closed_after_key_updates(pair: Pair) -> None:
+    assert pair.handshake()
+    pair.client.key_update()
+    assert pair.exchange(b"ping", b"pong")
+    pair.server.key_update()
+    assert pair.exchange(b"ping 2", b"pong 2")
     pair.close()
 
 
@@ -64,6 +71,10 @@ def _peer_vanished(pair: Pair) -> None:
 _NO_COMMON_ALPN = ({"alpn_protocols": ["a"]}, {"alpn_protocols": ["b"]})
 ENDINGS: dict[str, tuple[Callable[[Pair], None], tuple[dict[str, object], dict[str, object]]]] = {
     "close_notify after data": (_closed_after_data, ({}, {})),
+    "connection IDs and KeyUpdates": (
+        _closed_after_key_updates,
+        ({"connection_id": 8}, {"connection_id": 5}),
+    ),
     "abandoned before an answer": (_abandoned_before_an_answer, ({}, {})),
     "a handshake failure alert": (_handshake_failed, _NO_COMMON_ALPN),
     "the peer vanished": (_peer_vanished, ({}, {})),
@@ -77,12 +88,39 @@ def test_an_ended_connection_needs_no_cycle_collector(
     end, (client, server) = ENDINGS[ending]
     pair = make_pair(0, Impairments(), client=client, server=server)
     end(pair)
+    client_ref, server_ref, pools = _ended(pair)
+    del pair
+    assert client_ref() is None, "the client connection is still referenced"
+    assert server_ref() is None, "the server connection is still referenced"
+    assert pools.in_use == 0
+
+
+def test_a_resumed_session_with_early_data_needs_no_cycle_collector() -> None:
+    client, server = configs(server={"max_early_data": 1000})
+    session = first_session((client, server))
+    resuming = dataclasses.replace(client, session=session)
+    gc.collect()
+    gc.disable()
+    try:
+        pair = make_pair(1, cfgs=(resuming, server))
+        pair.client.connect(SERVER_ADDR, pair.net.now)
+        pair.client.send_early_data(b"early")
+        assert pair.net.run(pair.completed)
+        assert pair.received("server") == [b"early"]
+        assert pair.exchange(b"ping", b"pong")
+        pair.close()
+        client_ref, server_ref, pools = _ended(pair)
+        del pair
+        assert client_ref() is None and server_ref() is None
+        assert pools.in_use == 0
+    finally:
+        gc.enable()
+
+
+def _ended(pair: Pair) -> tuple[weakref.ref[Connection], weakref.ref[Connection], PoolSet]:
+    """Weak references to both ended connections and their pools, what they had left to
+    send released."""
     assert pair.client.closed and pair.server.closed
     for lease, _ in [*pair.client.datagrams_to_send(1e9), *pair.server.datagrams_to_send(1e9)]:
         lease.release()
-    client, server = _refs(pair)
-    pools = pair.pools
-    del pair
-    assert client() is None, "the client connection is still referenced"
-    assert server() is None, "the server connection is still referenced"
-    assert pools.in_use == 0
+    return weakref.ref(pair.client), weakref.ref(pair.server), pair.pools
