@@ -324,6 +324,8 @@ class ServerEndpoint:
         # Partial ClientHellos must time out even when no other datagram comes to expire them.
         if (expiry := self.gate.next_expiry()) is not None:
             timers.append(expiry)
+        if self._released_since_trim >= TRIM_BATCH and self.trim_heap:
+            timers.append(self._next_trim)  # a batch waits out the interval since the last
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
@@ -348,14 +350,15 @@ class ServerEndpoint:
                 )
                 self._attention[conn] = None
             self.touch(conn)
-        if released:
+        if released or self._released_since_trim >= TRIM_BATCH:
             self._trim_after_releases(released, now)
         self.gate.expire(now)
 
     def _trim_after_releases(self, released: int, now: float) -> None:
         """Give the pages idle connections freed back to the system: once TRIM_BATCH of
         them let their ciphers go, at most once per TRIM_INTERVAL seconds (a trim walks
-        the whole heap: ~1 ms per 100 MB)."""
+        the whole heap: ~1 ms per 100 MB). A batch that comes sooner is trimmed when the
+        interval ends (get_timer), not left for releases that may never come."""
         self._released_since_trim += released
         if self._released_since_trim >= TRIM_BATCH and now >= self._next_trim and self.trim_heap:
             self._released_since_trim = 0

@@ -260,6 +260,54 @@ def test_endpoint_trims_the_heap_after_a_batch_of_releases(monkeypatch: Any) -> 
         pools.release_owner(c.owner)
 
 
+def test_a_batch_released_within_the_trim_interval_is_trimmed_once_it_ends(
+    monkeypatch: Any,
+) -> None:
+    """Connections that go idle together release their ciphers within one trim interval:
+    the releases after the first trim must not wait for more releases, which may never
+    come, to be trimmed."""
+    from dtls13 import endpoint as endpoint_module
+
+    trims: list[tuple[float, int]] = []  # (when, releases by then)
+    opts = {"idle_release_after": IDLE}
+    ccfg, scfg = configs(client=opts, server=opts)
+    pools = PoolSet()
+    net = SimNetwork(0)
+    server = ServerEndpoint(scfg, pools=pools)
+
+    def released() -> int:
+        return sum(c.stats["idle_releases"] for c in server.connections.values())
+
+    monkeypatch.setattr(
+        endpoint_module, "trim_heap", lambda: trims.append((net.now, released())) or True
+    )
+    monkeypatch.setattr(endpoint_module, "TRIM_BATCH", 2)
+    net.add(SERVER_ADDR, server)
+    clients = []
+    for i in range(6):  # in pairs 0.3 s apart: they go idle in three rounds
+        c = Connection(ccfg, pools=pools)
+        net.add((f"10.0.3.{i + 1}", 5000), c)
+        c.connect(SERVER_ADDR, net.now)
+        clients.append(c)
+        if i % 2:
+            assert net.run(lambda: all(c.handshake_complete for c in clients))
+            net.now += 0.3  # nothing is due sooner: the first idle look is IDLE away
+    net.run(lambda: False, max_time=net.now + 3 * IDLE)
+    assert released() == 6
+    # The first trim came with the first pair; the two pairs released within the interval
+    # that followed were trimmed once it ended.
+    assert len(trims) == 2 and trims[-1][1] == 6, trims
+    assert trims[1][0] - trims[0][0] >= endpoint_module.TRIM_INTERVAL
+    server.trim_heap = False
+    for c in clients:
+        c.close()
+    server.close()
+    net.run(lambda: False, max_time=net.now + 2)
+    server.release()
+    for c in clients:
+        pools.release_owner(c.owner)
+
+
 def test_trim_heap_runs_here() -> None:
     from dtls13.memory.trim import trim_heap
 
