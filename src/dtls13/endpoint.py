@@ -325,7 +325,7 @@ class ServerEndpoint:
         if (expiry := self.gate.next_expiry()) is not None:
             timers.append(expiry)
         if self._released_since_trim >= TRIM_BATCH and self.trim_heap:
-            timers.append(self._next_trim)  # a batch waits out the interval since the last
+            timers.append(self._next_trim)  # released ciphers wait for the trim interval
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:

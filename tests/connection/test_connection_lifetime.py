@@ -95,26 +95,22 @@ def test_an_ended_connection_needs_no_cycle_collector(
     assert pools.in_use == 0
 
 
-def test_a_resumed_session_with_early_data_needs_no_cycle_collector() -> None:
+def test_a_resumed_session_with_early_data_needs_no_cycle_collector(
+    no_cycle_collector: None,
+) -> None:
     client, server = configs(server={"max_early_data": 1000})
-    session = first_session((client, server))
-    resuming = dataclasses.replace(client, session=session)
-    gc.collect()
-    gc.disable()
-    try:
-        pair = make_pair(1, cfgs=(resuming, server))
-        pair.client.connect(SERVER_ADDR, pair.net.now)
-        pair.client.send_early_data(b"early")
-        assert pair.net.run(pair.completed)
-        assert pair.received("server") == [b"early"]
-        assert pair.exchange(b"ping", b"pong")
-        pair.close()
-        client_ref, server_ref, pools = _ended(pair)
-        del pair
-        assert client_ref() is None and server_ref() is None
-        assert pools.in_use == 0
-    finally:
-        gc.enable()
+    resuming = dataclasses.replace(client, session=first_session((client, server)))
+    pair = make_pair(1, cfgs=(resuming, server))
+    pair.client.connect(SERVER_ADDR, pair.net.now)
+    pair.client.send_early_data(b"early")
+    assert pair.net.run(pair.completed)
+    assert pair.received("server") == [b"early"]
+    assert pair.exchange(b"ping", b"pong")
+    pair.close()
+    client_ref, server_ref, pools = _ended(pair)
+    del pair
+    assert client_ref() is None and server_ref() is None
+    assert pools.in_use == 0
 
 
 def _ended(pair: Pair) -> tuple[weakref.ref[Connection], weakref.ref[Connection], PoolSet]:

@@ -43,7 +43,7 @@ logger = logging.getLogger("dtls13.handshake")
 Config = ClientConfig | ServerConfig
 
 
-def _count_nothing(name: str, n: int) -> None:
+def _count_nothing(name: str, n: int = 1) -> None:
     """The counter of a closed handshake."""
 
 
