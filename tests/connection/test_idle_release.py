@@ -146,21 +146,48 @@ def test_idle_release_config_is_checked() -> None:
     assert ClientConfig(verify=False).idle_release_after == 10.0
 
 
+class _IdleWorld:
+    """A ServerEndpoint and sans-IO clients, both sides releasing idle ciphers after IDLE."""
+
+    def __init__(self) -> None:
+        opts = {"idle_release_after": IDLE}
+        self.client_config, server_config = configs(client=opts, server=opts)
+        self.pools = PoolSet()
+        self.net = SimNetwork(0)
+        self.server = ServerEndpoint(server_config, pools=self.pools)
+        self.net.add(SERVER_ADDR, self.server)
+        self.clients: list[Connection] = []
+
+    def connect(self, addr: tuple[str, int]) -> Connection:
+        c = Connection(self.client_config, pools=self.pools)
+        self.net.add(addr, c)
+        c.connect(SERVER_ADDR, self.net.now)
+        self.clients.append(c)
+        return c
+
+    def handshakes_done(self) -> bool:
+        return all(c.handshake_complete for c in self.clients)
+
+    def released(self) -> int:
+        """Connections of the server that let their ciphers go."""
+        return sum(c.stats["idle_releases"] for c in self.server.connections.values())
+
+    def shut_down(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.server.close()
+        self.net.run(lambda: False, max_time=self.net.now + 2)
+        self.server.release()
+        for c in self.clients:
+            self.pools.release_owner(c.owner)
+
+
 def test_endpoint_drops_idle_connections_from_its_timer_heap() -> None:
-    opts = {"idle_release_after": IDLE}
-    ccfg, scfg = configs(client=opts, server=opts)
-    pools = PoolSet()
-    net = SimNetwork(0)
-    server = ServerEndpoint(scfg, pools=pools)
-    net.add(SERVER_ADDR, server)
-    clients = []
+    world = _IdleWorld()
+    net, server, clients = world.net, world.server, world.clients
     for i in range(3):
-        addr = (f"10.0.1.{i + 1}", 5000)
-        c = Connection(ccfg, pools=pools)
-        net.add(addr, c)
-        c.connect(SERVER_ADDR, net.now)
-        clients.append(c)
-    net.run(lambda: all(c.handshake_complete for c in clients), max_time=30)
+        world.connect((f"10.0.1.{i + 1}", 5000))
+    net.run(world.handshakes_done, max_time=30)
     assert len(server.connections) == 3
     net.run(lambda: False, max_time=net.now + 3 * IDLE)
     for conn in server.connections.values():
@@ -175,13 +202,7 @@ def test_endpoint_drops_idle_connections_from_its_timer_heap() -> None:
         max_time=net.now + 5,
     )
     assert all(conn.stats["app_bytes_in"] for conn in server.connections.values())
-    for c in clients:
-        c.close()
-    server.close()
-    net.run(lambda: False, max_time=net.now + 2)
-    server.release()
-    for c in clients:
-        pools.release_owner(c.owner)
+    world.shut_down()
 
 
 async def test_trio_endpoint_releases_idle_ciphers_and_echoes_after() -> None:
@@ -232,32 +253,17 @@ def test_endpoint_trims_the_heap_after_a_batch_of_releases(monkeypatch: Any) -> 
     trims: list[float] = []
     monkeypatch.setattr(endpoint_module, "trim_heap", lambda: trims.append(1.0) or True)
     monkeypatch.setattr(endpoint_module, "TRIM_BATCH", 2)
-    opts = {"idle_release_after": IDLE}
-    ccfg, scfg = configs(client=opts, server=opts)
-    pools = PoolSet()
-    net = SimNetwork(0)
-    server = ServerEndpoint(scfg, pools=pools)
-    net.add(SERVER_ADDR, server)
-    clients = []
+    world = _IdleWorld()
+    net, server = world.net, world.server
     for i in range(3):
-        c = Connection(ccfg, pools=pools)
-        net.add((f"10.0.2.{i + 1}", 5000), c)
-        c.connect(SERVER_ADDR, net.now)
-        clients.append(c)
-    net.run(lambda: all(c.handshake_complete for c in clients), max_time=30)
+        world.connect((f"10.0.2.{i + 1}", 5000))
+    net.run(world.handshakes_done, max_time=30)
     net.run(lambda: False, max_time=net.now + 3 * IDLE)
-    released = sum(c.stats["idle_releases"] for c in server.connections.values())
-    assert released == 3
+    assert world.released() == 3
     # Released in one or more timer rounds: one trim once two had gone, not one each.
     assert len(trims) == server.counters["heap_trims"] == 1
     server.trim_heap = False
-    for c in clients:
-        c.close()
-    server.close()
-    net.run(lambda: False, max_time=net.now + 2)
-    server.release()
-    for c in clients:
-        pools.release_owner(c.owner)
+    world.shut_down()
 
 
 def test_a_batch_released_within_the_trim_interval_is_trimmed_once_it_ends(
@@ -269,43 +275,25 @@ def test_a_batch_released_within_the_trim_interval_is_trimmed_once_it_ends(
     from dtls13 import endpoint as endpoint_module
 
     trims: list[tuple[float, int]] = []  # (when, releases by then)
-    opts = {"idle_release_after": IDLE}
-    ccfg, scfg = configs(client=opts, server=opts)
-    pools = PoolSet()
-    net = SimNetwork(0)
-    server = ServerEndpoint(scfg, pools=pools)
-
-    def released() -> int:
-        return sum(c.stats["idle_releases"] for c in server.connections.values())
-
+    world = _IdleWorld()
+    net = world.net
     monkeypatch.setattr(
-        endpoint_module, "trim_heap", lambda: trims.append((net.now, released())) or True
+        endpoint_module, "trim_heap", lambda: trims.append((net.now, world.released())) or True
     )
     monkeypatch.setattr(endpoint_module, "TRIM_BATCH", 2)
-    net.add(SERVER_ADDR, server)
-    clients = []
     for i in range(6):  # in pairs 0.3 s apart: they go idle in three rounds
-        c = Connection(ccfg, pools=pools)
-        net.add((f"10.0.3.{i + 1}", 5000), c)
-        c.connect(SERVER_ADDR, net.now)
-        clients.append(c)
+        world.connect((f"10.0.3.{i + 1}", 5000))
         if i % 2:
-            assert net.run(lambda: all(c.handshake_complete for c in clients))
+            assert net.run(world.handshakes_done)
             net.now += 0.3  # nothing is due sooner: the first idle look is IDLE away
     net.run(lambda: False, max_time=net.now + 3 * IDLE)
-    assert released() == 6
+    assert world.released() == 6
     # The first trim came with the first pair; the two pairs released within the interval
     # that followed were trimmed once it ended.
     assert len(trims) == 2 and trims[-1][1] == 6, trims
     assert trims[1][0] - trims[0][0] >= endpoint_module.TRIM_INTERVAL
-    server.trim_heap = False
-    for c in clients:
-        c.close()
-    server.close()
-    net.run(lambda: False, max_time=net.now + 2)
-    server.release()
-    for c in clients:
-        pools.release_owner(c.owner)
+    world.server.trim_heap = False
+    world.shut_down()
 
 
 def test_trim_heap_runs_here() -> None:
