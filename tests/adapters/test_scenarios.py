@@ -828,14 +828,19 @@ class _SansIOClient:
             lease.release()
 
 
+def _cid_configs() -> tuple[ClientConfig, ServerConfig]:
+    """Both sides ask for connection IDs (8 bytes), so the association survives a move."""
+    client_config, server_config = configs(connection_id=8)
+    return client_config, dataclasses.replace(server_config, connection_id=8)
+
+
 def test_a_client_that_rebinds_is_followed_once_it_acks_a_probe(
     ad: Adapter, pools: PoolSet
 ) -> None:
     """Connection IDs on every adapter: a client whose NAT moves it to a new port (the old
     socket closed) gets the echo of its next message at the new port once it has ACKed
     the server's probe there (RFC 9147 §11); the server holds the echo meanwhile."""
-    client_config, server_config = configs(connection_id=8)
-    server_config = dataclasses.replace(server_config, connection_id=8)
+    client_config, server_config = _cid_configs()
     client = _SansIOClient(ad, client_config, pools)
     got = client.got
 
@@ -864,8 +869,7 @@ def test_a_held_echo_goes_to_the_old_port_when_the_probe_is_never_acked(
     """The server's timer for what it holds during a check (RFC 9853's T) runs on every
     adapter: the client's message comes from a new port, the client ACKs nothing, and the
     echo leaves for the old port about one initial retransmission timeout later."""
-    client_config, server_config = configs(connection_id=8)
-    server_config = dataclasses.replace(server_config, connection_id=8)
+    client_config, server_config = _cid_configs()
     client = _SansIOClient(ad, client_config, pools)
     got = client.got
 
