@@ -44,3 +44,23 @@ def test_profile_handshake_counts_the_servers_calls(
     assert lines[0].startswith("Python calls per server handshake: ")
     assert float(lines[0].split(": ")[1].split()[0]) > 100  # a whole handshake was profiled
     assert len(lines) == 4
+
+
+def test_profile_handshake_counts_the_clients_calls_apart_from_the_servers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import profile_handshake
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    argv = ["profile_handshake.py", "--handshakes", "2", "--top", "1000", "--side", "client"]
+    monkeypatch.setattr(sys, "argv", argv)
+    profile_handshake.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Python calls per client handshake: ")
+    assert float(lines[0].split(": ")[1].split()[0]) > 100
+    places = " ".join(lines[1:])
+    assert "client_offer.py" in places  # the client's handshake was profiled...
+    assert "/endpoint.py" not in places  # ...and the server's endpoint was not
+    assert "server_flight.py" not in places
