@@ -219,7 +219,8 @@ def _with_server(mode: str, work: Callable[[int, Any], Any]) -> Any:
 
 
 def _socket_cases(mode: str, seconds: float) -> Callable[[int, Any], Any]:
-    """The client cases one server of `mode` is measured with, as {case: (rate, cpu)}."""
+    """The client cases one server of `mode` is measured with, as
+    {case: (rate, server CPU, client CPU)}."""
 
     async def work(pid: int, addr: Any) -> dict[str, tuple[float, float, float]]:
         out: dict[str, tuple[float, float, float]] = {}
