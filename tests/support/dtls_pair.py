@@ -6,6 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from dtls13.alerts import AlertDescription
 from dtls13.config import ClientConfig, ServerConfig
 from dtls13.connection import Connection
 from dtls13.events import (
@@ -90,6 +91,18 @@ class Pair:
     def handshake(self, max_time: float = 300.0) -> bool:
         self.client.connect(SERVER_ADDR, self.net.now)
         return self.net.run(self.completed, max_time=max_time)
+
+    def handshake_fails_with(self, detector: str, alert: AlertDescription) -> None:
+        """The handshake ends with `detector` sending `alert`, the other side receiving it."""
+        assert not self.handshake(max_time=10)
+        other = "server" if detector == "client" else "client"
+        self.net.run(
+            lambda: self.terminated(detector) is not None and self.terminated(other) is not None,
+            max_time=self.net.now + 10,
+        )
+        mine, theirs = self.terminated(detector), self.terminated(other)
+        assert mine is not None and mine.alert is alert and not mine.by_peer, mine
+        assert theirs is not None and theirs.alert is alert and theirs.by_peer, theirs
 
     def exchange(self, c2s: bytes, s2c: bytes, max_time: float = 300.0) -> bool:
         """Send one record each way, resending (as an application over DTLS must) until

@@ -133,11 +133,13 @@ def on_certificate_verify(
     scheme = _SIGNATURE_SCHEMES.get(cv.algorithm) or SignatureScheme(cv.algorithm)
     peer_key = self.peer_public_key
     certs.verify_certificate_verify(
+        # The certificate itself, not its key: its key may not parse (unsupported_certificate,
+        # also when the chain was not verified), and its OID may bind it to RSASSA-PSS.
         delegated.peer_key_untrusted(dc)
         if dc
         else raw_keys.load_peer_key(peer_key)
         if peer_key
-        else self.peer_chain[0].public_key(),
+        else self.peer_chain[0],
         scheme,
         cv.signature,
         self._work.transcript.digest(),

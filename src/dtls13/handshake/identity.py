@@ -34,7 +34,7 @@ from .credentials import (
     load_private_key,
 )
 from .raw_keys import CertificateType, spki
-from .signatures import PrivateKey, _scheme_name, schemes_for_key
+from .signatures import PrivateKey, _scheme_name, schemes_for_certificate, schemes_for_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +111,13 @@ class Credential:
                 dc = delegated.own(self.delegated_credential, chain[0], key)
                 entries = (delegated.leaf_entry(chain, dc), *entries[1:])
             cert_type = CertificateType.X509
-        usable = [SignatureScheme(dc.dc_cert_verify_algorithm)] if dc else schemes_for_key(key)
+        if dc:
+            usable = [SignatureScheme(dc.dc_cert_verify_algorithm)]
+        elif chain:
+            # RFC 8446 §4.2.3: a key under the RSASSA-PSS OID signs with rsa_pss_pss_* only.
+            usable = schemes_for_certificate(chain[0])
+        else:
+            usable = schemes_for_key(key)
         if self.signature_schemes is None:
             schemes = tuple(usable)
         else:
