@@ -112,8 +112,10 @@ def _pss_spki(leaf: Issued) -> bytes:
 
 
 def test_a_server_key_bound_to_rsassa_pss_signs_with_rsa_pss_pss() -> None:
+    """Even for a client that prefers rsa_pss_rsae_*, which the same key under the
+    rsaEncryption OID would sign with."""
     leaf = pki("rsa2048").leaf("rsa2048")
-    schemes = ["rsa_pss_pss_sha256", "rsa_pss_rsae_sha256", "rsa_pkcs1_sha256"]
+    schemes = ["rsa_pss_rsae_sha256", "rsa_pss_pss_sha256", "rsa_pkcs1_sha256"]
     server = {"chain": _with_key("rsa2048", leaf, _pss_spki(leaf))}
     pair = make_pair(cfgs=_configs("rsa2048", leaf, {"signature_schemes": schemes}, server))
     assert pair.handshake()
