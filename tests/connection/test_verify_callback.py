@@ -49,14 +49,7 @@ def _fails_with(pair: Pair, detector: str, alert: AlertDescription) -> str:
     """`detector` sent `alert` and the other side received it; the pools are back to zero.
     Returns the detector's reason."""
     assert not pair.handshake(max_time=10)
-    other = "server" if detector == "client" else "client"
-    pair.net.run(
-        lambda: pair.terminated(detector) is not None and pair.terminated(other) is not None,
-        max_time=pair.net.now + 10,
-    )
-    mine, theirs = pair.terminated(detector), pair.terminated(other)
-    assert mine is not None and mine.alert is alert and not mine.by_peer, mine
-    assert theirs is not None and theirs.alert is alert and theirs.by_peer, theirs
+    mine = pair.ends_with_alert(detector, alert)
     pair.close()
     assert pair.pools.in_use == 0
     return mine.reason

@@ -172,15 +172,8 @@ def _rewrite(conn: Connection, message: type, data: bytes, *, add: bool = False)
 
 
 def _fails_with(pair: Pair, detector: str, alert: AlertDescription) -> None:
-    other = "server" if detector == "client" else "client"
     pair.client.connect(("10.0.0.2", 4433), pair.net.now)
-    pair.net.run(
-        lambda: pair.terminated(detector) is not None and pair.terminated(other) is not None,
-        max_time=pair.net.now + 10,
-    )
-    mine, theirs = pair.terminated(detector), pair.terminated(other)
-    assert mine is not None and mine.alert is alert and not mine.by_peer, mine
-    assert theirs is not None and theirs.alert is alert and theirs.by_peer, theirs
+    pair.ends_with_alert(detector, alert)
     assert not [e for e in pair.client_events if isinstance(e, HandshakeCompleted)]
     pair.close()
     assert pair.pools.in_use == 0

@@ -95,6 +95,11 @@ class Pair:
     def handshake_fails_with(self, detector: str, alert: AlertDescription) -> None:
         """The handshake ends with `detector` sending `alert`, the other side receiving it."""
         assert not self.handshake(max_time=10)
+        self.ends_with_alert(detector, alert)
+
+    def ends_with_alert(self, detector: str, alert: AlertDescription) -> ConnectionTerminated:
+        """Both sides end (within 10 s): `detector` sent `alert`, the other side received it.
+        Returns how `detector` ended."""
         other = "server" if detector == "client" else "client"
         self.net.run(
             lambda: self.terminated(detector) is not None and self.terminated(other) is not None,
@@ -103,6 +108,7 @@ class Pair:
         mine, theirs = self.terminated(detector), self.terminated(other)
         assert mine is not None and mine.alert is alert and not mine.by_peer, mine
         assert theirs is not None and theirs.alert is alert and theirs.by_peer, theirs
+        return mine
 
     def exchange(self, c2s: bytes, s2c: bytes, max_time: float = 300.0) -> bool:
         """Send one record each way, resending (as an application over DTLS must) until
